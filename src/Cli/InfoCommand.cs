@@ -1,0 +1,25 @@
+using System.CommandLine;
+using System.Text.Json;
+using Toolkit.Runtime;
+
+namespace Toolkit.Cli;
+
+/// <summary><c>toolkit info</c>: versions, native runtime, device, MPI, cores.</summary>
+internal static class InfoCommand
+{
+    public static Command Create()
+    {
+        var device = new Option<string>("--device") { Description = $"Device to resolve: {Devices.Grammar}.", DefaultValueFactory = _ => "auto" };
+        var json = new Option<FileInfo?>("--json") { Description = "Also write the information as JSON to this file." };
+        var command = new Command("info", "Show toolkit and TorchSharp versions, device, MPI library and cores.") { device, json };
+        command.SetAction(parse =>
+        {
+            var info = ToolkitInfo.Collect(parse.GetValue(device)!);
+            var width = info.Rows().Max(r => r.Name.Length);
+            foreach (var (name, value) in info.Rows()) Console.WriteLine($"{name.PadRight(width)}  {value}");
+            if (parse.GetValue(json) is { } file) File.WriteAllText(file.FullName, JsonSerializer.Serialize(info, Json.Options));
+            return 0;
+        });
+        return command;
+    }
+}
