@@ -107,14 +107,16 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
 
     public void AllGather<T>(Span<T> data, int chunkElements) where T : unmanaged
     {
-        var (counts, displacements) = Layout(data.Length);
+        // Moving data needs no element type: gather bytes, so bfloat16 and half work too.
+        var size = Marshal.SizeOf<T>();
+        var (counts, displacements) = Layout(data.Length, size);
         fixed (T* p = data)
-            Check(Unsafe.MPI_Allgatherv(InPlace, 0, DataType<T>(), (IntPtr)p, counts, displacements, DataType<T>(), _comm), "MPI_Allgatherv");
+            Check(Unsafe.MPI_Allgatherv(InPlace, 0, Unsafe.MPI_BYTE, (IntPtr)p, counts, displacements, Unsafe.MPI_BYTE, _comm), "MPI_Allgatherv");
     }
 
     public void ReduceScatter<T>(Span<T> data, int chunkElements, ReduceOp op) where T : unmanaged
     {
-        var (counts, displacements) = Layout(data.Length);
+        var (counts, displacements) = Layout(data.Length, 1);
         fixed (T* p = data)
             Check(Unsafe.MPI_Reduce_scatter(InPlace, (IntPtr)p, counts, DataType<T>(), Op(op), _comm), "MPI_Reduce_scatter");
         // In place, MPI leaves this rank's block at the start of the buffer; move it to its shard offset.
@@ -124,7 +126,7 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
     public void Broadcast<T>(Span<T> data, int root) where T : unmanaged
     {
         fixed (T* p = data)
-            Check(Unsafe.MPI_Bcast((IntPtr)p, data.Length, DataType<T>(), root, _comm), "MPI_Bcast");
+            Check(Unsafe.MPI_Bcast((IntPtr)p, checked(data.Length * Marshal.SizeOf<T>()), Unsafe.MPI_BYTE, root, _comm), "MPI_Bcast");
     }
 
     public void Dispose()
@@ -140,11 +142,16 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
         _comm = 0;
     }
 
-    private (int[] Counts, int[] Displacements) Layout(int length)
+    /// <summary>Shard counts and offsets in units of <paramref name="scale"/> (1 for elements, the element size for bytes).</summary>
+    private (int[] Counts, int[] Displacements) Layout(int length, int scale)
     {
         var counts = new int[Size];
         var displacements = new int[Size];
-        for (var r = 0; r < Size; r++) (displacements[r], counts[r]) = Communicator.ShardRange(length, Size, r);
+        for (var r = 0; r < Size; r++)
+        {
+            var (offset, count) = Communicator.ShardRange(length, Size, r);
+            (displacements[r], counts[r]) = (checked(offset * scale), checked(count * scale));
+        }
         return (counts, displacements);
     }
 
