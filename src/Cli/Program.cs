@@ -4,6 +4,7 @@ using Toolkit.Cli;
 var root = new RootCommand("Toolkit: PaRO sharded training, HO-Ring collectives, Ring-1T style RL and elastic batch inference.")
 {
     InfoCommand.Create(),
+    QuickstartCommand.Create(),
     SelfTestCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,100 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace Toolkit.Runs;
+
+/// <summary>
+/// A job's folder, <c>runs/&lt;id&gt;/</c>: <c>config.json</c> (the resolved configuration),
+/// <c>metrics.jsonl</c> (one JSON object per line: time, step, rank, name, value), <c>log.txt</c>, and
+/// later checkpoints and reports. Lines are flushed as they are written so notebooks and the CLI can
+/// follow a running job with <see cref="RunReader"/>. Thread-safe: ranks running as threads share one instance.
+/// </summary>
+public sealed class RunDirectory : IDisposable
+{
+    /// <summary>File name of the metrics stream.</summary>
+    public const string MetricsFile = "metrics.jsonl";
+    /// <summary>File name of the resolved configuration.</summary>
+    public const string ConfigFile = "config.json";
+    /// <summary>File name of the log.</summary>
+    public const string LogFile = "log.txt";
+
+    private readonly Lock _gate = new();
+    private readonly StreamWriter _metrics;
+    private readonly StreamWriter _log;
+
+    private RunDirectory(string path)
+    {
+        Path = path;
+        Id = System.IO.Path.GetFileName(path);
+        _metrics = Open(MetricsFile);
+        _log = Open(LogFile);
+    }
+
+    /// <summary>The run's identifier (its folder name).</summary>
+    public string Id { get; }
+
+    /// <summary>The run's folder.</summary>
+    public string Path { get; }
+
+    /// <summary>Creates <c>&lt;root&gt;/&lt;kind&gt;-&lt;UTC time&gt;-&lt;random&gt;</c> and writes the configuration.</summary>
+    /// <param name="root">Folder holding runs (default <c>runs</c> under the current directory).</param>
+    /// <param name="kind">A short job name, e.g. <c>quickstart</c> or <c>paro-train</c>.</param>
+    /// <param name="config">The resolved configuration, serialised as JSON.</param>
+    public static RunDirectory Create(string root, string kind, object config)
+    {
+        var id = $"{kind}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}";
+        var path = System.IO.Path.GetFullPath(System.IO.Path.Combine(root, id));
+        Directory.CreateDirectory(path);
+        System.IO.File.WriteAllText(System.IO.Path.Combine(path, ConfigFile), JsonSerializer.Serialize(config, config.GetType(), RunJson.Options));
+        return new RunDirectory(path);
+    }
+
+    /// <summary>Appends one metric sample.</summary>
+    public void Metric(int step, int rank, string name, double value) =>
+        Write(_metrics, JsonSerializer.Serialize(new MetricPoint(DateTimeOffset.UtcNow, step, rank, name, value), RunJson.Options));
+
+    /// <summary>Appends a timestamped log line.</summary>
+    public void Log(string message) =>
+        Write(_log, $"{DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture)} {message}");
+
+    /// <summary>A path inside the run folder.</summary>
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _metrics.Dispose();
+            _log.Dispose();
+        }
+    }
+
+    private void Write(StreamWriter writer, string line)
+    {
+        lock (_gate)
+        {
+            writer.WriteLine(line);
+            writer.Flush();
+        }
+    }
+
+    private StreamWriter Open(string name) =>
+        new(new FileStream(File(name), FileMode.Append, FileAccess.Write, FileShare.Read)) { NewLine = "\n" };
+}
+
+/// <summary>One sample of the metrics stream.</summary>
+/// <param name="Time">When it was recorded (UTC).</param>
+/// <param name="Step">Training step (or another monotone counter).</param>
+/// <param name="Rank">The rank that recorded it.</param>
+/// <param name="Name">Metric name, e.g. <c>loss</c>, <c>comm.intra_bytes</c>.</param>
+/// <param name="Value">The value.</param>
+public sealed record MetricPoint(DateTimeOffset Time, int Step, int Rank, string Name, double Value);
+
+internal static class RunJson
+{
+    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
+    {
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+    };
+}
