@@ -74,7 +74,7 @@ public static class QuickstartJob
             var clock = Stopwatch.StartNew();
             var before = comm.Counters.Snapshot();
             var x = randn([o.BatchPerRank, Inputs], generator: data);                  // [B, I]
-            var y = x.matmul(truth).sin();                                              // [B, 1]
+            var y = x.matmul(truth).div(Math.Sqrt(Inputs)).sin();                      // [B, 1], argument of unit variance
             optimizer.zero_grad();
             var loss = nn.functional.mse_loss(model.call(x), y);
             loss.backward();

@@ -1,3 +1,5 @@
+using Toolkit.Runs;
+
 namespace Toolkit.Quickstart;
 
 /// <summary>Options of the quickstart job: data-parallel training of a small regression network on in-process ranks.</summary>
@@ -21,8 +23,8 @@ public sealed record QuickstartOptions
     /// <summary>Seed of data and initial weights. Default 1.</summary>
     public int Seed { get; init; } = 1;
 
-    /// <summary>Folder that holds run folders. Default <c>runs</c>.</summary>
-    public string RunsDirectory { get; init; } = "runs";
+    /// <summary>Folder that holds run folders. Default <see cref="RunDirectory.DefaultRoot"/> (<c>$TOOLKIT_RUNS_DIR</c>, else <c>runs</c>).</summary>
+    public string RunsDirectory { get; init; } = RunDirectory.DefaultRoot;
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
     public QuickstartOptions Validate()

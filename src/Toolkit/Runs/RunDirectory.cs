@@ -18,6 +18,9 @@ public sealed class RunDirectory : IDisposable
     /// <summary>File name of the log.</summary>
     public const string LogFile = "log.txt";
 
+    /// <summary>Where runs go unless a job says otherwise: <c>$TOOLKIT_RUNS_DIR</c> if set, else <c>runs</c> under the current directory.</summary>
+    public static string DefaultRoot => Environment.GetEnvironmentVariable("TOOLKIT_RUNS_DIR") is { Length: > 0 } root ? root : "runs";
+
     private readonly Lock _gate = new();
     private readonly StreamWriter _metrics;
     private readonly StreamWriter _log;

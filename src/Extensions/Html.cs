@@ -1,0 +1,15 @@
+using System.Net;
+using System.Text;
+
+namespace Toolkit.Interactive;
+
+internal static class Html
+{
+    public static string Table(string caption, IEnumerable<(string Name, string Value)> rows)
+    {
+        var html = new StringBuilder("<table><caption style=\"text-align:left;font-weight:bold\">").Append(WebUtility.HtmlEncode(caption)).Append("</caption>");
+        foreach (var (name, value) in rows)
+            html.Append("<tr><td style=\"text-align:left\">").Append(WebUtility.HtmlEncode(name)).Append("</td><td style=\"text-align:left\">").Append(WebUtility.HtmlEncode(value)).Append("</td></tr>");
+        return html.Append("</table>").ToString();
+    }
+}

@@ -1,0 +1,62 @@
+using System.Runtime.CompilerServices;
+using Microsoft.DotNet.Interactive;
+using Microsoft.DotNet.Interactive.Directives;
+using Toolkit.Interactive.Magic;
+using Toolkit.Runtime;
+
+namespace Toolkit.Interactive;
+
+/// <summary>
+/// The kernel extension: registers <c>#!toolkit</c> and its subcommands, prepares TorchSharp's
+/// native runtime before any notebook code touches it, and fixes Plotly.NET's FSharp.Core binding.
+/// Loaded automatically by <c>#r "nuget:LmToolkit.Interactive"</c>; every magic wraps a public API of
+/// the Toolkit library.
+/// </summary>
+public sealed class ToolkitKernelExtension : IKernelExtension
+{
+    /// <inheritdoc/>
+    public Task OnLoadAsync(Kernel kernel)
+    {
+        Load(kernel);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Registers the magic commands on <paramref name="kernel"/> (the root kernel). Idempotent.</summary>
+    public static void Load(Kernel kernel)
+    {
+        FSharpCoreRedirect.Install();
+        LoadCore(kernel);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]   // Plotly types must not be touched before the redirect exists
+    private static void LoadCore(Kernel kernel)
+    {
+        if (kernel.KernelInfo.SupportedDirectives.Any(d => d.Name == "#!toolkit")) return;
+        KernelActionDirective info = ToolkitInfoCommand.CreateDirective(), quickstart = ToolkitQuickstartCommand.CreateDirective(), show = ToolkitShowCommand.CreateDirective();
+        var root = new KernelActionDirective("#!toolkit", "Toolkit commands: info, quickstart, show.") { Subcommands = { info, quickstart, show } };
+        kernel.AddDirective<ToolkitHelpCommand>(root, (_, context) =>
+        {
+            context.DisplayAs(Usage(root), "text/markdown");
+            return Task.CompletedTask;
+        });
+        kernel.AddDirective<ToolkitInfoCommand>(info, ToolkitInfoCommand.HandleAsync);
+        kernel.AddDirective<ToolkitQuickstartCommand>(quickstart, ToolkitQuickstartCommand.HandleAsync);
+        kernel.AddDirective<ToolkitShowCommand>(show, ToolkitShowCommand.HandleAsync);
+
+        string status;
+        try
+        {
+            var torch = TorchRuntime.EnsureInitialized();
+            status = $"TorchSharp {torch.TorchSharpVersion} ready ({(torch.Patched ? "C++ runtime compatibility copy" : "as shipped")}).";
+        }
+        catch (TorchRuntimeException e)
+        {
+            status = $"TorchSharp is not usable: {e.Message}";
+        }
+        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` ({string.Join(", ", root.Subcommands.Select(s => s.Name))}). {status}", "text/markdown");
+    }
+
+    private static string Usage(KernelActionDirective root) =>
+        "**#!toolkit** subcommands:\n\n" + string.Join("\n", root.Subcommands.Select(s =>
+            $"- `#!toolkit {s.Name}` {string.Join(" ", s.Parameters.Select(p => p.Required ? $"{p.Name} <value>" : $"[{p.Name} <value>]"))}: {s.Description}"));
+}

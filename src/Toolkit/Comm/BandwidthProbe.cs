@@ -1,0 +1,40 @@
+using System.Diagnostics;
+
+namespace Toolkit.Comm;
+
+/// <summary>
+/// Measures all-reduce time on a communicator for a few message sizes and reports bus bandwidth
+/// (<c>2(n-1)/n * S / t</c>, the NCCL-tests convention, comparable across rank counts).
+/// </summary>
+public static class BandwidthProbe
+{
+    /// <summary>Times <paramref name="repeats"/> float32 all-reduces of each size (after one warm-up) on every rank; returns rank 0's view (identical on all ranks up to noise).</summary>
+    public static IReadOnlyList<BandwidthSample> AllReduce(Communicator comm, IReadOnlyList<long> sizesInBytes, int repeats = 5)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(repeats, 1);
+        var samples = new List<BandwidthSample>();
+        foreach (var bytes in sizesInBytes)
+        {
+            var data = new float[checked((int)(bytes / sizeof(float)))];
+            comm.AllReduce<float>(data);
+            comm.Barrier();
+            var clock = Stopwatch.StartNew();
+            for (var i = 0; i < repeats; i++) comm.AllReduce<float>(data);
+            comm.Barrier();
+            var seconds = clock.Elapsed.TotalSeconds / repeats;
+            var busBytes = 2.0 * (comm.Size - 1) / comm.Size * data.Length * sizeof(float);
+            samples.Add(new BandwidthSample(data.Length * sizeof(float), seconds, busBytes / seconds));
+        }
+        return samples;
+    }
+
+    /// <summary>Runs <see cref="AllReduce"/> on <paramref name="ranks"/> in-process ranks.</summary>
+    public static IReadOnlyList<BandwidthSample> InProcess(int ranks, IReadOnlyList<long> sizesInBytes, int repeats = 5) =>
+        InProcessCluster.Run(ranks, ranks, comm => AllReduce(comm, sizesInBytes, repeats))[0];
+}
+
+/// <summary>One timed collective.</summary>
+/// <param name="Bytes">Message size.</param>
+/// <param name="Seconds">Mean time per call.</param>
+/// <param name="BusBandwidth">Bus bandwidth in bytes per second.</param>
+public sealed record BandwidthSample(long Bytes, double Seconds, double BusBandwidth);

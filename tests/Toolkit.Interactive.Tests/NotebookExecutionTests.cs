@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using System.IO.Compression;
+using System.Text.Json;
+
+namespace Toolkit.Interactive.Tests;
+
+/// <summary>
+/// The notebooks, executed by the real kernel (the dotnet-interactive tool, through Jupyter with
+/// Debian's nbclient), loading the extension from the repository's package feed as a user would.
+/// <c>./build.sh test</c> builds the feed and installs the tool first.
+/// </summary>
+public sealed class NotebookExecutionTests
+{
+    private static readonly string Root = FindRoot();
+    private static readonly string Feed = Path.Combine(Root, "artifacts", "feed");
+    private static readonly string Tool = Path.Combine(Root, "artifacts", "tools", "dotnet-interactive", "dotnet-interactive");
+
+    [Fact]
+    public void Package_CarriesTheExtensionWhereTheKernelLooks()
+    {
+        using var package = ZipFile.OpenRead(ExtensionPackage());
+        var entries = package.Entries.Select(e => e.FullName).ToList();
+        Assert.Contains("interactive-extensions/dotnet/Toolkit.Interactive.dll", entries);
+        Assert.Contains("lib/net10.0/Toolkit.Interactive.dll", entries);
+        Assert.DoesNotContain(entries, e => e.StartsWith("interactive-extensions/dotnet/", StringComparison.Ordinal) && !e.EndsWith("Toolkit.Interactive.dll", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Quickstart_RunsInTheRealKernel_WithChartsAndNoErrors()
+    {
+        var cells = Execute("00-quickstart.ipynb");
+        Assert.All(cells, c => Assert.Empty(c.Errors));
+        var code = cells.Select(c => c.Html).ToList();
+        Assert.Contains(code, html => html.Any(h => h.Contains("Toolkit extension loaded") || h.Contains("Installed Packages")));
+        Assert.Contains(code, html => html.Any(h => h.Contains("TorchSharp")) && html.Any(h => h.Contains("Plotly.newPlot")));       // #!toolkit info
+        Assert.Contains(code, html => html.Any(h => h.Contains("Quickstart run")) && html.Any(h => h.Contains("Plotly.newPlot")));  // live job
+        Assert.True(code[^1].Any(h => h.Contains("Plotly.newPlot") && h.Contains("reloaded from its folder")), "the C# API cell must end with the reloaded chart");
+    }
+
+    private static List<CellOutputs> Execute(string notebook)
+    {
+        ExtensionPackage();
+        Assert.True(File.Exists(Tool), $"The notebook kernel is not installed at {Tool}: run ./build.sh kernel (./build.sh test does it).");
+        var work = Directory.CreateTempSubdirectory("toolkit-notebook-");
+        try
+        {
+            var output = Path.Combine(work.FullName, notebook);
+            var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[] { Path.Combine(Root, "build", "run_notebook.py"), Tool, Path.Combine(Root, "notebooks", notebook), output, "900" })
+                start.ArgumentList.Add(a);
+            start.Environment["TOOLKIT_RUNS_DIR"] = Path.Combine(work.FullName, "runs");
+            using var process = Process.Start(start)!;
+            var stderr = process.StandardError.ReadToEndAsync();
+            var stdout = process.StandardOutput.ReadToEnd();
+            Assert.True(process.WaitForExit(TimeSpan.FromMinutes(15)), "the notebook did not finish in 15 minutes");
+            Assert.True(File.Exists(output), $"no executed notebook was written; exit {process.ExitCode}\n{stdout}\n{stderr.Result}");
+            Assert.True(Directory.Exists(Path.Combine(work.FullName, "runs")), "the notebook's jobs did not write to TOOLKIT_RUNS_DIR");
+            return ReadOutputs(output);
+        }
+        finally
+        {
+            work.Delete(recursive: true);
+        }
+    }
+
+    private static List<CellOutputs> ReadOutputs(string path)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(path));
+        var result = new List<CellOutputs>();
+        foreach (var cell in document.RootElement.GetProperty("cells").EnumerateArray().Where(c => c.GetProperty("cell_type").GetString() == "code"))
+        {
+            var html = new List<string>();
+            var errors = new List<string>();
+            foreach (var output in cell.GetProperty("outputs").EnumerateArray())
+            {
+                if (output.GetProperty("output_type").GetString() == "error")
+                    errors.Add($"{output.GetProperty("ename").GetString()}: {output.GetProperty("evalue").GetString()}");
+                if (output.TryGetProperty("data", out var data))
+                    foreach (var mime in new[] { "text/html", "text/markdown", "text/plain" })
+                        if (data.TryGetProperty(mime, out var value))
+                            html.Add(value.ValueKind == JsonValueKind.Array ? string.Concat(value.EnumerateArray().Select(v => v.GetString())) : value.GetString() ?? "");
+            }
+            result.Add(new CellOutputs(html, errors));
+        }
+        return result;
+    }
+
+    private static string ExtensionPackage()
+    {
+        var package = Directory.Exists(Feed) ? Directory.GetFiles(Feed, "LmToolkit.Interactive.*.nupkg").OrderDescending().FirstOrDefault() : null;
+        Assert.True(package is not null, $"No LmToolkit.Interactive package in {Feed}: run ./build.sh pack (./build.sh test does it).");
+        return package!;
+    }
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Toolkit.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("Toolkit.sln not found above the test assembly.");
+    }
+
+    private sealed record CellOutputs(List<string> Html, List<string> Errors);
+}
