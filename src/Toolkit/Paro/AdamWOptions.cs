@@ -1,0 +1,27 @@
+namespace Toolkit.Paro;
+
+/// <summary>AdamW hyper-parameters (Loshchilov and Hutter; the decoupled weight decay of PyTorch's AdamW).</summary>
+public sealed record AdamWOptions
+{
+    /// <summary>Learning rate. Default 1e-3.</summary>
+    public double LearningRate { get; init; } = 1e-3;
+    /// <summary>First-moment decay. Default 0.9.</summary>
+    public double Beta1 { get; init; } = 0.9;
+    /// <summary>Second-moment decay. Default 0.999 (0.95 is common for LLMs).</summary>
+    public double Beta2 { get; init; } = 0.999;
+    /// <summary>Denominator epsilon. Default 1e-8.</summary>
+    public double Epsilon { get; init; } = 1e-8;
+    /// <summary>Decoupled weight decay. Default 0.01.</summary>
+    public double WeightDecay { get; init; } = 0.01;
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value.</summary>
+    public AdamWOptions Validate()
+    {
+        if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
+        if (Beta1 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(Beta1), Beta1, "must be in [0, 1)");
+        if (Beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(Beta2), Beta2, "must be in [0, 1)");
+        if (!(Epsilon > 0)) throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, "must be positive");
+        if (WeightDecay < 0) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "must not be negative");
+        return this;
+    }
+}

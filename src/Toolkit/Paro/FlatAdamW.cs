@@ -1,0 +1,58 @@
+using static TorchSharp.torch;
+
+namespace Toolkit.Paro;
+
+/// <summary>
+/// AdamW on one flat fp32 shard: the optimizer state (first and second moments) exists only for the
+/// elements this rank owns. The arithmetic follows TorchSharp's and libtorch's AdamW step element
+/// for element, so sharded training can be compared with <c>torch.optim.AdamW</c> on one rank.
+/// </summary>
+internal sealed class FlatAdamW : IDisposable
+{
+    private readonly AdamWOptions _options;
+
+    public FlatAdamW(long elements, Device device, AdamWOptions options)
+    {
+        _options = options;
+        ExpAvg = zeros(elements, dtype: ScalarType.Float32, device: device);
+        ExpAvgSq = zeros(elements, dtype: ScalarType.Float32, device: device);
+    }
+
+    public Tensor ExpAvg { get; }
+    public Tensor ExpAvgSq { get; }
+    public long Step { get; private set; }
+
+    /// <summary>Bytes of optimizer state held (moments only; a master copy is accounted by the caller).</summary>
+    public long Bytes => (ExpAvg.numel() + ExpAvgSq.numel()) * sizeof(float);
+
+    /// <summary>One update of <paramref name="parameters"/> (fp32, in place) from the averaged gradient <paramref name="gradient"/>.</summary>
+    public void Update(Tensor parameters, Tensor gradient)
+    {
+        Step++;
+        var (lr, beta1, beta2) = (_options.LearningRate, _options.Beta1, _options.Beta2);
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var biasCorrection1 = 1 - Math.Pow(beta1, Step);
+        var biasCorrection2 = 1 - Math.Pow(beta2, Step);
+        parameters.mul_(1 - lr * _options.WeightDecay);
+        ExpAvg.mul_(beta1).add_(gradient, alpha: 1 - beta1);
+        ExpAvgSq.mul_(beta2).addcmul_(gradient, gradient, value: 1 - beta2);
+        var denominator = (ExpAvgSq.sqrt() / Math.Sqrt(biasCorrection2)).add_(_options.Epsilon);
+        parameters.addcdiv_(ExpAvg, denominator, value: -(lr / biasCorrection1));
+    }
+
+    /// <summary>Restores state from a checkpoint.</summary>
+    public void Load(Tensor expAvg, Tensor expAvgSq, long step)
+    {
+        using var _ = no_grad();
+        ExpAvg.copy_(expAvg);
+        ExpAvgSq.copy_(expAvgSq);
+        Step = step;
+    }
+
+    public void Dispose()
+    {
+        ExpAvg.Dispose();
+        ExpAvgSq.Dispose();
+    }
+}

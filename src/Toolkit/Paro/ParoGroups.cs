@@ -1,0 +1,112 @@
+using Toolkit.Comm;
+using static TorchSharp.torch;
+
+namespace Toolkit.Paro;
+
+/// <summary>
+/// The communicators and shard ranges of one rank in a PaRO job, and the hierarchical collectives
+/// built from them.
+/// </summary>
+/// <remarks>
+/// Ranks form g = n/m groups of m consecutive ranks; rank r has local index l = r mod m and group
+/// q = r / m. A flat buffer of P elements (padded so that n divides it) is sharded in two nested
+/// levels: the I-shard of rank r is the l-th of m equal slices, and its G-shard is the q-th of g
+/// equal slices of that I-shard. Nesting is what lets a global collective run as an intra-group
+/// step plus an inter-group step among same-l ranks (PaRO §3.2), and what makes the optimizer shard
+/// of IIG "a nested slice of the group's parameter shard". Every global collective here is
+/// therefore hierarchical: its inter-group part moves only 1/m of the data.
+/// </remarks>
+internal sealed class ParoGroups : IDisposable
+{
+    public ParoGroups(Communicator world, int groupSize, long elements)
+    {
+        if (groupSize < 1 || world.Size % groupSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, $"must divide the number of ranks ({world.Size})");
+        World = world;
+        M = groupSize;
+        Intra = world.SplitWithinGroups(groupSize);
+        Inter = world.SplitAcrossGroups(groupSize);
+        Elements = elements;
+        Padded = (elements + world.Size - 1) / world.Size * world.Size;
+    }
+
+    public Communicator World { get; }
+    public Communicator Intra { get; }
+    public Communicator Inter { get; }
+    public int N => World.Size;
+    public int M { get; }
+    public int G => N / M;
+    public int LocalRank => World.Rank % M;
+    public int GroupIndex => World.Rank / M;
+
+    /// <summary>Parameters before padding.</summary>
+    public long Elements { get; }
+
+    /// <summary>Elements after padding to a multiple of n.</summary>
+    public long Padded { get; }
+
+    /// <summary>The [offset, length) of this rank's slice of a flat buffer at <paramref name="level"/>.</summary>
+    public (long Offset, long Length) Range(ShardLevel level) => level switch
+    {
+        ShardLevel.None => (0, Padded),
+        ShardLevel.Intra => (LocalRank * (Padded / M), Padded / M),
+        _ => (LocalRank * (Padded / M) + GroupIndex * (Padded / N), Padded / N),
+    };
+
+    /// <summary>The range of the <paramref name="inner"/>-level slice relative to the start of the <paramref name="outer"/>-level slice that contains it.</summary>
+    public (long Offset, long Length) RangeWithin(ShardLevel outer, ShardLevel inner)
+    {
+        var (o, _) = Range(outer);
+        var (i, length) = Range(inner);
+        return (i - o, length);
+    }
+
+    /// <summary>Reduces a full buffer so that the slice at <paramref name="target"/> level holds the sum over all ranks.</summary>
+    public void ReduceScatter(Tensor full, ShardLevel target)
+    {
+        if (target == ShardLevel.None) { AllReduce(full); return; }
+        Intra.ReduceScatter(full);                                                   // I-slice: sum over the group
+        var (offset, length) = Range(ShardLevel.Intra);
+        using var slice = full.narrow(0, offset, length);
+        if (target == ShardLevel.Intra) Inter.AllReduce(slice);                      // sum over groups, kept whole
+        else Inter.ReduceScatter(slice);                                             // G-slice: sum over all ranks
+    }
+
+    /// <summary>Continues a reduction from a group-reduced I-slice (what gradient sharding at level I accumulates).</summary>
+    public void ReduceIntraSlice(Tensor intraSlice, ShardLevel target)
+    {
+        if (target == ShardLevel.Intra) Inter.AllReduce(intraSlice);
+        else Inter.ReduceScatter(intraSlice);
+    }
+
+    /// <summary>Sum over all ranks, every rank ending with the whole buffer (intra reduce-scatter, inter all-reduce of 1/m, intra all-gather).</summary>
+    public void AllReduce(Tensor full)
+    {
+        Intra.ReduceScatter(full);
+        var (offset, length) = Range(ShardLevel.Intra);
+        using (var slice = full.narrow(0, offset, length)) Inter.AllReduce(slice);
+        Intra.AllGather(full);
+    }
+
+    /// <summary>
+    /// Rebuilds the <paramref name="target"/>-level slice of a buffer from the <paramref name="source"/>-level
+    /// slices the ranks hold. <paramref name="buffer"/> is the target-level slice; this rank's source slice must already be in place.
+    /// </summary>
+    public void AllGather(Tensor buffer, ShardLevel source, ShardLevel target)
+    {
+        if (source <= target) return;
+        if (source == ShardLevel.Global)
+        {
+            var (offset, length) = RangeWithin(target, ShardLevel.Intra);
+            using var slice = buffer.narrow(0, offset, length);
+            Inter.AllGather(slice);                                                  // G-slices -> I-slice
+        }
+        if (target == ShardLevel.None) Intra.AllGather(buffer);                     // I-slices -> whole
+    }
+
+    public void Dispose()
+    {
+        Intra.Dispose();
+        Inter.Dispose();
+    }
+}

@@ -1,0 +1,34 @@
+namespace Toolkit.Paro;
+
+/// <summary>Numeric precision of training.</summary>
+public enum ParoPrecision
+{
+    /// <summary>fp32 parameters, gradients and Adam moments (4 + 4 + 8 bytes per element).</summary>
+    Fp32,
+    /// <summary>Mixed precision: bf16 parameters and gradients, fp32 master weights and Adam moments (2 + 2 + 12 bytes per element).</summary>
+    Bf16,
+}
+
+/// <summary>How a model is sharded and trained: the strategy, the group size m, gradient accumulation and precision.</summary>
+/// <param name="Strategy">The PaRO strategy.</param>
+/// <param name="GroupSize">Ranks per group (m); must divide the number of ranks.</param>
+/// <param name="Accumulation">Micro-steps per optimizer step (A).</param>
+/// <param name="Precision">fp32 or bf16 mixed precision.</param>
+public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int Accumulation = 1, ParoPrecision Precision = ParoPrecision.Fp32)
+{
+    /// <summary>Bytes per element of parameters and gradients as stored (4 in fp32, 2 in bf16).</summary>
+    public int ComputeBytes => Precision == ParoPrecision.Fp32 ? 4 : 2;
+
+    /// <summary>Bytes per element of optimizer state: Adam moments, plus an fp32 master copy in mixed precision (8 or 12).</summary>
+    public int OptimizerBytes => Precision == ParoPrecision.Fp32 ? 8 : 12;
+
+    /// <summary>Throws if the plan cannot run on <paramref name="ranks"/> ranks.</summary>
+    public ShardingPlan Validate(int ranks)
+    {
+        if (!Strategy.IsEffective) throw ShardingPlanException.Ineffective(Strategy);
+        if (GroupSize < 1 || ranks % GroupSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize, $"must divide the number of ranks ({ranks})");
+        if (Accumulation < 1) throw new ArgumentOutOfRangeException(nameof(Accumulation), Accumulation, "must be at least 1");
+        return this;
+    }
+}
