@@ -45,24 +45,31 @@ public sealed class ShardedTrainer : IDisposable
         _model = model;
         _plan = plan.Validate(world.Size);
         _device = model.parameters().First().device;
-        _layout = [];
+        _dtype = plan.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var total = model.parameters().Sum(p => p.numel());
+        _groups = new ParoGroups(world, plan.GroupSize, total);
+
+        using var _ = no_grad();
+        using var full = zeros(_groups.Padded, dtype: ScalarType.Float32, device: _device);   // initial fp32 values, identical on every rank
         long offset = 0;
+        foreach (var p in model.parameters())
+        {
+            full.narrow(0, offset, p.numel()).copy_(p.detach().flatten());
+            offset += p.numel();
+        }
+        // Module.to(dtype) replaces the parameter objects, so the layout is taken afterwards.
+        if (plan.Precision == ParoPrecision.Bf16) model.to(ScalarType.BFloat16);
+        _layout = [];
+        offset = 0;
         foreach (var p in model.parameters())
         {
             _layout.Add((p, offset, p.numel(), p.shape));
             offset += p.numel();
         }
-        _groups = new ParoGroups(world, plan.GroupSize, offset);
-        _dtype = plan.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
-
-        using var _ = no_grad();
-        using var full = zeros(_groups.Padded, dtype: ScalarType.Float32, device: _device);   // initial fp32 values, identical on every rank
-        foreach (var (p, start, count, _) in _layout) full.narrow(0, start, count).copy_(p.detach().flatten());
         _parameters = Slice(full, Strategy.Parameters).to(_dtype).clone();
         _gradients = zeros(_groups.Range(Strategy.Gradients).Length, dtype: _dtype, device: _device);
         if (plan.Precision == ParoPrecision.Bf16) _master = Slice(full, Strategy.OptimizerStates).clone();
         _optimizer = new FlatAdamW(_groups.Range(Strategy.OptimizerStates).Length, _device, optimizer);
-        if (plan.Precision == ParoPrecision.Bf16) model.to(ScalarType.BFloat16);
         ReleaseModuleParameters();
     }
 
