@@ -5,6 +5,8 @@ var root = new RootCommand("Toolkit: PaRO sharded training, HO-Ring collectives,
 {
     InfoCommand.Create(),
     QuickstartCommand.Create(),
+    ParoCommand.Create(),
+    DataCommand.Create(),
     SelfTestCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Text.Json;
 using Toolkit.Comm;
+using Toolkit.Paro;
 
 namespace Toolkit.Cli;
 
@@ -23,6 +25,28 @@ internal static class SelfTestCommand
             comm.Barrier();
             return 0;
         });
-        return new Command("selftest", "Checks run by the test suite across MPI processes.") { Hidden = true, Subcommands = { collectives } };
+        return new Command("selftest", "Checks run by the test suite across MPI processes.") { Hidden = true, Subcommands = { collectives, Paro() } };
+    }
+
+    private static Command Paro()
+    {
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder for rank-<r>.json results.", Required = true };
+        var groupSize = new Option<int>("--group-size") { Description = "Ranks per group.", DefaultValueFactory = _ => 2 };
+        var accumulation = new Option<int>("--accumulation") { Description = "Micro-steps per step.", DefaultValueFactory = _ => 2 };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 3 };
+        var command = new Command("paro", "Train the exactness probe under every trained strategy on MPI ranks.") { output, groupSize, accumulation, steps };
+        command.SetAction(parse =>
+        {
+            Toolkit.Runtime.TorchRuntime.EnsureInitialized();
+            using var comm = MpiCluster.InitializeWorld(parse.GetValue(groupSize));
+            var results = ShardingStrategy.Trained.ToDictionary(s => s.Code,
+                s => ExactnessProbe.Train(comm, s.Code, parse.GetValue(groupSize), parse.GetValue(accumulation), parse.GetValue(steps)));
+            var dir = parse.GetValue(output)!.FullName;
+            Directory.CreateDirectory(dir);
+            File.WriteAllText(Path.Combine(dir, $"rank-{comm.Rank}.json"), JsonSerializer.Serialize(results));
+            comm.Barrier();
+            return 0;
+        });
+        return command;
     }
 }

@@ -25,13 +25,21 @@ public sealed class RunDirectory : IDisposable
     private readonly StreamWriter _metrics;
     private readonly StreamWriter _log;
 
-    private RunDirectory(string path)
+    private RunDirectory(string path, int? rank = null)
     {
         Path = path;
         Id = System.IO.Path.GetFileName(path);
-        _metrics = Open(MetricsFile);
-        _log = Open(LogFile);
+        // Ranks in separate processes each write their own stream; RunReader merges metrics*.jsonl.
+        _metrics = Open(rank is { } r ? $"metrics.rank-{r}.jsonl" : MetricsFile);
+        _log = Open(rank is { } q ? $"log.rank-{q}.txt" : LogFile);
     }
+
+    /// <summary>Opens an existing run folder for one rank of a multi-process job.</summary>
+    /// <exception cref="DirectoryNotFoundException">The folder is not a run folder.</exception>
+    public static RunDirectory Attach(string path, int rank) =>
+        System.IO.File.Exists(System.IO.Path.Combine(path, ConfigFile))
+            ? new RunDirectory(System.IO.Path.GetFullPath(path), rank)
+            : throw new DirectoryNotFoundException($"{path} is not a run folder: it has no {ConfigFile}.");
 
     /// <summary>The run's identifier (its folder name).</summary>
     public string Id { get; }

@@ -10,8 +10,7 @@ namespace Toolkit.Runs;
 /// </summary>
 public sealed class RunReader
 {
-    private long _offset;
-    private int _line;
+    private readonly Dictionary<string, (long Offset, int Line)> _positions = new(StringComparer.Ordinal);
 
     /// <summary>Opens a run folder.</summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist or is not a run (no config.json).</exception>
@@ -34,31 +33,38 @@ public sealed class RunReader
     /// <summary>Every metric recorded so far.</summary>
     public static IReadOnlyList<MetricPoint> ReadAll(string path) => new RunReader(path).ReadNew();
 
-    /// <summary>Metric lines completed since the previous call.</summary>
-    /// <exception cref="InvalidDataException">A complete line is not a metric; the message gives the line number.</exception>
+    /// <summary>Metric lines completed since the previous call, from <c>metrics.jsonl</c> and any per-rank <c>metrics.rank-R.jsonl</c>.</summary>
+    /// <exception cref="InvalidDataException">A complete line is not a metric; the message gives the file and line number.</exception>
     public IReadOnlyList<MetricPoint> ReadNew()
     {
-        var file = System.IO.Path.Combine(Path, RunDirectory.MetricsFile);
-        if (!File.Exists(file)) return [];
+        var result = new List<MetricPoint>();
+        foreach (var file in Directory.EnumerateFiles(Path, "metrics*.jsonl").Order(StringComparer.Ordinal))
+            result.AddRange(ReadFile(file));
+        return result;
+    }
+
+    private List<MetricPoint> ReadFile(string file)
+    {
+        var (offset, line) = _positions.GetValueOrDefault(file);
         using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        stream.Seek(_offset, SeekOrigin.Begin);
-        var bytes = new byte[stream.Length - _offset];
+        stream.Seek(offset, SeekOrigin.Begin);
+        var bytes = new byte[stream.Length - offset];
         stream.ReadExactly(bytes);
         var complete = Array.LastIndexOf(bytes, (byte)'\n') + 1;   // a partial last line waits for the next call
         var result = new List<MetricPoint>();
-        foreach (var line in Encoding.UTF8.GetString(bytes, 0, complete).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        foreach (var text in Encoding.UTF8.GetString(bytes, 0, complete).Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
-            _line++;
+            line++;
             try
             {
-                result.Add(JsonSerializer.Deserialize<MetricPoint>(line, RunJson.Options) ?? throw new JsonException("null"));
+                result.Add(JsonSerializer.Deserialize<MetricPoint>(text, RunJson.Options) ?? throw new JsonException("null"));
             }
             catch (JsonException e)
             {
-                throw new InvalidDataException($"{file} line {_line} is not a metric record ({e.Message}).", e);
+                throw new InvalidDataException($"{file} line {line} is not a metric record ({e.Message}).", e);
             }
         }
-        _offset += complete;
+        _positions[file] = (offset + complete, line);
         return result;
     }
 }

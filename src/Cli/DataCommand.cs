@@ -1,0 +1,22 @@
+using System.CommandLine;
+using Toolkit.Data;
+
+namespace Toolkit.Cli;
+
+/// <summary><c>toolkit data corpus</c>: regenerates the synthetic training corpus.</summary>
+internal static class DataCommand
+{
+    public static Command Create()
+    {
+        var output = new Option<FileInfo>("--out") { Description = "Where to write the text.", Required = true };
+        var seed = new Option<int>("--seed") { Description = "Generator seed.", DefaultValueFactory = _ => 1 };
+        var stories = new Option<int>("--stories") { Description = "Number of stories.", DefaultValueFactory = _ => 2000 };
+        var corpus = new Command("corpus", "Write the synthetic stories corpus (datasets/synthetic-stories.txt is seed 1, 2000 stories).") { output, seed, stories };
+        corpus.SetAction(parse =>
+        {
+            File.WriteAllText(parse.GetValue(output)!.FullName, SyntheticCorpus.Generate(parse.GetValue(seed), parse.GetValue(stories)));
+            return 0;
+        });
+        return new Command("data", "Data set tools.") { corpus };
+    }
+}

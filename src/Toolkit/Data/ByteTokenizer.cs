@@ -1,0 +1,19 @@
+using System.Text;
+
+namespace Toolkit.Data;
+
+/// <summary>
+/// UTF-8 bytes as tokens (vocabulary 256), the base alphabet of GPT-2's byte-level BPE without its
+/// merges: any text encodes, nothing is unknown, and decoding inverts encoding exactly.
+/// </summary>
+public static class ByteTokenizer
+{
+    /// <summary>Vocabulary size.</summary>
+    public const int VocabularySize = 256;
+
+    /// <summary>Text to token ids.</summary>
+    public static byte[] Encode(string text) => Encoding.UTF8.GetBytes(text);
+
+    /// <summary>Token ids to text (invalid UTF-8 sequences become U+FFFD).</summary>
+    public static string Decode(ReadOnlySpan<byte> tokens) => Encoding.UTF8.GetString(tokens);
+}

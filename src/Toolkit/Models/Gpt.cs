@@ -1,0 +1,127 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Toolkit.Models;
+
+/// <summary>
+/// A decoder-only transformer in the shape of nanoGPT's <c>model.py</c> (Radford et al. 2019):
+/// token and position embeddings, pre-norm blocks of causal self-attention and a 4x GELU MLP, a final
+/// layer norm, and logits through the (tied) token embedding. No dropout, so training is deterministic.
+/// Field names follow nanoGPT's state-dict keys (<c>wte</c>, <c>wpe</c>, <c>h</c>, <c>ln_f</c>).
+/// </summary>
+public sealed class Gpt : nn.Module<Tensor, Tensor>
+{
+    private readonly Embedding wte;
+    private readonly Embedding wpe;
+    private readonly ModuleList<Block> h;
+    private readonly LayerNorm ln_f;
+
+    /// <summary>Builds the model with PyTorch's default initialisation (seed it with <c>torch.manual_seed</c>).</summary>
+    public Gpt(GptConfig config) : base(nameof(Gpt))
+    {
+        Config = config.Validate();
+        wte = nn.Embedding(config.VocabularySize, config.Embedding);
+        wpe = nn.Embedding(config.ContextLength, config.Embedding);
+        h = nn.ModuleList(Enumerable.Range(0, config.Layers).Select(_ => new Block(config)).ToArray());
+        ln_f = nn.LayerNorm(config.Embedding);
+        RegisterComponents();
+        InitializeWeights();
+    }
+
+    /// <summary>nanoGPT's initialisation: matrices and embeddings N(0, 0.02), biases 0, layer norms 1 (so the initial loss is about ln V).</summary>
+    private void InitializeWeights()
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in named_parameters())
+        {
+            if (p.dim() >= 2) nn.init.normal_(p, 0, 0.02);
+            else if (name.EndsWith("bias", StringComparison.Ordinal)) nn.init.zeros_(p);
+        }
+    }
+
+    /// <summary>The model's shape.</summary>
+    public GptConfig Config { get; }
+
+    /// <summary>Logits for each position: [B, T] token ids to [B, T, V].</summary>
+    public override Tensor forward(Tensor tokens)
+    {
+        var t = tokens.shape[1];
+        if (t > Config.ContextLength)
+            throw new ArgumentException($"Sequence length {t} exceeds the context length {Config.ContextLength}.", nameof(tokens));
+        using var positions = arange(t, device: tokens.device);                    // [T]
+        var x = wte.call(tokens) + wpe.call(positions);                            // [B, T, C]
+        foreach (var block in h) x = block.call(x);
+        x = ln_f.call(x);
+        return x.matmul(wte.weight!.t());                                          // [B, T, V], tied output layer
+    }
+
+    /// <summary>Mean next-token cross-entropy of a batch (computed in fp32 whatever the model's dtype).</summary>
+    public Tensor Loss(Tensor tokens, Tensor targets)
+    {
+        var logits = call(tokens).to(ScalarType.Float32);                          // [B, T, V]
+        return nn.functional.cross_entropy(logits.view(-1, Config.VocabularySize), targets.view(-1));
+    }
+
+    private sealed class Block : nn.Module<Tensor, Tensor>
+    {
+        private readonly LayerNorm ln_1;
+        private readonly CausalSelfAttention attn;
+        private readonly LayerNorm ln_2;
+        private readonly Mlp mlp;
+
+        public Block(GptConfig config) : base(nameof(Block))
+        {
+            ln_1 = nn.LayerNorm(config.Embedding);
+            attn = new CausalSelfAttention(config);
+            ln_2 = nn.LayerNorm(config.Embedding);
+            mlp = new Mlp(config);
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            x = x + attn.call(ln_1.call(x));
+            return x + mlp.call(ln_2.call(x));
+        }
+    }
+
+    private sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>
+    {
+        private readonly Linear c_attn;
+        private readonly Linear c_proj;
+        private readonly int _heads;
+
+        public CausalSelfAttention(GptConfig config) : base(nameof(CausalSelfAttention))
+        {
+            c_attn = nn.Linear(config.Embedding, 3 * config.Embedding);
+            c_proj = nn.Linear(config.Embedding, config.Embedding);
+            _heads = config.Heads;
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x)
+        {
+            var (b, t, c) = (x.shape[0], x.shape[1], x.shape[2]);
+            var qkv = c_attn.call(x).split(c, dim: 2);                              // 3 x [B, T, C]
+            Tensor Heads(Tensor y) => y.view(b, t, _heads, c / _heads).transpose(1, 2);   // [B, nh, T, hs]
+            var y = nn.functional.scaled_dot_product_attention(Heads(qkv[0]), Heads(qkv[1]), Heads(qkv[2]), is_casual: true);   // [B, nh, T, hs]
+            return c_proj.call(y.transpose(1, 2).contiguous().view(b, t, c));      // [B, T, C]
+        }
+    }
+
+    private sealed class Mlp : nn.Module<Tensor, Tensor>
+    {
+        private readonly Linear c_fc;
+        private readonly Linear c_proj;
+
+        public Mlp(GptConfig config) : base(nameof(Mlp))
+        {
+            c_fc = nn.Linear(config.Embedding, 4 * config.Embedding);
+            c_proj = nn.Linear(4 * config.Embedding, config.Embedding);
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor x) => c_proj.call(nn.functional.gelu(c_fc.call(x)));   // [B, T, C]
+    }
+}

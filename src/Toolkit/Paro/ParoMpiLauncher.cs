@@ -1,0 +1,57 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Toolkit.Runs;
+using Toolkit.Runtime;
+
+namespace Toolkit.Paro;
+
+/// <summary>
+/// Starts a PaRO job's ranks with <c>mpiexec -n N dotnet Toolkit.Cli.dll paro rank --run DIR</c>; each
+/// rank reads the options from the run folder's config.json. While they run, metrics are read back
+/// from the run folder and reported as progress.
+/// </summary>
+internal static class ParoMpiLauncher
+{
+    public static async Task<ParoTrainResult> RunAsync(ParoTrainOptions options, string runPath, IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+    {
+        var mpiexec = MpiLauncher.Find() ?? throw new InvalidOperationException("mpiexec was not found. " + MpiLibrary.MissingMessage());
+        var cli = ToolkitCli.Find();
+        var start = new ProcessStartInfo(mpiexec) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-n", options.Ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet", cli, "paro", "rank", "--run", runPath })
+            start.ArgumentList.Add(a);
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {mpiexec}.");
+        var output = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var reader = new RunReader(runPath);
+        try
+        {
+            while (!process.HasExited)
+            {
+                await Task.Delay(250, cancellationToken);
+                foreach (var point in reader.ReadNew()) progress?.Report(point);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+        await process.WaitForExitAsync(cancellationToken);
+        foreach (var point in reader.ReadNew()) progress?.Report(point);
+        if (process.ExitCode != 0 || !File.Exists(Path.Combine(runPath, ParoTrainJob.ResultFile)))
+        {
+            string tail;
+            lock (output) tail = string.Join('\n', output.ToString().Split('\n').TakeLast(30));
+            throw new InvalidOperationException($"The MPI job exited with code {process.ExitCode} without a result. Last output:\n{tail}");
+        }
+        return ParoTrainJob.ReadResult(runPath);
+    }
+
+    /// <summary>The options an MPI rank runs with: the run folder's config.json.</summary>
+    public static ParoTrainOptions ReadOptions(string runPath) =>
+        JsonSerializer.Deserialize<ParoTrainOptions>(File.ReadAllText(Path.Combine(runPath, RunDirectory.ConfigFile)), RunJson.Options)
+        ?? throw new InvalidDataException($"{runPath}/{RunDirectory.ConfigFile} holds no options.");
+}

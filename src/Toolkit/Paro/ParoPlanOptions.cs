@@ -1,0 +1,80 @@
+namespace Toolkit.Paro;
+
+/// <summary>
+/// Options of <c>paro plan</c>: a model (a LLaMA preset or explicit counts), a cluster (8 GPUs per
+/// node on NVLink with a given network, overridable), and the run. Bandwidths are per rank in GB/s.
+/// </summary>
+public sealed record ParoPlanOptions
+{
+    /// <summary>llama-7b, llama-13b or llama-65b; ignored when <see cref="Parameters"/> is set. Default llama-7b.</summary>
+    public string Model { get; init; } = "llama-7b";
+    /// <summary>Explicit Ψ (overrides <see cref="Model"/>).</summary>
+    public double? Parameters { get; init; }
+    /// <summary>Layers for an explicit model. Default 32.</summary>
+    public int Layers { get; init; } = 32;
+    /// <summary>Hidden size for an explicit model. Default 4096.</summary>
+    public int Hidden { get; init; } = 4096;
+    /// <summary>Ψ'/Ψ: 1 for full training, 1/16 partial, 0.003 PEFT. Default 1.</summary>
+    public double TrainableFraction { get; init; } = 1;
+    /// <summary>n. Default 64.</summary>
+    public int Gpus { get; init; } = 64;
+    /// <summary>m. Default 8.</summary>
+    public int GpusPerNode { get; init; } = 8;
+    /// <summary>A. Default 4.</summary>
+    public int Accumulation { get; init; } = 4;
+    /// <summary>Sequences per micro-step per GPU. Default 1.</summary>
+    public int MicroBatch { get; init; } = 1;
+    /// <summary>Tokens per sequence. Default 2048.</summary>
+    public int SequenceLength { get; init; } = 2048;
+    /// <summary>Device memory in GiB. Default 80.</summary>
+    public double DeviceMemory { get; init; } = 80;
+    /// <summary>Network per node in Gb/s (sets the inter-group bandwidth to network/8 bytes shared by the node's GPUs). Default 200.</summary>
+    public double Network { get; init; } = 200;
+    /// <summary>Intra-group bandwidth per rank in GB/s (default 150, NVLink).</summary>
+    public double? IntraBandwidth { get; init; }
+    /// <summary>Inter-group bandwidth per rank in GB/s (default from <see cref="Network"/>).</summary>
+    public double? InterBandwidth { get; init; }
+    /// <summary>Sustained TFLOP/s per GPU (default 156: A100 bf16 at 50%).</summary>
+    public double? Tflops { get; init; }
+    /// <summary>bf16 (the paper's accounting) or fp32. Default bf16.</summary>
+    public ParoPrecision Precision { get; init; } = ParoPrecision.Bf16;
+    /// <summary>Parameter all-gathers per micro-step: 1 keeps them through backward (this engine), 2 re-gathers for backward (ZeRO-3). Default 2.</summary>
+    public int Gathers { get; init; } = 2;
+
+    /// <summary>The model spec.</summary>
+    public ModelSpec ToModel()
+    {
+        var model = Parameters is { } psi
+            ? (psi > 0 ? new ModelSpec($"{psi:G3} parameters", psi, psi, Layers, Hidden) : throw new ArgumentOutOfRangeException(nameof(Parameters), psi, "must be positive"))
+            : ModelSpec.Presets.TryGetValue(Model, out var preset) ? preset
+            : throw new ArgumentException($"Unknown model '{Model}'. Valid: {string.Join(", ", ModelSpec.Presets.Keys)}, or give --parameters.", nameof(Model));
+        return model.WithTrainableFraction(TrainableFraction);
+    }
+
+    /// <summary>The cluster spec.</summary>
+    public ClusterSpec ToCluster()
+    {
+        var preset = ClusterSpec.NvLinkNodes(Gpus, Network > 0 ? Network : throw new ArgumentOutOfRangeException(nameof(Network), Network, "must be positive"));
+        return (preset with
+        {
+            GroupSize = GpusPerNode,
+            DeviceMemoryBytes = DeviceMemory * 1024 * 1024 * 1024,
+            IntraBandwidth = (IntraBandwidth ?? preset.IntraBandwidth / 1e9) * 1e9,
+            InterBandwidth = (InterBandwidth ?? preset.InterBandwidth / 1e9) * 1e9,
+            ComputeFlops = (Tflops ?? preset.ComputeFlops / 1e12) * 1e12,
+        }).Validate();
+    }
+
+    /// <summary>The training spec.</summary>
+    public TrainingSpec ToTraining()
+    {
+        if (Accumulation < 1) throw new ArgumentOutOfRangeException(nameof(Accumulation), Accumulation, "must be at least 1");
+        if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
+        if (SequenceLength < 1) throw new ArgumentOutOfRangeException(nameof(SequenceLength), SequenceLength, "must be at least 1");
+        if (Gathers is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(Gathers), Gathers, "must be 1 or 2");
+        return new TrainingSpec(Accumulation, MicroBatch, SequenceLength, Precision, Gathers, GatherGranularity.Layer);
+    }
+
+    /// <summary>Runs the cost model over the trained strategies.</summary>
+    public ParoPlan Plan() => CostModel.Plan(ToModel(), ToCluster(), ToTraining());
+}
