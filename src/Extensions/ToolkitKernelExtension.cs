@@ -42,6 +42,7 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         kernel.AddDirective<ToolkitInfoCommand>(info, ToolkitInfoCommand.HandleAsync);
         kernel.AddDirective<ToolkitQuickstartCommand>(quickstart, ToolkitQuickstartCommand.HandleAsync);
         kernel.AddDirective<ToolkitShowCommand>(show, ToolkitShowCommand.HandleAsync);
+        LoadParo(kernel);
 
         string status;
         try
@@ -53,10 +54,25 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         {
             status = $"TorchSharp is not usable: {e.Message}";
         }
-        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` ({string.Join(", ", root.Subcommands.Select(s => s.Name))}). {status}", "text/markdown");
+        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` ({string.Join(", ", root.Subcommands.Select(s => s.Name))}), `#!paro` (plan, train, compare). {status}", "text/markdown");
+    }
+
+    private static void LoadParo(Kernel kernel)
+    {
+        if (kernel.KernelInfo.SupportedDirectives.Any(d => d.Name == "#!paro")) return;
+        KernelActionDirective plan = ParoPlanCommand.CreateDirective(), train = ParoTrainCommand.CreateDirective(), compare = ParoCompareCommand.CreateDirective();
+        var root = new KernelActionDirective("#!paro", "PaRO sharded data-parallel training: plan, train, compare.") { Subcommands = { plan, train, compare } };
+        kernel.AddDirective<ParoHelpCommand>(root, (_, context) =>
+        {
+            context.DisplayAs(Usage(root), "text/markdown");
+            return Task.CompletedTask;
+        });
+        kernel.AddDirective<ParoPlanCommand>(plan, ParoPlanCommand.HandleAsync);
+        kernel.AddDirective<ParoTrainCommand>(train, ParoTrainCommand.HandleAsync);
+        kernel.AddDirective<ParoCompareCommand>(compare, ParoCompareCommand.HandleAsync);
     }
 
     private static string Usage(KernelActionDirective root) =>
-        "**#!toolkit** subcommands:\n\n" + string.Join("\n", root.Subcommands.Select(s =>
-            $"- `#!toolkit {s.Name}` {string.Join(" ", s.Parameters.Select(p => p.Required ? $"{p.Name} <value>" : $"[{p.Name} <value>]"))}: {s.Description}"));
+        $"**{root.Name}** subcommands:\n\n" + string.Join("\n", root.Subcommands.Select(s =>
+            $"- `{root.Name} {s.Name}` {string.Join(" ", s.Parameters.Select(p => p.Required ? $"{p.Name} <value>" : $"[{p.Name} <value>]"))}: {s.Description}"));
 }

@@ -68,5 +68,5 @@ public sealed class ToolkitQuickstartCommand : KernelDirectiveCommand
     }
 
     private static GenericChart Render(IReadOnlyList<MetricPoint> points) => Plotly.NET.CSharp.Chart.Grid(
-        [Charts.MetricByRank(points, "loss"), Charts.MetricByRank(points, "comm.inter_bytes", "inter-group bytes per step")], 1, 2);
+        [Charts.MetricByRank(points, "loss"), Charts.MetricByRank(points, "comm.inter_bytes")], 1, 2, SubPlotTitles: new[] { "loss", "inter-group bytes per step" });
 }

@@ -8,15 +8,18 @@ namespace Toolkit.Reporting;
 public static class Charts
 {
     /// <summary>One line per rank of metric <paramref name="name"/> against step.</summary>
-    public static GenericChart MetricByRank(IEnumerable<MetricPoint> points, string name, string? title = null)
+    public static GenericChart MetricByRank(IEnumerable<MetricPoint> points, string name, string? title = null) =>
+        Lines(title ?? name, points.Where(p => p.Name == name).GroupBy(p => p.Rank).OrderBy(g => g.Key)
+            .Select(g => ($"rank {g.Key}", (IReadOnlyList<MetricPoint>)g.ToList())));
+
+    /// <summary>One line per named series of metric points (value against step).</summary>
+    public static GenericChart Lines(string title, IEnumerable<(string Name, IReadOnlyList<MetricPoint> Points)> series)
     {
-        var lines = points.Where(p => p.Name == name).GroupBy(p => p.Rank).OrderBy(g => g.Key)
-            .Select(g => Plotly.NET.CSharp.Chart.Line<int, double, string>(
-                x: g.Select(p => p.Step).ToArray(), y: g.Select(p => p.Value).ToArray(), Name: $"rank {g.Key}"))
-            .ToList();
+        var lines = series.Select(s => Plotly.NET.CSharp.Chart.Line<int, double, string>(
+            x: s.Points.Select(p => p.Step).ToArray(), y: s.Points.Select(p => p.Value).ToArray(), Name: s.Name)).ToList();
         if (lines.Count == 0)
             lines.Add(Plotly.NET.CSharp.Chart.Line<int, double, string>(x: [], y: [], Name: "no data yet"));
-        return Titled(Plotly.NET.CSharp.Chart.Combine(lines), title ?? name)
+        return Titled(Plotly.NET.CSharp.Chart.Combine(lines), title)
             .WithXAxisStyle<double, double, string>(TitleText: "step").WithSize(560, 360);
     }
 
@@ -27,6 +30,21 @@ public static class Charts
             .WithYAxisStyle<double, double, string>(TitleText: valueTitle).WithSize(560, 360);
         return Titled(chart, title);
     }
+
+    /// <summary>Stacked columns: one stack per category, one colour per series; an optional dashed limit line (e.g. device memory).</summary>
+    public static GenericChart StackedColumns(string title, IReadOnlyList<string> categories, IEnumerable<(string Name, IReadOnlyList<double> Values)> series,
+        string valueTitle, (string Name, double Value)? limit = null)
+    {
+        var charts = series.Select(s => Plotly.NET.CSharp.Chart.StackedColumn<double, string, string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name)).ToList();
+        if (limit is { } l)
+            charts.Add(Plotly.NET.CSharp.Chart.Line<string, double, string>(x: categories.ToArray(), y: categories.Select(_ => l.Value).ToArray(), Name: l.Name));
+        return Titled(Plotly.NET.CSharp.Chart.Combine(charts).WithYAxisStyle<double, double, string>(TitleText: valueTitle).WithSize(640, 380), title);
+    }
+
+    /// <summary>Grouped columns: side by side per category, one colour per series.</summary>
+    public static GenericChart GroupedColumns(string title, IReadOnlyList<string> categories, IEnumerable<(string Name, IReadOnlyList<double> Values)> series, string valueTitle) =>
+        Titled(Plotly.NET.CSharp.Chart.Combine(series.Select(s => Plotly.NET.CSharp.Chart.Column<double, string, string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name)))
+            .WithYAxisStyle<double, double, string>(TitleText: valueTitle).WithSize(640, 380), title);
 
     private static GenericChart Titled(GenericChart chart, string title) =>
         Plotly.NET.Chart.withTitle(title, Microsoft.FSharp.Core.FSharpOption<Font>.None).Invoke(chart);

@@ -1,0 +1,81 @@
+using Plotly.NET;
+using Plotly.NET.CSharp;
+using Toolkit.Paro;
+using Toolkit.Runs;
+
+namespace Toolkit.Reporting;
+
+/// <summary>The PaRO charts: predicted plans, measured comparisons, and live training.</summary>
+public static class ParoCharts
+{
+    private const double GiB = 1024.0 * 1024 * 1024;
+
+    /// <summary>Predicted memory per rank stacked by component for each strategy, against the device limit.</summary>
+    public static GenericChart PlanMemory(ParoPlan plan)
+    {
+        var names = plan.Strategies.Select(Label).ToList();
+        return Charts.StackedColumns($"Memory per GPU: {plan.Model.Name} on {plan.Cluster.Ranks} GPUs", names,
+        [
+            ("parameters", plan.Strategies.Select(e => e.Memory.Parameters / GiB).ToList()),
+            ("gradients", plan.Strategies.Select(e => e.Memory.Gradients / GiB).ToList()),
+            ("optimizer states", plan.Strategies.Select(e => e.Memory.Optimizer / GiB).ToList()),
+            ("activations", plan.Strategies.Select(e => e.Memory.Activations / GiB).ToList()),
+            ("gathered parameters", plan.Strategies.Select(e => e.Memory.GatheredParameters / GiB).ToList()),
+        ], "GiB", ("device memory", plan.Cluster.DeviceMemoryBytes / GiB));
+    }
+
+    /// <summary>Predicted bytes per GPU per step, intra- and inter-group.</summary>
+    public static GenericChart PlanTraffic(ParoPlan plan) => Charts.GroupedColumns("Bytes sent per GPU per step (predicted)", plan.Strategies.Select(Label).ToList(),
+    [
+        ("intra-group", plan.Strategies.Select(e => e.IntraBytesPerStep / 1e9).ToList()),
+        ("inter-group", plan.Strategies.Select(e => e.InterBytesPerStep / 1e9).ToList()),
+    ], "GB");
+
+    /// <summary>Predicted step time, split into compute, communication and optimizer.</summary>
+    public static GenericChart PlanStepTime(ParoPlan plan) => Charts.StackedColumns("Predicted step time", plan.Strategies.Select(Label).ToList(),
+    [
+        ("compute", plan.Strategies.Select(e => e.ComputeSeconds).ToList()),
+        ("communication", plan.Strategies.Select(e => e.CommunicationSeconds).ToList()),
+        ("optimizer", plan.Strategies.Select(e => e.OptimizerSeconds).ToList()),
+    ], "seconds");
+
+    /// <summary>Measured memory of rank 0 stacked by component, one column per run.</summary>
+    public static GenericChart MeasuredMemory(IReadOnlyList<ParoTrainResult> runs) => Charts.StackedColumns("Measured bytes per rank (rank 0)", runs.Select(r => r.Strategy).ToList(),
+    [
+        ("parameters", runs.Select(r => (double)r.Memory[0].ParamsBytes).ToList()),
+        ("gradients", runs.Select(r => (double)r.Memory[0].GradsBytes).ToList()),
+        ("optimizer states", runs.Select(r => (double)r.Memory[0].OptimizerBytes).ToList()),
+        ("peak transient", runs.Select(r => (double)(r.Memory[0].PeakBytes - r.Memory[0].ParamsBytes - r.Memory[0].GradsBytes - r.Memory[0].OptimizerBytes)).ToList()),
+    ], "bytes");
+
+    /// <summary>Measured bytes per rank per step, intra and inter, one pair per run.</summary>
+    public static GenericChart MeasuredTraffic(IReadOnlyList<ParoTrainResult> runs) => Charts.GroupedColumns("Measured bytes sent per rank per step", runs.Select(r => r.Strategy).ToList(),
+    [
+        ("intra-group", runs.Select(r => (double)r.Comm.IntraBytesPerStep).ToList()),
+        ("inter-group", runs.Select(r => (double)r.Comm.InterBytesPerStep).ToList()),
+    ], "bytes");
+
+    /// <summary>Measured throughput per run.</summary>
+    public static GenericChart MeasuredThroughput(IReadOnlyList<ParoTrainResult> runs) =>
+        Charts.Bars("Measured throughput", runs.Select(r => r.Strategy).ToList(), runs.Select(r => r.Throughput.TokensPerSecond).ToList(), "tokens / s");
+
+    /// <summary>Live view of a training run: loss, memory of each rank by component, and traffic per step.</summary>
+    public static GenericChart Live(IReadOnlyList<MetricPoint> points)
+    {
+        var ranks = points.Select(p => p.Rank).Distinct().Order().ToList();
+        double Last(int rank, string name) => points.LastOrDefault(p => p.Rank == rank && p.Name == name)?.Value ?? 0;
+        var labels = ranks.Select(r => $"rank {r}").ToList();
+        var memory = Charts.StackedColumns("Memory per rank (measured)", labels,
+        [
+            ("parameters", ranks.Select(r => Last(r, "memory.params_bytes")).ToList()),
+            ("gradients", ranks.Select(r => Last(r, "memory.grads_bytes")).ToList()),
+            ("optimizer states", ranks.Select(r => Last(r, "memory.optimizer_bytes")).ToList()),
+        ], "bytes");
+        string[] titles = ["loss", "memory per rank (bytes)", "inter-group bytes per step", "intra-group bytes per step"];
+        var grid = Plotly.NET.CSharp.Chart.Grid([Charts.MetricByRank(points, "loss"), memory,
+            Charts.MetricByRank(points, "comm.inter_bytes"), Charts.MetricByRank(points, "comm.intra_bytes")], 2, 2, SubPlotTitles: titles);
+        return grid.WithSize(1100, 760);
+    }
+
+    private static string Label(StrategyEstimate e) => e.Feasible ? e.Strategy.Code : $"{e.Strategy.Code} (no fit)";
+}

@@ -1,0 +1,76 @@
+using Microsoft.DotNet.Interactive;
+using Microsoft.DotNet.Interactive.Events;
+
+namespace Toolkit.Interactive.Tests;
+
+public sealed class ParoMagicTests : IDisposable
+{
+    private readonly CompositeKernel _kernel = KernelFactory.Create();
+    private readonly string _runs = Directory.CreateTempSubdirectory("toolkit-paro-magic-").FullName;
+
+    public void Dispose()
+    {
+        _kernel.Dispose();
+        Directory.Delete(_runs, recursive: true);
+    }
+
+    [Fact]
+    public async Task Plan_ShowsTheTable_Recommendation_AndThreeCharts()
+    {
+        var result = await _kernel.SubmitCodeAsync("#!paro plan --model llama-65b --gpus 64 --accumulation 4");
+        AssertSucceeded(result);
+        var html = Html(result);
+        Assert.Contains(html, h => h.Contains("Recommended: <b>IIG</b>") && h.Contains("GGG (ZeRO-3)"));
+        Assert.Equal(3, html.Count(h => h.Contains("Plotly.newPlot")));
+        Assert.Contains(html, h => h.Contains("device memory"));
+    }
+
+    [Fact]
+    public async Task Train_UpdatesTheLiveChartsInPlace_ThenShowsMeasurements()
+    {
+        var result = await _kernel.SubmitCodeAsync($"#!paro train --strategy zero3 --steps 6 --runs-dir {_runs}");
+        AssertSucceeded(result);
+        var produced = result.Events.OfType<DisplayedValueProduced>().First(e => e.FormattedValues.Any(v => v.Value.Contains("Plotly.newPlot")));
+        var updates = result.Events.OfType<DisplayedValueUpdated>().ToList();
+        Assert.NotEmpty(updates);
+        Assert.All(updates, u => Assert.Equal(produced.ValueId, u.ValueId));
+        Assert.Contains("inter-group bytes per step", updates[^1].FormattedValues.Single().Value);
+        Assert.Contains(Html(result), h => h.Contains("PaRO GGG") && h.Contains("bytes per rank per step"));
+    }
+
+    [Fact]
+    public async Task Compare_TwoStrategies_ChartsMeasuredMemoryTrafficAndThroughput()
+    {
+        var result = await _kernel.SubmitCodeAsync($"#!paro compare --strategies NNN,NIG --steps 3 --runs-dir {_runs}");
+        AssertSucceeded(result);
+        var html = Html(result);
+        Assert.Contains(html, h => h.Contains("Measured bytes per rank (rank 0)"));
+        Assert.Contains(html, h => h.Contains("Measured bytes sent per rank per step"));
+        Assert.Contains(html, h => h.Contains("Measured throughput"));
+        Assert.Equal(2, Directory.GetDirectories(_runs).Length);
+    }
+
+    [Theory]
+    [InlineData("#!paro train --strategy GNN", "not effective")]
+    [InlineData("#!paro train --strategy XYZ", "three letters")]
+    [InlineData("#!paro train --ranks 4 --group-size 3", "must divide")]
+    [InlineData("#!paro train --launcher slurm", "inproc or mpi")]
+    [InlineData("#!paro train --stratgey NIG", "Unknown option '--stratgey'")]
+    [InlineData("#!paro plan --model gpt-5", "llama-65b")]
+    [InlineData("#!paro compare --strategies NNN,GNN --steps 1", "not effective")]
+    public async Task BadInput_FailsTheCell_WithAnActionableMessage_AndTheKernelSurvives(string code, string expected)
+    {
+        var suffix = code.StartsWith("#!paro plan", StringComparison.Ordinal) ? "" : $" --runs-dir {_runs}";
+        var result = await _kernel.SubmitCodeAsync(code + suffix);
+        var failed = Assert.IsType<CommandFailed>(result.Events.Last());
+        Assert.Contains(expected, failed.Message);
+        Assert.Empty(Directory.GetDirectories(_runs));
+        AssertSucceeded(await _kernel.SubmitCodeAsync("1 + 1"));
+    }
+
+    private static void AssertSucceeded(KernelCommandResult result) =>
+        Assert.True(result.Events.Last() is CommandSucceeded, string.Join("\n", result.Events.OfType<CommandFailed>().Select(f => f.Message)));
+
+    private static List<string> Html(KernelCommandResult result) =>
+        result.Events.OfType<DisplayEvent>().SelectMany(e => e.FormattedValues).Where(v => v.MimeType == "text/html").Select(v => v.Value).ToList();
+}
