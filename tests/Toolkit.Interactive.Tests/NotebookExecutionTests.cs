@@ -37,6 +37,19 @@ public sealed class NotebookExecutionTests
         Assert.True(code[^1].Any(h => h.Contains("Plotly.newPlot") && h.Contains("reloaded from its folder")), "the C# API cell must end with the reloaded chart");
     }
 
+    [Fact]
+    public void Paro_RunsInTheRealKernel_PlansTablesAndMeasuredComparison()
+    {
+        var cells = Execute("01-paro.ipynb");
+        Assert.All(cells, c => Assert.Empty(c.Errors));
+        var all = cells.SelectMany(c => c.Html).ToList();
+        Assert.Contains(all, h => h.Contains("Recommended: <b>"));                                   // #!paro plan
+        Assert.Contains(all, h => h.Contains("device memory") && h.Contains("Plotly.newPlot"));      // memory vs device limit
+        Assert.Contains(all, h => h.Contains("Measured bytes sent per rank per step"));              // #!paro compare
+        Assert.Contains(all, h => h.Contains("PaRO NIG"));                                           // #!paro train
+        Assert.Contains(all, h => h.Contains("PeftGiB"));                                            // memory table from the C# API
+    }
+
     private static List<CellOutputs> Execute(string notebook)
     {
         ExtensionPackage();
