@@ -7,6 +7,7 @@ var root = new RootCommand("Toolkit: PaRO sharded training, HO-Ring collectives,
     QuickstartCommand.Create(),
     ParoCommand.Create(),
     DataCommand.Create(),
+    BenchCommand.Create(),
     SelfTestCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,120 @@
+using System.Text.Json;
+using Toolkit.Runtime;
+
+namespace Toolkit.Paro;
+
+/// <summary>Options of <c>toolkit bench paro</c>.</summary>
+public sealed record ParoBenchmarkOptions
+{
+    /// <summary>The job every strategy runs (its strategy and launcher are replaced). Default: 4 ranks in groups of 2, the small GPT, 8 steps.</summary>
+    public ParoTrainOptions Job { get; init; } = new() { Model = "small", Steps = 8, MicroBatch = 4 };
+    /// <summary>Accumulation values to run (A). Default 1 and 4.</summary>
+    public IReadOnlyList<int> Accumulations { get; init; } = [1, 4];
+    /// <summary>Also run on MPI processes when mpiexec and an MPICH-ABI library are present. Default true.</summary>
+    public bool Mpi { get; init; } = true;
+}
+
+/// <summary>
+/// Runs every trained strategy for a fixed number of steps on in-process ranks (and MPI processes
+/// when available), calibrates the cost model on this machine, and reports measured step time,
+/// tokens/s, bytes and memory next to the prediction, with the ranking agreement.
+/// </summary>
+public static class ParoBenchmark
+{
+    /// <summary>Runs the benchmark; <paramref name="log"/> receives a line per run.</summary>
+    public static async Task<ParoBenchmarkReport> RunAsync(ParoBenchmarkOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        options.Job.Validate();
+        var cluster = CostModelCalibration.Measure(options.Job);
+        log?.Invoke($"calibrated: intra {cluster.IntraBandwidth / 1e9:F2} GB/s, inter {cluster.InterBandwidth / 1e9:F2} GB/s, compute {cluster.ComputeFlops / 1e9:F2} GFLOP/s per rank");
+        var launchers = new List<Launcher> { Launcher.InProcess };
+        var mpiNote = MpiLauncher.Find() is null || MpiLibrary.Probe() is null ? "MPI not available: " + MpiLibrary.MissingMessage() : null;
+        if (options.Mpi && mpiNote is null) launchers.Add(Launcher.Mpi);
+        var rows = new List<BenchmarkRow>();
+        foreach (var launcher in launchers)
+            foreach (var a in options.Accumulations)
+                foreach (var strategy in ShardingStrategy.Trained)
+                {
+                    var job = options.Job with { Strategy = strategy.Code, Accumulation = a, Launcher = launcher };
+                    var result = await ParoTrainJob.RunAsync(job, null, cancellationToken);
+                    var predicted = Predict(job, cluster, result.ParameterCount);
+                    rows.Add(new BenchmarkRow(launcher == Launcher.Mpi ? "mpi" : "inproc", strategy.Code, a, result.Throughput.StepSeconds,
+                        result.Throughput.TokensPerSecond, result.Comm.IntraBytesPerStep, result.Comm.InterBytesPerStep, result.Memory,
+                        predicted.StepSeconds, predicted.IntraBytesPerStep, predicted.InterBytesPerStep,
+                        (predicted.StepSeconds - result.Throughput.StepSeconds) / result.Throughput.StepSeconds, result.Steps[^1].Loss));
+                    log?.Invoke($"{rows[^1].Launcher,-6} {strategy.Code} A={a}: {result.Throughput.StepSeconds * 1000,8:F1} ms measured, {predicted.StepSeconds * 1000,8:F1} ms predicted, {result.Throughput.TokensPerSecond,9:F0} tokens/s");
+                }
+        var rankings = rows.GroupBy(r => (r.Launcher, r.Accumulation)).Select(g => Ranking.Of(g.Key.Launcher, g.Key.Accumulation, g.ToList())).ToList();
+        return new ParoBenchmarkReport(options.Job, cluster, rows, rankings, mpiNote);
+    }
+
+    /// <summary>The cost model for the engine's schedule on this machine (one parameter gather per micro-step, whole-model gathering, Ψ padded).</summary>
+    private static StrategyEstimate Predict(ParoTrainOptions job, ClusterSpec cluster, long parameters)
+    {
+        var padded = (parameters + job.Ranks - 1) / job.Ranks * job.Ranks;
+        var config = job.ModelConfig;
+        return CostModel.Estimate(job.ParsedStrategy, new ModelSpec(job.Model, padded, padded, config.Layers, config.Embedding), cluster,
+            new TrainingSpec(job.Accumulation, job.MicroBatch, config.ContextLength, job.Precision, 1, GatherGranularity.Model));
+    }
+
+    /// <summary>Writes the report as indented JSON.</summary>
+    public static void WriteJson(ParoBenchmarkReport report, string path) => File.WriteAllText(path, JsonSerializer.Serialize(report, ParoTrainJob.Json));
+}
+
+/// <summary>Everything the benchmark measured.</summary>
+/// <param name="Job">The job each strategy ran.</param>
+/// <param name="Calibration">The machine constants fitted by <see cref="CostModelCalibration"/>.</param>
+/// <param name="Runs">One row per launcher, accumulation and strategy.</param>
+/// <param name="Rankings">Predicted vs measured order per launcher and accumulation.</param>
+/// <param name="MpiNote">Why MPI runs are missing, if they are.</param>
+public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calibration, IReadOnlyList<BenchmarkRow> Runs, IReadOnlyList<Ranking> Rankings, string? MpiNote);
+
+/// <summary>One benchmarked run.</summary>
+/// <param name="Launcher">inproc or mpi.</param>
+/// <param name="Strategy">Strategy code.</param>
+/// <param name="Accumulation">A.</param>
+/// <param name="StepSeconds">Measured median step time.</param>
+/// <param name="TokensPerSecond">Measured throughput.</param>
+/// <param name="IntraBytesPerStep">Measured bytes per rank per step inside groups.</param>
+/// <param name="InterBytesPerStep">Measured bytes per rank per step across groups.</param>
+/// <param name="Memory">Measured bytes per rank.</param>
+/// <param name="PredictedStepSeconds">Calibrated cost model's step time.</param>
+/// <param name="PredictedIntraBytesPerStep">Cost model's intra bytes.</param>
+/// <param name="PredictedInterBytesPerStep">Cost model's inter bytes.</param>
+/// <param name="StepTimeError">(predicted − measured) / measured.</param>
+/// <param name="FinalLoss">Loss at the last step.</param>
+public sealed record BenchmarkRow(string Launcher, string Strategy, int Accumulation, double StepSeconds, double TokensPerSecond,
+    long IntraBytesPerStep, long InterBytesPerStep, IReadOnlyList<RankMemory> Memory, double PredictedStepSeconds,
+    double PredictedIntraBytesPerStep, double PredictedInterBytesPerStep, double StepTimeError, double FinalLoss);
+
+/// <summary>How well the predicted order of strategies matches the measured one.</summary>
+/// <param name="Launcher">inproc or mpi.</param>
+/// <param name="Accumulation">A.</param>
+/// <param name="MeasuredOrder">Strategies fastest first, measured.</param>
+/// <param name="PredictedOrder">Strategies fastest first, predicted.</param>
+/// <param name="Spearman">Spearman rank correlation (1 = same order).</param>
+/// <param name="KendallTau">Kendall's tau (1 = same order).</param>
+/// <param name="MeanAbsoluteError">Mean |predicted − measured| / measured step time.</param>
+public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<string> MeasuredOrder, IReadOnlyList<string> PredictedOrder,
+    double Spearman, double KendallTau, double MeanAbsoluteError)
+{
+    internal static Ranking Of(string launcher, int accumulation, IReadOnlyList<BenchmarkRow> rows)
+    {
+        var measured = rows.OrderBy(r => r.StepSeconds).Select(r => r.Strategy).ToList();
+        var predicted = rows.OrderBy(r => r.PredictedStepSeconds).Select(r => r.Strategy).ToList();
+        var n = rows.Count;
+        var d2 = rows.Sum(r => Math.Pow(measured.IndexOf(r.Strategy) - predicted.IndexOf(r.Strategy), 2));
+        var spearman = n < 2 ? 1 : 1 - 6 * d2 / (n * (n * n - 1.0));
+        var concordant = 0;
+        var discordant = 0;
+        for (var i = 0; i < n; i++)
+            for (var j = i + 1; j < n; j++)
+            {
+                var sign = Math.Sign(rows[i].StepSeconds - rows[j].StepSeconds) * Math.Sign(rows[i].PredictedStepSeconds - rows[j].PredictedStepSeconds);
+                if (sign > 0) concordant++;
+                else if (sign < 0) discordant++;
+            }
+        var tau = n < 2 ? 1 : (concordant - discordant) / (n * (n - 1) / 2.0);
+        return new Ranking(launcher, accumulation, measured, predicted, spearman, tau, rows.Average(r => Math.Abs(r.StepTimeError)));
+    }
+}
