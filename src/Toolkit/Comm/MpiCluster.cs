@@ -14,10 +14,22 @@ public static class MpiCluster
         var transport = MpiTransport.InitializeWorld();
         var worldRanks = Enumerable.Range(0, transport.Size).ToArray();
         var counters = new CommCounters();
-        var m = groupSize ?? RanksOnThisHost(transport, counters);
+        var m = groupSize ?? LocalRanksFromLauncher() ?? RanksOnThisHost(transport, counters);
         if (m < 1 || transport.Size % m != 0)
             throw new ArgumentOutOfRangeException(nameof(groupSize), m, $"must be at least 1 and divide the number of MPI ranks ({transport.Size})");
         return new Communicator(transport, worldRanks, m, counters);
+    }
+
+    /// <summary>
+    /// Ranks sharing this host as the launcher reports them (hydra's <c>MPI_LOCALNRANKS</c>, Slurm's
+    /// <c>SLURM_NTASKS_PER_NODE</c>), or null. Used to size CPU thread pools so that co-located ranks
+    /// do not oversubscribe the cores.
+    /// </summary>
+    public static int? LocalRanksFromLauncher()
+    {
+        foreach (var name in new[] { "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE" })
+            if (int.TryParse(Environment.GetEnvironmentVariable(name)?.Split('(', ',')[0], out var n) && n > 0) return n;
+        return null;
     }
 
     /// <summary>True when this process was started by an MPI launcher (hydra, Slurm, Open MPI).</summary>

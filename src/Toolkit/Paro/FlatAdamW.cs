@@ -41,14 +41,8 @@ internal sealed class FlatAdamW : IDisposable
         parameters.addcdiv_(ExpAvg, denominator, value: -(lr / biasCorrection1));
     }
 
-    /// <summary>Restores state from a checkpoint.</summary>
-    public void Load(Tensor expAvg, Tensor expAvgSq, long step)
-    {
-        using var _ = no_grad();
-        ExpAvg.copy_(expAvg);
-        ExpAvgSq.copy_(expAvgSq);
-        Step = step;
-    }
+    /// <summary>Sets the step count after the moments were restored from a checkpoint (bias correction depends on it).</summary>
+    public void SetStep(long step) => Step = step >= 0 ? step : throw new ArgumentOutOfRangeException(nameof(step), step, "must not be negative");
 
     public void Dispose()
     {

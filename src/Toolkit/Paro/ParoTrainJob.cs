@@ -37,7 +37,7 @@ public static class ParoTrainJob
         TorchRuntime.EnsureInitialized();
         Devices.ConfigureCpuThreads(options.Ranks);
         var sink = new MetricSink(run, progress);
-        var outcomes = await InProcessCluster.RunAsync(options.Ranks, options.GroupSize, comm => TrainRank(comm, options, sink, cancellationToken), cancellationToken);
+        var outcomes = await InProcessCluster.RunAsync(options.Ranks, options.GroupSize, comm => TrainRank(comm, options, sink, run.Path, cancellationToken), cancellationToken);
         return Finish(run.Path, options, outcomes);
     }
 
@@ -48,9 +48,9 @@ public static class ParoTrainJob
         using var comm = MpiCluster.InitializeWorld(options.GroupSize);
         if (comm.Size != options.Ranks)
             throw new ArgumentException($"mpiexec started {comm.Size} ranks but the options ask for {options.Ranks}.");
-        Devices.ConfigureCpuThreads(comm.GroupSize);
+        Devices.ConfigureCpuThreads(MpiCluster.LocalRanksFromLauncher() ?? comm.GroupSize);
         using var run = RunDirectory.Attach(runPath, comm.Rank);
-        var outcome = TrainRank(comm, options, new MetricSink(run, null), CancellationToken.None);
+        var outcome = TrainRank(comm, options, new MetricSink(run, null), runPath, CancellationToken.None);
         var all = GatherOutcomes(comm, outcome, options.Steps);
         if (comm.Rank == 0) Finish(runPath, options, all);
         comm.Barrier();
@@ -64,7 +64,7 @@ public static class ParoTrainJob
     /// <summary>JSON conventions of results (camelCase).</summary>
     public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
-    private static RankOutcome TrainRank(Communicator comm, ParoTrainOptions o, MetricSink sink, CancellationToken token)
+    private static RankOutcome TrainRank(Communicator comm, ParoTrainOptions o, MetricSink sink, string runPath, CancellationToken token)
     {
         var data = o.DataPath is null ? TokenDataset.SyntheticStories() : TokenDataset.FromTextFile(o.DataPath);
         var config = o.ModelConfig;
@@ -77,12 +77,15 @@ public static class ParoTrainJob
         using var _ = model;
         var plan = new ShardingPlan(o.ParsedStrategy, o.GroupSize, o.Accumulation, o.Precision);
         using var trainer = ShardedTrainer.Create(model, plan, comm, new AdamWOptions { LearningRate = o.LearningRate, Beta2 = 0.95, WeightDecay = 0.1 });
+        if (o.ResumeFrom is not null) trainer.LoadCheckpoint(o.ResumeFrom);
+        var first = (int)trainer.StepsTaken;   // steps continue after a resumed checkpoint, so data and bias correction line up
         var losses = new double[o.Steps];
         var seconds = new double[o.Steps];
         CommSnapshot traffic = new(new Dictionary<string, OperationTraffic>());
-        for (var step = 0; step < o.Steps; step++)
+        for (var i = 0; i < o.Steps; i++)
         {
             token.ThrowIfCancellationRequested();
+            var step = first + i;
             var s = step;
             var micro = Enumerable.Range(0, o.Accumulation).Select(a => (Func<TorchSharp.torch.nn.Module, Tensor>)(m =>
             {
@@ -91,11 +94,11 @@ public static class ParoTrainJob
             })).ToList();
             var before = comm.Counters.Snapshot();
             var clock = Stopwatch.StartNew();
-            losses[step] = trainer.Step(micro);
-            seconds[step] = clock.Elapsed.TotalSeconds;
+            losses[i] = trainer.Step(micro);
+            seconds[i] = clock.Elapsed.TotalSeconds;
             traffic = comm.Counters.Snapshot().Since(before);
-            sink.Record(step, comm.Rank, "loss", losses[step]);
-            sink.Record(step, comm.Rank, "step_seconds", seconds[step]);
+            sink.Record(step, comm.Rank, "loss", losses[i]);
+            sink.Record(step, comm.Rank, "step_seconds", seconds[i]);
             sink.Record(step, comm.Rank, "comm.intra_bytes", traffic.IntraBytes);
             sink.Record(step, comm.Rank, "comm.inter_bytes", traffic.InterBytes);
             var memory = trainer.Memory;
@@ -103,8 +106,10 @@ public static class ParoTrainJob
             sink.Record(step, comm.Rank, "memory.grads_bytes", memory.GradientsBytes);
             sink.Record(step, comm.Rank, "memory.optimizer_bytes", memory.OptimizerBytes);
             sink.Record(step, comm.Rank, "memory.peak_bytes", memory.PeakBytes);
+            if (o.CheckpointEvery > 0 && (step + 1) % o.CheckpointEvery == 0)
+                trainer.SaveCheckpoint(Path.Combine(runPath, "checkpoints", $"step-{step + 1}"));
         }
-        return new RankOutcome(comm.Rank, losses, seconds, traffic.IntraBytes, traffic.InterBytes, trainer.Memory, trainer.ParameterCount);
+        return new RankOutcome(comm.Rank, first, losses, seconds, traffic.IntraBytes, traffic.InterBytes, trainer.Memory, trainer.ParameterCount);
     }
 
     /// <summary>MPI: every rank's outcome on every rank (after training, so this traffic is not in the measured steps).</summary>
@@ -121,14 +126,14 @@ public static class ParoTrainJob
         return Enumerable.Range(0, comm.Size).Select(r =>
         {
             var v = table.AsSpan(r * width, width);
-            return new RankOutcome(r, v[..steps].ToArray(), v[steps..(2 * steps)].ToArray(), (long)v[2 * steps], (long)v[2 * steps + 1],
+            return new RankOutcome(r, mine.FirstStep, v[..steps].ToArray(), v[steps..(2 * steps)].ToArray(), (long)v[2 * steps], (long)v[2 * steps + 1],
                 new ParoMemory((long)v[2 * steps + 2], (long)v[2 * steps + 3], (long)v[2 * steps + 4], (long)v[2 * steps + 5]), (long)v[2 * steps + 6]);
         }).ToArray();
     }
 
     private static ParoTrainResult Finish(string runPath, ParoTrainOptions o, RankOutcome[] outcomes)
     {
-        var steps = Enumerable.Range(0, o.Steps).Select(s => new StepLoss(s, outcomes.Average(r => r.Losses[s]))).ToList();
+        var steps = Enumerable.Range(0, o.Steps).Select(i => new StepLoss(outcomes[0].FirstStep + i, outcomes.Average(r => r.Losses[i]))).ToList();
         var timed = outcomes[0].StepSeconds.Skip(o.Steps > 1 ? 1 : 0).Order().ToList();   // the first step includes warm-up
         var median = timed[timed.Count / 2];
         var result = new ParoTrainResult(o.ParsedStrategy.Code, o.Ranks, o.GroupSize, o.Accumulation, o.Precision.ToString().ToLowerInvariant(), outcomes[0].ParameterCount,
@@ -163,7 +168,7 @@ public static class ParoTrainJob
         ]);
     }
 
-    private sealed record RankOutcome(int Rank, double[] Losses, double[] StepSeconds, long IntraBytes, long InterBytes, ParoMemory Memory, long ParameterCount);
+    private sealed record RankOutcome(int Rank, int FirstStep, double[] Losses, double[] StepSeconds, long IntraBytes, long InterBytes, ParoMemory Memory, long ParameterCount);
 
     /// <summary>Writes a metric to the run folder and reports it to the caller.</summary>
     private sealed class MetricSink(RunDirectory run, IProgress<MetricPoint>? progress)

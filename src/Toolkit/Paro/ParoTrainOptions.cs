@@ -39,6 +39,10 @@ public sealed record ParoTrainOptions
     public Launcher Launcher { get; init; } = Launcher.InProcess;
     /// <summary>A UTF-8 text file to train on; null for the embedded synthetic stories.</summary>
     public string? DataPath { get; init; }
+    /// <summary>Save a sharded checkpoint every this many steps into the run folder's <c>checkpoints/step-K/</c>; 0 never. Default 0.</summary>
+    public int CheckpointEvery { get; init; }
+    /// <summary>A checkpoint folder to resume from (same strategy, ranks, group size, precision and model); steps continue from its step. Default none.</summary>
+    public string? ResumeFrom { get; init; }
     /// <summary>Folder for run folders. Default <see cref="RunDirectory.DefaultRoot"/>.</summary>
     public string RunsDirectory { get; init; } = RunDirectory.DefaultRoot;
 
@@ -63,6 +67,8 @@ public sealed record ParoTrainOptions
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
         if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
         if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
+        if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "must not be negative");
+        if (ResumeFrom is not null) _ = CheckpointManifest.Read(ResumeFrom);
         if (DataPath is not null && !File.Exists(DataPath)) throw new FileNotFoundException($"Training text '{DataPath}' does not exist.", DataPath);
         return this;
     }

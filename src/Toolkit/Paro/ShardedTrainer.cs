@@ -117,6 +117,60 @@ public sealed class ShardedTrainer : IDisposable
         OptimizerBytes: _optimizer.Bytes + (_master is null ? 0 : Bytes(_master)),
         PeakTransientBytes: _peakTransientBytes);
 
+    /// <summary>
+    /// Collective: writes this rank's slices to <paramref name="directory"/> (<c>rank-R.bin</c>) and, on
+    /// rank 0, the manifest. Call between steps (gradients are then zero and not saved).
+    /// </summary>
+    public void SaveCheckpoint(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var file = $"rank-{_groups.World.Rank}.bin";
+        var sha = CheckpointFiles.Write(Path.Combine(directory, file), CheckpointTensors().Select(c => c.Tensor));
+        var shard = new CheckpointShard(_groups.World.Rank, file, sha, CheckpointTensors().Select(c => c.Component).ToList());
+        // Every rank's entry reaches rank 0 through the file system after a barrier (no counted traffic).
+        File.WriteAllText(Path.Combine(directory, file + ".json"), System.Text.Json.JsonSerializer.Serialize(shard, ParoTrainJob.Json));
+        _groups.World.Barrier();
+        if (_groups.World.Rank == 0)
+        {
+            var shards = Enumerable.Range(0, _groups.N).Select(r => System.Text.Json.JsonSerializer.Deserialize<CheckpointShard>(
+                File.ReadAllText(Path.Combine(directory, $"rank-{r}.bin.json")), ParoTrainJob.Json)!).ToList();
+            var manifest = new CheckpointManifest(1, Strategy.Code, _groups.N, _groups.M, _plan.Precision.ToString().ToLowerInvariant(),
+                _groups.Elements, _groups.Padded, _optimizer.Step, shards);
+            File.WriteAllText(Path.Combine(directory, CheckpointManifest.FileName), System.Text.Json.JsonSerializer.Serialize(manifest, ParoTrainJob.Json));
+            foreach (var r in Enumerable.Range(0, _groups.N)) File.Delete(Path.Combine(directory, $"rank-{r}.bin.json"));
+        }
+        _groups.World.Barrier();
+    }
+
+    /// <summary>Collective: restores this rank's slices and the optimizer step from a checkpoint written under the same plan.</summary>
+    /// <exception cref="ArgumentException">The checkpoint was written under another strategy, rank count, group size, precision or model.</exception>
+    /// <exception cref="InvalidDataException">A file is corrupt or truncated.</exception>
+    public void LoadCheckpoint(string directory)
+    {
+        var manifest = CheckpointManifest.Read(directory);
+        var precision = _plan.Precision.ToString().ToLowerInvariant();
+        if (manifest.Strategy != Strategy.Code || manifest.Ranks != _groups.N || manifest.GroupSize != _groups.M || manifest.Precision != precision || manifest.Parameters != _groups.Elements)
+            throw new ArgumentException(
+                $"Checkpoint {directory} was written by {manifest.Strategy} on {manifest.Ranks} ranks in groups of {manifest.GroupSize}, {manifest.Precision}, {manifest.Parameters} parameters; " +
+                $"this job is {Strategy.Code} on {_groups.N} ranks in groups of {_groups.M}, {precision}, {_groups.Elements} parameters. Resume with the same settings (re-sharding is not supported).");
+        var shard = manifest.Shards.Single(s => s.Rank == _groups.World.Rank);
+        var tensors = CheckpointTensors().ToList();
+        if (!shard.Components.SequenceEqual(tensors.Select(t => t.Component)))
+            throw new InvalidDataException($"{directory}/{shard.File} does not describe this rank's slices.");
+        CheckpointFiles.Read(Path.Combine(directory, shard.File), shard.Sha256, tensors.Select(t => t.Tensor));
+        _optimizer.SetStep(manifest.Step);
+    }
+
+    private IEnumerable<(Tensor Tensor, CheckpointComponent Component)> CheckpointTensors()
+    {
+        (Tensor, CheckpointComponent) Entry(string name, Tensor t, ShardLevel level) =>
+            (t, new CheckpointComponent(name, t.dtype.ToString(), _groups.Range(level).Offset, t.numel()));
+        yield return Entry("parameters", _parameters, Strategy.Parameters);
+        if (_master is not null) yield return Entry("master", _master, Strategy.OptimizerStates);
+        yield return Entry("exp_avg", _optimizer.ExpAvg, Strategy.OptimizerStates);
+        yield return Entry("exp_avg_sq", _optimizer.ExpAvgSq, Strategy.OptimizerStates);
+    }
+
     /// <summary>Collective: every rank returns the full fp32 parameter vector (Ψ elements, module order).</summary>
     public float[] GatherParameters()
     {
