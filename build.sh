@@ -14,7 +14,9 @@ pack() {
   rm -f artifacts/feed/LmToolkit*.nupkg
   dotnet pack src/Toolkit -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
   dotnet pack src/Extensions -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
-  echo "packed LmToolkit and LmToolkit.Interactive $version into artifacts/feed"
+  # `#!paro train --launcher mpi` starts this build of the CLI under mpiexec.
+  dotnet build src/Cli -c Release --nologo -v quiet
+  echo "packed LmToolkit and LmToolkit.Interactive $version into artifacts/feed; built src/Cli"
 }
 
 kernel() {

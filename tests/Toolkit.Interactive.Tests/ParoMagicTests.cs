@@ -39,6 +39,16 @@ public sealed class ParoMagicTests : IDisposable
     }
 
     [Fact]
+    public async Task Train_WithTheMpiLauncher_StartsMpiexec_AndChartsTheRun()
+    {
+        var result = await _kernel.SubmitCodeAsync($"#!paro train --strategy IGG --launcher mpi --np 4 --steps 3 --runs-dir {_runs}");
+        AssertSucceeded(result);
+        Assert.Contains(Html(result), h => h.Contains("PaRO IGG"));
+        var run = Assert.Single(Directory.GetDirectories(_runs));
+        Assert.Equal(4, Directory.GetFiles(run, "metrics.rank-*.jsonl").Length);
+    }
+
+    [Fact]
     public async Task Compare_TwoStrategies_ChartsMeasuredMemoryTrafficAndThroughput()
     {
         var result = await _kernel.SubmitCodeAsync($"#!paro compare --strategies NNN,NIG --steps 3 --runs-dir {_runs}");
