@@ -14,13 +14,13 @@ internal static class SelfTestCommand
     public static Command Create()
     {
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for rank-<r>.json results.", Required = true };
-        var algorithm = new Option<CollectiveAlgorithm>("--algorithm") { Description = "ring or native.", DefaultValueFactory = _ => CollectiveAlgorithm.Ring };
+        var algorithm = new Option<string>("--algorithm") { Description = "native, ring, hierarchical or ho-ring.", DefaultValueFactory = _ => "ring" };
         var groupSize = new Option<int?>("--group-size") { Description = "Ranks per group (default: ranks per host)." };
         var collectives = new Command("collectives", "Run the collective probe on MPI ranks.") { output, algorithm, groupSize };
         collectives.SetAction(parse =>
         {
             using var comm = MpiCluster.InitializeWorld(parse.GetValue(groupSize));
-            comm.Algorithm = parse.GetValue(algorithm);
+            comm.Algorithm = CollectiveAlgorithms.Parse(parse.GetValue(algorithm)!);
             CollectiveProbe.Write(parse.GetValue(output)!.FullName, comm.Rank, CollectiveProbe.Run(comm));
             comm.Barrier();
             return 0;

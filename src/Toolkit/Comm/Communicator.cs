@@ -3,15 +3,6 @@ using System.Runtime.InteropServices;
 
 namespace Toolkit.Comm;
 
-/// <summary>Which implementation a collective uses.</summary>
-public enum CollectiveAlgorithm
-{
-    /// <summary>Bandwidth-optimal ring over the communicator's point-to-point sends (every byte counted as sent).</summary>
-    Ring,
-    /// <summary>The backend's own collective (MPI's tuned algorithms). Traffic is recorded as the ring's byte count, since MPI does not report what it sent; falls back to <see cref="Ring"/> where the backend has none.</summary>
-    Native,
-}
-
 /// <summary>
 /// A group of ranks that exchange tensor memory: all-reduce, reduce-scatter, all-gather, broadcast,
 /// send/receive, barrier, and splitting into sub-communicators. The same class runs over in-process
@@ -67,6 +58,15 @@ public sealed class Communicator : IDisposable
     /// <summary>Which implementation collectives use. Default <see cref="CollectiveAlgorithm.Ring"/>.</summary>
     public CollectiveAlgorithm Algorithm { get; set; } = CollectiveAlgorithm.Ring;
 
+    /// <summary>Chunk size of HO-Ring's pipeline (default 1 MiB): messages of one chunk or less run its phases one after another. Every rank must use the same value.</summary>
+    public int PipelineChunkBytes
+    {
+        get => _pipelineChunkBytes;
+        set => _pipelineChunkBytes = value >= 64 ? value : throw new ArgumentOutOfRangeException(nameof(PipelineChunkBytes), value, "must be at least 64 bytes");
+    }
+
+    private int _pipelineChunkBytes = 1 << 20;
+
     /// <summary>The world rank of each member, indexed by rank in this communicator.</summary>
     public IReadOnlyList<int> WorldRanks => _worldRanks;
 
@@ -90,8 +90,15 @@ public sealed class Communicator : IDisposable
             native.AllReduce(data, op);
             return;
         }
-        RingReduceScatter(data, op, "allreduce");
-        RingAllGather(data, "allreduce");
+        switch (Hierarchy())
+        {
+            case { } h when Algorithm == CollectiveAlgorithm.HoRing: HoRing.AllReduce(h, data, op); break;
+            case { } h when Algorithm == CollectiveAlgorithm.Hierarchical: LeaderAllReduce.Run(h, data, op); break;
+            default:
+                Ring.ReduceScatter(this, data, op, "allreduce");
+                Ring.AllGather(this, data, "allreduce");
+                break;
+        }
     }
 
     /// <summary>Reduces <paramref name="data"/> across ranks, leaving this rank's shard (<see cref="ShardRange"/>) complete; other elements are left partially reduced.</summary>
@@ -104,7 +111,8 @@ public sealed class Communicator : IDisposable
             native.ReduceScatter(data, ShardRange(data.Length, Size, Rank).Count, op);
             return;
         }
-        RingReduceScatter(data, op, "reduce_scatter");
+        if (Hierarchy() is { } h) HoRing.ReduceScatter(h, data, op);
+        else Ring.ReduceScatter(this, data, op, "reduce_scatter");
     }
 
     /// <summary>Each rank contributes its shard (<see cref="ShardRange"/>) of <paramref name="data"/>; every rank ends with all shards.</summary>
@@ -116,11 +124,14 @@ public sealed class Communicator : IDisposable
             native.AllGather(data, ShardRange(data.Length, Size, Rank).Count);
             return;
         }
-        RingAllGather(data, "all_gather");
+        if (Hierarchy() is { } h) HoRing.AllGather(h, data);
+        else Ring.AllGather(this, data, "all_gather");
     }
 
     /// <summary>Copies <paramref name="data"/> from <paramref name="root"/> to every rank (pipelined chain: each rank but the last forwards the whole buffer once).</summary>
-    public void Broadcast<T>(Span<T> data, int root) where T : unmanaged
+    public void Broadcast<T>(Span<T> data, int root) where T : unmanaged => Broadcast(data, root, "broadcast");
+
+    internal void Broadcast<T>(Span<T> data, int root, string name) where T : unmanaged
     {
         CheckRank(root, nameof(root));
         if (Size == 1) return;
@@ -128,7 +139,7 @@ public sealed class Communicator : IDisposable
         if (Algorithm == CollectiveAlgorithm.Native && _transport.Native is { } native)
         {
             native.Broadcast(data, root);
-            if (Relative(Rank, root) < Size - 1) Record("broadcast", bytes.Length, Next);
+            if (Relative(Rank, root) < Size - 1) Record(name, bytes.Length, Next);
             return;
         }
         const int segment = 1 << 20;   // pipelining: the chain streams 1 MiB segments
@@ -137,7 +148,7 @@ public sealed class Communicator : IDisposable
         {
             var part = bytes.Slice(offset, Math.Min(segment, bytes.Length - offset));
             if (position > 0) _transport.Receive(part, Previous, CollectiveTag);
-            if (position < Size - 1) SendCounted("broadcast", part, Next, CollectiveTag);
+            if (position < Size - 1) SendCounted(name, part, Next, CollectiveTag);
             if (bytes.Length == 0) break;
         }
     }
@@ -174,7 +185,7 @@ public sealed class Communicator : IDisposable
             child.SendReceive(MemoryMarshal.AsBytes(new ReadOnlySpan<int>(in worldRanks[child.Rank])), to,
                 MemoryMarshal.AsBytes(new Span<int>(ref worldRanks[from])), from, ControlTag);
         }
-        return new Communicator(child, worldRanks, GroupSize, Counters) { Algorithm = Algorithm };
+        return new Communicator(child, worldRanks, GroupSize, Counters) { Algorithm = Algorithm, PipelineChunkBytes = PipelineChunkBytes };
     }
 
     /// <summary>The ranks of this rank's group: consecutive blocks of <paramref name="groupSize"/> ranks (intra-group communicator).</summary>
@@ -192,55 +203,61 @@ public sealed class Communicator : IDisposable
     }
 
     /// <inheritdoc/>
-    public void Dispose() => _transport.Dispose();
+    public void Dispose()
+    {
+        _hierarchy?.Dispose();
+        _transport.Dispose();
+    }
+
+    private Hierarchy? _hierarchy;
+    private bool _hierarchyChecked;
+
+    /// <summary>
+    /// The intra-group, inter-group and leader communicators that hierarchical algorithms need, made on
+    /// first use (a collective call, so every rank makes them at the same point). Null when the
+    /// algorithm is flat, or when this communicator's members do not form equal groups of at least
+    /// two ranks in at least two groups (then the hierarchical algorithms fall back to the ring).
+    /// </summary>
+    private Hierarchy? Hierarchy()
+    {
+        if (Algorithm is not (CollectiveAlgorithm.HoRing or CollectiveAlgorithm.Hierarchical)) return null;
+        if (_hierarchyChecked) return _hierarchy;
+        _hierarchyChecked = true;
+        var groups = _worldRanks.Select((w, r) => (Group: w / GroupSize, Rank: r)).GroupBy(x => x.Group).ToList();
+        var m = groups[0].Count();
+        if (groups.Count < 2 || m < 2 || groups.Any(g => g.Count() != m)) return null;
+        var groupIndex = groups.FindIndex(g => g.Key == WorldRank / GroupSize);
+        var local = groups[groupIndex].Select(x => x.Rank).ToList().IndexOf(Rank);
+        var intra = Split(groupIndex, Rank);
+        var inter = Split(local, Rank);
+        var leaders = Split(local == 0 ? 0 : 1, Rank);
+        intra.Algorithm = inter.Algorithm = leaders.Algorithm = CollectiveAlgorithm.Ring;
+        _hierarchy = new Hierarchy(this, intra, inter, leaders, local, groupIndex);
+        return _hierarchy;
+    }
 
     internal ITransport Transport => _transport;
+
+    internal const int CollectiveTagValue = CollectiveTag;
 
     private int Next => (Rank + 1) % Size;
     private int Previous => (Rank - 1 + Size) % Size;
     private int Relative(int rank, int root) => (rank - root + Size) % Size;
 
-    /// <summary>
-    /// Ring reduce-scatter. At step s rank r sends shard (r-1-s) and receives shard (r-2-s), adding it
-    /// into its own copy; after n-1 steps shard r has passed through every rank and is complete here.
-    /// </summary>
-    private void RingReduceScatter<T>(Span<T> data, ReduceOp op, string name) where T : unmanaged
-    {
-        if (Size == 1) return;
-        var scratch = ArrayPool<T>.Shared.Rent(ShardRange(data.Length, Size, 0).Count + 1);
-        try
-        {
-            for (var step = 0; step < Size - 1; step++)
-            {
-                var (sendOffset, sendCount) = ShardRange(data.Length, Size, Mod(Rank - 1 - step));
-                var (receiveOffset, receiveCount) = ShardRange(data.Length, Size, Mod(Rank - 2 - step));
-                var incoming = scratch.AsSpan(0, receiveCount);
-                SendReceiveCounted(name, MemoryMarshal.AsBytes(data.Slice(sendOffset, sendCount)), MemoryMarshal.AsBytes(incoming));
-                Reduction.Apply(data.Slice(receiveOffset, receiveCount), incoming, op);
-            }
-        }
-        finally
-        {
-            ArrayPool<T>.Shared.Return(scratch);
-        }
-    }
-
-    /// <summary>Ring all-gather. At step s rank r forwards shard (r-s) and receives shard (r-1-s) straight into place.</summary>
-    private void RingAllGather<T>(Span<T> data, string name) where T : unmanaged
-    {
-        for (var step = 0; step < Size - 1; step++)
-        {
-            var (sendOffset, sendCount) = ShardRange(data.Length, Size, Mod(Rank - step));
-            var (receiveOffset, receiveCount) = ShardRange(data.Length, Size, Mod(Rank - 1 - step));
-            SendReceiveCounted(name, MemoryMarshal.AsBytes(data.Slice(sendOffset, sendCount)), MemoryMarshal.AsBytes(data.Slice(receiveOffset, receiveCount)));
-        }
-    }
-
-    private void SendReceiveCounted(string name, ReadOnlySpan<byte> send, Span<byte> receive)
+    /// <summary>One ring step: send to the next rank and receive from the previous one, counting the bytes sent.</summary>
+    internal void SendReceiveCounted(string name, ReadOnlySpan<byte> send, Span<byte> receive, int tag = CollectiveTag)
     {
         Record(name, send.Length, Next);
-        _transport.SendReceive(send, Next, receive, Previous, CollectiveTag);
+        _transport.SendReceive(send, Next, receive, Previous, tag);
     }
+
+    /// <summary>A counted point-to-point send under an operation's name (used inside collectives).</summary>
+    internal void SendCounted<T>(string name, ReadOnlySpan<T> data, int destination, int tag = CollectiveTag) where T : unmanaged =>
+        SendCounted(name, MemoryMarshal.AsBytes(data), destination, tag);
+
+    /// <summary>A receive inside a collective.</summary>
+    internal void ReceiveInternal<T>(Span<T> data, int source, int tag = CollectiveTag) where T : unmanaged =>
+        _transport.Receive(MemoryMarshal.AsBytes(data), source, tag);
 
     private void SendCounted(string name, ReadOnlySpan<byte> data, int destination, int tag)
     {
