@@ -66,11 +66,12 @@ internal static class ParoCommand
         var data = new Option<FileInfo?>("--data") { Description = "A UTF-8 text file to train on (default: the embedded synthetic stories)." };
         var runs = new Option<string>("--runs-dir") { Description = "Folder for run folders.", DefaultValueFactory = _ => d.RunsDirectory };
         var json = new Option<FileInfo?>("--json") { Description = "Write the result as JSON to this file." };
+        var collectives = new Option<string>("--collectives") { Description = "native, ring, hierarchical or ho-ring.", DefaultValueFactory = _ => d.Collectives };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Save a sharded checkpoint every K steps (0: never)." };
         var resume = new Option<DirectoryInfo?>("--resume") { Description = "Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written with the same settings." };
         launcher.AcceptOnlyFromAmong("inproc", "mpi");
         var command = new Command("train", "Train a small GPT under one strategy; measure memory, traffic and throughput.")
-            { strategy, ranks, groupSize, accumulation, steps, seed, model, precision, launcher, microBatch, lr, data, runs, json, checkpointEvery, resume };
+            { strategy, ranks, groupSize, accumulation, steps, seed, model, precision, launcher, microBatch, lr, data, runs, json, checkpointEvery, resume, collectives };
         command.SetAction(async (parse, token) =>
         {
             var options = new ParoTrainOptions
@@ -80,7 +81,7 @@ internal static class ParoCommand
                 Model = parse.GetValue(model)!, Precision = parse.GetValue(precision),
                 Launcher = parse.GetValue(launcher) == "mpi" ? Launcher.Mpi : Launcher.InProcess,
                 MicroBatch = parse.GetValue(microBatch), LearningRate = parse.GetValue(lr), DataPath = parse.GetValue(data)?.FullName,
-                RunsDirectory = parse.GetValue(runs)!, CheckpointEvery = parse.GetValue(checkpointEvery), ResumeFrom = parse.GetValue(resume)?.FullName,
+                RunsDirectory = parse.GetValue(runs)!, CheckpointEvery = parse.GetValue(checkpointEvery), Collectives = parse.GetValue(collectives)!, ResumeFrom = parse.GetValue(resume)?.FullName,
             }.Validate();
             var progress = new Progress<MetricPoint>(p =>
             {

@@ -52,11 +52,13 @@ public sealed class ParoCompareCommand : KernelDirectiveCommand
     public double Lr { get; set; } = Defaults.LearningRate;
     /// <summary><c>--runs-dir</c>.</summary>
     public string RunsDir { get; set; } = Defaults.RunsDirectory;
+    /// <summary><c>--collectives</c>.</summary>
+    public string Collectives { get; set; } = Defaults.Collectives;
 
     internal ParoTrainOptions ToOptions() => new ParoTrainCommand
     {
         Ranks = Ranks, Np = Np, GroupSize = GroupSize, Accumulation = Accumulation, Steps = Steps, Seed = Seed, Model = Model,
-        Precision = Precision, Launcher = Launcher, MicroBatch = MicroBatch, Lr = Lr, RunsDir = RunsDir,
+        Precision = Precision, Launcher = Launcher, MicroBatch = MicroBatch, Lr = Lr, RunsDir = RunsDir, Collectives = Collectives,
     }.ToOptions();
 
     internal IReadOnlyList<string> StrategyList() => Strategies is null

@@ -48,6 +48,8 @@ public sealed class ParoTrainCommand : KernelDirectiveCommand
     public double Lr { get; set; } = Defaults.LearningRate;
     /// <summary><c>--runs-dir</c>.</summary>
     public string RunsDir { get; set; } = Defaults.RunsDirectory;
+    /// <summary><c>--collectives</c>.</summary>
+    public string Collectives { get; set; } = Defaults.Collectives;
 
     /// <inheritdoc/>
     public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel)
@@ -61,7 +63,7 @@ public sealed class ParoTrainCommand : KernelDirectiveCommand
     internal ParoTrainOptions ToOptions() => new ParoTrainOptions
     {
         Strategy = Strategy, Ranks = Np ?? Ranks, GroupSize = GroupSize, Accumulation = Accumulation, Steps = Steps, Seed = Seed, Model = Model,
-        Precision = Precision, MicroBatch = MicroBatch, LearningRate = Lr, RunsDirectory = RunsDir,
+        Precision = Precision, MicroBatch = MicroBatch, LearningRate = Lr, RunsDirectory = RunsDir, Collectives = Collectives,
         Launcher = Launcher.ToLowerInvariant() switch
         {
             "inproc" => Paro.Launcher.InProcess,
@@ -111,5 +113,6 @@ internal static class TrainParameters
         yield return new KernelDirectiveParameter("--micro-batch", $"Sequences per micro-batch per rank (default {d.MicroBatch}).") { TypeHint = "number" };
         yield return new KernelDirectiveParameter("--lr", $"Learning rate (default {d.LearningRate}).") { TypeHint = "number" };
         yield return new KernelDirectiveParameter("--runs-dir", "Folder for run folders (default runs).") { TypeHint = "file" };
+        yield return new KernelDirectiveParameter("--collectives", "native, ring, hierarchical or ho-ring (default ring).").AddCompletions(() => Comm.CollectiveAlgorithms.Names);
     }
 }

@@ -16,8 +16,9 @@ internal static class ExactnessProbe
     private static readonly Lock InitGate = new();
 
     /// <summary>Sharded training on <paramref name="comm"/>; every rank returns the full parameters after <paramref name="steps"/> steps.</summary>
-    public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps)
+    public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring)
     {
+        comm.Algorithm = algorithm;
         using var model = NewModel();
         using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation), comm, Adam);
         for (var step = 0; step < steps; step++)

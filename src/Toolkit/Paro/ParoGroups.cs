@@ -79,9 +79,18 @@ internal sealed class ParoGroups : IDisposable
         else Inter.ReduceScatter(intraSlice);
     }
 
-    /// <summary>Sum over all ranks, every rank ending with the whole buffer (intra reduce-scatter, inter all-reduce of 1/m, intra all-gather).</summary>
+    /// <summary>
+    /// Sum over all ranks, every rank ending with the whole buffer: intra reduce-scatter, inter
+    /// all-reduce of 1/m, intra all-gather; or the world's own algorithm when it is HO-Ring (the same
+    /// decomposition, pipelined) or the leader-based hierarchical all-reduce.
+    /// </summary>
     public void AllReduce(Tensor full)
     {
+        if (World.Algorithm is CollectiveAlgorithm.HoRing or CollectiveAlgorithm.Hierarchical)
+        {
+            World.AllReduce(full);
+            return;
+        }
         Intra.ReduceScatter(full);
         var (offset, length) = Range(ShardLevel.Intra);
         using (var slice = full.narrow(0, offset, length)) Inter.AllReduce(slice);

@@ -75,6 +75,7 @@ public static class ParoTrainJob
             model = new Gpt(config);
         }
         using var _ = model;
+        comm.Algorithm = CollectiveAlgorithms.Parse(o.Collectives);
         var plan = new ShardingPlan(o.ParsedStrategy, o.GroupSize, o.Accumulation, o.Precision);
         using var trainer = ShardedTrainer.Create(model, plan, comm, new AdamWOptions { LearningRate = o.LearningRate, Beta2 = 0.95, WeightDecay = 0.1 });
         if (o.ResumeFrom is not null) trainer.LoadCheckpoint(o.ResumeFrom);

@@ -37,6 +37,8 @@ public sealed record ParoTrainOptions
     public double LearningRate { get; init; } = 3e-3;
     /// <summary>In-process threads or MPI processes. Default in-process.</summary>
     public Launcher Launcher { get; init; } = Launcher.InProcess;
+    /// <summary>Collective implementation: native (MPI's own), ring, hierarchical or ho-ring. Global all-reduces use it directly; the per-level collectives of the PaRO schedule use native or ring. Default ring.</summary>
+    public string Collectives { get; init; } = "ring";
     /// <summary>A UTF-8 text file to train on; null for the embedded synthetic stories.</summary>
     public string? DataPath { get; init; }
     /// <summary>Save a sharded checkpoint every this many steps into the run folder's <c>checkpoints/step-K/</c>; 0 never. Default 0.</summary>
@@ -67,6 +69,7 @@ public sealed record ParoTrainOptions
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
         if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
         if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
+        _ = Comm.CollectiveAlgorithms.Parse(Collectives);
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "must not be negative");
         if (ResumeFrom is not null) _ = CheckpointManifest.Read(ResumeFrom);
         if (DataPath is not null && !File.Exists(DataPath)) throw new FileNotFoundException($"Training text '{DataPath}' does not exist.", DataPath);

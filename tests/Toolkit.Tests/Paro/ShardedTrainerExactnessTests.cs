@@ -29,6 +29,19 @@ public sealed class ShardedTrainerExactnessTests
         AssertMatches(code, reference, results);
     }
 
+    [Theory]
+    [InlineData("NNN", CollectiveAlgorithm.HoRing)]
+    [InlineData("NNN", CollectiveAlgorithm.Hierarchical)]
+    [InlineData("NIG", CollectiveAlgorithm.HoRing)]
+    [InlineData("GGG", CollectiveAlgorithm.Native)]
+    public void OtherCollectiveAlgorithms_MatchSingleProcessTraining(string code, CollectiveAlgorithm algorithm)
+    {
+        TorchRuntime.EnsureInitialized();
+        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps);
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, algorithm));
+        AssertMatches($"{code}/{algorithm}", reference, results);
+    }
+
     [Fact]
     public void Mpi_EveryStrategy_MatchesSingleProcessTraining()
     {
