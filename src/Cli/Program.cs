@@ -8,6 +8,7 @@ var root = new RootCommand("Toolkit: PaRO sharded training, HO-Ring collectives,
     ParoCommand.Create(),
     DataCommand.Create(),
     BenchCommand.Create(),
+    CollectiveCommand.Create(),
     SelfTestCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

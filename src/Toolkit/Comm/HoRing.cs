@@ -13,7 +13,7 @@ namespace Toolkit.Comm;
 /// </summary>
 /// <remarks>
 /// <para>Pipelining: the authors separate the phases with barriers. Here the buffer is cut into
-/// chunks of <see cref="Communicator.PipelineChunkBytes"/> and each phase runs on its own thread, so chunk c crosses groups
+/// chunks of at least <see cref="Communicator.PipelineChunkBytes"/> (at most <see cref="MaxChunks"/>) and each phase runs on its own thread, so chunk c crosses groups
 /// while chunk c+1 is reduced and chunk c-1 is gathered inside the group: intra and inter traffic
 /// overlap. The intra reduce-scatter and all-gather share the intra communicator concurrently, so
 /// they use different tags (messages are matched by source and tag).</para>
@@ -25,9 +25,15 @@ internal static class HoRing
 {
     private const int ReduceTag = Communicator.CollectiveTagValue - 1;
 
+    /// <summary>At most this many chunks: every chunk pays each ring step's latency again, so a few large chunks overlap the phases without multiplying latency.</summary>
+    public const int MaxChunks = 8;
+
+    /// <summary>The pipeline's chunk count for a message: one per <paramref name="chunkBytes"/>, between 1 and <see cref="MaxChunks"/>.</summary>
+    public static int Chunks(long bytes, long chunkBytes, int elements) => (int)Math.Clamp(bytes / chunkBytes, 1, Math.Min(MaxChunks, Math.Max(1, elements)));
+
     public static unsafe void AllReduce<T>(Hierarchy h, Span<T> data, ReduceOp op) where T : unmanaged
     {
-        var chunks = (int)Math.Clamp((long)data.Length * sizeof(T) / h.Root.PipelineChunkBytes, 1, Math.Max(1, data.Length));
+        var chunks = Chunks((long)data.Length * sizeof(T), h.Root.PipelineChunkBytes, data.Length);
         if (chunks == 1)
         {
             IntraReduceScatter(h, data, op);
