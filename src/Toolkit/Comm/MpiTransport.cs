@@ -133,7 +133,11 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
     {
         if (_comm == Unsafe.MPI_COMM_WORLD)
         {
-            if (_ownsWorld) Unsafe.MPI_Finalize();
+            // MPICH 4.0 over UCX's TCP transport can deadlock in MPI_Finalize (ranks that finished closing
+            // their endpoints wait in the PMI barrier while their peers still flush towards them). The
+            // emulated cluster sets TOOLKIT_MPI_SKIP_FINALIZE=1: every rank has passed a barrier, and the
+            // process exits without finalising, which hydra accepts.
+            if (_ownsWorld && System.Environment.GetEnvironmentVariable("TOOLKIT_MPI_SKIP_FINALIZE") != "1") Unsafe.MPI_Finalize();
         }
         else if (_comm != 0)
         {

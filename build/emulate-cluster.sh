@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Emulates a cluster of G "nodes" on this Linux machine and runs one MPI job across it.
+#
+#   build/emulate-cluster.sh --nodes G --ranks-per-node M [--inter-bandwidth 1gbit] [--inter-latency 0.2ms] -- PROGRAM [ARGS...]
+#
+# Each node is a network namespace with its own hostname (UTS namespace), machine-id and /etc/hosts,
+# joined by a veth pair to a bridge that lives in a namespace of its own and is connected to nothing
+# else: addresses come from 198.18.0.0/15 (RFC 2544 benchmarking), there is no default route, so no
+# traffic can leave. Each node's link is shaped with tc: the rate with a token bucket (tbf), the
+# latency with netem when the kernel has it (sch_netem); without it the script says so and adds no
+# latency. Ranks of one node run in the same namespace and share memory; MPICH's mpiexec runs inside
+# node 0 and starts the other nodes' proxies through a launcher that enters their namespaces.
+# Needs root. Everything it creates is removed when it ends, fails or is interrupted.
+set -euo pipefail
+
+nodes=2 per_node=2 rate="" delay="" verbose=0
+usage() { sed -n '2,14p' "$0" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --nodes) nodes=$2; shift 2 ;;
+    --ranks-per-node) per_node=$2; shift 2 ;;
+    --inter-bandwidth) rate=$2; shift 2 ;;
+    --inter-latency) delay=$2; shift 2 ;;
+    --verbose) verbose=1; shift ;;
+    --) shift; break ;;
+    *) usage ;;
+  esac
+done
+[ $# -gt 0 ] || usage
+[[ "$nodes" =~ ^[0-9]+$ && "$nodes" -ge 1 && "$nodes" -le 200 ]] || { echo "emulate-cluster: --nodes must be 1..200 (got $nodes)" >&2; exit 2; }
+[[ "$per_node" =~ ^[0-9]+$ && "$per_node" -ge 1 ]] || { echo "emulate-cluster: --ranks-per-node must be a positive integer (got $per_node)" >&2; exit 2; }
+if [ "$(id -u)" -ne 0 ]; then
+  echo "emulate-cluster: needs root to create network namespaces and shape links with tc (run it with sudo, or as root in a container or VM)." >&2
+  exit 77
+fi
+for tool in ip tc unshare mpiexec.mpich; do
+  command -v "$tool" >/dev/null || { echo "emulate-cluster: '$tool' is missing (Debian/Ubuntu: apt-get install iproute2 util-linux mpich)." >&2; exit 2; }
+done
+
+prefix="tk$$"
+switch="${prefix}sw"
+created=()
+cleanup() {
+  local status=$?
+  for ns in "${created[@]}"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"
+  done
+  rm -f "/tmp/${prefix}-launch"
+  rm -rf "/run/$prefix"
+  exit $status
+}
+trap cleanup EXIT INT TERM
+
+ip netns add "$switch"; created+=("$switch")
+ip netns exec "$switch" ip link add br0 type bridge
+ip netns exec "$switch" ip link set br0 up
+
+netem=0
+if ip netns exec "$switch" tc qdisc add dev lo root netem delay 1ms 2>/dev/null; then
+  netem=1
+  ip netns exec "$switch" tc qdisc del dev lo root
+fi
+if [ -n "$delay" ] && [ $netem -eq 0 ]; then
+  echo "emulate-cluster: this kernel has no netem (sch_netem), so --inter-latency $delay is NOT emulated; links are only rate-limited." >&2
+fi
+
+hosts="127.0.0.1 localhost"
+for ((i = 0; i < nodes; i++)); do hosts+=$'\n'"198.18.0.$((i + 1)) node$i"; done
+for ((i = 0; i < nodes; i++)); do
+  ns="${prefix}n$i"
+  ip netns add "$ns"; created+=("$ns")
+  mkdir -p "/etc/netns/$ns"
+  printf '%s\n' "$hosts" > "/etc/netns/$ns/hosts"                  # ip netns exec bind-mounts these over /etc
+  # Distinct machine identities per node: UCX (MPICH's transport here) decides that two processes may use
+  # shared memory when their boot ids match, so each node gets its own, bind-mounted where the kernel's is.
+  printf '%032x\n' "$((0x7e57 + i))" > "/etc/netns/$ns/machine-id"
+  mkdir -p "/run/$prefix/$ns"
+  printf '7e57b007-0000-4000-8000-%012x\n' "$i" > "/run/$prefix/$ns/boot_id"
+  ip link add "${prefix}v$i" type veth peer name "${prefix}b$i"
+  ip link set "${prefix}v$i" netns "$ns"
+  ip link set "${prefix}b$i" netns "$switch"
+  ip netns exec "$switch" ip link set "${prefix}b$i" master br0 up
+  ip netns exec "$ns" ip link set lo up
+  ip netns exec "$ns" ip link set "${prefix}v$i" name eth0
+  ip netns exec "$ns" ip addr add "198.18.0.$((i + 1))/24" dev eth0
+  ip netns exec "$ns" ip link set eth0 up
+  if [ -n "$delay" ] && [ $netem -eq 1 ]; then
+    ip netns exec "$ns" tc qdisc add dev eth0 root handle 1: netem delay "$delay" ${rate:+rate "$rate"}
+  elif [ -n "$rate" ]; then
+    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst 256kb latency 400ms
+    ip netns exec "$switch" tc qdisc add dev "${prefix}b$i" root tbf rate "$rate" burst 256kb latency 400ms
+  fi
+done
+
+# Hydra's launcher, called like ssh: `launch [options] HOST COMMAND-LINE`; runs the command line (a
+# shell string, as ssh would) inside HOST's namespace under HOST's hostname.
+cat > "/tmp/${prefix}-launch" <<LAUNCH
+#!/usr/bin/env bash
+while [ "\${1#-}" != "\$1" ]; do shift; done
+host=\$1; shift
+ns="${prefix}n\${host#node}"
+exec ip netns exec "\$ns" unshare --uts sh -c "mount --bind /run/${prefix}/\$ns/boot_id /proc/sys/kernel/random/boot_id && hostname \$host && exec \$*"
+LAUNCH
+chmod +x "/tmp/${prefix}-launch"
+
+host_list=$(for ((i = 0; i < nodes; i++)); do printf 'node%d:%d,' "$i" "$per_node"; done)
+host_list=${host_list%,}
+[ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node ranks, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
+export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
+export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)"
+set +e
+ip netns exec "${prefix}n0" unshare --uts sh -c 'mount --bind "$0" /proc/sys/kernel/random/boot_id && hostname node0 && exec "$@"' "/run/$prefix/${prefix}n0/boot_id" \
+  mpiexec.mpich -launcher ssh -launcher-exec "/tmp/${prefix}-launch" -hosts "$host_list" -n $((nodes * per_node)) \
+  -genvlist UCX_NET_DEVICES,UCX_TLS,UCX_WARN_UNUSED_ENV_VARS,TOOLKIT_MPI_SKIP_FINALIZE,TOOLKIT_EMULATED,TOOLKIT_CACHE_DIR,HOME,PATH,DOTNET_ROOT,TOOLKIT_RUNS_DIR "$@"
+status=$?
+set -e
+if [ $verbose -eq 1 ]; then
+  for ((i = 0; i < nodes; i++)); do ip netns exec "${prefix}n$i" ip -s link show eth0 | sed -n '4p;6p' | sed "s/^/node$i eth0 /" >&2; done
+fi
+exit $status
