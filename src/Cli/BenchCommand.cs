@@ -39,6 +39,6 @@ internal static class BenchCommand
             ParoBenchmark.WriteJson(report, parse.GetValue(json)!.FullName);
             return 0;
         });
-        return new Command("bench", "Benchmarks that write machine-readable results.") { paro };
+        return new Command("bench", "Benchmarks that write machine-readable results.") { paro, CollectiveBenchCommand.Create(), CollectiveBenchCommand.CreateRank() };
     }
 }
