@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Microsoft.DotNet.Interactive;
+using Microsoft.DotNet.Interactive.Commands;
 using Microsoft.DotNet.Interactive.Directives;
 using Toolkit.Interactive.Magic;
 using Toolkit.Runtime;
@@ -31,18 +32,21 @@ public sealed class ToolkitKernelExtension : IKernelExtension
     [MethodImpl(MethodImplOptions.NoInlining)]   // Plotly types must not be touched before the redirect exists
     private static void LoadCore(Kernel kernel)
     {
-        if (kernel.KernelInfo.SupportedDirectives.Any(d => d.Name == "#!toolkit")) return;
         KernelActionDirective info = ToolkitInfoCommand.CreateDirective(), quickstart = ToolkitQuickstartCommand.CreateDirective(), show = ToolkitShowCommand.CreateDirective();
-        var root = new KernelActionDirective("#!toolkit", "Toolkit commands: info, quickstart, show.") { Subcommands = { info, quickstart, show } };
-        kernel.AddDirective<ToolkitHelpCommand>(root, (_, context) =>
-        {
-            context.DisplayAs(Usage(root), "text/markdown");
-            return Task.CompletedTask;
-        });
+        if (!AddRoot<ToolkitHelpCommand>(kernel, "#!toolkit", "Toolkit commands: info, quickstart, show.", info, quickstart, show)) return;   // already loaded
         kernel.AddDirective<ToolkitInfoCommand>(info, ToolkitInfoCommand.HandleAsync);
         kernel.AddDirective<ToolkitQuickstartCommand>(quickstart, ToolkitQuickstartCommand.HandleAsync);
         kernel.AddDirective<ToolkitShowCommand>(show, ToolkitShowCommand.HandleAsync);
-        LoadParo(kernel);
+
+        KernelActionDirective plan = ParoPlanCommand.CreateDirective(), train = ParoTrainCommand.CreateDirective(), compare = ParoCompareCommand.CreateDirective();
+        AddRoot<ParoHelpCommand>(kernel, "#!paro", "PaRO sharded data-parallel training: plan, train, compare.", plan, train, compare);
+        kernel.AddDirective<ParoPlanCommand>(plan, ParoPlanCommand.HandleAsync);
+        kernel.AddDirective<ParoTrainCommand>(train, ParoTrainCommand.HandleAsync);
+        kernel.AddDirective<ParoCompareCommand>(compare, ParoCompareCommand.HandleAsync);
+
+        var collectivePlan = CollectivePlanCommand.CreateDirective();
+        AddRoot<CollectiveHelpCommand>(kernel, "#!collective", "Collective algorithms (ring, hierarchical, HO-Ring): plan.", collectivePlan);
+        kernel.AddDirective<CollectivePlanCommand>(collectivePlan, CollectivePlanCommand.HandleAsync);
 
         string status;
         try
@@ -54,22 +58,21 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         {
             status = $"TorchSharp is not usable: {e.Message}";
         }
-        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` ({string.Join(", ", root.Subcommands.Select(s => s.Name))}), `#!paro` (plan, train, compare). {status}", "text/markdown");
+        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` (info, quickstart, show), `#!paro` (plan, train, compare), `#!collective` (plan). {status}", "text/markdown");
     }
 
-    private static void LoadParo(Kernel kernel)
+    /// <summary>Registers a root directive whose bare use prints its subcommands; false if it already exists (the extension was loaded before).</summary>
+    private static bool AddRoot<THelp>(Kernel kernel, string name, string description, params KernelActionDirective[] subcommands) where THelp : KernelCommand
     {
-        if (kernel.KernelInfo.SupportedDirectives.Any(d => d.Name == "#!paro")) return;
-        KernelActionDirective plan = ParoPlanCommand.CreateDirective(), train = ParoTrainCommand.CreateDirective(), compare = ParoCompareCommand.CreateDirective();
-        var root = new KernelActionDirective("#!paro", "PaRO sharded data-parallel training: plan, train, compare.") { Subcommands = { plan, train, compare } };
-        kernel.AddDirective<ParoHelpCommand>(root, (_, context) =>
+        if (kernel.KernelInfo.SupportedDirectives.Any(d => d.Name == name)) return false;
+        var root = new KernelActionDirective(name, description);
+        foreach (var subcommand in subcommands) root.Subcommands.Add(subcommand);
+        kernel.AddDirective<THelp>(root, (_, context) =>
         {
             context.DisplayAs(Usage(root), "text/markdown");
             return Task.CompletedTask;
         });
-        kernel.AddDirective<ParoPlanCommand>(plan, ParoPlanCommand.HandleAsync);
-        kernel.AddDirective<ParoTrainCommand>(train, ParoTrainCommand.HandleAsync);
-        kernel.AddDirective<ParoCompareCommand>(compare, ParoCompareCommand.HandleAsync);
+        return true;
     }
 
     private static string Usage(KernelActionDirective root) =>
