@@ -17,9 +17,12 @@ internal static class BenchCommand
         var microBatch = new Option<int>("--micro-batch") { Description = "Sequences per micro-batch per rank.", DefaultValueFactory = _ => d.Job.MicroBatch };
         var accumulations = new Option<string>("--accumulation") { Description = "Comma-separated A values.", DefaultValueFactory = _ => string.Join(',', d.Accumulations) };
         var noMpi = new Option<bool>("--no-mpi") { Description = "Skip the MPI runs." };
+        var emulate = new Option<string?>("--emulate") { Description = "Also run on an emulated cluster GxM (G·M = --ranks, M = --group-size; needs root)." };
+        var interBandwidth = new Option<string>("--inter-bandwidth") { Description = "Emulated link rate.", DefaultValueFactory = _ => d.InterBandwidth };
+        var interLatency = new Option<string>("--inter-latency") { Description = "Emulated link latency (needs netem).", DefaultValueFactory = _ => d.InterLatency };
         var runs = new Option<string>("--runs-dir") { Description = "Folder for run folders.", DefaultValueFactory = _ => d.Job.RunsDirectory };
         var paro = new Command("paro", "Run every PaRO strategy, calibrate the cost model, compare predicted and measured.")
-            { json, steps, model, ranks, groupSize, microBatch, accumulations, noMpi, runs };
+            { json, steps, model, ranks, groupSize, microBatch, accumulations, noMpi, runs, emulate, interBandwidth, interLatency };
         paro.SetAction(async (parse, token) =>
         {
             var options = new ParoBenchmarkOptions
@@ -32,6 +35,9 @@ internal static class BenchCommand
                 Accumulations = parse.GetValue(accumulations)!.Split(',').Select(a => int.TryParse(a, out var v) && v > 0 ? v
                     : throw new ArgumentException($"--accumulation takes positive integers separated by commas (got '{a}').")).ToList(),
                 Mpi = !parse.GetValue(noMpi),
+                Emulate = parse.GetValue(emulate),
+                InterBandwidth = parse.GetValue(interBandwidth)!,
+                InterLatency = parse.GetValue(interLatency)!,
             };
             var report = await ParoBenchmark.RunAsync(options, Console.WriteLine, token);
             foreach (var r in report.Rankings)

@@ -29,7 +29,8 @@ internal static class CollectiveBenchCommand
         command.SetAction(parse =>
         {
             var emulated = parse.GetValue(emulate);
-            var (g, m) = Shape(emulated ?? parse.GetValue(shape)!);
+            var cluster = EmulatedCluster.Parse(emulated ?? parse.GetValue(shape)!, parse.GetValue(bandwidth)!, parse.GetValue(latency)!);
+            var (g, m) = (cluster.Nodes, cluster.RanksPerNode);
             var sizeList = Units.ParseList(parse.GetValue(sizes)!, Units.ParseBytes);
             var algorithmList = Units.ParseList(parse.GetValue(algorithms)!, CollectiveAlgorithms.Parse);
             var rate = Units.ParseBitRate(parse.GetValue(bandwidth)!);
@@ -41,7 +42,7 @@ internal static class CollectiveBenchCommand
                     "--sizes", parse.GetValue(sizes)!, "--algorithms", parse.GetValue(algorithms)!, "--repeats", $"{parse.GetValue(repeats)}" };
                 var (code, log) = emulated is null
                     ? Run(MpiLauncher.Find() ?? throw new InvalidOperationException("mpiexec was not found: install MPICH (apt-get install mpich)."), ["-n", $"{g * m}", .. rankArgs])
-                    : Run("bash", [EmulationScript(), "--nodes", $"{g}", "--ranks-per-node", $"{m}", "--inter-bandwidth", parse.GetValue(bandwidth)!, "--inter-latency", parse.GetValue(latency)!, "--verbose", "--", .. rankArgs]);
+                    : Run("bash", [.. cluster.Command(), .. rankArgs]);
                 if (code != 0) throw new InvalidOperationException($"The benchmark ranks failed (exit {code}):\n{log}");
                 var measured = JsonSerializer.Deserialize<MeasuredCollectives>(File.ReadAllText(Path.Combine(output.FullName, CollectiveBenchmark.RankResultFile)))!;
                 var latencyEmulated = emulated is not null && !log.Contains("NOT emulated", StringComparison.Ordinal);
@@ -98,21 +99,6 @@ internal static class CollectiveBenchCommand
             new BenchTopology(topology.Nodes, topology.RanksPerNode, emulated, emulated ? rate : "host", emulated ? latency : "host", latencyEmulated,
                 measured.IntraBandwidth, measured.IntraLatency, eth0),
             rows, speedups);
-    }
-
-    private static (int G, int M) Shape(string text)
-    {
-        var parts = text.ToLowerInvariant().Split('x');
-        return parts.Length == 2 && int.TryParse(parts[0], out var g) && int.TryParse(parts[1], out var m) && g > 0 && m > 0
-            ? (g, m) : throw new ArgumentException($"'{text}' is not a shape: use GxM, e.g. 2x2 or 4x2.");
-    }
-
-    private static string EmulationScript()
-    {
-        var path = Path.Combine(Path.GetTempPath(), $"toolkit-emulate-cluster-{Environment.ProcessId}.sh");
-        using (var resource = typeof(CollectiveBenchCommand).Assembly.GetManifestResourceStream("emulate-cluster.sh")!)
-        using (var file = File.Create(path)) resource.CopyTo(file);
-        return path;
     }
 
     private static (int Code, string Output) Run(string file, IEnumerable<string> arguments)

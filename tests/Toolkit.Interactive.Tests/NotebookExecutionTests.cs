@@ -50,6 +50,18 @@ public sealed class NotebookExecutionTests
         Assert.Contains(all, h => h.Contains("PeftGiB"));                                            // memory table from the C# API
     }
 
+    [Fact]
+    public void Collectives_RunsInTheRealKernel_SimulatorAndMeasurements()
+    {
+        var cells = Execute("02-collectives.ipynb");
+        Assert.All(cells, c => Assert.Empty(c.Errors));
+        var all = cells.SelectMany(c => c.Html).ToList();
+        Assert.Contains(all, h => h.Contains("Predicted bus bandwidth against message size") && h.Contains("Plotly.newPlot"));
+        Assert.Contains(all, h => h.Contains("Predicted bus bandwidth against GPUs"));
+        Assert.Contains(all, h => h.Contains("SpeedupAuthors"));
+        Assert.Contains(all, h => h.Contains("Measured on 4 in-process ranks"));
+    }
+
     private static List<CellOutputs> Execute(string notebook)
     {
         ExtensionPackage();

@@ -60,6 +60,18 @@ public sealed class ParoMagicTests : IDisposable
         Assert.Equal(2, Directory.GetDirectories(_runs).Length);
     }
 
+    [Fact]
+    public async Task CollectivePlan_ShowsTheTableAndTwoCharts()
+    {
+        var result = await _kernel.SubmitCodeAsync("#!collective plan --nodes 2 --ranks-per-node 4 --sizes 1MiB,64MiB --node-counts 2,4");
+        AssertSucceeded(result);
+        var html = Html(result);
+        Assert.Contains(html, h => h.Contains("ho-ring") && h.Contains("64 MiB"));
+        Assert.Equal(2, html.Count(h => h.Contains("Plotly.newPlot")));
+        var bad = await _kernel.SubmitCodeAsync("#!collective plan --inter-bandwidth fast");
+        Assert.Contains("is not a rate", Assert.IsType<CommandFailed>(bad.Events.Last()).Message);
+    }
+
     [Theory]
     [InlineData("#!paro train --strategy GNN", "not effective")]
     [InlineData("#!paro train --strategy XYZ", "three letters")]

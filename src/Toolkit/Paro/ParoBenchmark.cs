@@ -12,6 +12,12 @@ public sealed record ParoBenchmarkOptions
     public IReadOnlyList<int> Accumulations { get; init; } = [1, 4];
     /// <summary>Also run on MPI processes when mpiexec and an MPICH-ABI library are present. Default true.</summary>
     public bool Mpi { get; init; } = true;
+    /// <summary>Also run on an emulated cluster of this shape (<c>GxM</c>, matching the job's ranks and group size; needs root). Default none.</summary>
+    public string? Emulate { get; init; }
+    /// <summary>Emulated link rate. Default 1gbit.</summary>
+    public string InterBandwidth { get; init; } = "1gbit";
+    /// <summary>Emulated link latency (needs netem). Default 0.2ms.</summary>
+    public string InterLatency { get; init; } = "0.2ms";
 }
 
 /// <summary>
@@ -27,18 +33,25 @@ public static class ParoBenchmark
         options.Job.Validate();
         var cluster = CostModelCalibration.Measure(options.Job);
         log?.Invoke($"calibrated: intra {cluster.IntraBandwidth / 1e9:F2} GB/s, inter {cluster.InterBandwidth / 1e9:F2} GB/s, compute {cluster.ComputeFlops / 1e9:F2} GFLOP/s per rank");
-        var launchers = new List<Launcher> { Launcher.InProcess };
         var mpiNote = MpiLauncher.Find() is null || MpiLibrary.Probe() is null ? "MPI not available: " + MpiLibrary.MissingMessage() : null;
-        if (options.Mpi && mpiNote is null) launchers.Add(Launcher.Mpi);
+        var setups = new List<(string Name, ParoTrainOptions Job, ClusterSpec Cluster)> { ("inproc", options.Job with { Launcher = Launcher.InProcess }, cluster) };
+        if (options.Mpi && mpiNote is null) setups.Add(("mpi", options.Job with { Launcher = Launcher.Mpi }, cluster));
+        if (options.Emulate is { } shape && mpiNote is null)
+        {
+            // The emulated link is shared by the node's ranks: per-rank inter-group bandwidth is rate / M.
+            var emulated = Comm.EmulatedCluster.Parse(shape, options.InterBandwidth, options.InterLatency);
+            setups.Add(($"emulated {shape}", options.Job with { Launcher = Launcher.Mpi, Emulate = shape, InterBandwidth = options.InterBandwidth, InterLatency = options.InterLatency },
+                cluster with { InterBandwidth = Comm.Units.ParseBitRate(options.InterBandwidth) / emulated.RanksPerNode }));
+        }
         var rows = new List<BenchmarkRow>();
-        foreach (var launcher in launchers)
+        foreach (var (name, baseJob, machine) in setups)
             foreach (var a in options.Accumulations)
                 foreach (var strategy in ShardingStrategy.Trained)
                 {
-                    var job = options.Job with { Strategy = strategy.Code, Accumulation = a, Launcher = launcher };
+                    var job = baseJob with { Strategy = strategy.Code, Accumulation = a };
                     var result = await ParoTrainJob.RunAsync(job, null, cancellationToken);
-                    var predicted = Predict(job, cluster, result.ParameterCount);
-                    rows.Add(new BenchmarkRow(launcher == Launcher.Mpi ? "mpi" : "inproc", strategy.Code, a, result.Throughput.StepSeconds,
+                    var predicted = Predict(job, machine, result.ParameterCount);
+                    rows.Add(new BenchmarkRow(name, strategy.Code, a, result.Throughput.StepSeconds,
                         result.Throughput.TokensPerSecond, result.Comm.IntraBytesPerStep, result.Comm.InterBytesPerStep, result.Memory,
                         predicted.StepSeconds, predicted.IntraBytesPerStep, predicted.InterBytesPerStep,
                         (predicted.StepSeconds - result.Throughput.StepSeconds) / result.Throughput.StepSeconds, result.Steps[^1].Loss));

@@ -15,10 +15,12 @@ internal static class ParoMpiLauncher
     public static async Task<ParoTrainResult> RunAsync(ParoTrainOptions options, string runPath, IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
     {
         var mpiexec = MpiLauncher.Find() ?? throw new InvalidOperationException("mpiexec was not found. " + MpiLibrary.MissingMessage());
-        var cli = ToolkitCli.Find();
-        var start = new ProcessStartInfo(mpiexec) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-n", options.Ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet", cli, "paro", "rank", "--run", runPath })
-            start.ArgumentList.Add(a);
+        string[] rank = ["dotnet", ToolkitCli.Find(), "paro", "rank", "--run", runPath];
+        var (file, arguments) = options.Emulate is { } shape
+            ? ("bash", [.. Comm.EmulatedCluster.Parse(shape, options.InterBandwidth, options.InterLatency).Command(), .. rank])
+            : (mpiexec, new[] { "-n", options.Ranks.ToString(System.Globalization.CultureInfo.InvariantCulture) }.Concat(rank).ToArray());
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in arguments) start.ArgumentList.Add(a);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {mpiexec}.");
         var output = new System.Text.StringBuilder();
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };

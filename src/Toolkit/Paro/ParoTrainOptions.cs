@@ -39,6 +39,12 @@ public sealed record ParoTrainOptions
     public Launcher Launcher { get; init; } = Launcher.InProcess;
     /// <summary>Collective implementation: native (MPI's own), ring, hierarchical or ho-ring. Global all-reduces use it directly; the per-level collectives of the PaRO schedule use native or ring. Default ring.</summary>
     public string Collectives { get; init; } = "ring";
+    /// <summary>Run the MPI ranks on an emulated cluster of this shape (<c>GxM</c>: G nodes of M ranks; needs root), instead of on this host. Requires the MPI launcher, Ranks = G·M and GroupSize = M. Default none.</summary>
+    public string? Emulate { get; init; }
+    /// <summary>Emulated link rate (tc spelling). Default 1gbit.</summary>
+    public string InterBandwidth { get; init; } = "1gbit";
+    /// <summary>Emulated link latency (needs netem in the kernel). Default 0.2ms.</summary>
+    public string InterLatency { get; init; } = "0.2ms";
     /// <summary>A UTF-8 text file to train on; null for the embedded synthetic stories.</summary>
     public string? DataPath { get; init; }
     /// <summary>Save a sharded checkpoint every this many steps into the run folder's <c>checkpoints/step-K/</c>; 0 never. Default 0.</summary>
@@ -70,6 +76,14 @@ public sealed record ParoTrainOptions
         if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
         if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
         _ = Comm.CollectiveAlgorithms.Parse(Collectives);
+        if (Emulate is not null)
+        {
+            var cluster = Comm.EmulatedCluster.Parse(Emulate, InterBandwidth, InterLatency);
+            if (Launcher != Launcher.Mpi || cluster.Nodes * cluster.RanksPerNode != Ranks || cluster.RanksPerNode != GroupSize)
+                throw new ArgumentException($"--emulate {Emulate} needs --launcher mpi, --ranks {cluster.Nodes * cluster.RanksPerNode} and --group-size {cluster.RanksPerNode}.");
+            _ = Comm.Units.ParseBitRate(InterBandwidth);
+            _ = Comm.Units.ParseDuration(InterLatency);
+        }
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "must not be negative");
         if (ResumeFrom is not null) _ = CheckpointManifest.Read(ResumeFrom);
         if (DataPath is not null && !File.Exists(DataPath)) throw new FileNotFoundException($"Training text '{DataPath}' does not exist.", DataPath);
