@@ -9,10 +9,8 @@ using Toolkit.Runs;
 namespace Toolkit.Interactive.Magic;
 
 /// <summary><c>#!paro compare --strategies NNN,NIG,GGG ...</c>: the twin of <see cref="ParoCompare.RunAsync"/>; measured memory, traffic and throughput side by side.</summary>
-public sealed class ParoCompareCommand : KernelDirectiveCommand
+public sealed class ParoCompareCommand : ParoJobCommand
 {
-    private static readonly ParoTrainOptions Defaults = new();
-
     /// <summary>A new directive instance.</summary>
     internal static KernelActionDirective CreateDirective()
     {
@@ -28,38 +26,6 @@ public sealed class ParoCompareCommand : KernelDirectiveCommand
 
     /// <summary><c>--strategies</c>.</summary>
     public string? Strategies { get; set; }
-    /// <summary><c>--ranks</c>.</summary>
-    public int Ranks { get; set; } = Defaults.Ranks;
-    /// <summary><c>--np</c>.</summary>
-    public int? Np { get; set; }
-    /// <summary><c>--group-size</c>.</summary>
-    public int GroupSize { get; set; } = Defaults.GroupSize;
-    /// <summary><c>--accumulation</c>.</summary>
-    public int Accumulation { get; set; } = Defaults.Accumulation;
-    /// <summary><c>--steps</c>.</summary>
-    public int Steps { get; set; } = Defaults.Steps;
-    /// <summary><c>--seed</c>.</summary>
-    public int Seed { get; set; } = Defaults.Seed;
-    /// <summary><c>--model</c>.</summary>
-    public string Model { get; set; } = Defaults.Model;
-    /// <summary><c>--precision</c>.</summary>
-    public ParoPrecision Precision { get; set; } = Defaults.Precision;
-    /// <summary><c>--launcher</c>.</summary>
-    public string Launcher { get; set; } = "inproc";
-    /// <summary><c>--micro-batch</c>.</summary>
-    public int MicroBatch { get; set; } = Defaults.MicroBatch;
-    /// <summary><c>--lr</c>.</summary>
-    public double Lr { get; set; } = Defaults.LearningRate;
-    /// <summary><c>--runs-dir</c>.</summary>
-    public string RunsDir { get; set; } = Defaults.RunsDirectory;
-    /// <summary><c>--collectives</c>.</summary>
-    public string Collectives { get; set; } = Defaults.Collectives;
-
-    internal ParoTrainOptions ToOptions() => new ParoTrainCommand
-    {
-        Ranks = Ranks, Np = Np, GroupSize = GroupSize, Accumulation = Accumulation, Steps = Steps, Seed = Seed, Model = Model,
-        Precision = Precision, Launcher = Launcher, MicroBatch = MicroBatch, Lr = Lr, RunsDir = RunsDir, Collectives = Collectives,
-    }.ToOptions();
 
     internal IReadOnlyList<string> StrategyList() => Strategies is null
         ? ShardingStrategy.Trained.Select(s => s.Code).ToList()

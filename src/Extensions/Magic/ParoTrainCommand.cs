@@ -8,10 +8,8 @@ using Toolkit.Runs;
 namespace Toolkit.Interactive.Magic;
 
 /// <summary><c>#!paro train ...</c>: the twin of <see cref="ParoTrainJob.RunAsync"/> (and <c>toolkit paro train</c>), with live loss, memory and traffic charts.</summary>
-public sealed class ParoTrainCommand : KernelDirectiveCommand
+public sealed class ParoTrainCommand : ParoJobCommand
 {
-    private static readonly ParoTrainOptions Defaults = new();
-
     /// <summary>A new directive instance.</summary>
     internal static KernelActionDirective CreateDirective()
     {
@@ -24,53 +22,8 @@ public sealed class ParoTrainCommand : KernelDirectiveCommand
 
     /// <summary><c>--strategy</c>.</summary>
     public string Strategy { get; set; } = Defaults.Strategy;
-    /// <summary><c>--ranks</c>.</summary>
-    public int Ranks { get; set; } = Defaults.Ranks;
-    /// <summary><c>--np</c> (same as --ranks, for MPI users).</summary>
-    public int? Np { get; set; }
-    /// <summary><c>--group-size</c>.</summary>
-    public int GroupSize { get; set; } = Defaults.GroupSize;
-    /// <summary><c>--accumulation</c>.</summary>
-    public int Accumulation { get; set; } = Defaults.Accumulation;
-    /// <summary><c>--steps</c>.</summary>
-    public int Steps { get; set; } = Defaults.Steps;
-    /// <summary><c>--seed</c>.</summary>
-    public int Seed { get; set; } = Defaults.Seed;
-    /// <summary><c>--model</c>.</summary>
-    public string Model { get; set; } = Defaults.Model;
-    /// <summary><c>--precision</c>.</summary>
-    public ParoPrecision Precision { get; set; } = Defaults.Precision;
-    /// <summary><c>--launcher</c>.</summary>
-    public string Launcher { get; set; } = "inproc";
-    /// <summary><c>--micro-batch</c>.</summary>
-    public int MicroBatch { get; set; } = Defaults.MicroBatch;
-    /// <summary><c>--lr</c>.</summary>
-    public double Lr { get; set; } = Defaults.LearningRate;
-    /// <summary><c>--runs-dir</c>.</summary>
-    public string RunsDir { get; set; } = Defaults.RunsDirectory;
-    /// <summary><c>--collectives</c>.</summary>
-    public string Collectives { get; set; } = Defaults.Collectives;
 
-    /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel)
-    {
-        string? invalid = null;
-        try { ToOptions(); }
-        catch (ArgumentException e) { invalid = e.Message; }
-        if (invalid is not null) yield return invalid;
-    }
-
-    internal ParoTrainOptions ToOptions() => new ParoTrainOptions
-    {
-        Strategy = Strategy, Ranks = Np ?? Ranks, GroupSize = GroupSize, Accumulation = Accumulation, Steps = Steps, Seed = Seed, Model = Model,
-        Precision = Precision, MicroBatch = MicroBatch, LearningRate = Lr, RunsDirectory = RunsDir, Collectives = Collectives,
-        Launcher = Launcher.ToLowerInvariant() switch
-        {
-            "inproc" => Paro.Launcher.InProcess,
-            "mpi" => Paro.Launcher.Mpi,
-            _ => throw new ArgumentException($"--launcher must be inproc or mpi (got '{Launcher}')."),
-        },
-    }.Validate();
+    private protected override string JobStrategy => Strategy;
 
     internal static async Task HandleAsync(ParoTrainCommand command, KernelInvocationContext context)
     {
