@@ -38,10 +38,23 @@ public sealed class EmulatedClusterTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public void WithoutRoot_ExplainsWhatItNeeds()
     {
-        var (code, output) = Repository.Run("setpriv", ["--reuid", "65534", "--regid", "65534", "--clear-groups", "bash", Script, "--nodes", "2", "--", "true"], TimeSpan.FromSeconds(30));
-        Assert.Equal(77, code);
-        Assert.Contains("needs root", output);
+        // A copy the unprivileged user can read (the checkout may live in a private folder).
+        var copy = Path.Combine(Path.GetTempPath(), $"toolkit-emulate-{Guid.NewGuid():N}.sh");
+        File.Copy(Script, copy);
+        File.SetUnixFileMode(copy, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        try
+        {
+            var (code, output) = Repository.Run("setpriv", ["--reuid", "65534", "--regid", "65534", "--clear-groups", "bash", copy, "--nodes", "2", "--", "true"],
+                TimeSpan.FromSeconds(30), workingDirectory: Path.GetTempPath());
+            Assert.True(code == 77, $"expected exit 77, got {code}: {output}");
+            Assert.Contains("needs root", output);
+        }
+        finally
+        {
+            File.Delete(copy);
+        }
     }
 }
