@@ -1,5 +1,6 @@
 using Microsoft.DotNet.Interactive;
 using Microsoft.DotNet.Interactive.Events;
+using static Toolkit.Interactive.Tests.KernelResults;
 
 namespace Toolkit.Interactive.Tests;
 
@@ -100,10 +101,4 @@ public sealed class ToolkitMagicTests : IDisposable
         ToolkitKernelExtension.Load(_kernel);
         Assert.Single(_kernel.KernelInfo.SupportedDirectives, d => d.Name == "#!toolkit");
     }
-
-    private static void AssertSucceeded(KernelCommandResult result) =>
-        Assert.True(result.Events.Last() is CommandSucceeded, string.Join("\n", result.Events.OfType<CommandFailed>().Select(f => f.Message)));
-
-    private static List<string> Html(KernelCommandResult result) =>
-        result.Events.OfType<DisplayEvent>().SelectMany(e => e.FormattedValues).Where(v => v.MimeType == "text/html").Select(v => v.Value).ToList();
 }
