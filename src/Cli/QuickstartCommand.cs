@@ -34,7 +34,7 @@ internal static class QuickstartCommand
             Console.WriteLine();
             Console.WriteLine($"run      {result.RunPath}");
             Console.WriteLine($"loss     {result.Loss[0]:F4} -> {result.Loss[^1]:F4}");
-            Console.WriteLine($"traffic  rank 0 sends {result.IntraBytesPerStep} B intra-group and {result.InterBytesPerStep} B inter-group per step");
+            Console.WriteLine($"traffic  up to {result.IntraBytesPerStep} B intra-group and {result.InterBytesPerStep} B inter-group per rank per step");
             Console.WriteLine($"step     {result.StepSeconds * 1000:F1} ms (median)");
             Console.WriteLine($"report   {result.ReportPath}");
             return 0;

@@ -60,7 +60,7 @@ public sealed class ToolkitQuickstartCommand : KernelDirectiveCommand
         context.DisplayAs(Html.Table($"Quickstart run {result.RunId}",
         [
             ("loss", $"{result.Loss[0]:F4} -> {result.Loss[^1]:F4}"),
-            ("bytes per step, rank 0 (intra / inter)", $"{result.IntraBytesPerStep} / {result.InterBytesPerStep}"),
+            ("bytes per rank per step, largest over ranks (intra / inter)", $"{result.IntraBytesPerStep} / {result.InterBytesPerStep}"),
             ("median step", $"{result.StepSeconds * 1000:F1} ms"),
             ("run folder", result.RunPath),
             ("report", result.ReportPath),

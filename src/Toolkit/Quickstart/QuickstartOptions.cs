@@ -43,8 +43,8 @@ public sealed record QuickstartOptions
 /// <param name="RunPath">The run folder.</param>
 /// <param name="ReportPath">The offline HTML report.</param>
 /// <param name="Loss">Mean loss over ranks, per step.</param>
-/// <param name="IntraBytesPerStep">Bytes rank 0 sent inside its group per step.</param>
-/// <param name="InterBytesPerStep">Bytes rank 0 sent to other groups per step.</param>
+/// <param name="IntraBytesPerStep">Bytes a rank sent inside its group per step (the largest over ranks).</param>
+/// <param name="InterBytesPerStep">Bytes a rank sent to other groups per step (the largest over ranks).</param>
 /// <param name="StepSeconds">Median wall time of a step.</param>
 /// <param name="ReplicaDivergence">Largest absolute parameter difference between rank 0 and any other rank at the end (0 for exact data parallelism).</param>
 public sealed record QuickstartResult(
