@@ -28,8 +28,8 @@ internal static class Reduction
         else if (typeof(T) == typeof(double)) Vectorized(Cast<T, double>(target), Cast<T, double>(source), op);
         else if (typeof(T) == typeof(int)) Vectorized(Cast<T, int>(target), Cast<T, int>(source), op);
         else if (typeof(T) == typeof(long)) Vectorized(Cast<T, long>(target), Cast<T, long>(source), op);
-        else if (typeof(T) == typeof(BFloat16)) Widened(Cast<T, BFloat16>(target), Cast<T, BFloat16>(source), op, x => x, x => (BFloat16)x);
-        else if (typeof(T) == typeof(Half)) Widened(Cast<T, Half>(target), Cast<T, Half>(source), op, x => (float)x, x => (Half)x);
+        else if (typeof(T) == typeof(BFloat16)) BFloat16s(Cast<T, BFloat16>(target), Cast<T, BFloat16>(source), op);
+        else if (typeof(T) == typeof(Half)) Halves(Cast<T, Half>(target), Cast<T, Half>(source), op);
         else throw new NotSupportedException($"Reductions over {typeof(T).Name} are not supported; use float, double, int, long, Half or BFloat16.");
     }
 
@@ -47,12 +47,21 @@ internal static class Reduction
         }
     }
 
-    private static void Widened<T>(Span<T> target, ReadOnlySpan<T> source, ReduceOp op, Func<T, float> widen, Func<float, T> narrow)
+    // bf16 and fp16 are widened to float, combined, and rounded back per element (no delegate calls in the loop).
+    private static void BFloat16s(Span<BFloat16> target, ReadOnlySpan<BFloat16> source, ReduceOp op)
     {
-        for (var i = 0; i < target.Length; i++)
-        {
-            float a = widen(target[i]), b = widen(source[i]);
-            target[i] = narrow(op switch { ReduceOp.Sum => a + b, ReduceOp.Max => MathF.Max(a, b), _ => MathF.Min(a, b) });
-        }
+        for (var i = 0; i < target.Length; i++) target[i] = (BFloat16)Combine(target[i], source[i], op);
     }
+
+    private static void Halves(Span<Half> target, ReadOnlySpan<Half> source, ReduceOp op)
+    {
+        for (var i = 0; i < target.Length; i++) target[i] = (Half)Combine((float)target[i], (float)source[i], op);
+    }
+
+    private static float Combine(float a, float b, ReduceOp op) => op switch
+    {
+        ReduceOp.Sum => a + b,
+        ReduceOp.Max => MathF.Max(a, b),
+        _ => MathF.Min(a, b),
+    };
 }
