@@ -41,6 +41,7 @@ public static class QuickstartJob
         // Ranks send different amounts across groups (in a ring only the ranks at a group's edge do), so report the largest.
         var (intra, inter) = (perRank.Max(r => r.IntraBytesPerStep), perRank.Max(r => r.InterBytesPerStep));
         var report = run.File("report.html");
+        var points = RunReader.ReadAll(run.Path);
         HtmlReport.Write(report, $"Quickstart run {run.Id}",
         [
             ("ranks / group size", $"{options.Ranks} / {options.GroupSize}"),
@@ -50,9 +51,9 @@ public static class QuickstartJob
             ("replica divergence", divergence.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)),
         ],
         [
-            Charts.MetricByRank(RunReader.ReadAll(run.Path), "loss"),
-            Charts.MetricByRank(RunReader.ReadAll(run.Path), "comm.inter_bytes", "inter-group bytes per step"),
-            Charts.MetricByRank(RunReader.ReadAll(run.Path), "step_seconds", "step time (s)"),
+            Charts.MetricByRank(points, "loss"),
+            Charts.MetricByRank(points, "comm.inter_bytes", "inter-group bytes per step"),
+            Charts.MetricByRank(points, "step_seconds", "step time (s)"),
         ]);
         run.Log($"finished: loss {loss[0]:G4} -> {loss[^1]:G4}; report {report}");
         return new QuickstartResult(run.Id, run.Path, report, loss, intra, inter, stepSeconds, divergence);
