@@ -223,16 +223,17 @@ public sealed class Communicator : IDisposable
         if (Algorithm is not (CollectiveAlgorithm.HoRing or CollectiveAlgorithm.Hierarchical)) return null;
         if (_hierarchyChecked) return _hierarchy;
         _hierarchyChecked = true;
-        var groups = _worldRanks.Select((w, r) => (Group: w / GroupSize, Rank: r)).GroupBy(x => x.Group).ToList();
-        var m = groups[0].Count();
-        if (groups.Count < 2 || m < 2 || groups.Any(g => g.Count() != m)) return null;
-        var groupIndex = groups.FindIndex(g => g.Key == WorldRank / GroupSize);
-        var local = groups[groupIndex].Select(x => x.Rank).ToList().IndexOf(Rank);
+        // This communicator's ranks grouped by world group, in rank order: groups[g][l] is the rank with local index l in group g.
+        var groups = _worldRanks.Select((w, r) => (Group: w / GroupSize, Rank: r)).GroupBy(x => x.Group).Select(g => g.Select(x => x.Rank).ToList()).ToList();
+        var m = groups[0].Count;
+        if (groups.Count < 2 || m < 2 || groups.Any(g => g.Count != m)) return null;
+        var groupIndex = groups.FindIndex(g => g.Contains(Rank));
+        var local = groups[groupIndex].IndexOf(Rank);
         var intra = Split(groupIndex, Rank);
         var inter = Split(local, Rank);
         var leaders = Split(local == 0 ? 0 : 1, Rank);
         intra.Algorithm = inter.Algorithm = leaders.Algorithm = CollectiveAlgorithm.Ring;
-        _hierarchy = new Hierarchy(this, intra, inter, leaders, local, groupIndex);
+        _hierarchy = new Hierarchy(this, intra, inter, leaders, groups, local, groupIndex);
         return _hierarchy;
     }
 

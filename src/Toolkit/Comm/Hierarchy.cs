@@ -7,18 +7,10 @@ namespace Toolkit.Comm;
 /// </summary>
 internal sealed class Hierarchy : IDisposable
 {
-    private readonly int[,] _ranks;   // [group, local] -> rank in Root
+    private readonly IReadOnlyList<IReadOnlyList<int>> _ranks;   // [group][local] -> rank in Root
 
-    public Hierarchy(Communicator root, Communicator intra, Communicator inter, Communicator leaders, int local, int group)
-    {
-        (Root, Intra, Inter, Leaders, Local, Group) = (root, intra, inter, leaders, local, group);
-        // Groups hold the root's ranks in order, grouped by world rank / GroupSize (as Communicator.Hierarchy split them).
-        var groups = root.WorldRanks.Select((w, r) => (Group: w / root.GroupSize, Rank: r)).GroupBy(x => x.Group).Select(g => g.Select(x => x.Rank).ToList()).ToList();
-        _ranks = new int[groups.Count, groups[0].Count];
-        for (var g = 0; g < groups.Count; g++)
-            for (var l = 0; l < groups[g].Count; l++)
-                _ranks[g, l] = groups[g][l];
-    }
+    public Hierarchy(Communicator root, Communicator intra, Communicator inter, Communicator leaders, IReadOnlyList<IReadOnlyList<int>> groups, int local, int group) =>
+        (Root, Intra, Inter, Leaders, _ranks, Local, Group) = (root, intra, inter, leaders, groups, local, group);
 
     public Communicator Root { get; }
     public Communicator Intra { get; }
@@ -30,7 +22,7 @@ internal sealed class Hierarchy : IDisposable
     public int G => Inter.Size;
 
     /// <summary>The root communicator's rank of the member with local index <paramref name="local"/> in group <paramref name="group"/>.</summary>
-    public int RankOf(int group, int local) => _ranks[group, local];
+    public int RankOf(int group, int local) => _ranks[group][local];
 
     /// <summary>Wakes every waiting rank of an in-process job after a failure (MPI errors end the job anyway).</summary>
     public void Abort() => (Root.Transport as InProcessTransport)?.Abort();
