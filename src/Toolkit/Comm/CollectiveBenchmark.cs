@@ -16,7 +16,7 @@ public static class CollectiveBenchmark
     public static MeasuredCollectives Run(Communicator comm, IReadOnlyList<long> sizes, IReadOnlyList<CollectiveAlgorithm> algorithms, int repeats, string outputDirectory)
     {
         using var intra = comm.SplitWithinGroups(comm.GroupSize);
-        var (intraBandwidth, intraLatency) = Probe(intra, sizes.Max());
+        var (intraBandwidth, intraLatency) = BandwidthProbe.RingLink(intra, sizes.Max());
         var results = new List<MeasuredCollective>();
         foreach (var algorithm in algorithms)
             foreach (var bytes in sizes)
@@ -28,7 +28,7 @@ public static class CollectiveBenchmark
                 var before = comm.Counters.Snapshot();
                 var clock = Stopwatch.StartNew();
                 for (var i = 0; i < repeats; i++) comm.AllReduce<float>(data);
-                var seconds = Slowest(comm, clock.Elapsed.TotalSeconds / repeats);
+                var seconds = BandwidthProbe.Slowest(comm, clock.Elapsed.TotalSeconds / repeats);
                 var traffic = comm.Counters.Snapshot().Since(before);
                 results.Add(new MeasuredCollective(CollectiveAlgorithms.Name(algorithm), bytes, seconds, CollectiveSimulator.BusBandwidth(comm.Size, bytes, seconds),
                     traffic.IntraBytes / repeats, traffic.InterBytes / repeats));
@@ -42,32 +42,6 @@ public static class CollectiveBenchmark
         }
         comm.Barrier();
         return measured;
-    }
-
-    private static double Slowest(Communicator comm, double seconds)
-    {
-        var value = new[] { seconds };
-        var algorithm = comm.Algorithm;
-        comm.Algorithm = CollectiveAlgorithm.Ring;
-        comm.AllReduce<double>(value, ReduceOp.Max);
-        comm.Algorithm = algorithm;
-        return value[0];
-    }
-
-    /// <summary>Per-rank send bandwidth of a ring all-reduce inside the group, and per-message latency.</summary>
-    private static (double Bandwidth, double Latency) Probe(Communicator intra, long bytes)
-    {
-        if (intra.Size == 1) return (double.PositiveInfinity, 0);
-        var data = new float[Math.Min(bytes, 64L << 20) / sizeof(float)];
-        intra.AllReduce<float>(data);
-        var clock = Stopwatch.StartNew();
-        for (var i = 0; i < 3; i++) intra.AllReduce<float>(data);
-        var seconds = Slowest(intra, clock.Elapsed.TotalSeconds / 3);
-        var tiny = new float[1];
-        clock.Restart();
-        for (var i = 0; i < 100; i++) intra.AllReduce<float>(tiny);
-        var latency = Slowest(intra, clock.Elapsed.TotalSeconds / 100) / (2 * (intra.Size - 1));
-        return (2.0 * (intra.Size - 1) / intra.Size * data.Length * sizeof(float) / seconds, latency);
     }
 }
 

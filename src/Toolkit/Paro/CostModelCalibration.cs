@@ -26,8 +26,8 @@ public static class CostModelCalibration
         {
             using var intra = comm.SplitWithinGroups(options.GroupSize);
             using var inter = comm.SplitAcrossGroups(options.GroupSize);
-            var (intraBandwidth, intraLatency) = Ring(intra, message);
-            var (interBandwidth, interLatency) = Ring(inter, message);
+            var (intraBandwidth, intraLatency) = BandwidthProbe.RingLink(intra, message);
+            var (interBandwidth, interLatency) = BandwidthProbe.RingLink(inter, message);
             comm.Barrier();
             var flops = Compute(options, config);
             comm.Barrier();
@@ -38,24 +38,6 @@ public static class CostModelCalibration
         return new ClusterSpec($"this machine, {options.Ranks} in-process ranks in groups of {options.GroupSize}", options.Ranks, options.GroupSize,
             DeviceMemoryBytes: 1e15, IntraBandwidth: Mean(p => p.Item1), InterBandwidth: Mean(p => p.Item3),
             IntraLatency: Mean(p => p.Item2), InterLatency: Mean(p => p.Item4), ComputeFlops: Mean(p => p.Item5), MemoryBandwidth: Mean(p => p.Item6));
-    }
-
-    /// <summary>Per-rank send bandwidth (bytes/s) from a large ring all-reduce and per-message latency from a tiny one.</summary>
-    private static (double Bandwidth, double Latency) Ring(Communicator comm, long bytes)
-    {
-        if (comm.Size == 1) return (double.PositiveInfinity, 0);
-        var data = new float[bytes / sizeof(float)];
-        var tiny = new float[1];
-        comm.AllReduce<float>(data);
-        var clock = Stopwatch.StartNew();
-        const int repeats = 5;
-        for (var i = 0; i < repeats; i++) comm.AllReduce<float>(data);
-        var seconds = clock.Elapsed.TotalSeconds / repeats;
-        clock.Restart();
-        for (var i = 0; i < 50; i++) comm.AllReduce<float>(tiny);
-        var latency = clock.Elapsed.TotalSeconds / 50 / (2 * (comm.Size - 1));
-        var sent = 2.0 * (comm.Size - 1) / comm.Size * data.Length * sizeof(float);
-        return (sent / Math.Max(1e-9, seconds - 2 * (comm.Size - 1) * latency), latency);
     }
 
     /// <summary>FLOP/s of forward and backward ((4Ψ + 2Ψ')·tokens) while every rank computes at once.</summary>
