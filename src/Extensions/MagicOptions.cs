@@ -23,6 +23,23 @@ internal static class MagicOptions
                     yield return $"Unknown option '{token}' for {invoked}. Valid options: {string.Join(", ", known.Order())}.";
     }
 
+    /// <summary>
+    /// The message of the <see cref="ArgumentException"/> that <paramref name="validate"/> throws, if any:
+    /// bad option values become the kernel's validation diagnostic, so the cell fails before work starts.
+    /// </summary>
+    public static IEnumerable<string> ValidationErrors(Action validate)
+    {
+        try
+        {
+            validate();
+        }
+        catch (ArgumentException e)
+        {
+            return [e.Message];
+        }
+        return [];
+    }
+
     /// <summary>Throws <see cref="ArgumentException"/> with the first unknown-option error, if any.</summary>
     public static void ThrowIfUnknown(KernelCommand command, string invoked, IReadOnlyCollection<string> options)
     {

@@ -37,13 +37,7 @@ public abstract class ParoJobCommand : KernelDirectiveCommand
     public string Collectives { get; set; } = Defaults.Collectives;
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel)
-    {
-        string? invalid = null;
-        try { ToOptions(); }
-        catch (ArgumentException e) { invalid = e.Message; }
-        if (invalid is not null) yield return invalid;
-    }
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => MagicOptions.ValidationErrors(() => ToOptions());
 
     /// <summary>The job options, validated (the strategy is the command's own, or the default).</summary>
     internal ParoTrainOptions ToOptions() => new ParoTrainOptions

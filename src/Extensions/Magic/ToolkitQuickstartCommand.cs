@@ -40,13 +40,7 @@ public sealed class ToolkitQuickstartCommand : KernelDirectiveCommand
     public string RunsDir { get; set; } = Defaults.RunsDirectory;
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel)
-    {
-        string? invalid = null;
-        try { ToOptions(); }
-        catch (ArgumentOutOfRangeException e) { invalid = e.Message; }
-        if (invalid is not null) yield return invalid;
-    }
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => MagicOptions.ValidationErrors(() => ToOptions());
 
     internal QuickstartOptions ToOptions() =>
         new QuickstartOptions { Ranks = Ranks, GroupSize = GroupSize, Steps = Steps, Seed = Seed, RunsDirectory = RunsDir }.Validate();
