@@ -9,12 +9,12 @@ internal static class InfoCommand
 {
     public static Command Create()
     {
-        var device = new Option<string>("--device") { Description = $"Device to resolve: {Devices.Grammar}.", DefaultValueFactory = _ => "auto" };
         var json = new Option<FileInfo?>("--json") { Description = "Also write the information as JSON to this file." };
-        var command = new Command("info", "Show toolkit and TorchSharp versions, device, MPI library and cores.") { device, json };
+        var command = new Command("info", "Show toolkit and TorchSharp versions, device, MPI library and cores.") { json };
+        var options = new CliOptions<ToolkitInfoOptions>(command, new(), "info");
         command.SetAction(parse =>
         {
-            var info = ToolkitInfo.Collect(parse.GetValue(device)!);
+            var info = ToolkitInfo.Collect(options.Bind(parse).Device);
             var width = info.Rows().Max(r => r.Name.Length);
             foreach (var (name, value) in info.Rows()) Console.WriteLine($"{name.PadRight(width)}  {value}");
             if (parse.GetValue(json) is { } file) File.WriteAllText(file.FullName, JsonSerializer.Serialize(info, Json.Options));

@@ -1,14 +1,25 @@
 using System.CommandLine;
 using Toolkit.Cli;
 
+var verbose = UserErrors.Verbose(args);
 var root = new RootCommand("Toolkit: PaRO sharded training, HO-Ring collectives, Ring-1T style RL and elastic batch inference.")
 {
     InfoCommand.Create(),
     QuickstartCommand.Create(),
     ParoCommand.Create(),
-    DataCommand.Create(),
-    BenchCommand.Create(),
     CollectiveCommand.Create(),
-    SelfTestCommand.Create(),
+    BenchCommand.Create(),
+    DataCommand.Create(),
+    RankCommand.Create(),
 };
-return await root.Parse(args).InvokeAsync();
+root.Options.Add(new Option<bool>("--verbose") { Description = "Show stack traces of errors (also TOOLKIT_VERBOSE=1).", Recursive = true });
+var parse = root.Parse(args);
+if (parse.Errors.Count > 0) return UserErrors.ReportParseErrors(parse);
+try
+{
+    return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e)
+{
+    return UserErrors.Report(e, verbose);
+}

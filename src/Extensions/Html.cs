@@ -5,6 +5,9 @@ namespace Toolkit.Interactive;
 
 internal static class Html
 {
+    /// <summary>A result's title and facts (the rows the console and the HTML report show too).</summary>
+    public static string Table(Toolkit.Reporting.IFacts result) => Table(result.Title, result.Facts());
+
     public static string Table(string caption, IEnumerable<(string Name, string Value)> rows)
     {
         var html = new StringBuilder("<table><caption style=\"text-align:left;font-weight:bold\">").Append(WebUtility.HtmlEncode(caption)).Append("</caption>");

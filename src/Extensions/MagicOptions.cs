@@ -20,7 +20,7 @@ internal static class MagicOptions
         foreach (var line in code.Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith(invoked + " ", StringComparison.Ordinal) || l == invoked))
             foreach (var token in Tokens(line[invoked.Length..]))
                 if (token.StartsWith("--", StringComparison.Ordinal) && !known.Contains(token))
-                    yield return $"Unknown option '{token}' for {invoked}. Valid options: {string.Join(", ", known.Order())}.";
+                    yield return $"unknown option '{token}' for {invoked}. Valid options: {string.Join(", ", known.Order(StringComparer.Ordinal))}.";
     }
 
     /// <summary>
@@ -34,6 +34,10 @@ internal static class MagicOptions
             validate();
         }
         catch (ArgumentException e)
+        {
+            return [e.Message];
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
         {
             return [e.Message];
         }

@@ -77,8 +77,8 @@ public sealed class ParoMagicTests : IDisposable
     [InlineData("#!paro train --strategy GNN", "not effective")]
     [InlineData("#!paro train --strategy XYZ", "three letters")]
     [InlineData("#!paro train --ranks 4 --group-size 3", "must divide")]
-    [InlineData("#!paro train --launcher slurm", "inproc or mpi")]
-    [InlineData("#!paro train --stratgey NIG", "Unknown option '--stratgey'")]
+    [InlineData("#!paro train --launcher slurm", "one of inproc, mpi")]
+    [InlineData("#!paro train --stratgey NIG", "unknown option '--stratgey'")]
     [InlineData("#!paro plan --model gpt-5", "llama-65b")]
     [InlineData("#!paro compare --strategies NNN,GNN --steps 1", "not effective")]
     public async Task BadInput_FailsTheCell_WithAnActionableMessage_AndTheKernelSurvives(string code, string expected)

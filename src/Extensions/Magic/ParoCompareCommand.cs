@@ -1,5 +1,4 @@
 using Microsoft.DotNet.Interactive;
-using Microsoft.DotNet.Interactive.Commands;
 using Microsoft.DotNet.Interactive.Directives;
 using Plotly.NET;
 using Toolkit.Paro;
@@ -9,33 +8,19 @@ using Toolkit.Runs;
 namespace Toolkit.Interactive.Magic;
 
 /// <summary><c>#!paro compare --strategies NNN,NIG,GGG ...</c>: the twin of <see cref="ParoCompare.RunAsync"/>; measured memory, traffic and throughput side by side.</summary>
-public sealed class ParoCompareCommand : ParoJobCommand
+public sealed class ParoCompareCommand : OptionsMagicCommand<ParoCompareOptions>
 {
     /// <summary>A new directive instance.</summary>
-    internal static KernelActionDirective CreateDirective()
-    {
-        var directive = new KernelActionDirective("compare", "Train the same job under several strategies and chart measured memory, traffic and throughput side by side.")
-        {
-            Parameters = { new KernelDirectiveParameter("--strategies", "Comma-separated codes (default: the ten trained strategies).") },
-        };
-        foreach (var parameter in TrainParameters.Create(withStrategy: false)) directive.Parameters.Add(parameter);
-        return directive;
-    }
+    internal static KernelActionDirective CreateDirective() =>
+        CreateDirective("compare", "Train the same job under several strategies and chart measured memory, traffic and throughput side by side.", new ParoCompareOptions());
 
-    private static readonly string[] Options = [.. CreateDirective().Parameters.Select(p => p.Name)];
-
-    /// <summary><c>--strategies</c>.</summary>
-    public string? Strategies { get; set; }
-
-    internal IReadOnlyList<string> StrategyList() => Strategies is null
-        ? ShardingStrategy.Trained.Select(s => s.Code).ToList()
-        : Strategies.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    /// <inheritdoc/>
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "paro compare");
 
     internal static async Task HandleAsync(ParoCompareCommand command, KernelInvocationContext context)
     {
-        MagicOptions.ThrowIfUnknown(command, "#!paro compare", Options);
         var points = new Collector<(string Strategy, MetricPoint Point)>();
-        var job = ParoCompare.RunAsync(command.ToOptions(), command.StrategyList(), points, context.CancellationToken);
+        var job = ParoCompare.RunAsync(command.Bind(new(), "paro compare"), points, context.CancellationToken);
         var results = await LiveDisplay.RunAsync(context, job, () => LossByStrategy(points.Snapshot()), TimeSpan.FromSeconds(1));
         context.Display(ParoCharts.MeasuredMemory(results), "text/html");
         context.Display(ParoCharts.MeasuredTraffic(results), "text/html");
@@ -45,6 +30,6 @@ public sealed class ParoCompareCommand : ParoJobCommand
     }
 
     private static GenericChart LossByStrategy(IReadOnlyList<(string Strategy, MetricPoint Point)> points) =>
-        Charts.Lines("loss of rank 0, strategies one after another", points.Where(p => p.Point.Rank == 0 && p.Point.Name == "loss")
+        Charts.Lines("loss of rank 0, strategies one after another", points.Where(p => p.Point.Rank == 0 && p.Point.Name == MetricNames.Loss)
             .GroupBy(p => p.Strategy).Select(g => (g.Key, (IReadOnlyList<MetricPoint>)g.Select(p => p.Point).ToList())));
 }

@@ -8,26 +8,15 @@ using Toolkit.Runtime;
 namespace Toolkit.Interactive.Magic;
 
 /// <summary><c>#!toolkit info [--device auto|cpu|cuda[:i]]</c>: the twin of <see cref="ToolkitInfo.Collect"/>.</summary>
-public sealed class ToolkitInfoCommand : KernelDirectiveCommand
+public sealed class ToolkitInfoCommand : OptionsMagicCommand<ToolkitInfoOptions>
 {
     /// <summary>A new directive instance (a directive can belong to one kernel only).</summary>
-    internal static KernelActionDirective CreateDirective() => new("info", "Show toolkit and TorchSharp versions, device, MPI library, cores, and an in-process all-reduce bandwidth chart.")
-    {
-        Parameters =
-        {
-            new KernelDirectiveParameter("--device", $"Device to resolve: {Devices.Grammar} (default auto).").AddCompletions(() => ["auto", "cpu", "cuda", "cuda:0"]),
-        },
-    };
-
-    private static readonly string[] Options = [.. CreateDirective().Parameters.Select(p => p.Name)];
-
-    /// <summary><c>--device</c>.</summary>
-    public string Device { get; set; } = "auto";
+    internal static KernelActionDirective CreateDirective() =>
+        CreateDirective("info", "Show toolkit and TorchSharp versions, device, MPI library, cores, and an in-process all-reduce bandwidth chart.", new ToolkitInfoOptions());
 
     internal static Task HandleAsync(ToolkitInfoCommand command, KernelInvocationContext context)
     {
-        MagicOptions.ThrowIfUnknown(command, "#!toolkit info", Options);
-        var info = ToolkitInfo.Collect(command.Device);
+        var info = ToolkitInfo.Collect(command.Bind(new(), "toolkit info").Device);
         context.DisplayAs(Html.Table("Toolkit", info.Rows()), "text/html");
         var samples = BandwidthProbe.InProcess(2, [64 << 10, 1 << 20, 8 << 20], repeats: 3);
         context.Display(Charts.Bars("In-process all-reduce bus bandwidth (2 ranks)",

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Toolkit.Comm;
 
 /// <summary>Which implementation a collective uses (<see cref="Communicator.Algorithm"/>).</summary>
@@ -10,7 +12,7 @@ public enum CollectiveAlgorithm
     /// <summary>Leader-based all-reduce: reduce inside each group to its first rank, all-reduce among the leaders, broadcast inside each group. Reduce-scatter and all-gather run as in <see cref="HoRing"/>.</summary>
     Hierarchical,
     /// <summary>HO-Ring (PaRO-CC): intra-group reduce-scatter, m concurrent inter-group rings each on 1/m of the data, intra-group all-gather, pipelined chunk by chunk so the phases overlap.</summary>
-    HoRing,
+    [JsonStringEnumMemberName("ho-ring")] HoRing,
 }
 
 /// <summary>Names of <see cref="CollectiveAlgorithm"/> values on command lines and in magics.</summary>

@@ -1,19 +1,15 @@
 using System.Diagnostics;
-using System.Text.Json;
 
 namespace Toolkit.Comm;
 
 /// <summary>What one rank of the collective benchmark measures (run under mpiexec, on the emulated cluster or not).</summary>
 public static class CollectiveBenchmark
 {
-    /// <summary>File rank 0 writes in the output folder.</summary>
-    public const string RankResultFile = "collectives.json";
-
     /// <summary>
     /// Times every algorithm at every size on <paramref name="comm"/> (the slowest rank's mean over
-    /// <paramref name="repeats"/> calls, after a warm-up), after probing the intra-group link. Rank 0 writes the result.
+    /// <paramref name="repeats"/> calls, after a warm-up), after probing the intra-group link. Every rank returns the same measurements.
     /// </summary>
-    public static MeasuredCollectives Run(Communicator comm, IReadOnlyList<long> sizes, IReadOnlyList<CollectiveAlgorithm> algorithms, int repeats, string outputDirectory)
+    public static MeasuredCollectives Run(Communicator comm, IReadOnlyList<long> sizes, IReadOnlyList<CollectiveAlgorithm> algorithms, int repeats)
     {
         using var intra = comm.SplitWithinGroups(comm.GroupSize);
         var (intraBandwidth, intraLatency) = BandwidthProbe.RingLink(intra, sizes.Max());
@@ -34,14 +30,7 @@ public static class CollectiveBenchmark
                     traffic.IntraBytes / repeats, traffic.InterBytes / repeats));
             }
         comm.Algorithm = CollectiveAlgorithm.Ring;
-        var measured = new MeasuredCollectives(comm.Size / comm.GroupSize, comm.GroupSize, intraBandwidth, intraLatency, results);
-        if (comm.Rank == 0)
-        {
-            Directory.CreateDirectory(outputDirectory);
-            File.WriteAllText(Path.Combine(outputDirectory, RankResultFile), JsonSerializer.Serialize(measured));
-        }
-        comm.Barrier();
-        return measured;
+        return new MeasuredCollectives(comm.Size / comm.GroupSize, comm.GroupSize, intraBandwidth, intraLatency, results);
     }
 }
 

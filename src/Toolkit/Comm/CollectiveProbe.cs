@@ -1,11 +1,9 @@
-using System.Text.Json;
-
 namespace Toolkit.Comm;
 
 /// <summary>
 /// A fixed battery of collectives on deterministic inputs, run by every rank of a communicator,
 /// recording each rank's outputs and the bytes it sent. The test suite runs it on in-process ranks
-/// and, through <c>toolkit selftest collectives</c>, on MPI processes, and checks both against one
+/// and, through <see cref="CollectiveSelfTestJob"/>, on MPI processes and the emulated cluster, and checks both against one
 /// reference. Inputs are small integers so every reduction is exact in float32, bfloat16 and float64.
 /// </summary>
 internal static class CollectiveProbe
@@ -39,17 +37,6 @@ internal static class CollectiveProbe
             records.Add(Case(comm, "across_groups_allreduce", "float32", 1000, b => Reduce(across, b, ReduceOp.Sum, all: true)));
         return records;
     }
-
-    /// <summary>Writes this rank's records as JSON to <c>rank-R.json</c> in <paramref name="directory"/>.</summary>
-    public static void Write(string directory, int rank, List<ProbeRecord> records)
-    {
-        Directory.CreateDirectory(directory);
-        File.WriteAllText(Path.Combine(directory, $"rank-{rank}.json"), JsonSerializer.Serialize(records));
-    }
-
-    /// <summary>Reads the records written by <see cref="Write"/>.</summary>
-    public static List<ProbeRecord> Read(string file) =>
-        JsonSerializer.Deserialize<List<ProbeRecord>>(File.ReadAllText(file)) ?? throw new InvalidDataException($"{file} holds no probe records.");
 
     private static ProbeRecord Case(Communicator comm, string name, string type, int length, Action<IProbeBuffer> action)
     {

@@ -65,4 +65,17 @@ public static partial class Units
 
     [GeneratedRegex(@"^([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)$")]
     private static partial Regex Quantity();
+
+    /// <summary>Parses an option's text with <paramref name="parse"/>; a malformed value becomes an <see cref="ArgumentOutOfRangeException"/> naming the option's property.</summary>
+    public static T Option<T>(string property, string text, Func<string, T> parse)
+    {
+        try
+        {
+            return parse(text);
+        }
+        catch (FormatException e)
+        {
+            throw new ArgumentOutOfRangeException(property, text, e.Message);
+        }
+    }
 }

@@ -1,17 +1,24 @@
+using Toolkit.Options;
+
 namespace Toolkit.Paro;
 
 /// <summary>AdamW hyper-parameters (Loshchilov and Hutter; the decoupled weight decay of PyTorch's AdamW).</summary>
 public sealed record AdamWOptions
 {
     /// <summary>Learning rate. Default 1e-3.</summary>
+    [Option("AdamW learning rate.", Name = "lr")]
     public double LearningRate { get; init; } = 1e-3;
     /// <summary>First-moment decay. Default 0.9.</summary>
+    [Option("AdamW first-moment decay.")]
     public double Beta1 { get; init; } = 0.9;
     /// <summary>Second-moment decay. Default 0.999 (0.95 is common for LLMs).</summary>
+    [Option("AdamW second-moment decay (0.95 is common for language models: it forgets stale curvature sooner).")]
     public double Beta2 { get; init; } = 0.999;
     /// <summary>Denominator epsilon. Default 1e-8.</summary>
+    [Option("AdamW denominator epsilon.")]
     public double Epsilon { get; init; } = 1e-8;
     /// <summary>Decoupled weight decay. Default 0.01.</summary>
+    [Option("AdamW decoupled weight decay.")]
     public double WeightDecay { get; init; } = 0.01;
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value.</summary>

@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using System.Text.Json;
+using Toolkit.Runtime;
 using static TorchSharp.torch;
 
 namespace Toolkit.Paro;
@@ -22,8 +22,7 @@ public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, 
     {
         var path = Path.Combine(directory, FileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a checkpoint: it has no {FileName}.", path);
-        return JsonSerializer.Deserialize<CheckpointManifest>(File.ReadAllText(path), ParoTrainJob.Json)
-            ?? throw new InvalidDataException($"{path} is empty.");
+        return ToolkitJson.Read<CheckpointManifest>(path);
     }
 }
 
@@ -35,7 +34,7 @@ public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, 
 public sealed record CheckpointShard(int Rank, string File, string Sha256, IReadOnlyList<CheckpointComponent> Components);
 
 /// <summary>One tensor in a rank's file.</summary>
-/// <param name="Name">parameters, gradients, master, exp_avg or exp_avg_sq.</param>
+/// <param name="Name">parameters, master (bf16 runs only), exp_avg or exp_avg_sq; gradients are zero between steps and not saved.</param>
 /// <param name="DType">Element type.</param>
 /// <param name="Offset">Offset of the slice in the padded flat buffer.</param>
 /// <param name="Elements">Element count.</param>

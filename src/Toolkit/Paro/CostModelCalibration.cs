@@ -18,14 +18,15 @@ public static class CostModelCalibration
     public static ClusterSpec Measure(ParoTrainOptions options)
     {
         options.Validate();
-        Runtime.Devices.ConfigureCpuThreads(options.Ranks);
-        var config = options.ModelConfig;
-        var bytes = options.Precision == ParoPrecision.Bf16 ? 2 : 4;
+        var (ranks, groupSize) = (options.Launch.Ranks, options.Launch.GroupSize);
+        Runtime.Devices.ConfigureCpuThreads(ranks);
+        var config = options.Model.Config;
+        var bytes = options.Sharding.Precision == ParoPrecision.Bf16 ? 2 : 4;
         var message = Math.Max(1 << 16, config.ParameterCount * bytes);
-        var probes = InProcessCluster.Run(options.Ranks, options.GroupSize, comm =>
+        var probes = InProcessCluster.Run(ranks, groupSize, comm =>
         {
-            using var intra = comm.SplitWithinGroups(options.GroupSize);
-            using var inter = comm.SplitAcrossGroups(options.GroupSize);
+            using var intra = comm.SplitWithinGroups(groupSize);
+            using var inter = comm.SplitAcrossGroups(groupSize);
             var (intraBandwidth, intraLatency) = BandwidthProbe.RingLink(intra, message);
             var (interBandwidth, interLatency) = BandwidthProbe.RingLink(inter, message);
             comm.Barrier();
@@ -35,7 +36,7 @@ public static class CostModelCalibration
             return (intraBandwidth, intraLatency, interBandwidth, interLatency, flops, memoryBandwidth);
         });
         double Mean(Func<(double, double, double, double, double, double), double> f) => probes.Select(f).Where(v => v > 0 && double.IsFinite(v)).DefaultIfEmpty(1).Average();
-        return new ClusterSpec($"this machine, {options.Ranks} in-process ranks in groups of {options.GroupSize}", options.Ranks, options.GroupSize,
+        return new ClusterSpec($"this machine, {ranks} in-process ranks in groups of {groupSize}", ranks, groupSize,
             DeviceMemoryBytes: 1e15, IntraBandwidth: Mean(p => p.Item1), InterBandwidth: Mean(p => p.Item3),
             IntraLatency: Mean(p => p.Item2), InterLatency: Mean(p => p.Item4), ComputeFlops: Mean(p => p.Item5), MemoryBandwidth: Mean(p => p.Item6));
     }
@@ -44,9 +45,9 @@ public static class CostModelCalibration
     private static double Compute(ParoTrainOptions o, GptConfig config)
     {
         using var model = new Gpt(config);
-        if (o.Precision == ParoPrecision.Bf16) model.to(ScalarType.BFloat16);
+        if (o.Sharding.Precision == ParoPrecision.Bf16) model.to(ScalarType.BFloat16);
         var data = TokenDataset.SyntheticStories();
-        var (x, y) = data.Batch(o.Seed, 0, 0, o.MicroBatch, config.ContextLength);
+        var (x, y) = data.Batch(o.Seed, 0, 0, o.Data.MicroBatch, config.ContextLength);
         using (NewDisposeScope()) model.Loss(x, y).backward();   // warm-up
         var clock = Stopwatch.StartNew();
         const int repeats = 3;
@@ -56,7 +57,7 @@ public static class CostModelCalibration
             model.zero_grad();
             model.Loss(x, y).backward();
         }
-        return 6.0 * config.ParameterCount * o.MicroBatch * config.ContextLength / (clock.Elapsed.TotalSeconds / repeats);
+        return 6.0 * config.ParameterCount * o.Data.MicroBatch * config.ContextLength / (clock.Elapsed.TotalSeconds / repeats);
     }
 
     /// <summary>Bytes/s the AdamW step streams (fp32 parameters, gradient, two moments; read and written).</summary>

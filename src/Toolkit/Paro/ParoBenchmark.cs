@@ -1,23 +1,37 @@
-using System.Text.Json;
+using System.Text.Json.Serialization;
+using Toolkit.Jobs;
+using Toolkit.Options;
 using Toolkit.Runtime;
 
 namespace Toolkit.Paro;
 
-/// <summary>Options of <c>toolkit bench paro</c>.</summary>
+/// <summary>Options of <c>toolkit bench paro</c>: the job every strategy runs, and which launchers and accumulations to measure.</summary>
 public sealed record ParoBenchmarkOptions
 {
-    /// <summary>The job every strategy runs (its strategy and launcher are replaced). Default: 4 ranks in groups of 2, the small GPT, 8 steps.</summary>
-    public ParoTrainOptions Job { get; init; } = new() { Model = "small", Steps = 8, MicroBatch = 4 };
-    /// <summary>Accumulation values to run (A). Default 1 and 4.</summary>
-    public IReadOnlyList<int> Accumulations { get; init; } = [1, 4];
-    /// <summary>Also run on MPI processes when mpiexec and an MPICH-ABI library are present. Default true.</summary>
-    public bool Mpi { get; init; } = true;
-    /// <summary>Also run on an emulated cluster of this shape (<c>GxM</c>, matching the job's ranks and group size; needs root). Default none.</summary>
-    public string? Emulate { get; init; }
-    /// <summary>Emulated link rate. Default 1gbit.</summary>
-    public string InterBandwidth { get; init; } = "1gbit";
-    /// <summary>Emulated link latency (needs netem). Default 0.2ms.</summary>
-    public string InterLatency { get; init; } = "0.2ms";
+    /// <summary>Ranks, groups and the emulated cluster; the benchmark picks the launchers itself (in-process, then MPI, then emulated). Default 4 ranks in groups of 2.</summary>
+    [OptionGroup(Exclude = ["launcher"])] public LaunchOptions Launch { get; init; } = new();
+
+    /// <summary>The GPT. Default small.</summary>
+    [OptionGroup] public GptOptions Model { get; init; } = new() { Preset = "small" };
+
+    /// <summary>Micro-batch (and training text). Default 4 sequences.</summary>
+    [OptionGroup] public TextDataOptions Data { get; init; } = new() { MicroBatch = 4 };
+
+    /// <summary>Steps per run. Default 8.</summary>
+    [Option("Steps per run (the first is warm-up and not timed).")] public int Steps { get; init; } = 8;
+
+    /// <summary>Accumulation values to run (A). Default 1,4.</summary>
+    [Option("Accumulation values (A) to run, comma-separated.", Name = "accumulation")] public string Accumulations { get; init; } = "1,4";
+
+    /// <summary>Skip the MPI runs even when MPI is available. Default false.</summary>
+    [Option("Skip the runs on MPI processes.")] public bool SkipMpi { get; init; }
+
+    /// <summary>The accumulations as numbers.</summary>
+    [JsonIgnore] public IReadOnlyList<int> AccumulationList => Comm.Units.ParseList(Accumulations, a => int.TryParse(a, out var v) && v > 0 ? v
+        : throw new ArgumentOutOfRangeException(nameof(Accumulations), Accumulations, $"takes positive integers separated by commas ('{a}' is not one)"));
+
+    /// <summary>The job every strategy runs (its strategy, accumulation and launcher are replaced per run).</summary>
+    [JsonIgnore] public ParoTrainOptions Job => new() { Launch = Launch with { Launcher = Launcher.InProcess, Emulate = null }, Model = Model, Data = Data, Steps = Steps };
 }
 
 /// <summary>
@@ -31,24 +45,25 @@ public static class ParoBenchmark
     public static async Task<ParoBenchmarkReport> RunAsync(ParoBenchmarkOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
         options.Job.Validate();
+        options.Launch.Validate();
+        var accumulations = options.AccumulationList;
         var cluster = CostModelCalibration.Measure(options.Job);
         log?.Invoke($"calibrated: intra {cluster.IntraBandwidth / 1e9:F2} GB/s, inter {cluster.InterBandwidth / 1e9:F2} GB/s, compute {cluster.ComputeFlops / 1e9:F2} GFLOP/s per rank");
         var mpiNote = MpiLauncher.Find() is null || MpiLibrary.Probe() is null ? "MPI not available: " + MpiLibrary.MissingMessage() : null;
-        var setups = new List<(string Name, ParoTrainOptions Job, ClusterSpec Cluster)> { ("inproc", options.Job with { Launcher = Launcher.InProcess }, cluster) };
-        if (options.Mpi && mpiNote is null) setups.Add(("mpi", options.Job with { Launcher = Launcher.Mpi }, cluster));
-        if (options.Emulate is { } shape && mpiNote is null)
+        var setups = new List<(string Name, ParoTrainOptions Job, ClusterSpec Cluster)> { ("inproc", options.Job with { Launch = options.Job.Launch with { Launcher = Launcher.InProcess } }, cluster) };
+        if (!options.SkipMpi && mpiNote is null) setups.Add(("mpi", options.Job with { Launch = options.Job.Launch with { Launcher = Launcher.Mpi } }, cluster));
+        if (options.Launch.Emulate is { } shape && mpiNote is null)
         {
             // The emulated link is shared by the node's ranks: per-rank inter-group bandwidth is rate / M.
-            var emulated = Comm.EmulatedCluster.Parse(shape, options.InterBandwidth, options.InterLatency);
-            setups.Add(($"emulated {shape}", options.Job with { Launcher = Launcher.Mpi, Emulate = shape, InterBandwidth = options.InterBandwidth, InterLatency = options.InterLatency },
-                cluster with { InterBandwidth = Comm.Units.ParseBitRate(options.InterBandwidth) / emulated.RanksPerNode }));
+            setups.Add(($"emulated {shape}", options.Job with { Launch = options.Launch with { Launcher = Launcher.Mpi } },
+                cluster with { InterBandwidth = Comm.Units.ParseBitRate(options.Launch.InterBandwidth) / options.Launch.GroupSize }));
         }
         var rows = new List<BenchmarkRow>();
         foreach (var (name, baseJob, machine) in setups)
-            foreach (var a in options.Accumulations)
+            foreach (var a in accumulations)
                 foreach (var strategy in ShardingStrategy.Trained)
                 {
-                    var job = baseJob with { Strategy = strategy.Code, Accumulation = a };
+                    var job = baseJob with { Sharding = baseJob.Sharding with { Strategy = strategy.Code, Accumulation = a } };
                     var result = await ParoTrainJob.RunAsync(job, null, cancellationToken);
                     var predicted = Predict(job, machine, result.ParameterCount);
                     rows.Add(new BenchmarkRow(name, strategy.Code, a, result.Throughput.StepSeconds,
@@ -64,14 +79,15 @@ public static class ParoBenchmark
     /// <summary>The cost model for the engine's schedule on this machine (one parameter gather per micro-step, whole-model gathering, Ψ padded).</summary>
     private static StrategyEstimate Predict(ParoTrainOptions job, ClusterSpec cluster, long parameters)
     {
-        var padded = (parameters + job.Ranks - 1) / job.Ranks * job.Ranks;
-        var config = job.ModelConfig;
-        return CostModel.Estimate(job.ParsedStrategy, new ModelSpec(job.Model, padded, padded, config.Layers, config.Embedding), cluster,
-            new TrainingSpec(job.Accumulation, job.MicroBatch, config.ContextLength, job.Precision, 1, GatherGranularity.Model));
+        var ranks = job.Launch.Ranks;
+        var padded = (parameters + ranks - 1) / ranks * ranks;
+        var config = job.Model.Config;
+        return CostModel.Estimate(job.Plan.Strategy, new ModelSpec(job.Model.Preset, padded, padded, config.Layers, config.Embedding), cluster,
+            new TrainingSpec(job.Sharding.Accumulation, job.Data.MicroBatch, config.ContextLength, job.Sharding.Precision, 1, GatherGranularity.Model));
     }
 
     /// <summary>Writes the report as indented JSON.</summary>
-    public static void WriteJson(ParoBenchmarkReport report, string path) => File.WriteAllText(path, JsonSerializer.Serialize(report, ParoTrainJob.Json));
+    public static void WriteJson(ParoBenchmarkReport report, string path) => ToolkitJson.Write(path, report);
 }
 
 /// <summary>Everything the benchmark measured.</summary>

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+using Toolkit.Options;
 using Toolkit.Runs;
 
 namespace Toolkit.Paro;
@@ -5,24 +7,44 @@ namespace Toolkit.Paro;
 /// <summary>Trains the same job under several strategies, one after another, for side-by-side measurements.</summary>
 public static class ParoCompare
 {
+    /// <summary>Runs <paramref name="options"/>' job once per strategy of its list.</summary>
+    public static Task<IReadOnlyList<ParoTrainResult>> RunAsync(ParoCompareOptions options, IProgress<(string Strategy, MetricPoint Point)>? progress = null,
+        CancellationToken cancellationToken = default) => RunAsync(options.Job, options.StrategyList, progress, cancellationToken);
+
     /// <summary>Runs <paramref name="options"/> once per strategy (its own <c>Strategy</c> is replaced); progress carries the strategy being trained.</summary>
     public static async Task<IReadOnlyList<ParoTrainResult>> RunAsync(ParoTrainOptions options, IEnumerable<string> strategies,
         IProgress<(string Strategy, MetricPoint Point)>? progress = null, CancellationToken cancellationToken = default)
     {
         var codes = strategies.Select(s => ShardingStrategy.Parse(s).Code).ToList();   // every code is checked before the first run starts
         if (codes.Count == 0) throw new ArgumentException("Give at least one strategy.", nameof(strategies));
-        foreach (var code in codes) (options with { Strategy = code }).Validate();
+        foreach (var code in codes) With(options, code).Validate();
         var results = new List<ParoTrainResult>();
         foreach (var code in codes)
         {
             var forward = progress is null ? null : new Forward(code, progress);
-            results.Add(await ParoTrainJob.RunAsync(options with { Strategy = code }, forward, cancellationToken));
+            results.Add(await ParoTrainJob.RunAsync(With(options, code), forward, cancellationToken));
         }
         return results;
     }
+
+    private static ParoTrainOptions With(ParoTrainOptions options, string code) => options with { Sharding = options.Sharding with { Strategy = code } };
 
     private sealed class Forward(string strategy, IProgress<(string, MetricPoint)> target) : IProgress<MetricPoint>
     {
         public void Report(MetricPoint value) => target.Report((strategy, value));
     }
+}
+
+/// <summary>Options of <c>paro compare</c>: one job, several strategies.</summary>
+public sealed record ParoCompareOptions
+{
+    /// <summary>The job each strategy runs (its strategy is replaced).</summary>
+    [OptionGroup(Exclude = ["strategy"])] public ParoTrainOptions Job { get; init; } = new();
+
+    /// <summary>Strategies, comma-separated. Default NNN,NIG,GGG.</summary>
+    [Option("Strategies to train one after another, comma-separated (codes or aliases).")]
+    public string Strategies { get; init; } = "NNN,NIG,GGG";
+
+    /// <summary>The strategies as a list.</summary>
+    [JsonIgnore] public IReadOnlyList<string> StrategyList => [.. Strategies.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
 }

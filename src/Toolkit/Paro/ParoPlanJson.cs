@@ -16,7 +16,7 @@ public sealed record ParoPlanJson(IReadOnlyList<PlanRow> Strategies, string? Rec
         plan.Recommended?.Code, plan.Reasons);
 
     /// <summary>Indented camelCase JSON.</summary>
-    public string Serialize() => JsonSerializer.Serialize(this, ParoTrainJob.Json);
+    public string Serialize() => JsonSerializer.Serialize(this, Runtime.ToolkitJson.Options);
 }
 
 /// <summary>One strategy in <see cref="ParoPlanJson"/>.</summary>

@@ -1,3 +1,5 @@
+using Toolkit.Options;
+
 namespace Toolkit.Paro;
 
 /// <summary>
@@ -7,38 +9,55 @@ namespace Toolkit.Paro;
 public sealed record ParoPlanOptions
 {
     /// <summary>llama-7b, llama-13b or llama-65b; ignored when <see cref="Parameters"/> is set. Default llama-7b.</summary>
+    [Option("llama-7b, llama-13b or llama-65b (ignored when --parameters is given).")]
     public string Model { get; init; } = "llama-7b";
     /// <summary>Explicit Ψ (overrides <see cref="Model"/>).</summary>
+    [Option("Explicit parameter count (overrides --model), with --layers and --hidden.")]
     public double? Parameters { get; init; }
     /// <summary>Layers for an explicit model. Default 32.</summary>
+    [Option("Layers of an explicit model.")]
     public int Layers { get; init; } = 32;
     /// <summary>Hidden size for an explicit model. Default 4096.</summary>
+    [Option("Hidden size of an explicit model.")]
     public int Hidden { get; init; } = 4096;
     /// <summary>Ψ'/Ψ: 1 for full training, 1/16 partial, 0.003 PEFT. Default 1.</summary>
+    [Option("Trainable share of parameters (1 full, 0.0625 partial, 0.003 PEFT).")]
     public double TrainableFraction { get; init; } = 1;
     /// <summary>n. Default 64.</summary>
+    [Option("Number of GPUs (n).")]
     public int Gpus { get; init; } = 64;
     /// <summary>m. Default 8.</summary>
+    [Option("GPUs per node = group size (m).")]
     public int GpusPerNode { get; init; } = 8;
     /// <summary>A. Default 4.</summary>
+    [Option("Micro-steps per optimizer step (A).")]
     public int Accumulation { get; init; } = 4;
     /// <summary>Sequences per micro-step per GPU. Default 1.</summary>
+    [Option("Sequences per micro-step per GPU.")]
     public int MicroBatch { get; init; } = 1;
     /// <summary>Tokens per sequence. Default 2048.</summary>
+    [Option("Tokens per sequence.")]
     public int SequenceLength { get; init; } = 2048;
     /// <summary>Device memory in GiB. Default 80.</summary>
+    [Option("Device memory in GiB.")]
     public double DeviceMemory { get; init; } = 80;
     /// <summary>Network per node in Gb/s (sets the inter-group bandwidth to network/8 bytes shared by the node's GPUs). Default 200.</summary>
+    [Option("Network per node in Gb/s, shared by its GPUs (sets the inter-group bandwidth).")]
     public double Network { get; init; } = 200;
     /// <summary>Intra-group bandwidth per rank in GB/s (default 150, NVLink).</summary>
+    [Option("Intra-node bandwidth per GPU in GB/s (none: 150, NVLink).")]
     public double? IntraBandwidth { get; init; }
     /// <summary>Inter-group bandwidth per rank in GB/s (default from <see cref="Network"/>).</summary>
+    [Option("Inter-node bandwidth per GPU in GB/s (none: from --network).")]
     public double? InterBandwidth { get; init; }
     /// <summary>Sustained TFLOP/s per GPU (default 156: A100 bf16 at 50%).</summary>
+    [Option("Sustained TFLOP/s per GPU (none: 156, A100 bf16 at 50%).")]
     public double? Tflops { get; init; }
     /// <summary>bf16 (the paper's accounting) or fp32. Default bf16.</summary>
+    [Option("bf16 (the paper's accounting) or fp32.")]
     public ParoPrecision Precision { get; init; } = ParoPrecision.Bf16;
     /// <summary>Parameter all-gathers per micro-step: 1 keeps them through backward (this engine), 2 re-gathers for backward (ZeRO-3). Default 2.</summary>
+    [Option("Parameter all-gathers per micro-step: 2 = ZeRO-3 re-gathers for backward, 1 = this engine keeps them.")]
     public int Gathers { get; init; } = 2;
 
     /// <summary>The model spec.</summary>

@@ -1,92 +1,129 @@
 using System.Text.Json.Serialization;
-using Toolkit.Runs;
+using Toolkit.Comm;
+using Toolkit.Jobs;
+using Toolkit.Models;
+using Toolkit.Options;
 
 namespace Toolkit.Paro;
 
-/// <summary>Where the ranks of a job run.</summary>
-public enum Launcher
+/// <summary>Options of <c>paro train</c>: a small GPT trained under one PaRO strategy, composed of small records that every front end derives its options from.</summary>
+public sealed record ParoTrainOptions : IJobOptions
 {
-    /// <summary>Ranks are threads of this process (the embedded default; no MPI).</summary>
-    InProcess,
-    /// <summary>Ranks are processes started by <c>mpiexec</c> (MPICH hydra or Slurm's srun via TOOLKIT_MPIEXEC).</summary>
-    Mpi,
-}
+    /// <summary>Where the ranks run. Default 4 in-process ranks in groups of 2.</summary>
+    [OptionGroup] public LaunchOptions Launch { get; init; } = new();
 
-/// <summary>Options of <c>paro train</c>: a small GPT trained under one PaRO strategy. Every default is documented; <see cref="Validate"/> rejects bad values before work starts.</summary>
-public sealed record ParoTrainOptions
-{
-    /// <summary>Strategy code or alias (<c>NIG</c>, <c>zero3</c>). Default <c>NIG</c>.</summary>
-    public string Strategy { get; init; } = "NIG";
-    /// <summary>Ranks (n). Default 4.</summary>
-    public int Ranks { get; init; } = 4;
-    /// <summary>Ranks per group (m), dividing n. Default 2.</summary>
-    public int GroupSize { get; init; } = 2;
-    /// <summary>Micro-steps per optimizer step (A). Default 1.</summary>
-    public int Accumulation { get; init; } = 1;
+    /// <summary>Strategy, accumulation, precision and collectives.</summary>
+    [OptionGroup] public ShardingOptions Sharding { get; init; } = new();
+
+    /// <summary>The GPT preset.</summary>
+    [OptionGroup] public GptOptions Model { get; init; } = new();
+
+    /// <summary>AdamW. Defaults for this job: learning rate 3e-3, β2 0.95, weight decay 0.1 (nanoGPT's small-model recipe).</summary>
+    [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 3e-3, Beta2 = 0.95, WeightDecay = 0.1 };
+
+    /// <summary>Training text and micro-batch.</summary>
+    [OptionGroup] public TextDataOptions Data { get; init; } = new();
+
+    /// <summary>Saving and resuming sharded checkpoints.</summary>
+    [OptionGroup] public CheckpointOptions Checkpoint { get; init; } = new();
+
     /// <summary>Optimizer steps. Default 20.</summary>
-    public int Steps { get; init; } = 20;
+    [Option("Optimizer steps.")] public int Steps { get; init; } = 20;
+
     /// <summary>Seed of weights and data. Default 1.</summary>
-    public int Seed { get; init; } = 1;
-    /// <summary>GPT preset: tiny, small, medium or base. Default <c>tiny</c>.</summary>
-    public string Model { get; init; } = "tiny";
-    /// <summary>fp32 or bf16 (mixed). Default fp32.</summary>
-    public ParoPrecision Precision { get; init; } = ParoPrecision.Fp32;
-    /// <summary>Sequences per micro-batch per rank. Default 8.</summary>
-    public int MicroBatch { get; init; } = 8;
-    /// <summary>AdamW learning rate. Default 3e-3.</summary>
-    public double LearningRate { get; init; } = 3e-3;
-    /// <summary>In-process threads or MPI processes. Default in-process.</summary>
-    public Launcher Launcher { get; init; } = Launcher.InProcess;
-    /// <summary>Collective implementation: native (MPI's own), ring, hierarchical or ho-ring. Global all-reduces use it directly; the per-level collectives of the PaRO schedule use native or ring. Default ring.</summary>
-    public string Collectives { get; init; } = "ring";
-    /// <summary>Run the MPI ranks on an emulated cluster of this shape (<c>GxM</c>: G nodes of M ranks; needs root), instead of on this host. Requires the MPI launcher, Ranks = G·M and GroupSize = M. Default none.</summary>
-    public string? Emulate { get; init; }
-    /// <summary>Emulated link rate (tc spelling). Default 1gbit.</summary>
-    public string InterBandwidth { get; init; } = "1gbit";
-    /// <summary>Emulated link latency (needs netem in the kernel). Default 0.2ms.</summary>
-    public string InterLatency { get; init; } = "0.2ms";
-    /// <summary>A UTF-8 text file to train on; null for the embedded synthetic stories.</summary>
-    public string? DataPath { get; init; }
-    /// <summary>Save a sharded checkpoint every this many steps into the run folder's <c>checkpoints/step-K/</c>; 0 never. Default 0.</summary>
-    public int CheckpointEvery { get; init; }
-    /// <summary>A checkpoint folder to resume from (same strategy, ranks, group size, precision and model); steps continue from its step. Default none.</summary>
-    public string? ResumeFrom { get; init; }
-    /// <summary>Folder for run folders. Default <see cref="RunDirectory.DefaultRoot"/>.</summary>
-    public string RunsDirectory { get; init; } = RunDirectory.DefaultRoot;
+    [Option("Seed of weights and data.")] public int Seed { get; init; } = 1;
 
-    /// <summary>The parsed strategy.</summary>
-    [JsonIgnore]
-    public ShardingStrategy ParsedStrategy => ShardingStrategy.Parse(Strategy);
-
-    /// <summary>The GPT shape.</summary>
-    [JsonIgnore]
-    public Models.GptConfig ModelConfig => Models.GptConfig.Preset(Model);
+    /// <summary>The sharding plan these options describe.</summary>
+    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision);
 
     /// <summary>Tokens one optimizer step consumes over all ranks.</summary>
-    [JsonIgnore]
-    public long TokensPerStep => (long)Ranks * Accumulation * MicroBatch * ModelConfig.ContextLength;
+    [JsonIgnore] public long TokensPerStep => (long)Launch.Ranks * Sharding.Accumulation * Data.MicroBatch * Model.Config.ContextLength;
 
     /// <summary>Throws <see cref="ArgumentException"/> (or <see cref="ShardingPlanException"/>) naming the first invalid option.</summary>
     public ParoTrainOptions Validate()
     {
-        _ = ParsedStrategy;
-        _ = ModelConfig;
-        new ShardingPlan(ParsedStrategy, GroupSize, Accumulation, Precision).Validate(Ranks > 0 ? Ranks : throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, "must be at least 1"));
+        Launch.Validate();
+        Plan.Validate(Launch.Ranks);
+        _ = Model.Config;
+        Optimizer.Validate();
+        Data.Validate();
+        Checkpoint.Validate();
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
+        return this;
+    }
+
+    void IJobOptions.Check() => Validate();
+}
+
+/// <summary>How the model is sharded and synchronised.</summary>
+public sealed record ShardingOptions
+{
+    /// <summary>Strategy code (<c>NIG</c>) or alias (<c>zero3</c>). Default NIG.</summary>
+    [Option("PaRO strategy: three letters N/I/G for parameters, gradients, optimizer states (NIG), or ddp, zero1, zero2, zero3, mics, hsdp.")]
+    public string Strategy { get; init; } = "NIG";
+
+    /// <summary>Micro-steps per optimizer step (A). Default 1.</summary>
+    [Option("Micro-steps per optimizer step (A): PaRO's inter-group traffic is paid once per step, not once per micro-step.")]
+    public int Accumulation { get; init; } = 1;
+
+    /// <summary>fp32, or bf16 mixed precision. Default fp32.</summary>
+    [Option("fp32, or bf16 mixed precision (bf16 parameters and gradients, fp32 master weights and moments).")]
+    public ParoPrecision Precision { get; init; } = ParoPrecision.Fp32;
+
+    /// <summary>Collective implementation. Default ring.</summary>
+    [Option("Collective algorithm of global all-reduces: native (MPI's own), ring, hierarchical or ho-ring.")]
+    public CollectiveAlgorithm Collectives { get; init; } = CollectiveAlgorithm.Ring;
+}
+
+/// <summary>Which GPT to train.</summary>
+public sealed record GptOptions
+{
+    /// <summary>Preset name. Default tiny.</summary>
+    [Option("GPT preset: tiny (36 K parameters), small (0.8 M), medium (10.8 M) or base (85 M).", Name = "model")]
+    public string Preset { get; init; } = "tiny";
+
+    /// <summary>The preset's shape.</summary>
+    [JsonIgnore] public GptConfig Config => GptConfig.Presets.TryGetValue(Preset, out var config)
+        ? config
+        : throw new ArgumentOutOfRangeException(nameof(Preset), Preset, $"unknown model; valid: {string.Join(", ", GptConfig.Presets.Keys)}");
+}
+
+/// <summary>Training text and batch shape.</summary>
+public sealed record TextDataOptions
+{
+    /// <summary>A UTF-8 text file; null for the embedded synthetic stories.</summary>
+    [Option("A UTF-8 text file to train on (none: the embedded synthetic stories).", Name = "data")]
+    public string? Path { get; init; }
+
+    /// <summary>Sequences per micro-batch per rank. Default 8.</summary>
+    [Option("Sequences per micro-batch per rank.")]
+    public int MicroBatch { get; init; } = 8;
+
+    /// <summary>Throws naming the first invalid setting.</summary>
+    public TextDataOptions Validate()
+    {
         if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
-        if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
-        _ = Comm.CollectiveAlgorithms.Parse(Collectives);
-        if (Emulate is not null)
-        {
-            var cluster = Comm.EmulatedCluster.Parse(Emulate, InterBandwidth, InterLatency);
-            if (Launcher != Launcher.Mpi || cluster.Nodes * cluster.RanksPerNode != Ranks || cluster.RanksPerNode != GroupSize)
-                throw new ArgumentException($"--emulate {Emulate} needs --launcher mpi, --ranks {cluster.Nodes * cluster.RanksPerNode} and --group-size {cluster.RanksPerNode}.");
-            _ = Comm.Units.ParseBitRate(InterBandwidth);
-            _ = Comm.Units.ParseDuration(InterLatency);
-        }
-        if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "must not be negative");
+        if (Path is not null && !File.Exists(Path)) throw new ArgumentOutOfRangeException(nameof(Path), Path, "no such file");
+        return this;
+    }
+}
+
+/// <summary>Sharded checkpoints.</summary>
+public sealed record CheckpointOptions
+{
+    /// <summary>Save every this many steps into the run folder's <c>checkpoints/step-K/</c>; 0 never.</summary>
+    [Option("Save a sharded checkpoint every K steps into the run folder's checkpoints/step-K (0: never).", Name = "checkpoint-every")]
+    public int Every { get; init; }
+
+    /// <summary>A checkpoint folder to resume from (same strategy, ranks, group size, precision and model).</summary>
+    [Option("Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written with the same settings; steps continue from its step.", Name = "resume")]
+    public string? ResumeFrom { get; init; }
+
+    /// <summary>Throws naming the first invalid setting.</summary>
+    public CheckpointOptions Validate()
+    {
+        if (Every < 0) throw new ArgumentOutOfRangeException(nameof(Every), Every, "must not be negative");
         if (ResumeFrom is not null) _ = CheckpointManifest.Read(ResumeFrom);
-        if (DataPath is not null && !File.Exists(DataPath)) throw new FileNotFoundException($"Training text '{DataPath}' does not exist.", DataPath);
         return this;
     }
 }

@@ -128,15 +128,14 @@ public sealed class ShardedTrainer : IDisposable
         var sha = CheckpointFiles.Write(Path.Combine(directory, file), CheckpointTensors().Select(c => c.Tensor));
         var shard = new CheckpointShard(_groups.World.Rank, file, sha, CheckpointTensors().Select(c => c.Component).ToList());
         // Every rank's entry reaches rank 0 through the file system after a barrier (no counted traffic).
-        File.WriteAllText(Path.Combine(directory, file + ".json"), System.Text.Json.JsonSerializer.Serialize(shard, ParoTrainJob.Json));
+        Runtime.ToolkitJson.Write(Path.Combine(directory, file + ".json"), shard);
         _groups.World.Barrier();
         if (_groups.World.Rank == 0)
         {
-            var shards = Enumerable.Range(0, _groups.N).Select(r => System.Text.Json.JsonSerializer.Deserialize<CheckpointShard>(
-                File.ReadAllText(Path.Combine(directory, $"rank-{r}.bin.json")), ParoTrainJob.Json)!).ToList();
+            var shards = Enumerable.Range(0, _groups.N).Select(r => Runtime.ToolkitJson.Read<CheckpointShard>(Path.Combine(directory, $"rank-{r}.bin.json"))).ToList();
             var manifest = new CheckpointManifest(1, Strategy.Code, _groups.N, _groups.M, _plan.Precision.ToString().ToLowerInvariant(),
                 _groups.Elements, _groups.Padded, _optimizer.Step, shards);
-            File.WriteAllText(Path.Combine(directory, CheckpointManifest.FileName), System.Text.Json.JsonSerializer.Serialize(manifest, ParoTrainJob.Json));
+            Runtime.ToolkitJson.Write(Path.Combine(directory, CheckpointManifest.FileName), manifest);
             foreach (var r in Enumerable.Range(0, _groups.N)) File.Delete(Path.Combine(directory, $"rank-{r}.bin.json"));
         }
         _groups.World.Barrier();

@@ -1,41 +1,40 @@
-using Toolkit.Runs;
+using System.Globalization;
+using System.Text.Json.Serialization;
+using Toolkit.Jobs;
+using Toolkit.Options;
+using Toolkit.Reporting;
 
 namespace Toolkit.Quickstart;
 
-/// <summary>Options of the quickstart job: data-parallel training of a small regression network on in-process ranks.</summary>
-public sealed record QuickstartOptions
+/// <summary>Options of the quickstart job: data-parallel training of a small regression network, on in-process ranks by default.</summary>
+public sealed record QuickstartOptions : IJobOptions
 {
-    /// <summary>Number of ranks (threads). Default 4.</summary>
-    public int Ranks { get; init; } = 4;
-
-    /// <summary>Ranks per group (m), which must divide <see cref="Ranks"/>; decides what traffic counts as intra-group. Default 2.</summary>
-    public int GroupSize { get; init; } = 2;
+    /// <summary>Where the ranks run. Default 4 in-process ranks in groups of 2.</summary>
+    [OptionGroup] public LaunchOptions Launch { get; init; } = new();
 
     /// <summary>Optimizer steps. Default 200.</summary>
-    public int Steps { get; init; } = 200;
+    [Option("Optimizer steps.")] public int Steps { get; init; } = 200;
 
     /// <summary>Samples per rank per step. Default 32.</summary>
-    public int BatchPerRank { get; init; } = 32;
+    [Option("Samples per rank per step.")] public int BatchPerRank { get; init; } = 32;
 
     /// <summary>Hidden width of the network. Default 64.</summary>
-    public int Hidden { get; init; } = 64;
+    [Option("Hidden width of the network.")] public int Hidden { get; init; } = 64;
 
     /// <summary>Seed of data and initial weights. Default 1.</summary>
-    public int Seed { get; init; } = 1;
-
-    /// <summary>Folder that holds run folders. Default <see cref="RunDirectory.DefaultRoot"/> (<c>$TOOLKIT_RUNS_DIR</c>, else <c>runs</c>).</summary>
-    public string RunsDirectory { get; init; } = RunDirectory.DefaultRoot;
+    [Option("Seed of data and initial weights.")] public int Seed { get; init; } = 1;
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
     public QuickstartOptions Validate()
     {
-        if (Ranks < 1) throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, "must be at least 1");
-        if (GroupSize < 1 || Ranks % GroupSize != 0) throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize, $"must divide Ranks ({Ranks})");
+        Launch.Validate();
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
         if (BatchPerRank < 1) throw new ArgumentOutOfRangeException(nameof(BatchPerRank), BatchPerRank, "must be at least 1");
         if (Hidden < 1) throw new ArgumentOutOfRangeException(nameof(Hidden), Hidden, "must be at least 1");
         return this;
     }
+
+    void IJobOptions.Check() => Validate();
 }
 
 /// <summary>What the quickstart job measured.</summary>
@@ -49,4 +48,19 @@ public sealed record QuickstartOptions
 /// <param name="ReplicaDivergence">Largest absolute parameter difference between rank 0 and any other rank at the end (0 for exact data parallelism).</param>
 public sealed record QuickstartResult(
     string RunId, string RunPath, string ReportPath, IReadOnlyList<double> Loss,
-    long IntraBytesPerStep, long InterBytesPerStep, double StepSeconds, double ReplicaDivergence);
+    long IntraBytesPerStep, long InterBytesPerStep, double StepSeconds, double ReplicaDivergence) : IFacts
+{
+    /// <inheritdoc/>
+    [JsonIgnore] public string Title => $"Quickstart run {RunId}";
+
+    /// <inheritdoc/>
+    public IReadOnlyList<(string Name, string Value)> Facts() =>
+    [
+        ("loss", string.Create(CultureInfo.InvariantCulture, $"{Loss[0]:F4} -> {Loss[^1]:F4}")),
+        ("bytes per rank per step, largest over ranks (intra / inter)", $"{IntraBytesPerStep} / {InterBytesPerStep}"),
+        ("median step", string.Create(CultureInfo.InvariantCulture, $"{StepSeconds * 1000:F1} ms")),
+        ("replica divergence", ReplicaDivergence.ToString("G3", CultureInfo.InvariantCulture)),
+        ("run folder", RunPath),
+        ("report", ReportPath),
+    ];
+}

@@ -56,13 +56,13 @@ public sealed class RunDirectory : IDisposable
         var id = $"{kind}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}";
         var path = System.IO.Path.GetFullPath(System.IO.Path.Combine(root, id));
         Directory.CreateDirectory(path);
-        System.IO.File.WriteAllText(System.IO.Path.Combine(path, ConfigFile), JsonSerializer.Serialize(config, config.GetType(), RunJson.Options));
+        System.IO.File.WriteAllText(System.IO.Path.Combine(path, ConfigFile), JsonSerializer.Serialize(config, config.GetType(), Runtime.ToolkitJson.Options));
         return new RunDirectory(path);
     }
 
     /// <summary>Appends one metric sample.</summary>
     public void Metric(int step, int rank, string name, double value) =>
-        Write(_metrics, JsonSerializer.Serialize(new MetricPoint(DateTimeOffset.UtcNow, step, rank, name, value), RunJson.Options));
+        Write(_metrics, JsonSerializer.Serialize(new MetricPoint(DateTimeOffset.UtcNow, step, rank, name, value), Runtime.ToolkitJson.Compact));
 
     /// <summary>Appends a timestamped log line.</summary>
     public void Log(string message) =>
@@ -101,11 +101,3 @@ public sealed class RunDirectory : IDisposable
 /// <param name="Name">Metric name, e.g. <c>loss</c>, <c>comm.intra_bytes</c>.</param>
 /// <param name="Value">The value.</param>
 public sealed record MetricPoint(DateTimeOffset Time, int Step, int Rank, string Name, double Value);
-
-internal static class RunJson
-{
-    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
-    {
-        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
-    };
-}

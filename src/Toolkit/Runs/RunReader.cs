@@ -57,7 +57,7 @@ public sealed class RunReader
             line++;
             try
             {
-                result.Add(JsonSerializer.Deserialize<MetricPoint>(text, RunJson.Options) ?? throw new JsonException("null"));
+                result.Add(JsonSerializer.Deserialize<MetricPoint>(text, Runtime.ToolkitJson.Compact) ?? throw new JsonException("null"));
             }
             catch (JsonException e)
             {

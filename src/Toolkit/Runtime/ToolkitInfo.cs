@@ -53,3 +53,11 @@ public sealed record ToolkitInfo(
         ("mpiexec", MpiLauncher ?? "not found"),
     ];
 }
+
+/// <summary>Options of <c>toolkit info</c>.</summary>
+public sealed record ToolkitInfoOptions
+{
+    /// <summary>Device to resolve. Default auto.</summary>
+    [Options.Option("Device to resolve: auto, cpu, cuda or cuda:i (auto picks CUDA when TorchSharp's CUDA natives and a GPU are present, and says why not otherwise).")]
+    public string Device { get; init; } = "auto";
+}

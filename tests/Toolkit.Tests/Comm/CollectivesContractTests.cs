@@ -1,3 +1,4 @@
+using Toolkit.Jobs;
 using Toolkit.Comm;
 using Toolkit.Tests.Support;
 
@@ -49,16 +50,12 @@ public abstract class MpiCollectivesTests(string algorithm) : CollectivesContrac
 
     private protected override IReadOnlyList<List<ProbeRecord>> RunProbe(int n, int m)
     {
-        var dir = Directory.CreateTempSubdirectory("toolkit-probe-");
-        try
+        using var runs = new TemporaryFolder("toolkit-probe-");
+        return JobHost.RunAsync(new CollectiveSelfTestJob(), new CollectiveSelfTestOptions
         {
-            Repository.RunMpi(n, "selftest", "collectives", "--out", dir.FullName, "--algorithm", algorithm, "--group-size", m.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            return Enumerable.Range(0, n).Select(r => CollectiveProbe.Read(Path.Combine(dir.FullName, $"rank-{r}.json"))).ToList();
-        }
-        finally
-        {
-            dir.Delete(recursive: true);
-        }
+            Launch = new() { Launcher = Launcher.Mpi, Ranks = n, GroupSize = m, RunsDirectory = runs.Path },
+            Algorithm = CollectiveAlgorithms.Parse(algorithm),
+        }).GetAwaiter().GetResult();
     }
 }
 

@@ -1,10 +1,11 @@
 using Toolkit.Comm;
+using Toolkit.Jobs;
 using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.Comm;
 
 /// <summary>
-/// build/emulate-cluster.sh, really started: 2 nodes (network namespaces on an isolated bridge, links
+/// build/emulate-cluster.sh, really started through the job host: 2 nodes (network namespaces on an isolated bridge, links
 /// shaped to 1 Gbit/s) of 2 ranks each, every algorithm's collectives checked against the reference.
 /// Needs root (CI runs as root); the non-root path is checked for its message.
 /// </summary>
@@ -17,23 +18,18 @@ public sealed class EmulatedClusterTests
     [InlineData("ho-ring")]
     [InlineData("hierarchical")]
     [InlineData("native")]
-    public void TwoNodesOfTwo_EveryCollectiveMatchesTheReference(string algorithm)
+    public async Task TwoNodesOfTwo_EveryCollectiveMatchesTheReference(string algorithm)
     {
-        var dir = Directory.CreateTempSubdirectory("toolkit-emulated-");
-        try
+        using var runs = new TemporaryFolder("toolkit-emulated-");
+        var records = await JobHost.RunAsync(new CollectiveSelfTestJob(), new CollectiveSelfTestOptions
         {
-            var (code, output) = Repository.Run("bash", [Script, "--nodes", "2", "--ranks-per-node", "2", "--inter-bandwidth", "1gbit", "--verbose", "--",
-                "dotnet", Repository.CliDll, "selftest", "collectives", "--out", dir.FullName, "--group-size", "2", "--algorithm", algorithm], TimeSpan.FromMinutes(3));
-            Assert.True(code == 0, $"emulate-cluster exited with {code}:\n{output}");
-            var records = Enumerable.Range(0, 4).Select(r => CollectiveProbe.Read(Path.Combine(dir.FullName, $"rank-{r}.json"))).ToList();
-            ProbeReference.Check(records, 4, 2, checkBytes: algorithm is "ring" or "native");
-            // Traffic between nodes went through the emulated links (the script reports each node's eth0 counters).
-            Assert.Contains("node1 eth0", output);
-        }
-        finally
-        {
-            dir.Delete(recursive: true);
-        }
+            Launch = new() { Launcher = Launcher.Mpi, Ranks = 4, GroupSize = 2, Emulate = "2x2", InterBandwidth = "1gbit", RunsDirectory = runs.Path },
+            Algorithm = CollectiveAlgorithms.Parse(algorithm),
+        });
+        ProbeReference.Check(records, 4, 2, checkBytes: algorithm is "ring" or "native");
+        // Traffic between nodes went through the emulated links (the script reports each node's eth0 counters).
+        var output = File.ReadAllText(Directory.GetFiles(runs.Path, "launcher.log", SearchOption.AllDirectories).Single());
+        Assert.Contains("node1 eth0", output);
         Assert.DoesNotContain(Repository.Run("ip", ["netns", "list"], TimeSpan.FromSeconds(10)).Output.Split('\n'), l => l.StartsWith("tk", StringComparison.Ordinal) && l.Contains("sw"));
     }
 

@@ -1,4 +1,4 @@
-using System.Text.Json;
+using Toolkit.Jobs;
 using Toolkit.Comm;
 using Toolkit.Paro;
 using Toolkit.Runtime;
@@ -10,7 +10,7 @@ namespace Toolkit.Tests.Paro;
 /// Every trained strategy, n = 4 ranks in groups of m = 2, A = 2, must end with the same parameters
 /// as plain TorchSharp training (torch.optim.AdamW, one process) on the same global batch: fp32,
 /// ‖sharded − reference‖ / ‖reference‖ ≤ 1e-5 after 3 steps, on in-process ranks and on MPI
-/// processes (mpiexec -n 4, through <c>toolkit selftest paro</c>).
+/// processes (mpiexec -n 4, through the job host and <c>toolkit rank</c>).
 /// </summary>
 public sealed class ShardedTrainerExactnessTests
 {
@@ -43,26 +43,19 @@ public sealed class ShardedTrainerExactnessTests
     }
 
     [Fact]
-    public void Mpi_EveryStrategy_MatchesSingleProcessTraining()
+    public async Task Mpi_EveryStrategy_MatchesSingleProcessTraining()
     {
         TorchRuntime.EnsureInitialized();
         var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps);
-        var dir = Directory.CreateTempSubdirectory("toolkit-paro-mpi-");
-        try
+        using var runs = new TemporaryFolder("toolkit-paro-mpi-");
+        var outcomes = await JobHost.RunAsync(new ParoSelfTestJob(), new ParoSelfTestOptions
         {
-            Repository.RunMpi(Ranks, "selftest", "paro", "--out", dir.FullName, "--group-size", $"{GroupSize}", "--accumulation", $"{Accumulation}", "--steps", $"{Steps}");
-            foreach (var code in ShardingStrategy.Trained.Select(s => s.Code))
-            {
-                var results = Enumerable.Range(0, Ranks)
-                    .Select(r => JsonSerializer.Deserialize<Dictionary<string, float[]>>(File.ReadAllText(Path.Combine(dir.FullName, $"rank-{r}.json")))![code])
-                    .ToArray();
-                AssertMatches(code, reference, results);
-            }
-        }
-        finally
-        {
-            dir.Delete(recursive: true);
-        }
+            Launch = new() { Launcher = Launcher.Mpi, Ranks = Ranks, GroupSize = GroupSize, RunsDirectory = runs.Path },
+            Accumulation = Accumulation,
+            Steps = Steps,
+        });
+        foreach (var code in ShardingStrategy.Trained.Select(s => s.Code))
+            AssertMatches(code, reference, [.. outcomes.Select(o => o[code])]);
     }
 
     private static void AssertMatches(string code, float[] reference, float[][] results)

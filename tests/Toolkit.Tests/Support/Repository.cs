@@ -31,18 +31,6 @@ internal static class Repository
         lock (output) return (process.ExitCode, output.ToString());
     }
 
-    /// <summary>Runs <c>mpiexec -n <paramref name="ranks"/> dotnet Toolkit.Cli.dll args</c>.</summary>
-    public static string RunMpi(int ranks, params string[] arguments)
-    {
-        var mpiexec = Toolkit.Runtime.MpiLauncher.Find()
-            ?? throw new InvalidOperationException("mpiexec was not found: install MPICH (apt-get install mpich); .ci/run does this.");
-        var args = new List<string> { "-n", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet", CliDll };
-        args.AddRange(arguments);
-        var (code, output) = Run(mpiexec, args, TimeSpan.FromMinutes(3));
-        Assert.True(code == 0, $"mpiexec exited with {code}:\n{output}");
-        return output;
-    }
-
     private static string FindRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

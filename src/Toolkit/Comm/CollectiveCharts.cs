@@ -1,8 +1,7 @@
 using Plotly.NET;
 using Plotly.NET.CSharp;
-using Toolkit.Comm;
 
-namespace Toolkit.Reporting;
+namespace Toolkit.Comm;
 
 /// <summary>Charts of collective timings, predicted or measured.</summary>
 public static class CollectiveCharts

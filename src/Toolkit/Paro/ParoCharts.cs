@@ -1,9 +1,9 @@
 using Plotly.NET;
 using Plotly.NET.CSharp;
-using Toolkit.Paro;
+using Toolkit.Reporting;
 using Toolkit.Runs;
 
-namespace Toolkit.Reporting;
+namespace Toolkit.Paro;
 
 /// <summary>The PaRO charts: predicted plans, measured comparisons, and live training.</summary>
 public static class ParoCharts
@@ -67,13 +67,13 @@ public static class ParoCharts
         var labels = ranks.Select(r => $"rank {r}").ToList();
         var memory = Charts.StackedColumns("Memory per rank (measured)", labels,
         [
-            ("parameters", ranks.Select(r => Last(r, "memory.params_bytes")).ToList()),
-            ("gradients", ranks.Select(r => Last(r, "memory.grads_bytes")).ToList()),
-            ("optimizer states", ranks.Select(r => Last(r, "memory.optimizer_bytes")).ToList()),
+            ("parameters", ranks.Select(r => Last(r, ParoTrainJob.Metrics.ParamsBytes)).ToList()),
+            ("gradients", ranks.Select(r => Last(r, ParoTrainJob.Metrics.GradsBytes)).ToList()),
+            ("optimizer states", ranks.Select(r => Last(r, ParoTrainJob.Metrics.OptimizerBytes)).ToList()),
         ], "bytes");
         string[] titles = ["loss", "memory per rank (bytes)", "inter-group bytes per step", "intra-group bytes per step"];
-        var grid = Plotly.NET.CSharp.Chart.Grid([Charts.MetricByRank(points, "loss"), memory,
-            Charts.MetricByRank(points, "comm.inter_bytes"), Charts.MetricByRank(points, "comm.intra_bytes")], 2, 2, SubPlotTitles: titles);
+        var grid = Plotly.NET.CSharp.Chart.Grid([Charts.MetricByRank(points, MetricNames.Loss), memory,
+            Charts.MetricByRank(points, MetricNames.InterBytes), Charts.MetricByRank(points, MetricNames.IntraBytes)], 2, 2, SubPlotTitles: titles);
         return grid.WithSize(1100, 760);
     }
 

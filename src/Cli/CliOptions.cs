@@ -1,0 +1,47 @@
+using System.CommandLine;
+using Toolkit.Jobs;
+using Toolkit.Options;
+
+namespace Toolkit.Cli;
+
+/// <summary>
+/// The CLI face of an options record: one System.CommandLine option per <see cref="OptionSpec"/>, all
+/// taking text that <see cref="OptionBinder"/> converts, so the CLI, the magics and JSON files share
+/// names, defaults, descriptions and error messages.
+/// </summary>
+internal sealed class CliOptions<T> where T : class, new()
+{
+    private readonly List<(OptionSpec Spec, Option Option)> _options = [];
+    private readonly T _defaults;
+    private readonly string _where;
+
+    /// <summary>Adds the options of <typeparamref name="T"/> to <paramref name="command"/>, with defaults (and their help) from <paramref name="defaults"/>.</summary>
+    public CliOptions(Command command, T defaults, string where)
+    {
+        (_defaults, _where) = (defaults, where);
+        foreach (var spec in OptionSchema.For<T>())
+        {
+            string[] aliases = spec.Alias is null ? [] : [spec.Alias];
+            Option option = spec.IsFlag
+                ? new Option<bool>(spec.Name, aliases) { Description = spec.HelpTextFor(defaults) }
+                : new Option<string>(spec.Name, aliases) { Description = spec.HelpTextFor(defaults), HelpName = spec.IsNumber ? "number" : spec.Choices.Count > 0 ? string.Join('|', spec.Choices) : "text" };
+            if (spec.Choices.Count > 0) option.CompletionSources.Add(spec.Choices.ToArray());
+            command.Options.Add(option);
+            _options.Add((spec, option));
+        }
+    }
+
+    /// <summary>The options as given on the command line, over the defaults; validated when the record is a job's options.</summary>
+    /// <exception cref="OptionException">Malformed or invalid; the message names the option.</exception>
+    public T Bind(ParseResult parse)
+    {
+        UserErrors.Specs = OptionSchema.For<T>();
+        var given = new List<KeyValuePair<string, string?>>();
+        foreach (var (spec, option) in _options)
+            if (parse.GetResult(option) is { Implicit: false })
+                given.Add(new(spec.Name, option is Option<bool> flag ? (parse.GetValue(flag) ? "true" : "false") : parse.GetValue((Option<string>)option)));
+        var options = OptionBinder.Bind(_defaults, given, _where);
+        if (options is IJobOptions job) job.Check();
+        return options;
+    }
+}

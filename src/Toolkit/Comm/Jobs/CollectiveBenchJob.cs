@@ -1,0 +1,141 @@
+using System.Text.Json.Serialization;
+using Toolkit.Jobs;
+using Toolkit.Options;
+using Toolkit.Reporting;
+
+namespace Toolkit.Comm;
+
+/// <summary>Options of <c>toolkit bench collectives</c>.</summary>
+public sealed record CollectiveBenchOptions : IJobOptions
+{
+    /// <summary>Where the ranks run: MPI processes by default (in-process ranks share one address space and say little about links); with <c>--emulate GxM</c> on the emulated cluster.</summary>
+    [OptionGroup] public LaunchOptions Launch { get; init; } = new() { Launcher = Launcher.Mpi };
+
+    /// <summary>Message sizes. Default 1MiB,4MiB,16MiB,64MiB,256MiB.</summary>
+    [Option("Message sizes, comma-separated (1MiB,64MiB).")]
+    public string Sizes { get; init; } = "1MiB,4MiB,16MiB,64MiB,256MiB";
+
+    /// <summary>Algorithms to time. Default all.</summary>
+    [Option("Algorithms to time, comma-separated: native, ring, hierarchical, ho-ring.")]
+    public string Algorithms { get; init; } = string.Join(',', CollectiveAlgorithms.Names);
+
+    /// <summary>Timed calls per size. Default 3.</summary>
+    [Option("Timed calls per algorithm and size (after one warm-up call).")]
+    public int Repeats { get; init; } = 3;
+
+    /// <summary>The parsed sizes in bytes.</summary>
+    [JsonIgnore] public IReadOnlyList<long> SizeList => Units.ParseList(Sizes, Units.ParseBytes);
+
+    /// <summary>The parsed algorithms.</summary>
+    [JsonIgnore] public IReadOnlyList<CollectiveAlgorithm> AlgorithmList => Units.ParseList(Algorithms, CollectiveAlgorithms.Parse);
+
+    /// <inheritdoc/>
+    public void Check()
+    {
+        Launch.Validate();
+        if (SizeList.Any(s => s < 4)) throw new ArgumentOutOfRangeException(nameof(Sizes), Sizes, "every size must be at least 4 bytes");
+        _ = AlgorithmList;
+        if (Repeats < 1) throw new ArgumentOutOfRangeException(nameof(Repeats), Repeats, "must be at least 1");
+    }
+}
+
+/// <summary>
+/// Times all-reduce of each algorithm at each size on the job's ranks (MPI processes on this host, or
+/// the emulated cluster) and sets the measurements next to the alpha-beta simulator's prediction for
+/// the same topology.
+/// </summary>
+public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, MeasuredCollectives, CollectiveBenchReport>
+{
+    /// <inheritdoc/>
+    public override string Kind => "bench-collectives";
+
+    /// <inheritdoc/>
+    public override bool UsesTorch => false;
+
+    /// <summary>Runs the benchmark.</summary>
+    public static Task<CollectiveBenchReport> RunAsync(CollectiveBenchOptions options, CancellationToken cancellationToken = default) =>
+        JobHost.RunAsync(new CollectiveBenchJob(), options, null, cancellationToken);
+
+    /// <inheritdoc/>
+    public override MeasuredCollectives RunRank(RankContext<CollectiveBenchOptions> context) =>
+        CollectiveBenchmark.Run(context.Comm, context.Options.SizeList, context.Options.AlgorithmList, context.Options.Repeats);
+
+    /// <inheritdoc/>
+    public override CollectiveBenchReport Finish(JobRun<CollectiveBenchOptions> run, IReadOnlyList<MeasuredCollectives> outcomes)
+    {
+        var launch = run.Options.Launch;
+        var measured = outcomes[0];
+        var emulated = launch.Cluster is not null;
+        var latencyEmulated = emulated && !run.LauncherOutput.Contains("NOT emulated", StringComparison.Ordinal);
+        var topology = new Topology(launch.Ranks / launch.GroupSize, launch.GroupSize, measured.IntraBandwidth,
+            emulated ? Units.ParseBitRate(launch.InterBandwidth) : measured.IntraBandwidth, measured.IntraLatency,
+            latencyEmulated ? Units.ParseDuration(launch.InterLatency) : measured.IntraLatency, NicsPerNode: 1);
+        var rows = measured.Results.Select(r =>
+        {
+            var predicted = CollectiveSimulator.AllReduceSeconds(CollectiveAlgorithms.Parse(r.Algorithm), topology, r.Bytes);
+            return new BenchRow(r.Algorithm, r.Bytes, r.Seconds, r.BusBandwidth, r.IntraBytesPerCall, r.InterBytesPerCall, predicted, (predicted - r.Seconds) / r.Seconds);
+        }).ToList();
+        var speedups = rows.GroupBy(r => r.Bytes).Select(g =>
+        {
+            double T(string a) => g.FirstOrDefault(r => r.Algorithm == a)?.Seconds ?? double.NaN;
+            return new Speedup(g.Key, T("ring") / T("ho-ring"), T("native") / T("ho-ring"), T("hierarchical") / T("ho-ring"));
+        }).ToList();
+        var links = run.LauncherOutput.Split('\n').Where(l => l.Contains(" eth0 ", StringComparison.Ordinal)).ToList();
+        return new CollectiveBenchReport(
+            new BenchTopology(topology.Nodes, topology.RanksPerNode, emulated, emulated ? launch.InterBandwidth : "host", emulated ? launch.InterLatency : "host", latencyEmulated,
+                measured.IntraBandwidth, measured.IntraLatency, links),
+            rows, speedups, run.Path);
+    }
+}
+
+/// <summary>The JSON of <c>toolkit bench collectives</c>.</summary>
+/// <param name="Topology">What ran where.</param>
+/// <param name="Results">One row per algorithm and size.</param>
+/// <param name="Speedups">HO-Ring against the others, per size.</param>
+/// <param name="RunPath">The run folder.</param>
+public sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList<BenchRow> Results, IReadOnlyList<Speedup> Speedups, string RunPath) : IFacts
+{
+    /// <inheritdoc/>
+    [JsonIgnore] public string Title => $"All-reduce on {Topology.Nodes} x {Topology.RanksPerNode} ranks{(Topology.Emulated ? $" (emulated, {Topology.InterBandwidth} links)" : "")}";
+
+    /// <inheritdoc/>
+    public IReadOnlyList<(string Name, string Value)> Facts() =>
+    [
+        .. Results.Select(r => ($"{r.Algorithm} {Units.FormatBytes(r.Bytes)}",
+            System.FormattableString.Invariant($"{r.Seconds * 1e3:F1} ms, {r.BusBandwidth / 1e9:F3} GB/s; predicted {r.PredictedSeconds * 1e3:F1} ms ({r.PredictionError:+0%;-0%})"))),
+        .. Speedups.Select(s => ($"HO-Ring at {Units.FormatBytes(s.Bytes)}", System.FormattableString.Invariant($"{s.HoRingOverRing:F2}x ring, {s.HoRingOverNative:F2}x native"))),
+        ("run folder", RunPath),
+    ];
+}
+
+/// <summary>The benchmarked topology.</summary>
+/// <param name="Nodes">Groups (nodes).</param>
+/// <param name="RanksPerNode">Ranks per node.</param>
+/// <param name="Emulated">True on the emulated cluster.</param>
+/// <param name="InterBandwidth">Emulated link rate, or <c>host</c>.</param>
+/// <param name="InterLatency">Emulated link latency, or <c>host</c>.</param>
+/// <param name="LatencyEmulated">False where the kernel has no netem (the latency was not applied).</param>
+/// <param name="MeasuredIntraBandwidth">Measured per-rank intra-node bandwidth (bytes/s).</param>
+/// <param name="MeasuredIntraLatency">Measured intra-node latency (s).</param>
+/// <param name="LinkCounters">The emulated links' counters as the cluster script printed them.</param>
+public sealed record BenchTopology(int Nodes, int RanksPerNode, bool Emulated, string InterBandwidth, string InterLatency, bool LatencyEmulated,
+    double MeasuredIntraBandwidth, double MeasuredIntraLatency, IReadOnlyList<string> LinkCounters);
+
+/// <summary>One measured algorithm and size.</summary>
+/// <param name="Algorithm">native, ring, hierarchical or ho-ring.</param>
+/// <param name="Bytes">Message size.</param>
+/// <param name="Seconds">Slowest rank's mean time per call.</param>
+/// <param name="BusBandwidth">Bytes/s, NCCL-tests convention.</param>
+/// <param name="IntraBytesPerCall">Bytes rank 0 sent inside its node per call.</param>
+/// <param name="InterBytesPerCall">Bytes rank 0 sent to other nodes per call.</param>
+/// <param name="PredictedSeconds">The simulator's time.</param>
+/// <param name="PredictionError">(predicted − measured) / measured.</param>
+public sealed record BenchRow(string Algorithm, long Bytes, double Seconds, double BusBandwidth, long IntraBytesPerCall, long InterBytesPerCall,
+    double PredictedSeconds, double PredictionError);
+
+/// <summary>HO-Ring's speed-up at one size.</summary>
+/// <param name="Bytes">Message size.</param>
+/// <param name="HoRingOverRing">Ring time / HO-Ring time.</param>
+/// <param name="HoRingOverNative">MPI native time / HO-Ring time.</param>
+/// <param name="HoRingOverHierarchical">Leader-based hierarchical time / HO-Ring time.</param>
+public sealed record Speedup(long Bytes, double HoRingOverRing, double HoRingOverNative, double HoRingOverHierarchical);

@@ -1,0 +1,120 @@
+using System.Text.Json;
+using Toolkit.Comm;
+using Toolkit.Runs;
+using Toolkit.Runtime;
+
+namespace Toolkit.Jobs;
+
+/// <summary>
+/// Runs every distributed job the same way: validates the options, creates the run folder (whose
+/// config.json names the job's kind and holds its options), starts the ranks in-process (threads) or
+/// as MPI processes (on this host, or on the emulated cluster), streams metrics as progress,
+/// collects each rank's typed outcome, lets the job turn them into its result, writes
+/// <c>result.json</c>, and cancels cleanly. The run folder is kept whatever happens.
+/// </summary>
+public static class JobHost
+{
+    /// <summary>File name of the result in the run folder.</summary>
+    public const string ResultFile = "result.json";
+
+    /// <summary>Folder of the per-rank outcomes of multi-process runs (<c>rank-R.json</c>).</summary>
+    public const string OutcomesFolder = "outcomes";
+
+    /// <summary>Runs <paramref name="job"/> with <paramref name="options"/>.</summary>
+    /// <param name="job">The job.</param>
+    /// <param name="options">Its options; validated before anything starts.</param>
+    /// <param name="progress">Receives every metric as it is recorded (for MPI ranks, as the run folder is read).</param>
+    /// <param name="cancellationToken">Stops in-process ranks at their next communication, or ends the MPI processes.</param>
+    /// <exception cref="ArgumentException">The options are invalid (nothing was started).</exception>
+    /// <exception cref="JobFailedException">A rank failed; the message carries the cause and the run folder.</exception>
+    public static async Task<TResult> RunAsync<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, TOptions options,
+        IProgress<MetricPoint>? progress = null, CancellationToken cancellationToken = default)
+        where TOptions : class, IJobOptions, new()
+    {
+        options.Check();
+        options.Launch.Validate();
+        using var run = RunDirectory.Create(options.Launch.RunsDirectory, job.RunName(options), new JobConfig<TOptions>(job.Kind, options));
+        var launch = options.Launch;
+        run.Log($"{job.Kind}: {launch.Ranks} ranks in groups of {launch.GroupSize}, {(launch.Emulate is { } shape ? $"emulated cluster {shape}" : OptionSpecName(launch.Launcher))}");
+        try
+        {
+            var (outcomes, output) = launch.Launcher == Launcher.InProcess
+                ? (await RunInProcessAsync(job, options, run, progress, cancellationToken), "")
+                : await MpiJobLauncher.RunAsync<TOutcome>(run, launch, progress, cancellationToken);
+            var result = job.Finish(new JobRun<TOptions>(run.Path, options, output), outcomes);
+            ToolkitJson.Write(run.File(ResultFile), result);
+            run.Log("finished");
+            return result;
+        }
+        catch (Exception e)
+        {
+            run.Log($"failed: {e}");
+            throw;
+        }
+    }
+
+    /// <summary>Reads the result a finished run wrote.</summary>
+    public static TResult ReadResult<TResult>(string runPath) => ToolkitJson.Read<TResult>(Path.Combine(runPath, ResultFile));
+
+    /// <summary>
+    /// The rank entry point of multi-process jobs (<c>toolkit rank --run DIR</c>, started by mpiexec): reads
+    /// the kind from the run folder's config.json and runs that job's body for this process's rank.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The folder is not a run folder, or names a kind this toolkit does not know.</exception>
+    public static void RunRankProcess(string runPath)
+    {
+        var configPath = Path.Combine(runPath, RunDirectory.ConfigFile);
+        using var config = JsonDocument.Parse(File.Exists(configPath) ? File.ReadAllText(configPath) : throw new InvalidDataException($"{runPath} is not a run folder: it has no {RunDirectory.ConfigFile}."));
+        var kind = config.RootElement.TryGetProperty("kind", out var k) ? k.GetString() : null;
+        var job = JobCatalog.Find(kind ?? throw new InvalidDataException($"{configPath} names no job kind."));
+        job.RunRankProcess(runPath, config.RootElement.GetProperty("options"));
+    }
+
+    internal static void RunRankProcess<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, string runPath, TOptions options)
+        where TOptions : class, IJobOptions, new()
+    {
+        if (job.UsesTorch) TorchRuntime.EnsureInitialized();
+        using var comm = MpiCluster.InitializeWorld(options.Launch.GroupSize);
+        using var run = RunDirectory.Attach(runPath, comm.Rank);
+        try
+        {
+            if (comm.Size != options.Launch.Ranks)
+                throw new InvalidOperationException($"mpiexec started {comm.Size} ranks but the job asks for {options.Launch.Ranks}.");
+            if (job.UsesTorch) Devices.ConfigureCpuThreads(MpiCluster.LocalRanksFromLauncher() ?? comm.GroupSize);
+            var outcome = job.RunRank(new RankContext<TOptions>(comm, options, run, null, CancellationToken.None));
+            Directory.CreateDirectory(Path.Combine(runPath, OutcomesFolder));
+            ToolkitJson.Write(OutcomePath(runPath, comm.Rank), outcome);
+            comm.Barrier();
+        }
+        catch (Exception e)
+        {
+            run.Log($"failed: {e}");
+            throw;
+        }
+    }
+
+    internal static string OutcomePath(string runPath, int rank) => Path.Combine(runPath, OutcomesFolder, $"rank-{rank}.json");
+
+    private static Task<TOutcome[]> RunInProcessAsync<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, TOptions options, RunDirectory run,
+        IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+        where TOptions : class, IJobOptions, new()
+    {
+        if (job.UsesTorch)
+        {
+            TorchRuntime.EnsureInitialized();
+            Devices.ConfigureCpuThreads(options.Launch.Ranks);
+        }
+        return InProcessCluster.RunAsync(options.Launch.Ranks, options.Launch.GroupSize,
+            comm => job.RunRank(new RankContext<TOptions>(comm, options, run, progress, cancellationToken)), cancellationToken);
+    }
+
+    private static string OptionSpecName(Launcher launcher) => Options.OptionSpec.EnumName(typeof(Launcher), launcher);
+}
+
+/// <summary>What a run folder's config.json holds: the job's kind and its options.</summary>
+/// <param name="Kind">The job kind (<c>paro-train</c>).</param>
+/// <param name="Options">The resolved options.</param>
+public sealed record JobConfig<TOptions>(string Kind, TOptions Options);
+
+/// <summary>A job's ranks failed; the message says why and where the run folder is.</summary>
+public sealed class JobFailedException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,0 +1,34 @@
+using Toolkit.Jobs;
+using Toolkit.Options;
+
+namespace Toolkit.Paro;
+
+/// <summary>Options of the PaRO exactness self-test.</summary>
+internal sealed record ParoSelfTestOptions : IJobOptions
+{
+    /// <summary>Where the ranks run.</summary>
+    [OptionGroup] public LaunchOptions Launch { get; init; } = new();
+
+    /// <summary>Micro-steps per step.</summary>
+    [Option("Micro-steps per step.")] public int Accumulation { get; init; } = 2;
+
+    /// <summary>Optimizer steps.</summary>
+    [Option("Optimizer steps.")] public int Steps { get; init; } = 3;
+
+    public void Check() { }
+}
+
+/// <summary>
+/// Trains <see cref="ExactnessProbe"/> under every trained strategy on every rank and returns each
+/// rank's final parameters per strategy; the tests compare them with single-process training.
+/// </summary>
+internal sealed class ParoSelfTestJob : RankJob<ParoSelfTestOptions, Dictionary<string, float[]>, List<Dictionary<string, float[]>>>
+{
+    public override string Kind => "selftest-paro";
+
+    public override Dictionary<string, float[]> RunRank(RankContext<ParoSelfTestOptions> context) =>
+        ShardingStrategy.Trained.ToDictionary(s => s.Code, s => ExactnessProbe.Train(context.Comm, s.Code, context.Options.Launch.GroupSize,
+            context.Options.Accumulation, context.Options.Steps));
+
+    public override List<Dictionary<string, float[]>> Finish(JobRun<ParoSelfTestOptions> run, IReadOnlyList<Dictionary<string, float[]>> outcomes) => [.. outcomes];
+}
