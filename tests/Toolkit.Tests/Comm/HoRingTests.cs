@@ -90,4 +90,27 @@ public sealed class HoRingTests
             var traffic = comm.Counters.Snapshot().Since(before);
             return (values, traffic.IntraBytes, traffic.InterBytes);
         });
+
+    [Fact]
+    public void PipelinedHoRing_WhenAnotherRankFails_ReportsThatFailure_NotItsOwnCancellation()
+    {
+        // Ranks 0-2 wait inside the pipelined HO-Ring for rank 3, which fails; their stage threads see only
+        // cancellations. The job must report rank 3's failure (an earlier version threw "Sequence contains
+        // no matching element" from rank 0, hiding it).
+        var e = Assert.Throws<InvalidDataException>(() => InProcessCluster.Run(4, 2, comm =>
+        {
+            comm.Algorithm = CollectiveAlgorithm.HoRing;
+            comm.PipelineChunkBytes = 4096;
+            var data = new float[1 << 16];
+            if (comm.Rank == 3)
+            {
+                _ = comm.Groups;          // the layout is collective: every rank builds it
+                Thread.Sleep(200);
+                throw new InvalidDataException("rank 3 failed");
+            }
+            comm.AllReduce<float>(data);
+            return 0;
+        }));
+        Assert.Equal("rank 3 failed", e.Message);
+    }
 }

@@ -91,6 +91,13 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
 
     public void Barrier() => Check(Unsafe.MPI_Barrier(_comm), "MPI_Barrier");
 
+    /// <inheritdoc/>
+    public void Abort()
+    {
+        // Nothing to wake: a failing MPI process ends, and MPI's default error handler (MPI_ERRORS_ARE_FATAL)
+        // and the launcher take every other rank of the job down with it.
+    }
+
     public ITransport Split(int color, int key)
     {
         Check(Unsafe.MPI_Comm_split(_comm, color, key, out var child), "MPI_Comm_split");

@@ -62,12 +62,11 @@ public static class InProcessCluster
             .ToArray();
     }
 
-    private static void Abort(Communicator[] communicators) => ((InProcessTransport)communicators[0].Transport).Abort();
+    private static void Abort(Communicator[] communicators) => communicators[0].Transport.Abort();
 
     private static void Complete<T>(TaskCompletionSource<T[]> done, T[] results, Exception?[] failures, CancellationToken token)
     {
-        // The root cause is the first failure that is not another rank's abort.
-        var root = failures.FirstOrDefault(f => f is not null and not OperationCanceledException) ?? failures.FirstOrDefault(f => f is not null);
+        var root = Failures.RootCause(failures.OfType<Exception>());
         if (root is OperationCanceledException && token.IsCancellationRequested) done.SetCanceled(token);
         else if (root is not null) done.SetException(root);
         else done.SetResult(results);

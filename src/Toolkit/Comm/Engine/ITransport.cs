@@ -31,6 +31,13 @@ internal interface ITransport : IDisposable
     /// <summary>Collective over the group: ranks with equal <paramref name="color"/> form a new transport, ordered by <paramref name="key"/> then rank.</summary>
     ITransport Split(int color, int key);
 
+    /// <summary>
+    /// Wakes every rank of the group that waits in a send, receive or barrier, after one of them failed, so a
+    /// failure never hangs a job. In-process ranks then throw <see cref="OperationCanceledException"/>; for MPI
+    /// it does nothing, because MPI's default error handler already ends every process of the job.
+    /// </summary>
+    void Abort();
+
     /// <summary>The native implementation of a collective, if this backend has one (MPI); null otherwise.</summary>
     INativeCollectives? Native { get; }
 }

@@ -205,36 +205,35 @@ public sealed class Communicator : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        _hierarchy?.Dispose();
+        _groups?.Dispose();
         _transport.Dispose();
     }
 
-    private Hierarchy? _hierarchy;
-    private bool _hierarchyChecked;
+    private GroupLayout? _groups;
 
     /// <summary>
-    /// The intra-group, inter-group and leader communicators that hierarchical algorithms need, made on
-    /// first use (a collective call, so every rank makes them at the same point). Null when the
-    /// algorithm is flat, or when this communicator's members do not form equal groups of at least
-    /// two ranks in at least two groups (then the hierarchical algorithms fall back to the ring).
+    /// This communicator's members grouped by world group, with the intra- and inter-group communicators:
+    /// built once, collectively (every rank must first touch it at the same point, as any collective), and
+    /// shared by PaRO's shard layout and the hierarchical collectives.
     /// </summary>
-    private Hierarchy? Hierarchy()
+    public GroupLayout Groups => _groups ??= BuildGroups();
+
+    /// <summary>The layout when the algorithm is hierarchical and the groups allow it; null means the ring (flat) path.</summary>
+    private GroupLayout? Hierarchy() =>
+        Algorithm is CollectiveAlgorithm.HoRing or CollectiveAlgorithm.Hierarchical && Groups.IsHierarchical ? Groups : null;
+
+    private GroupLayout BuildGroups()
     {
-        if (Algorithm is not (CollectiveAlgorithm.HoRing or CollectiveAlgorithm.Hierarchical)) return null;
-        if (_hierarchyChecked) return _hierarchy;
-        _hierarchyChecked = true;
-        // This communicator's ranks grouped by world group, in rank order: groups[g][l] is the rank with local index l in group g.
-        var groups = _worldRanks.Select((w, r) => (Group: w / GroupSize, Rank: r)).GroupBy(x => x.Group).Select(g => g.Select(x => x.Rank).ToList()).ToList();
-        var m = groups[0].Count;
-        if (groups.Count < 2 || m < 2 || groups.Any(g => g.Count != m)) return null;
+        // groups[g][l] is the rank (in this communicator) with local index l in the g-th world group present here.
+        var groups = _worldRanks.Select((w, r) => (Group: w / GroupSize, Rank: r)).GroupBy(x => x.Group).OrderBy(g => g.Key)
+            .Select(g => (IReadOnlyList<int>)g.Select(x => x.Rank).ToList()).ToList();
         var groupIndex = groups.FindIndex(g => g.Contains(Rank));
-        var local = groups[groupIndex].IndexOf(Rank);
+        var local = groups[groupIndex].ToList().IndexOf(Rank);
         var intra = Split(groupIndex, Rank);
         var inter = Split(local, Rank);
         var leaders = Split(local == 0 ? 0 : 1, Rank);
         intra.Algorithm = inter.Algorithm = leaders.Algorithm = CollectiveAlgorithm.Ring;
-        _hierarchy = new Hierarchy(this, intra, inter, leaders, groups, local, groupIndex);
-        return _hierarchy;
+        return new GroupLayout(this, intra, inter, leaders, groups, local, groupIndex);
     }
 
     internal ITransport Transport => _transport;

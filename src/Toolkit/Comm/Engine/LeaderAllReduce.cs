@@ -10,7 +10,7 @@ namespace Toolkit.Comm;
 /// </summary>
 internal static class LeaderAllReduce
 {
-    public static void Run<T>(Hierarchy h, Span<T> data, ReduceOp op) where T : unmanaged
+    public static void Run<T>(GroupLayout h, Span<T> data, ReduceOp op) where T : unmanaged
     {
         Ring.ReduceScatter(h.Intra, data, op, "allreduce");
         if (h.Local != 0)

@@ -18,17 +18,24 @@ namespace Toolkit.Paro;
 /// </remarks>
 internal sealed class ParoGroups : IDisposable
 {
+    /// <summary>The layout of <paramref name="world"/>'s groups (built once by the communicator) for a flat buffer of <paramref name="elements"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The plan's group size is not the communicator's, or its groups are uneven.</exception>
     public ParoGroups(Communicator world, int groupSize, long elements)
     {
-        if (groupSize < 1 || world.Size % groupSize != 0)
-            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, $"must divide the number of ranks ({world.Size})");
+        var layout = world.Groups;
+        if (!layout.IsUniform || layout.M != groupSize)
+            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize,
+                $"must equal the communicator's group size: its {world.Size} ranks form {layout.G} group(s) of {layout.M}{(layout.IsUniform ? "" : " or fewer (uneven)")} (world group size {world.GroupSize})");
         World = world;
         M = groupSize;
-        Intra = world.SplitWithinGroups(groupSize);
-        Inter = world.SplitAcrossGroups(groupSize);
+        Intra = layout.Intra;
+        Inter = layout.Inter;
+        _layout = layout;
         Elements = elements;
         Padded = (elements + world.Size - 1) / world.Size * world.Size;
     }
+
+    private readonly GroupLayout _layout;
 
     public Communicator World { get; }
     public Communicator Intra { get; }
@@ -36,8 +43,8 @@ internal sealed class ParoGroups : IDisposable
     public int N => World.Size;
     public int M { get; }
     public int G => N / M;
-    public int LocalRank => World.Rank % M;
-    public int GroupIndex => World.Rank / M;
+    public int LocalRank => _layout.Local;
+    public int GroupIndex => _layout.Group;
 
     /// <summary>Parameters before padding.</summary>
     public long Elements { get; }
@@ -113,9 +120,6 @@ internal sealed class ParoGroups : IDisposable
         if (target == ShardLevel.None) Intra.AllGather(buffer);                     // I-slices -> whole
     }
 
-    public void Dispose()
-    {
-        Intra.Dispose();
-        Inter.Dispose();
-    }
+    /// <summary>Nothing to release: the intra and inter communicators belong to the world communicator's layout.</summary>
+    public void Dispose() { }
 }

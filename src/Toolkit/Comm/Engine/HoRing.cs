@@ -31,7 +31,7 @@ internal static class HoRing
     /// <summary>The pipeline's chunk count for a message: one per <paramref name="chunkBytes"/>, between 1 and <see cref="MaxChunks"/>.</summary>
     public static int Chunks(long bytes, long chunkBytes, int elements) => (int)Math.Clamp(bytes / chunkBytes, 1, Math.Min(MaxChunks, Math.Max(1, elements)));
 
-    public static unsafe void AllReduce<T>(Hierarchy h, Span<T> data, ReduceOp op) where T : unmanaged
+    public static unsafe void AllReduce<T>(GroupLayout h, Span<T> data, ReduceOp op) where T : unmanaged
     {
         var chunks = Chunks((long)data.Length * sizeof(T), h.Root.PipelineChunkBytes, data.Length);
         if (chunks == 1)
@@ -65,12 +65,12 @@ internal static class HoRing
             Stage(() => { foreach (var c in crossed.GetConsumingEnumerable()) IntraAllGather(h, Chunk(c)); }, null);
             first.Join();
             second.Join();
-            if (!failures.IsEmpty) throw failures.First(e => e is not OperationCanceledException) ?? failures.First();
+            if (Failures.RootCause(failures) is { } failure) throw failure;
         }
     }
 
     /// <summary>Rank r ends with its flat shard (<see cref="Communicator.ShardRange"/> of n) summed over all ranks: intra, then inter reduce-scatter.</summary>
-    public static void ReduceScatter<T>(Hierarchy h, Span<T> data, ReduceOp op) where T : unmanaged
+    public static void ReduceScatter<T>(GroupLayout h, Span<T> data, ReduceOp op) where T : unmanaged
     {
         var layout = new GroupedLayout(h, data.Length);
         var grouped = ArrayPool<T>.Shared.Rent(Math.Max(1, data.Length));
@@ -91,7 +91,7 @@ internal static class HoRing
     }
 
     /// <summary>Every rank ends with every flat shard: inter all-gather inside the block of this local index, then intra all-gather of the blocks.</summary>
-    public static void AllGather<T>(Hierarchy h, Span<T> data) where T : unmanaged
+    public static void AllGather<T>(GroupLayout h, Span<T> data) where T : unmanaged
     {
         var layout = new GroupedLayout(h, data.Length);
         var grouped = ArrayPool<T>.Shared.Rent(Math.Max(1, data.Length));
@@ -111,10 +111,10 @@ internal static class HoRing
         }
     }
 
-    private static void IntraReduceScatter<T>(Hierarchy h, Span<T> chunk, ReduceOp op) where T : unmanaged =>
+    private static void IntraReduceScatter<T>(GroupLayout h, Span<T> chunk, ReduceOp op) where T : unmanaged =>
         Ring.ReduceScatter(h.Intra, chunk, op, "allreduce", ReduceTag);
 
-    private static void InterAllReduce<T>(Hierarchy h, Span<T> chunk, ReduceOp op) where T : unmanaged
+    private static void InterAllReduce<T>(GroupLayout h, Span<T> chunk, ReduceOp op) where T : unmanaged
     {
         var (offset, count) = Communicator.ShardRange(chunk.Length, h.M, h.Local);
         var slice = chunk.Slice(offset, count);
@@ -122,7 +122,7 @@ internal static class HoRing
         Ring.AllGather(h.Inter, slice, "allreduce");
     }
 
-    private static void IntraAllGather<T>(Hierarchy h, Span<T> chunk) where T : unmanaged =>
+    private static void IntraAllGather<T>(GroupLayout h, Span<T> chunk) where T : unmanaged =>
         Ring.AllGather(h.Intra, chunk, "allreduce");
 
     /// <summary>
@@ -132,11 +132,11 @@ internal static class HoRing
     /// </summary>
     private sealed class GroupedLayout
     {
-        private readonly Hierarchy _h;
+        private readonly GroupLayout _h;
         private readonly int _length;
         private readonly int[,] _offset;   // [group, local] -> offset in the grouped buffer
 
-        public GroupedLayout(Hierarchy h, int length)
+        public GroupedLayout(GroupLayout h, int length)
         {
             (_h, _length) = (h, length);
             _offset = new int[h.G, h.M];

@@ -1,0 +1,74 @@
+using Toolkit.Comm;
+using Toolkit.Paro;
+using TorchSharp;
+
+namespace Toolkit.Tests.Comm;
+
+/// <summary>
+/// The communicator's group layout is built once and read by everything: sub-communicators for roles
+/// (trainer ranks, rollout ranks) keep the world's intra/inter classification of every byte, and PaRO
+/// refuses a plan whose group size is not the communicator's.
+/// </summary>
+public sealed class GroupLayoutTests
+{
+    [Fact]
+    public void RoleSplit_AcrossGroups_CountsEveryByteAsInterGroup_AndSeesOneRankPerGroup()
+    {
+        // World of 4 in groups of 2; roles by rank parity: {0, 2} and {1, 3}, each spanning both groups.
+        var results = InProcessCluster.Run(4, 2, comm =>
+        {
+            using var role = comm.Split(comm.Rank % 2, comm.Rank);
+            var before = comm.Counters.Snapshot();
+            var data = Enumerable.Repeat((float)comm.Rank, 1000).ToArray();
+            role.AllReduce<float>(data);
+            var traffic = comm.Counters.Snapshot().Since(before);
+            return (role.Groups.G, role.Groups.M, traffic.IntraBytes, traffic.InterBytes, Sum: data[0]);
+        });
+        Assert.All(results, r => Assert.Equal((2, 1, 0L), (r.G, r.M, r.IntraBytes)));
+        Assert.All(results, r => Assert.Equal(2 * 500 * 4L, r.InterBytes));   // ring of 2: reduce-scatter + all-gather, half a buffer each
+        Assert.Equal([2f, 4f, 2f, 4f], results.Select(r => r.Sum));
+    }
+
+    [Fact]
+    public void RoleSplit_WithinGroups_CountsEveryByteAsIntraGroup()
+    {
+        var results = InProcessCluster.Run(4, 2, comm =>
+        {
+            using var role = comm.Split(comm.Rank / 2, comm.Rank);
+            var before = comm.Counters.Snapshot();
+            var data = new float[1000];
+            role.AllReduce<float>(data);
+            var traffic = comm.Counters.Snapshot().Since(before);
+            return (role.Groups.G, role.Groups.M, traffic.IntraBytes, traffic.InterBytes);
+        });
+        Assert.All(results, r => Assert.Equal((1, 2, 4000L, 0L), r));
+    }
+
+    [Fact]
+    public void Layout_IsBuiltOnce_AndMatchesTheWorldsGroups()
+    {
+        var results = InProcessCluster.Run(6, 3, comm => (Same: ReferenceEquals(comm.Groups, comm.Groups), comm.Groups.G, comm.Groups.M, comm.Groups.Local, comm.Groups.Group,
+            IntraRanks: comm.Groups.Intra.WorldRanks.ToArray(), InterRanks: comm.Groups.Inter.WorldRanks.ToArray()));
+        for (var r = 0; r < 6; r++)
+        {
+            Assert.True(results[r].Same);
+            Assert.Equal((2, 3, r % 3, r / 3), (results[r].G, results[r].M, results[r].Local, results[r].Group));
+            Assert.Equal(Enumerable.Range(r / 3 * 3, 3), results[r].IntraRanks);
+            Assert.Equal([r % 3, r % 3 + 3], results[r].InterRanks);
+        }
+    }
+
+    [Fact]
+    public void ShardedTrainer_RefusesAPlanWhoseGroupSizeIsNotTheCommunicators()
+    {
+        Toolkit.Runtime.TorchRuntime.EnsureInitialized();
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => InProcessCluster.Run(4, 2, comm =>
+        {
+            using var model = torch.nn.Linear(3, 2);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NIG"), GroupSize: 4), comm);
+            return 0;
+        }));
+        Assert.Contains("must equal the communicator's group size", e.Message);
+        Assert.Contains("2 group(s) of 2", e.Message);
+    }
+}
