@@ -2,7 +2,7 @@
 # One entry point for the repository's set-up and jobs. Every command does its own set-up.
 #   ./build.sh quickstart [options]   run the embedded-default job (in-process ranks, no MPI); prints where report.html is
 #   ./build.sh test                   pack the notebook extension, install the notebook kernel, run every test
-#   ./build.sh pack                   build the local package feed artifacts/feed that notebooks load
+#   ./build.sh pack                   build the local package feed artifacts/feed (the library, the notebook extension, the toolkit .NET tool)
 #   ./build.sh kernel                 install the notebook kernel tool (dotnet-interactive 1.0.712001) under artifacts/tools
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,9 +14,11 @@ pack() {
   rm -f artifacts/feed/LmToolkit*.nupkg
   dotnet pack src/Toolkit -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
   dotnet pack src/Extensions -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
-  # `#!paro train --launcher mpi` starts this build of the CLI under mpiexec.
+  # The CLI as a .NET tool (command `toolkit`, also the rank entry point of MPI jobs).
+  dotnet pack src/Cli -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
+  # Notebooks run from this checkout start this build under mpiexec when no tool is installed.
   dotnet build src/Cli -c Release --nologo -v quiet
-  echo "packed LmToolkit and LmToolkit.Interactive $version into artifacts/feed; built src/Cli"
+  echo "packed LmToolkit, LmToolkit.Interactive and the tool LmToolkit.Cli $version into artifacts/feed; built src/Cli"
 }
 
 kernel() {

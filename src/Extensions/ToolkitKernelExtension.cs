@@ -48,6 +48,7 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         AddRoot<CollectiveHelpCommand>(kernel, "#!collective", "Collective algorithms (ring, hierarchical, HO-Ring): plan.", collectivePlan);
         kernel.AddDirective<CollectivePlanCommand>(collectivePlan, CollectivePlanCommand.HandleAsync);
 
+        OfflineCharts.Register();
         string status;
         try
         {
@@ -59,6 +60,7 @@ public sealed class ToolkitKernelExtension : IKernelExtension
             status = $"TorchSharp is not usable: {e.Message}";
         }
         KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` (info, quickstart, show), `#!paro` (plan, train, compare), `#!collective` (plan). {status}", "text/markdown");
+        KernelInvocationContext.Current?.Display(OfflineCharts.Loader(), "text/html");   // once per session: charts draw with this copy
     }
 
     /// <summary>Registers a root directive whose bare use prints its subcommands; false if it already exists (the extension was loaded before).</summary>

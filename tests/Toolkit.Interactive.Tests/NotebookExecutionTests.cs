@@ -31,7 +31,7 @@ public sealed class NotebookExecutionTests
         var cells = Execute("00-quickstart.ipynb");
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var code = cells.Select(c => c.Html).ToList();
-        Assert.Contains(code, html => html.Any(h => h.Contains("Toolkit extension loaded") || h.Contains("Installed Packages")));
+        Assert.Contains(code, html => html.Any(h => h.Contains("Toolkit extension loaded")));
         Assert.Contains(code, html => html.Any(h => h.Contains("TorchSharp")) && html.Any(h => h.Contains("Plotly.newPlot")));       // #!toolkit info
         Assert.Contains(code, html => html.Any(h => h.Contains("Quickstart run")) && html.Any(h => h.Contains("Plotly.newPlot")));  // live job
         Assert.True(code[^1].Any(h => h.Contains("Plotly.newPlot") && h.Contains("reloaded from its folder")), "the C# API cell must end with the reloaded chart");
@@ -80,12 +80,29 @@ public sealed class NotebookExecutionTests
             Assert.True(process.WaitForExit(TimeSpan.FromMinutes(15)), "the notebook did not finish in 15 minutes");
             Assert.True(File.Exists(output), $"no executed notebook was written; exit {process.ExitCode}\n{stdout}\n{stderr.Result}");
             if (writesRuns) Assert.True(Directory.Exists(Path.Combine(work.FullName, "runs")), "the notebook's jobs did not write to TOOLKIT_RUNS_DIR");
-            return ReadOutputs(output);
+            var cells = ReadOutputs(output);
+            AssertChartsWorkOffline(cells);
+            return cells;
         }
         finally
         {
             work.Delete(recursive: true);
         }
+    }
+
+    /// <summary>
+    /// No chart output loads anything from the internet (require.js or plotly.js from a CDN): plotly.js arrives
+    /// once, with the extension, from the package, and every chart draws with that copy. (The kernel's own
+    /// first output, its JavaScript bootstrapper, is not ours and not checked.)
+    /// </summary>
+    private static void AssertChartsWorkOffline(List<CellOutputs> cells)
+    {
+        var outputs = cells.SelectMany(c => c.Html).ToList();
+        var loader = Assert.Single(outputs, h => h.Contains("plotly.js loaded from LmToolkit.Interactive", StringComparison.Ordinal));
+        Assert.DoesNotContain("src=\"http", loader, StringComparison.Ordinal);   // inline (plotly.js itself names a CDN only as the default of geo charts' topojsonURL)
+        foreach (var external in new[] { "cdn.plot.ly", "cdnjs.cloudflare.com", "require.config", "src=\"http" })
+            Assert.DoesNotContain(outputs, h => h != loader && h.Contains("Plotly", StringComparison.Ordinal) && h.Contains(external, StringComparison.Ordinal));
+        Assert.All(outputs.Where(h => h.Contains("Plotly.newPlot", StringComparison.Ordinal)), h => Assert.Contains("window.Plotly", h));
     }
 
     private static List<CellOutputs> ReadOutputs(string path)

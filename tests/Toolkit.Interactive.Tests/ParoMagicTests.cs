@@ -69,6 +69,9 @@ public sealed class ParoMagicTests : IDisposable
         var html = Html(result);
         Assert.Contains(html, h => h.Contains("ho-ring") && h.Contains("64 MiB"));
         Assert.Equal(2, html.Count(h => h.Contains("Plotly.newPlot")));
+        // Charts draw with the plotly.js the extension sent once, not one fetched from a CDN.
+        Assert.All(html.Where(h => h.Contains("Plotly.newPlot")), h => Assert.Contains("window.Plotly", h));
+        Assert.DoesNotContain(html, h => h.Contains("cdn.plot.ly") || h.Contains("require.config"));
         var bad = await _kernel.SubmitCodeAsync("#!collective plan --inter-bandwidth fast");
         Assert.Contains("is not a rate", Assert.IsType<CommandFailed>(bad.Events.Last()).Message);
     }

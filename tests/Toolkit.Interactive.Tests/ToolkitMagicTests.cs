@@ -45,7 +45,7 @@ public sealed class ToolkitMagicTests : IDisposable
         var result = await _kernel.SubmitCodeAsync("#!toolkit quickstart --bogus 1");
         var failed = Assert.IsType<CommandFailed>(result.Events.Last());
         Assert.Contains("unknown option '--bogus'", failed.Message);
-        Assert.Contains("--group-size, --ranks, --runs-dir, --seed, --steps", failed.Message);
+        Assert.Contains("--group-size, --hidden, --inter-bandwidth, --inter-latency, --launcher, --np, --ranks, --runs-dir, --seed, --steps", failed.Message);
 
         var next = await _kernel.SubmitCodeAsync("1 + 1");
         AssertSucceeded(next);

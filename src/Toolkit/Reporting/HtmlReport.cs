@@ -28,7 +28,8 @@ public static class HtmlReport
         File.WriteAllText(path, html.ToString());
     }
 
-    private static string PlotlyJs()
+    /// <summary>plotly.js as Plotly.NET ships it, safe to inline in a script element.</summary>
+    internal static string PlotlyJs()
     {
         using var stream = typeof(GenericChart).Assembly.GetManifestResourceStream(PlotlyResource)
             ?? throw new InvalidOperationException($"Plotly.NET no longer ships {PlotlyResource}; update {nameof(HtmlReport)} to the bundled plotly.js name.");

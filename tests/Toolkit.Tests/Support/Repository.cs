@@ -15,7 +15,9 @@ internal static class Repository
     {
         var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory ?? Root };
         foreach (var a in arguments) start.ArgumentList.Add(a);
-        if (environment is not null) foreach (var (k, v) in environment) start.Environment[k] = v;
+        if (environment is not null)
+            foreach (var (k, v) in environment)
+                if (v.Length == 0) start.Environment.Remove(k); else start.Environment[k] = v;
         using var process = Process.Start(start)!;
         var output = new System.Text.StringBuilder();
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
