@@ -45,7 +45,7 @@ public static class ParoBenchmark
     public static async Task<ParoBenchmarkReport> RunAsync(ParoBenchmarkOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
         options.Job.Validate();
-        options.Launch.Validate();
+        (options.Launch with { Launcher = Launcher.Mpi }).Validate();   // the emulated runs are MPI runs
         var accumulations = options.AccumulationList;
         var cluster = CostModelCalibration.Measure(options.Job);
         log?.Invoke($"calibrated: intra {cluster.IntraBandwidth / 1e9:F2} GB/s, inter {cluster.InterBandwidth / 1e9:F2} GB/s, compute {cluster.ComputeFlops / 1e9:F2} GFLOP/s per rank");
