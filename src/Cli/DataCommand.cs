@@ -17,6 +17,14 @@ internal static class DataCommand
             File.WriteAllText(parse.GetValue(output)!.FullName, SyntheticCorpus.Generate(parse.GetValue(seed), parse.GetValue(stories)));
             return 0;
         });
-        return new Command("data", "Data set tools.") { corpus };
+        var tasksOut = new Option<DirectoryInfo>("--out") { Description = "Folder for <task>.train.jsonl and <task>.heldout.jsonl.", Required = true };
+        var tasksSeed = new Option<int>("--seed") { Description = "Generator seed.", DefaultValueFactory = _ => 1 };
+        var tasks = new Command("tasks", "Write the RL tasks' problem sets (datasets/rl is seed 1).") { tasksOut, tasksSeed };
+        tasks.SetAction(parse =>
+        {
+            Toolkit.Rl.TaskDatasets.WriteAll(parse.GetValue(tasksOut)!.FullName, parse.GetValue(tasksSeed));
+            return 0;
+        });
+        return new Command("data", "Data set tools.") { corpus, tasks };
     }
 }

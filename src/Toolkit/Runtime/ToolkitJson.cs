@@ -47,6 +47,7 @@ public static class ToolkitJson
         {
             WriteIndented = indented,
             NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,   // a diverged metric is NaN, and says so
+            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,   // files, not HTML: keep + < > ' readable
             Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
         };
         options.MakeReadOnly(populateMissingResolver: true);
