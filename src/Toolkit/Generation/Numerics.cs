@@ -1,0 +1,19 @@
+using System.Text.Json.Serialization;
+
+namespace Toolkit.Generation;
+
+/// <summary>
+/// The numerics of an inference engine: how it stores weights and computes. Anything but fp32 makes its
+/// token probabilities differ from the fp32 trainer's: the train/inference mismatch IcePop corrects.
+/// </summary>
+public enum Numerics
+{
+    /// <summary>fp32 weights and compute: the trainer's own numerics (no mismatch beyond kernel order).</summary>
+    [JsonStringEnumMemberName("fp32")] Fp32,
+    /// <summary>bfloat16 weights, activations and KV cache (8 mantissa bits).</summary>
+    [JsonStringEnumMemberName("bf16")] Bf16,
+    /// <summary>float16 weights, activations and KV cache (11 mantissa bits, narrow range).</summary>
+    [JsonStringEnumMemberName("fp16")] Fp16,
+    /// <summary>Weight-only int8: every weight matrix rounded to 8 bits per output row (symmetric, one fp32 scale per row), fp32 compute.</summary>
+    [JsonStringEnumMemberName("int8")] Int8,
+}

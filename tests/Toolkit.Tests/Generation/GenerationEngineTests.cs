@@ -1,0 +1,117 @@
+using Toolkit.Generation;
+using Toolkit.Models;
+using Toolkit.Runtime;
+using static TorchSharp.torch;
+
+namespace Toolkit.Tests.Generation;
+
+/// <summary>
+/// The generation engine against the trainer's model: with fp32 numerics, the log-probability it
+/// records for every sampled token equals the full-sequence forward of <see cref="Gpt"/> (so the KV
+/// cache, positions and continuous batching are right); other numerics differ, measurably and boundedly.
+/// </summary>
+public sealed class GenerationEngineTests
+{
+    private static readonly GptConfig Config = GptConfig.Tiny;
+
+    public GenerationEngineTests() => TorchRuntime.EnsureInitialized();
+
+    [Fact]
+    public void Fp32_LogProbsEqualTheTrainersForward_WithMoreSequencesThanSlots()
+    {
+        using var model = Model(seed: 3);
+        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 3, new SamplingOptions(), stopToken: '\n', maxTokens: 8, seed: 11);
+        engine.LoadWeights(Flat(model), version: 1);
+        var sequences = Prompts(7).Select((p, i) => new Sequence(i, p)).ToList();
+        foreach (var s in sequences) engine.Enqueue(s);
+        var finished = engine.RunToCompletion();
+        Assert.Equal(7, finished.Count);
+        Assert.All(sequences, s =>
+        {
+            Assert.True(s.IsFinished);
+            Assert.Equal(s.Tokens.Count, s.LogProbs.Count);
+            Assert.All(s.Versions, v => Assert.Equal(1, v));
+            Assert.True(s.Tokens[^1] == '\n' || s.Tokens.Count == 8);
+            Assert.Equal(s.Tokens[^1] != '\n', s.IsTruncated);
+            var reference = ReferenceLogProbs(model, s);
+            for (var t = 0; t < reference.Length; t++) Assert.Equal(reference[t], s.LogProbs[t], 4);
+        });
+        Assert.Equal(sequences.Sum(s => s.Tokens.Count), engine.SampledTokens);
+    }
+
+    [Theory]
+    [InlineData(Numerics.Bf16)]
+    [InlineData(Numerics.Fp16)]
+    [InlineData(Numerics.Int8)]
+    public void OtherNumerics_DifferFromTheTrainer_ButStayClose(Numerics numerics)
+    {
+        using var model = Model(seed: 3);
+        using var engine = new GenerationEngine(Config, numerics, slots: 4, new SamplingOptions(), '\n', 8, seed: 11);
+        engine.LoadWeights(Flat(model), 1);
+        var sequences = Prompts(4).Select((p, i) => new Sequence(i, p)).ToList();
+        foreach (var s in sequences) engine.Enqueue(s);
+        engine.RunToCompletion();
+        var differences = sequences.SelectMany(s => ReferenceLogProbs(model, s).Zip(s.LogProbs, (a, b) => Math.Abs(a - b))).ToList();
+        Assert.True(differences.Max() > 1e-4, $"{numerics}: no mismatch ({differences.Max():E2})");
+        Assert.True(differences.Average() < 0.5, $"{numerics}: mean |Δ log p| {differences.Average():F3}");
+    }
+
+    [Fact]
+    public void EvictedSequences_ResumeOnNewWeights_KeepingTheirVersions()
+    {
+        using var first = Model(seed: 3);
+        using var second = Model(seed: 4);
+        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 2, new SamplingOptions(), stopToken: 300, maxTokens: 6, seed: 5);   // 300: never drawn
+        engine.LoadWeights(Flat(first), 1);
+        var s = new Sequence(0, Prompts(1)[0]);
+        engine.Enqueue(s);
+        while (s.Tokens.Count < 3) engine.Step();
+        Assert.Same(s, Assert.Single(engine.EvictAll()));
+        Assert.Equal(0, engine.InFlight);
+        engine.LoadWeights(Flat(second), 2);
+        engine.Enqueue(s);
+        engine.RunToCompletion();
+        Assert.Equal([1, 1, 1, 2, 2, 2], s.Versions);
+        Assert.True(s.IsTruncated);
+        Assert.Equal(1, s.Evictions);
+        var resumed = ReferenceLogProbs(second, s);
+        for (var t = 3; t < 6; t++) Assert.Equal(resumed[t], s.LogProbs[t], 4);
+    }
+
+    [Fact]
+    public void SameSeed_SameTokens()
+    {
+        using var model = Model(seed: 3);
+        long[][] Run()
+        {
+            using var engine = new GenerationEngine(Config, Numerics.Fp32, 2, new SamplingOptions { Temperature = 0.8, TopP = 0.9 }, '\n', 8, seed: 42);
+            engine.LoadWeights(Flat(model), 1);
+            var seqs = Prompts(3).Select((p, i) => new Sequence(i, p)).ToList();
+            foreach (var q in seqs) engine.Enqueue(q);
+            engine.RunToCompletion();
+            return [.. seqs.Select(q => q.Tokens.ToArray())];
+        }
+        Assert.Equal(Run(), Run());
+    }
+
+    internal static Gpt Model(int seed)
+    {
+        manual_seed(seed);
+        return new Gpt(Config);
+    }
+
+    internal static float[] Flat(Gpt model) => [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
+
+    private static List<long[]> Prompts(int count) =>
+        [.. Enumerable.Range(0, count).Select(i => System.Text.Encoding.ASCII.GetBytes($"{i * 7}+{i}=").Select(b => (long)b).ToArray())];
+
+    /// <summary>log p of each generated token from one forward of the whole sequence.</summary>
+    private static float[] ReferenceLogProbs(Gpt model, Sequence s)
+    {
+        using var _ = no_grad();
+        var all = s.Prompt.Concat(s.Tokens).ToArray();
+        using var input = tensor(all[..^1]).unsqueeze(0);                                  // [1, L-1]
+        using var logp = nn.functional.log_softmax(model.call(input), -1).squeeze(0);      // [L-1, V]
+        return [.. s.Tokens.Select((token, t) => logp[s.Prompt.Count - 1 + t, token].item<float>())];
+    }
+}
