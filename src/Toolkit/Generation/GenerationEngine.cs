@@ -78,6 +78,9 @@ public sealed class GenerationEngine : IDisposable
     /// <summary>The weight version loaded last.</summary>
     public int Version { get; private set; } = -1;
 
+    /// <summary>The pool's capacity: sequences decoded at once.</summary>
+    public int Slots => _slots.Length;
+
     /// <summary>Sequences in slots.</summary>
     public int InFlight => _slots.Count(s => s is not null);
 

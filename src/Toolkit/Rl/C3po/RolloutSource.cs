@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using Toolkit.Generation;
+
+namespace Toolkit.Rl;
+
+/// <summary>The responses to one prompt (GRPO's group): advantages are standardised within it.</summary>
+/// <param name="Id">Unique within a run.</param>
+/// <param name="Problem">The prompt and its reference answer.</param>
+/// <param name="Samples">The G responses, finished.</param>
+public sealed record RolloutGroup(long Id, Problem Problem, IReadOnlyList<Sequence> Samples);
+
+/// <summary>What one iteration's rollout phase produced.</summary>
+/// <param name="Groups">Complete groups to train on.</param>
+/// <param name="SampledTokens">Tokens sampled in this phase (all sequences, finished or not).</param>
+/// <param name="PrefixTokens">Tokens fed again (prompts; resumed prefixes).</param>
+/// <param name="Seconds">Wall time of the phase.</param>
+/// <param name="Carried">Sequences left unfinished in the pool for the next policy version.</param>
+/// <param name="Purged">Sequences dropped this iteration because their group stayed open longer than the staleness limit.</param>
+public sealed record RolloutBatch(IReadOnlyList<RolloutGroup> Groups, long SampledTokens, long PrefixTokens, double Seconds, int Carried, int Purged)
+{
+    /// <summary>Response tokens of the complete groups (what the budget counts).</summary>
+    public long CompletedTokens => Groups.Sum(g => g.Samples.Sum(s => (long)s.Tokens.Count));
+
+    /// <summary>Sampled tokens per second of the phase.</summary>
+    public double TokensPerSecond => Seconds > 0 ? SampledTokens / Seconds : 0;
+}
+
+/// <summary>Where an RL step's rollouts come from: the synchronous baseline or C3PO++.</summary>
+public interface IRolloutSource
+{
+    /// <summary>Generates with the engine's current weights until this iteration's rollouts are ready.</summary>
+    RolloutBatch Next();
+}
+
+/// <summary>An endless, seeded, shuffled cycle over a task's training problems.</summary>
+internal sealed class PromptStream(IReadOnlyList<Problem> problems, int seed)
+{
+    private readonly Random _random = new(seed);
+    private int[] _order = [];
+    private int _next;
+
+    public Problem Next()
+    {
+        if (_next == _order.Length)
+        {
+            _order = [.. Enumerable.Range(0, problems.Count).OrderBy(_ => _random.Next())];
+            _next = 0;
+        }
+        return problems[_order[_next++]];
+    }
+}
+
+/// <summary>Builds a group's sequences (the prompt's tokens, G times) with unique ids.</summary>
+internal sealed class GroupFactory(int groupSize)
+{
+    private long _groups;
+    private long _sequences;
+
+    /// <summary>Sequences created so far.</summary>
+    public long Sequences => _sequences;
+
+    public (long Id, List<Sequence> Samples) Create(Problem problem)
+    {
+        var id = _groups++;
+        var prompt = problem.Prompt.Select(c => (long)(byte)c).ToArray();
+        return (id, [.. Enumerable.Range(0, groupSize).Select(_ => new Sequence(_sequences++, prompt, id))]);
+    }
+}
+
+/// <summary>The synchronous baseline: P prompts × G responses, all generated to completion, then training.</summary>
+internal sealed class SynchronousRollouts(GenerationEngine engine, PromptStream prompts, int promptsPerStep, int groupSize) : IRolloutSource
+{
+    private readonly GroupFactory _factory = new(groupSize);
+
+    public RolloutBatch Next()
+    {
+        var clock = Stopwatch.StartNew();
+        var (sampled, prefix) = (engine.SampledTokens, engine.PrefixTokens);
+        var groups = Enumerable.Range(0, promptsPerStep).Select(_ => prompts.Next()).Select(p => (Problem: p, Group: _factory.Create(p))).ToList();
+        foreach (var s in groups.SelectMany(g => g.Group.Samples)) engine.Enqueue(s);
+        engine.RunToCompletion();
+        return new RolloutBatch([.. groups.Select(g => new RolloutGroup(g.Group.Id, g.Problem, g.Group.Samples))],
+            engine.SampledTokens - sampled, engine.PrefixTokens - prefix, clock.Elapsed.TotalSeconds, 0, 0);
+    }
+}
