@@ -16,6 +16,7 @@ internal static class CliApp
             QuickstartCommand.Create(),
             ParoCommand.Create(),
             CollectiveCommand.Create(),
+            RlCommand.Create(),
             BenchCommand.Create(),
             DataCommand.Create(),
             RankCommand.Create(),

@@ -9,7 +9,14 @@ namespace Toolkit.Paro;
 /// </summary>
 internal sealed class FlatAdamW : IDisposable
 {
-    private readonly AdamWOptions _options;
+    private AdamWOptions _options;
+
+    /// <summary>The hyper-parameters; changing them between steps (a new phase, a schedule) keeps the moments.</summary>
+    public AdamWOptions Options
+    {
+        get => _options;
+        set => _options = value.Validate();
+    }
 
     public FlatAdamW(long elements, Device device, AdamWOptions options)
     {

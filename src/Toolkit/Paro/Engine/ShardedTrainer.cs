@@ -39,6 +39,7 @@ public sealed class ShardedTrainer : IDisposable
     private readonly Tensor? _master;         // level os slice, fp32 (mixed precision only)
     private readonly FlatAdamW _optimizer;    // moments for the level os slice
     private long _peakTransientBytes;
+    private double _gradientSquares;
 
     private ShardedTrainer(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions optimizer)
     {
@@ -78,6 +79,13 @@ public sealed class ShardedTrainer : IDisposable
 
     /// <summary>The plan (strategy, m, A, precision).</summary>
     public ShardingPlan Plan => _plan;
+
+    /// <summary>AdamW's hyper-parameters; set between steps to change them (e.g. after a warm start), keeping the moments.</summary>
+    public AdamWOptions Optimizer
+    {
+        get => _optimizer.Options;
+        set => _optimizer.Options = value;
+    }
 
     /// <summary>Optimizer steps taken.</summary>
     public long StepsTaken => _optimizer.Step;
@@ -170,6 +178,20 @@ public sealed class ShardedTrainer : IDisposable
         yield return Entry("exp_avg_sq", _optimizer.ExpAvgSq, Strategy.OptimizerStates);
     }
 
+    /// <summary>
+    /// Collective: the L2 norm of the last step's averaged gradient over the whole model. Each rank knows
+    /// the squares of its optimizer-level slice; slices are replicated n times (os = N), g times (os = I) or
+    /// not at all (os = G), which the sum divides out. Its all-reduce of one double is counted traffic, so
+    /// jobs that must match the cost model byte for byte do not call it.
+    /// </summary>
+    public double GradientNorm()
+    {
+        var total = new[] { _gradientSquares };
+        _groups.World.AllReduce<double>(total);
+        var replicas = Strategy.OptimizerStates switch { ShardLevel.None => _groups.N, ShardLevel.Intra => _groups.G, _ => 1 };
+        return Math.Sqrt(total[0] / replicas);
+    }
+
     /// <summary>Collective: every rank returns the full fp32 parameter vector (Ψ elements, module order).</summary>
     public float[] GatherParameters()
     {
@@ -225,6 +247,7 @@ public sealed class ShardedTrainer : IDisposable
         using var _ = no_grad();
         var gradient = ReduceToOptimizerLevel();                                      // [os slice] summed over every micro-batch of every rank
         var average = gradient.to(ScalarType.Float32).div_(_groups.N * _plan.Accumulation);
+        _gradientSquares = average.to(ScalarType.Float64).square().sum().item<double>();   // this rank's os slice, for GradientNorm
         var (offset, length) = _groups.RangeWithin(Strategy.Parameters, Strategy.OptimizerStates);
         var owned = _parameters.narrow(0, offset, length);                            // the os slice inside the p slice (levels nest)
         if (_master is null)

@@ -1,0 +1,35 @@
+using System.CommandLine;
+using System.Globalization;
+using Toolkit.Rl;
+using Toolkit.Runs;
+
+namespace Toolkit.Cli;
+
+/// <summary><c>toolkit rl train</c>: GRPO with a mismatch correction (IcePop, TIS, MIS) on a verifiable task, synchronous or C3PO++ rollouts.</summary>
+internal static class RlCommand
+{
+    public static Command Create() => new("rl", "Ring-1T style RL: GRPO with IcePop / TIS / MIS and C3PO++ rollouts.") { Train() };
+
+    private static Command Train()
+    {
+        var json = new Option<FileInfo?>("--json") { Description = "Write the result (options and per-step diagnostics) as JSON to this file." };
+        var command = new Command("train", "Warm-start a small GPT on a verifiable task, then train it with GRPO from a separate rollout engine; per-step mismatch diagnostics.") { json };
+        var options = new CliOptions<RlTrainOptions>(command, new(), "rl train");
+        command.SetAction(async (parse, token) =>
+        {
+            var o = options.Bind(parse);
+            var progress = new Progress<MetricPoint>(p =>
+            {
+                if (p.Name == RlTrainJob.Metrics.RewardMean)
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {p.Step + 1,3}/{o.Steps}  reward {p.Value:F3}"));
+                else if (p.Name == RlTrainJob.Metrics.HeldOutAccuracy)
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"          held-out accuracy {p.Value:F3}"));
+            });
+            var result = await RlTrainJob.RunAsync(o, progress, token);
+            Facts.Print(result);
+            Facts.WriteJson(parse.GetValue(json), result);
+            return 0;
+        });
+        return command;
+    }
+}

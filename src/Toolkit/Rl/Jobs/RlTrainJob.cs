@@ -1,0 +1,261 @@
+using System.Diagnostics;
+using Toolkit.Comm;
+using Toolkit.Generation;
+using Toolkit.Jobs;
+using Toolkit.Models;
+using Toolkit.Paro;
+using Toolkit.Reporting;
+using Toolkit.Runs;
+using static TorchSharp.torch;
+
+namespace Toolkit.Rl;
+
+/// <summary>
+/// GRPO on a verifiable task, Ring-1T style: each rank keeps a rollout engine separate from the trainer
+/// (its own weights in its own numerics), generates its share of rollouts (synchronously or with C3PO++),
+/// scores them, and the policy update runs through the PaRO engine with the chosen mismatch correction;
+/// after every update the trainer's weights are sent to the engines (bytes and time measured). A short
+/// supervised warm start on the training answers comes first, so rewards start above zero.
+/// </summary>
+/// <remarks>
+/// One update per rollout batch: log π_θ_old is the trainer's log-probability before that update (so the
+/// PPO ratio r starts at 1), and k = π_train(θ_old) / π_infer compares it with what the engine recorded.
+/// </remarks>
+public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome, RlTrainResult>
+{
+    /// <summary>Metric names this job records (rank 0, over all ranks).</summary>
+    public static class Metrics
+    {
+        /// <summary>Mean reward.</summary>
+        public const string RewardMean = "rl.reward_mean";
+        /// <summary>Held-out accuracy (greedy).</summary>
+        public const string HeldOutAccuracy = "rl.heldout_accuracy";
+        /// <summary>Gradient norm.</summary>
+        public const string GradNorm = "rl.grad_norm";
+        /// <summary>Mean |log π_train − log π_infer|.</summary>
+        public const string LogProbDiffMean = "rl.logprob_diff_mean";
+        /// <summary>Max |log π_train − log π_infer|.</summary>
+        public const string LogProbDiffMax = "rl.logprob_diff_max";
+        /// <summary>k3 KL(π_infer ‖ π_train).</summary>
+        public const string KlInferTrain = "rl.kl_infer_train";
+        /// <summary>Masked (or truncated) token fraction.</summary>
+        public const string MaskedFraction = "rl.masked_fraction";
+        /// <summary>Rollout tokens per second.</summary>
+        public const string TokensPerSecond = "rl.tokens_per_second";
+        /// <summary>Mean response length.</summary>
+        public const string ResponseLength = "rl.response_length";
+        /// <summary>Policy entropy.</summary>
+        public const string Entropy = "rl.entropy";
+    }
+
+    private static readonly Lock InitGate = new();
+
+    /// <inheritdoc/>
+    public override string Kind => "rl-train";
+
+    /// <inheritdoc/>
+    public override string RunName(RlTrainOptions options) => $"rl-{options.Task}";
+
+    /// <summary>Runs the job; <paramref name="progress"/> receives every metric as it is recorded.</summary>
+    public static Task<RlTrainResult> RunAsync(RlTrainOptions options, IProgress<MetricPoint>? progress = null, CancellationToken cancellationToken = default) =>
+        JobHost.RunAsync(new RlTrainJob(), options, progress, cancellationToken);
+
+    /// <inheritdoc/>
+    public override RankOutcome RunRank(RankContext<RlTrainOptions> context)
+    {
+        var (comm, o) = (context.Comm, context.Options);
+        var task = o.TaskDefinition;
+        var config = o.Model.Config;
+        Gpt model;
+        lock (InitGate)   // torch.manual_seed is process-global: in-process ranks take turns so all start identical
+        {
+            manual_seed(o.Seed);
+            model = new Gpt(config);
+        }
+        using var _ = model;
+        using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(o.Strategy), o.Launch.GroupSize), comm, o.Optimizer with { LearningRate = o.WarmupLr });
+        var heldOut = TaskDatasets.Load(task, heldOut: true);
+        var initial = Evaluate(comm, task, heldOut, config, trainer.GatherParameters());
+        var clock = Stopwatch.StartNew();
+        WarmStart(context, trainer, TaskDatasets.Load(task, heldOut: false));
+        var warmSeconds = clock.Elapsed.TotalSeconds;
+        trainer.Optimizer = o.Optimizer;
+        var flat = trainer.GatherParameters();
+        var warm = Evaluate(comm, task, heldOut, config, flat);
+        context.Log($"held-out accuracy {initial:F3} initially, {warm:F3} after {o.WarmupSteps} warm-start steps");
+
+        using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling, VerifiableTask.Stop, task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank);
+        using var reference = o.Loss.KlCoefficient > 0 ? Policy(config, flat) : null;
+        var version = 1;
+        var syncBytes = engine.LoadWeights(flat, version).Bytes;
+        double syncSeconds;
+        var prompts = new PromptStream(TaskDatasets.Load(task, heldOut: false), o.Seed * 7919 + comm.Rank);
+        IRolloutSource source = o.Rollout.Mode == RolloutMode.Sync
+            ? new SynchronousRollouts(engine, prompts, o.Rollout.Prompts / comm.Size, o.Rollout.Samples)
+            : new C3poPartitioner(engine, prompts, o.Rollout.Samples, o.Rollout.Budget / comm.Size, o.Rollout.Staleness);
+        var steps = new List<RlStep>();
+        clock.Restart();
+        for (var step = 0; step < o.Steps; step++)
+        {
+            context.CancellationToken.ThrowIfCancellationRequested();
+            var batch = source.Next();
+            var update = Update(trainer, task, batch, o, version, reference, o.Rollout.Budget / comm.Size);
+            var sync = Stopwatch.StartNew();
+            flat = trainer.GatherParameters();
+            syncBytes = engine.LoadWeights(flat, ++version).Bytes;
+            syncSeconds = sync.Elapsed.TotalSeconds;
+            var accuracy = (step + 1) % o.EvalEvery == 0 || step == o.Steps - 1 ? Evaluate(comm, task, heldOut, config, flat) : double.NaN;
+            var record = Aggregate(comm, step, batch, update, accuracy, syncSeconds, syncBytes);
+            Guard(record, o);
+            steps.Add(record);
+            if (comm.Rank == 0) RecordMetrics(context, record);
+        }
+        return new RankOutcome(initial, warm, steps[^1].HeldOutAccuracy, steps, warmSeconds, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <inheritdoc/>
+    public override RlTrainResult Finish(JobRun<RlTrainOptions> run, IReadOnlyList<RankOutcome> outcomes)
+    {
+        var o = outcomes[0];
+        var result = new RlTrainResult(run.Options, o.InitialAccuracy, o.WarmStartAccuracy, o.FinalAccuracy, o.Steps, o.WarmStartSeconds, o.Seconds, run.Path);
+        var points = RunReader.ReadAll(run.Path);
+        HtmlReport.Write(run.File("report.html"), result.Title, result.Facts(),
+            [.. new[] { Metrics.RewardMean, Metrics.HeldOutAccuracy, Metrics.GradNorm, Metrics.LogProbDiffMax, Metrics.KlInferTrain, Metrics.MaskedFraction, Metrics.TokensPerSecond }
+                .Select(m => Charts.MetricByRank(points, m))]);
+        return result;
+    }
+
+    /// <summary>Supervised steps on reference answers (teacher forcing; loss on the answer and its stop token).</summary>
+    private static void WarmStart(RankContext<RlTrainOptions> context, ShardedTrainer trainer, IReadOnlyList<Problem> train)
+    {
+        var o = context.Options;
+        var random = new Random(o.Seed * 31 + context.Comm.Rank);
+        for (var step = 0; step < o.WarmupSteps; step++)
+        {
+            context.CancellationToken.ThrowIfCancellationRequested();
+            var problems = Enumerable.Range(0, o.WarmupBatch).Select(_ => train[random.Next(train.Count)]).ToList();
+            var loss = trainer.Step([m =>
+            {
+                var (inputs, targets) = ResponseScoring.SupervisedBatch(problems);                    // [B, L] each
+                var logits = ((Gpt)m).call(inputs).to(ScalarType.Float32);                            // [B, L, V]
+                return nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100);
+            }]);
+            if (context.Comm.Rank == 0 && (step % 10 == 0 || step == o.WarmupSteps - 1)) context.Record(step - o.WarmupSteps, "rl.warmup_loss", loss);
+        }
+    }
+
+    private sealed record UpdateStats(double Loss, double GradNorm, MismatchDiagnostics Diagnostics, double EntropySum, double SampledLogProbSum,
+        double RewardSum, double RewardSquares, long Responses, long Malformed, int MaxStaleness, double Seconds);
+
+    /// <summary>Scores the rollouts, computes group advantages and takes one policy step through the PaRO engine.</summary>
+    private static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, RolloutBatch batch, RlTrainOptions o, int version, Gpt? reference, long budgetPerRank)
+    {
+        var clock = Stopwatch.StartNew();
+        var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem, Decode(s.Tokens))).ToList()).ToList();
+        var rewards = scores.SelectMany(g => g.Select(s => s.Reward)).ToList();
+        var advantages = scores.SelectMany(g => GroupAdvantages.Compute([.. g.Select(s => s.Reward)], g.Count)).ToArray();
+        var sequences = batch.Groups.SelectMany(g => g.Samples).ToList();
+        MismatchDiagnostics? diagnostics = null;
+        double entropySum = 0, logProbSum = 0;
+        var loss = trainer.Step([m =>
+        {
+            var (logpTrain, logpInfer, valid, entropy) = ResponseScoring.Score((Gpt)m, sequences, o.Rollout.Sampling.Temperature);   // [N, T] each
+            Tensor? logpReference = null;
+            if (reference is not null)
+                using (no_grad()) logpReference = ResponseScoring.Score(reference, sequences, o.Rollout.Sampling.Temperature).LogpTrain;
+            var input = new GrpoBatch(logpTrain, logpTrain.detach(), logpInfer, valid, tensor(advantages, dtype: ScalarType.Float32), logpReference, entropy);
+            var (value, d) = GrpoLoss.Compute(input, o.Correction, o.Loss, budgetPerRank);
+            (diagnostics, entropySum, logProbSum) = (d, entropy.sum().item<float>(), (logpInfer * valid).sum().item<float>());
+            return value;
+        }]);
+        var gradNorm = trainer.GradientNorm();
+        var staleness = sequences.Max(s => version - s.Versions.Min());
+        return new UpdateStats(loss, gradNorm, diagnostics!, entropySum, logProbSum, rewards.Sum(), rewards.Sum(r => r * r), rewards.Count,
+            scores.Sum(g => g.Count(s => s.IsMalformed)), staleness, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>The step's diagnostics over all ranks (sums and maxima all-reduced).</summary>
+    private static RlStep Aggregate(Communicator comm, int step, RolloutBatch batch, UpdateStats u, double accuracy, double syncSeconds, long syncBytes)
+    {
+        var d = u.Diagnostics;
+        var masked = d.MaskedFraction * d.Tokens;
+        double[] sums =
+        [
+            u.RewardSum, u.RewardSquares, u.Responses, u.Malformed, d.Tokens, d.LogProbDiffMean * d.Tokens, d.KlInferTrain * d.Tokens, masked,
+            double.IsNaN(d.EntropyMasked) ? 0 : d.EntropyMasked * masked, double.IsNaN(d.EntropyKept) ? 0 : d.EntropyKept * (d.Tokens - masked),
+            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged,
+        ];
+        double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds, u.MaxStaleness];
+        comm.AllReduce<double>(sums);
+        comm.AllReduce<double>(maxima, ReduceOp.Max);
+        var (responses, tokens) = (sums[2], sums[4]);
+        var mean = sums[0] / responses;
+        return new RlStep(step, mean, Math.Sqrt(Math.Max(0, sums[1] / responses - mean * mean)), sums[3] / responses, accuracy, u.GradNorm,
+            sums[5] / tokens, maxima[0], sums[6] / tokens, sums[7] / tokens, sums[7] > 0 ? sums[8] / sums[7] : double.NaN,
+            tokens > sums[7] ? sums[9] / (tokens - sums[7]) : double.NaN, sums[10] / tokens, sums[11] / tokens, tokens / responses,
+            sums[12] / maxima[1], maxima[1], maxima[2], maxima[3], syncBytes, (long)responses, (long)sums[13], (long)sums[14], (int)maxima[4]);
+    }
+
+    /// <summary>Stops a diverging run with the step and the diagnostic that crossed its limit (the run folder keeps everything so far).</summary>
+    private static void Guard(RlStep s, RlTrainOptions o)
+    {
+        if (!double.IsFinite(s.GradNorm) || s.GradNorm > o.MaxGradNorm)
+            throw new RlDivergedException($"RL step {s.Step}: the gradient norm {s.GradNorm:G4} crossed --max-grad-norm {o.MaxGradNorm:G4}; the run diverged (run folder kept).");
+        if (!double.IsFinite(s.LogProbDiffMean) || !double.IsFinite(s.KlInferTrain))
+            throw new RlDivergedException($"RL step {s.Step}: the mismatch diagnostics are not finite (|dlogp| {s.LogProbDiffMean}, KL {s.KlInferTrain}); the run diverged (run folder kept).");
+    }
+
+    private static void RecordMetrics(RankContext<RlTrainOptions> context, RlStep s)
+    {
+        context.Record(s.Step, Metrics.RewardMean, s.RewardMean);
+        if (!double.IsNaN(s.HeldOutAccuracy)) context.Record(s.Step, Metrics.HeldOutAccuracy, s.HeldOutAccuracy);
+        context.Record(s.Step, Metrics.GradNorm, s.GradNorm);
+        context.Record(s.Step, Metrics.LogProbDiffMean, s.LogProbDiffMean);
+        context.Record(s.Step, Metrics.LogProbDiffMax, s.LogProbDiffMax);
+        context.Record(s.Step, Metrics.KlInferTrain, s.KlInferTrain);
+        context.Record(s.Step, Metrics.MaskedFraction, s.MaskedFraction);
+        context.Record(s.Step, Metrics.TokensPerSecond, s.TokensPerSecond);
+        context.Record(s.Step, Metrics.ResponseLength, s.ResponseLength);
+        context.Record(s.Step, Metrics.Entropy, s.Entropy);
+    }
+
+    /// <summary>Held-out accuracy with greedy decoding by an fp32 engine (the trainer's policy itself), on rank 0; NaN elsewhere.</summary>
+    private static double Evaluate(Communicator comm, VerifiableTask task, IReadOnlyList<Problem> problems, GptConfig config, float[] flat)
+    {
+        if (comm.Rank != 0) return double.NaN;
+        using var engine = new GenerationEngine(config, Numerics.Fp32, Math.Min(64, problems.Count), new SamplingOptions { TopP = 1e-9 }, VerifiableTask.Stop, task.MaxCompletionTokens, seed: 0);
+        engine.LoadWeights(flat, 0);
+        var sequences = problems.Select((p, i) => new Sequence(i, [.. p.Prompt.Select(c => (long)(byte)c)], p)).ToList();
+        foreach (var s in sequences) engine.Enqueue(s);
+        engine.RunToCompletion();
+        return sequences.Count(s => task.Judge((Problem)s.Tag!, Decode(s.Tokens)).IsCorrect) / (double)sequences.Count;
+    }
+
+    private static Gpt Policy(GptConfig config, float[] flat)
+    {
+        var model = new Gpt(config);
+        using var _ = no_grad();
+        var offset = 0;
+        foreach (var p in model.parameters())
+        {
+            var count = (int)p.numel();
+            p.copy_(tensor(flat.AsSpan(offset, count).ToArray(), p.shape));
+            offset += count;
+        }
+        return model;
+    }
+
+    private static string Decode(IEnumerable<long> tokens) => new([.. tokens.Select(t => (char)(byte)t)]);
+
+    /// <summary>What one rank returns (rank 0's carries the global diagnostics and the held-out accuracies).</summary>
+    /// <param name="InitialAccuracy">Before training.</param>
+    /// <param name="WarmStartAccuracy">After the warm start.</param>
+    /// <param name="FinalAccuracy">After the last step.</param>
+    /// <param name="Steps">Per step, over all ranks.</param>
+    /// <param name="WarmStartSeconds">Warm-start time.</param>
+    /// <param name="Seconds">RL time.</param>
+    public sealed record RankOutcome(double InitialAccuracy, double WarmStartAccuracy, double FinalAccuracy, IReadOnlyList<RlStep> Steps, double WarmStartSeconds, double Seconds);
+}
+
+/// <summary>An RL run stopped because a diagnostic crossed its limit; the message names the step and the diagnostic.</summary>
+public sealed class RlDivergedException(string message) : InvalidOperationException(message);

@@ -1,0 +1,143 @@
+using System.Text.Json.Serialization;
+using Toolkit.Generation;
+using Toolkit.Jobs;
+using Toolkit.Options;
+using Toolkit.Paro;
+
+namespace Toolkit.Rl;
+
+/// <summary>How rollouts are produced each step.</summary>
+public enum RolloutMode
+{
+    /// <summary>Generate the whole batch (prompts × samples) to completion, then train.</summary>
+    [JsonStringEnumMemberName("sync")] Sync,
+    /// <summary>C3PO++: keep the pool full, train once completed groups reach the token budget, carry the rest over.</summary>
+    [JsonStringEnumMemberName("c3po++")] C3poPlusPlus,
+}
+
+/// <summary>The rollout engine and how it is used.</summary>
+public sealed record RolloutOptions
+{
+    /// <summary>The engine's numerics. Default fp32.</summary>
+    [Option("Rollout engine numerics: fp32 (the trainer's), bf16, fp16 or int8 (weight-only); anything but fp32 creates a train/inference mismatch.", Name = "rollout-precision")]
+    public Numerics Precision { get; init; } = Numerics.Fp32;
+
+    /// <summary>sync or c3po++. Default sync.</summary>
+    [Option("sync (generate the whole batch, then train) or c3po++ (token budget; unfinished rollouts resumed by the next policy version).", Name = "rollout")]
+    public RolloutMode Mode { get; init; } = RolloutMode.Sync;
+
+    /// <summary>Prompts per step over all ranks (sync). Default 16.</summary>
+    [Option("Prompts per step over all ranks (sync mode).")]
+    public int Prompts { get; init; } = 16;
+
+    /// <summary>Responses per prompt, GRPO's group size G. Default 8.</summary>
+    [Option("Responses per prompt (GRPO's group size G).")]
+    public int Samples { get; init; } = 8;
+
+    /// <summary>C3PO++'s token budget Φ per step over all ranks. Default 640.</summary>
+    [Option("C3PO++ token budget Phi per step, over all ranks (also the 1/Phi of the budget normalisation).")]
+    public long Budget { get; init; } = 640;
+
+    /// <summary>Inference pool capacity Ω per rank. Default 64.</summary>
+    [Option("Inference pool capacity Omega: sequences decoded at once per rank.")]
+    public int Pool { get; init; } = 64;
+
+    /// <summary>C3PO++'s staleness limit σ. Default 2.</summary>
+    [Option("C3PO++ staleness sigma: a group still unfinished after this many carry-overs is purged.")]
+    public int Staleness { get; init; } = 2;
+
+    /// <summary>Temperature and top-p.</summary>
+    [OptionGroup] public SamplingOptions Sampling { get; init; } = new();
+}
+
+/// <summary>Options of <c>rl train</c>: GRPO with a mismatch correction on a verifiable task, rollouts from a separate engine, the update through the PaRO engine.</summary>
+public sealed record RlTrainOptions : IJobOptions
+{
+    /// <summary>Where the ranks run. Default 2 in-process ranks (each generates and trains on its share).</summary>
+    [OptionGroup] public LaunchOptions Launch { get; init; } = new() { Ranks = 2, GroupSize = 1 };
+
+    /// <summary>The task. Default addition.</summary>
+    [Option("Verifiable task: addition, multiplication, countdown or longtail.")]
+    public string Task { get; init; } = "addition";
+
+    /// <summary>The policy (a GPT preset). Default small.</summary>
+    [OptionGroup] public GptOptions Model { get; init; } = new() { Preset = "small" };
+
+    /// <summary>The mismatch correction. Default IcePop with α = 0.5, β = 5.</summary>
+    [OptionGroup] public CorrectionOptions Correction { get; init; } = new();
+
+    /// <summary>Clip, KL and normalisation.</summary>
+    [OptionGroup] public GrpoOptions Loss { get; init; } = new();
+
+    /// <summary>The rollout engine.</summary>
+    [OptionGroup] public RolloutOptions Rollout { get; init; } = new();
+
+    /// <summary>PaRO strategy of the policy update. Default NNN (DDP).</summary>
+    [Option("PaRO strategy of the policy update (NNN = DDP, NIG, GGG = ZeRO-3, ...).")]
+    public string Strategy { get; init; } = "NNN";
+
+    /// <summary>AdamW of the RL phase. Default learning rate 3e-4, β2 0.99, no weight decay.</summary>
+    [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 3e-4, Beta2 = 0.99, WeightDecay = 0 };
+
+    /// <summary>Supervised warm-start steps before RL. Default 150.</summary>
+    [Option("Supervised warm-start steps on the training answers, so the policy starts with non-zero reward (0: none).")]
+    public int WarmupSteps { get; init; } = 150;
+
+    /// <summary>Warm-start learning rate. Default 3e-3.</summary>
+    [Option("Learning rate of the warm start.")]
+    public double WarmupLr { get; init; } = 3e-3;
+
+    /// <summary>Warm-start sequences per rank per step. Default 32.</summary>
+    [Option("Warm-start sequences per rank per step.")]
+    public int WarmupBatch { get; init; } = 32;
+
+    /// <summary>RL steps. Default 20.</summary>
+    [Option("RL steps (policy updates).")]
+    public int Steps { get; init; } = 20;
+
+    /// <summary>Held-out evaluation period. Default 5.</summary>
+    [Option("Evaluate held-out accuracy (greedy decoding) every K steps, and before the first and after the last.")]
+    public int EvalEvery { get; init; } = 5;
+
+    /// <summary>Gradient-norm limit of the divergence guard. Default 1000.</summary>
+    [Option("Stop the run when the gradient norm exceeds this (or any diagnostic is not finite).")]
+    public double MaxGradNorm { get; init; } = 1000;
+
+    /// <summary>Seed of weights, prompts and sampling. Default 1.</summary>
+    [Option("Seed of weights, prompts and sampling.")]
+    public int Seed { get; init; } = 1;
+
+    /// <summary>The task.</summary>
+    [JsonIgnore] public VerifiableTask TaskDefinition => VerifiableTask.All.TryGetValue(Task, out var t)
+        ? t : throw new ArgumentOutOfRangeException(nameof(Task), Task, $"unknown task; valid: {string.Join(", ", VerifiableTask.All.Keys)}");
+
+    /// <summary>Throws naming the first invalid option.</summary>
+    public RlTrainOptions Validate()
+    {
+        Launch.Validate();
+        var task = TaskDefinition;
+        var config = Model.Config;
+        if (config.ContextLength < 8 + task.MaxCompletionTokens)
+            throw new ArgumentOutOfRangeException(nameof(Model.Preset), Model.Preset, $"its context ({config.ContextLength}) is too short for {Task}'s prompts and {task.MaxCompletionTokens}-token answers");
+        Correction.Validate();
+        Loss.Validate();
+        Rollout.Sampling.Validate();
+        _ = new ShardingPlan(ShardingStrategy.Parse(Strategy), Launch.GroupSize).Validate(Launch.Ranks);
+        Optimizer.Validate();
+        if (Rollout.Samples < 2) throw new ArgumentOutOfRangeException(nameof(Rollout.Samples), Rollout.Samples, "must be at least 2 (advantages are relative within a group)");
+        if (Rollout.Prompts < Launch.Ranks || Rollout.Prompts % Launch.Ranks != 0) throw new ArgumentOutOfRangeException(nameof(Rollout.Prompts), Rollout.Prompts, $"must be a positive multiple of --ranks ({Launch.Ranks})");
+        if (Rollout.Budget / Launch.Ranks < task.MaxCompletionTokens)
+            throw new ArgumentOutOfRangeException(nameof(Rollout.Budget), Rollout.Budget, $"is smaller than one response per rank ({task.MaxCompletionTokens} tokens for {Task}, {Launch.Ranks} ranks)");
+        if (Rollout.Pool < 1) throw new ArgumentOutOfRangeException(nameof(Rollout.Pool), Rollout.Pool, "must be at least 1");
+        if (Rollout.Staleness < 0) throw new ArgumentOutOfRangeException(nameof(Rollout.Staleness), Rollout.Staleness, "must not be negative");
+        if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
+        if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "must not be negative");
+        if (!(WarmupLr > 0)) throw new ArgumentOutOfRangeException(nameof(WarmupLr), WarmupLr, "must be positive");
+        if (WarmupBatch < 1) throw new ArgumentOutOfRangeException(nameof(WarmupBatch), WarmupBatch, "must be at least 1");
+        if (EvalEvery < 1) throw new ArgumentOutOfRangeException(nameof(EvalEvery), EvalEvery, "must be at least 1");
+        if (!(MaxGradNorm > 0)) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "must be positive");
+        return this;
+    }
+
+    void IJobOptions.Check() => Validate();
+}

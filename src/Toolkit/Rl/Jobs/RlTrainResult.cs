@@ -1,0 +1,69 @@
+using System.Globalization;
+using System.Text.Json.Serialization;
+using Toolkit.Reporting;
+
+namespace Toolkit.Rl;
+
+/// <summary>One RL step's diagnostics over all ranks (the JSON of <c>toolkit rl train</c>, per step).</summary>
+/// <param name="Step">Step index (0-based).</param>
+/// <param name="RewardMean">Mean reward of the step's responses.</param>
+/// <param name="RewardStd">Their standard deviation.</param>
+/// <param name="MalformedFraction">Share of responses that broke the task's format.</param>
+/// <param name="HeldOutAccuracy">Held-out accuracy with greedy decoding after this step (NaN when not evaluated).</param>
+/// <param name="GradNorm">L2 norm of the averaged gradient.</param>
+/// <param name="LogProbDiffMean">Mean |log π_train − log π_infer| over response tokens.</param>
+/// <param name="LogProbDiffMax">Largest |log π_train − log π_infer|.</param>
+/// <param name="KlInferTrain">k3 estimate of KL(π_infer ‖ π_train).</param>
+/// <param name="MaskedFraction">Share of tokens masked (IcePop, MIS) or truncated (TIS).</param>
+/// <param name="EntropyMasked">Mean trainer entropy of masked tokens (NaN when none).</param>
+/// <param name="EntropyKept">Mean trainer entropy of kept tokens.</param>
+/// <param name="Entropy">Mean policy entropy over response tokens.</param>
+/// <param name="SampledLogProb">Mean log π_infer of the sampled tokens.</param>
+/// <param name="ResponseLength">Mean response length in tokens.</param>
+/// <param name="TokensPerSecond">Rollout tokens sampled per second (all ranks).</param>
+/// <param name="RolloutSeconds">Wall time of the rollout phase (slowest rank).</param>
+/// <param name="TrainSeconds">Wall time of the update.</param>
+/// <param name="SyncSeconds">Wall time of the weight sync to the rollout engines.</param>
+/// <param name="SyncBytes">Bytes each rank's engine received in the sync.</param>
+/// <param name="Responses">Responses trained on.</param>
+/// <param name="Carried">Responses carried over unfinished (C3PO++).</param>
+/// <param name="Purged">Responses purged as stale (C3PO++).</param>
+/// <param name="MaxStaleness">Largest policy-version lag of a trained token.</param>
+public sealed record RlStep(int Step, double RewardMean, double RewardStd, double MalformedFraction, double HeldOutAccuracy, double GradNorm,
+    double LogProbDiffMean, double LogProbDiffMax, double KlInferTrain, double MaskedFraction, double EntropyMasked, double EntropyKept,
+    double Entropy, double SampledLogProb, double ResponseLength, double TokensPerSecond, double RolloutSeconds, double TrainSeconds,
+    double SyncSeconds, long SyncBytes, long Responses, long Carried, long Purged, int MaxStaleness);
+
+/// <summary>What <c>rl train</c> measured.</summary>
+/// <param name="Options">The options it ran with.</param>
+/// <param name="InitialAccuracy">Held-out accuracy before any training.</param>
+/// <param name="WarmStartAccuracy">Held-out accuracy after the supervised warm start, before RL.</param>
+/// <param name="FinalAccuracy">Held-out accuracy after the last step.</param>
+/// <param name="Steps">One row per RL step.</param>
+/// <param name="WarmStartSeconds">Wall time of the warm start.</param>
+/// <param name="Seconds">Wall time of the RL phase.</param>
+/// <param name="RunPath">The run folder.</param>
+public sealed record RlTrainResult(RlTrainOptions Options, double InitialAccuracy, double WarmStartAccuracy, double FinalAccuracy,
+    IReadOnlyList<RlStep> Steps, double WarmStartSeconds, double Seconds, string RunPath) : IFacts
+{
+    /// <inheritdoc/>
+    [JsonIgnore] public string Title => $"RL {Options.Task}, {Options.Correction.Correction.ToString().ToLowerInvariant()}, {Options.Rollout.Precision.ToString().ToLowerInvariant()} rollouts: {Path.GetFileName(RunPath)}";
+
+    /// <inheritdoc/>
+    public IReadOnlyList<(string Name, string Value)> Facts()
+    {
+        static string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
+        double Median(Func<RlStep, double> f) { var v = Steps.Select(f).Order().ToList(); return v[v.Count / 2]; }
+        return
+        [
+            ("held-out accuracy: initial / after warm start / final", $"{F(InitialAccuracy)} / {F(WarmStartAccuracy)} / {F(FinalAccuracy)}"),
+            ("reward: first step -> last step", $"{F(Steps[0].RewardMean)} -> {F(Steps[^1].RewardMean)}"),
+            ("median |dlogp| mean / max", $"{F(Median(s => s.LogProbDiffMean), "G3")} / {F(Median(s => s.LogProbDiffMax), "G3")}"),
+            ("median KL(infer||train) (k3)", F(Median(s => s.KlInferTrain), "G3")),
+            ("median masked fraction", F(Median(s => s.MaskedFraction), "G3")),
+            ("median rollout tokens/s", F(Median(s => s.TokensPerSecond), "F0")),
+            ("time: warm start / RL (rollout, train, sync per step)", $"{F(WarmStartSeconds, "F1")} s / {F(Seconds, "F1")} s ({F(Median(s => s.RolloutSeconds))}, {F(Median(s => s.TrainSeconds))}, {F(Median(s => s.SyncSeconds))} s)"),
+            ("run folder", RunPath),
+        ];
+    }
+}
