@@ -14,20 +14,22 @@ internal static class RlCommand
     {
         var json = new Option<FileInfo?>("--json") { Description = "Write the result (options and per-step diagnostics) as JSON to this file." };
         var command = new Command("train", "Warm-start a small GPT on a verifiable task, then train it with GRPO from a separate rollout engine; per-step mismatch diagnostics.") { json };
-        var options = new CliOptions<RlTrainOptions>(command, new(), "rl train");
+        var options = new CliOptions<RlRunOptions>(command, new(), "rl train");
         command.SetAction(async (parse, token) =>
         {
-            var o = options.Bind(parse);
-            var progress = new Progress<MetricPoint>(p =>
+            var o = options.Bind(parse).Validate();
+            var progress = new Progress<(string Run, MetricPoint Point)>(x =>
             {
+                var p = x.Point;
                 if (p.Name == RlTrainJob.Metrics.RewardMean)
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {p.Step + 1,3}/{o.Steps}  reward {p.Value:F3}"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{x.Run,-7} step {p.Step + 1,3}/{o.Job.Steps}  reward {p.Value:F3}"));
                 else if (p.Name == RlTrainJob.Metrics.HeldOutAccuracy)
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"          held-out accuracy {p.Value:F3}"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{x.Run,-7}       held-out accuracy {p.Value:F3}"));
             });
-            var result = await RlTrainJob.RunAsync(o, progress, token);
-            Facts.Print(result);
-            Facts.WriteJson(parse.GetValue(json), result);
+            var results = await RlCompare.RunAsync(o, progress, token);
+            foreach (var r in results) Facts.Print(r);
+            if (results.Count == 1) Facts.WriteJson(parse.GetValue(json), results[0]);
+            else Facts.WriteJson(parse.GetValue(json), results);
             return 0;
         });
         return command;

@@ -44,6 +44,10 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         kernel.AddDirective<ParoTrainCommand>(train, ParoTrainCommand.HandleAsync);
         kernel.AddDirective<ParoCompareCommand>(compare, ParoCompareCommand.HandleAsync);
 
+        var rlTrain = RlTrainCommand.CreateDirective();
+        AddRoot<RlHelpCommand>(kernel, "#!rl", "Ring-1T style RL: train (GRPO with IcePop, TIS or MIS; synchronous or C3PO++ rollouts).", rlTrain);
+        kernel.AddDirective<RlTrainCommand>(rlTrain, RlTrainCommand.HandleAsync);
+
         var collectivePlan = CollectivePlanCommand.CreateDirective();
         AddRoot<CollectiveHelpCommand>(kernel, "#!collective", "Collective algorithms (ring, hierarchical, HO-Ring): plan.", collectivePlan);
         kernel.AddDirective<CollectivePlanCommand>(collectivePlan, CollectivePlanCommand.HandleAsync);
@@ -59,7 +63,7 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         {
             status = $"TorchSharp is not usable: {e.Message}";
         }
-        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` (info, quickstart, show), `#!paro` (plan, train, compare), `#!collective` (plan). {status}", "text/markdown");
+        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` (info, quickstart, show), `#!paro` (plan, train, compare), `#!rl` (train), `#!collective` (plan). {status}", "text/markdown");
         KernelInvocationContext.Current?.Display(OfflineCharts.Loader(), "text/html");   // once per session: charts draw with this copy
     }
 

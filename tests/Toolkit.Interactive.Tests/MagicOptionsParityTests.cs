@@ -23,6 +23,7 @@ public sealed class MagicOptionsParityTests : IDisposable
         { "#!paro", "train", typeof(ParoTrainOptions) },
         { "#!paro", "compare", typeof(ParoCompareOptions) },
         { "#!collective", "plan", typeof(CollectivePlanOptions) },
+        { "#!rl", "train", typeof(Toolkit.Rl.RlRunOptions) },
     };
 
     [Theory]

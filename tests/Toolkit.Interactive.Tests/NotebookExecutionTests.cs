@@ -62,6 +62,29 @@ public sealed class NotebookExecutionTests
         Assert.Contains(all, h => h.Contains("Measured on 4 in-process ranks"));
     }
 
+    [Fact]
+    public void IcePop_RunsInTheRealKernel_ComparingCorrectionsAndNumerics()
+    {
+        var cells = Execute("03-icepop.ipynb");
+        Assert.All(cells, c => Assert.Empty(c.Errors));
+        var all = cells.SelectMany(c => c.Html).ToList();
+        foreach (var correction in new[] { "none", "tis", "icepop" })
+            Assert.Contains(all, h => h.Contains($"RL addition, {correction}, int8 rollouts"));        // #!rl train --compare: one result table per run
+        Assert.Contains(all, h => h.Contains("masked token fraction") && h.Contains("Plotly.newPlot"));   // live charts
+        Assert.Contains(all, h => h.Contains("KlInferTrain") && h.Contains("Int8"));                    // the numerics dial from the C# API
+    }
+
+    [Fact]
+    public void C3po_RunsInTheRealKernel_SynchronousAgainstBudgeted()
+    {
+        var cells = Execute("04-c3po.ipynb");
+        Assert.All(cells, c => Assert.Empty(c.Errors));
+        var all = cells.SelectMany(c => c.Html).ToList();
+        Assert.Contains(all, h => h.Contains("TokensPerSecond") && h.Contains("c3po++"));
+        Assert.Contains(all, h => h.Contains("Trained responses by staleness"));
+        Assert.Contains(all, h => h.Contains("RL longtail, icepop, fp32 rollouts"));
+    }
+
     private static List<CellOutputs> Execute(string notebook, bool writesRuns = true)
     {
         ExtensionPackage();

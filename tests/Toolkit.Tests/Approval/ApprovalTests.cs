@@ -29,6 +29,7 @@ public sealed class ApprovalTests : IDisposable
     [InlineData("bench paro")]
     [InlineData("bench collectives")]
     [InlineData("data corpus")]
+    [InlineData("rl train")]
     public void Help(string command)
     {
         string[] words = command == "toolkit" ? [] : command.Split(' ');

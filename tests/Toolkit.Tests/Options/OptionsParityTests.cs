@@ -25,6 +25,7 @@ public sealed class OptionsParityTests
         { "collective plan", typeof(CollectivePlanOptions) },
         { "bench paro", typeof(ParoBenchmarkOptions) },
         { "bench collectives", typeof(CollectiveBenchOptions) },
+        { "rl train", typeof(Toolkit.Rl.RlRunOptions) },
     };
 
     [Theory]

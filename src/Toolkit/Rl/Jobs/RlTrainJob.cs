@@ -145,7 +145,10 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     }
 
     private sealed record UpdateStats(double Loss, double GradNorm, MismatchDiagnostics Diagnostics, double EntropySum, double SampledLogProbSum,
-        double RewardSum, double RewardSquares, long Responses, long Malformed, int MaxStaleness, double Seconds);
+        double RewardSum, double RewardSquares, long Responses, long Malformed, double[] Staleness, double Seconds);
+
+    /// <summary>Staleness histogram bins: responses whose oldest token is 0, 1, ... versions behind (the last bin holds the rest).</summary>
+    internal const int StalenessBins = 8;
 
     /// <summary>Scores the rollouts, computes group advantages and takes one policy step through the PaRO engine.</summary>
     private static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, RolloutBatch batch, RlTrainOptions o, int version, Gpt? reference, long budgetPerRank)
@@ -169,7 +172,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             return value;
         }]);
         var gradNorm = trainer.GradientNorm();
-        var staleness = sequences.Max(s => version - s.Versions.Min());
+        var staleness = new double[StalenessBins];
+        foreach (var s in sequences) staleness[Math.Min(StalenessBins - 1, version - s.Versions.Min())]++;
         return new UpdateStats(loss, gradNorm, diagnostics!, entropySum, logProbSum, rewards.Sum(), rewards.Sum(r => r * r), rewards.Count,
             scores.Sum(g => g.Count(s => s.IsMalformed)), staleness, clock.Elapsed.TotalSeconds);
     }
@@ -183,9 +187,9 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         [
             u.RewardSum, u.RewardSquares, u.Responses, u.Malformed, d.Tokens, d.LogProbDiffMean * d.Tokens, d.KlInferTrain * d.Tokens, masked,
             double.IsNaN(d.EntropyMasked) ? 0 : d.EntropyMasked * masked, double.IsNaN(d.EntropyKept) ? 0 : d.EntropyKept * (d.Tokens - masked),
-            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged,
+            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged, .. u.Staleness,
         ];
-        double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds, u.MaxStaleness];
+        double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds];
         comm.AllReduce<double>(sums);
         comm.AllReduce<double>(maxima, ReduceOp.Max);
         var (responses, tokens) = (sums[2], sums[4]);
@@ -193,7 +197,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         return new RlStep(step, mean, Math.Sqrt(Math.Max(0, sums[1] / responses - mean * mean)), sums[3] / responses, accuracy, u.GradNorm,
             sums[5] / tokens, maxima[0], sums[6] / tokens, sums[7] / tokens, sums[7] > 0 ? sums[8] / sums[7] : double.NaN,
             tokens > sums[7] ? sums[9] / (tokens - sums[7]) : double.NaN, sums[10] / tokens, sums[11] / tokens, tokens / responses,
-            sums[12] / maxima[1], maxima[1], maxima[2], maxima[3], syncBytes, (long)responses, (long)sums[13], (long)sums[14], (int)maxima[4]);
+            sums[12] / maxima[1], maxima[1], maxima[2], maxima[3], syncBytes, (long)responses, (long)sums[13], (long)sums[14], [.. sums[15..].Select(v => (long)v)]);
     }
 
     /// <summary>Stops a diverging run with the step and the diagnostic that crossed its limit (the run folder keeps everything so far).</summary>

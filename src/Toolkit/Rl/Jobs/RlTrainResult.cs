@@ -28,11 +28,15 @@ namespace Toolkit.Rl;
 /// <param name="Responses">Responses trained on.</param>
 /// <param name="Carried">Responses carried over unfinished (C3PO++).</param>
 /// <param name="Purged">Responses purged as stale (C3PO++).</param>
-/// <param name="MaxStaleness">Largest policy-version lag of a trained token.</param>
+/// <param name="Staleness">Trained responses by how many policy versions their oldest token lags (index 0, 1, ...; the last bin holds the rest).</param>
 public sealed record RlStep(int Step, double RewardMean, double RewardStd, double MalformedFraction, double HeldOutAccuracy, double GradNorm,
     double LogProbDiffMean, double LogProbDiffMax, double KlInferTrain, double MaskedFraction, double EntropyMasked, double EntropyKept,
     double Entropy, double SampledLogProb, double ResponseLength, double TokensPerSecond, double RolloutSeconds, double TrainSeconds,
-    double SyncSeconds, long SyncBytes, long Responses, long Carried, long Purged, int MaxStaleness);
+    double SyncSeconds, long SyncBytes, long Responses, long Carried, long Purged, IReadOnlyList<long> Staleness)
+{
+    /// <summary>The largest lag of a trained response.</summary>
+    [JsonIgnore] public int MaxStaleness => Staleness.Select((count, lag) => count > 0 ? lag : 0).Max();
+}
 
 /// <summary>What <c>rl train</c> measured.</summary>
 /// <param name="Options">The options it ran with.</param>

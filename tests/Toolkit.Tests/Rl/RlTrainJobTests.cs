@@ -1,0 +1,106 @@
+using System.Text.Json;
+using Toolkit.Generation;
+using Toolkit.Jobs;
+using Toolkit.Options;
+using Toolkit.Paro;
+using Toolkit.Rl;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.Rl;
+
+/// <summary>The RL job end to end on the tiny GPT: both rollout modes, in-process and under mpiexec, the JSON every step writes, and bad input.</summary>
+public sealed class RlTrainJobTests : IDisposable
+{
+    private readonly TemporaryFolder _runs = new("toolkit-rl-");
+
+    public void Dispose() => _runs.Dispose();
+
+    private RlTrainOptions Small(RolloutMode mode = RolloutMode.Sync, Numerics numerics = Numerics.Fp32) => new()
+    {
+        Launch = new() { Ranks = 2, GroupSize = 1, RunsDirectory = _runs.Path },
+        Model = new() { Preset = "tiny" },
+        WarmupSteps = 5,
+        Steps = 2,
+        EvalEvery = 1,
+        Rollout = new() { Mode = mode, Precision = numerics, Prompts = 4, Samples = 4, Pool = 16, Budget = 64 },
+    };
+
+    [Fact]
+    public async Task Sync_WritesEveryDiagnosticPerStep_AndSyncsTheWholeModel()
+    {
+        var result = await RlTrainJob.RunAsync(Small());
+        Assert.Equal(2, result.Steps.Count);
+        var parameters = Toolkit.Models.GptConfig.Tiny.ParameterCount;
+        Assert.All(result.Steps, s =>
+        {
+            Assert.Equal(16, s.Responses);                                   // 4 prompts x 4 samples
+            Assert.InRange(s.RewardMean, 0, 1);
+            Assert.True(s.GradNorm >= 0 && double.IsFinite(s.GradNorm));      // 0 when every group's rewards agree (no advantage)
+            Assert.InRange(s.MalformedFraction, 0, 1);
+            Assert.True(s.LogProbDiffMax < 1e-3, $"fp32 rollouts: |dlogp| max {s.LogProbDiffMax}");
+            Assert.Equal(0, s.MaskedFraction);
+            Assert.Equal(parameters * 4, s.SyncBytes);
+            Assert.True(s.TokensPerSecond > 0 && s.RolloutSeconds > 0 && s.TrainSeconds > 0);
+            Assert.InRange(s.HeldOutAccuracy, 0, 1);
+            Assert.Equal(0, s.MaxStaleness);
+        });
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(result.RunPath, JobHost.ResultFile)));
+        var step = json.RootElement.GetProperty("steps")[0];
+        foreach (var key in new[] { "step", "rewardMean", "rewardStd", "heldOutAccuracy", "gradNorm", "logProbDiffMean", "logProbDiffMax", "klInferTrain",
+                     "maskedFraction", "entropy", "responseLength", "tokensPerSecond", "rolloutSeconds", "trainSeconds", "syncSeconds" })
+            Assert.True(step.TryGetProperty(key, out _), key);
+        Assert.Equal("icepop", json.RootElement.GetProperty("options").GetProperty("correction").GetProperty("correction").GetString());
+        Assert.True(File.Exists(Path.Combine(result.RunPath, "report.html")));
+    }
+
+    [Fact]
+    public async Task C3po_TrainsOnCompleteGroups_AndInt8RolloutsMismatch()
+    {
+        var result = await RlTrainJob.RunAsync(Small(RolloutMode.C3poPlusPlus, Numerics.Int8) with { Steps = 3 });
+        Assert.All(result.Steps, s =>
+        {
+            Assert.Equal(0, s.Responses % 4);                                 // whole groups only
+            Assert.True(s.Responses * s.ResponseLength >= 64, "the budget was not reached");
+            Assert.True(s.LogProbDiffMax > 1e-4, "int8 rollouts should differ from the fp32 trainer");
+            Assert.InRange(s.MaxStaleness, 0, 2);
+        });
+    }
+
+    [Fact]
+    public async Task Mpi_RunsTheSameJobOnProcesses()
+    {
+        var result = await RlTrainJob.RunAsync(Small() with { Launch = Small().Launch with { Launcher = Launcher.Mpi }, Steps = 1 });
+        Assert.Single(result.Steps);
+        Assert.Equal(16, result.Steps[0].Responses);
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(result.RunPath, JobHost.OutcomesFolder)).Length);
+    }
+
+    [Fact]
+    public async Task Divergence_StopsWithTheStepAndTheDiagnostic_AndKeepsTheRunFolder()
+    {
+        // The long-tail task after a short warm start gives groups with mixed rewards, hence a non-zero gradient.
+        var options = Small() with
+        {
+            Task = "longtail", Model = new() { Preset = "small" }, WarmupSteps = 30, MaxGradNorm = 1e-9,
+            Launch = Small().Launch with { Ranks = 1 }, Rollout = Small().Rollout with { Budget = 48 },
+        };
+        var e = await Assert.ThrowsAsync<RlDivergedException>(() => RlTrainJob.RunAsync(options));
+        Assert.Contains("RL step 0: the gradient norm", e.Message);
+        Assert.Contains("--max-grad-norm", e.Message);
+        var run = Assert.Single(Directory.GetDirectories(_runs.Path));
+        Assert.Contains("failed", File.ReadAllText(Path.Combine(run, "log.txt")));
+        Assert.Contains("rl.warmup_loss", File.ReadAllText(Path.Combine(run, "metrics.jsonl")));
+    }
+
+    [Theory]
+    [InlineData("--task", "chess", "--task chess: unknown task; valid: addition, multiplication, countdown, longtail")]
+    [InlineData("--beta", "0.4", "--beta 0.4: must be greater than --alpha (0.5): the band [alpha, beta] would be empty")]
+    [InlineData("--budget", "5", "--budget 5: is smaller than one response per rank (6 tokens for addition, 2 ranks)")]
+    [InlineData("--rollout", "async", "--rollout must be one of sync, c3po++ (got 'async').")]
+    [InlineData("--compare", "none,magic", "--compare magic: is not a correction; valid: none, tis, icepop, mis")]
+    public void BadInput_IsRefusedNamingTheOption(string option, string value, string message)
+    {
+        var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(), [new(option, value)], "rl train").Validate());
+        Assert.Equal(message, OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
+    }
+}
