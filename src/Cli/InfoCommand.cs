@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using Toolkit.Runtime;
 
 namespace Toolkit.Cli;
@@ -17,7 +16,7 @@ internal static class InfoCommand
             var info = ToolkitInfo.Collect(options.Bind(parse).Device);
             var width = info.Rows().Max(r => r.Name.Length);
             foreach (var (name, value) in info.Rows()) Console.WriteLine($"{name.PadRight(width)}  {value}");
-            if (parse.GetValue(json) is { } file) File.WriteAllText(file.FullName, JsonSerializer.Serialize(info, Json.Options));
+            Facts.WriteJson(parse.GetValue(json), info);
             return 0;
         });
         return command;

@@ -26,6 +26,7 @@ public sealed class OptionsParityTests
         { "bench paro", typeof(ParoBenchmarkOptions) },
         { "bench collectives", typeof(CollectiveBenchOptions) },
         { "rl train", typeof(Toolkit.Rl.RlRunOptions) },
+        { "bench rl", typeof(Toolkit.Rl.RlBenchmarkOptions) },
     };
 
     [Theory]

@@ -1,0 +1,37 @@
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.Cli;
+
+/// <summary>A user error is one line, <c>error: ...</c>, naming the option, the value and what is valid, with exit code 2 and no stack trace.</summary>
+public sealed class CliErrorTests
+{
+    [Theory]
+    [InlineData("paro train --strategy XYZ", "error: 'XYZ' is not a PaRO strategy")]
+    [InlineData("paro train --ranks 3 --group-size 2", "error: --group-size 2: must divide --ranks (3)")]
+    [InlineData("paro train --steps -1", "error: --steps -1: must be at least 1")]
+    [InlineData("paro train --steps lots", "error: --steps takes an integer (got 'lots').")]
+    [InlineData("paro train --model huge", "error: --model huge: unknown model; valid: tiny, small, medium, base")]
+    [InlineData("paro train --stratgey NIG", "error: unknown option '--stratgey' for paro train. Valid options: --accumulation,")]
+    [InlineData("quickstart --ranks 0", "error: --ranks 0: must be at least 1")]
+    [InlineData("collective plan --inter-bandwidth fast", "error: --inter-bandwidth fast: 'fast' is not a rate such as 100mbit or 1gbit.")]
+    [InlineData("rl train --alpha 6", "error: --beta 5: must be greater than --alpha (6)")]
+    [InlineData("rl train --task chess", "error: --task chess: unknown task; valid: addition, multiplication, countdown, longtail")]
+    [InlineData("paro trian", "error: unknown command 'trian' for paro. Commands: plan, train, compare.")]
+    public void UserError_IsOneLine_ExitCode2(string command, string expected)
+    {
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, .. command.Split(' ')], TimeSpan.FromMinutes(1));
+        Assert.Equal(2, code);
+        var text = output.Trim();
+        Assert.StartsWith(expected, text);
+        Assert.DoesNotContain('\n', text);
+        Assert.DoesNotContain("Unhandled", text);
+    }
+
+    [Fact]
+    public void Verbose_AddsTheStackTrace()
+    {
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "paro", "train", "--steps", "-1", "--verbose"], TimeSpan.FromMinutes(1));
+        Assert.Equal(2, code);
+        Assert.Contains("   at ", output);
+    }
+}
