@@ -48,6 +48,15 @@ internal sealed class FlatAdamW : IDisposable
         parameters.addcdiv_(ExpAvg, denominator, value: -(lr / biasCorrection1));
     }
 
+    /// <summary>Forgets the moments and the step count (a new training phase starts from a fresh optimizer).</summary>
+    public void Reset()
+    {
+        using var _ = no_grad();
+        ExpAvg.zero_();
+        ExpAvgSq.zero_();
+        Step = 0;
+    }
+
     /// <summary>Sets the step count after the moments were restored from a checkpoint (bias correction depends on it).</summary>
     public void SetStep(long step) => Step = step >= 0 ? step : throw new ArgumentOutOfRangeException(nameof(step), step, "must not be negative");
 

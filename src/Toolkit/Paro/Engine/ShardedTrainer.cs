@@ -87,6 +87,13 @@ public sealed class ShardedTrainer : IDisposable
         set => _optimizer.Options = value;
     }
 
+    /// <summary>Starts a new phase with fresh AdamW state: moments zeroed, step count 0, new hyper-parameters (the parameters stay).</summary>
+    public void ResetOptimizer(AdamWOptions options)
+    {
+        _optimizer.Options = options;
+        _optimizer.Reset();
+    }
+
     /// <summary>Optimizer steps taken.</summary>
     public long StepsTaken => _optimizer.Step;
 

@@ -79,7 +79,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var clock = Stopwatch.StartNew();
         WarmStart(context, trainer, TaskDatasets.Load(task, heldOut: false));
         var warmSeconds = clock.Elapsed.TotalSeconds;
-        trainer.Optimizer = o.Optimizer;
+        trainer.ResetOptimizer(o.Optimizer);   // RL starts with fresh moments: the warm start's large gradients would otherwise damp its first updates
         var flat = trainer.GatherParameters();
         var warm = Evaluate(comm, task, heldOut, config, flat);
         context.Log($"held-out accuracy {initial:F3} initially, {warm:F3} after {o.WarmupSteps} warm-start steps");
@@ -144,14 +144,14 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         }
     }
 
-    private sealed record UpdateStats(double Loss, double GradNorm, MismatchDiagnostics Diagnostics, double EntropySum, double SampledLogProbSum,
+    internal sealed record UpdateStats(double Loss, double GradNorm, MismatchDiagnostics Diagnostics, double EntropySum, double SampledLogProbSum,
         double RewardSum, double RewardSquares, long Responses, long Malformed, double[] Staleness, double Seconds);
 
     /// <summary>Staleness histogram bins: responses whose oldest token is 0, 1, ... versions behind (the last bin holds the rest).</summary>
     internal const int StalenessBins = 8;
 
     /// <summary>Scores the rollouts, computes group advantages and takes one policy step through the PaRO engine.</summary>
-    private static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, RolloutBatch batch, RlTrainOptions o, int version, Gpt? reference, long budgetPerRank)
+    internal static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, RolloutBatch batch, RlTrainOptions o, int version, Gpt? reference, long budgetPerRank)
     {
         var clock = Stopwatch.StartNew();
         var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem, Decode(s.Tokens))).ToList()).ToList();

@@ -26,7 +26,7 @@ public abstract class VerifiableTask
     protected abstract Score JudgeStopped(Problem problem, string answer);
 
     /// <summary>Scores what the policy generated (the raw text, which may or may not contain the stop token).</summary>
-    public Score Judge(Problem problem, string generated)
+    public virtual Score Judge(Problem problem, string generated)
     {
         var stop = generated.IndexOf(Stop);
         return stop < 0 ? Rl.Score.Malformed("no stop token within the length limit") : JudgeStopped(problem, generated[..stop]);
