@@ -41,7 +41,7 @@ internal sealed class CliOptions<T> where T : class, new()
             if (parse.GetResult(option) is { Implicit: false })
                 given.Add(new(spec.Name, option is Option<bool> flag ? (parse.GetValue(flag) ? "true" : "false") : parse.GetValue((Option<string>)option)));
         var options = OptionBinder.Bind(_defaults, given, _where);
-        if (options is IJobOptions job) job.Check();
+        if (options is ICheckedOptions checkable) checkable.Check();
         return options;
     }
 }

@@ -17,7 +17,7 @@ internal static class RlCommand
         var options = new CliOptions<RlRunOptions>(command, new(), "rl train");
         command.SetAction(async (parse, token) =>
         {
-            var o = options.Bind(parse).Validate();
+            var o = options.Bind(parse);
             var progress = new Progress<(string Run, MetricPoint Point)>(x =>
             {
                 var p = x.Point;

@@ -55,7 +55,7 @@ public abstract class OptionsMagicCommand<TOptions> : KernelDirectiveCommand whe
         var options = OptionBinder.Bind(defaults, given, where);
         try
         {
-            if (options is IJobOptions job) job.Check();
+            if (options is ICheckedOptions checkable) checkable.Check();
         }
         catch (ArgumentException e) when (e is not OptionException)
         {

@@ -84,6 +84,8 @@ public sealed class ParoMagicTests : IDisposable
     [InlineData("#!paro train --stratgey NIG", "unknown option '--stratgey'")]
     [InlineData("#!paro plan --model gpt-5", "llama-65b")]
     [InlineData("#!paro compare --strategies NNN,GNN --steps 1", "not effective")]
+    [InlineData("#!rl train --samples 1", "--samples 1: must be at least 2")]
+    [InlineData("#!rl train --compare none,magic", "--compare magic: is not a correction")]
     public async Task BadInput_FailsTheCell_WithAnActionableMessage_AndTheKernelSurvives(string code, string expected)
     {
         var suffix = code.StartsWith("#!paro plan", StringComparison.Ordinal) ? "" : $" --runs-dir {_runs}";

@@ -24,7 +24,7 @@ public sealed class RlTrainCommand : OptionsMagicCommand<RlRunOptions>
 
     internal static async Task HandleAsync(RlTrainCommand command, KernelInvocationContext context)
     {
-        var options = command.Bind(new(), "rl train").Validate();
+        var options = command.Bind(new(), "rl train");
         var points = new Collector<(string Run, MetricPoint Point)>();
         var job = RlCompare.RunAsync(options, points, context.CancellationToken);
         var results = await LiveDisplay.RunAsync(context, job, () => RlCharts.Live(points.Snapshot()), TimeSpan.FromSeconds(1));

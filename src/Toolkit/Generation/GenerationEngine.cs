@@ -134,7 +134,8 @@ public sealed class GenerationEngine : IDisposable
         var finished = new List<Sequence>();
         if (sampling.Length > 0)
         {
-            using var rows = logits.index_select(0, tensor(sampling.Select(r => (long)r).ToArray()));   // [R, V]
+            using var index = tensor(sampling.Select(r => (long)r).ToArray());
+            using var rows = logits.index_select(0, index);                                            // [R, V]
             var (tokens, logProbs) = _sampler.Sample(rows);
             for (var k = 0; k < sampling.Length; k++)
             {

@@ -52,12 +52,13 @@ internal sealed class GptWeights : IDisposable
         if (flat.Length != Count(config))
             throw new ArgumentException($"A {config} GPT has {Count(config)} parameters; the weights have {flat.Length}.", nameof(flat));
         var weights = new GptWeights(config, numerics, device);
+        using var scope = NewDisposeScope();   // host copies and int8 temporaries die here; the converted weights are kept
         var offset = 0;
         foreach (var (name, shape) in Layout(config))
         {
             var count = (int)shape.Aggregate(1L, (a, b) => a * b);
-            using var host = tensor(flat.Slice(offset, count).ToArray(), shape);
-            weights._tensors[name] = weights.Convert(name, host).to(device);
+            var host = tensor(flat.Slice(offset, count).ToArray(), shape);
+            weights._tensors[name] = weights.Convert(name, host).to(device).MoveToOuterDisposeScope();
             offset += count;
         }
         return weights;
@@ -71,8 +72,8 @@ internal sealed class GptWeights : IDisposable
         if (Numerics == Numerics.Int8 && fp32.dim() == 2 && !name.StartsWith("wpe", StringComparison.Ordinal))
         {
             // Symmetric per-row int8: q = round(w / s), s = max|w_row| / 127; kept as q * s in fp32.
-            using var scale = fp32.abs().amax([1], keepdim: true).clamp_min(1e-12) / 127;   // [rows, 1]
-            using var q = (fp32 / scale).round().clamp(-127, 127);
+            var scale = fp32.abs().amax([1], keepdim: true).clamp_min(1e-12) / 127;   // [rows, 1]
+            var q = (fp32 / scale).round().clamp(-127, 127);
             return q * scale;
         }
         return fp32.to(ComputeType);

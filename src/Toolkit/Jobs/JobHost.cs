@@ -32,15 +32,15 @@ public static class JobHost
         where TOptions : class, IJobOptions, new()
     {
         options.Check();
-        options.Launch.Validate();
-        using var run = RunDirectory.Create(options.Launch.RunsDirectory, job.RunName(options), new JobConfig<TOptions>(job.Kind, options));
-        var launch = options.Launch;
+        var launch = options.Launch.Validate();
+        var launcher = launch.Launcher == Launcher.InProcess ? default : MpiJobLauncher.Prepare(launch);   // before any folder is made
+        using var run = CreateRun(job, options);
         run.Log($"{job.Kind}: {launch.Ranks} ranks in groups of {launch.GroupSize}, {(launch.Emulate is { } shape ? $"emulated cluster {shape}" : OptionSpecName(launch.Launcher))}");
         try
         {
             var (outcomes, output) = launch.Launcher == Launcher.InProcess
                 ? (await RunInProcessAsync(job, options, run, progress, cancellationToken), "")
-                : await MpiJobLauncher.RunAsync<TOutcome>(run, launch, progress, cancellationToken);
+                : await MpiJobLauncher.RunAsync<TOutcome>(run, launch, launcher, progress, cancellationToken);
             var result = job.Finish(new JobRun<TOptions>(run.Path, options, output), outcomes);
             ToolkitJson.Write(run.File(ResultFile), result);
             run.Log("finished");
@@ -65,9 +65,11 @@ public static class JobHost
     {
         var configPath = Path.Combine(runPath, RunDirectory.ConfigFile);
         using var config = JsonDocument.Parse(File.Exists(configPath) ? File.ReadAllText(configPath) : throw new InvalidDataException($"{runPath} is not a run folder: it has no {RunDirectory.ConfigFile}."));
-        var kind = config.RootElement.TryGetProperty("kind", out var k) ? k.GetString() : null;
-        var job = JobCatalog.Find(kind ?? throw new InvalidDataException($"{configPath} names no job kind."));
-        job.RunRankProcess(runPath, config.RootElement.GetProperty("options"));
+        if (!config.RootElement.TryGetProperty("kind", out var kind) || kind.ValueKind != JsonValueKind.String)
+            throw new InvalidDataException($"{configPath} names no job kind.");
+        if (!config.RootElement.TryGetProperty("options", out var options) || options.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{configPath} holds no options.");
+        JobCatalog.Find(kind.GetString()!).RunRankProcess(runPath, options);
     }
 
     internal static void RunRankProcess<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, string runPath, TOptions options)
@@ -90,6 +92,19 @@ public static class JobHost
         {
             run.Log($"failed: {e}");
             throw;
+        }
+    }
+
+    private static RunDirectory CreateRun<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, TOptions options)
+        where TOptions : class, IJobOptions, new()
+    {
+        try
+        {
+            return RunDirectory.Create(options.Launch.RunsDirectory, job.RunName(options), new JobConfig<TOptions>(job.Kind, options));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.RunsDirectory), options.Launch.RunsDirectory, $"a run folder cannot be created there ({e.Message})");
         }
     }
 
@@ -117,4 +132,4 @@ public static class JobHost
 public sealed record JobConfig<TOptions>(string Kind, TOptions Options);
 
 /// <summary>A job's ranks failed; the message says why and where the run folder is.</summary>
-public sealed class JobFailedException(string message, Exception? inner = null) : Exception(message, inner);
+public class JobFailedException(string message, Exception? inner = null) : Exception(message, inner);

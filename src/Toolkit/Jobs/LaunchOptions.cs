@@ -64,12 +64,16 @@ public sealed record LaunchOptions
     }
 }
 
+/// <summary>An options record that validates itself as a whole: front ends call it right after binding, before any work starts.</summary>
+public interface ICheckedOptions
+{
+    /// <summary>Throws <see cref="ArgumentException"/> (or a subclass) naming the first invalid option.</summary>
+    void Check();
+}
+
 /// <summary>The options of a job that runs on ranks: its launch settings, and one validation of everything.</summary>
-public interface IJobOptions
+public interface IJobOptions : ICheckedOptions
 {
     /// <summary>How and where the ranks start.</summary>
     LaunchOptions Launch { get; }
-
-    /// <summary>Throws <see cref="ArgumentException"/> (or a subclass) naming the first invalid option, before any work starts.</summary>
-    void Check();
 }

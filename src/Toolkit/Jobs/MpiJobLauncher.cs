@@ -16,13 +16,20 @@ internal static class MpiJobLauncher
     /// <summary>File in the run folder that keeps what the launcher printed.</summary>
     public const string OutputFile = "launcher.log";
 
-    public static async Task<(TOutcome[] Outcomes, string Output)> RunAsync<TOutcome>(RunDirectory run, LaunchOptions launch, IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+    /// <summary>What starts the ranks: the launcher and its arguments up to the rank entry point's (checked before a run folder is made).</summary>
+    /// <exception cref="FileNotFoundException">No mpiexec, or no toolkit command to start as the ranks; the message says what to install.</exception>
+    public static (string File, IReadOnlyList<string> Arguments) Prepare(LaunchOptions launch)
     {
-        string[] rank = [.. RankEntryPoint.Command(), "rank", "--run", run.Path];
-        var (file, arguments) = launch.Cluster is { } cluster
-            ? ("bash", [.. cluster.Command(), .. rank])
-            : (MpiLauncher.Find() ?? throw new InvalidOperationException("mpiexec was not found. " + MpiLibrary.MissingMessage()),
-               new[] { "-n", launch.Ranks.ToString(CultureInfo.InvariantCulture) }.Concat(rank).ToArray());
+        var entry = RankEntryPoint.Command();
+        if (launch.Cluster is { } cluster) return ("bash", [.. cluster.Command(), .. entry]);
+        var mpiexec = MpiLauncher.Find() ?? throw new FileNotFoundException("mpiexec was not found. " + MpiLibrary.MissingMessage());
+        return (mpiexec, ["-n", launch.Ranks.ToString(CultureInfo.InvariantCulture), .. entry]);
+    }
+
+    public static async Task<(TOutcome[] Outcomes, string Output)> RunAsync<TOutcome>(RunDirectory run, LaunchOptions launch, (string File, IReadOnlyList<string> Arguments) launcher,
+        IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+    {
+        var (file, arguments) = (launcher.File, (IReadOnlyList<string>)[.. launcher.Arguments, "rank", "--run", run.Path]);
         run.Log($"launch: {file} {string.Join(' ', arguments)}");
         var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in arguments) start.ArgumentList.Add(a);
@@ -43,9 +50,12 @@ internal static class MpiJobLauncher
         }
         catch (OperationCanceledException)
         {
-            process.Kill(entireProcessTree: true);
-            run.Log("cancelled: the launcher and its ranks were killed");
+            run.Log("cancelled: the launcher and its ranks are killed");
             throw;
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);   // whatever ended the wait, no rank outlives it
         }
         await process.WaitForExitAsync(CancellationToken.None);
         foreach (var point in reader.ReadNew()) progress?.Report(point);

@@ -34,7 +34,7 @@ public sealed record QuickstartOptions : IJobOptions
         return this;
     }
 
-    void IJobOptions.Check() => Validate();
+    void ICheckedOptions.Check() => Validate();
 }
 
 /// <summary>What the quickstart job measured.</summary>

@@ -17,6 +17,9 @@ public sealed class CliErrorTests
     [InlineData("rl train --alpha 6", "error: --beta 5: must be greater than --alpha (6)")]
     [InlineData("rl train --task chess", "error: --task chess: unknown task; valid: addition, multiplication, countdown, longtail")]
     [InlineData("paro trian", "error: unknown command 'trian' for paro. Commands: plan, train, compare.")]
+    [InlineData("paro train --runs-dir /proc/nope", "error: --runs-dir /proc/nope: a run folder cannot be created there")]
+    [InlineData("rl train --compare ,", "error: --compare ,: names no correction; give some of none, tis, icepop, mis")]
+    [InlineData("paro compare --strategies NNN,GNN", "error: GNN is not effective")]
     public void UserError_IsOneLine_ExitCode2(string command, string expected)
     {
         var (code, output) = Repository.Run("dotnet", [Repository.CliDll, .. command.Split(' ')], TimeSpan.FromMinutes(1));

@@ -92,10 +92,17 @@ public sealed class RlTrainJobTests : IDisposable
         Assert.Contains("rl.warmup_loss", File.ReadAllText(Path.Combine(run, "metrics.jsonl")));
     }
 
+    [Fact]
+    public void C3poBudget_SmallerThanOneResponse_IsRefused()
+    {
+        var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(), [new("--budget", "5"), new("--rollout", "c3po++")], "rl train").Validate());
+        Assert.Equal("--budget 5: is smaller than one response per rank (6 tokens for addition, 2 ranks)", OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
+        OptionBinder.Bind(new RlRunOptions(), [new("--budget", "5")], "rl train").Validate();   // the synchronous baseline does not use the budget
+    }
+
     [Theory]
     [InlineData("--task", "chess", "--task chess: unknown task; valid: addition, multiplication, countdown, longtail")]
     [InlineData("--beta", "0.4", "--beta 0.4: must be greater than --alpha (0.5): the band [alpha, beta] would be empty")]
-    [InlineData("--budget", "5", "--budget 5: is smaller than one response per rank (6 tokens for addition, 2 ranks)")]
     [InlineData("--rollout", "async", "--rollout must be one of sync, c3po++ (got 'async').")]
     [InlineData("--compare", "none,magic", "--compare magic: is not a correction; valid: none, tis, icepop, mis")]
     public void BadInput_IsRefusedNamingTheOption(string option, string value, string message)

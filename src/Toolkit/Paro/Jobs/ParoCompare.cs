@@ -36,7 +36,7 @@ public static class ParoCompare
 }
 
 /// <summary>Options of <c>paro compare</c>: one job, several strategies.</summary>
-public sealed record ParoCompareOptions
+public sealed record ParoCompareOptions : Jobs.ICheckedOptions
 {
     /// <summary>The job each strategy runs (its strategy is replaced).</summary>
     [OptionGroup(Exclude = ["strategy"])] public ParoTrainOptions Job { get; init; } = new();
@@ -47,4 +47,11 @@ public sealed record ParoCompareOptions
 
     /// <summary>The strategies as a list.</summary>
     [JsonIgnore] public IReadOnlyList<string> StrategyList => [.. Strategies.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
+    /// <summary>Throws naming the first invalid option: every strategy is parsed and the job validated under it.</summary>
+    public void Check()
+    {
+        if (StrategyList.Count == 0) throw new ArgumentOutOfRangeException(nameof(Strategies), Strategies, "names no strategy");
+        foreach (var code in StrategyList) (Job with { Sharding = Job.Sharding with { Strategy = code } }).Validate();
+    }
 }

@@ -52,7 +52,7 @@ public sealed record ParoTrainOptions : IJobOptions
         return this;
     }
 
-    void IJobOptions.Check() => Validate();
+    void ICheckedOptions.Check() => Validate();
 }
 
 /// <summary>How the model is sharded and synchronised.</summary>

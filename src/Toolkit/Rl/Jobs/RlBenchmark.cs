@@ -11,7 +11,7 @@ public sealed record RlBenchmarkOptions
     public RlTrainOptions Job { get; init; } = new()
     {
         Task = "longtail", WarmupSteps = 60, Steps = 8, EvalEvery = 8,
-        Rollout = new() { Prompts = 16, Samples = 4, Budget = 960, Pool = 32, Staleness = 2 },
+        Rollout = new() { Prompts = 32, Samples = 4, Budget = 960, Pool = 32, Staleness = 2 },   // 32 x 4 responses of about 7 tokens: the same ~900 tokens a step as the budget
         Loss = new() { Normalization = LossNormalization.Budget },
     };
 }

@@ -5,7 +5,7 @@ using Toolkit.Runs;
 namespace Toolkit.Rl;
 
 /// <summary>Options of <c>rl train</c> and <c>#!rl train</c>: one job, or the same job once per correction.</summary>
-public sealed record RlRunOptions
+public sealed record RlRunOptions : Jobs.ICheckedOptions
 {
     /// <summary>The job.</summary>
     [OptionGroup] public RlTrainOptions Job { get; init; } = new();
@@ -27,9 +27,12 @@ public sealed record RlRunOptions
     /// <summary>Throws naming the first invalid option.</summary>
     public RlRunOptions Validate()
     {
+        if (Jobs.Count == 0) throw new ArgumentOutOfRangeException(nameof(Compare), Compare, $"names no correction; give some of {string.Join(", ", OptionSpec.EnumNames(typeof(Correction)))}");
         foreach (var job in Jobs) job.Validate();
         return this;
     }
+
+    void Jobs.ICheckedOptions.Check() => Validate();
 }
 
 /// <summary>Runs <see cref="RlRunOptions.Jobs"/> one after another; progress carries which run a metric belongs to.</summary>

@@ -262,4 +262,4 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
 }
 
 /// <summary>An RL run stopped because a diagnostic crossed its limit; the message names the step and the diagnostic.</summary>
-public sealed class RlDivergedException(string message) : InvalidOperationException(message);
+public sealed class RlDivergedException(string message) : JobFailedException(message);

@@ -125,8 +125,9 @@ public sealed record RlTrainOptions : IJobOptions
         _ = new ShardingPlan(ShardingStrategy.Parse(Strategy), Launch.GroupSize).Validate(Launch.Ranks);
         Optimizer.Validate();
         if (Rollout.Samples < 2) throw new ArgumentOutOfRangeException(nameof(Rollout.Samples), Rollout.Samples, "must be at least 2 (advantages are relative within a group)");
-        if (Rollout.Prompts < Launch.Ranks || Rollout.Prompts % Launch.Ranks != 0) throw new ArgumentOutOfRangeException(nameof(Rollout.Prompts), Rollout.Prompts, $"must be a positive multiple of --ranks ({Launch.Ranks})");
-        if (Rollout.Budget / Launch.Ranks < task.MaxCompletionTokens)
+        if (Rollout.Mode == RolloutMode.Sync && (Rollout.Prompts < Launch.Ranks || Rollout.Prompts % Launch.Ranks != 0))
+            throw new ArgumentOutOfRangeException(nameof(Rollout.Prompts), Rollout.Prompts, $"must be a positive multiple of --ranks ({Launch.Ranks})");
+        if ((Rollout.Mode == RolloutMode.C3poPlusPlus || Loss.Normalization == LossNormalization.Budget) && Rollout.Budget / Launch.Ranks < task.MaxCompletionTokens)
             throw new ArgumentOutOfRangeException(nameof(Rollout.Budget), Rollout.Budget, $"is smaller than one response per rank ({task.MaxCompletionTokens} tokens for {Task}, {Launch.Ranks} ranks)");
         if (Rollout.Pool < 1) throw new ArgumentOutOfRangeException(nameof(Rollout.Pool), Rollout.Pool, "must be at least 1");
         if (Rollout.Staleness < 0) throw new ArgumentOutOfRangeException(nameof(Rollout.Staleness), Rollout.Staleness, "must not be negative");
@@ -139,5 +140,5 @@ public sealed record RlTrainOptions : IJobOptions
         return this;
     }
 
-    void IJobOptions.Check() => Validate();
+    void ICheckedOptions.Check() => Validate();
 }
