@@ -26,7 +26,8 @@ public static class JobHost
     /// <param name="progress">Receives every metric as it is recorded (for MPI ranks, as the run folder is read).</param>
     /// <param name="cancellationToken">Stops in-process ranks at their next communication, or ends the MPI processes.</param>
     /// <exception cref="ArgumentException">The options are invalid (nothing was started).</exception>
-    /// <exception cref="JobFailedException">A rank failed; the message carries the cause and the run folder.</exception>
+    /// <exception cref="JobFailedException">MPI ranks failed (the message carries the launcher's last output and the run folder), or the job
+    /// itself declared a failure. In-process ranks' own exceptions propagate as thrown: the first that is not another rank's abort.</exception>
     public static async Task<TResult> RunAsync<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, TOptions options,
         IProgress<MetricPoint>? progress = null, CancellationToken cancellationToken = default)
         where TOptions : class, IJobOptions, new()
