@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Generation;
@@ -19,12 +20,18 @@ internal sealed class GptDecoder : IDisposable
     private readonly int _context;
     private readonly int _heads;
     private readonly int _headSize;
+    // Long-lived Scalars for the per-step arithmetic (see Sampler: implicit Scalar temporaries can be finalised mid-call).
+    private readonly Scalar _contextScalar;
+    private readonly Scalar _attentionScale;
+    private readonly Scalar _negativeInfinity = float.NegativeInfinity.ToScalar();
 
     public GptDecoder(GptWeights weights, int slots)
     {
         _w = weights;
         var c = weights.Config;
         (_slots, _context, _heads, _headSize) = (slots, c.ContextLength, c.Heads, c.Embedding / c.Heads);
+        _contextScalar = ((long)_context).ToScalar();
+        _attentionScale = (1.0 / Math.Sqrt(_headSize)).ToScalar();
         _keys = [.. Enumerable.Range(0, c.Layers).Select(_ => zeros([slots * (long)_context, _heads, _headSize], dtype: weights.ComputeType, device: weights.Device))];
         _values = [.. Enumerable.Range(0, c.Layers).Select(_ => zeros([slots * (long)_context, _heads, _headSize], dtype: weights.ComputeType, device: weights.Device))];
     }
@@ -39,7 +46,7 @@ internal sealed class GptDecoder : IDisposable
         var (a, c) = (slots.Length, _w.Config.Embedding);
         var slot = tensor(slots, device: _w.Device);                                         // [A]
         var position = tensor(positions, device: _w.Device);                                 // [A]
-        var row = slot * _context + position;                                                // [A] cache rows written now
+        var row = slot.mul(_contextScalar).add(position);                                    // [A] cache rows written now
         var hidden = ~(arange(_context, device: _w.Device).unsqueeze(0) <= position.unsqueeze(1));   // [A, T] future positions
         var x = _w["wte.weight"].index_select(0, tensor(tokens, device: _w.Device)) + _w["wpe.weight"].index_select(0, position);   // [A, C]
         for (var l = 0; l < _w.Config.Layers; l++)
@@ -51,8 +58,8 @@ internal sealed class GptDecoder : IDisposable
             _values[l].index_copy_(0, row, qkv[2].view(a, _heads, _headSize));
             var keys = _keys[l].view(_slots, _context, _heads, _headSize).index_select(0, slot);       // [A, T, nh, hs]
             var values = _values[l].view(_slots, _context, _heads, _headSize).index_select(0, slot);   // [A, T, nh, hs]
-            var scores = einsum("ahd,athd->aht", q, keys) / Math.Sqrt(_headSize);              // [A, nh, T]
-            scores = scores.masked_fill(hidden.unsqueeze(1), double.NegativeInfinity);
+            var scores = einsum("ahd,athd->aht", q, keys).mul(_attentionScale);                // [A, nh, T]
+            scores = scores.masked_fill(hidden.unsqueeze(1), _negativeInfinity);
             var attention = nn.functional.softmax(scores, -1);                                   // [A, nh, T]
             var y = einsum("aht,athd->ahd", attention, values).reshape(a, c);                   // [A, C]
             x = x + Linear(y, p + "attn.c_proj");
@@ -70,5 +77,8 @@ internal sealed class GptDecoder : IDisposable
     public void Dispose()
     {
         foreach (var t in _keys.Concat(_values)) t.Dispose();
+        _contextScalar.Dispose();
+        _attentionScale.Dispose();
+        _negativeInfinity.Dispose();
     }
 }

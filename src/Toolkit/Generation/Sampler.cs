@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Generation;
@@ -10,18 +11,24 @@ namespace Toolkit.Generation;
 internal sealed class Sampler(SamplingOptions options, long seed) : IDisposable
 {
     private readonly Generator _generator = new((ulong)seed);
+    // Scalars live as long as the sampler. An implicitly converted Scalar is a temporary that the GC may
+    // finalise while the native call still reads it (seen in CI as a libtorch "Expected false to be true"
+    // from Scalar::toFloat inside masked_fill); fields keep them alive across every call.
+    private readonly Scalar _temperature = options.Temperature.ToScalar();
+    private readonly Scalar _topP = options.TopP.ToScalar();
+    private readonly Scalar _zero = 0.0f.ToScalar();
 
     /// <summary>Tokens [A] and their log-probabilities [A] for fp32 logits [A, V].</summary>
     public (long[] Tokens, float[] LogProbs) Sample(Tensor logits)
     {
         using var scope = NewDisposeScope();
-        var logp = nn.functional.log_softmax(logits / options.Temperature, -1);              // [A, V]
+        var logp = nn.functional.log_softmax(logits.div(_temperature), -1);                  // [A, V]
         var probs = logp.exp();                                                              // [A, V]
         if (options.TopP < 1)
         {
             var (sorted, order) = probs.sort(-1, descending: true);                          // [A, V] each
             var before = sorted.cumsum(-1) - sorted;                                         // mass of the tokens ranked above
-            sorted = sorted.masked_fill(before >= options.TopP, 0);                          // keep the smallest set reaching top-p
+            sorted = sorted.masked_fill(before.ge(_topP), _zero);                            // keep the smallest set reaching top-p
             probs = zeros_like(probs).scatter(-1, order, sorted);
         }
         var tokens = probs.multinomial(1, generator: _generator);                            // [A, 1]
@@ -29,5 +36,11 @@ internal sealed class Sampler(SamplingOptions options, long seed) : IDisposable
         return (tokens.squeeze(-1).data<long>().ToArray(), chosen.data<float>().ToArray());
     }
 
-    public void Dispose() => _generator.Dispose();
+    public void Dispose()
+    {
+        _generator.Dispose();
+        _temperature.Dispose();
+        _topP.Dispose();
+        _zero.Dispose();
+    }
 }
