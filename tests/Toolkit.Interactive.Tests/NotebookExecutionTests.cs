@@ -72,6 +72,7 @@ public sealed class NotebookExecutionTests
             Assert.Contains(all, h => h.Contains($"RL addition, {correction}, int8 rollouts"));        // #!rl train --compare: one result table per run
         Assert.Contains(all, h => h.Contains("masked token fraction") && h.Contains("Plotly.newPlot"));   // live charts
         Assert.Contains(all, h => h.Contains("KlInferTrain") && h.Contains("Int8"));                    // the numerics dial from the C# API
+        Assert.Contains(all, h => h.Contains("Routing flips per layer") && h.Contains("Plotly.newPlot"));  // MoE routing flips, engine vs trainer
     }
 
     [Fact]

@@ -27,6 +27,8 @@ public sealed class Sequence(long id, IReadOnlyList<long> prompt, object? tag = 
     public List<float> LogProbs { get; } = [];
     /// <summary>The weight version that generated each token.</summary>
     public List<int> Versions { get; } = [];
+    /// <summary>For a mixture-of-experts model: per generated token, per layer, the experts the engine routed its position to (sorted).</summary>
+    public List<int[][]> Routing { get; } = [];
     /// <summary>True once it stopped or hit a length limit.</summary>
     public bool IsFinished { get; internal set; }
     /// <summary>True when it ended at a length limit without the stop token.</summary>
@@ -143,6 +145,7 @@ public sealed class GenerationEngine : IDisposable
                 s.Tokens.Add(tokens[k]);
                 s.LogProbs.Add(logProbs[k]);
                 s.Versions.Add(Version);
+                if (decoder.LastRouting.Length > 0) s.Routing.Add([.. decoder.LastRouting.Select(layer => layer[sampling[k]])]);
                 SampledTokens++;
                 if (tokens[k] != _stop && s.Tokens.Count < _maxTokens && s.Length < _config.ContextLength) continue;
                 (s.IsFinished, s.IsTruncated) = (true, tokens[k] != _stop);

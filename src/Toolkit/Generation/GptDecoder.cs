@@ -39,6 +39,9 @@ internal sealed class GptDecoder : IDisposable
     /// <summary>Slots in the pool.</summary>
     public int Slots => _slots;
 
+    /// <summary>For a mixture-of-experts model: per layer, the experts each row of the last <see cref="Step"/> chose, sorted ([A, k] as arrays); empty for a dense model.</summary>
+    public int[][][] LastRouting { get; private set; } = [];
+
     /// <summary>Feeds <paramref name="tokens"/>[i] at <paramref name="positions"/>[i] to slot <paramref name="slots"/>[i]; returns fp32 logits [A, V].</summary>
     public Tensor Step(long[] slots, long[] tokens, long[] positions)
     {
@@ -49,6 +52,7 @@ internal sealed class GptDecoder : IDisposable
         var row = slot.mul(_contextScalar).add(position);                                    // [A] cache rows written now
         var hidden = ~(arange(_context, device: _w.Device).unsqueeze(0) <= position.unsqueeze(1));   // [A, T] future positions
         var x = _w["wte.weight"].index_select(0, tensor(tokens, device: _w.Device)) + _w["wpe.weight"].index_select(0, position);   // [A, C]
+        var routing = new int[_w.Config.Experts > 0 ? _w.Config.Layers : 0][][];
         for (var l = 0; l < _w.Config.Layers; l++)
         {
             var p = $"h.{l}.";
@@ -63,10 +67,35 @@ internal sealed class GptDecoder : IDisposable
             var attention = nn.functional.softmax(scores, -1);                                   // [A, nh, T]
             var y = einsum("aht,athd->ahd", attention, values).reshape(a, c);                   // [A, C]
             x = x + Linear(y, p + "attn.c_proj");
-            x = x + Linear(nn.functional.gelu(Linear(LayerNorm(x, p + "ln_2"), p + "mlp.c_fc")), p + "mlp.c_proj");
+            var normed = LayerNorm(x, p + "ln_2");                                            // [A, C]
+            x = x + (_w.Config.Experts > 0 ? Experts(normed, p + "mlp.", out routing[l]) : Mlp(normed, p + "mlp."));
         }
+        LastRouting = routing;
         var logits = LayerNorm(x, "ln_f").matmul(_w["wte.weight"].t()).to(ScalarType.Float32);   // [A, V]
         return logits.MoveToOuterDisposeScope();
+    }
+
+    private Tensor Mlp(Tensor x, string prefix) => Linear(nn.functional.gelu(Linear(x, prefix + "c_fc")), prefix + "c_proj");
+
+    /// <summary>The mixture-of-experts feed-forward in the engine's numerics (router in fp32, as the trainer's): top-k experts per row, renormalised gates.</summary>
+    private Tensor Experts(Tensor x, string prefix, out int[][] chosenRows)
+    {
+        var (experts, k) = (_w.Config.Experts, _w.Config.TopK);
+        var probabilities = nn.functional.softmax(nn.functional.linear(x, _w[prefix + "router.weight"]).to(ScalarType.Float32), -1);   // [A, E]
+        var (top, chosen) = probabilities.topk(k, -1);                                      // [A, k] each
+        var gates = (top / top.sum(-1, keepdim: true)).to(x.dtype);                          // [A, k]
+        var output = zeros_like(x);                                                         // [A, C]
+        for (var e = 0; e < experts; e++)
+        {
+            var hit = chosen.eq(e);                                                         // [A, k]
+            var rows = hit.any(-1).nonzero().squeeze(-1);                                   // [M]
+            if (rows.numel() == 0) continue;
+            var weight = (gates * hit.to(gates.dtype)).sum(-1).index_select(0, rows).unsqueeze(-1);   // [M, 1]
+            output = output.index_add(0, rows, Mlp(x.index_select(0, rows), $"{prefix}experts.{e}.") * weight, 1);
+        }
+        var flat = chosen.sort(-1).Values.data<long>().ToArray();
+        chosenRows = [.. Enumerable.Range(0, (int)chosen.shape[0]).Select(r => flat.Skip(r * k).Take(k).Select(v => (int)v).ToArray())];
+        return output;
     }
 
     private Tensor Linear(Tensor x, string name) => nn.functional.linear(x, _w[name + ".weight"], _w[name + ".bias"]);

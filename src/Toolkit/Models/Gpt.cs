@@ -56,6 +56,12 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         return x.matmul(wte.weight!.t());                                          // [B, T, V], tied output layer
     }
 
+    /// <summary>The mixture-of-experts feed-forwards, one per block (empty for a dense model).</summary>
+    public IReadOnlyList<MixtureOfExperts> ExpertLayers => [.. h.Select(b => b.Experts).OfType<MixtureOfExperts>()];
+
+    /// <summary>The load-balancing loss of the last forward, summed over blocks (null for a dense model).</summary>
+    public Tensor? LoadBalancingLoss() => ExpertLayers.Count == 0 ? null : ExpertLayers.Select(e => e.LastLoadBalancingLoss!).Aggregate((a, b) => a + b);
+
     /// <summary>Mean next-token cross-entropy of a batch (computed in fp32 whatever the model's dtype).</summary>
     public Tensor Loss(Tensor tokens, Tensor targets)
     {
@@ -68,16 +74,18 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         private readonly LayerNorm ln_1;
         private readonly CausalSelfAttention attn;
         private readonly LayerNorm ln_2;
-        private readonly Mlp mlp;
+        private readonly nn.Module<Tensor, Tensor> mlp;
 
         public Block(GptConfig config) : base(nameof(Block))
         {
             ln_1 = nn.LayerNorm(config.Embedding);
             attn = new CausalSelfAttention(config);
             ln_2 = nn.LayerNorm(config.Embedding);
-            mlp = new Mlp(config);
+            mlp = config.Experts > 0 ? new MixtureOfExperts(config) : new Mlp(config);
             RegisterComponents();
         }
+
+        public MixtureOfExperts? Experts => mlp as MixtureOfExperts;
 
         public override Tensor forward(Tensor x)
         {
@@ -110,7 +118,7 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         }
     }
 
-    private sealed class Mlp : nn.Module<Tensor, Tensor>
+    internal sealed class Mlp : nn.Module<Tensor, Tensor>
     {
         private readonly Linear c_fc;
         private readonly Linear c_proj;
@@ -123,5 +131,62 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         }
 
         public override Tensor forward(Tensor x) => c_proj.call(nn.functional.gelu(c_fc.call(x)));   // [B, T, C]
+    }
+
+    /// <summary>
+    /// A mixture-of-experts feed-forward (Shazeer et al. 2017; Switch Transformer's load balancing): a linear
+    /// router scores E experts (each the dense 4x MLP), every token goes to its top-k, their outputs mixed by
+    /// the renormalised router probabilities. Routing is a hard choice, so a tiny numeric difference near a
+    /// tie sends a token to other experts: the mismatch Ring-1T's IcePop is about. The router runs in fp32.
+    /// </summary>
+    public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
+    {
+        private readonly Linear router;
+        private readonly ModuleList<Mlp> experts;
+        private readonly int _topK;
+
+        internal MixtureOfExperts(GptConfig config) : base(nameof(MixtureOfExperts))
+        {
+            router = nn.Linear(config.Embedding, config.Experts, hasBias: false);
+            experts = nn.ModuleList(Enumerable.Range(0, config.Experts).Select(_ => new Mlp(config)).ToArray());
+            _topK = config.TopK;
+            RegisterComponents();
+        }
+
+        /// <summary>Switch's load-balancing loss of the last forward: E · Σ_e f_e · P_e (1 when balanced).</summary>
+        public Tensor? LastLoadBalancingLoss { get; private set; }
+
+        /// <summary>When true, <see cref="LastRouting"/> keeps the experts each token chose in the last forward.</summary>
+        public bool RecordRouting { get; set; }
+
+        /// <summary>The last forward's chosen experts, [tokens, k] (rows in the input's order), if recorded.</summary>
+        public Tensor? LastRouting { get; private set; }
+
+        /// <inheritdoc/>
+        public override Tensor forward(Tensor x)
+        {
+            var shape = x.shape;
+            var flat = x.reshape(-1, shape[^1]);                                        // [N, C]
+            var probabilities = nn.functional.softmax(router.call(flat).to(ScalarType.Float32), -1);   // [N, E]
+            var (top, chosen) = probabilities.topk(_topK, -1);                          // [N, k] each
+            var gates = (top / top.sum(-1, keepdim: true)).to(x.dtype);                  // [N, k]
+            var output = zeros_like(flat);                                              // [N, C]
+            for (var e = 0; e < experts.Count; e++)
+            {
+                var hit = chosen.eq(e);                                                 // [N, k]
+                var rows = hit.any(-1).nonzero().squeeze(-1);                           // [M]
+                if (rows.numel() == 0) continue;
+                var weight = (gates * hit.to(gates.dtype)).sum(-1).index_select(0, rows).unsqueeze(-1);   // [M, 1]
+                output = output.index_add(0, rows, experts[e].call(flat.index_select(0, rows)) * weight, 1);
+            }
+            var share = nn.functional.one_hot(chosen, experts.Count).sum(1).to(ScalarType.Float32).mean([0]) / _topK;   // [E] f_e
+            LastLoadBalancingLoss = (share * probabilities.mean([0])).sum() * experts.Count;
+            if (RecordRouting)
+            {
+                LastRouting?.Dispose();
+                LastRouting = chosen.detach().clone().DetachFromDisposeScope();   // read after the step; replaced (and freed) by the next forward
+            }
+            return output.reshape(shape);
+        }
     }
 }

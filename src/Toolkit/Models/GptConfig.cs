@@ -6,7 +6,9 @@ namespace Toolkit.Models;
 /// <param name="Layers">Transformer blocks.</param>
 /// <param name="Heads">Attention heads; must divide <paramref name="Embedding"/>.</param>
 /// <param name="Embedding">Model width.</param>
-public sealed record GptConfig(int VocabularySize, int ContextLength, int Layers, int Heads, int Embedding)
+/// <param name="Experts">Experts of a mixture-of-experts feed-forward in every block; 0 for the dense 4x MLP.</param>
+/// <param name="TopK">Experts each token is routed to (when <paramref name="Experts"/> &gt; 0).</param>
+public sealed record GptConfig(int VocabularySize, int ContextLength, int Layers, int Heads, int Embedding, int Experts = 0, int TopK = 2)
 {
     /// <summary>About 36 k parameters: for tests.</summary>
     public static GptConfig Tiny { get; } = new(256, 32, 2, 2, 32);
@@ -31,7 +33,11 @@ public sealed record GptConfig(int VocabularySize, int ContextLength, int Layers
 
     /// <summary>Parameter count: embeddings plus 12·C² + 13·C per block plus the final norm (the output layer is tied to the token embedding).</summary>
     public long ParameterCount => (long)VocabularySize * Embedding + (long)ContextLength * Embedding
-        + Layers * (12L * Embedding * Embedding + 13L * Embedding) + 2L * Embedding;
+        + Layers * (4L * Embedding * Embedding + 8L * Embedding + Math.Max(1, Experts) * (8L * Embedding * Embedding + 5L * Embedding) + (long)Experts * Embedding)
+        + 2L * Embedding;
+
+    /// <summary>This shape with a mixture-of-experts feed-forward of <paramref name="experts"/> experts, <paramref name="topK"/> per token.</summary>
+    public GptConfig WithExperts(int experts, int topK = 2) => (this with { Experts = experts, TopK = topK }).Validate();
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value.</summary>
     public GptConfig Validate()
@@ -40,6 +46,8 @@ public sealed record GptConfig(int VocabularySize, int ContextLength, int Layers
         if (ContextLength < 1) throw new ArgumentOutOfRangeException(nameof(ContextLength), ContextLength, "must be at least 1");
         if (Layers < 1) throw new ArgumentOutOfRangeException(nameof(Layers), Layers, "must be at least 1");
         if (Heads < 1 || Embedding % Heads != 0) throw new ArgumentOutOfRangeException(nameof(Heads), Heads, $"must divide Embedding ({Embedding})");
+        if (Experts < 0 || Experts == 1) throw new ArgumentOutOfRangeException(nameof(Experts), Experts, "must be 0 (dense) or at least 2");
+        if (Experts > 0 && (TopK < 1 || TopK > Experts)) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, $"must be in [1, {Experts}]");
         return this;
     }
 }

@@ -18,6 +18,7 @@ public static class RlCharts
         (RlTrainJob.Metrics.KlInferTrain, "KL(infer || train), k3"),
         (RlTrainJob.Metrics.MaskedFraction, "masked token fraction"),
         (RlTrainJob.Metrics.TokensPerSecond, "rollout tokens/s"),
+        (RlTrainJob.Metrics.RoutingFlips, "routing flips, engine vs trainer (moe)"),
     ];
 
     /// <summary>One chart per panel, one line per run (<paramref name="points"/> tagged with their run's name).</summary>

@@ -94,6 +94,29 @@ public sealed class GenerationEngineTests
         Assert.Equal(Run(), Run());
     }
 
+    [Fact]
+    public void MixtureOfExperts_Fp32_MatchesTheTrainer_InLogProbsAndRouting()
+    {
+        var config = Config.WithExperts(4, topK: 2);
+        manual_seed(3);
+        using var model = new Gpt(config);
+        Assert.Equal(config.ParameterCount, Flat(model).LongLength);
+        using var engine = new GenerationEngine(config, Numerics.Fp32, slots: 3, new SamplingOptions(), '\n', 8, seed: 11);
+        engine.LoadWeights(Flat(model), 1);
+        var sequences = Prompts(5).Select((p, i) => new Sequence(i, p)).ToList();
+        foreach (var s in sequences) engine.Enqueue(s);
+        engine.RunToCompletion();
+        Assert.All(sequences, s =>
+        {
+            Assert.Equal(s.Tokens.Count, s.Routing.Count);
+            Assert.All(s.Routing, r => Assert.Equal(config.Layers, r.Length));
+            var reference = ReferenceLogProbs(model, s);
+            for (var t = 0; t < reference.Length; t++) Assert.Equal(reference[t], s.LogProbs[t], 4);
+        });
+        using (no_grad()) Toolkit.Rl.ResponseScoring.Score(model, sequences, 1.0);
+        Assert.Equal(new long[config.Layers], Toolkit.Rl.ResponseScoring.RoutingFlips(model, sequences));   // same numerics, same experts
+    }
+
     internal static Gpt Model(int seed)
     {
         manual_seed(seed);

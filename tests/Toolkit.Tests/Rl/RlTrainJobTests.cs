@@ -43,6 +43,7 @@ public sealed class RlTrainJobTests : IDisposable
             Assert.True(s.TokensPerSecond > 0 && s.RolloutSeconds > 0 && s.TrainSeconds > 0);
             Assert.InRange(s.HeldOutAccuracy, 0, 1);
             Assert.Equal(0, s.MaxStaleness);
+            Assert.Empty(s.RoutingFlips);                                    // dense policy
         });
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(result.RunPath, JobHost.ResultFile)));
         var step = json.RootElement.GetProperty("steps")[0];
@@ -64,6 +65,21 @@ public sealed class RlTrainJobTests : IDisposable
             Assert.True(s.LogProbDiffMax > 1e-4, "int8 rollouts should differ from the fp32 trainer");
             Assert.InRange(s.MaxStaleness, 0, 2);
         });
+    }
+
+    [Theory]
+    [InlineData(Numerics.Fp32)]
+    [InlineData(Numerics.Bf16)]
+    public async Task MoePolicy_ReportsRoutingFlipsPerLayer_NoneWhenTheNumericsMatch(Numerics numerics)
+    {
+        var result = await RlTrainJob.RunAsync(Small(numerics: numerics) with { Policy = PolicyKind.Moe, Experts = 4, TopK = 2 });
+        Assert.All(result.Steps, s =>
+        {
+            Assert.Equal(2, s.RoutingFlips.Count);                            // the tiny GPT has two blocks
+            Assert.All(s.RoutingFlips, f => Assert.InRange(f, 0, 1));
+            if (numerics == Numerics.Fp32) Assert.All(s.RoutingFlips, f => Assert.Equal(0, f));
+        });
+        Assert.Equal(Toolkit.Models.GptConfig.Tiny.WithExperts(4).ParameterCount * 4, result.Steps[0].SyncBytes);
     }
 
     [Fact]

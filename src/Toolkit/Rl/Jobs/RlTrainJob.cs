@@ -46,6 +46,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         public const string ResponseLength = "rl.response_length";
         /// <summary>Policy entropy.</summary>
         public const string Entropy = "rl.entropy";
+        /// <summary>Share of response tokens the trainer routed to other experts than the rollout engine (moe; mean over layers, and per layer with a <c>.layerL</c> suffix).</summary>
+        public const string RoutingFlips = "rl.routing_flips";
     }
 
     private static readonly Lock InitGate = new();
@@ -65,7 +67,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     {
         var (comm, o) = (context.Comm, context.Options);
         var task = o.TaskDefinition;
-        var config = o.Model.Config;
+        var config = o.PolicyConfig;
         Gpt model;
         lock (InitGate)   // torch.manual_seed is process-global: in-process ranks take turns so all start identical
         {
@@ -137,15 +139,17 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             var loss = trainer.Step([m =>
             {
                 var (inputs, targets) = ResponseScoring.SupervisedBatch(problems);                    // [B, L] each
-                var logits = ((Gpt)m).call(inputs).to(ScalarType.Float32);                            // [B, L, V]
-                return nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100);
+                var policy = (Gpt)m;
+                var logits = policy.call(inputs).to(ScalarType.Float32);                              // [B, L, V]
+                var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100);
+                return policy.LoadBalancingLoss() is { } balance ? loss + o.LoadBalance * balance : loss;
             }]);
             if (context.Comm.Rank == 0 && (step % 10 == 0 || step == o.WarmupSteps - 1)) context.Record(step - o.WarmupSteps, "rl.warmup_loss", loss);
         }
     }
 
     internal sealed record UpdateStats(double Loss, double GradNorm, MismatchDiagnostics Diagnostics, double EntropySum, double SampledLogProbSum,
-        double RewardSum, double RewardSquares, long Responses, long Malformed, double[] Staleness, double Seconds);
+        double RewardSum, double RewardSquares, long Responses, long Malformed, double[] Staleness, double[] RoutingFlips, double Seconds);
 
     /// <summary>Staleness histogram bins: responses whose oldest token is 0, 1, ... versions behind (the last bin holds the rest).</summary>
     internal const int StalenessBins = 8;
@@ -160,22 +164,25 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var sequences = batch.Groups.SelectMany(g => g.Samples).ToList();
         MismatchDiagnostics? diagnostics = null;
         double entropySum = 0, logProbSum = 0;
+        long[] flips = [];
         var loss = trainer.Step([m =>
         {
-            var (logpTrain, logpInfer, valid, entropy) = ResponseScoring.Score((Gpt)m, sequences, o.Rollout.Sampling.Temperature);   // [N, T] each
+            var policy = (Gpt)m;
+            var (logpTrain, logpInfer, valid, entropy) = ResponseScoring.Score(policy, sequences, o.Rollout.Sampling.Temperature);   // [N, T] each
+            flips = ResponseScoring.RoutingFlips(policy, sequences);
             Tensor? logpReference = null;
             if (reference is not null)
                 using (no_grad()) logpReference = ResponseScoring.Score(reference, sequences, o.Rollout.Sampling.Temperature).LogpTrain;
             var input = new GrpoBatch(logpTrain, logpTrain.detach(), logpInfer, valid, tensor(advantages, dtype: ScalarType.Float32), logpReference, entropy);
             var (value, d) = GrpoLoss.Compute(input, o.Correction, o.Loss, budgetPerRank);
             (diagnostics, entropySum, logProbSum) = (d, entropy.sum().item<float>(), (logpInfer * valid).sum().item<float>());
-            return value;
+            return policy.LoadBalancingLoss() is { } balance ? value + o.LoadBalance * balance : value;
         }]);
         var gradNorm = trainer.GradientNorm();
         var staleness = new double[StalenessBins];
         foreach (var s in sequences) staleness[Math.Min(StalenessBins - 1, version - s.Versions.Min())]++;
         return new UpdateStats(loss, gradNorm, diagnostics!, entropySum, logProbSum, rewards.Sum(), rewards.Sum(r => r * r), rewards.Count,
-            scores.Sum(g => g.Count(s => s.IsMalformed)), staleness, clock.Elapsed.TotalSeconds);
+            scores.Sum(g => g.Count(s => s.IsMalformed)), staleness, [.. flips.Select(f => (double)f)], clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>The step's diagnostics over all ranks (sums and maxima all-reduced).</summary>
@@ -187,7 +194,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         [
             u.RewardSum, u.RewardSquares, u.Responses, u.Malformed, d.Tokens, d.LogProbDiffMean * d.Tokens, d.KlInferTrain * d.Tokens, masked,
             double.IsNaN(d.EntropyMasked) ? 0 : d.EntropyMasked * masked, double.IsNaN(d.EntropyKept) ? 0 : d.EntropyKept * (d.Tokens - masked),
-            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged, .. u.Staleness,
+            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged, .. u.Staleness, .. u.RoutingFlips,
         ];
         double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds];
         comm.AllReduce<double>(sums);
@@ -197,7 +204,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         return new RlStep(step, mean, Math.Sqrt(Math.Max(0, sums[1] / responses - mean * mean)), sums[3] / responses, accuracy, u.GradNorm,
             sums[5] / tokens, maxima[0], sums[6] / tokens, sums[7] / tokens, sums[7] > 0 ? sums[8] / sums[7] : double.NaN,
             tokens > sums[7] ? sums[9] / (tokens - sums[7]) : double.NaN, sums[10] / tokens, sums[11] / tokens, tokens / responses,
-            sums[12] / maxima[1], maxima[1], maxima[2], maxima[3], syncBytes, (long)responses, (long)sums[13], (long)sums[14], [.. sums[15..].Select(v => (long)v)]);
+            sums[12] / maxima[1], maxima[1], maxima[2], maxima[3], syncBytes, (long)responses, (long)sums[13], (long)sums[14],
+            [.. sums[15..(15 + StalenessBins)].Select(v => (long)v)], [.. sums[(15 + StalenessBins)..].Select(f => f / tokens)]);
     }
 
     /// <summary>Stops a diverging run with the step and the diagnostic that crossed its limit (the run folder keeps everything so far).</summary>
@@ -221,6 +229,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         context.Record(s.Step, Metrics.TokensPerSecond, s.TokensPerSecond);
         context.Record(s.Step, Metrics.ResponseLength, s.ResponseLength);
         context.Record(s.Step, Metrics.Entropy, s.Entropy);
+        if (s.RoutingFlips.Count > 0) context.Record(s.Step, Metrics.RoutingFlips, s.RoutingFlips.Average());
+        for (var l = 0; l < s.RoutingFlips.Count; l++) context.Record(s.Step, $"{Metrics.RoutingFlips}.layer{l}", s.RoutingFlips[l]);
     }
 
     /// <summary>Held-out accuracy with greedy decoding by an fp32 engine (the trainer's policy itself), on rank 0; NaN elsewhere.</summary>

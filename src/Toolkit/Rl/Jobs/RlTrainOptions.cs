@@ -15,6 +15,15 @@ public enum RolloutMode
     [JsonStringEnumMemberName("c3po++")] C3poPlusPlus,
 }
 
+/// <summary>The policy's feed-forward.</summary>
+public enum PolicyKind
+{
+    /// <summary>The GPT's dense 4x MLP.</summary>
+    [JsonStringEnumMemberName("dense")] Dense,
+    /// <summary>A mixture of experts: top-k routed experts per block, with a load-balancing loss.</summary>
+    [JsonStringEnumMemberName("moe")] Moe,
+}
+
 /// <summary>The rollout engine and how it is used.</summary>
 public sealed record RolloutOptions
 {
@@ -62,6 +71,25 @@ public sealed record RlTrainOptions : IJobOptions
 
     /// <summary>The policy (a GPT preset). Default small.</summary>
     [OptionGroup] public GptOptions Model { get; init; } = new() { Preset = "small" };
+
+    /// <summary>dense or moe. Default dense.</summary>
+    [Option("Policy feed-forward: dense, or moe (top-k routed experts per block: routing near-ties flip across numerics).")]
+    public PolicyKind Policy { get; init; } = PolicyKind.Dense;
+
+    /// <summary>Experts per block of a moe policy. Default 4.</summary>
+    [Option("Experts per block of a moe policy.")]
+    public int Experts { get; init; } = 4;
+
+    /// <summary>Experts each token is routed to. Default 2.</summary>
+    [Option("Experts each token is routed to (moe).")]
+    public int TopK { get; init; } = 2;
+
+    /// <summary>Weight of the load-balancing loss of a moe policy. Default 0.01.</summary>
+    [Option("Weight of the moe policy's load-balancing loss (Switch Transformer's E * sum f_e P_e).")]
+    public double LoadBalance { get; init; } = 0.01;
+
+    /// <summary>The policy's shape: the preset, with experts for a moe policy.</summary>
+    [JsonIgnore] public Models.GptConfig PolicyConfig => Policy == PolicyKind.Moe ? Model.Config.WithExperts(Experts, TopK) : Model.Config;
 
     /// <summary>The mismatch correction. Default IcePop with α = 0.5, β = 5.</summary>
     [OptionGroup] public CorrectionOptions Correction { get; init; } = new();
@@ -116,7 +144,10 @@ public sealed record RlTrainOptions : IJobOptions
     {
         Launch.Validate();
         var task = TaskDefinition;
-        var config = Model.Config;
+        if (Policy == PolicyKind.Moe && Experts < 2) throw new ArgumentOutOfRangeException(nameof(Experts), Experts, "must be at least 2");
+        if (Policy == PolicyKind.Moe && (TopK < 1 || TopK > Experts)) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, $"must be in [1, --experts ({Experts})]");
+        if (!(LoadBalance >= 0)) throw new ArgumentOutOfRangeException(nameof(LoadBalance), LoadBalance, "must not be negative");
+        var config = PolicyConfig;
         if (config.ContextLength < 8 + task.MaxCompletionTokens)
             throw new ArgumentOutOfRangeException(nameof(Model.Preset), Model.Preset, $"its context ({config.ContextLength}) is too short for {Task}'s prompts and {task.MaxCompletionTokens}-token answers");
         Correction.Validate();

@@ -29,10 +29,11 @@ namespace Toolkit.Rl;
 /// <param name="Carried">Responses carried over unfinished (C3PO++).</param>
 /// <param name="Purged">Responses purged as stale (C3PO++).</param>
 /// <param name="Staleness">Trained responses by how many policy versions their oldest token lags (index 0, 1, ...; the last bin holds the rest).</param>
+/// <param name="RoutingFlips">Moe policies: per layer, the share of response tokens whose chosen experts differ between the rollout engine and the trainer (empty for dense).</param>
 public sealed record RlStep(int Step, double RewardMean, double RewardStd, double MalformedFraction, double HeldOutAccuracy, double GradNorm,
     double LogProbDiffMean, double LogProbDiffMax, double KlInferTrain, double MaskedFraction, double EntropyMasked, double EntropyKept,
     double Entropy, double SampledLogProb, double ResponseLength, double TokensPerSecond, double RolloutSeconds, double TrainSeconds,
-    double SyncSeconds, long SyncBytes, long Responses, long Carried, long Purged, IReadOnlyList<long> Staleness)
+    double SyncSeconds, long SyncBytes, long Responses, long Carried, long Purged, IReadOnlyList<long> Staleness, IReadOnlyList<double> RoutingFlips)
 {
     /// <summary>The largest lag of a trained response.</summary>
     [JsonIgnore] public int MaxStaleness => Staleness.Select((count, lag) => count > 0 ? lag : 0).Max();

@@ -34,6 +34,7 @@ internal static class ResponseScoring
                 valid[i * responses + t] = 1;
             }
         }
+        foreach (var layer in model.ExpertLayers) layer.RecordRouting = true;
         var logits = model.call(tensor(inputs, [n, longest])).to(ScalarType.Float32) / temperature;   // [N, L, V]
         var logp = nn.functional.log_softmax(logits, -1);                                                   // [N, L, V]
         var position = tensor(positions, [n, responses]);                                                   // [N, T]
@@ -42,6 +43,32 @@ internal static class ResponseScoring
         using (no_grad()) entropy = (-(logp.exp() * logp).sum(-1)).gather(1, position);                    // [N, T]
         var mask = tensor(valid, [n, responses]);
         return (tokenLogp * mask, tensor(infer, [n, responses]), mask, entropy * mask);
+    }
+
+    /// <summary>
+    /// Per layer, how many response tokens the trainer routed to another set of experts than the rollout
+    /// engine did (read from the last <see cref="Score"/> forward): the quantity the IcePop authors argue
+    /// drives the collapse. Empty for a dense model.
+    /// </summary>
+    public static long[] RoutingFlips(Gpt model, IReadOnlyList<Sequence> sequences)
+    {
+        var layers = model.ExpertLayers;
+        if (layers.Count == 0 || sequences.Any(s => s.Routing.Count != s.Tokens.Count)) return [];
+        var longest = sequences.Max(s => s.Prompt.Count + s.Tokens.Count) - 1;
+        var flips = new long[layers.Count];
+        for (var l = 0; l < layers.Count; l++)
+        {
+            using var sorted = layers[l].LastRouting!.sort(-1).Values;                         // [N·L, k]
+            var k = (int)sorted.shape[1];
+            var chosen = sorted.data<long>().ToArray();
+            for (var i = 0; i < sequences.Count; i++)
+                for (var t = 0; t < sequences[i].Tokens.Count; t++)
+                {
+                    var row = (i * longest + sequences[i].Prompt.Count - 1 + t) * k;
+                    if (!sequences[i].Routing[t][l].SequenceEqual(chosen.Skip(row).Take(k).Select(v => (int)v))) flips[l]++;
+                }
+        }
+        return flips;
     }
 
     /// <summary>Inputs, targets (−100 where no loss) for supervised training on reference answers: the loss covers the answer and the stop token.</summary>
