@@ -72,3 +72,22 @@ public sealed class GroupLayoutTests
         Assert.Contains("2 group(s) of 2", e.Message);
     }
 }
+
+/// <summary>Parameters the loss does not reach (an expert no token chose) have no autograd gradient; the sharded trainer treats it as zero.</summary>
+public sealed class UnusedParameterTests
+{
+    [Fact]
+    public void ShardedTrainer_StepsAModelWithUnusedExperts()
+    {
+        Toolkit.Runtime.TorchRuntime.EnsureInitialized();
+        var losses = InProcessCluster.Run(2, 1, comm =>
+        {
+            torch.manual_seed(1);
+            using var model = new Toolkit.Models.Gpt(Toolkit.Models.GptConfig.Tiny.WithExperts(8, topK: 1));
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NIG"), 1), comm);
+            // Two tokens reach at most two of the eight experts per block.
+            return trainer.Step([m => ((Toolkit.Models.Gpt)m).Loss(torch.tensor(new long[] { 1, 2 }).unsqueeze(0), torch.tensor(new long[] { 2, 3 }).unsqueeze(0))]);
+        });
+        Assert.All(losses, l => Assert.True(double.IsFinite(l)));
+    }
+}

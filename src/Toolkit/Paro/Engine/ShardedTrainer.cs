@@ -228,7 +228,7 @@ public sealed class ShardedTrainer : IDisposable
         var gradient = zeros(_groups.Padded, dtype: _dtype, device: _device);         // [Padded] this rank's gradient
         using (no_grad())
             foreach (var (p, start, count, _) in _layout)
-                gradient.narrow(0, start, count).copy_(p.grad!.flatten());
+                if (p.grad is { } g) gradient.narrow(0, start, count).copy_(g.flatten());   // a parameter the loss did not touch (an expert no token chose) has no gradient: it stays 0
         _peakTransientBytes = Math.Max(_peakTransientBytes,
             (Strategy.Parameters == ShardLevel.None ? 0 : Bytes(full)) + Bytes(gradient) + Bytes(gradient));   // gathered params, autograd grads, staging
         ReleaseModuleParameters();
