@@ -5,7 +5,7 @@ namespace Toolkit.Paro;
 
 /// <summary>
 /// The parity check of sharded training, shared by the in-process tests and the MPI self-test
-/// (<c>toolkit selftest paro</c>): a small network (parameter count not divisible by the rank
+/// (<see cref="ParoSelfTestJob"/>, under mpiexec): a small network (parameter count not divisible by the rank
 /// count, so padding is exercised), deterministic micro-batches indexed by (step, a·n + rank), and
 /// the single-process reference with <c>torch.optim.AdamW</c> on the same global batch.
 /// </summary>
