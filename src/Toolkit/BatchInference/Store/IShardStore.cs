@@ -1,0 +1,46 @@
+namespace Toolkit.BatchInference;
+
+/// <summary>What a worker's commit did.</summary>
+public enum CommitOutcome
+{
+    /// <summary>The shard is now DONE with this output.</summary>
+    Committed,
+    /// <summary>It was already DONE: a repeated completion changes nothing (idempotent).</summary>
+    AlreadyDone,
+    /// <summary>The lease is no longer this worker's (it expired and the shard went back to the queue): nothing recorded; the shard is redone, and its output file is replaced atomically.</summary>
+    Stale,
+}
+
+/// <summary>
+/// The coordinator's durable shard state (AntBatchInfer's stateful data-sharding service). Every change is a
+/// transaction of a shard state transition (<see cref="ShardTransitions"/>), so a coordinator restarted on
+/// the same store resumes exactly where it stopped, and no committed shard is redone.
+/// </summary>
+public interface IShardStore : IDisposable
+{
+    /// <summary>Creates the shards of a job of <paramref name="records"/> records in shards of <paramref name="shardSize"/>; on a store that already holds a job, checks it is the same layout and changes nothing.</summary>
+    /// <exception cref="InvalidOperationException">The store holds another job's layout.</exception>
+    void Initialize(long records, long shardSize);
+
+    /// <summary>Leases the next waiting shard to <paramref name="worker"/> until <paramref name="now"/> + <paramref name="duration"/>; null when none waits.</summary>
+    ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now);
+
+    /// <summary>Extends a lease; false when <paramref name="token"/> no longer holds the shard.</summary>
+    bool Heartbeat(long shard, string token, TimeSpan duration, DateTimeOffset now);
+
+    /// <summary>Records that the shard's output (already written atomically) is committed.</summary>
+    CommitOutcome Commit(long shard, string token, string output);
+
+    /// <summary>Ends a lease without output: back to the queue, or FAILED once <paramref name="retryCap"/> attempts are used. A preemption (<paramref name="countsAsAttempt"/> false) does not use an attempt.</summary>
+    /// <returns>The shard's new state, or null when the token no longer held it.</returns>
+    ShardState? Release(long shard, string token, string reason, int retryCap, bool countsAsAttempt = true);
+
+    /// <summary>Returns every lease that ended before <paramref name="now"/> to the queue (an attempt used; FAILED past the cap); the number returned or failed.</summary>
+    int ExpireLeases(DateTimeOffset now, int retryCap);
+
+    /// <summary>Every shard, by index.</summary>
+    IReadOnlyList<Shard> Shards();
+
+    /// <summary>Shards per state.</summary>
+    IReadOnlyDictionary<ShardState, int> Counts();
+}

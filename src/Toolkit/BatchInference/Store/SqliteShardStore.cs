@@ -1,0 +1,188 @@
+using Microsoft.Data.Sqlite;
+
+namespace Toolkit.BatchInference;
+
+/// <summary>
+/// <see cref="IShardStore"/> in a SQLite database (WAL journal, full synchronous commits) in the job folder.
+/// Each operation is one IMMEDIATE transaction that reads the shard, checks the transition and writes it,
+/// so several coordinator threads, or a coordinator restarted after a kill, always see a consistent state.
+/// </summary>
+public sealed class SqliteShardStore : IShardStore
+{
+    private readonly SqliteConnection _connection;
+    private readonly Lock _gate = new();
+
+    /// <summary>Opens (creating if needed) the store at <paramref name="path"/>.</summary>
+    public SqliteShardStore(string path)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false }.ToString());
+        _connection.Open();
+        Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+        Execute("""
+            CREATE TABLE IF NOT EXISTS job (id INTEGER PRIMARY KEY CHECK (id = 0), records INTEGER NOT NULL, shard_size INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS shards (
+                id INTEGER PRIMARY KEY, first_record INTEGER NOT NULL, records INTEGER NOT NULL, state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, worker TEXT, token TEXT, expires INTEGER, last_error TEXT, output TEXT);
+            CREATE INDEX IF NOT EXISTS shards_state ON shards (state, id);
+            """);
+    }
+
+    /// <summary>The database file.</summary>
+    public string Path { get; }
+
+    /// <inheritdoc/>
+    public void Initialize(long records, long shardSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(records);
+        ArgumentOutOfRangeException.ThrowIfLessThan(shardSize, 1);
+        InTransaction(() =>
+        {
+            using var read = Command("SELECT records, shard_size FROM job WHERE id = 0");
+            using (var reader = read.ExecuteReader())
+                if (reader.Read())
+                {
+                    var (r, s) = (reader.GetInt64(0), reader.GetInt64(1));
+                    return r == records && s == shardSize ? 0
+                        : throw new InvalidOperationException($"{Path} holds a job of {r} records in shards of {s}, not {records} in shards of {shardSize}.");
+                }
+            Run("INSERT INTO job (id, records, shard_size) VALUES (0, $r, $s)", ("$r", records), ("$s", shardSize));
+            for (long id = 0, first = 0; first < records; id++, first += shardSize)
+                Run("INSERT INTO shards (id, first_record, records, state) VALUES ($id, $first, $n, 'todo')",
+                    ("$id", id), ("$first", first), ("$n", Math.Min(shardSize, records - first)));
+            return 0;
+        });
+    }
+
+    /// <inheritdoc/>
+    public ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now) => InTransaction(() =>
+    {
+        var next = Query("SELECT * FROM shards WHERE state = 'todo' ORDER BY id LIMIT 1").FirstOrDefault();
+        if (next is null) return null;
+        ShardTransitions.TransitionTo(next.Id, next.State, ShardState.Leased);
+        var token = Guid.NewGuid().ToString("N");
+        var expires = now + duration;
+        Run("UPDATE shards SET state = 'leased', worker = $w, token = $t, expires = $e WHERE id = $id",
+            ("$w", worker), ("$t", token), ("$e", expires.ToUnixTimeMilliseconds()), ("$id", next.Id));
+        return new ShardLease(next with { State = ShardState.Leased, Worker = worker, LeaseExpires = expires }, token, expires);
+    });
+
+    /// <inheritdoc/>
+    public bool Heartbeat(long shard, string token, TimeSpan duration, DateTimeOffset now) => InTransaction(() =>
+        Run("UPDATE shards SET expires = $e WHERE id = $id AND state = 'leased' AND token = $t",
+            ("$e", (now + duration).ToUnixTimeMilliseconds()), ("$id", shard), ("$t", token)) == 1);
+
+    /// <inheritdoc/>
+    public CommitOutcome Commit(long shard, string token, string output) => InTransaction(() =>
+    {
+        var (current, holder) = Read(shard);
+        if (current.State == ShardState.Done) return CommitOutcome.AlreadyDone;
+        if (current.State != ShardState.Leased || holder != token) return CommitOutcome.Stale;
+        ShardTransitions.TransitionTo(shard, current.State, ShardState.Done);
+        Run("UPDATE shards SET state = 'done', output = $o, token = NULL, expires = NULL WHERE id = $id", ("$o", output), ("$id", shard));
+        return CommitOutcome.Committed;
+    });
+
+    /// <inheritdoc/>
+    public ShardState? Release(long shard, string token, string reason, int retryCap, bool countsAsAttempt = true) => InTransaction(() =>
+    {
+        var (current, holder) = Read(shard);
+        if (current.State != ShardState.Leased || holder != token) return (ShardState?)null;
+        return End(current, reason, retryCap, countsAsAttempt);
+    });
+
+    /// <inheritdoc/>
+    public int ExpireLeases(DateTimeOffset now, int retryCap) => InTransaction(() =>
+    {
+        var expired = Query("SELECT * FROM shards WHERE state = 'leased' AND expires < $now", ("$now", now.ToUnixTimeMilliseconds()));
+        foreach (var shard in expired) End(shard, $"lease of {shard.Worker} expired", retryCap, countsAsAttempt: true);
+        return expired.Count;
+    });
+
+    /// <inheritdoc/>
+    public IReadOnlyList<Shard> Shards() => InTransaction(() => Query("SELECT * FROM shards ORDER BY id"));
+
+    /// <inheritdoc/>
+    public IReadOnlyDictionary<ShardState, int> Counts()
+    {
+        var counts = Enum.GetValues<ShardState>().ToDictionary(s => s, _ => 0);
+        foreach (var shard in Shards()) counts[shard.State]++;
+        return counts;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _connection.Dispose();
+
+    private ShardState End(Shard shard, string reason, int retryCap, bool countsAsAttempt)
+    {
+        var attempts = shard.Attempts + (countsAsAttempt ? 1 : 0);
+        var next = ShardTransitions.TransitionTo(shard.Id, shard.State, attempts >= retryCap ? ShardState.Failed : ShardState.Todo);
+        Run("UPDATE shards SET state = $s, attempts = $a, worker = NULL, token = NULL, expires = NULL, last_error = $r WHERE id = $id",
+            ("$s", Name(next)), ("$a", attempts), ("$r", reason), ("$id", shard.Id));
+        return next;
+    }
+
+    private (Shard Shard, string? Token) Read(long id)
+    {
+        using var command = Command("SELECT *, token FROM shards WHERE id = $id", ("$id", id));
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? (ToShard(reader), reader.IsDBNull(reader.GetOrdinal("token")) ? null : reader.GetString(reader.GetOrdinal("token")))
+            : throw new ArgumentOutOfRangeException(nameof(id), id, "no such shard");
+    }
+
+    private List<Shard> Query(string sql, params (string Name, object Value)[] parameters)
+    {
+        using var command = Command(sql, parameters);
+        using var reader = command.ExecuteReader();
+        var shards = new List<Shard>();
+        while (reader.Read()) shards.Add(ToShard(reader));
+        return shards;
+    }
+
+    private static Shard ToShard(SqliteDataReader r)
+    {
+        string? Text(string column) => r.IsDBNull(r.GetOrdinal(column)) ? null : r.GetString(r.GetOrdinal(column));
+        var expires = r.IsDBNull(r.GetOrdinal("expires")) ? (DateTimeOffset?)null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(r.GetOrdinal("expires")));
+        return new Shard(r.GetInt64(r.GetOrdinal("id")), r.GetInt64(r.GetOrdinal("first_record")), r.GetInt64(r.GetOrdinal("records")),
+            Parse(r.GetString(r.GetOrdinal("state"))), r.GetInt32(r.GetOrdinal("attempts")), Text("worker"), expires, Text("last_error"), Text("output"));
+    }
+
+    private static ShardState Parse(string state) => Enum.GetValues<ShardState>().First(s => Name(s) == state);
+
+    private static string Name(ShardState state) => state.ToString().ToLowerInvariant();
+
+    private T InTransaction<T>(Func<T> body)
+    {
+        lock (_gate)
+        {
+            Execute("BEGIN IMMEDIATE");
+            try
+            {
+                var result = body();
+                Execute("COMMIT");
+                return result;
+            }
+            catch
+            {
+                Execute("ROLLBACK");
+                throw;
+            }
+        }
+    }
+
+    private SqliteCommand Command(string sql, params (string Name, object Value)[] parameters)
+    {
+        var command = _connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value);
+        return command;
+    }
+
+    private int Run(string sql, params (string Name, object Value)[] parameters)
+    {
+        using var command = Command(sql, parameters);
+        return command.ExecuteNonQuery();
+    }
+
+    private void Execute(string sql) => Run(sql);
+}

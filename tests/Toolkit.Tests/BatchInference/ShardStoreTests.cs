@@ -1,0 +1,135 @@
+using Toolkit.BatchInference;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>
+/// The coordinator's durable shard state on a real SQLite file: leases, idempotent commits, expiry, the
+/// retry cap, preemption that costs no attempt, restart on the same file, the state machine's refusals,
+/// and several processes' worth of connections leasing concurrently without a shard committed twice.
+/// </summary>
+public sealed class ShardStoreTests : IDisposable
+{
+    private static readonly DateTimeOffset T0 = new(2026, 11, 25, 12, 0, 0, TimeSpan.Zero);
+    private static readonly TimeSpan Lease = TimeSpan.FromMinutes(1);
+    private readonly TemporaryFolder _folder = new("toolkit-shards-");
+
+    private string Database => Path.Combine(_folder.Path, "state.db");
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public void Initialize_SplitsTheRecords_AndReopeningTheSameJobChangesNothing()
+    {
+        using (var store = new SqliteShardStore(Database))
+        {
+            store.Initialize(records: 1050, shardSize: 100);
+            var shards = store.Shards();
+            Assert.Equal(11, shards.Count);
+            Assert.Equal((1000L, 50L), (shards[^1].FirstRecord, shards[^1].Records));
+            Assert.All(shards, s => Assert.Equal(ShardState.Todo, s.State));
+            store.Initialize(1050, 100);
+            Assert.Equal(11, store.Shards().Count);
+        }
+        using var reopened = new SqliteShardStore(Database);
+        Assert.Contains("holds a job of 1050 records in shards of 100", Assert.Throws<InvalidOperationException>(() => reopened.Initialize(2000, 100)).Message);
+    }
+
+    [Fact]
+    public void LeaseAndCommit_MarkDone_OnceOnly()
+    {
+        using var store = Store(records: 300, shardSize: 100);
+        var lease = store.TryLease("w1", Lease, T0)!;
+        Assert.Equal((0L, ShardState.Leased, "w1"), (lease.Shard.Id, lease.Shard.State, lease.Shard.Worker));
+        Assert.Equal(1, store.TryLease("w2", Lease, T0)!.Shard.Id);                 // the next waiting shard
+        Assert.Equal(CommitOutcome.Committed, store.Commit(0, lease.Token, "part-00000.jsonl"));
+        Assert.Equal(CommitOutcome.AlreadyDone, store.Commit(0, lease.Token, "part-00000.jsonl"));
+        Assert.Equal(ShardState.Done, store.Shards()[0].State);
+        Assert.Equal("part-00000.jsonl", store.Shards()[0].Output);
+        Assert.Equal(2, store.TryLease("w1", Lease, T0)!.Shard.Id);
+        Assert.Null(store.TryLease("w1", Lease, T0));                                // nothing waits
+    }
+
+    [Fact]
+    public void ExpiredLease_GoesBackToTheQueue_AndTheOldHolderCannotCommit()
+    {
+        using var store = Store(100, 100);
+        var lease = store.TryLease("killed", Lease, T0)!;
+        Assert.True(store.Heartbeat(0, lease.Token, Lease, T0 + TimeSpan.FromSeconds(50)));   // renewed until 1:50
+        Assert.Equal(0, store.ExpireLeases(T0 + TimeSpan.FromSeconds(100), retryCap: 3));
+        Assert.Equal(1, store.ExpireLeases(T0 + TimeSpan.FromMinutes(2), retryCap: 3));
+        var shard = store.Shards()[0];
+        Assert.Equal((ShardState.Todo, 1), (shard.State, shard.Attempts));
+        Assert.Contains("lease of killed expired", shard.LastError);
+        Assert.False(store.Heartbeat(0, lease.Token, Lease, T0 + TimeSpan.FromMinutes(2)));
+        Assert.Equal(CommitOutcome.Stale, store.Commit(0, lease.Token, "late"));
+        var again = store.TryLease("w2", Lease, T0 + TimeSpan.FromMinutes(2))!;
+        Assert.Equal(CommitOutcome.Committed, store.Commit(0, again.Token, "part-00000.jsonl"));
+    }
+
+    [Fact]
+    public void RetryCap_EndsInFailed_WithTheReason_AndPreemptionCostsNoAttempt()
+    {
+        using var store = Store(100, 100);
+        var preempted = store.TryLease("w", Lease, T0)!;
+        Assert.Equal(ShardState.Todo, store.Release(0, preempted.Token, "SIGTERM: drained", retryCap: 2, countsAsAttempt: false));
+        Assert.Equal(0, store.Shards()[0].Attempts);
+        Assert.Equal(ShardState.Todo, store.Release(0, store.TryLease("w", Lease, T0)!.Token, "bad batch", retryCap: 2));
+        Assert.Equal(ShardState.Failed, store.Release(0, store.TryLease("w", Lease, T0)!.Token, "bad batch again", retryCap: 2));
+        var failed = store.Shards()[0];
+        Assert.Equal((ShardState.Failed, 2, "bad batch again"), (failed.State, failed.Attempts, failed.LastError));
+        Assert.Null(store.TryLease("w", Lease, T0));                                   // never handed out again, never dropped
+        Assert.Equal(1, store.Counts()[ShardState.Failed]);
+    }
+
+    [Fact]
+    public void Restart_OnTheSameFile_ResumesEveryState()
+    {
+        string token;
+        using (var store = Store(300, 100))
+        {
+            Assert.Equal(CommitOutcome.Committed, store.Commit(0, store.TryLease("w", Lease, T0)!.Token, "part-0"));
+            token = store.TryLease("w", Lease, T0)!.Token;
+        }
+        using var restarted = new SqliteShardStore(Database);
+        restarted.Initialize(300, 100);
+        Assert.Equal([ShardState.Done, ShardState.Leased, ShardState.Todo], restarted.Shards().Select(s => s.State));
+        Assert.Equal(CommitOutcome.Committed, restarted.Commit(1, token, "part-1"));   // the lease survived the restart
+        Assert.Equal(2, restarted.TryLease("w", Lease, T0)!.Shard.Id);
+    }
+
+    [Theory]
+    [InlineData(ShardState.Todo, ShardState.Done)]
+    [InlineData(ShardState.Done, ShardState.Leased)]
+    [InlineData(ShardState.Failed, ShardState.Todo)]
+    [InlineData(ShardState.Done, ShardState.Todo)]
+    public void IllegalTransitions_Throw_NamingBothStates(ShardState from, ShardState to)
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => ShardTransitions.TransitionTo(7, from, to));
+        Assert.Equal($"Shard 7 cannot go from {from} to {to}.", e.Message);
+    }
+
+    [Fact]
+    public async Task ConcurrentConnections_CommitEveryShardExactlyOnce()
+    {
+        using (var store = Store(2000, 10)) { }
+        var committed = new System.Collections.Concurrent.ConcurrentBag<long>();
+        var workers = Enumerable.Range(0, 4).Select(w => Task.Run(() =>
+        {
+            using var store = new SqliteShardStore(Database);   // one connection each, as separate worker processes would have
+            while (store.TryLease($"w{w}", Lease, T0) is { } lease)
+                if (store.Commit(lease.Shard.Id, lease.Token, $"part-{lease.Shard.Id}") == CommitOutcome.Committed) committed.Add(lease.Shard.Id);
+        })).ToArray();
+        await Task.WhenAll(workers).WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.Equal(Enumerable.Range(0, 200).Select(i => (long)i), committed.Order());
+        using var check = new SqliteShardStore(Database);
+        Assert.Equal(200, check.Counts()[ShardState.Done]);
+    }
+
+    private SqliteShardStore Store(long records, long shardSize)
+    {
+        var store = new SqliteShardStore(Database);
+        store.Initialize(records, shardSize);
+        return store;
+    }
+}
