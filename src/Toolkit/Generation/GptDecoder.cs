@@ -77,22 +77,12 @@ internal sealed class GptDecoder : IDisposable
 
     private Tensor Mlp(Tensor x, string prefix) => Linear(nn.functional.gelu(Linear(x, prefix + "c_fc")), prefix + "c_proj");
 
-    /// <summary>The mixture-of-experts feed-forward in the engine's numerics (router in fp32, as the trainer's): top-k experts per row, renormalised gates.</summary>
+    /// <summary>The mixture-of-experts feed-forward in the engine's numerics, by the trainer's routing rule (<see cref="Models.Gpt.MixtureOfExperts.Mix"/>).</summary>
     private Tensor Experts(Tensor x, string prefix, out int[][] chosenRows)
     {
-        var (experts, k) = (_w.Config.Experts, _w.Config.TopK);
-        var probabilities = nn.functional.softmax(nn.functional.linear(x, _w[prefix + "router.weight"]).to(ScalarType.Float32), -1);   // [A, E]
-        var (top, chosen) = probabilities.topk(k, -1);                                      // [A, k] each
-        var gates = (top / top.sum(-1, keepdim: true)).to(x.dtype);                          // [A, k]
-        var output = zeros_like(x);                                                         // [A, C]
-        for (var e = 0; e < experts; e++)
-        {
-            var hit = chosen.eq(e);                                                         // [A, k]
-            var rows = hit.any(-1).nonzero().squeeze(-1);                                   // [M]
-            if (rows.numel() == 0) continue;
-            var weight = (gates * hit.to(gates.dtype)).sum(-1).index_select(0, rows).unsqueeze(-1);   // [M, 1]
-            output = output.index_add(0, rows, Mlp(x.index_select(0, rows), $"{prefix}experts.{e}.") * weight, 1);
-        }
+        var k = _w.Config.TopK;
+        var output = Models.Gpt.MixtureOfExperts.Mix(x, nn.functional.linear(x, _w[prefix + "router.weight"]), _w.Config.Experts, k,
+            (e, rows) => Mlp(rows, $"{prefix}experts.{e}."), out _, out var chosen);               // [A, C]
         var flat = chosen.sort(-1).Values.data<long>().ToArray();
         chosenRows = [.. Enumerable.Range(0, (int)chosen.shape[0]).Select(r => flat.Skip(r * k).Take(k).Select(v => (int)v).ToArray())];
         return output;

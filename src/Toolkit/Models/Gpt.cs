@@ -162,23 +162,43 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
         /// <summary>The last forward's chosen experts, [tokens, k] (rows in the input's order), if recorded.</summary>
         public Tensor? LastRouting { get; private set; }
 
+        /// <summary>
+        /// The routing rule, shared by the trainer and the generation engine so they differ only in numerics:
+        /// router probabilities in fp32, the top-k experts per row, their probabilities renormalised as gates,
+        /// each expert run on the rows that chose it.
+        /// </summary>
+        /// <param name="x">Rows [N, C].</param>
+        /// <param name="routerLogits">Router scores [N, E].</param>
+        /// <param name="count">E.</param>
+        /// <param name="topK">k.</param>
+        /// <param name="expert">Runs expert e on some rows [M, C].</param>
+        /// <param name="probabilities">Router probabilities [N, E] (fp32).</param>
+        /// <param name="chosen">The chosen experts [N, k].</param>
+        /// <returns>The mixed output [N, C].</returns>
+        internal static Tensor Mix(Tensor x, Tensor routerLogits, int count, int topK, Func<int, Tensor, Tensor> expert, out Tensor probabilities, out Tensor chosen)
+        {
+            probabilities = nn.functional.softmax(routerLogits.to(ScalarType.Float32), -1);    // [N, E]
+            var (top, picked) = probabilities.topk(topK, -1);                                   // [N, k] each
+            chosen = picked;
+            var gates = (top / top.sum(-1, keepdim: true)).to(x.dtype);                          // [N, k]
+            var output = zeros_like(x);                                                         // [N, C]
+            for (var e = 0; e < count; e++)
+            {
+                var hit = picked.eq(e);                                                         // [N, k]
+                var rows = hit.any(-1).nonzero().squeeze(-1);                                   // [M]
+                if (rows.numel() == 0) continue;
+                var weight = (gates * hit.to(gates.dtype)).sum(-1).index_select(0, rows).unsqueeze(-1);   // [M, 1]
+                output = output.index_add(0, rows, expert(e, x.index_select(0, rows)) * weight, 1);
+            }
+            return output;
+        }
+
         /// <inheritdoc/>
         public override Tensor forward(Tensor x)
         {
             var shape = x.shape;
             var flat = x.reshape(-1, shape[^1]);                                        // [N, C]
-            var probabilities = nn.functional.softmax(router.call(flat).to(ScalarType.Float32), -1);   // [N, E]
-            var (top, chosen) = probabilities.topk(_topK, -1);                          // [N, k] each
-            var gates = (top / top.sum(-1, keepdim: true)).to(x.dtype);                  // [N, k]
-            var output = zeros_like(flat);                                              // [N, C]
-            for (var e = 0; e < experts.Count; e++)
-            {
-                var hit = chosen.eq(e);                                                 // [N, k]
-                var rows = hit.any(-1).nonzero().squeeze(-1);                           // [M]
-                if (rows.numel() == 0) continue;
-                var weight = (gates * hit.to(gates.dtype)).sum(-1).index_select(0, rows).unsqueeze(-1);   // [M, 1]
-                output = output.index_add(0, rows, experts[e].call(flat.index_select(0, rows)) * weight, 1);
-            }
+            var output = Mix(flat, router.call(flat), experts.Count, _topK, (e, rows) => experts[e].call(rows), out var probabilities, out var chosen);   // [N, C]
             var share = nn.functional.one_hot(chosen, experts.Count).sum(1).to(ScalarType.Float32).mean([0]) / _topK;   // [E] f_e
             LastLoadBalancingLoss = (share * probabilities.mean([0])).sum() * experts.Count;
             if (RecordRouting)
