@@ -16,4 +16,12 @@ public static class ByteTokenizer
 
     /// <summary>Token ids to text (invalid UTF-8 sequences become U+FFFD).</summary>
     public static string Decode(ReadOnlySpan<byte> tokens) => Encoding.UTF8.GetString(tokens);
+
+    /// <summary>Text to token ids as the models take them (int64).</summary>
+    public static long[] EncodeIds(string text) => [.. Encode(text).Select(b => (long)b)];
+
+    /// <summary>Model token ids to text.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An id is outside the byte vocabulary.</exception>
+    public static string Decode(IEnumerable<long> ids) =>
+        Decode([.. ids.Select(id => id is >= 0 and < VocabularySize ? (byte)id : throw new ArgumentOutOfRangeException(nameof(ids), id, $"is not a byte token (vocabulary {VocabularySize})"))]);
 }

@@ -62,7 +62,7 @@ internal sealed class GroupFactory(int groupSize)
     public (long Id, List<Sequence> Samples) Create(Problem problem)
     {
         var id = _groups++;
-        var prompt = problem.Prompt.Select(c => (long)(byte)c).ToArray();
+        var prompt = Data.ByteTokenizer.EncodeIds(problem.Prompt);
         return (id, [.. Enumerable.Range(0, groupSize).Select(_ => new Sequence(_sequences++, prompt, id))]);
     }
 }

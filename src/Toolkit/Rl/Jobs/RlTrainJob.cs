@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Toolkit.Comm;
+using Toolkit.Data;
 using Toolkit.Generation;
 using Toolkit.Jobs;
 using Toolkit.Models;
@@ -158,7 +159,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     internal static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, RolloutBatch batch, RlTrainOptions o, int version, Gpt? reference, long budgetPerRank)
     {
         var clock = Stopwatch.StartNew();
-        var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem, Decode(s.Tokens))).ToList()).ToList();
+        var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem, ByteTokenizer.Decode(s.Tokens))).ToList()).ToList();
         var rewards = scores.SelectMany(g => g.Select(s => s.Reward)).ToList();
         var advantages = scores.SelectMany(g => GroupAdvantages.Compute([.. g.Select(s => s.Reward)], g.Count)).ToArray();
         var sequences = batch.Groups.SelectMany(g => g.Samples).ToList();
@@ -239,10 +240,10 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         if (comm.Rank != 0) return double.NaN;
         using var engine = new GenerationEngine(config, Numerics.Fp32, Math.Min(64, problems.Count), new SamplingOptions { TopP = 1e-9 }, VerifiableTask.Stop, task.MaxCompletionTokens, seed: 0);
         engine.LoadWeights(flat, 0);
-        var sequences = problems.Select((p, i) => new Sequence(i, [.. p.Prompt.Select(c => (long)(byte)c)], p)).ToList();
+        var sequences = problems.Select((p, i) => new Sequence(i, ByteTokenizer.EncodeIds(p.Prompt), p)).ToList();
         foreach (var s in sequences) engine.Enqueue(s);
         engine.RunToCompletion();
-        return sequences.Count(s => task.Judge((Problem)s.Tag!, Decode(s.Tokens)).IsCorrect) / (double)sequences.Count;
+        return sequences.Count(s => task.Judge((Problem)s.Tag!, ByteTokenizer.Decode(s.Tokens)).IsCorrect) / (double)sequences.Count;
     }
 
     private static Gpt Policy(GptConfig config, float[] flat)
@@ -258,8 +259,6 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         }
         return model;
     }
-
-    private static string Decode(IEnumerable<long> tokens) => new([.. tokens.Select(t => (char)(byte)t)]);
 
     /// <summary>What one rank returns (rank 0's carries the global diagnostics and the held-out accuracies).</summary>
     /// <param name="InitialAccuracy">Before training.</param>

@@ -1,3 +1,4 @@
+using Toolkit.Data;
 using Toolkit.Generation;
 using Toolkit.Models;
 using static TorchSharp.torch;
@@ -74,7 +75,7 @@ internal static class ResponseScoring
     /// <summary>Inputs, targets (−100 where no loss) for supervised training on reference answers: the loss covers the answer and the stop token.</summary>
     public static (Tensor Inputs, Tensor Targets) SupervisedBatch(IReadOnlyList<Problem> problems)
     {
-        var rows = problems.Select(p => (Prompt: p.Prompt.Length, All: (p.Prompt + p.Answer + VerifiableTask.Stop).Select(c => (long)(byte)c).ToArray())).ToList();
+        var rows = problems.Select(p => (Prompt: ByteTokenizer.Encode(p.Prompt).Length, All: ByteTokenizer.EncodeIds(p.Prompt + p.Answer + VerifiableTask.Stop))).ToList();
         var longest = rows.Max(r => r.All.Length) - 1;
         var inputs = new long[rows.Count * longest];
         var targets = Enumerable.Repeat(-100L, rows.Count * longest).ToArray();
