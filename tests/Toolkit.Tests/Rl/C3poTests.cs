@@ -68,5 +68,5 @@ public sealed class C3poTests
         Assert.Equal((0, 0), (batch.Carried, batch.Purged));
     }
 
-    private static float[] Flat(Gpt model) => [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
+    private static float[] Flat(Gpt model) => Generation.GenerationEngineTests.Flat(model);
 }

@@ -20,9 +20,8 @@ public sealed record RlRunOptions : Jobs.ICheckedOptions
         : [.. Compare.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(c => Job with { Correction = Job.Correction with { Correction = ParseCorrection(c) } })];
 
     private static Correction ParseCorrection(string name) =>
-        Enum.GetValues<Correction>().FirstOrDefault(c => OptionSpec.EnumName(typeof(Correction), c) == name.ToLowerInvariant()) is var c && OptionSpec.EnumName(typeof(Correction), c) == name.ToLowerInvariant()
-            ? c
-            : throw new ArgumentOutOfRangeException(nameof(Compare), name, $"is not a correction; valid: {string.Join(", ", OptionSpec.EnumNames(typeof(Correction)))}");
+        Enum.GetValues<Correction>().Cast<Correction?>().FirstOrDefault(c => OptionSpec.EnumName(typeof(Correction), c!.Value) == name.ToLowerInvariant())
+            ?? throw new ArgumentOutOfRangeException(nameof(Compare), name, $"is not a correction; valid: {string.Join(", ", OptionSpec.EnumNames(typeof(Correction)))}");
 
     /// <summary>Throws naming the first invalid option.</summary>
     public RlRunOptions Validate()
