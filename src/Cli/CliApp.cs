@@ -17,6 +17,7 @@ internal static class CliApp
             ParoCommand.Create(),
             CollectiveCommand.Create(),
             RlCommand.Create(),
+            InferCommand.Create(),
             BenchCommand.Create(),
             DataCommand.Create(),
             RankCommand.Create(),

@@ -33,14 +33,18 @@ internal sealed class CliOptions<T> where T : class, new()
 
     /// <summary>The options as given on the command line, over the defaults; validated when the record is a job's options.</summary>
     /// <exception cref="OptionException">Malformed or invalid; the message names the option.</exception>
-    public T Bind(ParseResult parse)
+    public T Bind(ParseResult parse) => Bind(parse, _defaults);
+
+    /// <summary>The options as given on the command line, over <paramref name="defaults"/> (a spec file, a saved job).</summary>
+    /// <exception cref="OptionException">Malformed or invalid; the message names the option.</exception>
+    public T Bind(ParseResult parse, T defaults)
     {
         UserErrors.Specs = OptionSchema.For<T>();
         var given = new List<KeyValuePair<string, string?>>();
         foreach (var (spec, option) in _options)
             if (parse.GetResult(option) is { Implicit: false })
                 given.Add(new(spec.Name, option is Option<bool> flag ? (parse.GetValue(flag) ? "true" : "false") : parse.GetValue((Option<string>)option)));
-        var options = OptionBinder.Bind(_defaults, given, _where);
+        var options = OptionBinder.Bind(defaults, given, _where);
         if (options is ICheckedOptions checkable) checkable.Check();
         return options;
     }

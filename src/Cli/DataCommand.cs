@@ -25,6 +25,19 @@ internal static class DataCommand
             Toolkit.Rl.TaskDatasets.WriteAll(parse.GetValue(tasksOut)!.FullName, parse.GetValue(tasksSeed));
             return 0;
         });
-        return new Command("data", "Data set tools.") { corpus, tasks };
+        var sentencesOut = new Option<FileInfo>("--out") { Description = "Where to write the JSONL.", Required = true };
+        var records = new Option<int>("--records") { Description = "Number of records.", DefaultValueFactory = _ => 2000 };
+        var sentencesSeed = new Option<int>("--seed") { Description = "Generator seed.", DefaultValueFactory = _ => 1 };
+        var badEvery = new Option<int>("--bad-every") { Description = "Make every Nth record malformed (0: none).", DefaultValueFactory = _ => 0 };
+        var sentences = new Command("sentences", "Write a batch-inference input of id/text records (datasets/infer/sentences-2k.jsonl is seed 1, 2000 records, --bad-every 400).")
+        {
+            sentencesOut, records, sentencesSeed, badEvery,
+        };
+        sentences.SetAction(parse =>
+        {
+            Toolkit.BatchInference.SentenceDataset.Write(parse.GetValue(sentencesOut)!.FullName, parse.GetValue(records), parse.GetValue(sentencesSeed), parse.GetValue(badEvery));
+            return 0;
+        });
+        return new Command("data", "Data set tools.") { corpus, tasks, sentences };
     }
 }

@@ -41,6 +41,13 @@ public sealed class RunDirectory : IDisposable
             ? new RunDirectory(System.IO.Path.GetFullPath(path), rank)
             : throw new DirectoryNotFoundException($"{path} is not a run folder: it has no {ConfigFile}.");
 
+    /// <summary>Reopens an existing run folder to append to its metrics and log (a resumed job).</summary>
+    /// <exception cref="DirectoryNotFoundException">The folder is not a run folder.</exception>
+    public static RunDirectory Reopen(string path) =>
+        System.IO.File.Exists(System.IO.Path.Combine(path, ConfigFile))
+            ? new RunDirectory(System.IO.Path.GetFullPath(path))
+            : throw new DirectoryNotFoundException($"{path} is not a run folder: it has no {ConfigFile}.");
+
     /// <summary>The run's identifier (its folder name).</summary>
     public string Id { get; }
 

@@ -28,8 +28,8 @@ public interface IShardStore : IDisposable
     /// <summary>Extends a lease; false when <paramref name="token"/> no longer holds the shard.</summary>
     bool Heartbeat(long shard, string token, TimeSpan duration, DateTimeOffset now);
 
-    /// <summary>Records that the shard's output (already written atomically) is committed.</summary>
-    CommitOutcome Commit(long shard, string token, string output);
+    /// <summary>Records that the shard's output (already written atomically) is committed, with how many of its records were quarantined.</summary>
+    CommitOutcome Commit(long shard, string token, string output, long quarantined = 0);
 
     /// <summary>Ends a lease without output: back to the queue, or FAILED once <paramref name="retryCap"/> attempts are used. A preemption (<paramref name="countsAsAttempt"/> false) does not use an attempt.</summary>
     /// <returns>The shard's new state, or null when the token no longer held it.</returns>
@@ -43,4 +43,25 @@ public interface IShardStore : IDisposable
 
     /// <summary>Shards per state.</summary>
     IReadOnlyDictionary<ShardState, int> Counts();
+
+    /// <summary>Records a worker's latest state (joined, throughput, left), replacing what was known of it.</summary>
+    void SaveWorker(WorkerInfo worker);
+
+    /// <summary>Every worker the job has seen, in order of joining.</summary>
+    IReadOnlyList<WorkerInfo> Workers();
+}
+
+/// <summary>A worker as the coordinator knows it.</summary>
+/// <param name="Id">Its name (unique per process).</param>
+/// <param name="Host">The machine it runs on.</param>
+/// <param name="Joined">When it joined.</param>
+/// <param name="LastSeen">Its last call.</param>
+/// <param name="Records">Records it committed.</param>
+/// <param name="Shards">Shards it committed.</param>
+/// <param name="Busy">Seconds it spent on the shards it committed.</param>
+/// <param name="Left">Why it left (drained, error, lost), or null while it is active.</param>
+public sealed record WorkerInfo(string Id, string Host, DateTimeOffset Joined, DateTimeOffset LastSeen, long Records, long Shards, double Busy, string? Left)
+{
+    /// <summary>Records per second over the time it spent on committed shards.</summary>
+    public double Throughput => Busy > 0 ? Records / Busy : 0;
 }

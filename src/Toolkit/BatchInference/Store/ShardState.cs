@@ -50,7 +50,9 @@ public static class ShardTransitions
 /// <param name="LeaseExpires">When the lease ends, if leased.</param>
 /// <param name="LastError">The reason of the last failure, if any.</param>
 /// <param name="Output">The committed output file, once done.</param>
-public sealed record Shard(long Id, long FirstRecord, long Records, ShardState State, int Attempts, string? Worker, DateTimeOffset? LeaseExpires, string? LastError, string? Output);
+/// <param name="Quarantined">How many of its records were quarantined (with reasons, next to the output), once done.</param>
+public sealed record Shard(long Id, long FirstRecord, long Records, ShardState State, int Attempts, string? Worker, DateTimeOffset? LeaseExpires, string? LastError, string? Output,
+    long Quarantined = 0);
 
 /// <summary>A worker's hold on a shard: the token proves it is still the holder when it reports.</summary>
 /// <param name="Shard">The shard.</param>

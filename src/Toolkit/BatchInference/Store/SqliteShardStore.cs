@@ -23,7 +23,10 @@ public sealed class SqliteShardStore : IShardStore
             CREATE TABLE IF NOT EXISTS job (id INTEGER PRIMARY KEY CHECK (id = 0), records INTEGER NOT NULL, shard_size INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS shards (
                 id INTEGER PRIMARY KEY, first_record INTEGER NOT NULL, records INTEGER NOT NULL, state TEXT NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0, worker TEXT, token TEXT, expires INTEGER, last_error TEXT, output TEXT);
+                attempts INTEGER NOT NULL DEFAULT 0, worker TEXT, token TEXT, expires INTEGER, last_error TEXT, output TEXT, quarantined INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE IF NOT EXISTS workers (
+                id TEXT PRIMARY KEY, seq INTEGER NOT NULL, host TEXT NOT NULL, joined INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+                records INTEGER NOT NULL, shards INTEGER NOT NULL, busy REAL NOT NULL, left_reason TEXT);
             CREATE INDEX IF NOT EXISTS shards_state ON shards (state, id);
             """);
     }
@@ -73,13 +76,14 @@ public sealed class SqliteShardStore : IShardStore
             ("$e", (now + duration).ToUnixTimeMilliseconds()), ("$id", shard), ("$t", token)) == 1);
 
     /// <inheritdoc/>
-    public CommitOutcome Commit(long shard, string token, string output) => InTransaction(() =>
+    public CommitOutcome Commit(long shard, string token, string output, long quarantined = 0) => InTransaction(() =>
     {
         var (current, holder) = Read(shard);
         if (current.State == ShardState.Done) return CommitOutcome.AlreadyDone;
         if (current.State != ShardState.Leased || holder != token) return CommitOutcome.Stale;
         ShardTransitions.TransitionTo(shard, current.State, ShardState.Done);
-        Run("UPDATE shards SET state = 'done', output = $o, token = NULL, expires = NULL WHERE id = $id", ("$o", output), ("$id", shard));
+        Run("UPDATE shards SET state = 'done', output = $o, quarantined = $q, token = NULL, expires = NULL WHERE id = $id",
+            ("$o", output), ("$q", quarantined), ("$id", shard));
         return CommitOutcome.Committed;
     });
 
@@ -109,6 +113,26 @@ public sealed class SqliteShardStore : IShardStore
         foreach (var shard in Shards()) counts[shard.State]++;
         return counts;
     }
+
+    /// <inheritdoc/>
+    public void SaveWorker(WorkerInfo w) => InTransaction(() => Run("""
+        INSERT INTO workers (id, seq, host, joined, last_seen, records, shards, busy, left_reason)
+        VALUES ($id, (SELECT COUNT(*) FROM workers), $h, $j, $s, $r, $n, $b, $l)
+        ON CONFLICT (id) DO UPDATE SET host = $h, last_seen = $s, records = $r, shards = $n, busy = $b, left_reason = $l
+        """, ("$id", w.Id), ("$h", w.Host), ("$j", w.Joined.ToUnixTimeMilliseconds()), ("$s", w.LastSeen.ToUnixTimeMilliseconds()),
+        ("$r", w.Records), ("$n", w.Shards), ("$b", w.Busy), ("$l", (object?)w.Left ?? DBNull.Value)));
+
+    /// <inheritdoc/>
+    public IReadOnlyList<WorkerInfo> Workers() => InTransaction(() =>
+    {
+        using var command = Command("SELECT id, host, joined, last_seen, records, shards, busy, left_reason FROM workers ORDER BY seq");
+        using var r = command.ExecuteReader();
+        var workers = new List<WorkerInfo>();
+        while (r.Read())
+            workers.Add(new WorkerInfo(r.GetString(0), r.GetString(1), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(2)),
+                DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(3)), r.GetInt64(4), r.GetInt64(5), r.GetDouble(6), r.IsDBNull(7) ? null : r.GetString(7)));
+        return workers;
+    });
 
     /// <inheritdoc/>
     public void Dispose() => _connection.Dispose();
@@ -144,7 +168,8 @@ public sealed class SqliteShardStore : IShardStore
         string? Text(string column) => r.IsDBNull(r.GetOrdinal(column)) ? null : r.GetString(r.GetOrdinal(column));
         var expires = r.IsDBNull(r.GetOrdinal("expires")) ? (DateTimeOffset?)null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(r.GetOrdinal("expires")));
         return new Shard(r.GetInt64(r.GetOrdinal("id")), r.GetInt64(r.GetOrdinal("first_record")), r.GetInt64(r.GetOrdinal("records")),
-            Parse(r.GetString(r.GetOrdinal("state"))), r.GetInt32(r.GetOrdinal("attempts")), Text("worker"), expires, Text("last_error"), Text("output"));
+            Parse(r.GetString(r.GetOrdinal("state"))), r.GetInt32(r.GetOrdinal("attempts")), Text("worker"), expires, Text("last_error"), Text("output"),
+            r.GetInt64(r.GetOrdinal("quarantined")));
     }
 
     private static ShardState Parse(string state) => Enum.GetValues<ShardState>().First(s => Name(s) == state);

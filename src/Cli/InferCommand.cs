@@ -1,0 +1,162 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Toolkit.BatchInference;
+using Toolkit.Inference;
+using Toolkit.Options;
+
+namespace Toolkit.Cli;
+
+/// <summary><c>toolkit infer</c>: elastic batch inference (run, resume, status, verify, and the worker entry point).</summary>
+internal static class InferCommand
+{
+    public static Command Create() => new("infer", "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and machines.")
+    {
+        Run(), Resume(), Status(), Verify(), Worker(),
+    };
+
+    private static Command Run()
+    {
+        var spec = new Option<FileInfo?>("--spec") { Description = "A job spec (JSON: the same names as the options, camelCase); options given on the command line override it." };
+        var json = new Option<FileInfo?>("--json") { Description = "Write the final summary as JSON to this file." };
+        var command = new Command("run", "Run a batch-inference job: a coordinator with its state in the job folder, and workers (child processes by default).") { spec, json };
+        var options = new CliOptions<InferJobOptions>(command, new(), "infer run");
+        command.SetAction(async (parse, cancel) =>
+        {
+            var defaults = parse.GetValue(spec) is { } file ? OptionBinder.ReadConfig<InferJobOptions>(file.FullName) : new InferJobOptions();
+            var o = options.Bind(parse, defaults);
+            var result = await InferJob.RunAsync(o, Display(), cancel, Console.Error.WriteLine);
+            return Finish(result, parse.GetValue(json));
+        });
+        return command;
+    }
+
+    private static Command Resume()
+    {
+        var folder = new Argument<DirectoryInfo>("folder") { Description = "The job folder (runs/infer-...)." };
+        var json = new Option<FileInfo?>("--json") { Description = "Write the final summary as JSON to this file." };
+        var command = new Command("resume", "Resume a stopped or killed job where it stopped: committed shards are not redone. Options given change the saved spec (workers, replicas, launcher...).") { folder, json };
+        var options = new CliOptions<InferJobOptions>(command, new(), "infer resume");
+        command.SetAction(async (parse, cancel) =>
+        {
+            var dir = parse.GetValue(folder)!.FullName;
+            var saved = InferJob.ReadSpec(dir);
+            var o = options.Bind(parse, saved);
+            if (o.Input != saved.Input || o.ShardSize != saved.ShardSize || o.Format != saved.Format)
+                throw new OptionException("--input, --format and --shard-size cannot change when a job resumes: its shards are already laid out");
+            var result = await InferJob.ResumeAsync(dir, Display(), cancel, _ => o, Console.Error.WriteLine);
+            return Finish(result, parse.GetValue(json));
+        });
+        return command;
+    }
+
+    private static Command Status()
+    {
+        var folder = new Argument<DirectoryInfo>("folder") { Description = "The job folder." };
+        var json = new Option<FileInfo?>("--json") { Description = "Write the status as JSON to this file." };
+        var command = new Command("status", "Where a job stands (read from its state; works while it runs and after it stopped).") { folder, json };
+        command.SetAction(parse =>
+        {
+            var status = InferJob.Status(parse.GetValue(folder)!.FullName);
+            Console.WriteLine(Line(status));
+            foreach (var w in status.Workers) Console.WriteLine($"  worker {w.Id} on {w.Host}: {w.Records:N0} records, {w.Throughput:F1} records/s{(w.Left is null ? "" : $" ({w.Left})")}");
+            foreach (var f in status.Failed) Console.WriteLine($"  FAILED shard {f.Shard} (records {f.FirstRecord}..{f.FirstRecord + f.Records - 1}) after {f.Attempts} attempts: {f.Reason}");
+            Facts.WriteJson(parse.GetValue(json), status);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Verify()
+    {
+        var folder = new Argument<DirectoryInfo>("folder") { Description = "The job folder." };
+        var json = new Option<FileInfo?>("--json") { Description = "Write the check as JSON to this file." };
+        var command = new Command("verify", "Read the output back and check every input record is there exactly once (output or quarantine).") { folder, json };
+        command.SetAction(parse =>
+        {
+            var dir = parse.GetValue(folder)!.FullName;
+            var check = InferOutput.Verify(dir, RecordSource.Open(InferJob.ReadSpec(dir)));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{check.Records:N0} input records: {check.Rows:N0} output rows, {check.Quarantined:N0} quarantined, {check.Missing:N0} missing, {check.Duplicated:N0} duplicated, {check.Unexpected:N0} unexpected: {(check.ExactlyOnce ? "exactly once" : "NOT exactly once")}"));
+            Facts.WriteJson(parse.GetValue(json), check);
+            return check.ExactlyOnce ? 0 : 1;
+        });
+        return command;
+    }
+
+    private static Command Worker()
+    {
+        var coordinator = new Option<string>("--coordinator") { Description = "The coordinator's address (http://host:port; the job folder's coordinator.json has it).", Required = true };
+        var token = new Option<string?>("--token") { Description = $"The job's token, when the coordinator requires one (or set {ProcessPool.TokenVariable})." };
+        var id = new Option<string?>("--id") { Description = "This worker's name (default: host-pid)." };
+        var grace = new Option<double>("--grace") { Description = "Seconds to keep retrying an unreachable coordinator before giving up.", DefaultValueFactory = _ => 30 };
+        var command = new Command("worker", "Join a running job as a worker (any machine that sees the job folder). SIGTERM drains: the shards held are finished, then it leaves; a second signal gives them back.")
+        {
+            coordinator, token, id, grace,
+        };
+        command.SetAction(async (parse, cancel) =>
+        {
+            using var drain = new CancellationTokenSource();
+            using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            void OnSignal(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                if (drain.IsCancellationRequested) abort.Cancel();
+                else
+                {
+                    Console.Error.WriteLine("draining: finishing the shards held, then leaving (signal again to give them back now)");
+                    drain.Cancel();
+                }
+            }
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            var secret = parse.GetValue(token) ?? Environment.GetEnvironmentVariable(ProcessPool.TokenVariable);
+            using var client = new GrpcCoordinator(parse.GetValue(coordinator)!, secret);
+            var worker = new InferenceWorker(client, parse.GetValue(id) ?? $"{Environment.MachineName}-{Environment.ProcessId}")
+            {
+                CoordinatorGrace = TimeSpan.FromSeconds(parse.GetValue(grace)),
+                Log = Console.Error.WriteLine,
+            };
+            var summary = await worker.RunAsync(drain.Token, abort.Token);
+            return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
+        });
+        return command;
+    }
+
+    private static int Finish(InferResult result, FileInfo? json)
+    {
+        Facts.Print(result);
+        Facts.WriteJson(json, result);
+        return result.State switch { "completed" => 0, "cancelled" => 130, _ => 1 };
+    }
+
+    /// <summary>A progress bar with ETA on a terminal; a plain line every 5 s otherwise.</summary>
+    private static IProgress<InferStatus> Display()
+    {
+        var terminal = !Console.IsOutputRedirected;
+        var last = DateTime.MinValue;
+        return new Progress<InferStatus>(status =>
+        {
+            var now = DateTime.UtcNow;
+            if (terminal)
+            {
+                Console.Write($"\r{Line(status)}   ");
+                if (status.Finished) Console.WriteLine();
+            }
+            else if (now - last > TimeSpan.FromSeconds(5) || status.Finished)
+            {
+                Console.WriteLine(Line(status));
+                last = now;
+            }
+        });
+    }
+
+    private static string Line(InferStatus s)
+    {
+        var fraction = s.Records == 0 ? 1 : (double)s.RecordsDone / s.Records;
+        var bar = new string('#', (int)(fraction * 20)).PadRight(20, '.');
+        var eta = s.EtaSeconds is { } e ? TimeSpan.FromSeconds(Math.Min(e, 359999)).ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture) : "--:--:--";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"[{bar}] {s.RecordsDone:N0}/{s.Records:N0} records, shards {s.ShardsDone}/{s.Shards} ({s.Failed.Count} failed), {s.RecordsPerSecond:F1} rec/s, ETA {eta}, {s.ActiveWorkers} worker(s), bottleneck {s.Bottleneck ?? "-"}");
+    }
+}

@@ -1,0 +1,157 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Toolkit.BatchInference;
+using Toolkit.Inference.Rpc;
+
+namespace Toolkit.Inference;
+
+/// <summary>
+/// The coordinator as a gRPC service (HTTP/2 without TLS) in front of a <see cref="CoordinatorCore"/>.
+/// It listens on loopback unless told otherwise; on any other address it requires a token, which every call
+/// carries as <c>authorization: Bearer &lt;token&gt;</c>; a call without it, or with another, is refused
+/// (<c>Unauthenticated</c>), logged in the job folder and counted, and gets nothing.
+/// </summary>
+public sealed class CoordinatorServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private CoordinatorServer(WebApplication app, string address, string? token)
+    {
+        (_app, Address, Token) = (app, address, token);
+    }
+
+    /// <summary>The address workers connect to (<c>http://host:port</c>).</summary>
+    public string Address { get; }
+
+    /// <summary>The token calls must carry, or null (loopback without a token).</summary>
+    public string? Token { get; }
+
+    /// <summary>A random token (256 bits, URL-safe).</summary>
+    public static string NewToken() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+    /// <summary>Starts serving <paramref name="core"/> on <paramref name="bind"/>:<paramref name="port"/> (0: a free port).</summary>
+    /// <param name="core">The coordinator.</param>
+    /// <param name="bind">An IP address or <c>localhost</c>; <c>0.0.0.0</c> for every interface.</param>
+    /// <param name="port">The port, or 0.</param>
+    /// <param name="token">The token calls must carry; required unless <paramref name="bind"/> is loopback.</param>
+    /// <exception cref="ArgumentException">A non-loopback address without a token, or an address that is not an IP.</exception>
+    public static async Task<CoordinatorServer> StartAsync(CoordinatorCore core, string bind, int port, string? token)
+    {
+        var loopback = bind is "localhost" || (IPAddress.TryParse(bind, out var ip) && IPAddress.IsLoopback(ip));
+        if (!loopback && string.IsNullOrEmpty(token))
+            throw new ArgumentException($"the coordinator binds {bind}, which is not loopback: it needs a token (--token) so that only your workers can take work", nameof(token));
+        var address = bind is "localhost" ? IPAddress.Loopback
+            : IPAddress.TryParse(bind, out var parsed) ? parsed
+            : throw new ArgumentException($"--bind must be an IP address or localhost, not '{bind}'", nameof(bind));
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(address, port, l => l.Protocols = HttpProtocols.Http2));
+        builder.Services.AddSingleton(core);
+        builder.Services.AddSingleton(new TokenCheck(core, token));
+        builder.Services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<TokenCheck>();
+            o.MaxReceiveMessageSize = 16 << 20;
+        });
+        var app = builder.Build();
+        app.MapGrpcService<CoordinatorRpc>();
+        await app.StartAsync();
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var uri = new Uri(bound);
+        var host = address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) ? Environment.MachineName : uri.Host;
+        return new CoordinatorServer(app, $"http://{host}:{uri.Port}", token);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2))) await _app.StopAsync(timeout.Token);
+        await _app.DisposeAsync();
+    }
+
+    /// <summary>Refuses calls without the job's token.</summary>
+    private sealed class TokenCheck(CoordinatorCore core, string? token) : Interceptor
+    {
+        private readonly byte[]? _expected = token is null ? null : Encoding.UTF8.GetBytes($"Bearer {token}");
+
+        public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+        {
+            if (_expected is not null)
+            {
+                var presented = context.RequestHeaders.GetValue("authorization");
+                if (presented is null || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(presented), _expected))
+                {
+                    core.Reject($"{context.Method} from {context.Peer}: {(presented is null ? "no token" : "wrong token")}");
+                    throw new RpcException(new Status(StatusCode.Unauthenticated, "this coordinator requires the job's token (toolkit infer worker --token ...)"));
+                }
+            }
+            try
+            {
+                return continuation(request, context);
+            }
+            catch (UnauthorizedAccessException e) { throw new RpcException(new Status(StatusCode.PermissionDenied, e.Message)); }
+            catch (ArgumentException e) { throw new RpcException(new Status(StatusCode.InvalidArgument, e.Message)); }
+        }
+    }
+}
+
+/// <summary>The generated service, delegating to <see cref="CoordinatorCore"/>.</summary>
+internal sealed class CoordinatorRpc(CoordinatorCore core) : Rpc.Coordinator.CoordinatorBase
+{
+    private static readonly Empty Nothing = new();
+
+    public override async Task<JoinReply> Join(JoinRequest request, ServerCallContext context)
+    {
+        var join = await core.JoinAsync(new WorkerHello(request.Worker, request.Host, request.Pid));
+        return new JoinReply { SpecJson = join.SpecJson, JobFolder = join.JobFolder };
+    }
+
+    public override async Task<LeaseReply> Lease(LeaseRequest request, ServerCallContext context)
+    {
+        var grant = await core.LeaseAsync(request.Worker, request.MaxShards);
+        var reply = new LeaseReply { Finished = grant.Finished };
+        reply.Leases.AddRange(grant.Leases.Select(l => new Rpc.Lease
+        {
+            Shard = l.Shard.Id, FirstRecord = l.Shard.FirstRecord, Records = l.Shard.Records, Attempts = l.Shard.Attempts,
+            Token = l.Token, ExpiresUnixMs = l.Expires.ToUnixTimeMilliseconds(),
+        }));
+        return reply;
+    }
+
+    public override async Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
+    {
+        var report = new WorkerReport([.. request.Stages.Select(s => new StageReport(s.Name, s.Tasks, s.Busy, s.Items, s.Queue))], request.Records, request.ReplicaRestarts);
+        var kept = await core.HeartbeatAsync(request.Worker, [.. request.Held.Select(h => new HeldShard(h.Shard, h.Token))], report);
+        var reply = new HeartbeatReply();
+        reply.Kept.AddRange(kept);
+        return reply;
+    }
+
+    public override async Task<CommitReply> Commit(CommitRequest request, ServerCallContext context)
+    {
+        var outcome = await core.CommitAsync(request.Worker, new ShardCommit(request.Shard, request.Token, request.Output, request.Records, request.Quarantined, request.Seconds));
+        return new CommitReply { Outcome = outcome.ToString() };
+    }
+
+    public override async Task<Empty> Release(ReleaseRequest request, ServerCallContext context)
+    {
+        await core.ReleaseAsync(request.Worker, new HeldShard(request.Held.Shard, request.Held.Token), request.Reason, request.Preempted);
+        return Nothing;
+    }
+
+    public override async Task<Empty> Leave(LeaveRequest request, ServerCallContext context)
+    {
+        await core.LeaveAsync(request.Worker, request.Reason);
+        return Nothing;
+    }
+}

@@ -1,0 +1,224 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Toolkit.BatchInference;
+
+/// <summary>One input record as a worker reads it: its position, and its id and text, or why it cannot be used.</summary>
+/// <param name="Index">Position in the input (0-based); shards are ranges of it.</param>
+/// <param name="Id">The record's id, or null when it could not be read.</param>
+/// <param name="Text">The text the models read, or null when the record is malformed.</param>
+/// <param name="Error">Why the record is malformed (it is quarantined with this reason), or null.</param>
+public sealed record InputRecord(long Index, string? Id, string? Text, string? Error);
+
+/// <summary>
+/// An input file read as numbered records, so a shard (first record, count) can be read by any worker
+/// that sees the file. Record boundaries are found once per process by one scan; every 1024th record's
+/// byte offset is kept, so reading a shard seeks close to it instead of rereading the file.
+/// A malformed record is still a record: it keeps its number and comes back with its error.
+/// </summary>
+public abstract class RecordSource
+{
+    private const int Stride = 1024;
+    private readonly List<long> _offsets = [];
+
+    /// <summary>The file.</summary>
+    public string Path { get; }
+
+    /// <summary>How many records the file holds.</summary>
+    public long Count { get; private set; }
+
+    private protected RecordSource(string path) => Path = System.IO.Path.GetFullPath(path);
+
+    /// <summary>Opens the input named by a job spec.</summary>
+    public static RecordSource Open(InferJobOptions spec) => spec.ResolveFormat() switch
+    {
+        InputFormat.Jsonl => new JsonlSource(spec.Input!, spec.IdField, spec.TextField),
+        InputFormat.Csv => new CsvSource(spec.Input!, spec.IdField, spec.TextField),
+        var f => throw new ArgumentOutOfRangeException(nameof(spec), f, "unknown input format"),
+    };
+
+    /// <summary>Reads records [first, first + count).</summary>
+    public IEnumerable<InputRecord> Read(long first, long count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(first);
+        if (first + count > Count) throw new ArgumentOutOfRangeException(nameof(count), $"records {first}..{first + count} are past the input's {Count}");
+        using var file = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
+        file.Position = _offsets[(int)(first / Stride)];
+        var scanner = new Scanner(file, QuoteAware);
+        for (var skip = first % Stride; skip > 0; skip--) scanner.Next();
+        for (long i = 0; i < count; i++)
+        {
+            var bytes = scanner.Next() ?? throw new InvalidDataException($"{Path} changed while the job ran: record {first + i} is gone");
+            yield return Parse(first + i, bytes);
+        }
+    }
+
+    /// <summary>Scans the file once for record boundaries.</summary>
+    private protected void Index()
+    {
+        using var file = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
+        var scanner = new Scanner(file, QuoteAware);
+        SkipHeader(scanner);
+        long n = 0;
+        while (true)
+        {
+            if (n % Stride == 0) _offsets.Add(scanner.Position);
+            if (scanner.Next() is null) break;
+            n++;
+        }
+        Count = n;
+    }
+
+    /// <summary>True when newlines inside double quotes do not end a record (CSV).</summary>
+    private protected abstract bool QuoteAware { get; }
+
+    /// <summary>Consumes a header, if the format has one.</summary>
+    private protected virtual void SkipHeader(Scanner scanner) { }
+
+    /// <summary>Turns one record's bytes into a record.</summary>
+    private protected abstract InputRecord Parse(long index, ReadOnlyMemory<byte> bytes);
+
+    /// <summary>Reads records (lines, or CSV rows whose quoted fields may span lines) as byte ranges.</summary>
+    private protected sealed class Scanner(Stream stream, bool quoteAware)
+    {
+        private readonly byte[] _buffer = new byte[1 << 16];
+        private int _start, _end;
+        private readonly long _base = stream.Position;
+        private long _consumed;
+
+        /// <summary>File offset of the next record.</summary>
+        public long Position => _base + _consumed;
+
+        /// <summary>The next record without its line ending, or null at the end of the file.</summary>
+        public ReadOnlyMemory<byte>? Next()
+        {
+            var record = new MemoryStream();
+            var quoted = false;
+            var any = false;
+            while (true)
+            {
+                if (_start == _end && !Fill()) return any ? Trim(record) : (ReadOnlyMemory<byte>?)null;
+                any = true;
+                var b = _buffer[_start++];
+                _consumed++;
+                if (b == (byte)'"' && quoteAware) quoted = !quoted;
+                else if (b == (byte)'\n' && !quoted) return Trim(record);
+                record.WriteByte(b);
+            }
+        }
+
+        private static ReadOnlyMemory<byte> Trim(MemoryStream record)
+        {
+            var bytes = record.GetBuffer().AsMemory(0, (int)record.Length);
+            return bytes.Length > 0 && bytes.Span[^1] == (byte)'\r' ? bytes[..^1] : bytes;
+        }
+
+        private bool Fill()
+        {
+            _start = 0;
+            _end = stream.Read(_buffer, 0, _buffer.Length);
+            return _end > 0;
+        }
+    }
+}
+
+/// <summary>JSON Lines: each line one object with the id and text fields (the id a string or a number).</summary>
+public sealed class JsonlSource : RecordSource
+{
+    private readonly string _idField, _textField;
+
+    /// <summary>Indexes <paramref name="path"/>.</summary>
+    public JsonlSource(string path, string idField, string textField) : base(path)
+    {
+        (_idField, _textField) = (idField, textField);
+        Index();
+    }
+
+    private protected override bool QuoteAware => false;
+
+    private protected override InputRecord Parse(long index, ReadOnlyMemory<byte> bytes)
+    {
+        if (bytes.Span.Trim(" \t"u8).IsEmpty) return new(index, null, null, "empty line");
+        try
+        {
+            using var json = JsonDocument.Parse(bytes);
+            if (json.RootElement.ValueKind != JsonValueKind.Object) return new(index, null, null, $"line is a JSON {json.RootElement.ValueKind}, not an object");
+            string? id = json.RootElement.TryGetProperty(_idField, out var i) ? i.ValueKind switch
+            {
+                JsonValueKind.String => i.GetString(),
+                JsonValueKind.Number => i.GetRawText(),
+                _ => null,
+            } : null;
+            if (string.IsNullOrEmpty(id)) return new(index, null, null, $"no '{_idField}' (a string or number)");
+            if (!json.RootElement.TryGetProperty(_textField, out var t) || t.ValueKind != JsonValueKind.String)
+                return new(index, id, null, $"no '{_textField}' string");
+            return new(index, id, t.GetString(), null);
+        }
+        catch (JsonException e)
+        {
+            return new(index, null, null, $"not JSON: {e.Message}");
+        }
+    }
+}
+
+/// <summary>RFC 4180 CSV with a header row naming the columns; quoted fields may hold commas, doubled quotes and newlines.</summary>
+public sealed class CsvSource : RecordSource
+{
+    private readonly string _idField, _textField;
+    private int _id = -1, _text = -1, _columns;
+
+    /// <summary>Indexes <paramref name="path"/>.</summary>
+    /// <exception cref="InvalidDataException">The header lacks the id or text column.</exception>
+    public CsvSource(string path, string idField, string textField) : base(path)
+    {
+        (_idField, _textField) = (idField, textField);
+        Index();
+    }
+
+    private protected override bool QuoteAware => true;
+
+    private protected override void SkipHeader(Scanner scanner)
+    {
+        var header = scanner.Next() is { } h ? Fields(h.Span) : null;
+        if (header is null) throw new InvalidDataException($"{Path} is empty: a CSV input needs a header row naming the '{_idField}' and '{_textField}' columns");
+        (_id, _text, _columns) = (header.IndexOf(_idField), header.IndexOf(_textField), header.Count);
+        if (_id < 0 || _text < 0)
+            throw new InvalidDataException($"{Path}'s header ({string.Join(",", header)}) lacks the column '{(_id < 0 ? _idField : _textField)}' (--id-field / --text-field)");
+    }
+
+    private protected override InputRecord Parse(long index, ReadOnlyMemory<byte> bytes)
+    {
+        var fields = Fields(bytes.Span);
+        if (fields is null) return new(index, null, null, "unbalanced quotes");
+        if (fields.Count != _columns) return new(index, fields.Count > _id ? NullIfEmpty(fields[_id]) : null, null, $"{fields.Count} fields, the header has {_columns}");
+        var id = NullIfEmpty(fields[_id]);
+        return id is null ? new(index, null, null, $"empty '{_idField}'") : new(index, id, fields[_text], null);
+    }
+
+    private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+
+    /// <summary>Splits one CSV row; null when its quotes do not balance.</summary>
+    internal static List<string>? Fields(ReadOnlySpan<byte> row)
+    {
+        var text = Encoding.UTF8.GetString(row);
+        var fields = new List<string>();
+        var field = new StringBuilder();
+        var quoted = false;
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = text[i];
+            if (quoted)
+            {
+                if (c != '"') field.Append(c);
+                else if (i + 1 < text.Length && text[i + 1] == '"') { field.Append('"'); i++; }
+                else quoted = false;
+            }
+            else if (c == '"') quoted = true;
+            else if (c == ',') { fields.Add(field.ToString()); field.Clear(); }
+            else field.Append(c);
+        }
+        if (quoted) return null;
+        fields.Add(field.ToString());
+        return fields;
+    }
+}

@@ -1,0 +1,170 @@
+using System.Text.Json.Serialization;
+using Toolkit.Jobs;
+using Toolkit.Options;
+
+namespace Toolkit.BatchInference;
+
+/// <summary>How the input file is read.</summary>
+public enum InputFormat
+{
+    /// <summary>From the file's extension: <c>.jsonl</c>/<c>.ndjson</c> or <c>.csv</c>.</summary>
+    [JsonStringEnumMemberName("auto")] Auto,
+    /// <summary>One JSON object per line.</summary>
+    [JsonStringEnumMemberName("jsonl")] Jsonl,
+    /// <summary>RFC 4180 CSV with a header row (quoted fields may hold commas, quotes and newlines).</summary>
+    [JsonStringEnumMemberName("csv")] Csv,
+}
+
+/// <summary>The pipeline's model stages, in order.</summary>
+public enum InferPipeline
+{
+    /// <summary>Sentence embeddings with all-MiniLM-L6-v2 (ONNX Runtime): the default workload.</summary>
+    [JsonStringEnumMemberName("embed")] Embed,
+    /// <summary>Two models: MiniLM embeddings, then the toolkit's TorchSharp GPT (tiny preset, seed 1) scoring each record (mean log-likelihood per byte).</summary>
+    [JsonStringEnumMemberName("embed+score")] EmbedAndScore,
+    /// <summary>The toolkit's TorchSharp GPT scoring each record alone.</summary>
+    [JsonStringEnumMemberName("score")] Score,
+}
+
+/// <summary>Where the workers of a batch-inference job run.</summary>
+public enum WorkerLauncher
+{
+    /// <summary>Worker processes on this machine, children of the command, talking to the coordinator over gRPC on loopback (the default).</summary>
+    [JsonStringEnumMemberName("local")] Local,
+    /// <summary>Workers as tasks of this process, calling the coordinator directly (no RPC; for notebooks and tests).</summary>
+    [JsonStringEnumMemberName("inproc")] InProcess,
+    /// <summary>Only the coordinator starts; workers join with <c>toolkit infer worker --coordinator ADDR</c> (on any machine that sees the job folder).</summary>
+    [JsonStringEnumMemberName("external")] External,
+}
+
+/// <summary>
+/// One batch-inference job, validated once: the JSON spec file (<c>--spec</c>), the CLI options and the
+/// magic options all bind to this record. The job folder is a run folder; its <c>state.db</c> (SQLite) is
+/// the coordinator's durable state, <c>output/part-NNNNNN.jsonl</c> one file per shard, <c>quarantine/</c>
+/// the records that failed with their reasons.
+/// </summary>
+public sealed record InferJobOptions : ICheckedOptions
+{
+    /// <summary>The input file (JSONL or CSV) of records with an id and a text field.</summary>
+    [Option("Input file of records: JSONL (one object per line) or CSV with a header; each record has an id and a text field.")]
+    public string? Input { get; init; }
+
+    /// <summary>The input's format. Default auto (from the extension).</summary>
+    [Option("Input format: auto (from the extension), jsonl or csv.")]
+    public InputFormat Format { get; init; } = InputFormat.Auto;
+
+    /// <summary>The field holding each record's id. Default id.</summary>
+    [Option("Field (JSON key or CSV column) holding each record's id; the output carries it, once per record.")]
+    public string IdField { get; init; } = "id";
+
+    /// <summary>The field holding each record's text. Default text.</summary>
+    [Option("Field (JSON key or CSV column) holding the text the models read.")]
+    public string TextField { get; init; } = "text";
+
+    /// <summary>The models. Default embed.</summary>
+    [Option("Model stages: embed (all-MiniLM-L6-v2 sentence embeddings, ONNX Runtime), score (the toolkit's TorchSharp GPT, tiny preset, seed 1: mean log-likelihood per byte) or embed+score (both, as a two-model pipeline).")]
+    public InferPipeline Pipeline { get; init; } = InferPipeline.Embed;
+
+    /// <summary>Records per shard (the unit of leasing, output and retry). Default 500.</summary>
+    [Option("Records per shard: the unit of leasing, of output files (one part per shard) and of retries; leases grow to several shards for fast workers.")]
+    public int ShardSize { get; init; } = 500;
+
+    /// <summary>Records per model call. Default 32.</summary>
+    [Option("Records per model call (padded to the longest in the batch).")]
+    public int BatchSize { get; init; } = 32;
+
+    /// <summary>Tokens kept per record (longer texts are truncated). Default 128.</summary>
+    [Option("Tokens kept per record for the embedding model; longer texts are truncated (MiniLM was trained on 128).")]
+    public int MaxTokens { get; init; } = 128;
+
+    /// <summary>Attempts a shard gets before it is FAILED. Default 3.</summary>
+    [Option("Attempts a shard gets (expired leases and worker errors count; preemption does not) before it is marked FAILED and reported.")]
+    public int Retries { get; init; } = 3;
+
+    /// <summary>Lease length in seconds (renewed by heartbeats every third of it). Default 30.</summary>
+    [Option("Lease length in seconds: a worker that stops heartbeating loses its shards after this long.")]
+    public double LeaseSeconds { get; init; } = 30;
+
+    /// <summary>Workers started at the beginning. Default 2.</summary>
+    [Option("Workers started at the beginning.")]
+    public int Workers { get; init; } = 2;
+
+    /// <summary>The autoscaler's floor. Default 1.</summary>
+    [Option("Fewest workers the autoscaler keeps while work remains (replacing workers that die).")]
+    public int MinWorkers { get; init; } = 1;
+
+    /// <summary>The autoscaler's ceiling; 0 means <see cref="Workers"/>. Default 0.</summary>
+    [Option("Most workers the autoscaler starts when the backlog would take long at the measured throughput (0: --workers).")]
+    public int MaxWorkers { get; init; }
+
+    /// <summary>Predictor replicas per model in each worker. Default 1.</summary>
+    [Option("Predictor replicas per model in each worker (each its own session, fed by one queue).")]
+    public int Replicas { get; init; } = 1;
+
+    /// <summary>Threads per predictor replica. Default 1.</summary>
+    [Option("Threads each predictor replica's ONNX Runtime session may use.")]
+    public int Threads { get; init; } = 1;
+
+    /// <summary>Where workers run. Default local.</summary>
+    [Option("Where workers run: local (child processes over gRPC on loopback), inproc (tasks of this process) or external (only the coordinator; workers join with toolkit infer worker).")]
+    public WorkerLauncher Launcher { get; init; } = WorkerLauncher.Local;
+
+    /// <summary>The coordinator's address. Default 127.0.0.1 (loopback only).</summary>
+    [Option("Address the coordinator listens on; anything but loopback requires a token (--token, or one is generated and written to the job folder).")]
+    public string Bind { get; init; } = "127.0.0.1";
+
+    /// <summary>The coordinator's port; 0 picks a free one. Default 0.</summary>
+    [Option("Port the coordinator listens on (0: a free one, written to the job folder's coordinator.json).")]
+    public int Port { get; init; }
+
+    /// <summary>The token workers must present; null: none on loopback, generated otherwise.</summary>
+    [Option("Token workers must present (default: none on loopback, a random one otherwise).")]
+    public string? Token { get; init; }
+
+    /// <summary>Folder for run folders.</summary>
+    [Option("Folder that holds run (job) folders ($TOOLKIT_RUNS_DIR, else runs).", Name = "runs-dir")]
+    public string RunsDirectory { get; init; } = Runs.RunDirectory.DefaultRoot;
+
+    /// <summary>The autoscaler's ceiling, resolved.</summary>
+    [JsonIgnore]
+    public int WorkerCeiling => MaxWorkers == 0 ? Workers : MaxWorkers;
+
+    /// <summary>The lease length.</summary>
+    [JsonIgnore]
+    public TimeSpan Lease => TimeSpan.FromSeconds(LeaseSeconds);
+
+    /// <summary>True when the coordinator listens on loopback only.</summary>
+    [JsonIgnore]
+    public bool IsLoopback => Bind is "127.0.0.1" or "localhost" or "::1";
+
+    /// <summary>The input format, resolved from the extension when auto.</summary>
+    /// <exception cref="ArgumentException">Auto, and the extension is not one of the known ones.</exception>
+    public InputFormat ResolveFormat() => Format != InputFormat.Auto ? Format
+        : Path.GetExtension(Input ?? "").ToLowerInvariant() switch
+        {
+            ".jsonl" or ".ndjson" or ".json" => InputFormat.Jsonl,
+            ".csv" => InputFormat.Csv,
+            var other => throw new ArgumentException($"cannot tell the format of '{Input}' from its extension '{other}': name it .jsonl or .csv, or pass --format", nameof(Format)),
+        };
+
+    /// <inheritdoc/>
+    public void Check()
+    {
+        if (string.IsNullOrWhiteSpace(Input)) throw new ArgumentException("an input file is required (--input FILE, .jsonl or .csv)", nameof(Input));
+        if (!File.Exists(Input)) throw new ArgumentException($"the input file '{Input}' does not exist", nameof(Input));
+        _ = ResolveFormat();
+        if (string.IsNullOrWhiteSpace(IdField)) throw new ArgumentException("must name a field", nameof(IdField));
+        if (string.IsNullOrWhiteSpace(TextField)) throw new ArgumentException("must name a field", nameof(TextField));
+        if (ShardSize < 1) throw new ArgumentOutOfRangeException(nameof(ShardSize), ShardSize, "must be at least 1");
+        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "must be at least 1");
+        if (MaxTokens < 3 || MaxTokens > 512) throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens, "must be between 3 and 512 (the model's position limit)");
+        if (Retries < 1) throw new ArgumentOutOfRangeException(nameof(Retries), Retries, "must be at least 1");
+        if (!(LeaseSeconds >= 1)) throw new ArgumentOutOfRangeException(nameof(LeaseSeconds), LeaseSeconds, "must be at least 1 second");
+        if (Workers < 0) throw new ArgumentOutOfRangeException(nameof(Workers), Workers, "must not be negative");
+        if (MinWorkers < 0 || MinWorkers > WorkerCeiling) throw new ArgumentOutOfRangeException(nameof(MinWorkers), MinWorkers, $"must be between 0 and the ceiling ({WorkerCeiling})");
+        if (MaxWorkers < 0 || (MaxWorkers > 0 && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers, $"must be 0 or at least --workers ({Workers})");
+        if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "must be at least 1");
+        if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "must be at least 1");
+        if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "must be a TCP port (0 picks a free one)");
+    }
+}

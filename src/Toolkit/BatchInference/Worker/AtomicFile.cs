@@ -1,0 +1,56 @@
+using System.Runtime.InteropServices;
+
+namespace Toolkit.BatchInference;
+
+/// <summary>
+/// Writes a file so that readers see either the old file or the whole new one: a temporary file next to it
+/// (named by the writer's lease, so two writers never share one), flushed to disk, renamed over the target,
+/// then the folder itself flushed so the rename survives a power loss.
+/// </summary>
+public static partial class AtomicFile
+{
+    /// <summary>Writes <paramref name="lines"/> (each a complete line without its newline) to <paramref name="path"/>.</summary>
+    public static void WriteLines(string path, IEnumerable<ReadOnlyMemory<byte>> lines, string writer)
+    {
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Directory.CreateDirectory(folder);
+        var temporary = Path.Combine(folder, $".{Path.GetFileName(path)}.{writer}.tmp");
+        using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+        {
+            foreach (var line in lines)
+            {
+                file.Write(line.Span);
+                file.WriteByte((byte)'\n');
+            }
+            file.Flush(flushToDisk: true);
+        }
+        File.Move(temporary, path, overwrite: true);
+        SyncFolder(folder);
+    }
+
+    /// <summary>Removes <paramref name="path"/> if it exists, durably.</summary>
+    public static void Delete(string path)
+    {
+        if (!File.Exists(path)) return;
+        File.Delete(path);
+        SyncFolder(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    private static void SyncFolder(string folder)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;   // Windows: MoveFileEx is durable enough; no folder handles
+        var fd = Open(folder, 0 /* O_RDONLY */);
+        if (fd < 0) return;
+        try { _ = Fsync(fd); }
+        finally { _ = Close(fd); }
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync")]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    private static partial int Close(int fd);
+}
