@@ -12,7 +12,7 @@ internal static class InferCommand
 {
     public static Command Create() => new("infer", "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and machines.")
     {
-        Run(), Resume(), Status(), Verify(), Worker(),
+        Run(), Resume(), Status(), Verify(), Worker(), Chaos(),
     };
 
     private static Command Run()
@@ -119,6 +119,21 @@ internal static class InferCommand
             };
             var summary = await worker.RunAsync(drain.Token, abort.Token);
             return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
+        });
+        return command;
+    }
+
+    private static Command Chaos()
+    {
+        var json = new Option<FileInfo?>("--json") { Description = "Write the result (events and the exactly-once check) as JSON to this file." };
+        var command = new Command("chaos", "Run a real job and kill workers (SIGKILL) and the coordinator (SIGKILL, then resume) while it runs; read the output back and check every record is there exactly once.") { json };
+        var options = new CliOptions<ChaosOptions>(command, new(), "infer chaos");
+        command.SetAction(async (parse, cancel) =>
+        {
+            var result = await InferChaos.RunAsync(options.Bind(parse), Console.WriteLine, cancel);
+            Facts.Print(result);
+            Facts.WriteJson(parse.GetValue(json), result);
+            return result.Check.ExactlyOnce ? 0 : 1;
         });
         return command;
     }

@@ -86,7 +86,8 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
         var command = RankEntryPoint.Command();
         var start = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in command.Skip(1)) start.ArgumentList.Add(a);
-        foreach (var a in new[] { "infer", "worker", "--coordinator", address, "--id", id }) start.ArgumentList.Add(a);
+        // A worker whose coordinator is gone (killed, not yet resumed) gives up after the grace period instead of lingering.
+        foreach (var a in new[] { "infer", "worker", "--coordinator", address, "--id", id, "--grace", "15" }) start.ArgumentList.Add(a);
         if (token is not null) start.Environment[TokenVariable] = token;
         var logs = Path.Combine(folder, "workers");
         Directory.CreateDirectory(logs);

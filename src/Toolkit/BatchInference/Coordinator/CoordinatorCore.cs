@@ -22,6 +22,7 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     private readonly ConcurrentDictionary<string, WorkerInfo> _workers = new();
     private readonly ConcurrentDictionary<string, WorkerReport> _reports = new();
     private readonly string _specJson;
+    private readonly HashSet<long> _inherited;
 
     /// <summary>A coordinator for <paramref name="spec"/> over <paramref name="store"/>, the job folder <paramref name="jobFolder"/>.</summary>
     /// <param name="spec">The job.</param>
@@ -37,6 +38,9 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         _specJson = System.Text.Json.JsonSerializer.Serialize(spec, ToolkitJson.Compact);
         _store.Initialize(records, spec.ShardSize);
         foreach (var w in _store.Workers()) _workers[w.Id] = w;
+        // Leases granted before a restart stay valid (their workers may reconnect and commit); if they expire
+        // instead, the coordinator's failure is to blame, not the shard's: no attempt is charged.
+        _inherited = [.. _store.Shards().Where(s => s.State == ShardState.Leased).Select(s => s.Id)];
         Started = _clock.GetUtcNow();
         DoneAtStart = Status().RecordsDone;
     }
@@ -86,7 +90,11 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         var throughput = _workers.TryGetValue(worker, out var w) ? w.Throughput : 0;
         var grant = Math.Clamp((int)(throughput * TargetLeaseWork.TotalSeconds / Spec.ShardSize), 1, Math.Max(1, maxShards));
         var leases = new List<ShardLease>();
-        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now) is { } lease) leases.Add(lease);
+        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now) is { } lease)
+        {
+            lock (_inherited) _inherited.Remove(lease.Shard.Id);
+            leases.Add(lease);
+        }
         var finished = leases.Count == 0 && IsFinished();
         return Task.FromResult(new LeaseGrant(leases, finished));
     }
@@ -144,7 +152,8 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     /// <summary>Returns expired leases to the queue (or FAILED past the retry cap).</summary>
     public int ExpireLeases(DateTimeOffset? now = null)
     {
-        var expired = _store.ExpireLeases(now ?? _clock.GetUtcNow(), Spec.Retries);
+        int expired;
+        lock (_inherited) expired = _store.ExpireLeases(now ?? _clock.GetUtcNow(), Spec.Retries, _inherited);
         if (expired > 0) _run?.Log($"{expired} lease(s) expired and went back to the queue");
         return expired;
     }

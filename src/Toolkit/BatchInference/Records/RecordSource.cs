@@ -57,6 +57,8 @@ public abstract class RecordSource
     private protected void Index()
     {
         using var file = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
+        Span<byte> bom = stackalloc byte[3];
+        file.Position = file.Read(bom) == 3 && bom.SequenceEqual("\uFEFF"u8) ? 3 : 0;   // a UTF-8 byte order mark (Excel writes one) is not data
         var scanner = new Scanner(file, QuoteAware);
         SkipHeader(scanner);
         long n = 0;

@@ -35,8 +35,8 @@ public interface IShardStore : IDisposable
     /// <returns>The shard's new state, or null when the token no longer held it.</returns>
     ShardState? Release(long shard, string token, string reason, int retryCap, bool countsAsAttempt = true);
 
-    /// <summary>Returns every lease that ended before <paramref name="now"/> to the queue (an attempt used; FAILED past the cap); the number returned or failed.</summary>
-    int ExpireLeases(DateTimeOffset now, int retryCap);
+    /// <summary>Returns every lease that ended before <paramref name="now"/> to the queue (an attempt used, FAILED past the cap, unless the shard is in <paramref name="forgiven"/>); the number returned or failed.</summary>
+    int ExpireLeases(DateTimeOffset now, int retryCap, IReadOnlySet<long>? forgiven = null);
 
     /// <summary>Every shard, by index.</summary>
     IReadOnlyList<Shard> Shards();

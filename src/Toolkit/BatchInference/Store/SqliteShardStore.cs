@@ -96,10 +96,10 @@ public sealed class SqliteShardStore : IShardStore
     });
 
     /// <inheritdoc/>
-    public int ExpireLeases(DateTimeOffset now, int retryCap) => InTransaction(() =>
+    public int ExpireLeases(DateTimeOffset now, int retryCap, IReadOnlySet<long>? forgiven = null) => InTransaction(() =>
     {
         var expired = Query("SELECT * FROM shards WHERE state = 'leased' AND expires < $now", ("$now", now.ToUnixTimeMilliseconds()));
-        foreach (var shard in expired) End(shard, $"lease of {shard.Worker} expired", retryCap, countsAsAttempt: true);
+        foreach (var shard in expired) End(shard, $"lease of {shard.Worker} expired", retryCap, countsAsAttempt: forgiven?.Contains(shard.Id) != true);
         return expired.Count;
     });
 

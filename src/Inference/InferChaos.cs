@@ -1,0 +1,175 @@
+using System.Diagnostics;
+using System.Globalization;
+using Toolkit.BatchInference;
+using Toolkit.Jobs;
+using Toolkit.Options;
+using Toolkit.Reporting;
+using Toolkit.Runtime;
+
+namespace Toolkit.Inference;
+
+/// <summary>The chaos test of batch inference: what to kill, and how big the job is.</summary>
+public sealed record ChaosOptions
+{
+    /// <summary>Input records (generated, with a malformed one every 1000).</summary>
+    [Option("Input records (generated sentences; every 1000th record is malformed and must be quarantined).")]
+    public int Records { get; init; } = 100_000;
+
+    /// <summary>Records per shard.</summary>
+    [Option("Records per shard.")]
+    public int ShardSize { get; init; } = 500;
+
+    /// <summary>Workers kept alive (the autoscaler replaces killed ones).</summary>
+    [Option("Workers kept alive (killed ones are replaced).")]
+    public int Workers { get; init; } = 2;
+
+    /// <summary>Workers killed with SIGKILL, spread over the run. The job's retry cap is set above it, so a shard unlucky enough to be held by every killed worker is still done.</summary>
+    [Option("Workers killed with SIGKILL, spread over the run.")]
+    public int Kills { get; init; } = 10;
+
+    /// <summary>Times the coordinator is killed with SIGKILL and resumed.</summary>
+    [Option("Times the coordinator process is killed with SIGKILL and the job resumed (toolkit infer resume).")]
+    public int CoordinatorKills { get; init; } = 2;
+
+    /// <summary>Lease length in seconds (how soon a killed worker's shards come back).</summary>
+    [Option("Lease length in seconds: how soon a killed worker's shards return to the queue.")]
+    public double LeaseSeconds { get; init; } = 5;
+
+    /// <summary>Seed of the input and of the kill schedule.</summary>
+    [Option("Seed of the generated input and of which worker is killed.")]
+    public int Seed { get; init; } = 1;
+
+    /// <summary>Folder for the chaos run (input and job folder).</summary>
+    [Option("Folder that holds the chaos run ($TOOLKIT_RUNS_DIR, else runs).", Name = "runs-dir")]
+    public string RunsDirectory { get; init; } = Runs.RunDirectory.DefaultRoot;
+}
+
+/// <summary>What a chaos run did and the exactly-once check of its output, read back from the files.</summary>
+public sealed record ChaosResult(string JobFolder, int Records, int WorkersKilled, int CoordinatorsKilled, int Resumes, long ShardsRetried, double Seconds, OutputCheck Check,
+    IReadOnlyList<string> Events) : IFacts
+{
+    /// <inheritdoc/>
+    public string Title => $"batch-inference chaos: {(Check.ExactlyOnce ? "every record exactly once" : "NOT exactly once")}";
+
+    /// <inheritdoc/>
+    public IReadOnlyList<(string Name, string Value)> Facts() =>
+    [
+        ("job folder", JobFolder),
+        ("records", $"{Records:N0}"),
+        ("killed", $"{WorkersKilled} workers (SIGKILL), the coordinator {CoordinatorsKilled} times; {Resumes} resumes"),
+        ("shards retried", $"{ShardsRetried:N0}"),
+        ("time", $"{Seconds:F1} s"),
+        ("output read back", $"{Check.Rows:N0} rows + {Check.Quarantined:N0} quarantined; {Check.Missing:N0} lost, {Check.Duplicated:N0} duplicated, {Check.Unexpected:N0} unexpected"),
+    ];
+}
+
+/// <summary>
+/// Runs a real job (<c>toolkit infer run</c>, local worker processes, the MiniLM embedding model) and attacks
+/// it: workers killed with SIGKILL at points spread over the run, the coordinator process killed with SIGKILL
+/// and the job resumed with <c>toolkit infer resume</c>; then reads the output back and checks every input
+/// record is there exactly once. Nothing is mocked: processes, gRPC on loopback, SQLite, files.
+/// </summary>
+public static class InferChaos
+{
+    /// <summary>Runs the chaos test.</summary>
+    public static async Task<ChaosResult> RunAsync(ChaosOptions o, Action<string>? log = null, CancellationToken cancel = default)
+    {
+        var clock = Stopwatch.StartNew();
+        var events = new List<string>();
+        void Event(string e)
+        {
+            var line = string.Create(CultureInfo.InvariantCulture, $"{clock.Elapsed.TotalSeconds,7:F1} s  {e}");
+            events.Add(line);
+            log?.Invoke(line);
+        }
+        var root = Path.GetFullPath(Path.Combine(o.RunsDirectory, $"chaos-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}"));
+        Directory.CreateDirectory(root);
+        var input = Path.Combine(root, "input.jsonl");
+        SentenceDataset.Write(input, o.Records, o.Seed, badEvery: 1000);
+        var random = new Random(o.Seed);
+        var seen = new HashSet<int>();
+        var coordinator = Start(["infer", "run", "--input", input, "--runs-dir", root, "--workers", $"{o.Workers}", "--min-workers", $"{o.Workers}",
+            "--shard-size", $"{o.ShardSize}", "--retries", $"{o.Kills + 2}", "--lease-seconds", o.LeaseSeconds.ToString(CultureInfo.InvariantCulture)], root, "coordinator-0");
+        string? folder = null;
+        int killed = 0, coordinatorsKilled = 0, resumes = 0;
+        try
+        {
+            while (true)
+            {
+                cancel.ThrowIfCancellationRequested();
+                await Task.Delay(200, cancel);
+                folder ??= Directory.GetDirectories(root, "infer-*").FirstOrDefault(d => File.Exists(Path.Combine(d, InferLayout.StateFile)));
+                if (coordinator.HasExited)
+                {
+                    if (coordinator.ExitCode != 0) throw new InvalidOperationException($"the coordinator exited with code {coordinator.ExitCode}; see {root}/coordinator-*.log");
+                    break;
+                }
+                if (folder is null) continue;
+                InferStatus status;
+                try { status = InferJob.Status(folder); }
+                catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException) { continue; }
+                var progress = (double)status.RecordsDone / Math.Max(1, status.Records);
+                // Worker kills at progress (j+1)/(kills+1) of 90 %, coordinator kills at (k+1)/(coordinator kills+1) of 80 %.
+                if (killed < o.Kills && progress >= 0.9 * (killed + 1) / (o.Kills + 1) && LiveWorkers(folder, seen) is { Count: > 0 } live)
+                {
+                    var (id, pid) = live[random.Next(live.Count)];
+                    ProcessPool.Signal(pid, 9);
+                    killed++;
+                    Event($"SIGKILL worker {id} (pid {pid}) at {progress:P0}");
+                }
+                if (coordinatorsKilled < o.CoordinatorKills && progress >= 0.8 * (coordinatorsKilled + 1) / (o.CoordinatorKills + 1))
+                {
+                    ProcessPool.Signal(coordinator.Id, 9);
+                    await coordinator.WaitForExitAsync(cancel);
+                    coordinatorsKilled++;
+                    Event($"SIGKILL coordinator (pid {coordinator.Id}) at {progress:P0}; its workers are orphaned");
+                    coordinator = Start(["infer", "resume", folder], root, $"coordinator-{++resumes}");
+                    Event($"resumed: toolkit infer resume (pid {coordinator.Id})");
+                }
+            }
+        }
+        finally
+        {
+            if (!coordinator.HasExited) coordinator.Kill(entireProcessTree: true);
+            foreach (var (_, pid) in folder is null ? [] : LiveWorkers(folder, [])) ProcessPool.Signal(pid, 9);   // orphans still retrying a dead coordinator
+        }
+        Event("job completed");
+        var shards = InferJob.Status(folder!);
+        using var store = new SqliteShardStore(Path.Combine(folder!, InferLayout.StateFile));
+        var retried = store.Shards().Count(s => s.Attempts > 0);
+        var check = InferOutput.Verify(folder!, new JsonlSource(input, "id", "text"));
+        Event($"read back: {check.Rows} rows, {check.Quarantined} quarantined, {check.Missing} lost, {check.Duplicated} duplicated");
+        var result = new ChaosResult(folder!, o.Records, killed, coordinatorsKilled, resumes, retried, clock.Elapsed.TotalSeconds, check, events);
+        ToolkitJson.Write(Path.Combine(root, "chaos.json"), result);
+        return result;
+    }
+
+    private static List<(string Id, int Pid)> LiveWorkers(string folder, HashSet<int> seen)
+    {
+        var workers = new List<(string, int)>();
+        var dir = Path.Combine(folder, "workers");
+        if (!Directory.Exists(dir)) return workers;
+        foreach (var file in Directory.GetFiles(dir, "*.pid"))
+            if (int.TryParse(File.ReadAllText(file), out var pid) && File.Exists($"/proc/{pid}/cmdline")
+                && File.ReadAllText($"/proc/{pid}/cmdline").Contains("worker", StringComparison.Ordinal))
+            {
+                seen.Add(pid);
+                workers.Add((Path.GetFileNameWithoutExtension(file), pid));
+            }
+        return workers;
+    }
+
+    private static Process Start(IReadOnlyList<string> verb, string root, string name)
+    {
+        var command = RankEntryPoint.Command();
+        var start = new ProcessStartInfo(command[0]) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in command.Skip(1).Concat(verb)) start.ArgumentList.Add(a);
+        var process = Process.Start(start)!;
+        var output = new StreamWriter(Path.Combine(root, $"{name}.log")) { AutoFlush = true };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.WriteLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.WriteLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+}

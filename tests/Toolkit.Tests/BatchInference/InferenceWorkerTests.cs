@@ -1,0 +1,189 @@
+using System.Text.Json;
+using Toolkit.BatchInference;
+using Toolkit.Runs;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>
+/// The worker and the coordinator together, in this process (the RPC layer is tested separately): exactly-once
+/// output through the pipeline, quarantine of bad rows and of records a model fails on (with the replica
+/// restarted), the retry cap ending in FAILED shards that are reported, drain and preemption costing no attempt.
+/// </summary>
+public sealed class InferenceWorkerTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-worker-");
+
+    public void Dispose() => _folder.Dispose();
+
+    private (CoordinatorCore Core, InferJobOptions Spec) Coordinator(string input, Func<InferJobOptions, InferJobOptions>? change = null)
+    {
+        var spec = new InferJobOptions { Input = input, ShardSize = 40, BatchSize = 8, Retries = 2, LeaseSeconds = 30 };
+        spec = change?.Invoke(spec) ?? spec;
+        spec.Check();
+        var source = RecordSource.Open(spec);
+        return (new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile)), source.Count), spec);
+    }
+
+    [Fact]
+    public async Task TwoWorkers_WriteEveryRecordExactlyOnce_InInputOrderPerShard_AndQuarantineBadRows()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 230, i => i switch { 17 => "{broken", 101 => """{"id": "r00101"}""", _ => null });
+        var (core, spec) = Coordinator(input, s => s with { Replicas = 2 });
+        using var _ = core;
+        var workers = new[] { "a", "b" }.Select(id => new InferenceWorker(core, id, __ => [new LengthModel()]).RunAsync()).ToList();
+        var summaries = await Task.WhenAll(workers);
+
+        Assert.All(summaries, s => Assert.Equal("finished", s.Reason));
+        Assert.Equal(230, summaries.Sum(s => s.Records));
+        var check = InferOutput.Verify(_folder.Path, RecordSource.Open(spec));
+        Assert.True(check.ExactlyOnce, check.ToString());
+        Assert.Equal((228L, 2L), (check.Rows, check.Quarantined));
+        var rows = InferOutput.Rows(_folder.Path).ToList();
+        Assert.Equal(rows.Select(r => r.GetProperty("id").GetString()).Order(StringComparer.Ordinal), rows.Select(r => r.GetProperty("id").GetString()));
+        Assert.Equal("record number 5 says hello!!!!!".Length, rows.Single(r => r.GetProperty("id").GetString() == "r00005").GetProperty("length").GetInt32());
+        var quarantined = InferOutput.Quarantined(_folder.Path).ToList();
+        Assert.Equal([17L, 101L], quarantined.Select(q => q.Record));
+        Assert.StartsWith("not JSON", quarantined[0].Reason);
+        Assert.Equal(("r00101", "no 'text' string"), (quarantined[1].Id, quarantined[1].Reason));
+        var status = core.Status();
+        Assert.True(status.Finished);
+        Assert.Equal((6, 6, 2L), (status.Shards, status.ShardsDone, status.Quarantined));
+        Assert.Contains(status.Stages, s => s.Name == "length" && s.Tasks == 4 && s.Items == 228);
+        Assert.Empty(Directory.GetFiles(Path.Combine(_folder.Path, InferLayout.OutputFolder), "*.tmp"));
+    }
+
+    [Fact]
+    public async Task ARecordTheModelFailsOn_IsQuarantined_TheReplicaRestarted_AndTheRestOfItsBatchKept()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 80, i => i is 9 or 50 ? $$"""{"id": "p{{i}}", "text": "POISON {{i}}"}""" : null);
+        var (core, spec) = Coordinator(input);
+        using var _ = core;
+        var model = new LengthModel();
+        var summary = await new InferenceWorker(core, "a", __ => [model]).RunAsync();
+
+        Assert.Equal(2, summary.ReplicaRestarts);
+        Assert.Equal(3, model.ReplicasCreated);
+        var check = InferOutput.Verify(_folder.Path, RecordSource.Open(spec));
+        Assert.True(check.ExactlyOnce, check.ToString());
+        Assert.Equal((78L, 2L), (check.Rows, check.Quarantined));
+        Assert.All(InferOutput.Quarantined(_folder.Path), q => Assert.Equal("length: tensor shape mismatch on a poisoned record", q.Reason));
+    }
+
+    [Fact]
+    public async Task AWorkerThatKeepsFailing_UsesUpTheRetryCap_AndTheShardsAreReportedFailed_NeverDropped()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 60);
+        var (core, spec) = Coordinator(input);
+        using var _ = core;
+        for (var attempt = 0; attempt < spec.Retries; attempt++)
+        {
+            var e = await Assert.ThrowsAsync<InvalidOperationException>(() => new InferenceWorker(core, $"w{attempt}", __ => [new LengthModel { BrokenReplicas = true }]).RunAsync());
+            Assert.Contains("model file is corrupt", e.Message);
+        }
+        var status = core.Status();
+        Assert.True(status.Finished);
+        Assert.Equal(0, status.ShardsDone);
+        Assert.Equal([0L, 1L], status.Failed.Select(f => f.Shard));
+        Assert.All(status.Failed, f => Assert.Equal((2, true), (f.Attempts, f.Reason.Contains("model file is corrupt"))));
+        // A healthy worker now finds nothing to do: failed shards are not silently retried forever.
+        var late = await new InferenceWorker(core, "late", __ => [new LengthModel()]).RunAsync();
+        Assert.Equal((0, "finished"), (late.Shards, late.Reason));
+    }
+
+    [Fact]
+    public async Task Drain_FinishesTheShardsHeld_ThenLeaves_WithoutCostingAnAttempt()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 400);
+        var (core, spec) = Coordinator(input);
+        using var _ = core;
+        using var drain = new CancellationTokenSource();
+        var worker = new InferenceWorker(core, "a", __ => [new SlowModel(drain)]);
+        var summary = await worker.RunAsync(drain.Token);
+
+        Assert.Equal("drained", summary.Reason);
+        Assert.InRange(summary.Shards, 1, worker.MaxHeldShards);
+        using var store = new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile));
+        var shards = store.Shards();
+        Assert.Equal(summary.Shards, shards.Count(s => s.State == ShardState.Done));
+        Assert.All(shards, s => Assert.Equal(0, s.Attempts));
+        Assert.DoesNotContain(shards, s => s.State == ShardState.Leased);
+        Assert.Equal("drained", store.Workers().Single().Left);
+    }
+
+    [Fact]
+    public async Task Abort_GivesTheShardsBack_AsPreempted_CostingNoAttempt()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 400);
+        var (core, _) = Coordinator(input);
+        using var __ = core;
+        using var abort = new CancellationTokenSource();
+        var summary = await new InferenceWorker(core, "a", ___ => [new SlowModel(abort)]).RunAsync(abort: abort.Token);
+
+        Assert.Equal("stopped", summary.Reason);
+        using var store = new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile));
+        Assert.All(store.Shards(), s => Assert.Equal((0, true), (s.Attempts, s.State is ShardState.Todo or ShardState.Done)));
+        Assert.Contains(store.Shards(), s => s.LastError?.Contains("preempted") == true);
+    }
+
+    [Fact]
+    public async Task ARestartedCoordinator_ResumesFromTheStore_WithoutRedoingCommittedShards()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 200);
+        var (core, spec) = Coordinator(input);
+        using (core)
+        {
+            using var drain = new CancellationTokenSource();
+            await new InferenceWorker(core, "a", _ => [new SlowModel(drain)]).RunAsync(drain.Token);
+        }
+        var firstRun = Directory.GetFiles(Path.Combine(_folder.Path, InferLayout.OutputFolder)).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+        Assert.NotEmpty(firstRun);
+
+        var (again, _) = Coordinator(input);
+        using (again)
+        {
+            Assert.Equal(firstRun.Count * 40L, again.DoneAtStart);
+            await new InferenceWorker(again, "b", _ => [new LengthModel()]).RunAsync();
+            Assert.True(again.Status().Finished);
+        }
+        foreach (var (file, written) in firstRun) Assert.Equal(written, File.GetLastWriteTimeUtc(file));
+        Assert.True(InferOutput.Verify(_folder.Path, RecordSource.Open(spec)).ExactlyOnce);
+    }
+
+    [Fact]
+    public async Task TheCoordinatorRefusesWorkersThatDidNotJoin_AndOutputsOutsideTheJobFolder()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 10);
+        var (core, _) = Coordinator(input);
+        using var __ = core;
+        await Assert.ThrowsAsync<UnauthorizedAccessException>(() => core.LeaseAsync("stranger", 1));
+        await core.JoinAsync(new WorkerHello("a", "host", 1));
+        var lease = (await core.LeaseAsync("a", 1)).Leases.Single();
+        await Assert.ThrowsAsync<ArgumentException>(() => core.CommitAsync("a", new ShardCommit(lease.Shard.Id, lease.Token, "../../etc/passwd", 10, 0, 1)));
+        Assert.Equal(1, core.Rejected);
+    }
+
+    /// <summary>The length model, slowed down, that signals <paramref name="stop"/> once its first batch is done (so the worker holds shards when it stops).</summary>
+    private sealed class SlowModel(CancellationTokenSource stop) : IModelStage
+    {
+        private readonly LengthModel _inner = new();
+        private CancellationTokenSource Stop => stop;
+        public string Name => _inner.Name;
+        public object Prepare(string text) => text;
+        private int _armed;
+        public IPredictor CreateReplica() => new Replica(_inner.CreateReplica(), this);
+        public void Write(Utf8JsonWriter json, object output) => _inner.Write(json, output);
+        public void Dispose() { }
+
+        private sealed class Replica(IPredictor inner, SlowModel owner) : IPredictor
+        {
+            public object[] Predict(IReadOnlyList<object> inputs)
+            {
+                Thread.Sleep(20);
+                if (Interlocked.Exchange(ref owner._armed, 1) == 0) owner.Stop.CancelAfter(TimeSpan.FromMilliseconds(50));
+                return inner.Predict(inputs);
+            }
+            public void Dispose() => inner.Dispose();
+        }
+    }
+}

@@ -1,0 +1,52 @@
+using System.Text.Json;
+using Toolkit.BatchInference;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>
+/// A fast, deterministic model stage for pipeline tests: the output is the text's length. It fails, as real
+/// models do, on demand: a batch holding a text with "POISON" throws (the record alone throws too), and
+/// <see cref="BrokenReplicas"/> makes creating a replica throw (a worker that cannot load its model).
+/// </summary>
+internal sealed class LengthModel : IModelStage
+{
+    private int _replicas;
+
+    public string Name => "length";
+    public bool BrokenReplicas { get; init; }
+    public int ReplicasCreated => _replicas;
+
+    public object Prepare(string text) => text;
+
+    public IPredictor CreateReplica()
+    {
+        Interlocked.Increment(ref _replicas);
+        return BrokenReplicas ? throw new InvalidOperationException("model file is corrupt") : new Replica();
+    }
+
+    public void Write(Utf8JsonWriter json, object output) => json.WriteNumber("length", (int)output);
+
+    public void Dispose() { }
+
+    private sealed class Replica : IPredictor
+    {
+        public object[] Predict(IReadOnlyList<object> inputs) =>
+            inputs.Any(i => ((string)i).Contains("POISON", StringComparison.Ordinal))
+                ? throw new InvalidOperationException("tensor shape mismatch on a poisoned record")
+                : [.. inputs.Select(i => (object)((string)i).Length)];
+
+        public void Dispose() { }
+    }
+}
+
+/// <summary>Writes JSONL inputs for tests.</summary>
+internal static class Inputs
+{
+    public static string Jsonl(string folder, int records, Func<int, string?>? special = null, string name = "input.jsonl")
+    {
+        var path = Path.Combine(folder, name);
+        File.WriteAllLines(path, Enumerable.Range(0, records).Select(i =>
+            special?.Invoke(i) ?? JsonSerializer.Serialize(new { id = $"r{i:D5}", text = $"record number {i} says hello" + new string('!', i % 7) })));
+        return path;
+    }
+}
