@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using Grpc.Core;
+using Toolkit.BatchInference;
+using Toolkit.Inference;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>
+/// The coordinator as a real gRPC service on loopback: workers through the generated client finish a job
+/// exactly once; a non-loopback bind needs a token; a wrong or missing token is refused, logged and counted;
+/// and a real worker process (toolkit infer worker) drains on SIGTERM without costing its shards an attempt.
+/// </summary>
+public sealed class CoordinatorServiceTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-coordinator-");
+
+    public void Dispose() => _folder.Dispose();
+
+    private CoordinatorCore Core(int records, Func<InferJobOptions, InferJobOptions>? change = null)
+    {
+        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, records), ShardSize = 25, BatchSize = 8, LeaseSeconds = 30 };
+        spec = change?.Invoke(spec) ?? spec;
+        return new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile)), records);
+    }
+
+    [Fact]
+    public async Task WorkersOverGrpc_FinishTheJob_ExactlyOnce()
+    {
+        using var core = Core(130);
+        await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: null);
+        Assert.StartsWith("http://127.0.0.1:", server.Address);
+        var workers = Enumerable.Range(0, 2).Select(async i =>
+        {
+            using var client = new GrpcCoordinator(server.Address, null);
+            return await new InferenceWorker(client, $"g{i}", _ => [new LengthModel()]).RunAsync();
+        }).ToList();
+        var summaries = await Task.WhenAll(workers);
+        Assert.Equal(130, summaries.Sum(s => s.Records));
+        Assert.True(InferOutput.Verify(_folder.Path, RecordSource.Open(core.Spec)).ExactlyOnce);
+        Assert.Equal(["g0", "g1"], core.Status().Workers.Select(w => w.Id).Order());
+    }
+
+    [Fact]
+    public async Task ANonLoopbackBind_RequiresAToken_AndWrongTokensGetNothing()
+    {
+        using var core = Core(50);
+        var refused = await Assert.ThrowsAsync<ArgumentException>(() => CoordinatorServer.StartAsync(core, "0.0.0.0", 0, token: null));
+        Assert.Contains("needs a token", refused.Message);
+
+        await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: "s3cret");
+        foreach (var wrong in new string?[] { null, "guess" })
+        {
+            using var client = new GrpcCoordinator(server.Address, wrong);
+            var e = await Assert.ThrowsAsync<RpcException>(() => client.JoinAsync(new WorkerHello("intruder", "elsewhere", 1)));
+            Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
+            await Assert.ThrowsAsync<RpcException>(() => client.LeaseAsync("intruder", 1));
+        }
+        Assert.Equal(4, core.Rejected);
+        Assert.Empty(core.Status().Workers);
+        Assert.Equal(0, core.Status().ShardsLeased);
+
+        using var right = new GrpcCoordinator(server.Address, "s3cret");
+        var summary = await new InferenceWorker(right, "ok", _ => [new LengthModel()]).RunAsync();
+        Assert.Equal(50, summary.Records);
+    }
+
+    [Fact]
+    public async Task AWorkerProcess_DrainsOnSigterm_CommitsWhatItHolds_AndCostsNoAttempt()
+    {
+        // A real MiniLM worker process on a job long enough that it is mid-way when SIGTERM arrives.
+        var input = Path.Combine(_folder.Path, "sentences.jsonl");
+        SentenceDataset.Write(input, 600);
+        var spec = new InferJobOptions { Input = input, ShardSize = 50, LeaseSeconds = 30 };
+        using var core = new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile)), 600);
+        await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: "t0ken");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Repository.CliDll, "infer", "worker", "--coordinator", server.Address, "--id", "victim" }) start.ArgumentList.Add(a);
+        start.Environment[ProcessPool.TokenVariable] = "t0ken";
+        using var process = Process.Start(start)!;
+        var log = new System.Text.StringBuilder();
+        process.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
+        process.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while (core.Status().ShardsDone < 1 && DateTime.UtcNow < deadline) await Task.Delay(100);
+        Assert.True(core.Status().ShardsDone >= 1, $"the worker committed nothing in 90 s:\n{log}");
+
+        ProcessPool.Signal(process.Id, 15);
+        await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+
+        Assert.True(process.ExitCode == 0, $"exit code {process.ExitCode}:\n{log}");
+        Assert.Contains("draining", log.ToString());
+        var status = core.Status();
+        Assert.InRange(status.ShardsDone, 2, 11);   // it finished what it held (read ahead), then stopped taking work
+        Assert.Equal(0, status.ShardsLeased);
+        Assert.Equal("drained", status.Workers.Single().Left);
+        using var store = new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile));
+        Assert.All(store.Shards(), s => Assert.Equal(0, s.Attempts));
+    }
+}

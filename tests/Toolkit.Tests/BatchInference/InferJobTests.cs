@@ -1,0 +1,87 @@
+using System.Text.Json;
+using Toolkit.BatchInference;
+using Toolkit.Inference;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>
+/// Whole jobs as users run them: <c>toolkit infer run</c> with local worker processes and the real MiniLM model,
+/// the chaos test (SIGKILLed workers and coordinator, resume, output read back), and the CLI's messages for
+/// bad input.
+/// </summary>
+public sealed class InferJobTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-infer-");
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public void Cli_InferRun_EmbedsWithLocalWorkerProcesses_ExactlyOnce_AndQuarantinesBadRows()
+    {
+        var input = Path.Combine(_folder.Path, "in.jsonl");
+        SentenceDataset.Write(input, 400, seed: 3, badEvery: 100);
+        var summary = Path.Combine(_folder.Path, "summary.json");
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input, "--runs-dir", _folder.Path, "--workers", "2",
+            "--shard-size", "100", "--json", summary], TimeSpan.FromMinutes(3));
+        Assert.True(code == 0, output);
+        var result = JsonSerializer.Deserialize<InferResult>(File.ReadAllText(summary), Toolkit.Runtime.ToolkitJson.Options)!;
+        Assert.Equal(("completed", 396L, 4L, 4), (result.State, result.OutputRecords, result.Quarantined, result.ShardsDone));
+        Assert.Equal(2, result.WorkersStarted);
+        Assert.Equal("embed", result.Bottleneck);
+        Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        var texts = File.ReadLines(input).Where(l => l.StartsWith('{') && l.Contains("\"text\":\"")).Select(l => JsonDocument.Parse(l).RootElement)
+            .ToDictionary(e => e.GetProperty("id").GetString()!, e => e.GetProperty("text").GetString()!);
+        var embeddings = InferOutput.Rows(result.JobFolder).ToDictionary(r => r.GetProperty("id").GetString()!,
+            r => r.GetProperty("embedding").EnumerateArray().Select(v => v.GetSingle()).ToArray());
+        Assert.All(embeddings.Values, e => Assert.Equal(1.0, Math.Sqrt(e.Sum(v => (double)v * v)), 3));
+        Assert.All(embeddings.Values, e => Assert.Equal(MiniLmEmbedding.Dimensions, e.Length));
+        // The same text gives the same embedding whichever worker and batch it fell into.
+        var duplicates = texts.GroupBy(t => t.Value).Where(g => g.Count() > 1).Select(g => g.Select(x => x.Key).ToList()).Take(5).ToList();
+        Assert.NotEmpty(duplicates);
+        foreach (var ids in duplicates)
+            Assert.True(Cosine(embeddings[ids[0]], embeddings[ids[1]]) > 0.9999, $"{ids[0]} and {ids[1]} share a text");
+        Assert.Contains("bottleneck", output);
+        Assert.True(File.Exists(Path.Combine(result.JobFolder, "metrics.jsonl")));
+    }
+
+    [Fact]
+    public async Task Chaos_KilledWorkersAndCoordinator_EveryRecordExactlyOnce()
+    {
+        var result = await InferChaos.RunAsync(new ChaosOptions
+        {
+            Records = 1200, ShardSize = 40, Kills = 3, CoordinatorKills = 1, LeaseSeconds = 3, RunsDirectory = _folder.Path,
+        });
+        Assert.True(result.Check.ExactlyOnce, string.Join('\n', result.Events));
+        Assert.Equal((3, 1, 1), (result.WorkersKilled, result.CoordinatorsKilled, result.Resumes));
+        Assert.Equal((1199L, 1L), (result.Check.Rows, result.Check.Quarantined));
+        Assert.True(result.ShardsRetried > 0, "killing workers mid-shard must have sent shards back to the queue");
+    }
+
+    [Theory]
+    [InlineData("", "an input file is required")]
+    [InlineData("--input nowhere.jsonl", "the input file 'nowhere.jsonl' does not exist")]
+    [InlineData("--input {input} --workers 3 --max-workers 2", "--max-workers")]
+    [InlineData("--input {input} --pipeline translate", "--pipeline")]
+    [InlineData("--input {input} --bind 0.0.0.0 --launcher external --port 70000", "--port")]
+    public void Cli_BadOptions_AreUserErrors_NamingTheOption(string arguments, string expected)
+    {
+        var input = Inputs.Jsonl(_folder.Path, 5);
+        var args = arguments.Replace("{input}", input).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--runs-dir", _folder.Path, .. args], TimeSpan.FromMinutes(1));
+        Assert.Equal(2, code);
+        Assert.Contains(expected, output);
+        Assert.DoesNotContain("   at ", output);
+        Assert.Empty(Directory.GetDirectories(_folder.Path, "infer-*"));
+    }
+
+    [Fact]
+    public void Cli_ResumeOfAFolderThatIsNotAJob_SaysSo()
+    {
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "resume", _folder.Path], TimeSpan.FromMinutes(1));
+        Assert.Equal(2, code);
+        Assert.Contains("is not a batch-inference job folder", output);
+    }
+
+    private static double Cosine(float[] a, float[] b) => a.Zip(b, (x, y) => (double)x * y).Sum();
+}
