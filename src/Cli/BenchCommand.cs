@@ -7,7 +7,7 @@ namespace Toolkit.Cli;
 /// <summary><c>toolkit bench paro|collectives --json PATH</c>: benchmarks that write machine-readable results.</summary>
 internal static class BenchCommand
 {
-    public static Command Create() => new("bench", "Benchmarks that write machine-readable results.") { Paro(), Collectives(), Rl() };
+    public static Command Create() => new("bench", "Benchmarks that write machine-readable results.") { Paro(), Collectives(), Rl(), Infer() };
 
     private static Command Rl()
     {
@@ -20,6 +20,21 @@ internal static class BenchCommand
             o.Job.Validate();
             var report = await Toolkit.Rl.RlBenchmark.RunAsync(o, Console.WriteLine, token);
             Console.WriteLine($"C3PO++ over synchronous: rollout tokens/s {report.RolloutSpeedup:F2}x, step time {report.StepSpeedup:F2}x");
+            Toolkit.Runtime.ToolkitJson.Write(parse.GetValue(json)!.FullName, report);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Infer()
+    {
+        var json = new Option<FileInfo>("--json") { Description = "Where to write the results.", Required = true };
+        var command = new Command("infer", "Batch-inference throughput: the compute-only ceiling, the sequential baseline, the pipelined worker, worker processes, and two models as a DAG against one after another.") { json };
+        var options = new CliOptions<Toolkit.Inference.InferBenchmarkOptions>(command, new(), "bench infer");
+        command.SetAction(async (parse, token) =>
+        {
+            var report = await Toolkit.Inference.InferBenchmark.RunAsync(options.Bind(parse), Console.WriteLine, token);
+            Console.WriteLine($"pipelined over sequential: {report.PipelinedOverSequential:F2}x; two-model DAG over one after another: {report.DagOverOneAfterAnother:F2}x");
             Toolkit.Runtime.ToolkitJson.Write(parse.GetValue(json)!.FullName, report);
             return 0;
         });

@@ -48,6 +48,10 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         AddRoot<RlHelpCommand>(kernel, "#!rl", "Ring-1T style RL: train (GRPO with IcePop, TIS or MIS; synchronous or C3PO++ rollouts).", rlTrain);
         kernel.AddDirective<RlTrainCommand>(rlTrain, RlTrainCommand.HandleAsync);
 
+        var inferRun = InferRunCommand.CreateDirective();
+        AddRoot<InferHelpCommand>(kernel, "#!infer", "Elastic batch inference: run (exactly-once, resumable, pipelined workers).", inferRun);
+        kernel.AddDirective<InferRunCommand>(inferRun, InferRunCommand.HandleAsync);
+
         var collectivePlan = CollectivePlanCommand.CreateDirective();
         AddRoot<CollectiveHelpCommand>(kernel, "#!collective", "Collective algorithms (ring, hierarchical, HO-Ring): plan.", collectivePlan);
         kernel.AddDirective<CollectivePlanCommand>(collectivePlan, CollectivePlanCommand.HandleAsync);
@@ -63,7 +67,7 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         {
             status = $"TorchSharp is not usable: {e.Message}";
         }
-        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` (info, quickstart, show), `#!paro` (plan, train, compare), `#!rl` (train), `#!collective` (plan). {status}", "text/markdown");
+        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` (info, quickstart, show), `#!paro` (plan, train, compare), `#!rl` (train), `#!infer` (run), `#!collective` (plan). {status}", "text/markdown");
         KernelInvocationContext.Current?.Display(OfflineCharts.Loader(), "text/html");   // once per session: charts draw with this copy
     }
 

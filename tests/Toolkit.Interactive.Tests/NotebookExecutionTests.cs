@@ -86,6 +86,20 @@ public sealed class NotebookExecutionTests
         Assert.Contains(all, h => h.Contains("RL longtail, icepop, fp32 rollouts"));
     }
 
+    [Fact]
+    public void BatchInference_RunsInTheRealKernel_LiveChartsExactlyOnceAndResume()
+    {
+        var cells = Execute("05-batch-inference.ipynb");
+        Assert.All(cells, c => Assert.Empty(c.Errors));
+        var all = cells.SelectMany(c => c.Html).ToList();
+        Assert.Contains(all, h => h.Contains("batch inference infer-") && h.Contains("completed"));                  // #!infer run result table
+        Assert.Contains(all, h => h.Contains("stage busy fraction") && h.Contains("Plotly.newPlot"));                // live charts
+        Assert.Contains(all, h => h.Contains("2 started, 0 died"));                                                   // two worker processes
+        Assert.Contains(all, h => h.Contains("ExactlyOnce") && h.Contains("True"));                                   // read back from C#
+        Assert.Contains(all, h => h.Contains("empty line"));                                                          // quarantine reasons
+        Assert.Contains(all, h => h.Contains("cancelled: ") && h.Contains("completed: "));                            // stop, then resume
+    }
+
     private static List<CellOutputs> Execute(string notebook, bool writesRuns = true)
     {
         ExtensionPackage();

@@ -185,7 +185,10 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         var done = shards.Where(s => s.State == ShardState.Done).ToList();
         var recordsDone = done.Sum(s => s.Records);
         var elapsed = (now - Started).TotalSeconds;
-        var rate = elapsed > 0 ? (recordsDone - DoneAtStart) / elapsed : 0;
+        var active = _workers.Values.Where(w => w.Left is null).ToList();
+        // Since this coordinator started; a coordinator that has only just (re)started, or a status read from the
+        // folder, uses the active workers' measured rates instead.
+        var rate = elapsed > 10 && recordsDone > DoneAtStart ? (recordsDone - DoneAtStart) / elapsed : active.Sum(w => w.Throughput);
         var remaining = Records - recordsDone - shards.Where(s => s.State == ShardState.Failed).Sum(s => s.Records);
         var stages = _reports.Values.SelectMany(r => r.Stages).GroupBy(s => s.Name)
             .Select(g => new StageReport(g.Key, g.Sum(s => s.Tasks), g.Sum(s => s.Busy), g.Sum(s => s.Items), g.Sum(s => s.Queue))).ToList();
