@@ -6,7 +6,7 @@ namespace Toolkit.Cli;
 internal static class CliApp
 {
     /// <summary>Options every command accepts besides its record's: they steer the front end, not the job.</summary>
-    public static readonly IReadOnlySet<string> FrontEndOptions = new HashSet<string>(StringComparer.Ordinal) { "--json", "--verbose", "--help", "--version" };
+    public static readonly IReadOnlySet<string> FrontEndOptions = new HashSet<string>(StringComparer.Ordinal) { "--json", "--spec", "--verbose", "--help", "--version" };
 
     public static RootCommand CreateRoot()
     {

@@ -24,6 +24,7 @@ public sealed class MagicOptionsParityTests : IDisposable
         { "#!paro", "compare", typeof(ParoCompareOptions) },
         { "#!collective", "plan", typeof(CollectivePlanOptions) },
         { "#!rl", "train", typeof(Toolkit.Rl.RlRunOptions) },
+        { "#!infer", "run", typeof(Toolkit.BatchInference.InferJobOptions) },
     };
 
     [Theory]

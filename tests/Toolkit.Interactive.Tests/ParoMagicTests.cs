@@ -86,6 +86,9 @@ public sealed class ParoMagicTests : IDisposable
     [InlineData("#!paro compare --strategies NNN,GNN --steps 1", "not effective")]
     [InlineData("#!rl train --samples 1", "--samples 1: must be at least 2")]
     [InlineData("#!rl train --compare none,magic", "--compare magic: is not a correction")]
+    [InlineData("#!infer run", "an input file is required")]
+    [InlineData("#!infer run --input missing.jsonl", "the input file 'missing.jsonl' does not exist")]
+    [InlineData("#!infer run --input missing.jsonl --workers many", "--workers")]
     public async Task BadInput_FailsTheCell_WithAnActionableMessage_AndTheKernelSurvives(string code, string expected)
     {
         var suffix = code.StartsWith("#!paro plan", StringComparison.Ordinal) ? "" : $" --runs-dir {_runs}";

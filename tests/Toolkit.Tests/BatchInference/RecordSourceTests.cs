@@ -86,3 +86,19 @@ public sealed class RecordSourceTests : IDisposable
         Assert.Equal("MaxWorkers", Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions { Input = input, Workers = 4, MaxWorkers = 2 }.Check()).ParamName);
     }
 }
+
+/// <summary>The committed batch-inference sample is what its generator writes.</summary>
+public sealed class SentenceDatasetTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-sentences-");
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public void CommittedSample_RegeneratesByteForByte()
+    {
+        var path = Path.Combine(_folder.Path, "s.jsonl");
+        SentenceDataset.Write(path, 2000, seed: 1, badEvery: 400);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(Repository.Root, "datasets", "infer", "sentences-2k.jsonl")), File.ReadAllBytes(path));
+    }
+}

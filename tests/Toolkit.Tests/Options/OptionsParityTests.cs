@@ -27,6 +27,10 @@ public sealed class OptionsParityTests
         { "bench collectives", typeof(CollectiveBenchOptions) },
         { "rl train", typeof(Toolkit.Rl.RlRunOptions) },
         { "bench rl", typeof(Toolkit.Rl.RlBenchmarkOptions) },
+        { "infer run", typeof(Toolkit.BatchInference.InferJobOptions) },
+        { "infer resume", typeof(Toolkit.BatchInference.InferJobOptions) },
+        { "infer chaos", typeof(Toolkit.Inference.ChaosOptions) },
+        { "bench infer", typeof(Toolkit.Inference.InferBenchmarkOptions) },
     };
 
     [Theory]
