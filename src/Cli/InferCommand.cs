@@ -12,7 +12,7 @@ internal static class InferCommand
 {
     public static Command Create() => new("infer", "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and machines.")
     {
-        Run(), Resume(), Status(), Verify(), Worker(), Chaos(),
+        Run(), Resume(), Status(), Verify(), Worker(), Chaos(), Rank(),
     };
 
     private static Command Run()
@@ -120,6 +120,15 @@ internal static class InferCommand
             var summary = await worker.RunAsync(drain.Token, abort.Token);
             return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
         });
+        return command;
+    }
+
+    private static Command Rank()
+    {
+        var job = new Option<DirectoryInfo>("--job") { Description = "The job folder.", Required = true };
+        var command = new Command("rank", "One rank of a job started with --launcher mpi (what mpiexec starts): rank 0 coordinates, the others work.") { job };
+        command.Hidden = true;
+        command.SetAction(async (parse, cancel) => await InferJob.RankAsync(parse.GetValue(job)!.FullName, cancel, Console.Error.WriteLine));
         return command;
     }
 

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using Toolkit.BatchInference;
 using Toolkit.Reporting;
 using Toolkit.Runs;
@@ -26,8 +25,85 @@ public static class InferJob
     {
         spec.Check();
         var source = RecordSource.Open(spec);   // fails here, before a folder exists, on an unreadable input
+        var mpi = spec.Launcher == WorkerLauncher.Mpi ? PrepareMpi(spec) : default;
         using var run = RunDirectory.Create(spec.RunsDirectory, Kind, new InferConfig(Kind, spec));
+        if (spec.Launcher == WorkerLauncher.Mpi) return await RunUnderMpiAsync(run, spec, mpi, progress, cancel, log);
         return await RunInFolderAsync(run, spec, source, progress, cancel, log);
+    }
+
+    /// <summary>
+    /// One rank of a job started with <c>--launcher mpi</c> (<c>toolkit infer rank --job DIR</c>; the rank from
+    /// hydra's <c>PMI_RANK</c>): rank 0 is the coordinator, listening on every interface with a token written
+    /// to the job folder; every other rank waits for <c>coordinator.json</c> and works for it.
+    /// </summary>
+    public static async Task<int> RankAsync(string folder, CancellationToken cancel = default, Action<string>? log = null)
+    {
+        var rank = int.TryParse(Environment.GetEnvironmentVariable("PMI_RANK"), out var r) ? r : 0;
+        var spec = ReadSpec(folder);
+        if (rank == 0)
+        {
+            var coordinator = spec with { Launcher = WorkerLauncher.External, Bind = "0.0.0.0", Token = spec.Token ?? CoordinatorServer.NewToken() };
+            using var run = RunDirectory.Reopen(folder);
+            var result = await RunInFolderAsync(run, coordinator, RecordSource.Open(spec), null, cancel, log);
+            return result.State == "completed" ? 0 : 1;
+        }
+        var file = Path.Combine(folder, InferLayout.CoordinatorFile);
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (!File.Exists(file) || !File.Exists(Path.Combine(folder, "token")))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"rank {rank}: no coordinator appeared in {folder} within 2 minutes (see rank 0's output)");
+            await Task.Delay(200, cancel);
+        }
+        var address = ToolkitJson.Read<CoordinatorAddress>(file);
+        using var client = new GrpcCoordinator(address.Address, File.ReadAllText(Path.Combine(folder, "token")).Trim());
+        var summary = await new InferenceWorker(client, $"{Environment.MachineName}-rank{rank}") { Log = log }.RunAsync(abort: cancel);
+        return summary.Reason is "finished" or "drained" ? 0 : 1;
+    }
+
+    private static (string File, IReadOnlyList<string> Arguments) PrepareMpi(InferJobOptions spec) => Jobs.MpiJobLauncher.Prepare(new Jobs.LaunchOptions
+    {
+        Launcher = Jobs.Launcher.Mpi, Ranks = spec.Ranks, GroupSize = spec.Emulate is null ? 1 : Comm.EmulatedCluster.Parse(spec.Emulate).RanksPerNode,
+        Emulate = spec.Emulate, InterBandwidth = spec.InterBandwidth,
+    });
+
+    /// <summary>Starts the ranks with mpiexec (or on the emulated cluster) and follows the job from its state until they exit.</summary>
+    private static async Task<InferResult> RunUnderMpiAsync(RunDirectory run, InferJobOptions spec, (string File, IReadOnlyList<string> Arguments) launcher,
+        IProgress<InferStatus>? progress, CancellationToken cancel, Action<string>? log)
+    {
+        using (new SqliteShardStore(run.File(InferLayout.StateFile))) { }   // the folder is a job folder before any rank starts (status works at once)
+        var arguments = (IReadOnlyList<string>)[.. launcher.Arguments, "infer", "rank", "--job", run.Path];
+        run.Log($"launch: {launcher.File} {string.Join(' ', arguments)}");
+        log?.Invoke($"launch: {launcher.File} {string.Join(' ', arguments)}");
+        var start = new ProcessStartInfo(launcher.File) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in arguments) start.ArgumentList.Add(a);
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {launcher.File}");
+        var output = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            while (!process.HasExited)
+            {
+                await Task.Delay(500, cancel);
+                try { progress?.Report(Status(run.Path)); }
+                catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or IOException) { }   // rank 0 is still laying out the shards
+            }
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
+            lock (output) File.WriteAllText(run.File(Jobs.MpiJobLauncher.OutputFile), output.ToString());
+        }
+        var resultFile = run.File("result.json");
+        if (!File.Exists(resultFile))
+            throw new Jobs.JobFailedException($"the MPI job exited with code {process.ExitCode} before the coordinator (rank 0) wrote its result; the job can be resumed. " +
+                $"Job folder: {run.Path}. Last output:\n{string.Join('\n', output.ToString().Split('\n').TakeLast(30))}");
+        var result = ToolkitJson.Read<InferResult>(resultFile);
+        progress?.Report(Status(run.Path));
+        return result;
     }
 
     /// <summary>Resumes the job in <paramref name="folder"/>: committed shards stay done; the rest are redone.</summary>
@@ -66,7 +142,9 @@ public static class InferJob
     {
         var spec = ReadSpec(folder);
         using var store = new SqliteShardStore(Path.Combine(folder, InferLayout.StateFile));
-        var records = store.Shards().Sum(s => s.Records);
+        var shards = store.Shards();
+        if (shards.Count == 0) throw new InvalidOperationException($"{folder}: the coordinator has not laid out the shards yet");
+        var records = shards.Sum(s => s.Records);
         using var core = new CoordinatorCore(spec, folder, store, records);
         return core.Status();
     }
@@ -141,7 +219,7 @@ public static class InferJob
         if (state == "completed" && final.Failed.Count > 0) state = "completed with failures";
         var result = new InferResult(run.Id, run.Path, state, final.Records, final.RecordsDone - final.Quarantined, final.Quarantined, final.Shards, final.ShardsDone,
             final.Failed, clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds > 0 ? (final.RecordsDone - core.DoneAtStart) / clock.Elapsed.TotalSeconds : 0,
-            pool?.Started ?? 0, pool?.Died ?? 0, final.ReplicaRestarts, final.Rejected, final.Bottleneck, final.Stages, final.Workers);
+            pool?.Started ?? final.Workers.Count(w => w.Joined >= core.Started), pool?.Died ?? 0, final.ReplicaRestarts, final.Rejected, final.Bottleneck, final.Stages, final.Workers);
         ToolkitJson.Write(run.File("result.json"), result);
         Log($"{state}: {result.OutputRecords} records written, {result.Quarantined} quarantined, {result.Failed.Count} shard(s) failed, {result.RecordsPerSecond:F1} records/s");
         return result;

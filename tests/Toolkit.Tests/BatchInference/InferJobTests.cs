@@ -85,3 +85,40 @@ public sealed class InferJobTests : IDisposable
 
     private static double Cosine(float[] a, float[] b) => a.Zip(b, (x, y) => (double)x * y).Sum();
 }
+
+/// <summary>
+/// Batch inference beyond one process tree: mpiexec starts the coordinator as rank 0 and workers on the other
+/// ranks; on the emulated two-node cluster (network namespaces, shaped links; needs root, as CI runs) the workers
+/// on the second node reach the coordinator over the emulated network.
+/// </summary>
+public sealed class InferMpiTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-infer-mpi-");
+
+    public void Dispose() => _folder.Dispose();
+
+    [Theory]
+    [InlineData(null, 3)]
+    [InlineData("2x2", 4)]
+    public async Task RanksUnderMpiexec_CompleteTheJobAgainstOneCoordinator(string? emulate, int ranks)
+    {
+        var input = Path.Combine(_folder.Path, "in.jsonl");
+        SentenceDataset.Write(input, 240, seed: 5, badEvery: 120);
+        var result = await InferJob.RunAsync(new InferJobOptions
+        {
+            Input = input, Launcher = WorkerLauncher.Mpi, Ranks = ranks, Emulate = emulate, InterBandwidth = "100mbit", ShardSize = 40, RunsDirectory = _folder.Path,
+        });
+        Assert.Equal(("completed", 238L, 2L), (result.State, result.OutputRecords, result.Quarantined));
+        Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        var working = result.Workers.Where(w => w.Records > 0).ToList();
+        Assert.Equal(ranks - 1, result.Workers.Count);
+        Assert.True(working.Count >= 2, string.Join(", ", result.Workers));
+        if (emulate is not null)
+        {
+            // Workers on both emulated nodes, one coordinator on node0 reached over the emulated network.
+            Assert.Contains(result.Workers, w => w.Host == "node0");
+            Assert.Contains(result.Workers, w => w.Host == "node1" && w.Records > 0);
+            Assert.StartsWith("http://node0:", Toolkit.Runtime.ToolkitJson.Read<CoordinatorAddress>(Path.Combine(result.JobFolder, InferLayout.CoordinatorFile)).Address);
+        }
+    }
+}

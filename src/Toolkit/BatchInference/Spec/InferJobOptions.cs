@@ -35,6 +35,8 @@ public enum WorkerLauncher
     [JsonStringEnumMemberName("inproc")] InProcess,
     /// <summary>Only the coordinator starts; workers join with <c>toolkit infer worker --coordinator ADDR</c> (on any machine that sees the job folder).</summary>
     [JsonStringEnumMemberName("external")] External,
+    /// <summary>mpiexec (hydra) starts the ranks on the hosts it is given, or on the emulated cluster: rank 0 is the coordinator (every interface, a token), the others are workers.</summary>
+    [JsonStringEnumMemberName("mpi")] Mpi,
 }
 
 /// <summary>
@@ -106,8 +108,20 @@ public sealed record InferJobOptions : ICheckedOptions
     public int Threads { get; init; } = 1;
 
     /// <summary>Where workers run. Default local.</summary>
-    [Option("Where workers run: local (child processes over gRPC on loopback), inproc (tasks of this process) or external (only the coordinator; workers join with toolkit infer worker).")]
+    [Option("Where workers run: local (child processes over gRPC on loopback), inproc (tasks of this process), external (only the coordinator; workers join with toolkit infer worker) or mpi (mpiexec starts the coordinator as rank 0 and workers on the other ranks, on the hosts hydra is given or the emulated cluster).")]
     public WorkerLauncher Launcher { get; init; } = WorkerLauncher.Local;
+
+    /// <summary>Processes mpiexec starts with <c>--launcher mpi</c>: the coordinator and <c>Ranks - 1</c> workers. Default 3.</summary>
+    [Option("Processes mpiexec starts with --launcher mpi: rank 0 is the coordinator, the others are workers.", Alias = "np")]
+    public int Ranks { get; init; } = 3;
+
+    /// <summary>Run the MPI ranks on an emulated cluster of this shape (<c>GxM</c>; needs root).</summary>
+    [Option("With --launcher mpi, run the ranks on an emulated cluster of G nodes with M ranks each (GxM, e.g. 2x2; needs root): workers on other nodes reach the coordinator over the emulated network.")]
+    public string? Emulate { get; init; }
+
+    /// <summary>Emulated link rate (tc spelling). Default 1gbit.</summary>
+    [Option("Emulated link rate between nodes (tc spelling: 1gbit, 100mbit).")]
+    public string InterBandwidth { get; init; } = "1gbit";
 
     /// <summary>The coordinator's address. Default 127.0.0.1 (loopback only).</summary>
     [Option("Address the coordinator listens on; anything but loopback requires a token (--token, or one is generated and written to the job folder).")]
@@ -165,6 +179,13 @@ public sealed record InferJobOptions : ICheckedOptions
         if (MaxWorkers < 0 || (MaxWorkers > 0 && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers, $"must be 0 or at least --workers ({Workers})");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "must be at least 1");
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "must be at least 1");
+        if (Launcher == WorkerLauncher.Mpi && Ranks < 2) throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, "must be at least 2 with --launcher mpi (a coordinator and a worker)");
+        if (Emulate is not null)
+        {
+            var cluster = Comm.EmulatedCluster.Parse(Emulate, InterBandwidth);
+            if (Launcher != WorkerLauncher.Mpi || cluster.Nodes * cluster.RanksPerNode != Ranks)
+                throw new ArgumentOutOfRangeException(nameof(Emulate), Emulate, $"needs --launcher mpi and --ranks {cluster.Nodes * cluster.RanksPerNode}");
+        }
         if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "must be a TCP port (0 picks a free one)");
     }
 }
