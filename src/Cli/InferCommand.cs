@@ -12,7 +12,7 @@ internal static class InferCommand
 {
     public static Command Create() => new("infer", "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and machines.")
     {
-        Run(), Resume(), Status(), Verify(), Worker(), Chaos(), Rank(),
+        Run(), Resume(), Status(), Verify(), Worker(), Chaos(), Kubernetes(), Rank(),
     };
 
     private static Command Run()
@@ -119,6 +119,18 @@ internal static class InferCommand
             };
             var summary = await worker.RunAsync(drain.Token, abort.Token);
             return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
+        });
+        return command;
+    }
+
+    private static Command Kubernetes()
+    {
+        var command = new Command("k8s", "Write Kubernetes manifests for a job (token Secret, coordinator Job and Service, worker Deployment, autoscaler); --apply also creates them in the kubeconfig's cluster.");
+        var options = new CliOptions<InferKubernetesOptions>(command, new(), "infer k8s");
+        command.SetAction(async (parse, cancel) =>
+        {
+            foreach (var file in await InferKubernetes.WriteAsync(options.Bind(parse), cancel)) Console.WriteLine(file);
+            return 0;
         });
         return command;
     }

@@ -26,7 +26,16 @@ public static class InferJob
         spec.Check();
         var source = RecordSource.Open(spec);   // fails here, before a folder exists, on an unreadable input
         var mpi = spec.Launcher == WorkerLauncher.Mpi ? PrepareMpi(spec) : default;
-        using var run = RunDirectory.Create(spec.RunsDirectory, Kind, new InferConfig(Kind, spec));
+        if (spec.JobName is { } name && File.Exists(Path.Combine(spec.RunsDirectory, name, InferLayout.StateFile)))
+        {
+            var saved = ReadSpec(Path.Combine(spec.RunsDirectory, name));
+            if (saved.Input != spec.Input || saved.ShardSize != spec.ShardSize || saved.Format != spec.Format)
+                throw new ArgumentException($"the job folder '{name}' holds another job (input {saved.Input}, shards of {saved.ShardSize}): choose another --job-name", nameof(spec));
+            log?.Invoke($"{name} already holds this job: resuming it");
+            return await ResumeAsync(Path.Combine(spec.RunsDirectory, name), progress, cancel, _ => spec, log);
+        }
+        using var run = spec.JobName is { } fixedName ? RunDirectory.CreateNamed(spec.RunsDirectory, fixedName, new InferConfig(Kind, spec))
+            : RunDirectory.Create(spec.RunsDirectory, Kind, new InferConfig(Kind, spec));
         if (spec.Launcher == WorkerLauncher.Mpi) return await RunUnderMpiAsync(run, spec, mpi, progress, cancel, log);
         return await RunInFolderAsync(run, spec, source, progress, cancel, log);
     }

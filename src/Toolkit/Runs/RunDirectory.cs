@@ -58,9 +58,12 @@ public sealed class RunDirectory : IDisposable
     /// <param name="root">Folder holding runs (default <c>runs</c> under the current directory).</param>
     /// <param name="kind">A short job name, e.g. <c>quickstart</c> or <c>paro-train</c>.</param>
     /// <param name="config">The resolved configuration, serialised as JSON.</param>
-    public static RunDirectory Create(string root, string kind, object config)
+    public static RunDirectory Create(string root, string kind, object config) =>
+        CreateNamed(root, $"{kind}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}", config);
+
+    /// <summary>Creates <c>&lt;root&gt;/&lt;id&gt;</c> (a name the caller chose) and writes the configuration.</summary>
+    public static RunDirectory CreateNamed(string root, string id, object config)
     {
-        var id = $"{kind}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}";
         var path = System.IO.Path.GetFullPath(System.IO.Path.Combine(root, id));
         Directory.CreateDirectory(path);
         System.IO.File.WriteAllText(System.IO.Path.Combine(path, ConfigFile), JsonSerializer.Serialize(config, config.GetType(), Runtime.ToolkitJson.Options));

@@ -30,6 +30,7 @@ public sealed class OptionsParityTests
         { "infer run", typeof(Toolkit.BatchInference.InferJobOptions) },
         { "infer resume", typeof(Toolkit.BatchInference.InferJobOptions) },
         { "infer chaos", typeof(Toolkit.Inference.ChaosOptions) },
+        { "infer k8s", typeof(Toolkit.Inference.InferKubernetesOptions) },
         { "bench infer", typeof(Toolkit.Inference.InferBenchmarkOptions) },
     };
 

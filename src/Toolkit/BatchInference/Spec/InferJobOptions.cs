@@ -135,6 +135,10 @@ public sealed record InferJobOptions : ICheckedOptions
     [Option("Token workers must present (default: none on loopback, a random one otherwise).")]
     public string? Token { get; init; }
 
+    /// <summary>A fixed name for the job folder under <see cref="RunsDirectory"/>; when it already holds this job, the job is resumed (idempotent starts).</summary>
+    [Option("A fixed name for the job folder under --runs-dir (default: infer-<time>-<random>); if that folder already holds the job, it is resumed, so a restarted coordinator (a Kubernetes pod, a cron) simply continues.")]
+    public string? JobName { get; init; }
+
     /// <summary>Folder for run folders.</summary>
     [Option("Folder that holds run (job) folders ($TOOLKIT_RUNS_DIR, else runs).", Name = "runs-dir")]
     public string RunsDirectory { get; init; } = Runs.RunDirectory.DefaultRoot;
@@ -186,6 +190,8 @@ public sealed record InferJobOptions : ICheckedOptions
             if (Launcher != WorkerLauncher.Mpi || cluster.Nodes * cluster.RanksPerNode != Ranks)
                 throw new ArgumentOutOfRangeException(nameof(Emulate), Emulate, $"needs --launcher mpi and --ranks {cluster.Nodes * cluster.RanksPerNode}");
         }
+        if (JobName is not null && !System.Text.RegularExpressions.Regex.IsMatch(JobName, "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"))
+            throw new ArgumentException($"'{JobName}' is not a folder name: letters, digits, '.', '_' and '-' only (no path separators)", nameof(JobName));
         if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "must be a TCP port (0 picks a free one)");
     }
 }

@@ -1,0 +1,190 @@
+using System.Globalization;
+using k8s;
+using k8s.Models;
+using Toolkit.BatchInference;
+using Toolkit.Options;
+
+namespace Toolkit.Inference;
+
+/// <summary>A batch-inference job on Kubernetes: the job spec plus where and how its pods run.</summary>
+public sealed record InferKubernetesOptions
+{
+    /// <summary>The job (input and runs folder are paths inside the pods, on the shared volume).</summary>
+    [OptionGroup(Exclude = ["launcher", "bind", "port", "token", "ranks", "emulate", "inter-bandwidth"])]
+    public InferJobOptions Job { get; init; } = new() { RunsDirectory = "/data/runs" };
+
+    /// <summary>The container image holding the toolkit command (the LmToolkit.Cli tool).</summary>
+    [Option("Container image with the toolkit command on its PATH (e.g. a .NET runtime image with dotnet tool install LmToolkit.Cli).")]
+    public string Image { get; init; } = "lmtoolkit/toolkit:latest";
+
+    /// <summary>Name prefix of every object.</summary>
+    [Option("Name prefix of the objects (DNS label).")]
+    public string Name { get; init; } = "infer";
+
+    /// <summary>The namespace.</summary>
+    [Option("Kubernetes namespace.", Name = "namespace")]
+    public string Namespace { get; init; } = "default";
+
+    /// <summary>A ReadWriteMany volume claim holding the input and the job folders, mounted at /data in every pod.</summary>
+    [Option("ReadWriteMany persistent volume claim mounted at /data in every pod: the input and the job folder live there (the coordinator's SQLite state included).")]
+    public string VolumeClaim { get; init; } = "toolkit-data";
+
+    /// <summary>Seconds a preempted worker gets to drain the shards it holds (SIGTERM) before it is killed.</summary>
+    [Option("Seconds a worker pod gets after SIGTERM (preemption, scale-down) to finish the shards it holds.")]
+    public int DrainSeconds { get; init; } = 120;
+
+    /// <summary>Folder the manifests are written to.</summary>
+    [Option("Folder the manifests are written to (one YAML file per object, and all.yaml).")]
+    public string Out { get; init; } = "k8s";
+
+    /// <summary>Also create the objects in the cluster of the current kubeconfig (otherwise only write them: a dry run).</summary>
+    [Option("Also create the objects in the cluster of the current kubeconfig (without it, a dry run: the manifests are only written).")]
+    public bool Apply { get; init; }
+}
+
+/// <summary>
+/// Kubernetes manifests for a batch-inference job, built with the official client's models: a Secret (the
+/// token), the coordinator as a Job with a fixed job folder (<c>--job-name</c>: restarted by Kubernetes if its pod
+/// dies, it resumes from the SQLite state on the shared volume) behind a Service, the workers as a Deployment (SIGTERM drains; a killed pod's leases expire
+/// and its shards are redone), and a HorizontalPodAutoscaler keeping between the minimum and maximum workers.
+/// </summary>
+public static class InferKubernetes
+{
+    /// <summary>The coordinator's gRPC port in the pods.</summary>
+    public const int Port = 50051;
+
+    /// <summary>The objects, in the order to create them.</summary>
+    public static IReadOnlyList<IKubernetesObject<V1ObjectMeta>> Manifests(InferKubernetesOptions o, string token)
+    {
+        if (!System.Text.RegularExpressions.Regex.IsMatch(o.Name, "^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"))
+            throw new ArgumentException($"'{o.Name}' is not a DNS label (lower-case letters, digits and '-')", nameof(o));
+        if (string.IsNullOrWhiteSpace(o.Job.Input)) throw new ArgumentException("an input file is required (--input, a path inside the pods, e.g. /data/in.jsonl)", nameof(o));
+        var job = o.Job;
+        var labels = (string role) => new Dictionary<string, string> { ["app.kubernetes.io/name"] = "lmtoolkit-infer", ["app.kubernetes.io/instance"] = o.Name, ["app.kubernetes.io/component"] = role };
+        var meta = (string name, string role) => new V1ObjectMeta { Name = name, NamespaceProperty = o.Namespace, Labels = labels(role) };
+        var secret = $"{o.Name}-token";
+        var tokenEnv = new V1EnvVar { Name = ProcessPool.TokenVariable, ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Key = "token", Name = secret } } };
+        var volume = new V1Volume { Name = "data", PersistentVolumeClaim = new V1PersistentVolumeClaimVolumeSource { ClaimName = o.VolumeClaim } };
+        var mount = new V1VolumeMount { MountPath = "/data", Name = "data" };
+        string I(double v) => v.ToString(CultureInfo.InvariantCulture);
+        var run = new List<string>
+        {
+            "toolkit", "infer", "run", "--launcher", "external", "--bind", "0.0.0.0", "--port", $"{Port}",
+            "--input", job.Input!, "--format", OptionSpec.EnumName(typeof(InputFormat), job.Format), "--id-field", job.IdField, "--text-field", job.TextField,
+            "--pipeline", OptionSpec.EnumName(typeof(InferPipeline), job.Pipeline), "--shard-size", $"{job.ShardSize}", "--batch-size", $"{job.BatchSize}",
+            "--max-tokens", $"{job.MaxTokens}", "--retries", $"{job.Retries}", "--lease-seconds", I(job.LeaseSeconds), "--runs-dir", job.RunsDirectory,
+            "--replicas", $"{job.Replicas}", "--threads", $"{job.Threads}", "--job-name", job.JobName ?? o.Name,
+        };
+        var coordinator = new V1Job
+        {
+            ApiVersion = "batch/v1", Kind = "Job", Metadata = meta($"{o.Name}-coordinator", "coordinator"),
+            Spec = new V1JobSpec
+            {
+                BackoffLimit = 6,
+                Template = new V1PodTemplateSpec
+                {
+                    Metadata = new V1ObjectMeta { Labels = labels("coordinator") },
+                    Spec = new V1PodSpec
+                    {
+                        RestartPolicy = "OnFailure",
+                        Containers = [new V1Container
+                        {
+                            Name = "coordinator", Image = o.Image, Command = run, Env = [new V1EnvVar { Name = "TOOLKIT_TOKEN", ValueFrom = tokenEnv.ValueFrom }],
+                            Args = ["--token", "$(TOOLKIT_TOKEN)"], Ports = [new V1ContainerPort { ContainerPort = Port, Name = "grpc" }], VolumeMounts = [mount],
+                        }],
+                        Volumes = [volume],
+                    },
+                },
+            },
+        };
+        var service = new V1Service
+        {
+            ApiVersion = "v1", Kind = "Service", Metadata = meta($"{o.Name}-coordinator", "coordinator"),
+            Spec = new V1ServiceSpec { Selector = labels("coordinator"), Ports = [new V1ServicePort { Port = Port, Name = "grpc", TargetPort = Port }] },
+        };
+        var workers = new V1Deployment
+        {
+            ApiVersion = "apps/v1", Kind = "Deployment", Metadata = meta($"{o.Name}-workers", "worker"),
+            Spec = new V1DeploymentSpec
+            {
+                Replicas = job.Workers,
+                Selector = new V1LabelSelector { MatchLabels = labels("worker") },
+                Template = new V1PodTemplateSpec
+                {
+                    Metadata = new V1ObjectMeta { Labels = labels("worker") },
+                    Spec = new V1PodSpec
+                    {
+                        TerminationGracePeriodSeconds = o.DrainSeconds,
+                        Containers =
+                        [
+                            new V1Container
+                            {
+                                Name = "worker", Image = o.Image,
+                                Command = ["toolkit", "infer", "worker", "--coordinator", $"http://{o.Name}-coordinator:{Port}", "--grace", "300"],
+                                Env = [tokenEnv], VolumeMounts = [mount],
+                                Resources = new V1ResourceRequirements { Requests = new Dictionary<string, ResourceQuantity> { ["cpu"] = new($"{job.Replicas * job.Threads}"), ["memory"] = new("1Gi") } },
+                            },
+                        ],
+                        Volumes = [volume],
+                    },
+                },
+            },
+        };
+        var autoscaler = new V2HorizontalPodAutoscaler
+        {
+            ApiVersion = "autoscaling/v2", Kind = "HorizontalPodAutoscaler", Metadata = meta($"{o.Name}-workers", "worker"),
+            Spec = new V2HorizontalPodAutoscalerSpec
+            {
+                ScaleTargetRef = new V2CrossVersionObjectReference { Kind = "Deployment", Name = $"{o.Name}-workers", ApiVersion = "apps/v1" },
+                MinReplicas = Math.Max(1, job.MinWorkers), MaxReplicas = Math.Max(job.WorkerCeiling, Math.Max(1, job.MinWorkers)),
+                Metrics = [new V2MetricSpec { Type = "Resource", Resource = new V2ResourceMetricSource { Name = "cpu", Target = new V2MetricTarget { Type = "Utilization", AverageUtilization = 70 } } }],
+            },
+        };
+        var tokenSecret = new V1Secret
+        {
+            ApiVersion = "v1", Kind = "Secret", Metadata = meta(secret, "coordinator"), Type = "Opaque",
+            StringData = new Dictionary<string, string> { ["token"] = token },
+        };
+        return [tokenSecret, service, coordinator, workers, autoscaler];
+    }
+
+    /// <summary>Writes the manifests (one file per object and <c>all.yaml</c>); with <see cref="InferKubernetesOptions.Apply"/>, creates them in the current kubeconfig's cluster.</summary>
+    /// <returns>The files written.</returns>
+    public static async Task<IReadOnlyList<string>> WriteAsync(InferKubernetesOptions o, CancellationToken cancel = default)
+    {
+        var objects = Manifests(o, CoordinatorServer.NewToken());
+        Directory.CreateDirectory(o.Out);
+        var files = new List<string>();
+        foreach (var item in objects)
+        {
+            var file = Path.Combine(o.Out, $"{item.Metadata.Name}.{item.Kind.ToLowerInvariant()}.yaml");
+            await File.WriteAllTextAsync(file, KubernetesYaml.Serialize(item), cancel);
+            files.Add(file);
+        }
+        var all = Path.Combine(o.Out, "all.yaml");
+        await File.WriteAllTextAsync(all, KubernetesYaml.SerializeAll(objects), cancel);
+        files.Add(all);
+        if (o.Apply) await ApplyAsync(objects, cancel);
+        return files;
+    }
+
+    private static async Task ApplyAsync(IReadOnlyList<IKubernetesObject<V1ObjectMeta>> objects, CancellationToken cancel)
+    {
+        KubernetesClientConfiguration config;
+        try { config = KubernetesClientConfiguration.BuildDefaultConfig(); }
+        catch (Exception e) { throw new InvalidOperationException($"--apply needs a configured cluster (a kubeconfig, or running in a pod): {e.Message}. The manifests were written; apply them with kubectl apply -f.", e); }
+        using var client = new Kubernetes(config);
+        foreach (var item in objects)
+        {
+            var ns = item.Metadata.NamespaceProperty;
+            switch (item)
+            {
+                case V1Secret s: await client.CoreV1.CreateNamespacedSecretAsync(s, ns, cancellationToken: cancel); break;
+                case V1Service s: await client.CoreV1.CreateNamespacedServiceAsync(s, ns, cancellationToken: cancel); break;
+                case V1Job j: await client.BatchV1.CreateNamespacedJobAsync(j, ns, cancellationToken: cancel); break;
+                case V1Deployment d: await client.AppsV1.CreateNamespacedDeploymentAsync(d, ns, cancellationToken: cancel); break;
+                case V2HorizontalPodAutoscaler h: await client.AutoscalingV2.CreateNamespacedHorizontalPodAutoscalerAsync(h, ns, cancellationToken: cancel); break;
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+using k8s;
+using k8s.Models;
+using Toolkit.BatchInference;
+using Toolkit.Cli;
+using Toolkit.Inference;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>
+/// The Kubernetes manifests, read back through the official client's models: the objects and their wiring
+/// (selectors, service port, token secret, shared volume, drain time, autoscaler bounds), and the pods' command
+/// lines accepted by the toolkit's own parser. No cluster is needed (none is available here); --apply without
+/// one fails with a clear message after writing the files. And <c>--job-name</c>, which makes the coordinator's
+/// start idempotent: a second start resumes the same folder.
+/// </summary>
+public sealed class InferKubernetesTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-k8s-");
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public async Task Manifests_RoundTripThroughTheClientModels_AndWireTogether()
+    {
+        var options = new InferKubernetesOptions
+        {
+            Job = new InferJobOptions { Input = "/data/in.jsonl", RunsDirectory = "/data/runs", Workers = 3, MinWorkers = 2, MaxWorkers = 6, Replicas = 2, Threads = 2 },
+            Name = "embed-job", Namespace = "research", Out = _folder.Path, DrainSeconds = 90,
+        };
+        var files = await InferKubernetes.WriteAsync(options);
+        Assert.Equal(6, files.Count);
+        var objects = KubernetesYaml.LoadAllFromString(File.ReadAllText(Path.Combine(_folder.Path, "all.yaml")));
+        var secret = Assert.Single(objects.OfType<V1Secret>());
+        var service = Assert.Single(objects.OfType<V1Service>());
+        var job = Assert.Single(objects.OfType<V1Job>());
+        var workers = Assert.Single(objects.OfType<V1Deployment>());
+        var hpa = Assert.Single(objects.OfType<V2HorizontalPodAutoscaler>());
+        Assert.All(objects.Cast<IKubernetesObject<V1ObjectMeta>>(), o => Assert.Equal("research", o.Metadata.NamespaceProperty));
+        Assert.Equal(43, secret.StringData["token"].Length);
+
+        // The service selects the coordinator's pod, on the port the coordinator listens on.
+        Assert.All(service.Spec.Selector, kv => Assert.Equal(kv.Value, job.Spec.Template.Metadata.Labels[kv.Key]));
+        Assert.Equal(InferKubernetes.Port, service.Spec.Ports.Single().Port);
+        var coordinator = job.Spec.Template.Spec.Containers.Single();
+        Assert.Equal(InferKubernetes.Port, coordinator.Ports.Single().ContainerPort);
+        Assert.Equal(secret.Metadata.Name, coordinator.Env.Single().ValueFrom.SecretKeyRef.Name);
+
+        // Workers: their selector matches their template, they reach the service by name, carry the token, drain for 90 s.
+        Assert.All(workers.Spec.Selector.MatchLabels, kv => Assert.Equal(kv.Value, workers.Spec.Template.Metadata.Labels[kv.Key]));
+        Assert.Equal(3, workers.Spec.Replicas);
+        Assert.Equal(90, workers.Spec.Template.Spec.TerminationGracePeriodSeconds);
+        var worker = workers.Spec.Template.Spec.Containers.Single();
+        Assert.Contains($"http://{service.Metadata.Name}:{InferKubernetes.Port}", worker.Command);
+        Assert.Equal((ProcessPool.TokenVariable, secret.Metadata.Name), (worker.Env.Single().Name, worker.Env.Single().ValueFrom.SecretKeyRef.Name));
+        Assert.Equal("4", worker.Resources.Requests["cpu"].ToString());
+        Assert.Equal("toolkit-data", workers.Spec.Template.Spec.Volumes.Single().PersistentVolumeClaim.ClaimName);
+        Assert.Equal((2, 6, workers.Metadata.Name), (hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas, hpa.Spec.ScaleTargetRef.Name));
+
+        // Both pods' command lines are valid toolkit command lines (the coordinator's token comes from the secret at run time).
+        foreach (var command in new[] { coordinator.Command.Concat(coordinator.Args), worker.Command })
+        {
+            var parse = CliApp.CreateRoot().Parse([.. command.Skip(1)]);
+            Assert.True(parse.Errors.Count == 0, string.Join("; ", parse.Errors.Select(e => e.Message)));
+        }
+        Assert.Contains("--job-name", coordinator.Command);
+    }
+
+    [Fact]
+    public async Task Apply_WithoutACluster_SaysSo_AfterWritingTheManifests()
+    {
+        var home = Environment.GetEnvironmentVariable("KUBECONFIG");
+        Environment.SetEnvironmentVariable("KUBECONFIG", Path.Combine(_folder.Path, "no-such-kubeconfig"));
+        try
+        {
+            var e = await Assert.ThrowsAsync<InvalidOperationException>(() => InferKubernetes.WriteAsync(new InferKubernetesOptions
+            {
+                Job = new InferJobOptions { Input = "/data/in.jsonl" }, Out = _folder.Path, Apply = true,
+            }));
+            Assert.Contains("--apply needs a configured cluster", e.Message);
+            Assert.True(File.Exists(Path.Combine(_folder.Path, "all.yaml")));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("KUBECONFIG", home);
+        }
+    }
+
+    [Fact]
+    public async Task AFixedJobName_MakesStartsIdempotent_TheSecondStartResumes()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 30);
+        var spec = new InferJobOptions { Input = input, JobName = "nightly", Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 10, RunsDirectory = _folder.Path };
+        var first = await InferJob.RunAsync(spec);
+        var second = await InferJob.RunAsync(spec);
+        Assert.Equal(Path.Combine(_folder.Path, "nightly"), first.JobFolder);
+        Assert.Equal((first.JobFolder, "completed", 0.0), (second.JobFolder, second.State, second.RecordsPerSecond));
+        var other = await Assert.ThrowsAsync<ArgumentException>(() => InferJob.RunAsync(spec with { ShardSize = 5 }));
+        Assert.Contains("holds another job", other.Message);
+        Assert.Equal("JobName", Assert.Throws<ArgumentException>(() => (spec with { JobName = "../escape" }).Check()).ParamName);
+    }
+}
