@@ -78,7 +78,10 @@ public static class InferBenchmark
                 seconds += best;
             }
             ceilings[name] = o.Records / seconds;
-            Add(new InferBenchmarkRun("compute-only ceiling", name, o.Records / seconds, seconds, 1, "the models alone on pre-tokenised in-memory batches"));
+            Add(pipeline == InferPipeline.Embed
+                ? new InferBenchmarkRun("compute-only ceiling", name, o.Records / seconds, seconds, 1, "the model alone on pre-tokenised in-memory batches, every core busy")
+                : new InferBenchmarkRun("compute-only, models in turn", name, o.Records / seconds, seconds, 1,
+                    "each model alone on in-memory batches, one after the other: not a ceiling for a pipeline, where the models overlap"));
 
             var sequential = Sequential(input, pipeline, o.BatchSize, cores, Path.Combine(root, $"sequential-{name.Replace('+', '-')}.jsonl"));
             Add(new InferBenchmarkRun("sequential baseline", name, o.Records / sequential, sequential, 0, $"one process: read, tokenise, predict ({cores} threads), write, one batch after another"));

@@ -30,6 +30,8 @@ public sealed class ApprovalTests : IDisposable
     [InlineData("bench collectives")]
     [InlineData("data corpus")]
     [InlineData("rl train")]
+    [InlineData("infer")]
+    [InlineData("infer run")]
     public void Help(string command)
     {
         string[] words = command == "toolkit" ? [] : command.Split(' ');

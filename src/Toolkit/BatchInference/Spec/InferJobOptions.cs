@@ -20,7 +20,7 @@ public enum InferPipeline
 {
     /// <summary>Sentence embeddings with all-MiniLM-L6-v2 (ONNX Runtime): the default workload.</summary>
     [JsonStringEnumMemberName("embed")] Embed,
-    /// <summary>Two models: MiniLM embeddings, then the toolkit's TorchSharp GPT (tiny preset, seed 1) scoring each record (mean log-likelihood per byte).</summary>
+    /// <summary>Two models: MiniLM embeddings, then the toolkit's TorchSharp GPT (small preset, seed 1) scoring each record (mean log-likelihood per byte).</summary>
     [JsonStringEnumMemberName("embed+score")] EmbedAndScore,
     /// <summary>The toolkit's TorchSharp GPT scoring each record alone.</summary>
     [JsonStringEnumMemberName("score")] Score,
@@ -64,7 +64,7 @@ public sealed record InferJobOptions : ICheckedOptions
     public string TextField { get; init; } = "text";
 
     /// <summary>The models. Default embed.</summary>
-    [Option("Model stages: embed (all-MiniLM-L6-v2 sentence embeddings, ONNX Runtime), score (the toolkit's TorchSharp GPT, tiny preset, seed 1: mean log-likelihood per byte) or embed+score (both, as a two-model pipeline).")]
+    [Option("Model stages: embed (all-MiniLM-L6-v2 sentence embeddings, ONNX Runtime), score (the toolkit's TorchSharp GPT, small preset, seed 1: mean log-likelihood per byte) or embed+score (both, as a two-model pipeline).")]
     public InferPipeline Pipeline { get; init; } = InferPipeline.Embed;
 
     /// <summary>Records per shard (the unit of leasing, output and retry). Default 500.</summary>
