@@ -84,7 +84,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
     {
         private readonly byte[]? _expected = token is null ? null : Encoding.UTF8.GetBytes($"Bearer {token}");
 
-        public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+        public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
         {
             if (_expected is not null)
             {
@@ -97,7 +97,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
             }
             try
             {
-                return continuation(request, context);
+                return await continuation(request, context);
             }
             catch (UnauthorizedAccessException e) { throw new RpcException(new Status(StatusCode.PermissionDenied, e.Message)); }
             catch (ArgumentException e) { throw new RpcException(new Status(StatusCode.InvalidArgument, e.Message)); }

@@ -16,7 +16,7 @@ public sealed class GrpcCoordinator : ICoordinator, IDisposable
     {
         // A coordinator that is restarting refuses connections: retry those; a refused token is final.
         var previous = InferenceWorker.IsTransient;
-        InferenceWorker.IsTransient = e => previous(e) || e is RpcException { StatusCode: StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown };
+        InferenceWorker.IsTransient = e => previous(e) || e is RpcException { StatusCode: StatusCode.Unavailable or StatusCode.DeadlineExceeded };
     }
 
     /// <summary>Connects to <paramref name="address"/> (<c>http://host:port</c>), presenting <paramref name="token"/> if given.</summary>

@@ -80,6 +80,7 @@ public static class InferJob
         IProgress<InferStatus>? progress, CancellationToken cancel, Action<string>? log)
     {
         using (new SqliteShardStore(run.File(InferLayout.StateFile))) { }   // the folder is a job folder before any rank starts (status works at once)
+        foreach (var stale in new[] { InferLayout.CoordinatorFile, "token", "result.json" }) File.Delete(run.File(stale));   // a resumed job's old coordinator is gone
         var arguments = (IReadOnlyList<string>)[.. launcher.Arguments, "infer", "rank", "--job", run.Path];
         run.Log($"launch: {launcher.File} {string.Join(' ', arguments)}");
         log?.Invoke($"launch: {launcher.File} {string.Join(' ', arguments)}");
@@ -131,6 +132,7 @@ public static class InferJob
         var source = RecordSource.Open(spec);
         using var run = RunDirectory.Reopen(folder);
         run.Log("resumed");
+        if (spec.Launcher == WorkerLauncher.Mpi) return await RunUnderMpiAsync(run, spec, PrepareMpi(spec), progress, cancel, log);
         return await RunInFolderAsync(run, spec, source, progress, cancel, log);
     }
 
@@ -168,6 +170,7 @@ public static class InferJob
         }
         var clock = Stopwatch.StartNew();
         using var core = new CoordinatorCore(spec, run.Path, new SqliteShardStore(run.File(InferLayout.StateFile)), source.Count, run);
+        core.AdoptLeases();
         Log($"job {run.Id}: {source.Count} records in {core.Status().Shards} shards of {spec.ShardSize}; {core.DoneAtStart} records already done");
         CoordinatorServer? server = null;
         IWorkerPool? pool = null;
@@ -225,6 +228,11 @@ public static class InferJob
             if (server is not null) await server.DisposeAsync();
         }
         var final = core.Status();
+        if (final.Finished)
+        {
+            var removed = InferOutput.RemoveUncommitted(run.Path);
+            if (removed > 0) Log($"removed {removed} part file(s) written by workers whose lease had expired (never committed)");
+        }
         if (state == "completed" && final.Failed.Count > 0) state = "completed with failures";
         var result = new InferResult(run.Id, run.Path, state, final.Records, final.RecordsDone - final.Quarantined, final.Quarantined, final.Shards, final.ShardsDone,
             final.Failed, clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds > 0 ? (final.RecordsDone - core.DoneAtStart) / clock.Elapsed.TotalSeconds : 0,

@@ -73,6 +73,7 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
     public const string TokenVariable = "TOOLKIT_INFER_TOKEN";
 
     private readonly List<(string Id, Process Process)> _workers = [];
+    private readonly List<StreamWriter> _logs = [];
     private readonly HashSet<string> _reaped = [];
     private int _died;
 
@@ -92,10 +93,11 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
         var logs = Path.Combine(folder, "workers");
         Directory.CreateDirectory(logs);
         var output = new StreamWriter(Path.Combine(logs, $"{id}.log"), append: true) { AutoFlush = true };
-        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.WriteLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.WriteLine(e.Data); };
-        process.Exited += (_, _) => { lock (output) output.Dispose(); };
+        _logs.Add(output);
+        var process = new Process { StartInfo = start };
+        // Lines can arrive after the process has exited: the writer lives until the pool is disposed.
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) if (output.BaseStream is not null) output.WriteLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) if (output.BaseStream is not null) output.WriteLine(e.Data); };
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
@@ -131,7 +133,12 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
     public async ValueTask DisposeAsync()
     {
         await StopAsync(TimeSpan.FromSeconds(10));
-        foreach (var (_, process) in _workers) process.Dispose();
+        foreach (var (_, process) in _workers)
+        {
+            await process.WaitForExitAsync();   // also waits for the output to be read to its end
+            process.Dispose();
+        }
+        foreach (var log in _logs) lock (log) log.Dispose();
     }
 
     /// <summary>Sends a POSIX signal.</summary>

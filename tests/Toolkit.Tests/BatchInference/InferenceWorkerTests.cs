@@ -151,6 +151,27 @@ public sealed class InferenceWorkerTests : IDisposable
     }
 
     [Fact]
+    public async Task ALateWorkerWhoseLeaseExpired_CannotAddToTheOutput_ItsPartIsNeverRead_AndIsRemoved()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 40);
+        var (core, spec) = Coordinator(input);
+        using var _ = core;
+        await core.JoinAsync(new WorkerHello("late", "host", 1));
+        var lease = (await core.LeaseAsync("late", 1)).Leases.Single();
+        core.ExpireLeases(DateTimeOffset.UtcNow.AddHours(1));                        // it stalled; its shard went back to the queue
+        await new InferenceWorker(core, "fresh", __ => [new LengthModel()]).RunAsync();
+
+        // The stalled worker wakes up, writes its part (different content: a record twice) and reports it.
+        var late = Path.Combine(_folder.Path, InferLayout.OutputFolder, InferLayout.PartName(lease.Shard.Id, lease.Token));
+        File.WriteAllLines(late, ["""{"id":"r00000","length":1}""", """{"id":"r00000","length":1}"""]);
+        Assert.Equal(CommitOutcome.AlreadyDone, await core.CommitAsync("late", new ShardCommit(lease.Shard.Id, lease.Token, $"output/{Path.GetFileName(late)}", 40, 0, 1)));
+
+        Assert.True(InferOutput.Verify(_folder.Path, RecordSource.Open(spec)).ExactlyOnce);
+        Assert.Equal(1, InferOutput.RemoveUncommitted(_folder.Path));
+        Assert.False(File.Exists(late));
+    }
+
+    [Fact]
     public async Task TheCoordinatorRefusesWorkersThatDidNotJoin_AndOutputsOutsideTheJobFolder()
     {
         var input = Inputs.Jsonl(_folder.Path, 10);

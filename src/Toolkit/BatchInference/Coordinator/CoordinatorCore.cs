@@ -38,8 +38,8 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         _specJson = System.Text.Json.JsonSerializer.Serialize(spec, ToolkitJson.Compact);
         _store.Initialize(records, spec.ShardSize);
         foreach (var w in _store.Workers()) _workers[w.Id] = w;
-        // Leases granted before a restart stay valid (their workers may reconnect and commit); if they expire
-        // instead, the coordinator's failure is to blame, not the shard's: no attempt is charged.
+        // Leases granted before a restart stay valid (their workers may reconnect, on a fixed port, and commit); if
+        // they expire instead, the coordinator's failure is to blame, not the shard's: no attempt is charged.
         _inherited = [.. _store.Shards().Where(s => s.State == ShardState.Leased).Select(s => s.Id)];
         Started = _clock.GetUtcNow();
         DoneAtStart = Status().RecordsDone;
@@ -115,10 +115,10 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         if (commit.Output.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(commit.Output))
             throw new ArgumentException($"output '{commit.Output}' must be a path inside the job folder", nameof(commit));
         var outcome = _store.Commit(commit.Shard, commit.Token, commit.Output, commit.Quarantined);
-        if (outcome == CommitOutcome.Committed && _workers.TryGetValue(worker, out var w))
+        if (outcome == CommitOutcome.Committed)
         {
-            var updated = w with { LastSeen = now, Records = w.Records + commit.Records, Shards = w.Shards + 1, Busy = w.Busy + commit.Seconds };
-            _workers[worker] = updated;
+            var updated = _workers.AddOrUpdate(worker, _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"),
+                (_, w) => w with { LastSeen = now, Records = w.Records + commit.Records, Shards = w.Shards + 1, Busy = w.Busy + commit.Seconds });
             _store.SaveWorker(updated);
         }
         _run?.Log($"shard {commit.Shard} from {worker}: {outcome} ({commit.Records} records, {commit.Quarantined} quarantined)");
@@ -138,16 +138,19 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     public Task LeaveAsync(string worker, string reason, CancellationToken cancel = default)
     {
         var now = Seen(worker);
-        if (_workers.TryGetValue(worker, out var w))
-        {
-            var left = w with { LastSeen = now, Left = reason };
-            _workers[worker] = left;
-            _store.SaveWorker(left);
-        }
+        _store.SaveWorker(_workers.AddOrUpdate(worker, _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"),
+            (_, w) => w with { LastSeen = now, Left = reason }));
         // Its last report stays: the job's per-stage totals include the workers that have left (their queues are empty).
         _run?.Log($"worker {worker} left: {reason}");
         return Task.CompletedTask;
     }
+
+    /// <summary>
+    /// Takes over the leases a previous coordinator granted: however long the outage was, their workers get one
+    /// lease period from now to reconnect and heartbeat. Called once by the coordinator that serves the job
+    /// (not by readers such as a status query, which must change nothing).
+    /// </summary>
+    public void AdoptLeases() => _store.ExtendLeases(_clock.GetUtcNow() + Spec.Lease);
 
     /// <summary>Returns expired leases to the queue (or FAILED past the retry cap).</summary>
     public int ExpireLeases(DateTimeOffset? now = null)
@@ -168,13 +171,9 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     /// <summary>Marks a worker that stopped without leaving (its process died) as gone.</summary>
     public void MarkLost(string worker, string reason)
     {
-        if (_workers.TryGetValue(worker, out var w) && w.Left is null)
-        {
-            var lost = w with { Left = reason };
-            _workers[worker] = lost;
-            _store.SaveWorker(lost);
-            _reports.TryRemove(worker, out _);
-        }
+        if (!_workers.TryGetValue(worker, out var known) || known.Left is not null) return;
+        _store.SaveWorker(_workers.AddOrUpdate(worker, _ => known with { Left = reason }, (_, w) => w.Left is null ? w with { Left = reason } : w));
+        _reports.TryRemove(worker, out _);
     }
 
     /// <summary>Where the job stands: shards and records, throughput, per-worker and per-stage figures, failures.</summary>
@@ -221,12 +220,12 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     private DateTimeOffset Seen(string worker)
     {
         var now = _clock.GetUtcNow();
-        if (!_workers.TryGetValue(worker, out var w))
+        if (!_workers.ContainsKey(worker))
         {
             Reject($"call from unknown worker '{worker}' (it must join first)");
             throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job");
         }
-        _workers[worker] = w with { LastSeen = now };
+        _workers.AddOrUpdate(worker, _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"), (_, w) => w with { LastSeen = now });
         return now;
     }
 }

@@ -56,15 +56,22 @@ public sealed class GptScorer : IModelStage
         private readonly Gpt _model;
         private readonly Device _device = Devices.Resolve("auto").Device;
 
+        private static readonly Lock Building = new();
+
         public Replica(GptScorer owner)
         {
-            set_num_threads(owner._threads);
-            using (var _ = NewDisposeScope())
+            // The seed and the generator are process-wide: replicas built at once would interleave their draws and
+            // get different weights. One at a time, each gets exactly the seed's weights.
+            lock (Building)
             {
-                manual_seed(owner.Seed);
-                _model = new Gpt(owner.Config);
+                set_num_threads(owner._threads);
+                using (var _ = NewDisposeScope())
+                {
+                    manual_seed(owner.Seed);
+                    _model = new Gpt(owner.Config);
+                }
+                _model.to(_device).eval();
             }
-            _model.to(_device).eval();
         }
 
         public object[] Predict(IReadOnlyList<object> inputs)

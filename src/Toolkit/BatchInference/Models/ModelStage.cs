@@ -15,6 +15,8 @@ public sealed class WorkItem(long shard, InputRecord record)
     public object?[] Prepared { get; set; } = [];
     /// <summary>Each model's output, by model.</summary>
     public object?[] Outputs { get; set; } = [];
+    /// <summary>The lease (the worker's buffer for it) the record was read for.</summary>
+    internal object? Owner { get; init; }
 }
 
 /// <summary>

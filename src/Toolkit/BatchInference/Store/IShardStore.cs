@@ -7,7 +7,7 @@ public enum CommitOutcome
     Committed,
     /// <summary>It was already DONE: a repeated completion changes nothing (idempotent).</summary>
     AlreadyDone,
-    /// <summary>The lease is no longer this worker's (it expired and the shard went back to the queue): nothing recorded; the shard is redone, and its output file is replaced atomically.</summary>
+    /// <summary>The lease is no longer this worker's (it expired and the shard went back to the queue): nothing recorded; the shard is redone. The late part (named by its lease) is never read: readers take the parts the store lists as committed.</summary>
     Stale,
 }
 
@@ -37,6 +37,9 @@ public interface IShardStore : IDisposable
 
     /// <summary>Returns every lease that ended before <paramref name="now"/> to the queue (an attempt used, FAILED past the cap, unless the shard is in <paramref name="forgiven"/>); the number returned or failed.</summary>
     int ExpireLeases(DateTimeOffset now, int retryCap, IReadOnlySet<long>? forgiven = null);
+
+    /// <summary>Extends every lease to end no earlier than <paramref name="until"/> (a restarted coordinator gives the workers it inherited time to reconnect).</summary>
+    void ExtendLeases(DateTimeOffset until);
 
     /// <summary>Every shard, by index.</summary>
     IReadOnlyList<Shard> Shards();

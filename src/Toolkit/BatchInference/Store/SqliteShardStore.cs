@@ -104,6 +104,10 @@ public sealed class SqliteShardStore : IShardStore
     });
 
     /// <inheritdoc/>
+    public void ExtendLeases(DateTimeOffset until) => InTransaction(() =>
+        Run("UPDATE shards SET expires = MAX(expires, $u) WHERE state = 'leased'", ("$u", until.ToUnixTimeMilliseconds())));
+
+    /// <inheritdoc/>
     public IReadOnlyList<Shard> Shards() => InTransaction(() => Query("SELECT * FROM shards ORDER BY id"));
 
     /// <inheritdoc/>

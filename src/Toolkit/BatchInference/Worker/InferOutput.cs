@@ -2,15 +2,45 @@ using System.Text.Json;
 
 namespace Toolkit.BatchInference;
 
-/// <summary>Reads a job's output back: rows, quarantined records, and an exactly-once check against the input's ids.</summary>
+/// <summary>
+/// Reads a job's output back: rows, quarantined records, and an exactly-once check against the input's ids. Only
+/// the parts the job's state lists as committed are read (a worker whose lease expired may have left a part of
+/// its own next to them; <see cref="RemoveUncommitted"/> deletes those).
+/// </summary>
 public static class InferOutput
 {
-    /// <summary>Every output row (one JSON object per record), part by part.</summary>
-    public static IEnumerable<JsonElement> Rows(string jobFolder) => Lines(Path.Combine(jobFolder, InferLayout.OutputFolder));
+    /// <summary>Every output row (one JSON object per record), shard by shard.</summary>
+    public static IEnumerable<JsonElement> Rows(string jobFolder) =>
+        Committed(jobFolder).SelectMany(s => Lines(Path.Combine(jobFolder, s.Output!)));
 
     /// <summary>Every quarantined record with its reason.</summary>
     public static IEnumerable<QuarantinedRecord> Quarantined(string jobFolder) =>
-        Lines(Path.Combine(jobFolder, InferLayout.QuarantineFolder)).Select(e => e.Deserialize<QuarantinedRecord>(Runtime.ToolkitJson.Options)!);
+        Committed(jobFolder).Where(s => s.Quarantined > 0)
+            .SelectMany(s => Lines(Path.Combine(jobFolder, InferLayout.QuarantineFolder, Path.GetFileName(s.Output!))))
+            .Select(e => e.Deserialize<QuarantinedRecord>(Runtime.ToolkitJson.Options)!);
+
+    /// <summary>The committed shards, by index.</summary>
+    public static IReadOnlyList<Shard> Committed(string jobFolder)
+    {
+        var state = Path.Combine(jobFolder, InferLayout.StateFile);
+        if (!File.Exists(state)) throw new DirectoryNotFoundException($"{jobFolder} is not a batch-inference job folder: it has no {InferLayout.StateFile}.");
+        using var store = new SqliteShardStore(state);
+        return [.. store.Shards().Where(s => s.State == ShardState.Done)];
+    }
+
+    /// <summary>Deletes part files that no committed shard names (left by workers whose lease expired); returns how many.</summary>
+    public static int RemoveUncommitted(string jobFolder)
+    {
+        var keep = Committed(jobFolder).Select(s => Path.GetFileName(s.Output!)).ToHashSet(StringComparer.Ordinal);
+        var removed = 0;
+        foreach (var folder in new[] { InferLayout.OutputFolder, InferLayout.QuarantineFolder }.Select(f => Path.Combine(jobFolder, f)).Where(Directory.Exists))
+            foreach (var file in Directory.GetFiles(folder, "part-*.jsonl").Where(f => !keep.Contains(Path.GetFileName(f))))
+            {
+                File.Delete(file);
+                removed++;
+            }
+        return removed;
+    }
 
     /// <summary>
     /// Checks the output against the input: every id that the input holds appears exactly once in the output or
@@ -48,14 +78,12 @@ public static class InferOutput
         return new OutputCheck(input.Count, rows, quarantined, missing, duplicated, unexpected);
     }
 
-    private static IEnumerable<JsonElement> Lines(string folder)
+    private static IEnumerable<JsonElement> Lines(string file)
     {
-        if (!Directory.Exists(folder)) yield break;
-        foreach (var file in Directory.GetFiles(folder, "part-*.jsonl").Order(StringComparer.Ordinal))
-            foreach (var line in File.ReadLines(file))
-                if (line.Length > 0)
-                    using (var json = JsonDocument.Parse(line))
-                        yield return json.RootElement.Clone();
+        foreach (var line in File.ReadLines(file))
+            if (line.Length > 0)
+                using (var json = JsonDocument.Parse(line))
+                    yield return json.RootElement.Clone();
     }
 }
 

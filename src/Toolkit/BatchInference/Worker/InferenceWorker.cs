@@ -22,7 +22,7 @@ public sealed class InferenceWorker
 {
     private readonly ICoordinator _coordinator;
     private readonly Func<InferJobOptions, IReadOnlyList<IModelStage>> _models;
-    private readonly ConcurrentDictionary<long, ShardBuffer> _held = new();
+    private readonly ConcurrentDictionary<string, ShardBuffer> _held = new();   // by lease token: a shard leased again is another buffer
     private readonly List<Stage> _stages = [];
     private long _records;
     private int _restarts;
@@ -56,8 +56,18 @@ public sealed class InferenceWorker
     {
         var join = await Call(c => _coordinator.JoinAsync(new WorkerHello(Id, Environment.MachineName, Environment.ProcessId), c), abort);
         var spec = JsonSerializer.Deserialize<InferJobOptions>(join.SpecJson, ToolkitJson.Options)!;
-        var source = RecordSource.Open(spec);
-        var models = _models(spec);
+        RecordSource source;
+        IReadOnlyList<IModelStage> models;
+        try
+        {
+            source = RecordSource.Open(spec);
+            models = _models(spec);
+        }
+        catch (Exception e)
+        {
+            try { await _coordinator.LeaveAsync(Id, $"error: {e.Message}", CancellationToken.None); } catch (Exception) { }
+            throw new InvalidOperationException($"worker {Id} could not start: {e.Message}", e);
+        }
         Log?.Invoke($"{Id}: joined; {source.Count} records, models {string.Join(", ", models.Select(m => m.Name))} x{spec.Replicas} replica(s)");
         _lastCommit = Stopwatch.GetTimestamp();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(abort);
@@ -165,7 +175,7 @@ public sealed class InferenceWorker
             }
             foreach (var lease in grant.Leases)
             {
-                _held[lease.Shard.Id] = new ShardBuffer(lease);
+                _held[lease.Token] = new ShardBuffer(lease);
                 await shards.WriteAsync(lease, stop);
             }
         }
@@ -176,9 +186,10 @@ public sealed class InferenceWorker
         await foreach (var lease in shards.ReadAllAsync(stop))
         {
             var started = Stopwatch.GetTimestamp();
+            var buffer = _held[lease.Token];
             foreach (var record in source.Read(lease.Shard.FirstRecord, lease.Shard.Records))
             {
-                var item = new WorkItem(lease.Shard.Id, record);
+                var item = new WorkItem(lease.Shard.Id, record) { Owner = buffer };
                 stage.Busy(started, 1);
                 if (item.Error is null) await next.WriteAsync(item, stop);
                 else await quarantine.WriteAsync((item, QuarantineLine(item)), stop);
@@ -297,7 +308,7 @@ public sealed class InferenceWorker
     {
         await foreach (var (item, line) in input.ReadAllAsync(stop))
         {
-            var buffer = _held[item.Shard];
+            var buffer = (ShardBuffer)item.Owner!;
             (item.Error is null ? buffer.Lines : buffer.Quarantine).Add((item.Record.Index, line));
             if (buffer.Received < buffer.Lease.Shard.Records) continue;
             var started = Stopwatch.GetTimestamp();
@@ -305,20 +316,20 @@ public sealed class InferenceWorker
             if (buffer.Lost)
             {
                 Log?.Invoke($"{Id}: shard {shard.Id}'s lease was lost (it expired and another worker has it): output dropped");
-                _held.TryRemove(shard.Id, out _);
+                _held.TryRemove(buffer.Lease.Token, out _);
                 continue;
             }
-            var name = $"part-{shard.Id:D6}.jsonl";
-            var quarantinePath = Path.Combine(jobFolder, InferLayout.QuarantineFolder, name);
-            if (buffer.Quarantine.Count > 0) AtomicFile.WriteLines(quarantinePath, Ordered(buffer.Quarantine), buffer.Lease.Token);
-            else AtomicFile.Delete(quarantinePath);
+            // Part names carry the lease: a late writer whose lease expired can never replace or sit beside the
+            // committed part under the same name; readers take only the parts the state lists as committed.
+            var name = InferLayout.PartName(shard.Id, buffer.Lease.Token);
+            if (buffer.Quarantine.Count > 0) AtomicFile.WriteLines(Path.Combine(jobFolder, InferLayout.QuarantineFolder, name), Ordered(buffer.Quarantine), buffer.Lease.Token);
             AtomicFile.WriteLines(Path.Combine(jobFolder, InferLayout.OutputFolder, name), Ordered(buffer.Lines), buffer.Lease.Token);
             stage.Busy(started, (int)shard.Records);
             var now = Stopwatch.GetTimestamp();
             var seconds = Stopwatch.GetElapsedTime(Interlocked.Exchange(ref _lastCommit, now), now).TotalSeconds;
             var outcome = await Call(c => _coordinator.CommitAsync(Id, new ShardCommit(shard.Id, buffer.Lease.Token,
                 $"{InferLayout.OutputFolder}/{name}", shard.Records, buffer.Quarantine.Count, seconds), c), stop);
-            _held.TryRemove(shard.Id, out _);
+            _held.TryRemove(buffer.Lease.Token, out _);
             if (outcome == CommitOutcome.Committed)
             {
                 Interlocked.Add(ref _records, shard.Records);
@@ -419,6 +430,9 @@ public static class InferLayout
     public const string OutputFolder = "output";
     /// <summary>One quarantine part per shard that had bad records.</summary>
     public const string QuarantineFolder = "quarantine";
+    /// <summary>A shard's part file name for one lease: <c>part-NNNNNN-TOKEN8.jsonl</c> (the same name in <see cref="OutputFolder"/> and, when it had bad records, <see cref="QuarantineFolder"/>).</summary>
+    public static string PartName(long shard, string token) => $"part-{shard:D6}-{token[..Math.Min(8, token.Length)]}.jsonl";
+
     /// <summary>The coordinator's SQLite state.</summary>
     public const string StateFile = "state.db";
     /// <summary>Where the coordinator listens (address and, when required, that a token is needed).</summary>
