@@ -117,8 +117,20 @@ internal static class InferCommand
                 CoordinatorGrace = TimeSpan.FromSeconds(parse.GetValue(grace)),
                 Log = Console.Error.WriteLine,
             };
-            var summary = await worker.RunAsync(drain.Token, abort.Token);
-            return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
+            var address = parse.GetValue(coordinator)!;
+            try
+            {
+                var summary = await worker.RunAsync(drain.Token, abort.Token);
+                return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
+            }
+            catch (Exception e) when ((e as Grpc.Core.RpcException ?? e.InnerException as Grpc.Core.RpcException) is { } rpc)
+            {
+                // At start (joining) the call fails as itself; later, a stage fails and the worker wraps it.
+                throw new Toolkit.Jobs.JobFailedException(rpc.StatusCode is Grpc.Core.StatusCode.Unauthenticated or Grpc.Core.StatusCode.PermissionDenied
+                    ? $"the coordinator at {address} refused this worker: {rpc.Status.Detail}"
+                    : $"the coordinator at {address} could not be reached for {parse.GetValue(grace):F0} s ({rpc.Status.Detail}). " +
+                      $"Is the job running? Its folder's {InferLayout.CoordinatorFile} has the address; toolkit infer resume FOLDER restarts it.");
+            }
         });
         return command;
     }

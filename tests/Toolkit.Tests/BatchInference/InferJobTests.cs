@@ -83,6 +83,15 @@ public sealed class InferJobTests : IDisposable
         Assert.Contains("is not a batch-inference job folder", output);
     }
 
+    [Fact]
+    public void Cli_AWorkerWithoutItsCoordinator_GivesUpWithAClearMessage()
+    {
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "worker", "--coordinator", "http://127.0.0.1:1", "--grace", "1"], TimeSpan.FromMinutes(1));
+        Assert.Equal(1, code);
+        Assert.Contains("error: the coordinator at http://127.0.0.1:1 could not be reached for 1 s", output);
+        Assert.DoesNotContain("   at ", output);
+    }
+
     private static double Cosine(float[] a, float[] b) => a.Zip(b, (x, y) => (double)x * y).Sum();
 }
 
