@@ -100,6 +100,7 @@ public sealed class InferJobTests : IDisposable
 /// ranks; on the emulated two-node cluster (network namespaces, shaped links; needs root, as CI runs) the workers
 /// on the second node reach the coordinator over the emulated network.
 /// </summary>
+[Collection(EmulatedClusterCollection.Name)]
 public sealed class InferMpiTests : IDisposable
 {
     private readonly TemporaryFolder _folder = new("toolkit-infer-mpi-");

@@ -9,6 +9,7 @@ namespace Toolkit.Tests.Comm;
 /// shaped to 1 Gbit/s) of 2 ranks each, every algorithm's collectives checked against the reference.
 /// Needs root (CI runs as root); the non-root path is checked for its message.
 /// </summary>
+[Collection(EmulatedClusterCollection.Name)]
 public sealed class EmulatedClusterTests
 {
     private static string Script => Path.Combine(Repository.Root, "build", "emulate-cluster.sh");
