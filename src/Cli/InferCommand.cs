@@ -42,7 +42,7 @@ internal static class InferCommand
             var dir = parse.GetValue(folder)!.FullName;
             var saved = InferJob.ReadSpec(dir);
             var o = options.Bind(parse, saved);
-            if (o.Input != saved.Input || o.ShardSize != saved.ShardSize || o.Format != saved.Format)
+            if (!o.SameLayout(saved))
                 throw new OptionException("--input, --format and --shard-size cannot change when a job resumes: its shards are already laid out");
             var result = await InferJob.ResumeAsync(dir, Display(), cancel, _ => o, Console.Error.WriteLine);
             return Finish(result, parse.GetValue(json));

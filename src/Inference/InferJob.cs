@@ -29,7 +29,7 @@ public static class InferJob
         if (spec.JobName is { } name && File.Exists(Path.Combine(spec.RunsDirectory, name, InferLayout.StateFile)))
         {
             var saved = ReadSpec(Path.Combine(spec.RunsDirectory, name));
-            if (saved.Input != spec.Input || saved.ShardSize != spec.ShardSize || saved.Format != spec.Format)
+            if (!saved.SameLayout(spec))
                 throw new ArgumentException($"the job folder '{name}' holds another job (input {saved.Input}, shards of {saved.ShardSize}): choose another --job-name", nameof(spec));
             log?.Invoke($"{name} already holds this job: resuming it");
             return await ResumeAsync(Path.Combine(spec.RunsDirectory, name), progress, cancel, _ => spec, log);

@@ -117,8 +117,7 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         var outcome = _store.Commit(commit.Shard, commit.Token, commit.Output, commit.Quarantined);
         if (outcome == CommitOutcome.Committed)
         {
-            var updated = _workers.AddOrUpdate(worker, _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"),
-                (_, w) => w with { LastSeen = now, Records = w.Records + commit.Records, Shards = w.Shards + 1, Busy = w.Busy + commit.Seconds });
+            var updated = Update(worker, w => w with { LastSeen = now, Records = w.Records + commit.Records, Shards = w.Shards + 1, Busy = w.Busy + commit.Seconds });
             _store.SaveWorker(updated);
         }
         _run?.Log($"shard {commit.Shard} from {worker}: {outcome} ({commit.Records} records, {commit.Quarantined} quarantined)");
@@ -138,8 +137,7 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     public Task LeaveAsync(string worker, string reason, CancellationToken cancel = default)
     {
         var now = Seen(worker);
-        _store.SaveWorker(_workers.AddOrUpdate(worker, _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"),
-            (_, w) => w with { LastSeen = now, Left = reason }));
+        _store.SaveWorker(Update(worker, w => w with { LastSeen = now, Left = reason }));
         // Its last report stays: the job's per-stage totals include the workers that have left (their queues are empty).
         _run?.Log($"worker {worker} left: {reason}");
         return Task.CompletedTask;
@@ -225,9 +223,13 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
             Reject($"call from unknown worker '{worker}' (it must join first)");
             throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job");
         }
-        _workers.AddOrUpdate(worker, _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"), (_, w) => w with { LastSeen = now });
+        Update(worker, w => w with { LastSeen = now });
         return now;
     }
+
+    /// <summary>Changes a joined worker's record atomically (concurrent calls of one worker never lose an update).</summary>
+    private WorkerInfo Update(string worker, Func<WorkerInfo, WorkerInfo> change) =>
+        _workers.AddOrUpdate(worker, _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"), (_, w) => change(w));
 }
 
 /// <summary>Metric names of batch-inference jobs.</summary>

@@ -165,6 +165,9 @@ public sealed record InferJobOptions : ICheckedOptions
             var other => throw new ArgumentException($"cannot tell the format of '{Input}' from its extension '{other}': name it .jsonl or .csv, or pass --format", nameof(Format)),
         };
 
+    /// <summary>True when <paramref name="other"/> lays out the same shards (input, format, shard size): what a resumed job may not change.</summary>
+    public bool SameLayout(InferJobOptions other) => Input == other.Input && Format == other.Format && ShardSize == other.ShardSize;
+
     /// <inheritdoc/>
     public void Check()
     {
