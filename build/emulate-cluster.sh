@@ -2,6 +2,11 @@
 # Emulates a cluster of G "nodes" on this Linux machine and runs one MPI job across it.
 #
 #   build/emulate-cluster.sh --nodes G --ranks-per-node M [--inter-bandwidth 1gbit] [--inter-latency 0.2ms] -- PROGRAM [ARGS...]
+#   build/emulate-cluster.sh --slurm --nodes G --ranks-per-node M [...] -- COMMAND [ARGS...]
+#
+# With --slurm, no MPI job is started: the nodes run a Slurm cluster instead (build/slurm-cluster.sh: one
+# slurmd per node, slurmctld on node0, M CPUs per node), this host joins the emulated network as the
+# login node (198.18.0.254, unshaped), and COMMAND runs here with SLURM_CONF set, e.g. an sbatch.
 #
 # Each node is a network namespace with its own hostname (UTS namespace), machine-id and /etc/hosts,
 # joined by a veth pair to a bridge that lives in a namespace of its own and is connected to nothing
@@ -13,8 +18,8 @@
 # Needs root. Everything it creates is removed when it ends, fails or is interrupted.
 set -euo pipefail
 
-nodes=2 per_node=2 rate="" delay="" verbose=0
-usage() { sed -n '2,14p' "$0" >&2; exit 2; }
+nodes=2 per_node=2 rate="" delay="" verbose=0 slurm=0
+usage() { sed -n '2,20p' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes=$2; shift 2 ;;
@@ -22,6 +27,7 @@ while [ $# -gt 0 ]; do
     --inter-bandwidth) rate=$2; shift 2 ;;
     --inter-latency) delay=$2; shift 2 ;;
     --verbose) verbose=1; shift ;;
+    --slurm) slurm=1; shift ;;
     --) shift; break ;;
     *) usage ;;
   esac
@@ -93,6 +99,23 @@ for ((i = 0; i < nodes; i++)); do
     ip netns exec "$switch" tc qdisc add dev "${prefix}b$i" root tbf rate "$rate" burst 256kb latency 400ms
   fi
 done
+
+if [ $slurm -eq 1 ]; then
+  # This host is the login node: one unshaped veth into the bridge, deleted with the switch's namespace.
+  ip link add "${prefix}h" type veth peer name "${prefix}hb"
+  ip link set "${prefix}hb" netns "$switch"
+  ip netns exec "$switch" ip link set "${prefix}hb" master br0 up
+  ip addr add 198.18.0.254/24 dev "${prefix}h"
+  ip link set "${prefix}h" up
+  export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
+  export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0) launcher=slurm"
+  [ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node CPUs under Slurm, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
+  set +e
+  bash ${TOOLKIT_TRACE:+-x} "$(dirname "$0")/slurm-cluster.sh" --namespaces "$prefix" --nodes "$nodes" --cpus "$per_node" -- "$@"
+  status=$?
+  set -e
+  exit $status
+fi
 
 # Hydra's launcher, called like ssh: `launch [options] HOST COMMAND-LINE`; runs the command line (a
 # shell string, as ssh would) inside HOST's namespace under HOST's hostname.

@@ -64,7 +64,7 @@ internal static class BenchCommand
         var options = new CliOptions<CollectiveBenchOptions>(command, new(), "bench collectives");
         command.SetAction(async (parse, token) =>
         {
-            var report = await CollectiveBenchJob.RunAsync(options.Bind(parse), token);
+            var report = await CollectiveBenchJob.RunAsync(options.Bind(parse), token, new JobProgress());
             Facts.Print(report);
             Facts.WriteJson(parse.GetValue(json), report);
             return 0;

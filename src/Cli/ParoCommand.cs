@@ -57,7 +57,7 @@ internal static class ParoCommand
         return command;
     }
 
-    private static Progress<MetricPoint> LossLines(int steps) => new(p =>
+    private static JobProgress LossLines(int steps) => new JobProgress(p =>
     {
         if (p.Rank == 0 && p.Name == MetricNames.Loss)
             Console.WriteLine($"step {p.Step + 1,4}/{steps}  loss {p.Value.ToString("F4", CultureInfo.InvariantCulture)}");

@@ -16,7 +16,7 @@ internal static class QuickstartCommand
         command.SetAction(async (parse, token) =>
         {
             var o = options.Bind(parse);
-            var progress = new Progress<MetricPoint>(p =>
+            var progress = new JobProgress(p =>
             {
                 if (p.Rank == 0 && p.Name == MetricNames.Loss && !Console.IsOutputRedirected)
                     Console.Write($"\rstep {p.Step + 1}/{o.Steps}  loss {p.Value.ToString("F4", CultureInfo.InvariantCulture)}   ");

@@ -18,7 +18,7 @@ internal static class RlCommand
         command.SetAction(async (parse, token) =>
         {
             var o = options.Bind(parse);
-            var progress = new Progress<(string Run, MetricPoint Point)>(x =>
+            var progress = new NamedRunProgress(x =>
             {
                 var p = x.Point;
                 if (p.Name == RlTrainJob.Metrics.RewardMean)

@@ -142,12 +142,5 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
     }
 
     /// <summary>Sends a POSIX signal.</summary>
-    internal static void Signal(int pid, int signal)
-    {
-        if (Kill(pid, signal) != 0 && Marshal.GetLastPInvokeError() is var errno && errno != 3 /* ESRCH: already gone */)
-            throw new InvalidOperationException($"kill({pid}, {signal}) failed with errno {errno}");
-    }
-
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
+    internal static void Signal(int pid, int signal) => Toolkit.Runtime.PosixSignals.Send(pid, signal);
 }

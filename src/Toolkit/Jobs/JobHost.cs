@@ -17,6 +17,9 @@ public static class JobHost
     /// <summary>File name of the result in the run folder.</summary>
     public const string ResultFile = "result.json";
 
+    /// <summary>File in the run folder of multi-process runs that says which host each rank ran on.</summary>
+    public const string HostsFile = "hosts.json";
+
     /// <summary>Folder of the per-rank outcomes of multi-process runs (<c>rank-R.json</c>).</summary>
     public const string OutcomesFolder = "outcomes";
 
@@ -34,14 +37,19 @@ public static class JobHost
     {
         options.Check();
         var launch = options.Launch.Validate();
-        var launcher = launch.Launcher == Launcher.InProcess ? default : MpiJobLauncher.Prepare(launch);   // before any folder is made
+        // What starts the ranks is found before any folder is made.
+        var launcher = launch.Launcher == Launcher.Mpi ? MpiJobLauncher.Prepare(launch) : default;
+        var slurm = launch.Launcher == Launcher.Slurm ? SlurmJobLauncher.Prepare(launch) : null;
         using var run = CreateRun(job, options);
         run.Log($"{job.Kind}: {launch.Ranks} ranks in groups of {launch.GroupSize}, {(launch.Emulate is { } shape ? $"emulated cluster {shape}" : OptionSpecName(launch.Launcher))}");
         try
         {
-            var (outcomes, output) = launch.Launcher == Launcher.InProcess
-                ? (await RunInProcessAsync(job, options, run, progress, cancellationToken), "")
-                : await MpiJobLauncher.RunAsync<TOutcome>(run, launch, launcher, progress, cancellationToken);
+            var (outcomes, output) = launch.Launcher switch
+            {
+                Launcher.InProcess => (await RunInProcessAsync(job, options, run, progress, cancellationToken), ""),
+                Launcher.Slurm => await SlurmJobLauncher.RunAsync<TOutcome>(run, launch, slurm!, job.Kind, progress, cancellationToken),
+                _ => await MpiJobLauncher.RunAsync<TOutcome>(run, launch, launcher, progress, cancellationToken),
+            };
             var result = job.Finish(new JobRun<TOptions>(run.Path, options, output), outcomes);
             ToolkitJson.Write(run.File(ResultFile), result);
             run.Log("finished");
@@ -84,8 +92,9 @@ public static class JobHost
             if (comm.Size != options.Launch.Ranks)
                 throw new InvalidOperationException($"mpiexec started {comm.Size} ranks but the job asks for {options.Launch.Ranks}.");
             if (job.UsesTorch) Devices.ConfigureCpuThreads(MpiCluster.LocalRanksFromLauncher() ?? comm.GroupSize);
-            var outcome = job.RunRank(new RankContext<TOptions>(comm, options, run, null, CancellationToken.None));
             Directory.CreateDirectory(Path.Combine(runPath, OutcomesFolder));
+            File.WriteAllText(HostPath(runPath, comm.Rank), Environment.MachineName);
+            var outcome = job.RunRank(new RankContext<TOptions>(comm, options, run, null, CancellationToken.None));
             ToolkitJson.Write(OutcomePath(runPath, comm.Rank), outcome);
             comm.Barrier();
         }
@@ -111,6 +120,8 @@ public static class JobHost
 
     internal static string OutcomePath(string runPath, int rank) => Path.Combine(runPath, OutcomesFolder, $"rank-{rank}.json");
 
+    internal static string HostPath(string runPath, int rank) => Path.Combine(runPath, OutcomesFolder, $"rank-{rank}.host");
+
     private static Task<TOutcome[]> RunInProcessAsync<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, TOptions options, RunDirectory run,
         IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
         where TOptions : class, IJobOptions, new()
@@ -126,6 +137,13 @@ public static class JobHost
 
     private static string OptionSpecName(Launcher launcher) => Options.OptionSpec.EnumName(typeof(Launcher), launcher);
 }
+
+/// <summary>A change in a job's state that is not a metric: a Slurm job submitted, pending (with the scheduler's reason), running, ended.</summary>
+/// <param name="Time">When it was seen.</param>
+/// <param name="State">Short state: submitted, pending, running, completed, failed, cancelled...</param>
+/// <param name="Message">What to show a user ("Slurm job 12 pending (Resources)").</param>
+/// <remarks>A job's progress receives these when it also implements <see cref="IProgress{JobStatus}"/>.</remarks>
+public sealed record JobStatus(DateTimeOffset Time, string State, string Message);
 
 /// <summary>What a run folder's config.json holds: the job's kind and its options.</summary>
 /// <param name="Kind">The job kind (<c>paro-train</c>).</param>

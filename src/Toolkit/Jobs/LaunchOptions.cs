@@ -11,13 +11,26 @@ public enum Launcher
     [JsonStringEnumMemberName("inproc")] InProcess,
     /// <summary>Ranks are processes started by <c>mpiexec</c> (MPICH hydra), on this host, the hosts hydra is given, or the emulated cluster.</summary>
     [JsonStringEnumMemberName("mpi")] Mpi,
+    /// <summary>Ranks are Slurm tasks: <c>sbatch</c> of a generated script that runs <c>srun --mpi=pmi2</c>, or <c>srun</c> inside an allocation.</summary>
+    [JsonStringEnumMemberName("slurm")] Slurm,
+}
+
+/// <summary>How a Slurm job is started.</summary>
+public enum SlurmSubmit
+{
+    /// <summary><c>srun</c> when this process runs inside a Slurm allocation (<c>SLURM_JOB_ID</c> is set), else <c>sbatch</c>.</summary>
+    [JsonStringEnumMemberName("auto")] Auto,
+    /// <summary>A batch job: <c>sbatch</c> of the generated script (kept in the run folder), followed with squeue/scontrol/sacct.</summary>
+    [JsonStringEnumMemberName("sbatch")] Sbatch,
+    /// <summary>A job step of the current allocation (<c>salloc</c>, or a notebook kernel running inside a job).</summary>
+    [JsonStringEnumMemberName("srun")] Srun,
 }
 
 /// <summary>How and where a job's ranks start: shared by every distributed job.</summary>
-public sealed record LaunchOptions
+public sealed partial record LaunchOptions
 {
     /// <summary>inproc (threads of this process, the default) or mpi (processes under mpiexec).</summary>
-    [Option("Where ranks run: inproc (threads of this process, no MPI) or mpi (processes under mpiexec; with --emulate, on the emulated cluster).")]
+    [Option("Where ranks run: inproc (threads of this process, no MPI), mpi (processes under mpiexec; with --emulate, on the emulated cluster) or slurm (tasks of a Slurm job).")]
     public Launcher Launcher { get; init; } = Launcher.InProcess;
 
     /// <summary>Ranks (n). Default 4.</summary>
@@ -44,6 +57,46 @@ public sealed record LaunchOptions
     [Option("Folder that holds run folders ($TOOLKIT_RUNS_DIR, else runs).", Name = "runs-dir")]
     public string RunsDirectory { get; init; } = RunDirectory.DefaultRoot;
 
+    /// <summary>Slurm: nodes. Default <see cref="Ranks"/> / ranks per node.</summary>
+    [Option("Slurm: nodes (default --ranks / --ranks-per-node; if given, nodes x ranks-per-node must equal --ranks).")]
+    public int? Nodes { get; init; }
+
+    /// <summary>Slurm: ranks (tasks) per node. Default <see cref="GroupSize"/>, so that each node holds one group.</summary>
+    [Option("Slurm: ranks (tasks) per node (default --group-size, so that the ranks of one node form one group).")]
+    public int? RanksPerNode { get; init; }
+
+    /// <summary>Slurm: GPUs per node (<c>--gpus-per-node</c>); 0 asks for none. Default 0.</summary>
+    [Option("Slurm: GPUs per node (sbatch --gpus-per-node); 0 asks for none.")]
+    public int GpusPerNode { get; init; }
+
+    /// <summary>Slurm: partition. Default the cluster's default partition.</summary>
+    [Option("Slurm: partition (default: the cluster's default).")]
+    public string? Partition { get; init; }
+
+    /// <summary>Slurm: time limit in Slurm's spelling (<c>30</c>, <c>1:00:00</c>, <c>1-0</c>). Default the partition's.</summary>
+    [Option("Slurm: time limit in Slurm's spelling (minutes, or [D-]HH:MM:SS; default: the partition's).")]
+    public string? Time { get; init; }
+
+    /// <summary>Slurm: account to charge. Default the user's default account.</summary>
+    [Option("Slurm: account to charge (default: yours).")]
+    public string? Account { get; init; }
+
+    /// <summary>Slurm: more sbatch/srun arguments, separated by spaces (<c>--qos=debug --exclusive</c>).</summary>
+    [Option("Slurm: more sbatch (or srun) arguments, separated by spaces, e.g. \"--qos=debug --exclusive\".")]
+    public string? SlurmArgs { get; init; }
+
+    /// <summary>Slurm: how the job starts. Default auto (srun inside an allocation, else sbatch).</summary>
+    [Option("Slurm: auto (srun inside an allocation, else sbatch), sbatch (a batch job; its script is kept in the run folder) or srun (a step of the current allocation).")]
+    public SlurmSubmit SlurmSubmit { get; init; } = SlurmSubmit.Auto;
+
+    /// <summary>Slurm: the ranks per node in effect.</summary>
+    [JsonIgnore]
+    public int EffectiveRanksPerNode => RanksPerNode ?? GroupSize;
+
+    /// <summary>Slurm: the nodes in effect.</summary>
+    [JsonIgnore]
+    public int EffectiveNodes => Nodes ?? Ranks / Math.Max(1, EffectiveRanksPerNode);
+
     /// <summary>The emulated cluster, if <see cref="Emulate"/> is set.</summary>
     [JsonIgnore]
     public Comm.EmulatedCluster? Cluster => Emulate is null ? null : Comm.EmulatedCluster.Parse(Emulate, InterBandwidth, InterLatency);
@@ -60,8 +113,41 @@ public sealed record LaunchOptions
             _ = Comm.Units.Option(nameof(InterBandwidth), InterBandwidth, Comm.Units.ParseBitRate);
             _ = Comm.Units.Option(nameof(InterLatency), InterLatency, Comm.Units.ParseDuration);
         }
+        if (Launcher == Launcher.Slurm)
+        {
+            if (Emulate is not null)
+                throw new ArgumentOutOfRangeException(nameof(Emulate), Emulate, "emulates a cluster for --launcher mpi; to run Slurm on an emulated cluster, start one with build/emulate-cluster.sh --slurm");
+            var perNode = EffectiveRanksPerNode;
+            if (perNode < 1 || Ranks % perNode != 0)
+                throw new ArgumentOutOfRangeException(nameof(RanksPerNode), perNode, $"must be at least 1 and divide --ranks ({Ranks})");
+            if (Nodes is { } nodes && (nodes < 1 || nodes * perNode != Ranks))
+                throw new ArgumentOutOfRangeException(nameof(Nodes), nodes, $"{nodes} nodes x {perNode} ranks per node is {nodes * perNode} ranks, but --ranks is {Ranks}: set --ranks {Math.Max(1, nodes) * perNode}");
+            if (GpusPerNode < 0) throw new ArgumentOutOfRangeException(nameof(GpusPerNode), GpusPerNode, "must be 0 or more");
+            if (Time is { } time && !SlurmTime().IsMatch(time))
+                throw new ArgumentOutOfRangeException(nameof(Time), time, "is not a Slurm time limit: use minutes (30), MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS");
+            foreach (var (name, value) in new[] { (nameof(Partition), Partition), (nameof(Account), Account) })
+                if (value is not null && (value.Length == 0 || value.Any(char.IsWhiteSpace)))
+                    throw new ArgumentOutOfRangeException(name, value, "must be one word");
+        }
+        else
+        {
+            var slurmOnly = new (string Name, bool Set)[]
+            {
+                (nameof(Nodes), Nodes is not null), (nameof(RanksPerNode), RanksPerNode is not null), (nameof(GpusPerNode), GpusPerNode != 0),
+                (nameof(Partition), Partition is not null), (nameof(Time), Time is not null), (nameof(Account), Account is not null),
+                (nameof(SlurmArgs), SlurmArgs is not null), (nameof(SlurmSubmit), SlurmSubmit != SlurmSubmit.Auto),
+            };
+            if (slurmOnly.FirstOrDefault(o => o.Set) is { Name: { } name })
+                throw new ArgumentOutOfRangeException(name, $"is a Slurm option: add --launcher slurm");
+        }
         return this;
     }
+}
+
+public sealed partial record LaunchOptions
+{
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|infinite|unlimited|UNLIMITED|INFINITE)$")]
+    private static partial System.Text.RegularExpressions.Regex SlurmTime();
 }
 
 /// <summary>An options record that validates itself as a whole: front ends call it right after binding, before any work starts.</summary>

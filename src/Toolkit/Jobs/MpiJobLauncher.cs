@@ -26,8 +26,13 @@ internal static class MpiJobLauncher
         return (mpiexec, ["-n", launch.Ranks.ToString(CultureInfo.InvariantCulture), .. entry]);
     }
 
+    /// <summary>
+    /// Runs the launcher (mpiexec, the emulated cluster's script, or srun) with the rank entry point, streams metrics from the
+    /// run folder while it runs, and collects every rank's outcome. Cancelling kills the launcher and its ranks; with
+    /// <paramref name="gracefulStop"/> it first gets SIGTERM and 10 s to end its ranks itself (srun cancels its step that way).
+    /// </summary>
     public static async Task<(TOutcome[] Outcomes, string Output)> RunAsync<TOutcome>(RunDirectory run, LaunchOptions launch, (string File, IReadOnlyList<string> Arguments) launcher,
-        IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+        IProgress<MetricPoint>? progress, CancellationToken cancellationToken, bool gracefulStop = false)
     {
         var (file, arguments) = (launcher.File, (IReadOnlyList<string>)[.. launcher.Arguments, "rank", "--run", run.Path]);
         run.Log($"launch: {file} {string.Join(' ', arguments)}");
@@ -50,7 +55,12 @@ internal static class MpiJobLauncher
         }
         catch (OperationCanceledException)
         {
-            run.Log("cancelled: the launcher and its ranks are killed");
+            run.Log("cancelled: the launcher and its ranks are stopped");
+            if (gracefulStop && !process.HasExited)
+            {
+                PosixSignals.Send(process.Id, PosixSignals.Terminate);
+                process.WaitForExit(TimeSpan.FromSeconds(10));
+            }
             throw;
         }
         finally
@@ -62,17 +72,36 @@ internal static class MpiJobLauncher
         string text;
         lock (output) text = output.ToString();
         File.WriteAllText(run.File(OutputFile), text);
-        var missing = Enumerable.Range(0, launch.Ranks).Where(r => !File.Exists(JobHost.OutcomePath(run.Path, r))).ToList();
-        if (missing.Count > 0)
-            throw new JobFailedException($"The MPI job exited with code {process.ExitCode}; rank(s) {string.Join(", ", missing)} produced no outcome. " +
-                $"Run folder: {run.Path}. Last output:\n{Tail(text)}");
-        if (process.ExitCode != 0)
-            // Every rank wrote its outcome and passed the final barrier, so the work completed; a failure after that
-            // is in process teardown (seen with MPICH 4.0 over UCX tcp on the emulated cluster). Keep the result.
-            run.Log($"warning: the launcher exited with code {process.ExitCode} after every rank finished (teardown). Last output:\n{Tail(text)}");
-        var outcomes = Enumerable.Range(0, launch.Ranks).Select(r => ToolkitJson.Read<TOutcome>(JobHost.OutcomePath(run.Path, r))).ToArray();
-        return (outcomes, text);
+        return (Collect<TOutcome>(run, launch, $"The job's launcher ({Path.GetFileName(file)}) exited with code {process.ExitCode}", process.ExitCode == 0, text), text);
     }
 
-    private static string Tail(string text) => string.Join('\n', text.Split('\n').TakeLast(30));
+    /// <summary>
+    /// Reads every rank's outcome from the run folder, and records which host each rank ran on (<c>hosts.json</c>),
+    /// warning in the run log when a group spans hosts.
+    /// </summary>
+    /// <exception cref="JobFailedException">A rank wrote no outcome; the message has <paramref name="how"/>, the run folder and the last output.</exception>
+    internal static TOutcome[] Collect<TOutcome>(RunDirectory run, LaunchOptions launch, string how, bool cleanExit, string output)
+    {
+        var missing = Enumerable.Range(0, launch.Ranks).Where(r => !File.Exists(JobHost.OutcomePath(run.Path, r))).ToList();
+        if (missing.Count > 0)
+            throw new JobFailedException($"{how}; rank(s) {string.Join(", ", missing)} produced no outcome. Run folder: {run.Path}. Last output:\n{Tail(output)}");
+        if (!cleanExit)
+            // Every rank wrote its outcome and passed the final barrier, so the work completed; a failure after that
+            // is in process teardown (seen with MPICH 4.0 over UCX tcp on the emulated cluster). Keep the result.
+            run.Log($"warning: {how} after every rank finished (teardown). Last output:\n{Tail(output)}");
+        var hosts = Enumerable.Range(0, launch.Ranks).Select(r => File.Exists(JobHost.HostPath(run.Path, r)) ? File.ReadAllText(JobHost.HostPath(run.Path, r)).Trim() : "?").ToArray();
+        ToolkitJson.Write(run.File(JobHost.HostsFile), hosts.Select((h, r) => new RankHost(r, r / launch.GroupSize, h)).ToArray());
+        for (var g = 0; g < launch.Ranks / launch.GroupSize; g++)
+            if (hosts.Skip(g * launch.GroupSize).Take(launch.GroupSize).Distinct().Count() > 1)
+                run.Log($"warning: group {g} spans hosts {string.Join(", ", hosts.Skip(g * launch.GroupSize).Take(launch.GroupSize).Distinct())}: its intra-group traffic crossed the network");
+        return Enumerable.Range(0, launch.Ranks).Select(r => ToolkitJson.Read<TOutcome>(JobHost.OutcomePath(run.Path, r))).ToArray();
+    }
+
+    internal static string Tail(string text) => string.Join('\n', text.Split('\n').TakeLast(30));
 }
+
+/// <summary>Where one rank ran (one entry of the run folder's <c>hosts.json</c>).</summary>
+/// <param name="Rank">World rank.</param>
+/// <param name="Group">Its group (PaRO's intra level).</param>
+/// <param name="Host">The host name it reported.</param>
+public sealed record RankHost(int Rank, int Group, string Host);

@@ -53,8 +53,11 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
     public override bool UsesTorch => false;
 
     /// <summary>Runs the benchmark.</summary>
-    public static Task<CollectiveBenchReport> RunAsync(CollectiveBenchOptions options, CancellationToken cancellationToken = default) =>
-        JobHost.RunAsync(new CollectiveBenchJob(), options, null, cancellationToken);
+    /// <param name="options">What to measure and where.</param>
+    /// <param name="cancellationToken">Stops it.</param>
+    /// <param name="progress">Receives the job's state changes, if it implements <see cref="IProgress{JobStatus}"/> (the benchmark records no per-step metrics).</param>
+    public static Task<CollectiveBenchReport> RunAsync(CollectiveBenchOptions options, CancellationToken cancellationToken = default, IProgress<Runs.MetricPoint>? progress = null) =>
+        JobHost.RunAsync(new CollectiveBenchJob(), options, progress, cancellationToken);
 
     /// <inheritdoc/>
     public override MeasuredCollectives RunRank(RankContext<CollectiveBenchOptions> context) =>

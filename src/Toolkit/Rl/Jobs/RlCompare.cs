@@ -50,8 +50,10 @@ public static class RlCompare
         return results;
     }
 
-    private sealed class Forward(string run, IProgress<(string, MetricPoint)> target) : IProgress<MetricPoint>
+    private sealed class Forward(string run, IProgress<(string, MetricPoint)> target) : IProgress<MetricPoint>, IProgress<Toolkit.Jobs.JobStatus>
     {
         public void Report(MetricPoint value) => target.Report((run, value));
+
+        public void Report(Toolkit.Jobs.JobStatus value) => (target as IProgress<Toolkit.Jobs.JobStatus>)?.Report(value with { Message = $"{run}: {value.Message}" });
     }
 }

@@ -1,0 +1,229 @@
+using System.Text;
+using Toolkit.Runs;
+using Toolkit.Runtime;
+
+namespace Toolkit.Jobs;
+
+/// <summary>
+/// Starts a job's ranks as the tasks of a Slurm job, and follows it:
+/// <list type="bullet">
+/// <item><b>sbatch</b> (outside an allocation): writes <c>slurm/job.sbatch</c> into the run folder (every resource request
+/// as an <c>#SBATCH</c> line, so the script can be read and resubmitted as it is), submits it, then follows the job
+/// with squeue / scontrol / sacct: pending reasons, running nodes and the final state come back as
+/// <see cref="JobStatus"/> and in the run log; metrics are read from the run folder on the shared file system while
+/// it runs. Cancelling runs <c>scancel</c>.</item>
+/// <item><b>srun</b> (inside an allocation: salloc, a batch job, a notebook kernel started in a job): the ranks are one
+/// job step, started and followed like mpiexec; cancelling sends srun SIGTERM, which ends the step.</item>
+/// </list>
+/// Either way the ranks run <c>srun --mpi=pmi2 toolkit rank --run DIR</c>: MPICH takes its rank and size from Slurm's PMI2.
+/// </summary>
+internal static class SlurmJobLauncher
+{
+    /// <summary>Folder in the run folder with the batch script, the job's record and Slurm's output file.</summary>
+    public const string Folder = "slurm";
+    /// <summary>The generated batch script.</summary>
+    public const string ScriptFile = "job.sbatch";
+    /// <summary>The submitted job's record (<see cref="SlurmJobRecord"/>).</summary>
+    public const string RecordFile = "job.json";
+
+    /// <summary>How the ranks will start, decided and checked before the run folder exists.</summary>
+    public sealed record Plan(SlurmSubmit Mode, IReadOnlyList<string> Entry, IReadOnlyList<string> ExtraArguments);
+
+    /// <exception cref="FileNotFoundException">sbatch / srun, or the toolkit command for the ranks, is missing; the message says what to install.</exception>
+    /// <exception cref="ArgumentException">srun was asked for outside an allocation, or --slurm-args is malformed.</exception>
+    public static Plan Prepare(LaunchOptions launch)
+    {
+        var mode = launch.SlurmSubmit == SlurmSubmit.Auto ? (SlurmClient.InsideAllocation ? SlurmSubmit.Srun : SlurmSubmit.Sbatch) : launch.SlurmSubmit;
+        if (mode == SlurmSubmit.Srun && !SlurmClient.InsideAllocation)
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.SlurmSubmit), "srun",
+                "needs a Slurm allocation, and SLURM_JOB_ID is not set: run inside salloc or a batch job, or use --slurm-submit sbatch");
+        foreach (var command in mode == SlurmSubmit.Sbatch ? ["sbatch", "squeue", "scontrol", "scancel"] : new[] { "srun" }) SlurmClient.Require(command);
+        IReadOnlyList<string> extra;
+        try
+        {
+            extra = SlurmClient.SplitArguments(launch.SlurmArgs);
+        }
+        catch (FormatException e)
+        {
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.SlurmArgs), launch.SlurmArgs, e.Message);
+        }
+        return new(mode, RankEntryPoint.Command(), extra);
+    }
+
+    /// <summary>The resource requests, as sbatch / srun options.</summary>
+    public static IReadOnlyList<string> ResourceArguments(LaunchOptions launch, IReadOnlyList<string> extra)
+    {
+        var result = new List<string> { $"--nodes={launch.EffectiveNodes}", $"--ntasks-per-node={launch.EffectiveRanksPerNode}" };
+        if (launch.GpusPerNode > 0) result.Add($"--gpus-per-node={launch.GpusPerNode}");
+        if (launch.Partition is { } partition) result.Add($"--partition={partition}");
+        if (launch.Time is { } time) result.Add($"--time={time}");
+        if (launch.Account is { } account) result.Add($"--account={account}");
+        result.AddRange(extra);
+        return result;
+    }
+
+    public static Task<(TOutcome[] Outcomes, string Output)> RunAsync<TOutcome>(RunDirectory run, LaunchOptions launch, Plan plan, string kind,
+        IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+    {
+        if (plan.Mode == SlurmSubmit.Srun)
+        {
+            var srun = SlurmClient.Require("srun");
+            Report(progress, run, "running", $"Slurm job step of allocation {Environment.GetEnvironmentVariable("SLURM_JOB_ID")}: srun starts {launch.Ranks} ranks");
+            return MpiJobLauncher.RunAsync<TOutcome>(run, launch, (srun, ["--mpi=pmi2", "--kill-on-bad-exit=1", .. ResourceArguments(launch, plan.ExtraArguments), .. plan.Entry]),
+                progress, cancellationToken, gracefulStop: true);
+        }
+        return RunBatchAsync<TOutcome>(run, launch, plan, kind, progress, cancellationToken);
+    }
+
+    /// <summary>Writes the batch script for the run folder <paramref name="runPath"/> and returns its path.</summary>
+    public static string WriteScript(string runPath, LaunchOptions launch, Plan plan, string kind)
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(runPath, Folder)).FullName;
+        var q = SlurmClient.ShellQuote;
+        var script = new StringBuilder()
+            .AppendLine("#!/bin/bash")
+            .AppendLine($"# Written by the toolkit for the {kind} run in {runPath}.")
+            .AppendLine("# Resubmit it as it is with: sbatch " + q(Path.Combine(folder, ScriptFile)))
+            .AppendLine($"#SBATCH --job-name=toolkit-{kind}")
+            .AppendLine($"#SBATCH --output={Path.Combine(folder, "slurm-%j.out")}");
+        foreach (var a in ResourceArguments(launch, plan.ExtraArguments)) script.AppendLine($"#SBATCH {a}");
+        script.AppendLine("# The ranks: MPICH takes rank and size from Slurm's PMI2; any rank failing ends the step.")
+            .AppendLine($"srun --mpi=pmi2 --kill-on-bad-exit=1 {string.Join(' ', plan.Entry.Select(q))} rank --run {q(runPath)}")
+            .AppendLine("status=$?")
+            .AppendLine($"echo \"$status\" > {q(folder)}/exit-code.\"$SLURM_JOB_ID\"")
+            .AppendLine("exit \"$status\"");
+        var path = Path.Combine(folder, ScriptFile);
+        File.WriteAllText(path, script.ToString());
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, File.GetUnixFileMode(path) | UnixFileMode.UserExecute);
+        return path;
+    }
+
+    private static async Task<(TOutcome[] Outcomes, string Output)> RunBatchAsync<TOutcome>(RunDirectory run, LaunchOptions launch, Plan plan, string kind,
+        IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+    {
+        var script = WriteScript(run.Path, launch, plan, kind);
+        run.Log($"launch: sbatch --parsable {script}");
+        var (code, output, error) = SlurmClient.Run("sbatch", ["--parsable", script]);
+        if (code != 0 || output.Trim().Split(';')[0] is not { Length: > 0 } jobId || !jobId.All(char.IsAsciiDigit))
+            throw new JobFailedException($"sbatch refused the job: {FirstLines(error.Length > 0 ? error : output)} " +
+                $"The batch script is kept in the run folder ({script}). Run folder: {run.Path}");
+        var record = new SlurmJobRecord(jobId, "sbatch", script, DateTimeOffset.UtcNow, Environment.GetEnvironmentVariable("SLURM_CONF"));
+        ToolkitJson.Write(Path.Combine(run.Path, Folder, RecordFile), record);
+        Report(progress, run, "submitted", $"Slurm job {jobId} submitted");
+
+        var reader = new RunReader(run.Path);
+        SlurmJobState? state = null;
+        var unknownSince = (DateTimeOffset?)null;
+        var hopelessSince = (DateTimeOffset?)null;
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+                foreach (var point in reader.ReadNew()) progress?.Report(point);
+                var now = await Task.Run(() => SlurmClient.Query(jobId) ?? FromExitFile(run.Path, jobId), CancellationToken.None);
+                if (now is null)
+                {
+                    unknownSince ??= DateTimeOffset.UtcNow;
+                    if (DateTimeOffset.UtcNow - unknownSince > TimeSpan.FromMinutes(2))
+                        throw new JobFailedException($"Slurm no longer reports job {jobId} (squeue, scontrol and sacct know nothing of it) and it left no exit code. Run folder: {run.Path}");
+                    continue;
+                }
+                unknownSince = null;
+                if (now.ToString() != state?.ToString())
+                    Report(progress, run, now.State.ToLowerInvariant(), $"Slurm job {jobId} {now}");
+                state = now;
+                if (state.IsFinal) break;
+                // A request the cluster can never satisfy pends forever in Slurm (unless an administrator changes the
+                // limits): after a grace period, give it up with the scheduler's reason.
+                if (state.State == "PENDING" && state.Reason is { } reason && NeverStarts.TryGetValue(reason, out var why))
+                {
+                    hopelessSince ??= DateTimeOffset.UtcNow;
+                    if (DateTimeOffset.UtcNow - hopelessSince > HopelessGrace)
+                    {
+                        SlurmClient.Cancel(jobId);
+                        Report(progress, run, "cancelled", $"Slurm job {jobId} cancelled: pending ({reason}) cannot end");
+                        throw new JobFailedException($"Slurm job {jobId} cannot start: pending ({reason}), {why} " +
+                            $"({launch.EffectiveNodes} node(s) x {launch.EffectiveRanksPerNode} task(s){(launch.Partition is { } p ? $" in partition {p}" : "")}" +
+                            $"{(launch.Time is { } t ? $", --time {t}" : "")}); the job was cancelled. See the cluster with: sinfo. Run folder: {run.Path}");
+                    }
+                }
+                else hopelessSince = null;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            run.Log($"cancelled: scancel {jobId}");
+            SlurmClient.Cancel(jobId);
+            Report(progress, run, "cancelled", $"Slurm job {jobId} cancelled (scancel)");
+            throw;
+        }
+        // The batch script's exit-code file and Slurm's output may trail the state by a moment on a shared file system.
+        for (var i = 0; i < 10 && state.State == "COMPLETED" && !Enumerable.Range(0, launch.Ranks).All(r => File.Exists(JobHost.OutcomePath(run.Path, r))); i++)
+            await Task.Delay(500, CancellationToken.None);
+        foreach (var point in reader.ReadNew()) progress?.Report(point);
+        var slurmOutput = Path.Combine(run.Path, Folder, $"slurm-{jobId}.out");
+        var text = File.Exists(slurmOutput) ? File.ReadAllText(slurmOutput) : "";
+        File.WriteAllText(run.File(MpiJobLauncher.OutputFile), text);
+        if (state.State != "COMPLETED")
+            throw new JobFailedException($"Slurm job {jobId} ended {state}{Explain(state, launch)}. Run folder: {run.Path}. " +
+                $"Slurm's output ({slurmOutput}) ends:\n{MpiJobLauncher.Tail(text)}");
+        return (MpiJobLauncher.Collect<TOutcome>(run, launch, $"Slurm job {jobId} completed", cleanExit: true, text), text);
+    }
+
+    /// <summary>How long a job may pend for a reason that does not go away by waiting before it is given up.</summary>
+    internal static TimeSpan HopelessGrace { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Pending reasons that waiting does not cure, and what they mean.</summary>
+    private static readonly Dictionary<string, string> NeverStarts = new(StringComparer.Ordinal)
+    {
+        ["PartitionNodeLimit"] = "the request is larger than the partition allows",
+        ["PartitionTimeLimit"] = "the time limit asked for is longer than the partition allows",
+        ["PartitionDown"] = "the partition is down",
+        ["PartitionInactive"] = "the partition is inactive",
+        ["BadConstraints"] = "no node can satisfy the request",
+        ["AssocMaxNodesPerJobLimit"] = "the request is larger than your account allows per job",
+        ["AssocMaxWallDurationPerJobLimit"] = "the time limit is longer than your account allows",
+        ["QOSMaxNodePerJobLimit"] = "the request is larger than the QOS allows per job",
+        ["QOSMaxWallDurationPerJobLimit"] = "the time limit is longer than the QOS allows",
+        ["InvalidAccount"] = "the account is not valid",
+        ["InvalidQOS"] = "the QOS is not valid",
+    };
+
+    /// <summary>The state from the batch script's own exit-code file, when the scheduler has forgotten the job.</summary>
+    private static SlurmJobState? FromExitFile(string runPath, string jobId)
+    {
+        var file = Path.Combine(runPath, Folder, $"exit-code.{jobId}");
+        return File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), out var code)
+            ? new(code == 0 ? "COMPLETED" : "FAILED", code == 0 ? null : "NonZeroExitCode", null, $"{code}:0", "exit-code file")
+            : null;
+    }
+
+    private static string Explain(SlurmJobState state, LaunchOptions launch) => state.State switch
+    {
+        "TIMEOUT" => $": it reached its time limit ({(launch.Time is { } t ? $"--time {t}" : "the partition's")}); ask for more with --time",
+        "NODE_FAIL" => ": a node it ran on failed; the run folder keeps what was written before, and the job can be run again",
+        "CANCELLED" => ": it was cancelled (scancel, or by an administrator)",
+        "OUT_OF_MEMORY" => ": a rank ran out of memory; ask for more with --slurm-args \"--mem=...\" or use a sharded strategy",
+        "PREEMPTED" => ": a higher-priority job preempted it",
+        "BOOT_FAIL" => ": its nodes failed to boot",
+        "DEADLINE" => ": it reached its deadline",
+        _ => "",
+    };
+
+    private static void Report(IProgress<MetricPoint>? progress, RunDirectory run, string state, string message)
+    {
+        run.Log(message);
+        (progress as IProgress<JobStatus>)?.Report(new JobStatus(DateTimeOffset.UtcNow, state, message));
+    }
+
+    private static string FirstLines(string text) => string.Join(" ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Take(5)).Trim();
+}
+
+/// <summary>A submitted Slurm job, as kept in the run folder's <c>slurm/job.json</c> (what <c>toolkit jobs</c> reads).</summary>
+/// <param name="JobId">Slurm's job id.</param>
+/// <param name="Mode">sbatch.</param>
+/// <param name="Script">The batch script.</param>
+/// <param name="Submitted">When.</param>
+/// <param name="SlurmConf">SLURM_CONF at submission, if set (which cluster).</param>
+public sealed record SlurmJobRecord(string JobId, string Mode, string Script, DateTimeOffset Submitted, string? SlurmConf);
