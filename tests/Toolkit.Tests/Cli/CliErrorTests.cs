@@ -11,7 +11,7 @@ public sealed class CliErrorTests
     [InlineData("paro train --steps -1", "error: --steps -1: must be at least 1")]
     [InlineData("paro train --steps lots", "error: --steps takes an integer (got 'lots').")]
     [InlineData("paro train --model huge", "error: --model huge: unknown model; valid: tiny, small, medium, base")]
-    [InlineData("paro train --stratgey NIG", "error: unknown option '--stratgey' for paro train. Valid options: --accumulation,")]
+    [InlineData("paro train --stratgey NIG", "error: unknown option '--stratgey' for paro train. Valid options: --account, --accumulation,")]
     [InlineData("quickstart --ranks 0", "error: --ranks 0: must be at least 1")]
     [InlineData("collective plan --inter-bandwidth fast", "error: --inter-bandwidth fast: 'fast' is not a rate such as 100mbit or 1gbit.")]
     [InlineData("rl train --alpha 6", "error: --beta 5: must be greater than --alpha (6)")]

@@ -9,7 +9,7 @@ namespace Toolkit.Paro;
 public sealed record ParoBenchmarkOptions
 {
     /// <summary>Ranks, groups and the emulated cluster; the benchmark picks the launchers itself (in-process, then MPI, then emulated). Default 4 ranks in groups of 2.</summary>
-    [OptionGroup(Exclude = ["launcher"])] public LaunchOptions Launch { get; init; } = new();
+    [OptionGroup(Exclude = ["launcher", "nodes", "ranks-per-node", "gpus-per-node", "partition", "time", "account", "slurm-args", "slurm-submit"])] public LaunchOptions Launch { get; init; } = new();
 
     /// <summary>The GPT. Default small.</summary>
     [OptionGroup] public GptOptions Model { get; init; } = new() { Preset = "small" };
