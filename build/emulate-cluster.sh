@@ -59,6 +59,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+[ $verbose -eq 1 ] && echo "emulate-cluster: namespaces $prefix" >&2
 ip netns add "$switch"; created+=("$switch")
 ip netns exec "$switch" ip link add br0 type bridge
 ip netns exec "$switch" ip link set br0 up
@@ -110,7 +111,6 @@ if [ $slurm -eq 1 ]; then
   export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
   export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0) launcher=slurm"
   [ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node CPUs under Slurm, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
-  [ $verbose -eq 1 ] && echo "emulate-cluster: namespaces $prefix" >&2
   set +e
   bash ${TOOLKIT_TRACE:+-x} "$(dirname "$0")/slurm-cluster.sh" --namespaces "$prefix" --nodes "$nodes" --cpus "$per_node" -- "$@"
   status=$?

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using Microsoft.DotNet.Interactive;
+using Microsoft.AspNetCore.Html;
 using Microsoft.DotNet.Interactive.Formatting;
+using Toolkit.Jobs;
 
 namespace Toolkit.Interactive;
 
@@ -12,23 +14,58 @@ namespace Toolkit.Interactive;
 /// </summary>
 internal static class LiveDisplay
 {
-    public static async Task<T> RunAsync<T>(KernelInvocationContext context, Task<T> job, Func<object> render, TimeSpan interval)
+    /// <param name="context">The cell's context.</param>
+    /// <param name="job">The running job.</param>
+    /// <param name="render">Draws the value (charts) from what has been collected so far.</param>
+    /// <param name="interval">At most one update per interval.</param>
+    /// <param name="status">If given, the job's latest state (a Slurm job pending with its reason, running, ended) is shown in a line above the value.</param>
+    public static async Task<T> RunAsync<T>(KernelInvocationContext context, Task<T> job, Func<object> render, TimeSpan interval, StatusCollector? status = null)
     {
-        var display = context.Display(render(), HtmlFormatter.MimeType);
-        while (!job.IsCompleted)
+        DisplayedValue? statusLine = null;
+        string? shown = null;
+        void ShowStatus()
         {
-            await Task.WhenAny(job, Task.Delay(interval, context.CancellationToken));
-            if (context.CancellationToken.IsCancellationRequested) break;
-            display.Update(render());
+            if (status?.Last is not { } s || s.Message == shown) return;
+            shown = s.Message;
+            var html = new HtmlString($"<div class=\"toolkit-status\" style=\"font-family:monospace\">{System.Net.WebUtility.HtmlEncode($"{s.Time.ToLocalTime():HH:mm:ss} {s.Message}")}</div>");
+            if (statusLine is null) statusLine = context.Display(html, HtmlFormatter.MimeType);
+            else statusLine.Update(html);
         }
-        var result = await job;
-        display.Update(render());
-        return result;
+        ShowStatus();
+        var display = context.Display(render(), HtmlFormatter.MimeType);
+        try
+        {
+            while (!job.IsCompleted)
+            {
+                await Task.WhenAny(job, Task.Delay(interval, context.CancellationToken));
+                if (context.CancellationToken.IsCancellationRequested) break;
+                ShowStatus();
+                display.Update(render());
+            }
+            var result = await job;
+            display.Update(render());
+            return result;
+        }
+        finally
+        {
+            ShowStatus();   // the last state: completed, failed with the scheduler's reason, or cancelled
+        }
     }
 }
 
+/// <summary>Keeps the latest <see cref="JobStatus"/> a job reported (jobs report them to a progress that also implements <see cref="IProgress{JobStatus}"/>).</summary>
+internal class StatusCollector : IProgress<JobStatus>
+{
+    private JobStatus? _last;
+
+    public void Report(JobStatus value) => Volatile.Write(ref _last, value);
+
+    /// <summary>The latest state, or null.</summary>
+    public JobStatus? Last => Volatile.Read(ref _last);
+}
+
 /// <summary>An <see cref="IProgress{T}"/> that collects items synchronously from any thread.</summary>
-internal sealed class Collector<T> : IProgress<T>
+internal sealed class Collector<T> : StatusCollector, IProgress<T>
 {
     private readonly ConcurrentQueue<T> _items = new();
 

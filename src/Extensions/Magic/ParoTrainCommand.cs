@@ -19,7 +19,7 @@ public sealed class ParoTrainCommand : OptionsMagicCommand<ParoTrainOptions>
     {
         var metrics = new Collector<MetricPoint>();
         var job = ParoTrainJob.RunAsync(command.Bind(new(), "paro train"), metrics, context.CancellationToken);
-        var result = await LiveDisplay.RunAsync(context, job, () => ParoCharts.Live(metrics.Snapshot()), TimeSpan.FromSeconds(1));
+        var result = await LiveDisplay.RunAsync(context, job, () => ParoCharts.Live(metrics.Snapshot()), TimeSpan.FromSeconds(1), metrics);
         context.DisplayAs(Html.Table(result), "text/html");
     }
 }

@@ -27,7 +27,7 @@ public sealed class RlTrainCommand : OptionsMagicCommand<RlRunOptions>
         var options = command.Bind(new(), "rl train");
         var points = new Collector<(string Run, MetricPoint Point)>();
         var job = RlCompare.RunAsync(options, points, context.CancellationToken);
-        var results = await LiveDisplay.RunAsync(context, job, () => RlCharts.Live(points.Snapshot()), TimeSpan.FromSeconds(1));
+        var results = await LiveDisplay.RunAsync(context, job, () => RlCharts.Live(points.Snapshot()), TimeSpan.FromSeconds(1), points);
         foreach (var result in results) context.DisplayAs(Html.Table(result), "text/html");
     }
 }

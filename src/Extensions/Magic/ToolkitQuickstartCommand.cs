@@ -21,7 +21,7 @@ public sealed class ToolkitQuickstartCommand : OptionsMagicCommand<QuickstartOpt
     {
         var metrics = new Collector<MetricPoint>();
         var job = QuickstartJob.RunAsync(command.Bind(new(), "toolkit quickstart"), metrics, context.CancellationToken);
-        var result = await LiveDisplay.RunAsync(context, job, () => Render(metrics.Snapshot()), TimeSpan.FromSeconds(1));
+        var result = await LiveDisplay.RunAsync(context, job, () => Render(metrics.Snapshot()), TimeSpan.FromSeconds(1), metrics);
         context.DisplayAs(Html.Table(result), "text/html");
     }
 
