@@ -20,6 +20,7 @@ internal static class CliApp
             InferCommand.Create(),
             BenchCommand.Create(),
             DataCommand.Create(),
+            JobsCommand.Create(),
             RankCommand.Create(),
         };
         root.Options.Add(new Option<bool>("--verbose") { Description = "Show stack traces of errors (also TOOLKIT_VERBOSE=1).", Recursive = true });

@@ -32,6 +32,7 @@ public sealed class ApprovalTests : IDisposable
     [InlineData("rl train")]
     [InlineData("infer")]
     [InlineData("infer run")]
+    [InlineData("jobs")]
     public void Help(string command)
     {
         string[] words = command == "toolkit" ? [] : command.Split(' ');

@@ -98,6 +98,10 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         for (var i = 0; i < 60 && !slurm.Cluster.Command("scontrol", "show", "job", jobId).Output.Contains("JobState=CANCELLED"); i++) await Task.Delay(500);
         Assert.Contains("JobState=CANCELLED", slurm.Cluster.Command("scontrol", "show", "job", jobId).Output);
         Assert.Contains($"scancel {jobId}", File.ReadAllText(Path.Combine(run, "log.txt")));
+        // toolkit jobs lists it from its run folder, with its Slurm job.
+        var (code, output) = slurm.Cluster.Command("dotnet", Repository.CliDll, "jobs", "--runs-dir", _runs.Path);
+        Assert.True(code == 0, output);
+        Assert.Matches($@"{Path.GetFileName(run)}\s+paro-train\s+slurm\s+{jobId}\s+cancelled", output);
     }
 
     [Fact]
