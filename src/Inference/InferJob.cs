@@ -26,6 +26,7 @@ public static class InferJob
         spec.Check();
         var source = RecordSource.Open(spec);   // fails here, before a folder exists, on an unreadable input
         var mpi = spec.Launcher == WorkerLauncher.Mpi ? PrepareMpi(spec) : default;
+        var slurm = spec.Launcher == WorkerLauncher.Slurm ? Jobs.SlurmJobLauncher.Prepare(spec.SlurmLaunch) : null;
         if (spec.JobName is { } name && File.Exists(Path.Combine(spec.RunsDirectory, name, InferLayout.StateFile)))
         {
             var saved = ReadSpec(Path.Combine(spec.RunsDirectory, name));
@@ -37,6 +38,7 @@ public static class InferJob
         using var run = spec.JobName is { } fixedName ? RunDirectory.CreateNamed(spec.RunsDirectory, fixedName, new InferConfig(Kind, spec))
             : RunDirectory.Create(spec.RunsDirectory, Kind, new InferConfig(Kind, spec));
         if (spec.Launcher == WorkerLauncher.Mpi) return await RunUnderMpiAsync(run, spec, mpi, progress, cancel, log);
+        if (spec.Launcher == WorkerLauncher.Slurm) return await RunUnderSlurmAsync(run, spec, slurm!, progress, cancel, log);
         return await RunInFolderAsync(run, spec, source, progress, cancel, log);
     }
 
@@ -47,7 +49,7 @@ public static class InferJob
     /// </summary>
     public static async Task<int> RankAsync(string folder, CancellationToken cancel = default, Action<string>? log = null)
     {
-        var rank = int.TryParse(Environment.GetEnvironmentVariable("PMI_RANK"), out var r) ? r : 0;
+        var rank = int.TryParse(Environment.GetEnvironmentVariable("PMI_RANK") ?? Environment.GetEnvironmentVariable("SLURM_PROCID"), out var r) ? r : 0;
         var spec = ReadSpec(folder);
         if (rank == 0)
         {
@@ -74,6 +76,51 @@ public static class InferJob
         Launcher = Jobs.Launcher.Mpi, Ranks = spec.Ranks, GroupSize = spec.Emulate is null ? 1 : Comm.EmulatedCluster.Parse(spec.Emulate).RanksPerNode,
         Emulate = spec.Emulate, InterBandwidth = spec.InterBandwidth,
     });
+
+    /// <summary>
+    /// Submits the ranks as a Slurm job (sbatch of a script kept in <c>slurm/job.sbatch</c>) and follows it: status snapshots from the
+    /// job's state once a second, the scheduler's state changes to the log. Inside an allocation the ranks are an srun step instead,
+    /// followed like mpiexec. Cancelling runs scancel; the job can be resumed.
+    /// </summary>
+    private static async Task<InferResult> RunUnderSlurmAsync(RunDirectory run, InferJobOptions spec, Jobs.SlurmJobLauncher.Plan plan,
+        IProgress<InferStatus>? progress, CancellationToken cancel, Action<string>? log)
+    {
+        if (plan.Mode == Jobs.SlurmSubmit.Srun)
+            return await RunUnderMpiAsync(run, spec, (Jobs.SlurmClient.Require("srun"), ["--kill-on-bad-exit=0", .. Jobs.SlurmJobLauncher.ResourceArguments(spec.SlurmLaunch, plan.ExtraArguments), .. plan.Entry]),
+                progress, cancel, log);
+        using (new SqliteShardStore(run.File(InferLayout.StateFile))) { }
+        foreach (var stale in new[] { InferLayout.CoordinatorFile, "token", "result.json" }) File.Delete(run.File(stale));
+        var states = new LogStatus(log);
+        var resultFile = run.File("result.json");
+        try
+        {
+            await Jobs.SlurmJobLauncher.SubmitAndFollowAsync(run, spec.SlurmLaunch, plan, Kind, ["infer", "rank", "--job", run.Path], states,
+                () =>
+                {
+                    try { progress?.Report(Status(run.Path)); }
+                    catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or IOException) { }   // rank 0 is still laying out the shards
+                },
+                () => File.Exists(resultFile), cancel, killOnBadExit: false);
+        }
+        catch (Jobs.JobFailedException e) when (File.Exists(resultFile))
+        {
+            // The coordinator (task 0) wrote the job's result: that decides, as under mpiexec. A worker that failed on its way
+            // out (its coordinator already gone) made Slurm call the job FAILED; say so in the log and keep the result.
+            run.Log($"warning: {e.Message}");
+        }
+        if (!File.Exists(resultFile))
+            throw new Jobs.JobFailedException($"the Slurm job completed before the coordinator (task 0) wrote its result; the job can be resumed. Job folder: {run.Path}");
+        progress?.Report(Status(run.Path));
+        return ToolkitJson.Read<InferResult>(resultFile);
+    }
+
+    /// <summary>Slurm state changes as log lines.</summary>
+    private sealed class LogStatus(Action<string>? log) : IProgress<Runs.MetricPoint>, IProgress<Jobs.JobStatus>
+    {
+        public void Report(Runs.MetricPoint value) { }
+
+        public void Report(Jobs.JobStatus value) => log?.Invoke(value.Message);
+    }
 
     /// <summary>Starts the ranks with mpiexec (or on the emulated cluster) and follows the job from its state until they exit.</summary>
     private static async Task<InferResult> RunUnderMpiAsync(RunDirectory run, InferJobOptions spec, (string File, IReadOnlyList<string> Arguments) launcher,
@@ -133,6 +180,7 @@ public static class InferJob
         using var run = RunDirectory.Reopen(folder);
         run.Log("resumed");
         if (spec.Launcher == WorkerLauncher.Mpi) return await RunUnderMpiAsync(run, spec, PrepareMpi(spec), progress, cancel, log);
+        if (spec.Launcher == WorkerLauncher.Slurm) return await RunUnderSlurmAsync(run, spec, Jobs.SlurmJobLauncher.Prepare(spec.SlurmLaunch), progress, cancel, log);
         return await RunInFolderAsync(run, spec, source, progress, cancel, log);
     }
 

@@ -76,8 +76,15 @@ internal static class SlurmJobLauncher
     }
 
     /// <summary>Writes the batch script for the run folder <paramref name="runPath"/> and returns its path.</summary>
-    public static string WriteScript(string runPath, LaunchOptions launch, Plan plan, string kind)
+    /// <param name="runPath">The run folder.</param>
+    /// <param name="launch">The resources.</param>
+    /// <param name="plan">The rank command and extra arguments.</param>
+    /// <param name="kind">The job kind (the Slurm job's name is toolkit-KIND).</param>
+    /// <param name="verb">What each task runs after the toolkit command (default <c>rank --run DIR</c>).</param>
+    /// <param name="killOnBadExit">End every task when one fails (MPI ranks cannot go on without a peer; batch-inference workers can).</param>
+    public static string WriteScript(string runPath, LaunchOptions launch, Plan plan, string kind, IReadOnlyList<string>? verb = null, bool killOnBadExit = true)
     {
+        verb ??= ["rank", "--run", runPath];
         var folder = Directory.CreateDirectory(Path.Combine(runPath, Folder)).FullName;
         var q = SlurmClient.ShellQuote;
         var script = new StringBuilder()
@@ -87,8 +94,8 @@ internal static class SlurmJobLauncher
             .AppendLine($"#SBATCH --job-name=toolkit-{kind}")
             .AppendLine($"#SBATCH --output={Path.Combine(folder, "slurm-%j.out")}");
         foreach (var a in ResourceArguments(launch, plan.ExtraArguments)) script.AppendLine($"#SBATCH {a}");
-        script.AppendLine("# The ranks: MPICH takes rank and size from Slurm's PMI2; any rank failing ends the step.")
-            .AppendLine($"srun --mpi=pmi2 --kill-on-bad-exit=1 {string.Join(' ', plan.Entry.Select(q))} rank --run {q(runPath)}")
+        script.AppendLine(killOnBadExit ? "# The ranks: MPICH takes rank and size from Slurm's PMI2; any rank failing ends the step." : "# The tasks: task 0 is the coordinator, the others are workers; a worker failing does not end the others.")
+            .AppendLine($"srun --mpi=pmi2 {(killOnBadExit ? "--kill-on-bad-exit=1 " : "")}{string.Join(' ', plan.Entry.Select(q))} {string.Join(' ', verb.Select(q))}")
             .AppendLine("status=$?")
             .AppendLine($"echo \"$status\" > {q(folder)}/exit-code.\"$SLURM_JOB_ID\"")
             .AppendLine("exit \"$status\"");
@@ -101,7 +108,25 @@ internal static class SlurmJobLauncher
     private static async Task<(TOutcome[] Outcomes, string Output)> RunBatchAsync<TOutcome>(RunDirectory run, LaunchOptions launch, Plan plan, string kind,
         IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
     {
-        var script = WriteScript(run.Path, launch, plan, kind);
+        var reader = new RunReader(run.Path);
+        var (jobId, state, text) = await SubmitAndFollowAsync(run, launch, plan, kind, null, progress,
+            () => { foreach (var point in reader.ReadNew()) progress?.Report(point); },
+            () => Enumerable.Range(0, launch.Ranks).All(r => File.Exists(JobHost.OutcomePath(run.Path, r))), cancellationToken);
+        return (MpiJobLauncher.Collect<TOutcome>(run, launch, $"Slurm job {jobId} completed", cleanExit: true, text), text);
+    }
+
+    /// <summary>
+    /// Writes the batch script, submits it and follows the job to its end: state changes to <paramref name="progress"/> (if it
+    /// takes <see cref="JobStatus"/>) and the run log, <paramref name="tick"/> once a second (read metrics, report status).
+    /// Returns when the job completed; Slurm's output is copied to the run folder's launcher.log.
+    /// </summary>
+    /// <exception cref="JobFailedException">sbatch refused the job, it can never start, or it ended in another state than COMPLETED
+    /// (the message has Slurm's state, reason and the tail of its output; the run folder is kept).</exception>
+    /// <exception cref="OperationCanceledException">Cancelled: the job was cancelled with scancel.</exception>
+    internal static async Task<(string JobId, SlurmJobState State, string Output)> SubmitAndFollowAsync(RunDirectory run, LaunchOptions launch, Plan plan, string kind,
+        IReadOnlyList<string>? verb, IProgress<MetricPoint>? progress, Action tick, Func<bool> finished, CancellationToken cancellationToken, bool killOnBadExit = true)
+    {
+        var script = WriteScript(run.Path, launch, plan, kind, verb, killOnBadExit);
         run.Log($"launch: sbatch --parsable {script}");
         var (code, output, error) = SlurmClient.Run("sbatch", ["--parsable", script]);
         if (code != 0 || output.Trim().Split(';')[0] is not { Length: > 0 } jobId || !jobId.All(char.IsAsciiDigit))
@@ -111,7 +136,6 @@ internal static class SlurmJobLauncher
         ToolkitJson.Write(Path.Combine(run.Path, Folder, RecordFile), record);
         Report(progress, run, "submitted", $"Slurm job {jobId} submitted");
 
-        var reader = new RunReader(run.Path);
         SlurmJobState? state = null;
         var unknownSince = (DateTimeOffset?)null;
         var hopelessSince = (DateTimeOffset?)null;
@@ -120,7 +144,7 @@ internal static class SlurmJobLauncher
             while (true)
             {
                 await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
-                foreach (var point in reader.ReadNew()) progress?.Report(point);
+                tick();
                 var now = await Task.Run(() => SlurmClient.Query(jobId) ?? FromExitFile(run.Path, jobId), CancellationToken.None);
                 if (now is null)
                 {
@@ -158,17 +182,17 @@ internal static class SlurmJobLauncher
             Report(progress, run, "cancelled", $"Slurm job {jobId} cancelled (scancel)");
             throw;
         }
-        // The batch script's exit-code file and Slurm's output may trail the state by a moment on a shared file system.
-        for (var i = 0; i < 10 && state.State == "COMPLETED" && !Enumerable.Range(0, launch.Ranks).All(r => File.Exists(JobHost.OutcomePath(run.Path, r))); i++)
+        // The ranks' files and Slurm's output may trail the state by a moment on a shared file system.
+        for (var i = 0; i < 10 && state.State == "COMPLETED" && !finished(); i++)
             await Task.Delay(500, CancellationToken.None);
-        foreach (var point in reader.ReadNew()) progress?.Report(point);
+        tick();
         var slurmOutput = Path.Combine(run.Path, Folder, $"slurm-{jobId}.out");
         var text = File.Exists(slurmOutput) ? File.ReadAllText(slurmOutput) : "";
         File.WriteAllText(run.File(MpiJobLauncher.OutputFile), text);
         if (state.State != "COMPLETED")
             throw new JobFailedException($"Slurm job {jobId} ended {state}{Explain(state, launch)}. Run folder: {run.Path}. " +
                 $"Slurm's output ({slurmOutput}) ends:\n{MpiJobLauncher.Tail(text)}");
-        return (MpiJobLauncher.Collect<TOutcome>(run, launch, $"Slurm job {jobId} completed", cleanExit: true, text), text);
+        return (jobId, state, text);
     }
 
     /// <summary>How long a job may pend for a reason that does not go away by waiting before it is given up.</summary>

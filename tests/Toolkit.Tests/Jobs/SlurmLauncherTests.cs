@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Toolkit.BatchInference;
+using Toolkit.Inference;
 using Toolkit.Jobs;
 using Toolkit.Paro;
 using Toolkit.Runs;
@@ -138,6 +140,23 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         var run = Directory.GetDirectories(_runs.Path).Single();
         Assert.False(File.Exists(Path.Combine(run, "slurm", "job.sbatch")));
         Assert.Contains("srun --mpi=pmi2", File.ReadAllText(Path.Combine(run, "log.txt")));
+    }
+
+    [Fact]
+    public async Task BatchInference_AsASlurmJob_WritesEveryRecordOnce()
+    {
+        var input = Path.Combine(_runs.Path, "sentences.jsonl");
+        SentenceDataset.Write(input, 120, seed: 5, badEvery: 60);
+        var result = await InferJob.RunAsync(new InferJobOptions
+        {
+            Input = input, Launcher = WorkerLauncher.Slurm, Ranks = 3, Nodes = 1, ShardSize = 40, RunsDirectory = _runs.Path,
+        });
+        Assert.Equal(("completed", 118L, 2L), (result.State, result.OutputRecords, result.Quarantined));
+        Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        Assert.Equal(2, result.Workers.Count);
+        var script = File.ReadAllText(Path.Combine(result.JobFolder, "slurm", "job.sbatch"));
+        Assert.Contains("#SBATCH --ntasks-per-node=3", script);
+        Assert.Contains($"infer rank --job {result.JobFolder}", script);
     }
 
     [Fact]

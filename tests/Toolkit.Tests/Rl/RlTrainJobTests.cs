@@ -88,7 +88,7 @@ public sealed class RlTrainJobTests : IDisposable
         var result = await RlTrainJob.RunAsync(Small() with { Launch = Small().Launch with { Launcher = Launcher.Mpi }, Steps = 1 });
         Assert.Single(result.Steps);
         Assert.Equal(16, result.Steps[0].Responses);
-        Assert.Equal(2, Directory.GetFiles(Path.Combine(result.RunPath, JobHost.OutcomesFolder)).Length);
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(result.RunPath, JobHost.OutcomesFolder), "rank-*.json").Length);
     }
 
     [Fact]

@@ -37,6 +37,8 @@ public enum WorkerLauncher
     [JsonStringEnumMemberName("external")] External,
     /// <summary>mpiexec (hydra) starts the ranks on the hosts it is given, or on the emulated cluster: rank 0 is the coordinator (every interface, a token), the others are workers.</summary>
     [JsonStringEnumMemberName("mpi")] Mpi,
+    /// <summary>A Slurm job (sbatch, or srun inside an allocation) of <c>--ranks</c> tasks over <c>--nodes</c>: task 0 is the coordinator, the others are workers.</summary>
+    [JsonStringEnumMemberName("slurm")] Slurm,
 }
 
 /// <summary>
@@ -108,12 +110,40 @@ public sealed record InferJobOptions : ICheckedOptions
     public int Threads { get; init; } = 1;
 
     /// <summary>Where workers run. Default local.</summary>
-    [Option("Where workers run: local (child processes over gRPC on loopback), inproc (tasks of this process), external (only the coordinator; workers join with toolkit infer worker) or mpi (mpiexec starts the coordinator as rank 0 and workers on the other ranks, on the hosts hydra is given or the emulated cluster).")]
+    [Option("Where workers run: local (child processes over gRPC on loopback), inproc (tasks of this process), external (only the coordinator; workers join with toolkit infer worker), mpi (mpiexec starts the coordinator as rank 0 and workers on the other ranks, on the hosts hydra is given or the emulated cluster) or slurm (the same as the tasks of a Slurm job).")]
     public WorkerLauncher Launcher { get; init; } = WorkerLauncher.Local;
 
     /// <summary>Processes mpiexec starts with <c>--launcher mpi</c>: the coordinator and <c>Ranks - 1</c> workers. Default 3.</summary>
-    [Option("Processes mpiexec starts with --launcher mpi: rank 0 is the coordinator, the others are workers.", Alias = "np")]
+    [Option("Processes mpiexec (or Slurm) starts with --launcher mpi (slurm): rank 0 is the coordinator, the others are workers.", Alias = "np")]
     public int Ranks { get; init; } = 3;
+
+    /// <summary>Slurm: nodes the <see cref="Ranks"/> tasks are spread over (evenly). Default 1.</summary>
+    [Option("With --launcher slurm: nodes the --ranks tasks are spread over (evenly).")]
+    public int Nodes { get; init; } = 1;
+
+    /// <summary>Slurm: partition. Default the cluster's default.</summary>
+    [Option("With --launcher slurm: partition (default: the cluster's default).")]
+    public string? Partition { get; init; }
+
+    /// <summary>Slurm: time limit in Slurm's spelling. Default the partition's.</summary>
+    [Option("With --launcher slurm: time limit in Slurm's spelling (minutes, or [D-]HH:MM:SS). A job stopped by it can be resumed.")]
+    public string? Time { get; init; }
+
+    /// <summary>Slurm: account to charge.</summary>
+    [Option("With --launcher slurm: account to charge (default: yours).")]
+    public string? Account { get; init; }
+
+    /// <summary>Slurm: more sbatch/srun arguments, separated by spaces.</summary>
+    [Option("With --launcher slurm: more sbatch (or srun) arguments, separated by spaces, e.g. \"--qos=debug --mem=8G\".")]
+    public string? SlurmArgs { get; init; }
+
+    /// <summary>The Slurm resources this spec asks for, in the job host's terms.</summary>
+    [JsonIgnore]
+    public LaunchOptions SlurmLaunch => new()
+    {
+        Launcher = Jobs.Launcher.Slurm, Ranks = Ranks, GroupSize = Math.Max(1, Ranks / Math.Max(1, Nodes)), Nodes = Nodes, RanksPerNode = Ranks / Math.Max(1, Nodes),
+        Partition = Partition, Time = Time, Account = Account, SlurmArgs = SlurmArgs, RunsDirectory = RunsDirectory,
+    };
 
     /// <summary>Run the MPI ranks on an emulated cluster of this shape (<c>GxM</c>; needs root).</summary>
     [Option("With --launcher mpi, run the ranks on an emulated cluster of G nodes with M ranks each (GxM, e.g. 2x2; needs root): workers on other nodes reach the coordinator over the emulated network.")]
@@ -186,7 +216,16 @@ public sealed record InferJobOptions : ICheckedOptions
         if (MaxWorkers < 0 || (MaxWorkers > 0 && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers, $"must be 0 or at least --workers ({Workers})");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "must be at least 1");
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "must be at least 1");
-        if (Launcher == WorkerLauncher.Mpi && Ranks < 2) throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, "must be at least 2 with --launcher mpi (a coordinator and a worker)");
+        if (Launcher is WorkerLauncher.Mpi or WorkerLauncher.Slurm && Ranks < 2)
+            throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, $"must be at least 2 with --launcher {Options.OptionSpec.EnumName(typeof(WorkerLauncher), Launcher)} (a coordinator and a worker)");
+        if (Launcher == WorkerLauncher.Slurm)
+        {
+            if (Nodes < 1 || Ranks % Nodes != 0) throw new ArgumentOutOfRangeException(nameof(Nodes), Nodes, $"must be at least 1 and divide --ranks ({Ranks})");
+            SlurmLaunch.Validate();
+        }
+        else if (Nodes != 1 || Partition is not null || Time is not null || Account is not null || SlurmArgs is not null)
+            throw new ArgumentOutOfRangeException(Nodes != 1 ? nameof(Nodes) : Partition is not null ? nameof(Partition) : Time is not null ? nameof(Time) : Account is not null ? nameof(Account) : nameof(SlurmArgs),
+                "is a Slurm option: add --launcher slurm");
         if (Emulate is not null)
         {
             var cluster = Comm.EmulatedCluster.Parse(Emulate, InterBandwidth);
