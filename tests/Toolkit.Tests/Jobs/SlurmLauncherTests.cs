@@ -129,6 +129,20 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     }
 
     [Fact]
+    public async Task TimeLimit_EndsTheJob_WithSlurmsStateAndAHint()
+    {
+        // Slurm's smallest limit is a minute, checked every 30 s: this test takes 60-100 s.
+        var options = Options(steps: 1000000);
+        var progress = new RecordingProgress();
+        var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4, Time = "1" } }, progress));
+        Assert.Contains("ended TIMEOUT", e.Message);
+        Assert.Contains("reached its time limit (--time 1)", e.Message);
+        Assert.Equal("timeout", progress.Statuses[^1].State);
+        Assert.Contains(progress.Metrics, m => m.Name == MetricNames.Loss);   // it ran, and what it wrote is kept
+        Assert.True(File.Exists(Path.Combine(Directory.GetDirectories(_runs.Path).Single(), "metrics.rank-0.jsonl")));
+    }
+
+    [Fact]
     public void InsideAnAllocation_TheRanksAreAJobStep()
     {
         // salloc grants the allocation and runs the CLI inside it (SLURM_JOB_ID set): --launcher slurm becomes an srun step.
