@@ -117,6 +117,27 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     }
 
     [Fact]
+    public async Task WithoutMunge_FailsWithSlurmsAuthenticationError()
+    {
+        // The same cluster, but the client's munge socket is not there (munged not running on this host).
+        var broken = Path.Combine(_runs.Path, "slurm-no-munge.conf");
+        File.WriteAllLines(broken, File.ReadAllLines(slurm.Cluster.Conf).Select(l => l.StartsWith("AuthInfo=", StringComparison.Ordinal) ? "AuthInfo=socket=/nonexistent/munge.sock" : l));
+        Environment.SetEnvironmentVariable("SLURM_CONF", broken);
+        try
+        {
+            var options = Options();
+            var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4 } }));
+            Assert.Contains("sbatch refused the job", e.Message);
+            Assert.Contains("munge", e.Message, StringComparison.OrdinalIgnoreCase);
+            Assert.True(File.Exists(Path.Combine(Directory.GetDirectories(_runs.Path).Single(), "slurm", "job.sbatch")));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("SLURM_CONF", slurm.Cluster.Conf);
+        }
+    }
+
+    [Fact]
     public async Task RequestLargerThanTheCluster_IsGivenUpWithTheSchedulersReason()
     {
         var options = Options();
