@@ -70,6 +70,19 @@ else
   node_lines="NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1024 State=UNKNOWN"
 fi
 mkdir -p "$dir/state" "$dir/spool"
+task_prolog=""
+if [ -n "$prefix" ]; then
+  # Tasks get the submitter's environment, not the node's: what the emulated nodes need (MPICH's UCX over the node's
+  # eth0, no MPI_Finalize, see emulate-cluster.sh) is set by a task prolog, whose "export" lines Slurm applies to each task.
+  task_prolog="$dir/task-prolog.sh"
+  {
+    echo '#!/bin/sh'
+    for v in UCX_NET_DEVICES UCX_TLS UCX_WARN_UNUSED_ENV_VARS TOOLKIT_MPI_SKIP_FINALIZE TOOLKIT_EMULATED; do
+      [ -n "${!v:-}" ] && printf 'echo "export %s=%s"\n' "$v" "${!v}"
+    done
+  } > "$task_prolog"
+  chmod 755 "$task_prolog"
+fi
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=toolkit
 SlurmctldHost=$controller
@@ -101,6 +114,7 @@ KillWait=5
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
+${task_prolog:+TaskProlog=$task_prolog}
 $node_lines
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
