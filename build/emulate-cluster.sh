@@ -6,7 +6,7 @@
 #
 # With --slurm, no MPI job is started: the nodes run a Slurm cluster instead (build/slurm-cluster.sh: one
 # slurmd per node, slurmctld on node0, M CPUs per node), this host joins the emulated network as the
-# login node (198.18.0.254, unshaped), and COMMAND runs here with SLURM_CONF set, e.g. an sbatch.
+# login node (198.18.X.254, unshaped), and COMMAND runs here with SLURM_CONF set, e.g. an sbatch.
 #
 # Each node is a network namespace with its own hostname (UTS namespace), machine-id and /etc/hosts,
 # joined by a veth pair to a bridge that lives in a namespace of its own and is connected to nothing
@@ -48,6 +48,7 @@ switch="${prefix}sw"
 created=()
 cleanup() {
   local status=$?
+  trap - EXIT INT TERM
   for ns in "${created[@]}"; do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
@@ -57,7 +58,9 @@ cleanup() {
   rm -rf "/run/$prefix"
   exit $status
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 [ $verbose -eq 1 ] && echo "emulate-cluster: namespaces $prefix" >&2
 ip netns add "$switch"; created+=("$switch")
@@ -73,8 +76,17 @@ if [ -n "$delay" ] && [ $netem -eq 0 ]; then
   echo "emulate-cluster: this kernel has no netem (sch_netem), so --inter-latency $delay is NOT emulated; links are only rate-limited." >&2
 fi
 
+# The nodes' subnet. MPI-only clusters are connected to nothing, so all use 198.18.0.0/24; a Slurm cluster's login
+# node is this host, so each takes a /24 no other cluster on this host has routed.
+subnet=198.18.0
+if [ $slurm -eq 1 ]; then
+  for ((k = 0; k < 250; k++)); do
+    candidate="198.18.$(( ($$ + k) % 250 + 1 ))"
+    ip route show "$candidate.0/24" | grep -q . || { subnet=$candidate; break; }
+  done
+fi
 hosts="127.0.0.1 localhost"
-for ((i = 0; i < nodes; i++)); do hosts+=$'\n'"198.18.0.$((i + 1)) node$i"; done
+for ((i = 0; i < nodes; i++)); do hosts+=$'\n'"$subnet.$((i + 1)) node$i"; done
 for ((i = 0; i < nodes; i++)); do
   ns="${prefix}n$i"
   ip netns add "$ns"; created+=("$ns")
@@ -91,7 +103,7 @@ for ((i = 0; i < nodes; i++)); do
   ip netns exec "$switch" ip link set "${prefix}b$i" master br0 up
   ip netns exec "$ns" ip link set lo up
   ip netns exec "$ns" ip link set "${prefix}v$i" name eth0
-  ip netns exec "$ns" ip addr add "198.18.0.$((i + 1))/24" dev eth0
+  ip netns exec "$ns" ip addr add "$subnet.$((i + 1))/24" dev eth0
   ip netns exec "$ns" ip link set eth0 up
   if [ -n "$delay" ] && [ $netem -eq 1 ]; then
     ip netns exec "$ns" tc qdisc add dev eth0 root handle 1: netem delay "$delay" ${rate:+rate "$rate"}
@@ -106,13 +118,13 @@ if [ $slurm -eq 1 ]; then
   ip link add "${prefix}h" type veth peer name "${prefix}hb"
   ip link set "${prefix}hb" netns "$switch"
   ip netns exec "$switch" ip link set "${prefix}hb" master br0 up
-  ip addr add 198.18.0.254/24 dev "${prefix}h"
+  ip addr add "$subnet.254/24" dev "${prefix}h"
   ip link set "${prefix}h" up
   export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
   export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0) launcher=slurm"
   [ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node CPUs under Slurm, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
   set +e
-  bash ${TOOLKIT_TRACE:+-x} "$(dirname "$0")/slurm-cluster.sh" --namespaces "$prefix" --nodes "$nodes" --cpus "$per_node" -- "$@"
+  bash ${TOOLKIT_TRACE:+-x} "$(dirname "$0")/slurm-cluster.sh" --namespaces "$prefix" --subnet "$subnet" --nodes "$nodes" --cpus "$per_node" -- "$@"
   status=$?
   set -e
   exit $status

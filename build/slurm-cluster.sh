@@ -6,7 +6,7 @@
 #       one node named localhost (127.0.0.1) with N CPUs (default: the cores here); needs no root
 #   build/emulate-cluster.sh --slurm --nodes G --ranks-per-node M [--inter-bandwidth R] -- COMMAND [ARGS...]
 #       G nodes node0..node(G-1), one slurmd in each emulated node's network namespace, slurmctld on node0;
-#       this host joins the emulated network as the login node (198.18.0.254); needs root
+#       this host joins the emulated network as the login node (198.18.X.254, a /24 of its own); needs root
 #
 # COMMAND runs on this host with SLURM_CONF pointing at the cluster's configuration, so sbatch, srun,
 # squeue, scontrol and scancel (Debian: slurm-client) talk to it; so does anything COMMAND starts, e.g.
@@ -15,13 +15,14 @@
 # Internal, used by emulate-cluster.sh: --namespaces PREFIX --nodes G.
 set -euo pipefail
 
-cpus="" prefix="" nodes=1
+cpus="" prefix="" nodes=1 subnet=198.18.0
 usage() { sed -n '2,16p' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpus) cpus=$2; shift 2 ;;
     --namespaces) prefix=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
+    --subnet) subnet=$2; shift 2 ;;
     --) shift; break ;;
     *) usage ;;
   esac
@@ -37,9 +38,11 @@ done
 dir=$(mktemp -d /tmp/toolkit-slurm.XXXXXX)
 chmod 755 "$dir"
 pids=()
+ours=0   # set once SLURM_CONF points at this cluster: never scancel on a cluster the caller's environment named
 cleanup() {
   local status=$?
-  [ -n "${SLURM_CONF:-}" ] && scancel --quiet --full --user "$(id -un)" 2>/dev/null || true
+  trap - EXIT INT TERM
+  [ $ours -eq 1 ] && timeout 10 scancel --quiet --full --user "$(id -un)" 2>/dev/null || true
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   sleep 1
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
@@ -48,7 +51,9 @@ cleanup() {
   rm -rf "$dir"
   exit $status
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 user=$(id -un)
 # munge: its own key and socket, so it neither needs nor disturbs a system munged.
@@ -63,8 +68,8 @@ chmod 755 "$dir/munge"
 pids+=("$(cat "$dir/munge/munged.pid")")
 
 if [ -n "$prefix" ]; then
-  controller="node0(198.18.0.1)"
-  node_lines=$(for ((i = 0; i < nodes; i++)); do echo "NodeName=node$i NodeAddr=198.18.0.$((i + 1)) CPUs=$cpus RealMemory=1024 State=UNKNOWN"; done)
+  controller="node0($subnet.1)"
+  node_lines=$(for ((i = 0; i < nodes; i++)); do echo "NodeName=node$i NodeAddr=$subnet.$((i + 1)) CPUs=$cpus RealMemory=1024 State=UNKNOWN"; done)
 else
   controller="localhost(127.0.0.1)"
   node_lines="NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1024 State=UNKNOWN"
@@ -119,6 +124,7 @@ $node_lines
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$dir/slurm.conf"
+ours=1
 
 if [ -n "$prefix" ]; then
   # Inside the emulated nodes: their namespace, their hostname, their boot id (see emulate-cluster.sh), and
@@ -148,8 +154,12 @@ if [ "${idle:-0}" -lt "$nodes" ]; then
 fi
 echo "slurm-cluster: ready, $nodes node(s) x $cpus CPUs, SLURM_CONF=$SLURM_CONF" >&2
 
+# In the background, so that INT/TERM reach the trap at once (bash runs traps only between foreground commands).
 set +e
-"$@"
+"$@" <&0 &   # (an explicit stdin: a background command would otherwise read /dev/null)
+command_pid=$!
+pids=("$command_pid" "${pids[@]}")   # stopped first if the script is
+wait $command_pid
 status=$?
 set -e
 exit $status

@@ -15,8 +15,7 @@ internal static class JobsCommand
         var command = new Command("jobs", "List the toolkit's jobs from their run folders: kind, launcher, state (for Slurm jobs, the scheduler's), run folder. Re-plot one with #!toolkit show --run PATH.") { runs, last, json };
         command.SetAction(parse =>
         {
-            var jobs = JobList.Read(parse.GetValue(runs)!);
-            var shown = parse.GetValue(last) is > 0 and var n ? jobs.Take(n).ToList() : jobs;
+            var shown = JobList.Read(parse.GetValue(runs)!, Math.Max(0, parse.GetValue(last)));
             if (shown.Count == 0)
             {
                 Console.WriteLine($"No runs in {Path.GetFullPath(parse.GetValue(runs)!)}.");

@@ -104,8 +104,7 @@ public static class InferJob
         }
         catch (Jobs.JobFailedException e) when (File.Exists(resultFile))
         {
-            // The coordinator (task 0) wrote the job's result: that decides, as under mpiexec. A worker that failed on its way
-            // out (its coordinator already gone) made Slurm call the job FAILED; say so in the log and keep the result.
+            // The coordinator (task 0) wrote the job's result: that decides, as under mpiexec.
             run.Log($"warning: {e.Message}");
         }
         if (!File.Exists(resultFile))
@@ -150,6 +149,12 @@ public static class InferJob
         }
         finally
         {
+            if (!process.HasExited && Path.GetFileName(launcher.File) == "srun")
+            {
+                // srun ends its step on SIGTERM, on every node; a kill would only end the local process tree.
+                Toolkit.Runtime.PosixSignals.Send(process.Id, Toolkit.Runtime.PosixSignals.Terminate);
+                process.WaitForExit(TimeSpan.FromSeconds(10));
+            }
             if (!process.HasExited) process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync(CancellationToken.None);
             lock (output) File.WriteAllText(run.File(Jobs.MpiJobLauncher.OutputFile), output.ToString());

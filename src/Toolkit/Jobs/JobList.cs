@@ -21,16 +21,20 @@ public sealed record JobSummary(string Id, string Kind, string Launcher, string 
 /// </summary>
 public static class JobList
 {
-    /// <summary>The runs under <paramref name="runsDirectory"/>, newest first.</summary>
-    public static IReadOnlyList<JobSummary> Read(string runsDirectory, bool askSlurm = true)
+    /// <summary>The runs under <paramref name="runsDirectory"/>, newest first (by their config.json's time).</summary>
+    /// <param name="runsDirectory">The folder of run folders.</param>
+    /// <param name="last">Only this many of the newest (0: all); only those are read and asked about.</param>
+    /// <param name="askSlurm">Ask Slurm about unfinished Slurm jobs (when its commands are on PATH).</param>
+    public static IReadOnlyList<JobSummary> Read(string runsDirectory, int last = 0, bool askSlurm = true)
     {
         if (!Directory.Exists(runsDirectory)) return [];
         var canAsk = askSlurm && SlurmClient.Find("squeue") is not null;
-        return Directory.GetDirectories(runsDirectory)
-            .Where(d => File.Exists(System.IO.Path.Combine(d, RunDirectory.ConfigFile)))
-            .Select(d => Summarize(d, canAsk))
-            .OrderByDescending(j => j.Started)
-            .ToList();
+        var folders = Directory.GetDirectories(runsDirectory)
+            .Select(d => (Path: d, Config: new FileInfo(System.IO.Path.Combine(d, RunDirectory.ConfigFile))))
+            .Where(d => d.Config.Exists)
+            .OrderByDescending(d => d.Config.LastWriteTimeUtc)
+            .Select(d => d.Path);
+        return (last > 0 ? folders.Take(last) : folders).Select(d => Summarize(d, canAsk)).ToList();
     }
 
     private static JobSummary Summarize(string path, bool askSlurm)
@@ -47,7 +51,7 @@ public static class JobList
                 else if (o.TryGetProperty("launcher", out var w)) launcher = w.ToString();
             }
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
         {
             kind = "(unreadable config.json)";
         }
@@ -55,13 +59,16 @@ public static class JobList
         var record = System.IO.Path.Combine(path, SlurmJobLauncher.Folder, SlurmJobLauncher.RecordFile);
         if (File.Exists(record))
             try { slurmJob = ToolkitJson.Read<SlurmJobRecord>(record).JobId; }
-            catch (JsonException) { }
-        var log = File.Exists(System.IO.Path.Combine(path, RunDirectory.LogFile)) ? File.ReadLines(System.IO.Path.Combine(path, RunDirectory.LogFile)).ToList() : [];
+            catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException) { }
+        List<string> log;
+        try { log = File.Exists(System.IO.Path.Combine(path, RunDirectory.LogFile)) ? File.ReadLines(System.IO.Path.Combine(path, RunDirectory.LogFile)).ToList() : []; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { log = []; }
+        // The host logs "cancelled: ..." when the user cancels and "failed: ..." for any other end without a result.
         var state = File.Exists(System.IO.Path.Combine(path, JobHost.ResultFile)) ? "finished"
-            : log.Any(l => l.Contains(" cancelled", StringComparison.Ordinal)) ? "cancelled"
+            : log.Any(l => l.Contains(" cancelled: ", StringComparison.Ordinal)) ? "cancelled"
             : log.Any(l => l.Contains(" failed: ", StringComparison.Ordinal)) ? "failed"
             : "unfinished";
         if (state == "unfinished" && slurmJob is not null && askSlurm && SlurmClient.Query(slurmJob) is { } s) state = $"slurm: {s}";
-        return new(System.IO.Path.GetFileName(path), kind, launcher, state, slurmJob, Directory.GetCreationTimeUtc(path), System.IO.Path.GetFullPath(path));
+        return new(System.IO.Path.GetFileName(path), kind, launcher, state, slurmJob, File.GetLastWriteTimeUtc(System.IO.Path.Combine(path, RunDirectory.ConfigFile)), System.IO.Path.GetFullPath(path));
     }
 }

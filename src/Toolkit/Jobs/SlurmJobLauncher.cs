@@ -68,11 +68,33 @@ internal static class SlurmJobLauncher
         if (plan.Mode == SlurmSubmit.Srun)
         {
             var srun = SlurmClient.Require("srun");
-            Report(progress, run, "running", $"Slurm job step of allocation {Environment.GetEnvironmentVariable("SLURM_JOB_ID")}: srun starts {launch.Ranks} ranks");
-            return MpiJobLauncher.RunAsync<TOutcome>(run, launch, (srun, ["--mpi=pmi2", "--kill-on-bad-exit=1", .. ResourceArguments(launch, plan.ExtraArguments), .. plan.Entry]),
-                progress, cancellationToken, gracefulStop: true);
+            return RunStepAsync<TOutcome>(run, launch, plan, srun, progress, cancellationToken);
         }
         return RunBatchAsync<TOutcome>(run, launch, plan, kind, progress, cancellationToken);
+    }
+
+    private static async Task<(TOutcome[] Outcomes, string Output)> RunStepAsync<TOutcome>(RunDirectory run, LaunchOptions launch, Plan plan, string srun,
+        IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+    {
+        var allocation = Environment.GetEnvironmentVariable("SLURM_JOB_ID");
+        Report(progress, run, "running", $"Slurm job step of allocation {allocation}: srun starts {launch.Ranks} ranks");
+        try
+        {
+            var result = await MpiJobLauncher.RunAsync<TOutcome>(run, launch, (srun, ["--mpi=pmi2", "--kill-on-bad-exit=1", .. ResourceArguments(launch, plan.ExtraArguments), .. plan.Entry]),
+                progress, cancellationToken, gracefulStop: true);
+            Report(progress, run, "completed", $"Slurm job step of allocation {allocation} completed");
+            return result;
+        }
+        catch (OperationCanceledException)
+        {
+            Report(progress, run, "cancelled", $"Slurm job step of allocation {allocation} cancelled");
+            throw;
+        }
+        catch (Exception)
+        {
+            Report(progress, run, "failed", $"Slurm job step of allocation {allocation} failed (see the run folder's launcher.log)");
+            throw;
+        }
     }
 
     /// <summary>Writes the batch script for the run folder <paramref name="runPath"/> and returns its path.</summary>
@@ -92,8 +114,8 @@ internal static class SlurmJobLauncher
             .AppendLine($"# Written by the toolkit for the {kind} run in {runPath}.")
             .AppendLine("# Resubmit it as it is with: sbatch " + q(Path.Combine(folder, ScriptFile)))
             .AppendLine($"#SBATCH --job-name=toolkit-{kind}")
-            .AppendLine($"#SBATCH --output={Path.Combine(folder, "slurm-%j.out")}");
-        foreach (var a in ResourceArguments(launch, plan.ExtraArguments)) script.AppendLine($"#SBATCH {a}");
+            .AppendLine(Directive($"--output={Path.Combine(folder, "slurm-").Replace("%", "%%", StringComparison.Ordinal)}%j.out"));
+        foreach (var a in ResourceArguments(launch, plan.ExtraArguments)) script.AppendLine(Directive(a));
         script.AppendLine(killOnBadExit ? "# The ranks: MPICH takes rank and size from Slurm's PMI2; any rank failing ends the step." : "# The tasks: task 0 is the coordinator, the others are workers; a worker failing does not end the others.")
             .AppendLine($"srun --mpi=pmi2 {(killOnBadExit ? "--kill-on-bad-exit=1 " : "")}{string.Join(' ', plan.Entry.Select(q))} {string.Join(' ', verb.Select(q))}")
             .AppendLine("status=$?")
@@ -104,6 +126,10 @@ internal static class SlurmJobLauncher
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, File.GetUnixFileMode(path) | UnixFileMode.UserExecute);
         return path;
     }
+
+    /// <summary>An #SBATCH line; sbatch splits directives at spaces unless the argument is double-quoted.</summary>
+    private static string Directive(string argument) =>
+        argument.Any(c => char.IsWhiteSpace(c) || c is '"' or '\'' or '#') ? $"#SBATCH \"{argument.Replace("\"", "\\\"", StringComparison.Ordinal)}\"" : $"#SBATCH {argument}";
 
     private static async Task<(TOutcome[] Outcomes, string Output)> RunBatchAsync<TOutcome>(RunDirectory run, LaunchOptions launch, Plan plan, string kind,
         IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
@@ -182,6 +208,13 @@ internal static class SlurmJobLauncher
             Report(progress, run, "cancelled", $"Slurm job {jobId} cancelled (scancel)");
             throw;
         }
+        catch (Exception e) when (e is not JobFailedException)
+        {
+            // Nobody would follow the job any more: do not leave it running (or pending) on the cluster.
+            run.Log($"failed while following Slurm job {jobId}: scancel {jobId}");
+            SlurmClient.Cancel(jobId);
+            throw;
+        }
         // The ranks' files and Slurm's output may trail the state by a moment on a shared file system.
         for (var i = 0; i < 10 && state.State == "COMPLETED" && !finished(); i++)
             await Task.Delay(500, CancellationToken.None);
@@ -190,21 +223,28 @@ internal static class SlurmJobLauncher
         var text = File.Exists(slurmOutput) ? File.ReadAllText(slurmOutput) : "";
         File.WriteAllText(run.File(MpiJobLauncher.OutputFile), text);
         if (state.State != "COMPLETED")
-            throw new JobFailedException($"Slurm job {jobId} ended {state}{Explain(state, launch)}. Run folder: {run.Path}. " +
-                $"Slurm's output ({slurmOutput}) ends:\n{MpiJobLauncher.Tail(text)}");
+        {
+            if (state.State == "FAILED" && finished())
+                // Every rank delivered its outcome (passed the final barrier); the failure came after, in process teardown
+                // (seen with MPICH 4.0 over UCX): keep the result, as for mpiexec and srun.
+                run.Log($"warning: Slurm job {jobId} ended {state} after every rank finished (teardown). Slurm's output ends:\n{MpiJobLauncher.Tail(text)}");
+            else
+                throw new JobFailedException($"Slurm job {jobId} ended {state}{Explain(state, launch)}. Run folder: {run.Path}. " +
+                    $"Slurm's output ({slurmOutput}) ends:\n{MpiJobLauncher.Tail(text)}");
+        }
         return (jobId, state, text);
     }
 
     /// <summary>How long a job may pend for a reason that does not go away by waiting before it is given up.</summary>
-    internal static TimeSpan HopelessGrace { get; set; } = TimeSpan.FromSeconds(10);
+    /// <remarks>Two minutes: long enough for a node coming back (Slurm also says PartitionNodeLimit while required nodes are down or
+    /// drained), short enough that a request the cluster cannot hold is not left pending for good.</remarks>
+    internal static TimeSpan HopelessGrace { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>Pending reasons that waiting does not cure, and what they mean.</summary>
     private static readonly Dictionary<string, string> NeverStarts = new(StringComparer.Ordinal)
     {
-        ["PartitionNodeLimit"] = "the request is larger than the partition allows",
+        ["PartitionNodeLimit"] = "the request is larger than the partition allows (or the nodes it needs are down or drained)",
         ["PartitionTimeLimit"] = "the time limit asked for is longer than the partition allows",
-        ["PartitionDown"] = "the partition is down",
-        ["PartitionInactive"] = "the partition is inactive",
         ["BadConstraints"] = "no node can satisfy the request",
         ["AssocMaxNodesPerJobLimit"] = "the request is larger than your account allows per job",
         ["AssocMaxWallDurationPerJobLimit"] = "the time limit is longer than your account allows",

@@ -5,11 +5,11 @@ namespace Toolkit.Runtime;
 /// <summary>POSIX signals to other processes (.NET's <see cref="System.Diagnostics.Process.Kill()"/> only sends SIGKILL).</summary>
 public static partial class PosixSignals
 {
-    /// <summary>SIGINT: what Ctrl+C sends; srun forwards it to its tasks and ends the step.</summary>
+    /// <summary>SIGINT: what Ctrl+C sends (srun only prints its status on one; two within a second end the step).</summary>
     public const int Interrupt = 2;
     /// <summary>SIGKILL.</summary>
     public const int Kill = 9;
-    /// <summary>SIGTERM: a polite stop.</summary>
+    /// <summary>SIGTERM: a polite stop (srun forwards it to its tasks and ends the step).</summary>
     public const int Terminate = 15;
 
     /// <summary>Sends <paramref name="signal"/> to process <paramref name="pid"/>; a process that is already gone is not an error.</summary>

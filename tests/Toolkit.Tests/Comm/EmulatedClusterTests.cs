@@ -33,7 +33,7 @@ public sealed class EmulatedClusterTests
         Assert.Contains("node1 eth0", output);
         // Its namespaces are gone (the script names them after its PID and prints the prefix; other tests' clusters may be up).
         var prefix = output.Split('\n').Single(l => l.StartsWith("emulate-cluster: namespaces ", StringComparison.Ordinal))["emulate-cluster: namespaces ".Length..].Trim();
-        Assert.DoesNotContain(Repository.Run("ip", ["netns", "list"], TimeSpan.FromSeconds(10)).Output.Split('\n'), l => l.StartsWith(prefix, StringComparison.Ordinal));
+        Assert.DoesNotContain(Repository.Run("ip", ["netns", "list"], TimeSpan.FromSeconds(10)).Output.Split('\n'), l => l.StartsWith(prefix + "sw", StringComparison.Ordinal) || l.StartsWith(prefix + "n", StringComparison.Ordinal));
     }
 
     [Fact]

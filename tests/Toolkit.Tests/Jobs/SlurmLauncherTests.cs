@@ -57,7 +57,8 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         var options = Options();
         var inProcess = await ParoTrainJob.RunAsync(options);
         var progress = new RecordingProgress();
-        var slurmRun = await ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4 } }, progress);
+        // A runs folder with a space and a percent sign: the script's directives must quote and escape them.
+        var slurmRun = await ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4, RunsDirectory = Path.Combine(_runs.Path, "my runs 100%") } }, progress);
 
         for (var s = 0; s < options.Steps; s++) Assert.Equal(inProcess.Steps[s].Loss, slurmRun.Steps[s].Loss, 5);
         Assert.Equal(inProcess.Comm, slurmRun.Comm);
@@ -142,7 +143,17 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     {
         var options = Options();
         var progress = new RecordingProgress();
-        var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, Nodes = 2 } }, progress));
+        var grace = SlurmJobLauncher.HopelessGrace;
+        SlurmJobLauncher.HopelessGrace = TimeSpan.FromSeconds(5);   // two minutes by default
+        JobFailedException e;
+        try
+        {
+            e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, Nodes = 2 } }, progress));
+        }
+        finally
+        {
+            SlurmJobLauncher.HopelessGrace = grace;
+        }
         Assert.Contains("cannot start: pending (PartitionNodeLimit)", e.Message);
         Assert.Contains("2 node(s) x 2 task(s)", e.Message);
         Assert.Contains(progress.Statuses, s => s.State == "pending" && s.Message.Contains("PartitionNodeLimit"));
