@@ -8,8 +8,9 @@ try
     return await parse.InvokeAsync(new InvocationConfiguration
     {
         EnableDefaultExceptionHandler = false,
-        // Ctrl+C cancels the job's token; give the job time to stop what it started elsewhere (scancel a Slurm job, SIGTERM to srun).
-        ProcessTerminationTimeout = TimeSpan.FromSeconds(20),
+        // Ctrl+C and SIGTERM cancel the job's token, and the job gets 20 s to stop what it started elsewhere (scancel a Slurm job,
+        // SIGTERM to srun). Except `infer worker`, which handles the signals itself: the first drains, the second gives shards back.
+        ProcessTerminationTimeout = parse.CommandResult.Command.Name == "worker" ? null : TimeSpan.FromSeconds(20),
     });
 }
 catch (Exception e)

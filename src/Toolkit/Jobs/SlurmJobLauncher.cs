@@ -192,7 +192,7 @@ internal static class SlurmJobLauncher
                     if (DateTimeOffset.UtcNow - hopelessSince > HopelessGrace)
                     {
                         SlurmClient.Cancel(jobId);
-                        Report(progress, run, "cancelled", $"Slurm job {jobId} cancelled: pending ({reason}) cannot end");
+                        Report(progress, run, "given-up", $"Slurm job {jobId} given up and cancelled, pending ({reason}) cannot end");
                         throw new JobFailedException($"Slurm job {jobId} cannot start: pending ({reason}), {why} " +
                             $"({launch.EffectiveNodes} node(s) x {launch.EffectiveRanksPerNode} task(s){(launch.Partition is { } p ? $" in partition {p}" : "")}" +
                             $"{(launch.Time is { } t ? $", --time {t}" : "")}); the job was cancelled. See the cluster with: sinfo. Run folder: {run.Path}");
