@@ -38,11 +38,17 @@ done
 dir=$(mktemp -d /tmp/toolkit-slurm.XXXXXX)
 chmod 755 "$dir"
 pids=()
+command_pid=""
 ours=0   # set once SLURM_CONF points at this cluster: never scancel on a cluster the caller's environment named
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  [ $ours -eq 1 ] && timeout 10 scancel --quiet --full --user "$(id -un)" 2>/dev/null || true
+  [ -n "$command_pid" ] && kill "$command_pid" 2>/dev/null || true
+  if [ $ours -eq 1 ]; then
+    # Cancel what is left and let slurmd end its steps before the daemons go (else their tasks outlive the cluster).
+    timeout 10 scancel --quiet --full --user "$(id -un)" 2>/dev/null || true
+    for _ in $(seq 40); do [ -z "$(timeout 5 squeue -h 2>/dev/null || true)" ] && break; sleep 0.5; done
+  fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   sleep 1
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
@@ -158,7 +164,6 @@ echo "slurm-cluster: ready, $nodes node(s) x $cpus CPUs, SLURM_CONF=$SLURM_CONF"
 set +e
 "$@" <&0 &   # (an explicit stdin: a background command would otherwise read /dev/null)
 command_pid=$!
-pids=("$command_pid" "${pids[@]}")   # stopped first if the script is
 wait $command_pid
 status=$?
 set -e
