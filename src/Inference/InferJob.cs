@@ -88,8 +88,7 @@ public static class InferJob
         if (plan.Mode == Jobs.SlurmSubmit.Srun)
             return await RunUnderMpiAsync(run, spec, (Jobs.SlurmClient.Require("srun"), ["--kill-on-bad-exit=0", .. Jobs.SlurmJobLauncher.ResourceArguments(spec.SlurmLaunch, plan.ExtraArguments), .. plan.Entry]),
                 progress, cancel, log);
-        using (new SqliteShardStore(run.File(InferLayout.StateFile))) { }
-        foreach (var stale in new[] { InferLayout.CoordinatorFile, "token", "result.json" }) File.Delete(run.File(stale));
+        PrepareForRanks(run);
         var states = new LogStatus(log);
         var resultFile = run.File("result.json");
         try
@@ -97,8 +96,7 @@ public static class InferJob
             await Jobs.SlurmJobLauncher.SubmitAndFollowAsync(run, spec.SlurmLaunch, plan, Kind, ["infer", "rank", "--job", run.Path], states,
                 () =>
                 {
-                    try { progress?.Report(Status(run.Path)); }
-                    catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or IOException) { }   // rank 0 is still laying out the shards
+                    ReportWhileRanksRun(run, progress);
                 },
                 () => File.Exists(resultFile), cancel, killOnBadExit: false);
         }
@@ -113,6 +111,23 @@ public static class InferJob
         return ToolkitJson.Read<InferResult>(resultFile);
     }
 
+    /// <summary>
+    /// Before the ranks of a job (mpiexec or Slurm) start: the folder is a job folder at once (status works), and a resumed
+    /// job's old coordinator files are gone.
+    /// </summary>
+    private static void PrepareForRanks(RunDirectory run)
+    {
+        using (new SqliteShardStore(run.File(InferLayout.StateFile))) { }
+        foreach (var stale in new[] { InferLayout.CoordinatorFile, "token", "result.json" }) File.Delete(run.File(stale));
+    }
+
+    /// <summary>A status snapshot while the ranks run; none while rank 0 is still laying out the shards.</summary>
+    private static void ReportWhileRanksRun(RunDirectory run, IProgress<InferStatus>? progress)
+    {
+        try { progress?.Report(Status(run.Path)); }
+        catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or IOException) { }
+    }
+
     /// <summary>Slurm state changes as log lines.</summary>
     private sealed class LogStatus(Action<string>? log) : IProgress<Runs.MetricPoint>, IProgress<Jobs.JobStatus>
     {
@@ -125,8 +140,7 @@ public static class InferJob
     private static async Task<InferResult> RunUnderMpiAsync(RunDirectory run, InferJobOptions spec, (string File, IReadOnlyList<string> Arguments) launcher,
         IProgress<InferStatus>? progress, CancellationToken cancel, Action<string>? log)
     {
-        using (new SqliteShardStore(run.File(InferLayout.StateFile))) { }   // the folder is a job folder before any rank starts (status works at once)
-        foreach (var stale in new[] { InferLayout.CoordinatorFile, "token", "result.json" }) File.Delete(run.File(stale));   // a resumed job's old coordinator is gone
+        PrepareForRanks(run);
         var arguments = (IReadOnlyList<string>)[.. launcher.Arguments, "infer", "rank", "--job", run.Path];
         run.Log($"launch: {launcher.File} {string.Join(' ', arguments)}");
         log?.Invoke($"launch: {launcher.File} {string.Join(' ', arguments)}");
@@ -143,18 +157,13 @@ public static class InferJob
             while (!process.HasExited)
             {
                 await Task.Delay(500, cancel);
-                try { progress?.Report(Status(run.Path)); }
-                catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or IOException) { }   // rank 0 is still laying out the shards
+                ReportWhileRanksRun(run, progress);
             }
         }
         finally
         {
-            if (!process.HasExited && Path.GetFileName(launcher.File) == "srun")
-            {
-                // srun ends its step on SIGTERM, on every node; a kill would only end the local process tree.
-                Toolkit.Runtime.PosixSignals.Send(process.Id, Toolkit.Runtime.PosixSignals.Terminate);
-                process.WaitForExit(TimeSpan.FromSeconds(10));
-            }
+            // srun ends its step on SIGTERM, on every node; a kill would only end the local process tree.
+            if (Path.GetFileName(launcher.File) == "srun") Toolkit.Runtime.PosixSignals.TerminateAndWait(process, TimeSpan.FromSeconds(10));
             if (!process.HasExited) process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync(CancellationToken.None);
             lock (output) File.WriteAllText(run.File(Jobs.MpiJobLauncher.OutputFile), output.ToString());

@@ -56,11 +56,7 @@ internal static class MpiJobLauncher
         catch (OperationCanceledException)
         {
             run.Log("cancelled: the launcher and its ranks are stopped");
-            if (gracefulStop && !process.HasExited)
-            {
-                PosixSignals.Send(process.Id, PosixSignals.Terminate);
-                process.WaitForExit(TimeSpan.FromSeconds(10));
-            }
+            if (gracefulStop) PosixSignals.TerminateAndWait(process, TimeSpan.FromSeconds(10));
             throw;
         }
         finally

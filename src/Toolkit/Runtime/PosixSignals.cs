@@ -20,6 +20,14 @@ public static partial class PosixSignals
             throw new InvalidOperationException($"kill({pid}, {signal}) failed with errno {errno}");
     }
 
+    /// <summary>Sends SIGTERM to a running process and waits up to <paramref name="grace"/> for it to exit (the caller kills it if it has not).</summary>
+    public static void TerminateAndWait(System.Diagnostics.Process process, TimeSpan grace)
+    {
+        if (process.HasExited) return;
+        Send(process.Id, Terminate);
+        process.WaitForExit(grace);
+    }
+
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int KillNative(int pid, int signal);
 }
