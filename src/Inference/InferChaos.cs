@@ -105,9 +105,10 @@ public static class InferChaos
                     break;
                 }
                 if (folder is null) continue;
-                InferStatus status;
-                try { status = InferJob.Status(folder); }
+                InferStatus? status;
+                try { status = InferJob.TryStatus(folder); }
                 catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException) { continue; }
+                if (status is null) continue;   // the state exists, the shards are not laid out yet
                 var progress = (double)status.RecordsDone / Math.Max(1, status.Records);
                 // Worker kills at progress (j+1)/(kills+1) of 90 %, coordinator kills at (k+1)/(coordinator kills+1) of 80 %.
                 if (killed < o.Kills && progress >= 0.9 * (killed + 1) / (o.Kills + 1) && LiveWorkers(folder, seen) is { Count: > 0 } live)
@@ -133,8 +134,9 @@ public static class InferChaos
             if (!coordinator.HasExited) coordinator.Kill(entireProcessTree: true);
             foreach (var (_, pid) in folder is null ? [] : LiveWorkers(folder, [])) ProcessPool.Signal(pid, 9);   // orphans still retrying a dead coordinator
         }
+        folder ??= Directory.GetDirectories(root, "infer-*").FirstOrDefault(d => File.Exists(Path.Combine(d, InferLayout.StateFile)))
+            ?? throw new InvalidOperationException($"the coordinator exited without creating a job folder in {root}; see {root}/coordinator-*.log");
         Event("job completed");
-        var shards = InferJob.Status(folder!);
         using var store = new SqliteShardStore(Path.Combine(folder!, InferLayout.StateFile));
         var retried = store.Shards().Count(s => s.Attempts > 0);
         var check = InferOutput.Verify(folder!, new JsonlSource(input, "id", "text"));

@@ -211,12 +211,17 @@ public static class InferJob
     }
 
     /// <summary>Where the job in <paramref name="folder"/> stands, read from its state (works while it runs).</summary>
-    public static InferStatus Status(string folder)
+    /// <exception cref="InvalidOperationException">The coordinator has not laid out the shards yet.</exception>
+    public static InferStatus Status(string folder) =>
+        TryStatus(folder) ?? throw new InvalidOperationException($"{folder}: the coordinator has not laid out the shards yet");
+
+    /// <summary>As <see cref="Status"/>, but null while the coordinator has created its state and not yet laid out the shards.</summary>
+    public static InferStatus? TryStatus(string folder)
     {
         var spec = ReadSpec(folder);
         using var store = new SqliteShardStore(Path.Combine(folder, InferLayout.StateFile));
         var shards = store.Shards();
-        if (shards.Count == 0) throw new InvalidOperationException($"{folder}: the coordinator has not laid out the shards yet");
+        if (shards.Count == 0) return null;
         var records = shards.Sum(s => s.Records);
         using var core = new CoordinatorCore(spec, folder, store, records);
         return core.Status();
