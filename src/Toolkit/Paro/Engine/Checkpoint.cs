@@ -7,9 +7,13 @@ namespace Toolkit.Paro;
 /// <summary>
 /// A sharded checkpoint: every rank writes its own slices (<c>rank-R.bin</c>) and rank 0 writes
 /// <c>manifest.json</c> describing the plan, the step and every rank's file with its SHA-256.
-/// Loading checks that the plan matches; resuming under another strategy or rank count
-/// (re-sharding) is not supported and is refused with that reason.
 /// </summary>
+/// <remarks>
+/// Every slice is a range of one flat buffer whose element order does not depend on the strategy,
+/// the rank count or the group size (only the zero padding at the end does), so a checkpoint can be
+/// resumed under any plan by re-slicing: each rank reads, from whichever files hold them, the ranges
+/// it now owns (<see cref="CheckpointReader"/>). No conversion step is needed.
+/// </remarks>
 public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, int GroupSize, string Precision, long Parameters, long PaddedParameters,
     long Step, IReadOnlyList<CheckpointShard> Shards)
 {
@@ -42,6 +46,15 @@ public sealed record CheckpointComponent(string Name, string DType, long Offset,
 
 internal static class CheckpointFiles
 {
+    /// <summary>Bytes per element of a component's element type, as the manifest names it.</summary>
+    public static int ElementSize(string dtype) => dtype switch
+    {
+        nameof(ScalarType.Float32) => 4,
+        nameof(ScalarType.BFloat16) or nameof(ScalarType.Float16) => 2,
+        nameof(ScalarType.Float64) => 8,
+        _ => throw new InvalidDataException($"unknown element type '{dtype}' in a checkpoint manifest"),
+    };
+
     /// <summary>Writes the named tensors (CPU copies) one after another; returns the SHA-256.</summary>
     public static string Write(string path, IEnumerable<Tensor> tensors)
     {
@@ -54,23 +67,106 @@ internal static class CheckpointFiles
         return Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
     }
 
-    /// <summary>Reads the tensors back in place, after checking the hash.</summary>
-    public static void Read(string path, string sha256, IEnumerable<Tensor> tensors)
+    /// <summary>Checks a file against the SHA-256 and the byte length its manifest entry gives.</summary>
+    public static void Verify(string path, CheckpointShard shard)
     {
-        var bytes = File.ReadAllBytes(path);
-        var actual = Convert.ToHexString(SHA256.HashData(bytes));
-        if (!string.Equals(actual, sha256, StringComparison.OrdinalIgnoreCase))
-            throw new InvalidDataException($"{path} is corrupt: its SHA-256 is {actual}, the manifest says {sha256}.");
-        var offset = 0;
-        foreach (var t in tensors)
+        if (!File.Exists(path)) throw new InvalidDataException($"{path} is missing from the checkpoint.");
+        var expected = shard.Components.Sum(c => c.Elements * ElementSize(c.DType));
+        var length = new FileInfo(path).Length;
+        if (length < expected) throw new InvalidDataException($"{path} is truncated: {length} bytes, the manifest describes {expected}.");
+        if (length > expected) throw new InvalidDataException($"{path} has {length - expected} unexpected trailing bytes.");
+        string actual;
+        using (var stream = File.OpenRead(path)) actual = Convert.ToHexString(SHA256.HashData(stream));
+        if (!string.Equals(actual, shard.Sha256, StringComparison.OrdinalIgnoreCase))
+            throw new InvalidDataException($"{path} is corrupt: its SHA-256 is {actual}, the manifest says {shard.Sha256}.");
+    }
+}
+
+/// <summary>
+/// Reads ranges of a checkpoint's flat buffers, whatever plan wrote it: the pieces of a component that
+/// overlap the requested range are read from the rank files that hold them (each file's hash checked once,
+/// when first used), converted to the requested element type and copied in place. Ranges past the model's
+/// parameters are padding and read as zero.
+/// </summary>
+internal sealed class CheckpointReader
+{
+    private readonly string _directory;
+    private readonly CheckpointManifest _manifest;
+    private readonly HashSet<string> _verified = [];
+    private readonly Dictionary<string, List<(CheckpointShard Shard, CheckpointComponent Component, long FileOffset)>> _pieces = [];
+
+    public CheckpointReader(string directory, CheckpointManifest manifest)
+    {
+        _directory = directory;
+        _manifest = manifest;
+        foreach (var shard in manifest.Shards)
         {
-            var length = checked((int)(t.numel() * t.element_size()));
-            if (offset + length > bytes.Length) throw new InvalidDataException($"{path} is truncated.");
-            using var host = empty(t.shape, dtype: t.dtype);
-            host.bytes = bytes.AsSpan(offset, length);
-            using (no_grad()) t.copy_(host);
-            offset += length;
+            long position = 0;
+            foreach (var c in shard.Components)
+            {
+                if (!_pieces.TryGetValue(c.Name, out var list)) _pieces[c.Name] = list = [];
+                list.Add((shard, c, position));
+                position += c.Elements * CheckpointFiles.ElementSize(c.DType);
+            }
         }
-        if (offset != bytes.Length) throw new InvalidDataException($"{path} has {bytes.Length - offset} unexpected trailing bytes.");
+    }
+
+    /// <summary>Whether the checkpoint holds a component (<c>master</c> only when written in mixed precision).</summary>
+    public bool Has(string name) => _pieces.ContainsKey(name);
+
+    /// <summary>
+    /// Fills <paramref name="target"/> (1-D) with elements [<paramref name="offset"/>, offset + numel) of
+    /// component <paramref name="name"/>.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A file is missing, corrupt or truncated, or the rank files do not cover the range.</exception>
+    public void Fill(string name, long offset, Tensor target)
+    {
+        if (!_pieces.TryGetValue(name, out var pieces)) throw new InvalidDataException($"checkpoint {_directory} has no '{name}' component.");
+        var end = offset + target.numel();
+        var covered = new List<(long Start, long End)>();
+        using var _ = no_grad();
+        target.zero_();
+        foreach (var (shard, component, fileOffset) in pieces)
+        {
+            var start = Math.Max(offset, component.Offset);
+            var stop = Math.Min(Math.Min(end, component.Offset + component.Elements), _manifest.Parameters);   // padding stays zero
+            if (start >= stop || IsCovered(covered, start, stop)) continue;
+            var path = Path.Combine(_directory, shard.File);
+            if (_verified.Add(shard.File)) CheckpointFiles.Verify(path, shard);
+            var size = CheckpointFiles.ElementSize(component.DType);
+            var dtype = Enum.Parse<ScalarType>(component.DType);
+            using var file = File.OpenRead(path);
+            const long chunk = 1L << 24;                                     // elements per read: bounded host memory
+            for (var at = start; at < stop; at += chunk)
+            {
+                var count = Math.Min(chunk, stop - at);
+                var bytes = new byte[count * size];
+                file.Position = fileOffset + (at - component.Offset) * size;
+                file.ReadExactly(bytes);
+                using var host = empty(count, dtype: dtype);
+                host.bytes = bytes;
+                target.narrow(0, at - offset, count).copy_(host);            // converts the element type when the plans' precisions differ
+            }
+            covered.Add((start, stop));
+        }
+        var needed = Math.Max(0, Math.Min(end, _manifest.Parameters) - offset);
+        var have = Union(covered);
+        if (have < needed)
+            throw new InvalidDataException($"checkpoint {_directory}: its rank files hold {have} of the {needed} '{name}' elements from offset {offset}; a rank file's entry is missing from the manifest.");
+    }
+
+    private static bool IsCovered(List<(long Start, long End)> covered, long start, long stop) =>
+        covered.Any(c => c.Start <= start && c.End >= stop);
+
+    private static long Union(List<(long Start, long End)> ranges)
+    {
+        long total = 0, reach = long.MinValue;
+        foreach (var (start, stop) in ranges.OrderBy(r => r.Start))
+        {
+            var from = Math.Max(start, reach);
+            if (stop > from) total += stop - from;
+            reach = Math.Max(reach, stop);
+        }
+        return total;
     }
 }

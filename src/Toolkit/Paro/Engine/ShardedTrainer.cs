@@ -156,22 +156,32 @@ public sealed class ShardedTrainer : IDisposable
         _groups.World.Barrier();
     }
 
-    /// <summary>Collective: restores this rank's slices and the optimizer step from a checkpoint written under the same plan.</summary>
-    /// <exception cref="ArgumentException">The checkpoint was written under another strategy, rank count, group size, precision or model.</exception>
-    /// <exception cref="InvalidDataException">A file is corrupt or truncated.</exception>
+    /// <summary>
+    /// Restores this rank's slices and the optimizer step from a checkpoint written under any plan: another
+    /// strategy, rank count, group size or precision (re-sharding is a re-slicing of the flat buffers, see
+    /// <see cref="CheckpointReader"/>). Reads only the rank files that hold this rank's ranges; no communication.
+    /// </summary>
+    /// <remarks>Across precisions: fp32 parameters come from a bf16 checkpoint's fp32 master copy, and a bf16 run's master copy from an fp32 checkpoint's parameters.</remarks>
+    /// <exception cref="ArgumentException">The checkpoint was written for a model with another parameter count.</exception>
+    /// <exception cref="InvalidDataException">A file is missing, corrupt or truncated, or the manifest's format is unknown.</exception>
     public void LoadCheckpoint(string directory)
     {
         var manifest = CheckpointManifest.Read(directory);
-        var precision = _plan.Precision.ToString().ToLowerInvariant();
-        if (manifest.Strategy != Strategy.Code || manifest.Ranks != _groups.N || manifest.GroupSize != _groups.M || manifest.Precision != precision || manifest.Parameters != _groups.Elements)
+        if (manifest.Format != 1) throw new InvalidDataException($"Checkpoint {directory} has format {manifest.Format}; this toolkit reads format 1.");
+        if (manifest.Parameters != _groups.Elements)
             throw new ArgumentException(
-                $"Checkpoint {directory} was written by {manifest.Strategy} on {manifest.Ranks} ranks in groups of {manifest.GroupSize}, {manifest.Precision}, {manifest.Parameters} parameters; " +
-                $"this job is {Strategy.Code} on {_groups.N} ranks in groups of {_groups.M}, {precision}, {_groups.Elements} parameters. Resume with the same settings (re-sharding is not supported).");
-        var shard = manifest.Shards.Single(s => s.Rank == _groups.World.Rank);
-        var tensors = CheckpointTensors().ToList();
-        if (!shard.Components.SequenceEqual(tensors.Select(t => t.Component)))
-            throw new InvalidDataException($"{directory}/{shard.File} does not describe this rank's slices.");
-        CheckpointFiles.Read(Path.Combine(directory, shard.File), shard.Sha256, tensors.Select(t => t.Tensor));
+                $"Checkpoint {directory} holds a model of {manifest.Parameters:N0} parameters; this job's model has {_groups.Elements:N0}. Resume with the same model settings (--model and its sizes).");
+        var reader = new CheckpointReader(directory, manifest);
+        foreach (var (tensor, component) in CheckpointTensors())
+        {
+            var source = component.Name switch
+            {
+                "parameters" when _master is null && reader.Has("master") => "master",   // fp32 run from a bf16 checkpoint: the fp32 values
+                "master" when !reader.Has("master") => "parameters",                      // bf16 run from an fp32 checkpoint
+                var name => name,
+            };
+            reader.Fill(source, component.Offset, tensor);
+        }
         _optimizer.SetStep(manifest.Step);
     }
 

@@ -60,7 +60,16 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         using var _ = model;
         comm.Algorithm = o.Sharding.Collectives;
         using var trainer = ShardedTrainer.Create(model, o.Plan, comm, o.Optimizer);
-        if (o.Checkpoint.ResumeFrom is not null) trainer.LoadCheckpoint(o.Checkpoint.ResumeFrom);
+        if (o.Checkpoint.ResumeFrom is { } resume)
+        {
+            trainer.LoadCheckpoint(resume);
+            if (comm.Rank == 0)
+            {
+                var m = CheckpointManifest.Read(resume);
+                context.Log($"resumed from {resume} at step {m.Step}, written by {m.Strategy} on {m.Ranks} ranks in groups of {m.GroupSize} ({m.Precision})" +
+                    (m.Strategy == o.Plan.Strategy.Code && m.Ranks == comm.Size && m.GroupSize == o.Launch.GroupSize ? "" : "; re-sliced for this plan"));
+            }
+        }
         var first = (int)trainer.StepsTaken;   // steps continue after a resumed checkpoint, so data and bias correction line up
         var losses = new double[o.Steps];
         var seconds = new double[o.Steps];

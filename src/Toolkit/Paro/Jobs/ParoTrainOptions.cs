@@ -115,8 +115,11 @@ public sealed record CheckpointOptions
     [Option("Save a sharded checkpoint every K steps into the run folder's checkpoints/step-K (0: never).", Name = "checkpoint-every")]
     public int Every { get; init; }
 
-    /// <summary>A checkpoint folder to resume from (same strategy, ranks, group size, precision and model).</summary>
-    [Option("Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written with the same settings; steps continue from its step.", Name = "resume")]
+    /// <summary>
+    /// A checkpoint folder to resume from, written under any strategy, rank count, group size or precision (re-sliced on
+    /// load). To continue the same trajectory keep the global batch: ranks x accumulation x micro-batch (data is indexed by global micro-batch).
+    /// </summary>
+    [Option("Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written under any strategy, rank count, group size or precision (it is re-sliced); steps continue from its step.", Name = "resume")]
     public string? ResumeFrom { get; init; }
 
     /// <summary>Throws naming the first invalid setting.</summary>
