@@ -19,11 +19,11 @@ public sealed class HoRingTests
     public void PipelinedHoRing_And_Hierarchical_EqualTheFlatRing(int n, int m, int length, string type)
     {
         var ring = Run(n, m, length, type, CollectiveAlgorithm.Ring);
-        foreach (var algorithm in new[] { CollectiveAlgorithm.HoRing, CollectiveAlgorithm.Hierarchical })
+        foreach (var (algorithm, pipeline) in new[] { (CollectiveAlgorithm.HoRing, HoRingPipeline.On), (CollectiveAlgorithm.HoRing, HoRingPipeline.Off), (CollectiveAlgorithm.Hierarchical, HoRingPipeline.Auto) })
         {
-            var other = Run(n, m, length, type, algorithm);
+            var other = Run(n, m, length, type, algorithm, pipeline);
             for (var r = 0; r < n; r++)
-                Assert.True(ring[r].Values.SequenceEqual(other[r].Values), $"{algorithm} differs from the ring on rank {r}");
+                Assert.True(ring[r].Values.SequenceEqual(other[r].Values), $"{algorithm} ({pipeline}) differs from the ring on rank {r}");
         }
     }
 
@@ -67,10 +67,35 @@ public sealed class HoRingTests
 
     private const int ChunkBytes = 4096;
 
-    private static (double[] Values, long IntraBytes, long InterBytes)[] Run(int n, int m, int length, string type, CollectiveAlgorithm algorithm) =>
+    [Fact]
+    public void UnpipelinedHoRing_SendsTheAuthorsBytes_AndTimesItsPhases()
+    {
+        const int n = 4, m = 2, g = 2, length = 10_007;
+        var results = Run(n, m, length, "float32", CollectiveAlgorithm.HoRing, HoRingPipeline.Off);
+        for (var r = 0; r < n; r++)
+        {
+            int local = r % m, group = r / m;
+            var slice = Communicator.ShardRange(length, m, local).Count;
+            Assert.Equal((2L * length - slice - Communicator.ShardRange(length, m, (local + 1) % m).Count) * 4, results[r].IntraBytes);
+            Assert.Equal((2L * slice - Communicator.ShardRange(slice, g, group).Count - Communicator.ShardRange(slice, g, (group + 1) % g).Count) * 4, results[r].InterBytes);
+            Assert.Equal([HoRing.PhaseInterAllReduce, HoRing.PhaseIntraAllGather, HoRing.PhaseIntraReduceScatter], results[r].Phases.Order());
+        }
+    }
+
+    [Fact]
+    public void AutoPipeline_InProcess_NeedsACoreForEveryStageThread()
+    {
+        var pipelines = InProcessCluster.Run(4, 2, comm => comm.Pipelines);
+        Assert.All(pipelines, p => Assert.Equal(Environment.ProcessorCount >= 12, p));
+        Assert.All(InProcessCluster.Run(4, 2, comm => { comm.Pipeline = HoRingPipeline.On; return comm.Pipelines; }), Assert.True);
+    }
+
+    private static (double[] Values, long IntraBytes, long InterBytes, IReadOnlyList<string> Phases)[] Run(int n, int m, int length, string type, CollectiveAlgorithm algorithm,
+        HoRingPipeline pipeline = HoRingPipeline.On) =>
         InProcessCluster.Run(n, m, comm =>
         {
             comm.Algorithm = algorithm;
+            comm.Pipeline = pipeline;
             comm.PipelineChunkBytes = ChunkBytes;
             double Input(int i) => (comm.Rank + 1) * (i % 5 + 1) + i % 3;
             var before = comm.Counters.Snapshot();
@@ -88,7 +113,7 @@ public sealed class HoRingTests
                 values = data.Select(v => (double)(float)v).ToArray();
             }
             var traffic = comm.Counters.Snapshot().Since(before);
-            return (values, traffic.IntraBytes, traffic.InterBytes);
+            return (values, traffic.IntraBytes, traffic.InterBytes, (IReadOnlyList<string>)[.. comm.Counters.Times().Keys]);
         });
 
     [Fact]
@@ -100,6 +125,7 @@ public sealed class HoRingTests
         var e = Assert.Throws<InvalidDataException>(() => InProcessCluster.Run(4, 2, comm =>
         {
             comm.Algorithm = CollectiveAlgorithm.HoRing;
+            comm.Pipeline = HoRingPipeline.On;
             comm.PipelineChunkBytes = 4096;
             var data = new float[1 << 16];
             if (comm.Rank == 3)

@@ -27,7 +27,34 @@ public sealed class CommCounters
         StringComparer.Ordinal));
 
     /// <summary>Clears all totals.</summary>
-    public void Reset() => _cells.Clear();
+    public void Reset()
+    {
+        _cells.Clear();
+        _times.Clear();
+    }
+
+    private readonly ConcurrentDictionary<string, TimeCell> _times = new(StringComparer.Ordinal);
+
+    /// <summary>Adds <paramref name="seconds"/> of wall time to a named phase of a collective (HO-Ring's phases).</summary>
+    public void RecordTime(string phase, double seconds)
+    {
+        var cell = _times.GetOrAdd(phase, _ => new TimeCell());
+        lock (cell)
+        {
+            cell.Seconds += seconds;
+            cell.Calls++;
+        }
+    }
+
+    /// <summary>Wall time per phase so far: total seconds and the number of timed calls.</summary>
+    public IReadOnlyDictionary<string, (double Seconds, long Calls)> Times() => _times.ToDictionary(
+        kv => kv.Key, kv => { lock (kv.Value) return (kv.Value.Seconds, kv.Value.Calls); }, StringComparer.Ordinal);
+
+    private sealed class TimeCell
+    {
+        public double Seconds;
+        public long Calls;
+    }
 
     private sealed class Cell
     {

@@ -58,6 +58,17 @@ public sealed class Communicator : IDisposable
     /// <summary>Which implementation collectives use. Default <see cref="CollectiveAlgorithm.Ring"/>.</summary>
     public CollectiveAlgorithm Algorithm { get; set; } = CollectiveAlgorithm.Ring;
 
+    /// <summary>Whether HO-Ring's all-reduce pipelines its phases on helper threads. Default <see cref="HoRingPipeline.Auto"/>. Every rank must use the same value.</summary>
+    public HoRingPipeline Pipeline { get; set; } = HoRingPipeline.Auto;
+
+    /// <summary>True when HO-Ring's all-reduce will pipeline: <see cref="Pipeline"/>, with <see cref="HoRingPipeline.Auto"/> resolved as its documentation says.</summary>
+    public bool Pipelines => Pipeline switch
+    {
+        HoRingPipeline.On => true,
+        HoRingPipeline.Off => false,
+        _ => Backend == "inproc" && Environment.ProcessorCount >= 3 * Size,   // a core for each rank's three stage threads
+    };
+
     /// <summary>Chunk size of HO-Ring's pipeline (default 1 MiB): messages of one chunk or less run its phases one after another. Every rank must use the same value.</summary>
     public int PipelineChunkBytes
     {
@@ -185,7 +196,7 @@ public sealed class Communicator : IDisposable
             child.SendReceive(MemoryMarshal.AsBytes(new ReadOnlySpan<int>(in worldRanks[child.Rank])), to,
                 MemoryMarshal.AsBytes(new Span<int>(ref worldRanks[from])), from, ControlTag);
         }
-        return new Communicator(child, worldRanks, GroupSize, Counters) { Algorithm = Algorithm, PipelineChunkBytes = PipelineChunkBytes };
+        return new Communicator(child, worldRanks, GroupSize, Counters) { Algorithm = Algorithm, Pipeline = Pipeline, PipelineChunkBytes = PipelineChunkBytes };
     }
 
     /// <summary>The ranks of this rank's group: consecutive blocks of <paramref name="groupSize"/> ranks (intra-group communicator).</summary>

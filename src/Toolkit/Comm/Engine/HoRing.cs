@@ -12,10 +12,11 @@ namespace Toolkit.Comm;
 /// paces every step.
 /// </summary>
 /// <remarks>
-/// <para>Pipelining: the authors separate the phases with barriers. Here the buffer is cut into
+/// <para>Pipelining (where <see cref="Communicator.Pipelines"/>; see <see cref="HoRingPipeline"/> for when it pays):
+/// the authors separate the phases with barriers. Pipelined, the buffer is cut into
 /// chunks of at least <see cref="Communicator.PipelineChunkBytes"/> (at most <see cref="MaxChunks"/>) and each phase runs on its own thread, so chunk c crosses groups
 /// while chunk c+1 is reduced and chunk c-1 is gathered inside the group: intra and inter traffic
-/// overlap. The intra reduce-scatter and all-gather share the intra communicator concurrently, so
+/// overlap. Unpipelined, each phase's wall time is recorded in <see cref="CommCounters.Times"/>. The intra reduce-scatter and all-gather share the intra communicator concurrently, so
 /// they use different tags (messages are matched by source and tag).</para>
 /// <para>Reduce-scatter and all-gather are decomposed the same way (intra then inter, inter then
 /// intra) without pipelining; because the result must be rank r's shard of the flat partition, the
@@ -25,6 +26,9 @@ internal static class HoRing
 {
     private const int ReduceTag = Communicator.CollectiveTagValue - 1;
 
+    /// <summary>Phase names in <see cref="CommCounters.Times"/> (unpipelined all-reduce only: pipelined phases overlap).</summary>
+    public const string PhaseIntraReduceScatter = "ho-ring intra reduce-scatter", PhaseInterAllReduce = "ho-ring inter all-reduce", PhaseIntraAllGather = "ho-ring intra all-gather";
+
     /// <summary>At most this many chunks: every chunk pays each ring step's latency again, so a few large chunks overlap the phases without multiplying latency.</summary>
     public const int MaxChunks = 8;
 
@@ -33,12 +37,19 @@ internal static class HoRing
 
     public static unsafe void AllReduce<T>(GroupLayout h, Span<T> data, ReduceOp op) where T : unmanaged
     {
-        var chunks = Chunks((long)data.Length * sizeof(T), h.Root.PipelineChunkBytes, data.Length);
+        var chunks = h.Root.Pipelines ? Chunks((long)data.Length * sizeof(T), h.Root.PipelineChunkBytes, data.Length) : 1;
         if (chunks == 1)
         {
+            var counters = h.Root.Counters;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             IntraReduceScatter(h, data, op);
+            counters.RecordTime(PhaseIntraReduceScatter, clock.Elapsed.TotalSeconds);
+            clock.Restart();
             InterAllReduce(h, data, op);
+            counters.RecordTime(PhaseInterAllReduce, clock.Elapsed.TotalSeconds);
+            clock.Restart();
             IntraAllGather(h, data);
+            counters.RecordTime(PhaseIntraAllGather, clock.Elapsed.TotalSeconds);
             return;
         }
         fixed (T* pointer = data)

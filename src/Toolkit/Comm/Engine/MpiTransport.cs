@@ -85,9 +85,38 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
             throw new NotSupportedException("A single ring step above 1 GiB is not supported; use more ranks or smaller buckets.");
         fixed (byte* s = send)
         fixed (byte* r = receive)
-            Check(Unsafe.MPI_Sendrecv((IntPtr)s, send.Length, Unsafe.MPI_BYTE, destination, tag,
-                (IntPtr)r, receive.Length, Unsafe.MPI_BYTE, source, tag, _comm, out _), "MPI_Sendrecv");
+        {
+            var requests = stackalloc int[2];
+            Check(Unsafe.MPI_Irecv((IntPtr)r, receive.Length, Unsafe.MPI_BYTE, source, tag, _comm, out requests[0]), "MPI_Irecv");
+            Check(Unsafe.MPI_Isend((IntPtr)s, send.Length, Unsafe.MPI_BYTE, destination, tag, _comm, out requests[1]), "MPI_Isend");
+            WaitAll(requests, 2);
+        }
     }
+
+    /// <summary>
+    /// Waits for requests by testing them (each test drives MPI's progress engine), giving the core away with
+    /// sched_yield between tests after <see cref="SpinsBeforeYield"/> tries.
+    /// </summary>
+    /// <remarks>
+    /// A blocking MPICH call polls without yielding, so on a machine with fewer cores than ranks the rank that has
+    /// data to move waits for the time slices of ranks that only wait. Measured with <c>toolkit bench collectives
+    /// --emulate 2x2 --inter-bandwidth 1gbit --sizes 64MiB</c> on 2 cores: ring 944 ms and HO-Ring 708 ms with
+    /// MPI_Sendrecv, 904 ms and 629 ms yielding after 10 tests. Sleeping instead (1 ms) freed the cores but stalled
+    /// progress: UCX moves TCP and shared-memory data only inside MPI calls (HO-Ring 855 ms).
+    /// </remarks>
+    private static void WaitAll(int* requests, int count)
+    {
+        var statuses = new Unsafe.MPI_Status[count];
+        for (var tries = 0; ; tries++)
+        {
+            Check(Unsafe.MPI_Testall(count, requests, out var done, statuses), "MPI_Testall");
+            if (done != 0) return;
+            if (tries >= SpinsBeforeYield) Thread.Yield();
+        }
+    }
+
+    /// <summary>Tests of a request before each further test yields the core.</summary>
+    private const int SpinsBeforeYield = 10;
 
     public void Barrier() => Check(Unsafe.MPI_Barrier(_comm), "MPI_Barrier");
 

@@ -19,6 +19,10 @@ public sealed record CollectiveBenchOptions : IJobOptions
     [Option("Algorithms to time, comma-separated: native, ring, hierarchical, ho-ring.")]
     public string Algorithms { get; init; } = string.Join(',', CollectiveAlgorithms.Names);
 
+    /// <summary>Whether HO-Ring pipelines its phases. Default auto (see <see cref="HoRingPipeline"/>).</summary>
+    [Option("HO-Ring's pipeline: auto (only where it pays: in-process ranks with a core per stage thread), on (phases overlap on threads, chunks of 1 MiB) or off (phases in turn).")]
+    public HoRingPipeline Pipeline { get; init; } = HoRingPipeline.Auto;
+
     /// <summary>Timed calls per size. Default 3.</summary>
     [Option("Timed calls per algorithm and size (after one warm-up call).")]
     public int Repeats { get; init; } = 3;
@@ -61,7 +65,7 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
 
     /// <inheritdoc/>
     public override MeasuredCollectives RunRank(RankContext<CollectiveBenchOptions> context) =>
-        CollectiveBenchmark.Run(context.Comm, context.Options.SizeList, context.Options.AlgorithmList, context.Options.Repeats);
+        CollectiveBenchmark.Run(context.Comm, context.Options.SizeList, context.Options.AlgorithmList, context.Options.Repeats, context.Options.Pipeline);
 
     /// <inheritdoc/>
     public override CollectiveBenchReport Finish(JobRun<CollectiveBenchOptions> run, IReadOnlyList<MeasuredCollectives> outcomes)
@@ -75,8 +79,12 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
             latencyEmulated ? Units.ParseDuration(launch.InterLatency) : measured.IntraLatency, NicsPerNode: 1);
         var rows = measured.Results.Select(r =>
         {
-            var predicted = CollectiveSimulator.AllReduceSeconds(CollectiveAlgorithms.Parse(r.Algorithm), topology, r.Bytes);
-            return new BenchRow(r.Algorithm, r.Bytes, r.Seconds, r.BusBandwidth, r.IntraBytesPerCall, r.InterBytesPerCall, predicted, (predicted - r.Seconds) / r.Seconds);
+            var algorithm = CollectiveAlgorithms.Parse(r.Algorithm);
+            var predicted = algorithm == CollectiveAlgorithm.HoRing && !measured.HoRingPipelined
+                ? CollectiveSimulator.HoRingUnpipelinedSeconds(topology, r.Bytes)                        // predict what the engine ran
+                : CollectiveSimulator.AllReduceSeconds(algorithm, topology, r.Bytes);
+            return new BenchRow(r.Algorithm, r.Bytes, r.Seconds, r.BusBandwidth, r.IntraBytesPerCall, r.InterBytesPerCall, predicted, (predicted - r.Seconds) / r.Seconds,
+                r.PhaseSeconds, r.UserCpuSeconds, r.SystemCpuSeconds, r.CoresBusy);
         }).ToList();
         var speedups = rows.GroupBy(r => r.Bytes).Select(g =>
         {
@@ -86,7 +94,7 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
         var links = run.LauncherOutput.Split('\n').Where(l => l.Contains(" eth0 ", StringComparison.Ordinal)).ToList();
         return new CollectiveBenchReport(
             new BenchTopology(topology.Nodes, topology.RanksPerNode, emulated, emulated ? launch.InterBandwidth : "host", emulated ? launch.InterLatency : "host", latencyEmulated,
-                measured.IntraBandwidth, measured.IntraLatency, links),
+                measured.IntraBandwidth, measured.IntraLatency, links, measured.HoRingPipelined, measured.Cores),
             rows, speedups, run.Path);
     }
 }
@@ -105,7 +113,9 @@ public sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList
     public IReadOnlyList<(string Name, string Value)> Facts() =>
     [
         .. Results.Select(r => ($"{r.Algorithm} {Units.FormatBytes(r.Bytes)}",
-            System.FormattableString.Invariant($"{r.Seconds * 1e3:F1} ms, {r.BusBandwidth / 1e9:F3} GB/s; predicted {r.PredictedSeconds * 1e3:F1} ms ({r.PredictionError:+0%;-0%})"))),
+            System.FormattableString.Invariant($"{r.Seconds * 1e3:F1} ms, {r.BusBandwidth / 1e9:F3} GB/s; predicted {r.PredictedSeconds * 1e3:F1} ms ({r.PredictionError:+0%;-0%}); CPU {r.CoresBusy:F1} cores busy, {r.SystemCpuSeconds / Math.Max(1e-12, r.UserCpuSeconds + r.SystemCpuSeconds):P0} system") +
+            (r.PhaseSeconds.Count == 0 ? "" : "; phases " + string.Join(", ", r.PhaseSeconds.Select(p => System.FormattableString.Invariant($"{p.Key.Replace("ho-ring ", "")} {p.Value * 1e3:F1} ms")))))),
+        ("HO-Ring pipeline", Topology.HoRingPipelined ? "on (phases overlap on threads)" : $"off (phases in turn; {Topology.Cores} cores)"),
         .. Speedups.Select(s => ($"HO-Ring at {Units.FormatBytes(s.Bytes)}", System.FormattableString.Invariant($"{s.HoRingOverRing:F2}x ring, {s.HoRingOverNative:F2}x native"))),
         ("run folder", RunPath),
     ];
@@ -121,8 +131,10 @@ public sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList
 /// <param name="MeasuredIntraBandwidth">Measured per-rank intra-node bandwidth (bytes/s).</param>
 /// <param name="MeasuredIntraLatency">Measured intra-node latency (s).</param>
 /// <param name="LinkCounters">The emulated links' counters as the cluster script printed them.</param>
+/// <param name="HoRingPipelined">Whether HO-Ring's all-reduce overlapped its phases (<see cref="HoRingPipeline"/> says when it does).</param>
+/// <param name="Cores">Processor count of the machine rank 0 ran on (every emulated node shares this machine's cores).</param>
 public sealed record BenchTopology(int Nodes, int RanksPerNode, bool Emulated, string InterBandwidth, string InterLatency, bool LatencyEmulated,
-    double MeasuredIntraBandwidth, double MeasuredIntraLatency, IReadOnlyList<string> LinkCounters);
+    double MeasuredIntraBandwidth, double MeasuredIntraLatency, IReadOnlyList<string> LinkCounters, bool HoRingPipelined, int Cores);
 
 /// <summary>One measured algorithm and size.</summary>
 /// <param name="Algorithm">native, ring, hierarchical or ho-ring.</param>
@@ -133,8 +145,12 @@ public sealed record BenchTopology(int Nodes, int RanksPerNode, bool Emulated, s
 /// <param name="InterBytesPerCall">Bytes rank 0 sent to other nodes per call.</param>
 /// <param name="PredictedSeconds">The simulator's time.</param>
 /// <param name="PredictionError">(predicted − measured) / measured.</param>
+/// <param name="PhaseSeconds">Per call, the slowest rank's wall time in each phase (unpipelined HO-Ring).</param>
+/// <param name="UserCpuSeconds">Per call, user CPU time of all the job's processes.</param>
+/// <param name="SystemCpuSeconds">Per call, system CPU time of all the job's processes.</param>
+/// <param name="CoresBusy">(user + system CPU) / wall time.</param>
 public sealed record BenchRow(string Algorithm, long Bytes, double Seconds, double BusBandwidth, long IntraBytesPerCall, long InterBytesPerCall,
-    double PredictedSeconds, double PredictionError);
+    double PredictedSeconds, double PredictionError, IReadOnlyDictionary<string, double> PhaseSeconds, double UserCpuSeconds, double SystemCpuSeconds, double CoresBusy);
 
 /// <summary>HO-Ring's speed-up at one size.</summary>
 /// <param name="Bytes">Message size.</param>
