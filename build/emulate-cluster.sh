@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Emulates a cluster of G "nodes" on this Linux machine and runs one MPI job across it.
 #
-#   build/emulate-cluster.sh --nodes G --ranks-per-node M [--inter-bandwidth 1gbit] [--inter-latency 0.2ms] -- PROGRAM [ARGS...]
+#   build/emulate-cluster.sh --nodes G --ranks-per-node M [--nics-per-node K] [--inter-bandwidth 1gbit] [--inter-latency 0.2ms] -- PROGRAM [ARGS...]
 #   build/emulate-cluster.sh --slurm --nodes G --ranks-per-node M [...] -- COMMAND [ARGS...]
 #
 # With --slurm, no MPI job is started: the nodes run a Slurm cluster instead (build/slurm-cluster.sh: one
@@ -15,15 +15,21 @@
 # latency with netem when the kernel has it (sch_netem); without it the script says so and adds no
 # latency. Ranks of one node run in the same namespace and share memory; MPICH's mpiexec runs inside
 # node 0 and starts the other nodes' proxies through a launcher that enters their namespaces.
+# With --nics-per-node K (multi-rail, as in clusters with one NIC per GPU), each node has K shaped links
+# eth0..eth(K-1), link r on subnet 198.18.r.0/24 of the same switch, and the rank with local index i uses
+# link i mod K for inter-node traffic (UCX_NET_DEVICES set per rank from hydra's MPI_LOCALRANKID). Rails are
+# rail-optimised: link r of every node hangs on switch r, and a packet leaves by the link of its destination's
+# subnet, so ranks of equal local index talk over their own rail.
 # Needs root. Everything it creates is removed when it ends, fails or is interrupted.
 set -euo pipefail
 
-nodes=2 per_node=2 rate="" delay="" verbose=0 slurm=0
+nodes=2 per_node=2 nics=1 rate="" delay="" verbose=0 slurm=0
 usage() { sed -n '2,20p' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes=$2; shift 2 ;;
     --ranks-per-node) per_node=$2; shift 2 ;;
+    --nics-per-node) nics=$2; shift 2 ;;
     --inter-bandwidth) rate=$2; shift 2 ;;
     --inter-latency) delay=$2; shift 2 ;;
     --verbose) verbose=1; shift ;;
@@ -35,6 +41,8 @@ done
 [ $# -gt 0 ] || usage
 [[ "$nodes" =~ ^[0-9]+$ && "$nodes" -ge 1 && "$nodes" -le 200 ]] || { echo "emulate-cluster: --nodes must be 1..200 (got $nodes)" >&2; exit 2; }
 [[ "$per_node" =~ ^[0-9]+$ && "$per_node" -ge 1 ]] || { echo "emulate-cluster: --ranks-per-node must be a positive integer (got $per_node)" >&2; exit 2; }
+[[ "$nics" =~ ^[0-9]+$ && "$nics" -ge 1 && "$nics" -le "$per_node" && "$nics" -le 100 ]] || { echo "emulate-cluster: --nics-per-node must be 1..ranks-per-node (got $nics)" >&2; exit 2; }
+[ "$slurm" -eq 0 ] || [ "$nics" -eq 1 ] || { echo "emulate-cluster: --nics-per-node above 1 is for MPI jobs; a Slurm cluster has one link per node" >&2; exit 2; }
 if [ "$(id -u)" -ne 0 ]; then
   echo "emulate-cluster: needs root to create network namespaces and shape links with tc (run it with sudo, or as root in a container or VM)." >&2
   exit 77
@@ -54,7 +62,7 @@ cleanup() {
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
   done
-  rm -f "/tmp/${prefix}-launch"
+  rm -f "/tmp/${prefix}-launch" "/tmp/${prefix}-rail"
   rm -rf "/run/$prefix"
   exit $status
 }
@@ -64,8 +72,10 @@ trap 'exit 143' TERM
 
 [ $verbose -eq 1 ] && echo "emulate-cluster: namespaces $prefix" >&2
 ip netns add "$switch"; created+=("$switch")
-ip netns exec "$switch" ip link add br0 type bridge
-ip netns exec "$switch" ip link set br0 up
+for ((r = 0; r < nics; r++)); do                                    # one switch per rail (rail-optimised), br0 for one NIC
+  ip netns exec "$switch" ip link add "br$r" type bridge
+  ip netns exec "$switch" ip link set "br$r" up
+done
 
 netem=0
 if ip netns exec "$switch" tc qdisc add dev lo root netem delay 1ms 2>/dev/null; then
@@ -97,20 +107,25 @@ for ((i = 0; i < nodes; i++)); do
   printf '%032x\n' "$((0x7e57 + i))" > "/etc/netns/$ns/machine-id"
   mkdir -p "/run/$prefix/$ns"
   printf '7e57b007-0000-4000-8000-%012x\n' "$i" > "/run/$prefix/$ns/boot_id"
-  ip link add "${prefix}v$i" type veth peer name "${prefix}b$i"
-  ip link set "${prefix}v$i" netns "$ns"
-  ip link set "${prefix}b$i" netns "$switch"
-  ip netns exec "$switch" ip link set "${prefix}b$i" master br0 up
   ip netns exec "$ns" ip link set lo up
-  ip netns exec "$ns" ip link set "${prefix}v$i" name eth0
-  ip netns exec "$ns" ip addr add "$subnet.$((i + 1))/24" dev eth0
-  ip netns exec "$ns" ip link set eth0 up
-  if [ -n "$delay" ] && [ $netem -eq 1 ]; then
-    ip netns exec "$ns" tc qdisc add dev eth0 root handle 1: netem delay "$delay" ${rate:+rate "$rate"}
-  elif [ -n "$rate" ]; then
-    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst 256kb latency 400ms
-    ip netns exec "$switch" tc qdisc add dev "${prefix}b$i" root tbf rate "$rate" burst 256kb latency 400ms
-  fi
+  for ((r = 0; r < nics; r++)); do
+    # Rail 0 keeps the cluster's subnet (and the names in /etc/hosts); rail r > 0 is 198.18.r.0/24.
+    net=$subnet; [ $r -eq 0 ] || net="198.18.$r"
+    host_if="${prefix}${i}r$r" switch_if="${prefix}${i}s$r"          # at most 15 characters: tk + pid + node + rail
+    ip link add "$host_if" type veth peer name "$switch_if"
+    ip link set "$host_if" netns "$ns"
+    ip link set "$switch_if" netns "$switch"
+    ip netns exec "$switch" ip link set "$switch_if" master "br$r" up
+    ip netns exec "$ns" ip link set "$host_if" name "eth$r"
+    ip netns exec "$ns" ip addr add "$net.$((i + 1))/24" dev "eth$r"
+    ip netns exec "$ns" ip link set "eth$r" up
+    if [ -n "$delay" ] && [ $netem -eq 1 ]; then
+      ip netns exec "$ns" tc qdisc add dev "eth$r" root handle 1: netem delay "$delay" ${rate:+rate "$rate"}
+    elif [ -n "$rate" ]; then
+      ip netns exec "$ns" tc qdisc add dev "eth$r" root tbf rate "$rate" burst 256kb latency 400ms
+      ip netns exec "$switch" tc qdisc add dev "$switch_if" root tbf rate "$rate" burst 256kb latency 400ms
+    fi
+  done
 done
 
 if [ $slurm -eq 1 ]; then
@@ -145,14 +160,27 @@ host_list=$(for ((i = 0; i < nodes; i++)); do printf 'node%d:%d,' "$i" "$per_nod
 host_list=${host_list%,}
 [ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node ranks, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
 export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
-export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)"
+export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node nics_per_node=$nics rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)"
+rail=()
+if [ "$nics" -gt 1 ]; then
+  # Each rank's rail: link (local rank mod K), chosen when hydra has set MPI_LOCALRANKID.
+  cat > "/tmp/${prefix}-rail" <<RAIL
+#!/bin/sh
+export UCX_NET_DEVICES=eth\$(( \${MPI_LOCALRANKID:-0} % $nics ))
+exec "\$@"
+RAIL
+  chmod +x "/tmp/${prefix}-rail"
+  rail=("/tmp/${prefix}-rail")
+fi
 set +e
 ip netns exec "${prefix}n0" unshare --uts sh -c 'mount --bind "$0" /proc/sys/kernel/random/boot_id && hostname node0 && exec "$@"' "/run/$prefix/${prefix}n0/boot_id" \
   mpiexec.mpich -launcher ssh -launcher-exec "/tmp/${prefix}-launch" -hosts "$host_list" -n $((nodes * per_node)) \
-  -genvlist UCX_NET_DEVICES,UCX_TLS,UCX_WARN_UNUSED_ENV_VARS,TOOLKIT_MPI_SKIP_FINALIZE,TOOLKIT_EMULATED,TOOLKIT_CACHE_DIR,HOME,PATH,DOTNET_ROOT,TOOLKIT_RUNS_DIR "$@"
+  -genvlist UCX_NET_DEVICES,UCX_TLS,UCX_WARN_UNUSED_ENV_VARS,TOOLKIT_MPI_SKIP_FINALIZE,TOOLKIT_EMULATED,TOOLKIT_CACHE_DIR,HOME,PATH,DOTNET_ROOT,TOOLKIT_RUNS_DIR "${rail[@]}" "$@"
 status=$?
 set -e
 if [ $verbose -eq 1 ]; then
-  for ((i = 0; i < nodes; i++)); do ip netns exec "${prefix}n$i" ip -s link show eth0 | sed -n '4p;6p' | sed "s/^/node$i eth0 /" >&2; done
+  for ((i = 0; i < nodes; i++)); do
+    for ((r = 0; r < nics; r++)); do ip netns exec "${prefix}n$i" ip -s link show "eth$r" | sed -n '4p;6p' | sed "s/^/node$i eth$r /" >&2; done
+  done
 fi
 exit $status

@@ -53,6 +53,10 @@ public sealed partial record LaunchOptions
     [Option("Emulated link latency (applied only where the kernel has netem; results record whether it was).")]
     public string InterLatency { get; init; } = "0.2ms";
 
+    /// <summary>Emulated cluster: shaped links per node (multi-rail, one NIC per GPU when equal to M); local rank i sends across nodes on link i mod K. Default 1.</summary>
+    [Option("Emulated cluster: shaped links per node, 1..M (multi-rail, as with one NIC per GPU; local rank i crosses nodes on link i mod K).")]
+    public int NicsPerNode { get; init; } = 1;
+
     /// <summary>Folder for run folders. Default <see cref="RunDirectory.DefaultRoot"/> (<c>$TOOLKIT_RUNS_DIR</c>, else <c>runs</c>).</summary>
     [Option("Folder that holds run folders ($TOOLKIT_RUNS_DIR, else runs).", Name = "runs-dir")]
     public string RunsDirectory { get; init; } = RunDirectory.DefaultRoot;
@@ -99,7 +103,7 @@ public sealed partial record LaunchOptions
 
     /// <summary>The emulated cluster, if <see cref="Emulate"/> is set.</summary>
     [JsonIgnore]
-    public Comm.EmulatedCluster? Cluster => Emulate is null ? null : Comm.EmulatedCluster.Parse(Emulate, InterBandwidth, InterLatency);
+    public Comm.EmulatedCluster? Cluster => Emulate is null ? null : Comm.EmulatedCluster.Parse(Emulate, InterBandwidth, InterLatency) with { NicsPerNode = NicsPerNode };
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public LaunchOptions Validate()
@@ -112,6 +116,12 @@ public sealed partial record LaunchOptions
                 throw new ArgumentOutOfRangeException(nameof(Emulate), Emulate, $"needs --launcher mpi, --ranks {cluster.Nodes * cluster.RanksPerNode} and --group-size {cluster.RanksPerNode}");
             _ = Comm.Units.Option(nameof(InterBandwidth), InterBandwidth, Comm.Units.ParseBitRate);
             _ = Comm.Units.Option(nameof(InterLatency), InterLatency, Comm.Units.ParseDuration);
+            if (NicsPerNode < 1 || NicsPerNode > cluster.RanksPerNode)
+                throw new ArgumentOutOfRangeException(nameof(NicsPerNode), NicsPerNode, $"must be 1..{cluster.RanksPerNode} (the ranks per emulated node)");
+        }
+        else if (NicsPerNode != 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(NicsPerNode), NicsPerNode, "shapes the emulated cluster's links: it needs --emulate GxM");
         }
         if (Launcher == Launcher.Slurm)
         {

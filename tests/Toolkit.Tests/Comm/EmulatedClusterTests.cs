@@ -36,6 +36,34 @@ public sealed class EmulatedClusterTests
         Assert.DoesNotContain(Repository.Run("ip", ["netns", "list"], TimeSpan.FromSeconds(10)).Output.Split('\n'), l => l.StartsWith(prefix + "sw", StringComparison.Ordinal) || l.StartsWith(prefix + "n", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Multi-rail: with two shaped links per node, the local-index-1 ranks' HO-Ring traffic crosses nodes on eth1 and the
+    /// local-index-0 ranks' on eth0, each rail carrying about half; the simulator is told the same topology.
+    /// </summary>
+    [Fact]
+    public async Task TwoLinksPerNode_HoRingUsesBothRails()
+    {
+        using var runs = new TemporaryFolder("toolkit-rails-");
+        const long size = 8 << 20;
+        var report = await CollectiveBenchJob.RunAsync(new CollectiveBenchOptions
+        {
+            Launch = new() { Launcher = Launcher.Mpi, Ranks = 4, GroupSize = 2, Emulate = "2x2", NicsPerNode = 2, InterBandwidth = "1gbit", RunsDirectory = runs.Path },
+            Sizes = "8MiB",
+            Algorithms = "ho-ring",
+            Repeats = 1,
+        });
+        Assert.Equal(2, report.Topology.NicsPerNode);
+        // ip -s link prints RX then TX per link: "node0 eth1 <bytes> <packets> ...".
+        var sent = report.Topology.LinkCounters.Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where((_, i) => i % 2 == 1)
+            .ToDictionary(f => $"{f[0]} {f[1]}", f => long.Parse(f[2], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(["node0 eth0", "node0 eth1", "node1 eth0", "node1 eth1"], sent.Keys.Order());
+        // Two calls (warm-up + 1) of 2(g-1)/g * S/m = S/2 per rank: S per rail, plus headers; a rail that carried nothing fails.
+        foreach (var (link, bytes) in sent) Assert.True(bytes >= size, $"{link} sent {bytes} bytes; HO-Ring's ring of its local index should have sent at least {size}");
+        Assert.True(report.Results.Single().PredictedSeconds < CollectiveSimulator.HoRingUnpipelinedSeconds(
+            new Topology(2, 2, report.Topology.MeasuredIntraBandwidth, 125e6, report.Topology.MeasuredIntraLatency, report.Topology.MeasuredIntraLatency), size),
+            "the prediction must use both links");
+    }
+
     [Fact]
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public void WithoutRoot_ExplainsWhatItNeeds()

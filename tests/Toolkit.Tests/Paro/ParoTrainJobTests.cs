@@ -64,6 +64,11 @@ public sealed class ParoTrainJobTests : IDisposable
         Assert.Contains("must divide", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions { Launch = new() { Ranks = 4, GroupSize = 3 } }.Validate()).Message);
         Assert.Contains("tiny, small, medium, base", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions { Model = new() { Preset = "huge" } }.Validate()).Message);
         Assert.Equal("Path", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions { Data = new() { Path = "/no/such/file.txt" } }.Validate()).ParamName);
+        Assert.Contains("needs --emulate", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions { Launch = new() { NicsPerNode = 2 } }.Validate()).Message);
+        Assert.Contains("must be 1..2", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions
+        {
+            Launch = new() { Launcher = Launcher.Mpi, Emulate = "2x2", NicsPerNode = 3 },
+        }.Validate()).Message);
     }
 
     [Fact]

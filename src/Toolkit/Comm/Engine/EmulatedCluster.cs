@@ -11,6 +11,9 @@ namespace Toolkit.Comm;
 /// <param name="InterLatency">Link latency (0.2ms); applied where the kernel has netem.</param>
 public sealed record EmulatedCluster(int Nodes, int RanksPerNode, string InterBandwidth = "1gbit", string InterLatency = "0.2ms")
 {
+    /// <summary>Shaped links per node (multi-rail): local rank i crosses nodes on link i mod K. Default 1.</summary>
+    public int NicsPerNode { get; init; } = 1;
+
     /// <summary>Parses <c>GxM</c>.</summary>
     /// <exception cref="ArgumentException">Not of that form.</exception>
     public static EmulatedCluster Parse(string shape, string interBandwidth = "1gbit", string interLatency = "0.2ms")
@@ -23,7 +26,7 @@ public sealed record EmulatedCluster(int Nodes, int RanksPerNode, string InterBa
 
     /// <summary>The script and its options; append the rank program's command line (it runs G·M ranks under mpiexec inside the emulated nodes).</summary>
     public IReadOnlyList<string> Command() =>
-        [ScriptPath(), "--nodes", $"{Nodes}", "--ranks-per-node", $"{RanksPerNode}", "--inter-bandwidth", InterBandwidth, "--inter-latency", InterLatency, "--verbose", "--"];
+        [ScriptPath(), "--nodes", $"{Nodes}", "--ranks-per-node", $"{RanksPerNode}", "--nics-per-node", $"{NicsPerNode}", "--inter-bandwidth", InterBandwidth, "--inter-latency", InterLatency, "--verbose", "--"];
 
     /// <summary>Writes the embedded script to a temporary file (once per process) and returns its path.</summary>
     public static string ScriptPath()

@@ -76,7 +76,7 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
         var latencyEmulated = emulated && !run.LauncherOutput.Contains("NOT emulated", StringComparison.Ordinal);
         var topology = new Topology(launch.Ranks / launch.GroupSize, launch.GroupSize, measured.IntraBandwidth,
             emulated ? Units.ParseBitRate(launch.InterBandwidth) : measured.IntraBandwidth, measured.IntraLatency,
-            latencyEmulated ? Units.ParseDuration(launch.InterLatency) : measured.IntraLatency, NicsPerNode: 1);
+            latencyEmulated ? Units.ParseDuration(launch.InterLatency) : measured.IntraLatency, NicsPerNode: emulated ? launch.NicsPerNode : 1);
         var rows = measured.Results.Select(r =>
         {
             var algorithm = CollectiveAlgorithms.Parse(r.Algorithm);
@@ -91,10 +91,10 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
             double T(string a) => g.FirstOrDefault(r => r.Algorithm == a)?.Seconds ?? double.NaN;
             return new Speedup(g.Key, T("ring") / T("ho-ring"), T("native") / T("ho-ring"), T("hierarchical") / T("ho-ring"));
         }).ToList();
-        var links = run.LauncherOutput.Split('\n').Where(l => l.Contains(" eth0 ", StringComparison.Ordinal)).ToList();
+        var links = run.LauncherOutput.Split('\n').Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^node\d+ eth\d+ ")).ToList();
         return new CollectiveBenchReport(
             new BenchTopology(topology.Nodes, topology.RanksPerNode, emulated, emulated ? launch.InterBandwidth : "host", emulated ? launch.InterLatency : "host", latencyEmulated,
-                measured.IntraBandwidth, measured.IntraLatency, links, measured.HoRingPipelined, measured.Cores),
+                measured.IntraBandwidth, measured.IntraLatency, links, measured.HoRingPipelined, measured.Cores, topology.NicsPerNode),
             rows, speedups, run.Path);
     }
 }
@@ -107,7 +107,7 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
 public sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList<BenchRow> Results, IReadOnlyList<Speedup> Speedups, string RunPath) : IFacts
 {
     /// <inheritdoc/>
-    [JsonIgnore] public string Title => $"All-reduce on {Topology.Nodes} x {Topology.RanksPerNode} ranks{(Topology.Emulated ? $" (emulated, {Topology.InterBandwidth} links)" : "")}";
+    [JsonIgnore] public string Title => $"All-reduce on {Topology.Nodes} x {Topology.RanksPerNode} ranks{(Topology.Emulated ? $" (emulated, {(Topology.NicsPerNode > 1 ? $"{Topology.NicsPerNode} x " : "")}{Topology.InterBandwidth} links per node)" : "")}";
 
     /// <inheritdoc/>
     public IReadOnlyList<(string Name, string Value)> Facts() =>
@@ -116,7 +116,8 @@ public sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList
             System.FormattableString.Invariant($"{r.Seconds * 1e3:F1} ms, {r.BusBandwidth / 1e9:F3} GB/s; predicted {r.PredictedSeconds * 1e3:F1} ms ({r.PredictionError:+0%;-0%}); CPU {r.CoresBusy:F1} cores busy, {r.SystemCpuSeconds / Math.Max(1e-12, r.UserCpuSeconds + r.SystemCpuSeconds):P0} system") +
             (r.PhaseSeconds.Count == 0 ? "" : "; phases " + string.Join(", ", r.PhaseSeconds.Select(p => System.FormattableString.Invariant($"{p.Key.Replace("ho-ring ", "")} {p.Value * 1e3:F1} ms")))))),
         ("HO-Ring pipeline", Topology.HoRingPipelined ? "on (phases overlap on threads)" : $"off (phases in turn; {Topology.Cores} cores)"),
-        .. Speedups.Select(s => ($"HO-Ring at {Units.FormatBytes(s.Bytes)}", System.FormattableString.Invariant($"{s.HoRingOverRing:F2}x ring, {s.HoRingOverNative:F2}x native"))),
+        .. Speedups.Where(s => double.IsFinite(s.HoRingOverRing) || double.IsFinite(s.HoRingOverNative)).Select(s => ($"HO-Ring at {Units.FormatBytes(s.Bytes)}",
+            string.Join(", ", new[] { (s.HoRingOverRing, "ring"), (s.HoRingOverNative, "native") }.Where(x => double.IsFinite(x.Item1)).Select(x => System.FormattableString.Invariant($"{x.Item1:F2}x {x.Item2}"))))),
         ("run folder", RunPath),
     ];
 }
@@ -133,8 +134,9 @@ public sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList
 /// <param name="LinkCounters">The emulated links' counters as the cluster script printed them.</param>
 /// <param name="HoRingPipelined">Whether HO-Ring's all-reduce overlapped its phases (<see cref="HoRingPipeline"/> says when it does).</param>
 /// <param name="Cores">Processor count of the machine rank 0 ran on (every emulated node shares this machine's cores).</param>
+/// <param name="NicsPerNode">Shaped links per emulated node (multi-rail); 1 on one host.</param>
 public sealed record BenchTopology(int Nodes, int RanksPerNode, bool Emulated, string InterBandwidth, string InterLatency, bool LatencyEmulated,
-    double MeasuredIntraBandwidth, double MeasuredIntraLatency, IReadOnlyList<string> LinkCounters, bool HoRingPipelined, int Cores);
+    double MeasuredIntraBandwidth, double MeasuredIntraLatency, IReadOnlyList<string> LinkCounters, bool HoRingPipelined, int Cores, int NicsPerNode);
 
 /// <summary>One measured algorithm and size.</summary>
 /// <param name="Algorithm">native, ring, hierarchical or ho-ring.</param>

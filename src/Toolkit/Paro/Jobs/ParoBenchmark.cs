@@ -54,9 +54,9 @@ public static class ParoBenchmark
         if (!options.SkipMpi && mpiNote is null) setups.Add(("mpi", options.Job with { Launch = options.Job.Launch with { Launcher = Launcher.Mpi } }, cluster));
         if (options.Launch.Emulate is { } shape && mpiNote is null)
         {
-            // The emulated link is shared by the node's ranks: per-rank inter-group bandwidth is rate / M.
+            // The emulated links (K per node) are shared by the node's ranks: per-rank inter-group bandwidth is K·rate / M.
             setups.Add(($"emulated {shape}", options.Job with { Launch = options.Launch with { Launcher = Launcher.Mpi } },
-                cluster with { InterBandwidth = Comm.Units.ParseBitRate(options.Launch.InterBandwidth) / options.Launch.GroupSize }));
+                cluster with { InterBandwidth = Comm.Units.ParseBitRate(options.Launch.InterBandwidth) * options.Launch.NicsPerNode / options.Launch.GroupSize }));
         }
         var rows = new List<BenchmarkRow>();
         foreach (var (name, baseJob, machine) in setups)
