@@ -264,7 +264,7 @@ public sealed class ShardedTrainer : IDisposable
         using var _ = no_grad();
         var gradient = ReduceToOptimizerLevel();                                      // [os slice] summed over every micro-batch of every rank
         var average = gradient.to(ScalarType.Float32).div_(_groups.N * _plan.Accumulation);
-        _gradientSquares = average.to(ScalarType.Float64).square().sum().item<double>();   // this rank's os slice, for GradientNorm
+        _gradientSquares = average.square().sum(ScalarType.Float64).item<double>();   // this rank's os slice, for GradientNorm (summed in fp64)
         var (offset, length) = _groups.RangeWithin(Strategy.Parameters, Strategy.OptimizerStates);
         var owned = _parameters.narrow(0, offset, length);                            // the os slice inside the p slice (levels nest)
         if (_master is null)

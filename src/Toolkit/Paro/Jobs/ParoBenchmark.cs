@@ -73,7 +73,17 @@ public static class ParoBenchmark
                     log?.Invoke($"{rows[^1].Launcher,-6} {strategy.Code} A={a}: {result.Throughput.StepSeconds * 1000,8:F1} ms measured, {predicted.StepSeconds * 1000,8:F1} ms predicted, {result.Throughput.TokensPerSecond,9:F0} tokens/s");
                 }
         var rankings = rows.GroupBy(r => (r.Launcher, r.Accumulation)).Select(g => Ranking.Of(g.Key.Launcher, g.Key.Accumulation, g.ToList())).ToList();
-        return new ParoBenchmarkReport(options.Job, cluster, rows, rankings, mpiNote);
+        var overhead = new List<EngineOverheadRow>();
+        foreach (var a in accumulations)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var ddp = rows.Single(r => r.Launcher == "inproc" && r.Accumulation == a && r.Strategy == "NNN");
+            var baseline = EngineOverhead.Measure(options.Job with { Sharding = options.Job.Sharding with { Strategy = "NNN", Accumulation = a } });
+            overhead.Add(EngineOverheadRow.Of(a, ddp.StepSeconds, baseline));
+            log?.Invoke(System.FormattableString.Invariant(
+                $"engine  NNN A={a}: step {ddp.StepSeconds * 1000:F1} ms; alone: forward+backward {baseline.ForwardBackwardSeconds * 1000:F1} ms, all-reduce {baseline.AllReduceSeconds * 1000:F1} ms, AdamW {baseline.OptimizerSeconds * 1000:F1} ms; overhead {overhead[^1].OverComputeAndAllReduce:F2}x (with AdamW {overhead[^1].OverComputeAllReduceAndOptimizer:F2}x)"));
+        }
+        return new ParoBenchmarkReport(options.Job, cluster, rows, rankings, mpiNote, overhead);
     }
 
     /// <summary>The cost model for the engine's schedule on this machine (one parameter gather per micro-step, whole-model gathering, Ψ padded).</summary>
@@ -96,7 +106,9 @@ public static class ParoBenchmark
 /// <param name="Runs">One row per launcher, accumulation and strategy.</param>
 /// <param name="Rankings">Predicted vs measured order per launcher and accumulation.</param>
 /// <param name="MpiNote">Why MPI runs are missing, if they are.</param>
-public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calibration, IReadOnlyList<BenchmarkRow> Runs, IReadOnlyList<Ranking> Rankings, string? MpiNote);
+/// <param name="EngineOverhead">Per accumulation, the in-process DDP (NNN) step against its parts timed alone (<see cref="Paro.EngineOverhead"/>).</param>
+public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calibration, IReadOnlyList<BenchmarkRow> Runs, IReadOnlyList<Ranking> Rankings, string? MpiNote,
+    IReadOnlyList<EngineOverheadRow> EngineOverhead);
 
 /// <summary>One benchmarked run.</summary>
 /// <param name="Launcher">inproc or mpi.</param>
