@@ -48,16 +48,18 @@ public static class ParoBenchmark
         (options.Launch with { Launcher = Launcher.Mpi }).Validate();   // the emulated runs are MPI runs
         var accumulations = options.AccumulationList;
         var cluster = CostModelCalibration.Measure(options.Job);
-        log?.Invoke($"calibrated: intra {cluster.IntraBandwidth / 1e9:F2} GB/s, inter {cluster.InterBandwidth / 1e9:F2} GB/s, compute {cluster.ComputeFlops / 1e9:F2} GFLOP/s per rank");
+        log?.Invoke($"calibrated inproc: {Describe(cluster)}");
         var mpiNote = MpiLauncher.Find() is null || MpiLibrary.Probe() is null ? "MPI not available: " + MpiLibrary.MissingMessage() : null;
         var setups = new List<(string Name, ParoTrainOptions Job, ClusterSpec Cluster)> { ("inproc", options.Job with { Launch = options.Job.Launch with { Launcher = Launcher.InProcess } }, cluster) };
-        if (!options.SkipMpi && mpiNote is null) setups.Add(("mpi", options.Job with { Launch = options.Job.Launch with { Launcher = Launcher.Mpi } }, cluster));
-        if (options.Launch.Emulate is { } shape && mpiNote is null)
+        async Task Add(string name, ParoTrainOptions job)
         {
-            // The emulated links (K per node) are shared by the node's ranks: per-rank inter-group bandwidth is K·rate / M.
-            setups.Add(($"emulated {shape}", options.Job with { Launch = options.Launch with { Launcher = Launcher.Mpi } },
-                cluster with { InterBandwidth = Comm.Units.ParseBitRate(options.Launch.InterBandwidth) * options.Launch.NicsPerNode / options.Launch.GroupSize }));
+            // Calibrated where the job runs: the same launcher, links, co-located ranks and transport.
+            var measured = await CostModelCalibration.MeasureAsync(job, cancellationToken);
+            log?.Invoke($"calibrated {name}: {Describe(measured)}");
+            setups.Add((name, job, measured));
         }
+        if (!options.SkipMpi && mpiNote is null) await Add("mpi", options.Job with { Launch = options.Job.Launch with { Launcher = Launcher.Mpi } });
+        if (options.Launch.Emulate is { } shape && mpiNote is null) await Add($"emulated {shape}", options.Job with { Launch = options.Launch with { Launcher = Launcher.Mpi } });
         var rows = new List<BenchmarkRow>();
         foreach (var (name, baseJob, machine) in setups)
             foreach (var a in accumulations)
@@ -83,8 +85,11 @@ public static class ParoBenchmark
             log?.Invoke(System.FormattableString.Invariant(
                 $"engine  NNN A={a}: step {ddp.StepSeconds * 1000:F1} ms; alone: forward+backward {baseline.ForwardBackwardSeconds * 1000:F1} ms, all-reduce {baseline.AllReduceSeconds * 1000:F1} ms, AdamW {baseline.OptimizerSeconds * 1000:F1} ms; overhead {overhead[^1].OverComputeAndAllReduce:F2}x (with AdamW {overhead[^1].OverComputeAllReduceAndOptimizer:F2}x)"));
         }
-        return new ParoBenchmarkReport(options.Job, cluster, rows, rankings, mpiNote, overhead);
+        return new ParoBenchmarkReport(options.Job, cluster, rows, rankings, mpiNote, overhead, setups.ToDictionary(s => s.Name, s => s.Cluster));
     }
+
+    private static string Describe(ClusterSpec c) => System.FormattableString.Invariant(
+        $"intra {c.IntraBandwidth / 1e9:F2} GB/s ({c.IntraLatency * 1e6:F0} us), inter {c.InterBandwidth / 1e9:F3} GB/s ({c.InterLatency * 1e6:F0} us), compute {c.ComputeFlops / 1e9:F2} GFLOP/s, optimizer {c.MemoryBandwidth / 1e9:F1} GB/s per rank");
 
     /// <summary>The cost model for the engine's schedule on this machine (one parameter gather per micro-step, whole-model gathering, Ψ padded).</summary>
     private static StrategyEstimate Predict(ParoTrainOptions job, ClusterSpec cluster, long parameters)
@@ -107,8 +112,9 @@ public static class ParoBenchmark
 /// <param name="Rankings">Predicted vs measured order per launcher and accumulation.</param>
 /// <param name="MpiNote">Why MPI runs are missing, if they are.</param>
 /// <param name="EngineOverhead">Per accumulation, the in-process DDP (NNN) step against its parts timed alone (<see cref="Paro.EngineOverhead"/>).</param>
+/// <param name="Calibrations">The constants each launcher's predictions used, measured under that launcher (inproc, mpi, emulated GxM).</param>
 public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calibration, IReadOnlyList<BenchmarkRow> Runs, IReadOnlyList<Ranking> Rankings, string? MpiNote,
-    IReadOnlyList<EngineOverheadRow> EngineOverhead);
+    IReadOnlyList<EngineOverheadRow> EngineOverhead, IReadOnlyDictionary<string, ClusterSpec> Calibrations);
 
 /// <summary>One benchmarked run.</summary>
 /// <param name="Launcher">inproc or mpi.</param>
@@ -133,7 +139,7 @@ public sealed record BenchmarkRow(string Launcher, string Strategy, int Accumula
 /// <param name="Accumulation">A.</param>
 /// <param name="MeasuredOrder">Strategies fastest first, measured.</param>
 /// <param name="PredictedOrder">Strategies fastest first, predicted.</param>
-/// <param name="Spearman">Spearman rank correlation (1 = same order).</param>
+/// <param name="Spearman">Spearman rank correlation with ties (1 = same order; strategies predicted equal share a rank).</param>
 /// <param name="KendallTau">Kendall's tau (1 = same order).</param>
 /// <param name="MeanAbsoluteError">Mean |predicted − measured| / measured step time.</param>
 public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<string> MeasuredOrder, IReadOnlyList<string> PredictedOrder,
@@ -144,8 +150,7 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
         var measured = rows.OrderBy(r => r.StepSeconds).Select(r => r.Strategy).ToList();
         var predicted = rows.OrderBy(r => r.PredictedStepSeconds).Select(r => r.Strategy).ToList();
         var n = rows.Count;
-        var d2 = rows.Sum(r => Math.Pow(measured.IndexOf(r.Strategy) - predicted.IndexOf(r.Strategy), 2));
-        var spearman = n < 2 ? 1 : 1 - 6 * d2 / (n * (n * n - 1.0));
+        var spearman = n < 2 ? 1 : SpearmanRho([.. rows.Select(r => r.StepSeconds)], [.. rows.Select(r => r.PredictedStepSeconds)]);
         var concordant = 0;
         var discordant = 0;
         for (var i = 0; i < n; i++)
@@ -157,5 +162,37 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
             }
         var tau = n < 2 ? 1 : (concordant - discordant) / (n * (n - 1) / 2.0);
         return new Ranking(launcher, accumulation, measured, predicted, spearman, tau, rows.Average(r => Math.Abs(r.StepTimeError)));
+    }
+
+    /// <summary>
+    /// Spearman's rho with ties: the Pearson correlation of fractional ranks (tied values share their mean rank;
+    /// values within a relative 1e-9 are ties, so strategies the model predicts equal are not ordered by rounding).
+    /// 0 when either side has no spread (every value tied).
+    /// </summary>
+    internal static double SpearmanRho(IReadOnlyList<double> x, IReadOnlyList<double> y)
+    {
+        double[] Ranks(IReadOnlyList<double> v)
+        {
+            var order = Enumerable.Range(0, v.Count).OrderBy(i => v[i]).ToArray();
+            var ranks = new double[v.Count];
+            for (var start = 0; start < order.Length;)
+            {
+                var end = start + 1;
+                while (end < order.Length && Math.Abs(v[order[end]] - v[order[start]]) <= 1e-9 * Math.Max(Math.Abs(v[order[start]]), 1e-300)) end++;
+                for (var k = start; k < end; k++) ranks[order[k]] = (start + end - 1) / 2.0;
+                start = end;
+            }
+            return ranks;
+        }
+        var (a, b) = (Ranks(x), Ranks(y));
+        double ma = a.Average(), mb = b.Average();
+        double cov = 0, va = 0, vb = 0;
+        for (var i = 0; i < a.Length; i++)
+        {
+            cov += (a[i] - ma) * (b[i] - mb);
+            va += (a[i] - ma) * (a[i] - ma);
+            vb += (b[i] - mb) * (b[i] - mb);
+        }
+        return va == 0 || vb == 0 ? 0 : cov / Math.Sqrt(va * vb);
     }
 }

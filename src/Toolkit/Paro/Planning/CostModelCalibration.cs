@@ -8,37 +8,56 @@ using static TorchSharp.torch;
 namespace Toolkit.Paro;
 
 /// <summary>
-/// Fits the cost model's machine constants to this machine with short probes on in-process ranks:
-/// ring all-reduce bandwidth and latency inside and across groups, forward+backward FLOP/s of the
-/// model with every rank busy at once, and the optimizer's memory bandwidth.
+/// Fits the cost model's machine constants with short probes on the job's own ranks: ring all-reduce
+/// bandwidth and latency inside groups, and across groups with every group's ring running at once (as the
+/// engine's inter-group collectives do), forward+backward FLOP/s of the model with every rank busy at once,
+/// and the optimizer's memory bandwidth.
 /// </summary>
+/// <remarks>
+/// <see cref="Measure"/> probes in-process ranks (threads of this process); <see cref="MeasureAsync"/> probes
+/// wherever the options' launcher puts the ranks (MPI processes, the emulated cluster, a Slurm job), so links,
+/// co-located ranks' CPU contention and the transport's own costs are measured where the job will run.
+/// </remarks>
 public static class CostModelCalibration
 {
-    /// <summary>Measures a <see cref="ClusterSpec"/> for the job <paramref name="options"/> describes (its ranks, groups, model and micro-batch).</summary>
+    /// <summary>Measures a <see cref="ClusterSpec"/> for the job <paramref name="options"/> describes (its ranks, groups, model and micro-batch) on in-process ranks.</summary>
     public static ClusterSpec Measure(ParoTrainOptions options)
     {
         options.Validate();
         var (ranks, groupSize) = (options.Launch.Ranks, options.Launch.GroupSize);
         Runtime.Devices.ConfigureCpuThreads(ranks);
+        var probes = InProcessCluster.Run(ranks, groupSize, comm => Probe(comm, options));
+        return Combine(probes, $"this machine, {ranks} in-process ranks in groups of {groupSize}", ranks, groupSize);
+    }
+
+    /// <summary>Measures a <see cref="ClusterSpec"/> on the ranks the options' launcher starts (a <c>paro-calibrate</c> run folder is written).</summary>
+    public static Task<ClusterSpec> MeasureAsync(ParoTrainOptions options, CancellationToken cancellationToken = default) =>
+        Jobs.JobHost.RunAsync(new CalibrationJob(), options, null, cancellationToken);
+
+    /// <summary>One rank's probes; collective over <paramref name="comm"/>.</summary>
+    internal static CalibrationProbe Probe(Communicator comm, ParoTrainOptions options)
+    {
+        var groupSize = options.Launch.GroupSize;
         var config = options.Model.Config;
         var bytes = options.Sharding.Precision == ParoPrecision.Bf16 ? 2 : 4;
         var message = Math.Max(1 << 16, config.ParameterCount * bytes);
-        var probes = InProcessCluster.Run(ranks, groupSize, comm =>
-        {
-            using var intra = comm.SplitWithinGroups(groupSize);
-            using var inter = comm.SplitAcrossGroups(groupSize);
-            var (intraBandwidth, intraLatency) = BandwidthProbe.RingLink(intra, message);
-            var (interBandwidth, interLatency) = BandwidthProbe.RingLink(inter, message);
-            comm.Barrier();
-            var flops = Compute(options, config);
-            comm.Barrier();
-            var memoryBandwidth = Optimizer(config.ParameterCount);
-            return (intraBandwidth, intraLatency, interBandwidth, interLatency, flops, memoryBandwidth);
-        });
-        double Mean(Func<(double, double, double, double, double, double), double> f) => probes.Select(f).Where(v => v > 0 && double.IsFinite(v)).DefaultIfEmpty(1).Average();
-        return new ClusterSpec($"this machine, {ranks} in-process ranks in groups of {groupSize}", ranks, groupSize,
-            DeviceMemoryBytes: 1e15, IntraBandwidth: Mean(p => p.Item1), InterBandwidth: Mean(p => p.Item3),
-            IntraLatency: Mean(p => p.Item2), InterLatency: Mean(p => p.Item4), ComputeFlops: Mean(p => p.Item5), MemoryBandwidth: Mean(p => p.Item6));
+        using var intra = comm.SplitWithinGroups(groupSize);
+        using var inter = comm.SplitAcrossGroups(groupSize);
+        var (intraBandwidth, intraLatency) = BandwidthProbe.RingLink(intra, message);
+        var (interBandwidth, interLatency) = BandwidthProbe.RingLink(inter, message);
+        comm.Barrier();
+        var flops = Compute(options, config);
+        comm.Barrier();
+        var memoryBandwidth = Optimizer(config.ParameterCount);
+        return new CalibrationProbe(intraBandwidth, intraLatency, interBandwidth, interLatency, flops, memoryBandwidth);
+    }
+
+    internal static ClusterSpec Combine(IReadOnlyList<CalibrationProbe> probes, string name, int ranks, int groupSize)
+    {
+        double Mean(Func<CalibrationProbe, double> f) => probes.Select(f).Where(v => v > 0 && double.IsFinite(v)).DefaultIfEmpty(1).Average();
+        return new ClusterSpec(name, ranks, groupSize,
+            DeviceMemoryBytes: 1e15, IntraBandwidth: Mean(p => p.IntraBandwidth), InterBandwidth: Mean(p => p.InterBandwidth),
+            IntraLatency: Mean(p => p.IntraLatency), InterLatency: Mean(p => p.InterLatency), ComputeFlops: Mean(p => p.ComputeFlops), MemoryBandwidth: Mean(p => p.MemoryBandwidth));
     }
 
     /// <summary>FLOP/s of forward and backward ((4Ψ + 2Ψ')·tokens) while every rank computes at once.</summary>
@@ -70,5 +89,32 @@ public static class CostModelCalibration
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < 3; i++) optimizer.Update(parameters, gradient);
         return elements * 16.0 * 2 / (clock.Elapsed.TotalSeconds / 3);
+    }
+}
+
+/// <summary>One rank's calibration probes.</summary>
+/// <param name="IntraBandwidth">Bytes/s one rank sends on its group's ring.</param>
+/// <param name="IntraLatency">Seconds per intra-group ring step of a tiny message.</param>
+/// <param name="InterBandwidth">Bytes/s one rank sends on its inter-group ring while every other ring runs too.</param>
+/// <param name="InterLatency">Seconds per inter-group ring step of a tiny message.</param>
+/// <param name="ComputeFlops">Forward+backward FLOP/s with every rank computing.</param>
+/// <param name="MemoryBandwidth">Bytes/s of the AdamW update.</param>
+public sealed record CalibrationProbe(double IntraBandwidth, double IntraLatency, double InterBandwidth, double InterLatency, double ComputeFlops, double MemoryBandwidth);
+
+/// <summary>The calibration probes as a job, so they run under any launcher (<see cref="CostModelCalibration.MeasureAsync"/>).</summary>
+public sealed class CalibrationJob : Jobs.RankJob<ParoTrainOptions, CalibrationProbe, ClusterSpec>
+{
+    /// <inheritdoc/>
+    public override string Kind => "paro-calibrate";
+
+    /// <inheritdoc/>
+    public override CalibrationProbe RunRank(Jobs.RankContext<ParoTrainOptions> context) => CostModelCalibration.Probe(context.Comm, context.Options);
+
+    /// <inheritdoc/>
+    public override ClusterSpec Finish(Jobs.JobRun<ParoTrainOptions> run, IReadOnlyList<CalibrationProbe> outcomes)
+    {
+        var launch = run.Options.Launch;
+        var where = launch.Cluster is { } c ? $"emulated {c.Nodes}x{c.RanksPerNode}, {(c.NicsPerNode > 1 ? $"{c.NicsPerNode} x " : "")}{c.InterBandwidth} links" : Options.OptionSpec.EnumName(typeof(Jobs.Launcher), launch.Launcher);
+        return CostModelCalibration.Combine(outcomes, $"{where}: {launch.Ranks} ranks in groups of {launch.GroupSize}", launch.Ranks, launch.GroupSize);
     }
 }

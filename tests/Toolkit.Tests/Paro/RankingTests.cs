@@ -1,0 +1,18 @@
+using Toolkit.Paro;
+
+namespace Toolkit.Tests.Paro;
+
+/// <summary>The ranking agreement bench paro reports: Spearman's rho with ties (fractional ranks).</summary>
+public sealed class RankingTests
+{
+    [Fact]
+    public void Spearman_SameOrder_Reversed_AndTies()
+    {
+        Assert.Equal(1, Ranking.SpearmanRho([1, 2, 3, 4], [10, 20, 30, 40]), 12);
+        Assert.Equal(-1, Ranking.SpearmanRho([1, 2, 3, 4], [4, 3, 2, 1]), 12);
+        // A model that predicts every strategy equal says nothing about their order: 0, not the tie-breaking's accident.
+        Assert.Equal(0, Ranking.SpearmanRho([1, 2, 3, 4], [5, 5, 5, 5]));
+        // Ties share their mean rank: x ranks 0,1,2,3; y ranks 0.5,0.5,2,3 -> rho = 0.9486832980505138.
+        Assert.Equal(0.9486832980505138, Ranking.SpearmanRho([1, 2, 3, 4], [7, 7 * (1 + 1e-12), 8, 9]), 12);
+    }
+}
