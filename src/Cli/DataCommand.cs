@@ -25,7 +25,7 @@ internal static class DataCommand
             Toolkit.Rl.TaskDatasets.WriteAll(parse.GetValue(tasksOut)!.FullName, parse.GetValue(tasksSeed));
             return 0;
         });
-        var sentencesOut = new Option<FileInfo>("--out") { Description = "Where to write the JSONL.", Required = true };
+        var sentencesOut = new Option<FileInfo>("--out") { Description = "Where to write the records: JSONL, or Parquet when the name ends in .parquet.", Required = true };
         var records = new Option<int>("--records") { Description = "Number of records.", DefaultValueFactory = _ => 2000 };
         var sentencesSeed = new Option<int>("--seed") { Description = "Generator seed.", DefaultValueFactory = _ => 1 };
         var badEvery = new Option<int>("--bad-every") { Description = "Make every Nth record malformed (0: none).", DefaultValueFactory = _ => 0 };

@@ -12,20 +12,15 @@ public sealed record InputRecord(long Index, string? Id, string? Text, string? E
 
 /// <summary>
 /// An input file read as numbered records, so a shard (first record, count) can be read by any worker
-/// that sees the file. Record boundaries are found once per process by one scan; every 1024th record's
-/// byte offset is kept, so reading a shard seeks close to it instead of rereading the file.
-/// A malformed record is still a record: it keeps its number and comes back with its error.
+/// that sees the file. A malformed record is still a record: it keeps its number and comes back with its error.
 /// </summary>
 public abstract class RecordSource
 {
-    private const int Stride = 1024;
-    private readonly List<long> _offsets = [];
-
     /// <summary>The file.</summary>
     public string Path { get; }
 
     /// <summary>How many records the file holds.</summary>
-    public long Count { get; private set; }
+    public long Count { get; private protected set; }
 
     private protected RecordSource(string path) => Path = System.IO.Path.GetFullPath(path);
 
@@ -34,6 +29,7 @@ public abstract class RecordSource
     {
         InputFormat.Jsonl => new JsonlSource(spec.Input!, spec.IdField, spec.TextField),
         InputFormat.Csv => new CsvSource(spec.Input!, spec.IdField, spec.TextField),
+        InputFormat.Parquet => new ParquetSource(spec.Input!, spec.IdField, spec.TextField),
         var f => throw new ArgumentOutOfRangeException(nameof(spec), f, "unknown input format"),
     };
 
@@ -42,6 +38,26 @@ public abstract class RecordSource
     {
         ArgumentOutOfRangeException.ThrowIfNegative(first);
         if (first + count > Count) throw new ArgumentOutOfRangeException(nameof(count), $"records {first}..{first + count} are past the input's {Count}");
+        return ReadRange(first, count);
+    }
+
+    /// <summary>Reads records [first, first + count), already checked to lie inside the file.</summary>
+    private protected abstract IEnumerable<InputRecord> ReadRange(long first, long count);
+}
+
+/// <summary>
+/// A text input of one record per line (or per CSV row). Record boundaries are found once per process by one
+/// scan; every 1024th record's byte offset is kept, so reading a shard seeks close to it instead of rereading the file.
+/// </summary>
+public abstract class LineRecordSource : RecordSource
+{
+    private const int Stride = 1024;
+    private readonly List<long> _offsets = [];
+
+    private protected LineRecordSource(string path) : base(path) { }
+
+    private protected override IEnumerable<InputRecord> ReadRange(long first, long count)
+    {
         using var file = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
         file.Position = _offsets[(int)(first / Stride)];
         var scanner = new Scanner(file, QuoteAware);
@@ -125,7 +141,7 @@ public abstract class RecordSource
 }
 
 /// <summary>JSON Lines: each line one object with the id and text fields (the id a string or a number).</summary>
-public sealed class JsonlSource : RecordSource
+public sealed class JsonlSource : LineRecordSource
 {
     private readonly string _idField, _textField;
 
@@ -164,7 +180,7 @@ public sealed class JsonlSource : RecordSource
 }
 
 /// <summary>RFC 4180 CSV with a header row naming the columns; quoted fields may hold commas, doubled quotes and newlines.</summary>
-public sealed class CsvSource : RecordSource
+public sealed class CsvSource : LineRecordSource
 {
     private readonly string _idField, _textField;
     private int _id = -1, _text = -1, _columns;

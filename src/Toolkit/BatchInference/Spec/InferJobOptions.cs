@@ -7,12 +7,23 @@ namespace Toolkit.BatchInference;
 /// <summary>How the input file is read.</summary>
 public enum InputFormat
 {
-    /// <summary>From the file's extension: <c>.jsonl</c>/<c>.ndjson</c> or <c>.csv</c>.</summary>
+    /// <summary>From the file's extension: <c>.jsonl</c>/<c>.ndjson</c>, <c>.csv</c> or <c>.parquet</c>.</summary>
     [JsonStringEnumMemberName("auto")] Auto,
     /// <summary>One JSON object per line.</summary>
     [JsonStringEnumMemberName("jsonl")] Jsonl,
     /// <summary>RFC 4180 CSV with a header row (quoted fields may hold commas, quotes and newlines).</summary>
     [JsonStringEnumMemberName("csv")] Csv,
+    /// <summary>Apache Parquet: the id column (string or integer) and the text column (string) are read, row group by row group.</summary>
+    [JsonStringEnumMemberName("parquet")] Parquet,
+}
+
+/// <summary>How output parts are written.</summary>
+public enum OutputFormat
+{
+    /// <summary>One JSON object per line: the id, then each model's outputs.</summary>
+    [JsonStringEnumMemberName("jsonl")] Jsonl,
+    /// <summary>Apache Parquet: an <c>id</c> column, then each model's outputs (embeddings as lists of floats, scores as doubles).</summary>
+    [JsonStringEnumMemberName("parquet")] Parquet,
 }
 
 /// <summary>The pipeline's model stages, in order.</summary>
@@ -44,18 +55,22 @@ public enum WorkerLauncher
 /// <summary>
 /// One batch-inference job, validated once: the JSON spec file (<c>--spec</c>), the CLI options and the
 /// magic options all bind to this record. The job folder is a run folder; its <c>state.db</c> (SQLite) is
-/// the coordinator's durable state, <c>output/part-NNNNNN.jsonl</c> one file per shard, <c>quarantine/</c>
+/// the coordinator's durable state, <c>output/part-NNNNNN-TOKEN.jsonl</c> (or <c>.parquet</c>) one file per shard, <c>quarantine/</c>
 /// the records that failed with their reasons.
 /// </summary>
 public sealed record InferJobOptions : ICheckedOptions
 {
     /// <summary>The input file (JSONL or CSV) of records with an id and a text field.</summary>
-    [Option("Input file of records: JSONL (one object per line) or CSV with a header; each record has an id and a text field.")]
+    [Option("Input file of records: JSONL (one object per line), CSV with a header, or Parquet; each record has an id and a text field.")]
     public string? Input { get; init; }
 
     /// <summary>The input's format. Default auto (from the extension).</summary>
-    [Option("Input format: auto (from the extension), jsonl or csv.")]
+    [Option("Input format: auto (from the extension), jsonl, csv or parquet.")]
     public InputFormat Format { get; init; } = InputFormat.Auto;
+
+    /// <summary>How output parts are written. Default jsonl.</summary>
+    [Option("Output parts (one per shard): jsonl or parquet.")]
+    public OutputFormat OutputFormat { get; init; } = OutputFormat.Jsonl;
 
     /// <summary>The field holding each record's id. Default id.</summary>
     [Option("Field (JSON key or CSV column) holding each record's id; the output carries it, once per record.")]
@@ -192,7 +207,8 @@ public sealed record InferJobOptions : ICheckedOptions
         {
             ".jsonl" or ".ndjson" or ".json" => InputFormat.Jsonl,
             ".csv" => InputFormat.Csv,
-            var other => throw new ArgumentException($"cannot tell the format of '{Input}' from its extension '{other}': name it .jsonl or .csv, or pass --format", nameof(Format)),
+            ".parquet" or ".pq" => InputFormat.Parquet,
+            var other => throw new ArgumentException($"cannot tell the format of '{Input}' from its extension '{other}': name it .jsonl, .csv or .parquet, or pass --format", nameof(Format)),
         };
 
     /// <summary>True when <paramref name="other"/> lays out the same shards (input, format, shard size): what a resumed job may not change.</summary>
@@ -201,7 +217,7 @@ public sealed record InferJobOptions : ICheckedOptions
     /// <inheritdoc/>
     public void Check()
     {
-        if (string.IsNullOrWhiteSpace(Input)) throw new ArgumentException("an input file is required (--input FILE, .jsonl or .csv)", nameof(Input));
+        if (string.IsNullOrWhiteSpace(Input)) throw new ArgumentException("an input file is required (--input FILE, .jsonl, .csv or .parquet)", nameof(Input));
         if (!File.Exists(Input)) throw new ArgumentException($"the input file '{Input}' does not exist", nameof(Input));
         _ = ResolveFormat();
         if (string.IsNullOrWhiteSpace(IdField)) throw new ArgumentException("must name a field", nameof(IdField));

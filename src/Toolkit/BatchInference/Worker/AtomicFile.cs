@@ -10,21 +10,35 @@ namespace Toolkit.BatchInference;
 public static partial class AtomicFile
 {
     /// <summary>Writes <paramref name="lines"/> (each a complete line without its newline) to <paramref name="path"/>.</summary>
-    public static void WriteLines(string path, IEnumerable<ReadOnlyMemory<byte>> lines, string writer)
+    public static void WriteLines(string path, IEnumerable<ReadOnlyMemory<byte>> lines, string writer) => Write(path, file =>
+    {
+        foreach (var line in lines)
+        {
+            file.Write(line.Span);
+            file.WriteByte((byte)'\n');
+        }
+    }, writer);
+
+    /// <summary>Writes <paramref name="path"/> with what <paramref name="write"/> puts into the stream it is given.</summary>
+    public static void Write(string path, Action<Stream> write, string writer)
     {
         var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(folder);
         var temporary = Path.Combine(folder, $".{Path.GetFileName(path)}.{writer}.tmp");
-        using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+        try
         {
-            foreach (var line in lines)
+            using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
             {
-                file.Write(line.Span);
-                file.WriteByte((byte)'\n');
+                write(file);
+                file.Flush(flushToDisk: true);
             }
-            file.Flush(flushToDisk: true);
+            File.Move(temporary, path, overwrite: true);
         }
-        File.Move(temporary, path, overwrite: true);
+        catch
+        {
+            File.Delete(temporary);
+            throw;
+        }
         SyncFolder(folder);
     }
 

@@ -9,14 +9,16 @@ namespace Toolkit.BatchInference;
 /// </summary>
 public static class InferOutput
 {
-    /// <summary>Every output row (one JSON object per record), shard by shard.</summary>
+    /// <summary>Every output row (one JSON object per record, from JSONL or Parquet parts), shard by shard.</summary>
     public static IEnumerable<JsonElement> Rows(string jobFolder) =>
-        Committed(jobFolder).SelectMany(s => Lines(Path.Combine(jobFolder, s.Output!)));
+        Committed(jobFolder).SelectMany(s => s.Output!.EndsWith(".parquet", StringComparison.Ordinal)
+            ? ParquetParts.Read(Path.Combine(jobFolder, s.Output!))
+            : Lines(Path.Combine(jobFolder, s.Output!)));
 
     /// <summary>Every quarantined record with its reason.</summary>
     public static IEnumerable<QuarantinedRecord> Quarantined(string jobFolder) =>
         Committed(jobFolder).Where(s => s.Quarantined > 0)
-            .SelectMany(s => Lines(Path.Combine(jobFolder, InferLayout.QuarantineFolder, Path.GetFileName(s.Output!))))
+            .SelectMany(s => Lines(Path.Combine(jobFolder, InferLayout.QuarantineFolder, Path.ChangeExtension(Path.GetFileName(s.Output!), ".jsonl"))))   // quarantine parts are JSONL
             .Select(e => e.Deserialize<QuarantinedRecord>(Runtime.ToolkitJson.Options)!);
 
     /// <summary>The committed shards, by index.</summary>
@@ -31,10 +33,10 @@ public static class InferOutput
     /// <summary>Deletes part files that no committed shard names (left by workers whose lease expired); returns how many.</summary>
     public static int RemoveUncommitted(string jobFolder)
     {
-        var keep = Committed(jobFolder).Select(s => Path.GetFileName(s.Output!)).ToHashSet(StringComparer.Ordinal);
+        var keep = Committed(jobFolder).Select(s => Path.GetFileNameWithoutExtension(s.Output!)).ToHashSet(StringComparer.Ordinal);   // the output part and its quarantine part
         var removed = 0;
         foreach (var folder in new[] { InferLayout.OutputFolder, InferLayout.QuarantineFolder }.Select(f => Path.Combine(jobFolder, f)).Where(Directory.Exists))
-            foreach (var file in Directory.GetFiles(folder, "part-*.jsonl").Where(f => !keep.Contains(Path.GetFileName(f))))
+            foreach (var file in Directory.GetFiles(folder, "part-*.*").Where(f => !keep.Contains(Path.GetFileNameWithoutExtension(f))))
             {
                 File.Delete(file);
                 removed++;

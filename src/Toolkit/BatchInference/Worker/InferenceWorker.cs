@@ -102,7 +102,7 @@ public sealed class InferenceWorker
                 tasks.Add(Pipe(Task.WhenAll(replicas), next));
             }
             tasks.Add(Pipe(PostLoop(models, toPost.Reader, toWrite.Writer, post, token), toWrite.Writer));
-            var writer = WriteLoop(join.JobFolder, toWrite.Reader, write, () => committed++, token);
+            var writer = WriteLoop(join.JobFolder, spec.OutputFormat, toWrite.Reader, write, () => committed++, token);
             tasks.Add(writer);
             var heartbeat = HeartbeatLoop(spec, token);
 
@@ -304,7 +304,7 @@ public sealed class InferenceWorker
         }
     }
 
-    private async Task WriteLoop(string jobFolder, ChannelReader<(WorkItem Item, byte[] Line)> input, Stage stage, Action committed, CancellationToken stop)
+    private async Task WriteLoop(string jobFolder, OutputFormat format, ChannelReader<(WorkItem Item, byte[] Line)> input, Stage stage, Action committed, CancellationToken stop)
     {
         await foreach (var (item, line) in input.ReadAllAsync(stop))
         {
@@ -321,9 +321,12 @@ public sealed class InferenceWorker
             }
             // Part names carry the lease: a late writer whose lease expired can never replace or sit beside the
             // committed part under the same name; readers take only the parts the state lists as committed.
-            var name = InferLayout.PartName(shard.Id, buffer.Lease.Token);
-            if (buffer.Quarantine.Count > 0) AtomicFile.WriteLines(Path.Combine(jobFolder, InferLayout.QuarantineFolder, name), Ordered(buffer.Quarantine), buffer.Lease.Token);
-            AtomicFile.WriteLines(Path.Combine(jobFolder, InferLayout.OutputFolder, name), Ordered(buffer.Lines), buffer.Lease.Token);
+            var name = InferLayout.PartName(shard.Id, buffer.Lease.Token, format);
+            if (buffer.Quarantine.Count > 0)
+                AtomicFile.WriteLines(Path.Combine(jobFolder, InferLayout.QuarantineFolder, InferLayout.PartName(shard.Id, buffer.Lease.Token)), Ordered(buffer.Quarantine), buffer.Lease.Token);
+            var part = Path.Combine(jobFolder, InferLayout.OutputFolder, name);
+            if (format == OutputFormat.Parquet) AtomicFile.Write(part, file => ParquetParts.Write(file, Ordered(buffer.Lines)), buffer.Lease.Token);
+            else AtomicFile.WriteLines(part, Ordered(buffer.Lines), buffer.Lease.Token);
             stage.Busy(started, (int)shard.Records);
             var now = Stopwatch.GetTimestamp();
             var seconds = Stopwatch.GetElapsedTime(Interlocked.Exchange(ref _lastCommit, now), now).TotalSeconds;
@@ -430,8 +433,12 @@ public static class InferLayout
     public const string OutputFolder = "output";
     /// <summary>One quarantine part per shard that had bad records.</summary>
     public const string QuarantineFolder = "quarantine";
-    /// <summary>A shard's part file name for one lease: <c>part-NNNNNN-TOKEN8.jsonl</c> (the same name in <see cref="OutputFolder"/> and, when it had bad records, <see cref="QuarantineFolder"/>).</summary>
-    public static string PartName(long shard, string token) => $"part-{shard:D6}-{token[..Math.Min(8, token.Length)]}.jsonl";
+    /// <summary>
+    /// A shard's part file name for one lease: <c>part-NNNNNN-TOKEN8.jsonl</c> (or <c>.parquet</c>); in <see cref="OutputFolder"/> and,
+    /// when it had bad records, <see cref="QuarantineFolder"/> (quarantine parts are always JSONL: records with their reasons).
+    /// </summary>
+    public static string PartName(long shard, string token, OutputFormat format = OutputFormat.Jsonl) =>
+        $"part-{shard:D6}-{token[..Math.Min(8, token.Length)]}.{(format == OutputFormat.Parquet ? "parquet" : "jsonl")}";
 
     /// <summary>The coordinator's SQLite state.</summary>
     public const string StateFile = "state.db";
