@@ -16,7 +16,7 @@
 # latency. Ranks of one node run in the same namespace and share memory; MPICH's mpiexec runs inside
 # node 0 and starts the other nodes' proxies through a launcher that enters their namespaces.
 # With --nics-per-node K (multi-rail, as in clusters with one NIC per GPU), each node has K shaped links
-# eth0..eth(K-1), link r on subnet 198.18.r.0/24 of the same switch, and the rank with local index i uses
+# eth0..eth(K-1), link r on subnet 198.18.r.0/24 of switch r, and the rank with local index i uses
 # link i mod K for inter-node traffic (UCX_NET_DEVICES set per rank from hydra's MPI_LOCALRANKID). Rails are
 # rail-optimised: link r of every node hangs on switch r, and a packet leaves by the link of its destination's
 # subnet, so ranks of equal local index talk over their own rail.
@@ -24,7 +24,7 @@
 set -euo pipefail
 
 nodes=2 per_node=2 nics=1 rate="" delay="" verbose=0 slurm=0
-usage() { sed -n '2,20p' "$0" >&2; exit 2; }
+usage() { sed -n '2,23p' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes=$2; shift 2 ;;
@@ -111,12 +111,9 @@ for ((i = 0; i < nodes; i++)); do
   for ((r = 0; r < nics; r++)); do
     # Rail 0 keeps the cluster's subnet (and the names in /etc/hosts); rail r > 0 is 198.18.r.0/24.
     net=$subnet; [ $r -eq 0 ] || net="198.18.$r"
-    host_if="${prefix}${i}r$r" switch_if="${prefix}${i}s$r"          # at most 15 characters: tk + pid + node + rail
-    ip link add "$host_if" type veth peer name "$switch_if"
-    ip link set "$host_if" netns "$ns"
-    ip link set "$switch_if" netns "$switch"
+    switch_if="n${i}r$r"                                             # both ends are made in their namespaces: no name in this host's
+    ip link add "eth$r" netns "$ns" type veth peer name "$switch_if" netns "$switch"   # namespace, so clusters never collide
     ip netns exec "$switch" ip link set "$switch_if" master "br$r" up
-    ip netns exec "$ns" ip link set "$host_if" name "eth$r"
     ip netns exec "$ns" ip addr add "$net.$((i + 1))/24" dev "eth$r"
     ip netns exec "$ns" ip link set "eth$r" up
     if [ -n "$delay" ] && [ $netem -eq 1 ]; then
@@ -128,6 +125,10 @@ for ((i = 0; i < nodes; i++)); do
   done
 done
 
+# What every rank (and the run's records) learns about the emulation; UCX: TCP between nodes on eth0, shared memory inside.
+export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
+export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node nics_per_node=$nics rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)"
+
 if [ $slurm -eq 1 ]; then
   # This host is the login node: one unshaped veth into the bridge, deleted with the switch's namespace.
   ip link add "${prefix}h" type veth peer name "${prefix}hb"
@@ -135,8 +136,7 @@ if [ $slurm -eq 1 ]; then
   ip netns exec "$switch" ip link set "${prefix}hb" master br0 up
   ip addr add "$subnet.254/24" dev "${prefix}h"
   ip link set "${prefix}h" up
-  export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
-  export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0) launcher=slurm"
+  TOOLKIT_EMULATED+=" launcher=slurm"
   [ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node CPUs under Slurm, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
   set +e
   bash ${TOOLKIT_TRACE:+-x} "$(dirname "$0")/slurm-cluster.sh" --namespaces "$prefix" --subnet "$subnet" --nodes "$nodes" --cpus "$per_node" -- "$@"
@@ -159,8 +159,6 @@ chmod +x "/tmp/${prefix}-launch"
 host_list=$(for ((i = 0; i < nodes; i++)); do printf 'node%d:%d,' "$i" "$per_node"; done)
 host_list=${host_list%,}
 [ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node ranks, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
-export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
-export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node nics_per_node=$nics rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)"
 rail=()
 if [ "$nics" -gt 1 ]; then
   # Each rank's rail: link (local rank mod K), chosen when hydra has set MPI_LOCALRANKID.

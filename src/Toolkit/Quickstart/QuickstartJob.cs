@@ -75,7 +75,7 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
         var divergence = outcomes.Skip(1).Select(r => r.Parameters.Zip(rank0.Parameters, (a, b) => Math.Abs(a - b)).DefaultIfEmpty(0).Max()).DefaultIfEmpty(0).Max();
         // Ranks send different amounts across groups (in a ring only the ranks at a group's edge do), so report the largest.
         var result = new QuickstartResult(run.Id, run.Path, run.File("report.html"), loss,
-            outcomes.Max(r => r.IntraBytesPerStep), outcomes.Max(r => r.InterBytesPerStep), Median(rank0.StepSeconds), divergence);
+            outcomes.Max(r => r.IntraBytesPerStep), outcomes.Max(r => r.InterBytesPerStep), Runtime.Statistics.Median(rank0.StepSeconds), divergence);
         var points = RunReader.ReadAll(run.Path);
         HtmlReport.Write(result.ReportPath, result.Title, [("ranks / group size", $"{run.Options.Launch.Ranks} / {run.Options.Launch.GroupSize}"), .. result.Facts()],
         [
@@ -84,12 +84,6 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
             Charts.MetricByRank(points, MetricNames.StepSeconds, "step time (s)"),
         ]);
         return result;
-    }
-
-    private static double Median(IReadOnlyList<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted[sorted.Count / 2];
     }
 
     /// <summary>What one rank measured.</summary>

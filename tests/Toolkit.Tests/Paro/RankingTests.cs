@@ -15,4 +15,14 @@ public sealed class RankingTests
         // Ties share their mean rank: x ranks 0,1,2,3; y ranks 0.5,0.5,2,3 -> rho = 0.9486832980505138.
         Assert.Equal(0.9486832980505138, Ranking.SpearmanRho([1, 2, 3, 4], [7, 7 * (1 + 1e-12), 8, 9]), 12);
     }
+
+    [Fact]
+    public void KendallTauB_CountsTiesOnNeitherSide()
+    {
+        Assert.Equal(1, Ranking.KendallTauB([1, 2, 3], [1, 2, 3]), 12);
+        Assert.Equal(-1, Ranking.KendallTauB([1, 2, 3], [3, 2, 1]), 12);
+        Assert.Equal(0, Ranking.KendallTauB([1, 2, 3], [5, 5, 5]));
+        // Pairs: (1,2) tied in y; (1,3), (2,3) concordant: 2 / sqrt(3 * 2).
+        Assert.Equal(2 / Math.Sqrt(6), Ranking.KendallTauB([1, 2, 3], [4, 4, 9]), 12);
+    }
 }

@@ -10,19 +10,21 @@ namespace Toolkit.BatchInference;
 /// <summary>
 /// A second, TorchSharp model for multi-model pipelines: the toolkit's GPT (byte vocabulary) scoring each
 /// record by the mean log-likelihood per byte of its first <c>ContextLength</c> bytes (a perplexity filter,
-/// as used to clean pre-training data). Each replica holds its own copy of the weights, initialised from the
-/// same seed so every replica and every worker scores identically. Runs on the device TorchSharp picks
-/// (<see cref="Devices"/>); tested on CPU only.
+/// as used to clean pre-training data). The weights come from a PaRO checkpoint (<see cref="GptStageWeights"/>)
+/// or, without one, from the preset initialised with a seed; each replica holds its own copy, so every replica
+/// and every worker scores identically. Runs on the device TorchSharp picks (<see cref="Devices"/>); tested on CPU only.
 /// </summary>
 public sealed class GptScorer : IModelStage
 {
     private readonly int _threads;
+    private readonly GptStageWeights _weights;
 
-    /// <summary>A scorer of <paramref name="config"/> (default the small preset) initialised from <paramref name="seed"/>.</summary>
-    public GptScorer(int threads = 1, GptConfig? config = null, int seed = 1)
+    /// <summary>A scorer of <paramref name="config"/> (default the small preset) with the weights of <paramref name="checkpoint"/>, or initialised from <paramref name="seed"/>.</summary>
+    public GptScorer(int threads = 1, GptConfig? config = null, int seed = 1, string? checkpoint = null)
     {
         TorchRuntime.EnsureInitialized();
         (_threads, Config, Seed) = (threads, config ?? GptConfig.Small, seed);
+        _weights = new GptStageWeights(Config, checkpoint, seed);
     }
 
     /// <summary>The model's shape.</summary>
@@ -56,22 +58,11 @@ public sealed class GptScorer : IModelStage
         private readonly Gpt _model;
         private readonly Device _device = Devices.Resolve("auto").Device;
 
-        private static readonly Lock Building = new();
-
         public Replica(GptScorer owner)
         {
-            // The seed and the generator are process-wide: replicas built at once would interleave their draws and
-            // get different weights. One at a time, each gets exactly the seed's weights.
-            lock (Building)
-            {
-                set_num_threads(owner._threads);
-                using (var _ = NewDisposeScope())
-                {
-                    manual_seed(owner.Seed);
-                    _model = new Gpt(owner.Config);
-                }
-                _model.to(_device).eval();
-            }
+            set_num_threads(owner._threads);
+            _model = owner._weights.Build();
+            _model.to(_device).eval();
         }
 
         public object[] Predict(IReadOnlyList<object> inputs)
@@ -97,5 +88,50 @@ public sealed class GptScorer : IModelStage
         }
 
         public void Dispose() => _model.Dispose();
+    }
+}
+
+/// <summary>
+/// The GPT weights the batch-inference stages use, read once per worker: a PaRO checkpoint's parameters (any
+/// strategy, rank count or precision: <see cref="Paro.CheckpointManifest.ReadParameters"/>), or the preset
+/// initialised from a seed.
+/// </summary>
+public sealed class GptStageWeights(GptConfig config, string? checkpoint, int seed)
+{
+    private static readonly Lock Building = new();
+    private readonly Lazy<float[]> _flat = new(() => Read(config, checkpoint, seed));
+
+    /// <summary>The flat fp32 parameters in module order.</summary>
+    public float[] Flat => _flat.Value;
+
+    /// <summary>A new module holding these weights.</summary>
+    public Gpt Build()
+    {
+        var flat = Flat;
+        Gpt model;
+        lock (Building) model = new Gpt(config);   // construction draws from the process-wide generator
+        using var _ = no_grad();
+        long offset = 0;
+        foreach (var p in model.parameters())
+        {
+            using var values = tensor(flat.AsSpan((int)offset, (int)p.numel()).ToArray(), p.shape);
+            p.copy_(values);
+            offset += p.numel();
+        }
+        if (offset != flat.Length) throw new InvalidDataException($"the GPT has {offset} parameters, the weights {flat.Length}");
+        return model;
+    }
+
+    private static float[] Read(GptConfig config, string? checkpoint, int seed)
+    {
+        if (checkpoint is not null) return Paro.CheckpointManifest.ReadParameters(checkpoint);
+        // The seed and the generator are process-wide: models built at once would interleave their draws. One at a time.
+        lock (Building)
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(seed);
+            using var model = new Gpt(config);
+            return [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
+        }
     }
 }

@@ -52,8 +52,11 @@ public static class ModelStages
     public static IReadOnlyList<IModelStage> Create(InferJobOptions spec) => spec.Pipeline switch
     {
         InferPipeline.Embed => [new MiniLmEmbedding(spec.MaxTokens, spec.Threads)],
-        InferPipeline.Score => [new GptScorer(spec.Threads)],
-        InferPipeline.EmbedAndScore => [new MiniLmEmbedding(spec.MaxTokens, spec.Threads), new GptScorer(spec.Threads)],
+        InferPipeline.Score => [Scorer(spec)],
+        InferPipeline.EmbedAndScore => [new MiniLmEmbedding(spec.MaxTokens, spec.Threads), Scorer(spec)],
+        InferPipeline.Generate => [new GptGenerator(Models.GptConfig.Preset(spec.GptModel), spec.GptCheckpoint, spec.Sampling, spec.MaxNewTokens, spec.BatchSize)],
         var p => throw new ArgumentOutOfRangeException(nameof(spec), p, "unknown pipeline"),
     };
+
+    private static GptScorer Scorer(InferJobOptions spec) => new(spec.Threads, Models.GptConfig.Preset(spec.GptModel), checkpoint: spec.GptCheckpoint);
 }

@@ -82,9 +82,13 @@ public sealed class ParquetSource : RecordSource
             null => null,
             string s => s.Length == 0 ? null : s,
             IFormattable number and (int or long or short or sbyte or byte or ushort or uint or ulong) => number.ToString(null, CultureInfo.InvariantCulture),
+            double d when d == Math.Floor(d) && Math.Abs(d) < 1e15 => ((long)d).ToString(CultureInfo.InvariantCulture),   // pandas writes integer ids with gaps as doubles
             _ => null,
         };
-        if (id is null) return new(index, null, null, $"no '{_idField}' (a non-empty string or an integer)");
+        if (id is null)
+            return new(index, null, null, row.GetValueOrDefault(_idField) is { } value
+                ? $"'{_idField}' is a {value.GetType().Name} ({value}); ids are non-empty strings or whole numbers"
+                : $"no '{_idField}' (a non-empty string or an integer)");
         return row.GetValueOrDefault(_textField) is string text ? new(index, id, text, null) : new(index, id, null, $"no '{_textField}' string");
     }
 }

@@ -35,6 +35,8 @@ public enum InferPipeline
     [JsonStringEnumMemberName("embed+score")] EmbedAndScore,
     /// <summary>The toolkit's TorchSharp GPT scoring each record alone.</summary>
     [JsonStringEnumMemberName("score")] Score,
+    /// <summary>The toolkit's GPT continuing each record's text with the KV-cache generation engine (sampled; stops at a newline).</summary>
+    [JsonStringEnumMemberName("generate")] Generate,
 }
 
 /// <summary>Where the workers of a batch-inference job run.</summary>
@@ -81,8 +83,23 @@ public sealed record InferJobOptions : ICheckedOptions
     public string TextField { get; init; } = "text";
 
     /// <summary>The models. Default embed.</summary>
-    [Option("Model stages: embed (all-MiniLM-L6-v2 sentence embeddings, ONNX Runtime), score (the toolkit's TorchSharp GPT, small preset, seed 1: mean log-likelihood per byte) or embed+score (both, as a two-model pipeline).")]
+    [Option("Model stages: embed (all-MiniLM-L6-v2 sentence embeddings, ONNX Runtime), score (the toolkit's TorchSharp GPT: mean log-likelihood per byte), embed+score (both, as a two-model pipeline) or generate (the GPT continues each text with the KV-cache engine).")]
     public InferPipeline Pipeline { get; init; } = InferPipeline.Embed;
+
+    /// <summary>The GPT's weights for score and generate: a PaRO checkpoint folder (any strategy or rank count); none: the preset initialised from seed 1.</summary>
+    [Option("GPT weights for score/generate: a checkpoint folder written by paro train (runs/<id>/checkpoints/step-K, any strategy or rank count); none: untrained weights from seed 1.")]
+    public string? GptCheckpoint { get; init; }
+
+    /// <summary>The GPT's preset (the one the checkpoint was trained with). Default small.</summary>
+    [Option("GPT preset for score/generate (the --model the checkpoint was trained with): tiny, small, medium or base.")]
+    public string GptModel { get; init; } = "small";
+
+    /// <summary>How generate samples: temperature and top-p.</summary>
+    [OptionGroup] public Generation.SamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>Most bytes generate writes per record (it stops earlier at a newline). Default 64.</summary>
+    [Option("Most bytes generate adds per record; it stops earlier at a newline.")]
+    public int MaxNewTokens { get; init; } = 64;
 
     /// <summary>Records per shard (the unit of leasing, output and retry). Default 500.</summary>
     [Option("Records per shard: the unit of leasing, of output files (one part per shard) and of retries; leases grow to several shards for fast workers.")]
@@ -232,6 +249,19 @@ public sealed record InferJobOptions : ICheckedOptions
         if (MaxWorkers < 0 || (MaxWorkers > 0 && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers, $"must be 0 or at least --workers ({Workers})");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "must be at least 1");
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "must be at least 1");
+        var gpt = Models.GptConfig.Presets.TryGetValue(GptModel, out var preset) ? preset
+            : throw new ArgumentOutOfRangeException(nameof(GptModel), GptModel, $"unknown model; valid: {string.Join(", ", Models.GptConfig.Presets.Keys)}");
+        if (GptCheckpoint is not null && Pipeline is not (InferPipeline.Score or InferPipeline.EmbedAndScore or InferPipeline.Generate))
+            throw new ArgumentException("loads the GPT of the score and generate pipelines: add --pipeline score, embed+score or generate", nameof(GptCheckpoint));
+        if (GptCheckpoint is not null)
+        {
+            var manifest = Paro.CheckpointManifest.Read(GptCheckpoint);
+            if (manifest.Parameters != gpt.ParameterCount)
+                throw new ArgumentException($"checkpoint {GptCheckpoint} holds a model of {manifest.Parameters:N0} parameters; --gpt-model {GptModel} has {gpt.ParameterCount:N0}: pass the --model it was trained with", nameof(GptCheckpoint));
+        }
+        Sampling.Validate();
+        if (Pipeline == InferPipeline.Generate && (MaxNewTokens < 1 || MaxNewTokens > gpt.ContextLength - 2))
+            throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, $"must be between 1 and {gpt.ContextLength - 2} (the {GptModel} GPT's context is {gpt.ContextLength} bytes, prompt included)");
         if (Launcher is WorkerLauncher.Mpi or WorkerLauncher.Slurm && Ranks < 2)
             throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, $"must be at least 2 with --launcher {Options.OptionSpec.EnumName(typeof(WorkerLauncher), Launcher)} (a coordinator and a worker)");
         if (Launcher == WorkerLauncher.Slurm)

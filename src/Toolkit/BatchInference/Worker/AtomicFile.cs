@@ -36,7 +36,7 @@ public static partial class AtomicFile
         }
         catch
         {
-            File.Delete(temporary);
+            try { File.Delete(temporary); } catch (IOException) { }   // the write's own error is the one to report
             throw;
         }
         SyncFolder(folder);

@@ -11,14 +11,14 @@ public static class InferOutput
 {
     /// <summary>Every output row (one JSON object per record, from JSONL or Parquet parts), shard by shard.</summary>
     public static IEnumerable<JsonElement> Rows(string jobFolder) =>
-        Committed(jobFolder).SelectMany(s => s.Output!.EndsWith(".parquet", StringComparison.Ordinal)
+        Committed(jobFolder).SelectMany(s => InferLayout.IsParquet(s.Output!)
             ? ParquetParts.Read(Path.Combine(jobFolder, s.Output!))
             : Lines(Path.Combine(jobFolder, s.Output!)));
 
     /// <summary>Every quarantined record with its reason.</summary>
     public static IEnumerable<QuarantinedRecord> Quarantined(string jobFolder) =>
         Committed(jobFolder).Where(s => s.Quarantined > 0)
-            .SelectMany(s => Lines(Path.Combine(jobFolder, InferLayout.QuarantineFolder, Path.ChangeExtension(Path.GetFileName(s.Output!), ".jsonl"))))   // quarantine parts are JSONL
+            .SelectMany(s => Lines(Path.Combine(jobFolder, InferLayout.QuarantinePartOf(s.Output!))))
             .Select(e => e.Deserialize<QuarantinedRecord>(Runtime.ToolkitJson.Options)!);
 
     /// <summary>The committed shards, by index.</summary>

@@ -323,7 +323,7 @@ public sealed class InferenceWorker
             // committed part under the same name; readers take only the parts the state lists as committed.
             var name = InferLayout.PartName(shard.Id, buffer.Lease.Token, format);
             if (buffer.Quarantine.Count > 0)
-                AtomicFile.WriteLines(Path.Combine(jobFolder, InferLayout.QuarantineFolder, InferLayout.PartName(shard.Id, buffer.Lease.Token)), Ordered(buffer.Quarantine), buffer.Lease.Token);
+                AtomicFile.WriteLines(Path.Combine(jobFolder, InferLayout.QuarantinePartOf(name)), Ordered(buffer.Quarantine), buffer.Lease.Token);
             var part = Path.Combine(jobFolder, InferLayout.OutputFolder, name);
             if (format == OutputFormat.Parquet) AtomicFile.Write(part, file => ParquetParts.Write(file, Ordered(buffer.Lines)), buffer.Lease.Token);
             else AtomicFile.WriteLines(part, Ordered(buffer.Lines), buffer.Lease.Token);
@@ -439,6 +439,12 @@ public static class InferLayout
     /// </summary>
     public static string PartName(long shard, string token, OutputFormat format = OutputFormat.Jsonl) =>
         $"part-{shard:D6}-{token[..Math.Min(8, token.Length)]}.{(format == OutputFormat.Parquet ? "parquet" : "jsonl")}";
+
+    /// <summary>True for a Parquet output part.</summary>
+    public static bool IsParquet(string part) => part.EndsWith(".parquet", StringComparison.Ordinal);
+
+    /// <summary>The quarantine part (always JSONL) that goes with an output part.</summary>
+    public static string QuarantinePartOf(string outputPart) => Path.Combine(QuarantineFolder, Path.ChangeExtension(Path.GetFileName(outputPart), ".jsonl"));
 
     /// <summary>The coordinator's SQLite state.</summary>
     public const string StateFile = "state.db";

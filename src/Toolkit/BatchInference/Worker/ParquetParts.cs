@@ -53,7 +53,7 @@ public static class ParquetParts
     {
         JsonValueKind.String => new DataField<string>(p.Name),
         JsonValueKind.Number => new DataField<double>(p.Name),
-        JsonValueKind.Array => new ListField(p.Name, new DataField<float>("element")),
+        JsonValueKind.Array when p.Value.EnumerateArray().All(v => v.ValueKind == JsonValueKind.Number) => new ListField(p.Name, new DataField<float>("element")),
         var other => throw new InvalidDataException($"output field '{p.Name}' is a JSON {other}; Parquet parts hold strings, numbers and arrays of numbers"),
     };
 
@@ -61,7 +61,7 @@ public static class ParquetParts
     {
         JsonValueKind.String => e.GetString()!,
         JsonValueKind.Number => e.GetDouble(),
-        JsonValueKind.Array => e.EnumerateArray().Select(v => v.GetSingle()).ToArray(),
-        var other => throw new InvalidDataException($"output value is a JSON {other}"),
+        JsonValueKind.Array when e.EnumerateArray().All(v => v.ValueKind == JsonValueKind.Number) => e.EnumerateArray().Select(v => v.GetSingle()).ToArray(),
+        var other => throw new InvalidDataException($"output value is a JSON {other} (or an array of non-numbers); Parquet parts hold strings, numbers and arrays of numbers"),
     };
 }

@@ -62,9 +62,11 @@ public sealed class Communicator : IDisposable
     public HoRingPipeline Pipeline { get; set; } = HoRingPipeline.Auto;
 
     /// <summary>True when HO-Ring's all-reduce will pipeline: <see cref="Pipeline"/>, with <see cref="HoRingPipeline.Auto"/> resolved as its documentation says.</summary>
+    /// <exception cref="NotSupportedException"><see cref="HoRingPipeline.On"/> over an MPI library that does not provide MPI_THREAD_MULTIPLE.</exception>
     public bool Pipelines => Pipeline switch
     {
-        HoRingPipeline.On => true,
+        HoRingPipeline.On => _transport.ConcurrentCalls ? true
+            : throw new NotSupportedException("HO-Ring's pipeline runs its phases on threads, and this MPI library does not provide MPI_THREAD_MULTIPLE: use --pipeline off or auto."),
         HoRingPipeline.Off => false,
         _ => Backend == "inproc" && Environment.ProcessorCount >= 3 * Size,   // a core for each rank's three stage threads
     };

@@ -38,6 +38,9 @@ internal interface ITransport : IDisposable
     /// </summary>
     void Abort();
 
+    /// <summary>True when several threads of a rank may call the transport at once (in-process; MPI with MPI_THREAD_MULTIPLE).</summary>
+    bool ConcurrentCalls { get; }
+
     /// <summary>The native implementation of a collective, if this backend has one (MPI); null otherwise.</summary>
     INativeCollectives? Native { get; }
 }

@@ -21,6 +21,7 @@ internal sealed class InProcessTransport : ITransport
     public int Size => _group.Size;
     public string Backend => "inproc";
     public INativeCollectives? Native => null;
+    public bool ConcurrentCalls => true;
 
     /// <summary>Creates the transports of a new group of <paramref name="size"/> ranks, one per thread.</summary>
     public static InProcessTransport[] CreateGroup(int size)

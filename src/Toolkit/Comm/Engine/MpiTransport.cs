@@ -31,6 +31,11 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
     public string Backend => "mpi";
     public INativeCollectives? Native => this;
 
+    /// <summary>True when MPI provided MPI_THREAD_MULTIPLE (threads of a process may call it at once).</summary>
+    public bool ConcurrentCalls => _threadLevel == Unsafe.MPI_THREAD_MULTIPLE;
+
+    private static int _threadLevel = -1;
+
     /// <summary>Initialises MPI (thread level MULTIPLE, so collectives may run on helper threads) and returns MPI_COMM_WORLD.</summary>
     public static MpiTransport InitializeWorld()
     {
@@ -44,6 +49,12 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
             Check(Unsafe.MPI_Init_thread(ref argc, ref argv, Unsafe.MPI_THREAD_MULTIPLE, out var provided), "MPI_Init_thread");
             if (provided < Unsafe.MPI_THREAD_SERIALIZED)
                 throw new NotSupportedException($"The MPI library provides thread level {provided}; the toolkit needs MPI_THREAD_SERIALIZED or better.");
+            _threadLevel = provided;
+        }
+        else
+        {
+            Check(Unsafe.MPI_Query_thread(out var provided), "MPI_Query_thread");
+            _threadLevel = provided;
         }
         return new MpiTransport(Unsafe.MPI_COMM_WORLD, owns);
     }

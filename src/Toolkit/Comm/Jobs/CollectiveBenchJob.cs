@@ -80,7 +80,7 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
         var rows = measured.Results.Select(r =>
         {
             var algorithm = CollectiveAlgorithms.Parse(r.Algorithm);
-            var predicted = algorithm == CollectiveAlgorithm.HoRing && !measured.HoRingPipelined
+            var predicted = algorithm == CollectiveAlgorithm.HoRing && (!measured.HoRingPipelined || r.PhaseSeconds.Count > 0)   // phases are timed only when it ran unpipelined (also below one chunk)
                 ? CollectiveSimulator.HoRingUnpipelinedSeconds(topology, r.Bytes)                        // predict what the engine ran
                 : CollectiveSimulator.AllReduceSeconds(algorithm, topology, r.Bytes);
             return new BenchRow(r.Algorithm, r.Bytes, r.Seconds, r.BusBandwidth, r.IntraBytesPerCall, r.InterBytesPerCall, predicted, (predicted - r.Seconds) / r.Seconds,

@@ -35,7 +35,7 @@ public static class CollectiveBenchmark
                 foreach (var (phase, (total, calls)) in comm.Counters.Times().OrderBy(kv => kv.Key, StringComparer.Ordinal))
                 {
                     var earlier = timesBefore.GetValueOrDefault(phase);
-                    if (calls > earlier.Calls) phases[phase] = Slowest(comm, (total - earlier.Seconds) / repeats);
+                    if (calls > earlier.Calls) phases[phase] = BandwidthProbe.Slowest(comm, (total - earlier.Seconds) / repeats);
                 }
                 var seconds = BandwidthProbe.Slowest(comm, wall / repeats);
                 // CPU of every process that runs ranks (in-process ranks share one: rank 0 counts it), per call.
@@ -48,14 +48,6 @@ public static class CollectiveBenchmark
         var pipelined = comm.Pipelines;
         comm.Algorithm = CollectiveAlgorithm.Ring;
         return new MeasuredCollectives(comm.Size / comm.GroupSize, comm.GroupSize, intraBandwidth, intraLatency, pipelined, Environment.ProcessorCount, results);
-    }
-
-    private static double Slowest(Communicator comm, double seconds)
-    {
-        var algorithm = comm.Algorithm;
-        comm.Algorithm = CollectiveAlgorithm.Ring;   // phase times are gathered outside the timed region, on the plain ring
-        try { return BandwidthProbe.Slowest(comm, seconds); }
-        finally { comm.Algorithm = algorithm; }
     }
 
     private static (double User, double System) ProcessCpu()

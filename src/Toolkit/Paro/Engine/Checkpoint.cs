@@ -20,6 +20,22 @@ public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, 
     /// <summary>File name of the manifest.</summary>
     public const string FileName = "manifest.json";
 
+    /// <summary>
+    /// The model's parameters as one fp32 vector in module order (the flat layout every plan shares), read from
+    /// the rank files that hold them: the fp32 master copy of a mixed-precision checkpoint, else the parameters.
+    /// This is what the generation engine and batch inference load from a trained model.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The folder has no manifest.</exception>
+    /// <exception cref="InvalidDataException">A rank file is missing, corrupt or truncated.</exception>
+    public static float[] ReadParameters(string directory)
+    {
+        var manifest = Read(directory);
+        var reader = new CheckpointReader(directory, manifest);
+        using var flat = zeros(manifest.Parameters);
+        reader.Fill(reader.Has("master") ? "master" : "parameters", 0, flat);
+        return flat.data<float>().ToArray();
+    }
+
     /// <summary>Reads and checks a manifest.</summary>
     /// <exception cref="FileNotFoundException">The folder has no manifest.</exception>
     public static CheckpointManifest Read(string directory)

@@ -72,15 +72,9 @@ public static class EngineOverhead
                 allReduce.Add(r);
                 adam.Add(o);
             }
-            return (Median(compute), Median(allReduce), Median(adam));
+            return (Runtime.Statistics.Median(compute), Runtime.Statistics.Median(allReduce), Runtime.Statistics.Median(adam));
         });
         return new EngineBaseline(times.Max(t => t.Item1), times.Max(t => t.Item2), times.Max(t => t.Item3));
-    }
-
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values[values.Count / 2];
     }
 }
 

@@ -31,7 +31,7 @@ public sealed record ParoBenchmarkOptions
         : throw new ArgumentOutOfRangeException(nameof(Accumulations), Accumulations, $"takes positive integers separated by commas ('{a}' is not one)"));
 
     /// <summary>The job every strategy runs (its strategy, accumulation and launcher are replaced per run).</summary>
-    [JsonIgnore] public ParoTrainOptions Job => new() { Launch = Launch with { Launcher = Launcher.InProcess, Emulate = null }, Model = Model, Data = Data, Steps = Steps };
+    [JsonIgnore] public ParoTrainOptions Job => new() { Launch = Launch with { Launcher = Launcher.InProcess, Emulate = null, NicsPerNode = 1 }, Model = Model, Data = Data, Steps = Steps };
 }
 
 /// <summary>
@@ -140,7 +140,7 @@ public sealed record BenchmarkRow(string Launcher, string Strategy, int Accumula
 /// <param name="MeasuredOrder">Strategies fastest first, measured.</param>
 /// <param name="PredictedOrder">Strategies fastest first, predicted.</param>
 /// <param name="Spearman">Spearman rank correlation with ties (1 = same order; strategies predicted equal share a rank).</param>
-/// <param name="KendallTau">Kendall's tau (1 = same order).</param>
+/// <param name="KendallTau">Kendall's tau-b (1 = same order; ties as for Spearman).</param>
 /// <param name="MeanAbsoluteError">Mean |predicted − measured| / measured step time.</param>
 public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<string> MeasuredOrder, IReadOnlyList<string> PredictedOrder,
     double Spearman, double KendallTau, double MeanAbsoluteError)
@@ -151,18 +151,28 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
         var predicted = rows.OrderBy(r => r.PredictedStepSeconds).Select(r => r.Strategy).ToList();
         var n = rows.Count;
         var spearman = n < 2 ? 1 : SpearmanRho([.. rows.Select(r => r.StepSeconds)], [.. rows.Select(r => r.PredictedStepSeconds)]);
-        var concordant = 0;
-        var discordant = 0;
-        for (var i = 0; i < n; i++)
-            for (var j = i + 1; j < n; j++)
-            {
-                var sign = Math.Sign(rows[i].StepSeconds - rows[j].StepSeconds) * Math.Sign(rows[i].PredictedStepSeconds - rows[j].PredictedStepSeconds);
-                if (sign > 0) concordant++;
-                else if (sign < 0) discordant++;
-            }
-        var tau = n < 2 ? 1 : (concordant - discordant) / (n * (n - 1) / 2.0);
+        var tau = n < 2 ? 1 : KendallTauB([.. rows.Select(r => r.StepSeconds)], [.. rows.Select(r => r.PredictedStepSeconds)]);
         return new Ranking(launcher, accumulation, measured, predicted, spearman, tau, rows.Average(r => Math.Abs(r.StepTimeError)));
     }
+
+    /// <summary>Kendall's tau-b: (concordant − discordant) / √(pairs untied in x · pairs untied in y), ties as in <see cref="SpearmanRho"/>; 0 without spread.</summary>
+    internal static double KendallTauB(IReadOnlyList<double> x, IReadOnlyList<double> y)
+    {
+        long concordant = 0, discordant = 0, untiedX = 0, untiedY = 0;
+        for (var i = 0; i < x.Count; i++)
+            for (var j = i + 1; j < x.Count; j++)
+            {
+                bool tx = Tied(x[i], x[j]), ty = Tied(y[i], y[j]);
+                if (!tx) untiedX++;
+                if (!ty) untiedY++;
+                if (tx || ty) continue;
+                if (Math.Sign(x[i] - x[j]) == Math.Sign(y[i] - y[j])) concordant++;
+                else discordant++;
+            }
+        return untiedX == 0 || untiedY == 0 ? 0 : (concordant - discordant) / Math.Sqrt((double)untiedX * untiedY);
+    }
+
+    private static bool Tied(double a, double b) => Math.Abs(a - b) <= 1e-9 * Math.Max(Math.Abs(a), 1e-300);
 
     /// <summary>
     /// Spearman's rho with ties: the Pearson correlation of fractional ranks (tied values share their mean rank;
@@ -178,7 +188,7 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
             for (var start = 0; start < order.Length;)
             {
                 var end = start + 1;
-                while (end < order.Length && Math.Abs(v[order[end]] - v[order[start]]) <= 1e-9 * Math.Max(Math.Abs(v[order[start]]), 1e-300)) end++;
+                while (end < order.Length && Tied(v[order[end]], v[order[start]])) end++;
                 for (var k = start; k < end; k++) ranks[order[k]] = (start + end - 1) / 2.0;
                 start = end;
             }

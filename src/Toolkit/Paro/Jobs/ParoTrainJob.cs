@@ -67,7 +67,8 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             {
                 var m = CheckpointManifest.Read(resume);
                 context.Log($"resumed from {resume} at step {m.Step}, written by {m.Strategy} on {m.Ranks} ranks in groups of {m.GroupSize} ({m.Precision})" +
-                    (m.Strategy == o.Plan.Strategy.Code && m.Ranks == comm.Size && m.GroupSize == o.Launch.GroupSize ? "" : "; re-sliced for this plan"));
+                    (m.Strategy == o.Plan.Strategy.Code && m.Ranks == comm.Size && m.GroupSize == o.Launch.GroupSize
+                     && m.Precision == Options.OptionSpec.EnumName(typeof(ParoPrecision), o.Sharding.Precision) ? "" : "; re-sliced for this plan"));
             }
         }
         var first = (int)trainer.StepsTaken;   // steps continue after a resumed checkpoint, so data and bias correction line up

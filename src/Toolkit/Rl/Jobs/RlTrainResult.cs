@@ -58,7 +58,7 @@ public sealed record RlTrainResult(RlTrainOptions Options, double InitialAccurac
     public IReadOnlyList<(string Name, string Value)> Facts()
     {
         static string F(double v, string format = "F3") => v.ToString(format, CultureInfo.InvariantCulture);
-        double Median(Func<RlStep, double> f) { var v = Steps.Select(f).Order().ToList(); return v[v.Count / 2]; }
+        double Median(Func<RlStep, double> f) => Runtime.Statistics.Median(Steps.Select(f));
         return
         [
             ("held-out accuracy: initial / after warm start / final", $"{F(InitialAccuracy)} / {F(WarmStartAccuracy)} / {F(FinalAccuracy)}"),

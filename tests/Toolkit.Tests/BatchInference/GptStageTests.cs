@@ -1,0 +1,79 @@
+using Toolkit.BatchInference;
+using Toolkit.Comm;
+using Toolkit.Inference;
+using Toolkit.Models;
+using Toolkit.Paro;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>The GPT stages of batch inference on a model trained by paro train: its checkpoint read whole, scoring and generation through real jobs.</summary>
+public sealed class GptStageTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-gpt-stage-");
+
+    public void Dispose() => _folder.Dispose();
+
+    private async Task<string> TrainedCheckpoint()
+    {
+        var run = await ParoTrainJob.RunAsync(new ParoTrainOptions
+        {
+            Sharding = new() { Strategy = "GGG" }, Model = new() { Preset = "tiny" }, Steps = 2,
+            Checkpoint = new() { Every = 2 }, Launch = new() { RunsDirectory = _folder.Path },
+        });
+        return Path.Combine(run.RunPath, "checkpoints", "step-2");
+    }
+
+    [Fact]
+    public async Task ReadParameters_EqualWhatATrainerResumedFromTheCheckpointHolds()
+    {
+        var checkpoint = await TrainedCheckpoint();
+        var flat = CheckpointManifest.ReadParameters(checkpoint);
+        Assert.Equal(GptConfig.Tiny.ParameterCount, flat.Length);
+        // Another plan (NNN on 2 ranks) resumes from it and gathers its parameters through its own collectives.
+        var gathered = InProcessCluster.Run(2, 2, comm =>
+        {
+            using var model = new Gpt(GptConfig.Tiny);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NNN"), 2), comm);
+            trainer.LoadCheckpoint(checkpoint);
+            return trainer.GatherParameters();
+        });
+        Assert.Equal(flat, gathered[0]);
+        using var built = new GptStageWeights(GptConfig.Tiny, checkpoint, seed: 1).Build();
+        Assert.Equal(flat, built.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()));
+    }
+
+    [Fact]
+    public async Task ScoreAndGenerate_WithTheTrainedWeights()
+    {
+        var checkpoint = await TrainedCheckpoint();
+        var input = Inputs.Jsonl(_folder.Path, 24);
+        var spec = new InferJobOptions { Input = input, GptModel = "tiny", Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 12, BatchSize = 8, RunsDirectory = _folder.Path };
+
+        var trained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score, GptCheckpoint = checkpoint });
+        var untrained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score });
+        double[] Scores(InferResult r) => [.. InferOutput.Rows(r.JobFolder).OrderBy(e => e.GetProperty("id").GetString()).Select(e => e.GetProperty("score").GetDouble())];
+        Assert.Equal(24, Scores(trained).Length);
+        Assert.NotEqual(Scores(untrained), Scores(trained));   // the checkpoint's weights were used
+
+        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate, GptCheckpoint = checkpoint, MaxNewTokens = 16 });
+        Assert.True(InferOutput.Verify(generated.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        foreach (var row in InferOutput.Rows(generated.JobFolder))
+        {
+            var bytes = row.GetProperty("generation_bytes").GetInt32();
+            Assert.InRange(bytes, 0, 16);
+            Assert.True(bytes == 0 || row.GetProperty("generation").GetString()!.Length > 0);
+            Assert.True(row.GetProperty("generation_logprob").GetDouble() <= 0);
+        }
+    }
+
+    [Fact]
+    public async Task ACheckpointOfAnotherModel_IsRefusedBeforeTheJobStarts()
+    {
+        var checkpoint = await TrainedCheckpoint();
+        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 4), Pipeline = InferPipeline.Score, GptCheckpoint = checkpoint, GptModel = "small" };
+        var e = Assert.Throws<ArgumentException>(spec.Check);
+        Assert.Contains("pass the --model it was trained with", e.Message);
+        Assert.Contains("MaxNewTokens", Assert.Throws<ArgumentOutOfRangeException>((spec with { GptModel = "tiny", Pipeline = InferPipeline.Generate, MaxNewTokens = 0 }).Check).ParamName);
+    }
+}
