@@ -74,6 +74,6 @@ public sealed class GptStageTests : IDisposable
         var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 4), Pipeline = InferPipeline.Score, GptCheckpoint = checkpoint, GptModel = "small" };
         var e = Assert.Throws<ArgumentException>(spec.Check);
         Assert.Contains("pass the --model it was trained with", e.Message);
-        Assert.Contains("MaxNewTokens", Assert.Throws<ArgumentOutOfRangeException>((spec with { GptModel = "tiny", Pipeline = InferPipeline.Generate, MaxNewTokens = 0 }).Check).ParamName);
+        Assert.Contains("MaxNewTokens", Assert.Throws<ArgumentOutOfRangeException>((spec with { GptModel = "tiny", Pipeline = InferPipeline.Generate, MaxNewTokens = -1 }).Check).ParamName);
     }
 }

@@ -54,7 +54,7 @@ public static class ModelStages
         InferPipeline.Embed => [new MiniLmEmbedding(spec.MaxTokens, spec.Threads)],
         InferPipeline.Score => [Scorer(spec)],
         InferPipeline.EmbedAndScore => [new MiniLmEmbedding(spec.MaxTokens, spec.Threads), Scorer(spec)],
-        InferPipeline.Generate => [new GptGenerator(Models.GptConfig.Preset(spec.GptModel), spec.GptCheckpoint, spec.Sampling, spec.MaxNewTokens, spec.BatchSize)],
+        InferPipeline.Generate => [new GptGenerator(Models.GptConfig.Preset(spec.GptModel), spec.GptCheckpoint, spec.Sampling, spec.EffectiveMaxNewTokens, spec.BatchSize)],
         var p => throw new ArgumentOutOfRangeException(nameof(spec), p, "unknown pipeline"),
     };
 

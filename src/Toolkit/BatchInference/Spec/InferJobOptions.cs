@@ -97,9 +97,13 @@ public sealed record InferJobOptions : ICheckedOptions
     /// <summary>How generate samples: temperature and top-p.</summary>
     [OptionGroup] public Generation.SamplingOptions Sampling { get; init; } = new();
 
-    /// <summary>Most bytes generate writes per record (it stops earlier at a newline). Default 64.</summary>
-    [Option("Most bytes generate adds per record; it stops earlier at a newline.")]
-    public int MaxNewTokens { get; init; } = 64;
+    /// <summary>Most bytes generate writes per record (it stops earlier at a newline); 0: half the GPT's context. Default 0.</summary>
+    [Option("Most bytes generate adds per record; it stops earlier at a newline (0: half the GPT's context, the rest holds the prompt's end).")]
+    public int MaxNewTokens { get; init; }
+
+    /// <summary><see cref="MaxNewTokens"/>, with 0 resolved to half the context of <see cref="GptModel"/>.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public int EffectiveMaxNewTokens => MaxNewTokens > 0 ? MaxNewTokens : Models.GptConfig.Preset(GptModel).ContextLength / 2;
 
     /// <summary>Records per shard (the unit of leasing, output and retry). Default 500.</summary>
     [Option("Records per shard: the unit of leasing, of output files (one part per shard) and of retries; leases grow to several shards for fast workers.")]
@@ -260,8 +264,8 @@ public sealed record InferJobOptions : ICheckedOptions
                 throw new ArgumentException($"checkpoint {GptCheckpoint} holds a model of {manifest.Parameters:N0} parameters; --gpt-model {GptModel} has {gpt.ParameterCount:N0}: pass the --model it was trained with", nameof(GptCheckpoint));
         }
         Sampling.Validate();
-        if (Pipeline == InferPipeline.Generate && (MaxNewTokens < 1 || MaxNewTokens > gpt.ContextLength - 2))
-            throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, $"must be between 1 and {gpt.ContextLength - 2} (the {GptModel} GPT's context is {gpt.ContextLength} bytes, prompt included)");
+        if (Pipeline == InferPipeline.Generate && (MaxNewTokens < 0 || MaxNewTokens > gpt.ContextLength - 2))
+            throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, $"must be between 1 and {gpt.ContextLength - 2}, or 0 for half (the {GptModel} GPT's context is {gpt.ContextLength} bytes, prompt included)");
         if (Launcher is WorkerLauncher.Mpi or WorkerLauncher.Slurm && Ranks < 2)
             throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, $"must be at least 2 with --launcher {Options.OptionSpec.EnumName(typeof(WorkerLauncher), Launcher)} (a coordinator and a worker)");
         if (Launcher == WorkerLauncher.Slurm)
