@@ -152,13 +152,35 @@ public static class InferChaos
         var dir = Path.Combine(folder, "workers");
         if (!Directory.Exists(dir)) return workers;
         foreach (var file in Directory.GetFiles(dir, "*.pid"))
-            if (int.TryParse(File.ReadAllText(file), out var pid) && File.Exists($"/proc/{pid}/cmdline")
-                && File.ReadAllText($"/proc/{pid}/cmdline").Contains("worker", StringComparison.Ordinal))
+        {
+            var id = Path.GetFileNameWithoutExtension(file);
+            if (int.TryParse(File.ReadAllText(file), out var pid) && IsWorker(pid, id))
             {
                 seen.Add(pid);
-                workers.Add((Path.GetFileNameWithoutExtension(file), pid));
+                workers.Add((id, pid));
             }
+        }
         return workers;
+    }
+
+    /// <summary>
+    /// True when <paramref name="pid"/> is still this job's worker <paramref name="id"/>. PIDs are reused (pid_max is often
+    /// 32768, and every thread takes one), and /proc also answers for thread ids: a signal to a reused number would hit
+    /// another process (a notebook's worker, the test host), so the process must be a process (its Tgid is itself) whose
+    /// command line names this worker's id.
+    /// </summary>
+    private static bool IsWorker(int pid, string id)
+    {
+        try
+        {
+            var status = File.ReadAllLines($"/proc/{pid}/status");
+            var tgid = status.FirstOrDefault(l => l.StartsWith("Tgid:", StringComparison.Ordinal))?["Tgid:".Length..].Trim();
+            if (tgid != pid.ToString(CultureInfo.InvariantCulture)) return false;
+            var arguments = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
+            return arguments.Contains("worker") && arguments.Contains(id);
+        }
+        catch (IOException) { return false; }                 // gone
+        catch (UnauthorizedAccessException) { return false; }
     }
 
     private static Process Start(IReadOnlyList<string> verb, string root, string name)
