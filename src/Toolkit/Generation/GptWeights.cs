@@ -6,8 +6,8 @@ namespace Toolkit.Generation;
 /// <summary>
 /// An inference engine's own copy of a <see cref="Gpt"/>'s weights, in its <see cref="Numerics"/>: loaded
 /// from the trainer's parameters (a flat fp32 vector in module order, what a weight sync sends) and
-/// converted once. Int8 matrices are quantized per output row and kept dequantized for fp32 compute
-/// (weight-only quantization: the rounding error is the point).
+/// converted once. Int8 matrices are quantized per output row and kept dequantized in bf16, the compute
+/// type of weight-only int8 serving kernels (W8A16): the rounding error adds to bf16's.
 /// </summary>
 internal sealed class GptWeights : IDisposable
 {
@@ -16,7 +16,7 @@ internal sealed class GptWeights : IDisposable
     private GptWeights(GptConfig config, Numerics numerics, Device device)
     {
         (Config, Numerics, Device) = (config, numerics, device);
-        ComputeType = numerics switch { Numerics.Bf16 => ScalarType.BFloat16, Numerics.Fp16 => ScalarType.Float16, _ => ScalarType.Float32 };
+        ComputeType = numerics switch { Numerics.Bf16 or Numerics.Int8 => ScalarType.BFloat16, Numerics.Fp16 => ScalarType.Float16, _ => ScalarType.Float32 };
     }
 
     public GptConfig Config { get; }
@@ -71,10 +71,10 @@ internal sealed class GptWeights : IDisposable
     {
         if (Numerics == Numerics.Int8 && fp32.dim() == 2 && !name.StartsWith("wpe", StringComparison.Ordinal))
         {
-            // Symmetric per-row int8: q = round(w / s), s = max|w_row| / 127; kept as q * s in fp32.
+            // Symmetric per-row int8: q = round(w / s), s = max|w_row| / 127; dequantized to q * s in the compute type.
             var scale = fp32.abs().amax([1], keepdim: true).clamp_min(1e-12) / 127;   // [rows, 1]
             var q = (fp32 / scale).round().clamp(-127, 127);
-            return q * scale;
+            return (q * scale).to(ComputeType);
         }
         return fp32.to(ComputeType);
     }

@@ -35,9 +35,9 @@ public sealed record RolloutOptions
     [Option("sync (generate the whole batch, then train) or c3po++ (token budget; unfinished rollouts resumed by the next policy version).", Name = "rollout")]
     public RolloutMode Mode { get; init; } = RolloutMode.Sync;
 
-    /// <summary>Prompts per step over all ranks (sync). Default 16.</summary>
+    /// <summary>Prompts per step over all ranks (sync). Default 32.</summary>
     [Option("Prompts per step over all ranks (sync mode).")]
-    public int Prompts { get; init; } = 16;
+    public int Prompts { get; init; } = 32;
 
     /// <summary>Responses per prompt, GRPO's group size G. Default 8.</summary>
     [Option("Responses per prompt (GRPO's group size G).")]
@@ -107,25 +107,25 @@ public sealed record RlTrainOptions : IJobOptions
     /// <summary>AdamW of the RL phase. Default learning rate 3e-4, β2 0.99, no weight decay.</summary>
     [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 3e-4, Beta2 = 0.99, WeightDecay = 0 };
 
-    /// <summary>Supervised warm-start steps before RL. Default 150.</summary>
+    /// <summary>Supervised warm-start steps before RL. Default 400 (addition: about 40 % held-out accuracy, leaving RL room to show).</summary>
     [Option("Supervised warm-start steps on the training answers, so the policy starts with non-zero reward (0: none).")]
-    public int WarmupSteps { get; init; } = 150;
+    public int WarmupSteps { get; init; } = 400;
 
-    /// <summary>Warm-start learning rate. Default 3e-3.</summary>
+    /// <summary>Warm-start learning rate. Default 1e-3 (3e-3 left the small GPT's loss on addition noisy near 1.1 nats per token).</summary>
     [Option("Learning rate of the warm start.")]
-    public double WarmupLr { get; init; } = 3e-3;
+    public double WarmupLr { get; init; } = 1e-3;
 
     /// <summary>Warm-start sequences per rank per step. Default 32.</summary>
     [Option("Warm-start sequences per rank per step.")]
     public int WarmupBatch { get; init; } = 32;
 
-    /// <summary>RL steps. Default 20.</summary>
+    /// <summary>RL steps. Default 200 (addition from the default warm start: about +25 points held-out in about 2 minutes on 2 cores).</summary>
     [Option("RL steps (policy updates).")]
-    public int Steps { get; init; } = 20;
+    public int Steps { get; init; } = 200;
 
-    /// <summary>Held-out evaluation period. Default 5.</summary>
+    /// <summary>Held-out evaluation period. Default 20.</summary>
     [Option("Evaluate held-out accuracy (greedy decoding) every K steps, and before the first and after the last.")]
-    public int EvalEvery { get; init; } = 5;
+    public int EvalEvery { get; init; } = 20;
 
     /// <summary>Gradient-norm limit of the divergence guard. Default 1000.</summary>
     [Option("Stop the run when the gradient norm exceeds this (or any diagnostic is not finite).")]
