@@ -12,14 +12,11 @@ internal static class BenchCommand
     private static Command Rl()
     {
         var json = new Option<FileInfo>("--json") { Description = "Where to write the results.", Required = true };
-        var command = new Command("rl", "RL rollout throughput and step time: synchronous rollouts against C3PO++ on the same job (default: the long-tail task).") { json };
+        var command = new Command("rl", "RL rollout throughput and step time: synchronous rollouts against C3PO++ at equal budget, at several batch sizes (default: the long-tail task).") { json };
         var options = new CliOptions<Toolkit.Rl.RlBenchmarkOptions>(command, new(), "bench rl");
         command.SetAction(async (parse, token) =>
         {
-            var o = options.Bind(parse);
-            o.Job.Validate();
-            var report = await Toolkit.Rl.RlBenchmark.RunAsync(o, Console.WriteLine, token);
-            Console.WriteLine($"C3PO++ over synchronous: rollout tokens/s {report.RolloutSpeedup:F2}x, step time {report.StepSpeedup:F2}x");
+            var report = await Toolkit.Rl.RlBenchmark.RunAsync(options.Bind(parse), Console.WriteLine, token);
             Toolkit.Runtime.ToolkitJson.Write(parse.GetValue(json)!.FullName, report);
             return 0;
         });

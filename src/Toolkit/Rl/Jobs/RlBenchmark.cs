@@ -1,66 +1,117 @@
+using System.Globalization;
 using System.Text.Json.Serialization;
+using Toolkit.Jobs;
 using Toolkit.Options;
 
 namespace Toolkit.Rl;
 
-/// <summary>Options of <c>toolkit bench rl</c>: one RL job run with synchronous rollouts and with C3PO++.</summary>
-public sealed record RlBenchmarkOptions
+/// <summary>Options of <c>toolkit bench rl</c>: the same RL job with synchronous rollouts and with C3PO++, at several batch sizes.</summary>
+public sealed record RlBenchmarkOptions : ICheckedOptions
 {
-    /// <summary>The job (its rollout mode is set by the benchmark). Default: the long-tail task, the small GPT, 8 steps.</summary>
-    [OptionGroup(Exclude = ["rollout", "compare"])]
+    /// <summary>The job (rollout mode, prompts and budget are set by the benchmark). Default: the long-tail task, the small GPT, 16 steps.</summary>
+    [OptionGroup(Exclude = ["rollout", "compare", "prompts", "budget"])]
     public RlTrainOptions Job { get; init; } = new()
     {
-        Task = "longtail", WarmupSteps = 60, Steps = 8, EvalEvery = 8,
-        Rollout = new() { Prompts = 32, Samples = 4, Budget = 960, Pool = 32, Staleness = 2 },   // 32 x 4 responses of about 7 tokens: the same ~900 tokens a step as the budget
+        Task = "longtail", WarmupSteps = 60, Steps = 16, EvalEvery = 16,
+        Rollout = new() { Samples = 4, Pool = 32, Staleness = 2 },
         Loss = new() { Normalization = LossNormalization.Budget },
     };
+
+    /// <summary>Prompts per step of the synchronous baseline, one pair of runs per value. Default 8,16,32.</summary>
+    [Option("Prompts per step of the synchronous baseline, comma-separated: one synchronous and one C3PO++ run per value, C3PO++'s budget Phi set to the tokens that batch trains on (prompts x samples x the task's mean answer length, stop token included).")]
+    public string Prompts { get; init; } = "8,16,32";
+
+    /// <summary>The prompt counts, parsed.</summary>
+    [JsonIgnore] public IReadOnlyList<int> PromptCounts => [.. Prompts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
+        int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 ? n
+            : throw new ArgumentOutOfRangeException(nameof(Prompts), p, "is not a positive whole number of prompts"))];
+
+    /// <summary>Throws naming the first invalid option.</summary>
+    public void Check()
+    {
+        if (PromptCounts.Count == 0) throw new ArgumentOutOfRangeException(nameof(Prompts), Prompts, "names no prompt count; give e.g. 8,16,32");
+        foreach (var prompts in PromptCounts)
+            foreach (var mode in new[] { RolloutMode.Sync, RolloutMode.C3poPlusPlus }) RlBenchmark.Configure(this, mode, prompts).Validate();
+    }
 }
 
 /// <summary>
-/// Rollout throughput and step time, synchronous against C3PO++, on the same job. The synchronous baseline
-/// generates Prompts × Samples responses to completion per step; C3PO++ keeps a pool of Pool sequences
-/// full and trains once complete groups reach the budget. Both train on about the same number of tokens
-/// per step when Budget ≈ Prompts × Samples × the mean response length.
+/// Rollout throughput and step time, synchronous against C3PO++, on the same job at equal budget. For
+/// each prompt count P the synchronous baseline generates P × G responses to completion per step; C3PO++
+/// keeps its pool of Ω sequences full and trains once complete groups reach Φ = P × G × the task's mean
+/// response length (so both train on about the same tokens per step). The long tail costs the baseline
+/// the decode steps in which few sequences are left; on a CPU a decode step costs a fixed part (operator
+/// dispatch) plus a part per sequence, so the gap is widest when the batch per rank is small.
 /// </summary>
 public static class RlBenchmark
 {
-    /// <summary>Runs both configurations; <paramref name="log"/> receives a line per run.</summary>
+    /// <summary>The job of one configuration: the mode, P prompts per step and the matching budget.</summary>
+    public static RlTrainOptions Configure(RlBenchmarkOptions options, RolloutMode mode, int prompts)
+    {
+        var job = options.Job;
+        return job with { Rollout = job.Rollout with { Mode = mode, Prompts = prompts, Budget = MatchingBudget(job, prompts) } };
+    }
+
+    /// <summary>Φ for P prompts: P × G × the mean response length (answer plus stop token) of the task's training split.</summary>
+    public static long MatchingBudget(RlTrainOptions job, int prompts) =>
+        (long)Math.Round(prompts * job.Rollout.Samples * TaskDatasets.Load(job.TaskDefinition, heldOut: false).Average(p => p.Answer.Length + 1.0));
+
+    /// <summary>Runs every configuration; <paramref name="log"/> receives a line per run.</summary>
     public static async Task<RlBenchmarkReport> RunAsync(RlBenchmarkOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
-        var runs = new List<RlBenchmarkRun>();
-        foreach (var mode in new[] { RolloutMode.Sync, RolloutMode.C3poPlusPlus })
+        options.Check();
+        var sizes = new List<RlBenchmarkSize>();
+        foreach (var prompts in options.PromptCounts)
         {
-            var job = options.Job with { Rollout = options.Job.Rollout with { Mode = mode } };
-            var result = await RlTrainJob.RunAsync(job, null, cancellationToken);
-            var timed = result.Steps.Skip(1).DefaultIfEmpty(result.Steps[0]).ToList();   // the first step includes warm-up of the engine
-            var run = new RlBenchmarkRun(OptionSpec.EnumName(typeof(RolloutMode), mode), timed.Sum(s => s.TokensPerSecond * s.RolloutSeconds) / timed.Sum(s => s.RolloutSeconds),
-                timed.Average(s => s.RolloutSeconds), timed.Average(s => s.RolloutSeconds + s.TrainSeconds + s.SyncSeconds),
-                timed.Average(s => s.Responses * s.ResponseLength), result.Steps[^1].RewardMean, result.FinalAccuracy,
-                result.Steps.Sum(s => s.Carried), result.Steps.Sum(s => s.Purged), result.RunPath);
-            log?.Invoke($"{run.Rollout,-7} {run.TokensPerSecond,8:F0} tokens/s, rollout {run.RolloutSeconds:F2} s, step {run.StepSeconds:F2} s, {run.TrainedTokensPerStep:F0} tokens trained per step, final reward {run.FinalReward:F3}");
-            runs.Add(run);
+            var runs = new List<RlBenchmarkRun>();
+            foreach (var mode in new[] { RolloutMode.Sync, RolloutMode.C3poPlusPlus })
+            {
+                var job = Configure(options, mode, prompts);
+                var result = await RlTrainJob.RunAsync(job, null, cancellationToken);
+                var timed = result.Steps.Skip(1).DefaultIfEmpty(result.Steps[0]).ToList();   // the first step includes warm-up of the engine
+                var run = new RlBenchmarkRun(OptionSpec.EnumName(typeof(RolloutMode), mode), prompts, job.Rollout.Budget,
+                    timed.Sum(s => s.TokensPerSecond * s.RolloutSeconds) / timed.Sum(s => s.RolloutSeconds),
+                    timed.Average(s => s.RolloutSeconds), timed.Average(s => s.RolloutSeconds + s.TrainSeconds + s.SyncSeconds),
+                    timed.Average(s => s.Responses * s.ResponseLength), result.Steps.TakeLast(Math.Max(1, result.Steps.Count / 4)).Average(s => s.RewardMean),
+                    result.FinalAccuracy, result.Steps.Sum(s => s.Carried), result.Steps.Sum(s => s.Purged), result.RunPath);
+                log?.Invoke($"P {prompts,3} Phi {run.Budget,5} {run.Rollout,-7} {run.TokensPerSecond,8:F0} tokens/s, rollout {run.RolloutSeconds:F2} s, step {run.StepSeconds:F2} s, " +
+                            $"{run.TrainedTokensPerStep:F0} tokens trained per step, reward {run.FinalReward:F3} (last quarter)");
+                runs.Add(run);
+            }
+            var size = new RlBenchmarkSize(prompts, runs[1].Budget, runs, runs[1].TokensPerSecond / runs[0].TokensPerSecond, runs[0].StepSeconds / runs[1].StepSeconds);
+            log?.Invoke($"P {prompts,3}: C3PO++ over synchronous: rollout tokens/s {size.RolloutSpeedup:F2}x, step time {size.StepSpeedup:F2}x");
+            sizes.Add(size);
         }
-        return new RlBenchmarkReport(options.Job, runs, runs[1].TokensPerSecond / runs[0].TokensPerSecond, runs[0].StepSeconds / runs[1].StepSeconds);
+        return new RlBenchmarkReport(options.Job, Environment.ProcessorCount, sizes);
     }
 }
 
 /// <summary>The JSON of <c>toolkit bench rl</c>.</summary>
-/// <param name="Job">The job both runs used (rollout mode aside).</param>
+/// <param name="Job">The job every run used (rollout mode, prompts and budget aside).</param>
+/// <param name="Cores">Cores of the machine.</param>
+/// <param name="Sizes">One entry per prompt count.</param>
+public sealed record RlBenchmarkReport(RlTrainOptions Job, int Cores, IReadOnlyList<RlBenchmarkSize> Sizes);
+
+/// <summary>Synchronous and C3PO++ at one batch size.</summary>
+/// <param name="Prompts">Prompts per step of the synchronous baseline.</param>
+/// <param name="Budget">C3PO++'s Φ (the baseline's expected trained tokens per step).</param>
 /// <param name="Runs">Synchronous, then C3PO++.</param>
 /// <param name="RolloutSpeedup">C3PO++ rollout tokens/s over the synchronous baseline's.</param>
 /// <param name="StepSpeedup">Synchronous step time over C3PO++'s.</param>
-public sealed record RlBenchmarkReport(RlTrainOptions Job, IReadOnlyList<RlBenchmarkRun> Runs, double RolloutSpeedup, double StepSpeedup);
+public sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlBenchmarkRun> Runs, double RolloutSpeedup, double StepSpeedup);
 
 /// <summary>One configuration's measurements (means over the steps after the first).</summary>
 /// <param name="Rollout">sync or c3po++.</param>
+/// <param name="Prompts">Prompts per step (the synchronous baseline's batch).</param>
+/// <param name="Budget">Φ (used by C3PO++ and by the budget normalisation).</param>
 /// <param name="TokensPerSecond">Rollout tokens sampled per second.</param>
 /// <param name="RolloutSeconds">Rollout phase per step.</param>
 /// <param name="StepSeconds">Rollout, update and weight sync per step.</param>
 /// <param name="TrainedTokensPerStep">Response tokens trained on per step.</param>
-/// <param name="FinalReward">Mean reward of the last step.</param>
+/// <param name="FinalReward">Mean reward over the last quarter of the steps.</param>
 /// <param name="FinalAccuracy">Held-out accuracy at the end.</param>
 /// <param name="Carried">Responses carried over, summed over steps.</param>
 /// <param name="Purged">Responses purged, summed over steps.</param>
 /// <param name="RunPath">The run folder.</param>
-public sealed record RlBenchmarkRun(string Rollout, double TokensPerSecond, double RolloutSeconds, double StepSeconds, double TrainedTokensPerStep,
+public sealed record RlBenchmarkRun(string Rollout, int Prompts, long Budget, double TokensPerSecond, double RolloutSeconds, double StepSeconds, double TrainedTokensPerStep,
     double FinalReward, double FinalAccuracy, long Carried, long Purged, string RunPath);

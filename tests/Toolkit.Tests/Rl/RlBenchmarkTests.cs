@@ -1,0 +1,50 @@
+using Toolkit.Rl;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.Rl;
+
+/// <summary><c>bench rl</c>: one synchronous and one C3PO++ run per batch size, at the same budget, and its bad input.</summary>
+public sealed class RlBenchmarkTests : IDisposable
+{
+    private readonly TemporaryFolder _runs = new("toolkit-rl-bench-");
+
+    public void Dispose() => _runs.Dispose();
+
+    private RlBenchmarkOptions Options(string prompts) => new()
+    {
+        Prompts = prompts,
+        Job = new RlBenchmarkOptions().Job with
+        {
+            Launch = new() { Ranks = 2, GroupSize = 1, RunsDirectory = _runs.Path },
+            Model = new() { Preset = "small" }, WarmupSteps = 5, Steps = 3, EvalEvery = 3,   // the long-tail answers need the small GPT's context
+        },
+    };
+
+    [Fact]
+    public async Task EachSize_RunsSyncThenC3po_AtTheBudgetTheSyncBatchTrainsOn()
+    {
+        var o = Options("4,8");
+        var report = await RlBenchmark.RunAsync(o);
+        var meanResponse = TaskDatasets.Load(VerifiableTask.Named("longtail"), heldOut: false).Average(p => p.Answer.Length + 1.0);
+        Assert.Equal([4, 8], report.Sizes.Select(s => s.Prompts));
+        Assert.All(report.Sizes, size =>
+        {
+            Assert.Equal(["sync", "c3po++"], size.Runs.Select(r => r.Rollout));
+            Assert.Equal((long)Math.Round(size.Prompts * 4 * meanResponse), size.Budget);
+            Assert.All(size.Runs, r => Assert.Equal((size.Prompts, size.Budget), (r.Prompts, r.Budget)));
+            Assert.Equal(size.Runs[1].TokensPerSecond / size.Runs[0].TokensPerSecond, size.RolloutSpeedup, 12);
+            Assert.All(size.Runs, r => Assert.True(r.TokensPerSecond > 0 && r.TrainedTokensPerStep > 0 && Directory.Exists(r.RunPath)));
+            Assert.Equal(0, size.Runs[0].Carried);                         // the baseline finishes every response in its step
+        });
+    }
+
+    [Theory]
+    [InlineData("8,x", "is not a positive whole number")]
+    [InlineData("", "names no prompt count")]
+    [InlineData("3", "must be a positive multiple of --ranks (2)")]
+    public void BadPromptCounts_AreRefused_NamingTheValue(string prompts, string message)
+    {
+        var error = Assert.ThrowsAny<ArgumentException>(() => Options(prompts).Check());
+        Assert.Contains(message, error.Message);
+    }
+}
