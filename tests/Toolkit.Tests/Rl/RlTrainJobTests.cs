@@ -97,8 +97,8 @@ public sealed class RlTrainJobTests : IDisposable
         // The long-tail task after a short warm start gives groups with mixed rewards, hence a non-zero gradient.
         var options = Small() with
         {
-            Task = "longtail", Model = new() { Preset = "small" }, WarmupSteps = 30, MaxGradNorm = 1e-9,
-            Launch = Small().Launch with { Ranks = 1 }, Rollout = Small().Rollout with { Budget = 48 },
+            Task = "longtail", Model = new() { Preset = "small" }, WarmupSteps = 30, WarmupLr = 3e-3, MaxGradNorm = 1e-9,
+            Launch = Small().Launch with { Ranks = 1 }, Rollout = Small().Rollout with { Budget = 48, Prompts = 8 },
         };
         var e = await Assert.ThrowsAsync<RlDivergedException>(() => RlTrainJob.RunAsync(options));
         Assert.Contains("RL step 0: the gradient norm", e.Message);
