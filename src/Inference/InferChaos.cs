@@ -186,14 +186,7 @@ public static class InferChaos
     private static Process Start(IReadOnlyList<string> verb, string root, string name)
     {
         var command = RankEntryPoint.Command();
-        var start = new ProcessStartInfo(command[0]) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in command.Skip(1).Concat(verb)) start.ArgumentList.Add(a);
-        var process = Process.Start(start)!;
-        var output = new StreamWriter(Path.Combine(root, $"{name}.log")) { AutoFlush = true };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.WriteLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.WriteLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
+        // The log writer is left to the finaliser: lines can arrive until the process has exited and been read to its end.
+        return ChildProcess.StartLogged(command[0], [.. command.Skip(1), .. verb], Path.Combine(root, $"{name}.log")).Process;
     }
 }

@@ -144,34 +144,13 @@ public static class InferJob
         var arguments = (IReadOnlyList<string>)[.. launcher.Arguments, "infer", "rank", "--job", run.Path];
         run.Log($"launch: {launcher.File} {string.Join(' ', arguments)}");
         log?.Invoke($"launch: {launcher.File} {string.Join(' ', arguments)}");
-        var start = new ProcessStartInfo(launcher.File) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in arguments) start.ArgumentList.Add(a);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {launcher.File}");
-        var output = new System.Text.StringBuilder();
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        try
-        {
-            while (!process.HasExited)
-            {
-                await Task.Delay(500, cancel);
-                ReportWhileRanksRun(run, progress);
-            }
-        }
-        finally
-        {
-            // srun ends its step on SIGTERM, on every node; a kill would only end the local process tree.
-            if (Path.GetFileName(launcher.File) == "srun") Toolkit.Runtime.PosixSignals.TerminateAndWait(process, TimeSpan.FromSeconds(10));
-            if (!process.HasExited) process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync(CancellationToken.None);
-            lock (output) File.WriteAllText(run.File(Jobs.MpiJobLauncher.OutputFile), output.ToString());
-        }
+        // srun ends its step on SIGTERM, on every node; a kill would only end the local process tree.
+        var (exitCode, output) = await ChildProcess.RunLauncherAsync(launcher.File, arguments, run.File(Jobs.MpiJobLauncher.OutputFile), TimeSpan.FromMilliseconds(500),
+            () => ReportWhileRanksRun(run, progress), gracefulStop: Path.GetFileName(launcher.File) == "srun", cancel);
         var resultFile = run.File("result.json");
         if (!File.Exists(resultFile))
-            throw new Jobs.JobFailedException($"the MPI job exited with code {process.ExitCode} before the coordinator (rank 0) wrote its result; the job can be resumed. " +
-                $"Job folder: {run.Path}. Last output:\n{string.Join('\n', output.ToString().Split('\n').TakeLast(30))}");
+            throw new Jobs.JobFailedException($"the MPI job exited with code {exitCode} before the coordinator (rank 0) wrote its result; the job can be resumed. " +
+                $"Job folder: {run.Path}. Last output:\n{string.Join('\n', output.Split('\n').TakeLast(30))}");
         var result = ToolkitJson.Read<InferResult>(resultFile);
         progress?.Report(Status(run.Path));
         return result;

@@ -85,22 +85,13 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
     {
         var id = $"w{_workers.Count}-{Environment.ProcessId}";
         var command = RankEntryPoint.Command();
-        var start = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in command.Skip(1)) start.ArgumentList.Add(a);
-        // A worker whose coordinator is gone (killed, not yet resumed) gives up after the grace period instead of lingering.
-        foreach (var a in new[] { "infer", "worker", "--coordinator", address, "--id", id, "--grace", "15" }) start.ArgumentList.Add(a);
-        if (token is not null) start.Environment[TokenVariable] = token;
         var logs = Path.Combine(folder, "workers");
         Directory.CreateDirectory(logs);
-        var output = new StreamWriter(Path.Combine(logs, $"{id}.log"), append: true) { AutoFlush = true };
+        // A worker whose coordinator is gone (killed, not yet resumed) gives up after the grace period instead of lingering.
+        // Lines can arrive after the process has exited: the log writer lives until the pool is disposed.
+        var (process, output) = Toolkit.Runtime.ChildProcess.StartLogged(command[0], [.. command.Skip(1), "infer", "worker", "--coordinator", address, "--id", id, "--grace", "15"],
+            Path.Combine(logs, $"{id}.log"), token is null ? null : new Dictionary<string, string> { [TokenVariable] = token });
         _logs.Add(output);
-        var process = new Process { StartInfo = start };
-        // Lines can arrive after the process has exited: the writer lives until the pool is disposed.
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) if (output.BaseStream is not null) output.WriteLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) if (output.BaseStream is not null) output.WriteLine(e.Data); };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
         File.WriteAllText(Path.Combine(logs, $"{id}.pid"), process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         _workers.Add((id, process));
         log?.Invoke($"started worker {id} (pid {process.Id})");

@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using Toolkit.Runs;
 using Toolkit.Runtime;
 
@@ -36,39 +34,21 @@ internal static class MpiJobLauncher
     {
         var (file, arguments) = (launcher.File, (IReadOnlyList<string>)[.. launcher.Arguments, "rank", "--run", run.Path]);
         run.Log($"launch: {file} {string.Join(' ', arguments)}");
-        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in arguments) start.ArgumentList.Add(a);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {file}.");
-        var output = new StringBuilder();
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
         var reader = new RunReader(run.Path);
+        int exitCode;
+        string text;
         try
         {
-            while (!process.HasExited)
-            {
-                await Task.Delay(250, cancellationToken);
-                foreach (var point in reader.ReadNew()) progress?.Report(point);
-            }
+            (exitCode, text) = await ChildProcess.RunLauncherAsync(file, arguments, run.File(OutputFile), TimeSpan.FromMilliseconds(250),
+                () => { foreach (var point in reader.ReadNew()) progress?.Report(point); }, gracefulStop, cancellationToken);
         }
         catch (OperationCanceledException)
         {
             run.Log("cancelled: the launcher and its ranks are stopped");
-            if (gracefulStop) PosixSignals.TerminateAndWait(process, TimeSpan.FromSeconds(10));
             throw;
         }
-        finally
-        {
-            if (!process.HasExited) process.Kill(entireProcessTree: true);   // whatever ended the wait, no rank outlives it
-        }
-        await process.WaitForExitAsync(CancellationToken.None);
         foreach (var point in reader.ReadNew()) progress?.Report(point);
-        string text;
-        lock (output) text = output.ToString();
-        File.WriteAllText(run.File(OutputFile), text);
-        return (Collect<TOutcome>(run, launch, $"The job's launcher ({Path.GetFileName(file)}) exited with code {process.ExitCode}", process.ExitCode == 0, text), text);
+        return (Collect<TOutcome>(run, launch, $"The job's launcher ({Path.GetFileName(file)}) exited with code {exitCode}", exitCode == 0, text), text);
     }
 
     /// <summary>

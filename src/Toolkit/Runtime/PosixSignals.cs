@@ -28,6 +28,46 @@ public static partial class PosixSignals
         process.WaitForExit(grace);
     }
 
+    /// <summary>
+    /// The processes descended from <paramref name="pid"/> now, each with its start time (from <c>/proc</c>), so that
+    /// they can still be found once <paramref name="pid"/> has exited and they were handed to init.
+    /// </summary>
+    public static IReadOnlyList<(int Pid, long StartTime)> Descendants(int pid)
+    {
+        var parents = new Dictionary<int, List<(int, long)>>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+            if (int.TryParse(Path.GetFileName(directory), out var child) && Stat(child) is { } stat)
+                (parents.TryGetValue(stat.Parent, out var list) ? list : parents[stat.Parent] = []).Add((child, stat.StartTime));
+        var found = new List<(int, long)>();
+        var pending = new Queue<int>([pid]);
+        while (pending.TryDequeue(out var parent))
+            foreach (var (child, start) in parents.GetValueOrDefault(parent) ?? [])
+            {
+                found.Add((child, start));
+                pending.Enqueue(child);
+            }
+        return found;
+    }
+
+    /// <summary>SIGKILLs each of <paramref name="processes"/> that still runs with the same start time (a reused pid is left alone).</summary>
+    public static void KillSurvivors(IEnumerable<(int Pid, long StartTime)> processes)
+    {
+        foreach (var (pid, start) in processes)
+            if (Stat(pid) is { } now && now.StartTime == start) Send(pid, Kill);
+    }
+
+    /// <summary>The parent pid and start time (clock ticks since boot) of a process, or null when it is gone.</summary>
+    private static (int Parent, long StartTime)? Stat(int pid)
+    {
+        try
+        {
+            var text = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');   // after "pid (comm) ": state ppid ... starttime is the 20th
+            return (int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture), long.Parse(fields[19], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException) { return null; }
+    }
+
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int KillNative(int pid, int signal);
 }
