@@ -186,7 +186,7 @@ public static class InferChaos
     private static Process Start(IReadOnlyList<string> verb, string root, string name)
     {
         var command = RankEntryPoint.Command();
-        // The log writer is left to the finaliser: lines can arrive until the process has exited and been read to its end.
+        // The log writer is never closed (it flushes every line): lines can arrive until the process has exited and been read to its end.
         return ChildProcess.StartLogged(command[0], [.. command.Skip(1), .. verb], Path.Combine(root, $"{name}.log")).Process;
     }
 }

@@ -267,8 +267,9 @@ public static class InferJob
         {
             if (pool is not null)
             {
-                // Finished: workers leave by themselves. Cancelled: they drain what they hold (SIGTERM), then are killed.
-                await pool.StopAsync(TimeSpan.FromSeconds(state == "cancelled" ? 15 : 30));
+                // Finished: workers leave by themselves (those still there after 30 s are asked to). Cancelled: they drain what
+                // they hold (SIGTERM), then are killed.
+                await pool.StopAsync(TimeSpan.FromSeconds(state == "cancelled" ? 15 : 30), leaving: TimeSpan.FromSeconds(state == "cancelled" ? 0 : 30));
                 await pool.DisposeAsync();
             }
             if (server is not null) await server.DisposeAsync();

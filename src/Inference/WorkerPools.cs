@@ -18,8 +18,11 @@ internal interface IWorkerPool : IAsyncDisposable
     void Start();
     /// <summary>Notices workers that ended, telling the coordinator about those that did not leave.</summary>
     void Reap();
-    /// <summary>Stops every worker: a drain (finish held shards) or, past <paramref name="grace"/>, a kill.</summary>
-    Task StopAsync(TimeSpan grace);
+    /// <summary>
+    /// Stops every worker: first waits up to <paramref name="leaving"/> for workers to end on their own (a finished job's
+    /// workers leave by themselves), then asks the rest to drain (finish held shards) and, past <paramref name="grace"/>, kills them.
+    /// </summary>
+    Task StopAsync(TimeSpan grace, TimeSpan leaving = default);
 }
 
 /// <summary>Workers as tasks of this process, calling the coordinator directly.</summary>
@@ -49,8 +52,9 @@ internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) :
         }
     }
 
-    public async Task StopAsync(TimeSpan grace)
+    public async Task StopAsync(TimeSpan grace, TimeSpan leaving = default)
     {
+        if (leaving > TimeSpan.Zero) await Task.WhenAny(Task.WhenAll(_workers.Select(w => (Task)w.Task)), Task.Delay(leaving));
         foreach (var w in _workers) w.Drain.Cancel();
         var all = Task.WhenAll(_workers.Select(w => (Task)w.Task));
         if (await Task.WhenAny(all, Task.Delay(grace)) != all)
@@ -109,8 +113,12 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
         }
     }
 
-    public async Task StopAsync(TimeSpan grace)
+    public async Task StopAsync(TimeSpan grace, TimeSpan leaving = default)
     {
+        // Waiting first matters: a SIGTERM that reaches a worker before it has set up its handler, or after it has
+        // removed it on its way out, ends it by the signal, and it would be counted as died.
+        if (leaving > TimeSpan.Zero)
+            await Task.WhenAny(Task.WhenAll(_workers.Select(w => w.Process.WaitForExitAsync())), Task.Delay(leaving));
         var live = _workers.Where(w => !w.Process.HasExited).ToList();
         foreach (var (_, process) in live) Signal(process.Id, 15);   // SIGTERM: drain
         var all = Task.WhenAll(live.Select(w => w.Process.WaitForExitAsync()));

@@ -26,7 +26,8 @@ internal static class MpiJobLauncher
 
     /// <summary>
     /// Runs the launcher (mpiexec, the emulated cluster's script, or srun) with the rank entry point, streams metrics from the
-    /// run folder while it runs, and collects every rank's outcome. Cancelling kills the launcher and its ranks; with
+    /// run folder while it runs, and collects every rank's outcome; the launcher's output goes to the run folder however it ends
+    /// (<see cref="Runtime.ChildProcess.RunLauncherAsync"/>). Cancelling kills the launcher and its ranks; with
     /// <paramref name="gracefulStop"/> it first gets SIGTERM and 10 s to end its ranks itself (srun cancels its step that way).
     /// </summary>
     public static async Task<(TOutcome[] Outcomes, string Output)> RunAsync<TOutcome>(RunDirectory run, LaunchOptions launch, (string File, IReadOnlyList<string> Arguments) launcher,

@@ -43,7 +43,12 @@ internal static class ChildProcess
         var log = new StreamWriter(logFile, append: true) { AutoFlush = true };
         try
         {
-            return (Start(file, arguments, text => { lock (log) if (log.BaseStream is not null) log.WriteLine(text); }, environment), log);
+            return (Start(file, arguments, text =>
+            {
+                lock (log)
+                    try { log.WriteLine(text); }
+                    catch (ObjectDisposedException) { }   // a line after the owner closed the log: the process is being torn down
+            }, environment), log);
         }
         catch
         {
@@ -54,11 +59,11 @@ internal static class ChildProcess
 
     /// <summary>
     /// Runs a launcher (mpiexec, the emulated cluster's script, srun) to its end: <paramref name="tick"/> runs every
-    /// <paramref name="interval"/> while it runs (to follow the job), its merged output is written to
-    /// <paramref name="outputFile"/> however the wait ends, and no process of it outlives the call. When the wait
-    /// ends early (cancelled, or <paramref name="tick"/> threw), a <paramref name="gracefulStop"/> launcher first gets
-    /// SIGTERM and 10 s to end its ranks itself (srun ends its step on every node that way; a kill would only end the
-    /// local process tree).
+    /// <paramref name="interval"/> while it runs (to follow the job), and its merged output is written to
+    /// <paramref name="outputFile"/> however the wait ends. When the wait ends early (cancelled, or <paramref name="tick"/>
+    /// threw), no process of the launcher outlives the call: a <paramref name="gracefulStop"/> launcher first gets SIGTERM
+    /// and 10 s to end its ranks itself (srun ends its step on every node that way; a kill would only end the local
+    /// process tree), then it and its descendants are killed. The wait for its last output is bounded (10 s).
     /// </summary>
     /// <returns>The exit code and the output.</returns>
     public static async Task<(int ExitCode, string Output)> RunLauncherAsync(string file, IReadOnlyList<string> arguments, string outputFile, TimeSpan interval,
@@ -76,19 +81,27 @@ internal static class ChildProcess
         }
         finally
         {
-            if (!process.HasExited)
+            try
             {
-                // Its descendants, found now: once the launcher exits they belong to init, and one holding the output pipe would stall the wait.
-                var tree = PosixSignals.Descendants(process.Id);
-                if (gracefulStop) PosixSignals.TerminateAndWait(process, TimeSpan.FromSeconds(10));
-                if (!process.HasExited) process.Kill(entireProcessTree: true);
-                PosixSignals.KillSurvivors(tree);
+                if (!process.HasExited)
+                {
+                    // Its descendants, found now: once the launcher exits they belong to init, and one holding the output pipe would stall the wait.
+                    var tree = PosixSignals.Descendants(process.Id);
+                    if (gracefulStop) PosixSignals.TerminateAndWait(process, TimeSpan.FromSeconds(10));
+                    if (!process.HasExited) process.Kill(entireProcessTree: true);
+                    PosixSignals.KillSurvivors(tree);
+                }
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+            {
+                lock (output) output.AppendLine($"(stopping the launcher: {e.Message})");
+                try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }   // already gone
             }
             using (var drain = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
                 try { await process.WaitForExitAsync(drain.Token); }   // also waits for the output to be read to its end
                 catch (OperationCanceledException) { lock (output) output.AppendLine("(output cut: a process the launcher left behind still holds it)"); }
             lock (output) File.WriteAllText(outputFile, output.ToString());
         }
-        lock (output) return (process.ExitCode, output.ToString());
+        lock (output) return (process.HasExited ? process.ExitCode : -1, output.ToString());
     }
 }

@@ -35,6 +35,7 @@ public static partial class PosixSignals
     public static IReadOnlyList<(int Pid, long StartTime)> Descendants(int pid)
     {
         var parents = new Dictionary<int, List<(int, long)>>();
+        if (!Directory.Exists("/proc")) return [];   // no procfs: only the launcher's own tree kill applies
         foreach (var directory in Directory.EnumerateDirectories("/proc"))
             if (int.TryParse(Path.GetFileName(directory), out var child) && Stat(child) is { } stat)
                 (parents.TryGetValue(stat.Parent, out var list) ? list : parents[stat.Parent] = []).Add((child, stat.StartTime));
@@ -65,7 +66,7 @@ public static partial class PosixSignals
             var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');   // after "pid (comm) ": state ppid ... starttime is the 20th
             return (int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture), long.Parse(fields[19], System.Globalization.CultureInfo.InvariantCulture));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException) { return null; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException or OverflowException) { return null; }
     }
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]

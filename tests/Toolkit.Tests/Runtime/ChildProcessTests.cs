@@ -32,10 +32,11 @@ public sealed class ChildProcessTests : IDisposable
     {
         var file = Path.Combine(_folder.Path, "output.txt");
         var pidFile = Path.Combine(_folder.Path, "child.pid");
-        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        using var cancel = new CancellationTokenSource();
         var clock = Stopwatch.StartNew();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ChildProcess.RunLauncherAsync("/bin/sh",
-            ["-c", $"echo started; sleep 60 & echo $! > {pidFile}; wait"], file, TimeSpan.FromMilliseconds(50), () => { }, graceful, cancel.Token));
+            ["-c", $"echo started; sleep 60 & echo $! > {pidFile}.tmp; mv {pidFile}.tmp {pidFile}; wait"], file, TimeSpan.FromMilliseconds(50),
+            () => { if (File.Exists(pidFile)) cancel.Cancel(); }, graceful, cancel.Token));   // cancelled once the grandchild runs
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed}");
         Assert.Contains("started", File.ReadAllText(file));
         var child = int.Parse(File.ReadAllText(pidFile).Trim());
