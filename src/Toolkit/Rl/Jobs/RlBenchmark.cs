@@ -26,13 +26,23 @@ public sealed record RlBenchmarkOptions : ICheckedOptions
         int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 ? n
             : throw new ArgumentOutOfRangeException(nameof(Prompts), p, "is not a positive whole number of prompts"))];
 
-    /// <summary>Throws naming the first invalid option.</summary>
-    public void Check()
+    /// <summary>
+    /// Every configuration, by prompt count: the synchronous baseline and C3PO++ jobs with P prompts per step and
+    /// Φ = P × G × the mean response length (answer plus stop token) of the task's training split.
+    /// </summary>
+    /// <exception cref="ArgumentException">An invalid option (the message names it).</exception>
+    public IReadOnlyList<(int Prompts, RlTrainOptions Sync, RlTrainOptions C3po)> Configurations()
     {
-        if (PromptCounts.Count == 0) throw new ArgumentOutOfRangeException(nameof(Prompts), Prompts, "names no prompt count; give e.g. 8,16,32");
-        foreach (var prompts in PromptCounts)
-            foreach (var mode in new[] { RolloutMode.Sync, RolloutMode.C3poPlusPlus }) RlBenchmark.Configure(this, mode, prompts).Validate();
+        var counts = PromptCounts;
+        if (counts.Count == 0) throw new ArgumentOutOfRangeException(nameof(Prompts), Prompts, "names no prompt count; give e.g. 8,16,32");
+        var meanResponse = TaskDatasets.Load(Job.TaskDefinition, heldOut: false).Average(p => p.Answer.Length + 1.0);
+        RlTrainOptions With(RolloutMode mode, int prompts) =>
+            (Job with { Rollout = Job.Rollout with { Mode = mode, Prompts = prompts, Budget = (long)Math.Round(prompts * Job.Rollout.Samples * meanResponse) } }).Validate();
+        return [.. counts.Select(p => (p, With(RolloutMode.Sync, p), With(RolloutMode.C3poPlusPlus, p)))];
     }
+
+    /// <summary>Throws naming the first invalid option.</summary>
+    public void Check() => Configurations();
 }
 
 /// <summary>
@@ -45,31 +55,18 @@ public sealed record RlBenchmarkOptions : ICheckedOptions
 /// </summary>
 public static class RlBenchmark
 {
-    /// <summary>The job of one configuration: the mode, P prompts per step and the matching budget.</summary>
-    public static RlTrainOptions Configure(RlBenchmarkOptions options, RolloutMode mode, int prompts)
-    {
-        var job = options.Job;
-        return job with { Rollout = job.Rollout with { Mode = mode, Prompts = prompts, Budget = MatchingBudget(job, prompts) } };
-    }
-
-    /// <summary>Φ for P prompts: P × G × the mean response length (answer plus stop token) of the task's training split.</summary>
-    public static long MatchingBudget(RlTrainOptions job, int prompts) =>
-        (long)Math.Round(prompts * job.Rollout.Samples * TaskDatasets.Load(job.TaskDefinition, heldOut: false).Average(p => p.Answer.Length + 1.0));
-
     /// <summary>Runs every configuration; <paramref name="log"/> receives a line per run.</summary>
     public static async Task<RlBenchmarkReport> RunAsync(RlBenchmarkOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
-        options.Check();
         var sizes = new List<RlBenchmarkSize>();
-        foreach (var prompts in options.PromptCounts)
+        foreach (var (prompts, sync, c3po) in options.Configurations())
         {
             var runs = new List<RlBenchmarkRun>();
-            foreach (var mode in new[] { RolloutMode.Sync, RolloutMode.C3poPlusPlus })
+            foreach (var job in new[] { sync, c3po })
             {
-                var job = Configure(options, mode, prompts);
                 var result = await RlTrainJob.RunAsync(job, null, cancellationToken);
                 var timed = result.Steps.Skip(1).DefaultIfEmpty(result.Steps[0]).ToList();   // the first step includes warm-up of the engine
-                var run = new RlBenchmarkRun(OptionSpec.EnumName(typeof(RolloutMode), mode), prompts, job.Rollout.Budget,
+                var run = new RlBenchmarkRun(OptionSpec.EnumName(typeof(RolloutMode), job.Rollout.Mode), prompts, job.Rollout.Budget,
                     timed.Sum(s => s.TokensPerSecond * s.RolloutSeconds) / timed.Sum(s => s.RolloutSeconds),
                     timed.Average(s => s.RolloutSeconds), timed.Average(s => s.RolloutSeconds + s.TrainSeconds + s.SyncSeconds),
                     timed.Average(s => s.Responses * s.ResponseLength), result.Steps.TakeLast(Math.Max(1, result.Steps.Count / 4)).Average(s => s.RewardMean),
