@@ -7,7 +7,7 @@ namespace Toolkit.Cli;
 /// <summary><c>toolkit bench paro|collectives --json PATH</c>: benchmarks that write machine-readable results.</summary>
 internal static class BenchCommand
 {
-    public static Command Create() => new("bench", "Benchmarks that write machine-readable results.") { Paro(), Collectives(), Rl(), Infer() };
+    public static Command Create() => new("bench", "Benchmarks that write machine-readable results.") { Paro(), Layerwise(), Collectives(), Rl(), Infer() };
 
     private static Command Rl()
     {
@@ -49,6 +49,22 @@ internal static class BenchCommand
             foreach (var r in report.Rankings)
                 Console.WriteLine($"{r.Launcher} A={r.Accumulation}: Spearman {r.Spearman:F2}, Kendall {r.KendallTau:F2}, mean |error| {r.MeanAbsoluteError:P0}; measured {string.Join(" < ", r.MeasuredOrder)}");
             ParoBenchmark.WriteJson(report, parse.GetValue(json)!.FullName);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Layerwise()
+    {
+        var json = new Option<FileInfo>("--json") { Description = "Where to write the results.", Required = true };
+        var command = new Command("layerwise", "One PaRO job (default GGG, A = 4, the base GPT) with whole-model gathering and layer-wise, side by side: throughput, traffic, measured peak against the allowance of model states plus two blocks.") { json };
+        var options = new CliOptions<LayerwiseBenchmarkOptions>(command, new(), "bench layerwise");
+        command.SetAction(async (parse, token) =>
+        {
+            var report = await LayerwiseBenchmark.RunAsync(options.Bind(parse), Console.WriteLine, token);
+            Console.WriteLine(System.FormattableString.Invariant(
+                $"layer-wise over whole model: throughput {report.ThroughputRatio:F2}x, peak {report.PeakRatio:F2}x; peak {report.Layerwise.PeakBytes / 1048576.0:F1} MiB {(report.WithinAllowance ? "within" : "over")} the allowance {report.AllowanceBytes / 1048576.0:F1} MiB (model states + 2 blocks' parameters and gradients); losses differ by at most {report.MaxLossRelativeDifference:E1} (relative)"));
+            Toolkit.Runtime.ToolkitJson.Write(parse.GetValue(json)!.FullName, report);
             return 0;
         });
         return command;

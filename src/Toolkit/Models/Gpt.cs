@@ -10,23 +10,46 @@ namespace Toolkit.Models;
 /// layer norm, and logits through the (tied) token embedding. No dropout, so training is deterministic.
 /// Field names follow nanoGPT's state-dict keys (<c>wte</c>, <c>wpe</c>, <c>h</c>, <c>ln_f</c>).
 /// </summary>
-public sealed class Gpt : nn.Module<Tensor, Tensor>
+public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
 {
     private readonly Embedding wte;
     private readonly Embedding wpe;
     private readonly ModuleList<Block> h;
     private readonly LayerNorm ln_f;
 
-    /// <summary>Builds the model with PyTorch's default initialisation (seed it with <c>torch.manual_seed</c>).</summary>
+    private static readonly Lock Seeding = new();
+
+    /// <summary>
+    /// Builds the model with nanoGPT's initialisation from the process-wide generator (use <see cref="Create"/> for a
+    /// seeded model). Construction holds the lock <see cref="Create"/> seeds under, so an unseeded build elsewhere
+    /// cannot draw from the generator between another's seed and its draws.
+    /// </summary>
     public Gpt(GptConfig config) : base(nameof(Gpt))
     {
         Config = config.Validate();
-        wte = nn.Embedding(config.VocabularySize, config.Embedding);
-        wpe = nn.Embedding(config.ContextLength, config.Embedding);
-        h = nn.ModuleList(Enumerable.Range(0, config.Layers).Select(_ => new Block(config)).ToArray());
-        ln_f = nn.LayerNorm(config.Embedding);
-        RegisterComponents();
-        InitializeWeights();
+        lock (Seeding)
+        {
+            wte = nn.Embedding(config.VocabularySize, config.Embedding);
+            wpe = nn.Embedding(config.ContextLength, config.Embedding);
+            h = nn.ModuleList(Enumerable.Range(0, config.Layers).Select(_ => new Block(config)).ToArray());
+            ln_f = nn.LayerNorm(config.Embedding);
+            RegisterComponents();
+            InitializeWeights();
+        }
+    }
+
+    /// <summary>
+    /// <c>torch.manual_seed(seed)</c>, then the model, under one process-wide lock: the seed and the generator are
+    /// process-global, so models built at once (in-process ranks, tests in parallel) would otherwise interleave their
+    /// draws and start from other weights. Every seeded GPT in the toolkit is built here.
+    /// </summary>
+    public static Gpt Create(GptConfig config, long seed)
+    {
+        lock (Seeding)
+        {
+            manual_seed(seed);
+            return new Gpt(config);
+        }
     }
 
     /// <summary>nanoGPT's initialisation: matrices and embeddings N(0, 0.02), biases 0, layer norms 1 (so the initial loss is about ln V).</summary>
@@ -51,10 +74,16 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Sequence length {t} exceeds the context length {Config.ContextLength}.", nameof(tokens));
         using var positions = arange(t, device: tokens.device);                    // [T]
         var x = wte.call(tokens) + wpe.call(positions);                            // [B, T, C]
-        foreach (var block in h) x = block.call(x);
+        for (var i = 0; i < h.Count; i++) x = BlockRunner is { } run ? run(i, x) : h[i].call(x);
         x = ln_f.call(x);
         return x.matmul(wte.weight!.t());                                          // [B, T, V], tied output layer
     }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<nn.Module<Tensor, Tensor>> Blocks => [.. h];
+
+    /// <inheritdoc/>
+    public Func<int, Tensor, Tensor>? BlockRunner { get; set; }
 
     /// <summary>The mixture-of-experts feed-forwards, one per block (empty for a dense model).</summary>
     public IReadOnlyList<MixtureOfExperts> ExpertLayers => [.. h.Select(b => b.Experts).OfType<MixtureOfExperts>()];

@@ -32,9 +32,10 @@ public sealed record GptConfig(int VocabularySize, int ContextLength, int Layers
         : throw new ArgumentException($"Unknown model '{name}'. Valid: {string.Join(", ", Presets.Keys)}.", nameof(name));
 
     /// <summary>Parameter count: embeddings plus 12·C² + 13·C per block plus the final norm (the output layer is tied to the token embedding).</summary>
-    public long ParameterCount => (long)VocabularySize * Embedding + (long)ContextLength * Embedding
-        + Layers * (4L * Embedding * Embedding + 8L * Embedding + Math.Max(1, Experts) * (8L * Embedding * Embedding + 5L * Embedding) + (long)Experts * Embedding)
-        + 2L * Embedding;
+    public long ParameterCount => (long)VocabularySize * Embedding + (long)ContextLength * Embedding + Layers * BlockParameterCount + 2L * Embedding;
+
+    /// <summary>Parameters of one block: attention and its norms 4·C² + 8·C, each expert's MLP 8·C² + 5·C, the router E·C.</summary>
+    public long BlockParameterCount => 4L * Embedding * Embedding + 8L * Embedding + Math.Max(1, Experts) * (8L * Embedding * Embedding + 5L * Embedding) + (long)Experts * Embedding;
 
     /// <summary>This shape with a mixture-of-experts feed-forward of <paramref name="experts"/> experts, <paramref name="topK"/> per token.</summary>
     public GptConfig WithExperts(int experts, int topK = 2) => (this with { Experts = experts, TopK = topK }).Validate();

@@ -82,8 +82,7 @@ public sealed class UnusedParameterTests
         Toolkit.Runtime.TorchRuntime.EnsureInitialized();
         var losses = InProcessCluster.Run(2, 1, comm =>
         {
-            torch.manual_seed(1);
-            using var model = new Toolkit.Models.Gpt(Toolkit.Models.GptConfig.Tiny.WithExperts(8, topK: 1));
+            using var model = Toolkit.Models.Gpt.Create(Toolkit.Models.GptConfig.Tiny.WithExperts(8, topK: 1), seed: 1);
             using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NIG"), 1), comm);
             // Two tokens reach at most two of the eight experts per block.
             return trainer.Step([m => ((Toolkit.Models.Gpt)m).Loss(torch.tensor(new long[] { 1, 2 }).unsqueeze(0), torch.tensor(new long[] { 2, 3 }).unsqueeze(0))]);

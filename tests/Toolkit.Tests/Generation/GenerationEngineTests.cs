@@ -118,8 +118,7 @@ public sealed class GenerationEngineTests
     public void MixtureOfExperts_Fp32_MatchesTheTrainer_InLogProbsAndRouting()
     {
         var config = Config.WithExperts(4, topK: 2);
-        manual_seed(3);
-        using var model = new Gpt(config);
+        using var model = Gpt.Create(config, 3);
         Assert.Equal(config.ParameterCount, Flat(model).LongLength);
         using var engine = new GenerationEngine(config, Numerics.Fp32, slots: 3, new SamplingOptions(), '\n', 8, seed: 11);
         engine.LoadWeights(Flat(model), 1);
@@ -139,8 +138,7 @@ public sealed class GenerationEngineTests
 
     internal static Gpt Model(int seed)
     {
-        manual_seed(seed);
-        return new Gpt(Config);
+        return Gpt.Create(Config, seed);
     }
 
     internal static float[] Flat(Gpt model) => [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];

@@ -51,11 +51,33 @@ public sealed class CheckpointTests : IDisposable
         Close.Losses(uninterrupted.Steps.Skip(3).ToList(), resumed.Steps);
     }
 
-    private async Task<(ParoTrainResult Run, string Checkpoint)> GggCheckpointAtStep3()
+    /// <summary>
+    /// Layer-wise execution keeps one flat buffer per block, but its checkpoint is written in the model's flat order like
+    /// any other: a layer-wise GGG checkpoint resumes under whole-model NIG on 4 ranks and NNN on 2 ranks, and a
+    /// whole-model checkpoint resumes layer-wise, each continuing the uninterrupted run's losses.
+    /// </summary>
+    [Theory]
+    [InlineData(true, "NIG", false, 4, 1)]
+    [InlineData(true, "NNN", false, 2, 2)]
+    [InlineData(false, "IGG", true, 4, 1)]
+    public async Task Resume_BetweenLayerwiseAndWholeModelExecution_ContinuesTheUninterruptedRun(bool writtenLayerwise, string strategy, bool resumedLayerwise, int ranks, int accumulation)
+    {
+        var (uninterrupted, checkpoint) = await GggCheckpointAtStep3(writtenLayerwise);
+        var resumed = await ParoTrainJob.RunAsync(new ParoTrainOptions
+        {
+            Sharding = new() { Strategy = strategy, Accumulation = accumulation, Layerwise = resumedLayerwise },
+            Launch = new() { RunsDirectory = _runs, Ranks = ranks, GroupSize = 2 },
+            Steps = 3,
+            Checkpoint = new() { ResumeFrom = checkpoint },
+        });
+        Close.Losses(uninterrupted.Steps.Skip(3).ToList(), resumed.Steps);
+    }
+
+    private async Task<(ParoTrainResult Run, string Checkpoint)> GggCheckpointAtStep3(bool layerwise = false)
     {
         var run = await ParoTrainJob.RunAsync(new ParoTrainOptions
         {
-            Sharding = new() { Strategy = "GGG" },
+            Sharding = new() { Strategy = "GGG", Layerwise = layerwise },
             Launch = new() { RunsDirectory = _runs, Ranks = 4, GroupSize = 2 },
             Steps = 6,
             Checkpoint = new() { Every = 3 },
@@ -106,6 +128,29 @@ public sealed class CheckpointTests : IDisposable
             Checkpoint = new() { ResumeFrom = checkpoint },
         }));
         Assert.Contains("parameters; this job's model has", e.Message);
+    }
+
+    /// <summary>Two models of 66 parameters (5-7-3 and 10-6 multilayer perceptrons): the count agrees, the names and shapes do not.</summary>
+    [Fact]
+    public void Resume_WithAnotherModelOfTheSameSize_IsRefusedByItsFingerprint()
+    {
+        Toolkit.Runtime.TorchRuntime.EnsureInitialized();
+        var checkpoint = Path.Combine(_runs, "mlp");
+        Toolkit.Comm.InProcessCluster.Run(2, 1, comm =>
+        {
+            using var model = TorchSharp.torch.nn.Sequential(TorchSharp.torch.nn.Linear(5, 7), TorchSharp.torch.nn.Tanh(), TorchSharp.torch.nn.Linear(7, 3));
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NIG"), 1), comm);
+            trainer.SaveCheckpoint(checkpoint);
+            return 0;
+        });
+        Assert.NotNull(CheckpointManifest.Read(checkpoint).ModelFingerprint);
+        var errors = Toolkit.Comm.InProcessCluster.Run(2, 1, comm =>
+        {
+            using var other = TorchSharp.torch.nn.Sequential(TorchSharp.torch.nn.Linear(10, 6));
+            using var trainer = ShardedTrainer.Create(other, new ShardingPlan(ShardingStrategy.Parse("NIG"), 1), comm);
+            return Assert.Throws<ArgumentException>(() => trainer.LoadCheckpoint(checkpoint)).Message;
+        });
+        Assert.All(errors, m => Assert.Contains("another model of the same size", m));
     }
 
     [Fact]

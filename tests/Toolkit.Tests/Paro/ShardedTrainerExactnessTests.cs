@@ -10,7 +10,8 @@ namespace Toolkit.Tests.Paro;
 /// Every trained strategy, n = 4 ranks in groups of m = 2, A = 2, must end with the same parameters
 /// as plain TorchSharp training (torch.optim.AdamW, one process) on the same global batch: fp32,
 /// ‖sharded − reference‖ / ‖reference‖ ≤ 1e-5 after 3 steps, on in-process ranks and on MPI
-/// processes (mpiexec -n 4, through the job host and <c>toolkit rank</c>).
+/// processes (mpiexec -n 4, through the job host and <c>toolkit rank</c>); and so must layer-wise execution
+/// (each block gathered for its forward, gathered again to recompute it in backward) on a small GPT.
 /// </summary>
 public sealed class ShardedTrainerExactnessTests
 {
@@ -27,6 +28,16 @@ public sealed class ShardedTrainerExactnessTests
         var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps);
         var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps));
         AssertMatches(code, reference, results);
+    }
+
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void InProcess_Layerwise_MatchesSingleProcessTraining(string code)
+    {
+        TorchRuntime.EnsureInitialized();
+        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true);
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true));
+        AssertMatches($"{code}/layerwise", reference, results);
     }
 
     [Theory]
@@ -53,9 +64,14 @@ public sealed class ShardedTrainerExactnessTests
             Launch = new() { Launcher = Launcher.Mpi, Ranks = Ranks, GroupSize = GroupSize, RunsDirectory = runs.Path },
             Accumulation = Accumulation,
             Steps = Steps,
+            Layerwise = true,
         });
+        var layerwiseReference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true);
         foreach (var code in ShardingStrategy.Trained.Select(s => s.Code))
+        {
             AssertMatches(code, reference, [.. outcomes.Select(o => o[code])]);
+            AssertMatches($"{code}/layerwise", layerwiseReference, [.. outcomes.Select(o => o[$"{code}/layerwise"])]);
+        }
     }
 
     private static void AssertMatches(string code, float[] reference, float[][] results)

@@ -30,8 +30,7 @@ public sealed class C3poTests
         var resumedWithTwoVersions = 0;
         for (var version = 1; version <= 8; version++)
         {
-            manual_seed(version);
-            using (var model = new Gpt(Config)) engine.LoadWeights(Flat(model), version);
+            using (var model = Gpt.Create(Config, version)) engine.LoadWeights(Flat(model), version);
             var batch = c3po.Next();
             Assert.True(batch.CompletedTokens >= budget, $"iteration {version}: {batch.CompletedTokens} tokens < budget");
             Assert.True(batch.CompletedTokens < budget + engine.Slots * 14, "the iteration ran past the step that reached the budget");
@@ -58,8 +57,7 @@ public sealed class C3poTests
     public void Synchronous_GeneratesWholeGroups_ToCompletion()
     {
         using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 4, new SamplingOptions(), stopToken: 3, maxTokens: 14, seed: 9);
-        manual_seed(1);
-        using (var model = new Gpt(Config)) engine.LoadWeights(Flat(model), 1);
+        using (var model = Gpt.Create(Config, 1)) engine.LoadWeights(Flat(model), 1);
         var problems = new List<Problem> { new("\u0000\u0001", ""), new("\u0002", "") };
         var batch = new SynchronousRollouts(engine, new PromptStream(problems, 1), promptsPerStep: 3, groupSize: 4).Next();
         Assert.Equal(3, batch.Groups.Count);

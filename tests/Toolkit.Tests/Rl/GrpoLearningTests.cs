@@ -35,8 +35,7 @@ public sealed class GrpoLearningTests
         var task = new LowByteTask();
         var rewards = InProcessCluster.Run(1, 1, comm =>
         {
-            manual_seed(5);
-            using var model = new Gpt(config);
+            using var model = Gpt.Create(config, 5);
             using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NNN"), 1), comm, options.Optimizer);
             using var engine = new GenerationEngine(config, numerics, slots: 64, new SamplingOptions(), VerifiableTask.Stop, maxTokens: 1, seed: 3);
             var version = 1;

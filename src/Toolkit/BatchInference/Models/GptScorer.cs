@@ -129,8 +129,7 @@ public sealed class GptStageWeights(GptConfig config, string? checkpoint, int se
         lock (Building)
         {
             using var scope = NewDisposeScope();
-            manual_seed(seed);
-            using var model = new Gpt(config);
+            using var model = Gpt.Create(config, seed);
             return [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
         }
     }

@@ -20,6 +20,9 @@ public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, 
     /// <summary>File name of the manifest.</summary>
     public const string FileName = "manifest.json";
 
+    /// <summary>A hash of the model's parameter names and shapes in module order; a resume under another model of the same size is refused. Null in checkpoints written before it was recorded.</summary>
+    public string? ModelFingerprint { get; init; }
+
     /// <summary>
     /// The model's parameters as one fp32 vector in module order (the flat layout every plan shares), read from
     /// the rank files that hold them: the fp32 master copy of a mixed-precision checkpoint, else the parameters.
@@ -56,7 +59,7 @@ public sealed record CheckpointShard(int Rank, string File, string Sha256, IRead
 /// <summary>One tensor in a rank's file.</summary>
 /// <param name="Name">parameters, master (bf16 runs only), exp_avg or exp_avg_sq; gradients are zero between steps and not saved.</param>
 /// <param name="DType">Element type.</param>
-/// <param name="Offset">Offset of the slice in the padded flat buffer.</param>
+/// <param name="Offset">Offset of the slice in the model's flat order (module order of the parameters, then the padding of whole-model execution).</param>
 /// <param name="Elements">Element count.</param>
 public sealed record CheckpointComponent(string Name, string DType, long Offset, long Elements);
 

@@ -1,4 +1,5 @@
 using Toolkit.Comm;
+using Toolkit.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -25,94 +26,129 @@ namespace Toolkit.Paro;
 /// </list>
 /// <para>Gathered parameters are kept through backward (not re-gathered), so ZeRO-3 (GGG) moves
 /// A·u inter-group bytes for parameters, not the 2A·u of implementations that re-gather.</para>
+/// <para>Autograd writes gradients straight into flat buffers (each parameter's <c>grad</c> is a view): into the
+/// level-g accumulator itself when g = N, else into a transient full buffer that is reduce-scattered.</para>
+/// <para>Layer-wise execution (<see cref="ShardingPlan.Layerwise"/>, FSDP's schedule) splits the flat buffer into
+/// units: the root (parameters outside the blocks: embeddings, final norm), gathered for the whole micro-step,
+/// and one unit per block of an <see cref="ILayeredModule"/>, each padded and sharded on its own. A block's
+/// forward gathers it, runs without recording, and releases it; its backward gathers it again, recomputes the
+/// forward with recording, back-propagates, releases it and reduces its gradient to level g before the next
+/// block's backward starts. The peak therefore holds the root and one block instead of the model, for one more
+/// gather of the blocks per micro-step (2A·u for GGG) and one more forward of each block. Gathers are not
+/// prefetched: a rank's collectives run on its own thread, between its computations.</para>
+/// <para>Checkpoints are written in the model's flat order whatever the units, so they resume across strategies,
+/// rank counts, group sizes, precisions and both executions.</para>
 /// </remarks>
 public sealed class ShardedTrainer : IDisposable
 {
     private readonly nn.Module _model;
     private readonly ShardingPlan _plan;
-    private readonly ParoGroups _groups;
-    private readonly List<(Parameter Parameter, long Offset, long Count, long[] Shape)> _layout;   // sizes are kept: released parameters are empty
-    private readonly ScalarType _dtype;
-    private readonly Device _device;
-    private readonly Tensor _parameters;      // level p slice, compute dtype
-    private readonly Tensor _gradients;       // level g slice, compute dtype
-    private readonly Tensor? _master;         // level os slice, fp32 (mixed precision only)
-    private readonly FlatAdamW _optimizer;    // moments for the level os slice
-    private long _peakTransientBytes;
+    private readonly Communicator _world;
+    private readonly List<ShardUnit> _units = [];
+    private readonly ShardUnit _root;                       // the whole model, or (layer-wise) every parameter outside the blocks
+    private readonly ILayeredModule? _layered;
+    private readonly long _elements;
+    private readonly string _fingerprint;
+    private long _transientBytes, _peakTransientBytes;
     private double _gradientSquares;
 
     private ShardedTrainer(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions optimizer)
     {
         _model = model;
         _plan = plan.Validate(world.Size);
-        _device = model.parameters().First().device;
-        _dtype = plan.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
-        var total = model.parameters().Sum(p => p.numel());
-        _groups = new ParoGroups(world, plan.GroupSize, total);
+        _world = world;
+        var device = model.parameters().First().device;
+        var dtype = plan.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        _fingerprint = ModelFingerprint(model);
+        if (plan.Layerwise) _layered = LayeredModel(model);
 
         using var _ = no_grad();
-        using var full = zeros(_groups.Padded, dtype: ScalarType.Float32, device: _device);   // initial fp32 values, identical on every rank
+        _elements = model.parameters().Sum(p => p.numel());
+        using var initial = zeros(_elements, dtype: ScalarType.Float32, device: device);   // initial fp32 values, identical on every rank
         long offset = 0;
         foreach (var p in model.parameters())
         {
-            full.narrow(0, offset, p.numel()).copy_(p.detach().flatten());
+            initial.narrow(0, offset, p.numel()).copy_(p.detach().flatten());
             offset += p.numel();
         }
         // Module.to(dtype) replaces the parameter objects, so the layout is taken afterwards.
         if (plan.Precision == ParoPrecision.Bf16) model.to(ScalarType.BFloat16);
-        _layout = [];
+        var modelOffsets = new Dictionary<Parameter, long>(ReferenceEqualityComparer.Instance);
         offset = 0;
         foreach (var p in model.parameters())
         {
-            _layout.Add((p, offset, p.numel(), p.shape));
+            modelOffsets[p] = offset;
             offset += p.numel();
         }
-        _parameters = Slice(full, Strategy.Parameters).to(_dtype).clone();
-        _gradients = zeros(_groups.Range(Strategy.Gradients).Length, dtype: _dtype, device: _device);
-        if (plan.Precision == ParoPrecision.Bf16) _master = Slice(full, Strategy.OptimizerStates).clone();
-        _optimizer = new FlatAdamW(_groups.Range(Strategy.OptimizerStates).Length, _device, optimizer);
-        ReleaseModuleParameters();
+        ShardUnit Unit(IReadOnlyList<Parameter> parameters, bool whole)
+        {
+            var members = parameters.Select(p => (p, modelOffsets[p])).ToList();
+            var runs = whole ? [(0L, 0L, long.MaxValue)] : Runs(members);     // the whole model keeps its padding in the checkpoint, as before units existed
+            return new ShardUnit(members, initial, runs, plan, world, dtype, device, optimizer);
+        }
+        if (_layered is null)
+        {
+            _root = Unit([.. model.parameters()], whole: true);
+            _units.Add(_root);
+        }
+        else
+        {
+            var blockParameters = _layered.Blocks.Select(b => b.parameters().ToList()).ToList();
+            var inBlocks = blockParameters.SelectMany(b => b).ToHashSet(ReferenceEqualityComparer.Instance);
+            _root = Unit([.. model.parameters().Where(p => !inBlocks.Contains(p))], whole: false);
+            _units.Add(_root);
+            foreach (var parameters in blockParameters) _units.Add(Unit(parameters, whole: false));
+        }
+        foreach (var unit in _units) unit.Release();
     }
 
     /// <summary>The strategy being trained.</summary>
     public ShardingStrategy Strategy => _plan.Strategy;
 
-    /// <summary>The plan (strategy, m, A, precision).</summary>
+    /// <summary>The plan (strategy, m, A, precision, layer-wise or not).</summary>
     public ShardingPlan Plan => _plan;
 
     /// <summary>AdamW's hyper-parameters; set between steps to change them (e.g. after a warm start), keeping the moments.</summary>
     public AdamWOptions Optimizer
     {
-        get => _optimizer.Options;
-        set => _optimizer.Options = value;
+        get => _root.Optimizer.Options;
+        set { foreach (var unit in _units) unit.Optimizer.Options = value; }
     }
 
     /// <summary>Starts a new phase with fresh AdamW state: moments zeroed, step count 0, new hyper-parameters (the parameters stay).</summary>
     public void ResetOptimizer(AdamWOptions options)
     {
-        _optimizer.Options = options;
-        _optimizer.Reset();
+        foreach (var unit in _units)
+        {
+            unit.Optimizer.Options = options;
+            unit.Optimizer.Reset();
+        }
     }
 
     /// <summary>Optimizer steps taken.</summary>
-    public long StepsTaken => _optimizer.Step;
+    public long StepsTaken => _root.Optimizer.Step;
 
     /// <summary>Number of model parameters (Ψ), before padding.</summary>
-    public long ParameterCount => _groups.Elements;
+    public long ParameterCount => _elements;
 
-    /// <summary>Flat buffer length after padding to a multiple of the rank count.</summary>
-    public long PaddedParameterCount => _groups.Padded;
+    /// <summary>Flat buffer length after padding to a multiple of the rank count (summed over the blocks' buffers in layer-wise execution, each padded on its own).</summary>
+    public long PaddedParameterCount => _units.Sum(u => u.Groups.Padded);
+
+    /// <summary>Layer-wise execution: the padded length of the root buffer (every parameter outside the blocks), gathered once per micro-step; 0 for whole-model execution.</summary>
+    public long PaddedRootCount => _layered is null ? 0 : _root.Groups.Padded;
 
     /// <summary>Wraps <paramref name="model"/> (all of whose parameters are trained; identical on every rank) for sharded training over <paramref name="world"/>.</summary>
     /// <exception cref="ShardingPlanException">The strategy is ineffective.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The group size does not divide the rank count, or A &lt; 1.</exception>
+    /// <exception cref="ArgumentException">The plan is layer-wise and the model does not expose its blocks, or is a mixture of experts.</exception>
     public static ShardedTrainer Create(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions? optimizer = null) =>
         new(model, plan, world, (optimizer ?? new AdamWOptions()).Validate());
 
     /// <summary>
     /// One optimizer step over the micro-batches (A = <c>microBatches.Count</c>, which must equal the
     /// plan's accumulation). Each function runs the model on one micro-batch and returns its mean
-    /// loss; the step minimises the mean over all ranks' micro-batches.
+    /// loss; the step minimises the mean over all ranks' micro-batches. In layer-wise execution every rank
+    /// must run the model the same number of times per micro-batch (each block's gather is a collective).
     /// </summary>
     /// <returns>This rank's mean loss over its micro-batches.</returns>
     public double Step(IReadOnlyList<Func<nn.Module, Tensor>> microBatches)
@@ -120,17 +156,26 @@ public sealed class ShardedTrainer : IDisposable
         if (microBatches.Count != _plan.Accumulation)
             throw new ArgumentException($"The plan accumulates {_plan.Accumulation} micro-batches per step; {microBatches.Count} were given.", nameof(microBatches));
         double lossSum = 0;
-        foreach (var microBatch in microBatches) lossSum += MicroStep(microBatch);
-        OptimizerStep();
+        foreach (var microBatch in microBatches) lossSum += _layered is null ? MicroStep(microBatch) : LayerwiseMicroStep(microBatch);
+        _gradientSquares = 0;
+        foreach (var unit in _units) _gradientSquares += unit.OptimizerStep((long)_world.Size * _plan.Accumulation);
         return lossSum / microBatches.Count;
     }
 
     /// <summary>Bytes this rank holds for each component, measured from its buffers.</summary>
-    public ParoMemory Memory => new(
-        ParametersBytes: Bytes(_parameters),
-        GradientsBytes: Bytes(_gradients),
-        OptimizerBytes: _optimizer.Bytes + (_master is null ? 0 : Bytes(_master)),
-        PeakTransientBytes: _peakTransientBytes);
+    public ParoMemory Memory
+    {
+        get
+        {
+            long parameters = 0, gradients = 0, optimizer = 0;
+            foreach (var unit in _units)
+            {
+                unit.StateBytes(out var p, out var g, out var o);
+                (parameters, gradients, optimizer) = (parameters + p, gradients + g, optimizer + o);
+            }
+            return new(parameters, gradients, optimizer, _peakTransientBytes);
+        }
+    }
 
     /// <summary>
     /// Collective: writes this rank's slices to <paramref name="directory"/> (<c>rank-R.bin</c>) and, on
@@ -139,61 +184,59 @@ public sealed class ShardedTrainer : IDisposable
     public void SaveCheckpoint(string directory)
     {
         Directory.CreateDirectory(directory);
-        var file = $"rank-{_groups.World.Rank}.bin";
-        var sha = CheckpointFiles.Write(Path.Combine(directory, file), CheckpointTensors().Select(c => c.Tensor));
-        var shard = new CheckpointShard(_groups.World.Rank, file, sha, CheckpointTensors().Select(c => c.Component).ToList());
+        var file = $"rank-{_world.Rank}.bin";
+        var pieces = CheckpointPieces().ToList();
+        var sha = CheckpointFiles.Write(Path.Combine(directory, file), pieces.Select(c => c.Tensor));
+        var shard = new CheckpointShard(_world.Rank, file, sha, [.. pieces.Select(c => c.Component)]);
         // Every rank's entry reaches rank 0 through the file system after a barrier (no counted traffic).
         Runtime.ToolkitJson.Write(Path.Combine(directory, file + ".json"), shard);
-        _groups.World.Barrier();
-        if (_groups.World.Rank == 0)
+        _world.Barrier();
+        if (_world.Rank == 0)
         {
-            var shards = Enumerable.Range(0, _groups.N).Select(r => Runtime.ToolkitJson.Read<CheckpointShard>(Path.Combine(directory, $"rank-{r}.bin.json"))).ToList();
-            var manifest = new CheckpointManifest(1, Strategy.Code, _groups.N, _groups.M, _plan.Precision.ToString().ToLowerInvariant(),
-                _groups.Elements, _groups.Padded, _optimizer.Step, shards);
+            var shards = Enumerable.Range(0, _world.Size).Select(r => Runtime.ToolkitJson.Read<CheckpointShard>(Path.Combine(directory, $"rank-{r}.bin.json"))).ToList();
+            var manifest = new CheckpointManifest(1, Strategy.Code, _world.Size, _plan.GroupSize, _plan.Precision.ToString().ToLowerInvariant(),
+                _elements, PaddedParameterCount, StepsTaken, shards) { ModelFingerprint = _fingerprint };
             Runtime.ToolkitJson.Write(Path.Combine(directory, CheckpointManifest.FileName), manifest);
-            foreach (var r in Enumerable.Range(0, _groups.N)) File.Delete(Path.Combine(directory, $"rank-{r}.bin.json"));
+            foreach (var r in Enumerable.Range(0, _world.Size)) File.Delete(Path.Combine(directory, $"rank-{r}.bin.json"));
         }
-        _groups.World.Barrier();
+        _world.Barrier();
     }
 
     /// <summary>
     /// Restores this rank's slices and the optimizer step from a checkpoint written under any plan: another
-    /// strategy, rank count, group size or precision (re-sharding is a re-slicing of the flat buffers, see
-    /// <see cref="CheckpointReader"/>). Reads only the rank files that hold this rank's ranges; no communication.
+    /// strategy, rank count, group size, precision, or layer-wise or whole-model execution (re-sharding is a
+    /// re-slicing of the model's flat order, see <see cref="CheckpointReader"/>). Reads only the rank files that
+    /// hold this rank's ranges; no communication.
     /// </summary>
     /// <remarks>Across precisions: fp32 parameters come from a bf16 checkpoint's fp32 master copy, and a bf16 run's master copy from an fp32 checkpoint's parameters.</remarks>
-    /// <exception cref="ArgumentException">The checkpoint was written for a model with another parameter count.</exception>
+    /// <exception cref="ArgumentException">The checkpoint was written for another model (parameter count, or names and shapes).</exception>
     /// <exception cref="InvalidDataException">A file is missing, corrupt or truncated, or the manifest's format is unknown.</exception>
     public void LoadCheckpoint(string directory)
     {
         var manifest = CheckpointManifest.Read(directory);
         if (manifest.Format != 1) throw new InvalidDataException($"Checkpoint {directory} has format {manifest.Format}; this toolkit reads format 1.");
-        if (manifest.Parameters != _groups.Elements)
+        if (manifest.Parameters != _elements)
             throw new ArgumentException(
-                $"Checkpoint {directory} holds a model of {manifest.Parameters:N0} parameters; this job's model has {_groups.Elements:N0}. Resume with the same model settings (--model and its sizes).");
+                $"Checkpoint {directory} holds a model of {manifest.Parameters:N0} parameters; this job's model has {_elements:N0}. Resume with the same model settings (--model and its sizes).");
+        if (manifest.ModelFingerprint is { } fingerprint && fingerprint != _fingerprint)
+            throw new ArgumentException(
+                $"Checkpoint {directory} was written for another model of the same size (its parameters' names and shapes differ: fingerprint {fingerprint}, this job's {_fingerprint}). Resume with the same model settings (--model and its sizes).");
         var reader = new CheckpointReader(directory, manifest);
-        foreach (var (tensor, component) in CheckpointTensors())
+        var hasMaster = _root.HasMaster;
+        foreach (var (tensor, component) in CheckpointPieces())
         {
             var source = component.Name switch
             {
-                "parameters" when _master is null && reader.Has("master") => "master",   // fp32 run from a bf16 checkpoint: the fp32 values
-                "master" when !reader.Has("master") => "parameters",                      // bf16 run from an fp32 checkpoint
+                "parameters" when !hasMaster && reader.Has("master") => "master",      // fp32 run from a bf16 checkpoint: the fp32 values
+                "master" when !reader.Has("master") => "parameters",                   // bf16 run from an fp32 checkpoint
                 var name => name,
             };
             reader.Fill(source, component.Offset, tensor);
         }
-        _optimizer.SetStep(manifest.Step);
+        foreach (var unit in _units) unit.Optimizer.SetStep(manifest.Step);
     }
 
-    private IEnumerable<(Tensor Tensor, CheckpointComponent Component)> CheckpointTensors()
-    {
-        (Tensor, CheckpointComponent) Entry(string name, Tensor t, ShardLevel level) =>
-            (t, new CheckpointComponent(name, t.dtype.ToString(), _groups.Range(level).Offset, t.numel()));
-        yield return Entry("parameters", _parameters, Strategy.Parameters);
-        if (_master is not null) yield return Entry("master", _master, Strategy.OptimizerStates);
-        yield return Entry("exp_avg", _optimizer.ExpAvg, Strategy.OptimizerStates);
-        yield return Entry("exp_avg_sq", _optimizer.ExpAvgSq, Strategy.OptimizerStates);
-    }
+    private IEnumerable<(Tensor Tensor, CheckpointComponent Component)> CheckpointPieces() => _units.SelectMany(u => u.CheckpointPieces());
 
     /// <summary>
     /// Collective: the L2 norm of the last step's averaged gradient over the whole model. Each rank knows
@@ -204,8 +247,8 @@ public sealed class ShardedTrainer : IDisposable
     public double GradientNorm()
     {
         var total = new[] { _gradientSquares };
-        _groups.World.AllReduce<double>(total);
-        var replicas = Strategy.OptimizerStates switch { ShardLevel.None => _groups.N, ShardLevel.Intra => _groups.G, _ => 1 };
+        _world.AllReduce<double>(total);
+        var replicas = Strategy.OptimizerStates switch { ShardLevel.None => _world.Size, ShardLevel.Intra => _world.Size / _plan.GroupSize, _ => 1 };
         return Math.Sqrt(total[0] / replicas);
     }
 
@@ -213,132 +256,199 @@ public sealed class ShardedTrainer : IDisposable
     public float[] GatherParameters()
     {
         using var _ = no_grad();
-        using var full = GatherFull();
-        using var values = full.narrow(0, 0, _groups.Elements).to(ScalarType.Float32).cpu();
-        return values.data<float>().ToArray();
+        using var values = zeros(_elements, dtype: ScalarType.Float32, device: _root.Parameters.device);
+        foreach (var unit in _units) unit.GatherInto(values);
+        using var host = values.cpu();
+        return host.data<float>().ToArray();
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        _parameters.Dispose();
-        _gradients.Dispose();
-        _master?.Dispose();
-        _optimizer.Dispose();
-        _groups.Dispose();
+        foreach (var unit in _units) unit.Dispose();
     }
 
+    /// <summary>Whole-model execution: gather everything, forward and backward, reduce the gradient.</summary>
     private double MicroStep(Func<nn.Module, Tensor> microBatch)
     {
         using var scope = NewDisposeScope();
-        var full = GatherFull();                                                      // [Padded] compute dtype
-        AttachModuleParameters(full);
+        var full = Gather(_root);
+        _root.Attach(full);
+        var gradient = GradientTarget(_root);
         var loss = microBatch(_model);
         loss.backward();
-        var gradient = zeros(_groups.Padded, dtype: _dtype, device: _device);         // [Padded] this rank's gradient
-        using (no_grad())
-            foreach (var (p, start, count, _) in _layout)
-                if (p.grad is { } g) gradient.narrow(0, start, count).copy_(g.flatten());   // a parameter the loss did not touch (an expert no token chose) has no gradient: it stays 0
-        _peakTransientBytes = Math.Max(_peakTransientBytes,
-            (Strategy.Parameters == ShardLevel.None ? 0 : Bytes(full)) + Bytes(gradient) + Bytes(gradient));   // gathered params, autograd grads, staging
-        ReleaseModuleParameters();
-        ReduceMicroStepGradient(gradient);
+        Drop(_root, full);
+        ReduceGradients(_root, gradient);
         return loss.to(ScalarType.Float32).item<float>();
     }
 
-    /// <summary>Level g: nothing (N), intra reduce-scatter (I), intra + inter reduce-scatter (G); then accumulate this rank's slice.</summary>
-    private void ReduceMicroStepGradient(Tensor gradient)
-    {
-        switch (Strategy.Gradients)
-        {
-            case ShardLevel.Intra: _groups.Intra.ReduceScatter(gradient); break;
-            case ShardLevel.Global: _groups.ReduceScatter(gradient, ShardLevel.Global); break;
-        }
-        using var _ = no_grad();
-        _gradients.add_(Slice(gradient, Strategy.Gradients));
-    }
-
-    private void OptimizerStep()
+    /// <summary>
+    /// Layer-wise execution: the root stays gathered for the micro-step; each block runs as a <see cref="ShardedBlock"/>,
+    /// whose forward gathers, runs and releases the block and whose backward gathers it again, recomputes its
+    /// forward, back-propagates, releases it and reduces its gradient before the next block's backward starts.
+    /// </summary>
+    private double LayerwiseMicroStep(Func<nn.Module, Tensor> microBatch)
     {
         using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        var gradient = ReduceToOptimizerLevel();                                      // [os slice] summed over every micro-batch of every rank
-        var average = gradient.to(ScalarType.Float32).div_(_groups.N * _plan.Accumulation);
-        _gradientSquares = average.square().sum(ScalarType.Float64).item<double>();   // this rank's os slice, for GradientNorm (summed in fp64)
-        var (offset, length) = _groups.RangeWithin(Strategy.Parameters, Strategy.OptimizerStates);
-        var owned = _parameters.narrow(0, offset, length);                            // the os slice inside the p slice (levels nest)
-        if (_master is null)
+        var full = Gather(_root);
+        _root.Attach(full);
+        var gradient = GradientTarget(_root);
+        _layered!.BlockRunner = (i, x) => ShardedBlock.apply(x, new BlockContext(this, _units[i + 1], _layered.Blocks[i]));
+        try
         {
-            _optimizer.Update(owned, average);
+            var loss = microBatch(_model);
+            loss.backward();
+            Drop(_root, full);
+            ReduceGradients(_root, gradient);
+            return loss.to(ScalarType.Float32).item<float>();
         }
-        else
+        finally
         {
-            _optimizer.Update(_master, average);
-            owned.copy_(_master);                                                     // fp32 master -> bf16 parameters
-        }
-        _groups.AllGather(_parameters, Strategy.OptimizerStates, Strategy.Parameters);
-        _gradients.zero_();
-    }
-
-    /// <summary>Boundary: continue the gradient reduction from level g to level os and return the os slice.</summary>
-    private Tensor ReduceToOptimizerLevel()
-    {
-        var os = Strategy.OptimizerStates;
-        switch (Strategy.Gradients)
-        {
-            case ShardLevel.None:
-                _groups.ReduceScatter(_gradients, os);
-                return Slice(_gradients, os);
-            case ShardLevel.Intra:
-                _groups.ReduceIntraSlice(_gradients, os);
-                var (offset, length) = _groups.RangeWithin(ShardLevel.Intra, os);
-                return _gradients.narrow(0, offset, length);
-            default:
-                return _gradients;
+            _layered.BlockRunner = null;
         }
     }
 
-    /// <summary>The full parameter buffer: this rank's p slice when p = N, else a transient gathered copy.</summary>
-    private Tensor GatherFull()
+    /// <summary>Gathers a unit's parameters; a gathered copy counts as transient memory until <see cref="Drop"/>.</summary>
+    private Tensor Gather(ShardUnit unit)
     {
-        if (Strategy.Parameters == ShardLevel.None) return _parameters.alias();
-        var full = zeros(_groups.Padded, dtype: _dtype, device: _device);
-        using (no_grad()) Slice(full, Strategy.Parameters).copy_(_parameters);
-        _groups.AllGather(full, Strategy.Parameters, ShardLevel.None);
+        var full = unit.GatherFull(out var gathered);
+        if (gathered) Allocate(unit.FullBytes);
         return full;
     }
 
-    private void AttachModuleParameters(Tensor full)
+    private void Drop(ShardUnit unit, Tensor full)
     {
-        using var _ = no_grad();
-        foreach (var (p, start, count, shape) in _layout)
-            p.set_(full.narrow(0, start, count).view(shape));
+        unit.Release();
+        if (Strategy.Parameters != ShardLevel.None) Free(unit.FullBytes);
+        full.Dispose();
     }
 
-    private void ReleaseModuleParameters()
+    /// <summary>
+    /// Where autograd writes a unit's gradients: the accumulator itself when gradients are not sharded (g = N: the sum
+    /// over micro-steps builds up in place), else a transient full buffer that <see cref="ReduceGradients"/> reduces.
+    /// </summary>
+    private Tensor? GradientTarget(ShardUnit unit)
     {
-        using var _ = no_grad();
-        foreach (var (p, _, _, _) in _layout)
+        if (Strategy.Gradients == ShardLevel.None)
         {
-            p.grad = null;
-            p.set_(empty(0, dtype: _dtype, device: _device));
+            unit.AttachGradients(unit.Gradients);
+            return null;
+        }
+        var gradient = unit.NewFullBuffer();
+        Allocate(unit.FullBytes);
+        unit.AttachGradients(gradient);
+        return gradient;
+    }
+
+    /// <summary>After the unit's backward (and its release): reduce the micro-step's gradient to level g and free it.</summary>
+    private void ReduceGradients(ShardUnit unit, Tensor? gradient)
+    {
+        if (gradient is null) return;
+        unit.ReduceMicroStepGradient(gradient);
+        Free(unit.FullBytes);
+        gradient.Dispose();
+    }
+
+    private void Allocate(long bytes)
+    {
+        _transientBytes += bytes;
+        _peakTransientBytes = Math.Max(_peakTransientBytes, _transientBytes);
+    }
+
+    private void Free(long bytes) => _transientBytes -= bytes;
+
+    private sealed record BlockContext(ShardedTrainer Trainer, ShardUnit Unit, nn.Module<Tensor, Tensor> Block)
+    {
+        public Tensor Forward(Tensor x)
+        {
+            using var scope = NewDisposeScope();                                      // the block's intermediate activations go now, not at the end of the micro-step
+            using var _ = no_grad();
+            var full = Trainer.Gather(Unit);
+            Unit.Attach(full);
+            var y = Block.call(x);
+            Trainer.Drop(Unit, full);
+            return y.MoveToOuterDisposeScope();
+        }
+
+        public Tensor Backward(Tensor x, Tensor gradient)
+        {
+            using var scope = NewDisposeScope();
+            var full = Trainer.Gather(Unit);
+            Unit.Attach(full);
+            var target = Trainer.GradientTarget(Unit);
+            Tensor input;
+            using (enable_grad())
+            {
+                input = x.detach().requires_grad_();
+                var y = Block.call(input);                                            // the forward again, now recorded
+                autograd.backward([y], [gradient]);
+            }
+            Trainer.Drop(Unit, full);
+            Trainer.ReduceGradients(Unit, target);
+            return input.grad!.MoveToOuterDisposeScope();
         }
     }
 
-    private Tensor Slice(Tensor full, ShardLevel level)
+    /// <summary>One block as an autograd function: its parameters exist only while it runs (activation checkpointing per block).</summary>
+    private sealed class ShardedBlock : autograd.SingleTensorFunction<ShardedBlock>
     {
-        var (offset, length) = _groups.Range(level);
-        return full.narrow(0, offset, length);
+        public override string Name => "ParoShardedBlock";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var x = (Tensor)vars[0];
+            var block = (BlockContext)vars[1];
+            ctx.save_for_backward([x]);
+            ctx.save_data("block", block);
+            return block.Forward(x);
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+        {
+            var x = ctx.get_saved_variables()[0];
+            var block = (BlockContext)ctx.get_data("block");
+            return [block.Backward(x, grad_output), null!];   // one gradient per argument: the input's, none for the context
+        }
     }
 
-    private static long Bytes(Tensor t) => t.numel() * t.element_size();
+    private static ILayeredModule LayeredModel(nn.Module model)
+    {
+        if (model is not ILayeredModule layered)
+            throw new ArgumentException($"Layer-wise execution needs a model that exposes its blocks ({nameof(ILayeredModule)}, as the toolkit's GPT does); {model.GetType().Name} does not. Train it with whole-model gathering.", nameof(model));
+        if (model is Gpt { Config.Experts: > 0 })
+            throw new ArgumentException("Layer-wise execution recomputes each block in backward, which would drop the load-balancing loss of a mixture-of-experts model; train MoE models with whole-model gathering.", nameof(model));
+        return layered;
+    }
+
+    /// <summary>(unit offset, model offset, count) runs of consecutive parameters.</summary>
+    private static List<(long UnitOffset, long ModelOffset, long Count)> Runs(IReadOnlyList<(Parameter Parameter, long ModelOffset)> members)
+    {
+        var runs = new List<(long UnitOffset, long ModelOffset, long Count)>();
+        long unitOffset = 0;
+        foreach (var (p, modelOffset) in members)
+        {
+            if (runs.Count > 0 && runs[^1].ModelOffset + runs[^1].Count == modelOffset)
+                runs[^1] = (runs[^1].UnitOffset, runs[^1].ModelOffset, runs[^1].Count + p.numel());
+            else
+                runs.Add((unitOffset, modelOffset, p.numel()));
+            unitOffset += p.numel();
+        }
+        return runs;
+    }
+
+    /// <summary>A hash of the parameters' names and shapes in module order: what a checkpoint must match beyond its parameter count.</summary>
+    private static string ModelFingerprint(nn.Module model)
+    {
+        var text = string.Join(";", model.named_parameters().Select(np => $"{np.name}:{string.Join("x", np.parameter.shape)}"));
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
+    }
 }
 
 /// <summary>Bytes one rank holds, measured from its buffers.</summary>
 /// <param name="ParametersBytes">Parameter slice (level p).</param>
 /// <param name="GradientsBytes">Gradient accumulator slice (level g).</param>
 /// <param name="OptimizerBytes">Adam moments, plus the fp32 master copy in mixed precision (level os).</param>
-/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N), the autograd gradients and their flat staging copy.</param>
+/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the root's and one block's.</param>
 public sealed record ParoMemory(long ParametersBytes, long GradientsBytes, long OptimizerBytes, long PeakTransientBytes)
 {
     /// <summary>Persistent model-state bytes (parameters + gradients + optimizer).</summary>

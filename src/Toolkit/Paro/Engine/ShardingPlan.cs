@@ -14,7 +14,13 @@ public enum ParoPrecision
 /// <param name="GroupSize">Ranks per group (m); must divide the number of ranks.</param>
 /// <param name="Accumulation">Micro-steps per optimizer step (A).</param>
 /// <param name="Precision">fp32 or bf16 mixed precision.</param>
-public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int Accumulation = 1, ParoPrecision Precision = ParoPrecision.Fp32)
+/// <param name="Layerwise">
+/// Layer-wise execution (what FSDP does): each block of an <see cref="Models.ILayeredModule"/> is its own flat buffer,
+/// gathered just before its forward, released after it, gathered again for its backward (which recomputes its
+/// forward), and its gradient reduced as soon as backward has produced it. False: the whole model is one buffer,
+/// gathered once per micro-step and kept through backward.
+/// </param>
+public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int Accumulation = 1, ParoPrecision Precision = ParoPrecision.Fp32, bool Layerwise = false)
 {
     /// <summary>Bytes per element of parameters and gradients as stored (4 in fp32, 2 in bf16).</summary>
     public int ComputeBytes => Precision == ParoPrecision.Fp32 ? 4 : 2;

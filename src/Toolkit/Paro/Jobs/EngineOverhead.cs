@@ -25,17 +25,10 @@ public static class EngineOverhead
         var config = job.Model.Config;
         var dtype = job.Sharding.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         var repeats = Math.Max(1, job.Steps - 1);
-        var gate = new Lock();
         var times = InProcessCluster.Run(ranks, groupSize, comm =>
         {
             comm.Algorithm = job.Sharding.Collectives;
-            Gpt model;
-            lock (gate)
-            {
-                manual_seed(job.Seed);
-                model = new Gpt(config);
-            }
-            using var _ = model;
+            using var model = Gpt.Create(config, job.Seed);
             if (dtype == ScalarType.BFloat16) model.to(dtype);
             var data = job.Data.Path is null ? TokenDataset.SyntheticStories() : TokenDataset.FromTextFile(job.Data.Path);
             var elements = model.parameters().Sum(p => p.numel());

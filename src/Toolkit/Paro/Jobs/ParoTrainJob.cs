@@ -30,7 +30,6 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         public const string PeakBytes = "memory.peak_bytes";
     }
 
-    private static readonly Lock InitGate = new();
 
     /// <inheritdoc/>
     public override string Kind => "paro-train";
@@ -52,11 +51,7 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         var data = o.Data.Path is null ? TokenDataset.SyntheticStories() : TokenDataset.FromTextFile(o.Data.Path);
         var config = o.Model.Config;
         Gpt model;
-        lock (InitGate)   // torch.manual_seed is process-global: ranks in one process take turns so all start identical
-        {
-            manual_seed(o.Seed);
-            model = new Gpt(config);
-        }
+        model = Gpt.Create(config, o.Seed);                                          // every rank starts identical
         using var _ = model;
         comm.Algorithm = o.Sharding.Collectives;
         using var trainer = ShardedTrainer.Create(model, o.Plan, comm, o.Optimizer);

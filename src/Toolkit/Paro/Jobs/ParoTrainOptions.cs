@@ -34,7 +34,7 @@ public sealed record ParoTrainOptions : IJobOptions
     [Option("Seed of weights and data.")] public int Seed { get; init; } = 1;
 
     /// <summary>The sharding plan these options describe.</summary>
-    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision);
+    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise);
 
     /// <summary>Tokens one optimizer step consumes over all ranks.</summary>
     [JsonIgnore] public long TokensPerStep => (long)Launch.Ranks * Sharding.Accumulation * Data.MicroBatch * Model.Config.ContextLength;
@@ -69,6 +69,10 @@ public sealed record ShardingOptions
     /// <summary>fp32, or bf16 mixed precision. Default fp32.</summary>
     [Option("fp32, or bf16 mixed precision (bf16 parameters and gradients, fp32 master weights and moments).")]
     public ParoPrecision Precision { get; init; } = ParoPrecision.Fp32;
+
+    /// <summary>Layer-wise execution (FSDP's schedule) instead of gathering the whole model. Default off.</summary>
+    [Option("Layer-wise execution (what FSDP does): gather each transformer block just before its forward and again for its backward (which recomputes its forward), release it after, and reduce its gradient as soon as backward produces it; the peak holds one block's parameters instead of the whole model's.")]
+    public bool Layerwise { get; init; }
 
     /// <summary>Collective implementation. Default ring.</summary>
     [Option("Collective algorithm of global all-reduces: native (MPI's own), ring, hierarchical or ho-ring.")]

@@ -1,4 +1,5 @@
 using Toolkit.Comm;
+using Toolkit.Models;
 using static TorchSharp.torch;
 
 namespace Toolkit.Paro;
@@ -7,29 +8,29 @@ namespace Toolkit.Paro;
 /// The parity check of sharded training, shared by the in-process tests and the MPI self-test
 /// (<see cref="ParoSelfTestJob"/>, under mpiexec): a small network (parameter count not divisible by the rank
 /// count, so padding is exercised), deterministic micro-batches indexed by (step, a·n + rank), and
-/// the single-process reference with <c>torch.optim.AdamW</c> on the same global batch.
+/// the single-process reference with <c>torch.optim.AdamW</c> on the same global batch. Layer-wise execution
+/// is checked on a small GPT (it needs a model with blocks), three blocks of 510 parameters and a root of 138.
 /// </summary>
 internal static class ExactnessProbe
 {
     public static readonly AdamWOptions Adam = new() { LearningRate = 0.01, WeightDecay = 0.1 };
     private const int Seed = 7;
-    private static readonly Lock InitGate = new();
 
     /// <summary>Sharded training on <paramref name="comm"/>; every rank returns the full parameters after <paramref name="steps"/> steps.</summary>
-    public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring)
+    public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false)
     {
         comm.Algorithm = algorithm;
-        using var model = NewModel();
-        using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation), comm, Adam);
+        using var model = NewModel(layerwise);
+        using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise), comm, Adam);
         for (var step = 0; step < steps; step++)
-            trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank))]);
+            trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank, layerwise))]);
         return trainer.GatherParameters();
     }
 
     /// <summary>Plain TorchSharp on one model: every micro-batch of the global batch, loss averaged over n·A micro-batches.</summary>
-    public static float[] Reference(int ranks, int accumulation, int steps)
+    public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false)
     {
-        using var model = NewModel();
+        using var model = NewModel(layerwise);
         var optimizer = optim.AdamW(model.parameters(), lr: Adam.LearningRate, beta1: Adam.Beta1, beta2: Adam.Beta2, eps: Adam.Epsilon, weight_decay: Adam.WeightDecay);
         for (var step = 0; step < steps; step++)
         {
@@ -37,7 +38,7 @@ internal static class ExactnessProbe
             for (var micro = 0; micro < ranks * accumulation; micro++)
             {
                 using var scope = NewDisposeScope();
-                (MicroBatch(step, micro)(model) / (ranks * accumulation)).backward();
+                (MicroBatch(step, micro, layerwise)(model) / (ranks * accumulation)).backward();
             }
             optimizer.step();
         }
@@ -48,18 +49,34 @@ internal static class ExactnessProbe
     public static double RelativeError(float[] a, float[] b) =>
         Math.Sqrt(a.Zip(b, (x, y) => (double)(x - y) * (x - y)).Sum()) / Math.Sqrt(b.Sum(v => (double)v * v));
 
-    private static nn.Module NewModel()
+    private static readonly GptConfig SmallGpt = new(VocabularySize: 13, ContextLength: 8, Layers: 3, Heads: 2, Embedding: 6);
+
+    /// <summary>
+    /// The model with weights drawn from its own generator, not the global one: tests run in parallel, and another
+    /// test seeding or drawing from the global generator between a seed and a draw here would give every rank (and
+    /// the reference) other initial weights.
+    /// </summary>
+    private static nn.Module NewModel(bool layerwise)
     {
-        lock (InitGate)   // the global seed: every rank builds identical initial weights
-        {
-            manual_seed(Seed);
-            return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3));   // 66 parameters
-        }
+        nn.Module model = layerwise
+            ? new Gpt(SmallGpt)                                                       // 1,668 parameters
+            : nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3));             // 66 parameters
+        using var _ = no_grad();
+        using var generator = new Generator(Seed);
+        foreach (var p in model.parameters())
+            p.copy_(rand(p.shape, generator: generator).mul_(0.6).sub_(0.3));
+        return model;
     }
 
-    private static Func<nn.Module, Tensor> MicroBatch(int step, int index) => model =>
+    private static Func<nn.Module, Tensor> MicroBatch(int step, int index, bool layerwise) => model =>
     {
         using var generator = new Generator((ulong)(1000 * step + index + 1));
+        if (layerwise)
+        {
+            var tokens = randint(0, SmallGpt.VocabularySize, [4, SmallGpt.ContextLength], generator: generator);
+            var targets = randint(0, SmallGpt.VocabularySize, [4, SmallGpt.ContextLength], generator: generator);
+            return ((Gpt)model).Loss(tokens, targets);
+        }
         var x = randn([6, 5], generator: generator);
         var y = randn([6, 3], generator: generator);
         return nn.functional.mse_loss(((nn.Module<Tensor, Tensor>)model).call(x), y);

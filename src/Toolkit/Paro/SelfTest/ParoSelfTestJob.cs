@@ -15,6 +15,9 @@ internal sealed record ParoSelfTestOptions : IJobOptions
     /// <summary>Optimizer steps.</summary>
     [Option("Optimizer steps.")] public int Steps { get; init; } = 3;
 
+    /// <summary>Also train every strategy layer-wise (a small GPT; results keyed <c>CODE/layerwise</c>).</summary>
+    [Option("Also train every strategy layer-wise.")] public bool Layerwise { get; init; }
+
     public void Check() { }
 }
 
@@ -26,9 +29,15 @@ internal sealed class ParoSelfTestJob : RankJob<ParoSelfTestOptions, Dictionary<
 {
     public override string Kind => "selftest-paro";
 
-    public override Dictionary<string, float[]> RunRank(RankContext<ParoSelfTestOptions> context) =>
-        ShardingStrategy.Trained.ToDictionary(s => s.Code, s => ExactnessProbe.Train(context.Comm, s.Code, context.Options.Launch.GroupSize,
-            context.Options.Accumulation, context.Options.Steps));
+    public override Dictionary<string, float[]> RunRank(RankContext<ParoSelfTestOptions> context)
+    {
+        var o = context.Options;
+        var results = ShardingStrategy.Trained.ToDictionary(s => s.Code, s => ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize, o.Accumulation, o.Steps));
+        if (o.Layerwise)
+            foreach (var s in ShardingStrategy.Trained)
+                results[$"{s.Code}/layerwise"] = ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize, o.Accumulation, o.Steps, layerwise: true);
+        return results;
+    }
 
     public override List<Dictionary<string, float[]>> Finish(JobRun<ParoSelfTestOptions> run, IReadOnlyList<Dictionary<string, float[]>> outcomes) => [.. outcomes];
 }

@@ -51,7 +51,6 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         public const string RoutingFlips = "rl.routing_flips";
     }
 
-    private static readonly Lock InitGate = new();
 
     /// <inheritdoc/>
     public override string Kind => "rl-train";
@@ -70,11 +69,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var task = o.TaskDefinition;
         var config = o.PolicyConfig;
         Gpt model;
-        lock (InitGate)   // torch.manual_seed is process-global: in-process ranks take turns so all start identical
-        {
-            manual_seed(o.Seed);
-            model = new Gpt(config);
-        }
+        model = Gpt.Create(config, o.Seed);                                          // every rank starts identical
         using var _ = model;
         using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(o.Strategy), o.Launch.GroupSize), comm, o.Optimizer with { LearningRate = o.WarmupLr });
         var heldOut = TaskDatasets.Load(task, heldOut: true);
