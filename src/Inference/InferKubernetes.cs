@@ -75,6 +75,8 @@ public static class InferKubernetes
             "--max-tokens", $"{job.MaxTokens}", "--retries", $"{job.Retries}", "--lease-seconds", I(job.LeaseSeconds), "--runs-dir", job.RunsDirectory,
             "--replicas", $"{job.Replicas}", "--threads", $"{job.Threads}", "--job-name", job.JobName ?? o.Name,
         };
+        if (job.Stages is not null) run.AddRange(["--stages", job.Stages]);
+        if (job.Labels is not null) run.AddRange(["--labels", job.Labels]);
         var coordinator = new V1Job
         {
             ApiVersion = "batch/v1", Kind = "Job", Metadata = meta($"{o.Name}-coordinator", "coordinator"),

@@ -48,15 +48,90 @@ public interface IPredictor : IDisposable
 /// <summary>Creates the model stages a job spec names.</summary>
 public static class ModelStages
 {
-    /// <summary>The stages of <paramref name="spec"/>'s pipeline, in order.</summary>
-    public static IReadOnlyList<IModelStage> Create(InferJobOptions spec) => spec.Pipeline switch
+    /// <summary>
+    /// The stages of <paramref name="spec"/>, in an order where each comes after its input: the models its
+    /// <c>--pipeline</c> names, or, with <c>--stages</c>, one <see cref="DagStage"/> per declared stage.
+    /// </summary>
+    public static IReadOnlyList<IModelStage> Create(InferJobOptions spec)
     {
-        InferPipeline.Embed => [new MiniLmEmbedding(spec.MaxTokens, spec.Threads)],
-        InferPipeline.Score => [Scorer(spec)],
-        InferPipeline.EmbedAndScore => [new MiniLmEmbedding(spec.MaxTokens, spec.Threads), Scorer(spec)],
-        InferPipeline.Generate => [new GptGenerator(Models.GptConfig.Preset(spec.GptModel), spec.GptCheckpoint, spec.Sampling, spec.EffectiveMaxNewTokens, spec.BatchSize)],
-        var p => throw new ArgumentOutOfRangeException(nameof(spec), p, "unknown pipeline"),
+        if (spec.Stages is null) return [.. InferStages.Of(spec).Select(s => Model(spec, s.Model))];
+        var stages = InferStages.Of(spec);
+        var created = new List<IModelStage>(stages.Count);
+        try
+        {
+            foreach (var s in stages)
+                created.Add(new DagStage(s, Model(spec, s.Model), s.Input is null ? -1 : stages.ToList().FindIndex(o => o.Name == s.Input)));
+            return created;
+        }
+        catch
+        {
+            foreach (var c in created) c.Dispose();
+            throw;
+        }
+    }
+
+    private static IModelStage Model(InferJobOptions spec, string model) => model switch
+    {
+        "embed" => new MiniLmEmbedding(spec.MaxTokens, spec.Threads),
+        "score" => new GptScorer(spec.Threads, Models.GptConfig.Preset(spec.GptModel), checkpoint: spec.GptCheckpoint),
+        "generate" => new GptGenerator(Models.GptConfig.Preset(spec.GptModel), spec.GptCheckpoint, spec.Sampling, spec.EffectiveMaxNewTokens, spec.BatchSize),
+        "classify" => new ZeroShotClassifier(spec.LabelList, spec.MaxTokens),
+        _ => throw new ArgumentOutOfRangeException(nameof(model), model, "unknown model"),
+    };
+}
+
+/// <summary>
+/// A stage of a declared DAG (<see cref="InferStages"/>): a model under the stage's name, with its own replica count,
+/// reading the record's text or another stage's output. Its output fields carry the stage's name as a prefix
+/// (<c>topic_label</c>) unless the stage is named after its model.
+/// </summary>
+public sealed class DagStage(InferStage stage, IModelStage model, int input) : IModelStage
+{
+    /// <summary>The declaration.</summary>
+    public InferStage Stage { get; } = stage;
+
+    /// <summary>The model it runs.</summary>
+    public IModelStage Model { get; } = model;
+
+    /// <summary>Index (in the job's stage order) of the stage whose output it reads; -1 for the record's text.</summary>
+    public int Input { get; } = input;
+
+    /// <inheritdoc/>
+    public string Name => Stage.Name;
+
+    /// <inheritdoc/>
+    public object Prepare(string text) => Model.Prepare(text);
+
+    /// <summary>Prepares the output of the stage it reads (<paramref name="upstream"/>) for its model.</summary>
+    public object PrepareFrom(DagStage upstream, object output) => (InferStages.Gives(upstream.Stage.Model), Model) switch
+    {
+        (InferStages.Value.Vector, ZeroShotClassifier classifier) => classifier.PrepareVector(output),
+        (InferStages.Value.Text, _) => Model.Prepare(output is ValueTuple<string, int, double> generated ? generated.Item1 : (string)output),
+        _ => throw new InvalidOperationException($"stage {Name} cannot read {upstream.Name}"),
     };
 
-    private static GptScorer Scorer(InferJobOptions spec) => new(spec.Threads, Models.GptConfig.Preset(spec.GptModel), checkpoint: spec.GptCheckpoint);
+    /// <inheritdoc/>
+    public IPredictor CreateReplica() => Model.CreateReplica();
+
+    /// <inheritdoc/>
+    public void Write(Utf8JsonWriter json, object output)
+    {
+        if (!InferStages.Prefixed(Stage)) { Model.Write(json, output); return; }
+        var scratch = new System.Buffers.ArrayBufferWriter<byte>(1024);
+        using (var inner = new Utf8JsonWriter(scratch))
+        {
+            inner.WriteStartObject();
+            Model.Write(inner, output);
+            inner.WriteEndObject();
+        }
+        using var fields = JsonDocument.Parse(scratch.WrittenMemory);
+        foreach (var field in fields.RootElement.EnumerateObject())
+        {
+            json.WritePropertyName($"{Name}_{field.Name}");
+            field.Value.WriteTo(json);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => Model.Dispose();
 }

@@ -86,6 +86,18 @@ public sealed record InferJobOptions : ICheckedOptions
     [Option("Model stages: embed (all-MiniLM-L6-v2 sentence embeddings, ONNX Runtime), score (the toolkit's TorchSharp GPT: mean log-likelihood per byte), embed+score (both, as a two-model pipeline) or generate (the GPT continues each text with the KV-cache engine).")]
     public InferPipeline Pipeline { get; init; } = InferPipeline.Embed;
 
+    /// <summary>The model stages as a DAG (<see cref="InferStages"/>); null: the ones <see cref="Pipeline"/> names.</summary>
+    [Option("Model stages as a DAG, replacing --pipeline: comma-separated [name=]model[(input)][*replicas], e.g. \"emb=embed*2,topic=classify(emb),ppl=score\". Models: embed, score, generate, classify (zero-shot labels of another stage's embeddings; needs --labels). A stage without (input) reads the text; generate's text can feed embed, score or generate. Output fields are prefixed name_ unless a stage is named after its model.")]
+    public string? Stages { get; init; }
+
+    /// <summary>The labels of a classify stage, comma-separated.</summary>
+    [Option("Labels of a classify stage, comma-separated (each embedded once; a record takes the nearest), e.g. \"sports,politics,science\".")]
+    public string? Labels { get; init; }
+
+    /// <summary><see cref="Labels"/> split and trimmed.</summary>
+    [JsonIgnore]
+    public IReadOnlyList<string> LabelList => Labels is null ? [] : [.. Labels.Split(',').Select(l => l.Trim())];
+
     /// <summary>The GPT's weights for score and generate: a PaRO checkpoint folder (any strategy or rank count); none: the preset initialised from seed 1.</summary>
     [Option("GPT weights for score/generate: a checkpoint folder written by paro train (runs/<id>/checkpoints/step-K, any strategy or rank count); none: untrained weights from seed 1.")]
     public string? GptCheckpoint { get; init; }
@@ -255,8 +267,13 @@ public sealed record InferJobOptions : ICheckedOptions
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "must be at least 1");
         var gpt = Models.GptConfig.Presets.TryGetValue(GptModel, out var preset) ? preset
             : throw new ArgumentOutOfRangeException(nameof(GptModel), GptModel, $"unknown model; valid: {string.Join(", ", Models.GptConfig.Presets.Keys)}");
-        if (GptCheckpoint is not null && Pipeline is not (InferPipeline.Score or InferPipeline.EmbedAndScore or InferPipeline.Generate))
-            throw new ArgumentException("loads the GPT of the score and generate pipelines: add --pipeline score, embed+score or generate", nameof(GptCheckpoint));
+        var models = InferStages.Of(this).Select(s => s.Model).ToHashSet();
+        if (GptCheckpoint is not null && !models.Overlaps(["score", "generate"]))
+            throw new ArgumentException(Stages is null
+                ? "loads the GPT of the score and generate pipelines: add --pipeline score, embed+score or generate"
+                : "loads the GPT of score and generate stages, and --stages has none", nameof(GptCheckpoint));
+        if (models.Contains("classify")) _ = ZeroShotClassifier.Check(LabelList);
+        else if (Labels is not null) throw new ArgumentException("labels a classify stage, and there is none: add one to --stages, e.g. emb=embed,topic=classify(emb)", nameof(Labels));
         if (GptCheckpoint is not null)
         {
             var manifest = Paro.CheckpointManifest.Read(GptCheckpoint);
@@ -264,7 +281,7 @@ public sealed record InferJobOptions : ICheckedOptions
                 throw new ArgumentException($"checkpoint {GptCheckpoint} holds a model of {manifest.Parameters:N0} parameters; --gpt-model {GptModel} has {gpt.ParameterCount:N0}: pass the --model it was trained with", nameof(GptCheckpoint));
         }
         Sampling.Validate();
-        if (Pipeline == InferPipeline.Generate && (MaxNewTokens < 0 || MaxNewTokens > gpt.ContextLength - 2))
+        if (models.Contains("generate") && (MaxNewTokens < 0 || MaxNewTokens > gpt.ContextLength - 2))
             throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, $"must be between 1 and {gpt.ContextLength - 2}, or 0 for half (the {GptModel} GPT's context is {gpt.ContextLength} bytes, prompt included)");
         if (Launcher is WorkerLauncher.Mpi or WorkerLauncher.Slurm && Ranks < 2)
             throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, $"must be at least 2 with --launcher {Options.OptionSpec.EnumName(typeof(WorkerLauncher), Launcher)} (a coordinator and a worker)");

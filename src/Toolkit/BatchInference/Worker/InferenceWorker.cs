@@ -68,7 +68,8 @@ public sealed class InferenceWorker
             try { await _coordinator.LeaveAsync(Id, $"error: {e.Message}", CancellationToken.None); } catch (Exception) { }
             throw new InvalidOperationException($"worker {Id} could not start: {e.Message}", e);
         }
-        Log?.Invoke($"{Id}: joined; {source.Count} records, models {string.Join(", ", models.Select(m => m.Name))} x{spec.Replicas} replica(s)");
+        var replicaCounts = models.Select(m => m is DagStage dag ? dag.Stage.Replicas : spec.Replicas).ToList();
+        Log?.Invoke($"{Id}: joined; {source.Count} records, models {string.Join(", ", models.Select((m, k) => $"{m.Name} x{replicaCounts[k]}"))} replica(s)");
         _lastCommit = Stopwatch.GetTimestamp();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(abort);
         var committed = 0;
@@ -77,12 +78,12 @@ public sealed class InferenceWorker
         {
             var shards = Channel.CreateBounded<ShardLease>(1);
             var toPrepare = Channel.CreateBounded<WorkItem>(4 * spec.BatchSize);
-            var toModel = models.Select(_ => Channel.CreateBounded<List<WorkItem>>(2 * spec.Replicas + 1)).ToList();
+            var toModel = models.Select((_, k) => Channel.CreateBounded<List<WorkItem>>(2 * replicaCounts[k] + 1)).ToList();
             var toPost = Channel.CreateBounded<List<WorkItem>>(4);
             var toWrite = Channel.CreateBounded<(WorkItem Item, byte[] Line)>(8 * spec.BatchSize);
             var read = AddStage("read", 1, () => 0);
             var prepare = AddStage("preprocess", 1, () => toPrepare.Reader.Count);
-            var predict = models.Select((m, k) => AddStage(m.Name, spec.Replicas, () => toModel[k].Reader.Count * spec.BatchSize)).ToList();
+            var predict = models.Select((m, k) => AddStage(m.Name, replicaCounts[k], () => toModel[k].Reader.Count * spec.BatchSize)).ToList();
             var post = AddStage("postprocess", 1, () => toPost.Reader.Count * spec.BatchSize);
             var write = AddStage("write", 1, () => toWrite.Reader.Count);
             // Each stage reports the queue in front of it (read has none: it pulls from the file).
@@ -98,7 +99,7 @@ public sealed class InferenceWorker
             {
                 var m = k;   // the lambdas run later: capture this stage, not the loop variable
                 var next = m + 1 < models.Count ? toModel[m + 1].Writer : toPost.Writer;
-                var replicas = Enumerable.Range(0, spec.Replicas).Select(_ => Task.Run(() => PredictLoop(models[m], m, toModel[m].Reader, next, predict[m], token), token)).ToList();
+                var replicas = Enumerable.Range(0, replicaCounts[m]).Select(_ => Task.Run(() => PredictLoop(models, m, toModel[m].Reader, next, predict[m], token), token)).ToList();
                 tasks.Add(Pipe(Task.WhenAll(replicas), next));
             }
             tasks.Add(Pipe(PostLoop(models, toPost.Reader, toWrite.Writer, post, token), toWrite.Writer));
@@ -219,7 +220,7 @@ public sealed class InferenceWorker
             item.Prepared = new object?[models.Count];
             item.Outputs = new object?[models.Count];
             for (var k = 0; k < models.Count && item.Error is null; k++)
-                try { item.Prepared[k] = models[k].Prepare(item.Record.Text!); }
+                try { if (models[k] is not DagStage { Input: >= 0 }) item.Prepared[k] = models[k].Prepare(item.Record.Text!); }   // a stage reading another's output prepares it when that is there
                 catch (Exception e) { item.Error = $"preprocess ({models[k].Name}): {e.Message}"; }
             stage.Busy(started, 1);
             if (item.Error is not null) { await quarantine.WriteAsync((item, QuarantineLine(item)), stop); continue; }
@@ -241,14 +242,19 @@ public sealed class InferenceWorker
         catch (OperationCanceledException) when (!stop.IsCancellationRequested) { return false; }
     }
 
-    private async Task PredictLoop(IModelStage model, int k, ChannelReader<List<WorkItem>> input, ChannelWriter<List<WorkItem>> next, Stage stage, CancellationToken stop)
+    private async Task PredictLoop(IReadOnlyList<IModelStage> models, int k, ChannelReader<List<WorkItem>> input, ChannelWriter<List<WorkItem>> next, Stage stage, CancellationToken stop)
     {
+        var model = models[k];
         var replica = model.CreateReplica();
         try
         {
             await foreach (var batch in input.ReadAllAsync(stop))
             {
                 var started = Stopwatch.GetTimestamp();
+                if (model is DagStage { Input: >= 0 } dag)
+                    foreach (var item in batch.Where(i => i.Error is null))
+                        try { item.Prepared[k] = dag.PrepareFrom((DagStage)models[dag.Input], item.Outputs[dag.Input]!); }
+                        catch (Exception e) { item.Error = $"preprocess ({model.Name}): {e.Message}"; }
                 var valid = batch.Where(i => i.Error is null).ToList();
                 if (valid.Count > 0)
                 {

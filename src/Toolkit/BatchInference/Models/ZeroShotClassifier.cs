@@ -1,0 +1,79 @@
+using System.Text.Json;
+
+namespace Toolkit.BatchInference;
+
+/// <summary>
+/// Zero-shot classification of sentence embeddings: each label is embedded once with MiniLM (the same model as the
+/// embed stage) and a record takes the label whose embedding is nearest its own (cosine similarity; both are
+/// L2-normalised, so a dot product). It reads another stage's embeddings, so it is the downstream end of a DAG
+/// (<c>emb=embed,topic=classify(emb)</c>).
+/// </summary>
+public sealed class ZeroShotClassifier : IModelStage
+{
+    private readonly string[] _labels;
+    private readonly float[][] _centres;
+
+    /// <summary>A classifier over <paramref name="labels"/> (at least two, distinct).</summary>
+    /// <exception cref="ArgumentException">Fewer than two labels, an empty one, or a repeated one.</exception>
+    public ZeroShotClassifier(IReadOnlyList<string> labels, int maxTokens = 128)
+    {
+        _labels = [.. Check(labels)];
+        using var embedding = new MiniLmEmbedding(maxTokens);
+        using var replica = embedding.CreateReplica();
+        _centres = [.. replica.Predict([.. _labels.Select(embedding.Prepare)]).Cast<float[]>()];
+    }
+
+    /// <summary>The labels of a job's <c>--labels</c>, checked.</summary>
+    /// <exception cref="ArgumentException">Fewer than two labels, an empty one, or a repeated one.</exception>
+    public static IReadOnlyList<string> Check(IReadOnlyList<string> labels)
+    {
+        var trimmed = labels.Select(l => l.Trim()).ToList();
+        if (trimmed.Count < 2) throw new ArgumentException("a classify stage needs at least two labels (--labels \"sports,politics,science\")", nameof(InferJobOptions.Labels));
+        if (trimmed.Any(l => l.Length == 0)) throw new ArgumentException("a label is empty (two commas in a row?)", nameof(InferJobOptions.Labels));
+        if (trimmed.Distinct(StringComparer.Ordinal).Count() != trimmed.Count) throw new ArgumentException("a label is repeated", nameof(InferJobOptions.Labels));
+        return trimmed;
+    }
+
+    /// <inheritdoc/>
+    public string Name => "classify";
+
+    /// <inheritdoc/>
+    public object Prepare(string text) => throw new NotSupportedException("classify reads another stage's embeddings, not text");
+
+    /// <summary>An upstream embedding, checked.</summary>
+    public object PrepareVector(object value) => value is float[] { Length: MiniLmEmbedding.Dimensions } v ? v
+        : throw new ArgumentException($"classify reads {MiniLmEmbedding.Dimensions}-dimensional embeddings");
+
+    /// <inheritdoc/>
+    public IPredictor CreateReplica() => new Replica(this);
+
+    /// <inheritdoc/>
+    public void Write(Utf8JsonWriter json, object output)
+    {
+        var (label, similarity) = ((string, double))output;
+        json.WriteString("label", label);
+        json.WriteNumber("similarity", similarity);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() { }
+
+    private sealed class Replica(ZeroShotClassifier owner) : IPredictor
+    {
+        public object[] Predict(IReadOnlyList<object> inputs) => [.. inputs.Select(i =>
+        {
+            var v = (float[])i;
+            var (best, score) = (0, double.NegativeInfinity);
+            for (var l = 0; l < owner._centres.Length; l++)
+            {
+                double dot = 0;
+                var c = owner._centres[l];
+                for (var d = 0; d < v.Length; d++) dot += v[d] * c[d];
+                if (dot > score) (best, score) = (l, dot);
+            }
+            return (object)(owner._labels[best], score);
+        })];
+
+        public void Dispose() { }
+    }
+}
