@@ -71,7 +71,7 @@ public static class InferKubernetes
         {
             "toolkit", "infer", "run", "--launcher", "external", "--bind", "0.0.0.0", "--port", $"{Port}",
             "--input", job.Input!, "--format", OptionSpec.EnumName(typeof(InputFormat), job.Format), "--id-field", job.IdField, "--text-field", job.TextField,
-            "--pipeline", OptionSpec.EnumName(typeof(InferPipeline), job.Pipeline), "--shard-size", $"{job.ShardSize}", "--batch-size", $"{job.BatchSize}",
+            "--pipeline", OptionSpec.EnumName(typeof(InferPipeline), job.Pipeline), "--shard-size", $"{job.ShardSize}", "--shard-seconds", I(job.ShardSeconds), "--batch-size", $"{job.BatchSize}",
             "--max-tokens", $"{job.MaxTokens}", "--retries", $"{job.Retries}", "--lease-seconds", I(job.LeaseSeconds), "--runs-dir", job.RunsDirectory,
             "--replicas", $"{job.Replicas}", "--threads", $"{job.Threads}", "--job-name", job.JobName ?? o.Name,
         };

@@ -24,6 +24,32 @@ public sealed class CoordinatorServiceTests : IDisposable
         return new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile)), records);
     }
 
+    /// <summary>
+    /// Adaptive shards (--shard-seconds 10): first shards are whole (rates unknown); near the end a fast worker's shard
+    /// is cut to the waiting records' share per active worker; a worker measured at 2 records/s gets 10 s of work.
+    /// </summary>
+    [Fact]
+    public async Task Leases_SplitShardsToTheBacklogShareAndTheWorkersRate()
+    {
+        using var core = Core(400, s => s with { ShardSize = 100, BatchSize = 4, ShardSeconds = 10 });
+        async Task<ShardLease> Lease(string worker) => (await core.LeaseAsync(worker, 1)).Leases.Single();
+        await core.JoinAsync(new WorkerHello("slow", "host", 1));
+        await core.JoinAsync(new WorkerHello("fast", "host", 2));
+        var slow = await Lease("slow");
+        var fast = await Lease("fast");
+        Assert.Equal((0L, 100L, 100L, 100L), (slow.Shard.FirstRecord, slow.Shard.Records, fast.Shard.FirstRecord, fast.Shard.Records));
+        await core.CommitAsync("fast", new ShardCommit(fast.Shard.Id, fast.Token, "part-1.jsonl", 100, 0, Seconds: 0.1));   // 1000 records/s
+        fast = await Lease("fast");
+        Assert.Equal((200L, 100L), (fast.Shard.FirstRecord, fast.Shard.Records));          // 200 wait for 2 workers: a whole shard
+        await core.CommitAsync("fast", new ShardCommit(fast.Shard.Id, fast.Token, "part-2.jsonl", 100, 0, Seconds: 0.1));
+        fast = await Lease("fast");
+        Assert.Equal((300L, 50L), (fast.Shard.FirstRecord, fast.Shard.Records));           // 100 wait for 2 workers: half
+        await core.CommitAsync("slow", new ShardCommit(slow.Shard.Id, slow.Token, "part-0.jsonl", 100, 0, Seconds: 50));   // 2 records/s
+        slow = await Lease("slow");
+        Assert.Equal((350L, 20L), (slow.Shard.FirstRecord, slow.Shard.Records));           // 10 s of its work
+        Assert.Equal(30, core.Status().Records - core.Status().RecordsDone - 50 - 20);     // [370, 400) still waits
+    }
+
     [Fact]
     public async Task WorkersOverGrpc_FinishTheJob_ExactlyOnce()
     {

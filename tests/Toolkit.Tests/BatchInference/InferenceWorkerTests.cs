@@ -48,7 +48,8 @@ public sealed class InferenceWorkerTests : IDisposable
         Assert.Equal(("r00101", "no 'text' string"), (quarantined[1].Id, quarantined[1].Reason));
         var status = core.Status();
         Assert.True(status.Finished);
-        Assert.Equal((6, 6, 2L), (status.Shards, status.ShardsDone, status.Quarantined));
+        Assert.Equal((status.Shards, 2L), (status.ShardsDone, status.Quarantined));
+        Assert.True(status.Shards >= 6, $"{status.Shards} shards");   // 6 laid out; the last ones may be split to the workers' share (adaptive shards)
         Assert.Contains(status.Stages, s => s.Name == "length" && s.Tasks == 4 && s.Items == 228);
         Assert.Empty(Directory.GetFiles(Path.Combine(_folder.Path, InferLayout.OutputFolder), "*.tmp"));
     }

@@ -35,6 +35,33 @@ public sealed class ShardStoreTests : IDisposable
         Assert.Contains("holds a job of 1050 records in shards of 100", Assert.Throws<InvalidOperationException>(() => reopened.Initialize(2000, 100)).Message);
     }
 
+    /// <summary>
+    /// A waiting shard over the limit is split as it is leased: it keeps its id and its first records, the rest waits
+    /// as a new shard with the same attempt count, and leasing goes on in input order. A stale holder of the shard's
+    /// earlier lease cannot commit it.
+    /// </summary>
+    [Fact]
+    public void TryLease_SplitsAWaitingShardOverTheLimit_KeepingInputOrderAndAttempts()
+    {
+        using var store = new SqliteShardStore(Database);
+        store.Initialize(records: 100, shardSize: 40);                                   // [0,40) [40,80) [80,100)
+        var old = store.TryLease("dead", Lease, T0)!;
+        Assert.Equal(1, store.ExpireLeases(T0 + TimeSpan.FromMinutes(2), retryCap: 5));    // attempt 1, waiting again
+        var first = store.TryLease("w1", Lease, T0 + TimeSpan.FromMinutes(2), maxRecords: 15)!;
+        Assert.Equal((0L, 0L, 15L), (first.Shard.Id, first.Shard.FirstRecord, first.Shard.Records));
+        var rest = store.Shards().Single(s => s.Id == 3);
+        Assert.Equal((15L, 25L, ShardState.Todo, 1), (rest.FirstRecord, rest.Records, rest.State, rest.Attempts));
+        Assert.Equal(85, store.WaitingRecords());
+        Assert.Equal(CommitOutcome.Stale, store.Commit(0, old.Token, "part-old.jsonl"));  // the expired lease covered [0,40)
+        Assert.Equal(CommitOutcome.Committed, store.Commit(0, first.Token, "part-0.jsonl"));
+        var next = store.TryLease("w1", Lease, T0 + TimeSpan.FromMinutes(2))!;
+        Assert.Equal((3L, 15L, 25L), (next.Shard.Id, next.Shard.FirstRecord, next.Shard.Records));   // input order, not id order
+        Assert.Equal(40, store.TryLease("w1", Lease, T0, maxRecords: 1000)!.Shard.FirstRecord);       // under the limit: whole
+        var shards = store.Shards().OrderBy(s => s.FirstRecord).ToList();
+        Assert.Equal(100, shards.Sum(s => s.Records));
+        Assert.All(shards.Zip(shards.Skip(1)), p => Assert.Equal(p.First.FirstRecord + p.First.Records, p.Second.FirstRecord));   // no gap, no overlap
+    }
+
     [Fact]
     public void LeaseAndCommit_MarkDone_OnceOnly()
     {

@@ -9,7 +9,10 @@ namespace Toolkit.BatchInference;
 /// commits, re-queues the shards of workers that stop heartbeating, and keeps every change in the job folder's
 /// SQLite store, so a coordinator killed and restarted on the same folder resumes where it stopped and never
 /// redoes a committed shard. Lease grants grow with a worker's measured throughput: a fast worker gets several
-/// shards per call (about <see cref="TargetLeaseWork"/> of work), a new or slow one gets one.
+/// shards per call (about <see cref="TargetLeaseWork"/> of work), a new or slow one gets one. Shards shrink to it too
+/// (<see cref="InferJobOptions.ShardSeconds"/>): a shard is split at lease time when the worker would take longer than
+/// that at its measured rate, or when it holds more than the waiting records' share per active worker (the end of
+/// the job), never below one batch. A split moves only records of a waiting shard, so exactly-once is unaffected.
 /// </summary>
 public sealed class CoordinatorCore : ICoordinator, IDisposable
 {
@@ -89,14 +92,29 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         ExpireLeases(now);
         var throughput = _workers.TryGetValue(worker, out var w) ? w.Throughput : 0;
         var grant = Math.Clamp((int)(throughput * TargetLeaseWork.TotalSeconds / Spec.ShardSize), 1, Math.Max(1, maxShards));
+        var limit = ShardLimit(throughput, now);
         var leases = new List<ShardLease>();
-        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now) is { } lease)
+        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now, limit) is { } lease)
         {
             lock (_inherited) _inherited.Remove(lease.Shard.Id);
             leases.Add(lease);
         }
         var finished = leases.Count == 0 && IsFinished();
         return Task.FromResult(new LeaseGrant(leases, finished));
+    }
+
+    /// <summary>
+    /// The most records a shard leased to a worker of this measured rate may hold: its rate times the target seconds,
+    /// and no more than the waiting records' share per active worker (seen within a lease); at least one batch. Unlimited while the rate is
+    /// unknown (a worker's first shard) or when adaptive shards are off.
+    /// </summary>
+    private long ShardLimit(double throughput, DateTimeOffset now)
+    {
+        if (Spec.ShardSeconds <= 0 || throughput <= 0) return long.MaxValue;
+        var active = Math.Max(1, _workers.Values.Count(w => w.Left is null && now - w.LastSeen < Spec.Lease));   // a killed worker never says goodbye
+        var share = (long)Math.Ceiling(_store.WaitingRecords() / (double)active);
+        var byRate = (long)Math.Min(long.MaxValue / 2, throughput * Spec.ShardSeconds);
+        return Math.Max(Spec.BatchSize, Math.Min(byRate, share));
     }
 
     /// <inheritdoc/>

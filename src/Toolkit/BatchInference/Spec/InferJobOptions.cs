@@ -121,6 +121,10 @@ public sealed record InferJobOptions : ICheckedOptions
     [Option("Records per shard: the unit of leasing, of output files (one part per shard) and of retries; leases grow to several shards for fast workers.")]
     public int ShardSize { get; init; } = 500;
 
+    /// <summary>Adaptive shards: the seconds of work a shard should hold at its worker's measured rate; 0 keeps shards as laid out. Default 20.</summary>
+    [Option("Adaptive shards: a shard is split when the worker leasing it would take longer than this many seconds at its measured rate, and near the end to the backlog's share per worker, so none finishes long after the others (0: shards stay as laid out).")]
+    public double ShardSeconds { get; init; } = 20;
+
     /// <summary>Records per model call. Default 32.</summary>
     [Option("Records per model call (padded to the longest in the batch).")]
     public int BatchSize { get; init; } = 32;
@@ -256,6 +260,7 @@ public sealed record InferJobOptions : ICheckedOptions
         if (string.IsNullOrWhiteSpace(IdField)) throw new ArgumentException("must name a field", nameof(IdField));
         if (string.IsNullOrWhiteSpace(TextField)) throw new ArgumentException("must name a field", nameof(TextField));
         if (ShardSize < 1) throw new ArgumentOutOfRangeException(nameof(ShardSize), ShardSize, "must be at least 1");
+        if (!(ShardSeconds >= 0) || double.IsInfinity(ShardSeconds)) throw new ArgumentOutOfRangeException(nameof(ShardSeconds), ShardSeconds, "must be 0 (fixed shards) or a positive number of seconds");
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "must be at least 1");
         if (MaxTokens < 3 || MaxTokens > 512) throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens, "must be between 3 and 512 (the model's position limit)");
         if (Retries < 1) throw new ArgumentOutOfRangeException(nameof(Retries), Retries, "must be at least 1");

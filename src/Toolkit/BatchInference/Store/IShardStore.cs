@@ -22,8 +22,17 @@ public interface IShardStore : IDisposable
     /// <exception cref="InvalidOperationException">The store holds another job's layout.</exception>
     void Initialize(long records, long shardSize);
 
-    /// <summary>Leases the next waiting shard to <paramref name="worker"/> until <paramref name="now"/> + <paramref name="duration"/>; null when none waits.</summary>
-    ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now);
+    /// <summary>
+    /// Leases the waiting shard that comes first in the input to <paramref name="worker"/> until <paramref name="now"/> +
+    /// <paramref name="duration"/>; null when none waits. A shard of more than <paramref name="maxRecords"/> records is
+    /// split first, in the same transaction: it keeps its id and its first <paramref name="maxRecords"/> records, and the
+    /// rest becomes a new waiting shard (with the same attempt count). Only a waiting shard is split, so no output,
+    /// committed or not, ever covers the records that moved.
+    /// </summary>
+    ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue);
+
+    /// <summary>Records in waiting shards.</summary>
+    long WaitingRecords();
 
     /// <summary>Extends a lease; false when <paramref name="token"/> no longer holds the shard.</summary>
     bool Heartbeat(long shard, string token, TimeSpan duration, DateTimeOffset now);

@@ -28,6 +28,7 @@ public sealed class SqliteShardStore : IShardStore
                 id TEXT PRIMARY KEY, seq INTEGER NOT NULL, host TEXT NOT NULL, joined INTEGER NOT NULL, last_seen INTEGER NOT NULL,
                 records INTEGER NOT NULL, shards INTEGER NOT NULL, busy REAL NOT NULL, left_reason TEXT);
             CREATE INDEX IF NOT EXISTS shards_state ON shards (state, id);
+            CREATE INDEX IF NOT EXISTS shards_waiting ON shards (state, first_record);
             """);
     }
 
@@ -58,16 +59,35 @@ public sealed class SqliteShardStore : IShardStore
     }
 
     /// <inheritdoc/>
-    public ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now) => InTransaction(() =>
+    public ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue) => InTransaction(() =>
     {
-        var next = Query("SELECT * FROM shards WHERE state = 'todo' ORDER BY id LIMIT 1").FirstOrDefault();
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxRecords, 1);
+        var next = Query("SELECT * FROM shards WHERE state = 'todo' ORDER BY first_record LIMIT 1").FirstOrDefault();
         if (next is null) return null;
+        if (next.Records > maxRecords)
+        {
+            using (var max = Command("SELECT MAX(id) FROM shards"))
+            {
+                var id = (long)max.ExecuteScalar()! + 1;
+                Run("INSERT INTO shards (id, first_record, records, state, attempts, last_error) VALUES ($id, $first, $n, 'todo', $a, $e)",
+                    ("$id", id), ("$first", next.FirstRecord + maxRecords), ("$n", next.Records - maxRecords), ("$a", next.Attempts), ("$e", (object?)next.LastError ?? DBNull.Value));
+            }
+            Run("UPDATE shards SET records = $n WHERE id = $id", ("$n", maxRecords), ("$id", next.Id));
+            next = next with { Records = maxRecords };
+        }
         ShardTransitions.TransitionTo(next.Id, next.State, ShardState.Leased);
         var token = Guid.NewGuid().ToString("N");
         var expires = now + duration;
         Run("UPDATE shards SET state = 'leased', worker = $w, token = $t, expires = $e WHERE id = $id",
             ("$w", worker), ("$t", token), ("$e", expires.ToUnixTimeMilliseconds()), ("$id", next.Id));
         return new ShardLease(next with { State = ShardState.Leased, Worker = worker, LeaseExpires = expires }, token, expires);
+    });
+
+    /// <inheritdoc/>
+    public long WaitingRecords() => InTransaction(() =>
+    {
+        using var sum = Command("SELECT COALESCE(SUM(records), 0) FROM shards WHERE state = 'todo'");
+        return (long)sum.ExecuteScalar()!;
     });
 
     /// <inheritdoc/>

@@ -21,13 +21,13 @@ public static class InferOutput
             .SelectMany(s => Lines(Path.Combine(jobFolder, InferLayout.QuarantinePartOf(s.Output!))))
             .Select(e => e.Deserialize<QuarantinedRecord>(Runtime.ToolkitJson.Options)!);
 
-    /// <summary>The committed shards, by index.</summary>
+    /// <summary>The committed shards, in input order (a shard split at lease time has a later id than its neighbours).</summary>
     public static IReadOnlyList<Shard> Committed(string jobFolder)
     {
         var state = Path.Combine(jobFolder, InferLayout.StateFile);
         if (!File.Exists(state)) throw new DirectoryNotFoundException($"{jobFolder} is not a batch-inference job folder: it has no {InferLayout.StateFile}.");
         using var store = new SqliteShardStore(state);
-        return [.. store.Shards().Where(s => s.State == ShardState.Done)];
+        return [.. store.Shards().Where(s => s.State == ShardState.Done).OrderBy(s => s.FirstRecord)];
     }
 
     /// <summary>Deletes part files that no committed shard names (left by workers whose lease expired); returns how many.</summary>
