@@ -184,9 +184,28 @@ public static class InferJob
         var path = Path.Combine(folder, RunDirectory.ConfigFile);
         if (!File.Exists(path) || !File.Exists(Path.Combine(folder, InferLayout.StateFile)))
             throw new DirectoryNotFoundException($"{folder} is not a batch-inference job folder (it needs {RunDirectory.ConfigFile} and {InferLayout.StateFile}).");
-        var config = ToolkitJson.Read<InferConfig>(path);
+        var config = ReadConfig(path);
         return config.Kind == Kind && config.Options is { } spec ? spec
             : throw new DirectoryNotFoundException($"{folder} holds a '{config.Kind}' run, not a batch-inference job.");
+    }
+
+    /// <summary>
+    /// A job folder's config. Folders written before the Slurm settings became one group (<c>slurm</c>) kept them at the
+    /// top level of the spec; they are moved into the group, so such a job resumes with the same partition, time
+    /// limit, account and arguments.
+    /// </summary>
+    private static InferConfig ReadConfig(string path)
+    {
+        var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path)) as System.Text.Json.Nodes.JsonObject
+            ?? throw new InvalidDataException($"{path} is not a JSON object");
+        if (root["options"] is System.Text.Json.Nodes.JsonObject options && options["slurm"] is null)
+        {
+            var slurm = new System.Text.Json.Nodes.JsonObject();
+            foreach (var key in new[] { "partition", "time", "account", "slurmArgs" })
+                if (options.Remove(key, out var value) && value is not null) slurm[key] = value;
+            options["slurm"] = slurm;
+        }
+        return System.Text.Json.JsonSerializer.Deserialize<InferConfig>(root, ToolkitJson.Options)!;
     }
 
     /// <summary>Where the job in <paramref name="folder"/> stands, read from its state (works while it runs).</summary>

@@ -73,21 +73,8 @@ public sealed partial record LaunchOptions
     [Option("Slurm: GPUs per node (sbatch --gpus-per-node); 0 asks for none.")]
     public int GpusPerNode { get; init; }
 
-    /// <summary>Slurm: partition. Default the cluster's default partition.</summary>
-    [Option("Slurm: partition (default: the cluster's default).")]
-    public string? Partition { get; init; }
-
-    /// <summary>Slurm: time limit in Slurm's spelling (<c>30</c>, <c>1:00:00</c>, <c>1-0</c>). Default the partition's.</summary>
-    [Option("Slurm: time limit in Slurm's spelling (minutes, or [D-]HH:MM:SS; default: the partition's).")]
-    public string? Time { get; init; }
-
-    /// <summary>Slurm: account to charge. Default the user's default account.</summary>
-    [Option("Slurm: account to charge (default: yours).")]
-    public string? Account { get; init; }
-
-    /// <summary>Slurm: more sbatch/srun arguments, separated by spaces (<c>--qos=debug --exclusive</c>).</summary>
-    [Option("Slurm: more sbatch (or srun) arguments, separated by spaces, e.g. \"--qos=debug --exclusive\".")]
-    public string? SlurmArgs { get; init; }
+    /// <summary>Slurm: partition, time limit, account, more sbatch/srun arguments.</summary>
+    [OptionGroup] public SlurmResources Slurm { get; init; } = new();
 
     /// <summary>Slurm: how the job starts. Default auto (srun inside an allocation, else sbatch).</summary>
     [Option("Slurm: auto (srun inside an allocation, else sbatch), sbatch (a batch job; its script is kept in the run folder) or srun (a step of the current allocation).")]
@@ -133,31 +120,20 @@ public sealed partial record LaunchOptions
             if (Nodes is { } nodes && (nodes < 1 || nodes * perNode != Ranks))
                 throw new ArgumentOutOfRangeException(nameof(Nodes), nodes, $"{nodes} nodes x {perNode} ranks per node is {nodes * perNode} ranks, but --ranks is {Ranks}: set --ranks {Math.Max(1, nodes) * perNode}");
             if (GpusPerNode < 0) throw new ArgumentOutOfRangeException(nameof(GpusPerNode), GpusPerNode, "must be 0 or more");
-            if (Time is { } time && !SlurmTime().IsMatch(time))
-                throw new ArgumentOutOfRangeException(nameof(Time), time, "is not a Slurm time limit: use minutes (30), MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS");
-            foreach (var (name, value) in new[] { (nameof(Partition), Partition), (nameof(Account), Account) })
-                if (value is not null && (value.Length == 0 || value.Any(char.IsWhiteSpace)))
-                    throw new ArgumentOutOfRangeException(name, value, "must be one word");
+            Slurm.Validate();
         }
         else
         {
             var slurmOnly = new (string Name, bool Set)[]
             {
                 (nameof(Nodes), Nodes is not null), (nameof(RanksPerNode), RanksPerNode is not null), (nameof(GpusPerNode), GpusPerNode != 0),
-                (nameof(Partition), Partition is not null), (nameof(Time), Time is not null), (nameof(Account), Account is not null),
-                (nameof(SlurmArgs), SlurmArgs is not null), (nameof(SlurmSubmit), SlurmSubmit != SlurmSubmit.Auto),
+                (Slurm.FirstSet ?? "", Slurm.FirstSet is not null), (nameof(SlurmSubmit), SlurmSubmit != SlurmSubmit.Auto),
             };
             if (slurmOnly.FirstOrDefault(o => o.Set) is { Name: { } name })
                 throw new ArgumentOutOfRangeException(name, $"is a Slurm option: add --launcher slurm");
         }
         return this;
     }
-}
-
-public sealed partial record LaunchOptions
-{
-    [System.Text.RegularExpressions.GeneratedRegex(@"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|infinite|unlimited|UNLIMITED|INFINITE)$")]
-    private static partial System.Text.RegularExpressions.Regex SlurmTime();
 }
 
 /// <summary>An options record that validates itself as a whole: front ends call it right after binding, before any work starts.</summary>

@@ -41,11 +41,11 @@ internal static class SlurmJobLauncher
         IReadOnlyList<string> extra;
         try
         {
-            extra = SlurmClient.SplitArguments(launch.SlurmArgs);
+            extra = SlurmClient.SplitArguments(launch.Slurm.SlurmArgs);
         }
         catch (FormatException e)
         {
-            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.SlurmArgs), launch.SlurmArgs, e.Message);
+            throw new ArgumentOutOfRangeException(nameof(SlurmResources.SlurmArgs), launch.Slurm.SlurmArgs, e.Message);
         }
         return new(mode, RankEntryPoint.Command(), extra);
     }
@@ -55,9 +55,9 @@ internal static class SlurmJobLauncher
     {
         var result = new List<string> { $"--nodes={launch.EffectiveNodes}", $"--ntasks-per-node={launch.EffectiveRanksPerNode}" };
         if (launch.GpusPerNode > 0) result.Add($"--gpus-per-node={launch.GpusPerNode}");
-        if (launch.Partition is { } partition) result.Add($"--partition={partition}");
-        if (launch.Time is { } time) result.Add($"--time={time}");
-        if (launch.Account is { } account) result.Add($"--account={account}");
+        if (launch.Slurm.Partition is { } partition) result.Add($"--partition={partition}");
+        if (launch.Slurm.Time is { } time) result.Add($"--time={time}");
+        if (launch.Slurm.Account is { } account) result.Add($"--account={account}");
         result.AddRange(extra);
         return result;
     }
@@ -194,8 +194,8 @@ internal static class SlurmJobLauncher
                         SlurmClient.Cancel(jobId);
                         Report(progress, run, "given-up", $"Slurm job {jobId} given up and cancelled, pending ({reason}) cannot end");
                         throw new JobFailedException($"Slurm job {jobId} cannot start: pending ({reason}), {why} " +
-                            $"({launch.EffectiveNodes} node(s) x {launch.EffectiveRanksPerNode} task(s){(launch.Partition is { } p ? $" in partition {p}" : "")}" +
-                            $"{(launch.Time is { } t ? $", --time {t}" : "")}); the job was cancelled. See the cluster with: sinfo. Run folder: {run.Path}");
+                            $"({launch.EffectiveNodes} node(s) x {launch.EffectiveRanksPerNode} task(s){(launch.Slurm.Partition is { } p ? $" in partition {p}" : "")}" +
+                            $"{(launch.Slurm.Time is { } t ? $", --time {t}" : "")}); the job was cancelled. See the cluster with: sinfo. Run folder: {run.Path}");
                     }
                 }
                 else hopelessSince = null;
@@ -265,7 +265,7 @@ internal static class SlurmJobLauncher
 
     private static string Explain(SlurmJobState state, LaunchOptions launch) => state.State switch
     {
-        "TIMEOUT" => $": it reached its time limit ({(launch.Time is { } t ? $"--time {t}" : "the partition's")}); ask for more with --time",
+        "TIMEOUT" => $": it reached its time limit ({(launch.Slurm.Time is { } t ? $"--time {t}" : "the partition's")}); ask for more with --time",
         "NODE_FAIL" => ": a node it ran on failed; the run folder keeps what was written before, and the job can be run again",
         "CANCELLED" => ": it was cancelled (scancel, or by an administrator)",
         "OUT_OF_MEMORY" => ": a rank ran out of memory; ask for more with --slurm-args \"--mem=...\" or use a sharded strategy",

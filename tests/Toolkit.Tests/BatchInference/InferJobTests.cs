@@ -16,6 +16,19 @@ public sealed class InferJobTests : IDisposable
 
     public void Dispose() => _folder.Dispose();
 
+    /// <summary>A job folder written before the Slurm settings became one group keeps them when it is read back (resume).</summary>
+    [Fact]
+    public void ReadSpec_OfAnOlderFolder_MovesTheSlurmSettingsIntoTheirGroup()
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(_folder.Path, "old-job")).FullName;
+        File.WriteAllText(Path.Combine(folder, InferLayout.StateFile), "");
+        File.WriteAllText(Path.Combine(folder, "config.json"),
+            """{"kind":"infer","options":{"input":"in.jsonl","launcher":"slurm","ranks":4,"nodes":2,"partition":"debug","time":"1:00:00","account":null,"slurmArgs":"--qos=low"}}""");
+        var spec = InferJob.ReadSpec(folder);
+        Assert.Equal(("debug", "1:00:00", null, "--qos=low"), (spec.Slurm.Partition, spec.Slurm.Time, spec.Slurm.Account, spec.Slurm.SlurmArgs));
+        Assert.Equal((WorkerLauncher.Slurm, 4, 2), (spec.Launcher, spec.Ranks, spec.Nodes));
+    }
+
     [Fact]
     public void Cli_InferRun_EmbedsWithLocalWorkerProcesses_ExactlyOnce_AndQuarantinesBadRows()
     {

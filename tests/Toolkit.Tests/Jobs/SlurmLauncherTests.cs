@@ -111,7 +111,7 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     public async Task UnknownPartition_FailsWithSbatchsReason_AndKeepsTheRunFolder()
     {
         var options = Options();
-        var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, Partition = "gpu-a100" } }));
+        var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, Slurm = new() { Partition = "gpu-a100" } } }));
         Assert.Contains("sbatch refused the job", e.Message);
         Assert.Contains("invalid partition", e.Message, StringComparison.OrdinalIgnoreCase);
         Assert.True(File.Exists(Path.Combine(Directory.GetDirectories(_runs.Path).Single(), "slurm", "job.sbatch")));
@@ -166,7 +166,7 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         // Slurm's smallest limit is a minute, checked every 30 s: this test takes 60-100 s.
         var options = Options(steps: 1000000);
         var progress = new RecordingProgress();
-        var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4, Time = "1" } }, progress));
+        var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4, Slurm = new() { Time = "1" } } }, progress));
         Assert.Contains("ended TIMEOUT", e.Message);
         Assert.Contains("reached its time limit (--time 1)", e.Message);
         Assert.Equal("timeout", progress.Statuses[^1].State);
@@ -220,10 +220,10 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     [Fact]
     public void Options_SlurmOnlySettings_NeedTheSlurmLauncher()
     {
-        Assert.Contains("--launcher slurm", Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Partition = "debug" }.Validate()).Message);
+        Assert.Contains("--launcher slurm", Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Slurm = new() { Partition = "debug" } }.Validate()).Message);
         Assert.Contains("set --ranks 8", Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Launcher = Launcher.Slurm, Nodes = 4 }.Validate()).Message);
-        Assert.Contains("not a Slurm time limit", Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Launcher = Launcher.Slurm, Time = "an hour" }.Validate()).Message);
-        var ok = new LaunchOptions { Launcher = Launcher.Slurm, Ranks = 8, GroupSize = 4, Time = "1-02:00:00" }.Validate();
+        Assert.Contains("not a Slurm time limit", Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Launcher = Launcher.Slurm, Slurm = new() { Time = "an hour" } }.Validate()).Message);
+        var ok = new LaunchOptions { Launcher = Launcher.Slurm, Ranks = 8, GroupSize = 4, Slurm = new() { Time = "1-02:00:00" } }.Validate();
         Assert.Equal((2, 4), (ok.EffectiveNodes, ok.EffectiveRanksPerNode));   // groups follow nodes
         Assert.Equal(["--nodes=2", "--ntasks-per-node=4", "--time=1-02:00:00", "--qos=debug", "--comment=a b"],
             SlurmJobLauncher.ResourceArguments(ok, SlurmClient.SplitArguments("--qos=debug \"--comment=a b\"")));

@@ -173,28 +173,15 @@ public sealed record InferJobOptions : ICheckedOptions
     [Option("With --launcher slurm: nodes the --ranks tasks are spread over (evenly).")]
     public int Nodes { get; init; } = 1;
 
-    /// <summary>Slurm: partition. Default the cluster's default.</summary>
-    [Option("With --launcher slurm: partition (default: the cluster's default).")]
-    public string? Partition { get; init; }
-
-    /// <summary>Slurm: time limit in Slurm's spelling. Default the partition's.</summary>
-    [Option("With --launcher slurm: time limit in Slurm's spelling (minutes, or [D-]HH:MM:SS). A job stopped by it can be resumed.")]
-    public string? Time { get; init; }
-
-    /// <summary>Slurm: account to charge.</summary>
-    [Option("With --launcher slurm: account to charge (default: yours).")]
-    public string? Account { get; init; }
-
-    /// <summary>Slurm: more sbatch/srun arguments, separated by spaces.</summary>
-    [Option("With --launcher slurm: more sbatch (or srun) arguments, separated by spaces, e.g. \"--qos=debug --mem=8G\".")]
-    public string? SlurmArgs { get; init; }
+    /// <summary>Slurm: partition, time limit, account, more sbatch/srun arguments (declared once, with the job host's).</summary>
+    [OptionGroup] public SlurmResources Slurm { get; init; } = new();
 
     /// <summary>The Slurm resources this spec asks for, in the job host's terms.</summary>
     [JsonIgnore]
     public LaunchOptions SlurmLaunch => new()
     {
         Launcher = Jobs.Launcher.Slurm, Ranks = Ranks, GroupSize = Math.Max(1, Ranks / Math.Max(1, Nodes)), Nodes = Nodes, RanksPerNode = Ranks / Math.Max(1, Nodes),
-        Partition = Partition, Time = Time, Account = Account, SlurmArgs = SlurmArgs, RunsDirectory = RunsDirectory,
+        Slurm = Slurm, RunsDirectory = RunsDirectory,
     };
 
     /// <summary>Run the MPI ranks on an emulated cluster of this shape (<c>GxM</c>; needs root).</summary>
@@ -295,9 +282,8 @@ public sealed record InferJobOptions : ICheckedOptions
             if (Nodes < 1 || Ranks % Nodes != 0) throw new ArgumentOutOfRangeException(nameof(Nodes), Nodes, $"must be at least 1 and divide --ranks ({Ranks})");
             SlurmLaunch.Validate();
         }
-        else if (Nodes != 1 || Partition is not null || Time is not null || Account is not null || SlurmArgs is not null)
-            throw new ArgumentOutOfRangeException(Nodes != 1 ? nameof(Nodes) : Partition is not null ? nameof(Partition) : Time is not null ? nameof(Time) : Account is not null ? nameof(Account) : nameof(SlurmArgs),
-                "is a Slurm option: add --launcher slurm");
+        else if (Nodes != 1 || Slurm.FirstSet is not null)
+            throw new ArgumentOutOfRangeException(Nodes != 1 ? nameof(Nodes) : Slurm.FirstSet, "is a Slurm option: add --launcher slurm");
         if (Emulate is not null)
         {
             var cluster = Comm.EmulatedCluster.Parse(Emulate, InterBandwidth);
