@@ -23,7 +23,7 @@ internal static class InferCommand
         var options = new CliOptions<InferJobOptions>(command, new(), "infer run");
         command.SetAction(async (parse, cancel) =>
         {
-            var defaults = parse.GetValue(spec) is { } file ? OptionBinder.ReadConfig<InferJobOptions>(file.FullName) : new InferJobOptions();
+            var defaults = parse.GetValue(spec) is { } file ? OptionBinder.ReadConfig<InferJobOptions>(file.FullName, InferJobOptions.MigrateJson) : new InferJobOptions();
             var o = options.Bind(parse, defaults);
             var result = await InferJob.RunAsync(o, Display(), cancel, Console.Error.WriteLine);
             return Finish(result, parse.GetValue(json));

@@ -189,22 +189,12 @@ public static class InferJob
             : throw new DirectoryNotFoundException($"{folder} holds a '{config.Kind}' run, not a batch-inference job.");
     }
 
-    /// <summary>
-    /// A job folder's config. Folders written before the Slurm settings became one group (<c>slurm</c>) kept them at the
-    /// top level of the spec; they are moved into the group, so such a job resumes with the same partition, time
-    /// limit, account and arguments.
-    /// </summary>
+    /// <summary>A job folder's config; a spec written before the Slurm settings became one group is migrated (<see cref="InferJobOptions.MigrateJson"/>).</summary>
     private static InferConfig ReadConfig(string path)
     {
         var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path)) as System.Text.Json.Nodes.JsonObject
             ?? throw new InvalidDataException($"{path} is not a JSON object");
-        if (root["options"] is System.Text.Json.Nodes.JsonObject options && options["slurm"] is null)
-        {
-            var slurm = new System.Text.Json.Nodes.JsonObject();
-            foreach (var key in new[] { "partition", "time", "account", "slurmArgs" })
-                if (options.Remove(key, out var value) && value is not null) slurm[key] = value;
-            options["slurm"] = slurm;
-        }
+        if (root["options"] is System.Text.Json.Nodes.JsonObject options) InferJobOptions.MigrateJson(options);
         return System.Text.Json.JsonSerializer.Deserialize<InferConfig>(root, ToolkitJson.Options)!;
     }
 

@@ -15,7 +15,7 @@ public sealed partial record SlurmResources
     public string? Partition { get; init; }
 
     /// <summary>Time limit in Slurm's spelling (<c>30</c>, <c>1:00:00</c>, <c>1-0</c>). Default the partition's.</summary>
-    [Option("Slurm (--launcher slurm): time limit in Slurm's spelling (minutes, or [D-]HH:MM:SS; default: the partition's). A job stopped by it can be resumed from its checkpoints or job folder.")]
+    [Option("Slurm (--launcher slurm): time limit in Slurm's spelling (minutes, or [D-]HH:MM:SS; default: the partition's).")]
     public string? Time { get; init; }
 
     /// <summary>Account to charge. Default the user's default account.</summary>

@@ -39,9 +39,10 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
     }
 
     /// <summary>
-    /// <c>torch.manual_seed(seed)</c>, then the model, under one process-wide lock: the seed and the generator are
-    /// process-global, so models built at once (in-process ranks, tests in parallel) would otherwise interleave their
-    /// draws and start from other weights. Every seeded GPT in the toolkit is built here.
+    /// <c>torch.manual_seed(seed)</c>, then the model, under one process-wide lock that every GPT construction takes:
+    /// the seed and the generator are process-global, so GPTs built at once (in-process ranks, tests in parallel) would
+    /// otherwise interleave their draws and start from other weights. Every seeded GPT in the toolkit is built here. Code
+    /// that draws from the global generator outside a GPT's construction is not excluded: seed its own generator.
     /// </summary>
     public static Gpt Create(GptConfig config, long seed)
     {

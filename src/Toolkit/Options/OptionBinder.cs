@@ -42,12 +42,20 @@ public static class OptionBinder
 
     /// <summary>Reads an options record from a JSON configuration file, refusing keys it does not know.</summary>
     /// <exception cref="OptionException">A key is unknown or a value has the wrong type; the message names it.</exception>
-    public static T ReadConfig<T>(string path) where T : class, new()
+    /// <param name="path">The file.</param>
+    /// <param name="migrate">Rewrites an older layout of the record's JSON (keys that moved) before it is read, or null.</param>
+    public static T ReadConfig<T>(string path, Action<JsonObject>? migrate = null) where T : class, new()
     {
         try
         {
+            var text = File.ReadAllText(path);
+            if (migrate is not null && JsonNode.Parse(text) is JsonObject node)
+            {
+                migrate(node);
+                text = node.ToJsonString();
+            }
             var strict = new JsonSerializerOptions(ToolkitJson.Options) { UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow };
-            return JsonSerializer.Deserialize<T>(File.ReadAllText(path), strict) ?? throw new OptionException($"{path} holds no options.");
+            return JsonSerializer.Deserialize<T>(text, strict) ?? throw new OptionException($"{path} holds no options.");
         }
         catch (JsonException e)
         {

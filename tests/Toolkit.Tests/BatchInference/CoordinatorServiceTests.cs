@@ -26,7 +26,8 @@ public sealed class CoordinatorServiceTests : IDisposable
 
     /// <summary>
     /// Adaptive shards (--shard-seconds 10): first shards are whole (rates unknown); near the end a fast worker's shard
-    /// is cut to the waiting records' share per active worker; a worker measured at 2 records/s gets 10 s of work.
+    /// is cut to the waiting records' share per active worker; a worker measured at 2 records/s gets 10 s of work; no piece
+    /// is left under a batch.
     /// </summary>
     [Fact]
     public async Task Leases_SplitShardsToTheBacklogShareAndTheWorkersRate()
@@ -47,7 +48,13 @@ public sealed class CoordinatorServiceTests : IDisposable
         await core.CommitAsync("slow", new ShardCommit(slow.Shard.Id, slow.Token, "part-0.jsonl", 100, 0, Seconds: 50));   // 2 records/s
         slow = await Lease("slow");
         Assert.Equal((350L, 20L), (slow.Shard.FirstRecord, slow.Shard.Records));           // 10 s of its work
-        Assert.Equal(30, core.Status().Records - core.Status().RecordsDone - 50 - 20);     // [370, 400) still waits
+        fast = await Lease("fast");
+        Assert.Equal((370L, 15L), (fast.Shard.FirstRecord, fast.Shard.Records));           // the 30 left, shared by 2 workers
+        fast = await Lease("fast");
+        Assert.Equal((385L, 8L), (fast.Shard.FirstRecord, fast.Shard.Records));            // 15 left: 8 and 7
+        fast = await Lease("fast");
+        Assert.Equal((393L, 7L), (fast.Shard.FirstRecord, fast.Shard.Records));            // 7 left: 4 and 3 would leave a piece under a batch (4)
+        Assert.Empty((await core.LeaseAsync("fast", 1)).Leases);
     }
 
     [Fact]

@@ -57,6 +57,7 @@ public sealed class ShardStoreTests : IDisposable
         var next = store.TryLease("w1", Lease, T0 + TimeSpan.FromMinutes(2))!;
         Assert.Equal((3L, 15L, 25L), (next.Shard.Id, next.Shard.FirstRecord, next.Shard.Records));   // input order, not id order
         Assert.Equal(40, store.TryLease("w1", Lease, T0, maxRecords: 1000)!.Shard.FirstRecord);       // under the limit: whole
+        Assert.Equal(20, store.TryLease("w1", Lease, T0, maxRecords: 15, minRecords: 10)!.Shard.Records);   // 15 + 5 would leave a piece under 10: whole
         var shards = store.Shards().OrderBy(s => s.FirstRecord).ToList();
         Assert.Equal(100, shards.Sum(s => s.Records));
         Assert.All(shards.Zip(shards.Skip(1)), p => Assert.Equal(p.First.FirstRecord + p.First.Records, p.Second.FirstRecord));   // no gap, no overlap

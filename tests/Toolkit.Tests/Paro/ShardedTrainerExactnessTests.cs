@@ -40,6 +40,16 @@ public sealed class ShardedTrainerExactnessTests
         AssertMatches($"{code}/layerwise", reference, results);
     }
 
+    /// <summary>A micro-batch that throws (on every rank, after the forward's gathers) abandons the step: the next step runs and trains as if it never happened.</summary>
+    [Fact]
+    public void AFailedMicroBatch_AbandonsTheStep_AndTheTrainerGoesOn()
+    {
+        TorchRuntime.EnsureInitialized();
+        var reference = ExactnessProbe.Reference(Ranks, 1, 1, layerwise: true);
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, "GGG", GroupSize, 1, 1, layerwise: true, failFirstStep: true));
+        AssertMatches("GGG/layerwise after a failed step", reference, results);
+    }
+
     [Theory]
     [InlineData("NNN", CollectiveAlgorithm.HoRing)]
     [InlineData("NNN", CollectiveAlgorithm.Hierarchical)]

@@ -12,7 +12,7 @@ namespace Toolkit.BatchInference;
 /// shards per call (about <see cref="TargetLeaseWork"/> of work), a new or slow one gets one. Shards shrink to it too
 /// (<see cref="InferJobOptions.ShardSeconds"/>): a shard is split at lease time when the worker would take longer than
 /// that at its measured rate, or when it holds more than the waiting records' share per active worker (the end of
-/// the job), never below one batch. A split moves only records of a waiting shard, so exactly-once is unaffected.
+/// the job); neither piece is smaller than one batch. A split moves only records of a waiting shard, so exactly-once is unaffected.
 /// </summary>
 public sealed class CoordinatorCore : ICoordinator, IDisposable
 {
@@ -94,7 +94,7 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         var grant = Math.Clamp((int)(throughput * TargetLeaseWork.TotalSeconds / Spec.ShardSize), 1, Math.Max(1, maxShards));
         var limit = ShardLimit(throughput, now);
         var leases = new List<ShardLease>();
-        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now, limit) is { } lease)
+        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now, limit, minRecords: Spec.BatchSize) is { } lease)
         {
             lock (_inherited) _inherited.Remove(lease.Shard.Id);
             leases.Add(lease);

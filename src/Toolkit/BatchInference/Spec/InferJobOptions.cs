@@ -176,6 +176,20 @@ public sealed record InferJobOptions : ICheckedOptions
     /// <summary>Slurm: partition, time limit, account, more sbatch/srun arguments (declared once, with the job host's).</summary>
     [OptionGroup] public SlurmResources Slurm { get; init; } = new();
 
+    /// <summary>
+    /// Moves the Slurm settings of a spec written before they became one group (top-level <c>partition</c>, <c>time</c>,
+    /// <c>account</c>, <c>slurmArgs</c>) into <c>slurm</c>, so older spec files and job folders read the same.
+    /// </summary>
+    public static void MigrateJson(System.Text.Json.Nodes.JsonObject spec)
+    {
+        string[] moved = ["partition", "time", "account", "slurmArgs"];
+        if (spec["slurm"] is not null || !moved.Any(spec.ContainsKey)) return;
+        var slurm = new System.Text.Json.Nodes.JsonObject();
+        foreach (var key in moved)
+            if (spec.Remove(key, out var value) && value is not null) slurm[key] = value;
+        spec["slurm"] = slurm;
+    }
+
     /// <summary>The Slurm resources this spec asks for, in the job host's terms.</summary>
     [JsonIgnore]
     public LaunchOptions SlurmLaunch => new()

@@ -18,6 +18,9 @@ public sealed record InferStage(string Name, string Model, string? Input, int Re
 /// </summary>
 public static partial class InferStages
 {
+    /// <summary>The worker's own stages, whose names a model stage may not take (their metrics would merge).</summary>
+    public static readonly IReadOnlyList<string> Reserved = ["read", "preprocess", "postprocess", "write"];
+
     /// <summary>The models a stage may run.</summary>
     public static readonly IReadOnlyList<string> Models = ["embed", "score", "generate", "classify"];
 
@@ -54,6 +57,8 @@ public static partial class InferStages
                 throw new ArgumentException($"stage '{name}': replicas must be a whole number from 1 to 64 (got '{m.Groups["replicas"].Value}')", nameof(InferJobOptions.Stages));
             var input = m.Groups["input"].Success ? m.Groups["input"].Value : null;
             if (input is { Length: 0 }) throw new ArgumentException($"stage '{name}': the parentheses must name the stage it reads", nameof(InferJobOptions.Stages));
+            if (Reserved.Contains(name))
+                throw new ArgumentException($"'{name}' names one of the worker's own stages ({string.Join(", ", Reserved)}): name the model stage otherwise", nameof(InferJobOptions.Stages));
             if (stages.Any(s => s.Name == name))
                 throw new ArgumentException($"two stages are named '{name}': name them apart (name=model)", nameof(InferJobOptions.Stages));
             stages.Add(new InferStage(name, model, input, replicas));

@@ -25,11 +25,12 @@ public interface IShardStore : IDisposable
     /// <summary>
     /// Leases the waiting shard that comes first in the input to <paramref name="worker"/> until <paramref name="now"/> +
     /// <paramref name="duration"/>; null when none waits. A shard of more than <paramref name="maxRecords"/> records is
-    /// split first, in the same transaction: it keeps its id and its first <paramref name="maxRecords"/> records, and the
-    /// rest becomes a new waiting shard (with the same attempt count). Only a waiting shard is split, so no output,
-    /// committed or not, ever covers the records that moved.
+    /// split first, in the same transaction, unless the rest would be under <paramref name="minRecords"/>: it keeps its id
+    /// and its first <paramref name="maxRecords"/> records, and the rest becomes a new waiting shard (with the same attempt
+    /// count). Only a waiting shard is split, so no committed output covers the records that moved (a part written
+    /// under an expired lease may, but it is never committed, read or kept).
     /// </summary>
-    ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue);
+    ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue, long minRecords = 1);
 
     /// <summary>Records in waiting shards.</summary>
     long WaitingRecords();

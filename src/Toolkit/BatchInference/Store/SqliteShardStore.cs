@@ -59,12 +59,12 @@ public sealed class SqliteShardStore : IShardStore
     }
 
     /// <inheritdoc/>
-    public ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue) => InTransaction(() =>
+    public ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue, long minRecords = 1) => InTransaction(() =>
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRecords, 1);
         var next = Query("SELECT * FROM shards WHERE state = 'todo' ORDER BY first_record LIMIT 1").FirstOrDefault();
         if (next is null) return null;
-        if (next.Records > maxRecords)
+        if (next.Records - maxRecords >= Math.Max(1, minRecords))
         {
             using (var max = Command("SELECT MAX(id) FROM shards"))
             {

@@ -254,7 +254,7 @@ public sealed class InferenceWorker
                 if (model is DagStage { Input: >= 0 } dag)
                     foreach (var item in batch.Where(i => i.Error is null))
                         try { item.Prepared[k] = dag.PrepareFrom((DagStage)models[dag.Input], item.Outputs[dag.Input]!); }
-                        catch (Exception e) { item.Error = $"preprocess ({model.Name}): {e.Message}"; }
+                        catch (Exception e) { item.Error = $"{model.Name} could not read the output of {models[dag.Input].Name}: {e.Message}"; }
                 var valid = batch.Where(i => i.Error is null).ToList();
                 if (valid.Count > 0)
                 {

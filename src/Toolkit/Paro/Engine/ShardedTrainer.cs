@@ -10,9 +10,9 @@ namespace Toolkit.Paro;
 /// PaRO-DP data-parallel training of any TorchSharp module with AdamW under a sharding strategy.
 /// </summary>
 /// <remarks>
-/// <para>All parameters live in one flat buffer (padded to a multiple of n). Between steps a rank
-/// keeps only its slice of parameters (level p), of accumulated gradients (level g) and of optimizer
-/// state (level os); the module's own parameter tensors are emptied.</para>
+/// <para>All parameters live in one flat buffer (padded to a multiple of n; in layer-wise execution, one per
+/// unit, see below). Between steps a rank keeps only its slice of parameters (level p), of accumulated gradients
+/// (level g) and of optimizer state (level os); the module's own parameter tensors are emptied.</para>
 /// <para>One optimizer step over A micro-batches (PaRO §3.2, the authors' schedule):</para>
 /// <list type="number">
 /// <item>per micro-step: gather parameters to full size if p ≠ N (intra all-gather for I; inter then
@@ -24,8 +24,8 @@ namespace Toolkit.Paro;
 /// hierarchical reduction happens here);</item>
 /// <item>AdamW on the os slice (fp32), then all-gather from level os back to level p.</item>
 /// </list>
-/// <para>Gathered parameters are kept through backward (not re-gathered), so ZeRO-3 (GGG) moves
-/// A·u inter-group bytes for parameters, not the 2A·u of implementations that re-gather.</para>
+/// <para>In whole-model execution gathered parameters are kept through backward (not re-gathered), so ZeRO-3 (GGG)
+/// moves A·u inter-group bytes for parameters, not the 2A·u of implementations that re-gather.</para>
 /// <para>Autograd writes gradients straight into flat buffers (each parameter's <c>grad</c> is a view): into the
 /// level-g accumulator itself when g = N, else into a transient full buffer that is reduce-scattered.</para>
 /// <para>Layer-wise execution (<see cref="ShardingPlan.Layerwise"/>, FSDP's schedule) splits the flat buffer into
@@ -156,7 +156,22 @@ public sealed class ShardedTrainer : IDisposable
         if (microBatches.Count != _plan.Accumulation)
             throw new ArgumentException($"The plan accumulates {_plan.Accumulation} micro-batches per step; {microBatches.Count} were given.", nameof(microBatches));
         double lossSum = 0;
-        foreach (var microBatch in microBatches) lossSum += _layered is null ? MicroStep(microBatch) : LayerwiseMicroStep(microBatch);
+        try
+        {
+            foreach (var microBatch in microBatches) lossSum += _layered is null ? MicroStep(microBatch) : LayerwiseMicroStep(microBatch);
+        }
+        catch
+        {
+            // The step is abandoned: nothing stays attached, the partial gradients go, the accounting restarts.
+            using (no_grad())
+                foreach (var unit in _units)
+                {
+                    unit.Release();
+                    unit.Gradients.zero_();
+                }
+            _transientBytes = 0;
+            throw;
+        }
         _gradientSquares = 0;
         foreach (var unit in _units) _gradientSquares += unit.OptimizerStep((long)_world.Size * _plan.Accumulation);
         return lossSum / microBatches.Count;

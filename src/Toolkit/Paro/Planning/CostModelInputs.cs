@@ -88,7 +88,7 @@ public enum GatherGranularity
 /// <param name="MicroBatch">Sequences per micro-step per rank.</param>
 /// <param name="SequenceLength">Tokens per sequence.</param>
 /// <param name="Precision">fp32, or bf16 mixed precision (the paper's accounting).</param>
-/// <param name="ParameterGathersPerMicroStep">1 when gathered parameters are kept through backward (this engine); 2 when they are released after forward and gathered again for backward (ZeRO-3; the paper's 3A·u for GGG).</param>
+/// <param name="ParameterGathersPerMicroStep">1 when gathered parameters are kept through backward (this engine's whole-model execution; layer-wise execution gathers its blocks twice and its root once); 2 when they are released after forward and gathered again for backward (ZeRO-3; the paper's 3A·u for GGG).</param>
 /// <param name="Gathering">Transient memory of gathered parameters.</param>
 public sealed record TrainingSpec(int Accumulation, int MicroBatch, int SequenceLength, ParoPrecision Precision = ParoPrecision.Bf16,
     int ParameterGathersPerMicroStep = 1, GatherGranularity Gathering = GatherGranularity.Layer);

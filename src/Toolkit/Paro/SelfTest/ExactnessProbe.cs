@@ -17,11 +17,30 @@ internal static class ExactnessProbe
     private const int Seed = 7;
 
     /// <summary>Sharded training on <paramref name="comm"/>; every rank returns the full parameters after <paramref name="steps"/> steps.</summary>
-    public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false)
+    /// <param name="comm">This rank's communicator.</param>
+    /// <param name="code">Strategy code.</param>
+    /// <param name="groupSize">m.</param>
+    /// <param name="accumulation">A.</param>
+    /// <param name="steps">Optimizer steps.</param>
+    /// <param name="algorithm">Collective algorithm.</param>
+    /// <param name="layerwise">Layer-wise execution on the small GPT instead of whole-model on the MLP.</param>
+    /// <param name="failFirstStep">First run a step whose micro-batches throw after the forward (every rank alike), and check it throws.</param>
+    public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
+        bool failFirstStep = false)
     {
         comm.Algorithm = algorithm;
         using var model = NewModel(layerwise);
         using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise), comm, Adam);
+        if (failFirstStep)
+        {
+            var failing = Enumerable.Range(0, accumulation).Select(a => (Func<nn.Module, Tensor>)(m =>
+            {
+                _ = MicroBatch(0, a * comm.Size + comm.Rank, layerwise)(m);
+                throw new InvalidOperationException("a bad micro-batch");
+            })).ToList();
+            try { trainer.Step(failing); throw new InvalidOperationException("the failing step did not throw"); }
+            catch (InvalidOperationException e) when (e.Message == "a bad micro-batch") { }
+        }
         for (var step = 0; step < steps; step++)
             trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank, layerwise))]);
         return trainer.GatherParameters();
