@@ -29,7 +29,7 @@ public sealed class ParoMagicTests : IDisposable
     [Fact]
     public async Task Train_UpdatesTheLiveChartsInPlace_ThenShowsMeasurements()
     {
-        var result = await _kernel.SubmitCodeAsync($"#!paro train --strategy zero3 --steps 6 --runs-dir {_runs}");
+        var result = await _kernel.SubmitCodeAsync($"#!paro train --strategy zero3 --layerwise --steps 6 --runs-dir {_runs}");
         AssertSucceeded(result);
         var produced = result.Events.OfType<DisplayedValueProduced>().First(e => e.FormattedValues.Any(v => v.Value.Contains("Plotly.newPlot")));
         var updates = result.Events.OfType<DisplayedValueUpdated>().ToList();
