@@ -158,7 +158,7 @@ public sealed class ShardedTrainer : IDisposable
         double lossSum = 0;
         try
         {
-            foreach (var microBatch in microBatches) lossSum += _layered is null ? MicroStep(microBatch) : LayerwiseMicroStep(microBatch);
+            foreach (var microBatch in microBatches) lossSum += MicroStep(microBatch);
         }
         catch
         {
@@ -283,44 +283,32 @@ public sealed class ShardedTrainer : IDisposable
         foreach (var unit in _units) unit.Dispose();
     }
 
-    /// <summary>Whole-model execution: gather everything, forward and backward, reduce the gradient.</summary>
+    /// <summary>
+    /// One micro-step: gather the root (the whole model, in whole-model execution) and keep it through backward, then
+    /// reduce its gradient. In layer-wise execution each block runs as a <see cref="ShardedBlock"/>, whose forward
+    /// gathers, runs and releases the block and whose backward gathers it again, recomputes its forward,
+    /// back-propagates, releases it and reduces its gradient before the next block's backward starts.
+    /// </summary>
     private double MicroStep(Func<nn.Module, Tensor> microBatch)
     {
         using var scope = NewDisposeScope();
         var full = Gather(_root);
         _root.Attach(full);
         var gradient = GradientTarget(_root);
-        var loss = microBatch(_model);
-        loss.backward();
-        Drop(_root, full);
-        ReduceGradients(_root, gradient);
-        return loss.to(ScalarType.Float32).item<float>();
-    }
-
-    /// <summary>
-    /// Layer-wise execution: the root stays gathered for the micro-step; each block runs as a <see cref="ShardedBlock"/>,
-    /// whose forward gathers, runs and releases the block and whose backward gathers it again, recomputes its
-    /// forward, back-propagates, releases it and reduces its gradient before the next block's backward starts.
-    /// </summary>
-    private double LayerwiseMicroStep(Func<nn.Module, Tensor> microBatch)
-    {
-        using var scope = NewDisposeScope();
-        var full = Gather(_root);
-        _root.Attach(full);
-        var gradient = GradientTarget(_root);
-        _layered!.BlockRunner = (i, x) => ShardedBlock.apply(x, new BlockContext(this, _units[i + 1], _layered.Blocks[i]));
+        if (_layered is not null) _layered.BlockRunner = (i, x) => ShardedBlock.apply(x, new BlockContext(this, _units[i + 1], _layered.Blocks[i]));
+        Tensor loss;
         try
         {
-            var loss = microBatch(_model);
+            loss = microBatch(_model);
             loss.backward();
-            Drop(_root, full);
-            ReduceGradients(_root, gradient);
-            return loss.to(ScalarType.Float32).item<float>();
         }
         finally
         {
-            _layered.BlockRunner = null;
+            if (_layered is not null) _layered.BlockRunner = null;
         }
+        Drop(_root, full);
+        ReduceGradients(_root, gradient);
+        return loss.to(ScalarType.Float32).item<float>();
     }
 
     /// <summary>Gathers a unit's parameters; a gathered copy counts as transient memory until <see cref="Drop"/>.</summary>
