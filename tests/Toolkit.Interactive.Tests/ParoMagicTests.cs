@@ -76,6 +76,30 @@ public sealed class ParoMagicTests : IDisposable
         Assert.Contains("is not a rate", Assert.IsType<CommandFailed>(bad.Events.Last()).Message);
     }
 
+    /// <summary>A DAG declared in the magic, quotes and parentheses included, runs as declared: the stage names reach the result.</summary>
+    [Fact]
+    public async Task InferRun_WithDeclaredStages_RunsTheDag()
+    {
+        var input = Path.Combine(_runs, "..", $"{Path.GetFileName(_runs)}-in.jsonl");
+        File.WriteAllLines(input, Enumerable.Range(0, 12).Select(i => $"{{\"id\":\"r{i}\",\"text\":\"{(i % 2 == 0 ? "It rained all day." : "The cat slept by the fire.")}\"}}"));
+        try
+        {
+            var result = await _kernel.SubmitCodeAsync(
+                $"#!infer run --input {input} --stages \"emb=embed,topic=classify(emb)\" --labels \"weather,animals\" --launcher inproc --workers 1 --shard-size 12 --runs-dir {_runs}");
+            AssertSucceeded(result);
+            var html = Html(result);
+            Assert.Contains(html, h => h.Contains("batch inference infer-") && h.Contains("completed"));
+            var folder = Directory.GetDirectories(_runs).Single();
+            var rows = File.ReadLines(Directory.GetFiles(Path.Combine(folder, "output"), "part-*.jsonl").Single()).ToList();
+            Assert.Contains("\"topic_label\":\"weather\"", rows[0]);
+            Assert.Contains("\"topic_label\":\"animals\"", rows[1]);
+        }
+        finally
+        {
+            File.Delete(input);
+        }
+    }
+
     [Theory]
     [InlineData("#!paro train --strategy GNN", "not effective")]
     [InlineData("#!paro train --strategy XYZ", "three letters")]
