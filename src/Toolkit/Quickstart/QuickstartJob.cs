@@ -32,6 +32,15 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
         using var teacher = new Generator((ulong)o.Seed);
         using var truth = randn([Inputs, 1], generator: teacher);                      // [I, 1] the function to learn
         using var model = nn.Sequential(nn.Linear(Inputs, o.Hidden), nn.Tanh(), nn.Linear(o.Hidden, 1));
+        using (no_grad())
+        using (var weights = new Generator((ulong)o.Seed + 7919))
+            foreach (var layer in model.modules().OfType<TorchSharp.Modules.Linear>())
+            {
+                // PyTorch's default for Linear (uniform in ±1/√fan-in), drawn from the seed: the global generator is shared and unseeded.
+                var bound = 1 / Math.Sqrt(layer.weight!.shape[1]);
+                layer.weight.uniform_(-bound, bound, weights);
+                layer.bias?.uniform_(-bound, bound, weights);
+            }
         foreach (var p in model.parameters()) comm.Broadcast(p.detach(), root: 0);     // identical replicas, as DDP does
         var optimizer = optim.AdamW(model.parameters(), lr: 0.01);
         var losses = new List<double>();
