@@ -54,13 +54,14 @@ public static class ModelStages
     /// </summary>
     public static IReadOnlyList<IModelStage> Create(InferJobOptions spec)
     {
-        if (spec.Stages is null) return [.. InferStages.Of(spec).Select(s => Model(spec, s.Model))];
         var stages = InferStages.Of(spec);
+        if (spec.Stages is null) return [.. stages.Select(s => Model(spec, s.Model))];
+        var index = stages.Select((s, k) => (s.Name, k)).ToDictionary(e => e.Name, e => e.k);
         var created = new List<IModelStage>(stages.Count);
         try
         {
             foreach (var s in stages)
-                created.Add(new DagStage(s, Model(spec, s.Model), s.Input is null ? -1 : stages.ToList().FindIndex(o => o.Name == s.Input)));
+                created.Add(new DagStage(s, Model(spec, s.Model), s.Input is null ? -1 : index[s.Input]));
             return created;
         }
         catch

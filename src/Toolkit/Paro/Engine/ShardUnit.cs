@@ -43,11 +43,8 @@ internal sealed class ShardUnit : IDisposable
         Runs = runs;
         using var _ = no_grad();
         using var full = zeros(Groups.Padded, dtype: ScalarType.Float32, device: device);
-        foreach (var (unitOffset, modelOffset, count) in runs)
-        {
-            var real = Math.Min(count, initial.numel() - modelOffset);                 // a run may cover the model's padding
-            if (real > 0) full.narrow(0, unitOffset, real).copy_(initial.narrow(0, modelOffset, real));
-        }
+        foreach (var (unitOffset, modelOffset, count) in ParameterRuns(initial.numel()))
+            full.narrow(0, unitOffset, count).copy_(initial.narrow(0, modelOffset, count));
         Parameters = Slice(full, plan.Strategy.Parameters).to(dtype).clone();
         Gradients = zeros(Groups.Range(plan.Strategy.Gradients).Length, dtype: dtype, device: device);
         if (plan.Precision == ParoPrecision.Bf16) _master = Slice(full, plan.Strategy.OptimizerStates).clone();
@@ -214,12 +211,13 @@ internal sealed class ShardUnit : IDisposable
     {
         using var noGrad = no_grad();
         using var full = GatherFull(out var _);
-        foreach (var (unitOffset, modelOffset, count) in Runs)
-        {
-            var real = Math.Min(count, model.numel() - modelOffset);
-            if (real > 0) model.narrow(0, modelOffset, real).copy_(full.narrow(0, unitOffset, real));
-        }
+        foreach (var (unitOffset, modelOffset, count) in ParameterRuns(model.numel()))
+            model.narrow(0, modelOffset, count).copy_(full.narrow(0, unitOffset, count));
     }
+
+    /// <summary><see cref="Runs"/> cut to the model's <paramref name="elements"/> parameters (a run may cover the model's padding).</summary>
+    private IEnumerable<(long UnitOffset, long ModelOffset, long Count)> ParameterRuns(long elements) =>
+        Runs.Select(r => (r.UnitOffset, r.ModelOffset, Count: Math.Min(r.Count, elements - r.ModelOffset))).Where(r => r.Count > 0);
 
     private Tensor Slice(Tensor full, ShardLevel level)
     {

@@ -100,9 +100,6 @@ public static class ParoBenchmark
         return CostModel.Estimate(job.Plan.Strategy, new ModelSpec(job.Model.Preset, padded, padded, config.Layers, config.Embedding), cluster,
             new TrainingSpec(job.Sharding.Accumulation, job.Data.MicroBatch, config.ContextLength, job.Sharding.Precision, 1, GatherGranularity.Model));
     }
-
-    /// <summary>Writes the report as indented JSON.</summary>
-    public static void WriteJson(ParoBenchmarkReport report, string path) => ToolkitJson.Write(path, report);
 }
 
 /// <summary>Everything the benchmark measured.</summary>
