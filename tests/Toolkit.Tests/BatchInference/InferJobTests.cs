@@ -128,12 +128,12 @@ public sealed class InferMpiTests : IDisposable
     public async Task RanksUnderMpiexec_CompleteTheJobAgainstOneCoordinator(string? emulate, int ranks)
     {
         var input = Path.Combine(_folder.Path, "in.jsonl");
-        SentenceDataset.Write(input, 240, seed: 5, badEvery: 120);
+        SentenceDataset.Write(input, 960, seed: 5, badEvery: 120);   // long enough that every rank has joined before the work runs out, however slowly a loaded machine starts them
         var result = await InferJob.RunAsync(new InferJobOptions
         {
             Input = input, Launcher = WorkerLauncher.Mpi, Ranks = ranks, Emulate = emulate, InterBandwidth = "100mbit", ShardSize = 40, RunsDirectory = _folder.Path,
         });
-        Assert.Equal(("completed", 238L, 2L), (result.State, result.OutputRecords, result.Quarantined));
+        Assert.Equal(("completed", 952L, 8L), (result.State, result.OutputRecords, result.Quarantined));
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
         var working = result.Workers.Where(w => w.Records > 0).ToList();
         Assert.Equal(ranks - 1, result.Workers.Count);
