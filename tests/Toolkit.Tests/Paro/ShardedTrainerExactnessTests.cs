@@ -40,6 +40,19 @@ public sealed class ShardedTrainerExactnessTests
         AssertMatches($"{code}/layerwise", reference, results);
     }
 
+    /// <summary>Layer-wise with activations recomputed in each block's backward instead of recorded in its forward.</summary>
+    [Theory]
+    [InlineData("GGG")]
+    [InlineData("NII")]
+    [InlineData("NNN")]
+    public void InProcess_LayerwiseRecompute_MatchesSingleProcessTraining(string code)
+    {
+        TorchRuntime.EnsureInitialized();
+        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true);
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, recompute: true));
+        AssertMatches($"{code}/layerwise/recompute", reference, results);
+    }
+
     /// <summary>A micro-batch that throws (on every rank, after the forward's gathers) abandons the step: the next step runs and trains as if it never happened.</summary>
     [Fact]
     public void AFailedMicroBatch_AbandonsTheStep_AndTheTrainerGoesOn()

@@ -69,7 +69,8 @@ internal sealed class ShardUnit : IDisposable
     /// <summary>Bytes of the full (padded) unit in the compute dtype: what a gather allocates.</summary>
     public long FullBytes => Groups.Padded * ElementSize;
 
-    private int ElementSize => _dtype == ScalarType.Float32 ? 4 : 2;
+    /// <summary>Bytes per element of parameters and gradients.</summary>
+    public int ElementSize => _dtype == ScalarType.Float32 ? 4 : 2;
 
     public long StateBytes(out long parameters, out long gradients, out long optimizer)
     {
@@ -85,12 +86,20 @@ internal sealed class ShardUnit : IDisposable
         gathered = Strategy.Parameters != ShardLevel.None;
         if (!gathered) return Parameters.alias();
         var full = zeros(Groups.Padded, dtype: _dtype, device: _device);
-        using (no_grad()) Slice(full, Strategy.Parameters).copy_(Parameters);
-        Groups.AllGather(full, Strategy.Parameters, ShardLevel.None);
+        AllGatherInto(full);
         return full;
     }
 
-    /// <summary>Points the unit's module parameters at <paramref name="full"/>.</summary>
+    /// <summary>Collective (p ≠ N): writes the full (padded) parameters into the first <see cref="ParoGroups.Padded"/> elements of <paramref name="target"/>.</summary>
+    public void AllGatherInto(Tensor target)
+    {
+        using var _ = no_grad();
+        var full = target.narrow(0, 0, Groups.Padded);
+        Slice(full, Strategy.Parameters).copy_(Parameters);
+        Groups.AllGather(full, Strategy.Parameters, ShardLevel.None);
+    }
+
+    /// <summary>Points the unit's module parameters at <paramref name="full"/> (the unit's layout from its start; it may be longer).</summary>
     public void Attach(Tensor full)
     {
         using var _ = no_grad();
@@ -109,8 +118,8 @@ internal sealed class ShardUnit : IDisposable
         }
     }
 
-    /// <summary>A zeroed buffer of the full (padded) unit in the compute dtype.</summary>
-    public Tensor NewFullBuffer() => zeros(Groups.Padded, dtype: _dtype, device: _device);
+    /// <summary>A zeroed buffer of the full (padded) unit, or of <paramref name="elements"/>, in the compute dtype.</summary>
+    public Tensor NewFullBuffer(long? elements = null) => zeros(elements ?? Groups.Padded, dtype: _dtype, device: _device);
 
     /// <summary>
     /// Points the parameters' gradients at views of <paramref name="flat"/> (full, padded): autograd then accumulates

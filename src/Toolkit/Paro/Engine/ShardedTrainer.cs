@@ -30,12 +30,13 @@ namespace Toolkit.Paro;
 /// level-g accumulator itself when g = N, else into a transient full buffer that is reduce-scattered.</para>
 /// <para>Layer-wise execution (<see cref="ShardingPlan.Layerwise"/>, FSDP's schedule) splits the flat buffer into
 /// units: the root (parameters outside the blocks: embeddings, final norm), gathered for the whole micro-step,
-/// and one unit per block of an <see cref="ILayeredModule"/>, each padded and sharded on its own. A block's
-/// forward gathers it, runs without recording, and releases it; its backward gathers it again, recomputes the
-/// forward with recording, back-propagates, releases it and reduces its gradient to level g before the next
-/// block's backward starts. The peak therefore holds the root and one block instead of the model, for one more
-/// gather of the blocks per micro-step (2A·u for GGG) and one more forward of each block. Gathers are not
-/// prefetched: a rank's collectives run on its own thread, between its computations.</para>
+/// and one unit per block of an <see cref="ILayeredModule"/>, each padded and sharded on its own. The blocks'
+/// gathers and gradient reductions run on the rank's <see cref="CommStream"/>, overlapping its computation: a
+/// block's forward waits for its gather and queues the next block's; its backward waits for its gather again,
+/// queues the previous block's, back-propagates and queues the reduction of its gradient to level g (see
+/// <see cref="BlockCall"/>). The peak therefore holds the root and two blocks (parameters and gradients) instead of
+/// the model, for one more gather of the blocks per micro-step (2A·u for GGG); with <see cref="ShardingPlan.Recompute"/>,
+/// also one more forward of each block instead of its recorded activations.</para>
 /// <para>Checkpoints are written in the model's flat order whatever the units, so they resume across strategies,
 /// rank counts, group sizes, precisions and both executions.</para>
 /// </remarks>
@@ -51,6 +52,13 @@ public sealed class ShardedTrainer : IDisposable
     private readonly string _fingerprint;
     private long _transientBytes, _peakTransientBytes;
     private double _gradientSquares;
+
+    // Layer-wise execution, for the length of a micro-step (see MicroStep).
+    private readonly CommStream? _stream;                   // the rank's communication stream: blocks' gathers and gradient reductions
+    private readonly Task?[] _blockGathers = [];            // block i's gather into its slot, once queued
+    private Tensor[]? _slots;                               // p ≠ N: two buffers of the largest block; block i's parameters point into slot i mod 2
+    private (Task Task, long Bytes)? _reduction;            // g ≠ N: the last block's gradient reduction, while in flight
+    private readonly List<BlockCall> _calls = [];           // the micro-step's block calls (with their recorded graphs)
 
     private ShardedTrainer(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions optimizer)
     {
@@ -98,6 +106,8 @@ public sealed class ShardedTrainer : IDisposable
             _root = Unit([.. model.parameters().Where(p => !inBlocks.Contains(p))], whole: false);
             _units.Add(_root);
             foreach (var parameters in blockParameters) _units.Add(Unit(parameters, whole: false));
+            _blockGathers = new Task?[blockParameters.Count];
+            _stream = new CommStream($"paro-comm-rank{world.Rank}");
         }
         foreach (var unit in _units) unit.Release();
     }
@@ -162,7 +172,9 @@ public sealed class ShardedTrainer : IDisposable
         }
         catch
         {
-            // The step is abandoned: nothing stays attached, the partial gradients go, the accounting restarts.
+            // The step is abandoned: the stream finishes what it was given (every rank gave the same), nothing stays
+            // attached, the partial gradients go, the accounting restarts.
+            if (_layered is not null) FinishBlocks(abandoned: true);
             using (no_grad())
                 foreach (var unit in _units)
                 {
@@ -280,14 +292,13 @@ public sealed class ShardedTrainer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        _stream?.Dispose();
         foreach (var unit in _units) unit.Dispose();
     }
 
     /// <summary>
     /// One micro-step: gather the root (the whole model, in whole-model execution) and keep it through backward, then
-    /// reduce its gradient. In layer-wise execution each block runs as a <see cref="ShardedBlock"/>, whose forward
-    /// gathers, runs and releases the block and whose backward gathers it again, recomputes its forward,
-    /// back-propagates, releases it and reduces its gradient before the next block's backward starts.
+    /// reduce its gradient. In layer-wise execution each block runs as a <see cref="ShardedBlock"/> (see <see cref="BlockCall"/>).
     /// </summary>
     private double MicroStep(Func<nn.Module, Tensor> microBatch)
     {
@@ -295,7 +306,7 @@ public sealed class ShardedTrainer : IDisposable
         var full = Gather(_root);
         _root.Attach(full);
         var gradient = GradientTarget(_root);
-        if (_layered is not null) _layered.BlockRunner = (i, x) => ShardedBlock.apply(x, new BlockContext(this, _units[i + 1], _layered.Blocks[i]));
+        if (_layered is not null) StartBlocks(_layered);
         Tensor loss;
         try
         {
@@ -306,6 +317,7 @@ public sealed class ShardedTrainer : IDisposable
         {
             if (_layered is not null) _layered.BlockRunner = null;
         }
+        if (_layered is not null) FinishBlocks(abandoned: false);
         Drop(_root, full);
         ReduceGradients(_root, gradient);
         return loss.to(ScalarType.Float32).item<float>();
@@ -360,39 +372,165 @@ public sealed class ShardedTrainer : IDisposable
 
     private void Free(long bytes) => _transientBytes -= bytes;
 
-    private sealed record BlockContext(ShardedTrainer Trainer, ShardUnit Unit, nn.Module<Tensor, Tensor> Block)
+    private long SlotElements => _units.Skip(1).Max(u => u.Groups.Padded);
+
+    private long SlotBytes => SlotElements * _root.ElementSize;
+
+    /// <summary>
+    /// Layer-wise: points every block's parameters where they will be (p = N: its own parameters; else slot i mod 2 of
+    /// two buffers of the largest block, which the blocks' gathers overwrite in turn) and routes the blocks through the
+    /// trainer. The parameters are not re-pointed until the micro-step ends: a recorded graph holds them (and views of
+    /// them), so they must keep their storage and version; a gather writes through the slot's own tensor instead.
+    /// </summary>
+    private void StartBlocks(ILayeredModule layered)
     {
+        if (Strategy.Parameters != ShardLevel.None)
+        {
+            var slots = new Tensor[2];
+            for (var s = 0; s < 2; s++) slots[s] = _root.NewFullBuffer(SlotElements).DetachFromDisposeScope();
+            _slots = slots;
+            Allocate(2 * SlotBytes);
+        }
+        for (var i = 0; i < _blockGathers.Length; i++)
+        {
+            var unit = _units[i + 1];
+            unit.Attach(_slots is null ? unit.Parameters : _slots[i % 2]);
+        }
+        layered.BlockRunner = (i, x) =>
+        {
+            var call = new BlockCall(this, i, _units[i + 1], layered.Blocks[i]);
+            _calls.Add(call);
+            return ShardedBlock.apply(x, call);
+        };
+    }
+
+    /// <summary>Layer-wise, at the end of a micro-step (or of an abandoned step): waits for the stream, then releases the blocks, the slots and the recorded graphs.</summary>
+    private void FinishBlocks(bool abandoned)
+    {
+        _stream!.Drain(rethrow: !abandoned);
+        if (_reduction is { } reduction) Free(reduction.Bytes);
+        _reduction = null;
+        Array.Clear(_blockGathers);
+        foreach (var unit in _units.Skip(1)) unit.Release();
+        if (_slots is not null)
+        {
+            foreach (var slot in _slots) slot.Dispose();
+            Free(2 * SlotBytes);
+            _slots = null;
+        }
+        foreach (var call in _calls) call.Dispose();
+        _calls.Clear();
+    }
+
+    /// <summary>Queues block <paramref name="i"/>'s gather into its slot (once; p = N has nothing to gather).</summary>
+    private Task QueueGather(int i)
+    {
+        if (_slots is null) return Task.CompletedTask;
+        var (unit, slot) = (_units[i + 1], _slots[i % 2]);
+        return _blockGathers[i] ??= _stream!.Enqueue(() => unit.AllGatherInto(slot));
+    }
+
+    /// <summary>Waits until block <paramref name="i"/>'s parameters are in its slot (queuing the gather if nothing did).</summary>
+    private void AwaitGather(int i)
+    {
+        QueueGather(i).GetAwaiter().GetResult();
+        _blockGathers[i] = null;
+    }
+
+    /// <summary>
+    /// Queues the reduction of a block's gradient (g ≠ N) after waiting for the previous block's: at most two blocks'
+    /// gradient buffers exist, the one being reduced and the one backward writes.
+    /// </summary>
+    private void QueueReduction(ShardUnit unit, Tensor? gradient)
+    {
+        if (gradient is null) return;
+        if (_reduction is { } previous)
+        {
+            previous.Task.GetAwaiter().GetResult();
+            Free(previous.Bytes);
+        }
+        _reduction = (_stream!.Enqueue(() =>
+        {
+            using (gradient) unit.ReduceMicroStepGradient(gradient);
+        }), unit.FullBytes);
+    }
+
+    /// <summary>
+    /// One call of one block in a layer-wise micro-step (FSDP's schedule, on the rank's <see cref="CommStream"/>):
+    /// <list type="bullet">
+    /// <item>forward: wait for the block's gather, queue the next block's (prefetch: it runs while this block computes),
+    /// run the block recording its graph (or, with <see cref="ShardingPlan.Recompute"/>, without), and after the last
+    /// block queue its gather again for backward;</item>
+    /// <item>backward: wait for the block's gather (again: its slot has held another block since), queue the previous
+    /// block's, back-propagate through the recorded graph (or recompute the forward, recorded, first), then queue the
+    /// reduction of its gradient to level g, which runs while the previous block's backward computes.</item>
+    /// </list>
+    /// The graph holds views of the block's parameters, which point into its slot, so re-gathering into the slot
+    /// restores what backward reads; the values are the same as in forward (parameters change only at the optimizer step).
+    /// </summary>
+    private sealed class BlockCall(ShardedTrainer trainer, int index, ShardUnit unit, nn.Module<Tensor, Tensor> block) : IDisposable
+    {
+        private Tensor? _input, _output;      // the recorded graph's input (a leaf) and output
+
+        private bool Last => index == trainer._blockGathers.Length - 1;
+
         public Tensor Forward(Tensor x)
         {
-            using var scope = NewDisposeScope();                                      // the block's intermediate activations go now, not at the end of the micro-step
-            using var _ = no_grad();
-            var full = Trainer.Gather(Unit);
-            Unit.Attach(full);
-            var y = Block.call(x);
-            Trainer.Drop(Unit, full);
+            trainer.AwaitGather(index);
+            if (!Last) trainer.QueueGather(index + 1);
+            using var scope = NewDisposeScope();                                      // the block's own temporaries go now
+            Tensor y;
+            if (trainer._plan.Recompute)
+            {
+                using var _ = no_grad();
+                y = block.call(x);
+            }
+            else
+            {
+                using var _ = enable_grad();
+                _input = x.detach().requires_grad_().DetachFromDisposeScope();
+                _output = block.call(_input).DetachFromDisposeScope();
+                y = _output.detach();
+            }
+            if (Last) trainer.QueueGather(index);                                     // for backward, which starts with this block
             return y.MoveToOuterDisposeScope();
         }
 
         public Tensor Backward(Tensor x, Tensor gradient)
         {
+            trainer.AwaitGather(index);
+            if (index > 0) trainer.QueueGather(index - 1);
             using var scope = NewDisposeScope();
-            var full = Trainer.Gather(Unit);
-            Unit.Attach(full);
-            var target = Trainer.GradientTarget(Unit);
+            var target = trainer.GradientTarget(unit)?.DetachFromDisposeScope();    // the stream's reduction disposes it
             Tensor input;
             using (enable_grad())
             {
-                input = x.detach().requires_grad_();
-                var y = Block.call(input);                                            // the forward again, now recorded
-                autograd.backward([y], [gradient]);
+                if (_output is null)
+                {
+                    input = x.detach().requires_grad_();
+                    autograd.backward([block.call(input)], [gradient]);               // the forward again, now recorded
+                }
+                else
+                {
+                    input = _input!;
+                    autograd.backward([_output], [gradient]);
+                }
             }
-            Trainer.Drop(Unit, full);
-            Trainer.ReduceGradients(Unit, target);
-            return input.grad!.MoveToOuterDisposeScope();
+            trainer.QueueReduction(unit, target);
+            var result = input.grad!.MoveToOuterDisposeScope();
+            Dispose();
+            return result;
+        }
+
+        public void Dispose()
+        {
+            _input?.Dispose();
+            _output?.Dispose();
+            (_input, _output) = (null, null);
         }
     }
 
-    /// <summary>One block as an autograd function: its parameters exist only while it runs (activation checkpointing per block).</summary>
+    /// <summary>One block as an autograd function: its parameters are gathered only around its forward and its backward.</summary>
     private sealed class ShardedBlock : autograd.SingleTensorFunction<ShardedBlock>
     {
         public override string Name => "ParoShardedBlock";
@@ -400,17 +538,17 @@ public sealed class ShardedTrainer : IDisposable
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
             var x = (Tensor)vars[0];
-            var block = (BlockContext)vars[1];
+            var call = (BlockCall)vars[1];
             ctx.save_for_backward([x]);
-            ctx.save_data("block", block);
-            return block.Forward(x);
+            ctx.save_data("call", call);
+            return call.Forward(x);
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
         {
             var x = ctx.get_saved_variables()[0];
-            var block = (BlockContext)ctx.get_data("block");
-            return [block.Backward(x, grad_output), null!];   // one gradient per argument: the input's, none for the context
+            var call = (BlockCall)ctx.get_data("call");
+            return [call.Backward(x, grad_output), null!];   // one gradient per argument: the input's, none for the context
         }
     }
 
@@ -419,7 +557,7 @@ public sealed class ShardedTrainer : IDisposable
         if (model is not ILayeredModule layered)
             throw new ArgumentException($"Layer-wise execution needs a model that exposes its blocks ({nameof(ILayeredModule)}, as the toolkit's GPT does); {model.GetType().Name} does not. Train it with whole-model gathering.", nameof(model));
         if (model is Gpt { Config.Experts: > 0 })
-            throw new ArgumentException("Layer-wise execution recomputes each block in backward, which would drop the load-balancing loss of a mixture-of-experts model; train MoE models with whole-model gathering.", nameof(model));
+            throw new ArgumentException("Layer-wise execution gathers a block's parameters only around the block's own forward and backward, but a mixture-of-experts model's load-balancing loss reaches them outside; train MoE models with whole-model gathering.", nameof(model));
         return layered;
     }
 
@@ -451,7 +589,7 @@ public sealed class ShardedTrainer : IDisposable
 /// <param name="ParametersBytes">Parameter slice (level p).</param>
 /// <param name="GradientsBytes">Gradient accumulator slice (level g).</param>
 /// <param name="OptimizerBytes">Adam moments, plus the fp32 master copy in mixed precision (level os).</param>
-/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the root's and one block's.</param>
+/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the root's and two blocks'.</param>
 public sealed record ParoMemory(long ParametersBytes, long GradientsBytes, long OptimizerBytes, long PeakTransientBytes)
 {
     /// <summary>Persistent model-state bytes (parameters + gradients + optimizer).</summary>

@@ -16,11 +16,16 @@ public enum ParoPrecision
 /// <param name="Precision">fp32 or bf16 mixed precision.</param>
 /// <param name="Layerwise">
 /// Layer-wise execution (what FSDP does): each block of an <see cref="Models.ILayeredModule"/> is its own flat buffer,
-/// gathered just before its forward, released after it, gathered again for its backward (which recomputes its
-/// forward), and its gradient reduced as soon as backward has produced it. False: the whole model is one buffer,
-/// gathered once per micro-step and kept through backward.
+/// gathered just before its forward (the next block's gather runs while a block computes), gathered again for its
+/// backward, and its gradient reduced while the previous block's backward computes. False: the whole model is one
+/// buffer, gathered once per micro-step and kept through backward.
 /// </param>
-public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int Accumulation = 1, ParoPrecision Precision = ParoPrecision.Fp32, bool Layerwise = false)
+/// <param name="Recompute">
+/// With <paramref name="Layerwise"/>: drop each block's activations after its forward and recompute them in its
+/// backward (activation checkpointing): less activation memory for one more forward of every block.
+/// </param>
+public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int Accumulation = 1, ParoPrecision Precision = ParoPrecision.Fp32, bool Layerwise = false,
+    bool Recompute = false)
 {
     /// <summary>Bytes per element of parameters and gradients as stored (4 in fp32, 2 in bf16).</summary>
     public int ComputeBytes => Precision == ParoPrecision.Fp32 ? 4 : 2;
@@ -35,6 +40,7 @@ public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int 
         if (GroupSize < 1 || ranks % GroupSize != 0)
             throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize, $"must divide the number of ranks ({ranks})");
         if (Accumulation < 1) throw new ArgumentOutOfRangeException(nameof(Accumulation), Accumulation, "must be at least 1");
+        if (Recompute && !Layerwise) throw new ArgumentException("recomputing activations is part of layer-wise execution: add --layerwise (Layerwise in C#).", nameof(Recompute));
         return this;
     }
 }

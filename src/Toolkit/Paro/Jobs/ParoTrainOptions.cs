@@ -34,7 +34,7 @@ public sealed record ParoTrainOptions : IJobOptions
     [Option("Seed of weights and data.")] public int Seed { get; init; } = 1;
 
     /// <summary>The sharding plan these options describe.</summary>
-    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise);
+    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise, Sharding.Recompute);
 
     /// <summary>Tokens one optimizer step consumes over all ranks.</summary>
     [JsonIgnore] public long TokensPerStep => (long)Launch.Ranks * Sharding.Accumulation * Data.MicroBatch * Model.Config.ContextLength;
@@ -71,8 +71,12 @@ public sealed record ShardingOptions
     public ParoPrecision Precision { get; init; } = ParoPrecision.Fp32;
 
     /// <summary>Layer-wise execution (FSDP's schedule) instead of gathering the whole model. Default off.</summary>
-    [Option("Layer-wise execution (what FSDP does): gather each transformer block just before its forward and again for its backward (which recomputes its forward), release it after, and reduce its gradient as soon as backward produces it; the peak holds one block's parameters instead of the whole model's.")]
+    [Option("Layer-wise execution (what FSDP does): gather each transformer block just before its forward (prefetching the next while one computes) and again for its backward, and reduce its gradient while the previous block's backward computes; the peak holds two blocks' parameters instead of the whole model's.")]
     public bool Layerwise { get; init; }
+
+    /// <summary>With <see cref="Layerwise"/>: recompute each block's activations in backward. Default off.</summary>
+    [Option("With --layerwise: drop each block's activations after its forward and recompute them in backward (activation checkpointing): less memory, one more forward per block.")]
+    public bool Recompute { get; init; }
 
     /// <summary>Collective implementation. Default ring.</summary>
     [Option("Collective algorithm of global all-reduces: native (MPI's own), ring, hierarchical or ho-ring.")]
