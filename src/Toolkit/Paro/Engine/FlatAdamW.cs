@@ -42,9 +42,9 @@ internal sealed class FlatAdamW : IDisposable
         var biasCorrection1 = 1 - Math.Pow(beta1, Step);
         var biasCorrection2 = 1 - Math.Pow(beta2, Step);
         parameters.mul_(1 - lr * _options.WeightDecay);
-        ExpAvg.mul_(beta1).add_(gradient, alpha: 1 - beta1);
+        ExpAvg.lerp_(gradient, 1 - beta1);                                            // β1·m + (1 − β1)·g in one pass (as torch's AdamW)
         ExpAvgSq.mul_(beta2).addcmul_(gradient, gradient, value: 1 - beta2);
-        var denominator = (ExpAvgSq.sqrt() / Math.Sqrt(biasCorrection2)).add_(_options.Epsilon);
+        var denominator = ExpAvgSq.sqrt().div_(Math.Sqrt(biasCorrection2)).add_(_options.Epsilon);   // one temporary, updated in place
         parameters.addcdiv_(ExpAvg, denominator, value: -(lr / biasCorrection1));
     }
 

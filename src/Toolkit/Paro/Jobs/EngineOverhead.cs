@@ -11,14 +11,19 @@ namespace Toolkit.Paro;
 /// What a DDP (NNN) step costs without the engine around it, on in-process ranks: A forward+backward passes of the
 /// same micro-batches on a plain module, one all-reduce of a gradient-sized buffer by the same hierarchical
 /// decomposition the engine uses (intra reduce-scatter, inter all-reduce, intra all-gather), and one AdamW update,
-/// each timed alone. <c>toolkit bench paro</c> sets the measured DDP step against their sum, so the engine's own
-/// overhead (flattening gradients, attaching and releasing parameters, slicing) is visible.
+/// each timed alone, and the engine's own NNN step on the same micro-batches, in the same run: each repetition times
+/// the parts, then the engine's step, so both see the same machine (2 shared cores drift by 10-30 % between runs).
+/// Every phase is timed from a barrier to a barrier after it: co-located ranks contend for the cores and finish at
+/// different times, and no data-parallel step can end before its slowest rank's backward, so that wait is compute,
+/// not engine. The ratio of the engine's step to the parts' sum is the engine's own overhead (flattening gradients,
+/// attaching and releasing parameters, slicing).
 /// </summary>
 public static class EngineOverhead
 {
-    /// <summary>Times the parts for <paramref name="job"/> (its model, micro-batch, ranks, groups, precision and accumulation); the slowest rank's median over the job's steps after a warm-up.</summary>
+    /// <summary>Times the parts and the engine's step for <paramref name="job"/> (its model, micro-batch, ranks, groups, precision and accumulation); medians over the job's steps after a warm-up.</summary>
     public static EngineBaseline Measure(ParoTrainOptions job)
     {
+        job = job with { Sharding = job.Sharding with { Strategy = "NNN", Layerwise = false, Recompute = false } };
         job.Validate();
         var (ranks, groupSize, a) = (job.Launch.Ranks, job.Launch.GroupSize, job.Sharding.Accumulation);
         Runtime.Devices.ConfigureCpuThreads(ranks);
@@ -30,6 +35,8 @@ public static class EngineOverhead
             comm.Algorithm = job.Sharding.Collectives;
             using var model = Gpt.Create(config, job.Seed);
             if (dtype == ScalarType.BFloat16) model.to(dtype);
+            using var engineModel = Gpt.Create(config, job.Seed);
+            using var trainer = ShardedTrainer.Create(engineModel, job.Plan, comm, job.Optimizer);
             var data = job.Data.Path is null ? TokenDataset.SyntheticStories() : TokenDataset.FromTextFile(job.Data.Path);
             var elements = model.parameters().Sum(p => p.numel());
             using var groups = new ParoGroups(comm, groupSize, elements);
@@ -40,51 +47,62 @@ public static class EngineOverhead
             var compute = new List<double>();
             var allReduce = new List<double>();
             var adam = new List<double>();
-            for (var step = 0; step <= repeats; step++)                  // step 0 warms up
+            var engine = new List<double>();
+            double Timed(Action phase)
             {
                 comm.Barrier();
                 var clock = Stopwatch.StartNew();
-                model.zero_grad();
-                for (var micro = 0; micro < a; micro++)
+                phase();
+                comm.Barrier();
+                return clock.Elapsed.TotalSeconds;
+            }
+            for (var step = 0; step <= repeats; step++)                  // step 0 warms up
+            {
+                var c = Timed(() =>
                 {
-                    using var scope = NewDisposeScope();
+                    model.zero_grad();
+                    for (var micro = 0; micro < a; micro++)
+                    {
+                        using var scope = NewDisposeScope();
+                        var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, config.ContextLength);
+                        model.Loss(x, y).backward();
+                    }
+                });
+                var r = Timed(() => groups.AllReduce(gradient));
+                var o = Timed(() => optimizer.Update(master, average));
+                var e = Timed(() => trainer.Step([.. Enumerable.Range(0, a).Select(micro => (Func<nn.Module, Tensor>)(m =>
+                {
                     var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, config.ContextLength);
-                    model.Loss(x, y).backward();
-                }
-                var c = clock.Elapsed.TotalSeconds;
-                comm.Barrier();
-                clock.Restart();
-                groups.AllReduce(gradient);
-                var r = clock.Elapsed.TotalSeconds;
-                comm.Barrier();
-                clock.Restart();
-                optimizer.Update(master, average);
-                var o = clock.Elapsed.TotalSeconds;
+                    return ((Gpt)m).Loss(x, y);
+                }))]));
                 if (step == 0) continue;
                 compute.Add(c);
                 allReduce.Add(r);
                 adam.Add(o);
+                engine.Add(e);
             }
-            return (Runtime.Statistics.Median(compute), Runtime.Statistics.Median(allReduce), Runtime.Statistics.Median(adam));
+            return new EngineBaseline(Runtime.Statistics.Median(compute), Runtime.Statistics.Median(allReduce), Runtime.Statistics.Median(adam), Runtime.Statistics.Median(engine));
         });
-        return new EngineBaseline(times.Max(t => t.Item1), times.Max(t => t.Item2), times.Max(t => t.Item3));
+        return times[0];                                                 // phases end at a barrier: every rank timed the same spans
     }
 }
 
-/// <summary>The parts of a DDP step timed alone (seconds, slowest rank's median).</summary>
+/// <summary>The parts of a DDP step timed alone, and the engine's step beside them (seconds, medians, each phase up to its slowest rank).</summary>
 /// <param name="ForwardBackwardSeconds">A forward+backward passes of a plain module.</param>
 /// <param name="AllReduceSeconds">One all-reduce of the (padded) gradient, the engine's decomposition and algorithm.</param>
 /// <param name="OptimizerSeconds">One AdamW update of every parameter.</param>
-public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds);
+/// <param name="EngineStepSeconds">The engine's NNN step on the same micro-batches, timed in the same repetitions.</param>
+public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds, double EngineStepSeconds);
 
 /// <summary>The engine's overhead for DDP (NNN) at one accumulation.</summary>
 /// <param name="Accumulation">A.</param>
-/// <param name="StepSeconds">The engine's measured NNN step (median).</param>
+/// <param name="StepSeconds">The engine's NNN step (median), timed beside the parts.</param>
 /// <param name="Baseline">The parts timed alone.</param>
 /// <param name="OverComputeAndAllReduce">Step / (forward+backward + all-reduce): the engine's overhead, AdamW included in it.</param>
-/// <param name="OverComputeAllReduceAndOptimizer">Step / (forward+backward + all-reduce + AdamW).</param>
+/// <param name="OverComputeAllReduceAndOptimizer">Step / (forward+backward + all-reduce + AdamW): the engine's own overhead.</param>
 public sealed record EngineOverheadRow(int Accumulation, double StepSeconds, EngineBaseline Baseline, double OverComputeAndAllReduce, double OverComputeAllReduceAndOptimizer)
 {
-    internal static EngineOverheadRow Of(int accumulation, double step, EngineBaseline b) =>
-        new(accumulation, step, b, step / (b.ForwardBackwardSeconds + b.AllReduceSeconds), step / (b.ForwardBackwardSeconds + b.AllReduceSeconds + b.OptimizerSeconds));
+    internal static EngineOverheadRow Of(int accumulation, EngineBaseline b) =>
+        new(accumulation, b.EngineStepSeconds, b, b.EngineStepSeconds / (b.ForwardBackwardSeconds + b.AllReduceSeconds),
+            b.EngineStepSeconds / (b.ForwardBackwardSeconds + b.AllReduceSeconds + b.OptimizerSeconds));
 }

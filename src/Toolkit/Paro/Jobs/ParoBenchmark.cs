@@ -79,11 +79,10 @@ public static class ParoBenchmark
         foreach (var a in accumulations)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var ddp = rows.Single(r => r.Launcher == "inproc" && r.Accumulation == a && r.Strategy == "NNN");
             var baseline = EngineOverhead.Measure(options.Job with { Sharding = options.Job.Sharding with { Strategy = "NNN", Accumulation = a } });
-            overhead.Add(EngineOverheadRow.Of(a, ddp.StepSeconds, baseline));
+            overhead.Add(EngineOverheadRow.Of(a, baseline));
             log?.Invoke(System.FormattableString.Invariant(
-                $"engine  NNN A={a}: step {ddp.StepSeconds * 1000:F1} ms; alone: forward+backward {baseline.ForwardBackwardSeconds * 1000:F1} ms, all-reduce {baseline.AllReduceSeconds * 1000:F1} ms, AdamW {baseline.OptimizerSeconds * 1000:F1} ms; overhead {overhead[^1].OverComputeAndAllReduce:F2}x (with AdamW {overhead[^1].OverComputeAllReduceAndOptimizer:F2}x)"));
+                $"engine  NNN A={a}: step {baseline.EngineStepSeconds * 1000:F1} ms; alone, in the same repetitions: forward+backward {baseline.ForwardBackwardSeconds * 1000:F1} ms, all-reduce {baseline.AllReduceSeconds * 1000:F1} ms, AdamW {baseline.OptimizerSeconds * 1000:F1} ms; overhead {overhead[^1].OverComputeAndAllReduce:F2}x (with AdamW {overhead[^1].OverComputeAllReduceAndOptimizer:F2}x)"));
         }
         return new ParoBenchmarkReport(options.Job, cluster, rows, rankings, mpiNote, overhead, setups.ToDictionary(s => s.Name, s => s.Cluster));
     }
