@@ -14,7 +14,7 @@ internal static class BenchCommand
             report =>
             {
                 foreach (var r in report.Rankings)
-                    Console.WriteLine($"{r.Launcher} A={r.Accumulation}: Spearman {r.Spearman:F2}, Kendall {r.KendallTau:F2}, mean |error| {r.MeanAbsoluteError:P0}; measured {string.Join(" < ", r.MeasuredOrder)}");
+                    Console.WriteLine($"{r.Launcher} A={r.Accumulation}: Spearman {r.Spearman:F2}, Kendall {r.KendallTau:F2}, mean |error| {r.MeanAbsoluteError:P0}{(r.RoundsAgreement is { } agreement ? $"; rounds agree with each other at Spearman {agreement:F2}" : "")}; measured {string.Join(" < ", r.MeasuredOrder)}");
             }),
         Benchmark<LayerwiseBenchmarkOptions, LayerwiseBenchmarkReport>("layerwise",
             "One PaRO job (default GGG, A = 4, the base GPT) with whole-model gathering and layer-wise, side by side: throughput, traffic, measured peak against the allowance of model states plus two blocks.",

@@ -6,7 +6,7 @@ using Toolkit.Runtime;
 namespace Toolkit.Paro;
 
 /// <summary>Options of <c>toolkit bench paro</c>: the job every strategy runs, and which launchers and accumulations to measure.</summary>
-public sealed record ParoBenchmarkOptions
+public sealed record ParoBenchmarkOptions : ICheckedOptions
 {
     /// <summary>Ranks, groups and the emulated cluster; the benchmark picks the launchers itself (in-process, then MPI, then emulated). Default 4 ranks in groups of 2.</summary>
     [OptionGroup(Exclude = ["launcher", "nodes", "ranks-per-node", "gpus-per-node", "partition", "time", "account", "slurm-args", "slurm-submit"])] public LaunchOptions Launch { get; init; } = new();
@@ -23,6 +23,10 @@ public sealed record ParoBenchmarkOptions
     /// <summary>Accumulation values to run (A). Default 1,4.</summary>
     [Option("Accumulation values (A) to run, comma-separated.", Name = "accumulation")] public string Accumulations { get; init; } = "1,4";
 
+    /// <summary>Rounds of every run. Default 1.</summary>
+    [Option("Rounds: every run is repeated this many times, interleaved (round 1 runs every strategy, then round 2, ...), so drift of the machine hits all strategies alike; a run's step time is its median over rounds, and the rounds' agreement with each other (their mean pairwise Spearman) is reported next to the prediction's, as the ceiling noise puts on any ranking.")]
+    public int Rounds { get; init; } = 1;
+
     /// <summary>Skip the MPI runs even when MPI is available. Default false.</summary>
     [Option("Skip the runs on MPI processes.")] public bool SkipMpi { get; init; }
 
@@ -32,6 +36,15 @@ public sealed record ParoBenchmarkOptions
 
     /// <summary>The job every strategy runs (its strategy, accumulation and launcher are replaced per run).</summary>
     [JsonIgnore] public ParoTrainOptions Job => new() { Launch = Launch with { Launcher = Launcher.InProcess, Emulate = null, NicsPerNode = 1 }, Model = Model, Data = Data, Steps = Steps };
+
+    /// <inheritdoc/>
+    public void Check()
+    {
+        Job.Validate();
+        (Launch with { Launcher = Launcher.Mpi }).Validate();   // the emulated runs are MPI runs
+        _ = AccumulationList;
+        if (Rounds < 1) throw new ArgumentOutOfRangeException(nameof(Rounds), Rounds, "must be at least 1");
+    }
 }
 
 /// <summary>
@@ -44,8 +57,7 @@ public static class ParoBenchmark
     /// <summary>Runs the benchmark; <paramref name="log"/> receives a line per run.</summary>
     public static async Task<ParoBenchmarkReport> RunAsync(ParoBenchmarkOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
-        options.Job.Validate();
-        (options.Launch with { Launcher = Launcher.Mpi }).Validate();   // the emulated runs are MPI runs
+        options.Check();
         var accumulations = options.AccumulationList;
         var cluster = CostModelCalibration.Measure(options.Job);
         log?.Invoke($"calibrated inproc: {Describe(cluster)}");
@@ -60,20 +72,31 @@ public static class ParoBenchmark
         }
         if (!options.SkipMpi && mpiNote is null) await Add("mpi", options.Job with { Launch = options.Job.Launch with { Launcher = Launcher.Mpi } });
         if (options.Launch.Emulate is { } shape && mpiNote is null) await Add($"emulated {shape}", options.Job with { Launch = options.Launch with { Launcher = Launcher.Mpi } });
+        // Every run once per round, rounds one after another, so a slow spell of the machine hits every strategy alike.
+        var runs = new Dictionary<(string Launcher, int Accumulation, string Strategy), (ParoTrainOptions Job, ClusterSpec Machine, List<ParoTrainResult> Results)>();
+        for (var round = 1; round <= options.Rounds; round++)
+            foreach (var (name, baseJob, machine) in setups)
+                foreach (var a in accumulations)
+                    foreach (var strategy in ShardingStrategy.Trained)
+                    {
+                        var job = baseJob with { Sharding = baseJob.Sharding with { Strategy = strategy.Code, Accumulation = a } };
+                        var result = await ParoTrainJob.RunAsync(job, null, cancellationToken);
+                        var key = (name, a, strategy.Code);
+                        if (!runs.TryGetValue(key, out var run)) runs[key] = run = (job, machine, []);
+                        run.Results.Add(result);
+                        log?.Invoke($"{name,-6} {strategy.Code} A={a}{(options.Rounds > 1 ? $" round {round}" : "")}: {result.Throughput.StepSeconds * 1000,8:F1} ms measured, {result.Throughput.TokensPerSecond,9:F0} tokens/s");
+                    }
         var rows = new List<BenchmarkRow>();
-        foreach (var (name, baseJob, machine) in setups)
-            foreach (var a in accumulations)
-                foreach (var strategy in ShardingStrategy.Trained)
-                {
-                    var job = baseJob with { Sharding = baseJob.Sharding with { Strategy = strategy.Code, Accumulation = a } };
-                    var result = await ParoTrainJob.RunAsync(job, null, cancellationToken);
-                    var predicted = Predict(job, machine, result.ParameterCount);
-                    rows.Add(new BenchmarkRow(name, strategy.Code, a, result.Throughput.StepSeconds,
-                        result.Throughput.TokensPerSecond, result.Comm.IntraBytesPerStep, result.Comm.InterBytesPerStep, result.Memory,
-                        predicted.StepSeconds, predicted.IntraBytesPerStep, predicted.InterBytesPerStep,
-                        (predicted.StepSeconds - result.Throughput.StepSeconds) / result.Throughput.StepSeconds, result.Steps[^1].Loss));
-                    log?.Invoke($"{rows[^1].Launcher,-6} {strategy.Code} A={a}: {result.Throughput.StepSeconds * 1000,8:F1} ms measured, {predicted.StepSeconds * 1000,8:F1} ms predicted, {result.Throughput.TokensPerSecond,9:F0} tokens/s");
-                }
+        foreach (var ((name, a, code), (job, machine, results)) in runs)
+        {
+            var last = results[^1];
+            var rounds = results.Select(r => r.Throughput.StepSeconds).ToList();
+            var step = Statistics.Median(rounds);
+            var predicted = Predict(job, machine, last.ParameterCount);
+            rows.Add(new BenchmarkRow(name, code, a, step, job.TokensPerStep / step, last.Comm.IntraBytesPerStep, last.Comm.InterBytesPerStep, last.Memory,
+                predicted.StepSeconds, predicted.IntraBytesPerStep, predicted.InterBytesPerStep, (predicted.StepSeconds - step) / step, last.Steps[^1].Loss) { RoundStepSeconds = rounds });
+            log?.Invoke($"{name,-6} {code} A={a}: {step * 1000,8:F1} ms measured{(options.Rounds > 1 ? " (median of rounds)" : "")}, {predicted.StepSeconds * 1000,8:F1} ms predicted");
+        }
         var rankings = rows.GroupBy(r => (r.Launcher, r.Accumulation)).Select(g => Ranking.Of(g.Key.Launcher, g.Key.Accumulation, g.ToList())).ToList();
         var overhead = new List<EngineOverheadRow>();
         foreach (var a in accumulations)
@@ -116,7 +139,7 @@ public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calib
 /// <param name="Launcher">inproc or mpi.</param>
 /// <param name="Strategy">Strategy code.</param>
 /// <param name="Accumulation">A.</param>
-/// <param name="StepSeconds">Measured median step time.</param>
+/// <param name="StepSeconds">Measured median step time (with several rounds, the median of the rounds' medians).</param>
 /// <param name="TokensPerSecond">Measured throughput.</param>
 /// <param name="IntraBytesPerStep">Measured bytes per rank per step inside groups.</param>
 /// <param name="InterBytesPerStep">Measured bytes per rank per step across groups.</param>
@@ -128,7 +151,11 @@ public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calib
 /// <param name="FinalLoss">Loss at the last step.</param>
 public sealed record BenchmarkRow(string Launcher, string Strategy, int Accumulation, double StepSeconds, double TokensPerSecond,
     long IntraBytesPerStep, long InterBytesPerStep, IReadOnlyList<RankMemory> Memory, double PredictedStepSeconds,
-    double PredictedIntraBytesPerStep, double PredictedInterBytesPerStep, double StepTimeError, double FinalLoss);
+    double PredictedIntraBytesPerStep, double PredictedInterBytesPerStep, double StepTimeError, double FinalLoss)
+{
+    /// <summary>The median step time of each round (<see cref="StepSeconds"/> is their median).</summary>
+    public IReadOnlyList<double> RoundStepSeconds { get; init; } = [];
+}
 
 /// <summary>How well the predicted order of strategies matches the measured one.</summary>
 /// <param name="Launcher">inproc or mpi.</param>
@@ -141,6 +168,9 @@ public sealed record BenchmarkRow(string Launcher, string Strategy, int Accumula
 public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<string> MeasuredOrder, IReadOnlyList<string> PredictedOrder,
     double Spearman, double KendallTau, double MeanAbsoluteError)
 {
+    /// <summary>With several rounds, the mean Spearman between every two rounds' measured times: the agreement the machine's noise allows any ranking (null with one round).</summary>
+    public double? RoundsAgreement { get; init; }
+
     internal static Ranking Of(string launcher, int accumulation, IReadOnlyList<BenchmarkRow> rows)
     {
         var measured = rows.OrderBy(r => r.StepSeconds).Select(r => r.Strategy).ToList();
@@ -148,7 +178,19 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
         var n = rows.Count;
         var spearman = n < 2 ? 1 : SpearmanRho([.. rows.Select(r => r.StepSeconds)], [.. rows.Select(r => r.PredictedStepSeconds)]);
         var tau = n < 2 ? 1 : KendallTauB([.. rows.Select(r => r.StepSeconds)], [.. rows.Select(r => r.PredictedStepSeconds)]);
-        return new Ranking(launcher, accumulation, measured, predicted, spearman, tau, rows.Average(r => Math.Abs(r.StepTimeError)));
+        return new Ranking(launcher, accumulation, measured, predicted, spearman, tau, rows.Average(r => Math.Abs(r.StepTimeError))) { RoundsAgreement = AgreementOfRounds(rows) };
+    }
+
+    /// <summary>The mean Spearman between every two rounds' measured step times (null with one round): how far the machine's own noise lets a ranking agree.</summary>
+    internal static double? AgreementOfRounds(IReadOnlyList<BenchmarkRow> rows)
+    {
+        var rounds = rows.Min(r => r.RoundStepSeconds.Count);
+        if (rounds < 2 || rows.Count < 2) return null;
+        var pairs = new List<double>();
+        for (var i = 0; i < rounds; i++)
+            for (var j = i + 1; j < rounds; j++)
+                pairs.Add(SpearmanRho([.. rows.Select(r => r.RoundStepSeconds[i])], [.. rows.Select(r => r.RoundStepSeconds[j])]));
+        return pairs.Average();
     }
 
     /// <summary>Kendall's tau-b: (concordant − discordant) / √(pairs untied in x · pairs untied in y), ties as in <see cref="SpearmanRho"/>; 0 without spread.</summary>

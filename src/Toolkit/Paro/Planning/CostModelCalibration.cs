@@ -45,11 +45,29 @@ public static class CostModelCalibration
         using var inter = comm.SplitAcrossGroups(groupSize);
         var (intraBandwidth, intraLatency) = BandwidthProbe.RingLink(intra, message);
         var (interBandwidth, interLatency) = BandwidthProbe.RingLink(inter, message);
-        comm.Barrier();
-        var flops = Compute(options, config);
-        comm.Barrier();
-        var memoryBandwidth = Optimizer(config.ParameterCount);
+        var flops = Compute(comm, options, config);
+        var memoryBandwidth = Optimizer(comm, config.ParameterCount);
         return new CalibrationProbe(intraBandwidth, intraLatency, interBandwidth, interLatency, flops, memoryBandwidth);
+    }
+
+    /// <summary>
+    /// The median over <paramref name="repeats"/> of <paramref name="work"/> timed from a barrier to a barrier after it,
+    /// after one untimed run: co-located ranks share the cores and finish at different times, and a synchronous step
+    /// waits for the slowest, so that is the time the cost model's terms must predict.
+    /// </summary>
+    private static double SlowestRankSeconds(Communicator comm, Action work, int repeats)
+    {
+        work();
+        var times = new List<double>();
+        for (var i = 0; i < repeats; i++)
+        {
+            comm.Barrier();
+            var clock = Stopwatch.StartNew();
+            work();
+            comm.Barrier();
+            times.Add(clock.Elapsed.TotalSeconds);
+        }
+        return Runtime.Statistics.Median(times);
     }
 
     internal static ClusterSpec Combine(IReadOnlyList<CalibrationProbe> probes, string name, int ranks, int groupSize)
@@ -60,35 +78,29 @@ public static class CostModelCalibration
             IntraLatency: Mean(p => p.IntraLatency), InterLatency: Mean(p => p.InterLatency), ComputeFlops: Mean(p => p.ComputeFlops), MemoryBandwidth: Mean(p => p.MemoryBandwidth));
     }
 
-    /// <summary>FLOP/s of forward and backward ((4Ψ + 2Ψ')·tokens) while every rank computes at once.</summary>
-    private static double Compute(ParoTrainOptions o, GptConfig config)
+    /// <summary>FLOP/s of forward and backward ((4Ψ + 2Ψ')·tokens) while every rank computes at once, up to the slowest rank.</summary>
+    private static double Compute(Communicator comm, ParoTrainOptions o, GptConfig config)
     {
         using var model = new Gpt(config);
         if (o.Sharding.Precision == ParoPrecision.Bf16) model.to(ScalarType.BFloat16);
         var data = TokenDataset.SyntheticStories();
-        var (x, y) = data.Batch(o.Seed, 0, 0, o.Data.MicroBatch, config.ContextLength);
-        using (NewDisposeScope()) model.Loss(x, y).backward();   // warm-up
-        var clock = Stopwatch.StartNew();
-        const int repeats = 3;
-        for (var i = 0; i < repeats; i++)
+        var (x, y) = data.Batch(o.Seed, 0, comm.Rank, o.Data.MicroBatch, config.ContextLength);
+        var seconds = SlowestRankSeconds(comm, () =>
         {
             using var scope = NewDisposeScope();
             model.zero_grad();
             model.Loss(x, y).backward();
-        }
-        return 6.0 * config.ParameterCount * o.Data.MicroBatch * config.ContextLength / (clock.Elapsed.TotalSeconds / repeats);
+        }, repeats: 5);
+        return 6.0 * config.ParameterCount * o.Data.MicroBatch * config.ContextLength / seconds;
     }
 
-    /// <summary>Bytes/s the AdamW step streams (fp32 parameters, gradient, two moments; read and written).</summary>
-    private static double Optimizer(long elements)
+    /// <summary>Bytes/s the AdamW step streams (fp32 parameters, gradient, two moments; read and written) while every rank updates at once, up to the slowest rank.</summary>
+    private static double Optimizer(Communicator comm, long elements)
     {
         using var optimizer = new FlatAdamW(elements, CPU, new AdamWOptions());
         using var parameters = zeros(elements);
         using var gradient = ones(elements);
-        optimizer.Update(parameters, gradient);
-        var clock = Stopwatch.StartNew();
-        for (var i = 0; i < 3; i++) optimizer.Update(parameters, gradient);
-        return elements * 16.0 * 2 / (clock.Elapsed.TotalSeconds / 3);
+        return elements * 16.0 * 2 / SlowestRankSeconds(comm, () => optimizer.Update(parameters, gradient), repeats: 5);
     }
 }
 
