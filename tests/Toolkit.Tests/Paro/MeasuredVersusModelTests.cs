@@ -66,7 +66,19 @@ public sealed class MeasuredVersusModelTests
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Layerwise_MemoryAndTraffic_EqualTheCostModel(string code, int accumulation, ParoPrecision precision)
+    public void Layerwise_MemoryAndTraffic_EqualTheCostModel(string code, int accumulation, ParoPrecision precision) =>
+        AssertLayerwiseEqualsTheCostModel(code, accumulation, precision, prefetch: true);
+
+    /// <summary>Without prefetch the bytes are the same; the peak holds one block's gathered parameters instead of two (gradients still two: one written, one being reduced).</summary>
+    [Theory]
+    [InlineData("GGG", 2)]
+    [InlineData("IGG", 1)]
+    [InlineData("NIG", 2)]
+    [InlineData("III", 1)]
+    public void LayerwiseWithoutPrefetch_MemoryAndTraffic_EqualTheCostModel(string code, int accumulation) =>
+        AssertLayerwiseEqualsTheCostModel(code, accumulation, ParoPrecision.Fp32, prefetch: false);
+
+    private static void AssertLayerwiseEqualsTheCostModel(string code, int accumulation, ParoPrecision precision, bool prefetch)
     {
         TorchRuntime.EnsureInitialized();
         var strategy = ShardingStrategy.Parse(code);
@@ -74,7 +86,7 @@ public sealed class MeasuredVersusModelTests
         var measured = InProcessCluster.Run(Ranks, GroupSize, comm =>
         {
             using var model = Toolkit.Models.Gpt.Create(config, seed: 3);
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation, precision, Layerwise: true), comm);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation, precision, Layerwise: true, Prefetch: prefetch), comm);
             var before = comm.Counters.Snapshot();
             trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => (Func<nn.Module, Tensor>)(m =>
                 ((Toolkit.Models.Gpt)m).Loss(full([2, 8], a + comm.Rank, dtype: ScalarType.Int64), full([2, 8], 1, dtype: ScalarType.Int64))))]);
@@ -91,7 +103,7 @@ public sealed class MeasuredVersusModelTests
         var bytes = precision == ParoPrecision.Fp32 ? 4 : 2;
         var gathered = strategy.Parameters == ShardLevel.None ? 0 : 1;              // p = N: the parameters are used where they are
         var staged = strategy.Gradients == ShardLevel.None ? 0 : 1;                 // g = N: autograd accumulates into the gradient slice itself
-        var expectedPeak = (gathered + staged) * (140 + 2 * 512) * bytes;           // the root's buffers for the whole micro-step, two blocks' in flight
+        var expectedPeak = (gathered * (140 + (prefetch ? 2 : 1) * 512) + staged * (140 + 2 * 512)) * bytes;   // the root's buffers for the whole micro-step, the blocks' in flight
         foreach (var (_, _, memory, intra, inter) in measured)
         {
             Assert.Equal(whole.Memory.Parameters, memory.ParametersBytes);

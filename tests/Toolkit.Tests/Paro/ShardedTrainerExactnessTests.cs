@@ -53,6 +53,18 @@ public sealed class ShardedTrainerExactnessTests
         AssertMatches($"{code}/layerwise/recompute", reference, results);
     }
 
+    /// <summary>Layer-wise without prefetch: every block shares one slot, gathered when it runs.</summary>
+    [Theory]
+    [InlineData("GGG")]
+    [InlineData("IIG")]
+    public void InProcess_LayerwiseWithoutPrefetch_MatchesSingleProcessTraining(string code)
+    {
+        TorchRuntime.EnsureInitialized();
+        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true);
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, prefetch: false));
+        AssertMatches($"{code}/layerwise/no prefetch", reference, results);
+    }
+
     /// <summary>A micro-batch that throws (on every rank, after the forward's gathers) abandons the step: the next step runs and trains as if it never happened.</summary>
     [Fact]
     public void AFailedMicroBatch_AbandonsTheStep_AndTheTrainerGoesOn()

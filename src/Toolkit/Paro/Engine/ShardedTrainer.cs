@@ -56,7 +56,7 @@ public sealed class ShardedTrainer : IDisposable
     // Layer-wise execution, for the length of a micro-step (see MicroStep).
     private readonly CommStream? _stream;                   // the rank's communication stream: blocks' gathers and gradient reductions
     private readonly Task?[] _blockGathers = [];            // block i's gather into its slot, once queued
-    private Tensor[]? _slots;                               // p ≠ N: two buffers of the largest block; block i's parameters point into slot i mod 2
+    private Tensor[]? _slots;                               // p ≠ N: two buffers of the largest block (one without prefetch); block i's parameters point into slot i mod their count
     private (Task Task, long Bytes)? _reduction;            // g ≠ N: the last block's gradient reduction, while in flight
     private readonly List<BlockCall> _calls = [];           // the micro-step's block calls (with their recorded graphs)
 
@@ -378,7 +378,8 @@ public sealed class ShardedTrainer : IDisposable
 
     /// <summary>
     /// Layer-wise: points every block's parameters where they will be (p = N: its own parameters; else slot i mod 2 of
-    /// two buffers of the largest block, which the blocks' gathers overwrite in turn) and routes the blocks through the
+    /// two buffers of the largest block, which the blocks' gathers overwrite in turn; one buffer when
+    /// <see cref="ShardingPlan.Prefetch"/> is off) and routes the blocks through the
     /// trainer. The parameters are not re-pointed until the micro-step ends: a recorded graph holds them (and views of
     /// them), so they must keep their storage and version; a gather writes through the slot's own tensor instead.
     /// </summary>
@@ -386,15 +387,15 @@ public sealed class ShardedTrainer : IDisposable
     {
         if (Strategy.Parameters != ShardLevel.None)
         {
-            var slots = new Tensor[2];
-            for (var s = 0; s < 2; s++) slots[s] = _root.NewFullBuffer(SlotElements).DetachFromDisposeScope();
+            var slots = new Tensor[_plan.Prefetch ? 2 : 1];
+            for (var s = 0; s < slots.Length; s++) slots[s] = _root.NewFullBuffer(SlotElements).DetachFromDisposeScope();
             _slots = slots;
-            Allocate(2 * SlotBytes);
+            Allocate(slots.Length * SlotBytes);
         }
         for (var i = 0; i < _blockGathers.Length; i++)
         {
             var unit = _units[i + 1];
-            unit.Attach(_slots is null ? unit.Parameters : _slots[i % 2]);
+            unit.Attach(_slots is null ? unit.Parameters : _slots[i % _slots.Length]);
         }
         layered.BlockRunner = (i, x) =>
         {
@@ -415,7 +416,7 @@ public sealed class ShardedTrainer : IDisposable
         if (_slots is not null)
         {
             foreach (var slot in _slots) slot.Dispose();
-            Free(2 * SlotBytes);
+            Free(_slots.Length * SlotBytes);
             _slots = null;
         }
         foreach (var call in _calls) call.Dispose();
@@ -426,7 +427,7 @@ public sealed class ShardedTrainer : IDisposable
     private Task QueueGather(int i)
     {
         if (_slots is null) return Task.CompletedTask;
-        var (unit, slot) = (_units[i + 1], _slots[i % 2]);
+        var (unit, slot) = (_units[i + 1], _slots[i % _slots.Length]);
         return _blockGathers[i] ??= _stream!.Enqueue(() => unit.AllGatherInto(slot));
     }
 
@@ -465,6 +466,8 @@ public sealed class ShardedTrainer : IDisposable
     /// block's, back-propagate through the recorded graph (or recompute the forward, recorded, first), then queue the
     /// reduction of its gradient to level g, which runs while the previous block's backward computes.</item>
     /// </list>
+    /// Without <see cref="ShardingPlan.Prefetch"/> nothing is queued ahead: every gather is queued when it is awaited, and
+    /// all blocks share one slot.
     /// The graph holds views of the block's parameters, which point into its slot, so re-gathering into the slot
     /// restores what backward reads; the values are the same as in forward (parameters change only at the optimizer step).
     /// </summary>
@@ -474,10 +477,12 @@ public sealed class ShardedTrainer : IDisposable
 
         private bool Last => index == trainer._blockGathers.Length - 1;
 
+        private bool Prefetch => trainer._plan.Prefetch;
+
         public Tensor Forward(Tensor x)
         {
             trainer.AwaitGather(index);
-            if (!Last) trainer.QueueGather(index + 1);
+            if (!Last && Prefetch) trainer.QueueGather(index + 1);
             using var scope = NewDisposeScope();                                      // the block's own temporaries go now
             Tensor y;
             if (trainer._plan.Recompute)
@@ -492,14 +497,14 @@ public sealed class ShardedTrainer : IDisposable
                 _output = block.call(_input).DetachFromDisposeScope();
                 y = _output.detach();
             }
-            if (Last) trainer.QueueGather(index);                                     // for backward, which starts with this block
+            if (Last && Prefetch) trainer.QueueGather(index);                         // for backward, which starts with this block
             return y.MoveToOuterDisposeScope();
         }
 
         public Tensor Backward(Tensor x, Tensor gradient)
         {
             trainer.AwaitGather(index);
-            if (index > 0) trainer.QueueGather(index - 1);
+            if (index > 0 && Prefetch) trainer.QueueGather(index - 1);
             using var scope = NewDisposeScope();
             var target = trainer.GradientTarget(unit)?.DetachFromDisposeScope();    // the stream's reduction disposes it
             Tensor input;

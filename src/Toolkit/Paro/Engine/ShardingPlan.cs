@@ -24,8 +24,12 @@ public enum ParoPrecision
 /// With <paramref name="Layerwise"/>: drop each block's activations after its forward and recompute them in its
 /// backward (activation checkpointing): less activation memory for one more forward of every block.
 /// </param>
+/// <param name="Prefetch">
+/// With <paramref name="Layerwise"/>: gather the next block while one computes (two blocks' parameters in flight). False:
+/// each block is gathered only when it runs, into one buffer (one block's parameters in flight, no overlap).
+/// </param>
 public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int Accumulation = 1, ParoPrecision Precision = ParoPrecision.Fp32, bool Layerwise = false,
-    bool Recompute = false)
+    bool Recompute = false, bool Prefetch = true)
 {
     /// <summary>Bytes per element of parameters and gradients as stored (4 in fp32, 2 in bf16).</summary>
     public int ComputeBytes => Precision == ParoPrecision.Fp32 ? 4 : 2;
@@ -40,6 +44,7 @@ public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int 
         if (GroupSize < 1 || ranks % GroupSize != 0)
             throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize, $"must divide the number of ranks ({ranks})");
         if (Accumulation < 1) throw new ArgumentOutOfRangeException(nameof(Accumulation), Accumulation, "must be at least 1");
+        if (!Prefetch && !Layerwise) throw new ArgumentException("turning prefetch off is part of layer-wise execution: add --layerwise (Layerwise in C#).", nameof(Prefetch));
         if (Recompute && !Layerwise) throw new ArgumentException("recomputing activations is part of layer-wise execution: add --layerwise (Layerwise in C#).", nameof(Recompute));
         return this;
     }

@@ -23,7 +23,7 @@ public static class EngineOverhead
     /// <summary>Times the parts and the engine's step for <paramref name="job"/> (its model, micro-batch, ranks, groups, precision and accumulation); medians over the job's steps after a warm-up.</summary>
     public static EngineBaseline Measure(ParoTrainOptions job)
     {
-        job = job with { Sharding = job.Sharding with { Strategy = "NNN", Layerwise = false, Recompute = false } };
+        job = job with { Sharding = job.Sharding with { Strategy = "NNN", Layerwise = false, Recompute = false, NoPrefetch = false } };
         job.Validate();
         var (ranks, groupSize, a) = (job.Launch.Ranks, job.Launch.GroupSize, job.Sharding.Accumulation);
         Runtime.Devices.ConfigureCpuThreads(ranks);

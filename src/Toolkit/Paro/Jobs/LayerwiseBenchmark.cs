@@ -24,7 +24,7 @@ public sealed record LayerwiseBenchmarkOptions : ICheckedOptions
     [Option("Steps per run (the first is warm-up and not timed).")] public int Steps { get; init; } = 3;
 
     /// <summary>The whole-model job (the layer-wise one differs only in <see cref="ShardingOptions.Layerwise"/>).</summary>
-    [JsonIgnore] public ParoTrainOptions Job => new() { Launch = Launch, Sharding = Sharding with { Layerwise = false, Recompute = false }, Model = Model, Data = Data, Steps = Steps };
+    [JsonIgnore] public ParoTrainOptions Job => new() { Launch = Launch, Sharding = Sharding with { Layerwise = false, Recompute = false, NoPrefetch = false }, Model = Model, Data = Data, Steps = Steps };
 
     /// <inheritdoc/>
     public void Check()
@@ -47,7 +47,7 @@ public static class LayerwiseBenchmark
     {
         options.Check();
         var whole = await Run(options.Job, "whole model", log, cancellationToken);
-        var layerwise = await Run(options.Job with { Sharding = options.Sharding with { Layerwise = true } }, options.Sharding.Recompute ? "layer-wise, recomputed" : "layer-wise", log, cancellationToken);
+        var layerwise = await Run(options.Job with { Sharding = options.Sharding with { Layerwise = true } }, $"layer-wise{(options.Sharding.Recompute ? ", recomputed" : "")}{(options.Sharding.NoPrefetch ? ", no prefetch" : "")}", log, cancellationToken);
         var config = options.Model.Config;
         var blockBytes = config.BlockParameterCount * options.Job.Plan.ComputeBytes;
         var allowance = layerwise.ModelStateBytes + 2 * (blockBytes + blockBytes);

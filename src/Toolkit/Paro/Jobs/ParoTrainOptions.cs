@@ -34,7 +34,7 @@ public sealed record ParoTrainOptions : IJobOptions
     [Option("Seed of weights and data.")] public int Seed { get; init; } = 1;
 
     /// <summary>The sharding plan these options describe.</summary>
-    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise, Sharding.Recompute);
+    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise, Sharding.Recompute, !Sharding.NoPrefetch);
 
     /// <summary>Tokens one optimizer step consumes over all ranks.</summary>
     [JsonIgnore] public long TokensPerStep => (long)Launch.Ranks * Sharding.Accumulation * Data.MicroBatch * Model.Config.ContextLength;
@@ -77,6 +77,10 @@ public sealed record ShardingOptions
     /// <summary>With <see cref="Layerwise"/>: recompute each block's activations in backward. Default off.</summary>
     [Option("With --layerwise: drop each block's activations after its forward and recompute them in backward (activation checkpointing): less memory, one more forward per block.")]
     public bool Recompute { get; init; }
+
+    /// <summary>With <see cref="Layerwise"/>: no prefetch (one block's parameters in flight). Default off.</summary>
+    [Option("With --layerwise: gather each block only when it runs, into one buffer, instead of prefetching the next one while a block computes: one block's parameters in flight instead of two, and no overlap of gathers with computation.")]
+    public bool NoPrefetch { get; init; }
 
     /// <summary>Collective implementation. Default ring.</summary>
     [Option("Collective algorithm of global all-reduces: native (MPI's own), ring, hierarchical or ho-ring.")]

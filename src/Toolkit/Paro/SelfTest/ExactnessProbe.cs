@@ -26,12 +26,13 @@ internal static class ExactnessProbe
     /// <param name="layerwise">Layer-wise execution on the small GPT instead of whole-model on the MLP.</param>
     /// <param name="failFirstStep">First run a step whose micro-batches throw after the forward (every rank alike), and check it throws.</param>
     /// <param name="recompute">Layer-wise with activations recomputed in backward.</param>
+    /// <param name="prefetch">Layer-wise with the next block's gather queued ahead.</param>
     public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
-        bool failFirstStep = false, bool recompute = false)
+        bool failFirstStep = false, bool recompute = false, bool prefetch = true)
     {
         comm.Algorithm = algorithm;
         using var model = NewModel(layerwise);
-        using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise, Recompute: recompute), comm, Adam);
+        using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise, Recompute: recompute, Prefetch: !layerwise || prefetch), comm, Adam);
         if (failFirstStep)
         {
             var failing = Enumerable.Range(0, accumulation).Select(a => (Func<nn.Module, Tensor>)(m =>
