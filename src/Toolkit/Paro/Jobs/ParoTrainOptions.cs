@@ -43,6 +43,7 @@ public sealed record ParoTrainOptions : IJobOptions
     public ParoTrainOptions Validate()
     {
         Launch.Validate();
+        if (Sharding.NoPrefetch && !Sharding.Layerwise) throw new ArgumentException("is part of layer-wise execution: add --layerwise.", nameof(ShardingOptions.NoPrefetch));
         Plan.Validate(Launch.Ranks);
         _ = Model.Config;
         Optimizer.Validate();
