@@ -65,6 +65,22 @@ public sealed class ShardedTrainerExactnessTests
         AssertMatches($"{code}/layerwise/no prefetch", reference, results);
     }
 
+    /// <summary>
+    /// A micro-batch that runs the model twice: the second forward's blocks must not take a gather queued during the
+    /// first (for its backward) whose slot another block's gather has overwritten since; with and without prefetch.
+    /// </summary>
+    [Theory]
+    [InlineData("GGG", true)]
+    [InlineData("GGG", false)]
+    [InlineData("IGG", true)]
+    public void InProcess_LayerwiseTwoForwardsPerMicroBatch_MatchesSingleProcessTraining(string code, bool prefetch)
+    {
+        TorchRuntime.EnsureInitialized();
+        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true, twice: true);
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, prefetch: prefetch, twice: true));
+        AssertMatches($"{code}/layerwise/two forwards{(prefetch ? "" : "/no prefetch")}", reference, results);
+    }
+
     /// <summary>A micro-batch that throws (on every rank, after the forward's gathers) abandons the step: the next step runs and trains as if it never happened.</summary>
     [Fact]
     public void AFailedMicroBatch_AbandonsTheStep_AndTheTrainerGoesOn()

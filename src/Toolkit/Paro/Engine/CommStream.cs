@@ -31,21 +31,24 @@ internal sealed class CommStream : IDisposable
         return done.Task;
     }
 
-    /// <summary>Waits for everything queued so far; rethrows the first failure unless <paramref name="rethrow"/> is false (a step being abandoned).</summary>
+    /// <summary>Waits for everything queued so far, then rethrows the first failure unless <paramref name="rethrow"/> is false (a step being abandoned).</summary>
     public void Drain(bool rethrow = true)
     {
         var pending = _pending.ToList();
         _pending.Clear();
+        Exception? first = null;
         foreach (var task in pending)
         {
             try
             {
                 task.GetAwaiter().GetResult();
             }
-            catch when (!rethrow)
+            catch (Exception e)
             {
+                first ??= e;
             }
         }
+        if (first is not null && rethrow) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
 
     private void Run()

@@ -133,6 +133,12 @@ internal sealed class ShardUnit : IDisposable
             p.grad = flat.narrow(0, start, count).view(shape);
     }
 
+    /// <summary>Drops the parameters' gradient views (the buffer they point into is then held only by its owner).</summary>
+    public void DetachGradients()
+    {
+        foreach (var (p, _, _, _) in _layout) p.grad = null;
+    }
+
     /// <summary>Sharded gradients (g = I or G): intra reduce-scatter (I), intra + inter reduce-scatter (G) of one micro-step's full gradient, then accumulate this rank's slice.</summary>
     public void ReduceMicroStepGradient(Tensor gradient)
     {

@@ -55,7 +55,8 @@ public sealed class ShardedTrainer : IDisposable
 
     // Layer-wise execution, for the length of a micro-step (see MicroStep).
     private readonly CommStream? _stream;                   // the rank's communication stream: blocks' gathers and gradient reductions
-    private readonly Task?[] _blockGathers = [];            // block i's gather into its slot, once queued
+    private readonly Task?[] _blockGathers = [];            // block i's gather into its slot, once queued and until used
+    private int[] _slotLatest = [];                         // per slot, the block its latest queued gather writes
     private Tensor[]? _slots;                               // p ≠ N: two buffers of the largest block (one without prefetch); block i's parameters point into slot i mod their count
     private (Task Task, long Bytes)? _reduction;            // g ≠ N: the last block's gradient reduction, while in flight
     private readonly List<BlockCall> _calls = [];           // the micro-step's block calls (with their recorded graphs)
@@ -390,6 +391,7 @@ public sealed class ShardedTrainer : IDisposable
             var slots = new Tensor[_plan.Prefetch ? 2 : 1];
             for (var s = 0; s < slots.Length; s++) slots[s] = _root.NewFullBuffer(SlotElements).DetachFromDisposeScope();
             _slots = slots;
+            _slotLatest = [.. Enumerable.Repeat(-1, slots.Length)];
             Allocate(slots.Length * SlotBytes);
         }
         for (var i = 0; i < _blockGathers.Length; i++)
@@ -423,15 +425,22 @@ public sealed class ShardedTrainer : IDisposable
         _calls.Clear();
     }
 
-    /// <summary>Queues block <paramref name="i"/>'s gather into its slot (once; p = N has nothing to gather).</summary>
+    /// <summary>
+    /// Queues block <paramref name="i"/>'s gather into its slot, unless one is queued and not yet used and no other
+    /// block's gather has been queued into that slot since (a forward run twice per micro-batch, or a block whose
+    /// output goes unused, would otherwise find a gather that another block's has overwritten). p = N gathers nothing.
+    /// </summary>
     private Task QueueGather(int i)
     {
         if (_slots is null) return Task.CompletedTask;
-        var (unit, slot) = (_units[i + 1], _slots[i % _slots.Length]);
-        return _blockGathers[i] ??= _stream!.Enqueue(() => unit.AllGatherInto(slot));
+        var s = i % _slots.Length;
+        if (_blockGathers[i] is { } queued && _slotLatest[s] == i) return queued;
+        var (unit, slot) = (_units[i + 1], _slots[s]);
+        _slotLatest[s] = i;
+        return _blockGathers[i] = _stream!.Enqueue(() => unit.AllGatherInto(slot));
     }
 
-    /// <summary>Waits until block <paramref name="i"/>'s parameters are in its slot (queuing the gather if nothing did).</summary>
+    /// <summary>Waits until block <paramref name="i"/>'s parameters are in its slot (queuing the gather if nothing did); the gather is then used, and the block's next run gathers again.</summary>
     private void AwaitGather(int i)
     {
         QueueGather(i).GetAwaiter().GetResult();
@@ -508,8 +517,9 @@ public sealed class ShardedTrainer : IDisposable
             using var scope = NewDisposeScope();
             var target = trainer.GradientTarget(unit)?.DetachFromDisposeScope();    // the stream's reduction disposes it
             Tensor input;
-            using (enable_grad())
+            try
             {
+                using var _ = enable_grad();
                 if (_output is null)
                 {
                     input = x.detach().requires_grad_();
@@ -521,6 +531,13 @@ public sealed class ShardedTrainer : IDisposable
                     autograd.backward([_output], [gradient]);
                 }
             }
+            catch
+            {
+                unit.DetachGradients();
+                target?.Dispose();
+                throw;
+            }
+            unit.DetachGradients();                                                   // the parameters' grad views would keep the buffer alive
             trainer.QueueReduction(unit, target);
             var result = input.grad!.MoveToOuterDisposeScope();
             Dispose();

@@ -27,8 +27,9 @@ internal static class ExactnessProbe
     /// <param name="failFirstStep">First run a step whose micro-batches throw after the forward (every rank alike), and check it throws.</param>
     /// <param name="recompute">Layer-wise with activations recomputed in backward.</param>
     /// <param name="prefetch">Layer-wise with the next block's gather queued ahead.</param>
+    /// <param name="twice">Layer-wise micro-batches that run the model twice (two halves of the batch, losses averaged).</param>
     public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
-        bool failFirstStep = false, bool recompute = false, bool prefetch = true)
+        bool failFirstStep = false, bool recompute = false, bool prefetch = true, bool twice = false)
     {
         comm.Algorithm = algorithm;
         using var model = NewModel(layerwise);
@@ -44,12 +45,12 @@ internal static class ExactnessProbe
             catch (InvalidOperationException e) when (e.Message == "a bad micro-batch") { }
         }
         for (var step = 0; step < steps; step++)
-            trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank, layerwise))]);
+            trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank, layerwise, twice))]);
         return trainer.GatherParameters();
     }
 
     /// <summary>Plain TorchSharp on one model: every micro-batch of the global batch, loss averaged over n·A micro-batches.</summary>
-    public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false)
+    public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false, bool twice = false)
     {
         using var model = NewModel(layerwise);
         var optimizer = optim.AdamW(model.parameters(), lr: Adam.LearningRate, beta1: Adam.Beta1, beta2: Adam.Beta2, eps: Adam.Epsilon, weight_decay: Adam.WeightDecay);
@@ -59,7 +60,7 @@ internal static class ExactnessProbe
             for (var micro = 0; micro < ranks * accumulation; micro++)
             {
                 using var scope = NewDisposeScope();
-                (MicroBatch(step, micro, layerwise)(model) / (ranks * accumulation)).backward();
+                (MicroBatch(step, micro, layerwise, twice)(model) / (ranks * accumulation)).backward();
             }
             optimizer.step();
         }
@@ -89,14 +90,17 @@ internal static class ExactnessProbe
         return model;
     }
 
-    private static Func<nn.Module, Tensor> MicroBatch(int step, int index, bool layerwise) => model =>
+    private static Func<nn.Module, Tensor> MicroBatch(int step, int index, bool layerwise, bool twice = false) => model =>
     {
         using var generator = new Generator((ulong)(1000 * step + index + 1));
         if (layerwise)
         {
             var tokens = randint(0, SmallGpt.VocabularySize, [4, SmallGpt.ContextLength], generator: generator);
             var targets = randint(0, SmallGpt.VocabularySize, [4, SmallGpt.ContextLength], generator: generator);
-            return ((Gpt)model).Loss(tokens, targets);
+            var gpt = (Gpt)model;
+            return twice
+                ? (gpt.Loss(tokens[..2], targets[..2]) + gpt.Loss(tokens[2..], targets[2..])) / 2
+                : gpt.Loss(tokens, targets);
         }
         var x = randn([6, 5], generator: generator);
         var y = randn([6, 3], generator: generator);
