@@ -34,8 +34,8 @@ namespace Toolkit.Paro;
 /// gathers and gradient reductions run on the rank's <see cref="CommStream"/>, overlapping its computation: a
 /// block's forward waits for its gather and queues the next block's; its backward waits for its gather again,
 /// queues the previous block's, back-propagates and queues the reduction of its gradient to level g (see
-/// <see cref="BlockCall"/>). The peak therefore holds the root and two blocks (parameters and gradients) instead of
-/// the model, for one more gather of the blocks per micro-step (2A·u for GGG); with <see cref="ShardingPlan.Recompute"/>,
+/// <see cref="BlockCall"/>). The peak therefore holds the root and two blocks (parameters and gradients; one block's
+/// parameters without <see cref="ShardingPlan.Prefetch"/>) instead of the model, for one more gather of the blocks per micro-step (2A·u for GGG); with <see cref="ShardingPlan.Recompute"/>,
 /// also one more forward of each block instead of its recorded activations.</para>
 /// <para>Checkpoints are written in the model's flat order whatever the units, so they resume across strategies,
 /// rank counts, group sizes, precisions and both executions.</para>
@@ -611,7 +611,7 @@ public sealed class ShardedTrainer : IDisposable
 /// <param name="ParametersBytes">Parameter slice (level p).</param>
 /// <param name="GradientsBytes">Gradient accumulator slice (level g).</param>
 /// <param name="OptimizerBytes">Adam moments, plus the fp32 master copy in mixed precision (level os).</param>
-/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the root's and two blocks'.</param>
+/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the root's and two blocks' (one block's parameters without prefetch). Activations are not counted.</param>
 public sealed record ParoMemory(long ParametersBytes, long GradientsBytes, long OptimizerBytes, long PeakTransientBytes)
 {
     /// <summary>Persistent model-state bytes (parameters + gradients + optimizer).</summary>

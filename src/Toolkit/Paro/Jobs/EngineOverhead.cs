@@ -11,12 +11,14 @@ namespace Toolkit.Paro;
 /// What a DDP (NNN) step costs without the engine around it, on in-process ranks: A forward+backward passes of the
 /// same micro-batches on a plain module, one all-reduce of a gradient-sized buffer by the same hierarchical
 /// decomposition the engine uses (intra reduce-scatter, inter all-reduce, intra all-gather), and one AdamW update,
-/// each timed alone, and the engine's own NNN step on the same micro-batches, in the same run: each repetition times
-/// the parts, then the engine's step, so both see the same machine (2 shared cores drift by 10-30 % between runs).
-/// Every phase is timed from a barrier to a barrier after it: co-located ranks contend for the cores and finish at
-/// different times, and no data-parallel step can end before its slowest rank's backward, so that wait is compute,
-/// not engine. The ratio of the engine's step to the parts' sum is the engine's own overhead (flattening gradients,
-/// attaching and releasing parameters, slicing).
+/// each timed alone; the three in one span, a plain DDP step without the engine; and the engine's own NNN step on the
+/// same micro-batches. They run in the same repetitions, the plain step and the engine's alternating which goes first,
+/// so both see the same machine (2 shared cores drift by 10-30 % between runs). Every phase is timed from a barrier
+/// to a barrier after it: co-located ranks contend for the cores and finish at different times, and no data-parallel
+/// step can end before its slowest rank's backward, so that wait is compute, not engine. The engine's step over the
+/// plain step is the engine's own overhead (flattening gradients, attaching and releasing parameters, slicing); the
+/// parts timed alone show where a step's time goes (their sum overstates a step a little: each waits for its own
+/// slowest rank).
 /// </summary>
 public static class EngineOverhead
 {
@@ -47,6 +49,7 @@ public static class EngineOverhead
             var compute = new List<double>();
             var allReduce = new List<double>();
             var adam = new List<double>();
+            var plain = new List<double>();
             var engine = new List<double>();
             double Timed(Action phase)
             {
@@ -56,32 +59,44 @@ public static class EngineOverhead
                 comm.Barrier();
                 return clock.Elapsed.TotalSeconds;
             }
+            void ForwardBackward(int step)
+            {
+                model.zero_grad();
+                for (var micro = 0; micro < a; micro++)
+                {
+                    using var scope = NewDisposeScope();
+                    var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, config.ContextLength);
+                    model.Loss(x, y).backward();
+                }
+            }
+            double Engine(int step) => Timed(() => trainer.Step([.. Enumerable.Range(0, a).Select(micro => (Func<nn.Module, Tensor>)(m =>
+            {
+                var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, config.ContextLength);
+                return ((Gpt)m).Loss(x, y);
+            }))]));
+            double Plain(int step) => Timed(() =>
+            {
+                ForwardBackward(step);
+                groups.AllReduce(gradient);
+                optimizer.Update(master, average);
+            });
             for (var step = 0; step <= repeats; step++)                  // step 0 warms up
             {
-                var c = Timed(() =>
-                {
-                    model.zero_grad();
-                    for (var micro = 0; micro < a; micro++)
-                    {
-                        using var scope = NewDisposeScope();
-                        var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, config.ContextLength);
-                        model.Loss(x, y).backward();
-                    }
-                });
+                var c = Timed(() => ForwardBackward(step));
                 var r = Timed(() => groups.AllReduce(gradient));
                 var o = Timed(() => optimizer.Update(master, average));
-                var e = Timed(() => trainer.Step([.. Enumerable.Range(0, a).Select(micro => (Func<nn.Module, Tensor>)(m =>
-                {
-                    var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, config.ContextLength);
-                    return ((Gpt)m).Loss(x, y);
-                }))]));
+                double p, e;
+                if (step % 2 == 0) (p, e) = (Plain(step), Engine(step));
+                else (e, p) = (Engine(step), Plain(step));
                 if (step == 0) continue;
                 compute.Add(c);
                 allReduce.Add(r);
                 adam.Add(o);
+                plain.Add(p);
                 engine.Add(e);
             }
-            return new EngineBaseline(Runtime.Statistics.Median(compute), Runtime.Statistics.Median(allReduce), Runtime.Statistics.Median(adam), Runtime.Statistics.Median(engine));
+            return new EngineBaseline(Runtime.Statistics.Median(compute), Runtime.Statistics.Median(allReduce), Runtime.Statistics.Median(adam),
+                Runtime.Statistics.Median(plain), Runtime.Statistics.Median(engine));
         });
         return times[0];                                                 // phases end at a barrier: every rank timed the same spans
     }
@@ -91,18 +106,18 @@ public static class EngineOverhead
 /// <param name="ForwardBackwardSeconds">A forward+backward passes of a plain module.</param>
 /// <param name="AllReduceSeconds">One all-reduce of the (padded) gradient, the engine's decomposition and algorithm.</param>
 /// <param name="OptimizerSeconds">One AdamW update of every parameter.</param>
+/// <param name="PlainStepSeconds">The three in one span: a DDP step without the engine.</param>
 /// <param name="EngineStepSeconds">The engine's NNN step on the same micro-batches, timed in the same repetitions.</param>
-public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds, double EngineStepSeconds);
+public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds, double PlainStepSeconds, double EngineStepSeconds);
 
 /// <summary>The engine's overhead for DDP (NNN) at one accumulation.</summary>
 /// <param name="Accumulation">A.</param>
 /// <param name="StepSeconds">The engine's NNN step (median), timed beside the parts.</param>
 /// <param name="Baseline">The parts timed alone.</param>
-/// <param name="OverComputeAndAllReduce">Step / (forward+backward + all-reduce): the engine's overhead, AdamW included in it.</param>
-/// <param name="OverComputeAllReduceAndOptimizer">Step / (forward+backward + all-reduce + AdamW): the engine's own overhead.</param>
-public sealed record EngineOverheadRow(int Accumulation, double StepSeconds, EngineBaseline Baseline, double OverComputeAndAllReduce, double OverComputeAllReduceAndOptimizer)
+/// <param name="OverComputeAndAllReduce">Step / (forward+backward + all-reduce, timed alone): AdamW counts as overhead here.</param>
+/// <param name="OverPlainStep">Step / the plain DDP step (forward+backward, all-reduce and AdamW without the engine): the engine's own overhead.</param>
+public sealed record EngineOverheadRow(int Accumulation, double StepSeconds, EngineBaseline Baseline, double OverComputeAndAllReduce, double OverPlainStep)
 {
     internal static EngineOverheadRow Of(int accumulation, EngineBaseline b) =>
-        new(accumulation, b.EngineStepSeconds, b, b.EngineStepSeconds / (b.ForwardBackwardSeconds + b.AllReduceSeconds),
-            b.EngineStepSeconds / (b.ForwardBackwardSeconds + b.AllReduceSeconds + b.OptimizerSeconds));
+        new(accumulation, b.EngineStepSeconds, b, b.EngineStepSeconds / (b.ForwardBackwardSeconds + b.AllReduceSeconds), b.EngineStepSeconds / b.PlainStepSeconds);
 }

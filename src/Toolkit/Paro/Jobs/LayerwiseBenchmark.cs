@@ -76,7 +76,7 @@ public static class LayerwiseBenchmark
 /// <param name="ThroughputRatio">Layer-wise tokens/s over whole-model tokens/s.</param>
 /// <param name="PeakRatio">Layer-wise peak over whole-model peak (largest rank of each).</param>
 /// <param name="BlockParameters">Parameters of one block.</param>
-/// <param name="AllowanceBytes">The layer-wise target: the rank's model states plus two blocks' parameters and gradients. What the peak actually holds besides the states: the root (embeddings, final norm) and one block, each gathered (p ≠ N) and with a full gradient buffer (g ≠ N); the root fits in the allowance here because the byte-level vocabulary makes it small.</param>
+/// <param name="AllowanceBytes">The layer-wise target: the rank's model states plus two blocks' parameters and gradients. What the peak actually holds besides the states: the root (embeddings, final norm), gathered (p ≠ N) and with a full gradient buffer (g ≠ N), and the blocks in flight: two blocks' gathered parameters (one with --no-prefetch) and two blocks' gradient buffers (one being written, one being reduced). With prefetch the root is over the allowance. Activations are not counted.</param>
 /// <param name="WithinAllowance">Whether the layer-wise peak is at most the allowance.</param>
 /// <param name="MaxLossRelativeDifference">Largest relative difference between the two runs' losses (the schedules are equivalent; only summation order may differ).</param>
 public sealed record LayerwiseBenchmarkReport(ParoTrainOptions Job, int Cores, LayerwiseRun WholeModel, LayerwiseRun Layerwise, double ThroughputRatio, double PeakRatio,

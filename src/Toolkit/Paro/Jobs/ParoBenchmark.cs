@@ -24,7 +24,7 @@ public sealed record ParoBenchmarkOptions : ICheckedOptions
     [Option("Accumulation values (A) to run, comma-separated.", Name = "accumulation")] public string Accumulations { get; init; } = "1,4";
 
     /// <summary>Rounds of every run. Default 1.</summary>
-    [Option("Rounds: every run is repeated this many times, interleaved (round 1 runs every strategy, then round 2, ...), so drift of the machine hits all strategies alike; a run's step time is its median over rounds, and the rounds' agreement with each other (their mean pairwise Spearman) is reported next to the prediction's, as the ceiling noise puts on any ranking.")]
+    [Option("Rounds: every run is repeated this many times, interleaved (each round runs every strategy, in an order rotated from round to round), so drift of the machine hits all strategies alike; a run's step time is its median over rounds, and how well the rounds agree with each other (their mean pairwise Spearman) is reported next to the prediction's: when two measurements of the same runs hardly agree, the strategies differ less than the noise and no ranking of them can be checked.")]
     public int Rounds { get; init; } = 1;
 
     /// <summary>Skip the MPI runs even when MPI is available. Default false.</summary>
@@ -77,7 +77,7 @@ public static class ParoBenchmark
         for (var round = 1; round <= options.Rounds; round++)
             foreach (var (name, baseJob, machine) in setups)
                 foreach (var a in accumulations)
-                    foreach (var strategy in ShardingStrategy.Trained)
+                    foreach (var strategy in Rotated(ShardingStrategy.Trained, round - 1))
                     {
                         var job = baseJob with { Sharding = baseJob.Sharding with { Strategy = strategy.Code, Accumulation = a } };
                         var result = await ParoTrainJob.RunAsync(job, null, cancellationToken);
@@ -91,7 +91,7 @@ public static class ParoBenchmark
         {
             var last = results[^1];
             var rounds = results.Select(r => r.Throughput.StepSeconds).ToList();
-            var step = Statistics.Median(rounds);
+            var step = Statistics.MidpointMedian(rounds);
             var predicted = Predict(job, machine, last.ParameterCount);
             rows.Add(new BenchmarkRow(name, code, a, step, job.TokensPerStep / step, last.Comm.IntraBytesPerStep, last.Comm.InterBytesPerStep, last.Memory,
                 predicted.StepSeconds, predicted.IntraBytesPerStep, predicted.InterBytesPerStep, (predicted.StepSeconds - step) / step, last.Steps[^1].Loss) { RoundStepSeconds = rounds });
@@ -105,10 +105,14 @@ public static class ParoBenchmark
             var baseline = EngineOverhead.Measure(options.Job with { Sharding = options.Job.Sharding with { Strategy = "NNN", Accumulation = a } });
             overhead.Add(EngineOverheadRow.Of(a, baseline));
             log?.Invoke(System.FormattableString.Invariant(
-                $"engine  NNN A={a}: step {baseline.EngineStepSeconds * 1000:F1} ms; alone, in the same repetitions: forward+backward {baseline.ForwardBackwardSeconds * 1000:F1} ms, all-reduce {baseline.AllReduceSeconds * 1000:F1} ms, AdamW {baseline.OptimizerSeconds * 1000:F1} ms; overhead {overhead[^1].OverComputeAndAllReduce:F2}x (with AdamW {overhead[^1].OverComputeAllReduceAndOptimizer:F2}x)"));
+                $"engine  NNN A={a}: step {baseline.EngineStepSeconds * 1000:F1} ms, a plain DDP step {baseline.PlainStepSeconds * 1000:F1} ms: overhead {overhead[^1].OverPlainStep:F2}x; parts alone: forward+backward {baseline.ForwardBackwardSeconds * 1000:F1} ms, all-reduce {baseline.AllReduceSeconds * 1000:F1} ms, AdamW {baseline.OptimizerSeconds * 1000:F1} ms; step over forward+backward and all-reduce {overhead[^1].OverComputeAndAllReduce:F2}x"));
         }
         return new ParoBenchmarkReport(options.Job, cluster, rows, rankings, mpiNote, overhead, setups.ToDictionary(s => s.Name, s => s.Cluster));
     }
+
+    /// <summary><paramref name="items"/> starting at index <paramref name="shift"/> (mod the count): each round runs the strategies in another order, so a strategy's place in a round is not shared by all rounds.</summary>
+    private static IEnumerable<T> Rotated<T>(IReadOnlyList<T> items, int shift) =>
+        Enumerable.Range(0, items.Count).Select(i => items[(i + shift) % items.Count]);
 
     private static string Describe(ClusterSpec c) => System.FormattableString.Invariant(
         $"intra {c.IntraBandwidth / 1e9:F2} GB/s ({c.IntraLatency * 1e6:F0} us), inter {c.InterBandwidth / 1e9:F3} GB/s ({c.InterLatency * 1e6:F0} us), compute {c.ComputeFlops / 1e9:F2} GFLOP/s, optimizer {c.MemoryBandwidth / 1e9:F1} GB/s per rank");
@@ -139,7 +143,7 @@ public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calib
 /// <param name="Launcher">inproc or mpi.</param>
 /// <param name="Strategy">Strategy code.</param>
 /// <param name="Accumulation">A.</param>
-/// <param name="StepSeconds">Measured median step time (with several rounds, the median of the rounds' medians).</param>
+/// <param name="StepSeconds">Measured median step time (with several rounds, the median of the rounds' medians, the mean of the middle two for an even count).</param>
 /// <param name="TokensPerSecond">Measured throughput.</param>
 /// <param name="IntraBytesPerStep">Measured bytes per rank per step inside groups.</param>
 /// <param name="InterBytesPerStep">Measured bytes per rank per step across groups.</param>
@@ -168,7 +172,7 @@ public sealed record BenchmarkRow(string Launcher, string Strategy, int Accumula
 public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<string> MeasuredOrder, IReadOnlyList<string> PredictedOrder,
     double Spearman, double KendallTau, double MeanAbsoluteError)
 {
-    /// <summary>With several rounds, the mean Spearman between every two rounds' measured times: the agreement the machine's noise allows any ranking (null with one round).</summary>
+    /// <summary>With several rounds, the mean Spearman between every two rounds' measured times: how well two measurements of the same runs agree (null with one round).</summary>
     public double? RoundsAgreement { get; init; }
 
     internal static Ranking Of(string launcher, int accumulation, IReadOnlyList<BenchmarkRow> rows)
@@ -181,7 +185,12 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
         return new Ranking(launcher, accumulation, measured, predicted, spearman, tau, rows.Average(r => Math.Abs(r.StepTimeError))) { RoundsAgreement = AgreementOfRounds(rows) };
     }
 
-    /// <summary>The mean Spearman between every two rounds' measured step times (null with one round): how far the machine's own noise lets a ranking agree.</summary>
+    /// <summary>
+    /// The mean Spearman between every two rounds' measured step times (null with one round): how well two measurements
+    /// of the same runs agree. Near 0, the strategies differ less than the machine's noise, and a prediction's agreement
+    /// with the measurements says little either way (a perfect prediction would agree with one round at about the square
+    /// root of this, and better with the median of several).
+    /// </summary>
     internal static double? AgreementOfRounds(IReadOnlyList<BenchmarkRow> rows)
     {
         var rounds = rows.Min(r => r.RoundStepSeconds.Count);

@@ -44,6 +44,7 @@ public sealed record ParoTrainOptions : IJobOptions
     {
         Launch.Validate();
         if (Sharding.NoPrefetch && !Sharding.Layerwise) throw new ArgumentException("is part of layer-wise execution: add --layerwise.", nameof(ShardingOptions.NoPrefetch));
+        if (Sharding.Recompute && !Sharding.Layerwise) throw new ArgumentException("is part of layer-wise execution: add --layerwise.", nameof(ShardingOptions.Recompute));
         Plan.Validate(Launch.Ranks);
         _ = Model.Config;
         Optimizer.Validate();
