@@ -5,7 +5,7 @@ namespace Toolkit.Models;
 
 /// <summary>
 /// A model whose forward runs a sequence of blocks (the transformer layers), which layer-wise sharded
-/// execution gathers one at a time (<see cref="Paro.ShardingPlan.Layerwise"/>). The model's other
+/// execution gathers block by block (<see cref="Paro.ShardingPlan.Layerwise"/>). The model's other
 /// parameters (embeddings, final norm) form the root, kept gathered for the whole micro-step.
 /// </summary>
 public interface ILayeredModule
