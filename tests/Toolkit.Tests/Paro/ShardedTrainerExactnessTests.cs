@@ -40,45 +40,28 @@ public sealed class ShardedTrainerExactnessTests
         AssertMatches($"{code}/layerwise", reference, results);
     }
 
-    /// <summary>Layer-wise with activations recomputed in each block's backward instead of recorded in its forward.</summary>
-    [Theory]
-    [InlineData("GGG")]
-    [InlineData("NII")]
-    [InlineData("NNN")]
-    public void InProcess_LayerwiseRecompute_MatchesSingleProcessTraining(string code)
-    {
-        TorchRuntime.EnsureInitialized();
-        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true);
-        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, recompute: true));
-        AssertMatches($"{code}/layerwise/recompute", reference, results);
-    }
-
-    /// <summary>Layer-wise without prefetch: every block shares one slot, gathered when it runs.</summary>
-    [Theory]
-    [InlineData("GGG")]
-    [InlineData("IIG")]
-    public void InProcess_LayerwiseWithoutPrefetch_MatchesSingleProcessTraining(string code)
-    {
-        TorchRuntime.EnsureInitialized();
-        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true);
-        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, prefetch: false));
-        AssertMatches($"{code}/layerwise/no prefetch", reference, results);
-    }
-
     /// <summary>
-    /// A micro-batch that runs the model twice: the second forward's blocks must not take a gather queued during the
-    /// first (for its backward) whose slot another block's gather has overwritten since; with and without prefetch.
+    /// Layer-wise variants: activations recomputed in each block's backward instead of recorded in its forward; no
+    /// prefetch (every block shares one slot, gathered when it runs); and micro-batches that run the model twice, whose
+    /// second forward must not take a gather queued during the first (for its backward) whose slot another block's
+    /// gather has overwritten since.
     /// </summary>
     [Theory]
-    [InlineData("GGG", true)]
-    [InlineData("GGG", false)]
-    [InlineData("IGG", true)]
-    public void InProcess_LayerwiseTwoForwardsPerMicroBatch_MatchesSingleProcessTraining(string code, bool prefetch)
+    [InlineData("GGG", true, true, false)]
+    [InlineData("NII", true, true, false)]
+    [InlineData("NNN", true, true, false)]
+    [InlineData("GGG", false, false, false)]
+    [InlineData("IIG", false, false, false)]
+    [InlineData("GGG", false, true, true)]
+    [InlineData("GGG", false, false, true)]
+    [InlineData("IGG", false, true, true)]
+    public void InProcess_LayerwiseVariants_MatchSingleProcessTraining(string code, bool recompute, bool prefetch, bool twice)
     {
         TorchRuntime.EnsureInitialized();
-        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true, twice: true);
-        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, prefetch: prefetch, twice: true));
-        AssertMatches($"{code}/layerwise/two forwards{(prefetch ? "" : "/no prefetch")}", reference, results);
+        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true, twice: twice);
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm =>
+            ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, recompute: recompute, prefetch: prefetch, twice: twice));
+        AssertMatches($"{code}/layerwise{(recompute ? "/recompute" : "")}{(prefetch ? "" : "/no prefetch")}{(twice ? "/two forwards" : "")}", reference, results);
     }
 
     /// <summary>A micro-batch that throws (on every rank, after the forward's gathers) abandons the step: the next step runs and trains as if it never happened.</summary>
