@@ -55,8 +55,8 @@ public sealed class ShardedTrainer : IDisposable
 
     // Layer-wise execution, for the length of a micro-step (see MicroStep).
     private readonly CommStream? _stream;                   // the rank's communication stream: blocks' gathers and gradient reductions
-    private readonly Task?[] _blockGathers = [];            // block i's gather into its slot, once queued and until used
-    private int[] _slotLatest = [];                         // per slot, the block its latest queued gather writes
+    private readonly int _blocks;                           // blocks of the layered model (0 in whole-model execution)
+    private (int Block, Task Task)?[] _slotGathers = [];    // per slot, its latest queued gather until a block has used it
     private Tensor[]? _slots;                               // p ≠ N: two buffers of the largest block (one without prefetch); block i's parameters point into slot i mod their count
     private (Task Task, long Bytes)? _reduction;            // g ≠ N: the last block's gradient reduction, while in flight
     private readonly List<BlockCall> _calls = [];           // the micro-step's block calls (with their recorded graphs)
@@ -107,7 +107,7 @@ public sealed class ShardedTrainer : IDisposable
             _root = Unit([.. model.parameters().Where(p => !inBlocks.Contains(p))], whole: false);
             _units.Add(_root);
             foreach (var parameters in blockParameters) _units.Add(Unit(parameters, whole: false));
-            _blockGathers = new Task?[blockParameters.Count];
+            _blocks = blockParameters.Count;
             _stream = new CommStream($"paro-comm-rank{world.Rank}");
         }
         foreach (var unit in _units) unit.Release();
@@ -391,10 +391,10 @@ public sealed class ShardedTrainer : IDisposable
             var slots = new Tensor[_plan.Prefetch ? 2 : 1];
             for (var s = 0; s < slots.Length; s++) slots[s] = _root.NewFullBuffer(SlotElements).DetachFromDisposeScope();
             _slots = slots;
-            _slotLatest = [.. Enumerable.Repeat(-1, slots.Length)];
+            _slotGathers = new (int, Task)?[slots.Length];
             Allocate(slots.Length * SlotBytes);
         }
-        for (var i = 0; i < _blockGathers.Length; i++)
+        for (var i = 0; i < _blocks; i++)
         {
             var unit = _units[i + 1];
             unit.Attach(_slots is null ? unit.Parameters : _slots[i % _slots.Length]);
@@ -413,7 +413,6 @@ public sealed class ShardedTrainer : IDisposable
         _stream!.Drain(rethrow: !abandoned);
         if (_reduction is { } reduction) Free(reduction.Bytes);
         _reduction = null;
-        Array.Clear(_blockGathers);
         foreach (var unit in _units.Skip(1)) unit.Release();
         if (_slots is not null)
         {
@@ -426,25 +425,26 @@ public sealed class ShardedTrainer : IDisposable
     }
 
     /// <summary>
-    /// Queues block <paramref name="i"/>'s gather into its slot, unless one is queued and not yet used and no other
-    /// block's gather has been queued into that slot since (a forward run twice per micro-batch, or a block whose
-    /// output goes unused, would otherwise find a gather that another block's has overwritten). p = N gathers nothing.
+    /// Queues block <paramref name="i"/>'s gather into its slot, unless the slot's latest queued gather is this block's and
+    /// no block has used it yet (a forward run twice per micro-batch, or a block whose output goes unused, would
+    /// otherwise find a gather that another block's has overwritten). p = N gathers nothing.
     /// </summary>
     private Task QueueGather(int i)
     {
         if (_slots is null) return Task.CompletedTask;
         var s = i % _slots.Length;
-        if (_blockGathers[i] is { } queued && _slotLatest[s] == i) return queued;
+        if (_slotGathers[s] is { } queued && queued.Block == i) return queued.Task;
         var (unit, slot) = (_units[i + 1], _slots[s]);
-        _slotLatest[s] = i;
-        return _blockGathers[i] = _stream!.Enqueue(() => unit.AllGatherInto(slot));
+        var task = _stream!.Enqueue(() => unit.AllGatherInto(slot));
+        _slotGathers[s] = (i, task);
+        return task;
     }
 
     /// <summary>Waits until block <paramref name="i"/>'s parameters are in its slot (queuing the gather if nothing did); the gather is then used, and the block's next run gathers again.</summary>
     private void AwaitGather(int i)
     {
         QueueGather(i).GetAwaiter().GetResult();
-        _blockGathers[i] = null;
+        if (_slots is not null) _slotGathers[i % _slots.Length] = null;
     }
 
     /// <summary>
@@ -484,7 +484,7 @@ public sealed class ShardedTrainer : IDisposable
     {
         private Tensor? _input, _output;      // the recorded graph's input (a leaf) and output
 
-        private bool Last => index == trainer._blockGathers.Length - 1;
+        private bool Last => index == trainer._blocks - 1;
 
         private bool Prefetch => trainer._plan.Prefetch;
 

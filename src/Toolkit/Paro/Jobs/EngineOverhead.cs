@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Toolkit.Comm;
 using Toolkit.Data;
 using Toolkit.Models;
@@ -51,14 +50,7 @@ public static class EngineOverhead
             var adam = new List<double>();
             var plain = new List<double>();
             var engine = new List<double>();
-            double Timed(Action phase)
-            {
-                comm.Barrier();
-                var clock = Stopwatch.StartNew();
-                phase();
-                comm.Barrier();
-                return clock.Elapsed.TotalSeconds;
-            }
+            double Timed(Action phase) => CostModelCalibration.SlowestRankSeconds(comm, phase);
             void ForwardBackward(int step)
             {
                 model.zero_grad();

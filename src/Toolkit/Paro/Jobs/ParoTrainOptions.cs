@@ -43,8 +43,8 @@ public sealed record ParoTrainOptions : IJobOptions
     public ParoTrainOptions Validate()
     {
         Launch.Validate();
+        // The plan checks this too, but names its own parameter (Prefetch), which is not an option's.
         if (Sharding.NoPrefetch && !Sharding.Layerwise) throw new ArgumentException("is part of layer-wise execution: add --layerwise.", nameof(ShardingOptions.NoPrefetch));
-        if (Sharding.Recompute && !Sharding.Layerwise) throw new ArgumentException("is part of layer-wise execution: add --layerwise.", nameof(ShardingOptions.Recompute));
         Plan.Validate(Launch.Ranks);
         _ = Model.Config;
         Optimizer.Validate();

@@ -58,16 +58,17 @@ public static class CostModelCalibration
     private static double SlowestRankSeconds(Communicator comm, Action work, int repeats)
     {
         work();
-        var times = new List<double>();
-        for (var i = 0; i < repeats; i++)
-        {
-            comm.Barrier();
-            var clock = Stopwatch.StartNew();
-            work();
-            comm.Barrier();
-            times.Add(clock.Elapsed.TotalSeconds);
-        }
-        return Runtime.Statistics.Median(times);
+        return Runtime.Statistics.Median(Enumerable.Range(0, repeats).Select(_ => SlowestRankSeconds(comm, work)).ToList());
+    }
+
+    /// <summary>Collective: seconds of <paramref name="work"/> from a barrier to a barrier after it, the same on every rank (the slowest rank's time).</summary>
+    internal static double SlowestRankSeconds(Communicator comm, Action work)
+    {
+        comm.Barrier();
+        var clock = Stopwatch.StartNew();
+        work();
+        comm.Barrier();
+        return clock.Elapsed.TotalSeconds;
     }
 
     internal static ClusterSpec Combine(IReadOnlyList<CalibrationProbe> probes, string name, int ranks, int groupSize)
