@@ -50,7 +50,7 @@ internal sealed class GptDecoder : IDisposable
         var slot = tensor(slots, device: _w.Device);                                         // [A]
         var position = tensor(positions, device: _w.Device);                                 // [A]
         var row = slot.mul(_contextScalar).add(position);                                    // [A] cache rows written now
-        var hidden = ~(arange(_context, device: _w.Device).unsqueeze(0) <= position.unsqueeze(1));   // [A, T] future positions
+        var hidden = ~(arange(_contextScalar, device: _w.Device).unsqueeze(0) <= position.unsqueeze(1));   // [A, T] future positions
         var x = _w["wte.weight"].index_select(0, tensor(tokens, device: _w.Device)) + _w["wpe.weight"].index_select(0, position);   // [A, C]
         var routing = new int[_w.Config.Experts > 0 ? _w.Config.Layers : 0][][];
         for (var l = 0; l < _w.Config.Layers; l++)

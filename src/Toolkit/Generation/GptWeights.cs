@@ -1,4 +1,5 @@
 using Toolkit.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Generation;
@@ -72,8 +73,11 @@ internal sealed class GptWeights : IDisposable
         if (Numerics == Numerics.Int8 && fp32.dim() == 2 && !name.StartsWith("wpe", StringComparison.Ordinal))
         {
             // Symmetric per-row int8: q = round(w / s), s = max|w_row| / 127; dequantized to q * s in the compute type.
-            var scale = fp32.abs().amax([1], keepdim: true).clamp_min(1e-12) / 127;   // [rows, 1]
-            var q = (fp32 / scale).round().clamp(-127, 127);
+            using var tiny = 1e-12.ToScalar();                                        // held for the calls (TK0001)
+            using var low = (-127).ToScalar();
+            using var high = 127.ToScalar();
+            var scale = fp32.abs().amax([1], keepdim: true).clamp_min(tiny) / high;  // [rows, 1]
+            var q = (fp32 / scale).round().clamp(low, high);
             return (q * scale).to(ComputeType);
         }
         return fp32.to(ComputeType);

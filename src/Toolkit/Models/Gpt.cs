@@ -73,7 +73,8 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
         var t = tokens.shape[1];
         if (t > Config.ContextLength)
             throw new ArgumentException($"Sequence length {t} exceeds the context length {Config.ContextLength}.", nameof(tokens));
-        using var positions = arange(t, device: tokens.device);                    // [T]
+        using var length = t.ToScalar();                                           // held for the call (TK0001)
+        using var positions = arange(length, device: tokens.device);               // [T]
         var x = wte.call(tokens) + wpe.call(positions);                            // [B, T, C]
         for (var i = 0; i < h.Count; i++) x = BlockRunner is { } run ? run(i, x) : h[i].call(x);
         x = ln_f.call(x);
@@ -212,13 +213,15 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
             chosen = picked;
             var gates = (top / top.sum(-1, keepdim: true)).to(x.dtype);                          // [N, k]
             var output = zeros_like(x);                                                         // [N, C]
+            using var one = 1.ToScalar();                                                       // numbers held for their calls (TK0001)
             for (var e = 0; e < count; e++)
             {
-                var hit = picked.eq(e);                                                         // [N, k]
+                using var expertIndex = e.ToScalar();
+                var hit = picked.eq(expertIndex);                                               // [N, k]
                 var rows = hit.any(-1).nonzero().squeeze(-1);                                   // [M]
                 if (rows.numel() == 0) continue;
                 var weight = (gates * hit.to(gates.dtype)).sum(-1).index_select(0, rows).unsqueeze(-1);   // [M, 1]
-                output = output.index_add(0, rows, expert(e, x.index_select(0, rows)) * weight, 1);
+                output = output.index_add(0, rows, expert(e, x.index_select(0, rows)) * weight, one);
             }
             return output;
         }
@@ -229,8 +232,10 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
             var shape = x.shape;
             var flat = x.reshape(-1, shape[^1]);                                        // [N, C]
             var output = Mix(flat, router.call(flat), experts.Count, _topK, (e, rows) => experts[e].call(rows), out var probabilities, out var chosen);   // [N, C]
-            var share = nn.functional.one_hot(chosen, experts.Count).sum(1).to(ScalarType.Float32).mean([0]) / _topK;   // [E] f_e
-            LastLoadBalancingLoss = (share * probabilities.mean([0])).sum() * experts.Count;
+            using var k = _topK.ToScalar();                                             // held for the calls (TK0001)
+            using var count = experts.Count.ToScalar();
+            var share = nn.functional.one_hot(chosen, experts.Count).sum(1).to(ScalarType.Float32).mean([0]) / k;   // [E] f_e
+            LastLoadBalancingLoss = (share * probabilities.mean([0])).sum() * count;
             if (RecordRouting)
             {
                 LastRouting?.Dispose();

@@ -31,6 +31,7 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
         using var data = new Generator((ulong)(o.Seed * 1000 + comm.Rank));
         using var teacher = new Generator((ulong)o.Seed);
         using var truth = randn([Inputs, 1], generator: teacher);                      // [I, 1] the function to learn
+        using var scale = Math.Sqrt(Inputs).ToScalar();                                // held for the calls (TK0001)
         using var model = nn.Sequential(nn.Linear(Inputs, o.Hidden), nn.Tanh(), nn.Linear(o.Hidden, 1));
         using (no_grad())
         using (var weights = new Generator((ulong)o.Seed + 7919))
@@ -53,14 +54,15 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
             var clock = Stopwatch.StartNew();
             var before = comm.Counters.Snapshot();
             var x = randn([o.BatchPerRank, Inputs], generator: data);                  // [B, I]
-            var y = x.matmul(truth).div(Math.Sqrt(Inputs)).sin();                      // [B, 1], argument of unit variance
+            var y = x.matmul(truth).div(scale).sin();                                  // [B, 1], argument of unit variance
             optimizer.zero_grad();
             var loss = nn.functional.mse_loss(model.call(x), y);
             loss.backward();
+            using var ranks = comm.Size.ToScalar();                                    // held for the calls (TK0001)
             foreach (var p in model.parameters())
             {
                 comm.AllReduce(p.grad!);
-                p.grad!.div_(comm.Size);
+                p.grad!.div_(ranks);
             }
             optimizer.step();
             var traffic = comm.Counters.Snapshot().Since(before);

@@ -85,7 +85,7 @@ public sealed class IcePopTests
         var random = new Random(7);
         var shape = new long[] { 3, 5 };
         double[] Random(double scale) => [.. Enumerable.Range(0, 15).Select(_ => (random.NextDouble() - 0.5) * scale)];
-        var old = tensor(Random(2), dtype: ScalarType.Float64).reshape(shape) - 1;
+        var old = tensor(Random(2).Select(v => v - 1).ToArray(), dtype: ScalarType.Float64).reshape(shape);
         var infer = old + tensor(Random(3), dtype: ScalarType.Float64).reshape(shape);    // k spread on both sides of the band
         var reference = old + tensor(Random(1), dtype: ScalarType.Float64).reshape(shape);
         var valid = tensor(new double[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0 }, dtype: ScalarType.Float64).reshape(shape);

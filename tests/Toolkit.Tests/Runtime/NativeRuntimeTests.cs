@@ -49,7 +49,8 @@ public sealed class NativeRuntimeTests
             .Where(p => Path.GetFileName(p).StartsWith("libstdc++.so", StringComparison.Ordinal))
             .Select(p => ElfImage.Read(p).ReadVersionDefinitions().Contains("GLIBCXX_3.4.32")).First();
         Assert.Equal(!systemHasIt, info.Patched);
-        using var x = torch.arange(6, dtype: torch.float32).reshape(2, 3);
+        using var six = 6.ToScalar();
+        using var x = torch.arange(six, dtype: torch.float32).reshape(2, 3);
         Assert.Equal(15f, x.sum().item<float>());
     }
 

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Paro;
@@ -41,11 +42,19 @@ internal sealed class FlatAdamW : IDisposable
         using var scope = NewDisposeScope();
         var biasCorrection1 = 1 - Math.Pow(beta1, Step);
         var biasCorrection2 = 1 - Math.Pow(beta2, Step);
-        parameters.mul_(1 - lr * _options.WeightDecay);
-        ExpAvg.lerp_(gradient, 1 - beta1);                                            // β1·m + (1 − β1)·g in one pass (as torch's AdamW)
-        ExpAvgSq.mul_(beta2).addcmul_(gradient, gradient, value: 1 - beta2);
-        var denominator = ExpAvgSq.sqrt().div_(Math.Sqrt(biasCorrection2)).add_(_options.Epsilon);   // one temporary, updated in place
-        parameters.addcdiv_(ExpAvg, denominator, value: -(lr / biasCorrection1));
+        // Every number handed to libtorch is held for the step (TK0001: an implicit Scalar may be freed mid-call).
+        using var decay = (1 - lr * _options.WeightDecay).ToScalar();
+        using var firstWeight = tensor(1 - beta1, dtype: ExpAvg.dtype, device: ExpAvg.device);
+        using var beta2Scalar = beta2.ToScalar();
+        using var secondWeight = (1 - beta2).ToScalar();
+        using var correction2 = Math.Sqrt(biasCorrection2).ToScalar();
+        using var epsilon = _options.Epsilon.ToScalar();
+        using var stepSize = (-(lr / biasCorrection1)).ToScalar();
+        parameters.mul_(decay);
+        ExpAvg.lerp_(gradient, firstWeight);                                          // β1·m + (1 − β1)·g in one pass (as torch's AdamW)
+        ExpAvgSq.mul_(beta2Scalar).addcmul_(gradient, gradient, value: secondWeight);
+        var denominator = ExpAvgSq.sqrt().div_(correction2).add_(epsilon);           // one temporary, updated in place
+        parameters.addcdiv_(ExpAvg, denominator, value: stepSize);
     }
 
     /// <summary>Forgets the moments and the step count (a new training phase starts from a fresh optimizer).</summary>

@@ -158,7 +158,8 @@ internal sealed class ShardUnit : IDisposable
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var gradient = ReduceToOptimizerLevel();                                      // [os slice] summed over every micro-batch of every rank
-        var average = gradient.to(ScalarType.Float32).div_(microBatches);
+        using var count = microBatches.ToScalar();                                    // held for the call (TK0001)
+        var average = gradient.to(ScalarType.Float32).div_(count);
         var squares = (double)average.square().sum().item<float>();                 // fp32 (libtorch sums in cascade): an fp64 sum took about 8x longer
         var (offset, length) = Groups.RangeWithin(Strategy.Parameters, Strategy.OptimizerStates);
         var owned = Parameters.narrow(0, offset, length);                             // the os slice inside the p slice (levels nest)

@@ -1,5 +1,6 @@
 using Toolkit.Comm;
 using Toolkit.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Paro;
@@ -57,10 +58,11 @@ internal static class ExactnessProbe
         for (var step = 0; step < steps; step++)
         {
             optimizer.zero_grad();
+            using var microBatches = (ranks * accumulation).ToScalar();               // held for the calls (TK0001)
             for (var micro = 0; micro < ranks * accumulation; micro++)
             {
                 using var scope = NewDisposeScope();
-                (MicroBatch(step, micro, layerwise, twice)(model) / (ranks * accumulation)).backward();
+                (MicroBatch(step, micro, layerwise, twice)(model) / microBatches).backward();
             }
             optimizer.step();
         }
@@ -85,8 +87,10 @@ internal static class ExactnessProbe
             : nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3));             // 66 parameters
         using var _ = no_grad();
         using var generator = new Generator(Seed);
+        using var scale = 0.6.ToScalar();                                             // held for the calls (TK0001)
+        using var shift = 0.3.ToScalar();
         foreach (var p in model.parameters())
-            p.copy_(rand(p.shape, generator: generator).mul_(0.6).sub_(0.3));
+            p.copy_(rand(p.shape, generator: generator).mul_(scale).sub_(shift));
         return model;
     }
 
@@ -98,9 +102,9 @@ internal static class ExactnessProbe
             var tokens = randint(0, SmallGpt.VocabularySize, [4, SmallGpt.ContextLength], generator: generator);
             var targets = randint(0, SmallGpt.VocabularySize, [4, SmallGpt.ContextLength], generator: generator);
             var gpt = (Gpt)model;
-            return twice
-                ? (gpt.Loss(tokens[..2], targets[..2]) + gpt.Loss(tokens[2..], targets[2..])) / 2
-                : gpt.Loss(tokens, targets);
+            if (!twice) return gpt.Loss(tokens, targets);
+            using var two = 2.ToScalar();                                             // held for the call (TK0001)
+            return (gpt.Loss(tokens[..2], targets[..2]) + gpt.Loss(tokens[2..], targets[2..])) / two;
         }
         var x = randn([6, 5], generator: generator);
         var y = randn([6, 3], generator: generator);

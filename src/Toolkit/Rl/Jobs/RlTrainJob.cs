@@ -7,6 +7,7 @@ using Toolkit.Models;
 using Toolkit.Paro;
 using Toolkit.Reporting;
 using Toolkit.Runs;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Rl;
@@ -138,7 +139,9 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
                 var policy = (Gpt)m;
                 var logits = policy.call(inputs).to(ScalarType.Float32);                              // [B, L, V]
                 var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100);
-                return policy.LoadBalancingLoss() is { } balance ? loss + o.LoadBalance * balance : loss;
+                if (policy.LoadBalancingLoss() is not { } balance) return loss;
+                using var weight = o.LoadBalance.ToScalar();                                          // held for the call (TK0001)
+                return loss + balance * weight;
             }]);
             if (context.Comm.Rank == 0 && (step % 10 == 0 || step == o.WarmupSteps - 1)) context.Record(step - o.WarmupSteps, "rl.warmup_loss", loss);
         }
@@ -172,7 +175,9 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             var input = new GrpoBatch(logpTrain, logpTrain.detach(), logpInfer, valid, tensor(advantages, dtype: ScalarType.Float32), logpReference, entropy);
             var (value, d) = GrpoLoss.Compute(input, o.Correction, o.Loss, budgetPerRank);
             (diagnostics, entropySum, logProbSum) = (d, entropy.sum().item<float>(), (logpInfer * valid).sum().item<float>());
-            return policy.LoadBalancingLoss() is { } balance ? value + o.LoadBalance * balance : value;
+            if (policy.LoadBalancingLoss() is not { } balance) return value;
+            using var weight = o.LoadBalance.ToScalar();                                              // held for the call (TK0001)
+            return value + balance * weight;
         }]);
         var gradNorm = trainer.GradientNorm();
         var staleness = new double[StalenessBins];

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Toolkit.Options;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Rl;
@@ -77,12 +78,16 @@ public static class GrpoLoss
         var (weight, kept) = IcePop.Weights(batch.LogpOld, batch.LogpInfer, valid, correction);        // [B, T] each, no gradient
         var ratio = (batch.LogpNew - batch.LogpOld.detach()).exp();                                   // [B, T] r_t
         var advantage = batch.Advantages.to(ratio.dtype).unsqueeze(1);                                // [B, 1]
-        var surrogate = minimum(ratio * advantage, ratio.clamp(1 - options.ClipEpsilon, 1 + options.ClipEpsilon) * advantage);   // [B, T]
+        using var low = (1 - options.ClipEpsilon).ToScalar();                                        // held for the call (TK0001)
+        using var high = (1 + options.ClipEpsilon).ToScalar();
+        var surrogate = minimum(ratio * advantage, ratio.clamp(low, high) * advantage);              // [B, T]
         var perToken = -(weight * surrogate);                                                        // [B, T], 0 on masked and padding tokens
         if (batch.LogpReference is { } reference && options.KlCoefficient > 0)
         {
             var delta = (reference.detach() - batch.LogpNew) * valid;                                 // [B, T]
-            perToken = perToken + options.KlCoefficient * (delta.exp() - 1 - delta) * valid;          // k3 of KL(π_θ ‖ π_ref)
+            using var coefficient = options.KlCoefficient.ToScalar();                                // held for the calls (TK0001)
+            using var one = 1.ToScalar();
+            perToken = perToken + (delta.exp() - one - delta) * valid * coefficient;                 // k3 of KL(π_θ ‖ π_ref)
         }
         var loss = Normalize(perToken, valid, options.Normalization, budget);
         var diagnostics = Diagnose(batch, valid, kept, correction);
@@ -93,8 +98,13 @@ public static class GrpoLoss
     internal static Tensor Normalize(Tensor perToken, Tensor valid, LossNormalization normalization, long budget)
     {
         if (normalization == LossNormalization.Budget)
-            return budget > 0 ? perToken.sum() / budget : throw new ArgumentOutOfRangeException(nameof(budget), budget, "the budget normalisation needs the token budget Phi");
-        var lengths = valid.sum(1).clamp_min(1);                                                      // [B] |y_i|, masked tokens included
+        {
+            if (budget <= 0) throw new ArgumentOutOfRangeException(nameof(budget), budget, "the budget normalisation needs the token budget Phi");
+            using var phi = budget.ToScalar();                                                        // held for the call (TK0001)
+            return perToken.sum() / phi;
+        }
+        using var one = 1.ToScalar();                                                                 // held for the call (TK0001)
+        var lengths = valid.sum(1).clamp_min(one);                                                    // [B] |y_i|, masked tokens included
         return (perToken.sum(1) / lengths).mean();
     }
 
@@ -106,8 +116,12 @@ public static class GrpoLoss
         var tokens = valid.sum().item<double>();
         if (tokens == 0) return new(0, 0, 0, 0, double.NaN, double.NaN, 0);
         var d = (batch.LogpOld - batch.LogpInfer).to(ScalarType.Float64) * valid;                    // [B, T] log k
-        var k3 = (d.clamp(-correction.LogRatioClamp, correction.LogRatioClamp).exp() - 1 - d) * valid;
-        var truncated = correction.Correction == Correction.Tis ? (d > Math.Log(correction.Cap)).to(ScalarType.Float64) * valid : valid - kept;
+        using var low = (-correction.LogRatioClamp).ToScalar();                                      // held for the calls (TK0001)
+        using var high = correction.LogRatioClamp.ToScalar();
+        using var logCap = Math.Log(correction.Cap).ToScalar();
+        using var one = 1.ToScalar();
+        var k3 = (d.clamp(low, high).exp() - one - d) * valid;
+        var truncated = correction.Correction == Correction.Tis ? (d > logCap).to(ScalarType.Float64) * valid : valid - kept;
         double MeanOver(Tensor values, Tensor where) => where.sum().item<double>() is var n and > 0 ? (values * where).sum().item<double>() / n : double.NaN;
         var entropy = batch.Entropy?.to(ScalarType.Float64);
         return new MismatchDiagnostics(

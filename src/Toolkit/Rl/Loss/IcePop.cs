@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Rl;
@@ -27,15 +28,22 @@ public static class IcePop
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var logRatio = (logpTrain - logpInfer).clamp(-options.LogRatioClamp, options.LogRatioClamp) * valid;   // [B, T] log k
+        // The numbers handed to libtorch, held for its calls (TK0001: an implicit Scalar may be freed mid-call).
+        using var low = (-options.LogRatioClamp).ToScalar();
+        using var high = options.LogRatioClamp.ToScalar();
+        using var cap = options.Cap.ToScalar();
+        using var logCap = Math.Log(options.Cap).ToScalar();
+        using var logAlpha = Math.Log(options.Alpha).ToScalar();
+        using var logBeta = Math.Log(options.Beta).ToScalar();
+        var logRatio = (logpTrain - logpInfer).clamp(low, high) * valid;                                        // [B, T] log k
         var ratio = logRatio.exp();                                                                            // [B, T] k
         var (weight, kept) = options.Correction switch
         {
             Correction.None => (ones_like(ratio), ones_like(ratio)),
-            Correction.Tis => (ratio.clamp_max(options.Cap), ones_like(ratio)),
-            Correction.IcePop => Band(ratio, logRatio >= Math.Log(options.Alpha) & logRatio <= Math.Log(options.Beta)),
-            Correction.Mis when options.MisLevel == MisLevel.Token => Band(ratio, logRatio <= Math.Log(options.Cap)),
-            _ => SequenceLevel(logRatio, Math.Log(options.Cap), options.LogRatioClamp),
+            Correction.Tis => (ratio.clamp_max(cap), ones_like(ratio)),
+            Correction.IcePop => Band(ratio, logRatio >= logAlpha & logRatio <= logBeta),
+            Correction.Mis when options.MisLevel == MisLevel.Token => Band(ratio, logRatio <= logCap),
+            _ => SequenceLevel(logRatio, logCap, low, high),
         };
         return ((weight * valid).MoveToOuterDisposeScope(), (kept * valid).MoveToOuterDisposeScope());
     }
@@ -46,9 +54,9 @@ public static class IcePop
         return (ratio * keep, keep);
     }
 
-    private static (Tensor Weight, Tensor Kept) SequenceLevel(Tensor logRatio, double logCap, double clamp)
+    private static (Tensor Weight, Tensor Kept) SequenceLevel(Tensor logRatio, Scalar logCap, Scalar low, Scalar high)
     {
-        var sequence = logRatio.sum(1, keepdim: true).clamp(-clamp, clamp);                                   // [B, 1] log Π k_t
+        var sequence = logRatio.sum(1, keepdim: true).clamp(low, high);                                       // [B, 1] log Π k_t
         var keep = (sequence <= logCap).to(logRatio.dtype).expand_as(logRatio);                               // [B, T]
         return (sequence.exp().expand_as(logRatio) * keep, keep);
     }

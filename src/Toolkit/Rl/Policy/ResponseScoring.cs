@@ -1,6 +1,7 @@
 using Toolkit.Data;
 using Toolkit.Generation;
 using Toolkit.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Rl;
@@ -36,7 +37,8 @@ internal static class ResponseScoring
             }
         }
         foreach (var layer in model.ExpertLayers) layer.RecordRouting = true;
-        var logits = model.call(tensor(inputs, [n, longest])).to(ScalarType.Float32) / temperature;   // [N, L, V]
+        using var temperatureScalar = temperature.ToScalar();                                              // held for the call (TK0001)
+        var logits = model.call(tensor(inputs, [n, longest])).to(ScalarType.Float32) / temperatureScalar;  // [N, L, V]
         var logp = nn.functional.log_softmax(logits, -1);                                                   // [N, L, V]
         var position = tensor(positions, [n, responses]);                                                   // [N, T]
         var tokenLogp = logp.gather(2, tensor(targets, [n, longest]).unsqueeze(-1)).squeeze(-1).gather(1, position);   // [N, T]
