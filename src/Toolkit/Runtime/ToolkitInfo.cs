@@ -47,6 +47,7 @@ public sealed record ToolkitInfo(
         ("libtorch", Torch.LibTorchVersion),
         ("native runtime", Torch.Patched ? $"patched copy in {Torch.CacheDirectory}" : "as shipped"),
         ("native detail", Torch.Detail),
+        ("scalar guard", Torch.ScalarGuard),
         ("device", Device),
         ("MPI library", MpiLibrary ?? "not found"),
         ("MPI", MpiStatus),

@@ -24,11 +24,17 @@ namespace Toolkit.Runtime;
 /// a bare name matches a loaded object's DT_SONAME. Any other missing symbol is not shimmed: we stop
 /// with an error that names it and the remedy.
 /// </para>
+/// <para>
+/// On every Linux system (patched or not) the loader then loads the library itself and installs
+/// <see cref="ScalarFinalizerGuard"/>, which routes TorchSharp's P/Invokes through a generated forwarder
+/// so that Scalars freed by the GC's finaliser are freed later, not while libtorch reads them.
+/// </para>
 /// </remarks>
 internal static class TorchNativeLoader
 {
     private const string LibraryFile = "libLibTorchSharp.so";
     private const string ShimFile = "libtoolkit_cxxabi_shim.so";
+    private const string ForwarderFile = "libtoolkit_scalar_guard.so";
 
     /// <summary>Functions that are safe to replace with a no-op, by mangled name.</summary>
     private static readonly HashSet<string> ShimmableFunctions = ["_ZSt21ios_base_library_initv"];
@@ -37,7 +43,7 @@ internal static class TorchNativeLoader
     public static NativePreparation Prepare()
     {
         if (!OperatingSystem.IsLinux())
-            return new NativePreparation(null, false, "not Linux: TorchSharp's own loader is used", null);
+            return new NativePreparation(null, false, "not Linux: TorchSharp's own loader is used", null, "not installed: the forwarder is an ELF object");
 
         var original = FindOriginal()
             ?? throw TorchRuntimeException.NotFound(LibraryFile, CandidateDirectories(AppContext.BaseDirectory).ToList());
@@ -48,7 +54,20 @@ internal static class TorchNativeLoader
             .Where(n => n.File.StartsWith("libstdc++", StringComparison.Ordinal) && !n.IsWeak && !defined.Contains(n.Version))
             .ToList();
         if (missing.Count == 0)
-            return new NativePreparation(original, false, $"{Path.GetFileName(libstdcxx)} provides every version {LibraryFile} needs", null);
+        {
+            var provided = $"{Path.GetFileName(libstdcxx)} provides every version {LibraryFile} needs";
+            string guard;
+            try
+            {
+                LoadLibTorch(original);
+                guard = InstallGuard(Dl.OpenGlobal(original), image.Machine);
+            }
+            catch (Exception e) when (e is DllNotFoundException or TorchRuntimeException)
+            {
+                guard = $"not installed: {e.Message}";                                  // TorchSharp's own loader takes over, as before
+            }
+            return new NativePreparation(original, false, provided, null, guard);
+        }
 
         var functions = missing.SelectMany(n => image.ReadUndefinedSymbols(n.Index)).Distinct().ToList();
         var unknown = functions.Where(f => !ShimmableFunctions.Contains(f)).ToList();
@@ -58,9 +77,32 @@ internal static class TorchNativeLoader
         var cacheDir = PrepareCache(image, missing, functions);
         LoadLibTorch(original);
         Dl.OpenGlobal(Path.Combine(cacheDir, ShimFile));
-        Dl.OpenGlobal(Path.Combine(cacheDir, LibraryFile));
+        var library = Dl.OpenGlobal(Path.Combine(cacheDir, LibraryFile));
         var reason = $"{libstdcxx} lacks {string.Join(", ", missing.Select(m => m.Version))}; loaded a patched copy with a no-op shim for {string.Join(", ", functions)}";
-        return new NativePreparation(original, true, reason, cacheDir);
+        return new NativePreparation(original, true, reason, cacheDir, InstallGuard(library, image.Machine));
+    }
+
+    /// <summary>Writes (once per machine type) the forwarder <see cref="ScalarFinalizerGuard"/> needs and installs the guard; never throws.</summary>
+    private static string InstallGuard(IntPtr library, ushort machine)
+    {
+        try
+        {
+            var bytes = ElfShimWriter.BuildForwarder(machine, ForwarderFile, [LibraryFile], [ScalarFinalizerGuard.Function]);
+            var path = Path.Combine(ToolkitPaths.CacheDirectory("native-shims"), $"{machine}-{Convert.ToHexString(SHA256.HashData(bytes))[..12].ToLowerInvariant()}", ForwarderFile);
+            if (!File.Exists(path))
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                var staging = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}";     // ranks starting together each write their own, then rename
+                File.WriteAllBytes(staging, bytes);
+                File.Move(staging, path, overwrite: true);
+            }
+            return ScalarFinalizerGuard.Install(library, path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DllNotFoundException or EntryPointNotFoundException
+                                      or InvalidOperationException or PlatformNotSupportedException)
+        {
+            return $"not installed: {e.Message}";
+        }
     }
 
     /// <summary>The folders that may hold TorchSharp's native library, most specific first.</summary>
@@ -169,4 +211,5 @@ internal static class TorchNativeLoader
 /// <param name="Patched">True when a patched copy was loaded.</param>
 /// <param name="Reason">Why it was (or was not) patched.</param>
 /// <param name="CacheDirectory">Where the patched copy lives.</param>
-internal sealed record NativePreparation(string? NativeLibrary, bool Patched, string Reason, string? CacheDirectory);
+/// <param name="ScalarGuard">Whether <see cref="ScalarFinalizerGuard"/> was installed, or why not.</param>
+internal sealed record NativePreparation(string? NativeLibrary, bool Patched, string Reason, string? CacheDirectory, string ScalarGuard);

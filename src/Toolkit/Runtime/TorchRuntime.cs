@@ -36,7 +36,8 @@ public static class TorchRuntime
                 NativeLibrary: preparation.NativeLibrary,
                 Patched: preparation.Patched,
                 Detail: preparation.Reason,
-                CacheDirectory: preparation.CacheDirectory);
+                CacheDirectory: preparation.CacheDirectory,
+                ScalarGuard: preparation.ScalarGuard);
             return _info;
         }
     }
@@ -49,4 +50,5 @@ public static class TorchRuntime
 /// <param name="Patched">True when the C++ runtime compatibility copy was used.</param>
 /// <param name="Detail">Why it was or was not patched.</param>
 /// <param name="CacheDirectory">Where the patched copy is cached, when patched.</param>
-public sealed record TorchRuntimeInfo(string TorchSharpVersion, string LibTorchVersion, string? NativeLibrary, bool Patched, string Detail, string? CacheDirectory);
+/// <param name="ScalarGuard">Whether Scalars freed by the GC's finaliser are deferred (see the toolkit's ScalarFinalizerGuard), or why not.</param>
+public sealed record TorchRuntimeInfo(string TorchSharpVersion, string LibTorchVersion, string? NativeLibrary, bool Patched, string Detail, string? CacheDirectory, string ScalarGuard);
