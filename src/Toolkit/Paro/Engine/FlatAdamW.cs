@@ -1,3 +1,4 @@
+using System.Numerics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -5,9 +6,16 @@ namespace Toolkit.Paro;
 
 /// <summary>
 /// AdamW on one flat fp32 shard: the optimizer state (first and second moments) exists only for the
-/// elements this rank owns. The arithmetic follows TorchSharp's and libtorch's AdamW step element
-/// for element, so sharded training can be compared with <c>torch.optim.AdamW</c> on one rank.
+/// elements this rank owns. The arithmetic is libtorch's AdamW step element for element, so sharded
+/// training can be compared with <c>torch.optim.AdamW</c> on one rank.
 /// </summary>
+/// <remarks>
+/// On the CPU with contiguous fp32 tensors the step is one fused pass (<see cref="FusedStep"/>): each
+/// element's parameter, gradient and moments are read once and written once, SIMD-wide, on
+/// <c>torch.get_num_threads()</c> threads. libtorch's unfused sequence (decay, lerp, mul+addcmul,
+/// sqrt, div, add, addcdiv) makes eight passes over the shard and one temporary; TorchSharp exposes
+/// no fused AdamW. Elsewhere (CUDA, other dtypes, views with strides) the unfused sequence runs.
+/// </remarks>
 internal sealed class FlatAdamW : IDisposable
 {
     private AdamWOptions _options;
@@ -42,6 +50,14 @@ internal sealed class FlatAdamW : IDisposable
         using var scope = NewDisposeScope();
         var biasCorrection1 = 1 - Math.Pow(beta1, Step);
         var biasCorrection2 = 1 - Math.Pow(beta2, Step);
+        if (Fusable(parameters, gradient))
+        {
+            FusedStep(parameters, gradient, ExpAvg, ExpAvgSq, new FusedConstants(
+                Decay: (float)(1 - lr * _options.WeightDecay), FirstWeight: (float)(1 - beta1), Beta2: (float)beta2,
+                SecondWeight: (float)(1 - beta2), Correction2: (float)Math.Sqrt(biasCorrection2),
+                Epsilon: (float)_options.Epsilon, StepSize: (float)(-(lr / biasCorrection1))));
+            return;
+        }
         // Every number handed to libtorch is held for the step (TK0001: an implicit Scalar may be freed mid-call).
         using var decay = (1 - lr * _options.WeightDecay).ToScalar();
         using var firstWeight = tensor(1 - beta1, dtype: ExpAvg.dtype, device: ExpAvg.device);
@@ -55,6 +71,73 @@ internal sealed class FlatAdamW : IDisposable
         ExpAvgSq.mul_(beta2Scalar).addcmul_(gradient, gradient, value: secondWeight);
         var denominator = ExpAvgSq.sqrt().div_(correction2).add_(epsilon);           // one temporary, updated in place
         parameters.addcdiv_(ExpAvg, denominator, value: stepSize);
+    }
+
+    /// <summary>Whether <see cref="FusedStep"/> applies: every tensor fp32, contiguous, on the CPU, of one length. Set <see cref="ForceUnfused"/> to compare.</summary>
+    private bool Fusable(Tensor parameters, Tensor gradient) =>
+        !ForceUnfused
+        && new[] { parameters, gradient, ExpAvg, ExpAvgSq }.All(t =>
+            t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous() && t.numel() == ExpAvg.numel())
+        && ExpAvg.numel() <= int.MaxValue / sizeof(float);                          // Tensor.bytes is a Span
+
+    /// <summary>Runs libtorch's unfused sequence even where the fused pass applies (tests and benchmarks compare the two).</summary>
+    internal bool ForceUnfused { get; set; }
+
+    /// <summary>The step's numbers, in fp32 as libtorch's CPU kernels use them for fp32 tensors.</summary>
+    internal readonly record struct FusedConstants(float Decay, float FirstWeight, float Beta2, float SecondWeight, float Correction2, float Epsilon, float StepSize);
+
+    /// <summary>
+    /// One pass of p ← p·(1 − lr·λ); m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²; p ← p + s·m / (√v / √(1 − β2ᵗ) + ε)
+    /// with s = −lr / (1 − β1ᵗ), over chunks of at least 64 Ki elements on <c>torch.get_num_threads()</c> threads.
+    /// </summary>
+    private static unsafe void FusedStep(Tensor parameters, Tensor gradient, Tensor expAvg, Tensor expAvgSq, FusedConstants c)
+    {
+        var n = expAvg.numel();
+        float* p = Pointer(parameters), g = Pointer(gradient), m = Pointer(expAvg), v = Pointer(expAvgSq);
+        const long minimumChunk = 1 << 16;
+        var threads = (int)Math.Clamp(Math.Min(get_num_threads(), n / minimumChunk), 1, 64);
+        var chunk = (n + threads - 1) / threads;
+        chunk = (chunk + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;   // chunks start on a vector boundary
+        if (threads == 1)
+            Span(p, g, m, v, 0, n, c);
+        else
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                t => Span(p, g, m, v, t * chunk, Math.Min(n, (t + 1) * chunk), c));
+    }
+
+    /// <summary>The first element of a CPU tensor's own memory (native, so it does not move).</summary>
+    private static unsafe float* Pointer(Tensor t)
+    {
+        fixed (byte* first = t.bytes) return (float*)first;
+    }
+
+    private static unsafe void Span(float* p, float* g, float* m, float* v, long from, long to, FusedConstants c)
+    {
+        var width = Vector<float>.Count;
+        var (decay, firstWeight, beta2, secondWeight) = (new Vector<float>(c.Decay), new Vector<float>(c.FirstWeight), new Vector<float>(c.Beta2), new Vector<float>(c.SecondWeight));
+        var (correction2, epsilon, stepSize) = (new Vector<float>(c.Correction2), new Vector<float>(c.Epsilon), new Vector<float>(c.StepSize));
+        var i = from;
+        for (; i + width <= to; i += width)
+        {
+            var gi = Vector.Load(g + i);
+            var mi = Vector.Load(m + i);
+            mi += firstWeight * (gi - mi);                                              // lerp with weight < 0.5, as libtorch
+            var vi = Vector.Load(v + i) * beta2 + secondWeight * gi * gi;
+            var denominator = Vector.SquareRoot(vi) / correction2 + epsilon;
+            var pi = Vector.Load(p + i) * decay;
+            (pi + stepSize * (mi / denominator)).Store(p + i);
+            mi.Store(m + i);
+            vi.Store(v + i);
+        }
+        for (; i < to; i++)
+        {
+            var gi = g[i];
+            var mi = m[i] + c.FirstWeight * (gi - m[i]);
+            var vi = v[i] * c.Beta2 + c.SecondWeight * gi * gi;
+            var denominator = MathF.Sqrt(vi) / c.Correction2 + c.Epsilon;
+            p[i] = p[i] * c.Decay + c.StepSize * (mi / denominator);
+            (m[i], v[i]) = (mi, vi);
+        }
     }
 
     /// <summary>Forgets the moments and the step count (a new training phase starts from a fresh optimizer).</summary>

@@ -43,11 +43,13 @@ public static class EngineOverhead
             using var groups = new ParoGroups(comm, groupSize, elements);
             using var gradient = zeros(groups.Padded, dtype: dtype);
             using var optimizer = new FlatAdamW(groups.Padded, CPU, job.Optimizer);
+            using var unfusedOptimizer = new FlatAdamW(groups.Padded, CPU, job.Optimizer) { ForceUnfused = true };   // libtorch's sequence, for comparison
             using var master = zeros(groups.Padded);
             using var average = zeros(groups.Padded);
             var compute = new List<double>();
             var allReduce = new List<double>();
             var adam = new List<double>();
+            var unfusedAdam = new List<double>();
             var plain = new List<double>();
             var engine = new List<double>();
             double Timed(Action phase) => CostModelCalibration.SlowestRankSeconds(comm, phase);
@@ -77,6 +79,7 @@ public static class EngineOverhead
                 var c = Timed(() => ForwardBackward(step));
                 var r = Timed(() => groups.AllReduce(gradient));
                 var o = Timed(() => optimizer.Update(master, average));
+                var u = Timed(() => unfusedOptimizer.Update(master, average));
                 double p, e;
                 if (step % 2 == 0) (p, e) = (Plain(step), Engine(step));
                 else (e, p) = (Engine(step), Plain(step));
@@ -84,11 +87,12 @@ public static class EngineOverhead
                 compute.Add(c);
                 allReduce.Add(r);
                 adam.Add(o);
+                unfusedAdam.Add(u);
                 plain.Add(p);
                 engine.Add(e);
             }
             return new EngineBaseline(Runtime.Statistics.Median(compute), Runtime.Statistics.Median(allReduce), Runtime.Statistics.Median(adam),
-                Runtime.Statistics.Median(plain), Runtime.Statistics.Median(engine));
+                Runtime.Statistics.Median(plain), Runtime.Statistics.Median(engine), Runtime.Statistics.Median(unfusedAdam));
         });
         return times[0];                                                 // phases end at a barrier: every rank timed the same spans
     }
@@ -97,10 +101,12 @@ public static class EngineOverhead
 /// <summary>The parts of a DDP step timed alone, and the engine's step beside them (seconds, medians, each phase up to its slowest rank).</summary>
 /// <param name="ForwardBackwardSeconds">A forward+backward passes of a plain module.</param>
 /// <param name="AllReduceSeconds">One all-reduce of the (padded) gradient, the engine's decomposition and algorithm.</param>
-/// <param name="OptimizerSeconds">One AdamW update of every parameter.</param>
+/// <param name="OptimizerSeconds">One AdamW update of every parameter (the fused pass the engine runs on the CPU).</param>
 /// <param name="PlainStepSeconds">The three in one span: a DDP step without the engine.</param>
 /// <param name="EngineStepSeconds">The engine's NNN step on the same micro-batches, timed in the same repetitions.</param>
-public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds, double PlainStepSeconds, double EngineStepSeconds);
+/// <param name="UnfusedOptimizerSeconds">The same AdamW update as libtorch's unfused sequence of eight passes, for comparison.</param>
+public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds, double PlainStepSeconds, double EngineStepSeconds,
+    double UnfusedOptimizerSeconds);
 
 /// <summary>The engine's overhead for DDP (NNN) at one accumulation.</summary>
 /// <param name="Accumulation">A.</param>

@@ -105,7 +105,7 @@ public static class ParoBenchmark
             var baseline = EngineOverhead.Measure(options.Job with { Sharding = options.Job.Sharding with { Strategy = "NNN", Accumulation = a } });
             overhead.Add(EngineOverheadRow.Of(a, baseline));
             log?.Invoke(System.FormattableString.Invariant(
-                $"engine  NNN A={a}: step {baseline.EngineStepSeconds * 1000:F1} ms, a plain DDP step {baseline.PlainStepSeconds * 1000:F1} ms: overhead {overhead[^1].OverPlainStep:F2}x; parts alone: forward+backward {baseline.ForwardBackwardSeconds * 1000:F1} ms, all-reduce {baseline.AllReduceSeconds * 1000:F1} ms, AdamW {baseline.OptimizerSeconds * 1000:F1} ms; step over forward+backward and all-reduce {overhead[^1].OverComputeAndAllReduce:F2}x"));
+                $"engine  NNN A={a}: step {baseline.EngineStepSeconds * 1000:F1} ms, a plain DDP step {baseline.PlainStepSeconds * 1000:F1} ms: overhead {overhead[^1].OverPlainStep:F2}x; parts alone: forward+backward {baseline.ForwardBackwardSeconds * 1000:F1} ms, all-reduce {baseline.AllReduceSeconds * 1000:F1} ms, AdamW {baseline.OptimizerSeconds * 1000:F1} ms (unfused {baseline.UnfusedOptimizerSeconds * 1000:F1} ms); step over forward+backward and all-reduce {overhead[^1].OverComputeAndAllReduce:F2}x"));
         }
         return new ParoBenchmarkReport(options.Job, cluster, rows, rankings, mpiNote, overhead, setups.ToDictionary(s => s.Name, s => s.Cluster));
     }
