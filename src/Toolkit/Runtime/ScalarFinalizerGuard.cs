@@ -23,7 +23,7 @@ namespace Toolkit.Runtime;
 /// (<c>ScalarFinalizerGuardTests</c>); the toolkit's own code also holds its Scalars (analyzer TK0001).
 /// </para>
 /// <para>
-/// How: <see cref="TorchNativeLoader"/> loads a generated forwarder object (<see cref="ElfShimWriter.BuildForwarder"/>)
+/// How (on Linux, where the loader itself loads LibTorchSharp: see <see cref="TorchNativeLoader"/>): it loads a generated forwarder object (<see cref="ElfShimWriter.BuildForwarder"/>)
 /// that depends on <c>libLibTorchSharp.so</c> and defines only <c>THSTorch_dispose_scalar</c>, as a
 /// jump to <see cref="Free"/>; TorchSharp's P/Invokes resolve <c>LibTorchSharp</c> to the forwarder
 /// (<see cref="NativeLibrary.SetDllImportResolver"/>), whose lookup scope finds every other function
@@ -67,10 +67,11 @@ internal static unsafe class ScalarFinalizerGuard
     /// </summary>
     public static string Install(IntPtr library, string forwarderPath)
     {
+        FindFinalizerThread();
+        if (_finalizerThread == 0) return "not installed: no object was finalised, so the finaliser thread is unknown";
         _free = (delegate* unmanaged<IntPtr, void>)NativeLibrary.GetExport(library, Function);
         var forwarder = NativeLibrary.Load(forwarderPath);
         var slot = (IntPtr*)NativeLibrary.GetExport(forwarder, ElfShimWriter.SlotSymbol(Function));
-        FindFinalizerThread();
         *slot = (IntPtr)(delegate* unmanaged<IntPtr, void>)&Free;
         NativeLibrary.SetDllImportResolver(typeof(torch).Assembly, (name, _, _) =>
             name.Contains("LibTorchSharp", StringComparison.Ordinal) ? forwarder : IntPtr.Zero);

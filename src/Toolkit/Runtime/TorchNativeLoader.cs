@@ -56,15 +56,23 @@ internal static class TorchNativeLoader
         if (missing.Count == 0)
         {
             var provided = $"{Path.GetFileName(libstdcxx)} provides every version {LibraryFile} needs";
+            // Load it here only where its libtorch is unambiguous (next to it, or in a folder the host named); in a
+            // NuGet-cache layout TorchSharp's own loader knows which libtorch package it needs, and nothing is loaded.
+            var libtorch = FindLibTorchDirectory(original, scanPackages: false);
             string guard;
-            try
+            if (libtorch is null)
+                guard = $"not installed: libtorch.so is not next to {LibraryFile}; TorchSharp's own loader is used";
+            else
             {
-                LoadLibTorch(original);
-                guard = InstallGuard(Dl.OpenGlobal(original), image.Machine);
-            }
-            catch (Exception e) when (e is DllNotFoundException or TorchRuntimeException)
-            {
-                guard = $"not installed: {e.Message}";                                  // TorchSharp's own loader takes over, as before
+                try
+                {
+                    Dl.OpenGlobal(Path.Combine(libtorch, "libtorch.so"));
+                    guard = InstallGuard(Dl.OpenGlobal(original), image.Machine);
+                }
+                catch (DllNotFoundException e)
+                {
+                    guard = $"not installed: {e.Message}";
+                }
             }
             return new NativePreparation(original, false, provided, null, guard);
         }
@@ -82,7 +90,7 @@ internal static class TorchNativeLoader
         return new NativePreparation(original, true, reason, cacheDir, InstallGuard(library, image.Machine));
     }
 
-    /// <summary>Writes (once per machine type) the forwarder <see cref="ScalarFinalizerGuard"/> needs and installs the guard; never throws.</summary>
+    /// <summary>Writes (once per machine type) the forwarder <see cref="ScalarFinalizerGuard"/> needs and installs the guard; on failure says why instead of throwing.</summary>
     private static string InstallGuard(IntPtr library, ushort machine)
     {
         try
@@ -98,8 +106,7 @@ internal static class TorchNativeLoader
             }
             return ScalarFinalizerGuard.Install(library, path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DllNotFoundException or EntryPointNotFoundException
-                                      or InvalidOperationException or PlatformNotSupportedException)
+        catch (Exception e) when (e is not OutOfMemoryException)                       // a best effort: TorchSharp works without it, as before
         {
             return $"not installed: {e.Message}";
         }
@@ -130,13 +137,17 @@ internal static class TorchNativeLoader
     private static string? FindOriginal() =>
         CandidateDirectories(AppContext.BaseDirectory).Select(d => Path.Combine(d, LibraryFile)).FirstOrDefault(File.Exists);
 
-    /// <summary>The libtorch folder: next to LibTorchSharp in an application, a separate package in the NuGet cache.</summary>
-    internal static string? FindLibTorchDirectory(string? torchSharpNative)
+    /// <summary>
+    /// The libtorch folder: next to LibTorchSharp in an application, a separate package in the NuGet cache
+    /// (the newest version, CUDA first; only when <paramref name="scanPackages"/>).
+    /// </summary>
+    internal static string? FindLibTorchDirectory(string? torchSharpNative, bool scanPackages = true)
     {
         var local = torchSharpNative is null ? null : Path.GetDirectoryName(torchSharpNative);
         if (local is not null && File.Exists(Path.Combine(local, "libtorch.so"))) return local;
         foreach (var dir in CandidateDirectories(AppContext.BaseDirectory))
             if (File.Exists(Path.Combine(dir, "libtorch.so"))) return dir;
+        if (!scanPackages) return null;
         var packages = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
             ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
         if (!Directory.Exists(packages)) return null;
@@ -145,7 +156,7 @@ internal static class TorchNativeLoader
             .Select(v => Path.Combine(v, "runtimes", RuntimeRid, "native"))
             .Where(d => File.Exists(Path.Combine(d, "libtorch.so")))
             .OrderByDescending(d => d.Contains("cuda", StringComparison.OrdinalIgnoreCase))
-            .ThenByDescending(d => d, StringComparer.Ordinal)
+            .ThenByDescending(d => Version.TryParse(Path.GetFileName(Path.GetFullPath(Path.Combine(d, "..", "..", ".."))), out var v) ? v : new Version())
             .FirstOrDefault();
     }
 

@@ -6,12 +6,13 @@ namespace Toolkit.Paro;
 
 /// <summary>
 /// AdamW on one flat fp32 shard: the optimizer state (first and second moments) exists only for the
-/// elements this rank owns. The arithmetic is libtorch's AdamW step element for element, so sharded
-/// training can be compared with <c>torch.optim.AdamW</c> on one rank.
+/// elements this rank owns. The arithmetic is libtorch's AdamW step (the same formula; the fused pass may
+/// round the last bit differently: libtorch's kernels use fused multiply-adds), so sharded training can be
+/// compared with <c>torch.optim.AdamW</c> on one rank.
 /// </summary>
 /// <remarks>
 /// On the CPU with contiguous fp32 tensors the step is one fused pass (<see cref="FusedStep"/>): each
-/// element's parameter, gradient and moments are read once and written once, SIMD-wide, on
+/// element's gradient is read once and its parameter and moments read and written once, SIMD-wide, on
 /// <c>torch.get_num_threads()</c> threads. libtorch's unfused sequence (decay, lerp, mul+addcmul,
 /// sqrt, div, add, addcdiv) makes eight passes over the shard and one temporary; TorchSharp exposes
 /// no fused AdamW. Elsewhere (CUDA, other dtypes, views with strides) the unfused sequence runs.
@@ -97,12 +98,16 @@ internal sealed class FlatAdamW : IDisposable
         const long minimumChunk = 1 << 16;
         var threads = (int)Math.Clamp(Math.Min(get_num_threads(), n / minimumChunk), 1, 64);
         var chunk = (n + threads - 1) / threads;
-        chunk = (chunk + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;   // chunks start on a vector boundary
+        chunk = (chunk + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;   // whole vectors per chunk; only the last has a tail
         if (threads == 1)
             Span(p, g, m, v, 0, n, c);
         else
             Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
                 t => Span(p, g, m, v, t * chunk, Math.Min(n, (t + 1) * chunk), c));
+        GC.KeepAlive(parameters);                                                       // the pointers are their memory: no finaliser may free it mid-pass
+        GC.KeepAlive(gradient);
+        GC.KeepAlive(expAvg);
+        GC.KeepAlive(expAvgSq);
     }
 
     /// <summary>The first element of a CPU tensor's own memory (native, so it does not move).</summary>
@@ -116,26 +121,29 @@ internal sealed class FlatAdamW : IDisposable
         var width = Vector<float>.Count;
         var (decay, firstWeight, beta2, secondWeight) = (new Vector<float>(c.Decay), new Vector<float>(c.FirstWeight), new Vector<float>(c.Beta2), new Vector<float>(c.SecondWeight));
         var (correction2, epsilon, stepSize) = (new Vector<float>(c.Correction2), new Vector<float>(c.Epsilon), new Vector<float>(c.StepSize));
+        // libtorch's lerp: start + w·(end − start) when |w| < 0.5, else end − (end − start)·(1 − w).
+        var small = MathF.Abs(c.FirstWeight) < 0.5f;
+        var (firstRest, firstRestVector) = (1 - c.FirstWeight, new Vector<float>(1 - c.FirstWeight));
         var i = from;
         for (; i + width <= to; i += width)
         {
             var gi = Vector.Load(g + i);
             var mi = Vector.Load(m + i);
-            mi += firstWeight * (gi - mi);                                              // lerp with weight < 0.5, as libtorch
-            var vi = Vector.Load(v + i) * beta2 + secondWeight * gi * gi;
+            mi = small ? mi + firstWeight * (gi - mi) : gi - (gi - mi) * firstRestVector;
+            var vi = Vector.Load(v + i) * beta2 + secondWeight * gi * gi;                // addcmul: v·β2 + (1 − β2)·g·g
             var denominator = Vector.SquareRoot(vi) / correction2 + epsilon;
             var pi = Vector.Load(p + i) * decay;
-            (pi + stepSize * (mi / denominator)).Store(p + i);
+            (pi + stepSize * mi / denominator).Store(p + i);                            // addcdiv: p + s·m / d
             mi.Store(m + i);
             vi.Store(v + i);
         }
         for (; i < to; i++)
         {
             var gi = g[i];
-            var mi = m[i] + c.FirstWeight * (gi - m[i]);
+            var mi = small ? m[i] + c.FirstWeight * (gi - m[i]) : gi - (gi - m[i]) * firstRest;
             var vi = v[i] * c.Beta2 + c.SecondWeight * gi * gi;
             var denominator = MathF.Sqrt(vi) / c.Correction2 + c.Epsilon;
-            p[i] = p[i] * c.Decay + c.StepSize * (mi / denominator);
+            p[i] = p[i] * c.Decay + c.StepSize * mi / denominator;
             (m[i], v[i]) = (mi, vi);
         }
     }
