@@ -25,7 +25,8 @@ namespace Toolkit.Runtime;
 /// with an error that names it and the remedy.
 /// </para>
 /// <para>
-/// On every Linux system (patched or not) the loader then loads the library itself and installs
+/// Wherever the loader loads the library itself (always when it patches; otherwise when libtorch sits
+/// next to it or in a folder the host named, so that the right libtorch is unambiguous) it then installs
 /// <see cref="ScalarFinalizerGuard"/>, which routes TorchSharp's P/Invokes through a generated forwarder
 /// so that Scalars freed by the GC's finaliser are freed later, not while libtorch reads them.
 /// </para>
