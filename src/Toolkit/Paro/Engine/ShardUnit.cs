@@ -118,18 +118,6 @@ internal sealed class ShardUnit : IDisposable
         }
     }
 
-    /// <summary>
-    /// Frees what the parameters point to but keeps their shapes (each becomes a stride-0 view of one zero), so autograd
-    /// can still accumulate into gradient views of the right shape; their values must not be read again until the next
-    /// <see cref="Attach"/> (a saved tensor that reads one fails loudly: parking changes its version).
-    /// </summary>
-    public void Park()
-    {
-        using var _ = no_grad();
-        using var zero = zeros(1, dtype: _dtype, device: _device);
-        foreach (var (p, _, _, shape) in _layout) p.set_(zero.expand(shape));
-    }
-
     /// <summary>A zeroed buffer of the full (padded) unit, or of <paramref name="elements"/>, in the compute dtype.</summary>
     public Tensor NewFullBuffer(long? elements = null) => zeros(elements ?? Groups.Padded, dtype: _dtype, device: _device);
 
