@@ -78,7 +78,8 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
         var x = wte.call(tokens) + wpe.call(positions);                            // [B, T, C]
         for (var i = 0; i < h.Count; i++) x = BlockRunner is { } run ? run(i, x) : h[i].call(x);
         x = ln_f.call(x);
-        return x.matmul(wte.weight!.t());                                          // [B, T, V], tied output layer
+        using var output = (TiedOutputAlias ?? wte.weight!).t();                   // a view of the parameter: disposed here, so a trainer that frees the parameter frees its storage
+        return x.matmul(output);                                                   // [B, T, V], tied output layer
     }
 
     /// <inheritdoc/>
@@ -86,6 +87,12 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
 
     /// <inheritdoc/>
     public Func<int, Tensor, Tensor>? BlockRunner { get; set; }
+
+    /// <inheritdoc/>
+    public string? TiedOutput => "wte.weight";
+
+    /// <inheritdoc/>
+    public Tensor? TiedOutputAlias { get; set; }
 
     /// <summary>The mixture-of-experts feed-forwards, one per block (empty for a dense model).</summary>
     public IReadOnlyList<MixtureOfExperts> ExpertLayers => [.. h.Select(b => b.Experts).OfType<MixtureOfExperts>()];

@@ -94,6 +94,7 @@ internal sealed class ShardUnit : IDisposable
     public void AllGatherInto(Tensor target)
     {
         using var _ = no_grad();
+        using var views = NewDisposeScope();                                         // the views go now: they would keep the target alive
         var full = target.narrow(0, 0, Groups.Padded);
         Slice(full, Strategy.Parameters).copy_(Parameters);
         Groups.AllGather(full, Strategy.Parameters, ShardLevel.None);
@@ -103,6 +104,7 @@ internal sealed class ShardUnit : IDisposable
     public void Attach(Tensor full)
     {
         using var _ = no_grad();
+        using var views = NewDisposeScope();                                         // the views go now: the parameters alone hold the buffer
         foreach (var (p, start, count, shape) in _layout)
             p.set_(full.narrow(0, start, count).view(shape));
     }
@@ -111,11 +113,36 @@ internal sealed class ShardUnit : IDisposable
     public void Release()
     {
         using var _ = no_grad();
+        using var empties = NewDisposeScope();
         foreach (var (p, _, _, _) in _layout)
         {
             p.grad = null;
             p.set_(empty(0, dtype: _dtype, device: _device));
         }
+    }
+
+    /// <summary>
+    /// Frees what the parameters point to but keeps their shapes (each becomes a stride-0 view of one zero), so autograd
+    /// can still accumulate into gradient views of the right shape; their values must not be read again until the next
+    /// <see cref="Attach"/> (a saved tensor that reads one fails loudly: parking changes its version).
+    /// </summary>
+    public void Park()
+    {
+        using var _ = no_grad();
+        using var views = NewDisposeScope();
+        var zero = zeros(1, dtype: _dtype, device: _device);
+        foreach (var (p, _, _, shape) in _layout) p.set_(zero.expand(shape));
+    }
+
+    /// <summary>
+    /// Adds <paramref name="alias"/> as a second parameter over <paramref name="original"/>'s place (a tied weight's
+    /// second read, see <see cref="Models.ILayeredModule.TiedOutputAlias"/>): attached, released and given gradient
+    /// views with it, so autograd adds both reads' gradients into the same part of the buffer.
+    /// </summary>
+    public void AddAlias(Parameter original, Parameter alias)
+    {
+        var (_, offset, count, shape) = _layout.Single(e => ReferenceEquals(e.Parameter, original));
+        _layout.Add((alias, offset, count, shape));
     }
 
     /// <summary>A zeroed buffer of the full (padded) unit, or of <paramref name="elements"/>, in the compute dtype.</summary>
@@ -129,6 +156,7 @@ internal sealed class ShardUnit : IDisposable
     public void AttachGradients(Tensor flat)
     {
         using var _ = no_grad();
+        using var views = NewDisposeScope();                                         // the views go now: the gradients alone hold the buffer
         foreach (var (p, start, count, shape) in _layout)
             p.grad = flat.narrow(0, start, count).view(shape);
     }

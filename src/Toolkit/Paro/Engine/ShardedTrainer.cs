@@ -29,14 +29,22 @@ namespace Toolkit.Paro;
 /// <para>Autograd writes gradients straight into flat buffers (each parameter's <c>grad</c> is a view): into the
 /// level-g accumulator itself when g = N, else into a transient full buffer that is reduce-scattered.</para>
 /// <para>Layer-wise execution (<see cref="ShardingPlan.Layerwise"/>, FSDP's schedule) splits the flat buffer into
-/// units: the root (parameters outside the blocks: embeddings, final norm), gathered for the whole micro-step,
+/// units: the root (parameters outside the blocks: embeddings, final norm), gathered at the micro-step's start,
 /// and one unit per block of an <see cref="ILayeredModule"/>, each padded and sharded on its own. The blocks'
 /// gathers and gradient reductions run on the rank's <see cref="CommStream"/>, overlapping its computation: a
 /// block's forward waits for its gather and queues the next block's; its backward waits for its gather again,
 /// queues the previous block's, back-propagates and queues the reduction of its gradient to level g (see
-/// <see cref="BlockCall"/>). The peak therefore holds the root and two blocks (parameters and gradients; one block's
-/// parameters without <see cref="ShardingPlan.Prefetch"/>) instead of the model, for one more gather of the blocks per micro-step (2A·u for GGG); with <see cref="ShardingPlan.Recompute"/>,
-/// also one more forward of each block instead of its recorded activations.</para>
+/// <see cref="BlockCall"/>). When the blocks' backward starts, the tied head's backward is done: the root's parameters
+/// are parked and its gradient so far reduced, and the embeddings' backward writes into a fresh root buffer after the
+/// blocks (<see cref="SplitRoot"/>; not when a micro-batch runs the model twice). For that gradient to include the
+/// head's, the head reads a tied weight through its own leaf (<see cref="ILayeredModule.TiedOutputAlias"/>, attached
+/// over the same part of the root's buffers): through one leaf autograd would hold the head's gradient until the
+/// embedding's, after every block. For the release to free memory, no view of the root's buffers outlives its use (the
+/// views made to attach parameters and gradients, or to gather, go at once). The peak therefore holds two blocks'
+/// parameters and gradients (one block's parameters without <see cref="ShardingPlan.Prefetch"/>), or the root's
+/// parameters and gradient with the blocks' slots around the head, instead of the model, for one more gather of the
+/// blocks per micro-step (2A·u for GGG) and one more reduction of the root's gradient; with
+/// <see cref="ShardingPlan.Recompute"/>, also one more forward of each block instead of its recorded activations.</para>
 /// <para>Checkpoints are written in the model's flat order whatever the units, so they resume across strategies,
 /// rank counts, group sizes, precisions and both executions.</para>
 /// </remarks>
@@ -57,6 +65,11 @@ public sealed class ShardedTrainer : IDisposable
     private readonly CommStream? _stream;                   // the rank's communication stream: blocks' gathers and gradient reductions
     private readonly int _blocks;                           // blocks of the layered model (0 in whole-model execution)
     private (int Block, Task Task)?[] _slotGathers = [];    // per slot, its latest queued gather until a block has used it
+    private Tensor? _rootFull;                              // the root's gathered parameters for the micro-step (until parked)
+    private Tensor? _rootGradient;                          // g ≠ N: the root's gradient buffer being written
+    private bool _rootSplit;                                // layer-wise: the root was parked and its head gradient reduced (see SplitRoot)
+    private readonly Parameter? _tiedAlias;                 // layer-wise: the tied output's second leaf (ILayeredModule.TiedOutputAlias)
+    private DisposeScope? _microStepScope;                  // the micro-step's dispose scope (what SplitRoot's observer inspects)
     private Tensor[]? _slots;                               // p ≠ N: two buffers of the largest block (one without prefetch); block i's parameters point into slot i mod their count
     private (Task Task, long Bytes)? _reduction;            // g ≠ N: the last block's gradient reduction, while in flight
     private readonly List<BlockCall> _calls = [];           // the micro-step's block calls (with their recorded graphs)
@@ -107,6 +120,11 @@ public sealed class ShardedTrainer : IDisposable
             _root = Unit([.. model.parameters().Where(p => !inBlocks.Contains(p))], whole: false);
             _units.Add(_root);
             foreach (var parameters in blockParameters) _units.Add(Unit(parameters, whole: false));
+            if (_layered.TiedOutput is { } name && model.named_parameters().FirstOrDefault(np => np.name == name).parameter is { } tied && !inBlocks.Contains(tied))
+            {
+                _tiedAlias = new Parameter(empty(0, dtype: dtype, device: device)).DetachFromDisposeScope() as Parameter;
+                _root.AddAlias(tied, _tiedAlias!);
+            }
             _blocks = blockParameters.Count;
             _stream = new CommStream($"paro-comm-rank{world.Rank}");
         }
@@ -176,6 +194,8 @@ public sealed class ShardedTrainer : IDisposable
             // The step is abandoned: the stream finishes what it was given (every rank gave the same), nothing stays
             // attached, the partial gradients go, the accounting restarts.
             if (_layered is not null) FinishBlocks(abandoned: true);
+            _rootGradient?.Dispose();
+            (_rootGradient, _rootFull, _rootSplit) = (null, null, false);
             using (no_grad())
                 foreach (var unit in _units)
                 {
@@ -295,6 +315,7 @@ public sealed class ShardedTrainer : IDisposable
     {
         _stream?.Dispose();
         foreach (var unit in _units) unit.Dispose();
+        _tiedAlias?.Dispose();
     }
 
     /// <summary>
@@ -303,10 +324,11 @@ public sealed class ShardedTrainer : IDisposable
     /// </summary>
     private double MicroStep(Func<nn.Module, Tensor> microBatch)
     {
-        using var scope = NewDisposeScope();
-        var full = Gather(_root);
+        using var scope = _microStepScope = NewDisposeScope();
+        var full = _rootFull = Gather(_root);
         _root.Attach(full);
-        var gradient = GradientTarget(_root);
+        _rootGradient = GradientTarget(_root);
+        _rootSplit = false;
         if (_layered is not null) StartBlocks(_layered);
         Tensor loss;
         try
@@ -316,12 +338,76 @@ public sealed class ShardedTrainer : IDisposable
         }
         finally
         {
-            if (_layered is not null) _layered.BlockRunner = null;
+            if (_layered is not null) (_layered.BlockRunner, _layered.TiedOutputAlias) = (null, null);
         }
         if (_layered is not null) FinishBlocks(abandoned: false);
-        Drop(_root, full);
-        ReduceGradients(_root, gradient);
+        if (_rootSplit) _root.Release();
+        else Drop(_root, full);
+        _rootFull = null;
+        ReduceGradients(_root, _rootGradient);
+        _rootGradient = null;
         return loss.to(ScalarType.Float32).item<float>();
+    }
+
+    /// <summary>
+    /// Layer-wise, when the first block's backward starts: the head's backward is done (autograd runs the nodes
+    /// created after the blocks, and every gradient accumulation, before the blocks'), so the root's gathered
+    /// parameters are parked (p ≠ N) and the gradient it has so far (the tied head's, through its own leaf, and the final
+    /// norm's) is queued for reduction (g ≠ N); <see cref="RootGradientForEmbeddings"/> gives the embeddings' backward a
+    /// fresh buffer after the blocks. The root is then not held across the blocks' backward, which is where the peak is:
+    /// what still reads it has run (the head's and the norm's backward, whose saved tensors autograd has freed; an
+    /// embedding's backward keeps the indices, not the weight). Only when the micro-batch ran the model once: a second
+    /// forward's head may still need the root.
+    /// </summary>
+    private void SplitRoot()
+    {
+        if (_rootSplit || _calls.Count != _blocks) return;
+        _rootSplit = true;
+        var observe = RootSplitObserver is not null;
+        var released = new List<IntPtr>();                                           // storages the observer checks nothing still points into (CPU)
+        if (Strategy.Parameters != ShardLevel.None)
+        {
+            if (observe && _rootFull!.device_type == DeviceType.CPU) released.Add(StorageAddress(_rootFull));
+            _root.Park();
+            Free(_root.FullBytes);
+            _rootFull!.Dispose();
+            _rootFull = null;
+        }
+        var gradient = _rootGradient?.DetachFromDisposeScope();                      // the stream's reduction disposes it
+        _rootGradient = null;
+        if (gradient is not null)
+        {
+            if (observe && gradient.device_type == DeviceType.CPU) released.Add(StorageAddress(gradient));
+            _root.DetachGradients();
+        }
+        if (observe)
+            RootSplitObserver!(gradient, _microStepScope!.DisposablesView.OfType<Tensor>().Count(t =>
+                !t.IsInvalid && t.device_type == DeviceType.CPU && t.numel() > 0 && released.Contains(StorageAddress(t))));
+        if (gradient is not null) QueueReduction(_root, gradient);
+    }
+
+    /// <summary>Where a CPU tensor's storage starts: the same for a buffer and every view of it.</summary>
+    private static unsafe IntPtr StorageAddress(Tensor t)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var first = t.as_strided([1], [1], 0);                                         // the storage's first element, whatever t's offset and strides
+        fixed (byte* address = first.bytes) return (IntPtr)address;
+    }
+
+    /// <summary>
+    /// Tests: called when the root is split (<see cref="SplitRoot"/>) with the root's gradient buffer as autograd has
+    /// written it so far (before its reduction; null when g = N) and the number of live tensors of the micro-step's dispose
+    /// scope that still point into the root's released buffers (gathered parameters, gradient), which would keep them
+    /// allocated.
+    /// </summary>
+    internal Action<Tensor?, int>? RootSplitObserver { get; set; }
+
+    /// <summary>After the last block's backward of a split root (g ≠ N): the embeddings' gradient goes into a fresh root buffer, reduced at the micro-step's end.</summary>
+    private void RootGradientForEmbeddings()
+    {
+        if (_rootSplit && Strategy.Gradients != ShardLevel.None && _rootGradient is null)
+            _rootGradient = GradientTarget(_root)!.DetachFromDisposeScope();
     }
 
     /// <summary>Gathers a unit's parameters; a gathered copy counts as transient memory until <see cref="Drop"/>.</summary>
@@ -399,6 +485,7 @@ public sealed class ShardedTrainer : IDisposable
             var unit = _units[i + 1];
             unit.Attach(_slots is null ? unit.Parameters : _slots[i % _slots.Length]);
         }
+        layered.TiedOutputAlias = _tiedAlias;
         layered.BlockRunner = (i, x) =>
         {
             var call = new BlockCall(this, i, _units[i + 1], layered.Blocks[i]);
@@ -512,6 +599,7 @@ public sealed class ShardedTrainer : IDisposable
 
         public Tensor Backward(Tensor x, Tensor gradient)
         {
+            if (Last) trainer.SplitRoot();
             trainer.AwaitGather(index);
             if (index > 0 && Prefetch) trainer.QueueGather(index - 1);
             using var scope = NewDisposeScope();
@@ -539,6 +627,7 @@ public sealed class ShardedTrainer : IDisposable
             }
             unit.DetachGradients();                                                   // the parameters' grad views would keep the buffer alive
             trainer.QueueReduction(unit, target);
+            if (index == 0) trainer.RootGradientForEmbeddings();
             var result = input.grad!.MoveToOuterDisposeScope();
             Dispose();
             return result;
@@ -611,7 +700,7 @@ public sealed class ShardedTrainer : IDisposable
 /// <param name="ParametersBytes">Parameter slice (level p).</param>
 /// <param name="GradientsBytes">Gradient accumulator slice (level g).</param>
 /// <param name="OptimizerBytes">Adam moments, plus the fp32 master copy in mixed precision (level os).</param>
-/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the root's and two blocks' (one block's parameters without prefetch). Activations are not counted.</param>
+/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the larger of two blocks' parameters (one without prefetch) and gradients, and the root's parameters and gradient with the blocks' parameter slots (around the head). Activations are not counted.</param>
 public sealed record ParoMemory(long ParametersBytes, long GradientsBytes, long OptimizerBytes, long PeakTransientBytes)
 {
     /// <summary>Persistent model-state bytes (parameters + gradients + optimizer).</summary>
