@@ -7,7 +7,9 @@ namespace Toolkit.Models;
 /// A model whose forward runs a sequence of blocks (the transformer layers), which layer-wise sharded
 /// execution gathers block by block (<see cref="Paro.ShardingPlan.Layerwise"/>). The model's other
 /// parameters (embeddings, final norm) form the root, gathered at the micro-step's start and released when the
-/// blocks' backward starts.
+/// blocks' backward starts. The root may therefore be read after the blocks only by the final norm and the tied
+/// output (<see cref="TiedOutput"/>), and before them only by operations whose backward needs no parameter values
+/// (embedding lookups).
 /// </summary>
 public interface ILayeredModule
 {

@@ -24,7 +24,9 @@ public sealed class LayerwiseRootSplitTests
     [InlineData("IGG", ParoPrecision.Fp32)]
     [InlineData("NIG", ParoPrecision.Fp32)]
     [InlineData("ING", ParoPrecision.Fp32)]
-    public void AtTheSplit_TheHeadsGradientIsInTheBuffer_AndNothingHoldsTheReleasedRoot(string code, ParoPrecision precision)
+    [InlineData("GGG", ParoPrecision.Fp32, true, true)]
+    [InlineData("IGG", ParoPrecision.Fp32, false, false)]
+    public void AtTheSplit_TheHeadsGradientIsInTheBuffer_AndNothingHoldsTheReleasedRoot(string code, ParoPrecision precision, bool recompute = false, bool prefetch = true)
     {
         TorchRuntime.EnsureInitialized();
         const int accumulation = 2;
@@ -34,7 +36,7 @@ public sealed class LayerwiseRootSplitTests
         var results = InProcessCluster.Run(Ranks, GroupSize, comm =>
         {
             using var model = Gpt.Create(config, seed: 5);
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation, precision, Layerwise: true), comm);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation, precision, Layerwise: true, Prefetch: prefetch, Recompute: recompute), comm);
             var splits = new List<(int Live, double Head, double Positions, double Norm)?>();
             trainer.RootSplitObserver = (gradient, live) =>
             {

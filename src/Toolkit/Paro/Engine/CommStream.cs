@@ -55,16 +55,18 @@ internal sealed class CommStream : IDisposable
     {
         foreach (var (work, done) in _queue.GetConsumingEnumerable())
         {
+            Exception? error = null;
             try
             {
-                using var scope = NewDisposeScope();        // a collective's temporaries go when it ends (scopes are per thread)
+                using var scope = NewDisposeScope();        // a collective's temporaries go when it ends (scopes are per thread), before it is reported done
                 work();
-                done.SetResult();
             }
             catch (Exception e)
             {
-                done.SetException(e);
+                error = e;
             }
+            if (error is null) done.SetResult();
+            else done.SetException(error);
         }
     }
 

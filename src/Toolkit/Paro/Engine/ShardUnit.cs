@@ -161,6 +161,13 @@ internal sealed class ShardUnit : IDisposable
             p.grad = flat.narrow(0, start, count).view(shape);
     }
 
+    /// <summary>Whether any of the unit's parameters has a gradient.</summary>
+    public bool HasGradients()
+    {
+        using var scope = NewDisposeScope();
+        return _layout.Any(e => e.Parameter.grad is not null);
+    }
+
     /// <summary>Drops the parameters' gradient views (the buffer they point into is then held only by its owner).</summary>
     public void DetachGradients()
     {

@@ -42,7 +42,9 @@ namespace Toolkit.Paro;
 /// embedding's, after every block. For the release to free memory, no view of the root's buffers outlives its use (the
 /// views made to attach parameters and gradients, or to gather, go at once). The peak therefore holds two blocks'
 /// parameters and gradients (one block's parameters without <see cref="ShardingPlan.Prefetch"/>), or the root's
-/// parameters and gradient with the blocks' slots around the head, instead of the model, for one more gather of the
+/// parameters and gradient with the blocks' slots around the head, or in the last block's backward the slots, the root's
+/// gradient being reduced and the block's (within two blocks' while the root is no larger than a block; a large
+/// vocabulary's root is not), instead of the model, for one more gather of the
 /// blocks per micro-step (2A·u for GGG) and one more reduction of the root's gradient; with
 /// <see cref="ShardingPlan.Recompute"/>, also one more forward of each block instead of its recorded activations.</para>
 /// <para>Checkpoints are written in the model's flat order whatever the units, so they resume across strategies,
@@ -350,7 +352,7 @@ public sealed class ShardedTrainer : IDisposable
     }
 
     /// <summary>
-    /// Layer-wise, when the first block's backward starts: the head's backward is done (autograd runs the nodes
+    /// Layer-wise, when the blocks' backward starts (the last block's, which runs first): the head's backward is done (autograd runs the nodes
     /// created after the blocks, and every gradient accumulation, before the blocks'), so the root's gathered
     /// parameters are parked (p ≠ N) and the gradient it has so far (the tied head's, through its own leaf, and the final
     /// norm's) is queued for reduction (g ≠ N); <see cref="RootGradientForEmbeddings"/> gives the embeddings' backward a
@@ -380,10 +382,16 @@ public sealed class ShardedTrainer : IDisposable
             if (observe && gradient.device_type == DeviceType.CPU) released.Add(StorageAddress(gradient));
             _root.DetachGradients();
         }
-        if (observe)
-            RootSplitObserver!(gradient, _microStepScope!.DisposablesView.OfType<Tensor>().Count(t =>
-                !t.IsInvalid && t.device_type == DeviceType.CPU && t.numel() > 0 && released.Contains(StorageAddress(t))));
-        if (gradient is not null) QueueReduction(_root, gradient);
+        try
+        {
+            if (observe)
+                RootSplitObserver!(gradient, _microStepScope!.DisposablesView.OfType<Tensor>().Count(t =>
+                    !t.IsInvalid && t.device_type == DeviceType.CPU && t.numel() > 0 && released.Contains(StorageAddress(t))));
+        }
+        finally
+        {
+            if (gradient is not null) QueueReduction(_root, gradient);
+        }
     }
 
     /// <summary>Where a CPU tensor's storage starts: the same for a buffer and every view of it.</summary>
@@ -403,11 +411,20 @@ public sealed class ShardedTrainer : IDisposable
     /// </summary>
     internal Action<Tensor?, int>? RootSplitObserver { get; set; }
 
-    /// <summary>After the last block's backward of a split root (g ≠ N): the embeddings' gradient goes into a fresh root buffer, reduced at the micro-step's end.</summary>
+    /// <summary>
+    /// After the blocks' backward of a split root (the first block's, which runs last; g ≠ N): the embeddings' gradient
+    /// goes into a fresh root buffer, reduced at the micro-step's end. A root parameter that received a gradient since the
+    /// split (a model whose root is read after the blocks by something other than its tied output, or an autograd order
+    /// other than libtorch's) would lose it here, so that is an error rather than a silent overwrite.
+    /// </summary>
     private void RootGradientForEmbeddings()
     {
-        if (_rootSplit && Strategy.Gradients != ShardLevel.None && _rootGradient is null)
-            _rootGradient = GradientTarget(_root)!.DetachFromDisposeScope();
+        if (!_rootSplit || Strategy.Gradients == ShardLevel.None || _rootGradient is not null) return;
+        if (_root.HasGradients())
+            throw new InvalidOperationException(
+                "Layer-wise execution released the root (the parameters outside the blocks) when the blocks' backward started, but a root parameter received a gradient after that. " +
+                "The model must read its root after the blocks only through its tied output (ILayeredModule.TiedOutput); train it with whole-model gathering otherwise.");
+        _rootGradient = GradientTarget(_root)!.DetachFromDisposeScope();
     }
 
     /// <summary>Gathers a unit's parameters; a gathered copy counts as transient memory until <see cref="Drop"/>.</summary>
@@ -700,7 +717,7 @@ public sealed class ShardedTrainer : IDisposable
 /// <param name="ParametersBytes">Parameter slice (level p).</param>
 /// <param name="GradientsBytes">Gradient accumulator slice (level g).</param>
 /// <param name="OptimizerBytes">Adam moments, plus the fp32 master copy in mixed precision (level os).</param>
-/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the larger of two blocks' parameters (one without prefetch) and gradients, and the root's parameters and gradient with the blocks' parameter slots (around the head). Activations are not counted.</param>
+/// <param name="PeakTransientBytes">Largest transient allocation of a micro-step: gathered parameters (when p ≠ N) and the full gradient buffer autograd writes into (when g ≠ N; with g = N it accumulates into the gradient slice itself); in layer-wise execution, the largest of the blocks' parameter slots (two, one without prefetch) with: the root's parameters and gradient (around the head); the root's gradient being reduced and one block's (the last block's backward); two blocks' gradients (the other blocks' backward). Activations are not counted.</param>
 public sealed record ParoMemory(long ParametersBytes, long GradientsBytes, long OptimizerBytes, long PeakTransientBytes)
 {
     /// <summary>Persistent model-state bytes (parameters + gradients + optimizer).</summary>
