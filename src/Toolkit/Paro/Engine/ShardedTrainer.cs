@@ -352,8 +352,8 @@ public sealed class ShardedTrainer : IDisposable
     }
 
     /// <summary>
-    /// Layer-wise, when the blocks' backward starts (the last block's, which runs first): the head's backward is done (autograd runs the nodes
-    /// created after the blocks, and every gradient accumulation, before the blocks'), so the root's gathered
+    /// Layer-wise, when the blocks' backward starts (the last block's, which runs first): the head's backward is done
+    /// (autograd runs the nodes created after the blocks, and every gradient accumulation, before the blocks'), so the root's gathered
     /// parameters are parked (p ≠ N) and the gradient it has so far (the tied head's, through its own leaf, and the final
     /// norm's) is queued for reduction (g ≠ N); <see cref="RootGradientForEmbeddings"/> gives the embeddings' backward a
     /// fresh buffer after the blocks. The root is then not held across the blocks' backward, which is where the peak is:
@@ -422,8 +422,8 @@ public sealed class ShardedTrainer : IDisposable
         if (!_rootSplit || Strategy.Gradients == ShardLevel.None || _rootGradient is not null) return;
         if (_root.HasGradients())
             throw new InvalidOperationException(
-                "Layer-wise execution released the root (the parameters outside the blocks) when the blocks' backward started, but a root parameter received a gradient after that. " +
-                "The model must read its root after the blocks only through its tied output (ILayeredModule.TiedOutput); train it with whole-model gathering otherwise.");
+                "Layer-wise execution released the root (the parameters outside the blocks) when the blocks' backward started, but a root parameter received a gradient during the blocks' backward, which would be lost. " +
+                "A parameter read both before and after the blocks must be the model's declared tied output (ILayeredModule.TiedOutput); train this model with whole-model gathering.");
         _rootGradient = GradientTarget(_root)!.DetachFromDisposeScope();
     }
 
