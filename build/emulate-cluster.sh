@@ -97,6 +97,17 @@ if [ $slurm -eq 1 ]; then
 fi
 hosts="127.0.0.1 localhost"
 for ((i = 0; i < nodes; i++)); do hosts+=$'\n'"$subnet.$((i + 1)) node$i"; done
+# The token bucket's burst: what a link passes at once, above its rate, after it has been idle. A real NIC has
+# none, and a fixed burst favours short transfers that follow compute (a 256 KB burst is a third of a 0.8 MB
+# transfer); so 4 ms of the rate, at least 32 KB (tbf needs some to reach its rate), at most 256 KB.
+burst=256kb
+if [[ $rate =~ ^([0-9]+)(bit|kbit|mbit|gbit)$ ]]; then
+  case ${BASH_REMATCH[2]} in bit) scale=1 ;; kbit) scale=1000 ;; mbit) scale=1000000 ;; gbit) scale=1000000000 ;; esac
+  bytes=$(( BASH_REMATCH[1] * scale / 8 * 4 / 1000 ))
+  (( bytes < 32768 )) && bytes=32768
+  (( bytes > 262144 )) && bytes=262144
+  burst="${bytes}b"
+fi
 for ((i = 0; i < nodes; i++)); do
   ns="${prefix}n$i"
   ip netns add "$ns"; created+=("$ns")
@@ -119,15 +130,15 @@ for ((i = 0; i < nodes; i++)); do
     if [ -n "$delay" ] && [ $netem -eq 1 ]; then
       ip netns exec "$ns" tc qdisc add dev "eth$r" root handle 1: netem delay "$delay" ${rate:+rate "$rate"}
     elif [ -n "$rate" ]; then
-      ip netns exec "$ns" tc qdisc add dev "eth$r" root tbf rate "$rate" burst 256kb latency 400ms
-      ip netns exec "$switch" tc qdisc add dev "$switch_if" root tbf rate "$rate" burst 256kb latency 400ms
+      ip netns exec "$ns" tc qdisc add dev "eth$r" root tbf rate "$rate" burst "$burst" latency 400ms
+      ip netns exec "$switch" tc qdisc add dev "$switch_if" root tbf rate "$rate" burst "$burst" latency 400ms
     fi
   done
 done
 
 # What every rank (and the run's records) learns about the emulation; UCX: TCP between nodes on eth0, shared memory inside.
 export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
-export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node nics_per_node=$nics rate=${rate:-none} latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)"
+export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node nics_per_node=$nics rate=${rate:-none} tbf_burst=$([ -n "$rate" ] && ! { [ -n "$delay" ] && [ $netem -eq 1 ]; } && echo $burst || echo none) latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)"
 
 if [ $slurm -eq 1 ]; then
   # This host is the login node: one unshaped veth into the bridge, deleted with the switch's namespace.
