@@ -14,7 +14,11 @@ internal static class BenchCommand
             report =>
             {
                 foreach (var r in report.Rankings)
+                {
                     Console.WriteLine($"{r.Launcher} A={r.Accumulation}: Spearman {r.Spearman:F2}, Kendall {r.KendallTau:F2}, mean |error| {r.MeanAbsoluteError:P0}{(r.RoundsAgreement is { } agreement ? $"; rounds agree with each other at Spearman {agreement:F2}" : "")}; measured {string.Join(" < ", r.MeasuredOrder)}");
+                    Console.WriteLine($"{"",-8}recommended {r.Recommended}: {r.RecommendedOverBest:F2}x the measured best's step time{(r.GggOverBest is { } ggg ? $"; the best {ggg:F2}x ZeRO-3 (GGG)" : "")}" +
+                        (r.Pairs is { } pairs ? $"; of {pairs.Total} pairs every round ordered {pairs.Resolved} alike, the prediction {pairs.Agreeing} of them" : ""));
+                }
             }),
         Benchmark<LayerwiseBenchmarkOptions, LayerwiseBenchmarkReport>("layerwise",
             "One PaRO job (default GGG, A = 4, the base GPT) with whole-model gathering and layer-wise, side by side: throughput, traffic, measured peak against the allowance of model states plus two blocks.",

@@ -63,7 +63,7 @@ public sealed class ApprovalTests : IDisposable
     {
         var row = new BenchmarkRow("inproc", "NIG", 1, 0.1, 1000, 10, 20, [new RankMemory(0, 1, 2, 3, 4)], 0.1, 10, 20, 0, 5.5) { RoundStepSeconds = [0.1, 0.11] };
         var paro = new ParoBenchmarkReport(new ParoBenchmarkOptions().Job, new ClusterSpec("c", 4, 2, 1, 1, 1, 1, 1, 1, 1), [row],
-            [new Ranking("inproc", 1, ["NIG"], ["NIG"], 1, 1, 0) { RoundsAgreement = 0.5 }], null, [new EngineOverheadRow(1, 0.1, new EngineBaseline(0.05, 0.03, 0.01, 0.09, 0.1, 0.02), 1.25, 1.11)],
+            [new Ranking("inproc", 1, ["NIG"], ["NIG"], 1, 1, 0) { RoundsAgreement = 0.5, RecommendedOverBest = 1, GggOverBest = 1.5, Pairs = new ResolvedPairs(1, 1, 1) }], null, [new EngineOverheadRow(1, 0.1, new EngineBaseline(0.05, 0.03, 0.01, 0.09, 0.1, 0.02), 1.25, 1.11)],
             new Dictionary<string, ClusterSpec> { ["inproc"] = new ClusterSpec("c", 4, 2, 1, 1, 1, 1, 1, 1, 1) });
         Approvals.Verify("json.bench-paro", JsonShape.Of(JsonSerializer.Serialize(paro, ToolkitJson.Options)));
         var collectives = new CollectiveBenchReport(new BenchTopology(2, 2, true, "1gbit", "0.2ms", false, 1e9, 1e-5, ["node0 eth0 ..."], false, 2, 1),

@@ -38,4 +38,43 @@ public sealed class RankingTests
         Assert.Null(Ranking.AgreementOfRounds([Row("NNN", 1), Row("GGG", 2)]));
         Assert.Equal(-1.0 / 3, Ranking.Of("inproc", 1, rows).RoundsAgreement!.Value, 12);
     }
+
+    /// <summary>
+    /// The pairs every round ordered alike are the ones the prediction is checked on; a pair whose order changes between
+    /// rounds is left out, and a predicted tie does not count as agreeing. The recommendation is judged by its measured
+    /// step time against the fastest, and the best strategy against GGG.
+    /// </summary>
+    [Fact]
+    public void Ranking_ResolvedPairs_Recommendation_AndBestOverGgg()
+    {
+        static BenchmarkRow Row(string code, double predicted, params double[] rounds) =>
+            new("emulated 2x2", code, 4, Toolkit.Runtime.Statistics.MidpointMedian(rounds), 1, 0, 0, [], predicted, 0, 0, 0, 0) { RoundStepSeconds = rounds };
+        var rows = new[]
+        {
+            Row("NIG", 1.0, 0.70, 0.75),   // fastest in both rounds
+            Row("NNN", 1.0, 0.80, 0.72),   // NIG-NNN changes order between rounds: not resolved
+            Row("IGG", 1.5, 1.30, 1.35),
+            Row("GGG", 1.4, 1.80, 1.90),   // predicted faster than IGG: a resolved pair the prediction gets wrong
+        };
+        var ranking = Ranking.Of("emulated 2x2", 4, rows);
+        // Resolved: NIG<IGG, NIG<GGG, NNN<IGG, NNN<GGG, IGG<GGG (5 of 6). Agreeing: the first four; IGG<GGG is predicted reversed.
+        Assert.Equal(new ResolvedPairs(6, 5, 4), ranking.Pairs);
+        Assert.Equal(0.8, ranking.Pairs!.Fraction!.Value, 12);
+        // NIG and NNN are predicted equal; the first of the tie is recommended and it is the measured fastest.
+        Assert.Equal("NIG", ranking.Recommended);
+        Assert.Equal(1, ranking.RecommendedOverBest, 12);
+        Assert.Equal(1.85 / 0.725, ranking.GggOverBest!.Value, 12);
+
+        // The recommendation when the prediction is wrong: GGG predicted fastest is 1.85 / 0.725 slower than the best.
+        var wrong = Ranking.Of("x", 4, [Row("NIG", 2.0, 0.70, 0.75), Row("GGG", 1.0, 1.80, 1.90)]);
+        Assert.Equal("GGG", wrong.Recommended);
+        Assert.Equal(1.85 / 0.725, wrong.RecommendedOverBest, 12);
+        Assert.Equal(new ResolvedPairs(1, 1, 0), wrong.Pairs);
+
+        // One round resolves nothing by this test; without GGG there is no ratio to it.
+        var single = Ranking.Of("x", 1, [Row("NIG", 1.0, 0.7), Row("NNN", 2.0, 0.8)]);
+        Assert.Null(single.Pairs);
+        Assert.Null(single.GggOverBest);
+        Assert.Null(new ResolvedPairs(3, 0, 0).Fraction);
+    }
 }

@@ -175,6 +175,23 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
     /// <summary>With several rounds, the mean Spearman between every two rounds' measured times: how well two measurements of the same runs agree (null with one round).</summary>
     public double? RoundsAgreement { get; init; }
 
+    /// <summary>The strategy the calibrated model predicts fastest: what the advisor would recommend.</summary>
+    public string Recommended => PredictedOrder.Count > 0 ? PredictedOrder[0] : "";
+
+    /// <summary>Measured step time of <see cref="Recommended"/> over the measured fastest one's (1 = the advisor picked the fastest).</summary>
+    public double RecommendedOverBest { get; init; } = 1;
+
+    /// <summary>Measured step time of ZeRO-3 (GGG) over the measured fastest strategy's: the best strategy's speed-up over ZeRO-3 (null without a GGG run).</summary>
+    public double? GggOverBest { get; init; }
+
+    /// <summary>
+    /// With several rounds, the pairs of strategies every round measured in the same order (the pairs the measurement
+    /// itself resolves), and how many of them the prediction orders the same way (a predicted tie counts as not ordered).
+    /// Spearman weighs every pair alike, including pairs whose order changes from round to round; this counts only the
+    /// pairs a user could check. Null with one round.
+    /// </summary>
+    public ResolvedPairs? Pairs { get; init; }
+
     internal static Ranking Of(string launcher, int accumulation, IReadOnlyList<BenchmarkRow> rows)
     {
         var measured = rows.OrderBy(r => r.StepSeconds).Select(r => r.Strategy).ToList();
@@ -182,7 +199,32 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
         var n = rows.Count;
         var spearman = n < 2 ? 1 : SpearmanRho([.. rows.Select(r => r.StepSeconds)], [.. rows.Select(r => r.PredictedStepSeconds)]);
         var tau = n < 2 ? 1 : KendallTauB([.. rows.Select(r => r.StepSeconds)], [.. rows.Select(r => r.PredictedStepSeconds)]);
-        return new Ranking(launcher, accumulation, measured, predicted, spearman, tau, rows.Average(r => Math.Abs(r.StepTimeError))) { RoundsAgreement = AgreementOfRounds(rows) };
+        var best = rows.MinBy(r => r.StepSeconds)!.StepSeconds;
+        var recommended = rows.MinBy(r => r.PredictedStepSeconds)!;
+        return new Ranking(launcher, accumulation, measured, predicted, spearman, tau, rows.Average(r => Math.Abs(r.StepTimeError)))
+        {
+            RoundsAgreement = AgreementOfRounds(rows),
+            RecommendedOverBest = recommended.StepSeconds / best,
+            GggOverBest = rows.FirstOrDefault(r => r.Strategy == "GGG") is { } ggg ? ggg.StepSeconds / best : null,
+            Pairs = PairsResolvedByRounds(rows),
+        };
+    }
+
+    /// <summary>The pairs every round ordered alike, and how many of them the prediction orders the same way (null with fewer than two rounds).</summary>
+    internal static ResolvedPairs? PairsResolvedByRounds(IReadOnlyList<BenchmarkRow> rows)
+    {
+        var rounds = rows.Count == 0 ? 0 : rows.Min(r => r.RoundStepSeconds.Count);
+        if (rounds < 2) return null;
+        int resolved = 0, agreeing = 0;
+        for (var i = 0; i < rows.Count; i++)
+            for (var j = i + 1; j < rows.Count; j++)
+            {
+                var signs = Enumerable.Range(0, rounds).Select(k => Math.Sign(rows[i].RoundStepSeconds[k] - rows[j].RoundStepSeconds[k])).Distinct().ToList();
+                if (signs is not [var sign] || sign == 0) continue;
+                resolved++;
+                if (!Tied(rows[i].PredictedStepSeconds, rows[j].PredictedStepSeconds) && Math.Sign(rows[i].PredictedStepSeconds - rows[j].PredictedStepSeconds) == sign) agreeing++;
+            }
+        return new ResolvedPairs(rows.Count * (rows.Count - 1) / 2, resolved, agreeing);
     }
 
     /// <summary>
@@ -252,4 +294,14 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
         }
         return va == 0 || vb == 0 ? 0 : cov / Math.Sqrt(va * vb);
     }
+}
+
+/// <summary>Pairs of strategies the measurement resolves (every round ordered them alike) and how many the prediction orders the same way.</summary>
+/// <param name="Total">Every pair of strategies.</param>
+/// <param name="Resolved">Pairs every round measured in the same order.</param>
+/// <param name="Agreeing">Resolved pairs the prediction orders the same way (a predicted tie does not count).</param>
+public sealed record ResolvedPairs(int Total, int Resolved, int Agreeing)
+{
+    /// <summary><see cref="Agreeing"/> / <see cref="Resolved"/>; null when the measurement resolves no pair.</summary>
+    public double? Fraction => Resolved == 0 ? null : (double)Agreeing / Resolved;
 }
