@@ -101,12 +101,19 @@ for ((i = 0; i < nodes; i++)); do hosts+=$'\n'"$subnet.$((i + 1)) node$i"; done
 # none, and a fixed burst favours short transfers that follow compute (a 256 KB burst is a third of a 0.8 MB
 # transfer); so 4 ms of the rate, at least 32 KB (tbf needs some to reach its rate), at most 256 KB.
 burst=256kb
-if [[ $rate =~ ^([0-9]+)(bit|kbit|mbit|gbit)$ ]]; then
-  case ${BASH_REMATCH[2]} in bit) scale=1 ;; kbit) scale=1000 ;; mbit) scale=1000000 ;; gbit) scale=1000000000 ;; esac
-  bytes=$(( BASH_REMATCH[1] * scale / 8 * 4 / 1000 ))
-  (( bytes < 32768 )) && bytes=32768
-  (( bytes > 262144 )) && bytes=262144
-  burst="${bytes}b"
+if [ -n "$rate" ]; then
+  # tc's spelling, as the toolkit accepts it: a number (decimals allowed), then bit, kbit, mbit or gbit, any case.
+  bytes=$(printf '%s' "$rate" | tr -d ' ' | tr 'A-Z' 'a-z' | awk '
+    match($0, /^[0-9]*\.?[0-9]+(e[-+]?[0-9]+)?/) {
+      value = substr($0, 1, RLENGTH) + 0; unit = substr($0, RLENGTH + 1)
+      scale = unit == "bit" ? 1 : unit == "kbit" ? 1e3 : unit == "mbit" ? 1e6 : unit == "gbit" ? 1e9 : 0
+      if (scale == 0) exit
+      b = value * scale / 8 * 0.004; if (b < 32768) b = 32768; if (b > 262144) b = 262144
+      printf "%d", b
+    }')
+  if [ -n "$bytes" ]; then burst="${bytes}b"
+  else echo "emulate-cluster: could not read the rate '$rate' to size the token bucket's burst; using 256kb" >&2
+  fi
 fi
 for ((i = 0; i < nodes; i++)); do
   ns="${prefix}n$i"

@@ -71,6 +71,14 @@ public sealed class RankingTests
         Assert.Equal(1.85 / 0.725, wrong.RecommendedOverBest, 12);
         Assert.Equal(new ResolvedPairs(1, 1, 0), wrong.Pairs);
 
+        // A pair the rounds resolve but the model predicts equal (within 1e-9) does not count as ordered right;
+        // a pair with a time that is not finite is left out.
+        var tie = Ranking.PairsResolvedByRounds([Row("NIG", 1.0, 0.70, 0.75), Row("NII", 1.0 * (1 + 1e-12), 0.80, 0.85), Row("III", 2.0, 0.90, 0.95)]);
+        Assert.Equal(new ResolvedPairs(3, 3, 2), tie);
+        // Of six pairs only NIG-III has finite times throughout.
+        Assert.Equal(new ResolvedPairs(6, 1, 1), Ranking.PairsResolvedByRounds(
+            [Row("NIG", 1.0, 0.70, 0.75), Row("NII", 2.0, 0.80, double.NaN), Row("III", 3.0, 0.90, 0.95), Row("IGG", double.PositiveInfinity, 1.0, 1.1)]));
+
         // One round resolves nothing by this test; without GGG there is no ratio to it.
         var single = Ranking.Of("x", 1, [Row("NIG", 1.0, 0.7), Row("NNN", 2.0, 0.8)]);
         Assert.Null(single.Pairs);

@@ -175,7 +175,7 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
     /// <summary>With several rounds, the mean Spearman between every two rounds' measured times: how well two measurements of the same runs agree (null with one round).</summary>
     public double? RoundsAgreement { get; init; }
 
-    /// <summary>The strategy the calibrated model predicts fastest: what the advisor would recommend.</summary>
+    /// <summary>The strategy the calibrated model predicts fastest: what the advisor would recommend (of strategies predicted equal, the first in <see cref="ShardingStrategy.Trained"/>'s order).</summary>
     public string Recommended => PredictedOrder.Count > 0 ? PredictedOrder[0] : "";
 
     /// <summary>Measured step time of <see cref="Recommended"/> over the measured fastest one's (1 = the advisor picked the fastest).</summary>
@@ -188,7 +188,7 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
     /// With several rounds, the pairs of strategies every round measured in the same order (the pairs the measurement
     /// itself resolves), and how many of them the prediction orders the same way (a predicted tie counts as not ordered).
     /// Spearman weighs every pair alike, including pairs whose order changes from round to round; this counts only the
-    /// pairs a user could check. Null with one round.
+    /// pairs a user could check. Null with one round; pairs with a time that is not finite are left out.
     /// </summary>
     public ResolvedPairs? Pairs { get; init; }
 
@@ -219,7 +219,10 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
         for (var i = 0; i < rows.Count; i++)
             for (var j = i + 1; j < rows.Count; j++)
             {
-                var signs = Enumerable.Range(0, rounds).Select(k => Math.Sign(rows[i].RoundStepSeconds[k] - rows[j].RoundStepSeconds[k])).Distinct().ToList();
+                var differences = Enumerable.Range(0, rounds).Select(k => rows[i].RoundStepSeconds[k] - rows[j].RoundStepSeconds[k])
+                    .Append(rows[i].PredictedStepSeconds - rows[j].PredictedStepSeconds).ToList();
+                if (!differences.All(double.IsFinite)) continue;   // a failed measurement or prediction orders nothing
+                var signs = differences.Take(rounds).Select(Math.Sign).Distinct().ToList();
                 if (signs is not [var sign] || sign == 0) continue;
                 resolved++;
                 if (!Tied(rows[i].PredictedStepSeconds, rows[j].PredictedStepSeconds) && Math.Sign(rows[i].PredictedStepSeconds - rows[j].PredictedStepSeconds) == sign) agreeing++;

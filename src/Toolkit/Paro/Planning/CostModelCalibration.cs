@@ -85,11 +85,11 @@ public static class CostModelCalibration
 
     /// <summary>
     /// FLOP/s of forward and backward ((4Ψ + 2Ψ')·tokens) while every rank computes at once, up to the slowest rank, with
-    /// four micro-steps back to back per timed window, as gradient accumulation runs them. Timing one micro-step per window
-    /// measured 7.3 GFLOP/s on the emulated 2x2 (four ranks on two cores) against 10.3-10.6 this way, and with this
-    /// and the inter-group probe's message size the mean step-time error there at 100 Mbit/s fell from 22-31 % to
-    /// 6-8 %. A barrier after each of the four micro-steps measured no slowdown, so it is the
-    /// window of one micro-step, not synchronisation, that lost the time.
+    /// four micro-steps back to back per timed window (whatever the job's accumulation: the window's start and end are
+    /// spread over several). Timing one micro-step per window measured 7.3 GFLOP/s on the emulated 2x2 (four ranks on
+    /// two cores) against 10.3-10.6 this way, and with this and the inter-group probe's message size the mean step-time
+    /// error there at 100 Mbit/s fell from 22-31 % to 5-14 %. A barrier after each of the four micro-steps measured no
+    /// slowdown, so it is the window of one micro-step, not synchronisation, that lost the time.
     /// </summary>
     private static double Compute(Communicator comm, ParoTrainOptions o, GptConfig config)
     {
