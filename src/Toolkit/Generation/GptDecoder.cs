@@ -77,11 +77,11 @@ internal sealed class GptDecoder : IDisposable
 
     private Tensor Mlp(Tensor x, string prefix) => Linear(nn.functional.gelu(Linear(x, prefix + "c_fc")), prefix + "c_proj");
 
-    /// <summary>The mixture-of-experts feed-forward in the engine's numerics, by the trainer's routing rule (<see cref="Models.Gpt.MixtureOfExperts.Mix"/>).</summary>
+    /// <summary>The mixture-of-experts feed-forward in the engine's numerics, by the trainer's routing rule (<see cref="Models.ExpertRouting"/>).</summary>
     private Tensor Experts(Tensor x, string prefix, out int[][] chosenRows)
     {
         var k = _w.Config.TopK;
-        var output = Models.Gpt.MixtureOfExperts.Mix(x, nn.functional.linear(x, _w[prefix + "router.weight"]), _w.Config.Experts, k,
+        var output = Models.ExpertRouting.Mix(x, nn.functional.linear(x, _w[prefix + "router.weight"]), _w.Config.Experts, k, normalize: true,
             (e, rows) => Mlp(rows, $"{prefix}experts.{e}."), out _, out var chosen);               // [A, C]
         var flat = chosen.sort(-1).Values.data<long>().ToArray();
         chosenRows = [.. Enumerable.Range(0, (int)chosen.shape[0]).Select(r => flat.Skip(r * k).Take(k).Select(v => (int)v).ToArray())];

@@ -10,7 +10,7 @@ namespace Toolkit.Models;
 /// layer norm, and logits through the (tied) token embedding. No dropout, so training is deterministic.
 /// Field names follow nanoGPT's state-dict keys (<c>wte</c>, <c>wpe</c>, <c>h</c>, <c>ln_f</c>).
 /// </summary>
-public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
+public sealed class Gpt : CausalLanguageModel
 {
     private readonly Embedding wte;
     private readonly Embedding wpe;
@@ -67,45 +67,30 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
     /// <summary>The model's shape.</summary>
     public GptConfig Config { get; }
 
+    /// <inheritdoc/>
+    public override IModelConfig Shape => Config;
+
     /// <summary>Logits for each position: [B, T] token ids to [B, T, V].</summary>
     public override Tensor forward(Tensor tokens)
     {
-        var t = tokens.shape[1];
-        if (t > Config.ContextLength)
-            throw new ArgumentException($"Sequence length {t} exceeds the context length {Config.ContextLength}.", nameof(tokens));
-        using var length = t.ToScalar();                                           // held for the call (TK0001)
+        CheckLength(tokens);
+        using var length = tokens.shape[1].ToScalar();                             // held for the call (TK0001)
         using var positions = arange(length, device: tokens.device);               // [T]
         var x = wte.call(tokens) + wpe.call(positions);                            // [B, T, C]
-        for (var i = 0; i < h.Count; i++) x = BlockRunner is { } run ? run(i, x) : h[i].call(x);
+        for (var i = 0; i < h.Count; i++) x = RunBlock(i, x);
         x = ln_f.call(x);
         using var output = (TiedOutputAlias ?? wte.weight!).t();                   // a view of the parameter: disposed here, so a trainer that frees the parameter frees its storage
         return x.matmul(output);                                                   // [B, T, V], tied output layer
     }
 
     /// <inheritdoc/>
-    public IReadOnlyList<nn.Module<Tensor, Tensor>> Blocks => [.. h];
+    public override IReadOnlyList<nn.Module<Tensor, Tensor>> Blocks => [.. h];
 
     /// <inheritdoc/>
-    public Func<int, Tensor, Tensor>? BlockRunner { get; set; }
-
-    /// <inheritdoc/>
-    public string? TiedOutput => "wte.weight";
-
-    /// <inheritdoc/>
-    public Tensor? TiedOutputAlias { get; set; }
+    public override string? TiedOutput => "wte.weight";
 
     /// <summary>The mixture-of-experts feed-forwards, one per block (empty for a dense model).</summary>
-    public IReadOnlyList<MixtureOfExperts> ExpertLayers => [.. h.Select(b => b.Experts).OfType<MixtureOfExperts>()];
-
-    /// <summary>The load-balancing loss of the last forward, summed over blocks (null for a dense model).</summary>
-    public Tensor? LoadBalancingLoss() => ExpertLayers.Count == 0 ? null : ExpertLayers.Select(e => e.LastLoadBalancingLoss!).Aggregate((a, b) => a + b);
-
-    /// <summary>Mean next-token cross-entropy of a batch (computed in fp32 whatever the model's dtype).</summary>
-    public Tensor Loss(Tensor tokens, Tensor targets)
-    {
-        var logits = call(tokens).to(ScalarType.Float32);                          // [B, T, V]
-        return nn.functional.cross_entropy(logits.view(-1, Config.VocabularySize), targets.view(-1));
-    }
+    public override IReadOnlyList<IExpertLayer> ExpertLayers => [.. h.Select(b => b.Experts).OfType<MixtureOfExperts>()];
 
     private sealed class Block : nn.Module<Tensor, Tensor>
     {
@@ -161,23 +146,30 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
         private readonly Linear c_fc;
         private readonly Linear c_proj;
 
+        private readonly bool _tanh;
+
         public Mlp(GptConfig config) : base(nameof(Mlp))
         {
             c_fc = nn.Linear(config.Embedding, 4 * config.Embedding);
             c_proj = nn.Linear(4 * config.Embedding, config.Embedding);
+            _tanh = config.GeluTanh;
             RegisterComponents();
         }
 
-        public override Tensor forward(Tensor x) => c_proj.call(nn.functional.gelu(c_fc.call(x)));   // [B, T, C]
+        public override Tensor forward(Tensor x) => c_proj.call(Gelu(c_fc.call(x), _tanh));   // [B, T, C]
+
+        /// <summary>GELU, exact or with GPT-2's tanh approximation (<c>gelu_new</c>).</summary>
+        public static Tensor Gelu(Tensor x, bool tanh) =>
+            tanh ? nn.functional.gelu(x, GELU.Approximate.tanh) : nn.functional.gelu(x);
     }
 
     /// <summary>
     /// A mixture-of-experts feed-forward (Shazeer et al. 2017; Switch Transformer's load balancing): a linear
     /// router scores E experts (each the dense 4x MLP), every token goes to its top-k, their outputs mixed by
-    /// the renormalised router probabilities. Routing is a hard choice, so a tiny numeric difference near a
-    /// tie sends a token to other experts: the mismatch Ring-1T's IcePop is about. The router runs in fp32.
+    /// the renormalised router probabilities (<see cref="ExpertRouting"/>). Routing is a hard choice, so a tiny numeric
+    /// difference near a tie sends a token to other experts: the mismatch Ring-1T's IcePop is about.
     /// </summary>
-    public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
+    public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>, IExpertLayer
     {
         private readonly Linear router;
         private readonly ModuleList<Mlp> experts;
@@ -191,63 +183,24 @@ public sealed class Gpt : nn.Module<Tensor, Tensor>, ILayeredModule
             RegisterComponents();
         }
 
-        /// <summary>Switch's load-balancing loss of the last forward: E · Σ_e f_e · P_e (1 when balanced).</summary>
+        /// <inheritdoc/>
         public Tensor? LastLoadBalancingLoss { get; private set; }
 
-        /// <summary>When true, <see cref="LastRouting"/> keeps the experts each token chose in the last forward.</summary>
+        /// <inheritdoc/>
         public bool RecordRouting { get; set; }
 
-        /// <summary>The last forward's chosen experts, [tokens, k] (rows in the input's order), if recorded.</summary>
+        /// <inheritdoc/>
         public Tensor? LastRouting { get; private set; }
-
-        /// <summary>
-        /// The routing rule, shared by the trainer and the generation engine so they differ only in numerics:
-        /// router probabilities in fp32, the top-k experts per row, their probabilities renormalised as gates,
-        /// each expert run on the rows that chose it.
-        /// </summary>
-        /// <param name="x">Rows [N, C].</param>
-        /// <param name="routerLogits">Router scores [N, E].</param>
-        /// <param name="count">E.</param>
-        /// <param name="topK">k.</param>
-        /// <param name="expert">Runs expert e on some rows [M, C].</param>
-        /// <param name="probabilities">Router probabilities [N, E] (fp32).</param>
-        /// <param name="chosen">The chosen experts [N, k].</param>
-        /// <returns>The mixed output [N, C].</returns>
-        internal static Tensor Mix(Tensor x, Tensor routerLogits, int count, int topK, Func<int, Tensor, Tensor> expert, out Tensor probabilities, out Tensor chosen)
-        {
-            probabilities = nn.functional.softmax(routerLogits.to(ScalarType.Float32), -1);    // [N, E]
-            var (top, picked) = probabilities.topk(topK, -1);                                   // [N, k] each
-            chosen = picked;
-            var gates = (top / top.sum(-1, keepdim: true)).to(x.dtype);                          // [N, k]
-            var output = zeros_like(x);                                                         // [N, C]
-            using var one = 1.ToScalar();                                                       // numbers held for their calls (TK0001)
-            for (var e = 0; e < count; e++)
-            {
-                using var expertIndex = e.ToScalar();
-                var hit = picked.eq(expertIndex);                                               // [N, k]
-                var rows = hit.any(-1).nonzero().squeeze(-1);                                   // [M]
-                if (rows.numel() == 0) continue;
-                var weight = (gates * hit.to(gates.dtype)).sum(-1).index_select(0, rows).unsqueeze(-1);   // [M, 1]
-                output = output.index_add(0, rows, expert(e, x.index_select(0, rows)) * weight, one);
-            }
-            return output;
-        }
 
         /// <inheritdoc/>
         public override Tensor forward(Tensor x)
         {
             var shape = x.shape;
             var flat = x.reshape(-1, shape[^1]);                                        // [N, C]
-            var output = Mix(flat, router.call(flat), experts.Count, _topK, (e, rows) => experts[e].call(rows), out var probabilities, out var chosen);   // [N, C]
-            using var k = _topK.ToScalar();                                             // held for the calls (TK0001)
-            using var count = experts.Count.ToScalar();
-            var share = nn.functional.one_hot(chosen, experts.Count).sum(1).to(ScalarType.Float32).mean([0]) / k;   // [E] f_e
-            LastLoadBalancingLoss = (share * probabilities.mean([0])).sum() * count;
-            if (RecordRouting)
-            {
-                LastRouting?.Dispose();
-                LastRouting = chosen.detach().clone().DetachFromDisposeScope();   // read after the step; replaced (and freed) by the next forward
-            }
+            var output = ExpertRouting.Mix(flat, router.call(flat), experts.Count, _topK, normalize: true, (e, rows) => experts[e].call(rows),
+                out var probabilities, out var chosen);                                 // [N, C]
+            LastLoadBalancingLoss = ExpertRouting.LoadBalancing(chosen, probabilities, experts.Count);
+            if (RecordRouting) LastRouting = ExpertRouting.Record(LastRouting, chosen);
             return output.reshape(shape);
         }
     }

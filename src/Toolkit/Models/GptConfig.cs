@@ -9,7 +9,20 @@ namespace Toolkit.Models;
 /// <param name="Experts">Experts of a mixture-of-experts feed-forward in every block; 0 for the dense 4x MLP.</param>
 /// <param name="TopK">Experts each token is routed to (when <paramref name="Experts"/> &gt; 0).</param>
 public sealed record GptConfig(int VocabularySize, int ContextLength, int Layers, int Heads, int Embedding, int Experts = 0, int TopK = 2)
+    : IModelConfig
 {
+    /// <summary>GPT-2's tanh approximation of GELU (<c>gelu_new</c>) instead of the exact GELU the presets use.</summary>
+    public bool GeluTanh { get; init; }
+
+    /// <inheritdoc/>
+    public string ModelType => "gpt2";
+
+    /// <inheritdoc/>
+    public int Hidden => Embedding;
+
+    /// <inheritdoc/>
+    public void Check() => Validate();
+
     /// <summary>About 36 k parameters: for tests.</summary>
     public static GptConfig Tiny { get; } = new(256, 32, 2, 2, 32);
     /// <summary>About 0.8 M parameters: notebooks and benchmarks on a laptop.</summary>
