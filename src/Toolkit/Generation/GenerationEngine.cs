@@ -5,74 +5,53 @@ using static TorchSharp.torch;
 namespace Toolkit.Generation;
 
 /// <summary>
-/// One sequence being generated: its prompt, the tokens generated so far, and for each generated token
-/// its log-probability under the engine that sampled it and that engine's weight version. A sequence
-/// taken out unfinished (<see cref="GenerationEngine.EvictAll"/>) can be queued again, even on newer
-/// weights: its prefix is fed again and generation continues, the older tokens keeping their versions.
-/// </summary>
-/// <param name="id">The caller's identifier.</param>
-/// <param name="prompt">Prompt tokens (at least one).</param>
-/// <param name="tag">Anything the caller wants back with it (the problem, the group).</param>
-public sealed class Sequence(long id, IReadOnlyList<long> prompt, object? tag = null)
-{
-    /// <summary>The caller's identifier.</summary>
-    public long Id { get; } = id;
-    /// <summary>Prompt tokens.</summary>
-    public IReadOnlyList<long> Prompt { get; } = prompt.Count > 0 ? prompt : throw new ArgumentException("A prompt needs at least one token.", nameof(prompt));
-    /// <summary>The caller's tag.</summary>
-    public object? Tag { get; } = tag;
-    /// <summary>Generated tokens (the stop token included when it was drawn).</summary>
-    public List<long> Tokens { get; } = [];
-    /// <summary>log π_infer of each generated token, as sampled.</summary>
-    public List<float> LogProbs { get; } = [];
-    /// <summary>The weight version that generated each token.</summary>
-    public List<int> Versions { get; } = [];
-    /// <summary>For a mixture-of-experts model: per generated token, per layer, the experts the engine routed its position to (sorted).</summary>
-    public List<int[][]> Routing { get; } = [];
-    /// <summary>True once it stopped or hit a length limit.</summary>
-    public bool IsFinished { get; internal set; }
-    /// <summary>True when it ended at a length limit without the stop token.</summary>
-    public bool IsTruncated { get; internal set; }
-    /// <summary>Times it was taken out unfinished (C3PO++'s staleness counter is kept by the caller).</summary>
-    public int Evictions { get; internal set; }
-    internal int Fed;   // tokens of Prompt + Tokens fed into the current slot's cache
-    internal long Token(int index) => index < Prompt.Count ? Prompt[index] : Tokens[index - Prompt.Count];
-    internal int Length => Prompt.Count + Tokens.Count;
-}
-
-/// <summary>
-/// A generation engine separate from any trainer: its own copy of the weights in its own numerics, a
-/// KV cache over a pool of slots, continuous batching (finished sequences leave and queued ones join
-/// between decode steps), seeded temperature/top-p sampling, a stop token and a length limit, and the
-/// log-probability of every sampled token. RL rollouts and batch-inference generation both use it.
+/// A generation engine separate from any trainer: its own copy of the weights in its own numerics, a KV cache over a
+/// pool
+/// of slots, continuous batching (finished sequences leave and queued ones join between steps), a prefill of each
+/// joining
+/// sequence's prompt in one forward beside the others' decode (gpt-fast's prefill and decode in one batch), seeded
+/// temperature/top-p sampling, stop tokens and a length limit, and the log-probability of every sampled token. RL
+/// rollouts
+/// and batch-inference generation both use it, for the toolkit's GPT and the Hugging Face families alike.
 /// </summary>
 public sealed class GenerationEngine : IDisposable
 {
-    private readonly GptConfig _config;
+    /// <summary>Most prompt tokens one sequence feeds in one step (longer prefixes take several steps).</summary>
+    public const int PrefillChunk = 512;
+
+    private readonly IModelConfig _config;
     private readonly Numerics _numerics;
     private readonly Device _device;
     private readonly Sampler _sampler;
-    private readonly long _stop;
+    private readonly HashSet<long> _stop;
     private readonly int _maxTokens;
     private readonly Sequence?[] _slots;
     private readonly Queue<Sequence> _queue = new();
-    private GptWeights? _weights;
-    private GptDecoder? _decoder;
+    private EngineWeights? _weights;
+    private IncrementalDecoder? _decoder;
 
-    /// <summary>Creates an engine with no weights yet (<see cref="LoadWeights"/>).</summary>
-    /// <param name="config">The GPT's shape.</param>
+    /// <summary>Creates an engine with no weights yet (<see cref="LoadWeights(ReadOnlySpan{float}, int)"/>).</summary>
+    /// <param name="config">The model's shape.</param>
     /// <param name="numerics">How the engine stores weights and computes.</param>
     /// <param name="slots">Sequences decoded at once (the pool capacity).</param>
     /// <param name="sampling">Temperature and top-p.</param>
-    /// <param name="stopToken">The token that ends a sequence.</param>
+    /// <param name="stopTokens">Tokens that end a sequence (the model's EOS ids, or a task's stop token).</param>
     /// <param name="maxTokens">Most tokens generated per sequence (the stop token included).</param>
     /// <param name="seed">Seed of the sampler.</param>
     /// <param name="device">Where it runs (default CPU).</param>
-    public GenerationEngine(GptConfig config, Numerics numerics, int slots, SamplingOptions sampling, long stopToken, int maxTokens, long seed, Device? device = null)
+    /// <param name="context">Longest sequence (prompt and generation) the cache holds; default the model's
+    /// context.</param>
+    public GenerationEngine(IModelConfig config, Numerics numerics, int slots, SamplingOptions sampling,
+        IReadOnlyCollection<long> stopTokens,
+        int maxTokens, long seed, Device? device = null, int? context = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 1);
-        (_config, _numerics, _device, _stop, _maxTokens) = (config.Validate(), numerics, device ?? CPU, stopToken, maxTokens);
+        config.Check();
+        (_config, _numerics, _device, _stop, _maxTokens) = (config, numerics, device ?? CPU, [.. stopTokens],
+            maxTokens);
+        Context = Math.Min(config.ContextLength, context ?? config.ContextLength);
+        ArgumentOutOfRangeException.ThrowIfLessThan(Context, 2, nameof(context));
         _sampler = new Sampler(sampling.Validate(), seed);
         _slots = new Sequence?[slots];
     }
@@ -82,6 +61,9 @@ public sealed class GenerationEngine : IDisposable
 
     /// <summary>The pool's capacity: sequences decoded at once.</summary>
     public int Slots => _slots.Length;
+
+    /// <summary>Longest sequence the cache holds.</summary>
+    public int Context { get; }
 
     /// <summary>Sequences in slots.</summary>
     public int InFlight => _slots.Count(s => s is not null);
@@ -95,32 +77,60 @@ public sealed class GenerationEngine : IDisposable
     /// <summary>Tokens fed again from a prefix (prompts, and the generated part of resumed sequences).</summary>
     public long PrefixTokens { get; private set; }
 
-    /// <summary>Replaces the weights (a flat fp32 vector in module order, what the trainer sends) and the version tagged on new tokens; sequences in flight are fed again under the new weights.</summary>
+    /// <summary>Bytes the engine's weights occupy.</summary>
+    public long WeightBytes => _weights?.Bytes ?? 0;
+
+    /// <summary>
+    /// Replaces the weights with a flat fp32 vector in module order (what the trainer sends) and sets the version
+    /// tagged on
+    /// new tokens; sequences in flight are fed again under the new weights.
+    /// </summary>
     /// <returns>The bytes received and the seconds the conversion took.</returns>
     public (long Bytes, double Seconds) LoadWeights(ReadOnlySpan<float> flat, int version)
     {
         var clock = Stopwatch.StartNew();
-        var weights = GptWeights.Load(_config, flat, _numerics, _device);
-        _decoder?.Dispose();
-        _weights?.Dispose();
-        _weights = weights;
-        _decoder = new GptDecoder(weights, _slots.Length);
-        foreach (var s in _slots) if (s is not null) s.Fed = 0;   // the old cache belongs to the old weights
-        Version = version;
+        Replace(EngineWeights.FromFlat(_config, flat, _numerics, _device), version);
         return ((long)flat.Length * sizeof(float), clock.Elapsed.TotalSeconds);
     }
 
+    /// <summary>Loads a Hugging Face folder's weights (one tensor at a time) as version <paramref
+    /// name="version"/>.</summary>
+    /// <exception cref="ArgumentException">The folder's shape is not the engine's.</exception>
+    public void LoadWeights(HfModel model, int version)
+    {
+        if (!model.Config.Equals(_config)) throw new ArgumentException(
+            $"The folder holds {model.Config}; the engine was made for {_config}.", nameof(model));
+        Replace(EngineWeights.FromFolder(model, _numerics, _device), version);
+    }
+
+    private void Replace(EngineWeights weights, int version)
+    {
+        _decoder?.Dispose();
+        _weights?.Dispose();
+        _weights = weights;
+        _decoder = weights.Config is GptConfig ? new GptDecoder(weights, _slots.Length,
+            Context) : new LlamaDecoder(weights, _slots.Length, Context);
+        foreach (var s in _slots) if (s is not null) s.Fed = 0;   // the old cache belongs to the old weights
+        Version = version;
+    }
+
     /// <summary>Queues a sequence; it joins a slot at the next step with one free.</summary>
-    /// <exception cref="ArgumentException">Its prefix does not fit the context length.</exception>
+    /// <exception cref="ArgumentException">Its prefix does not fit the context.</exception>
     public void Enqueue(Sequence sequence)
     {
-        if (sequence.Length >= _config.ContextLength)
-            throw new ArgumentException($"Sequence {sequence.Id} has {sequence.Length} tokens; the context holds {_config.ContextLength}.", nameof(sequence));
+        if (sequence.Length >= Context)
+            throw new ArgumentException(
+                $"Sequence {sequence.Id} has {sequence.Length} tokens; the context holds {Context}.", nameof(sequence));
         sequence.Fed = 0;
         _queue.Enqueue(sequence);
     }
 
-    /// <summary>One decode step over every sequence in a slot; returns those that finished in it.</summary>
+    /// <summary>
+    /// One forward over every sequence in a slot: each feeds the tokens it has not fed yet (a joining sequence its
+    /// prompt, up to
+    /// <see cref="PrefillChunk"/>; the others their last sampled token) and samples its next token; returns those that
+    /// finished.
+    /// </summary>
     /// <exception cref="InvalidOperationException">No weights were loaded.</exception>
     public IReadOnlyList<Sequence> Step()
     {
@@ -129,29 +139,39 @@ public sealed class GenerationEngine : IDisposable
         var active = Enumerable.Range(0, _slots.Length).Where(i => _slots[i] is not null).ToArray();
         if (active.Length == 0) return [];
         var sequences = active.Select(i => _slots[i]!).ToArray();
-        using var logits = decoder.Step([.. active.Select(i => (long)i)], [.. sequences.Select(s => s.Token(s.Fed))], [.. sequences.Select(s => (long)s.Fed)]);   // [A, V]
-        foreach (var s in sequences) s.Fed++;
-        var sampling = Enumerable.Range(0, sequences.Length).Where(r => sequences[r].Fed == sequences[r].Length).ToArray();
-        PrefixTokens += sequences.Length - sampling.Length;
-        var finished = new List<Sequence>();
-        if (sampling.Length > 0)
+        var chunks = new Chunk[active.Length];
+        for (var a = 0; a < active.Length; a++)
         {
-            using var index = tensor(sampling.Select(r => (long)r).ToArray());
-            using var rows = logits.index_select(0, index);                                            // [R, V]
-            var (tokens, logProbs) = _sampler.Sample(rows);
-            for (var k = 0; k < sampling.Length; k++)
-            {
-                var s = sequences[sampling[k]];
-                s.Tokens.Add(tokens[k]);
-                s.LogProbs.Add(logProbs[k]);
-                s.Versions.Add(Version);
-                if (decoder.LastRouting.Length > 0) s.Routing.Add([.. decoder.LastRouting.Select(layer => layer[sampling[k]])]);
-                SampledTokens++;
-                if (tokens[k] != _stop && s.Tokens.Count < _maxTokens && s.Length < _config.ContextLength) continue;
-                (s.IsFinished, s.IsTruncated) = (true, tokens[k] != _stop);
-                _slots[active[sampling[k]]] = null;
-                finished.Add(s);
-            }
+            var s = sequences[a];
+            var count = Math.Min(PrefillChunk, s.Length - s.Fed);
+            chunks[a] = new Chunk(active[a], [.. Enumerable.Range(s.Fed, count).Select(s.Token)], s.Fed);
+            s.Fed += count;
+            PrefixTokens += count - (s.Fed == s.Length ? 1 : 0);
+        }
+        using var logits = decoder.Forward(chunks);                                                  // [A, V]
+        var sampling = Enumerable.Range(0,
+            sequences.Length).Where(r => sequences[r].Fed == sequences[r].Length).ToArray();
+        return sampling.Length == 0 ? [] : Sample(logits, sequences, active, sampling, decoder.LastRouting);
+    }
+
+    private List<Sequence> Sample(Tensor logits, Sequence[] sequences, int[] active, int[] sampling, int[][][] routing)
+    {
+        using var index = tensor(sampling.Select(r => (long)r).ToArray());
+        using var rows = logits.index_select(0, index);                                              // [R, V]
+        var (tokens, logProbs) = _sampler.Sample(rows);
+        var finished = new List<Sequence>();
+        for (var k = 0; k < sampling.Length; k++)
+        {
+            var s = sequences[sampling[k]];
+            s.Tokens.Add(tokens[k]);
+            s.LogProbs.Add(logProbs[k]);
+            s.Versions.Add(Version);
+            if (routing.Length > 0) s.Routing.Add([.. routing.Select(layer => layer[sampling[k]])]);
+            SampledTokens++;
+            if (!_stop.Contains(tokens[k]) && s.Tokens.Count < _maxTokens && s.Length < Context) continue;
+            (s.IsFinished, s.IsTruncated) = (true, !_stop.Contains(tokens[k]));
+            _slots[active[sampling[k]]] = null;
+            finished.Add(s);
         }
         return finished;
     }
@@ -164,7 +184,8 @@ public sealed class GenerationEngine : IDisposable
         return done;
     }
 
-    /// <summary>Takes every unfinished sequence out (in flight, then queued), e.g. at a token budget; each keeps what it generated.</summary>
+    /// <summary>Takes every unfinished sequence out (in flight, then queued), e.g. at a token budget; each keeps what
+    /// it generated.</summary>
     public IReadOnlyList<Sequence> EvictAll()
     {
         var evicted = new List<Sequence>();

@@ -14,6 +14,7 @@ public enum Numerics
     [JsonStringEnumMemberName("bf16")] Bf16,
     /// <summary>float16 weights, activations and KV cache (11 mantissa bits, narrow range).</summary>
     [JsonStringEnumMemberName("fp16")] Fp16,
-    /// <summary>Weight-only int8 (W8A16): every weight matrix rounded to 8 bits per output row (symmetric, one scale per row), bf16 activations and KV cache, as weight-only int8 serving kernels compute.</summary>
+    /// <summary>Weight-only int8 (W8A16): every weight matrix rounded to 8 bits per output row (symmetric, one scale
+    /// per row), bf16 activations and KV cache, as weight-only int8 serving kernels compute.</summary>
     [JsonStringEnumMemberName("int8")] Int8,
 }

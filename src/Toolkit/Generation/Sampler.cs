@@ -7,6 +7,7 @@ namespace Toolkit.Generation;
 /// Draws one token per row of logits with temperature and top-p, from a seeded generator (so runs
 /// repeat), and returns each token's log-probability under the tempered distribution (before top-p
 /// truncation, as inference engines report it): the log π_infer that IcePop compares with the trainer's.
+/// Temperature 0 is greedy decoding: the most likely token, with its log-probability under the model's distribution.
 /// </summary>
 internal sealed class Sampler(SamplingOptions options, long seed) : IDisposable
 {
@@ -14,7 +15,7 @@ internal sealed class Sampler(SamplingOptions options, long seed) : IDisposable
     // Scalars live as long as the sampler. An implicitly converted Scalar is a temporary that the GC may
     // finalise while the native call still reads it (seen in CI as a libtorch "Expected false to be true"
     // from Scalar::toFloat inside masked_fill); fields keep them alive across every call.
-    private readonly Scalar _temperature = options.Temperature.ToScalar();
+    private readonly Scalar _temperature = (options.Temperature > 0 ? options.Temperature : 1.0).ToScalar();
     private readonly Scalar _topP = options.TopP.ToScalar();
     private readonly Scalar _zero = 0.0f.ToScalar();
 
@@ -23,12 +24,19 @@ internal sealed class Sampler(SamplingOptions options, long seed) : IDisposable
     {
         using var scope = NewDisposeScope();
         var logp = nn.functional.log_softmax(logits.div(_temperature), -1);                  // [A, V]
+        if (options.Temperature == 0)
+        {
+            var best = logp.argmax(-1, keepdim: true);                                       // [A, 1]
+            return (best.squeeze(-1).data<long>().ToArray(), logp.gather(-1, best).squeeze(-1).data<float>().ToArray());
+        }
         var probs = logp.exp();                                                              // [A, V]
         if (options.TopP < 1)
         {
             var (sorted, order) = probs.sort(-1, descending: true);                          // [A, V] each
-            var before = sorted.cumsum(-1) - sorted;                                         // mass of the tokens ranked above
-            sorted = sorted.masked_fill(before.ge(_topP), _zero);                            // keep the smallest set reaching top-p
+            // mass of the tokens ranked above
+            var before = sorted.cumsum(-1) - sorted;
+            // keep the smallest set reaching top-p
+            sorted = sorted.masked_fill(before.ge(_topP), _zero);
             probs = zeros_like(probs).scatter(-1, order, sorted);
         }
         var tokens = probs.multinomial(1, generator: _generator);                            // [A, 1]

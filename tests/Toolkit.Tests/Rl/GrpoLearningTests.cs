@@ -37,7 +37,7 @@ public sealed class GrpoLearningTests
         {
             using var model = Gpt.Create(config, 5);
             using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NNN"), 1), comm, options.Optimizer);
-            using var engine = new GenerationEngine(config, numerics, slots: 64, new SamplingOptions(), VerifiableTask.Stop, maxTokens: 1, seed: 3);
+            using var engine = new GenerationEngine(config, numerics, slots: 64, new SamplingOptions(), [VerifiableTask.Stop], maxTokens: 1, seed: 3);
             var version = 1;
             engine.LoadWeights(trainer.GatherParameters(), version);
             var source = new SynchronousRollouts(engine, new PromptStream([new Problem("q=", "a")], 1), promptsPerStep: 8, groupSize: 8);

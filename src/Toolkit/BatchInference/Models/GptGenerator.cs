@@ -65,7 +65,7 @@ public sealed class GptGenerator : IModelStage
 
         public Replica(GptGenerator owner, int index)
         {
-            _engine = new GenerationEngine(owner.Config, Numerics.Fp32, owner._slots, owner._sampling, Newline, owner._maxNew, seed: 1000 + index);
+            _engine = new GenerationEngine(owner.Config, Numerics.Fp32, owner._slots, owner._sampling, [Newline], owner._maxNew, seed: 1000 + index);
             _engine.LoadWeights(owner._weights.Flat, 0);
         }
 

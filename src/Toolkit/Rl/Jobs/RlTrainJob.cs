@@ -83,7 +83,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var warm = Evaluate(comm, task, heldOut, config, flat);
         context.Log($"held-out accuracy {initial:F3} initially, {warm:F3} after {o.WarmupSteps} warm-start steps");
 
-        using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling, VerifiableTask.Stop, task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank);
+        using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling, [VerifiableTask.Stop], task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank);
         using var reference = o.Loss.KlCoefficient > 0 ? Policy(config, flat) : null;
         var version = 1;
         var syncBytes = engine.LoadWeights(flat, version).Bytes;
@@ -238,7 +238,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     private static double Evaluate(Communicator comm, VerifiableTask task, IReadOnlyList<Problem> problems, GptConfig config, float[] flat)
     {
         if (comm.Rank != 0) return double.NaN;
-        using var engine = new GenerationEngine(config, Numerics.Fp32, Math.Min(64, problems.Count), new SamplingOptions { TopP = 1e-9 }, VerifiableTask.Stop, task.MaxCompletionTokens, seed: 0);
+        using var engine = new GenerationEngine(config, Numerics.Fp32, Math.Min(64, problems.Count), new SamplingOptions { TopP = 1e-9 }, [VerifiableTask.Stop], task.MaxCompletionTokens, seed: 0);
         engine.LoadWeights(flat, 0);
         var sequences = problems.Select((p, i) => new Sequence(i, ByteTokenizer.EncodeIds(p.Prompt), p)).ToList();
         foreach (var s in sequences) engine.Enqueue(s);

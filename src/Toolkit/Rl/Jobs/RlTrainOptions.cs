@@ -153,6 +153,8 @@ public sealed record RlTrainOptions : IJobOptions
         Correction.Validate();
         Loss.Validate();
         Rollout.Sampling.Validate();
+        if (Rollout.Sampling.Temperature == 0)
+            throw new ArgumentOutOfRangeException(nameof(Rollout.Sampling.Temperature), 0.0, "must be positive for RL: a group of identical greedy responses has no advantage");
         _ = new ShardingPlan(ShardingStrategy.Parse(Strategy), Launch.GroupSize).Validate(Launch.Ranks);
         Optimizer.Validate();
         if (Rollout.Samples < 2) throw new ArgumentOutOfRangeException(nameof(Rollout.Samples), Rollout.Samples, "must be at least 2 (advantages are relative within a group)");
