@@ -19,6 +19,7 @@ internal static class CliApp
             RlCommand.Create(),
             InferCommand.Create(),
             BenchCommand.Create(),
+            ModelCommand.Create(),
             DataCommand.Create(),
             JobsCommand.Create(),
             RankCommand.Create(),

@@ -25,6 +25,9 @@ public sealed class MagicOptionsParityTests : IDisposable
         { "#!collective", "plan", typeof(CollectivePlanOptions) },
         { "#!rl", "train", typeof(Toolkit.Rl.RlRunOptions) },
         { "#!infer", "run", typeof(Toolkit.BatchInference.InferJobOptions) },
+        { "#!model", "init", typeof(Toolkit.Models.ModelInitOptions) },
+        { "#!model", "info", typeof(Toolkit.Models.ModelInfoOptions) },
+        { "#!model", "export", typeof(Toolkit.Checkpoints.ModelExportOptions) },
     };
 
     [Theory]

@@ -1,3 +1,4 @@
+using Toolkit.Models;
 using static TorchSharp.torch;
 
 namespace Toolkit.Data;
@@ -9,21 +10,25 @@ namespace Toolkit.Data;
 /// </summary>
 public sealed class TokenDataset
 {
-    private readonly byte[] _tokens;
+    private readonly int[] _tokens;
 
     /// <summary>Wraps tokens (at least <c>contextLength + 1</c> of them).</summary>
-    public TokenDataset(byte[] tokens) => _tokens = tokens;
+    public TokenDataset(int[] tokens) => _tokens = tokens;
 
     /// <summary>Number of tokens.</summary>
     public int Length => _tokens.Length;
 
-    /// <summary>The embedded synthetic corpus, byte-tokenised.</summary>
-    public static TokenDataset SyntheticStories() => new(ByteTokenizer.Encode(SyntheticCorpus.Embedded()));
+    /// <summary>A text tokenised by <paramref name="tokenizer"/> (default the byte tokenizer).</summary>
+    public static TokenDataset Of(string text, TextTokenizer? tokenizer = null) =>
+        new([.. (tokenizer ?? TextTokenizer.Bytes).EncodeText(text).Select(t => (int)t)]);
 
-    /// <summary>A text file, byte-tokenised.</summary>
+    /// <summary>The embedded synthetic corpus, tokenised by <paramref name="tokenizer"/> (default the byte tokenizer).</summary>
+    public static TokenDataset SyntheticStories(TextTokenizer? tokenizer = null) => Of(SyntheticCorpus.Embedded(), tokenizer);
+
+    /// <summary>A text file, tokenised by <paramref name="tokenizer"/> (default the byte tokenizer).</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    public static TokenDataset FromTextFile(string path) => File.Exists(path)
-        ? new TokenDataset(ByteTokenizer.Encode(File.ReadAllText(path)))
+    public static TokenDataset FromTextFile(string path, TextTokenizer? tokenizer = null) => File.Exists(path)
+        ? Of(File.ReadAllText(path), tokenizer)
         : throw new FileNotFoundException($"Training text '{path}' does not exist.", path);
 
     /// <summary>Inputs and next-token targets, each [batch, length] int64, for one micro-batch.</summary>

@@ -10,8 +10,14 @@ namespace Toolkit.Models;
 /// </summary>
 public abstract class CausalLanguageModel : nn.Module<Tensor, Tensor>, ILayeredModule
 {
-    /// <summary>Names the module.</summary>
-    protected CausalLanguageModel(string name) : base(name) { }
+    /// <summary>Names the module (TorchSharp's native runtime is made ready first: every model is built through here).</summary>
+    protected CausalLanguageModel(string name) : base(Ready(name)) { }
+
+    private static string Ready(string name)
+    {
+        Runtime.TorchRuntime.EnsureInitialized();
+        return name;
+    }
 
     /// <summary>The model's shape.</summary>
     public abstract IModelConfig Shape { get; }

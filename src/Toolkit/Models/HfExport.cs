@@ -20,14 +20,12 @@ public static class HfExport
     /// <param name="folder">The output folder (created; its weight files replaced).</param>
     /// <param name="config">The model's shape.</param>
     /// <param name="parameter">A parameter's values by the module's name, in the module's layout (any float dtype;
-    /// tensors made
-    /// by the call are freed once written, the caller's own are left alone).</param>
+    /// tensors made by the call are freed once written, the caller's own are left alone).</param>
     /// <param name="dtype">The stored dtype: float32, bfloat16 or float16.</param>
-    /// <param name="tokenizerSource">A folder whose tokenizer files are copied, or null for the byte tokenizer (GPT
-    /// presets).</param>
+    /// <param name="tokenizerSource">A model folder whose config and tokenizer files are copied, or null (GPT presets:
+    /// a config made from the shape and the byte tokenizer).</param>
     /// <param name="maxShardBytes">Largest weight file before the weights are sharded with an index.</param>
-    public static void Write(string folder, IModelConfig config, Func<string, Tensor> parameter,
-        string dtype = "float32",
+    public static void Write(string folder, IModelConfig config, Func<string, Tensor> parameter, string dtype = "float32",
         string? tokenizerSource = null, long maxShardBytes = 4L << 30)
     {
         var type = dtype switch
@@ -35,24 +33,38 @@ public static class HfExport
             "float32" => ScalarType.Float32, "bfloat16" => ScalarType.BFloat16, "float16" => ScalarType.Float16,
             _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "must be float32, bfloat16 or float16"),
         };
-        // refuses what has no Hugging Face form
-        var json = HfConfig.Write(config, dtype);
-        Directory.CreateDirectory(folder);
-        var indented = new JsonSerializerOptions { WriteIndented = true };
-        File.WriteAllText(Path.Combine(folder, HfConfig.FileName), json.ToJsonString(indented));
-        WriteTokenizer(folder, config, tokenizerSource);
+        WriteDescription(folder, config, dtype, tokenizerSource);
         var layout = ModelLayout.Of(config)
             .Select(p => (Name: p.Name, Stored: HfNames.Checkpoint(config, p.Name),
                 Transposed: HfNames.IsTransposed(config, p.Name), p.Shape))
             .ToList();
-        HfWeights.Write(folder, [.. layout.Select(p => (p.Stored, type, p.Transposed ? new[] { p.Shape[1],
-            p.Shape[0] } : p.Shape))], i =>
+        var stored = layout.Select(p => (p.Stored, type, p.Transposed ? new[] { p.Shape[1], p.Shape[0] } : p.Shape)).ToList();
+        HfWeights.Write(folder, stored, i =>
         {
             using var scope = NewDisposeScope();
             // the caller's tensor is never the one written and freed
             var value = parameter(layout[i].Name).to(type, copy: true);
             return (layout[i].Transposed ? value.t().contiguous() : value.contiguous()).MoveToOuterDisposeScope();
         }, maxShardBytes);
+    }
+
+    /// <summary>
+    /// Writes a model's description without weights: <c>config.json</c> (the source folder's own, with its dtype set, or one
+    /// made from the shape), the tokenizer files (the source's, or the GPT's byte tokenizer) and <c>generation_config.json</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face architecture.</exception>
+    public static void WriteDescription(string folder, IModelConfig config, string dtype, string? source)
+    {
+        var json = HfConfig.Write(config, dtype);                                   // refuses what has no Hugging Face form
+        if (source is not null && File.Exists(Path.Combine(source, HfConfig.FileName)))
+        {
+            json = JsonNode.Parse(File.ReadAllText(Path.Combine(source, HfConfig.FileName)))!.AsObject();   // its keys as they were
+            json.Remove("dtype");
+            json["torch_dtype"] = dtype;
+        }
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(folder, HfConfig.FileName), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        WriteTokenizer(folder, config, source);
     }
 
     private static void WriteTokenizer(string folder, IModelConfig config, string? source)

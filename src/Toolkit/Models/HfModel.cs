@@ -159,6 +159,15 @@ public static class ModelLayout
 
     /// <summary>Elements of the flat parameter vector.</summary>
     public static long Count(IModelConfig config) => Of(config).Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b));
+
+    /// <summary>Parameters of the largest block (transformer layer): what layer-wise execution gathers at a time.</summary>
+    public static long LargestBlock(IModelConfig config)
+    {
+        var prefix = config is GptConfig ? "h." : "model.layers.";
+        return Of(config).Where(p => p.Name.StartsWith(prefix, StringComparison.Ordinal))
+            .GroupBy(p => p.Name[prefix.Length..].Split('.')[0])
+            .Max(g => g.Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b)));
+    }
 }
 
 /// <summary>How the toolkit's parameter names map to a Hugging Face checkpoint's.</summary>

@@ -5,7 +5,7 @@ namespace Toolkit.Models;
 
 /// <summary>Options of <c>model init</c>: a random-weight Hugging Face folder of a supported family, to try every
 /// command without a download.</summary>
-public sealed record ModelInitOptions
+public sealed record ModelInitOptions : Jobs.ICheckedOptions
 {
     /// <summary>The family (<c>model_type</c>). Default llama.</summary>
     [Option("Family: llama, qwen2, mistral, mixtral or qwen2_moe.")]
@@ -63,8 +63,18 @@ public sealed record ModelInitOptions
     /// <summary>Seed of the weights. Default 1.</summary>
     [Option("Seed of the weights.")] public int Seed { get; init; } = 1;
 
-    /// <summary>The shape these options describe, with BOS and EOS at <paramref name="bos"/> and the id after
-    /// it.</summary>
+    /// <inheritdoc/>
+    public void Check()
+    {
+        if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("is required: the folder to write", nameof(Out));
+        if (File.Exists(Out)) throw new ArgumentOutOfRangeException(nameof(Out), Out, "is a file; give a folder");
+        if (Dtype is not ("float32" or "bfloat16" or "float16"))
+            throw new ArgumentOutOfRangeException(nameof(Dtype), Dtype, "must be float32, bfloat16 or float16");
+        if (!(InitStd > 0)) throw new ArgumentOutOfRangeException(nameof(InitStd), InitStd, "must be positive");
+        _ = Config(bos: 256);
+    }
+
+    /// <summary>The shape these options describe, with BOS and EOS at <paramref name="bos"/> and the id after it.</summary>
     public DecoderConfig Config(int bos)
     {
         var family = Arch switch
@@ -113,9 +123,8 @@ public static class ModelInit
     /// <exception cref="ArgumentException">An invalid option; the message names it.</exception>
     public static string Run(ModelInitOptions options)
     {
-        var folder = options.Out ?? throw new ArgumentException("is required: the folder to write",
-            nameof(options.Out));
-        _ = options.Config(bos: 256);                                               // options checked before the work
+        options.Check();                                                            // before any work
+        var folder = options.Out!;
         Runtime.TorchRuntime.EnsureInitialized();
         var (tokens, merges) = ByteLevelBpe.Train(Data.SyntheticCorpus.Embedded(),
             options.Vocabulary - 256 - SpecialTokens.Count);

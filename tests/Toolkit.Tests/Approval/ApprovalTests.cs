@@ -1,3 +1,4 @@
+using Toolkit.Checkpoints;
 using System.Text;
 using System.Text.Json;
 using Toolkit.Comm;
@@ -33,6 +34,10 @@ public sealed class ApprovalTests : IDisposable
     [InlineData("infer")]
     [InlineData("infer run")]
     [InlineData("jobs")]
+    [InlineData("model")]
+    [InlineData("model init")]
+    [InlineData("model info")]
+    [InlineData("model export")]
     public void Help(string command)
     {
         string[] words = command == "toolkit" ? [] : command.Split(' ');

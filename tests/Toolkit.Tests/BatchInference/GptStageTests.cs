@@ -1,3 +1,4 @@
+using Toolkit.Checkpoints;
 using Toolkit.BatchInference;
 using Toolkit.Comm;
 using Toolkit.Inference;
@@ -7,7 +8,10 @@ using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.BatchInference;
 
-/// <summary>The GPT stages of batch inference on a model trained by paro train: its checkpoint read whole, scoring and generation through real jobs.</summary>
+/// <summary>
+/// The language-model stages of batch inference on a model trained by paro train: its checkpoint (which describes its
+/// model) read whole, scoring and generation through real jobs.
+/// </summary>
 public sealed class GptStageTests : IDisposable
 {
     private readonly TemporaryFolder _folder = new("toolkit-gpt-stage-");
@@ -18,7 +22,7 @@ public sealed class GptStageTests : IDisposable
     {
         var run = await ParoTrainJob.RunAsync(new ParoTrainOptions
         {
-            Sharding = new() { Strategy = "GGG" }, Model = new() { Preset = "tiny" }, Steps = 2,
+            Sharding = new() { Strategy = "GGG" }, Model = new() { Name = "tiny" }, Steps = 2,
             Checkpoint = new() { Every = 2 }, Launch = new() { RunsDirectory = _folder.Path },
         });
         return Path.Combine(run.RunPath, "checkpoints", "step-2");
@@ -39,7 +43,10 @@ public sealed class GptStageTests : IDisposable
             return trainer.GatherParameters();
         });
         Assert.Equal(flat, gathered[0]);
-        using var built = new GptStageWeights(GptConfig.Tiny, checkpoint, seed: 1).Build();
+        var source = ModelSource.Resolve(checkpoint);
+        Assert.Equal(ModelSourceKind.Checkpoint, source.Kind);
+        Assert.Equal(GptConfig.Tiny, source.Config);
+        using var built = source.Load(seed: 99);                                           // the checkpoint's weights, not the seed's
         Assert.Equal(flat, built.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()));
     }
 
@@ -48,19 +55,23 @@ public sealed class GptStageTests : IDisposable
     {
         var checkpoint = await TrainedCheckpoint();
         var input = Inputs.Jsonl(_folder.Path, 24);
-        var spec = new InferJobOptions { Input = input, GptModel = "tiny", Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 12, BatchSize = 8, RunsDirectory = _folder.Path };
+        var spec = new InferJobOptions
+        {
+            Input = input, Model = new() { Name = "tiny" }, Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 12, BatchSize = 8,
+            RunsDirectory = _folder.Path,
+        };
 
-        var trained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score, GptCheckpoint = checkpoint });
+        var trained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score, Model = new() { Name = checkpoint } });
         var untrained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score });
         double[] Scores(InferResult r) => [.. InferOutput.Rows(r.JobFolder).OrderBy(e => e.GetProperty("id").GetString()).Select(e => e.GetProperty("score").GetDouble())];
         Assert.Equal(24, Scores(trained).Length);
         Assert.NotEqual(Scores(untrained), Scores(trained));   // the checkpoint's weights were used
 
-        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate, GptCheckpoint = checkpoint, MaxNewTokens = 16 });
+        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate, Model = new() { Name = checkpoint }, MaxNewTokens = 16 });
         Assert.True(InferOutput.Verify(generated.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
         foreach (var row in InferOutput.Rows(generated.JobFolder))
         {
-            var bytes = row.GetProperty("generation_bytes").GetInt32();
+            var bytes = row.GetProperty("generation_tokens").GetInt32();                  // the byte tokenizer: tokens are bytes
             Assert.InRange(bytes, 0, 16);
             Assert.True(bytes == 0 || row.GetProperty("generation").GetString()!.Length > 0);
             Assert.True(row.GetProperty("generation_logprob").GetDouble() <= 0);
@@ -68,12 +79,15 @@ public sealed class GptStageTests : IDisposable
     }
 
     [Fact]
-    public async Task ACheckpointOfAnotherModel_IsRefusedBeforeTheJobStarts()
+    public async Task ACheckpointWithoutItsModel_IsRefusedBeforeTheJobStarts_NamingWhatToGive()
     {
         var checkpoint = await TrainedCheckpoint();
-        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 4), Pipeline = InferPipeline.Score, GptCheckpoint = checkpoint, GptModel = "small" };
-        var e = Assert.Throws<ArgumentException>(spec.Check);
-        Assert.Contains("pass the --model it was trained with", e.Message);
-        Assert.Contains("MaxNewTokens", Assert.Throws<ArgumentOutOfRangeException>((spec with { GptModel = "tiny", Pipeline = InferPipeline.Generate, MaxNewTokens = -1 }).Check).ParamName);
+        Directory.Delete(Path.Combine(checkpoint, ModelSource.DescriptionFolder), recursive: true);
+        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 4), Pipeline = InferPipeline.Score, Model = new() { Name = checkpoint } };
+        var e = Assert.Throws<InvalidDataException>(spec.Check);
+        Assert.Contains("--resume", e.Message);
+        var generate = spec with { Model = new() { Name = "tiny" }, Pipeline = InferPipeline.Generate, MaxNewTokens = -1 };
+        Assert.Equal("MaxNewTokens", Assert.Throws<ArgumentOutOfRangeException>(generate.Check).ParamName);
+        Assert.Equal("Name", Assert.Throws<ArgumentException>((spec with { Pipeline = InferPipeline.Embed }).Check).ParamName);   // --model
     }
 }

@@ -1,3 +1,4 @@
+using Toolkit.Checkpoints;
 using Toolkit.Paro;
 
 namespace Toolkit.Tests.Paro;
@@ -124,7 +125,7 @@ public sealed class CheckpointTests : IDisposable
         var checkpoint = Path.Combine(first.RunPath, "checkpoints", "step-1");
         var e = await Assert.ThrowsAsync<ArgumentException>(() => ParoTrainJob.RunAsync(Options("GGG") with
         {
-            Model = new() { Preset = "small" },
+            Model = new() { Name = "small" },
             Checkpoint = new() { ResumeFrom = checkpoint },
         }));
         Assert.Contains("parameters; this job's model has", e.Message);

@@ -20,7 +20,7 @@ public sealed class ParoBenchmarkTests : IDisposable
         var options = new ParoBenchmarkOptions
         {
             Launch = new() { Ranks = 4, GroupSize = 2, RunsDirectory = _runs.Path },
-            Model = new() { Preset = "tiny" }, Data = new() { MicroBatch = 2 },
+            Model = new() { Name = "tiny" }, Data = new() { MicroBatch = 2 },
             Steps = 3, Accumulations = "1,2", Rounds = 2, SkipMpi = true,
         };
         var report = await ParoBenchmark.RunAsync(options);

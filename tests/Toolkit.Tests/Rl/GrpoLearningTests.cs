@@ -44,7 +44,7 @@ public sealed class GrpoLearningTests
             var means = new List<double>();
             for (var step = 0; step < 40; step++)
             {
-                var update = RlTrainJob.Update(trainer, task, source.Next(), options, version, null, 64);
+                var update = RlTrainJob.Update(trainer, task, TaskTokens.Bytes, source.Next(), options, version, null, 64);
                 means.Add(update.RewardSum / update.Responses);
                 engine.LoadWeights(trainer.GatherParameters(), ++version);
             }

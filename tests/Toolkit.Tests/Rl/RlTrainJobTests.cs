@@ -18,7 +18,7 @@ public sealed class RlTrainJobTests : IDisposable
     private RlTrainOptions Small(RolloutMode mode = RolloutMode.Sync, Numerics numerics = Numerics.Fp32) => new()
     {
         Launch = new() { Ranks = 2, GroupSize = 1, RunsDirectory = _runs.Path },
-        Model = new() { Preset = "tiny" },
+        Model = new() { Name = "tiny" },
         WarmupSteps = 5,
         Steps = 2,
         EvalEvery = 1,
@@ -97,7 +97,7 @@ public sealed class RlTrainJobTests : IDisposable
         // The long-tail task after a short warm start gives groups with mixed rewards, hence a non-zero gradient.
         var options = Small() with
         {
-            Task = "longtail", Model = new() { Preset = "small" }, WarmupSteps = 30, WarmupLr = 3e-3, MaxGradNorm = 1e-9,
+            Task = "longtail", Model = new() { Name = "small" }, WarmupSteps = 30, WarmupLr = 3e-3, MaxGradNorm = 1e-9,
             Launch = Small().Launch with { Ranks = 1 }, Rollout = Small().Rollout with { Budget = 48, Prompts = 8 },
         };
         var e = await Assert.ThrowsAsync<RlDivergedException>(() => RlTrainJob.RunAsync(options));

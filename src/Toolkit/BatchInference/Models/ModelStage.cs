@@ -74,8 +74,8 @@ public static class ModelStages
     private static IModelStage Model(InferJobOptions spec, string model) => model switch
     {
         "embed" => new MiniLmEmbedding(spec.MaxTokens, spec.Threads),
-        "score" => new GptScorer(spec.Threads, Models.GptConfig.Preset(spec.GptModel), checkpoint: spec.GptCheckpoint),
-        "generate" => new GptGenerator(Models.GptConfig.Preset(spec.GptModel), spec.GptCheckpoint, spec.Sampling, spec.EffectiveMaxNewTokens, spec.BatchSize),
+        "score" => new ScoreStage(spec.Model, spec.Threads),
+        "generate" => new GenerateStage(spec.Model, spec.Sampling, spec.EffectiveMaxNewTokens(spec.Model.Resolve().Config), spec.BatchSize),
         "classify" => new ZeroShotClassifier(spec.LabelList, spec.MaxTokens),
         _ => throw new ArgumentOutOfRangeException(nameof(model), model, "unknown model"),
     };

@@ -98,24 +98,22 @@ public sealed record InferJobOptions : ICheckedOptions
     [JsonIgnore]
     public IReadOnlyList<string> LabelList => Labels is null ? [] : [.. Labels.Split(',').Select(l => l.Trim())];
 
-    /// <summary>The GPT's weights for score and generate: a PaRO checkpoint folder (any strategy or rank count); none: the preset initialised from seed 1.</summary>
-    [Option("GPT weights for score/generate: a checkpoint folder written by paro train (runs/<id>/checkpoints/step-K, any strategy or rank count); none: untrained weights from seed 1.")]
-    public string? GptCheckpoint { get; init; }
-
-    /// <summary>The GPT's preset (the one the checkpoint was trained with). Default small.</summary>
-    [Option("GPT preset for score/generate (the --model the checkpoint was trained with): tiny, small, medium or base.")]
-    public string GptModel { get; init; } = "small";
+    /// <summary>
+    /// The model of the score and generate stages: a GPT preset (untrained weights from seed 1), a toolkit checkpoint
+    /// folder, or a Hugging Face folder. Default the small GPT.
+    /// </summary>
+    [OptionGroup] public Models.ModelOptions Model { get; init; } = new() { Name = "small" };
 
     /// <summary>How generate samples: temperature and top-p.</summary>
     [OptionGroup] public Generation.SamplingOptions Sampling { get; init; } = new();
 
-    /// <summary>Most bytes generate writes per record (it stops earlier at a newline); 0: half the GPT's context. Default 0.</summary>
-    [Option("Most bytes generate adds per record; it stops earlier at a newline (0: half the GPT's context, the rest holds the prompt's end).")]
+    /// <summary>Most tokens generate writes per record (it stops earlier at the model's EOS, or a newline for a GPT preset); 0: half the context, at most 128. Default 0.</summary>
+    [Option("Most tokens generate adds per record; it stops earlier at the model's end-of-sequence token (a newline for a GPT preset) " +
+        "(0: half the model's context, at most 128; the rest holds the prompt's end).")]
     public int MaxNewTokens { get; init; }
 
-    /// <summary><see cref="MaxNewTokens"/>, with 0 resolved to half the context of <see cref="GptModel"/>.</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public int EffectiveMaxNewTokens => MaxNewTokens > 0 ? MaxNewTokens : Models.GptConfig.Preset(GptModel).ContextLength / 2;
+    /// <summary><see cref="MaxNewTokens"/>, with 0 resolved to half the context (at most 128) of a model of <paramref name="config"/>.</summary>
+    public int EffectiveMaxNewTokens(Models.IModelConfig config) => MaxNewTokens > 0 ? MaxNewTokens : Math.Min(128, config.ContextLength / 2);
 
     /// <summary>Records per shard (the unit of leasing, output and retry). Default 500.</summary>
     [Option("Records per shard: the unit of leasing, of output files (one part per shard) and of retries; leases grow to several shards for fast workers.")]
@@ -182,6 +180,12 @@ public sealed record InferJobOptions : ICheckedOptions
     /// </summary>
     public static void MigrateJson(System.Text.Json.Nodes.JsonObject spec)
     {
+        if (spec["model"] is null && (spec.ContainsKey("gptModel") || spec.ContainsKey("gptCheckpoint")))
+        {
+            spec.Remove("gptModel", out var preset);
+            spec.Remove("gptCheckpoint", out var checkpoint);
+            spec["model"] = new System.Text.Json.Nodes.JsonObject { ["name"] = (checkpoint ?? preset)?.GetValue<string>() ?? "small" };
+        }
         string[] moved = ["partition", "time", "account", "slurmArgs"];
         if (spec["slurm"] is not null || !moved.Any(spec.ContainsKey)) return;
         var slurm = new System.Text.Json.Nodes.JsonObject();
@@ -271,24 +275,22 @@ public sealed record InferJobOptions : ICheckedOptions
         if (MaxWorkers < 0 || (MaxWorkers > 0 && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers, $"must be 0 or at least --workers ({Workers})");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "must be at least 1");
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "must be at least 1");
-        var gpt = Models.GptConfig.Presets.TryGetValue(GptModel, out var preset) ? preset
-            : throw new ArgumentOutOfRangeException(nameof(GptModel), GptModel, $"unknown model; valid: {string.Join(", ", Models.GptConfig.Presets.Keys)}");
         var models = InferStages.Of(this).Select(s => s.Model).ToHashSet();
-        if (GptCheckpoint is not null && !models.Overlaps(["score", "generate"]))
+        var usesModel = models.Overlaps(["score", "generate"]);
+        if (Model.Name != new Models.ModelOptions { Name = "small" }.Name && !usesModel)
             throw new ArgumentException(Stages is null
-                ? "loads the GPT of the score and generate pipelines: add --pipeline score, embed+score or generate"
-                : "loads the GPT of score and generate stages, and --stages has none", nameof(GptCheckpoint));
+                ? "is the model of the score and generate pipelines: add --pipeline score, embed+score or generate"
+                : "is the model of score and generate stages, and --stages has none", nameof(Model.Name));
         if (models.Contains("classify")) _ = ZeroShotClassifier.Check(LabelList);
         else if (Labels is not null) throw new ArgumentException("labels a classify stage, and there is none: add one to --stages, e.g. emb=embed,topic=classify(emb)", nameof(Labels));
-        if (GptCheckpoint is not null)
-        {
-            var manifest = Paro.CheckpointManifest.Read(GptCheckpoint);
-            if (manifest.Parameters != gpt.ParameterCount)
-                throw new ArgumentException($"checkpoint {GptCheckpoint} holds a model of {manifest.Parameters:N0} parameters; --gpt-model {GptModel} has {gpt.ParameterCount:N0}: pass the --model it was trained with", nameof(GptCheckpoint));
-        }
         Sampling.Validate();
-        if (models.Contains("generate") && (MaxNewTokens < 0 || MaxNewTokens > gpt.ContextLength - 2))
-            throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens, $"must be between 1 and {gpt.ContextLength - 2}, or 0 for half (the {GptModel} GPT's context is {gpt.ContextLength} bytes, prompt included)");
+        if (usesModel)
+        {
+            var config = Model.Resolve().Config;
+            if (models.Contains("generate") && (MaxNewTokens < 0 || MaxNewTokens > config.ContextLength - 2))
+                throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens,
+                    $"must be between 1 and {config.ContextLength - 2}, or 0 for half (the model's context is {config.ContextLength} tokens, prompt included)");
+        }
         if (Launcher is WorkerLauncher.Mpi or WorkerLauncher.Slurm && Ranks < 2)
             throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, $"must be at least 2 with --launcher {Options.OptionSpec.EnumName(typeof(WorkerLauncher), Launcher)} (a coordinator and a worker)");
         if (Launcher == WorkerLauncher.Slurm)

@@ -1,3 +1,4 @@
+using Toolkit.Checkpoints;
 using Toolkit.Comm;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -20,14 +21,15 @@ internal sealed class ShardUnit : IDisposable
     private readonly Tensor? _master;            // level os slice, fp32 (mixed precision only)
 
     /// <param name="parameters">The unit's parameters (in model order) with their offsets in the model's flat order.</param>
-    /// <param name="initial">The whole model's initial fp32 values in model order (identical on every rank).</param>
+    /// <param name="initial">The model's initial values in model order (identical on every rank), read only where this rank keeps them.</param>
     /// <param name="runs">The unit's ranges in the model's flat order: (unit offset, model offset, count); the checkpoint's layout.</param>
     /// <param name="plan">The sharding plan.</param>
     /// <param name="world">All ranks.</param>
     /// <param name="dtype">Compute dtype of parameters and gradients.</param>
     /// <param name="device">Where the buffers live.</param>
     /// <param name="optimizer">AdamW's hyper-parameters.</param>
-    public ShardUnit(IReadOnlyList<(Parameter Parameter, long ModelOffset)> parameters, Tensor initial, IReadOnlyList<(long UnitOffset, long ModelOffset, long Count)> runs,
+    public ShardUnit(IReadOnlyList<(Parameter Parameter, long ModelOffset)> parameters, Models.IParameterSource initial,
+        IReadOnlyList<(long UnitOffset, long ModelOffset, long Count)> runs,
         ShardingPlan plan, Communicator world, ScalarType dtype, Device device, AdamWOptions optimizer)
     {
         _plan = plan;
@@ -42,16 +44,34 @@ internal sealed class ShardUnit : IDisposable
         Groups = new ParoGroups(world, plan.GroupSize, offset);
         Runs = runs;
         using var _ = no_grad();
-        using var full = zeros(Groups.Padded, dtype: ScalarType.Float32, device: device);
-        foreach (var (unitOffset, modelOffset, count) in ParameterRuns(initial.numel()))
-            full.narrow(0, unitOffset, count).copy_(initial.narrow(0, modelOffset, count));
-        Parameters = Slice(full, plan.Strategy.Parameters).to(dtype).clone();
+        using (var values = Initial(initial, plan.Strategy.Parameters)) Parameters = values.to(dtype, copy: true);
         Gradients = zeros(Groups.Range(plan.Strategy.Gradients).Length, dtype: dtype, device: device);
-        if (plan.Precision == ParoPrecision.Bf16) _master = Slice(full, plan.Strategy.OptimizerStates).clone();
+        if (plan.Precision == ParoPrecision.Bf16) _master = Initial(initial, plan.Strategy.OptimizerStates);
         Optimizer = new FlatAdamW(Groups.Range(plan.Strategy.OptimizerStates).Length, device, optimizer);
     }
 
     private ShardingStrategy Strategy => _plan.Strategy;
+
+    /// <summary>This rank's fp32 slice at <paramref name="level"/> of the unit's initial values (its padding zero), read from the source alone.</summary>
+    private Tensor Initial(Models.IParameterSource source, ShardLevel level)
+    {
+        var (start, length) = Groups.Range(level);
+        var slice = zeros(length, dtype: ScalarType.Float32, device: _device);
+        foreach (var (unitOffset, modelOffset, count) in ParameterRuns(source.Count))
+        {
+            var (from, to) = (Math.Max(start, unitOffset), Math.Min(start + length, unitOffset + count));
+            if (from >= to) continue;
+            using var part = slice.narrow(0, from - start, to - from);
+            if (part.device_type == DeviceType.CPU) source.Fill(modelOffset + (from - unitOffset), part);
+            else
+            {
+                using var host = zeros(to - from, dtype: ScalarType.Float32);
+                source.Fill(modelOffset + (from - unitOffset), host);
+                part.copy_(host);
+            }
+        }
+        return slice;
+    }
 
     public ParoGroups Groups { get; }
 

@@ -1,3 +1,4 @@
+using Toolkit.Checkpoints;
 using Toolkit.Comm;
 using Toolkit.Models;
 using TorchSharp;
@@ -76,7 +77,7 @@ public sealed class ShardedTrainer : IDisposable
     private (Task Task, long Bytes)? _reduction;            // g ≠ N: the last block's gradient reduction, while in flight
     private readonly List<BlockCall> _calls = [];           // the micro-step's block calls (with their recorded graphs)
 
-    private ShardedTrainer(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions optimizer)
+    private ShardedTrainer(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions optimizer, IParameterSource? source)
     {
         _model = model;
         _plan = plan.Validate(world.Size);
@@ -88,17 +89,15 @@ public sealed class ShardedTrainer : IDisposable
 
         using var _ = no_grad();
         _elements = model.parameters().Sum(p => p.numel());
-        using var initial = zeros(_elements, dtype: ScalarType.Float32, device: device);   // initial fp32 values, identical on every rank
-        long offset = 0;
-        foreach (var p in model.parameters())
-        {
-            initial.narrow(0, offset, p.numel()).copy_(p.detach().flatten());
-            offset += p.numel();
-        }
-        // Module.to(dtype) replaces the parameter objects, so the layout is taken afterwards.
-        if (plan.Precision == ParoPrecision.Bf16) model.to(ScalarType.BFloat16);
+        using var initial = source is null ? ModuleValues(model, device) : null;    // identical on every rank
+        source ??= new TensorParameterSource(initial!);
+        if (source.Count != _elements)
+            throw new ArgumentException($"The initial values hold {source.Count:N0} parameters; the model has {_elements:N0}.", nameof(source));
+        // Module.to(dtype) replaces the parameter objects, so the layout is taken afterwards. Placeholder parameters
+        // (a loader's) are made in the compute dtype: converting one would allocate it whole.
+        if (plan.Precision == ParoPrecision.Bf16 && model.parameters().Any(p => p.dtype != dtype)) model.to(dtype);
         var modelOffsets = new Dictionary<Parameter, long>(ReferenceEqualityComparer.Instance);
-        offset = 0;
+        long offset = 0;
         foreach (var p in model.parameters())
         {
             modelOffsets[p] = offset;
@@ -108,7 +107,7 @@ public sealed class ShardedTrainer : IDisposable
         {
             var members = parameters.Select(p => (p, modelOffsets[p])).ToList();
             var runs = whole ? [(0L, 0L, long.MaxValue)] : Runs(members);     // the whole model keeps its padding in the checkpoint, as before units existed
-            return new ShardUnit(members, initial, runs, plan, world, dtype, device, optimizer);
+            return new ShardUnit(members, source, runs, plan, world, dtype, device, optimizer);
         }
         if (_layered is null)
         {
@@ -168,12 +167,31 @@ public sealed class ShardedTrainer : IDisposable
     /// <summary>Layer-wise execution: the padded length of the root buffer (every parameter outside the blocks), gathered once per micro-step; 0 for whole-model execution.</summary>
     public long PaddedRootCount => _layered is null ? 0 : _root.Groups.Padded;
 
-    /// <summary>Wraps <paramref name="model"/> (all of whose parameters are trained; identical on every rank) for sharded training over <paramref name="world"/>.</summary>
+    /// <summary>
+    /// Wraps <paramref name="model"/> (all of whose parameters are trained) for sharded training over
+    /// <paramref name="world"/>. Its initial values are its own parameters (identical on every rank), or those of
+    /// <paramref name="initial"/>, of which each rank reads only the slices it keeps: then the model's parameters may be
+    /// placeholders that only carry shapes (<see cref="Decoder.Placeholder"/>), in the plan's compute dtype.
+    /// </summary>
     /// <exception cref="ShardingPlanException">The strategy is ineffective.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The group size does not divide the rank count, or A &lt; 1.</exception>
     /// <exception cref="ArgumentException">The plan is layer-wise and the model does not expose its blocks, or is a mixture of experts.</exception>
-    public static ShardedTrainer Create(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions? optimizer = null) =>
-        new(model, plan, world, (optimizer ?? new AdamWOptions()).Validate());
+    public static ShardedTrainer Create(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions? optimizer = null,
+        IParameterSource? initial = null) =>
+        new(model, plan, world, (optimizer ?? new AdamWOptions()).Validate(), initial);
+
+    /// <summary>The module's own parameter values, flat in fp32.</summary>
+    private static Tensor ModuleValues(nn.Module model, Device device)
+    {
+        var values = zeros(model.parameters().Sum(p => p.numel()), dtype: ScalarType.Float32, device: device);
+        long offset = 0;
+        foreach (var p in model.parameters())
+        {
+            values.narrow(0, offset, p.numel()).copy_(p.detach().flatten());
+            offset += p.numel();
+        }
+        return values;
+    }
 
     /// <summary>
     /// One optimizer step over the micro-batches (A = <c>microBatches.Count</c>, which must equal the
@@ -684,8 +702,6 @@ public sealed class ShardedTrainer : IDisposable
     {
         if (model is not ILayeredModule layered)
             throw new ArgumentException($"Layer-wise execution needs a model that exposes its blocks ({nameof(ILayeredModule)}, as the toolkit's GPT does); {model.GetType().Name} does not. Train it with whole-model gathering.", nameof(model));
-        if (model is Gpt { Config.Experts: > 0 })
-            throw new ArgumentException("Layer-wise execution gathers a block's parameters only around the block's own forward and backward, but a mixture-of-experts model's load-balancing loss reaches them outside; train MoE models with whole-model gathering.", nameof(model));
         return layered;
     }
 

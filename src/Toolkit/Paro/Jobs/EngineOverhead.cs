@@ -28,17 +28,17 @@ public static class EngineOverhead
         job.Validate();
         var (ranks, groupSize, a) = (job.Launch.Ranks, job.Launch.GroupSize, job.Sharding.Accumulation);
         Runtime.Devices.ConfigureCpuThreads(ranks);
-        var config = job.Model.Config;
+        var source = job.Model.Resolve();
+        var length = job.Data.LengthFor(source.Config);
         var dtype = job.Sharding.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         var repeats = Math.Max(1, job.Steps - 1);
         var times = InProcessCluster.Run(ranks, groupSize, comm =>
         {
             comm.Algorithm = job.Sharding.Collectives;
-            using var model = Gpt.Create(config, job.Seed);
-            if (dtype == ScalarType.BFloat16) model.to(dtype);
-            using var engineModel = Gpt.Create(config, job.Seed);
+            using var model = source.Load(job.Seed, dtype);
+            using var engineModel = source.Load(job.Seed);
             using var trainer = ShardedTrainer.Create(engineModel, job.Plan, comm, job.Optimizer);
-            var data = job.Data.Path is null ? TokenDataset.SyntheticStories() : TokenDataset.FromTextFile(job.Data.Path);
+            var data = job.Data.Path is null ? TokenDataset.SyntheticStories(source.Tokenizer) : TokenDataset.FromTextFile(job.Data.Path, source.Tokenizer);
             var elements = model.parameters().Sum(p => p.numel());
             using var groups = new ParoGroups(comm, groupSize, elements);
             using var gradient = zeros(groups.Padded, dtype: dtype);
@@ -59,14 +59,14 @@ public static class EngineOverhead
                 for (var micro = 0; micro < a; micro++)
                 {
                     using var scope = NewDisposeScope();
-                    var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, config.ContextLength);
+                    var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, length);
                     model.Loss(x, y).backward();
                 }
             }
             double Engine(int step) => Timed(() => trainer.Step([.. Enumerable.Range(0, a).Select(micro => (Func<nn.Module, Tensor>)(m =>
             {
-                var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, config.ContextLength);
-                return ((Gpt)m).Loss(x, y);
+                var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, length);
+                return ((CausalLanguageModel)m).Loss(x, y);
             }))]));
             double Plain(int step) => Timed(() =>
             {

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Toolkit.Jobs;
+using Toolkit.Models;
 using Toolkit.Options;
 
 namespace Toolkit.Paro;
@@ -14,8 +15,8 @@ public sealed record LayerwiseBenchmarkOptions : ICheckedOptions
     /// <summary>Strategy, accumulation, precision, collectives (layer-wise is what the benchmark varies). Default GGG (ZeRO-3), A = 4.</summary>
     [OptionGroup(Exclude = ["layerwise"])] public ShardingOptions Sharding { get; init; } = new() { Strategy = "GGG", Accumulation = 4 };
 
-    /// <summary>The GPT. Default base (85 M).</summary>
-    [OptionGroup] public GptOptions Model { get; init; } = new() { Preset = "base" };
+    /// <summary>The model. Default the base GPT (85 M).</summary>
+    [OptionGroup] public ModelOptions Model { get; init; } = new() { Name = "base" };
 
     /// <summary>Micro-batch and text. Default 1 sequence.</summary>
     [OptionGroup] public TextDataOptions Data { get; init; } = new() { MicroBatch = 1 };
@@ -31,7 +32,6 @@ public sealed record LayerwiseBenchmarkOptions : ICheckedOptions
     {
         Job.Validate();
         if (Steps < 2) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 2 (the first step is warm-up and not timed)");
-        if (Model.Config.Experts > 0) throw new ArgumentOutOfRangeException(nameof(Model), Model.Preset, "layer-wise execution does not train mixture-of-experts models");
     }
 }
 
@@ -48,12 +48,12 @@ public static class LayerwiseBenchmark
         options.Check();
         var whole = await Run(options.Job, "whole model", log, cancellationToken);
         var layerwise = await Run(options.Job with { Sharding = options.Sharding with { Layerwise = true } }, $"layer-wise{(options.Sharding.Recompute ? ", recomputed" : "")}{(options.Sharding.NoPrefetch ? ", no prefetch" : "")}", log, cancellationToken);
-        var config = options.Model.Config;
-        var blockBytes = config.BlockParameterCount * options.Job.Plan.ComputeBytes;
+        var block = ModelLayout.LargestBlock(options.Model.Resolve().Config);
+        var blockBytes = block * options.Job.Plan.ComputeBytes;
         var allowance = layerwise.ModelStateBytes + 2 * (blockBytes + blockBytes);
         var lossDifference = whole.Losses.Zip(layerwise.Losses, (a, b) => Math.Abs(a - b) / Math.Max(Math.Abs(a), 1e-30)).Max();
         return new LayerwiseBenchmarkReport(options.Job, Environment.ProcessorCount, whole, layerwise, layerwise.TokensPerSecond / whole.TokensPerSecond,
-            (double)layerwise.PeakBytes / whole.PeakBytes, config.BlockParameterCount, allowance, layerwise.PeakBytes <= allowance, lossDifference);
+            (double)layerwise.PeakBytes / whole.PeakBytes, block, allowance, layerwise.PeakBytes <= allowance, lossDifference);
     }
 
     private static async Task<LayerwiseRun> Run(ParoTrainOptions job, string name, Action<string>? log, CancellationToken cancellationToken)

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Toolkit.Jobs;
+using Toolkit.Models;
 using Toolkit.Options;
 using Toolkit.Runtime;
 
@@ -11,8 +12,8 @@ public sealed record ParoBenchmarkOptions : ICheckedOptions
     /// <summary>Ranks, groups and the emulated cluster; the benchmark picks the launchers itself (in-process, then MPI, then emulated). Default 4 ranks in groups of 2.</summary>
     [OptionGroup(Exclude = ["launcher", "nodes", "ranks-per-node", "gpus-per-node", "partition", "time", "account", "slurm-args", "slurm-submit"])] public LaunchOptions Launch { get; init; } = new();
 
-    /// <summary>The GPT. Default small.</summary>
-    [OptionGroup] public GptOptions Model { get; init; } = new() { Preset = "small" };
+    /// <summary>The model. Default the small GPT.</summary>
+    [OptionGroup] public ModelOptions Model { get; init; } = new() { Name = "small" };
 
     /// <summary>Micro-batch (and training text). Default 4 sequences.</summary>
     [OptionGroup] public TextDataOptions Data { get; init; } = new() { MicroBatch = 4 };
@@ -93,7 +94,8 @@ public static class ParoBenchmark
             var rounds = results.Select(r => r.Throughput.StepSeconds).ToList();
             var step = Statistics.MidpointMedian(rounds);
             var predicted = Predict(job, machine, last.ParameterCount);
-            rows.Add(new BenchmarkRow(name, code, a, step, job.TokensPerStep / step, last.Comm.IntraBytesPerStep, last.Comm.InterBytesPerStep, last.Memory,
+            var tokens = job.TokensPerStep(job.Data.LengthFor(job.Model.Resolve().Config));
+            rows.Add(new BenchmarkRow(name, code, a, step, tokens / step, last.Comm.IntraBytesPerStep, last.Comm.InterBytesPerStep, last.Memory,
                 predicted.StepSeconds, predicted.IntraBytesPerStep, predicted.InterBytesPerStep, (predicted.StepSeconds - step) / step, last.Steps[^1].Loss) { RoundStepSeconds = rounds });
             log?.Invoke($"{name,-6} {code} A={a}: {step * 1000,8:F1} ms measured{(options.Rounds > 1 ? " (median of rounds)" : "")}, {predicted.StepSeconds * 1000,8:F1} ms predicted");
         }
@@ -122,9 +124,9 @@ public static class ParoBenchmark
     {
         var ranks = job.Launch.Ranks;
         var padded = (parameters + ranks - 1) / ranks * ranks;
-        var config = job.Model.Config;
-        return CostModel.Estimate(job.Plan.Strategy, new ModelSpec(job.Model.Preset, padded, padded, config.Layers, config.Embedding), cluster,
-            new TrainingSpec(job.Sharding.Accumulation, job.Data.MicroBatch, config.ContextLength, job.Sharding.Precision, 1, GatherGranularity.Model));
+        var config = job.Model.Resolve().Config;
+        return CostModel.Estimate(job.Plan.Strategy, new ModelSpec(job.Model.Name, padded, padded, config.Layers, config.Hidden), cluster,
+            new TrainingSpec(job.Sharding.Accumulation, job.Data.MicroBatch, job.Data.LengthFor(config), job.Sharding.Precision, 1, GatherGranularity.Model));
     }
 }
 

@@ -1,3 +1,4 @@
+using Toolkit.Checkpoints;
 using System.Diagnostics;
 using Toolkit.Comm;
 using Toolkit.Data;
@@ -10,7 +11,7 @@ using static TorchSharp.torch;
 namespace Toolkit.Paro;
 
 /// <summary>
-/// Trains a small GPT under one PaRO strategy and measures loss, memory per rank, traffic per step
+/// Trains a model (a GPT preset, a checkpoint or a Hugging Face folder) under one PaRO strategy and measures loss, memory per rank, traffic per step
 /// and throughput, on in-process ranks, MPI processes or the emulated cluster (through
 /// <see cref="JobHost"/>); writes <c>runs/&lt;id&gt;/</c> with metrics, <c>result.json</c> and an
 /// offline <c>report.html</c>.
@@ -48,13 +49,16 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
     public override RankOutcome RunRank(RankContext<ParoTrainOptions> context)
     {
         var (comm, o) = (context.Comm, context.Options);
-        var data = o.Data.Path is null ? TokenDataset.SyntheticStories() : TokenDataset.FromTextFile(o.Data.Path);
-        var config = o.Model.Config;
-        Gpt model;
-        model = Gpt.Create(config, o.Seed);                                          // every rank starts identical
-        using var _ = model;
+        var source = o.Model.Resolve();
+        var data = o.Data.Path is null ? TokenDataset.SyntheticStories(source.Tokenizer) : TokenDataset.FromTextFile(o.Data.Path, source.Tokenizer);
+        var length = o.Data.LengthFor(source.Config);
+        var dtype = o.Sharding.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var training = source.ForTraining(o.Seed, dtype);                             // every rank starts identical
+        using var model = training.Model;
         comm.Algorithm = o.Sharding.Collectives;
-        using var trainer = ShardedTrainer.Create(model, o.Plan, comm, o.Optimizer);
+        ShardedTrainer trainer;
+        using (training.Keep) trainer = ShardedTrainer.Create(model, o.Plan, comm, o.Optimizer, training.Values);
+        using var _ = trainer;
         if (o.Checkpoint.ResumeFrom is { } resume)
         {
             trainer.LoadCheckpoint(resume);
@@ -76,8 +80,8 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             var step = first + i;
             var micro = Enumerable.Range(0, o.Sharding.Accumulation).Select(a => (Func<TorchSharp.torch.nn.Module, Tensor>)(m =>
             {
-                var (x, y) = data.Batch(o.Seed, step, a * comm.Size + comm.Rank, o.Data.MicroBatch, config.ContextLength);   // [B, T] each
-                return ((Gpt)m).Loss(x, y);
+                var (x, y) = data.Batch(o.Seed, step, a * comm.Size + comm.Rank, o.Data.MicroBatch, length);   // [B, T] each
+                return ((CausalLanguageModel)m).Loss(x, y);
             })).ToList();
             var before = comm.Counters.Snapshot();
             var clock = Stopwatch.StartNew();
@@ -85,9 +89,9 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             seconds[i] = clock.Elapsed.TotalSeconds;
             traffic = comm.Counters.Snapshot().Since(before);
             RecordStep(context, step, losses[i], seconds[i], traffic, trainer.Memory);
-            if (o.Checkpoint.Every > 0 && (step + 1) % o.Checkpoint.Every == 0)
-                trainer.SaveCheckpoint(Path.Combine(context.RunPath, "checkpoints", $"step-{step + 1}"));
+            if (o.Checkpoint.Every > 0 && (step + 1) % o.Checkpoint.Every == 0) Save(context, trainer, source, step + 1);
         }
+        if (o.Checkpoint.Export is { } export) Export(context, trainer, source, first + o.Steps, export);
         var memory = trainer.Memory;
         return new RankOutcome(comm.Rank, first, losses, seconds, traffic.IntraBytes, traffic.InterBytes,
             new RankMemory(comm.Rank, memory.ParametersBytes, memory.GradientsBytes, memory.OptimizerBytes, memory.PeakBytes), trainer.ParameterCount);
@@ -103,7 +107,7 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         var result = new ParoTrainResult(o.Plan.Strategy.Code, o.Launch.Ranks, o.Launch.GroupSize, o.Sharding.Accumulation, Options.OptionSpec.EnumName(typeof(ParoPrecision), o.Sharding.Precision),
             outcomes[0].ParameterCount, steps, [.. outcomes.Select(r => r.Memory)],
             new CommPerStep(outcomes.Max(r => r.IntraBytes), outcomes.Max(r => r.InterBytes)),
-            new Throughput(median, o.TokensPerStep / median),
+            new Throughput(median, o.TokensPerStep(o.Data.LengthFor(o.Model.Resolve().Config)) / median),
             run.Path);
         var points = RunReader.ReadAll(run.Path);
         HtmlReport.Write(run.File("report.html"), result.Title, result.Facts(),
@@ -114,6 +118,29 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             Charts.MetricByRank(points, MetricNames.StepSeconds, "step time (s)"),
         ]);
         return result;
+    }
+
+    /// <summary>Collective: a checkpoint of the step, with the model's description beside it (rank 0).</summary>
+    private static string Save(RankContext<ParoTrainOptions> context, ShardedTrainer trainer, ModelSource source, int step)
+    {
+        var folder = Path.Combine(context.RunPath, "checkpoints", $"step-{step}");
+        trainer.SaveCheckpoint(folder);
+        if (context.Comm.Rank == 0) source.WriteDescription(Path.Combine(folder, ModelSource.DescriptionFolder));
+        context.Comm.Barrier();
+        return folder;
+    }
+
+    /// <summary>Collective: the last step's checkpoint (saved unless it was), then rank 0 writes it as a Hugging Face folder.</summary>
+    private static void Export(RankContext<ParoTrainOptions> context, ShardedTrainer trainer, ModelSource source, int step, string folder)
+    {
+        var checkpoint = Path.Combine(context.RunPath, "checkpoints", $"step-{step}");
+        if (!File.Exists(Path.Combine(checkpoint, CheckpointManifest.FileName))) checkpoint = Save(context, trainer, source, step);
+        if (context.Comm.Rank == 0)
+        {
+            CheckpointExport.ToFolder(checkpoint, folder);
+            context.Log($"exported the model of step {step} to {folder}");
+        }
+        context.Comm.Barrier();
     }
 
     private static void RecordStep(RankContext<ParoTrainOptions> context, int step, double loss, double seconds, CommSnapshot traffic, ParoMemory memory)

@@ -1,3 +1,4 @@
+using Toolkit.Checkpoints;
 using System.Text.Json.Serialization;
 using Toolkit.Comm;
 using Toolkit.Jobs;
@@ -6,7 +7,10 @@ using Toolkit.Options;
 
 namespace Toolkit.Paro;
 
-/// <summary>Options of <c>paro train</c>: a small GPT trained under one PaRO strategy, composed of small records that every front end derives its options from.</summary>
+/// <summary>
+/// Options of <c>paro train</c>: a model (a GPT preset, a checkpoint or a Hugging Face folder) trained under one PaRO
+/// strategy, composed of small records that every front end derives its options from.
+/// </summary>
 public sealed record ParoTrainOptions : IJobOptions
 {
     /// <summary>Where the ranks run. Default 4 in-process ranks in groups of 2.</summary>
@@ -15,8 +19,8 @@ public sealed record ParoTrainOptions : IJobOptions
     /// <summary>Strategy, accumulation, precision and collectives.</summary>
     [OptionGroup] public ShardingOptions Sharding { get; init; } = new();
 
-    /// <summary>The GPT preset.</summary>
-    [OptionGroup] public GptOptions Model { get; init; } = new();
+    /// <summary>The model.</summary>
+    [OptionGroup] public ModelOptions Model { get; init; } = new();
 
     /// <summary>AdamW. Defaults for this job: learning rate 3e-3, β2 0.95, weight decay 0.1 (nanoGPT's small-model recipe).</summary>
     [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 3e-3, Beta2 = 0.95, WeightDecay = 0.1 };
@@ -36,8 +40,8 @@ public sealed record ParoTrainOptions : IJobOptions
     /// <summary>The sharding plan these options describe.</summary>
     [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise, Sharding.Recompute, !Sharding.NoPrefetch);
 
-    /// <summary>Tokens one optimizer step consumes over all ranks.</summary>
-    [JsonIgnore] public long TokensPerStep => (long)Launch.Ranks * Sharding.Accumulation * Data.MicroBatch * Model.Config.ContextLength;
+    /// <summary>Tokens one optimizer step consumes over all ranks, for sequences of <paramref name="length"/> tokens.</summary>
+    public long TokensPerStep(int length) => (long)Launch.Ranks * Sharding.Accumulation * Data.MicroBatch * length;
 
     /// <summary>Throws <see cref="ArgumentException"/> (or <see cref="ShardingPlanException"/>) naming the first invalid option.</summary>
     public ParoTrainOptions Validate()
@@ -46,9 +50,11 @@ public sealed record ParoTrainOptions : IJobOptions
         // The plan checks this too, but names its own parameter (Prefetch), which is not an option's.
         if (Sharding.NoPrefetch && !Sharding.Layerwise) throw new ArgumentException("is part of layer-wise execution: add --layerwise.", nameof(ShardingOptions.NoPrefetch));
         Plan.Validate(Launch.Ranks);
-        _ = Model.Config;
+        var model = Model.Resolve();
         Optimizer.Validate();
         Data.Validate();
+        if (Data.SequenceLength > model.Config.ContextLength)
+            throw new ArgumentOutOfRangeException(nameof(Data.SequenceLength), Data.SequenceLength, $"exceeds the model's context ({model.Config.ContextLength})");
         Checkpoint.Validate();
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
         return this;
@@ -89,19 +95,6 @@ public sealed record ShardingOptions
     public CollectiveAlgorithm Collectives { get; init; } = CollectiveAlgorithm.Ring;
 }
 
-/// <summary>Which GPT to train.</summary>
-public sealed record GptOptions
-{
-    /// <summary>Preset name. Default tiny.</summary>
-    [Option("GPT preset: tiny (36 K parameters), small (0.8 M), medium (10.8 M) or base (85 M).", Name = "model")]
-    public string Preset { get; init; } = "tiny";
-
-    /// <summary>The preset's shape.</summary>
-    [JsonIgnore] public GptConfig Config => GptConfig.Presets.TryGetValue(Preset, out var config)
-        ? config
-        : throw new ArgumentOutOfRangeException(nameof(Preset), Preset, $"unknown model; valid: {string.Join(", ", GptConfig.Presets.Keys)}");
-}
-
 /// <summary>Training text and batch shape.</summary>
 public sealed record TextDataOptions
 {
@@ -113,10 +106,18 @@ public sealed record TextDataOptions
     [Option("Sequences per micro-batch per rank.")]
     public int MicroBatch { get; init; } = 8;
 
+    /// <summary>Tokens per training sequence; 0 for the model's context, at most 256. Default 0.</summary>
+    [Option("Tokens per training sequence (0: the model's context, at most 256: a GPT preset's whole context).")]
+    public int SequenceLength { get; init; }
+
+    /// <summary>The sequence length for a model of <paramref name="config"/>.</summary>
+    public int LengthFor(IModelConfig config) => SequenceLength > 0 ? SequenceLength : Math.Min(config.ContextLength, 256);
+
     /// <summary>Throws naming the first invalid setting.</summary>
     public TextDataOptions Validate()
     {
         if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
+        if (SequenceLength < 0) throw new ArgumentOutOfRangeException(nameof(SequenceLength), SequenceLength, "must not be negative (0: the model's context)");
         if (Path is not null && !File.Exists(Path)) throw new ArgumentOutOfRangeException(nameof(Path), Path, "no such file");
         return this;
     }
@@ -136,10 +137,15 @@ public sealed record CheckpointOptions
     [Option("Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written under any strategy, rank count, group size or precision (it is re-sliced); steps continue from its step.", Name = "resume")]
     public string? ResumeFrom { get; init; }
 
+    /// <summary>A folder to write the trained model into as a Hugging Face folder at the end (from the last step's checkpoint), or null.</summary>
+    [Option("At the end, write the trained model as a Hugging Face folder here (from a checkpoint of the last step; none: no export).")]
+    public string? Export { get; init; }
+
     /// <summary>Throws naming the first invalid setting.</summary>
     public CheckpointOptions Validate()
     {
         if (Every < 0) throw new ArgumentOutOfRangeException(nameof(Every), Every, "must not be negative");
+        if (Export is not null && File.Exists(Export)) throw new ArgumentOutOfRangeException(nameof(Export), Export, "is a file; give a folder to write the model into");
         if (ResumeFrom is not null) _ = CheckpointManifest.Read(ResumeFrom);
         return this;
     }

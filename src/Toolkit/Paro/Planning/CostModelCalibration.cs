@@ -38,7 +38,8 @@ public static class CostModelCalibration
     internal static CalibrationProbe Probe(Communicator comm, ParoTrainOptions options)
     {
         var groupSize = options.Launch.GroupSize;
-        var config = options.Model.Config;
+        var source = options.Model.Resolve();
+        var config = source.Config;
         var bytes = options.Sharding.Precision == ParoPrecision.Bf16 ? 2 : 4;
         // Each link is probed with the messages the engine puts on it: a group's ring carries whole buffers of the
         // model's size, an inter-group ring the 1/m slice of one. A shaped link's efficiency depends on the transfer's
@@ -49,7 +50,7 @@ public static class CostModelCalibration
         using var inter = comm.SplitAcrossGroups(groupSize);
         var (intraBandwidth, intraLatency) = BandwidthProbe.RingLink(intra, message);
         var (interBandwidth, interLatency) = BandwidthProbe.RingLink(inter, Math.Max(1 << 16, message / groupSize));
-        var flops = Compute(comm, options, config);
+        var flops = Compute(comm, options, source);
         var memoryBandwidth = Optimizer(comm, config.ParameterCount);
         return new CalibrationProbe(intraBandwidth, intraLatency, interBandwidth, interLatency, flops, memoryBandwidth);
     }
@@ -91,12 +92,13 @@ public static class CostModelCalibration
     /// error there at 100 Mbit/s fell from 22-31 % to 5-14 %. A barrier after each of the four micro-steps measured no
     /// slowdown, so it is the window of one micro-step, not synchronisation, that lost the time.
     /// </summary>
-    private static double Compute(Communicator comm, ParoTrainOptions o, GptConfig config)
+    private static double Compute(Communicator comm, ParoTrainOptions o, ModelSource source)
     {
-        using var model = new Gpt(config);
-        if (o.Sharding.Precision == ParoPrecision.Bf16) model.to(ScalarType.BFloat16);
-        var data = TokenDataset.SyntheticStories();
-        var (x, y) = data.Batch(o.Seed, 0, comm.Rank, o.Data.MicroBatch, config.ContextLength);
+        var config = source.Config;
+        var length = o.Data.LengthFor(config);
+        using var model = source.Load(o.Seed, o.Sharding.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32);
+        var data = TokenDataset.SyntheticStories(source.Tokenizer);
+        var (x, y) = data.Batch(o.Seed, 0, comm.Rank, o.Data.MicroBatch, length);
         const int microSteps = 4;
         var seconds = SlowestRankSeconds(comm, () =>
         {
@@ -107,7 +109,7 @@ public static class CostModelCalibration
                 model.Loss(x, y).backward();
             }
         }, repeats: 3) / microSteps;
-        return 6.0 * config.ParameterCount * o.Data.MicroBatch * config.ContextLength / seconds;
+        return 6.0 * config.ParameterCount * o.Data.MicroBatch * length / seconds;
     }
 
     /// <summary>Bytes/s the AdamW step streams (fp32 parameters, gradient, two moments; read and written) while every rank updates at once, up to the slowest rank.</summary>

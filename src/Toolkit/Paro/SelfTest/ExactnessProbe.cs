@@ -10,7 +10,9 @@ namespace Toolkit.Paro;
 /// (<see cref="ParoSelfTestJob"/>, under mpiexec): a small network (parameter count not divisible by the rank
 /// count, so padding is exercised), deterministic micro-batches indexed by (step, a·n + rank), and
 /// the single-process reference with <c>torch.optim.AdamW</c> on the same global batch. Layer-wise execution
-/// is checked on a small GPT (it needs a model with blocks), three blocks of 510 parameters and a root of 138.
+/// is checked on a small GPT (it needs a model with blocks), three blocks of 510 parameters and a root of 138. A Hugging
+/// Face folder (a decoder family) is trained from placeholders whose values each rank reads from the folder, only
+/// the slices its strategy keeps; its reference loads the folder whole.
 /// </summary>
 internal static class ExactnessProbe
 {
@@ -29,31 +31,37 @@ internal static class ExactnessProbe
     /// <param name="recompute">Layer-wise with activations recomputed in backward.</param>
     /// <param name="prefetch">Layer-wise with the next block's gather queued ahead.</param>
     /// <param name="twice">Layer-wise micro-batches that run the model twice (two halves of the batch, losses averaged).</param>
+    /// <param name="folder">A Hugging Face folder to train instead (whole-model, or layer-wise with <paramref name="layerwise"/>).</param>
     public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
-        bool failFirstStep = false, bool recompute = false, bool prefetch = true, bool twice = false)
+        bool failFirstStep = false, bool recompute = false, bool prefetch = true, bool twice = false, string? folder = null)
     {
         comm.Algorithm = algorithm;
-        using var model = NewModel(layerwise);
-        using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise, Recompute: recompute, Prefetch: !layerwise || prefetch), comm, Adam);
+        using var hf = folder is null ? null : HfModel.Open(folder);
+        using var model = hf is null ? NewModel(layerwise) : Decoder.Placeholder((DecoderConfig)hf.Config);
+        var plan = new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise, Recompute: recompute, Prefetch: !layerwise || prefetch);
+        using var trainer = ShardedTrainer.Create(model, plan, comm, Adam, hf is null ? null : new FolderParameterSource(hf));
+        var vocabulary = hf?.Config.VocabularySize;
         if (failFirstStep)
         {
             var failing = Enumerable.Range(0, accumulation).Select(a => (Func<nn.Module, Tensor>)(m =>
             {
-                _ = MicroBatch(0, a * comm.Size + comm.Rank, layerwise)(m);
+                _ = MicroBatch(0, a * comm.Size + comm.Rank, layerwise, vocabulary: vocabulary)(m);
                 throw new InvalidOperationException("a bad micro-batch");
             })).ToList();
             try { trainer.Step(failing); throw new InvalidOperationException("the failing step did not throw"); }
             catch (InvalidOperationException e) when (e.Message == "a bad micro-batch") { }
         }
         for (var step = 0; step < steps; step++)
-            trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank, layerwise, twice))]);
+            trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank, layerwise, twice, vocabulary))]);
         return trainer.GatherParameters();
     }
 
     /// <summary>Plain TorchSharp on one model: every micro-batch of the global batch, loss averaged over n·A micro-batches.</summary>
-    public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false, bool twice = false)
+    public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false, bool twice = false, string? folder = null)
     {
-        using var model = NewModel(layerwise);
+        using var hf = folder is null ? null : HfModel.Open(folder);
+        using var model = hf is null ? NewModel(layerwise) : hf.Load();
+        var vocabulary = hf?.Config.VocabularySize;
         var optimizer = optim.AdamW(model.parameters(), lr: Adam.LearningRate, beta1: Adam.Beta1, beta2: Adam.Beta2, eps: Adam.Epsilon, weight_decay: Adam.WeightDecay);
         for (var step = 0; step < steps; step++)
         {
@@ -62,7 +70,7 @@ internal static class ExactnessProbe
             for (var micro = 0; micro < ranks * accumulation; micro++)
             {
                 using var scope = NewDisposeScope();
-                (MicroBatch(step, micro, layerwise, twice)(model) / microBatches).backward();
+                (MicroBatch(step, micro, layerwise, twice, vocabulary)(model) / microBatches).backward();
             }
             optimizer.step();
         }
@@ -94,9 +102,15 @@ internal static class ExactnessProbe
         return model;
     }
 
-    private static Func<nn.Module, Tensor> MicroBatch(int step, int index, bool layerwise, bool twice = false) => model =>
+    private static Func<nn.Module, Tensor> MicroBatch(int step, int index, bool layerwise, bool twice = false, int? vocabulary = null) => model =>
     {
         using var generator = new Generator((ulong)(1000 * step + index + 1));
+        if (vocabulary is { } v)
+        {
+            var tokens = randint(0, v, [4, 8], generator: generator);                 // [B, T]
+            var targets = randint(0, v, [4, 8], generator: generator);
+            return ((CausalLanguageModel)model).Loss(tokens, targets);
+        }
         if (layerwise)
         {
             var tokens = randint(0, SmallGpt.VocabularySize, [4, SmallGpt.ContextLength], generator: generator);

@@ -65,7 +65,7 @@ internal sealed class C3poPartitioner : IRolloutSource
 
     private void Open(Problem problem)
     {
-        var (id, samples) = _factory.Create(problem);
+        var (id, samples) = _factory.Create(problem, _prompts.Tokens);
         _open[id] = new OpenGroup(id, problem, samples);
         foreach (var s in samples) _engine.Enqueue(s);
     }

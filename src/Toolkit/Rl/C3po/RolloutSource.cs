@@ -32,9 +32,12 @@ public interface IRolloutSource
     RolloutBatch Next();
 }
 
-/// <summary>An endless, seeded, shuffled cycle over a task's training problems.</summary>
-internal sealed class PromptStream(IReadOnlyList<Problem> problems, int seed)
+/// <summary>An endless, seeded, shuffled cycle over a task's training problems, and the tokens their prompts become.</summary>
+internal sealed class PromptStream(IReadOnlyList<Problem> problems, int seed, TaskTokens? tokens = null)
 {
+    /// <summary>How prompts become tokens (default the byte tokenizer's).</summary>
+    public TaskTokens Tokens { get; } = tokens ?? TaskTokens.Bytes;
+
     private readonly Random _random = new(seed);
     private int[] _order = [];
     private int _next;
@@ -59,10 +62,10 @@ internal sealed class GroupFactory(int groupSize)
     /// <summary>Sequences created so far.</summary>
     public long Sequences => _sequences;
 
-    public (long Id, List<Sequence> Samples) Create(Problem problem)
+    public (long Id, List<Sequence> Samples) Create(Problem problem, TaskTokens tokens)
     {
         var id = _groups++;
-        var prompt = Data.ByteTokenizer.EncodeIds(problem.Prompt);
+        var prompt = tokens.Prompt(problem);
         return (id, [.. Enumerable.Range(0, groupSize).Select(_ => new Sequence(_sequences++, prompt, id))]);
     }
 }
@@ -76,7 +79,7 @@ internal sealed class SynchronousRollouts(GenerationEngine engine, PromptStream 
     {
         var clock = Stopwatch.StartNew();
         var (sampled, prefix) = (engine.SampledTokens, engine.PrefixTokens);
-        var groups = Enumerable.Range(0, promptsPerStep).Select(_ => prompts.Next()).Select(p => (Problem: p, Group: _factory.Create(p))).ToList();
+        var groups = Enumerable.Range(0, promptsPerStep).Select(_ => prompts.Next()).Select(p => (Problem: p, Group: _factory.Create(p, prompts.Tokens))).ToList();
         foreach (var s in groups.SelectMany(g => g.Group.Samples)) engine.Enqueue(s);
         engine.RunToCompletion();
         return new RolloutBatch([.. groups.Select(g => new RolloutGroup(g.Group.Id, g.Problem, g.Group.Samples))],

@@ -68,27 +68,32 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     {
         var (comm, o) = (context.Comm, context.Options);
         var task = o.TaskDefinition;
-        var config = o.PolicyConfig;
-        Gpt model;
-        model = Gpt.Create(config, o.Seed);                                          // every rank starts identical
-        using var _ = model;
-        using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(o.Strategy), o.Launch.GroupSize), comm, o.Optimizer with { LearningRate = o.WarmupLr });
-        var heldOut = TaskDatasets.Load(task, heldOut: true);
-        var initial = Evaluate(comm, task, heldOut, config, trainer.GatherParameters());
+        var model = o.ResolvePolicy();
+        var (config, tokens) = (model.Config, new TaskTokens(model.Tokenizer));
+        var training = model.ForTraining(o.Seed);                                    // every rank starts identical
+        using var policy = training.Model;
+        var plan = new ShardingPlan(ShardingStrategy.Parse(o.Strategy), o.Launch.GroupSize);
+        ShardedTrainer trainer;
+        using (training.Keep) trainer = ShardedTrainer.Create(policy, plan, comm, o.Optimizer with { LearningRate = o.WarmupLr }, training.Values);
+        using var _ = trainer;
+        var train = TaskDatasets.Load(task, heldOut: false);
+        var evaluation = new Evaluation(task, TaskDatasets.Load(task, heldOut: true), config, tokens);
+        var initial = evaluation.Run(comm, trainer.GatherParameters());
         var clock = Stopwatch.StartNew();
-        WarmStart(context, trainer, TaskDatasets.Load(task, heldOut: false));
+        WarmStart(context, trainer, train, tokens);
         var warmSeconds = clock.Elapsed.TotalSeconds;
         trainer.ResetOptimizer(o.Optimizer);   // RL starts with fresh moments: the warm start's large gradients would otherwise damp its first updates
         var flat = trainer.GatherParameters();
-        var warm = Evaluate(comm, task, heldOut, config, flat);
+        var warm = evaluation.Run(comm, flat);
         context.Log($"held-out accuracy {initial:F3} initially, {warm:F3} after {o.WarmupSteps} warm-start steps");
 
-        using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling, [VerifiableTask.Stop], task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank);
-        using var reference = o.Loss.KlCoefficient > 0 ? Policy(config, flat) : null;
+        using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling, tokens.Stop,
+            task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank, context: evaluation.Context);
+        using var reference = o.Loss.KlCoefficient > 0 ? ModelSource.FromValues(config, flat) : null;
         var version = 1;
         var syncBytes = engine.LoadWeights(flat, version).Bytes;
         double syncSeconds;
-        var prompts = new PromptStream(TaskDatasets.Load(task, heldOut: false), o.Seed * 7919 + comm.Rank);
+        var prompts = new PromptStream(train, o.Seed * 7919 + comm.Rank, tokens);
         IRolloutSource source = o.Rollout.Mode == RolloutMode.Sync
             ? new SynchronousRollouts(engine, prompts, o.Rollout.Prompts / comm.Size, o.Rollout.Samples)
             : new C3poPartitioner(engine, prompts, o.Rollout.Samples, o.Rollout.Budget / comm.Size, o.Rollout.Staleness);
@@ -98,18 +103,35 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         {
             context.CancellationToken.ThrowIfCancellationRequested();
             var batch = source.Next();
-            var update = Update(trainer, task, batch, o, version, reference, o.Rollout.Budget / comm.Size);
+            var update = Update(trainer, task, tokens, batch, o, version, reference, o.Rollout.Budget / comm.Size);
             var sync = Stopwatch.StartNew();
             flat = trainer.GatherParameters();
             syncBytes = engine.LoadWeights(flat, ++version).Bytes;
             syncSeconds = sync.Elapsed.TotalSeconds;
-            var accuracy = (step + 1) % o.EvalEvery == 0 || step == o.Steps - 1 ? Evaluate(comm, task, heldOut, config, flat) : double.NaN;
+            var accuracy = (step + 1) % o.EvalEvery == 0 || step == o.Steps - 1 ? evaluation.Run(comm, flat) : double.NaN;
             var record = Aggregate(comm, step, batch, update, accuracy, syncSeconds, syncBytes);
             Guard(record, o);
             steps.Add(record);
             if (comm.Rank == 0) RecordMetrics(context, record);
         }
+        if (o.Export is { } export && comm.Rank == 0) Export(context, model, flat, export);
         return new RankOutcome(initial, warm, steps[^1].HeldOutAccuracy, steps, warmSeconds, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Writes the trained policy (a flat vector in module order) as a Hugging Face folder described like its model.</summary>
+    private static void Export(RankContext<RlTrainOptions> context, ModelSource model, float[] flat, string folder)
+    {
+        using var values = tensor(flat);
+        var offsets = new Dictionary<string, (long Offset, long[] Shape)>(StringComparer.Ordinal);
+        long offset = 0;
+        foreach (var (name, shape) in ModelLayout.Of(model.Config))
+        {
+            offsets[name] = (offset, shape);
+            offset += shape.Aggregate(1L, (a, b) => a * b);
+        }
+        HfExport.Write(folder, model.Config, name => values.narrow(0, offsets[name].Offset, offsets[name].Shape.Aggregate(1L, (a, b) => a * b))
+            .view(offsets[name].Shape), model.DType, model.DescriptionSource);
+        context.Log($"exported the policy to {folder}");
     }
 
     /// <inheritdoc/>
@@ -125,7 +147,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     }
 
     /// <summary>Supervised steps on reference answers (teacher forcing; loss on the answer and its stop token).</summary>
-    private static void WarmStart(RankContext<RlTrainOptions> context, ShardedTrainer trainer, IReadOnlyList<Problem> train)
+    private static void WarmStart(RankContext<RlTrainOptions> context, ShardedTrainer trainer, IReadOnlyList<Problem> train, TaskTokens tokens)
     {
         var o = context.Options;
         var random = new Random(o.Seed * 31 + context.Comm.Rank);
@@ -135,8 +157,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             var problems = Enumerable.Range(0, o.WarmupBatch).Select(_ => train[random.Next(train.Count)]).ToList();
             var loss = trainer.Step([m =>
             {
-                var (inputs, targets) = ResponseScoring.SupervisedBatch(problems);                    // [B, L] each
-                var policy = (Gpt)m;
+                var (inputs, targets) = ResponseScoring.SupervisedBatch(problems, tokens);            // [B, L] each
+                var policy = (CausalLanguageModel)m;
                 var logits = policy.call(inputs).to(ScalarType.Float32);                              // [B, L, V]
                 var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100);
                 if (policy.LoadBalancingLoss() is not { } balance) return loss;
@@ -154,10 +176,11 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     internal const int StalenessBins = 8;
 
     /// <summary>Scores the rollouts, computes group advantages and takes one policy step through the PaRO engine.</summary>
-    internal static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, RolloutBatch batch, RlTrainOptions o, int version, Gpt? reference, long budgetPerRank)
+    internal static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, TaskTokens tokens, RolloutBatch batch, RlTrainOptions o, int version,
+        CausalLanguageModel? reference, long budgetPerRank)
     {
         var clock = Stopwatch.StartNew();
-        var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem, ByteTokenizer.Decode(s.Tokens))).ToList()).ToList();
+        var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem, tokens.Completion(s))).ToList()).ToList();
         var rewards = scores.SelectMany(g => g.Select(s => s.Reward)).ToList();
         var advantages = scores.SelectMany(g => GroupAdvantages.Compute([.. g.Select(s => s.Reward)], g.Count)).ToArray();
         var sequences = batch.Groups.SelectMany(g => g.Samples).ToList();
@@ -166,7 +189,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         long[] flips = [];
         var loss = trainer.Step([m =>
         {
-            var policy = (Gpt)m;
+            var policy = (CausalLanguageModel)m;
             var (logpTrain, logpInfer, valid, entropy) = ResponseScoring.Score(policy, sequences, o.Rollout.Sampling.Temperature);   // [N, T] each
             flips = ResponseScoring.RoutingFlips(policy, sequences);
             Tensor? logpReference = null;
@@ -234,30 +257,26 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         for (var l = 0; l < s.RoutingFlips.Count; l++) context.Record(s.Step, $"{Metrics.RoutingFlips}.layer{l}", s.RoutingFlips[l]);
     }
 
-    /// <summary>Held-out accuracy with greedy decoding by an fp32 engine (the trainer's policy itself), on rank 0; NaN elsewhere.</summary>
-    private static double Evaluate(Communicator comm, VerifiableTask task, IReadOnlyList<Problem> problems, GptConfig config, float[] flat)
+    /// <summary>
+    /// Held-out accuracy with greedy decoding by an fp32 engine (the trainer's policy itself), on rank 0 (NaN elsewhere); the
+    /// engine's cache holds the longest prompt and answer.
+    /// </summary>
+    private sealed class Evaluation(VerifiableTask task, IReadOnlyList<Problem> problems, IModelConfig config, TaskTokens tokens)
     {
-        if (comm.Rank != 0) return double.NaN;
-        using var engine = new GenerationEngine(config, Numerics.Fp32, Math.Min(64, problems.Count), new SamplingOptions { TopP = 1e-9 }, [VerifiableTask.Stop], task.MaxCompletionTokens, seed: 0);
-        engine.LoadWeights(flat, 0);
-        var sequences = problems.Select((p, i) => new Sequence(i, ByteTokenizer.EncodeIds(p.Prompt), p)).ToList();
-        foreach (var s in sequences) engine.Enqueue(s);
-        engine.RunToCompletion();
-        return sequences.Count(s => task.Judge((Problem)s.Tag!, ByteTokenizer.Decode(s.Tokens)).IsCorrect) / (double)sequences.Count;
-    }
+        public int Context { get; } = Math.Min(config.ContextLength,
+            problems.Concat(TaskDatasets.Load(task, heldOut: false)).Max(p => tokens.Prompt(p).Length) + task.MaxCompletionTokens + 1);
 
-    private static Gpt Policy(GptConfig config, float[] flat)
-    {
-        var model = new Gpt(config);
-        using var _ = no_grad();
-        var offset = 0;
-        foreach (var p in model.parameters())
+        public double Run(Communicator comm, float[] flat)
         {
-            var count = (int)p.numel();
-            p.copy_(tensor(flat.AsSpan(offset, count).ToArray(), p.shape));
-            offset += count;
+            if (comm.Rank != 0) return double.NaN;
+            using var engine = new GenerationEngine(config, Numerics.Fp32, Math.Min(64, problems.Count), new SamplingOptions { Temperature = 0 },
+                tokens.Stop, task.MaxCompletionTokens, seed: 0, context: Context);
+            engine.LoadWeights(flat, 0);
+            var sequences = problems.Select((p, i) => new Sequence(i, tokens.Prompt(p), p)).ToList();
+            foreach (var s in sequences) engine.Enqueue(s);
+            engine.RunToCompletion();
+            return sequences.Count(s => task.Judge((Problem)s.Tag!, tokens.Completion(s)).IsCorrect) / (double)sequences.Count;
         }
-        return model;
     }
 
     /// <summary>What one rank returns (rank 0's carries the global diagnostics and the held-out accuracies).</summary>

@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using Toolkit.Generation;
 using Toolkit.Jobs;
+using Toolkit.Models;
 using Toolkit.Options;
 using Toolkit.Paro;
 
@@ -69,8 +70,8 @@ public sealed record RlTrainOptions : IJobOptions
     [Option("Verifiable task: addition, multiplication, countdown or longtail.")]
     public string Task { get; init; } = "addition";
 
-    /// <summary>The policy (a GPT preset). Default small.</summary>
-    [OptionGroup] public GptOptions Model { get; init; } = new() { Preset = "small" };
+    /// <summary>The policy: a GPT preset, a checkpoint or a Hugging Face folder. Default the small GPT.</summary>
+    [OptionGroup] public ModelOptions Model { get; init; } = new() { Name = "small" };
 
     /// <summary>dense or moe. Default dense.</summary>
     [Option("Policy feed-forward: dense, or moe (top-k routed experts per block: routing near-ties flip across numerics).")]
@@ -88,8 +89,15 @@ public sealed record RlTrainOptions : IJobOptions
     [Option("Weight of the moe policy's load-balancing loss (Switch Transformer's E * sum f_e P_e).")]
     public double LoadBalance { get; init; } = 0.01;
 
-    /// <summary>The policy's shape: the preset, with experts for a moe policy.</summary>
-    [JsonIgnore] public Models.GptConfig PolicyConfig => Policy == PolicyKind.Moe ? Model.Config.WithExperts(Experts, TopK) : Model.Config;
+    /// <summary>The policy, resolved: the model, with experts for a moe policy of a preset.</summary>
+    /// <exception cref="ArgumentException">--policy moe with a folder (whose config says whether it has experts).</exception>
+    public ModelSource ResolvePolicy() => Policy == PolicyKind.Moe
+        ? ModelSource.Resolve(Model.Name, preset => preset.WithExperts(Experts, TopK))
+        : Model.Resolve();
+
+    /// <summary>At the end, write the trained policy here as a Hugging Face folder (null: no export).</summary>
+    [Option("At the end, write the trained policy as a Hugging Face folder here (none: no export; a GPT with --policy moe has no Hugging Face form).")]
+    public string? Export { get; init; }
 
     /// <summary>The mismatch correction. Default IcePop with α = 0.5, β = 5.</summary>
     [OptionGroup] public CorrectionOptions Correction { get; init; } = new();
@@ -147,9 +155,14 @@ public sealed record RlTrainOptions : IJobOptions
         if (Policy == PolicyKind.Moe && Experts < 2) throw new ArgumentOutOfRangeException(nameof(Experts), Experts, "must be at least 2");
         if (Policy == PolicyKind.Moe && (TopK < 1 || TopK > Experts)) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, $"must be in [1, --experts ({Experts})]");
         if (!(LoadBalance >= 0)) throw new ArgumentOutOfRangeException(nameof(LoadBalance), LoadBalance, "must not be negative");
-        var config = PolicyConfig;
+        var source = ResolvePolicy();
+        var config = source.Config;
         if (config.ContextLength < 8 + task.MaxCompletionTokens)
-            throw new ArgumentOutOfRangeException(nameof(Model.Preset), Model.Preset, $"its context ({config.ContextLength}) is too short for {Task}'s prompts and {task.MaxCompletionTokens}-token answers");
+            throw new ArgumentOutOfRangeException(nameof(Model.Name), Model.Name, $"its context ({config.ContextLength}) is too short for {Task}'s prompts and {task.MaxCompletionTokens}-token answers");
+        _ = new TaskTokens(source.Tokenizer);
+        if (Export is not null && config is Models.GptConfig { Experts: > 0 })
+            throw new ArgumentOutOfRangeException(nameof(Export), Export, "a GPT with experts (--policy moe) has no Hugging Face form; train a mixtral or qwen2_moe folder to export experts");
+        if (Export is not null && File.Exists(Export)) throw new ArgumentOutOfRangeException(nameof(Export), Export, "is a file; give a folder to write the policy into");
         Correction.Validate();
         Loss.Validate();
         Rollout.Sampling.Validate();

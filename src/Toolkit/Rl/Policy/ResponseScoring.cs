@@ -1,4 +1,3 @@
-using Toolkit.Data;
 using Toolkit.Generation;
 using Toolkit.Models;
 using TorchSharp;
@@ -14,7 +13,7 @@ namespace Toolkit.Rl;
 internal static class ResponseScoring
 {
     /// <summary>Tensors for <paramref name="sequences"/>: LogpTrain (with gradient), LogpInfer, Valid, Entropy (no gradient).</summary>
-    public static (Tensor LogpTrain, Tensor LogpInfer, Tensor Valid, Tensor Entropy) Score(Gpt model, IReadOnlyList<Sequence> sequences, double temperature)
+    public static (Tensor LogpTrain, Tensor LogpInfer, Tensor Valid, Tensor Entropy) Score(CausalLanguageModel model, IReadOnlyList<Sequence> sequences, double temperature)
     {
         var n = sequences.Count;
         var longest = sequences.Max(s => s.Prompt.Count + s.Tokens.Count) - 1;              // inputs drop the last token
@@ -53,7 +52,7 @@ internal static class ResponseScoring
     /// engine did (read from the last <see cref="Score"/> forward): the quantity the IcePop authors argue
     /// drives the collapse. Empty for a dense model.
     /// </summary>
-    public static long[] RoutingFlips(Gpt model, IReadOnlyList<Sequence> sequences)
+    public static long[] RoutingFlips(CausalLanguageModel model, IReadOnlyList<Sequence> sequences)
     {
         var layers = model.ExpertLayers;
         if (layers.Count == 0 || sequences.Any(s => s.Routing.Count != s.Tokens.Count)) return [];
@@ -74,10 +73,15 @@ internal static class ResponseScoring
         return flips;
     }
 
-    /// <summary>Inputs, targets (−100 where no loss) for supervised training on reference answers: the loss covers the answer and the stop token.</summary>
-    public static (Tensor Inputs, Tensor Targets) SupervisedBatch(IReadOnlyList<Problem> problems)
+    /// <summary>
+    /// Inputs, targets (−100 where no loss) for supervised training on reference answers: the prompt's tokens, then the
+    /// answer's and the stop token (tokenised apart, as the engine generates after the prompt); the loss covers the answer
+    /// and the stop token.
+    /// </summary>
+    public static (Tensor Inputs, Tensor Targets) SupervisedBatch(IReadOnlyList<Problem> problems, TaskTokens tokens)
     {
-        var rows = problems.Select(p => (Prompt: ByteTokenizer.Encode(p.Prompt).Length, All: ByteTokenizer.EncodeIds(p.Prompt + p.Answer + VerifiableTask.Stop))).ToList();
+        var rows = problems.Select(p => (Prompt: tokens.Prompt(p), Answer: tokens.Answer(p)))
+            .Select(r => (Prompt: r.Prompt.Length, All: (long[])[.. r.Prompt, .. r.Answer])).ToList();
         var longest = rows.Max(r => r.All.Length) - 1;
         var inputs = new long[rows.Count * longest];
         var targets = Enumerable.Repeat(-100L, rows.Count * longest).ToArray();

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using Toolkit.Runtime;
 using static TorchSharp.torch;
 
-namespace Toolkit.Paro;
+namespace Toolkit.Checkpoints;
 
 /// <summary>
 /// A sharded checkpoint: every rank writes its own slices (<c>rank-R.bin</c>) and rank 0 writes

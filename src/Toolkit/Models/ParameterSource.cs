@@ -1,0 +1,64 @@
+using static TorchSharp.torch;
+
+namespace Toolkit.Models;
+
+/// <summary>
+/// A model's initial parameter values in its flat order (parameters in module order, each row-major), read by element
+/// range: what a sharded trainer's rank reads to fill only the slices its strategy keeps.
+/// </summary>
+public interface IParameterSource
+{
+    /// <summary>Elements in the flat order.</summary>
+    long Count { get; }
+
+    /// <summary>Writes elements [<paramref name="offset"/>, offset + size) into <paramref name="destination"/> (contiguous, 1-D, any float dtype).</summary>
+    void Fill(long offset, Tensor destination);
+}
+
+/// <summary>A flat tensor of every value, held whole (what a model built in this process gives).</summary>
+internal sealed class TensorParameterSource(Tensor flat) : IParameterSource
+{
+    public long Count => flat.numel();
+
+    public void Fill(long offset, Tensor destination)
+    {
+        using var _ = no_grad();
+        using var part = flat.narrow(0, offset, destination.numel());
+        destination.copy_(part);
+    }
+}
+
+/// <summary>A Hugging Face folder's weights, read parameter by parameter (and only the requested elements of each).</summary>
+public sealed class FolderParameterSource(HfModel model) : IParameterSource
+{
+    private readonly List<(string Name, long Offset, long Count)> _layout = Layout(model.Config);
+
+    private static List<(string, long, long)> Layout(IModelConfig config)
+    {
+        var list = new List<(string, long, long)>();
+        long offset = 0;
+        foreach (var (name, shape) in ModelLayout.Of(config))
+        {
+            var count = shape.Aggregate(1L, (a, b) => a * b);
+            list.Add((name, offset, count));
+            offset += count;
+        }
+        return list;
+    }
+
+    /// <inheritdoc/>
+    public long Count => _layout.Count == 0 ? 0 : _layout[^1].Offset + _layout[^1].Count;
+
+    /// <inheritdoc/>
+    public void Fill(long offset, Tensor destination)
+    {
+        var end = offset + destination.numel();
+        using var scope = NewDisposeScope();
+        foreach (var (name, start, count) in _layout)
+        {
+            var (from, to) = (Math.Max(offset, start), Math.Min(end, start + count));
+            if (from >= to) continue;
+            model.ReadParameterElements(name, from - start, destination.narrow(0, from - offset, to - from));
+        }
+    }
+}
