@@ -4,7 +4,7 @@ using Toolkit.Paro;
 
 namespace Toolkit.Cli;
 
-/// <summary><c>toolkit bench paro|layerwise|collectives|rl|infer --json PATH</c>: benchmarks that write machine-readable results.</summary>
+/// <summary><c>toolkit bench paro|layerwise|collectives|rl|generate|infer --json PATH</c>: benchmarks that write machine-readable results.</summary>
 internal static class BenchCommand
 {
     public static Command Create() => new("bench", "Benchmarks that write machine-readable results.")
@@ -32,6 +32,11 @@ internal static class BenchCommand
         Benchmark<Toolkit.Rl.RlBenchmarkOptions, Toolkit.Rl.RlBenchmarkReport>("rl",
             "RL rollout throughput and step time: synchronous rollouts against C3PO++ at equal budget, at several batch sizes (default: the long-tail task).",
             (o, token) => Toolkit.Rl.RlBenchmark.RunAsync(o, Console.WriteLine, token),
+            _ => { }),
+        Benchmark<Toolkit.LlamaCpp.GenerateBenchmarkOptions, Toolkit.LlamaCpp.GenerateBenchmarkReport>("generate",
+            "The generation engine's fp32 decode and prefill rates against llama.cpp on the same weights and threads, at each batch size; " +
+            "and a 1 GB checkpoint's load time against reading its files.",
+            (o, token) => Task.Run(() => Toolkit.LlamaCpp.GenerateBenchmark.Run(o, Console.WriteLine), token),
             _ => { }),
         Benchmark<Toolkit.Inference.InferBenchmarkOptions, Toolkit.Inference.InferBenchmarkReport>("infer",
             "Batch-inference throughput: the compute-only ceiling, the sequential baseline, the pipelined worker, worker processes, and two models as a DAG against one after another.",

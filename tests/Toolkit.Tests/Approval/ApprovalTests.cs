@@ -29,6 +29,7 @@ public sealed class ApprovalTests : IDisposable
     [InlineData("bench")]
     [InlineData("bench paro")]
     [InlineData("bench collectives")]
+    [InlineData("bench generate")]
     [InlineData("data corpus")]
     [InlineData("rl train")]
     [InlineData("infer")]
