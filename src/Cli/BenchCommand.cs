@@ -4,7 +4,8 @@ using Toolkit.Paro;
 
 namespace Toolkit.Cli;
 
-/// <summary><c>toolkit bench paro|layerwise|collectives|rl|generate|infer --json PATH</c>: benchmarks that write machine-readable results.</summary>
+/// <summary><c>toolkit bench paro|layerwise|collectives|rl|generate|infer --json PATH</c>: benchmarks that write
+/// machine-readable results.</summary>
 internal static class BenchCommand
 {
     public static Command Create() => new("bench", "Benchmarks that write machine-readable results.")
@@ -34,8 +35,8 @@ internal static class BenchCommand
             (o, token) => Toolkit.Rl.RlBenchmark.RunAsync(o, Console.WriteLine, token),
             _ => { }),
         Benchmark<Toolkit.LlamaCpp.GenerateBenchmarkOptions, Toolkit.LlamaCpp.GenerateBenchmarkReport>("generate",
-            "The generation engine's fp32 decode and prefill rates against llama.cpp on the same weights and threads, at each batch size; " +
-            "and a 1 GB checkpoint's load time against reading its files.",
+            "The generation engine's fp32 decode and prefill rates against llama.cpp on the same weights and " +
+            "threads, at each batch size; and a 1 GB checkpoint's load time against reading its files.",
             (o, token) => Task.Run(() => Toolkit.LlamaCpp.GenerateBenchmark.Run(o, Console.WriteLine), token),
             _ => { }),
         Benchmark<Toolkit.Inference.InferBenchmarkOptions, Toolkit.Inference.InferBenchmarkReport>("infer",

@@ -4,17 +4,21 @@ using Toolkit.Models;
 
 namespace Toolkit.Cli;
 
-/// <summary><c>toolkit model init|info|export</c>: Hugging Face folders made, described and written from checkpoints.</summary>
+/// <summary><c>toolkit model init|info|export</c>: Hugging Face folders made, described and written from
+/// checkpoints.</summary>
 internal static class ModelCommand
 {
-    public static Command Create() => new("model", "Models: a random-weight Hugging Face folder to try, what a model is, a checkpoint as a Hugging Face folder.")
+    public static Command Create() => new("model",
+        "Models: a random-weight Hugging Face folder to try, what a model is, a checkpoint as a Hugging Face folder.")
     {
         Init(), Info(), Export(),
     };
 
     private static Command Init()
     {
-        var command = new Command("init", "Write a random-weight Hugging Face folder (Llama, Qwen2, Mistral, Mixtral or Qwen2-MoE) with a small byte-level BPE tokenizer.");
+        var command = new Command("init",
+            "Write a random-weight Hugging Face folder (Llama, Qwen2, Mistral, Mixtral or Qwen2-MoE) with a small " +
+                "byte-level BPE tokenizer.");
         var options = new CliOptions<ModelInitOptions>(command, new(), "model init");
         command.SetAction(parse =>
         {
@@ -27,7 +31,9 @@ internal static class ModelCommand
 
     private static Command Info()
     {
-        var command = new Command("info", "Describe a model (a preset, a checkpoint or a Hugging Face folder): family, shape, parameters, tokenizer.");
+        var command = new Command("info",
+            "Describe a model (a preset, a checkpoint or a Hugging Face folder): family, shape, parameters, " +
+                "tokenizer.");
         var options = new CliOptions<ModelInfoOptions>(command, new(), "model info");
         command.SetAction(parse =>
         {
@@ -39,8 +45,11 @@ internal static class ModelCommand
 
     private static Command Export()
     {
-        var checkpoint = new Argument<string?>("checkpoint") { Description = "The checkpoint folder (the same as --checkpoint).", Arity = ArgumentArity.ZeroOrOne };
-        var command = new Command("export", "Write a checkpoint (any strategy, rank count or precision) as a Hugging Face folder that transformers, vLLM and the toolkit load.")
+        var checkpoint = new Argument<string?>("checkpoint") { Description
+            = "The checkpoint folder (the same as --checkpoint).", Arity = ArgumentArity.ZeroOrOne };
+        var command = new Command("export",
+            "Write a checkpoint (any strategy, rank count or precision) as a Hugging Face folder that transformers, " +
+                "vLLM and the toolkit load.")
         {
             checkpoint,
         };

@@ -28,7 +28,9 @@ internal static class ParoCommand
     private static Command Train()
     {
         var json = new Option<FileInfo?>("--json") { Description = "Write the result as JSON to this file." };
-        var command = new Command("train", "Train a model (a GPT preset, a checkpoint or a Hugging Face folder) under one strategy; measure memory, traffic and throughput.") { json };
+        var command = new Command("train",
+            "Train a model (a GPT preset, a checkpoint or a Hugging Face folder) under one strategy; measure memory, " +
+                "traffic and throughput.") { json };
         var options = new CliOptions<ParoTrainOptions>(command, new(), "paro train");
         command.SetAction(async (parse, token) =>
         {

@@ -13,7 +13,9 @@ internal static class RlCommand
     private static Command Train()
     {
         var json = new Option<FileInfo?>("--json") { Description = "Write the result (options and per-step diagnostics) as JSON to this file." };
-        var command = new Command("train", "Warm-start a policy (a GPT preset or a Hugging Face folder) on a verifiable task, then train it with GRPO from a separate rollout engine; per-step mismatch diagnostics.") { json };
+        var command = new Command("train",
+            "Warm-start a policy (a GPT preset or a Hugging Face folder) on a verifiable task, then train it with " +
+                "GRPO from a separate rollout engine; per-step mismatch diagnostics.") { json };
         var options = new CliOptions<RlRunOptions>(command, new(), "rl train");
         command.SetAction(async (parse, token) =>
         {

@@ -27,7 +27,8 @@ internal static class UserErrors
         var where = string.Join(' ', Path(command));
         var unknown = parse.UnmatchedTokens.FirstOrDefault(t => t.StartsWith('-'));
         var stray = parse.UnmatchedTokens.FirstOrDefault();
-        var message = unknown is not null && RetiredOptions.Replacement(unknown) is { } replacement && command.Options.Any(o => o.Name == replacement)
+        var message = unknown is not null && RetiredOptions.Replacement(unknown) is { } replacement
+            && command.Options.Any(o => o.Name == replacement)
             ? RetiredOptions.Message(unknown, replacement)
             : unknown is null && stray is not null && command.Subcommands.Count > 0
             ? $"unknown command '{stray}' for {where}. Commands: {string.Join(", ", command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))}."

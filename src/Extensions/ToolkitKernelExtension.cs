@@ -52,9 +52,11 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         AddRoot<InferHelpCommand>(kernel, "#!infer", "Elastic batch inference: run (exactly-once, resumable, pipelined workers).", inferRun);
         kernel.AddDirective<InferRunCommand>(inferRun, InferRunCommand.HandleAsync);
 
-        KernelActionDirective modelInit = ModelInitCommand.CreateDirective(), modelInfo = ModelInfoCommand.CreateDirective(),
+        KernelActionDirective modelInit = ModelInitCommand.CreateDirective(),
+            modelInfo = ModelInfoCommand.CreateDirective(),
             modelExport = ModelExportCommand.CreateDirective();
-        AddRoot<ModelHelpCommand>(kernel, "#!model", "Models: init (a random-weight Hugging Face folder), info, export (a checkpoint as a Hugging Face folder).",
+        AddRoot<ModelHelpCommand>(kernel, "#!model",
+            "Models: init (a random-weight Hugging Face folder), info, export (a checkpoint as a Hugging Face folder).",
             modelInit, modelInfo, modelExport);
         kernel.AddDirective<ModelInitCommand>(modelInit, ModelInitCommand.HandleAsync);
         kernel.AddDirective<ModelInfoCommand>(modelInfo, ModelInfoCommand.HandleAsync);
@@ -75,7 +77,10 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         {
             status = $"TorchSharp is not usable: {e.Message}";
         }
-        KernelInvocationContext.Current?.DisplayAs($"Toolkit extension loaded: `#!toolkit` (info, quickstart, show), `#!paro` (plan, train, compare), `#!rl` (train), `#!infer` (run), `#!model` (init, info, export), `#!collective` (plan). {status}", "text/markdown");
+        KernelInvocationContext.Current?.DisplayAs(
+            "Toolkit extension loaded: `#!toolkit` (info, quickstart, show), `#!paro` (plan, train, compare), " +
+            $"`#!rl` (train), `#!infer` (run), `#!model` (init, info, export), `#!collective` (plan). {status}",
+            "text/markdown");
         KernelInvocationContext.Current?.Display(OfflineCharts.Loader(), "text/html");   // once per session: charts draw with this copy
     }
 

@@ -106,12 +106,18 @@ public sealed class NotebookExecutionTests
         var cells = Execute("06-real-models.ipynb");
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var all = cells.SelectMany(c => c.Html).ToList();
-        Assert.Contains(all, h => h.Contains("Hugging Face folder") && h.Contains("llama") && h.Contains("4 / 2 / 16"));   // #!model init's table
-        Assert.Contains(all, h => h.Contains("PaRO GGG") && h.Contains("loss"));                                         // layer-wise training
-        Assert.Contains(all, h => h.Contains("PromptTokens") && h.Contains("Continuation"));                              // greedy continuations
-        Assert.Contains(all, h => h.Contains("RL addition, icepop, bf16 rollouts"));                                      // RL on the folder
-        Assert.Contains(all, h => h.Contains("batch inference infer-") && h.Contains("completed"));                       // batch scoring
-        Assert.Contains(all, h => h.Contains("BitIdentical = True"));                                                    // export read back
+        // #!model init's table
+        Assert.Contains(all, h => h.Contains("Hugging Face folder") && h.Contains("llama") && h.Contains("4 / 2 / 16"));
+        // layer-wise training
+        Assert.Contains(all, h => h.Contains("PaRO GGG") && h.Contains("loss"));
+        // greedy continuations
+        Assert.Contains(all, h => h.Contains("PromptTokens") && h.Contains("Continuation"));
+        // RL on the folder
+        Assert.Contains(all, h => h.Contains("RL addition, icepop, bf16 rollouts"));
+        // batch scoring
+        Assert.Contains(all, h => h.Contains("batch inference infer-") && h.Contains("completed"));
+        // export read back
+        Assert.Contains(all, h => h.Contains("BitIdentical = True"));
     }
 
     private static List<CellOutputs> Execute(string notebook, bool writesRuns = true)

@@ -9,14 +9,17 @@ namespace Toolkit.Interactive.Magic;
 /// <summary><c>#!model</c> alone: lists the subcommands.</summary>
 public sealed class ModelHelpCommand : KernelDirectiveCommand;
 
-/// <summary><c>#!model init --arch llama --out DIR ...</c>: the twin of <see cref="ModelInit.Run"/> (and <c>toolkit model init</c>).</summary>
+/// <summary><c>#!model init --arch llama --out DIR ...</c>: the twin of <see cref="ModelInit.Run"/> (and <c>toolkit
+/// model init</c>).</summary>
 public sealed class ModelInitCommand : OptionsMagicCommand<ModelInitOptions>
 {
     internal static KernelActionDirective CreateDirective() =>
-        CreateDirective("init", "Write a random-weight Hugging Face folder (Llama, Qwen2, Mistral, Mixtral or Qwen2-MoE) with a small BPE tokenizer.", new ModelInitOptions());
+        CreateDirective("init", "Write a random-weight Hugging Face folder (Llama, Qwen2, Mistral, Mixtral or " +
+            "Qwen2-MoE) with a small BPE tokenizer.", new ModelInitOptions());
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "model init");
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(),
+        "model init");
 
     internal static Task HandleAsync(ModelInitCommand command, KernelInvocationContext context)
     {
@@ -26,14 +29,18 @@ public sealed class ModelInitCommand : OptionsMagicCommand<ModelInitOptions>
     }
 }
 
-/// <summary><c>#!model info --model M</c>: the twin of <see cref="ModelFacts"/> (and <c>toolkit model info</c>).</summary>
+/// <summary><c>#!model info --model M</c>: the twin of <see cref="ModelFacts"/> (and <c>toolkit model
+/// info</c>).</summary>
 public sealed class ModelInfoCommand : OptionsMagicCommand<ModelInfoOptions>
 {
     internal static KernelActionDirective CreateDirective() =>
-        CreateDirective("info", "Describe a model (a preset, a checkpoint or a Hugging Face folder): family, shape, parameters, tokenizer.", new ModelInfoOptions());
+        CreateDirective("info",
+            "Describe a model (a preset, a checkpoint or a Hugging Face folder): family, shape, parameters, " +
+                "tokenizer.", new ModelInfoOptions());
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "model info");
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(),
+        "model info");
 
     internal static Task HandleAsync(ModelInfoCommand command, KernelInvocationContext context)
     {
@@ -42,14 +49,18 @@ public sealed class ModelInfoCommand : OptionsMagicCommand<ModelInfoOptions>
     }
 }
 
-/// <summary><c>#!model export --checkpoint C --out DIR</c>: the twin of <see cref="ModelExportOptions.Run"/> (and <c>toolkit model export</c>).</summary>
+/// <summary><c>#!model export --checkpoint C --out DIR</c>: the twin of <see cref="ModelExportOptions.Run"/> (and
+/// <c>toolkit model export</c>).</summary>
 public sealed class ModelExportCommand : OptionsMagicCommand<ModelExportOptions>
 {
     internal static KernelActionDirective CreateDirective() =>
-        CreateDirective("export", "Write a checkpoint (any strategy, rank count or precision) as a Hugging Face folder.", new ModelExportOptions());
+        CreateDirective("export",
+            "Write a checkpoint (any strategy, rank count or precision) as a Hugging Face folder.",
+                new ModelExportOptions());
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "model export");
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(),
+        "model export");
 
     internal static Task HandleAsync(ModelExportCommand command, KernelInvocationContext context)
     {

@@ -10,7 +10,8 @@ public sealed class ParoTrainCommand : OptionsMagicCommand<ParoTrainOptions>
 {
     /// <summary>A new directive instance.</summary>
     internal static KernelActionDirective CreateDirective() =>
-        CreateDirective("train", "Train a model (a GPT preset, a checkpoint or a Hugging Face folder) under one strategy; loss, memory and traffic charts update while it runs.", new ParoTrainOptions());
+        CreateDirective("train", "Train a model (a GPT preset, a checkpoint or a Hugging Face folder) under one " +
+            "strategy; loss, memory and traffic charts update while it runs.", new ParoTrainOptions());
 
     /// <inheritdoc/>
     public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "paro train");

@@ -17,7 +17,9 @@ public sealed class RlTrainCommand : OptionsMagicCommand<RlRunOptions>
 {
     /// <summary>A new directive instance.</summary>
     internal static KernelActionDirective CreateDirective() =>
-        CreateDirective("train", "Warm-start a policy (a GPT preset or a Hugging Face folder) on a verifiable task and train it with GRPO (IcePop, TIS, MIS or none) from a separate rollout engine; live charts.", new RlRunOptions());
+        CreateDirective("train",
+            "Warm-start a policy (a GPT preset or a Hugging Face folder) on a verifiable task and train it with GRPO " +
+                "(IcePop, TIS, MIS or none) from a separate rollout engine; live charts.", new RlRunOptions());
 
     /// <inheritdoc/>
     public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "rl train");

@@ -18,10 +18,12 @@ public static class CheckpointExport
     /// <returns>The model's source as the export describes it.</returns>
     /// <exception cref="InvalidDataException">The folder is not a checkpoint with a model description.</exception>
     /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face form.</exception>
-    public static ModelSource ToFolder(string checkpoint, string output, string? dtype = null, long maxShardBytes = 4L << 30)
+    public static ModelSource ToFolder(string checkpoint, string output, string? dtype = null,
+        long maxShardBytes = 4L << 30)
     {
         var source = ModelSource.Resolve(checkpoint);
-        if (source.Kind != ModelSourceKind.Checkpoint) throw new ArgumentException($"'{checkpoint}' is not a checkpoint folder (it has no manifest.json)", "Checkpoint");
+        if (source.Kind != ModelSourceKind.Checkpoint) throw new ArgumentException(
+            $"'{checkpoint}' is not a checkpoint folder (it has no manifest.json)", "Checkpoint");
         var values = new CheckpointParameterSource(checkpoint);
         var offsets = new Dictionary<string, (long Offset, long[] Shape)>(StringComparer.Ordinal);
         long offset = 0;
@@ -41,7 +43,8 @@ public static class CheckpointExport
         return source;
     }
 
-    /// <summary>The dtype the model's description names (a Hugging Face folder's <c>torch_dtype</c>), else float32.</summary>
+    /// <summary>The dtype the model's description names (a Hugging Face folder's <c>torch_dtype</c>), else
+    /// float32.</summary>
     private static string StoredDType(ModelSource source)
     {
         var description = source.DescriptionSource;
@@ -62,23 +65,30 @@ public sealed record ModelExportOptions : Jobs.ICheckedOptions
     public string? Out { get; init; }
 
     /// <summary>The stored dtype; none for the one the training started from.</summary>
-    [Options.Option("Stored dtype: float32, bfloat16 or float16 (none: the dtype of the model the training started from).")]
+    [Options.Option(
+        "Stored dtype: float32, bfloat16 or float16 (none: the dtype of the model the training started from).")]
     public string? Dtype { get; init; }
 
     /// <summary>Largest weight file in GB before the weights are sharded. Default 4.</summary>
-    [Options.Option("Largest weight file in GB; bigger models are written in shards with model.safetensors.index.json.")]
+    [Options.Option(
+        "Largest weight file in GB; bigger models are written in shards with model.safetensors.index.json.")]
     public double MaxShardGb { get; init; } = 4;
 
     /// <inheritdoc/>
     public void Check()
     {
-        if (string.IsNullOrWhiteSpace(Checkpoint)) throw new ArgumentException("is required: the checkpoint folder to export", nameof(Checkpoint));
-        if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("is required: the folder to write", nameof(Out));
+        if (string.IsNullOrWhiteSpace(Checkpoint)) throw new ArgumentException(
+            "is required: the checkpoint folder to export", nameof(Checkpoint));
+        if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("is required: the folder to write",
+            nameof(Out));
         if (File.Exists(Out)) throw new ArgumentOutOfRangeException(nameof(Out), Out, "is a file; give a folder");
-        if (Dtype is not (null or "float32" or "bfloat16" or "float16")) throw new ArgumentOutOfRangeException(nameof(Dtype), Dtype, "must be float32, bfloat16 or float16");
-        if (!(MaxShardGb > 0)) throw new ArgumentOutOfRangeException(nameof(MaxShardGb), MaxShardGb, "must be positive");
+        if (Dtype is not (null or "float32" or "bfloat16" or "float16")) throw new ArgumentOutOfRangeException(nameof(
+            Dtype), Dtype, "must be float32, bfloat16 or float16");
+        if (!(MaxShardGb > 0)) throw new ArgumentOutOfRangeException(nameof(MaxShardGb), MaxShardGb,
+            "must be positive");
         if (!File.Exists(Path.Combine(Checkpoint, CheckpointManifest.FileName)))
-            throw new ArgumentOutOfRangeException(nameof(Checkpoint), Checkpoint, $"is not a checkpoint folder (it has no {CheckpointManifest.FileName})");
+            throw new ArgumentOutOfRangeException(nameof(Checkpoint), Checkpoint,
+                $"is not a checkpoint folder (it has no {CheckpointManifest.FileName})");
         _ = ModelSource.Resolve(Checkpoint);                                        // its model description
     }
 

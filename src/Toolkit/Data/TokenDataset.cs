@@ -22,8 +22,10 @@ public sealed class TokenDataset
     public static TokenDataset Of(string text, TextTokenizer? tokenizer = null) =>
         new([.. (tokenizer ?? TextTokenizer.Bytes).EncodeText(text).Select(t => (int)t)]);
 
-    /// <summary>The embedded synthetic corpus, tokenised by <paramref name="tokenizer"/> (default the byte tokenizer).</summary>
-    public static TokenDataset SyntheticStories(TextTokenizer? tokenizer = null) => Of(SyntheticCorpus.Embedded(), tokenizer);
+    /// <summary>The embedded synthetic corpus, tokenised by <paramref name="tokenizer"/> (default the byte
+    /// tokenizer).</summary>
+    public static TokenDataset SyntheticStories(TextTokenizer? tokenizer = null) => Of(SyntheticCorpus.Embedded(),
+        tokenizer);
 
     /// <summary>A text file, tokenised by <paramref name="tokenizer"/> (default the byte tokenizer).</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>

@@ -10,7 +10,8 @@ namespace Toolkit.Models;
 /// </summary>
 public abstract class CausalLanguageModel : nn.Module<Tensor, Tensor>, ILayeredModule
 {
-    /// <summary>Names the module (TorchSharp's native runtime is made ready first: every model is built through here).</summary>
+    /// <summary>Names the module (TorchSharp's native runtime is made ready first: every model is built through
+    /// here).</summary>
     protected CausalLanguageModel(string name) : base(Ready(name)) { }
 
     private static string Ready(string name)

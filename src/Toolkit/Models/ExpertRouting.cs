@@ -57,8 +57,9 @@ internal static class ExpertRouting
         return output;
     }
 
-    /// <summary>Switch's load-balancing loss E · Σ_e f_e · P_e from the chosen experts [N, k] and the probabilities [N,
-    /// E].</summary>
+    /// <summary>
+    /// Switch's load-balancing loss E · Σ_e f_e · P_e from the chosen experts [N, k] and the probabilities [N, E].
+    /// </summary>
     public static Tensor LoadBalancing(Tensor chosen, Tensor probabilities, int count)
     {
         // held for the calls (TK0001)

@@ -90,7 +90,8 @@ public sealed class Gpt : CausalLanguageModel
     public override string? TiedOutput => "wte.weight";
 
     /// <summary>The mixture-of-experts feed-forwards, one per block (empty for a dense model).</summary>
-    public override IReadOnlyList<IExpertLayer> ExpertLayers => [.. h.Select(b => b.Experts).OfType<MixtureOfExperts>()];
+    public override IReadOnlyList<IExpertLayer> ExpertLayers => [.. h.Select(b
+        => b.Experts).OfType<MixtureOfExperts>()];
 
     private sealed class Block : nn.Module<Tensor, Tensor>
     {
@@ -197,7 +198,8 @@ public sealed class Gpt : CausalLanguageModel
         {
             var shape = x.shape;
             var flat = x.reshape(-1, shape[^1]);                                        // [N, C]
-            var output = ExpertRouting.Mix(flat, router.call(flat), experts.Count, _topK, normalize: true, (e, rows) => experts[e].call(rows),
+            var output = ExpertRouting.Mix(flat, router.call(flat), experts.Count, _topK, normalize: true, (e,
+                rows) => experts[e].call(rows),
                 out var probabilities, out var chosen);                                 // [N, C]
             LastLoadBalancingLoss = ExpertRouting.LoadBalancing(chosen, probabilities, experts.Count);
             if (RecordRouting) LastRouting = ExpertRouting.Record(LastRouting, chosen);

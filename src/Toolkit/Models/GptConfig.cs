@@ -11,7 +11,8 @@ namespace Toolkit.Models;
 public sealed record GptConfig(int VocabularySize, int ContextLength, int Layers, int Heads, int Embedding, int Experts = 0, int TopK = 2)
     : IModelConfig
 {
-    /// <summary>GPT-2's tanh approximation of GELU (<c>gelu_new</c>) instead of the exact GELU the presets use.</summary>
+    /// <summary>GPT-2's tanh approximation of GELU (<c>gelu_new</c>) instead of the exact GELU the presets
+    /// use.</summary>
     public bool GeluTanh { get; init; }
 
     /// <inheritdoc/>

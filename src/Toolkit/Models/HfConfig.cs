@@ -278,7 +278,8 @@ public static class HfConfig
 
         public int Int(string key)
         {
-            if (json[key] is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<int>(out var i)) return i;
+            if (json[key] is JsonValue v && v.GetValueKind() == JsonValueKind.Number
+                && v.TryGetValue<int>(out var i)) return i;
             var found = json[key] is null ? "missing" : $"not an integer ({json[key]!.ToJsonString()})";
             throw new InvalidDataException($"{path}: key '{key}' is {found}.");
         }

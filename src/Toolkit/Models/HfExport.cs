@@ -25,7 +25,8 @@ public static class HfExport
     /// <param name="tokenizerSource">A model folder whose config and tokenizer files are copied, or null (GPT presets:
     /// a config made from the shape and the byte tokenizer).</param>
     /// <param name="maxShardBytes">Largest weight file before the weights are sharded with an index.</param>
-    public static void Write(string folder, IModelConfig config, Func<string, Tensor> parameter, string dtype = "float32",
+    public static void Write(string folder, IModelConfig config, Func<string, Tensor> parameter,
+        string dtype = "float32",
         string? tokenizerSource = null, long maxShardBytes = 4L << 30)
     {
         var type = dtype switch
@@ -38,7 +39,8 @@ public static class HfExport
             .Select(p => (Name: p.Name, Stored: HfNames.Checkpoint(config, p.Name),
                 Transposed: HfNames.IsTransposed(config, p.Name), p.Shape))
             .ToList();
-        var stored = layout.Select(p => (p.Stored, type, p.Transposed ? new[] { p.Shape[1], p.Shape[0] } : p.Shape)).ToList();
+        var stored = layout.Select(p => (p.Stored, type, p.Transposed ? new[] { p.Shape[1],
+            p.Shape[0] } : p.Shape)).ToList();
         HfWeights.Write(folder, stored, i =>
         {
             using var scope = NewDisposeScope();
@@ -49,21 +51,27 @@ public static class HfExport
     }
 
     /// <summary>
-    /// Writes a model's description without weights: <c>config.json</c> (the source folder's own, with its dtype set, or one
-    /// made from the shape), the tokenizer files (the source's, or the GPT's byte tokenizer) and <c>generation_config.json</c>.
+    /// Writes a model's description without weights: <c>config.json</c> (the source folder's own, with its dtype set,
+    /// or one
+    /// made from the shape), the tokenizer files (the source's, or the GPT's byte tokenizer) and
+    /// <c>generation_config.json</c>.
     /// </summary>
-    /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face architecture.</exception>
+    /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face
+    /// architecture.</exception>
     public static void WriteDescription(string folder, IModelConfig config, string dtype, string? source)
     {
-        var json = HfConfig.Write(config, dtype);                                   // refuses what has no Hugging Face form
+        // refuses what has no Hugging Face form
+        var json = HfConfig.Write(config, dtype);
         if (source is not null && File.Exists(Path.Combine(source, HfConfig.FileName)))
         {
-            json = JsonNode.Parse(File.ReadAllText(Path.Combine(source, HfConfig.FileName)))!.AsObject();   // its keys as they were
+            // its keys as they were
+            json = JsonNode.Parse(File.ReadAllText(Path.Combine(source, HfConfig.FileName)))!.AsObject();
             json.Remove("dtype");
             json["torch_dtype"] = dtype;
         }
         Directory.CreateDirectory(folder);
-        File.WriteAllText(Path.Combine(folder, HfConfig.FileName), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.Combine(folder, HfConfig.FileName),
+            json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         WriteTokenizer(folder, config, source);
     }
 

@@ -160,7 +160,8 @@ public static class ModelLayout
     /// <summary>Elements of the flat parameter vector.</summary>
     public static long Count(IModelConfig config) => Of(config).Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b));
 
-    /// <summary>Parameters of the largest block (transformer layer): what layer-wise execution gathers at a time.</summary>
+    /// <summary>Parameters of the largest block (transformer layer): what layer-wise execution gathers at a
+    /// time.</summary>
     public static long LargestBlock(IModelConfig config)
     {
         var prefix = config is GptConfig ? "h." : "model.layers.";

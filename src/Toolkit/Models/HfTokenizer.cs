@@ -143,8 +143,9 @@ public static class HfTokenizer
         _ => false,
     };
 
-    private static bool Mentions(JsonNode? node, string text) => node is not null && node.ToJsonString().Replace(" ",
-        "", StringComparison.Ordinal).Contains(text, StringComparison.Ordinal);
+    private static bool Mentions(JsonNode? node, string text) =>
+        node is not null
+        && node.ToJsonString().Replace(" ", "", StringComparison.Ordinal).Contains(text, StringComparison.Ordinal);
 
     private static string? TokenText(JsonNode? node) => node switch
     {

@@ -66,7 +66,8 @@ public sealed record ModelInitOptions : Jobs.ICheckedOptions
     /// <inheritdoc/>
     public void Check()
     {
-        if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("is required: the folder to write", nameof(Out));
+        if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("is required: the folder to write",
+            nameof(Out));
         if (File.Exists(Out)) throw new ArgumentOutOfRangeException(nameof(Out), Out, "is a file; give a folder");
         if (Dtype is not ("float32" or "bfloat16" or "float16"))
             throw new ArgumentOutOfRangeException(nameof(Dtype), Dtype, "must be float32, bfloat16 or float16");
@@ -74,7 +75,8 @@ public sealed record ModelInitOptions : Jobs.ICheckedOptions
         _ = Config(bos: 256);
     }
 
-    /// <summary>The shape these options describe, with BOS and EOS at <paramref name="bos"/> and the id after it.</summary>
+    /// <summary>The shape these options describe, with BOS and EOS at <paramref name="bos"/> and the id after
+    /// it.</summary>
     public DecoderConfig Config(int bos)
     {
         var family = Arch switch

@@ -10,7 +10,8 @@ public enum ModelSourceKind
 {
     /// <summary>A GPT preset, initialised from the job's seed.</summary>
     Preset,
-    /// <summary>A toolkit checkpoint folder (<c>runs/&lt;id&gt;/checkpoints/step-K</c>), with its model's description.</summary>
+    /// <summary>A toolkit checkpoint folder (<c>runs/&lt;id&gt;/checkpoints/step-K</c>), with its model's
+    /// description.</summary>
     Checkpoint,
     /// <summary>A Hugging Face folder (<c>config.json</c>, safetensors, tokenizer).</summary>
     HuggingFace,
@@ -18,8 +19,10 @@ public enum ModelSourceKind
 
 /// <summary>
 /// What one <c>--model</c> names, resolved and checked: a GPT preset (<c>tiny</c>, <c>small</c>, <c>medium</c>,
-/// <c>base</c>), a toolkit checkpoint folder, or a Hugging Face folder. Every system takes its model through here: the shape,
-/// the tokenizer, the weights for one process (<see cref="Load"/>), or a sharded trainer's placeholders and the values its
+/// <c>base</c>), a toolkit checkpoint folder, or a Hugging Face folder. Every system takes its model through here: the
+/// shape,
+/// the tokenizer, the weights for one process (<see cref="Load"/>), or a sharded trainer's placeholders and the values
+/// its
 /// ranks read slice by slice (<see cref="ForTraining"/>).
 /// </summary>
 public sealed class ModelSource
@@ -27,10 +30,12 @@ public sealed class ModelSource
     /// <summary>The sub-folder of a checkpoint that describes its model (config and tokenizer, no weights).</summary>
     public const string DescriptionFolder = "model";
 
-    /// <summary>The description file of a toolkit GPT (used for a mixture-of-experts GPT, which has no Hugging Face form).</summary>
+    /// <summary>The description file of a toolkit GPT (used for a mixture-of-experts GPT, which has no Hugging Face
+    /// form).</summary>
     public const string GptDescription = "toolkit-gpt.json";
 
-    private ModelSource(string text, ModelSourceKind kind, IModelConfig config, TextTokenizer tokenizer, string? folder, string dtype) =>
+    private ModelSource(string text, ModelSourceKind kind, IModelConfig config, TextTokenizer tokenizer,
+        string? folder, string dtype) =>
         (Text, Kind, Config, Tokenizer, Folder, DType) = (text, kind, config, tokenizer, folder, dtype);
 
     /// <summary>The option's value as given.</summary>
@@ -51,7 +56,8 @@ public sealed class ModelSource
     /// <summary>The dtype the weights were stored in where they came from (float32 for presets).</summary>
     public string DType { get; }
 
-    /// <summary>The folder whose config and tokenizer files describe the model (a checkpoint's <c>model/</c>), or null.</summary>
+    /// <summary>The folder whose config and tokenizer files describe the model (a checkpoint's <c>model/</c>), or
+    /// null.</summary>
     public string? DescriptionSource => Kind switch
     {
         ModelSourceKind.HuggingFace => Folder,
@@ -60,23 +66,31 @@ public sealed class ModelSource
     };
 
     /// <summary>Resolves a <c>--model</c> value.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">Neither a preset nor a model folder (parameter name <c>Name</c>, the option's).</exception>
-    /// <exception cref="InvalidDataException">A folder the toolkit cannot use; the message names the file and the key.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">Neither a preset nor a model folder (parameter name <c>Name</c>,
+    /// the option's).</exception>
+    /// <exception cref="InvalidDataException">A folder the toolkit cannot use; the message names the file and the
+    /// key.</exception>
     public static ModelSource Resolve(string text, ModelConfigOverride? adjust = null)
     {
         if (GptConfig.Presets.TryGetValue(text, out var preset))
-            return new ModelSource(text, ModelSourceKind.Preset, adjust?.Invoke(preset) ?? preset, TextTokenizer.Bytes, null, "float32");
+            return new ModelSource(text, ModelSourceKind.Preset, adjust?.Invoke(preset) ?? preset, TextTokenizer.Bytes,
+                null, "float32");
         if (adjust is not null)
-            throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name), text, "is a folder whose model has its own shape; --policy moe shapes a GPT preset");
-        if (Directory.Exists(text) && File.Exists(Path.Combine(text, CheckpointManifest.FileName))) return Checkpoint(text);
+            throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name), text,
+                "is a folder whose model has its own shape; --policy moe shapes a GPT preset");
+        if (Directory.Exists(text) && File.Exists(Path.Combine(text,
+            CheckpointManifest.FileName))) return Checkpoint(text);
         if (Directory.Exists(text) && File.Exists(Path.Combine(text, HfConfig.FileName)))
         {
             using var hf = HfModel.Open(text);
             return new ModelSource(text, ModelSourceKind.HuggingFace, hf.Config, hf.Tokenizer, text, hf.DType);
         }
-        var why = Directory.Exists(text) ? $"a folder without {HfConfig.FileName} or {CheckpointManifest.FileName}" : "no such preset or folder";
-        throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name), text, $"is not a model ({why}): give a preset " +
-            $"({string.Join(", ", GptConfig.Presets.Keys)}), a checkpoint folder (runs/<id>/checkpoints/step-K) or a Hugging Face folder " +
+        var why = Directory.Exists(text)
+            ? $"a folder without {HfConfig.FileName} or {CheckpointManifest.FileName}" : "no such preset or folder";
+        throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name), text,
+            $"is not a model ({why}): give a preset " +
+            $"({string.Join(", ", GptConfig.Presets.Keys)}), a checkpoint folder (runs/<id>/checkpoints/step-K) or a " +
+                $"Hugging Face folder " +
             "(config.json, safetensors, tokenizer)");
     }
 
@@ -88,22 +102,28 @@ public sealed class ModelSource
         if (File.Exists(Path.Combine(description, HfConfig.FileName)))
         {
             var (config, dtype) = HfConfig.Read(description);
-            var tokenizer = config is GptConfig ? TextTokenizer.Bytes : HfTokenizer.Load(description, (config as DecoderConfig)?.EosTokenIds);
+            var tokenizer = config is GptConfig ? TextTokenizer.Bytes : HfTokenizer.Load(description,
+                (config as DecoderConfig)?.EosTokenIds);
             source = new ModelSource(folder, ModelSourceKind.Checkpoint, config, tokenizer, folder, dtype);
         }
         else if (File.Exists(Path.Combine(description, GptDescription)))
-            source = new ModelSource(folder, ModelSourceKind.Checkpoint, ToolkitJson.Read<GptConfig>(Path.Combine(description, GptDescription)),
+            source = new ModelSource(folder, ModelSourceKind.Checkpoint,
+                ToolkitJson.Read<GptConfig>(Path.Combine(description, GptDescription)),
                 TextTokenizer.Bytes, folder, "float32");
         else
-            throw new InvalidDataException($"{folder}: the checkpoint has no {DescriptionFolder}/ folder describing its model (it was written " +
-                "before checkpoints recorded it): give the model it was trained with as --model and the checkpoint as --resume.");
+            throw new InvalidDataException(
+                $"{folder}: the checkpoint has no {DescriptionFolder}/ folder describing its model (it was written " +
+                "before checkpoints recorded it): give the model it was trained with as --model and the checkpoint " +
+                "as --resume.");
         if (manifest.Parameters != ModelLayout.Count(source.Config))
-            throw new InvalidDataException($"{folder}: the checkpoint holds {manifest.Parameters:N0} parameters; its {DescriptionFolder}/ " +
+            throw new InvalidDataException(
+                $"{folder}: the checkpoint holds {manifest.Parameters:N0} parameters; its {DescriptionFolder}/ " +
                 $"describes a model of {ModelLayout.Count(source.Config):N0}.");
         return source;
     }
 
-    /// <summary>The model with its weights, in this process: a preset from <paramref name="seed"/>, a folder's or a checkpoint's weights.</summary>
+    /// <summary>The model with its weights, in this process: a preset from <paramref name="seed"/>, a folder's or a
+    /// checkpoint's weights.</summary>
     public CausalLanguageModel Load(long seed, ScalarType dtype = ScalarType.Float32)
     {
         TorchRuntime.EnsureInitialized();
@@ -121,20 +141,24 @@ public sealed class ModelSource
     }
 
     /// <summary>
-    /// The model a sharded trainer wraps, and the values its ranks start from: for a folder or a checkpoint of the decoder
+    /// The model a sharded trainer wraps, and the values its ranks start from: for a folder or a checkpoint of the
+    /// decoder
     /// families, placeholders in <paramref name="dtype"/> and a source each rank reads only its slices of (so no rank
     /// holds the whole model); otherwise the model with its weights and no source.
     /// </summary>
     public TrainingModel ForTraining(long seed, ScalarType dtype = ScalarType.Float32)
     {
         TorchRuntime.EnsureInitialized();
-        if (Config is not DecoderConfig d || Kind == ModelSourceKind.Preset) return new TrainingModel(Load(seed), null, null);
-        if (Kind == ModelSourceKind.Checkpoint) return new TrainingModel(Decoder.Placeholder(d, dtype), new CheckpointParameterSource(Folder!), null);
+        if (Config is not DecoderConfig d
+            || Kind == ModelSourceKind.Preset) return new TrainingModel(Load(seed), null, null);
+        if (Kind == ModelSourceKind.Checkpoint) return new TrainingModel(Decoder.Placeholder(d, dtype),
+            new CheckpointParameterSource(Folder!), null);
         var hf = HfModel.Open(Folder!);
         return new TrainingModel(Decoder.Placeholder(d, dtype), new FolderParameterSource(hf), hf);
     }
 
-    /// <summary>Writes the model's description (config and tokenizer files, no weights) into <paramref name="folder"/>.</summary>
+    /// <summary>Writes the model's description (config and tokenizer files, no weights) into <paramref
+    /// name="folder"/>.</summary>
     public void WriteDescription(string folder)
     {
         Directory.CreateDirectory(folder);
@@ -142,17 +166,21 @@ public sealed class ModelSource
         else HfExport.WriteDescription(folder, Config, DType, DescriptionSource);
     }
 
-    /// <summary>A model of <paramref name="config"/> holding the values of <paramref name="source"/> (a weight sync's flat vector, a checkpoint).</summary>
-    public static CausalLanguageModel FromValues(IModelConfig config, IParameterSource source, ScalarType dtype = ScalarType.Float32)
+    /// <summary>A model of <paramref name="config"/> holding the values of <paramref name="source"/> (a weight sync's
+    /// flat vector, a checkpoint).</summary>
+    public static CausalLanguageModel FromValues(IModelConfig config, IParameterSource source,
+        ScalarType dtype = ScalarType.Float32)
     {
         TorchRuntime.EnsureInitialized();
-        var model = config is DecoderConfig d ? (CausalLanguageModel)Decoder.Placeholder(d, dtype) : new Gpt((GptConfig)config);
+        var model = config is DecoderConfig d ? (CausalLanguageModel)Decoder.Placeholder(d,
+            dtype) : new Gpt((GptConfig)config);
         FillFrom(model, source);
         if (model is Gpt && dtype != ScalarType.Float32) model.to(dtype);
         return model;
     }
 
-    /// <summary>A model of <paramref name="config"/> holding a flat fp32 vector of its parameters (module order).</summary>
+    /// <summary>A model of <paramref name="config"/> holding a flat fp32 vector of its parameters (module
+    /// order).</summary>
     public static CausalLanguageModel FromValues(IModelConfig config, float[] flat)
     {
         using var values = tensor(flat);

@@ -11,7 +11,8 @@ public interface IParameterSource
     /// <summary>Elements in the flat order.</summary>
     long Count { get; }
 
-    /// <summary>Writes elements [<paramref name="offset"/>, offset + size) into <paramref name="destination"/> (contiguous, 1-D, any float dtype).</summary>
+    /// <summary>Writes elements [<paramref name="offset"/>, offset + size) into <paramref name="destination"/>
+    /// (contiguous, 1-D, any float dtype).</summary>
     void Fill(long offset, Tensor destination);
 }
 
@@ -28,7 +29,8 @@ internal sealed class TensorParameterSource(Tensor flat) : IParameterSource
     }
 }
 
-/// <summary>A Hugging Face folder's weights, read parameter by parameter (and only the requested elements of each).</summary>
+/// <summary>A Hugging Face folder's weights, read parameter by parameter (and only the requested elements of
+/// each).</summary>
 public sealed class FolderParameterSource(HfModel model) : IParameterSource
 {
     private readonly List<(string Name, long Offset, long Count)> _layout = Layout(model.Config);

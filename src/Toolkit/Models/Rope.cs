@@ -5,9 +5,9 @@ namespace Toolkit.Models;
 
 /// <summary>
 /// Rotary position embeddings (Su et al. 2021) as Hugging Face's Llama computes them: inverse frequencies
-/// θ^(−2i/d) (with Llama 3's scaling when configured), angles position × frequency, and each head's halves rotated
-/// (<c>rotate_half</c>: x·cos + [−x₂, x₁]·sin), which differs from llama.cpp's adjacent pairs by a permutation of the
-/// q and k rows. Shared by the trainer's module and the generation engine.
+/// θ^(−2i/d) (with Llama 3's scaling when configured), angles position × frequency, and each head's halves
+/// rotated (<c>rotate_half</c>: x·cos + [−x₂, x₁]·sin), which differs from llama.cpp's adjacent pairs by a
+/// permutation of the q and k rows. Shared by the trainer's module and the generation engine.
 /// </summary>
 internal sealed class Rope
 {
@@ -17,7 +17,8 @@ internal sealed class Rope
 
     public Rope(DecoderConfig config) => _inverseFrequencies = InverseFrequencies(config);
 
-    /// <summary>θ^(−2i/d) for i in [0, d/2), in fp32 as transformers computes them, then Llama 3's scaling.</summary>
+    /// <summary>θ^(−2i/d) for i in [0, d/2), in fp32 as transformers computes them, then Llama 3's
+    /// scaling.</summary>
     public static float[] InverseFrequencies(DecoderConfig config)
     {
         var d = config.HeadDim;

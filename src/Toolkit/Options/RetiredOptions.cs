@@ -1,6 +1,7 @@
 namespace Toolkit.Options;
 
-/// <summary>Options that were renamed or merged: a user who types an old name is told the new one, in one line.</summary>
+/// <summary>Options that were renamed or merged: a user who types an old name is told the new one, in one
+/// line.</summary>
 public static class RetiredOptions
 {
     private static readonly Dictionary<string, string> Replacements = new(StringComparer.Ordinal)
@@ -17,6 +18,7 @@ public static class RetiredOptions
 
     /// <summary>The one-line message for a retired option.</summary>
     public static string Message(string option, string replacement) =>
-        $"{(option.StartsWith('-') ? option : "--" + OptionSchema.Kebab(option))} was replaced by {replacement}: a preset (tiny, small, " +
+        $"{(option.StartsWith('-') ? option : "--" + OptionSchema.Kebab(option))} was replaced by {replacement}: a " +
+            $"preset (tiny, small, " +
         "medium, base), a toolkit checkpoint folder or a Hugging Face folder.";
 }

@@ -50,7 +50,8 @@ public sealed class DagStageTests : IDisposable
         Assert.Contains("at least two labels", Assert.Throws<ArgumentException>((spec with { Stages = "e=embed,c=classify(e)", Labels = "only" }).Check).Message);
         Assert.Contains("a label is repeated", Assert.Throws<ArgumentException>((spec with { Stages = "e=embed,c=classify(e)", Labels = "a, a" }).Check).Message);
         Assert.Contains("there is none", Assert.Throws<ArgumentException>((spec with { Labels = "a,b" }).Check).Message);
-        Assert.Contains("--stages has none", Assert.Throws<ArgumentException>((spec with { Stages = "embed", Model = new() { Name = "tiny" } }).Check).Message);
+        Assert.Contains("--stages has none", Assert.Throws<ArgumentException>((spec with { Stages = "embed",
+            Model = new() { Name = "tiny" } }).Check).Message);
         (spec with { Stages = "e=embed,c=classify(e)", Labels = "a,b" }).Check();
     }
 
@@ -72,7 +73,8 @@ public sealed class DagStageTests : IDisposable
         });
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, Stages = "emb=embed*2,topic=classify(emb),ppl=score", Labels = string.Join(",", labels), Model = new() { Name = "tiny" },
+            Input = input, Stages = "emb=embed*2,topic=classify(emb),ppl=score", Labels = string.Join(",", labels),
+                Model = new() { Name = "tiny" },
             Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 16, BatchSize = 8, RunsDirectory = _folder.Path,
         });
         Assert.Equal(39, result.OutputRecords);
@@ -105,7 +107,8 @@ public sealed class DagStageTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 10, name: "gen.jsonl");
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, Stages = "gen=generate,again=score(gen),vec=embed(gen)", Model = new() { Name = "tiny" }, MaxNewTokens = 8,
+            Input = input, Stages = "gen=generate,again=score(gen),vec=embed(gen)", Model = new() { Name = "tiny" },
+                MaxNewTokens = 8,
             Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 5, BatchSize = 4, RunsDirectory = _folder.Path,
         });
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);

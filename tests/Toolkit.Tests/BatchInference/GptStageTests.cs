@@ -46,7 +46,8 @@ public sealed class GptStageTests : IDisposable
         var source = ModelSource.Resolve(checkpoint);
         Assert.Equal(ModelSourceKind.Checkpoint, source.Kind);
         Assert.Equal(GptConfig.Tiny, source.Config);
-        using var built = source.Load(seed: 99);                                           // the checkpoint's weights, not the seed's
+        // the checkpoint's weights, not the seed's
+        using var built = source.Load(seed: 99);
         Assert.Equal(flat, built.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()));
     }
 
@@ -57,21 +58,25 @@ public sealed class GptStageTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 24);
         var spec = new InferJobOptions
         {
-            Input = input, Model = new() { Name = "tiny" }, Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 12, BatchSize = 8,
+            Input = input, Model = new() { Name = "tiny" }, Launcher = WorkerLauncher.InProcess, Workers = 1,
+                ShardSize = 12, BatchSize = 8,
             RunsDirectory = _folder.Path,
         };
 
-        var trained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score, Model = new() { Name = checkpoint } });
+        var trained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score,
+            Model = new() { Name = checkpoint } });
         var untrained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score });
         double[] Scores(InferResult r) => [.. InferOutput.Rows(r.JobFolder).OrderBy(e => e.GetProperty("id").GetString()).Select(e => e.GetProperty("score").GetDouble())];
         Assert.Equal(24, Scores(trained).Length);
         Assert.NotEqual(Scores(untrained), Scores(trained));   // the checkpoint's weights were used
 
-        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate, Model = new() { Name = checkpoint }, MaxNewTokens = 16 });
+        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate,
+            Model = new() { Name = checkpoint }, MaxNewTokens = 16 });
         Assert.True(InferOutput.Verify(generated.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
         foreach (var row in InferOutput.Rows(generated.JobFolder))
         {
-            var bytes = row.GetProperty("generation_tokens").GetInt32();                  // the byte tokenizer: tokens are bytes
+            // the byte tokenizer: tokens are bytes
+            var bytes = row.GetProperty("generation_tokens").GetInt32();
             Assert.InRange(bytes, 0, 16);
             Assert.True(bytes == 0 || row.GetProperty("generation").GetString()!.Length > 0);
             Assert.True(row.GetProperty("generation_logprob").GetDouble() <= 0);
@@ -83,11 +88,15 @@ public sealed class GptStageTests : IDisposable
     {
         var checkpoint = await TrainedCheckpoint();
         Directory.Delete(Path.Combine(checkpoint, ModelSource.DescriptionFolder), recursive: true);
-        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 4), Pipeline = InferPipeline.Score, Model = new() { Name = checkpoint } };
+        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 4), Pipeline = InferPipeline.Score,
+            Model = new() { Name = checkpoint } };
         var e = Assert.Throws<InvalidDataException>(spec.Check);
         Assert.Contains("--resume", e.Message);
-        var generate = spec with { Model = new() { Name = "tiny" }, Pipeline = InferPipeline.Generate, MaxNewTokens = -1 };
+        var generate = spec with { Model = new() { Name = "tiny" }, Pipeline = InferPipeline.Generate,
+            MaxNewTokens = -1 };
         Assert.Equal("MaxNewTokens", Assert.Throws<ArgumentOutOfRangeException>(generate.Check).ParamName);
-        Assert.Equal("Name", Assert.Throws<ArgumentException>((spec with { Pipeline = InferPipeline.Embed }).Check).ParamName);   // --model
+        Assert.Equal("Name",
+            Assert.Throws<ArgumentException>((spec with { Pipeline
+                = InferPipeline.Embed }).Check).ParamName);   // --model
     }
 }

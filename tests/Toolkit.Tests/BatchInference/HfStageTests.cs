@@ -9,8 +9,10 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
-/// Batch inference on a Hugging Face Llama folder, checked against llama.cpp on the same weights: each record's score (mean
-/// natural-log likelihood per predicted token of its tokens) equals llama.cpp's to 1e-4, and generation with temperature 0
+/// Batch inference on a Hugging Face Llama folder, checked against llama.cpp on the same weights: each record's score
+/// (mean
+/// natural-log likelihood per predicted token of its tokens) equals llama.cpp's to 1e-4, and generation with
+/// temperature 0
 /// equals llama.cpp's greedy decoding, through real jobs.
 /// </summary>
 public sealed class HfStageTests : IDisposable
@@ -28,11 +30,13 @@ public sealed class HfStageTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 12);
         var spec = new InferJobOptions
         {
-            Input = input, Model = new() { Name = model }, Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 6, BatchSize = 4,
+            Input = input, Model = new() { Name = model }, Launcher = WorkerLauncher.InProcess, Workers = 1,
+                ShardSize = 6, BatchSize = 4,
             RunsDirectory = _folder.Path,
         };
         var scored = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score });
-        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate, Sampling = new() { Temperature = 0 }, MaxNewTokens = 10 });
+        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate,
+            Sampling = new() { Temperature = 0 }, MaxNewTokens = 10 });
 
         using var hf = HfModel.Open(model);
         var gguf = Path.Combine(_folder.Path, "llama.gguf");
@@ -53,7 +57,8 @@ public sealed class HfStageTests : IDisposable
             var prompt = hf.Tokenizer.Encode(texts[row.GetProperty("id").GetString()!]).Select(t => (int)t).ToArray();
             var greedy = reference.Greedy(prompt, 10, stop);
             var continuation = greedy.Count > 0 && stop.Contains(greedy[^1]) ? greedy[..^1] : greedy;
-            Assert.Equal(hf.Tokenizer.Decode(continuation.Select(t => (long)t)), row.GetProperty("generation").GetString());
+            Assert.Equal(hf.Tokenizer.Decode(continuation.Select(t => (long)t)),
+                row.GetProperty("generation").GetString());
             Assert.Equal(continuation.Count, row.GetProperty("generation_tokens").GetInt32());
         }
         Assert.Equal(12, InferOutput.Rows(generated.JobFolder).Count());

@@ -10,16 +10,23 @@ public sealed class CliErrorTests
     [InlineData("paro train --ranks 3 --group-size 2", "error: --group-size 2: must divide --ranks (3)")]
     [InlineData("paro train --steps -1", "error: --steps -1: must be at least 1")]
     [InlineData("paro train --steps lots", "error: --steps takes an integer (got 'lots').")]
-    [InlineData("paro train --model huge", "error: --model huge: is not a model (no such preset or folder): give a preset (tiny, small, medium, base)")]
-    [InlineData("model info --model /proc", "error: --model /proc: is not a model (a folder without config.json or manifest.json)")]
-    [InlineData("paro train --model small --sequence-length 100", "error: --sequence-length 100: exceeds the model's context (64)")]
-    [InlineData("infer run --gpt-model tiny", "error: --gpt-model was replaced by --model: a preset (tiny, small, medium, base)")]
+    [InlineData("paro train --model huge",
+        "error: --model huge: is not a model (no such preset or folder): give a preset (tiny, small, medium, base)")]
+    [InlineData("model info --model /proc",
+        "error: --model /proc: is not a model (a folder without config.json or manifest.json)")]
+    [InlineData("paro train --model small --sequence-length 100",
+        "error: --sequence-length 100: exceeds the model's context (64)")]
+    [InlineData("infer run --gpt-model tiny",
+        "error: --gpt-model was replaced by --model: a preset (tiny, small, medium, base)")]
     [InlineData("infer run --gpt-checkpoint runs/x", "error: --gpt-checkpoint was replaced by --model")]
-    [InlineData("model init --arch falcon --out /tmp/toolkit-never", "error: --arch falcon: must be llama, qwen2, mistral, mixtral or qwen2_moe")]
+    [InlineData("model init --arch falcon --out /tmp/toolkit-never",
+        "error: --arch falcon: must be llama, qwen2, mistral, mixtral or qwen2_moe")]
     [InlineData("model init --out /tmp/toolkit-never --heads 3", "error: --heads 3: must divide --hidden (64)")]
     [InlineData("model init --arch llama", "error: --out: is required: the folder to write")]
-    [InlineData("model export --out /tmp/toolkit-never", "error: --checkpoint: is required: the checkpoint folder to export")]
-    [InlineData("model export /proc --out /tmp/toolkit-never", "error: --checkpoint /proc: is not a checkpoint folder (it has no manifest.json)")]
+    [InlineData("model export --out /tmp/toolkit-never",
+        "error: --checkpoint: is required: the checkpoint folder to export")]
+    [InlineData("model export /proc --out /tmp/toolkit-never",
+        "error: --checkpoint /proc: is not a checkpoint folder (it has no manifest.json)")]
     [InlineData("paro train --stratgey NIG", "error: unknown option '--stratgey' for paro train. Valid options: --account, --accumulation,")]
     [InlineData("quickstart --ranks 0", "error: --ranks 0: must be at least 1")]
     [InlineData("collective plan --inter-bandwidth fast", "error: --inter-bandwidth fast: 'fast' is not a rate such as 100mbit or 1gbit.")]

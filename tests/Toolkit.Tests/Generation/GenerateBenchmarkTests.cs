@@ -8,7 +8,8 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.Generation;
 
 /// <summary>
-/// <c>bench generate</c> end to end on a tiny folder (its numbers belong to the benchmark, not to this test): one row per
+/// <c>bench generate</c> end to end on a tiny folder (its numbers belong to the benchmark, not to this test): one row
+/// per
 /// batch size with both engines' rates and their ratio, the load measurement, and the JSON shape scripts read.
 /// </summary>
 public sealed class GenerateBenchmarkTests : IDisposable
@@ -30,7 +31,8 @@ public sealed class GenerateBenchmarkTests : IDisposable
         Assert.Equal([1, 3], report.Rows.Select(r => r.Batch));
         Assert.All(report.Rows, r =>
         {
-            Assert.True(r.TokensPerSecond > 0 && r.LlamaCppTokensPerSecond > 0 && r.PrefillTokensPerSecond > 0 && r.LlamaCppPrefillTokensPerSecond > 0);
+            Assert.True(r.TokensPerSecond > 0 && r.LlamaCppTokensPerSecond > 0 && r.PrefillTokensPerSecond > 0
+                && r.LlamaCppPrefillTokensPerSecond > 0);
             Assert.Equal(r.TokensPerSecond / r.LlamaCppTokensPerSecond, r.OverLlamaCpp, 9);
         });
         Assert.Equal(1, report.Threads);
@@ -43,7 +45,11 @@ public sealed class GenerateBenchmarkTests : IDisposable
     [Fact]
     public void Options_RefuseAPresetAndBadBatches()
     {
-        Assert.Equal("Model", Assert.Throws<ArgumentOutOfRangeException>(new GenerateBenchmarkOptions { Model = "tiny" }.Check).ParamName);
-        Assert.Equal("Batches", Assert.Throws<ArgumentOutOfRangeException>(new GenerateBenchmarkOptions { Batches = "1,x" }.Check).ParamName);
+        Assert.Equal("Model",
+            Assert.Throws<ArgumentOutOfRangeException>(new GenerateBenchmarkOptions { Model
+                = "tiny" }.Check).ParamName);
+        Assert.Equal("Batches",
+            Assert.Throws<ArgumentOutOfRangeException>(new GenerateBenchmarkOptions { Batches
+                = "1,x" }.Check).ParamName);
     }
 }

@@ -20,7 +20,8 @@ public sealed class GenerationEngineTests
     public void Fp32_LogProbsEqualTheTrainersForward_WithMoreSequencesThanSlots()
     {
         using var model = Model(seed: 3);
-        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 3, new SamplingOptions(), stopTokens: ['\n'], maxTokens: 8, seed: 11);
+        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 3, new SamplingOptions(),
+            stopTokens: ['\n'], maxTokens: 8, seed: 11);
         engine.LoadWeights(Flat(model), version: 1);
         var sequences = Prompts(7).Select((p, i) => new Sequence(i, p)).ToList();
         foreach (var s in sequences) engine.Enqueue(s);
@@ -64,7 +65,8 @@ public sealed class GenerationEngineTests
         using var model = Model(seed: 3);
         double Mismatch(Numerics numerics)
         {
-            using var engine = new GenerationEngine(Config, numerics, slots: 8, new SamplingOptions(), ['\n'], 8, seed: 11);
+            using var engine = new GenerationEngine(Config, numerics, slots: 8, new SamplingOptions(), ['\n'], 8,
+                seed: 11);
             engine.LoadWeights(Flat(model), 1);
             var sequences = Prompts(32).Select((p, i) => new Sequence(i, p)).ToList();
             foreach (var s in sequences) engine.Enqueue(s);
@@ -81,7 +83,8 @@ public sealed class GenerationEngineTests
     {
         using var first = Model(seed: 3);
         using var second = Model(seed: 4);
-        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 2, new SamplingOptions(), stopTokens: [300], maxTokens: 6, seed: 5);   // 300: never drawn
+        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 2, new SamplingOptions(),
+            stopTokens: [300], maxTokens: 6, seed: 5);   // 300: never drawn
         engine.LoadWeights(Flat(first), 1);
         var s = new Sequence(0, Prompts(1)[0]);
         engine.Enqueue(s);
@@ -104,7 +107,8 @@ public sealed class GenerationEngineTests
         using var model = Model(seed: 3);
         long[][] Run()
         {
-            using var engine = new GenerationEngine(Config, Numerics.Fp32, 2, new SamplingOptions { Temperature = 0.8, TopP = 0.9 }, ['\n'], 8, seed: 42);
+            using var engine = new GenerationEngine(Config, Numerics.Fp32, 2, new SamplingOptions { Temperature = 0.8,
+                TopP = 0.9 }, ['\n'], 8, seed: 42);
             engine.LoadWeights(Flat(model), 1);
             var seqs = Prompts(3).Select((p, i) => new Sequence(i, p)).ToList();
             foreach (var q in seqs) engine.Enqueue(q);
@@ -120,7 +124,8 @@ public sealed class GenerationEngineTests
         var config = Config.WithExperts(4, topK: 2);
         using var model = Gpt.Create(config, 3);
         Assert.Equal(config.ParameterCount, Flat(model).LongLength);
-        using var engine = new GenerationEngine(config, Numerics.Fp32, slots: 3, new SamplingOptions(), ['\n'], 8, seed: 11);
+        using var engine = new GenerationEngine(config, Numerics.Fp32, slots: 3, new SamplingOptions(), ['\n'], 8,
+            seed: 11);
         engine.LoadWeights(Flat(model), 1);
         var sequences = Prompts(5).Select((p, i) => new Sequence(i, p)).ToList();
         foreach (var s in sequences) engine.Enqueue(s);

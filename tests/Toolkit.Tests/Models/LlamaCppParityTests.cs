@@ -1,4 +1,5 @@
 using Toolkit.LlamaCpp;
+using Xunit.Abstractions;
 using Toolkit.Models;
 using Toolkit.Runtime;
 using Toolkit.Tests.Support;
@@ -12,9 +13,9 @@ namespace Toolkit.Tests.Models;
 /// the
 /// same logits at every position to 1e-4, and llama.cpp must tokenise the sentence as the toolkit's tokenizer does.
 /// </summary>
-public sealed class LlamaCppParityTests
+public sealed class LlamaCppParityTests(ITestOutputHelper output)
 {
-    public LlamaCppParityTests() => TorchRuntime.EnsureInitialized();
+    private readonly TorchRuntimeInfo _runtime = TorchRuntime.EnsureInitialized();
 
     [Theory]
     [InlineData("llama", false)]
@@ -49,6 +50,9 @@ public sealed class LlamaCppParityTests
                 v] - theirs[t][v]));
         var spread = Enumerable.Range(0, hf.Config.VocabularySize).Max(v => Math.Abs(ours[tokens.Length - 1, v]));
         Assert.True(spread > 0.5, $"logits too small to compare ({spread:G3})");
+        var name = arch + (llama3Rope ? " (llama3 rope)" : "");
+        output.WriteLine($"{name}: max |logit difference| {worst:E2} over {tokens.Length} positions x " +
+            $"{hf.Config.VocabularySize} logits (largest |logit| {spread:F2})");
         Assert.True(worst <= 1e-4, $"{arch}: max |logit difference| {worst:E2} over {tokens.Length} positions");
         Assert.Equal(tokens.Select(t => (int)t), reference.Tokenize(TinyModels.Sentence, addBos: false));
     }

@@ -14,8 +14,9 @@ namespace Toolkit.Tests.Models;
 internal static class TokenizerFolders
 {
     /// <summary>The cl100k_base split pattern (Llama 3's differs only in its digit and letter classes).</summary>
-    public const string Cl100kPattern
-        = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    public const string Cl100kPattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*" +
+        @"|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     /// <summary>The ranks of a data package's tiktoken file: token bytes by id.</summary>
     public static Dictionary<int, byte[]> Ranks(string assembly, string resource)

@@ -8,10 +8,12 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.Paro;
 
 /// <summary>
-/// Every trained strategy on a tiny Hugging Face Llama (grouped-query attention) and a tiny Mixtral (3 experts, top-2, so
+/// Every trained strategy on a tiny Hugging Face Llama (grouped-query attention) and a tiny Mixtral (3 experts, top-2,
+/// so
 /// some experts get no gradient in a micro-batch), n = 4 ranks in groups of 2, A = 2: each rank builds placeholders and
 /// reads only the slices its strategy keeps from the folder, and must end with the parameters of plain TorchSharp
-/// training of the whole folder (torch.optim.AdamW, one process) to 1e-5 relative, whole-model and layer-wise, in-process
+/// training of the whole folder (torch.optim.AdamW, one process) to 1e-5 relative, whole-model and layer-wise,
+/// in-process
 /// and on MPI processes.
 /// </summary>
 public sealed class HfExactnessTests : IClassFixture<HfExactnessTests.Folders>
@@ -32,7 +34,8 @@ public sealed class HfExactnessTests : IClassFixture<HfExactnessTests.Folders>
             TorchRuntime.EnsureInitialized();
             ModelInitOptions Tiny(string arch) => new()
             {
-                Arch = arch, Out = Path.Combine(_root.Path, arch), Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, Intermediate = 24,
+                Arch = arch, Out = Path.Combine(_root.Path, arch), Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1,
+                    Intermediate = 24,
                 Experts = 3, TopK = 2, Vocabulary = 270, Context = 16, InitStd = 0.3,
             };
             Llama = ModelInit.Run(Tiny("llama"));
@@ -65,9 +68,11 @@ public sealed class HfExactnessTests : IClassFixture<HfExactnessTests.Folders>
     {
         var folder = _folders.Of(arch);
         var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, folder: folder);
-        Assert.True(ExactnessProbe.RelativeError(reference, ExactnessProbe.Reference(Ranks, Accumulation, 0, folder: folder)) > 1e-3,
+        Assert.True(ExactnessProbe.RelativeError(reference, ExactnessProbe.Reference(Ranks, Accumulation, 0,
+            folder: folder)) > 1e-3,
             "three steps barely moved the parameters: the comparison would not show a wrong update");
-        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: layerwise, folder: folder));
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize,
+            Accumulation, Steps, layerwise: layerwise, folder: folder));
         AssertMatches($"{arch}/{code}{(layerwise ? "/layerwise" : "")}", reference, results);
     }
 
@@ -86,13 +91,16 @@ public sealed class HfExactnessTests : IClassFixture<HfExactnessTests.Folders>
         {
             var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, folder: folder);
             foreach (var code in ShardingStrategy.Trained.Select(s => s.Code))
-                AssertMatches($"{Path.GetFileName(folder)}/{code} under MPI", reference, [.. outcomes.Select(o => o[$"{code}/{folder}"])]);
+                AssertMatches($"{Path.GetFileName(folder)}/{code} under MPI", reference,
+                    [.. outcomes.Select(o => o[$"{code}/{folder}"])]);
         }
     }
 
     /// <summary>
-    /// A rank reads from the folder only what its strategy keeps: a quarter of the model per rank for GGG (p = G) on 4 ranks,
-    /// half for IGG (p = I, groups of 2), all of it for NIG (p = N); with bf16 GGG also its fp32 master slice (os = G), again
+    /// A rank reads from the folder only what its strategy keeps: a quarter of the model per rank for GGG (p = G) on 4
+    /// ranks,
+    /// half for IGG (p = I, groups of 2), all of it for NIG (p = N); with bf16 GGG also its fp32 master slice (os = G),
+    /// again
     /// a quarter. The model itself holds placeholders only.
     /// </summary>
     [Theory]
@@ -102,18 +110,22 @@ public sealed class HfExactnessTests : IClassFixture<HfExactnessTests.Folders>
     [InlineData("GGG", ParoPrecision.Bf16, 0.5)]
     public void ARank_ReadsOnlyTheSlicesItsStrategyKeeps(string code, ParoPrecision precision, double share)
     {
-        var dtype = precision == ParoPrecision.Bf16 ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32;
+        var dtype = precision == ParoPrecision.Bf16
+            ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32;
         var read = InProcessCluster.Run(Ranks, GroupSize, comm =>
         {
             using var hf = HfModel.Open(_folders.Mixtral);
             using var model = Decoder.Placeholder((DecoderConfig)hf.Config, dtype);
-            var held = model.parameters().Where(p => p.numel() > 1 && p.stride().Any(stride => stride != 0)).Sum(p => p.numel() * p.element_size());   // bytes not a stride-0 view of one value
+            var held = model.parameters().Where(p => p.numel() > 1 && p.stride().Any(stride => stride != 0)).Sum(p
+                => p.numel() * p.element_size());   // bytes not a stride-0 view of one value
             var source = new CountingSource(new FolderParameterSource(hf));
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), GroupSize, Precision: precision), comm, null, source);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse(code), GroupSize,
+                Precision: precision), comm, null, source);
             return (source.Elements, held);
         });
         var total = ModelLayout.Count(_folders.Config(_folders.Mixtral));
-        foreach (var (elements, _) in read) Assert.InRange(elements, (long)(share * total) - 2 * Ranks, (long)(share * total) + 2 * Ranks);
+        foreach (var (elements, _) in read) Assert.InRange(elements, (long)(share * total) - 2 * Ranks,
+            (long)(share * total) + 2 * Ranks);
         Assert.All(read, r => Assert.True(r.held == 0, $"the placeholder model holds {r.held} bytes"));
     }
 

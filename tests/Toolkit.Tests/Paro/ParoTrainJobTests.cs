@@ -62,7 +62,9 @@ public sealed class ParoTrainJobTests : IDisposable
     {
         Assert.Throws<ShardingPlanException>(() => new ParoTrainOptions { Sharding = new() { Strategy = "GNN" } }.Validate());
         Assert.Contains("must divide", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions { Launch = new() { Ranks = 4, GroupSize = 3 } }.Validate()).Message);
-        Assert.Contains("tiny, small, medium, base", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions { Model = new() { Name = "huge" } }.Validate()).Message);
+        Assert.Contains("tiny, small, medium, base",
+            Assert.Throws<ArgumentOutOfRangeException>(()
+                => new ParoTrainOptions { Model = new() { Name = "huge" } }.Validate()).Message);
         Assert.Equal("Path", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions { Data = new() { Path = "/no/such/file.txt" } }.Validate()).ParamName);
         Assert.Contains("needs --emulate", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions { Launch = new() { NicsPerNode = 2 } }.Validate()).Message);
         Assert.Contains("must be 1..2", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoTrainOptions

@@ -22,7 +22,8 @@ public sealed class C3poTests
     public void EveryResponse_IsTrainedOnce_PurgedOrInThePool_WithinBudgetAndStaleness()
     {
         const int staleness = 1, budget = 40, groupSize = 2;
-        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 8, new SamplingOptions(), stopTokens: [3], maxTokens: 14, seed: 9);
+        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 8, new SamplingOptions(),
+            stopTokens: [3], maxTokens: 14, seed: 9);
         var problems = Enumerable.Range(0, 50).Select(i => new Problem($"{(char)(i % 3)}{(char)((i / 3) % 3)}", "")).ToList();
         var c3po = new C3poPartitioner(engine, new PromptStream(problems, seed: 1), groupSize, budget, staleness);
         var trained = new HashSet<long>();
@@ -56,7 +57,8 @@ public sealed class C3poTests
     [Fact]
     public void Synchronous_GeneratesWholeGroups_ToCompletion()
     {
-        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 4, new SamplingOptions(), stopTokens: [3], maxTokens: 14, seed: 9);
+        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 4, new SamplingOptions(),
+            stopTokens: [3], maxTokens: 14, seed: 9);
         using (var model = Gpt.Create(Config, 1)) engine.LoadWeights(Flat(model), 1);
         var problems = new List<Problem> { new("\u0000\u0001", ""), new("\u0002", "") };
         var batch = new SynchronousRollouts(engine, new PromptStream(problems, 1), promptsPerStep: 3, groupSize: 4).Next();

@@ -37,14 +37,16 @@ public sealed class GrpoLearningTests
         {
             using var model = Gpt.Create(config, 5);
             using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NNN"), 1), comm, options.Optimizer);
-            using var engine = new GenerationEngine(config, numerics, slots: 64, new SamplingOptions(), [VerifiableTask.Stop], maxTokens: 1, seed: 3);
+            using var engine = new GenerationEngine(config, numerics, slots: 64, new SamplingOptions(),
+                [VerifiableTask.Stop], maxTokens: 1, seed: 3);
             var version = 1;
             engine.LoadWeights(trainer.GatherParameters(), version);
             var source = new SynchronousRollouts(engine, new PromptStream([new Problem("q=", "a")], 1), promptsPerStep: 8, groupSize: 8);
             var means = new List<double>();
             for (var step = 0; step < 40; step++)
             {
-                var update = RlTrainJob.Update(trainer, task, TaskTokens.Bytes, source.Next(), options, version, null, 64);
+                var update
+                    = RlTrainJob.Update(trainer, task, TaskTokens.Bytes, source.Next(), options, version, null, 64);
                 means.Add(update.RewardSum / update.Responses);
                 engine.LoadWeights(trainer.GatherParameters(), ++version);
             }

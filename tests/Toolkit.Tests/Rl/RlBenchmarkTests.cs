@@ -16,7 +16,8 @@ public sealed class RlBenchmarkTests : IDisposable
         Job = new RlBenchmarkOptions().Job with
         {
             Launch = new() { Ranks = 2, GroupSize = 1, RunsDirectory = _runs.Path },
-            Model = new() { Name = "small" }, WarmupSteps = 5, Steps = 3, EvalEvery = 3,   // the long-tail answers need the small GPT's context
+            // the long-tail answers need the small GPT's context
+            Model = new() { Name = "small" }, WarmupSteps = 5, Steps = 3, EvalEvery = 3,
         },
     };
 

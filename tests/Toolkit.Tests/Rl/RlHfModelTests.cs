@@ -9,7 +9,8 @@ namespace Toolkit.Tests.Rl;
 
 /// <summary>
 /// The RL job on Hugging Face folders: prompts and answers in the model's BPE tokens with its EOS as the stop token, a
-/// Mixtral's routing flips per layer (none when the rollout numerics are the trainer's), and the trained policy exported
+/// Mixtral's routing flips per layer (none when the rollout numerics are the trainer's), and the trained policy
+/// exported
 /// as a folder that loads back with the weights the engine last received.
 /// </summary>
 public sealed class RlHfModelTests : IDisposable
@@ -42,7 +43,8 @@ public sealed class RlHfModelTests : IDisposable
         Assert.Equal([.. hf.Tokenizer.EncodeText("42"), hf.Tokenizer.EosIds[0]], tokens.Answer(problem));
         var stopped = new Sequence(0, tokens.Prompt(problem));
         stopped.Tokens.AddRange(tokens.Answer(problem));
-        Assert.Equal("42\n", tokens.Completion(stopped));                                     // judged as a stopped answer
+        // judged as a stopped answer
+        Assert.Equal("42\n", tokens.Completion(stopped));
         Assert.Equal(1.0, VerifiableTask.Named("addition").Judge(problem, tokens.Completion(stopped)).Reward);
     }
 
@@ -56,15 +58,18 @@ public sealed class RlHfModelTests : IDisposable
         Assert.All(result.Steps, s =>
         {
             Assert.Equal(16, s.Responses);
-            Assert.True(double.IsFinite(s.GradNorm) && s.LogProbDiffMax < 1e-3, $"fp32 rollouts: |dlogp| max {s.LogProbDiffMax}");
+            Assert.True(double.IsFinite(s.GradNorm) && s.LogProbDiffMax < 1e-3,
+                $"fp32 rollouts: |dlogp| max {s.LogProbDiffMax}");
             Assert.Equal(parameters * 4, s.SyncBytes);
             Assert.Empty(s.RoutingFlips);
         });
         using var exported = HfModel.Open(export);
         Assert.Equal(HfConfig.Read(folder).Config, exported.Config);
         using var original = HfModel.Open(folder);
-        using var before = original.Weights.Read("model.layers.0.self_attn.q_proj.weight", TorchSharp.torch.ScalarType.Float32);
-        using var after = exported.Weights.Read("model.layers.0.self_attn.q_proj.weight", TorchSharp.torch.ScalarType.Float32);
+        using var before = original.Weights.Read("model.layers.0.self_attn.q_proj.weight",
+            TorchSharp.torch.ScalarType.Float32);
+        using var after = exported.Weights.Read("model.layers.0.self_attn.q_proj.weight",
+            TorchSharp.torch.ScalarType.Float32);
         Assert.False(before.equal(after).all().item<bool>(), "the exported policy is the untrained model");
     }
 

@@ -5,12 +5,15 @@ using Toolkit.Models;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// Generation as a batch-inference stage: a causal language model (<see cref="StageModel"/>) continues each record's text
+/// Generation as a batch-inference stage: a causal language model (<see cref="StageModel"/>) continues each record's
+/// text
 /// with the generation engine the RL rollouts use (prefill, KV cache, continuous batching over a pool of slots,
 /// temperature and top-p sampling, temperature 0 greedy), stopping at the model's end-of-sequence tokens (a newline for
 /// a GPT preset, whose byte tokenizer has none) or after the token budget. The output is the continuation's text
-/// (invalid UTF-8 becomes U+FFFD; the stop token left out), its length in tokens and its mean log-probability per token.
-/// Sampling is seeded per replica, so a record's continuation depends on the batch it was drawn in: rerunning a shard gives
+/// (invalid UTF-8 becomes U+FFFD; the stop token left out), its length in tokens and its mean log-probability per
+/// token.
+/// Sampling is seeded per replica, so a record's continuation depends on the batch it was drawn in: rerunning a shard
+/// gives
 /// another sample, and the output keeps the one committed.
 /// </summary>
 public sealed class GenerateStage : IModelStage
@@ -27,7 +30,8 @@ public sealed class GenerateStage : IModelStage
         _model = new StageModel(model);
         (_sampling, _maxNew, _slots) = (sampling.Validate(), maxNewTokens, Math.Max(1, slots));
         var tokenizer = _model.Source.Tokenizer;
-        _stop = ReferenceEquals(tokenizer, TextTokenizer.Bytes) || tokenizer.EosIds.Count == 0 ? tokenizer.EncodeText("\n") : tokenizer.EosIds;
+        _stop = ReferenceEquals(tokenizer,
+            TextTokenizer.Bytes) || tokenizer.EosIds.Count == 0 ? tokenizer.EncodeText("\n") : tokenizer.EosIds;
     }
 
     /// <summary>The model.</summary>
@@ -36,7 +40,8 @@ public sealed class GenerateStage : IModelStage
     /// <inheritdoc/>
     public string Name => "generate";
 
-    /// <summary>The prompt's tokens: the text's last tokens that leave room for the continuation in the context.</summary>
+    /// <summary>The prompt's tokens: the text's last tokens that leave room for the continuation in the
+    /// context.</summary>
     public object Prepare(string text)
     {
         var tokens = Source.Tokenizer.Encode(text);
@@ -68,7 +73,8 @@ public sealed class GenerateStage : IModelStage
         public Replica(GenerateStage owner, int index)
         {
             _owner = owner;
-            _engine = new GenerationEngine(owner.Source.Config, Numerics.Fp32, owner._slots, owner._sampling, owner._stop, owner._maxNew,
+            _engine = new GenerationEngine(owner.Source.Config, Numerics.Fp32, owner._slots, owner._sampling,
+                owner._stop, owner._maxNew,
                 seed: 1000 + index);
             owner._model.LoadInto(_engine);
         }
@@ -82,7 +88,8 @@ public sealed class GenerateStage : IModelStage
                 var s = done[i];
                 var stopped = s.Tokens.Count > 0 && !s.IsTruncated;
                 var tokens = stopped ? s.Tokens.Take(s.Tokens.Count - 1).ToList() : s.Tokens;
-                return (object)(_owner.Source.Tokenizer.Decode(tokens), tokens.Count, s.LogProbs.Count == 0 ? 0.0 : s.LogProbs.Average(v => (double)v));
+                return (object)(_owner.Source.Tokenizer.Decode(tokens), tokens.Count,
+                    s.LogProbs.Count == 0 ? 0.0 : s.LogProbs.Average(v => (double)v));
             })];
         }
 

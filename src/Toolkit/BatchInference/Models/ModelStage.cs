@@ -75,7 +75,8 @@ public static class ModelStages
     {
         "embed" => new MiniLmEmbedding(spec.MaxTokens, spec.Threads),
         "score" => new ScoreStage(spec.Model, spec.Threads),
-        "generate" => new GenerateStage(spec.Model, spec.Sampling, spec.EffectiveMaxNewTokens(spec.Model.Resolve().Config), spec.BatchSize),
+        "generate" => new GenerateStage(spec.Model, spec.Sampling,
+            spec.EffectiveMaxNewTokens(spec.Model.Resolve().Config), spec.BatchSize),
         "classify" => new ZeroShotClassifier(spec.LabelList, spec.MaxTokens),
         _ => throw new ArgumentOutOfRangeException(nameof(model), model, "unknown model"),
     };

@@ -16,7 +16,8 @@ public sealed class ScoreStage(ModelOptions model, int threads = 1) : IModelStag
 {
     private readonly StageModel _model = new(model);
 
-    /// <summary>Positions × vocabulary per forward: rows of a batch are scored in groups that keep the logits under about 256 MB.</summary>
+    /// <summary>Positions × vocabulary per forward: rows of a batch are scored in groups that keep the logits under
+    /// about 256 MB.</summary>
     private const long LogitBudget = 1L << 26;
 
     /// <summary>The model.</summary>
@@ -77,7 +78,8 @@ public sealed class ScoreStage(ModelOptions model, int threads = 1) : IModelStag
             }
             var x = tensor(tokens, [rows.Length, width], device: _device);
             var logits = _model.call(x[.., ..^1]).to(ScalarType.Float32);                         // [R, W-1, V]
-            var logp = nn.functional.log_softmax(logits, -1).gather(-1, x[.., 1..].unsqueeze(-1)).squeeze(-1);   // [R, W-1]
+            // [R, W-1]
+            var logp = nn.functional.log_softmax(logits, -1).gather(-1, x[.., 1..].unsqueeze(-1)).squeeze(-1);
             var m = tensor(mask, [rows.Length, width - 1], device: _device);
             return (logp * m).sum(1).div(m.sum(1)).cpu().data<float>().ToArray();
         }

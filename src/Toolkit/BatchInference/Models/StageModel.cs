@@ -5,7 +5,8 @@ using Toolkit.Runtime;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// The causal language model of the score and generate stages, resolved once per worker from <c>--model</c>: a GPT preset
+/// The causal language model of the score and generate stages, resolved once per worker from <c>--model</c>: a GPT
+/// preset
 /// (initialised from seed 1, so every worker scores identically), a toolkit checkpoint (any strategy, rank count or
 /// precision) or a Hugging Face folder. Each replica builds its own copy from it.
 /// </summary>
@@ -34,7 +35,8 @@ public sealed class StageModel
     /// <summary>A new module holding the weights (one per replica).</summary>
     public CausalLanguageModel Build() => Source.Load(Seed);
 
-    /// <summary>Loads the weights into a generation engine: a folder's tensor by tensor, others from their flat parameters.</summary>
+    /// <summary>Loads the weights into a generation engine: a folder's tensor by tensor, others from their flat
+    /// parameters.</summary>
     public void LoadInto(GenerationEngine engine)
     {
         if (Source.Kind != ModelSourceKind.HuggingFace)

@@ -107,13 +107,17 @@ public sealed record InferJobOptions : ICheckedOptions
     /// <summary>How generate samples: temperature and top-p.</summary>
     [OptionGroup] public Generation.SamplingOptions Sampling { get; init; } = new();
 
-    /// <summary>Most tokens generate writes per record (it stops earlier at the model's EOS, or a newline for a GPT preset); 0: half the context, at most 128. Default 0.</summary>
-    [Option("Most tokens generate adds per record; it stops earlier at the model's end-of-sequence token (a newline for a GPT preset) " +
+    /// <summary>Most tokens generate writes per record (it stops earlier at the model's EOS, or a newline for a GPT
+    /// preset); 0: half the context, at most 128. Default 0.</summary>
+    [Option("Most tokens generate adds per record; it stops earlier at the model's end-of-sequence token (a newline " +
+        "for a GPT preset) " +
         "(0: half the model's context, at most 128; the rest holds the prompt's end).")]
     public int MaxNewTokens { get; init; }
 
-    /// <summary><see cref="MaxNewTokens"/>, with 0 resolved to half the context (at most 128) of a model of <paramref name="config"/>.</summary>
-    public int EffectiveMaxNewTokens(Models.IModelConfig config) => MaxNewTokens > 0 ? MaxNewTokens : Math.Min(128, config.ContextLength / 2);
+    /// <summary><see cref="MaxNewTokens"/>, with 0 resolved to half the context (at most 128) of a model of <paramref
+    /// name="config"/>.</summary>
+    public int EffectiveMaxNewTokens(Models.IModelConfig config) => MaxNewTokens > 0 ? MaxNewTokens : Math.Min(128,
+        config.ContextLength / 2);
 
     /// <summary>Records per shard (the unit of leasing, output and retry). Default 500.</summary>
     [Option("Records per shard: the unit of leasing, of output files (one part per shard) and of retries; leases grow to several shards for fast workers.")]
@@ -184,7 +188,8 @@ public sealed record InferJobOptions : ICheckedOptions
         {
             spec.Remove("gptModel", out var preset);
             spec.Remove("gptCheckpoint", out var checkpoint);
-            spec["model"] = new System.Text.Json.Nodes.JsonObject { ["name"] = (checkpoint ?? preset)?.GetValue<string>() ?? "small" };
+            spec["model"] = new System.Text.Json.Nodes.JsonObject { ["name"] = (checkpoint
+                ?? preset)?.GetValue<string>() ?? "small" };
         }
         string[] moved = ["partition", "time", "account", "slurmArgs"];
         if (spec["slurm"] is not null || !moved.Any(spec.ContainsKey)) return;
@@ -289,7 +294,8 @@ public sealed record InferJobOptions : ICheckedOptions
             var config = Model.Resolve().Config;
             if (models.Contains("generate") && (MaxNewTokens < 0 || MaxNewTokens > config.ContextLength - 2))
                 throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens,
-                    $"must be between 1 and {config.ContextLength - 2}, or 0 for half (the model's context is {config.ContextLength} tokens, prompt included)");
+                    $"must be between 1 and {config.ContextLength - 2}, or 0 for half (the model's context " +
+                        $"is {config.ContextLength} tokens, prompt included)");
         }
         if (Launcher is WorkerLauncher.Mpi or WorkerLauncher.Slurm && Ranks < 2)
             throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, $"must be at least 2 with --launcher {Options.OptionSpec.EnumName(typeof(WorkerLauncher), Launcher)} (a coordinator and a worker)");

@@ -21,7 +21,8 @@ internal sealed class ShardUnit : IDisposable
     private readonly Tensor? _master;            // level os slice, fp32 (mixed precision only)
 
     /// <param name="parameters">The unit's parameters (in model order) with their offsets in the model's flat order.</param>
-    /// <param name="initial">The model's initial values in model order (identical on every rank), read only where this rank keeps them.</param>
+    /// <param name="initial">The model's initial values in model order (identical on every rank), read only where this
+    /// rank keeps them.</param>
     /// <param name="runs">The unit's ranges in the model's flat order: (unit offset, model offset, count); the checkpoint's layout.</param>
     /// <param name="plan">The sharding plan.</param>
     /// <param name="world">All ranks.</param>
@@ -52,7 +53,8 @@ internal sealed class ShardUnit : IDisposable
 
     private ShardingStrategy Strategy => _plan.Strategy;
 
-    /// <summary>This rank's fp32 slice at <paramref name="level"/> of the unit's initial values (its padding zero), read from the source alone.</summary>
+    /// <summary>This rank's fp32 slice at <paramref name="level"/> of the unit's initial values (its padding zero),
+    /// read from the source alone.</summary>
     private Tensor Initial(Models.IParameterSource source, ShardLevel level)
     {
         var (start, length) = Groups.Range(level);

@@ -77,7 +77,8 @@ public sealed class ShardedTrainer : IDisposable
     private (Task Task, long Bytes)? _reduction;            // g ≠ N: the last block's gradient reduction, while in flight
     private readonly List<BlockCall> _calls = [];           // the micro-step's block calls (with their recorded graphs)
 
-    private ShardedTrainer(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions optimizer, IParameterSource? source)
+    private ShardedTrainer(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions optimizer,
+        IParameterSource? source)
     {
         _model = model;
         _plan = plan.Validate(world.Size);
@@ -92,7 +93,8 @@ public sealed class ShardedTrainer : IDisposable
         using var initial = source is null ? ModuleValues(model, device) : null;    // identical on every rank
         source ??= new TensorParameterSource(initial!);
         if (source.Count != _elements)
-            throw new ArgumentException($"The initial values hold {source.Count:N0} parameters; the model has {_elements:N0}.", nameof(source));
+            throw new ArgumentException(
+                $"The initial values hold {source.Count:N0} parameters; the model has {_elements:N0}.", nameof(source));
         // Module.to(dtype) replaces the parameter objects, so the layout is taken afterwards. Placeholder parameters
         // (a loader's) are made in the compute dtype: converting one would allocate it whole.
         if (plan.Precision == ParoPrecision.Bf16 && model.parameters().Any(p => p.dtype != dtype)) model.to(dtype);
@@ -170,13 +172,15 @@ public sealed class ShardedTrainer : IDisposable
     /// <summary>
     /// Wraps <paramref name="model"/> (all of whose parameters are trained) for sharded training over
     /// <paramref name="world"/>. Its initial values are its own parameters (identical on every rank), or those of
-    /// <paramref name="initial"/>, of which each rank reads only the slices it keeps: then the model's parameters may be
+    /// <paramref name="initial"/>, of which each rank reads only the slices it keeps: then the model's parameters may
+    /// be
     /// placeholders that only carry shapes (<see cref="Decoder.Placeholder"/>), in the plan's compute dtype.
     /// </summary>
     /// <exception cref="ShardingPlanException">The strategy is ineffective.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The group size does not divide the rank count, or A &lt; 1.</exception>
     /// <exception cref="ArgumentException">The plan is layer-wise and the model does not expose its blocks, or is a mixture of experts.</exception>
-    public static ShardedTrainer Create(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions? optimizer = null,
+    public static ShardedTrainer Create(nn.Module model, ShardingPlan plan, Communicator world,
+        AdamWOptions? optimizer = null,
         IParameterSource? initial = null) =>
         new(model, plan, world, (optimizer ?? new AdamWOptions()).Validate(), initial);
 

@@ -38,7 +38,9 @@ public static class EngineOverhead
             using var model = source.Load(job.Seed, dtype);
             using var engineModel = source.Load(job.Seed);
             using var trainer = ShardedTrainer.Create(engineModel, job.Plan, comm, job.Optimizer);
-            var data = job.Data.Path is null ? TokenDataset.SyntheticStories(source.Tokenizer) : TokenDataset.FromTextFile(job.Data.Path, source.Tokenizer);
+            var data = job.Data.Path is null
+                ? TokenDataset.SyntheticStories(source.Tokenizer) : TokenDataset.FromTextFile(job.Data.Path,
+                    source.Tokenizer);
             var elements = model.parameters().Sum(p => p.numel());
             using var groups = new ParoGroups(comm, groupSize, elements);
             using var gradient = zeros(groups.Padded, dtype: dtype);

@@ -53,7 +53,8 @@ public static class LayerwiseBenchmark
         var allowance = layerwise.ModelStateBytes + 2 * (blockBytes + blockBytes);
         var lossDifference = whole.Losses.Zip(layerwise.Losses, (a, b) => Math.Abs(a - b) / Math.Max(Math.Abs(a), 1e-30)).Max();
         return new LayerwiseBenchmarkReport(options.Job, Environment.ProcessorCount, whole, layerwise, layerwise.TokensPerSecond / whole.TokensPerSecond,
-            (double)layerwise.PeakBytes / whole.PeakBytes, block, allowance, layerwise.PeakBytes <= allowance, lossDifference);
+            (double)layerwise.PeakBytes / whole.PeakBytes, block, allowance, layerwise.PeakBytes <= allowance,
+                lossDifference);
     }
 
     private static async Task<LayerwiseRun> Run(ParoTrainOptions job, string name, Action<string>? log, CancellationToken cancellationToken)

@@ -95,7 +95,8 @@ public static class ParoBenchmark
             var step = Statistics.MidpointMedian(rounds);
             var predicted = Predict(job, machine, last.ParameterCount);
             var tokens = job.TokensPerStep(job.Data.LengthFor(job.Model.Resolve().Config));
-            rows.Add(new BenchmarkRow(name, code, a, step, tokens / step, last.Comm.IntraBytesPerStep, last.Comm.InterBytesPerStep, last.Memory,
+            rows.Add(new BenchmarkRow(name, code, a, step, tokens / step, last.Comm.IntraBytesPerStep,
+                last.Comm.InterBytesPerStep, last.Memory,
                 predicted.StepSeconds, predicted.IntraBytesPerStep, predicted.InterBytesPerStep, (predicted.StepSeconds - step) / step, last.Steps[^1].Loss) { RoundStepSeconds = rounds });
             log?.Invoke($"{name,-6} {code} A={a}: {step * 1000,8:F1} ms measured{(options.Rounds > 1 ? " (median of rounds)" : "")}, {predicted.StepSeconds * 1000,8:F1} ms predicted");
         }
@@ -125,8 +126,10 @@ public static class ParoBenchmark
         var ranks = job.Launch.Ranks;
         var padded = (parameters + ranks - 1) / ranks * ranks;
         var config = job.Model.Resolve().Config;
-        return CostModel.Estimate(job.Plan.Strategy, new ModelSpec(job.Model.Name, padded, padded, config.Layers, config.Hidden), cluster,
-            new TrainingSpec(job.Sharding.Accumulation, job.Data.MicroBatch, job.Data.LengthFor(config), job.Sharding.Precision, 1, GatherGranularity.Model));
+        return CostModel.Estimate(job.Plan.Strategy, new ModelSpec(job.Model.Name, padded, padded, config.Layers,
+            config.Hidden), cluster,
+            new TrainingSpec(job.Sharding.Accumulation, job.Data.MicroBatch, job.Data.LengthFor(config),
+                job.Sharding.Precision, 1, GatherGranularity.Model));
     }
 }
 

@@ -11,7 +11,8 @@ using static TorchSharp.torch;
 namespace Toolkit.Paro;
 
 /// <summary>
-/// Trains a model (a GPT preset, a checkpoint or a Hugging Face folder) under one PaRO strategy and measures loss, memory per rank, traffic per step
+/// Trains a model (a GPT preset, a checkpoint or a Hugging Face folder) under one PaRO strategy and measures loss,
+/// memory per rank, traffic per step
 /// and throughput, on in-process ranks, MPI processes or the emulated cluster (through
 /// <see cref="JobHost"/>); writes <c>runs/&lt;id&gt;/</c> with metrics, <c>result.json</c> and an
 /// offline <c>report.html</c>.
@@ -50,7 +51,9 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
     {
         var (comm, o) = (context.Comm, context.Options);
         var source = o.Model.Resolve();
-        var data = o.Data.Path is null ? TokenDataset.SyntheticStories(source.Tokenizer) : TokenDataset.FromTextFile(o.Data.Path, source.Tokenizer);
+        var data = o.Data.Path is null
+            ? TokenDataset.SyntheticStories(source.Tokenizer) : TokenDataset.FromTextFile(o.Data.Path,
+                source.Tokenizer);
         var length = o.Data.LengthFor(source.Config);
         var dtype = o.Sharding.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
         var training = source.ForTraining(o.Seed, dtype);                             // every rank starts identical
@@ -80,7 +83,8 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             var step = first + i;
             var micro = Enumerable.Range(0, o.Sharding.Accumulation).Select(a => (Func<TorchSharp.torch.nn.Module, Tensor>)(m =>
             {
-                var (x, y) = data.Batch(o.Seed, step, a * comm.Size + comm.Rank, o.Data.MicroBatch, length);   // [B, T] each
+                // [B, T] each
+                var (x, y) = data.Batch(o.Seed, step, a * comm.Size + comm.Rank, o.Data.MicroBatch, length);
                 return ((CausalLanguageModel)m).Loss(x, y);
             })).ToList();
             var before = comm.Counters.Snapshot();
@@ -89,7 +93,8 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             seconds[i] = clock.Elapsed.TotalSeconds;
             traffic = comm.Counters.Snapshot().Since(before);
             RecordStep(context, step, losses[i], seconds[i], traffic, trainer.Memory);
-            if (o.Checkpoint.Every > 0 && (step + 1) % o.Checkpoint.Every == 0) Save(context, trainer, source, step + 1);
+            if (o.Checkpoint.Every > 0 && (step + 1) % o.Checkpoint.Every == 0) Save(context, trainer, source,
+                step + 1);
         }
         if (o.Checkpoint.Export is { } export) Export(context, trainer, source, first + o.Steps, export);
         var memory = trainer.Memory;
@@ -121,7 +126,8 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
     }
 
     /// <summary>Collective: a checkpoint of the step, with the model's description beside it (rank 0).</summary>
-    private static string Save(RankContext<ParoTrainOptions> context, ShardedTrainer trainer, ModelSource source, int step)
+    private static string Save(RankContext<ParoTrainOptions> context, ShardedTrainer trainer, ModelSource source,
+        int step)
     {
         var folder = Path.Combine(context.RunPath, "checkpoints", $"step-{step}");
         trainer.SaveCheckpoint(folder);
@@ -130,11 +136,14 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         return folder;
     }
 
-    /// <summary>Collective: the last step's checkpoint (saved unless it was), then rank 0 writes it as a Hugging Face folder.</summary>
-    private static void Export(RankContext<ParoTrainOptions> context, ShardedTrainer trainer, ModelSource source, int step, string folder)
+    /// <summary>Collective: the last step's checkpoint (saved unless it was), then rank 0 writes it as a Hugging Face
+    /// folder.</summary>
+    private static void Export(RankContext<ParoTrainOptions> context, ShardedTrainer trainer, ModelSource source,
+        int step, string folder)
     {
         var checkpoint = Path.Combine(context.RunPath, "checkpoints", $"step-{step}");
-        if (!File.Exists(Path.Combine(checkpoint, CheckpointManifest.FileName))) checkpoint = Save(context, trainer, source, step);
+        if (!File.Exists(Path.Combine(checkpoint, CheckpointManifest.FileName))) checkpoint = Save(context, trainer,
+            source, step);
         if (context.Comm.Rank == 0)
         {
             CheckpointExport.ToFolder(checkpoint, folder);

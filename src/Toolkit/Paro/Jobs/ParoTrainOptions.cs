@@ -40,7 +40,8 @@ public sealed record ParoTrainOptions : IJobOptions
     /// <summary>The sharding plan these options describe.</summary>
     [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise, Sharding.Recompute, !Sharding.NoPrefetch);
 
-    /// <summary>Tokens one optimizer step consumes over all ranks, for sequences of <paramref name="length"/> tokens.</summary>
+    /// <summary>Tokens one optimizer step consumes over all ranks, for sequences of <paramref name="length"/>
+    /// tokens.</summary>
     public long TokensPerStep(int length) => (long)Launch.Ranks * Sharding.Accumulation * Data.MicroBatch * length;
 
     /// <summary>Throws <see cref="ArgumentException"/> (or <see cref="ShardingPlanException"/>) naming the first invalid option.</summary>
@@ -54,7 +55,8 @@ public sealed record ParoTrainOptions : IJobOptions
         Optimizer.Validate();
         Data.Validate();
         if (Data.SequenceLength > model.Config.ContextLength)
-            throw new ArgumentOutOfRangeException(nameof(Data.SequenceLength), Data.SequenceLength, $"exceeds the model's context ({model.Config.ContextLength})");
+            throw new ArgumentOutOfRangeException(nameof(Data.SequenceLength), Data.SequenceLength,
+                $"exceeds the model's context ({model.Config.ContextLength})");
         Checkpoint.Validate();
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
         return this;
@@ -111,13 +113,15 @@ public sealed record TextDataOptions
     public int SequenceLength { get; init; }
 
     /// <summary>The sequence length for a model of <paramref name="config"/>.</summary>
-    public int LengthFor(IModelConfig config) => SequenceLength > 0 ? SequenceLength : Math.Min(config.ContextLength, 256);
+    public int LengthFor(IModelConfig config)
+        => SequenceLength > 0 ? SequenceLength : Math.Min(config.ContextLength, 256);
 
     /// <summary>Throws naming the first invalid setting.</summary>
     public TextDataOptions Validate()
     {
         if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
-        if (SequenceLength < 0) throw new ArgumentOutOfRangeException(nameof(SequenceLength), SequenceLength, "must not be negative (0: the model's context)");
+        if (SequenceLength < 0) throw new ArgumentOutOfRangeException(nameof(SequenceLength), SequenceLength,
+            "must not be negative (0: the model's context)");
         if (Path is not null && !File.Exists(Path)) throw new ArgumentOutOfRangeException(nameof(Path), Path, "no such file");
         return this;
     }
@@ -137,15 +141,18 @@ public sealed record CheckpointOptions
     [Option("Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written under any strategy, rank count, group size or precision (it is re-sliced); steps continue from its step.", Name = "resume")]
     public string? ResumeFrom { get; init; }
 
-    /// <summary>A folder to write the trained model into as a Hugging Face folder at the end (from the last step's checkpoint), or null.</summary>
-    [Option("At the end, write the trained model as a Hugging Face folder here (from a checkpoint of the last step; none: no export).")]
+    /// <summary>A folder to write the trained model into as a Hugging Face folder at the end (from the last step's
+    /// checkpoint), or null.</summary>
+    [Option("At the end, write the trained model as a Hugging Face folder here (from a checkpoint of the last step; " +
+        "none: no export).")]
     public string? Export { get; init; }
 
     /// <summary>Throws naming the first invalid setting.</summary>
     public CheckpointOptions Validate()
     {
         if (Every < 0) throw new ArgumentOutOfRangeException(nameof(Every), Every, "must not be negative");
-        if (Export is not null && File.Exists(Export)) throw new ArgumentOutOfRangeException(nameof(Export), Export, "is a file; give a folder to write the model into");
+        if (Export is not null && File.Exists(Export)) throw new ArgumentOutOfRangeException(nameof(Export), Export,
+            "is a file; give a folder to write the model into");
         if (ResumeFrom is not null) _ = CheckpointManifest.Read(ResumeFrom);
         return this;
     }

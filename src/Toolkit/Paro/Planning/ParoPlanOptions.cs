@@ -8,9 +8,10 @@ namespace Toolkit.Paro;
 /// </summary>
 public sealed record ParoPlanOptions
 {
-    /// <summary>llama-7b, llama-13b, llama-65b, or a Hugging Face folder (its config.json alone is read); ignored when <see cref="Parameters"/> is set. Default llama-7b.</summary>
-    [Option("llama-7b, llama-13b, llama-65b, or a Hugging Face folder or checkpoint (only its config.json is read: no weights needed) " +
-        "(ignored when --parameters is given).")]
+    /// <summary>llama-7b, llama-13b, llama-65b, or a Hugging Face folder (its config.json alone is read); ignored when
+    /// <see cref="Parameters"/> is set. Default llama-7b.</summary>
+    [Option("llama-7b, llama-13b, llama-65b, or a Hugging Face folder or checkpoint (only its config.json is read: " +
+        "no weights needed) (ignored when --parameters is given).")]
     public string Model { get; init; } = "llama-7b";
     /// <summary>Explicit Ψ (overrides <see cref="Model"/>).</summary>
     [Option("Explicit parameter count (overrides --model), with --layers and --hidden.")]
@@ -68,11 +69,13 @@ public sealed record ParoPlanOptions
             ? (psi > 0 ? new ModelSpec($"{psi:G3} parameters", psi, psi, Layers, Hidden) : throw new ArgumentOutOfRangeException(nameof(Parameters), psi, "must be positive"))
             : ModelSpec.Presets.TryGetValue(Model, out var preset) ? preset
             : FromFolder(Model) ?? throw new ArgumentException(
-                $"Unknown model '{Model}'. Valid: {string.Join(", ", ModelSpec.Presets.Keys)}, a Hugging Face folder, or give --parameters.", nameof(Model));
+                $"Unknown model '{Model}'. Valid: {string.Join(", ", ModelSpec.Presets.Keys)}, a model folder, " +
+                "or give --parameters.", nameof(Model));
         return model.WithTrainableFraction(TrainableFraction);
     }
 
-    /// <summary>The sizes of a Hugging Face folder (or a checkpoint's model description) from its config.json alone, or null.</summary>
+    /// <summary>The sizes of a Hugging Face folder (or a checkpoint's model description) from its config.json alone, or
+    /// null.</summary>
     private static ModelSpec? FromFolder(string folder)
     {
         var description = Path.Combine(folder, Models.ModelSource.DescriptionFolder);
@@ -80,7 +83,8 @@ public sealed record ParoPlanOptions
             : File.Exists(Path.Combine(description, Models.HfConfig.FileName)) ? description : null;
         if (config is null) return null;
         var (shape, _) = Models.HfConfig.Read(config);
-        return new ModelSpec(Path.GetFileName(Path.GetFullPath(folder)), shape.ParameterCount, shape.ParameterCount, shape.Layers, shape.Hidden);
+        return new ModelSpec(Path.GetFileName(Path.GetFullPath(folder)), shape.ParameterCount, shape.ParameterCount,
+            shape.Layers, shape.Hidden);
     }
 
     /// <summary>The cluster spec.</summary>

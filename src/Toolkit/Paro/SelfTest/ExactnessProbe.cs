@@ -10,7 +10,8 @@ namespace Toolkit.Paro;
 /// (<see cref="ParoSelfTestJob"/>, under mpiexec): a small network (parameter count not divisible by the rank
 /// count, so padding is exercised), deterministic micro-batches indexed by (step, a·n + rank), and
 /// the single-process reference with <c>torch.optim.AdamW</c> on the same global batch. Layer-wise execution
-/// is checked on a small GPT (it needs a model with blocks), three blocks of 510 parameters and a root of 138. A Hugging
+/// is checked on a small GPT (it needs a model with blocks), three blocks of 510 parameters and a root of 138. A
+/// Hugging
 /// Face folder (a decoder family) is trained from placeholders whose values each rank reads from the folder, only
 /// the slices its strategy keeps; its reference loads the folder whole.
 /// </summary>
@@ -31,15 +32,19 @@ internal static class ExactnessProbe
     /// <param name="recompute">Layer-wise with activations recomputed in backward.</param>
     /// <param name="prefetch">Layer-wise with the next block's gather queued ahead.</param>
     /// <param name="twice">Layer-wise micro-batches that run the model twice (two halves of the batch, losses averaged).</param>
-    /// <param name="folder">A Hugging Face folder to train instead (whole-model, or layer-wise with <paramref name="layerwise"/>).</param>
+    /// <param name="folder">A Hugging Face folder to train instead (whole-model, or layer-wise with <paramref
+    /// name="layerwise"/>).</param>
     public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
-        bool failFirstStep = false, bool recompute = false, bool prefetch = true, bool twice = false, string? folder = null)
+        bool failFirstStep = false, bool recompute = false, bool prefetch = true, bool twice = false,
+            string? folder = null)
     {
         comm.Algorithm = algorithm;
         using var hf = folder is null ? null : HfModel.Open(folder);
         using var model = hf is null ? NewModel(layerwise) : Decoder.Placeholder((DecoderConfig)hf.Config);
-        var plan = new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise, Recompute: recompute, Prefetch: !layerwise || prefetch);
-        using var trainer = ShardedTrainer.Create(model, plan, comm, Adam, hf is null ? null : new FolderParameterSource(hf));
+        var plan = new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise,
+            Recompute: recompute, Prefetch: !layerwise || prefetch);
+        using var trainer = ShardedTrainer.Create(model, plan, comm, Adam,
+            hf is null ? null : new FolderParameterSource(hf));
         var vocabulary = hf?.Config.VocabularySize;
         if (failFirstStep)
         {
@@ -52,12 +57,14 @@ internal static class ExactnessProbe
             catch (InvalidOperationException e) when (e.Message == "a bad micro-batch") { }
         }
         for (var step = 0; step < steps; step++)
-            trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank, layerwise, twice, vocabulary))]);
+            trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => MicroBatch(step, a * comm.Size + comm.Rank,
+                layerwise, twice, vocabulary))]);
         return trainer.GatherParameters();
     }
 
     /// <summary>Plain TorchSharp on one model: every micro-batch of the global batch, loss averaged over n·A micro-batches.</summary>
-    public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false, bool twice = false, string? folder = null)
+    public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false, bool twice = false,
+        string? folder = null)
     {
         using var hf = folder is null ? null : HfModel.Open(folder);
         using var model = hf is null ? NewModel(layerwise) : hf.Load();
@@ -102,7 +109,8 @@ internal static class ExactnessProbe
         return model;
     }
 
-    private static Func<nn.Module, Tensor> MicroBatch(int step, int index, bool layerwise, bool twice = false, int? vocabulary = null) => model =>
+    private static Func<nn.Module, Tensor> MicroBatch(int step, int index, bool layerwise, bool twice = false,
+        int? vocabulary = null) => model =>
     {
         using var generator = new Generator((ulong)(1000 * step + index + 1));
         if (vocabulary is { } v)

@@ -18,8 +18,10 @@ internal sealed record ParoSelfTestOptions : IJobOptions
     /// <summary>Also train every strategy layer-wise (a small GPT; results keyed <c>CODE/layerwise</c>).</summary>
     [Option("Also train every strategy layer-wise.")] public bool Layerwise { get; init; }
 
-    /// <summary>Hugging Face folders also trained under every strategy, comma-separated (results keyed <c>CODE/FOLDER</c>).</summary>
-    [Option("Hugging Face folders also trained under every strategy, comma-separated.")] public string? Folders { get; init; }
+    /// <summary>Hugging Face folders also trained under every strategy, comma-separated (results keyed
+    /// <c>CODE/FOLDER</c>).</summary>
+    [Option("Hugging Face folders also trained under every strategy, " +
+        "comma-separated.")] public string? Folders { get; init; }
 
     public void Check() { }
 }
@@ -41,7 +43,8 @@ internal sealed class ParoSelfTestJob : RankJob<ParoSelfTestOptions, Dictionary<
                 results[$"{s.Code}/layerwise"] = ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize, o.Accumulation, o.Steps, layerwise: true);
         foreach (var folder in o.Folders?.Split(',') ?? [])
             foreach (var s in ShardingStrategy.Trained)
-                results[$"{s.Code}/{folder}"] = ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize, o.Accumulation, o.Steps, folder: folder);
+                results[$"{s.Code}/{folder}"] = ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize,
+                    o.Accumulation, o.Steps, folder: folder);
         return results;
     }
 

@@ -32,7 +32,8 @@ public interface IRolloutSource
     RolloutBatch Next();
 }
 
-/// <summary>An endless, seeded, shuffled cycle over a task's training problems, and the tokens their prompts become.</summary>
+/// <summary>An endless, seeded, shuffled cycle over a task's training problems, and the tokens their prompts
+/// become.</summary>
 internal sealed class PromptStream(IReadOnlyList<Problem> problems, int seed, TaskTokens? tokens = null)
 {
     /// <summary>How prompts become tokens (default the byte tokenizer's).</summary>
@@ -79,7 +80,8 @@ internal sealed class SynchronousRollouts(GenerationEngine engine, PromptStream 
     {
         var clock = Stopwatch.StartNew();
         var (sampled, prefix) = (engine.SampledTokens, engine.PrefixTokens);
-        var groups = Enumerable.Range(0, promptsPerStep).Select(_ => prompts.Next()).Select(p => (Problem: p, Group: _factory.Create(p, prompts.Tokens))).ToList();
+        var groups = Enumerable.Range(0, promptsPerStep).Select(_ => prompts.Next()).Select(p => (Problem: p,
+            Group: _factory.Create(p, prompts.Tokens))).ToList();
         foreach (var s in groups.SelectMany(g => g.Group.Samples)) engine.Enqueue(s);
         engine.RunToCompletion();
         return new RolloutBatch([.. groups.Select(g => new RolloutGroup(g.Group.Id, g.Problem, g.Group.Samples))],

@@ -74,7 +74,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         using var policy = training.Model;
         var plan = new ShardingPlan(ShardingStrategy.Parse(o.Strategy), o.Launch.GroupSize);
         ShardedTrainer trainer;
-        using (training.Keep) trainer = ShardedTrainer.Create(policy, plan, comm, o.Optimizer with { LearningRate = o.WarmupLr }, training.Values);
+        using (training.Keep) trainer = ShardedTrainer.Create(policy, plan, comm,
+            o.Optimizer with { LearningRate = o.WarmupLr }, training.Values);
         using var _ = trainer;
         var train = TaskDatasets.Load(task, heldOut: false);
         var evaluation = new Evaluation(task, TaskDatasets.Load(task, heldOut: true), config, tokens);
@@ -87,7 +88,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var warm = evaluation.Run(comm, flat);
         context.Log($"held-out accuracy {initial:F3} initially, {warm:F3} after {o.WarmupSteps} warm-start steps");
 
-        using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling, tokens.Stop,
+        using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling,
+            tokens.Stop,
             task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank, context: evaluation.Context);
         using var reference = o.Loss.KlCoefficient > 0 ? ModelSource.FromValues(config, flat) : null;
         var version = 1;
@@ -108,7 +110,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             flat = trainer.GatherParameters();
             syncBytes = engine.LoadWeights(flat, ++version).Bytes;
             syncSeconds = sync.Elapsed.TotalSeconds;
-            var accuracy = (step + 1) % o.EvalEvery == 0 || step == o.Steps - 1 ? evaluation.Run(comm, flat) : double.NaN;
+            var accuracy = (step + 1) % o.EvalEvery == 0 || step == o.Steps - 1 ? evaluation.Run(comm,
+                flat) : double.NaN;
             var record = Aggregate(comm, step, batch, update, accuracy, syncSeconds, syncBytes);
             Guard(record, o);
             steps.Add(record);
@@ -118,7 +121,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         return new RankOutcome(initial, warm, steps[^1].HeldOutAccuracy, steps, warmSeconds, clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Writes the trained policy (a flat vector in module order) as a Hugging Face folder described like its model.</summary>
+    /// <summary>Writes the trained policy (a flat vector in module order) as a Hugging Face folder described like its
+    /// model.</summary>
     private static void Export(RankContext<RlTrainOptions> context, ModelSource model, float[] flat, string folder)
     {
         using var values = tensor(flat);
@@ -129,7 +133,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             offsets[name] = (offset, shape);
             offset += shape.Aggregate(1L, (a, b) => a * b);
         }
-        HfExport.Write(folder, model.Config, name => values.narrow(0, offsets[name].Offset, offsets[name].Shape.Aggregate(1L, (a, b) => a * b))
+        HfExport.Write(folder, model.Config, name => values.narrow(0, offsets[name].Offset,
+            offsets[name].Shape.Aggregate(1L, (a, b) => a * b))
             .view(offsets[name].Shape), model.DType, model.DescriptionSource);
         context.Log($"exported the policy to {folder}");
     }
@@ -147,7 +152,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     }
 
     /// <summary>Supervised steps on reference answers (teacher forcing; loss on the answer and its stop token).</summary>
-    private static void WarmStart(RankContext<RlTrainOptions> context, ShardedTrainer trainer, IReadOnlyList<Problem> train, TaskTokens tokens)
+    private static void WarmStart(RankContext<RlTrainOptions> context, ShardedTrainer trainer,
+        IReadOnlyList<Problem> train, TaskTokens tokens)
     {
         var o = context.Options;
         var random = new Random(o.Seed * 31 + context.Comm.Rank);
@@ -176,11 +182,13 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     internal const int StalenessBins = 8;
 
     /// <summary>Scores the rollouts, computes group advantages and takes one policy step through the PaRO engine.</summary>
-    internal static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, TaskTokens tokens, RolloutBatch batch, RlTrainOptions o, int version,
+    internal static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, TaskTokens tokens,
+        RolloutBatch batch, RlTrainOptions o, int version,
         CausalLanguageModel? reference, long budgetPerRank)
     {
         var clock = Stopwatch.StartNew();
-        var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem, tokens.Completion(s))).ToList()).ToList();
+        var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem,
+            tokens.Completion(s))).ToList()).ToList();
         var rewards = scores.SelectMany(g => g.Select(s => s.Reward)).ToList();
         var advantages = scores.SelectMany(g => GroupAdvantages.Compute([.. g.Select(s => s.Reward)], g.Count)).ToArray();
         var sequences = batch.Groups.SelectMany(g => g.Samples).ToList();
@@ -258,24 +266,29 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     }
 
     /// <summary>
-    /// Held-out accuracy with greedy decoding by an fp32 engine (the trainer's policy itself), on rank 0 (NaN elsewhere); the
+    /// Held-out accuracy with greedy decoding by an fp32 engine (the trainer's policy itself), on rank 0 (NaN
+    /// elsewhere); the
     /// engine's cache holds the longest prompt and answer.
     /// </summary>
-    private sealed class Evaluation(VerifiableTask task, IReadOnlyList<Problem> problems, IModelConfig config, TaskTokens tokens)
+    private sealed class Evaluation(VerifiableTask task, IReadOnlyList<Problem> problems, IModelConfig config,
+        TaskTokens tokens)
     {
         public int Context { get; } = Math.Min(config.ContextLength,
-            problems.Concat(TaskDatasets.Load(task, heldOut: false)).Max(p => tokens.Prompt(p).Length) + task.MaxCompletionTokens + 1);
+            problems.Concat(TaskDatasets.Load(task,
+                heldOut: false)).Max(p => tokens.Prompt(p).Length) + task.MaxCompletionTokens + 1);
 
         public double Run(Communicator comm, float[] flat)
         {
             if (comm.Rank != 0) return double.NaN;
-            using var engine = new GenerationEngine(config, Numerics.Fp32, Math.Min(64, problems.Count), new SamplingOptions { Temperature = 0 },
+            using var engine = new GenerationEngine(config, Numerics.Fp32, Math.Min(64, problems.Count),
+                new SamplingOptions { Temperature = 0 },
                 tokens.Stop, task.MaxCompletionTokens, seed: 0, context: Context);
             engine.LoadWeights(flat, 0);
             var sequences = problems.Select((p, i) => new Sequence(i, tokens.Prompt(p), p)).ToList();
             foreach (var s in sequences) engine.Enqueue(s);
             engine.RunToCompletion();
-            return sequences.Count(s => task.Judge((Problem)s.Tag!, tokens.Completion(s)).IsCorrect) / (double)sequences.Count;
+            return sequences.Count(s => task.Judge((Problem)s.Tag!,
+                tokens.Completion(s)).IsCorrect) / (double)sequences.Count;
         }
     }
 

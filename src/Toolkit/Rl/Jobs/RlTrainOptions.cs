@@ -90,13 +90,15 @@ public sealed record RlTrainOptions : IJobOptions
     public double LoadBalance { get; init; } = 0.01;
 
     /// <summary>The policy, resolved: the model, with experts for a moe policy of a preset.</summary>
-    /// <exception cref="ArgumentException">--policy moe with a folder (whose config says whether it has experts).</exception>
+    /// <exception cref="ArgumentException">--policy moe with a folder (whose config says whether it has
+    /// experts).</exception>
     public ModelSource ResolvePolicy() => Policy == PolicyKind.Moe
         ? ModelSource.Resolve(Model.Name, preset => preset.WithExperts(Experts, TopK))
         : Model.Resolve();
 
     /// <summary>At the end, write the trained policy here as a Hugging Face folder (null: no export).</summary>
-    [Option("At the end, write the trained policy as a Hugging Face folder here (none: no export; a GPT with --policy moe has no Hugging Face form).")]
+    [Option("At the end, write the trained policy as a Hugging Face folder here (none: no export; a GPT with " +
+        "--policy moe has no Hugging Face form).")]
     public string? Export { get; init; }
 
     /// <summary>The mismatch correction. Default IcePop with α = 0.5, β = 5.</summary>
@@ -158,16 +160,22 @@ public sealed record RlTrainOptions : IJobOptions
         var source = ResolvePolicy();
         var config = source.Config;
         if (config.ContextLength < 8 + task.MaxCompletionTokens)
-            throw new ArgumentOutOfRangeException(nameof(Model.Name), Model.Name, $"its context ({config.ContextLength}) is too short for {Task}'s prompts and {task.MaxCompletionTokens}-token answers");
+            throw new ArgumentOutOfRangeException(nameof(Model.Name), Model.Name,
+                $"its context ({config.ContextLength}) is too short for {Task}'s prompts " +
+                    $"and {task.MaxCompletionTokens}-token answers");
         _ = new TaskTokens(source.Tokenizer);
         if (Export is not null && config is Models.GptConfig { Experts: > 0 })
-            throw new ArgumentOutOfRangeException(nameof(Export), Export, "a GPT with experts (--policy moe) has no Hugging Face form; train a mixtral or qwen2_moe folder to export experts");
-        if (Export is not null && File.Exists(Export)) throw new ArgumentOutOfRangeException(nameof(Export), Export, "is a file; give a folder to write the policy into");
+            throw new ArgumentOutOfRangeException(nameof(Export), Export,
+                "a GPT with experts (--policy moe) has no Hugging Face form; train a mixtral or qwen2_moe folder to " +
+                    "export experts");
+        if (Export is not null && File.Exists(Export)) throw new ArgumentOutOfRangeException(nameof(Export), Export,
+            "is a file; give a folder to write the policy into");
         Correction.Validate();
         Loss.Validate();
         Rollout.Sampling.Validate();
         if (Rollout.Sampling.Temperature == 0)
-            throw new ArgumentOutOfRangeException(nameof(Rollout.Sampling.Temperature), 0.0, "must be positive for RL: a group of identical greedy responses has no advantage");
+            throw new ArgumentOutOfRangeException(nameof(Rollout.Sampling.Temperature), 0.0,
+                "must be positive for RL: a group of identical greedy responses has no advantage");
         _ = new ShardingPlan(ShardingStrategy.Parse(Strategy), Launch.GroupSize).Validate(Launch.Ranks);
         Optimizer.Validate();
         if (Rollout.Samples < 2) throw new ArgumentOutOfRangeException(nameof(Rollout.Samples), Rollout.Samples, "must be at least 2 (advantages are relative within a group)");

@@ -13,7 +13,8 @@ namespace Toolkit.Rl;
 internal static class ResponseScoring
 {
     /// <summary>Tensors for <paramref name="sequences"/>: LogpTrain (with gradient), LogpInfer, Valid, Entropy (no gradient).</summary>
-    public static (Tensor LogpTrain, Tensor LogpInfer, Tensor Valid, Tensor Entropy) Score(CausalLanguageModel model, IReadOnlyList<Sequence> sequences, double temperature)
+    public static (Tensor LogpTrain, Tensor LogpInfer, Tensor Valid, Tensor Entropy) Score(CausalLanguageModel model,
+        IReadOnlyList<Sequence> sequences, double temperature)
     {
         var n = sequences.Count;
         var longest = sequences.Max(s => s.Prompt.Count + s.Tokens.Count) - 1;              // inputs drop the last token
@@ -74,9 +75,9 @@ internal static class ResponseScoring
     }
 
     /// <summary>
-    /// Inputs, targets (−100 where no loss) for supervised training on reference answers: the prompt's tokens, then the
-    /// answer's and the stop token (tokenised apart, as the engine generates after the prompt); the loss covers the answer
-    /// and the stop token.
+    /// Inputs, targets (−100 where no loss) for supervised training on reference answers: the prompt's tokens, then
+    /// the answer's and the stop token (tokenised apart, as the engine generates after the prompt); the loss covers
+    /// the answer and the stop token.
     /// </summary>
     public static (Tensor Inputs, Tensor Targets) SupervisedBatch(IReadOnlyList<Problem> problems, TaskTokens tokens)
     {

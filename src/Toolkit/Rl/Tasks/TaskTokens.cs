@@ -22,7 +22,8 @@ public sealed class TaskTokens
         {
             var newline = tokenizer.EncodeText(VerifiableTask.Stop.ToString());
             Stop = newline.Length == 1 ? newline
-                : throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name), "its tokenizer has no EOS token and no single token for a newline to stop answers with");
+                : throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name),
+                    "its tokenizer has no EOS token and no single token for a newline to stop answers with");
         }
         else Stop = [.. tokenizer.EosIds];
     }
