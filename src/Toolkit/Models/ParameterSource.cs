@@ -21,6 +21,21 @@ internal sealed class TensorParameterSource(Tensor flat) : IParameterSource
 {
     public long Count => flat.numel();
 
+    /// <summary>A module's own parameter values, flat in fp32 on <paramref name="device"/>.</summary>
+    public static Tensor Values(TorchSharp.torch.nn.Module model, Device device)
+    {
+        using var _ = no_grad();
+        var values = zeros(model.parameters().Sum(p => p.numel()), dtype: ScalarType.Float32, device: device);
+        long offset = 0;
+        foreach (var p in model.parameters())
+        {
+            using var part = values.narrow(0, offset, p.numel());
+            part.copy_(p.detach().flatten());
+            offset += p.numel();
+        }
+        return values;
+    }
+
     public void Fill(long offset, Tensor destination)
     {
         using var _ = no_grad();

@@ -90,7 +90,7 @@ public sealed class ShardedTrainer : IDisposable
 
         using var _ = no_grad();
         _elements = model.parameters().Sum(p => p.numel());
-        using var initial = source is null ? ModuleValues(model, device) : null;    // identical on every rank
+        using var initial = source is null ? TensorParameterSource.Values(model, device) : null;   // identical on every rank
         source ??= new TensorParameterSource(initial!);
         if (source.Count != _elements)
             throw new ArgumentException(
@@ -184,18 +184,6 @@ public sealed class ShardedTrainer : IDisposable
         IParameterSource? initial = null) =>
         new(model, plan, world, (optimizer ?? new AdamWOptions()).Validate(), initial);
 
-    /// <summary>The module's own parameter values, flat in fp32.</summary>
-    private static Tensor ModuleValues(nn.Module model, Device device)
-    {
-        var values = zeros(model.parameters().Sum(p => p.numel()), dtype: ScalarType.Float32, device: device);
-        long offset = 0;
-        foreach (var p in model.parameters())
-        {
-            values.narrow(0, offset, p.numel()).copy_(p.detach().flatten());
-            offset += p.numel();
-        }
-        return values;
-    }
 
     /// <summary>
     /// One optimizer step over the micro-batches (A = <c>microBatches.Count</c>, which must equal the
