@@ -78,8 +78,7 @@ public sealed record GenerateRow(int Batch, double TokensPerSecond, double Llama
 /// <param name="Folder">The folder.</param>
 /// <param name="Bytes">Bytes of its weight files.</param>
 /// <param name="ReadSeconds">Reading the files into newly allocated memory, as any loader must (after a first read, so
-/// from the
-/// page cache), median of three.</param>
+/// from the page cache), median of three.</param>
 /// <param name="LoadSeconds">Opening the folder and loading the model into memory, median of three.</param>
 /// <param name="LoadOverRead">The ratio of the two.</param>
 public sealed record LoadRow(string Folder, long Bytes, double ReadSeconds, double LoadSeconds, double LoadOverRead);
@@ -99,8 +98,7 @@ public sealed record GenerateBenchmarkReport(string Model, long Parameters, int 
 
 /// <summary>
 /// <c>toolkit bench generate</c>: the generation engine's fp32 decode and prefill rates against llama.cpp (LLamaSharp)
-/// on
-/// the same weights (the folder written as GGUF) and thread count, at each batch size; and the load time of a large
+/// on the same weights (the folder written as GGUF) and thread count, at each batch size; and the load time of a large
 /// checkpoint against the time to read its files.
 /// </summary>
 public static class GenerateBenchmark
@@ -145,8 +143,8 @@ public static class GenerateBenchmark
             options.Prompt, options.NewTokens, rows, load);
     }
 
-    /// <summary>The engine's prefill (the first step: every prompt, one forward) and decode rates at <paramref
-    /// name="batch"/>.</summary>
+    /// <summary>The engine's prefill (the first step: every prompt, one forward) and decode rates at
+    /// <paramref name="batch"/>.</summary>
     private static (double Prefill, double Decode) Ours(HfModel hf, int batch, int prompt, int newTokens)
     {
         using var engine = new GenerationEngine(hf.Config, Numerics.Fp32, batch,

@@ -6,10 +6,10 @@ namespace Toolkit.LlamaCpp;
 
 /// <summary>
 /// Writes a Hugging Face folder as a GGUF (version 3) file llama.cpp loads, in fp32: the architecture's
-/// hyper-parameters,
-/// the tokenizer's vocabulary, and every tensor under llama.cpp's names. The Llama families' q and k rows are permuted
-/// from Hugging Face's rotate-half RoPE to llama.cpp's adjacent pairs (the <c>llama</c> architecture); Qwen2's are not
-/// (llama.cpp runs Qwen2 with rotate-half). Mixture-of-experts weights are stacked per layer, as llama.cpp stores them.
+/// hyper-parameters, the tokenizer's vocabulary, and every tensor under llama.cpp's names. The Llama families' q and k
+/// rows are permuted from Hugging Face's rotate-half RoPE to llama.cpp's adjacent pairs (the <c>llama</c>
+/// architecture); Qwen2's are not (llama.cpp runs Qwen2 with rotate-half). Mixture-of-experts weights are stacked per
+/// layer, as llama.cpp stores them.
 /// </summary>
 public static class GgufWriter
 {

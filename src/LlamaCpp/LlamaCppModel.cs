@@ -104,10 +104,8 @@ public sealed class LlamaCppModel : IDisposable
 
     /// <summary>
     /// Decode throughput with <paramref name="batch"/> sequences decoded together (one llama.cpp batch per step, one
-    /// token
-    /// per sequence), after each sequence's prompt is prefilled in one batch; the first tokens are not sampled (argmax
-    /// of
-    /// token 0 is enough to time the forward).
+    /// token per sequence), after each sequence's prompt is prefilled in one batch; the first tokens are not sampled
+    /// (argmax of token 0 is enough to time the forward).
     /// </summary>
     /// <returns>Prefill and decode tokens per second.</returns>
     public (double PrefillTokensPerSecond, double DecodeTokensPerSecond) DecodeRate(int batch, int prompt, int steps)

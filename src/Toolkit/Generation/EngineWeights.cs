@@ -8,9 +8,8 @@ namespace Toolkit.Generation;
 /// <summary>
 /// An inference engine's own copy of a model's weights, by parameter name, in its <see cref="Numerics"/>: loaded from
 /// the trainer's parameters (a flat fp32 vector in module order, what a weight sync sends) or from a Hugging Face
-/// folder
-/// (one tensor at a time), and converted once. Int8 matrices are quantized per output row and kept dequantized in bf16,
-/// the compute type of weight-only int8 serving kernels (W8A16): the rounding error adds to bf16's.
+/// folder (one tensor at a time), and converted once. Int8 matrices are quantized per output row and kept dequantized
+/// in bf16, the compute type of weight-only int8 serving kernels (W8A16): the rounding error adds to bf16's.
 /// </summary>
 internal sealed class EngineWeights : IDisposable
 {

@@ -6,13 +6,10 @@ namespace Toolkit.Generation;
 
 /// <summary>
 /// A generation engine separate from any trainer: its own copy of the weights in its own numerics, a KV cache over a
-/// pool
-/// of slots, continuous batching (finished sequences leave and queued ones join between steps), a prefill of each
-/// joining
-/// sequence's prompt in one forward beside the others' decode (gpt-fast's prefill and decode in one batch), seeded
-/// temperature/top-p sampling, stop tokens and a length limit, and the log-probability of every sampled token. RL
-/// rollouts
-/// and batch-inference generation both use it, for the toolkit's GPT and the Hugging Face families alike.
+/// pool of slots, continuous batching (finished sequences leave and queued ones join between steps), a prefill of each
+/// joining sequence's prompt in one forward beside the others' decode (gpt-fast's prefill and decode in one batch),
+/// seeded temperature/top-p sampling, stop tokens and a length limit, and the log-probability of every sampled token.
+/// RL rollouts and batch-inference generation both use it, for the toolkit's GPT and the Hugging Face families alike.
 /// </summary>
 public sealed class GenerationEngine : IDisposable
 {
@@ -82,8 +79,7 @@ public sealed class GenerationEngine : IDisposable
 
     /// <summary>
     /// Replaces the weights with a flat fp32 vector in module order (what the trainer sends) and sets the version
-    /// tagged on
-    /// new tokens; sequences in flight are fed again under the new weights.
+    /// tagged on new tokens; sequences in flight are fed again under the new weights.
     /// </summary>
     /// <returns>The bytes received and the seconds the conversion took.</returns>
     public (long Bytes, double Seconds) LoadWeights(ReadOnlySpan<float> flat, int version)
@@ -93,8 +89,8 @@ public sealed class GenerationEngine : IDisposable
         return ((long)flat.Length * sizeof(float), clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Loads a Hugging Face folder's weights (one tensor at a time) as version <paramref
-    /// name="version"/>.</summary>
+    /// <summary>Loads a Hugging Face folder's weights (one tensor at a time) as version
+    /// <paramref name="version"/>.</summary>
     /// <exception cref="ArgumentException">The folder's shape is not the engine's.</exception>
     public void LoadWeights(HfModel model, int version)
     {
@@ -127,9 +123,8 @@ public sealed class GenerationEngine : IDisposable
 
     /// <summary>
     /// One forward over every sequence in a slot: each feeds the tokens it has not fed yet (a joining sequence its
-    /// prompt, up to
-    /// <see cref="PrefillChunk"/>; the others their last sampled token) and samples its next token; returns those that
-    /// finished.
+    /// prompt, up to <see cref="PrefillChunk"/>; the others their last sampled token) and samples its next token;
+    /// returns those that finished.
     /// </summary>
     /// <exception cref="InvalidOperationException">No weights were loaded.</exception>
     public IReadOnlyList<Sequence> Step()

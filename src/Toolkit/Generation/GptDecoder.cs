@@ -6,8 +6,7 @@ namespace Toolkit.Generation;
 
 /// <summary>
 /// The toolkit's GPT (<see cref="Gpt"/>: learned positions, pre-norm blocks of fused-qkv attention and a 4x GELU MLP or
-/// a
-/// mixture of experts, tied output) as an incremental forward over the engine's own weights in its own numerics.
+/// a mixture of experts, tied output) as an incremental forward over the engine's own weights in its own numerics.
 /// </summary>
 internal sealed class GptDecoder(EngineWeights weights, int slots, int context) : IncrementalDecoder(weights, slots,
     context,
@@ -39,8 +38,8 @@ internal sealed class GptDecoder(EngineWeights weights, int slots, int context) 
     private Tensor Mlp(Tensor x, string prefix) =>
         Linear(Gpt.Mlp.Gelu(Linear(x, prefix + "c_fc"), _config.GeluTanh), prefix + "c_proj");
 
-    /// <summary>The mixture of experts in the engine's numerics, by the trainer's routing rule (<see
-    /// cref="ExpertRouting"/>).</summary>
+    /// <summary>The mixture of experts in the engine's numerics, by the trainer's routing rule
+    /// (<see cref="ExpertRouting"/>).</summary>
     private Tensor Experts(Tensor x, string prefix, Batch batch, List<int[][]> routing)
     {
         var output = ExpertRouting.Mix(x, nn.functional.linear(x, W[prefix + "router.weight"]), _config.Experts,

@@ -12,9 +12,8 @@ internal readonly record struct Chunk(int Slot, long[] Tokens, int Start);
 /// <summary>
 /// The part of an incremental forward every family shares: a KV cache over a fixed pool of slots and attention over it.
 /// One forward takes any mix of chunks (continuous batching: a sequence joins with its whole prompt in one chunk,
-/// gpt-fast's
-/// prefill, while the others decode one token each); the projections run on all rows at once, decode rows attend
-/// together over their slots' caches, and each prefill chunk attends causally over its slot's cache.
+/// gpt-fast's prefill, while the others decode one token each); the projections run on all rows at once, decode rows
+/// attend together over their slots' caches, and each prefill chunk attends causally over its slot's cache.
 /// </summary>
 internal abstract class IncrementalDecoder : IDisposable
 {
@@ -54,14 +53,13 @@ internal abstract class IncrementalDecoder : IDisposable
         return Run(batch).to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The family's forward over the batch's rows; returns logits [C, V] at <see
-    /// cref="Batch.LastRows"/>.</summary>
+    /// <summary>The family's forward over the batch's rows; returns logits [C, V] at
+    /// <see cref="Batch.LastRows"/>.</summary>
     protected abstract Tensor Run(Batch batch);
 
     /// <summary>
     /// Attention of one layer: writes the rows' keys and values into their slots' caches, then returns each row's
-    /// output
-    /// [N, heads·d] from q [N, heads, d] over its slot's positions up to its own.
+    /// output [N, heads·d] from q [N, heads, d] over its slot's positions up to its own.
     /// </summary>
     protected Tensor Attend(int layer, Tensor q, Tensor k, Tensor v, Batch batch)
     {

@@ -7,8 +7,8 @@ namespace Toolkit.Generation;
 /// <summary>
 /// The Hugging Face decoder families (<see cref="Decoder"/>: RMSNorm, grouped-query attention with rotary positions, a
 /// SwiGLU feed-forward or a sparse mixture of experts, tied or separate output) as an incremental forward over the
-/// engine's
-/// own weights in its own numerics. Keys are cached after rotation, so a cached position is never rotated again.
+/// engine's own weights in its own numerics. Keys are cached after rotation, so a cached position is never rotated
+/// again.
 /// </summary>
 internal sealed class LlamaDecoder : IncrementalDecoder
 {

@@ -4,10 +4,10 @@ using static TorchSharp.torch;
 namespace Toolkit.Generation;
 
 /// <summary>
-/// Draws one token per row of logits with temperature and top-p, from a seeded generator (so runs
-/// repeat), and returns each token's log-probability under the tempered distribution (before top-p
-/// truncation, as inference engines report it): the log π_infer that IcePop compares with the trainer's.
-/// Temperature 0 is greedy decoding: the most likely token, with its log-probability under the model's distribution.
+/// Draws one token per row of logits with temperature and top-p, from a seeded generator (so runs repeat), and returns
+/// each token's log-probability under the tempered distribution (before top-p truncation, as inference engines report
+/// it): the log π_infer that IcePop compares with the trainer's. Temperature 0 is greedy decoding: the most likely
+/// token, with its log-probability under the model's distribution.
 /// </summary>
 internal sealed class Sampler(SamplingOptions options, long seed) : IDisposable
 {

@@ -1,10 +1,10 @@
 namespace Toolkit.Generation;
 
 /// <summary>
-/// One sequence being generated: its prompt, the tokens generated so far, and for each generated token
-/// its log-probability under the engine that sampled it and that engine's weight version. A sequence
-/// taken out unfinished (<see cref="GenerationEngine.EvictAll"/>) can be queued again, even on newer
-/// weights: its prefix is fed again and generation continues, the older tokens keeping their versions.
+/// One sequence being generated: its prompt, the tokens generated so far, and for each generated token its
+/// log-probability under the engine that sampled it and that engine's weight version. A sequence taken out unfinished
+/// (<see cref="GenerationEngine.EvictAll"/>) can be queued again, even on newer weights: its prefix is fed again and
+/// generation continues, the older tokens keeping their versions.
 /// </summary>
 /// <param name="id">The caller's identifier.</param>
 /// <param name="prompt">Prompt tokens (at least one).</param>

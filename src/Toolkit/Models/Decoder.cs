@@ -7,8 +7,8 @@ namespace Toolkit.Models;
 /// <summary>
 /// The Hugging Face decoder families of the Llama lineage in one module (<see cref="DecoderFamily"/>), after
 /// transformers' <c>modeling_llama.py</c>: token embedding, pre-norm layers of grouped-query attention with rotary
-/// positions (<see cref="Rope"/>) and a SwiGLU feed-forward or a sparse mixture of experts (<see cref="SparseMoe"/>),
-/// a final RMSNorm and the output layer (or the tied embedding). Parameter names are the checkpoint's own
+/// positions (<see cref="Rope"/>) and a SwiGLU feed-forward or a sparse mixture of experts (<see cref="SparseMoe"/>), a
+/// final RMSNorm and the output layer (or the tied embedding). Parameter names are the checkpoint's own
 /// (<c>model.layers.0.self_attn.q_proj.weight</c>), so a folder's tensors load by name. No dropout.
 /// </summary>
 public sealed class Decoder : CausalLanguageModel

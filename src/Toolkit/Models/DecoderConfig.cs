@@ -69,8 +69,8 @@ public sealed record DecoderConfig : IModelConfig
     /// <summary>Whether the top-k routing weights are renormalised to sum to 1 (Mixtral always; Qwen2-MoE's
     /// <c>norm_topk_prob</c>).</summary>
     public bool NormalizeTopK { get; init; } = true;
-    /// <summary>Width of one routed expert (<c>moe_intermediate_size</c>; Mixtral's experts use <see
-    /// cref="Intermediate"/>).</summary>
+    /// <summary>Width of one routed expert (<c>moe_intermediate_size</c>; Mixtral's experts use
+    /// <see cref="Intermediate"/>).</summary>
     public int ExpertIntermediate { get; init; }
     /// <summary>Width of Qwen2-MoE's shared expert; 0 for none.</summary>
     public int SharedExpertIntermediate { get; init; }

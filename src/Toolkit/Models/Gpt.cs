@@ -165,10 +165,10 @@ public sealed class Gpt : CausalLanguageModel
     }
 
     /// <summary>
-    /// A mixture-of-experts feed-forward (Shazeer et al. 2017; Switch Transformer's load balancing): a linear
-    /// router scores E experts (each the dense 4x MLP), every token goes to its top-k, their outputs mixed by
-    /// the renormalised router probabilities (<see cref="ExpertRouting"/>). Routing is a hard choice, so a tiny numeric
-    /// difference near a tie sends a token to other experts: the mismatch Ring-1T's IcePop is about.
+    /// A mixture-of-experts feed-forward (Shazeer et al. 2017; Switch Transformer's load balancing): a linear router
+    /// scores E experts (each the dense 4x MLP), every token goes to its top-k, their outputs mixed by the renormalised
+    /// router probabilities (<see cref="ExpertRouting"/>). Routing is a hard choice, so a tiny numeric difference near
+    /// a tie sends a token to other experts: the mismatch Ring-1T's IcePop is about.
     /// </summary>
     public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>, IExpertLayer
     {

@@ -23,8 +23,7 @@ public static class HfConfig
     /// <returns>The shape and the dtype its weights are stored in (<c>torch_dtype</c>, default float32).</returns>
     /// <exception cref="FileNotFoundException">The folder has no config.json.</exception>
     /// <exception cref="InvalidDataException">An unsupported architecture or setting, or a missing or malformed key;
-    /// the
-    /// message names the file and the key.</exception>
+    /// the message names the file and the key.</exception>
     public static (IModelConfig Config, string DType) Read(string folder)
     {
         var path = Path.Combine(folder, FileName);

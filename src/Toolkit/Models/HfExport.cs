@@ -52,8 +52,7 @@ public static class HfExport
 
     /// <summary>
     /// Writes a model's description without weights: <c>config.json</c> (the source folder's own, with its dtype set,
-    /// or one
-    /// made from the shape), the tokenizer files (the source's, or the GPT's byte tokenizer) and
+    /// or one made from the shape), the tokenizer files (the source's, or the GPT's byte tokenizer) and
     /// <c>generation_config.json</c>.
     /// </summary>
     /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face

@@ -33,8 +33,7 @@ public sealed class HfModel : IDisposable
     /// <summary>Opens and checks a folder.</summary>
     /// <exception cref="FileNotFoundException">A required file is missing.</exception>
     /// <exception cref="InvalidDataException">An unsupported architecture, setting or dtype, a missing, extra or
-    /// misshapen
-    /// tensor, or a tokenizer larger than the vocabulary; the message names the file and the key.</exception>
+    /// misshapen tensor, or a tokenizer larger than the vocabulary; the message names the file and the key.</exception>
     public static HfModel Open(string folder)
     {
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"{folder} does not exist.");
@@ -120,8 +119,8 @@ public sealed class HfModel : IDisposable
         using (stored) return stored.t().contiguous();
     }
 
-    /// <summary>Elements [start, start + size) of a parameter in the module's row-major layout, into <paramref
-    /// name="destination"/>.</summary>
+    /// <summary>Elements [start, start + size) of a parameter in the module's row-major layout, into
+    /// <paramref name="destination"/>.</summary>
     public void ReadParameterElements(string name, long start, Tensor destination)
     {
         if (!HfNames.IsTransposed(Config, name))

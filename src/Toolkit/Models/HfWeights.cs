@@ -106,8 +106,8 @@ public sealed class HfWeights : IDisposable
     /// <summary>Reads a whole tensor as <paramref name="dtype"/>.</summary>
     public Tensor Read(string name, ScalarType dtype) => Entry(name).File.Read(name, dtype);
 
-    /// <summary>Reads elements [start, start + destination's size) of a tensor (row-major) into <paramref
-    /// name="destination"/>.</summary>
+    /// <summary>Reads elements [start, start + destination's size) of a tensor (row-major) into
+    /// <paramref name="destination"/>.</summary>
     public void ReadElements(string name, long start, Tensor destination) => Entry(name).File.ReadElements(name, start,
         destination);
 

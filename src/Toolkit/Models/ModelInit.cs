@@ -112,8 +112,7 @@ public sealed record ModelInitOptions : Jobs.ICheckedOptions
 
 /// <summary>
 /// Writes a random-weight Hugging Face folder (<c>toolkit model init</c>): <c>config.json</c>, the weights initialised
-/// as
-/// transformers initialises a new model, and a byte-level BPE tokenizer whose merges are learned from the embedded
+/// as transformers initialises a new model, and a byte-level BPE tokenizer whose merges are learned from the embedded
 /// synthetic stories, with <c>&lt;|begin_of_text|&gt;</c> and <c>&lt;|end_of_text|&gt;</c> as BOS and EOS.
 /// </summary>
 public static class ModelInit

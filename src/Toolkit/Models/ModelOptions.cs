@@ -2,8 +2,8 @@ using Toolkit.Options;
 
 namespace Toolkit.Models;
 
-/// <summary>Which model a job runs: the one <c>--model</c> option of every command (<see
-/// cref="ModelSource"/>).</summary>
+/// <summary>Which model a job runs: the one <c>--model</c> option of every command
+/// (<see cref="ModelSource"/>).</summary>
 public sealed record ModelOptions
 {
     /// <summary>Help text shared by every command that takes a model.</summary>

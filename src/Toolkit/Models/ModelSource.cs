@@ -20,10 +20,8 @@ public enum ModelSourceKind
 /// <summary>
 /// What one <c>--model</c> names, resolved and checked: a GPT preset (<c>tiny</c>, <c>small</c>, <c>medium</c>,
 /// <c>base</c>), a toolkit checkpoint folder, or a Hugging Face folder. Every system takes its model through here: the
-/// shape,
-/// the tokenizer, the weights for one process (<see cref="Load"/>), or a sharded trainer's placeholders and the values
-/// its
-/// ranks read slice by slice (<see cref="ForTraining"/>).
+/// shape, the tokenizer, the weights for one process (<see cref="Load"/>), or a sharded trainer's placeholders and the
+/// values its ranks read slice by slice (<see cref="ForTraining"/>).
 /// </summary>
 public sealed class ModelSource
 {
@@ -78,20 +76,19 @@ public sealed class ModelSource
         if (adjust is not null)
             throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name), text,
                 "is a folder whose model has its own shape; --policy moe shapes a GPT preset");
-        if (Directory.Exists(text) && File.Exists(Path.Combine(text,
-            CheckpointManifest.FileName))) return Checkpoint(text);
-        if (Directory.Exists(text) && File.Exists(Path.Combine(text, HfConfig.FileName)))
+        if (File.Exists(Path.Combine(text, CheckpointManifest.FileName))) return Checkpoint(text);
+        if (File.Exists(Path.Combine(text, HfConfig.FileName)))
         {
             using var hf = HfModel.Open(text);
             return new ModelSource(text, ModelSourceKind.HuggingFace, hf.Config, hf.Tokenizer, text, hf.DType);
         }
         var why = Directory.Exists(text)
-            ? $"a folder without {HfConfig.FileName} or {CheckpointManifest.FileName}" : "no such preset or folder";
+            ? $"a folder without {HfConfig.FileName} or {CheckpointManifest.FileName}"
+            : "no such preset or folder";
+        var presets = string.Join(", ", GptConfig.Presets.Keys);
         throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name), text,
-            $"is not a model ({why}): give a preset " +
-            $"({string.Join(", ", GptConfig.Presets.Keys)}), a checkpoint folder (runs/<id>/checkpoints/step-K) or a " +
-                $"Hugging Face folder " +
-            "(config.json, safetensors, tokenizer)");
+            $"is not a model ({why}): give a preset ({presets}), a checkpoint folder (runs/<id>/checkpoints/step-K) " +
+            "or a Hugging Face folder (config.json, safetensors, tokenizer)");
     }
 
     private static ModelSource Checkpoint(string folder)
@@ -102,8 +99,8 @@ public sealed class ModelSource
         if (File.Exists(Path.Combine(description, HfConfig.FileName)))
         {
             var (config, dtype) = HfConfig.Read(description);
-            var tokenizer = config is GptConfig ? TextTokenizer.Bytes : HfTokenizer.Load(description,
-                (config as DecoderConfig)?.EosTokenIds);
+            var tokenizer = config is GptConfig
+                ? TextTokenizer.Bytes : HfTokenizer.Load(description, (config as DecoderConfig)?.EosTokenIds);
             source = new ModelSource(folder, ModelSourceKind.Checkpoint, config, tokenizer, folder, dtype);
         }
         else if (File.Exists(Path.Combine(description, GptDescription)))
@@ -142,23 +139,22 @@ public sealed class ModelSource
 
     /// <summary>
     /// The model a sharded trainer wraps, and the values its ranks start from: for a folder or a checkpoint of the
-    /// decoder
-    /// families, placeholders in <paramref name="dtype"/> and a source each rank reads only its slices of (so no rank
-    /// holds the whole model); otherwise the model with its weights and no source.
+    /// decoder families, placeholders in <paramref name="dtype"/> and a source each rank reads only its slices of (so
+    /// no rank holds the whole model); otherwise the model with its weights and no source.
     /// </summary>
     public TrainingModel ForTraining(long seed, ScalarType dtype = ScalarType.Float32)
     {
         TorchRuntime.EnsureInitialized();
-        if (Config is not DecoderConfig d
-            || Kind == ModelSourceKind.Preset) return new TrainingModel(Load(seed), null, null);
-        if (Kind == ModelSourceKind.Checkpoint) return new TrainingModel(Decoder.Placeholder(d, dtype),
-            new CheckpointParameterSource(Folder!), null);
+        if (Config is not DecoderConfig d || Kind == ModelSourceKind.Preset)
+            return new TrainingModel(Load(seed), null, null);
+        if (Kind == ModelSourceKind.Checkpoint)
+            return new TrainingModel(Decoder.Placeholder(d, dtype), new CheckpointParameterSource(Folder!), null);
         var hf = HfModel.Open(Folder!);
         return new TrainingModel(Decoder.Placeholder(d, dtype), new FolderParameterSource(hf), hf);
     }
 
-    /// <summary>Writes the model's description (config and tokenizer files, no weights) into <paramref
-    /// name="folder"/>.</summary>
+    /// <summary>Writes the model's description (config and tokenizer files, no weights) into
+    /// <paramref name="folder"/>.</summary>
     public void WriteDescription(string folder)
     {
         Directory.CreateDirectory(folder);
@@ -172,8 +168,9 @@ public sealed class ModelSource
         ScalarType dtype = ScalarType.Float32)
     {
         TorchRuntime.EnsureInitialized();
-        var model = config is DecoderConfig d ? (CausalLanguageModel)Decoder.Placeholder(d,
-            dtype) : new Gpt((GptConfig)config);
+        var model = config is DecoderConfig d
+            ? (CausalLanguageModel)Decoder.Placeholder(d, dtype)
+            : new Gpt((GptConfig)config);
         FillFrom(model, source);
         if (model is Gpt && dtype != ScalarType.Float32) model.to(dtype);
         return model;
@@ -193,7 +190,7 @@ public sealed class ModelSource
         long offset = 0;
         foreach (var p in model.parameters())
         {
-            var values = zeros(p.shape, dtype: p.dtype == ScalarType.Float32 ? ScalarType.Float32 : p.dtype);
+            var values = zeros(p.shape, dtype: p.dtype);
             source.Fill(offset, values.view(-1));
             if (model is Decoder) p.set_(values);                                    // a placeholder takes the tensor
             else

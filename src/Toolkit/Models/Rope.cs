@@ -4,10 +4,10 @@ using static TorchSharp.torch;
 namespace Toolkit.Models;
 
 /// <summary>
-/// Rotary position embeddings (Su et al. 2021) as Hugging Face's Llama computes them: inverse frequencies
-/// θ^(−2i/d) (with Llama 3's scaling when configured), angles position × frequency, and each head's halves
-/// rotated (<c>rotate_half</c>: x·cos + [−x₂, x₁]·sin), which differs from llama.cpp's adjacent pairs by a
-/// permutation of the q and k rows. Shared by the trainer's module and the generation engine.
+/// Rotary position embeddings (Su et al. 2021) as Hugging Face's Llama computes them: inverse frequencies θ^(−2i/d)
+/// (with Llama 3's scaling when configured), angles position × frequency, and each head's halves rotated
+/// (<c>rotate_half</c>: x·cos + [−x₂, x₁]·sin), which differs from llama.cpp's adjacent pairs by a permutation
+/// of the q and k rows. Shared by the trainer's module and the generation engine.
 /// </summary>
 internal sealed class Rope
 {

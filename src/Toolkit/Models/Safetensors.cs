@@ -26,10 +26,8 @@ public sealed record SafetensorsEntry(string Name, string DType, long[] Shape, l
 /// The toolkit reads and writes the format itself rather than through TorchSharp.PyBridge's <c>Safetensors</c>, whose
 /// reader fits a whole-file load but not what the toolkit needs: its header index is internal (names, shapes and dtypes
 /// are checked against <c>config.json</c> before any data is read), it reads whole tensors only (a sharded trainer's
-/// rank
-/// reads just the element range its strategy keeps, so a GGG rank never holds the whole model), and its writer omits
-/// the
-/// <c>__metadata__ {"format": "pt"}</c> that transformers checks when it loads a folder.
+/// rank reads just the element range its strategy keeps, so a GGG rank never holds the whole model), and its writer
+/// omits the <c>__metadata__ {"format": "pt"}</c> that transformers checks when it loads a folder.
 /// </remarks>
 public sealed class SafetensorsFile : IDisposable
 {
@@ -212,8 +210,7 @@ public sealed class SafetensorsFile : IDisposable
 
     /// <summary>
     /// Writes tensors to a safetensors file: the header first (from the names, shapes and dtypes alone), then each
-    /// tensor
-    /// as <paramref name="tensors"/> yields it, so a caller can produce them one at a time. The header carries
+    /// tensor as <paramref name="tensors"/> yields it, so a caller can produce them one at a time. The header carries
     /// <c>__metadata__ {"format": "pt"}</c> and is padded to a multiple of 8 bytes, as the reference writer does.
     /// </summary>
     /// <param name="path">The file (replaced through a temporary file).</param>

@@ -6,8 +6,7 @@ namespace Toolkit.Models;
 /// <summary>
 /// Text to a model's token ids and back: the toolkit's byte tokenizer for its GPT presets, or a Hugging Face folder's
 /// tokenizer through Microsoft.ML.Tokenizers (<see cref="HfTokenizer"/>), with the folder's special tokens and its
-/// rules
-/// for the beginning-of-sequence token.
+/// rules for the beginning-of-sequence token.
 /// </summary>
 public abstract class TextTokenizer
 {
@@ -52,8 +51,8 @@ public abstract class TextTokenizer
     }
 }
 
-/// <summary>A Hugging Face tokenizer loaded through Microsoft.ML.Tokenizers (see <see
-/// cref="HfTokenizer.Load"/>).</summary>
+/// <summary>A Hugging Face tokenizer loaded through Microsoft.ML.Tokenizers (see
+/// <see cref="HfTokenizer.Load"/>).</summary>
 internal sealed class MlTokenizer(Tokenizer inner, int size) : TextTokenizer
 {
     /// <summary>The Microsoft.ML.Tokenizers object.</summary>

@@ -10,10 +10,8 @@ namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
 /// Batch inference on a Hugging Face Llama folder, checked against llama.cpp on the same weights: each record's score
-/// (mean
-/// natural-log likelihood per predicted token of its tokens) equals llama.cpp's to 1e-4, and generation with
-/// temperature 0
-/// equals llama.cpp's greedy decoding, through real jobs.
+/// (mean natural-log likelihood per predicted token of its tokens) equals llama.cpp's to 1e-4, and generation with
+/// temperature 0 equals llama.cpp's greedy decoding, through real jobs.
 /// </summary>
 public sealed class HfStageTests : IDisposable
 {

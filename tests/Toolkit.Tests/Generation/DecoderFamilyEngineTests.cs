@@ -10,11 +10,9 @@ namespace Toolkit.Tests.Generation;
 
 /// <summary>
 /// The generation engine on the Hugging Face families: with fp32 numerics every sampled token's log-probability equals
-/// the
-/// full forward of the trainer's <see cref="Decoder"/> (so the prefill, the KV cache, grouped-query heads, rotary
-/// positions
-/// and continuous batching are right) and a mixture of experts routes every token as the trainer does; other numerics
-/// differ, boundedly; greedy decoding equals llama.cpp's.
+/// the full forward of the trainer's <see cref="Decoder"/> (so the prefill, the KV cache, grouped-query heads, rotary
+/// positions and continuous batching are right) and a mixture of experts routes every token as the trainer does; other
+/// numerics differ, boundedly; greedy decoding equals llama.cpp's.
 /// </summary>
 public sealed class DecoderFamilyEngineTests : IDisposable
 {

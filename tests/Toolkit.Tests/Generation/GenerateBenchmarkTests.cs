@@ -9,8 +9,7 @@ namespace Toolkit.Tests.Generation;
 
 /// <summary>
 /// <c>bench generate</c> end to end on a tiny folder (its numbers belong to the benchmark, not to this test): one row
-/// per
-/// batch size with both engines' rates and their ratio, the load measurement, and the JSON shape scripts read.
+/// per batch size with both engines' rates and their ratio, the load measurement, and the JSON shape scripts read.
 /// </summary>
 public sealed class GenerateBenchmarkTests : IDisposable
 {

@@ -62,15 +62,17 @@ public sealed class HfFolderTests : IDisposable
         Assert.True(Same(gpt.call(tokens), loaded.call(tokens)));
     }
 
-    [Fact]
-    public void Bf16Weights_LoadAsTheirValues()
+    [Theory]
+    [InlineData("bfloat16", "BF16", ScalarType.BFloat16)]
+    [InlineData("float16", "F16", ScalarType.Float16)]
+    public void HalfWeights_LoadAsTheirValues(string dtype, string stored16, ScalarType type)
     {
-        using var hf = HfModel.Open(TinyModels.Write(_root.Path, "qwen2", o => o with { Dtype = "bfloat16" }));
-        Assert.Equal("bfloat16", hf.DType);
+        using var hf = HfModel.Open(TinyModels.Write(_root.Path, "qwen2", o => o with { Dtype = dtype }));
+        Assert.Equal(dtype, hf.DType);
         var (_, entry) = hf.Weights.Entry("model.layers.0.self_attn.q_proj.weight");
-        Assert.Equal("BF16", entry.DType);
+        Assert.Equal(stored16, entry.DType);
         using var model = hf.Load();
-        using var stored = hf.Weights.Read("model.layers.0.self_attn.q_proj.weight", ScalarType.BFloat16);
+        using var stored = hf.Weights.Read("model.layers.0.self_attn.q_proj.weight", type);
         var loaded = model.named_parameters().Single(p => p.name == "model.layers.0.self_attn.q_proj.weight").parameter;
         Assert.Equal(ScalarType.Float32, loaded.dtype);
         Assert.True(Same(loaded, stored.to(ScalarType.Float32)));

@@ -10,8 +10,7 @@ namespace Toolkit.Tests.Models;
 /// <summary>
 /// The decoder families against llama.cpp (LLamaSharp 0.30, an implementation not written here): the same random fp32
 /// weights, written once as a Hugging Face folder (read by the toolkit) and once as GGUF (read by llama.cpp), must give
-/// the
-/// same logits at every position to 1e-4, and llama.cpp must tokenise the sentence as the toolkit's tokenizer does.
+/// the same logits at every position to 1e-4, and llama.cpp must tokenise the sentence as the toolkit's tokenizer does.
 /// </summary>
 public sealed class LlamaCppParityTests(ITestOutputHelper output)
 {

@@ -7,9 +7,8 @@ namespace Toolkit.Tests.Models;
 
 /// <summary>
 /// Tokenizer files the tokenizer tests load: GPT-2 and cl100k_base (the data packages' tiktoken ranks) written as
-/// Hugging
-/// Face byte-level BPE folders (merges derived from the ranks, as the Hub's conversions do), and a small SentencePiece
-/// BPE <c>tokenizer.model</c> learned from the embedded stories.
+/// Hugging Face byte-level BPE folders (merges derived from the ranks, as the Hub's conversions do), and a small
+/// SentencePiece BPE <c>tokenizer.model</c> learned from the embedded stories.
 /// </summary>
 internal static class TokenizerFolders
 {
@@ -37,8 +36,7 @@ internal static class TokenizerFolders
 
     /// <summary>
     /// Writes tokenizer.json from tiktoken ranks: each multi-byte token's merge is the split that byte-pair merging by
-    /// rank
-    /// (only lower ranks) ends with, which reproduces tiktoken's encoding.
+    /// rank (only lower ranks) ends with, which reproduces tiktoken's encoding.
     /// </summary>
     public static void WriteTiktoken(string folder, Dictionary<int, byte[]> ranks, string? pattern,
         IReadOnlyDictionary<string, int> specials, string? bos)
@@ -91,9 +89,8 @@ internal static class TokenizerFolders
 
     /// <summary>
     /// A SentencePiece BPE model (Llama 2's scheme: spaces as ▁ with a dummy prefix, merges ranked by score, byte
-    /// fallback):
-    /// &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;, the 256 byte pieces, the corpus's characters, then <paramref name="merges"/>
-    /// learned merges.
+    /// fallback): &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;, the 256 byte pieces, the corpus's characters, then
+    /// <paramref name="merges"/> learned merges.
     /// </summary>
     public static void WriteSentencePiece(string path, string corpus, int merges)
     {

@@ -9,10 +9,8 @@ namespace Toolkit.Tests.Models;
 /// <summary>
 /// Hugging Face tokenizers through <see cref="HfTokenizer"/>: GPT-2's and cl100k_base's vocabularies (from the
 /// Microsoft.ML.Tokenizers data packages) written as tokenizer.json give the published ids, the same as the packages'
-/// own
-/// tiktoken tokenizers; decoding inverts encoding; special tokens, BOS and EOS follow the folder's files; a
-/// SentencePiece
-/// tokenizer.model tokenises as llama.cpp does.
+/// own tiktoken tokenizers; decoding inverts encoding; special tokens, BOS and EOS follow the folder's files; a
+/// SentencePiece tokenizer.model tokenises as llama.cpp does.
 /// </summary>
 public sealed class TokenizerTests
 {

@@ -9,12 +9,10 @@ namespace Toolkit.Tests.Paro;
 
 /// <summary>
 /// Every trained strategy on a tiny Hugging Face Llama (grouped-query attention) and a tiny Mixtral (3 experts, top-2,
-/// so
-/// some experts get no gradient in a micro-batch), n = 4 ranks in groups of 2, A = 2: each rank builds placeholders and
-/// reads only the slices its strategy keeps from the folder, and must end with the parameters of plain TorchSharp
+/// so some experts get no gradient in a micro-batch), n = 4 ranks in groups of 2, A = 2: each rank builds placeholders
+/// and reads only the slices its strategy keeps from the folder, and must end with the parameters of plain TorchSharp
 /// training of the whole folder (torch.optim.AdamW, one process) to 1e-5 relative, whole-model and layer-wise,
-/// in-process
-/// and on MPI processes.
+/// in-process and on MPI processes.
 /// </summary>
 public sealed class HfExactnessTests : IClassFixture<HfExactnessTests.Folders>
 {
@@ -98,10 +96,8 @@ public sealed class HfExactnessTests : IClassFixture<HfExactnessTests.Folders>
 
     /// <summary>
     /// A rank reads from the folder only what its strategy keeps: a quarter of the model per rank for GGG (p = G) on 4
-    /// ranks,
-    /// half for IGG (p = I, groups of 2), all of it for NIG (p = N); with bf16 GGG also its fp32 master slice (os = G),
-    /// again
-    /// a quarter. The model itself holds placeholders only.
+    /// ranks, half for IGG (p = I, groups of 2), all of it for NIG (p = N); with bf16 GGG also its fp32 master slice
+    /// (os = G), again a quarter. The model itself holds placeholders only.
     /// </summary>
     [Theory]
     [InlineData("GGG", ParoPrecision.Fp32, 0.25)]

@@ -10,8 +10,7 @@ namespace Toolkit.Tests.Rl;
 /// <summary>
 /// The RL job on Hugging Face folders: prompts and answers in the model's BPE tokens with its EOS as the stop token, a
 /// Mixtral's routing flips per layer (none when the rollout numerics are the trainer's), and the trained policy
-/// exported
-/// as a folder that loads back with the weights the engine last received.
+/// exported as a folder that loads back with the weights the engine last received.
 /// </summary>
 public sealed class RlHfModelTests : IDisposable
 {

@@ -6,15 +6,12 @@ namespace Toolkit.BatchInference;
 
 /// <summary>
 /// Generation as a batch-inference stage: a causal language model (<see cref="StageModel"/>) continues each record's
-/// text
-/// with the generation engine the RL rollouts use (prefill, KV cache, continuous batching over a pool of slots,
+/// text with the generation engine the RL rollouts use (prefill, KV cache, continuous batching over a pool of slots,
 /// temperature and top-p sampling, temperature 0 greedy), stopping at the model's end-of-sequence tokens (a newline for
 /// a GPT preset, whose byte tokenizer has none) or after the token budget. The output is the continuation's text
 /// (invalid UTF-8 becomes U+FFFD; the stop token left out), its length in tokens and its mean log-probability per
-/// token.
-/// Sampling is seeded per replica, so a record's continuation depends on the batch it was drawn in: rerunning a shard
-/// gives
-/// another sample, and the output keeps the one committed.
+/// token. Sampling is seeded per replica, so a record's continuation depends on the batch it was drawn in: rerunning a
+/// shard gives another sample, and the output keeps the one committed.
 /// </summary>
 public sealed class GenerateStage : IModelStage
 {

@@ -6,9 +6,8 @@ namespace Toolkit.BatchInference;
 
 /// <summary>
 /// The causal language model of the score and generate stages, resolved once per worker from <c>--model</c>: a GPT
-/// preset
-/// (initialised from seed 1, so every worker scores identically), a toolkit checkpoint (any strategy, rank count or
-/// precision) or a Hugging Face folder. Each replica builds its own copy from it.
+/// preset (initialised from seed 1, so every worker scores identically), a toolkit checkpoint (any strategy, rank count
+/// or precision) or a Hugging Face folder. Each replica builds its own copy from it.
 /// </summary>
 public sealed class StageModel
 {

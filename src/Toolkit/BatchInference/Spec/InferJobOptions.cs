@@ -114,8 +114,8 @@ public sealed record InferJobOptions : ICheckedOptions
         "(0: half the model's context, at most 128; the rest holds the prompt's end).")]
     public int MaxNewTokens { get; init; }
 
-    /// <summary><see cref="MaxNewTokens"/>, with 0 resolved to half the context (at most 128) of a model of <paramref
-    /// name="config"/>.</summary>
+    /// <summary><see cref="MaxNewTokens"/>, with 0 resolved to half the context (at most 128) of a model of
+    /// <paramref name="config"/>.</summary>
     public int EffectiveMaxNewTokens(Models.IModelConfig config) => MaxNewTokens > 0 ? MaxNewTokens : Math.Min(128,
         config.ContextLength / 2);
 

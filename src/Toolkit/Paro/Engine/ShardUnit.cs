@@ -20,10 +20,12 @@ internal sealed class ShardUnit : IDisposable
     private readonly List<(Parameter Parameter, long Offset, long Count, long[] Shape)> _layout = [];   // sizes are kept: released parameters are empty
     private readonly Tensor? _master;            // level os slice, fp32 (mixed precision only)
 
-    /// <param name="parameters">The unit's parameters (in model order) with their offsets in the model's flat order.</param>
+    /// <param name="parameters">The unit's parameters (in model order) with their offsets in the model's flat
+    /// order.</param>
     /// <param name="initial">The model's initial values in model order (identical on every rank), read only where this
     /// rank keeps them.</param>
-    /// <param name="runs">The unit's ranges in the model's flat order: (unit offset, model offset, count); the checkpoint's layout.</param>
+    /// <param name="runs">The unit's ranges in the model's flat order: (unit offset, model offset, count); the
+    /// checkpoint's layout.</param>
     /// <param name="plan">The sharding plan.</param>
     /// <param name="world">All ranks.</param>
     /// <param name="dtype">Compute dtype of parameters and gradients.</param>

@@ -90,7 +90,8 @@ public sealed class ShardedTrainer : IDisposable
 
         using var _ = no_grad();
         _elements = model.parameters().Sum(p => p.numel());
-        using var initial = source is null ? TensorParameterSource.Values(model, device) : null;   // identical on every rank
+        // Identical on every rank: the module's own values, or the source's.
+        using var initial = source is null ? TensorParameterSource.Values(model, device) : null;
         source ??= new TensorParameterSource(initial!);
         if (source.Count != _elements)
             throw new ArgumentException(
@@ -173,15 +174,15 @@ public sealed class ShardedTrainer : IDisposable
     /// Wraps <paramref name="model"/> (all of whose parameters are trained) for sharded training over
     /// <paramref name="world"/>. Its initial values are its own parameters (identical on every rank), or those of
     /// <paramref name="initial"/>, of which each rank reads only the slices it keeps: then the model's parameters may
-    /// be
-    /// placeholders that only carry shapes (<see cref="Decoder.Placeholder"/>), in the plan's compute dtype.
+    /// be placeholders that only carry shapes (<see cref="Decoder.Placeholder"/>), in the plan's compute dtype.
     /// </summary>
     /// <exception cref="ShardingPlanException">The strategy is ineffective.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">The group size does not divide the rank count, or A &lt; 1.</exception>
-    /// <exception cref="ArgumentException">The plan is layer-wise and the model does not expose its blocks, or is a mixture of experts.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The group size does not divide the rank count, or A &lt;
+    /// 1.</exception>
+    /// <exception cref="ArgumentException">The plan is layer-wise and the model does not expose its blocks, or the
+    /// initial values are not the model's size.</exception>
     public static ShardedTrainer Create(nn.Module model, ShardingPlan plan, Communicator world,
-        AdamWOptions? optimizer = null,
-        IParameterSource? initial = null) =>
+        AdamWOptions? optimizer = null, IParameterSource? initial = null) =>
         new(model, plan, world, (optimizer ?? new AdamWOptions()).Validate(), initial);
 
 

@@ -12,10 +12,9 @@ namespace Toolkit.Paro;
 
 /// <summary>
 /// Trains a model (a GPT preset, a checkpoint or a Hugging Face folder) under one PaRO strategy and measures loss,
-/// memory per rank, traffic per step
-/// and throughput, on in-process ranks, MPI processes or the emulated cluster (through
-/// <see cref="JobHost"/>); writes <c>runs/&lt;id&gt;/</c> with metrics, <c>result.json</c> and an
-/// offline <c>report.html</c>.
+/// memory per rank, traffic per step and throughput, on in-process ranks, MPI processes or the emulated cluster
+/// (through <see cref="JobHost"/>); writes <c>runs/&lt;id&gt;/</c> with metrics, <c>result.json</c> and an offline
+/// <c>report.html</c>.
 /// </summary>
 public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOutcome, ParoTrainResult>
 {

@@ -7,20 +7,20 @@ namespace Toolkit.Paro;
 
 /// <summary>
 /// The parity check of sharded training, shared by the in-process tests and the MPI self-test
-/// (<see cref="ParoSelfTestJob"/>, under mpiexec): a small network (parameter count not divisible by the rank
-/// count, so padding is exercised), deterministic micro-batches indexed by (step, a·n + rank), and
-/// the single-process reference with <c>torch.optim.AdamW</c> on the same global batch. Layer-wise execution
-/// is checked on a small GPT (it needs a model with blocks), three blocks of 510 parameters and a root of 138. A
-/// Hugging
-/// Face folder (a decoder family) is trained from placeholders whose values each rank reads from the folder, only
-/// the slices its strategy keeps; its reference loads the folder whole.
+/// (<see cref="ParoSelfTestJob"/>, under mpiexec): a small network (parameter count not divisible by the rank count, so
+/// padding is exercised), deterministic micro-batches indexed by (step, a·n + rank), and the single-process reference
+/// with <c>torch.optim.AdamW</c> on the same global batch. Layer-wise execution is checked on a small GPT (it needs a
+/// model with blocks), three blocks of 510 parameters and a root of 138. A Hugging Face folder (a decoder family) is
+/// trained from placeholders whose values each rank reads from the folder, only the slices its strategy keeps; its
+/// reference loads the folder whole.
 /// </summary>
 internal static class ExactnessProbe
 {
     public static readonly AdamWOptions Adam = new() { LearningRate = 0.01, WeightDecay = 0.1 };
     private const int Seed = 7;
 
-    /// <summary>Sharded training on <paramref name="comm"/>; every rank returns the full parameters after <paramref name="steps"/> steps.</summary>
+    /// <summary>Sharded training on <paramref name="comm"/>; every rank returns the full parameters after
+    /// <paramref name="steps"/> steps.</summary>
     /// <param name="comm">This rank's communicator.</param>
     /// <param name="code">Strategy code.</param>
     /// <param name="groupSize">m.</param>
@@ -28,12 +28,14 @@ internal static class ExactnessProbe
     /// <param name="steps">Optimizer steps.</param>
     /// <param name="algorithm">Collective algorithm.</param>
     /// <param name="layerwise">Layer-wise execution on the small GPT instead of whole-model on the MLP.</param>
-    /// <param name="failFirstStep">First run a step whose micro-batches throw after the forward (every rank alike), and check it throws.</param>
+    /// <param name="failFirstStep">First run a step whose micro-batches throw after the forward (every rank alike), and
+    /// check it throws.</param>
     /// <param name="recompute">Layer-wise with activations recomputed in backward.</param>
     /// <param name="prefetch">Layer-wise with the next block's gather queued ahead.</param>
-    /// <param name="twice">Layer-wise micro-batches that run the model twice (two halves of the batch, losses averaged).</param>
-    /// <param name="folder">A Hugging Face folder to train instead (whole-model, or layer-wise with <paramref
-    /// name="layerwise"/>).</param>
+    /// <param name="twice">Layer-wise micro-batches that run the model twice (two halves of the batch, losses
+    /// averaged).</param>
+    /// <param name="folder">A Hugging Face folder to train instead (whole-model, or layer-wise with
+    /// <paramref name="layerwise"/>).</param>
     public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
         bool failFirstStep = false, bool recompute = false, bool prefetch = true, bool twice = false,
             string? folder = null)

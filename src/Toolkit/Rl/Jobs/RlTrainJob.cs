@@ -267,8 +267,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
 
     /// <summary>
     /// Held-out accuracy with greedy decoding by an fp32 engine (the trainer's policy itself), on rank 0 (NaN
-    /// elsewhere); the
-    /// engine's cache holds the longest prompt and answer.
+    /// elsewhere); the engine's cache holds the longest prompt and answer.
     /// </summary>
     private sealed class Evaluation(VerifiableTask task, IReadOnlyList<Problem> problems, IModelConfig config,
         TaskTokens tokens)

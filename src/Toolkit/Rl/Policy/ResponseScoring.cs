@@ -76,8 +76,8 @@ internal static class ResponseScoring
 
     /// <summary>
     /// Inputs, targets (−100 where no loss) for supervised training on reference answers: the prompt's tokens, then
-    /// the answer's and the stop token (tokenised apart, as the engine generates after the prompt); the loss covers
-    /// the answer and the stop token.
+    /// the answer's and the stop token (tokenised apart, as the engine generates after the prompt); the loss covers the
+    /// answer and the stop token.
     /// </summary>
     public static (Tensor Inputs, Tensor Targets) SupervisedBatch(IReadOnlyList<Problem> problems, TaskTokens tokens)
     {
