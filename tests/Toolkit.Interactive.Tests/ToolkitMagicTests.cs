@@ -34,7 +34,14 @@ public sealed class ToolkitMagicTests : IDisposable
         var updates = result.Events.OfType<DisplayedValueUpdated>().ToList();
         Assert.NotEmpty(updates);
         Assert.All(updates, u => Assert.Equal(produced.ValueId, u.ValueId));
-        Assert.Contains("\"name\":\"rank 1\"", updates[^1].FormattedValues.Single().Value);   // the last update holds the finished curves
+        var last = updates[^1].FormattedValues.Single().Value;
+        // the last update holds the finished curves
+        Assert.Contains("\"name\":\"rank 1\"", last);
+        // a title for people, not a metric's key
+        Assert.Contains("Quickstart: loss and traffic per rank", last);
+        Assert.DoesNotContain("comm.inter_bytes", last);
+        // ranks named once
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(last, "\"showlegend\":false").Count);
         Assert.Contains(Html(result), h => h.Contains("Quickstart run") && h.Contains("report.html"));
         Assert.Single(Directory.GetDirectories(_runs));
     }

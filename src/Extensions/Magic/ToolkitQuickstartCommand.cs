@@ -25,6 +25,12 @@ public sealed class ToolkitQuickstartCommand : OptionsMagicCommand<QuickstartOpt
         context.DisplayAs(Html.Table(result), "text/html");
     }
 
-    private static GenericChart Render(IReadOnlyList<MetricPoint> points) => Plotly.NET.CSharp.Chart.Grid(
-        [Charts.MetricByRank(points, MetricNames.Loss), Charts.MetricByRank(points, MetricNames.InterBytes)], 1, 2, SubPlotTitles: new[] { "loss", "inter-group bytes per step" });
+    /// <summary>Loss and inter-group traffic side by side; the ranks are named once, in the first panel's
+    /// legend.</summary>
+    private static GenericChart Render(IReadOnlyList<MetricPoint> points) =>
+        Charts.Side("Quickstart: loss and traffic per rank",
+    [
+        (Charts.MetricByRank(points, MetricNames.Loss, "loss"), "loss"),
+        (Charts.MetricByRank(points, MetricNames.InterBytes, "bytes", showLegend: false), "inter-group bytes per step"),
+    ]);
 }

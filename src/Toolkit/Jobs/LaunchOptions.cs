@@ -117,8 +117,13 @@ public sealed partial record LaunchOptions
             var perNode = EffectiveRanksPerNode;
             if (perNode < 1 || Ranks % perNode != 0)
                 throw new ArgumentOutOfRangeException(nameof(RanksPerNode), perNode, $"must be at least 1 and divide --ranks ({Ranks})");
-            if (Nodes is { } nodes && (nodes < 1 || nodes * perNode != Ranks))
-                throw new ArgumentOutOfRangeException(nameof(Nodes), nodes, $"{nodes} nodes x {perNode} ranks per node is {nodes * perNode} ranks, but --ranks is {Ranks}: set --ranks {Math.Max(1, nodes) * perNode}");
+            if (Nodes is < 1)
+                throw new ArgumentOutOfRangeException(nameof(Nodes), Nodes,
+                    "must be at least 1 (a Slurm job runs on one node or more)");
+            if (Nodes is { } nodes && nodes * perNode != Ranks)
+                throw new ArgumentOutOfRangeException(nameof(Nodes), nodes,
+                    $"{nodes} nodes x {perNode} ranks per node is {nodes * perNode} ranks, but --ranks is {Ranks}: " +
+                        $"set --ranks {nodes * perNode}");
             if (GpusPerNode < 0) throw new ArgumentOutOfRangeException(nameof(GpusPerNode), GpusPerNode, "must be 0 or more");
             Slurm.Validate();
         }

@@ -8,15 +8,22 @@ namespace Toolkit.Reporting;
 public static class Charts
 {
     /// <summary>One line per rank of metric <paramref name="name"/> against step.</summary>
-    public static GenericChart MetricByRank(IEnumerable<MetricPoint> points, string name, string? title = null) =>
+    /// <param name="points">The run's metric points.</param>
+    /// <param name="name">The metric.</param>
+    /// <param name="title">The chart's title (default the metric's name).</param>
+    /// <param name="showLegend">False for a panel beside another whose legend already names the same ranks.</param>
+    public static GenericChart MetricByRank(IEnumerable<MetricPoint> points, string name, string? title = null,
+        bool showLegend = true) =>
         Lines(title ?? name, points.Where(p => p.Name == name).GroupBy(p => p.Rank).OrderBy(g => g.Key)
-            .Select(g => ($"rank {g.Key}", (IReadOnlyList<MetricPoint>)g.ToList())));
+            .Select(g => ($"rank {g.Key}", (IReadOnlyList<MetricPoint>)g.ToList())), showLegend);
 
     /// <summary>One line per named series of metric points (value against step).</summary>
-    public static GenericChart Lines(string title, IEnumerable<(string Name, IReadOnlyList<MetricPoint> Points)> series)
+    public static GenericChart Lines(string title, IEnumerable<(string Name, IReadOnlyList<MetricPoint> Points)> series,
+        bool showLegend = true)
     {
         var lines = series.Select(s => Plotly.NET.CSharp.Chart.Line<int, double, string>(
-            x: s.Points.Select(p => p.Step).ToArray(), y: s.Points.Select(p => p.Value).ToArray(), Name: s.Name)).ToList();
+            x: s.Points.Select(p => p.Step).ToArray(), y: s.Points.Select(p => p.Value).ToArray(), Name: s.Name,
+            ShowLegend: showLegend)).ToList();
         if (lines.Count == 0)
             lines.Add(Plotly.NET.CSharp.Chart.Line<int, double, string>(x: [], y: [], Name: "no data yet"));
         return Titled(Plotly.NET.CSharp.Chart.Combine(lines), title)
@@ -45,6 +52,11 @@ public static class Charts
     public static GenericChart GroupedColumns(string title, IReadOnlyList<string> categories, IEnumerable<(string Name, IReadOnlyList<double> Values)> series, string valueTitle) =>
         Titled(Plotly.NET.CSharp.Chart.Combine(series.Select(s => Plotly.NET.CSharp.Chart.Column<double, string, string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name)))
             .WithYAxisStyle<double, double, string>(TitleText: valueTitle).WithSize(640, 380), title);
+
+    /// <summary>Charts side by side in one figure under one title, each panel with its own title.</summary>
+    public static GenericChart Side(string title, IReadOnlyList<(GenericChart Chart, string Title)> panels) =>
+        Titled(Plotly.NET.CSharp.Chart.Grid([.. panels.Select(p => p.Chart)], 1, panels.Count,
+            SubPlotTitles: panels.Select(p => p.Title).ToArray()), title);
 
     private static GenericChart Titled(GenericChart chart, string title) =>
         Plotly.NET.Chart.withTitle(title, Microsoft.FSharp.Core.FSharpOption<Font>.None).Invoke(chart);

@@ -46,11 +46,39 @@ public static class ToolkitJson
         var options = new JsonSerializerOptions(JsonSerializerDefaults.Web)
         {
             WriteIndented = indented,
-            NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,   // a diverged metric is NaN, and says so
-            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,   // files, not HTML: keep + < > ' readable
-            Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+            // Files, not HTML: keep + < > ' readable.
+            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+            Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase), new MissingNumberConverter() },
         };
         options.MakeReadOnly(populateMissingResolver: true);
         return options;
+    }
+}
+
+/// <summary>
+/// A number that was not measured (NaN) or overflowed (infinity) is written as <c>null</c>, which every JSON reader
+/// takes as missing (pandas reads the column as numbers); <c>null</c>, and the strings "NaN" and "Infinity" of files
+/// written before, read back as NaN and infinity.
+/// </summary>
+internal sealed class MissingNumberConverter : JsonConverter<double>
+{
+    public override bool HandleNull => true;
+
+    public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        reader.TokenType switch
+    {
+        JsonTokenType.Null => double.NaN,
+        JsonTokenType.String => reader.GetString() switch
+        {
+            "NaN" => double.NaN, "Infinity" => double.PositiveInfinity, "-Infinity" => double.NegativeInfinity,
+            var text => throw new JsonException($"'{text}' is not a number"),
+        },
+        _ => reader.GetDouble(),
+    };
+
+    public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
+    {
+        if (double.IsFinite(value)) writer.WriteNumberValue(value);
+        else writer.WriteNullValue();
     }
 }

@@ -73,14 +73,21 @@ public sealed class GptStageTests : IDisposable
         var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate,
             Model = new() { Name = checkpoint }, MaxNewTokens = 16 });
         Assert.True(InferOutput.Verify(generated.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
-        foreach (var row in InferOutput.Rows(generated.JobFolder))
+        var rows = InferOutput.Rows(generated.JobFolder).ToList();
+        Assert.Equal(24, rows.Count);
+        foreach (var row in rows)
         {
-            // the byte tokenizer: tokens are bytes
-            var bytes = row.GetProperty("generation_tokens").GetInt32();
-            Assert.InRange(bytes, 0, 16);
-            Assert.True(bytes == 0 || row.GetProperty("generation").GetString()!.Length > 0);
+            // The byte tokenizer: a token is a byte, and the newline it stops at is left out of the text.
+            var tokens = row.GetProperty("generation_tokens").GetInt32();
+            var text = row.GetProperty("generation").GetString()!;
+            Assert.InRange(tokens, 0, 16);
+            // a byte is at most one character
+            Assert.InRange(text.Length, tokens == 0 ? 0 : 1, tokens);
+            Assert.DoesNotContain('\n', text);
             Assert.True(row.GetProperty("generation_logprob").GetDouble() <= 0);
         }
+        Assert.True(rows.Sum(r => r.GetProperty("generation_tokens").GetInt32()) >= 24,
+            "the model generated almost nothing");
     }
 
     [Fact]

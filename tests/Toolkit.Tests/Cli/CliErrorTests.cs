@@ -10,6 +10,10 @@ public sealed class CliErrorTests
     [InlineData("paro train --ranks 3 --group-size 2", "error: --group-size 2: must divide --ranks (3)")]
     [InlineData("paro train --steps -1", "error: --steps -1: must be at least 1")]
     [InlineData("paro train --steps lots", "error: --steps takes an integer (got 'lots').")]
+    [InlineData("paro train --launcher slurm --nodes 0",
+        "error: --nodes 0: must be at least 1 (a Slurm job runs on one node or more)")]
+    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --workers 0",
+        "error: --workers 0: must be at least 1: no worker would run the job")]
     [InlineData("paro train --model huge",
         "error: --model huge: is not a model (no such preset or folder): give a preset (tiny, small, medium, base)")]
     [InlineData("model info --model /proc",

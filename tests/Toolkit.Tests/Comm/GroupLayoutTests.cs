@@ -73,20 +73,57 @@ public sealed class GroupLayoutTests
     }
 }
 
-/// <summary>Parameters the loss does not reach (an expert no token chose) have no autograd gradient; the sharded trainer treats it as zero.</summary>
+/// <summary>
+/// Parameters the loss does not reach (an expert no token chose) have no autograd gradient; the sharded trainer treats
+/// it as zero, so AdamW's first step only decays them (p·(1 − lr·λ)), while the experts the tokens chose move.
+/// </summary>
 public sealed class UnusedParameterTests
 {
     [Fact]
-    public void ShardedTrainer_StepsAModelWithUnusedExperts()
+    public void ShardedTrainer_DecaysUnusedExperts_AndMovesTheChosenOnes()
     {
         Toolkit.Runtime.TorchRuntime.EnsureInitialized();
-        var losses = InProcessCluster.Run(2, 1, comm =>
+        var adam = new AdamWOptions { LearningRate = 0.01, WeightDecay = 0.1 };
+        var results = InProcessCluster.Run(2, 1, comm =>
         {
             using var model = Toolkit.Models.Gpt.Create(Toolkit.Models.GptConfig.Tiny.WithExperts(8, topK: 1), seed: 1);
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NIG"), 1), comm);
+            var names = model.named_parameters().Select(p => (p.name, Count: (int)p.parameter.numel())).ToList();
+            var before = model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()).ToArray();
+            foreach (var layer in model.ExpertLayers) layer.RecordRouting = true;
+            var plan = new ShardingPlan(ShardingStrategy.Parse("NIG"), 1);
+            using var trainer = ShardedTrainer.Create(model, plan, comm, adam);
+            int[][] chosen = [];
             // Two tokens reach at most two of the eight experts per block.
-            return trainer.Step([m => ((Toolkit.Models.Gpt)m).Loss(torch.tensor(new long[] { 1, 2 }).unsqueeze(0), torch.tensor(new long[] { 2, 3 }).unsqueeze(0))]);
+            trainer.Step([m =>
+            {
+                var gpt = (Toolkit.Models.Gpt)m;
+                using var tokens = torch.tensor(new long[] { 1, 2 }).unsqueeze(0);
+                using var targets = torch.tensor(new long[] { 2, 3 }).unsqueeze(0);
+                var loss = gpt.Loss(tokens, targets);
+                chosen = [.. gpt.ExpertLayers.Select(l => l.LastRouting!.data<long>().Select(v => (int)v).Distinct()
+                    .ToArray())];
+                return loss;
+            }]);
+            return (names, before, After: trainer.GatherParameters(), chosen);
         });
-        Assert.All(losses, l => Assert.True(double.IsFinite(l)));
+        var (names, before, after, chosen) = results[0];
+        var decay = (float)(1 - adam.LearningRate * adam.WeightDecay);
+        var (unused, moved) = (0, 0);
+        var offset = 0;
+        foreach (var (name, count) in names)
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(name, @"^h\.(\d+)\.mlp\.experts\.(\d+)\.");
+            if (match.Success)
+            {
+                var used = chosen[int.Parse(match.Groups[1].Value)].Contains(int.Parse(match.Groups[2].Value));
+                var change = Enumerable.Range(offset, count).Max(i => Math.Abs(after[i] - before[i] * decay));
+                if (used && name.EndsWith("c_fc.weight", StringComparison.Ordinal)) { Assert.True(change > 1e-4,
+                    $"{name} did not move"); moved++; }
+                if (!used) { Assert.True(change < 1e-7, $"{name}: {change}"); unused++; }
+            }
+            offset += count;
+        }
+        Assert.True(unused > 0 && moved > 0, $"{unused} unused and {moved} chosen expert tensors checked");
+        Assert.Equal(results[0].After, results[1].After);
     }
 }

@@ -9,9 +9,9 @@ using static TorchSharp.torch;
 namespace Toolkit.Tests.Paro;
 
 /// <summary>
-/// <c>paro train</c> and <c>paro plan</c> on a Hugging Face folder: the job's checkpoint (mixed precision, ZeRO-3) carries
-/// its model's description and exports to a folder whose tensors are the checkpoint's fp32 values under the original
-/// names, in the dtype asked for; the plan reads the sizes from config.json alone.
+/// <c>paro train</c> and <c>paro plan</c> on a Hugging Face folder: the job's checkpoint (mixed precision, ZeRO-3)
+/// carries its model's description and exports to a folder whose tensors are the checkpoint's fp32 values under the
+/// original names, in the dtype asked for; the plan reads the sizes from config.json alone.
 /// </summary>
 public sealed class ParoHfJobTests : IDisposable
 {
@@ -28,7 +28,8 @@ public sealed class ParoHfJobTests : IDisposable
         var exported = Path.Combine(_root.Path, "exported");
         var result = await ParoTrainJob.RunAsync(new ParoTrainOptions
         {
-            Model = new() { Name = folder }, Sharding = new() { Strategy = "GGG", Precision = ParoPrecision.Bf16 }, Steps = 2,
+            Model = new() { Name = folder }, Sharding = new() { Strategy = "GGG", Precision = ParoPrecision.Bf16 },
+                Steps = 2,
             Data = new() { SequenceLength = 16, MicroBatch = 2 }, Launch = new() { RunsDirectory = _root.Path },
             Checkpoint = new() { Every = 2, Export = exported },
         });
@@ -46,9 +47,11 @@ public sealed class ParoHfJobTests : IDisposable
             Assert.True(expected.eq(stored).all().item<bool>(), name);
             offset += shape.Aggregate(1L, (a, b) => a * b);
         }
-        Assert.False(hf.Weights.Contains("lm_head.weight"));                                    // tied, as transformers writes it
+        // tied, as transformers writes it
+        Assert.False(hf.Weights.Contains("lm_head.weight"));
 
-        var halves = new ModelExportOptions { Checkpoint = checkpoint, Out = Path.Combine(_root.Path, "bf16"), Dtype = "bfloat16" }.Run();
+        var halves = new ModelExportOptions { Checkpoint = checkpoint, Out = Path.Combine(_root.Path, "bf16"),
+            Dtype = "bfloat16" }.Run();
         using var bf16 = HfModel.Open(halves.Folder!);
         Assert.Equal("bfloat16", bf16.DType);
         Assert.All(bf16.Weights.Files.SelectMany(f => f.Tensors.Values), e => Assert.Equal("BF16", e.DType));

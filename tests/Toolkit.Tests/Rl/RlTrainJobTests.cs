@@ -54,6 +54,20 @@ public sealed class RlTrainJobTests : IDisposable
         Assert.True(File.Exists(Path.Combine(result.RunPath, "report.html")));
     }
 
+    /// <summary>A run is a function of its options: the same seed gives the same rewards, gradients and
+    /// diagnostics.</summary>
+    [Fact]
+    public async Task SameSeed_SameRun_AnotherSeed_AnotherRun()
+    {
+        var first = await RlTrainJob.RunAsync(Small());
+        var again = await RlTrainJob.RunAsync(Small());
+        var other = await RlTrainJob.RunAsync(Small() with { Seed = 2 });
+        double[] Trace(RlTrainResult r) => [.. r.Steps.SelectMany(s => new[] { s.RewardMean, s.GradNorm, s.Entropy,
+            s.LogProbDiffMean })];
+        Assert.Equal(Trace(first), Trace(again));
+        Assert.NotEqual(Trace(first), Trace(other));
+    }
+
     [Fact]
     public async Task C3po_TrainsOnCompleteGroups_AndInt8RolloutsMismatch()
     {

@@ -276,6 +276,10 @@ public sealed record InferJobOptions : ICheckedOptions
         if (Retries < 1) throw new ArgumentOutOfRangeException(nameof(Retries), Retries, "must be at least 1");
         if (!(LeaseSeconds >= 1)) throw new ArgumentOutOfRangeException(nameof(LeaseSeconds), LeaseSeconds, "must be at least 1 second");
         if (Workers < 0) throw new ArgumentOutOfRangeException(nameof(Workers), Workers, "must not be negative");
+        if (Workers == 0 && MaxWorkers == 0 && Launcher is WorkerLauncher.Local or WorkerLauncher.InProcess)
+            throw new ArgumentOutOfRangeException(nameof(Workers), Workers,
+                "must be at least 1: no worker would run the job (--launcher external starts none and waits for " +
+                    "workers to join)");
         if (MinWorkers < 0 || MinWorkers > WorkerCeiling) throw new ArgumentOutOfRangeException(nameof(MinWorkers), MinWorkers, $"must be between 0 and the ceiling ({WorkerCeiling})");
         if (MaxWorkers < 0 || (MaxWorkers > 0 && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers, $"must be 0 or at least --workers ({Workers})");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "must be at least 1");
