@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Toolkit.Checkpoints;
 using Toolkit.Models;
 
 namespace Toolkit.Cli;

@@ -27,7 +27,7 @@ public sealed class MagicOptionsParityTests : IDisposable
         { "#!infer", "run", typeof(Toolkit.BatchInference.InferJobOptions) },
         { "#!model", "init", typeof(Toolkit.Models.ModelInitOptions) },
         { "#!model", "info", typeof(Toolkit.Models.ModelInfoOptions) },
-        { "#!model", "export", typeof(Toolkit.Checkpoints.ModelExportOptions) },
+        { "#!model", "export", typeof(Toolkit.Models.ModelExportOptions) },
     };
 
     [Theory]

@@ -1,7 +1,6 @@
 using Microsoft.DotNet.Interactive;
 using Microsoft.DotNet.Interactive.Commands;
 using Microsoft.DotNet.Interactive.Directives;
-using Toolkit.Checkpoints;
 using Toolkit.Models;
 
 namespace Toolkit.Interactive.Magic;

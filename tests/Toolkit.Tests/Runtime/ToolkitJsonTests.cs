@@ -3,7 +3,9 @@ using Toolkit.Runtime;
 
 namespace Toolkit.Tests.Runtime;
 
-/// <summary>Result files write a missing number as null (which pandas and every JSON reader take as missing), never "NaN".</summary>
+/// <summary>
+/// Result files write a missing number as null (which pandas and every JSON reader take as missing), never "NaN".
+/// </summary>
 public sealed class ToolkitJsonTests
 {
     private sealed record Row(double Measured, double Missing, double Overflowed, double? Optional);
@@ -11,7 +13,8 @@ public sealed class ToolkitJsonTests
     [Fact]
     public void NonFiniteNumbers_AreWrittenAsNull_AndReadBackAsNaN()
     {
-        var text = JsonSerializer.Serialize(new Row(1.5, double.NaN, double.PositiveInfinity, null), ToolkitJson.Compact);
+        var row = new Row(1.5, double.NaN, double.PositiveInfinity, null);
+        var text = JsonSerializer.Serialize(row, ToolkitJson.Compact);
         Assert.Equal("""{"measured":1.5,"missing":null,"overflowed":null,"optional":null}""", text);
         Assert.DoesNotContain("NaN", text);
         var back = JsonSerializer.Deserialize<Row>(text, ToolkitJson.Options)!;
@@ -23,7 +26,8 @@ public sealed class ToolkitJsonTests
     [Fact]
     public void FilesWrittenBefore_WithNaNStrings_StillRead()
     {
-        var back = JsonSerializer.Deserialize<Row>("""{"measured":"NaN","missing":"Infinity","overflowed":"-Infinity"}""", ToolkitJson.Options)!;
+        const string old = """{"measured":"NaN","missing":"Infinity","overflowed":"-Infinity"}""";
+        var back = JsonSerializer.Deserialize<Row>(old, ToolkitJson.Options)!;
         Assert.True(double.IsNaN(back.Measured));
         Assert.Equal(double.PositiveInfinity, back.Missing);
         Assert.Equal(double.NegativeInfinity, back.Overflowed);
@@ -32,8 +36,8 @@ public sealed class ToolkitJsonTests
     [Fact]
     public void AnRlResult_WithoutAHeldOutEvaluation_WritesNull()
     {
-        var step = new Toolkit.Rl.RlStep(0, 0.5, 0.1, 0, double.NaN, 1, 0, 0, 0, 0, double.NaN, double.NaN, 1, -1, 4, 100, 1, 1, 0.1, 10, 8, 0, 0,
-            [8], []);
+        var step = new Toolkit.Rl.RlStep(0, 0.5, 0.1, 0, double.NaN, 1, 0, 0, 0, 0, double.NaN, double.NaN,
+            1, -1, 4, 100, 1, 1, 0.1, 10, 8, 0, 0, [8], []);
         using var json = JsonDocument.Parse(JsonSerializer.Serialize(step, ToolkitJson.Options));
         Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("heldOutAccuracy").ValueKind);
         Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("entropyMasked").ValueKind);

@@ -1,7 +1,7 @@
-using Toolkit.Models;
+using Toolkit.Checkpoints;
 using static TorchSharp.torch;
 
-namespace Toolkit.Checkpoints;
+namespace Toolkit.Models;
 
 /// <summary>
 /// <c>toolkit model export</c>: a toolkit checkpoint (written under any strategy, rank count or precision) as a Hugging

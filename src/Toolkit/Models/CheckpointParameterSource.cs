@@ -1,7 +1,7 @@
-using Toolkit.Models;
+using Toolkit.Checkpoints;
 using static TorchSharp.torch;
 
-namespace Toolkit.Checkpoints;
+namespace Toolkit.Models;
 
 /// <summary>
 /// A toolkit checkpoint's parameters as a model's initial values (the fp32 master copy of a mixed-precision checkpoint,
