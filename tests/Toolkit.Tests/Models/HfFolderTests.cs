@@ -85,38 +85,32 @@ public sealed class HfFolderTests : IDisposable
             "Llama-2-7b", 6_738_415_616L,
             """
             {"architectures": ["LlamaForCausalLM"], "vocab_size": 32000, "hidden_size": 4096,
-                "intermediate_size": 11008,
-             "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
-                 "max_position_embeddings": 4096,
-             "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": false,
-                 "bos_token_id": 1,
-             "eos_token_id": 2, "torch_dtype": "float16", "pretraining_tp": 1, "rope_scaling": null}
+             "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 32, "max_position_embeddings": 4096, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+             "hidden_act": "silu", "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2,
+             "torch_dtype": "float16", "pretraining_tp": 1, "rope_scaling": null}
             """
         },
         {
             "Mixtral-8x7B", 46_702_792_704L,
             """
             {"architectures": ["MixtralForCausalLM"], "vocab_size": 32000, "hidden_size": 4096,
-                "intermediate_size": 14336,
-             "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
-                 "max_position_embeddings": 32768,
-             "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "hidden_act": "silu", "sliding_window": null,
-                 "num_local_experts": 8,
-             "num_experts_per_tok": 2, "router_aux_loss_coef": 0.02, "output_router_logits": false,
-                 "tie_word_embeddings": false,
-             "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
+             "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+             "max_position_embeddings": 32768, "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "hidden_act": "silu",
+             "sliding_window": null, "num_local_experts": 8, "num_experts_per_tok": 2, "router_aux_loss_coef": 0.02,
+             "output_router_logits": false, "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2,
+             "torch_dtype": "bfloat16"}
             """
         },
         {
             "Qwen2-0.5B", 494_032_768L,
             """
-            {"architectures": ["Qwen2ForCausalLM"], "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
-             "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
-                 "max_position_embeddings": 131072,
-             "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "hidden_act": "silu", "use_sliding_window": false,
-                 "sliding_window": 131072,
-             "max_window_layers": 24, "tie_word_embeddings": true, "bos_token_id": 151643, "eos_token_id": 151643,
-             "torch_dtype": "bfloat16", "attention_dropout": 0.0}
+            {"architectures": ["Qwen2ForCausalLM"], "vocab_size": 151936, "hidden_size": 896,
+             "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2,
+             "max_position_embeddings": 131072, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "hidden_act": "silu",
+             "use_sliding_window": false, "sliding_window": 131072, "max_window_layers": 24,
+             "tie_word_embeddings": true, "bos_token_id": 151643, "eos_token_id": 151643, "torch_dtype": "bfloat16",
+             "attention_dropout": 0.0}
             """
         },
     };

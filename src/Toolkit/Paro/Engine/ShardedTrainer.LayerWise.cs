@@ -48,8 +48,8 @@ public sealed partial class ShardedTrainer
         {
             if (observe)
                 RootSplitObserver!(gradient, _microStepScope!.DisposablesView.OfType<Tensor>().Count(t =>
-                    !t.IsInvalid && t.device_type == DeviceType.CPU && t.numel() > 0
-                        && released.Contains(StorageAddress(t))));
+                    !t.IsInvalid && t.device_type == DeviceType.CPU && t.numel() > 0 &&
+                    released.Contains(StorageAddress(t))));
         }
         finally
         {
@@ -110,8 +110,8 @@ public sealed partial class ShardedTrainer
         if (Strategy.Parameters != ShardLevel.None)
         {
             var slots = new Tensor[_plan.Prefetch ? 2 : 1];
-            for (var s = 0; s < slots.Length; s++) slots[s]
-                = _root.NewFullBuffer(SlotElements).DetachFromDisposeScope();
+            for (var s = 0; s < slots.Length; s++)
+                slots[s] = _root.NewFullBuffer(SlotElements).DetachFromDisposeScope();
             _slots = slots;
             _slotGathers = new (int, Task)?[slots.Length];
             Allocate(slots.Length * SlotBytes);
@@ -208,8 +208,8 @@ public sealed partial class ShardedTrainer
     /// restores what backward reads; the values are the same as in forward (parameters change only at the optimizer
     /// step).
     /// </summary>
-    private sealed class BlockCall(ShardedTrainer trainer, int index, ShardUnit unit, nn.Module<Tensor,
-        Tensor> block) : IDisposable
+    private sealed class BlockCall(
+        ShardedTrainer trainer, int index, ShardUnit unit, nn.Module<Tensor, Tensor> block) : IDisposable
     {
         private Tensor? _input, _output;      // the recorded graph's input (a leaf) and output
 
