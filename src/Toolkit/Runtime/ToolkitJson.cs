@@ -48,7 +48,8 @@ public static class ToolkitJson
             WriteIndented = indented,
             // Files, not HTML: keep + < > ' readable.
             Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-            Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase), new MissingNumberConverter() },
+            Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase), new MissingNumberConverter(),
+                new MissingSingleConverter() },
         };
         options.MakeReadOnly(populateMissingResolver: true);
         return options;
@@ -79,6 +80,23 @@ internal sealed class MissingNumberConverter : JsonConverter<double>
     public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
     {
         if (double.IsFinite(value)) writer.WriteNumberValue(value);
+        else writer.WriteNullValue();
+    }
+}
+
+/// <summary>The same for <see cref="float"/>: NaN and infinities are written as <c>null</c> and read back.</summary>
+internal sealed class MissingSingleConverter : JsonConverter<float>
+{
+    private static readonly MissingNumberConverter Double = new();
+
+    public override bool HandleNull => true;
+
+    public override float Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        (float)Double.Read(ref reader, typeof(double), options);
+
+    public override void Write(Utf8JsonWriter writer, float value, JsonSerializerOptions options)
+    {
+        if (float.IsFinite(value)) writer.WriteNumberValue(value);
         else writer.WriteNullValue();
     }
 }

@@ -23,6 +23,19 @@ public sealed class ToolkitJsonTests
         Assert.Null(back.Optional);
     }
 
+    private sealed record SingleRow(float Loss, float[] Values);
+
+    [Fact]
+    public void NonFiniteSingles_AreWrittenAsNull_AndReadBackAsNaN()
+    {
+        var row = new SingleRow(float.NaN, [0.5f, float.NegativeInfinity]);
+        var text = JsonSerializer.Serialize(row, ToolkitJson.Compact);
+        Assert.Equal("""{"loss":null,"values":[0.5,null]}""", text);
+        var back = JsonSerializer.Deserialize<SingleRow>(text, ToolkitJson.Options)!;
+        Assert.True(float.IsNaN(back.Loss) && float.IsNaN(back.Values[1]));
+        Assert.Equal(0.5f, back.Values[0]);
+    }
+
     [Fact]
     public void FilesWrittenBefore_WithNaNStrings_StillRead()
     {
