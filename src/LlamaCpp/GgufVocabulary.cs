@@ -13,15 +13,11 @@ internal static class GgufVocabulary
 {
     public static IEnumerable<(string, object)> Of(HfModel model, DecoderConfig c)
     {
-        var folder = model.Folder;
-        var json = Path.Combine(folder, "tokenizer.json");
-        var sentencePiece = Path.Combine(folder, "tokenizer.model");
         var tokenizer = model.Tokenizer;
         var list = new List<(string, object)>();
-        if (File.Exists(sentencePiece) && (!File.Exists(json) || !File.ReadAllText(json).Contains("\"ByteLevel\"",
-            StringComparison.Ordinal)))
+        if (tokenizer is MlTokenizer { Inner: Microsoft.ML.Tokenizers.SentencePieceTokenizer })
         {
-            var pieces = ReadPieces(sentencePiece);
+            var pieces = ReadPieces(Path.Combine(model.Folder, "tokenizer.model"));
             var tokens = Pad([.. pieces.Select(p => p.Piece)], c.VocabularySize);
             list.AddRange([("tokenizer.ggml.model", "llama"), ("tokenizer.ggml.tokens", tokens),
                 ("tokenizer.ggml.scores", Pad([.. pieces.Select(p => p.Score)], c.VocabularySize, 0f)),
@@ -29,7 +25,7 @@ internal static class GgufVocabulary
         }
         else
         {
-            var root = JsonNode.Parse(File.ReadAllText(json))!;
+            var root = JsonNode.Parse(File.ReadAllText(Path.Combine(model.Folder, "tokenizer.json")))!;
             var byId = new SortedDictionary<int, string>();
             foreach (var (text, id) in root["model"]!["vocab"]!.AsObject()) byId[id!.GetValue<int>()] = text;
             var specials = new HashSet<int>();
@@ -43,8 +39,7 @@ internal static class GgufVocabulary
                 $"[PAD{i}]")).ToArray();
             var types = Enumerable.Range(0,
                 c.VocabularySize).Select(i => byId.ContainsKey(i) && !specials.Contains(i) ? 1 : 3).ToArray();
-            var merges = (root["model"]!["merges"]?.AsArray() ?? []).Select(m
-                => m is JsonArray pair ? $"{pair[0]} {pair[1]}" : m!.GetValue<string>()).ToArray();
+            var merges = HfTokenizer.Merges(root["model"]!).ToArray();
             list.AddRange([("tokenizer.ggml.model", "gpt2"), ("tokenizer.ggml.pre", "default"),
                 ("tokenizer.ggml.tokens", tokens),
                 ("tokenizer.ggml.token_type", types), ("tokenizer.ggml.merges", merges)]);

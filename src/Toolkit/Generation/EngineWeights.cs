@@ -44,15 +44,12 @@ internal sealed class EngineWeights : IDisposable
                     $"have {flat.Length}.",
                 nameof(flat));
         var weights = new EngineWeights(config, numerics, device);
-        var offset = 0;
-        foreach (var (name, shape) in ModelLayout.Of(config))
+        foreach (var (name, shape, offset, count) in ModelLayout.Flat(config))
         {
             // the host copy and int8 temporaries die here
             using var scope = NewDisposeScope();
-            var count = (int)shape.Aggregate(1L, (a, b) => a * b);
-            weights._tensors[name] = weights.Convert(name, tensor(flat.Slice(offset, count).ToArray(),
-                shape)).MoveToOuterDisposeScope();
-            offset += count;
+            var values = tensor(flat.Slice((int)offset, (int)count).ToArray(), shape);
+            weights._tensors[name] = weights.Convert(name, values).MoveToOuterDisposeScope();
         }
         return weights;
     }

@@ -1,5 +1,4 @@
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 
@@ -130,14 +129,13 @@ public static class ByteLevelBpe
                     => (JsonNode)$"{Show(tokens[m.Left])} {Show(tokens[m.Right])}")]),
             },
         };
-        var indented = new JsonSerializerOptions { WriteIndented = true };
-        File.WriteAllText(Path.Combine(folder, "tokenizer.json"), json.ToJsonString(indented));
+        Runtime.ToolkitJson.Write(Path.Combine(folder, "tokenizer.json"), json);
         var settings = new JsonObject
         {
             ["tokenizer_class"] = "PreTrainedTokenizerFast", ["add_bos_token"] = bos is not null,
                 ["add_eos_token"] = false,
             ["bos_token"] = bos, ["eos_token"] = eos, ["model_max_length"] = 1_000_000,
         };
-        File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), settings.ToJsonString(indented));
+        Runtime.ToolkitJson.Write(Path.Combine(folder, "tokenizer_config.json"), settings);
     }
 }

@@ -20,6 +20,18 @@ public abstract class CausalLanguageModel : nn.Module<Tensor, Tensor>, ILayeredM
         return name;
     }
 
+    /// <summary>
+    /// A model of <paramref name="config"/> whose values are still to be filled: a decoder's placeholders in
+    /// <paramref name="dtype"/> (shapes, no memory), or a GPT (fp32, default-initialised).
+    /// </summary>
+    public static CausalLanguageModel Unfilled(IModelConfig config, ScalarType dtype = ScalarType.Float32) =>
+        config switch
+        {
+            DecoderConfig d => Decoder.Placeholder(d, dtype),
+            GptConfig g => new Gpt(g),
+            _ => throw new ArgumentException($"unknown config {config.GetType().Name}", nameof(config)),
+        };
+
     /// <summary>The model's shape.</summary>
     public abstract IModelConfig Shape { get; }
 

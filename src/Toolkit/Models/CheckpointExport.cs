@@ -1,5 +1,4 @@
 using Toolkit.Checkpoints;
-using static TorchSharp.torch;
 
 namespace Toolkit.Models;
 
@@ -15,41 +14,20 @@ public static class CheckpointExport
     /// <param name="output">The folder to write.</param>
     /// <param name="dtype">The stored dtype; null for the dtype of the model the training started from.</param>
     /// <param name="maxShardBytes">Largest weight file before the weights are sharded with an index.</param>
-    /// <returns>The model's source as the export describes it.</returns>
     /// <exception cref="InvalidDataException">The folder is not a checkpoint with a model description.</exception>
     /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face form.</exception>
-    public static ModelSource ToFolder(string checkpoint, string output, string? dtype = null,
+    public static void ToFolder(string checkpoint, string output, string? dtype = null, long maxShardBytes = 4L << 30)
+        => ToFolder(ModelSource.Resolve(checkpoint), output, dtype, maxShardBytes);
+
+    /// <summary>Writes a resolved checkpoint's model to <paramref name="output"/> (see
+    /// <see cref="ToFolder(string, string, string?, long)"/>).</summary>
+    public static void ToFolder(ModelSource checkpoint, string output, string? dtype = null,
         long maxShardBytes = 4L << 30)
     {
-        var source = ModelSource.Resolve(checkpoint);
-        if (source.Kind != ModelSourceKind.Checkpoint) throw new ArgumentException(
-            $"'{checkpoint}' is not a checkpoint folder (it has no manifest.json)", "Checkpoint");
-        var values = new CheckpointParameterSource(checkpoint);
-        var offsets = new Dictionary<string, (long Offset, long[] Shape)>(StringComparer.Ordinal);
-        long offset = 0;
-        foreach (var (name, shape) in ModelLayout.Of(source.Config))
-        {
-            offsets[name] = (offset, shape);
-            offset += shape.Aggregate(1L, (a, b) => a * b);
-        }
-        var stored = dtype ?? StoredDType(source);
-        HfExport.Write(output, source.Config, name =>
-        {
-            var (start, shape) = offsets[name];
-            var value = zeros(shape);
-            values.Fill(start, value.view(-1));
-            return value;
-        }, stored, source.DescriptionSource, maxShardBytes);
-        return source;
-    }
-
-    /// <summary>The dtype the model's description names (a Hugging Face folder's <c>torch_dtype</c>), else
-    /// float32.</summary>
-    private static string StoredDType(ModelSource source)
-    {
-        var description = source.DescriptionSource;
-        if (description is null || !File.Exists(Path.Combine(description, HfConfig.FileName))) return "float32";
-        return HfConfig.Read(description).DType;
+        if (checkpoint.Kind != ModelSourceKind.Checkpoint) throw new ArgumentException(
+            $"'{checkpoint.Text}' is not a checkpoint folder (it has no manifest.json)", "Checkpoint");
+        HfExport.Write(output, checkpoint.Config, new CheckpointParameterSource(checkpoint.Folder!),
+            dtype ?? checkpoint.DType, checkpoint.DescriptionSource, maxShardBytes);
     }
 }
 
@@ -75,28 +53,30 @@ public sealed record ModelExportOptions : Jobs.ICheckedOptions
     public double MaxShardGb { get; init; } = 4;
 
     /// <inheritdoc/>
-    public void Check()
+    public void Check() => _ = Checked();
+
+    /// <summary>Checks the options; returns the checkpoint's model.</summary>
+    private ModelSource Checked()
     {
         if (string.IsNullOrWhiteSpace(Checkpoint)) throw new ArgumentException(
             "is required: the checkpoint folder to export", nameof(Checkpoint));
         if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("is required: the folder to write",
             nameof(Out));
         if (File.Exists(Out)) throw new ArgumentOutOfRangeException(nameof(Out), Out, "is a file; give a folder");
-        if (Dtype is not (null or "float32" or "bfloat16" or "float16")) throw new ArgumentOutOfRangeException(nameof(
-            Dtype), Dtype, "must be float32, bfloat16 or float16");
+        if (Dtype is not null && !HfConfig.DTypes.ContainsKey(Dtype))
+            throw new ArgumentOutOfRangeException(nameof(Dtype), Dtype, HfConfig.DTypeRule);
         if (!(MaxShardGb > 0)) throw new ArgumentOutOfRangeException(nameof(MaxShardGb), MaxShardGb,
             "must be positive");
         if (!File.Exists(Path.Combine(Checkpoint, CheckpointManifest.FileName)))
             throw new ArgumentOutOfRangeException(nameof(Checkpoint), Checkpoint,
                 $"is not a checkpoint folder (it has no {CheckpointManifest.FileName})");
-        _ = ModelSource.Resolve(Checkpoint);                                        // its model description
+        return ModelSource.Resolve(Checkpoint);                                     // its model description
     }
 
     /// <summary>Runs the export; returns the exported folder's model.</summary>
     public ModelSource Run()
     {
-        Check();
-        CheckpointExport.ToFolder(Checkpoint!, Out!, Dtype, (long)(MaxShardGb * (1L << 30)));
+        CheckpointExport.ToFolder(Checked(), Out!, Dtype, (long)(MaxShardGb * (1L << 30)));
         return ModelSource.Resolve(Out!);
     }
 }

@@ -14,8 +14,6 @@ internal sealed class ParameterFactory(ScalarType dtype, Generator? generator, d
     /// <summary>Placeholders of <paramref name="dtype"/>.</summary>
     public static ParameterFactory Placeholders(ScalarType dtype) => new(dtype, null);
 
-    public bool IsPlaceholder => generator is null;
-
     public Parameter Matrix(params long[] shape) => Make(shape, t => t.normal_(0, std, generator));
 
     public Parameter Ones(params long[] shape) => Make(shape, t =>

@@ -19,6 +19,18 @@ public static class HfConfig
         ["LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
             "GPT2LMHeadModel"];
 
+    /// <summary>The dtypes weights are stored in (<c>torch_dtype</c>), as TorchSharp names them.</summary>
+    public static IReadOnlyDictionary<string, TorchSharp.torch.ScalarType> DTypes { get; } =
+        new Dictionary<string, TorchSharp.torch.ScalarType>
+        {
+            ["float32"] = TorchSharp.torch.ScalarType.Float32,
+            ["bfloat16"] = TorchSharp.torch.ScalarType.BFloat16,
+            ["float16"] = TorchSharp.torch.ScalarType.Float16,
+        };
+
+    /// <summary>What a dtype outside <see cref="DTypes"/> is told.</summary>
+    public const string DTypeRule = "must be float32, bfloat16 or float16";
+
     /// <summary>Reads <c>config.json</c> of a folder.</summary>
     /// <returns>The shape and the dtype its weights are stored in (<c>torch_dtype</c>, default float32).</returns>
     /// <exception cref="FileNotFoundException">The folder has no config.json.</exception>
@@ -45,8 +57,8 @@ public static class HfConfig
             throw keys.Refuse("quantization_config",
                 "quantised checkpoints are not supported; give the unquantised weights");
         var dtype = keys.Text("torch_dtype") ?? keys.Text("dtype") ?? "float32";
-        if (dtype is not ("float32" or "bfloat16" or "float16")) throw keys.Refuse("torch_dtype",
-            $"'{dtype}' is not float32, bfloat16 or float16");
+        if (!DTypes.ContainsKey(dtype))
+            throw keys.Refuse("torch_dtype", $"'{dtype}' is not float32, bfloat16 or float16");
         IModelConfig config = architecture == "GPT2LMHeadModel" ? Gpt2(keys) : Decoder(keys, architecture);
         try
         {

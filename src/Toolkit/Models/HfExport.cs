@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using static TorchSharp.torch;
 
@@ -26,21 +25,38 @@ public static class HfExport
     /// a config made from the shape and the byte tokenizer).</param>
     /// <param name="maxShardBytes">Largest weight file before the weights are sharded with an index.</param>
     public static void Write(string folder, IModelConfig config, Func<string, Tensor> parameter,
-        string dtype = "float32",
-        string? tokenizerSource = null, long maxShardBytes = 4L << 30)
+        string dtype = "float32", string? tokenizerSource = null, long maxShardBytes = 4L << 30)
     {
-        var type = dtype switch
-        {
-            "float32" => ScalarType.Float32, "bfloat16" => ScalarType.BFloat16, "float16" => ScalarType.Float16,
-            _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "must be float32, bfloat16 or float16"),
-        };
+        _ = StoredType(dtype);                                                      // before anything is written
         WriteDescription(folder, config, dtype, tokenizerSource);
+        WriteWeights(folder, config, parameter, dtype, maxShardBytes);
+    }
+
+    /// <summary>Writes the folder from a flat vector of the model's values (a checkpoint, a trained policy), one
+    /// parameter at a time.</summary>
+    public static void Write(string folder, IModelConfig config, IParameterSource values, string dtype,
+        string? tokenizerSource, long maxShardBytes = 4L << 30)
+    {
+        var flat = ModelLayout.Flat(config).ToDictionary(p => p.Name, StringComparer.Ordinal);
+        Write(folder, config, name =>
+        {
+            var value = zeros(flat[name].Shape);
+            values.Fill(flat[name].Offset, value.view(-1));
+            return value;
+        }, dtype, tokenizerSource, maxShardBytes);
+    }
+
+    /// <summary>Writes the weights alone (see <see cref="Write(string, IModelConfig, Func{string, Tensor}, string,
+    /// string?, long)"/>).</summary>
+    public static void WriteWeights(string folder, IModelConfig config, Func<string, Tensor> parameter,
+        string dtype = "float32", long maxShardBytes = 4L << 30)
+    {
+        var type = StoredType(dtype);
         var layout = ModelLayout.Of(config)
-            .Select(p => (Name: p.Name, Stored: HfNames.Checkpoint(config, p.Name),
+            .Select(p => (p.Name, Stored: HfNames.Checkpoint(config, p.Name),
                 Transposed: HfNames.IsTransposed(config, p.Name), p.Shape))
             .ToList();
-        var stored = layout.Select(p => (p.Stored, type, p.Transposed ? new[] { p.Shape[1],
-            p.Shape[0] } : p.Shape)).ToList();
+        var stored = layout.Select(p => (p.Stored, type, p.Transposed ? [p.Shape[1], p.Shape[0]] : p.Shape)).ToList();
         HfWeights.Write(folder, stored, i =>
         {
             using var scope = NewDisposeScope();
@@ -53,47 +69,61 @@ public static class HfExport
     /// <summary>
     /// Writes a model's description without weights: <c>config.json</c> (the source folder's own, with its dtype set,
     /// or one made from the shape), the tokenizer files (the source's, or the GPT's byte tokenizer) and
-    /// <c>generation_config.json</c>.
+    /// <c>generation_config.json</c> (the source's, or one made from the shape).
     /// </summary>
     /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face
     /// architecture.</exception>
     public static void WriteDescription(string folder, IModelConfig config, string dtype, string? source)
     {
-        // refuses what has no Hugging Face form
-        var json = HfConfig.Write(config, dtype);
-        if (source is not null && File.Exists(Path.Combine(source, HfConfig.FileName)))
-        {
-            // its keys as they were
-            json = JsonNode.Parse(File.ReadAllText(Path.Combine(source, HfConfig.FileName)))!.AsObject();
-            json.Remove("dtype");
-            json["torch_dtype"] = dtype;
-        }
-        Directory.CreateDirectory(folder);
-        File.WriteAllText(Path.Combine(folder, HfConfig.FileName),
-            json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        WriteTokenizer(folder, config, source);
-    }
-
-    private static void WriteTokenizer(string folder, IModelConfig config, string? source)
-    {
-        if (source is not null && Path.GetFullPath(source) != Path.GetFullPath(folder))
+        WriteConfig(folder, config, dtype, source);
+        var copied = source is not null && Path.GetFullPath(source) != Path.GetFullPath(folder);
+        if (copied)
         {
             foreach (var name in TokenizerFiles)
-                if (File.Exists(Path.Combine(source, name))) File.Copy(Path.Combine(source, name), Path.Combine(folder,
-                    name), overwrite: true);
+                if (File.Exists(Path.Combine(source!, name)))
+                    File.Copy(Path.Combine(source!, name), Path.Combine(folder, name), overwrite: true);
         }
         else if (source is null)
         {
             ByteLevelBpe.Write(folder, [.. Enumerable.Range(0, 256).Select(b => new[] { (byte)b })], [], [], bos: null,
                 eos: null);
         }
-        var generation = Path.Combine(folder, "generation_config.json");
-        if (File.Exists(generation)) return;
+        if (!(copied && File.Exists(Path.Combine(source!, GenerationConfigFile))))
+            WriteGenerationConfig(folder, config);
+    }
+
+    /// <summary><c>config.json</c>: the keys of <paramref name="source"/>'s own (a model folder) with the stored
+    /// dtype set, or, without a source, one made from the shape.</summary>
+    /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face
+    /// architecture.</exception>
+    public static void WriteConfig(string folder, IModelConfig config, string dtype, string? source = null)
+    {
+        // refuses what has no Hugging Face form
+        var json = HfConfig.Write(config, dtype);
+        if (source is not null && File.Exists(Path.Combine(source, HfConfig.FileName)))
+        {
+            json = JsonNode.Parse(File.ReadAllText(Path.Combine(source, HfConfig.FileName)))!.AsObject();
+            json.Remove("dtype");
+            json["torch_dtype"] = dtype;
+        }
+        Directory.CreateDirectory(folder);
+        Runtime.ToolkitJson.Write(Path.Combine(folder, HfConfig.FileName), json);
+    }
+
+    /// <summary><c>generation_config.json</c> made from the shape: its BOS and EOS ids.</summary>
+    public static void WriteGenerationConfig(string folder, IModelConfig config)
+    {
         var settings = new JsonObject { ["_from_model_config"] = true };
         if (config is DecoderConfig { EosTokenIds.Length: > 0 } d)
             settings["eos_token_id"] = d.EosTokenIds.Length == 1
                 ? d.EosTokenIds[0] : new JsonArray([.. d.EosTokenIds.Select(i => (JsonNode)i)]);
         if (config is DecoderConfig { BosTokenId: { } bos }) settings["bos_token_id"] = bos;
-        File.WriteAllText(generation, settings.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Directory.CreateDirectory(folder);
+        Runtime.ToolkitJson.Write(Path.Combine(folder, GenerationConfigFile), settings);
     }
+
+    private const string GenerationConfigFile = "generation_config.json";
+
+    private static ScalarType StoredType(string dtype) => HfConfig.DTypes.TryGetValue(dtype, out var type)
+        ? type : throw new ArgumentOutOfRangeException(nameof(dtype), dtype, HfConfig.DTypeRule);
 }

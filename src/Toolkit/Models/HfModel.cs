@@ -84,12 +84,7 @@ public sealed class HfModel : IDisposable
     /// </summary>
     public CausalLanguageModel Load(ScalarType dtype = ScalarType.Float32)
     {
-        CausalLanguageModel model = Config switch
-        {
-            DecoderConfig d => Decoder.Placeholder(d, dtype),
-            GptConfig g => new Gpt(g),
-            _ => throw new InvalidOperationException($"unknown config {Config.GetType().Name}"),
-        };
+        var model = CausalLanguageModel.Unfilled(Config, dtype);
         try
         {
             using var _ = no_grad();
@@ -141,23 +136,28 @@ public sealed class HfModel : IDisposable
 /// vector).</summary>
 public static class ModelLayout
 {
-    private static readonly ConcurrentDictionary<IModelConfig, IReadOnlyList<(string Name,
-        long[] Shape)>> Cache = new();
+    private static readonly ConcurrentDictionary<IModelConfig, IReadOnlyList<FlatParameter>> Cache = new();
 
     /// <summary>The layout (built once per config from a placeholder or template model).</summary>
-    public static IReadOnlyList<(string Name, long[] Shape)> Of(IModelConfig config) => Cache.GetOrAdd(config, c =>
+    public static IReadOnlyList<(string Name, long[] Shape)> Of(IModelConfig config) =>
+        [.. Flat(config).Select(p => (p.Name, p.Shape))];
+
+    /// <summary>The layout with where each parameter lies in the flat vector (built once per config).</summary>
+    public static IReadOnlyList<FlatParameter> Flat(IModelConfig config) => Cache.GetOrAdd(config, c =>
     {
-        using CausalLanguageModel template = c switch
+        using var template = CausalLanguageModel.Unfilled(c);
+        var list = new List<FlatParameter>();
+        long offset = 0;
+        foreach (var (name, p) in template.named_parameters())
         {
-            DecoderConfig d => Decoder.Placeholder(d),
-            GptConfig g => new Gpt(g),
-            _ => throw new ArgumentException($"unknown config {c.GetType().Name}", nameof(config)),
-        };
-        return [.. template.named_parameters().Select(p => (p.name, p.parameter.shape))];
+            list.Add(new FlatParameter(name, p.shape, offset, p.numel()));
+            offset += p.numel();
+        }
+        return list;
     });
 
     /// <summary>Elements of the flat parameter vector.</summary>
-    public static long Count(IModelConfig config) => Of(config).Sum(p => p.Shape.Aggregate(1L, (a, b) => a * b));
+    public static long Count(IModelConfig config) => Flat(config) is [.., var last] ? last.Offset + last.Count : 0;
 
     /// <summary>Parameters of the largest block (transformer layer): what layer-wise execution gathers at a
     /// time.</summary>
@@ -193,3 +193,6 @@ internal static class HfNames
         || (config is GptConfig && (name.EndsWith(".attn.bias",
             StringComparison.Ordinal) || name.EndsWith(".attn.masked_bias", StringComparison.Ordinal)));
 }
+
+/// <summary>A parameter of a model's flat vector: its name, shape, first element and element count.</summary>
+public sealed record FlatParameter(string Name, long[] Shape, long Offset, long Count);

@@ -99,8 +99,7 @@ public static class HfTokenizer
         var vocabulary = (model["vocab"] as JsonObject
             ?? throw new InvalidDataException($"{path}: key 'model.vocab' is missing."))
             .Select(e => new KeyValuePair<string, int>(e.Key, e.Value!.GetValue<int>()));
-        var merges = (model["merges"] as JsonArray ?? []).Select(m
-            => m is JsonArray pair ? $"{pair[0]} {pair[1]}" : m!.GetValue<string>()).ToList();
+        var merges = Merges(model);
         var pattern = SplitPattern(root["pre_tokenizer"]) ?? Gpt2Pattern;
         var options = new BpeOptions(vocabulary)
         {
@@ -111,6 +110,11 @@ public static class HfTokenizer
         };
         return (BpeTokenizer.Create(options), specials, templateBos);
     }
+
+    /// <summary>A BPE model's merges as "left right" lines (tokenizer.json writes a merge as that text or as a
+    /// pair).</summary>
+    internal static List<string> Merges(JsonNode model) => [.. (model["merges"] as JsonArray ?? []).Select(m
+        => m is JsonArray pair ? $"{pair[0]} {pair[1]}" : m!.GetValue<string>())];
 
     private static SentencePieceTokenizer SentencePiece(string path)
     {

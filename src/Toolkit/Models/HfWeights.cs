@@ -27,9 +27,6 @@ public sealed class HfWeights : IDisposable
     /// <summary>Every tensor's name (the checkpoint's own names).</summary>
     public IEnumerable<string> Names => _byName.Keys;
 
-    /// <summary>Total bytes of tensor data.</summary>
-    public long DataBytes => _files.Sum(f => f.Tensors.Values.Sum(e => e.End - e.Begin));
-
     /// <summary>The files, in index order.</summary>
     public IReadOnlyList<SafetensorsFile> Files => _files;
 
@@ -146,8 +143,7 @@ public sealed class HfWeights : IDisposable
         }
         var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = layout.Sum(Bytes) },
             ["weight_map"] = map };
-        File.WriteAllText(Path.Combine(folder, IndexFile),
-            index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Runtime.ToolkitJson.Write(Path.Combine(folder, IndexFile), index);
     }
 
     /// <inheritdoc/>

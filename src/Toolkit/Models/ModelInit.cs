@@ -69,8 +69,8 @@ public sealed record ModelInitOptions : Jobs.ICheckedOptions
         if (string.IsNullOrWhiteSpace(Out)) throw new ArgumentException("is required: the folder to write",
             nameof(Out));
         if (File.Exists(Out)) throw new ArgumentOutOfRangeException(nameof(Out), Out, "is a file; give a folder");
-        if (Dtype is not ("float32" or "bfloat16" or "float16"))
-            throw new ArgumentOutOfRangeException(nameof(Dtype), Dtype, "must be float32, bfloat16 or float16");
+        if (!HfConfig.DTypes.ContainsKey(Dtype))
+            throw new ArgumentOutOfRangeException(nameof(Dtype), Dtype, HfConfig.DTypeRule);
         if (!(InitStd > 0)) throw new ArgumentOutOfRangeException(nameof(InitStd), InitStd, "must be positive");
         _ = Config(bos: 256);
     }
@@ -135,7 +135,9 @@ public static class ModelInit
         ByteLevelBpe.Write(folder, tokens, merges, SpecialTokens, SpecialTokens[0], SpecialTokens[1]);
         using var model = Decoder.Create(config, options.Seed, std: options.InitStd);
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
-        HfExport.Write(folder, config, name => parameters[name], options.Dtype, tokenizerSource: folder);
+        HfExport.WriteConfig(folder, config, options.Dtype);
+        HfExport.WriteGenerationConfig(folder, config);
+        HfExport.WriteWeights(folder, config, name => parameters[name], options.Dtype);
         return folder;
     }
 }

@@ -168,9 +168,7 @@ public sealed class ModelSource
         ScalarType dtype = ScalarType.Float32)
     {
         TorchRuntime.EnsureInitialized();
-        var model = config is DecoderConfig d
-            ? (CausalLanguageModel)Decoder.Placeholder(d, dtype)
-            : new Gpt((GptConfig)config);
+        var model = CausalLanguageModel.Unfilled(config, dtype);
         FillFrom(model, source);
         if (model is Gpt && dtype != ScalarType.Float32) model.to(dtype);
         return model;

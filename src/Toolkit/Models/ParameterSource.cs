@@ -48,30 +48,15 @@ internal sealed class TensorParameterSource(Tensor flat) : IParameterSource
 /// each).</summary>
 public sealed class FolderParameterSource(HfModel model) : IParameterSource
 {
-    private readonly List<(string Name, long Offset, long Count)> _layout = Layout(model.Config);
-
-    private static List<(string, long, long)> Layout(IModelConfig config)
-    {
-        var list = new List<(string, long, long)>();
-        long offset = 0;
-        foreach (var (name, shape) in ModelLayout.Of(config))
-        {
-            var count = shape.Aggregate(1L, (a, b) => a * b);
-            list.Add((name, offset, count));
-            offset += count;
-        }
-        return list;
-    }
-
     /// <inheritdoc/>
-    public long Count => _layout.Count == 0 ? 0 : _layout[^1].Offset + _layout[^1].Count;
+    public long Count => ModelLayout.Count(model.Config);
 
     /// <inheritdoc/>
     public void Fill(long offset, Tensor destination)
     {
         var end = offset + destination.numel();
         using var scope = NewDisposeScope();
-        foreach (var (name, start, count) in _layout)
+        foreach (var (name, _, start, count) in ModelLayout.Flat(model.Config))
         {
             var (from, to) = (Math.Max(offset, start), Math.Min(end, start + count));
             if (from >= to) continue;

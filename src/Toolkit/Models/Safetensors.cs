@@ -40,11 +40,10 @@ public sealed class SafetensorsFile : IDisposable
     private readonly long _dataStart;
     private readonly Dictionary<string, SafetensorsEntry> _entries;
 
-    private SafetensorsFile(string path, SafeFileHandle handle, long dataStart, Dictionary<string,
-        SafetensorsEntry> entries,
-        IReadOnlyDictionary<string, string> metadata)
+    private SafetensorsFile(string path, SafeFileHandle handle, long dataStart,
+        Dictionary<string, SafetensorsEntry> entries)
     {
-        (Path, _handle, _dataStart, _entries, Metadata) = (path, handle, dataStart, entries, metadata);
+        (Path, _handle, _dataStart, _entries) = (path, handle, dataStart, entries);
     }
 
     /// <summary>The file.</summary>
@@ -52,9 +51,6 @@ public sealed class SafetensorsFile : IDisposable
 
     /// <summary>The tensors, by name, in header order.</summary>
     public IReadOnlyDictionary<string, SafetensorsEntry> Tensors => _entries;
-
-    /// <summary>The header's <c>__metadata__</c> (empty when it has none).</summary>
-    public IReadOnlyDictionary<string, string> Metadata { get; }
 
     /// <summary>Opens a file and reads its header (no tensor data).</summary>
     /// <exception cref="FileNotFoundException">No such file.</exception>
@@ -74,8 +70,8 @@ public sealed class SafetensorsFile : IDisposable
                 throw Bad(path, $"its header length {headerLength} does not fit the file ({length} bytes)");
             var header = new byte[headerLength];
             ReadExactly(handle, header, 8, path);
-            var (entries, metadata) = ParseHeader(path, header, length - 8 - headerLength);
-            return new SafetensorsFile(path, handle, 8 + headerLength, entries, metadata);
+            var entries = ParseHeader(path, header, length - 8 - headerLength);
+            return new SafetensorsFile(path, handle, 8 + headerLength, entries);
         }
         catch
         {
@@ -156,8 +152,7 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
-    private static (Dictionary<string, SafetensorsEntry>, IReadOnlyDictionary<string, string>) ParseHeader(string path,
-        byte[] header, long dataLength)
+    private static Dictionary<string, SafetensorsEntry> ParseHeader(string path, byte[] header, long dataLength)
     {
         JsonObject root;
         try
@@ -169,14 +164,10 @@ public sealed class SafetensorsFile : IDisposable
             throw Bad(path, $"its header is not JSON ({e.Message})");
         }
         var entries = new Dictionary<string, SafetensorsEntry>(StringComparer.Ordinal);
-        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (name, node) in root)
         {
-            if (name == "__metadata__")
-            {
-                foreach (var (key, value) in node as JsonObject ?? []) metadata[key] = value?.ToString() ?? "";
-                continue;
-            }
+            // free-form text (transformers writes {"format": "pt"}); nothing the reader needs
+            if (name == "__metadata__") continue;
             try
             {
                 var dtype = node!["dtype"]!.GetValue<string>();
@@ -199,7 +190,7 @@ public sealed class SafetensorsFile : IDisposable
                 throw Bad(path, $"tensor '{name}' lacks a valid dtype, shape or data_offsets");
             }
         }
-        return (entries, metadata);
+        return entries;
     }
 
     private static InvalidDataException Bad(string path,

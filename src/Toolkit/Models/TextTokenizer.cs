@@ -1,4 +1,3 @@
-using System.Text;
 using Microsoft.ML.Tokenizers;
 
 namespace Toolkit.Models;
@@ -43,9 +42,9 @@ public abstract class TextTokenizer
 
     private sealed class ByteTokens : TextTokenizer
     {
-        public override int Size => 256;
+        public override int Size => Data.ByteTokenizer.VocabularySize;
 
-        public override long[] EncodeText(string text) => [.. Encoding.UTF8.GetBytes(text).Select(b => (long)b)];
+        public override long[] EncodeText(string text) => Data.ByteTokenizer.EncodeIds(text);
 
         public override string Decode(IEnumerable<long> ids) => Data.ByteTokenizer.Decode(ids);
     }

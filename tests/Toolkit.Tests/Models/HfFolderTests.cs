@@ -131,6 +131,23 @@ public sealed class HfFolderTests : IDisposable
         if (parameters < 10_000_000_000) Assert.Equal(parameters, ModelLayout.Count(config));
     }
 
+    /// <summary><c>model init</c> into a folder it wrote before replaces the model: config, generation config and
+    /// weights all describe the new one.</summary>
+    [Fact]
+    public void ModelInit_AgainIntoTheSameFolder_WritesTheNewModel()
+    {
+        var folder = Path.Combine(_root.Path, "again");
+        ModelInit.Run(new ModelInitOptions { Arch = "llama", Out = folder, Hidden = 64 });
+        File.WriteAllText(Path.Combine(folder, "generation_config.json"), """{"eos_token_id": 7}""");
+        ModelInit.Run(new ModelInitOptions { Arch = "qwen2", Out = folder, Hidden = 128, Vocabulary = 400 });
+        using var hf = HfModel.Open(folder);
+        var config = Assert.IsType<DecoderConfig>(hf.Config);
+        Assert.Equal((128, 400, "qwen2"), (config.Hidden, config.VocabularySize, config.ModelType));
+        Assert.Equal(config.EosTokenIds, hf.Tokenizer.EosIds);            // not the stale generation config's 7
+        using var model = hf.Load();
+        Assert.Equal(ModelLayout.Count(config), model.parameters().Sum(p => p.numel()));
+    }
+
     [Fact]
     public void MistralSlidingWindow_CapsTheContext()
     {

@@ -126,16 +126,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     private static void Export(RankContext<RlTrainOptions> context, ModelSource model, float[] flat, string folder)
     {
         using var values = tensor(flat);
-        var offsets = new Dictionary<string, (long Offset, long[] Shape)>(StringComparer.Ordinal);
-        long offset = 0;
-        foreach (var (name, shape) in ModelLayout.Of(model.Config))
-        {
-            offsets[name] = (offset, shape);
-            offset += shape.Aggregate(1L, (a, b) => a * b);
-        }
-        HfExport.Write(folder, model.Config, name => values.narrow(0, offsets[name].Offset,
-            offsets[name].Shape.Aggregate(1L, (a, b) => a * b))
-            .view(offsets[name].Shape), model.DType, model.DescriptionSource);
+        HfExport.Write(folder, model.Config, new TensorParameterSource(values), model.DType, model.DescriptionSource);
         context.Log($"exported the policy to {folder}");
     }
 
