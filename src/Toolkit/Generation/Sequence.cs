@@ -31,6 +31,8 @@ public sealed class Sequence(long id, IReadOnlyList<long> prompt, object? tag = 
     public bool IsFinished { get; internal set; }
     /// <summary>True when it ended at a length limit without the stop token.</summary>
     public bool IsTruncated { get; internal set; }
+    /// <summary>True when it ended at a stop token (the last of <see cref="Tokens"/>).</summary>
+    public bool EndedAtStop => IsFinished && !IsTruncated;
     /// <summary>Times it was taken out unfinished (C3PO++'s staleness counter is kept by the caller).</summary>
     public int Evictions { get; internal set; }
     internal int Fed;   // tokens of Prompt + Tokens fed into the current slot's cache

@@ -28,6 +28,21 @@ public abstract class TextTokenizer
     /// <summary>The end-of-sequence tokens (where generation stops).</summary>
     public IReadOnlyList<long> EosIds { get; init; } = [];
 
+    /// <summary>
+    /// The tokens a generation stops at: the EOS ids, or, for a tokenizer without any (the byte tokenizer of the GPT
+    /// presets), the single token of a newline (the first of the list is the one an answer is ended with).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">No EOS and no single token for a newline (parameter name
+    /// <c>Name</c>, the <c>--model</c> option's).</exception>
+    public IReadOnlyList<long> StopIds()
+    {
+        if (EosIds.Count > 0) return EosIds;
+        var newline = EncodeText("\n");
+        return newline.Length == 1 ? newline
+            : throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name),
+                "its tokenizer has no EOS token and no single token for a newline to stop a generation with");
+    }
+
     /// <summary>Ids of the special tokens (never produced from plain text; skipped by <see cref="Decode"/>).</summary>
     public IReadOnlySet<long> SpecialIds { get; init; } = new HashSet<long>();
 

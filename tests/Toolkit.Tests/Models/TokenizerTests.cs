@@ -109,4 +109,24 @@ public sealed class TokenizerTests
             Assert.Equal(text, tokenizer.Decode(tokenizer.Encode(text)));
         }
     }
+
+    /// <summary>Generation stops at the EOS ids; without any, at a newline's single token; with neither, the model
+    /// is refused by its option.</summary>
+    [Fact]
+    public void StopIds_AreTheEos_ElseANewline_ElseRefused()
+    {
+        Assert.Equal([10L], TextTokenizer.Bytes.StopIds());
+        Assert.Equal([7L, 8L], new TwoTokenNewline { EosIds = [7, 8] }.StopIds());
+        var refused = Assert.Throws<ArgumentOutOfRangeException>(() => new TwoTokenNewline().StopIds());
+        Assert.Equal("Name", refused.ParamName);
+    }
+
+    private sealed class TwoTokenNewline : TextTokenizer
+    {
+        public override int Size => 16;
+
+        public override long[] EncodeText(string text) => text == "\n" ? [1, 2] : [3];
+
+        public override string Decode(IEnumerable<long> ids) => "";
+    }
 }

@@ -22,13 +22,11 @@ public sealed class GenerateStage : IModelStage
     private int _replicas;
 
     /// <summary>A generator of <paramref name="model"/>.</summary>
-    public GenerateStage(ModelOptions model, SamplingOptions sampling, int maxNewTokens, int slots)
+    public GenerateStage(StageModel model, SamplingOptions sampling, int maxNewTokens, int slots)
     {
-        _model = new StageModel(model);
+        _model = model;
         (_sampling, _maxNew, _slots) = (sampling.Validate(), maxNewTokens, Math.Max(1, slots));
-        var tokenizer = _model.Source.Tokenizer;
-        _stop = ReferenceEquals(tokenizer,
-            TextTokenizer.Bytes) || tokenizer.EosIds.Count == 0 ? tokenizer.EncodeText("\n") : tokenizer.EosIds;
+        _stop = _model.Source.Tokenizer.StopIds();
     }
 
     /// <summary>The model.</summary>
@@ -71,8 +69,7 @@ public sealed class GenerateStage : IModelStage
         {
             _owner = owner;
             _engine = new GenerationEngine(owner.Source.Config, Numerics.Fp32, owner._slots, owner._sampling,
-                owner._stop, owner._maxNew,
-                seed: 1000 + index);
+                owner._stop, owner._maxNew, seed: 1000 + index);
             owner._model.LoadInto(_engine);
         }
 
@@ -83,8 +80,7 @@ public sealed class GenerateStage : IModelStage
             return [.. Enumerable.Range(0, inputs.Count).Select(i =>
             {
                 var s = done[i];
-                var stopped = s.Tokens.Count > 0 && !s.IsTruncated;
-                var tokens = stopped ? s.Tokens.Take(s.Tokens.Count - 1).ToList() : s.Tokens;
+                var tokens = s.EndedAtStop ? s.Tokens.Take(s.Tokens.Count - 1).ToList() : s.Tokens;
                 return (object)(_owner.Source.Tokenizer.Decode(tokens), tokens.Count,
                     s.LogProbs.Count == 0 ? 0.0 : s.LogProbs.Average(v => (double)v));
             })];

@@ -55,13 +55,14 @@ public static class ModelStages
     public static IReadOnlyList<IModelStage> Create(InferJobOptions spec)
     {
         var stages = InferStages.Of(spec);
-        if (spec.Stages is null) return [.. stages.Select(s => Model(spec, s.Model))];
+        var model = new Lazy<StageModel>(() => new StageModel(spec.Model));        // one per worker, for every stage
+        if (spec.Stages is null) return [.. stages.Select(s => Model(spec, s.Model, model))];
         var index = stages.Select((s, k) => (s.Name, k)).ToDictionary(e => e.Name, e => e.k);
         var created = new List<IModelStage>(stages.Count);
         try
         {
             foreach (var s in stages)
-                created.Add(new DagStage(s, Model(spec, s.Model), s.Input is null ? -1 : index[s.Input]));
+                created.Add(new DagStage(s, Model(spec, s.Model, model), s.Input is null ? -1 : index[s.Input]));
             return created;
         }
         catch
@@ -71,14 +72,14 @@ public static class ModelStages
         }
     }
 
-    private static IModelStage Model(InferJobOptions spec, string model) => model switch
+    private static IModelStage Model(InferJobOptions spec, string name, Lazy<StageModel> model) => name switch
     {
         "embed" => new MiniLmEmbedding(spec.MaxTokens, spec.Threads),
-        "score" => new ScoreStage(spec.Model, spec.Threads),
-        "generate" => new GenerateStage(spec.Model, spec.Sampling,
-            spec.EffectiveMaxNewTokens(spec.Model.Resolve().Config), spec.BatchSize),
+        "score" => new ScoreStage(model.Value, spec.Threads),
+        "generate" => new GenerateStage(model.Value, spec.Sampling,
+            spec.EffectiveMaxNewTokens(model.Value.Source.Config), spec.BatchSize),
         "classify" => new ZeroShotClassifier(spec.LabelList, spec.MaxTokens),
-        _ => throw new ArgumentOutOfRangeException(nameof(model), model, "unknown model"),
+        _ => throw new ArgumentOutOfRangeException(nameof(name), name, "unknown model"),
     };
 }
 

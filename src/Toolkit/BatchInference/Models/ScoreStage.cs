@@ -12,9 +12,9 @@ namespace Toolkit.BatchInference;
 /// context's worth of tokens): a perplexity filter, as used to clean pre-training data. Runs on the device TorchSharp
 /// picks (<see cref="Devices"/>); tested on CPU only.
 /// </summary>
-public sealed class ScoreStage(ModelOptions model, int threads = 1) : IModelStage
+public sealed class ScoreStage(StageModel model, int threads = 1) : IModelStage
 {
-    private readonly StageModel _model = new(model);
+    private readonly StageModel _model = model;
 
     /// <summary>Positions × vocabulary per forward: rows of a batch are scored in groups that keep the logits under
     /// about 256 MB.</summary>

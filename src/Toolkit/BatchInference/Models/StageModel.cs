@@ -7,7 +7,8 @@ namespace Toolkit.BatchInference;
 /// <summary>
 /// The causal language model of the score and generate stages, resolved once per worker from <c>--model</c>: a GPT
 /// preset (initialised from seed 1, so every worker scores identically), a toolkit checkpoint (any strategy, rank count
-/// or precision) or a Hugging Face folder. Each replica builds its own copy from it.
+/// or precision) or a Hugging Face folder. Each replica builds its own copy from it: a folder's replicas read its
+/// weights tensor by tensor, the others copy the flat values built or read once.
 /// </summary>
 public sealed class StageModel
 {
@@ -21,7 +22,8 @@ public sealed class StageModel
         _flat = new(() =>
         {
             using var built = Source.Load(Seed);
-            return [.. built.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
+            using var values = TensorParameterSource.Values(built, TorchSharp.torch.CPU);
+            return values.data<float>().ToArray();
         });
     }
 
@@ -32,7 +34,8 @@ public sealed class StageModel
     public ModelSource Source { get; }
 
     /// <summary>A new module holding the weights (one per replica).</summary>
-    public CausalLanguageModel Build() => Source.Load(Seed);
+    public CausalLanguageModel Build() => Source.Kind == ModelSourceKind.HuggingFace
+        ? Source.Load(Seed) : ModelSource.FromValues(Source.Config, _flat.Value);
 
     /// <summary>Loads the weights into a generation engine: a folder's tensor by tensor, others from their flat
     /// parameters.</summary>

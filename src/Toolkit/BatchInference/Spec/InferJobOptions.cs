@@ -102,7 +102,10 @@ public sealed record InferJobOptions : ICheckedOptions
     /// The model of the score and generate stages: a GPT preset (untrained weights from seed 1), a toolkit checkpoint
     /// folder, or a Hugging Face folder. Default the small GPT.
     /// </summary>
-    [OptionGroup] public Models.ModelOptions Model { get; init; } = new() { Name = "small" };
+    [OptionGroup] public Models.ModelOptions Model { get; init; } = new() { Name = DefaultModel };
+
+    /// <summary>The model of score and generate when none is given.</summary>
+    public const string DefaultModel = "small";
 
     /// <summary>How generate samples: temperature and top-p.</summary>
     [OptionGroup] public Generation.SamplingOptions Sampling { get; init; } = new();
@@ -286,7 +289,7 @@ public sealed record InferJobOptions : ICheckedOptions
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "must be at least 1");
         var models = InferStages.Of(this).Select(s => s.Model).ToHashSet();
         var usesModel = models.Overlaps(["score", "generate"]);
-        if (Model.Name != new Models.ModelOptions { Name = "small" }.Name && !usesModel)
+        if (Model.Name != DefaultModel && !usesModel)
             throw new ArgumentException(Stages is null
                 ? "is the model of the score and generate pipelines: add --pipeline score, embed+score or generate"
                 : "is the model of score and generate stages, and --stages has none", nameof(Model.Name));
@@ -295,7 +298,9 @@ public sealed record InferJobOptions : ICheckedOptions
         Sampling.Validate();
         if (usesModel)
         {
-            var config = Model.Resolve().Config;
+            var source = Model.Resolve();
+            var config = source.Config;
+            if (models.Contains("generate")) _ = source.Tokenizer.StopIds();
             if (models.Contains("generate") && (MaxNewTokens < 0 || MaxNewTokens > config.ContextLength - 2))
                 throw new ArgumentOutOfRangeException(nameof(MaxNewTokens), MaxNewTokens,
                     $"must be between 1 and {config.ContextLength - 2}, or 0 for half (the model's context " +

@@ -18,14 +18,7 @@ public sealed class TaskTokens
     public TaskTokens(TextTokenizer tokenizer)
     {
         Tokenizer = tokenizer;
-        if (ReferenceEquals(tokenizer, TextTokenizer.Bytes) || tokenizer.EosIds.Count == 0)
-        {
-            var newline = tokenizer.EncodeText(VerifiableTask.Stop.ToString());
-            Stop = newline.Length == 1 ? newline
-                : throw new ArgumentOutOfRangeException(nameof(ModelOptions.Name),
-                    "its tokenizer has no EOS token and no single token for a newline to stop answers with");
-        }
-        else Stop = [.. tokenizer.EosIds];
+        Stop = tokenizer.StopIds();
     }
 
     /// <summary>The tokenizer.</summary>
