@@ -20,7 +20,6 @@ internal sealed class GptDecoder(EngineWeights weights, int slots, int context) 
         var c = _config.Embedding;
         // [N, C]
         var x = W["wte.weight"].index_select(0, batch.Tokens) + W["wpe.weight"].index_select(0, batch.Positions);
-        var routing = new List<int[][]>();
         for (var l = 0; l < _config.Layers; l++)
         {
             var p = $"h.{l}.";
@@ -28,9 +27,8 @@ internal sealed class GptDecoder(EngineWeights weights, int slots, int context) 
             Tensor Heads(Tensor t) => t.view(-1, _config.Heads, HeadDim);                                 // [N, h, d]
             x = x + Linear(Attend(l, Heads(qkv[0]), Heads(qkv[1]), Heads(qkv[2]), batch), p + "attn.c_proj");
             var normed = LayerNorm(x, p + "ln_2");                                                         // [N, C]
-            x = x + (_config.Experts > 0 ? Experts(normed, p + "mlp.", batch, routing) : Mlp(normed, p + "mlp."));
+            x = x + (_config.Experts > 0 ? Experts(normed, p + "mlp.", batch) : Mlp(normed, p + "mlp."));
         }
-        LastRouting = [.. routing];
         var last = LayerNorm(x.index_select(0, batch.LastRows), "ln_f");                                 // [C, C]
         return last.matmul(W["wte.weight"].t());                                                          // [C, V]
     }
@@ -40,22 +38,13 @@ internal sealed class GptDecoder(EngineWeights weights, int slots, int context) 
 
     /// <summary>The mixture of experts in the engine's numerics, by the trainer's routing rule
     /// (<see cref="ExpertRouting"/>).</summary>
-    private Tensor Experts(Tensor x, string prefix, Batch batch, List<int[][]> routing)
+    private Tensor Experts(Tensor x, string prefix, Batch batch)
     {
         var output = ExpertRouting.Mix(x, nn.functional.linear(x, W[prefix + "router.weight"]), _config.Experts,
             _config.TopK,
             normalize: true, (e, rows) => Mlp(rows, $"{prefix}experts.{e}."), out _, out var chosen);   // [N, C]
-        routing.Add(Sorted(chosen.index_select(0, batch.LastRows)));
+        RecordRouting(chosen, batch);
         return output;
-    }
-
-    /// <summary>Each row's chosen experts [R, k], sorted, as arrays.</summary>
-    internal static int[][] Sorted(Tensor chosen)
-    {
-        var k = (int)chosen.shape[1];
-        var flat = chosen.sort(-1).Values.cpu().data<long>().ToArray();
-        return [.. Enumerable.Range(0,
-            (int)chosen.shape[0]).Select(r => flat.Skip(r * k).Take(k).Select(v => (int)v).ToArray())];
     }
 
     private Tensor Linear(Tensor x, string name) => nn.functional.linear(x, W[name + ".weight"], W[name + ".bias"]);

@@ -43,14 +43,30 @@ internal abstract class IncrementalDecoder : IDisposable
 
     /// <summary>For a mixture-of-experts model: per expert layer, the sorted experts each chunk's last row chose; else
     /// empty.</summary>
-    public int[][][] LastRouting { get; protected set; } = [];
+    public int[][][] LastRouting { get; private set; } = [];
+
+    private readonly List<int[][]> _routing = [];
 
     /// <summary>Feeds the chunks; returns fp32 logits [C, V] at each chunk's last token.</summary>
     public Tensor Forward(IReadOnlyList<Chunk> chunks)
     {
         using var scope = NewDisposeScope();
-        var batch = new Batch(chunks, Context, W.Device);
-        return Run(batch).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        var batch = new Batch(chunks, Context, Slots, W.Device);
+        _routing.Clear();
+        var logits = Run(batch).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        LastRouting = [.. _routing];
+        return logits;
+    }
+
+    /// <summary>An expert layer's choice [N, k] (in layer order): the sorted experts of each chunk's last row go into
+    /// <see cref="LastRouting"/>.</summary>
+    protected void RecordRouting(Tensor chosen, Batch batch)
+    {
+        using var last = chosen.index_select(0, batch.LastRows);
+        var k = (int)last.shape[1];
+        var flat = last.sort(-1).Values.cpu().data<long>().ToArray();
+        _routing.Add([.. Enumerable.Range(0, (int)last.shape[0])
+            .Select(r => flat.Skip(r * k).Take(k).Select(v => (int)v).ToArray())]);
     }
 
     /// <summary>The family's forward over the batch's rows; returns logits [C, V] at
@@ -73,7 +89,7 @@ internal abstract class IncrementalDecoder : IDisposable
             var length = batch.DecodeLength;
             var keys = cacheK.narrow(1, 0, length);                                   // [S, L, kv, d]
             var values = cacheV.narrow(1, 0, length);
-            if (!batch.DecodesEverySlotInOrder(Slots)) (keys, values) = (keys.index_select(0, batch.DecodeSlots!),
+            if (!batch.DecodesEverySlotInOrder) (keys, values) = (keys.index_select(0, batch.DecodeSlots!),
                 values.index_select(0, batch.DecodeSlots!));
             var query = q.index_select(0, rows).view(-1, KvHeads, groups, HeadDim);   // [A, kv, g, d]
             var scores = einsum("akgd,alkd->akgl", query, keys).mul(_scale);          // [A, kv, g, L]
@@ -81,17 +97,13 @@ internal abstract class IncrementalDecoder : IDisposable
             var attended = einsum("akgl,alkd->akgd", nn.functional.softmax(scores, -1), values);   // [A, kv, g, d]
             output.index_copy_(0, rows, attended.reshape(-1, Heads, HeadDim));
         }
-        foreach (var (row, count, slot, start) in batch.Prefills)
+        foreach (var (row, count, slot, start, hidden) in batch.Prefills)
         {
             var length = start + count;
             var keys = cacheK[slot].narrow(0, 0, length);                             // [L, kv, d]
             var values = cacheV[slot].narrow(0, 0, length);
             var query = q.narrow(0, row, count).view(count, KvHeads, groups, HeadDim);   // [n, kv, g, d]
             var scores = einsum("nkgd,lkd->nkgl", query, keys).mul(_scale);            // [n, kv, g, L]
-            using var end = ((long)length).ToScalar();                                // held for the call (TK0001)
-            using var first = ((long)start).ToScalar();
-            // [n, L] future
-            var hidden = arange(end, device: q.device).unsqueeze(0) > arange(first, end, device: q.device).unsqueeze(1);
             scores = scores.masked_fill(hidden.view(count, 1, 1, length), _negativeInfinity);
             var attended = einsum("nkgl,lkd->nkgd", nn.functional.softmax(scores, -1), values);    // [n, kv, g, d]
             output.narrow(0, row, count).copy_(attended.reshape(count, Heads, HeadDim));
@@ -100,10 +112,10 @@ internal abstract class IncrementalDecoder : IDisposable
     }
 
     /// <summary>The rows of one forward: every chunk's tokens in order, their positions and cache rows, and how they
-    /// attend.</summary>
+    /// attend (built once, read by every layer).</summary>
     protected sealed class Batch
     {
-        public Batch(IReadOnlyList<Chunk> chunks, int context, Device device)
+        public Batch(IReadOnlyList<Chunk> chunks, int context, int slots, Device device)
         {
             var tokens = chunks.SelectMany(c => c.Tokens).ToArray();
             var positions = chunks.SelectMany(c => Enumerable.Range(c.Start,
@@ -112,7 +124,7 @@ internal abstract class IncrementalDecoder : IDisposable
                 c.Tokens.Length).Select(p => (long)c.Slot * context + p)).ToArray();
             var ends = new long[chunks.Count];
             var (decodeRows, decodeSlots, decodePositions, prefills) = (new List<long>(), new List<long>(),
-                new List<long>(), new List<(int, int, int, int)>());
+                new List<long>(), new List<(int, int, int, int, Tensor)>());
             var row = 0;
             for (var c = 0; c < chunks.Count; c++)
             {
@@ -123,7 +135,8 @@ internal abstract class IncrementalDecoder : IDisposable
                     decodeSlots.Add(chunk.Slot);
                     decodePositions.Add(chunk.Start);
                 }
-                else prefills.Add((row, chunk.Tokens.Length, chunk.Slot, chunk.Start));
+                else prefills.Add((row, chunk.Tokens.Length, chunk.Slot, chunk.Start, Future(chunk.Start,
+                    chunk.Start + chunk.Tokens.Length, device)));
                 row += chunk.Tokens.Length;
                 ends[c] = row - 1;
             }
@@ -135,15 +148,13 @@ internal abstract class IncrementalDecoder : IDisposable
             if (decodeRows.Count == 0) return;
             DecodeRows = tensor(decodeRows.ToArray(), device: device);
             DecodeSlots = tensor(decodeSlots.ToArray(), device: device);
-            _decodeSlotList = decodeSlots;
+            DecodesEverySlotInOrder = decodeSlots.Count == slots && decodeSlots.Select((s, i) => s == i).All(b => b);
             DecodeLength = (int)decodePositions.Max() + 1;
             using var length = ((long)DecodeLength).ToScalar();                       // held for the call (TK0001)
             // [A, L]
             DecodeHidden = arange(length, device: device).unsqueeze(0) > tensor(decodePositions.ToArray(),
                 device: device).unsqueeze(1);
         }
-
-        private readonly List<long>? _decodeSlotList;
 
         /// <summary>Token ids [N].</summary>
         public Tensor Tokens { get; }
@@ -160,13 +171,21 @@ internal abstract class IncrementalDecoder : IDisposable
         public Tensor? DecodeHidden { get; }
         /// <summary>Longest cache prefix a decode row reads.</summary>
         public int DecodeLength { get; }
-        /// <summary>Prefill chunks: first row, row count, slot, start position.</summary>
-        public IReadOnlyList<(int Row, int Count, int Slot, int Start)> Prefills { get; }
+        /// <summary>Prefill chunks: first row, row count, slot, start position, and the future positions each row
+        /// must not see [n, L].</summary>
+        public IReadOnlyList<(int Row, int Count, int Slot, int Start, Tensor Hidden)> Prefills { get; }
 
         /// <summary>True when the decode rows are slots 0..S−1 in order, so the caches are read as they are (no
         /// gather).</summary>
-        public bool DecodesEverySlotInOrder(int slots) =>
-            _decodeSlotList is { } list && list.Count == slots && list.Select((s, i) => s == i).All(b => b);
+        public bool DecodesEverySlotInOrder { get; }
+
+        /// <summary>Positions [0, end) that rows at positions [start, end) must not see [n, end].</summary>
+        private static Tensor Future(int start, int end, Device device)
+        {
+            using var last = ((long)end).ToScalar();                                  // held for the call (TK0001)
+            using var first = ((long)start).ToScalar();
+            return arange(last, device: device).unsqueeze(0) > arange(first, last, device: device).unsqueeze(1);
+        }
     }
 
     public void Dispose()

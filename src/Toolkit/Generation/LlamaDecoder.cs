@@ -29,7 +29,6 @@ internal sealed class LlamaDecoder : IncrementalDecoder
         // [N, d] each, fp32
         var (cos, sin) = _rope.At(batch.Positions, W.Device);
         (cos, sin) = (cos.to(W.ComputeType).unsqueeze(1), sin.to(W.ComputeType).unsqueeze(1));         // [N, 1, d]
-        var routing = new List<int[][]>();
         for (var l = 0; l < _c.Layers; l++)
         {
             var p = $"model.layers.{l}.";
@@ -39,16 +38,15 @@ internal sealed class LlamaDecoder : IncrementalDecoder
             var v = Linear(h, p + "self_attn.v_proj").view(-1, KvHeads, HeadDim);                       // [N, kv, d]
             x = x + Linear(Attend(l, q, k, v, batch), p + "self_attn.o_proj");
             h = Norm(x, p + "post_attention_layernorm");
-            x = x + (_c.IsSparse(l) ? Experts(h, p, batch, routing) : SwiGlu(h, p + "mlp.", "gate_proj", "up_proj",
+            x = x + (_c.IsSparse(l) ? Experts(h, p, batch) : SwiGlu(h, p + "mlp.", "gate_proj", "up_proj",
                 "down_proj"));
         }
-        LastRouting = [.. routing];
         var last = Norm(x.index_select(0, batch.LastRows), "model.norm");                              // [C, C]
         // [C, V]
         return last.matmul((_c.TieWordEmbeddings ? W["model.embed_tokens.weight"] : W["lm_head.weight"]).t());
     }
 
-    private Tensor Experts(Tensor x, string layer, Batch batch, List<int[][]> routing)
+    private Tensor Experts(Tensor x, string layer, Batch batch)
     {
         var mixtral = _c.Family == DecoderFamily.Mixtral;
         var prefix = layer + (mixtral ? "block_sparse_moe." : "mlp.");
@@ -56,7 +54,7 @@ internal sealed class LlamaDecoder : IncrementalDecoder
             (e, rows) => mixtral ? SwiGlu(rows, $"{prefix}experts.{e}.", "w1", "w3", "w2") : SwiGlu(rows,
                 $"{prefix}experts.{e}.", "gate_proj", "up_proj", "down_proj"),
             out _, out var chosen);                                                                     // [N, C]
-        routing.Add(GptDecoder.Sorted(chosen.index_select(0, batch.LastRows)));
+        RecordRouting(chosen, batch);
         if (_c.SharedExpertIntermediate <= 0) return output;
         var shared = SwiGlu(x, prefix + "shared_expert.", "gate_proj", "up_proj", "down_proj");
         return output + nn.functional.sigmoid(Linear(x, prefix + "shared_expert_gate")) * shared;
