@@ -27,14 +27,17 @@ internal static class UserErrors
         var where = string.Join(' ', Path(command));
         var unknown = parse.UnmatchedTokens.FirstOrDefault(t => t.StartsWith('-'));
         var stray = parse.UnmatchedTokens.FirstOrDefault();
-        var message = unknown is not null && RetiredOptions.Replacement(unknown) is { } replacement
-            && command.Options.Any(o => o.Name == replacement)
-            ? RetiredOptions.Message(unknown, replacement)
-            : unknown is null && stray is not null && command.Subcommands.Count > 0
-            ? $"unknown command '{stray}' for {where}. Commands: {string.Join(", ", command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))}."
+        var commands = string.Join(", ", command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name));
+        var options = string.Join(", ", command.Options.Where(o => !o.Hidden).Select(o => o.Name)
+            .Where(n => n.StartsWith("--", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
+        var retired = unknown is null
+            ? null : RetiredOptions.Explain(unknown, r => command.Options.Any(o => o.Name == r));
+        var message = retired
+            ?? (unknown is null && stray is not null && command.Subcommands.Count > 0
+            ? $"unknown command '{stray}' for {where}. Commands: {commands}."
             : unknown is not null
-            ? $"unknown option '{unknown}' for {where}. Valid options: {string.Join(", ", command.Options.Where(o => !o.Hidden).Select(o => o.Name).Where(n => n.StartsWith("--", StringComparison.Ordinal)).Order(StringComparer.Ordinal))}."
-            : parse.Errors[0].Message + (command.Subcommands.Count > 0 ? $" Commands of {where}: {string.Join(", ", command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))}." : "");
+            ? $"unknown option '{unknown}' for {where}. Valid options: {options}."
+            : parse.Errors[0].Message + (command.Subcommands.Count > 0 ? $" Commands of {where}: {commands}." : ""));
         Console.Error.WriteLine($"error: {message}");
         return UsageExitCode;
     }

@@ -20,11 +20,9 @@ internal static class MagicOptions
         foreach (var line in code.Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith(invoked + " ", StringComparison.Ordinal) || l == invoked))
             foreach (var token in Tokens(line[invoked.Length..]))
                 if (token.StartsWith("--", StringComparison.Ordinal) && !known.Contains(token))
-                    yield return Toolkit.Options.RetiredOptions.Replacement(token) is { } replacement
-                        && known.Contains(replacement)
-                        ? Toolkit.Options.RetiredOptions.Message(token, replacement)
-                        : $"unknown option '{token}' for {invoked}. Valid options: {string.Join(", " +
-                            "", known.Order(StringComparer.Ordinal))}.";
+                    yield return Toolkit.Options.RetiredOptions.Explain(token, known.Contains)
+                        ?? $"unknown option '{token}' for {invoked}. Valid options: " +
+                        $"{string.Join(", ", known.Order(StringComparer.Ordinal))}.";
     }
 
     /// <summary>

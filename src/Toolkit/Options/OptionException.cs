@@ -11,9 +11,8 @@ public sealed class OptionException : ArgumentException
 
     /// <summary>The option is not one of <paramref name="specs"/>.</summary>
     public static OptionException Unknown(string name, IReadOnlyList<OptionSpec> specs, string where) =>
-        RetiredOptions.Replacement(name) is { } replacement && specs.Any(s => s.Name == replacement)
-            ? new(RetiredOptions.Message(name, replacement))
-            : new($"unknown option '{name}' for {where}. Valid options: {OptionSchema.ValidNames(specs)}.");
+        new(RetiredOptions.Explain(name, r => specs.Any(s => s.Name == r))
+            ?? $"unknown option '{name}' for {where}. Valid options: {OptionSchema.ValidNames(specs)}.");
 
     /// <summary>
     /// Turns a validation failure of an options record (an <see cref="ArgumentException"/> whose

@@ -19,6 +19,10 @@ public static class RetiredOptions
     /// <summary>The one-line message for a retired option.</summary>
     public static string Message(string option, string replacement) =>
         $"{(option.StartsWith('-') ? option : "--" + OptionSchema.Kebab(option))} was replaced by {replacement}: a " +
-            $"preset (tiny, small, " +
-        "medium, base), a toolkit checkpoint folder or a Hugging Face folder.";
+        "preset (tiny, small, medium, base), a toolkit checkpoint folder or a Hugging Face folder.";
+
+    /// <summary>The message for <paramref name="option"/> when it is retired and the command has its replacement
+    /// (<paramref name="has"/>), else null.</summary>
+    public static string? Explain(string option, Func<string, bool> has) =>
+        Replacement(option) is { } replacement && has(replacement) ? Message(option, replacement) : null;
 }

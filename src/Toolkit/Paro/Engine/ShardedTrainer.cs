@@ -83,7 +83,7 @@ public sealed partial class ShardedTrainer : IDisposable
         _plan = plan.Validate(world.Size);
         _world = world;
         var device = model.parameters().First().device;
-        var dtype = plan.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var dtype = plan.ComputeType;
         _fingerprint = ModelFingerprint(model);
         if (plan.Layerwise) _layered = LayeredModel(model);
 

@@ -31,6 +31,10 @@ public enum ParoPrecision
 public sealed record ShardingPlan(ShardingStrategy Strategy, int GroupSize, int Accumulation = 1, ParoPrecision Precision = ParoPrecision.Fp32, bool Layerwise = false,
     bool Recompute = false, bool Prefetch = true)
 {
+    /// <summary>The dtype parameters and gradients are stored and computed in (fp32, or bf16).</summary>
+    public TorchSharp.torch.ScalarType ComputeType => Precision == ParoPrecision.Fp32
+        ? TorchSharp.torch.ScalarType.Float32 : TorchSharp.torch.ScalarType.BFloat16;
+
     /// <summary>Bytes per element of parameters and gradients as stored (4 in fp32, 2 in bf16).</summary>
     public int ComputeBytes => Precision == ParoPrecision.Fp32 ? 4 : 2;
 

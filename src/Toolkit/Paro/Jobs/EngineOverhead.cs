@@ -30,7 +30,7 @@ public static class EngineOverhead
         Runtime.Devices.ConfigureCpuThreads(ranks);
         var source = job.Model.Resolve();
         var length = job.Data.LengthFor(source.Config);
-        var dtype = job.Sharding.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var dtype = job.Plan.ComputeType;
         var repeats = Math.Max(1, job.Steps - 1);
         var times = InProcessCluster.Run(ranks, groupSize, comm =>
         {

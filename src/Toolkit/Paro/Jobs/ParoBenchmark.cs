@@ -88,13 +88,14 @@ public static class ParoBenchmark
                         log?.Invoke($"{name,-6} {strategy.Code} A={a}{(options.Rounds > 1 ? $" round {round}" : "")}: {result.Throughput.StepSeconds * 1000,8:F1} ms measured, {result.Throughput.TokensPerSecond,9:F0} tokens/s");
                     }
         var rows = new List<BenchmarkRow>();
+        var config = options.Job.Model.Resolve().Config;                            // every setup trains this model
         foreach (var ((name, a, code), (job, machine, results)) in runs)
         {
             var last = results[^1];
             var rounds = results.Select(r => r.Throughput.StepSeconds).ToList();
             var step = Statistics.MidpointMedian(rounds);
-            var predicted = Predict(job, machine, last.ParameterCount);
-            var tokens = job.TokensPerStep(job.Data.LengthFor(job.Model.Resolve().Config));
+            var predicted = Predict(job, config, machine, last.ParameterCount);
+            var tokens = job.TokensPerStep(job.Data.LengthFor(config));
             rows.Add(new BenchmarkRow(name, code, a, step, tokens / step, last.Comm.IntraBytesPerStep,
                 last.Comm.InterBytesPerStep, last.Memory,
                 predicted.StepSeconds, predicted.IntraBytesPerStep, predicted.InterBytesPerStep, (predicted.StepSeconds - step) / step, last.Steps[^1].Loss) { RoundStepSeconds = rounds });
@@ -121,11 +122,11 @@ public static class ParoBenchmark
         $"intra {c.IntraBandwidth / 1e9:F2} GB/s ({c.IntraLatency * 1e6:F0} us), inter {c.InterBandwidth / 1e9:F3} GB/s ({c.InterLatency * 1e6:F0} us), compute {c.ComputeFlops / 1e9:F2} GFLOP/s, optimizer {c.MemoryBandwidth / 1e9:F1} GB/s per rank");
 
     /// <summary>The cost model for the engine's schedule on this machine (one parameter gather per micro-step, whole-model gathering, Ψ padded).</summary>
-    private static StrategyEstimate Predict(ParoTrainOptions job, ClusterSpec cluster, long parameters)
+    private static StrategyEstimate Predict(ParoTrainOptions job, IModelConfig config, ClusterSpec cluster,
+        long parameters)
     {
         var ranks = job.Launch.Ranks;
         var padded = (parameters + ranks - 1) / ranks * ranks;
-        var config = job.Model.Resolve().Config;
         return CostModel.Estimate(job.Plan.Strategy, new ModelSpec(job.Model.Name, padded, padded, config.Layers,
             config.Hidden), cluster,
             new TrainingSpec(job.Sharding.Accumulation, job.Data.MicroBatch, job.Data.LengthFor(config),

@@ -54,8 +54,7 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             ? TokenDataset.SyntheticStories(source.Tokenizer) : TokenDataset.FromTextFile(o.Data.Path,
                 source.Tokenizer);
         var length = o.Data.LengthFor(source.Config);
-        var dtype = o.Sharding.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
-        var training = source.ForTraining(o.Seed, dtype);                             // every rank starts identical
+        var training = source.ForTraining(o.Seed, o.Plan.ComputeType);             // every rank starts identical
         using var model = training.Model;
         comm.Algorithm = o.Sharding.Collectives;
         ShardedTrainer trainer;
@@ -98,7 +97,8 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         if (o.Checkpoint.Export is { } export) Export(context, trainer, source, first + o.Steps, export);
         var memory = trainer.Memory;
         return new RankOutcome(comm.Rank, first, losses, seconds, traffic.IntraBytes, traffic.InterBytes,
-            new RankMemory(comm.Rank, memory.ParametersBytes, memory.GradientsBytes, memory.OptimizerBytes, memory.PeakBytes), trainer.ParameterCount);
+            new RankMemory(comm.Rank, memory.ParametersBytes, memory.GradientsBytes, memory.OptimizerBytes,
+                memory.PeakBytes), trainer.ParameterCount, o.TokensPerStep(length));
     }
 
     /// <inheritdoc/>
@@ -111,7 +111,7 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         var result = new ParoTrainResult(o.Plan.Strategy.Code, o.Launch.Ranks, o.Launch.GroupSize, o.Sharding.Accumulation, Options.OptionSpec.EnumName(typeof(ParoPrecision), o.Sharding.Precision),
             outcomes[0].ParameterCount, steps, [.. outcomes.Select(r => r.Memory)],
             new CommPerStep(outcomes.Max(r => r.IntraBytes), outcomes.Max(r => r.InterBytes)),
-            new Throughput(median, o.TokensPerStep(o.Data.LengthFor(o.Model.Resolve().Config)) / median),
+            new Throughput(median, outcomes[0].TokensPerStep / median),
             run.Path);
         var points = RunReader.ReadAll(run.Path);
         HtmlReport.Write(run.File("report.html"), result.Title, result.Facts(),
@@ -172,5 +172,7 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
     /// <param name="InterBytes">Bytes sent across groups in the last step.</param>
     /// <param name="Memory">Bytes held at the end.</param>
     /// <param name="ParameterCount">Model parameters (Ψ).</param>
-    public sealed record RankOutcome(int Rank, int FirstStep, double[] Losses, double[] StepSeconds, long IntraBytes, long InterBytes, RankMemory Memory, long ParameterCount);
+    /// <param name="TokensPerStep">Tokens one optimizer step trains on, over all ranks.</param>
+    public sealed record RankOutcome(int Rank, int FirstStep, double[] Losses, double[] StepSeconds, long IntraBytes,
+        long InterBytes, RankMemory Memory, long ParameterCount, long TokensPerStep);
 }

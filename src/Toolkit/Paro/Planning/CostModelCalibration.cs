@@ -96,8 +96,7 @@ public static class CostModelCalibration
     {
         var config = source.Config;
         var length = o.Data.LengthFor(config);
-        using var model = source.Load(o.Seed,
-            o.Sharding.Precision == ParoPrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32);
+        using var model = source.Load(o.Seed, o.Plan.ComputeType);
         var data = TokenDataset.SyntheticStories(source.Tokenizer);
         var (x, y) = data.Batch(o.Seed, 0, comm.Rank, o.Data.MicroBatch, length);
         const int microSteps = 4;

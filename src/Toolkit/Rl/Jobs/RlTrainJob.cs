@@ -78,7 +78,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             o.Optimizer with { LearningRate = o.WarmupLr }, training.Values);
         using var _ = trainer;
         var train = TaskDatasets.Load(task, heldOut: false);
-        var evaluation = new Evaluation(task, TaskDatasets.Load(task, heldOut: true), config, tokens);
+        var evaluation = new Evaluation(task, TaskDatasets.Load(task, heldOut: true), train, config, tokens);
         var initial = evaluation.Run(comm, trainer.GatherParameters());
         var clock = Stopwatch.StartNew();
         WarmStart(context, trainer, train, tokens);
@@ -258,14 +258,15 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
 
     /// <summary>
     /// Held-out accuracy with greedy decoding by an fp32 engine (the trainer's policy itself), on rank 0 (NaN
-    /// elsewhere); the engine's cache holds the longest prompt and answer.
+    /// elsewhere); the engine's cache holds the longest prompt (held-out or training) and answer.
     /// </summary>
-    private sealed class Evaluation(VerifiableTask task, IReadOnlyList<Problem> problems, IModelConfig config,
-        TaskTokens tokens)
+    private sealed class Evaluation(VerifiableTask task, IReadOnlyList<Problem> problems,
+        IReadOnlyList<Problem> train, IModelConfig config, TaskTokens tokens)
     {
+        private readonly long[][] _prompts = [.. problems.Select(tokens.Prompt)];
+
         public int Context { get; } = Math.Min(config.ContextLength,
-            problems.Concat(TaskDatasets.Load(task,
-                heldOut: false)).Max(p => tokens.Prompt(p).Length) + task.MaxCompletionTokens + 1);
+            problems.Concat(train).Max(p => tokens.Prompt(p).Length) + task.MaxCompletionTokens + 1);
 
         public double Run(Communicator comm, float[] flat)
         {
@@ -274,7 +275,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
                 new SamplingOptions { Temperature = 0 },
                 tokens.Stop, task.MaxCompletionTokens, seed: 0, context: Context);
             engine.LoadWeights(flat, 0);
-            var sequences = problems.Select((p, i) => new Sequence(i, tokens.Prompt(p), p)).ToList();
+            var sequences = problems.Select((p, i) => new Sequence(i, _prompts[i], p)).ToList();
             foreach (var s in sequences) engine.Enqueue(s);
             engine.RunToCompletion();
             return sequences.Count(s => task.Judge((Problem)s.Tag!,
