@@ -154,8 +154,11 @@ public static class GenerateBenchmark
         var vocabulary = hf.Config.VocabularySize;
         void Enqueue(int length)
         {
-            for (var s = 0; s < batch; s++) engine.Enqueue(new Sequence(s, [.. Enumerable.Range(0,
-                length).Select(i => (long)((i * 7 + s) % vocabulary))]));
+            for (var s = 0; s < batch; s++)
+            {
+                var tokens = Enumerable.Range(0, length).Select(i => (long)((i * 7 + s) % vocabulary));
+                engine.Enqueue(new Sequence(s, [.. tokens]));
+            }
         }
         Enqueue(8);                                                                                 // warm-up
         for (var i = 0; i < 4; i++) engine.Step();

@@ -37,8 +37,8 @@ internal static class GgufVocabulary
             }
             var tokens = Enumerable.Range(0, c.VocabularySize).Select(i => byId.GetValueOrDefault(i,
                 $"[PAD{i}]")).ToArray();
-            var types = Enumerable.Range(0,
-                c.VocabularySize).Select(i => byId.ContainsKey(i) && !specials.Contains(i) ? 1 : 3).ToArray();
+            var types = Enumerable.Range(0, c.VocabularySize)
+                .Select(i => byId.ContainsKey(i) && !specials.Contains(i) ? 1 : 3).ToArray();
             var merges = HfTokenizer.Merges(root["model"]!).ToArray();
             list.AddRange([("tokenizer.ggml.model", "gpt2"), ("tokenizer.ggml.pre", "default"),
                 ("tokenizer.ggml.tokens", tokens),

@@ -144,8 +144,8 @@ public sealed class GenerationEngine : IDisposable
             PrefixTokens += count - (s.Fed == s.Length ? 1 : 0);
         }
         using var logits = decoder.Forward(chunks);                                                  // [A, V]
-        var sampling = Enumerable.Range(0,
-            sequences.Length).Where(r => sequences[r].Fed == sequences[r].Length).ToArray();
+        var sampling = Enumerable.Range(0, sequences.Length)
+            .Where(r => sequences[r].Fed == sequences[r].Length).ToArray();
         return sampling.Length == 0 ? [] : Sample(logits, sequences, active, sampling, decoder.LastRouting);
     }
 

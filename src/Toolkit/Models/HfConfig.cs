@@ -157,8 +157,8 @@ public static class HfConfig
             NormalizeTopK = keys.Flag("norm_topk_prob") ?? false,
             ExpertIntermediate = keys.Int("moe_intermediate_size"),
             SharedExpertIntermediate = keys.IntOr("shared_expert_intermediate_size", 0),
-            DenseLayers = [.. Enumerable.Range(0,
-                config.Layers).Where(l => mlpOnly.Contains(l) || (l + 1) % step != 0)],
+            DenseLayers = [.. Enumerable.Range(0, config.Layers)
+                .Where(l => mlpOnly.Contains(l) || (l + 1) % step != 0)],
         };
     }
 

@@ -91,7 +91,7 @@ public static class HfTokenizer
             if (File.Exists(sentencePieceModel)) return (SentencePiece(sentencePieceModel), specials, templateBos);
             throw new InvalidDataException(
                 $"{path}: a SentencePiece-style BPE (no ByteLevel pre-tokenizer); put the folder's tokenizer.model " +
-                    $"beside it.");
+                "beside it.");
         }
         if (Mentions(root["pre_tokenizer"], "\"add_prefix_space\":true"))
             throw new InvalidDataException(
