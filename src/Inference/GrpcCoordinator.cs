@@ -12,13 +12,6 @@ public sealed class GrpcCoordinator : ICoordinator, IDisposable
     private readonly Rpc.Coordinator.CoordinatorClient _client;
     private readonly Metadata _headers = [];
 
-    static GrpcCoordinator()
-    {
-        // A coordinator that is restarting refuses connections: retry those; a refused token is final.
-        var previous = InferenceWorker.IsTransient;
-        InferenceWorker.IsTransient = e => previous(e) || e is RpcException { StatusCode: StatusCode.Unavailable or StatusCode.DeadlineExceeded };
-    }
-
     /// <summary>Connects to <paramref name="address"/> (<c>http://host:port</c>), presenting <paramref name="token"/> if given.</summary>
     public GrpcCoordinator(string address, string? token)
     {
@@ -28,6 +21,13 @@ public sealed class GrpcCoordinator : ICoordinator, IDisposable
         _client = new Rpc.Coordinator.CoordinatorClient(_channel);
         if (!string.IsNullOrEmpty(token)) _headers.Add("authorization", $"Bearer {token}");
     }
+
+    /// <summary>
+    /// A coordinator that is restarting refuses connections or does not answer in time: retry those (and what
+    /// <see cref="ICoordinator"/> retries); a refused token is final.
+    /// </summary>
+    public bool IsTransient(Exception error) => error is IOException or HttpRequestException or TimeoutException
+        or RpcException { StatusCode: StatusCode.Unavailable or StatusCode.DeadlineExceeded };
 
     private CallOptions Options(CancellationToken cancel) => new(_headers, DateTime.UtcNow.AddSeconds(30), cancel);
 

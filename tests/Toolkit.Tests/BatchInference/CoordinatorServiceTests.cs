@@ -75,6 +75,25 @@ public sealed class CoordinatorServiceTests : IDisposable
     }
 
     [Fact]
+    public async Task AWorkerRetriesACoordinatorThatIsNotListening_UntilItsGraceRunsOut()
+    {
+        // A port nobody listens on: the client sees Unavailable, which a restarting coordinator also gives.
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        using var client = new GrpcCoordinator($"http://127.0.0.1:{port}", null);
+        var lines = new List<string>();
+        var worker = new InferenceWorker(client, "w", _ => [new LengthModel()])
+        {
+            CoordinatorGrace = TimeSpan.FromSeconds(1), Log = l => { lock (lines) lines.Add(l); },
+        };
+        var e = await Assert.ThrowsAsync<RpcException>(() => worker.RunAsync());
+        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+        Assert.True(lines.Count(l => l.Contains("coordinator unreachable")) >= 2, string.Join("\n", lines));
+    }
+
+    [Fact]
     public async Task ANonLoopbackBind_RequiresAToken_AndWrongTokensGetNothing()
     {
         using var core = Core(50);
@@ -87,6 +106,7 @@ public sealed class CoordinatorServiceTests : IDisposable
             using var client = new GrpcCoordinator(server.Address, wrong);
             var e = await Assert.ThrowsAsync<RpcException>(() => client.JoinAsync(new WorkerHello("intruder", "elsewhere", 1)));
             Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
+            Assert.False(((ICoordinator)client).IsTransient(e));   // a refused token is final: the worker gives up
             await Assert.ThrowsAsync<RpcException>(() => client.LeaseAsync("intruder", 1));
         }
         Assert.Equal(4, core.Rejected);

@@ -24,6 +24,12 @@ public interface ICoordinator
 
     /// <summary>Leaves the job (drained, or stopping).</summary>
     Task LeaveAsync(string worker, string reason, CancellationToken cancel = default);
+
+    /// <summary>
+    /// Whether a call that threw <paramref name="error"/> is worth retrying (the coordinator may be restarting):
+    /// by default an I/O, HTTP or timeout failure.
+    /// </summary>
+    bool IsTransient(Exception error) => error is IOException or HttpRequestException or TimeoutException;
 }
 
 /// <summary>A worker introducing itself.</summary>

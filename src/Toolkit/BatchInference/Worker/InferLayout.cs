@@ -1,0 +1,32 @@
+namespace Toolkit.BatchInference;
+
+/// <summary>The folders and files of a job folder.</summary>
+public static class InferLayout
+{
+    /// <summary>One output part per shard.</summary>
+    public const string OutputFolder = "output";
+    /// <summary>One quarantine part per shard that had bad records.</summary>
+    public const string QuarantineFolder = "quarantine";
+    /// <summary>The coordinator's SQLite state.</summary>
+    public const string StateFile = "state.db";
+    /// <summary>Where the coordinator listens (address and, when required, that a token is needed).</summary>
+    public const string CoordinatorFile = "coordinator.json";
+
+    /// <summary>
+    /// A shard's part file name for one lease: <c>part-NNNNNN-TOKEN8.jsonl</c> (or <c>.parquet</c>); in
+    /// <see cref="OutputFolder"/> and, when it had bad records, <see cref="QuarantineFolder"/> (quarantine parts are
+    /// always JSONL: records with their reasons).
+    /// </summary>
+    public static string PartName(long shard, string token, OutputFormat format = OutputFormat.Jsonl) =>
+        $"part-{shard:D6}-{token[..Math.Min(8, token.Length)]}.{(format == OutputFormat.Parquet ? "parquet" : "jsonl")}";
+
+    /// <summary>True for a Parquet output part.</summary>
+    public static bool IsParquet(string part) => part.EndsWith(".parquet", StringComparison.Ordinal);
+
+    /// <summary>The quarantine part (always JSONL) that goes with an output part.</summary>
+    public static string QuarantinePartOf(string outputPart) =>
+        Path.Combine(QuarantineFolder, Path.ChangeExtension(Path.GetFileName(outputPart), ".jsonl"));
+}
+
+/// <summary>A record that could not be processed, and why.</summary>
+public sealed record QuarantinedRecord(string? Id, long Record, long Shard, string Reason);
