@@ -19,6 +19,7 @@ internal sealed class CliOptions<T> where T : class, new()
     public CliOptions(Command command, T defaults, string where)
     {
         (_defaults, _where) = (defaults, where);
+        CommandSpecs.Add(command, OptionSchema.For<T>());
         foreach (var spec in OptionSchema.For<T>())
         {
             string[] aliases = spec.Alias is null ? [] : [spec.Alias];
@@ -39,7 +40,6 @@ internal sealed class CliOptions<T> where T : class, new()
     /// <exception cref="OptionException">Malformed or invalid; the message names the option.</exception>
     public T Bind(ParseResult parse, T defaults)
     {
-        UserErrors.Specs = OptionSchema.For<T>();
         var given = new List<KeyValuePair<string, string?>>();
         foreach (var (spec, option) in _options)
             if (parse.GetResult(option) is { Implicit: false })
@@ -47,5 +47,23 @@ internal sealed class CliOptions<T> where T : class, new()
         var options = OptionBinder.Bind(defaults, given, _where);
         if (options is ICheckedOptions checkable) checkable.Check();
         return options;
+    }
+}
+
+/// <summary>The option declarations behind each command, so an error can name the option it is about.</summary>
+internal static class CommandSpecs
+{
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Command, List<OptionSpec>> Declared = [];
+
+    /// <summary>Records that <paramref name="command"/> takes <paramref name="specs"/>.</summary>
+    public static void Add(Command command, IReadOnlyList<OptionSpec> specs)
+    {
+        lock (Declared) Declared.GetOrCreateValue(command).AddRange(specs);
+    }
+
+    /// <summary>The options <paramref name="command"/> takes (none when it declares no options record).</summary>
+    public static IReadOnlyList<OptionSpec> Of(Command command)
+    {
+        lock (Declared) return Declared.TryGetValue(command, out var specs) ? [.. specs] : [];
     }
 }

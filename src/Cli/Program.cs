@@ -15,5 +15,5 @@ try
 }
 catch (Exception e)
 {
-    return UserErrors.Report(e, UserErrors.Verbose(args));
+    return UserErrors.Report(e, UserErrors.Verbose(args), CommandSpecs.Of(parse.CommandResult.Command));
 }

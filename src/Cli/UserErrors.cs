@@ -15,9 +15,6 @@ internal static class UserErrors
     /// <summary>Exit code of a user error.</summary>
     public const int UsageExitCode = 2;
 
-    /// <summary>The options of the command being run, to name an option in a validation message.</summary>
-    public static IReadOnlyList<OptionSpec> Specs { get; set; } = [];
-
     public static bool Verbose(string[] args) => args.Contains("--verbose") || Environment.GetEnvironmentVariable("TOOLKIT_VERBOSE") == "1";
 
     /// <summary>A parse error as one line: unknown options list the command's valid options.</summary>
@@ -42,8 +39,11 @@ internal static class UserErrors
         return UsageExitCode;
     }
 
-    /// <summary>Prints <paramref name="e"/> the way its kind deserves and returns the exit code.</summary>
-    public static int Report(Exception e, bool verbose)
+    /// <summary>
+    /// Prints <paramref name="e"/> the way its kind deserves and returns the exit code; <paramref name="specs"/> are
+    /// the options of the command that was run, so a validation message can name the option.
+    /// </summary>
+    public static int Report(Exception e, bool verbose, IReadOnlyList<OptionSpec> specs)
     {
         switch (e)
         {
@@ -51,7 +51,7 @@ internal static class UserErrors
                 Console.Error.WriteLine("error: cancelled.");
                 return 130;
             case ArgumentException or FileNotFoundException or DirectoryNotFoundException or FormatException or InvalidDataException:
-                Console.Error.WriteLine($"error: {OptionException.Describe(e, Specs)}");
+                Console.Error.WriteLine($"error: {OptionException.Describe(e, specs)}");
                 if (verbose) Console.Error.WriteLine(e);
                 return UsageExitCode;
             case JobFailedException:
