@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Toolkit.Comm;
+using Toolkit.Runtime;
 
 namespace Toolkit.Cli;
 

@@ -2,6 +2,7 @@ using Microsoft.DotNet.Interactive;
 using Microsoft.DotNet.Interactive.Commands;
 using Microsoft.DotNet.Interactive.Directives;
 using Toolkit.Comm;
+using Toolkit.Runtime;
 
 namespace Toolkit.Interactive.Magic;
 

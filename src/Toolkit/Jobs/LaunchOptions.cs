@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using Toolkit.Options;
 using Toolkit.Runs;
+using Toolkit.Runtime;
 
 namespace Toolkit.Jobs;
 
@@ -101,8 +102,8 @@ public sealed partial record LaunchOptions
         {
             if (Launcher != Launcher.Mpi || cluster.Nodes * cluster.RanksPerNode != Ranks || cluster.RanksPerNode != GroupSize)
                 throw new ArgumentOutOfRangeException(nameof(Emulate), Emulate, $"needs --launcher mpi, --ranks {cluster.Nodes * cluster.RanksPerNode} and --group-size {cluster.RanksPerNode}");
-            _ = Comm.Units.Option(nameof(InterBandwidth), InterBandwidth, Comm.Units.ParseBitRate);
-            _ = Comm.Units.Option(nameof(InterLatency), InterLatency, Comm.Units.ParseDuration);
+            _ = Units.Option(nameof(InterBandwidth), InterBandwidth, Units.ParseBitRate);
+            _ = Units.Option(nameof(InterLatency), InterLatency, Units.ParseDuration);
             if (NicsPerNode < 1 || NicsPerNode > cluster.RanksPerNode)
                 throw new ArgumentOutOfRangeException(nameof(NicsPerNode), NicsPerNode, $"must be 1..{cluster.RanksPerNode} (the ranks per emulated node)");
         }

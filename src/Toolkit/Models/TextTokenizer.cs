@@ -57,11 +57,11 @@ public abstract class TextTokenizer
 
     private sealed class ByteTokens : TextTokenizer
     {
-        public override int Size => Data.ByteTokenizer.VocabularySize;
+        public override int Size => ByteTokenizer.VocabularySize;
 
-        public override long[] EncodeText(string text) => Data.ByteTokenizer.EncodeIds(text);
+        public override long[] EncodeText(string text) => ByteTokenizer.EncodeIds(text);
 
-        public override string Decode(IEnumerable<long> ids) => Data.ByteTokenizer.Decode(ids);
+        public override string Decode(IEnumerable<long> ids) => ByteTokenizer.Decode(ids);
     }
 }
 

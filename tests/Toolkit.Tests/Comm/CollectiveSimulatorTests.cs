@@ -1,4 +1,5 @@
 using Toolkit.Comm;
+using Toolkit.Runtime;
 
 namespace Toolkit.Tests.Comm;
 

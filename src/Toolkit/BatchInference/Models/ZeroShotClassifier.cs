@@ -17,21 +17,10 @@ public sealed class ZeroShotClassifier : IModelStage
     /// <exception cref="ArgumentException">Fewer than two labels, an empty one, or a repeated one.</exception>
     public ZeroShotClassifier(IReadOnlyList<string> labels, int maxTokens = 128)
     {
-        _labels = [.. Check(labels)];
+        _labels = [.. InferLabels.Check(labels)];
         using var embedding = new MiniLmEmbedding(maxTokens);
         using var replica = embedding.CreateReplica();
         _centres = [.. replica.Predict([.. _labels.Select(embedding.Prepare)]).Cast<float[]>()];
-    }
-
-    /// <summary>The labels of a job's <c>--labels</c>, checked.</summary>
-    /// <exception cref="ArgumentException">Fewer than two labels, an empty one, or a repeated one.</exception>
-    public static IReadOnlyList<string> Check(IReadOnlyList<string> labels)
-    {
-        var trimmed = labels.Select(l => l.Trim()).ToList();
-        if (trimmed.Count < 2) throw new ArgumentException("a classify stage needs at least two labels (--labels \"sports,politics,science\")", nameof(InferJobOptions.Labels));
-        if (trimmed.Any(l => l.Length == 0)) throw new ArgumentException("a label is empty (two commas in a row?)", nameof(InferJobOptions.Labels));
-        if (trimmed.Distinct(StringComparer.Ordinal).Count() != trimmed.Count) throw new ArgumentException("a label is repeated", nameof(InferJobOptions.Labels));
-        return trimmed;
     }
 
     /// <inheritdoc/>

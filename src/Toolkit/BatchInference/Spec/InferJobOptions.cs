@@ -293,7 +293,7 @@ public sealed record InferJobOptions : ICheckedOptions
             throw new ArgumentException(Stages is null
                 ? "is the model of the score and generate pipelines: add --pipeline score, embed+score or generate"
                 : "is the model of score and generate stages, and --stages has none", nameof(Model.Name));
-        if (models.Contains("classify")) _ = ZeroShotClassifier.Check(LabelList);
+        if (models.Contains("classify")) _ = InferLabels.Check(LabelList);
         else if (Labels is not null) throw new ArgumentException("labels a classify stage, and there is none: add one to --stages, e.g. emb=embed,topic=classify(emb)", nameof(Labels));
         Sampling.Validate();
         if (usesModel)

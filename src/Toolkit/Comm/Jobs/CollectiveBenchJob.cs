@@ -2,6 +2,7 @@ using System.Text.Json.Serialization;
 using Toolkit.Jobs;
 using Toolkit.Options;
 using Toolkit.Reporting;
+using Toolkit.Runtime;
 
 namespace Toolkit.Comm;
 

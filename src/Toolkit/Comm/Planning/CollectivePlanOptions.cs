@@ -1,4 +1,5 @@
 using Toolkit.Options;
+using Toolkit.Runtime;
 
 namespace Toolkit.Comm;
 

@@ -32,7 +32,7 @@ public sealed record ParoBenchmarkOptions : ICheckedOptions
     [Option("Skip the runs on MPI processes.")] public bool SkipMpi { get; init; }
 
     /// <summary>The accumulations as numbers.</summary>
-    [JsonIgnore] public IReadOnlyList<int> AccumulationList => Comm.Units.ParseList(Accumulations, a => int.TryParse(a, out var v) && v > 0 ? v
+    [JsonIgnore] public IReadOnlyList<int> AccumulationList => Units.ParseList(Accumulations, a => int.TryParse(a, out var v) && v > 0 ? v
         : throw new ArgumentOutOfRangeException(nameof(Accumulations), Accumulations, $"takes positive integers separated by commas ('{a}' is not one)"));
 
     /// <summary>The job every strategy runs (its strategy, accumulation and launcher are replaced per run).</summary>

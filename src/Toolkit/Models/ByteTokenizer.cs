@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Toolkit.Data;
+namespace Toolkit.Models;
 
 /// <summary>
 /// UTF-8 bytes as tokens (vocabulary 256), the base alphabet of GPT-2's byte-level BPE without its

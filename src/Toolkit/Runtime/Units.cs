@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace Toolkit.Comm;
+namespace Toolkit.Runtime;
 
 /// <summary>Parses the units the collective tools accept: sizes (<c>64MiB</c>), bit rates (<c>1gbit</c>, tc's spelling) and durations (<c>0.2ms</c>).</summary>
 public static partial class Units
