@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Toolkit.BatchInference;
 using Toolkit.Inference;
+using Toolkit.Jobs;
 using Toolkit.Options;
 
 namespace Toolkit.Cli;
@@ -10,7 +11,7 @@ namespace Toolkit.Cli;
 /// <summary><c>toolkit infer</c>: elastic batch inference (run, resume, status, verify, and the worker entry point).</summary>
 internal static class InferCommand
 {
-    public static Command Create() => new("infer", "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and machines.")
+    public static Command Create() => new(ChildCommands.InferRun[0], "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and machines.")
     {
         Run(), Resume(), Status(), Verify(), Worker(), Chaos(), Kubernetes(), Rank(),
     };
@@ -19,7 +20,7 @@ internal static class InferCommand
     {
         var spec = new Option<FileInfo?>("--spec") { Description = "A job spec (JSON: the same names as the options, camelCase); options given on the command line override it." };
         var json = new Option<FileInfo?>("--json") { Description = "Write the final summary as JSON to this file." };
-        var command = new Command("run", "Run a batch-inference job: a coordinator with its state in the job folder, and workers (child processes by default).") { spec, json };
+        var command = new Command(ChildCommands.InferRun[^1], "Run a batch-inference job: a coordinator with its state in the job folder, and workers (child processes by default).") { spec, json };
         var options = new CliOptions<InferJobOptions>(command, new(), "infer run");
         command.SetAction(async (parse, cancel) =>
         {
@@ -35,7 +36,7 @@ internal static class InferCommand
     {
         var folder = new Argument<DirectoryInfo>("folder") { Description = "The job folder (runs/infer-...)." };
         var json = new Option<FileInfo?>("--json") { Description = "Write the final summary as JSON to this file." };
-        var command = new Command("resume", "Resume a stopped or killed job where it stopped: committed shards are not redone. Options given change the saved spec (workers, replicas, launcher...).") { folder, json };
+        var command = new Command(ChildCommands.InferResume[^1], "Resume a stopped or killed job where it stopped: committed shards are not redone. Options given change the saved spec (workers, replicas, launcher...).") { folder, json };
         var options = new CliOptions<InferJobOptions>(command, new(), "infer resume");
         command.SetAction(async (parse, cancel) =>
         {
@@ -86,14 +87,10 @@ internal static class InferCommand
 
     private static Command Worker()
     {
-        var coordinator = new Option<string>("--coordinator") { Description = "The coordinator's address (http://host:port; the job folder's coordinator.json has it).", Required = true };
-        var token = new Option<string?>("--token") { Description = $"The job's token, when the coordinator requires one (or set {ProcessPool.TokenVariable})." };
-        var id = new Option<string?>("--id") { Description = "This worker's name (default: host-pid)." };
-        var grace = new Option<double>("--grace") { Description = "Seconds to keep retrying an unreachable coordinator before giving up.", DefaultValueFactory = _ => 30 };
-        var command = new Command("worker", "Join a running job as a worker (any machine that sees the job folder). SIGTERM drains: the shards held are finished, then it leaves; a second signal gives them back.")
-        {
-            coordinator, token, id, grace,
-        };
+        var command = new Command(ChildCommands.InferWorker[^1], "Join a running job as a worker (any machine that " +
+            "sees the job folder). SIGTERM drains: the shards held are finished, then it leaves; a second signal gives " +
+            "them back.");
+        var options = new CliOptions<InferWorkerOptions>(command, new(), "infer worker");
         command.SetAction(async (parse, cancel) =>
         {
             using var drain = new CancellationTokenSource();
@@ -110,14 +107,15 @@ internal static class InferCommand
             }
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-            var secret = parse.GetValue(token) ?? Environment.GetEnvironmentVariable(ProcessPool.TokenVariable);
-            using var client = new GrpcCoordinator(parse.GetValue(coordinator)!, secret);
-            var worker = new InferenceWorker(client, parse.GetValue(id) ?? $"{Environment.MachineName}-{Environment.ProcessId}")
+            var o = options.Bind(parse);
+            var secret = o.Token ?? Environment.GetEnvironmentVariable(ProcessPool.TokenVariable);
+            var address = o.Coordinator!;
+            using var client = new GrpcCoordinator(address, secret);
+            var worker = new InferenceWorker(client, o.Id ?? $"{Environment.MachineName}-{Environment.ProcessId}")
             {
-                CoordinatorGrace = TimeSpan.FromSeconds(parse.GetValue(grace)),
+                CoordinatorGrace = TimeSpan.FromSeconds(o.Grace),
                 Log = Console.Error.WriteLine,
             };
-            var address = parse.GetValue(coordinator)!;
             try
             {
                 var summary = await worker.RunAsync(drain.Token, abort.Token);
@@ -128,7 +126,7 @@ internal static class InferCommand
                 // At start (joining) the call fails as itself; later, a stage fails and the worker wraps it.
                 throw new Toolkit.Jobs.JobFailedException(rpc.StatusCode is Grpc.Core.StatusCode.Unauthenticated or Grpc.Core.StatusCode.PermissionDenied
                     ? $"the coordinator at {address} refused this worker: {rpc.Status.Detail}"
-                    : $"the coordinator at {address} could not be reached for {parse.GetValue(grace):F0} s ({rpc.Status.Detail}). " +
+                    : $"the coordinator at {address} could not be reached for {o.Grace:F0} s ({rpc.Status.Detail}). " +
                       $"Is the job running? Its folder's {InferLayout.CoordinatorFile} has the address; toolkit infer resume FOLDER restarts it.");
             }
         });
@@ -149,10 +147,11 @@ internal static class InferCommand
 
     private static Command Rank()
     {
-        var job = new Option<DirectoryInfo>("--job") { Description = "The job folder.", Required = true };
-        var command = new Command("rank", "One rank of a job started with --launcher mpi (what mpiexec starts): rank 0 coordinates, the others work.") { job };
-        command.Hidden = true;
-        command.SetAction(async (parse, cancel) => await InferJob.RankAsync(parse.GetValue(job)!.FullName, cancel, Console.Error.WriteLine));
+        var command = new Command(ChildCommands.InferRank[^1], "One rank of a job started with --launcher mpi or slurm " +
+            "(what mpiexec or srun starts): rank 0 coordinates, the others work.") { Hidden = true };
+        var options = new CliOptions<InferRankOptions>(command, new(), "infer rank");
+        command.SetAction(async (parse, cancel) =>
+            await InferJob.RankAsync(Path.GetFullPath(options.Bind(parse).Job!), cancel, Console.Error.WriteLine));
         return command;
     }
 

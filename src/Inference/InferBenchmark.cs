@@ -93,13 +93,13 @@ public static class InferBenchmark
             foreach (var (replicas, threads) in new[] { (1, cores), (cores, 1) })
             {
                 var spec = new InferJobOptions { Input = input, Pipeline = pipeline, BatchSize = o.BatchSize, ShardSize = 250, Replicas = replicas, Threads = threads, Workers = 1,
-                    Launcher = WorkerLauncher.InProcess, RunsDirectory = root };
+                    Launch = InferJobOptions.DefaultLaunch with { Launcher = Jobs.Launcher.InProcess, RunsDirectory = root } };
                 var result = await InferJob.RunAsync(spec, null, cancel);
                 Add(new InferBenchmarkRun($"pipelined worker ({replicas}x{threads} threads)", name, result.RecordsPerSecond, result.Seconds, 0,
                     $"one worker in this process, {replicas} replica(s) per model of {threads} thread(s); bottleneck {result.Bottleneck}"));
             }
             var processes = await InferJob.RunAsync(new InferJobOptions { Input = input, Pipeline = pipeline, BatchSize = o.BatchSize, ShardSize = 250, Workers = cores, Threads = 1,
-                RunsDirectory = root }, null, cancel);
+                Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = root } }, null, cancel);
             Add(new InferBenchmarkRun($"{cores} worker processes", name, processes.RecordsPerSecond, processes.Seconds, 0,
                 $"local worker processes over gRPC, 1 thread each; includes process start and model load; bottleneck {processes.Bottleneck}"));
         }

@@ -88,8 +88,12 @@ public static class InferChaos
         SentenceDataset.Write(input, o.Records, o.Seed, badEvery: 1000);
         var random = new Random(o.Seed);
         var seen = new HashSet<int>();
-        var coordinator = Start(["infer", "run", "--input", input, "--runs-dir", root, "--workers", $"{o.Workers}", "--min-workers", $"{o.Workers}",
-            "--shard-size", $"{o.ShardSize}", "--retries", $"{o.Kills + 2}", "--lease-seconds", o.LeaseSeconds.ToString(CultureInfo.InvariantCulture)], root, "coordinator-0");
+        var job = new InferJobOptions
+        {
+            Input = input, Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = root }, Workers = o.Workers,
+            MinWorkers = o.Workers, ShardSize = o.ShardSize, Retries = o.Kills + 2, LeaseSeconds = o.LeaseSeconds,
+        };
+        var coordinator = Start(Jobs.ChildCommands.Of(Jobs.ChildCommands.InferRun, job), root, "coordinator-0");
         string? folder = null;
         int killed = 0, coordinatorsKilled = 0, resumes = 0;
         try
@@ -124,7 +128,7 @@ public static class InferChaos
                     await coordinator.WaitForExitAsync(cancel);
                     coordinatorsKilled++;
                     Event($"SIGKILL coordinator (pid {coordinator.Id}) at {progress:P0}; its workers are orphaned");
-                    coordinator = Start(["infer", "resume", folder], root, $"coordinator-{++resumes}");
+                    coordinator = Start([.. Jobs.ChildCommands.InferResume, folder], root, $"coordinator-{++resumes}");
                     Event($"resumed: toolkit infer resume (pid {coordinator.Id})");
                 }
             }
@@ -177,7 +181,7 @@ public static class InferChaos
             var tgid = status.FirstOrDefault(l => l.StartsWith("Tgid:", StringComparison.Ordinal))?["Tgid:".Length..].Trim();
             if (tgid != pid.ToString(CultureInfo.InvariantCulture)) return false;
             var arguments = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
-            return arguments.Contains("worker") && arguments.Contains(id);
+            return arguments.Contains(Jobs.ChildCommands.InferWorker[^1]) && arguments.Contains(id);
         }
         catch (IOException) { return false; }                 // gone
         catch (UnauthorizedAccessException) { return false; }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Toolkit.BatchInference;
+using Toolkit.Jobs;
 using Toolkit.Reporting;
 using Toolkit.Runs;
 using Toolkit.Runtime;
@@ -25,20 +26,22 @@ public static class InferJob
     {
         spec.Check();
         var source = RecordSource.Open(spec);   // fails here, before a folder exists, on an unreadable input
-        var mpi = spec.Launcher == WorkerLauncher.Mpi ? PrepareMpi(spec) : default;
-        var slurm = spec.Launcher == WorkerLauncher.Slurm ? Jobs.SlurmJobLauncher.Prepare(spec.SlurmLaunch) : null;
-        if (spec.JobName is { } name && File.Exists(Path.Combine(spec.RunsDirectory, name, InferLayout.StateFile)))
+        var launch = spec.RankLaunch;
+        var mpi = launch.Launcher == Launcher.Mpi ? Jobs.MpiJobLauncher.Prepare(launch) : default;
+        var slurm = launch.Launcher == Launcher.Slurm ? Jobs.SlurmJobLauncher.Prepare(launch) : null;
+        var runs = launch.RunsDirectory;
+        if (spec.JobName is { } name && File.Exists(Path.Combine(runs, name, InferLayout.StateFile)))
         {
-            var saved = ReadSpec(Path.Combine(spec.RunsDirectory, name));
+            var saved = ReadSpec(Path.Combine(runs, name));
             if (!saved.SameLayout(spec))
                 throw new ArgumentException($"the job folder '{name}' holds another job (input {saved.Input}, shards of {saved.ShardSize}): choose another --job-name", nameof(spec));
             log?.Invoke($"{name} already holds this job: resuming it");
-            return await ResumeAsync(Path.Combine(spec.RunsDirectory, name), progress, cancel, _ => spec, log);
+            return await ResumeAsync(Path.Combine(runs, name), progress, cancel, _ => spec, log);
         }
-        using var run = spec.JobName is { } fixedName ? RunDirectory.CreateNamed(spec.RunsDirectory, fixedName, new InferConfig(Kind, spec))
-            : RunDirectory.Create(spec.RunsDirectory, Kind, new InferConfig(Kind, spec));
-        if (spec.Launcher == WorkerLauncher.Mpi) return await RunUnderMpiAsync(run, spec, mpi, progress, cancel, log);
-        if (spec.Launcher == WorkerLauncher.Slurm) return await RunUnderSlurmAsync(run, spec, slurm!, progress, cancel, log);
+        using var run = spec.JobName is { } fixedName ? RunDirectory.CreateNamed(runs, fixedName, new InferConfig(Kind, spec))
+            : RunDirectory.Create(runs, Kind, new InferConfig(Kind, spec));
+        if (launch.Launcher == Launcher.Mpi) return await RunUnderMpiAsync(run, spec, mpi, progress, cancel, log);
+        if (launch.Launcher == Launcher.Slurm) return await RunUnderSlurmAsync(run, spec, slurm!, progress, cancel, log);
         return await RunInFolderAsync(run, spec, source, progress, cancel, log);
     }
 
@@ -53,7 +56,7 @@ public static class InferJob
         var spec = ReadSpec(folder);
         if (rank == 0)
         {
-            var coordinator = spec with { Launcher = WorkerLauncher.External, Bind = "0.0.0.0", Token = spec.Token ?? CoordinatorServer.NewToken() };
+            var coordinator = spec with { Launch = spec.Launch with { Launcher = Launcher.External }, Bind = "0.0.0.0", Token = spec.Token ?? CoordinatorServer.NewToken() };
             using var run = RunDirectory.Reopen(folder);
             var result = await RunInFolderAsync(run, coordinator, RecordSource.Open(spec), null, cancel, log);
             return result.State == "completed" ? 0 : 1;
@@ -71,12 +74,6 @@ public static class InferJob
         return summary.Reason is "finished" or "drained" ? 0 : 1;
     }
 
-    private static (string File, IReadOnlyList<string> Arguments) PrepareMpi(InferJobOptions spec) => Jobs.MpiJobLauncher.Prepare(new Jobs.LaunchOptions
-    {
-        Launcher = Jobs.Launcher.Mpi, Ranks = spec.Ranks, GroupSize = spec.Emulate is null ? 1 : Comm.EmulatedCluster.Parse(spec.Emulate).RanksPerNode,
-        Emulate = spec.Emulate, InterBandwidth = spec.InterBandwidth,
-    });
-
     /// <summary>
     /// Submits the ranks as a Slurm job (sbatch of a script kept in <c>slurm/job.sbatch</c>) and follows it: status snapshots from the
     /// job's state once a second, the scheduler's state changes to the log. Inside an allocation the ranks are an srun step instead,
@@ -86,14 +83,14 @@ public static class InferJob
         IProgress<InferStatus>? progress, CancellationToken cancel, Action<string>? log)
     {
         if (plan.Mode == Jobs.SlurmSubmit.Srun)
-            return await RunUnderMpiAsync(run, spec, (Jobs.SlurmClient.Require("srun"), ["--kill-on-bad-exit=0", .. Jobs.SlurmJobLauncher.ResourceArguments(spec.SlurmLaunch, plan.ExtraArguments), .. plan.Entry]),
+            return await RunUnderMpiAsync(run, spec, (Jobs.SlurmClient.Require("srun"), ["--kill-on-bad-exit=0", .. Jobs.SlurmJobLauncher.ResourceArguments(spec.RankLaunch, plan.ExtraArguments), .. plan.Entry]),
                 progress, cancel, log);
         PrepareForRanks(run);
         var states = new LogStatus(log);
         var resultFile = run.File("result.json");
         try
         {
-            await Jobs.SlurmJobLauncher.SubmitAndFollowAsync(run, spec.SlurmLaunch, plan, Kind, ["infer", "rank", "--job", run.Path], states,
+            await Jobs.SlurmJobLauncher.SubmitAndFollowAsync(run, spec.RankLaunch, plan, Kind, RankVerb(run), states,
                 () =>
                 {
                     ReportWhileRanksRun(run, progress);
@@ -141,7 +138,7 @@ public static class InferJob
         IProgress<InferStatus>? progress, CancellationToken cancel, Action<string>? log)
     {
         PrepareForRanks(run);
-        var arguments = (IReadOnlyList<string>)[.. launcher.Arguments, "infer", "rank", "--job", run.Path];
+        var arguments = (IReadOnlyList<string>)[.. launcher.Arguments, .. RankVerb(run)];
         run.Log($"launch: {launcher.File} {string.Join(' ', arguments)}");
         log?.Invoke($"launch: {launcher.File} {string.Join(' ', arguments)}");
         // srun ends its step on SIGTERM, on every node; a kill would only end the local process tree.
@@ -155,6 +152,9 @@ public static class InferJob
         progress?.Report(Status(run.Path));
         return result;
     }
+
+    private static IReadOnlyList<string> RankVerb(RunDirectory run) =>
+        ChildCommands.Of(ChildCommands.InferRank, new InferRankOptions { Job = run.Path });
 
     /// <summary>Resumes the job in <paramref name="folder"/>: committed shards stay done; the rest are redone.</summary>
     /// <param name="folder">The job folder.</param>
@@ -172,8 +172,11 @@ public static class InferJob
         var source = RecordSource.Open(spec);
         using var run = RunDirectory.Reopen(folder);
         run.Log("resumed");
-        if (spec.Launcher == WorkerLauncher.Mpi) return await RunUnderMpiAsync(run, spec, PrepareMpi(spec), progress, cancel, log);
-        if (spec.Launcher == WorkerLauncher.Slurm) return await RunUnderSlurmAsync(run, spec, Jobs.SlurmJobLauncher.Prepare(spec.SlurmLaunch), progress, cancel, log);
+        var launch = spec.RankLaunch;
+        if (launch.Launcher == Launcher.Mpi)
+            return await RunUnderMpiAsync(run, spec, Jobs.MpiJobLauncher.Prepare(launch), progress, cancel, log);
+        if (launch.Launcher == Launcher.Slurm)
+            return await RunUnderSlurmAsync(run, spec, Jobs.SlurmJobLauncher.Prepare(launch), progress, cancel, log);
         return await RunInFolderAsync(run, spec, source, progress, cancel, log);
     }
 
@@ -232,7 +235,7 @@ public static class InferJob
         var state = "completed";
         try
         {
-            if (spec.Launcher != WorkerLauncher.InProcess)
+            if (spec.Launch.Launcher != Launcher.InProcess)
             {
                 var token = spec.Token ?? (spec.IsLoopback ? null : CoordinatorServer.NewToken());
                 server = await CoordinatorServer.StartAsync(core, spec.Bind, spec.Port, token);
@@ -245,10 +248,10 @@ public static class InferJob
                 }
                 Log($"coordinator listening on {server.Address}{(token is null ? "" : " (token required; see the job folder's token file)")}");
             }
-            pool = spec.Launcher switch
+            pool = spec.Launch.Launcher switch
             {
-                WorkerLauncher.InProcess => new InProcessPool(core, log),
-                WorkerLauncher.Local => new ProcessPool(core, run.Path, server!.Address, server.Token, Log),
+                Launcher.InProcess => new InProcessPool(core, log),
+                Launcher.Local => new ProcessPool(core, run.Path, server!.Address, server.Token, Log),
                 _ => null,
             };
             var scaled = Stopwatch.StartNew();

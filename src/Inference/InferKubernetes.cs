@@ -1,4 +1,3 @@
-using System.Globalization;
 using k8s;
 using k8s.Models;
 using Toolkit.BatchInference;
@@ -10,8 +9,11 @@ namespace Toolkit.Inference;
 public sealed record InferKubernetesOptions
 {
     /// <summary>The job (input and runs folder are paths inside the pods, on the shared volume).</summary>
-    [OptionGroup(Exclude = ["launcher", "bind", "port", "token", "ranks", "emulate", "inter-bandwidth"])]
-    public InferJobOptions Job { get; init; } = new() { RunsDirectory = "/data/runs" };
+    // The pods decide where the coordinator and workers run, and how they talk.
+    [OptionGroup(Exclude = ["launcher", "ranks", "group-size", "emulate", "inter-bandwidth", "inter-latency",
+        "nics-per-node", "nodes", "ranks-per-node", "gpus-per-node", "partition", "time", "account", "slurm-args",
+        "slurm-submit", "bind", "port", "token"])]
+    public InferJobOptions Job { get; init; } = new() { Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = "/data/runs" } };
 
     /// <summary>The container image holding the toolkit command (the LmToolkit.Cli tool).</summary>
     [Option("Container image with the toolkit command on its PATH (e.g. a .NET runtime image with dotnet tool install LmToolkit.Cli).")]
@@ -66,17 +68,14 @@ public static class InferKubernetes
         var tokenEnv = new V1EnvVar { Name = ProcessPool.TokenVariable, ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Key = "token", Name = secret } } };
         var volume = new V1Volume { Name = "data", PersistentVolumeClaim = new V1PersistentVolumeClaimVolumeSource { ClaimName = o.VolumeClaim } };
         var mount = new V1VolumeMount { MountPath = "/data", Name = "data" };
-        string I(double v) => v.ToString(CultureInfo.InvariantCulture);
-        var run = new List<string>
+        // The coordinator's command line, from the options' declarations: every setting of the job that is not a
+        // default, as an external coordinator on every interface (the workers are the Deployment's pods).
+        var coordinatorJob = job with
         {
-            "toolkit", "infer", "run", "--launcher", "external", "--bind", "0.0.0.0", "--port", $"{Port}",
-            "--input", job.Input!, "--format", OptionSpec.EnumName(typeof(InputFormat), job.Format), "--id-field", job.IdField, "--text-field", job.TextField,
-            "--pipeline", OptionSpec.EnumName(typeof(InferPipeline), job.Pipeline), "--shard-size", $"{job.ShardSize}", "--shard-seconds", I(job.ShardSeconds), "--batch-size", $"{job.BatchSize}",
-            "--max-tokens", $"{job.MaxTokens}", "--retries", $"{job.Retries}", "--lease-seconds", I(job.LeaseSeconds), "--runs-dir", job.RunsDirectory,
-            "--replicas", $"{job.Replicas}", "--threads", $"{job.Threads}", "--job-name", job.JobName ?? o.Name,
+            Launch = job.Launch with { Launcher = Jobs.Launcher.External }, Bind = "0.0.0.0", Port = Port,
+            JobName = job.JobName ?? o.Name, Token = null,
         };
-        if (job.Stages is not null) run.AddRange(["--stages", job.Stages]);
-        if (job.Labels is not null) run.AddRange(["--labels", job.Labels]);
+        List<string> run = ["toolkit", .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferRun, coordinatorJob)];
         var coordinator = new V1Job
         {
             ApiVersion = "batch/v1", Kind = "Job", Metadata = meta($"{o.Name}-coordinator", "coordinator"),
@@ -122,7 +121,8 @@ public static class InferKubernetes
                             new V1Container
                             {
                                 Name = "worker", Image = o.Image,
-                                Command = ["toolkit", "infer", "worker", "--coordinator", $"http://{o.Name}-coordinator:{Port}", "--grace", "300"],
+                                Command = ["toolkit", .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferWorker,
+                                    new InferWorkerOptions { Coordinator = $"http://{o.Name}-coordinator:{Port}", Grace = 300 })],
                                 Env = [tokenEnv], VolumeMounts = [mount],
                                 Resources = new V1ResourceRequirements { Requests = new Dictionary<string, ResourceQuantity> { ["cpu"] = new($"{job.Replicas * job.Threads}"), ["memory"] = new("1Gi") } },
                             },

@@ -93,7 +93,9 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
         Directory.CreateDirectory(logs);
         // A worker whose coordinator is gone (killed, not yet resumed) gives up after the grace period instead of lingering.
         // Lines can arrive after the process has exited: the log writer lives until the pool is disposed.
-        var (process, output) = Toolkit.Runtime.ChildProcess.StartLogged(command[0], [.. command.Skip(1), "infer", "worker", "--coordinator", address, "--id", id, "--grace", "15"],
+        var worker = new InferWorkerOptions { Coordinator = address, Id = id, Grace = 15 };
+        var (process, output) = Toolkit.Runtime.ChildProcess.StartLogged(command[0],
+            [.. command.Skip(1), .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferWorker, worker)],
             Path.Combine(logs, $"{id}.log"), token is null ? null : new Dictionary<string, string> { [TokenVariable] = token });
         _logs.Add(output);
         File.WriteAllText(Path.Combine(logs, $"{id}.pid"), process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));

@@ -104,7 +104,7 @@ public sealed class ParoMagicTests : IDisposable
     [InlineData("#!paro train --strategy GNN", "not effective")]
     [InlineData("#!paro train --strategy XYZ", "three letters")]
     [InlineData("#!paro train --ranks 4 --group-size 3", "must divide")]
-    [InlineData("#!paro train --launcher slurmx", "one of inproc, mpi, slurm")]
+    [InlineData("#!paro train --launcher slurmx", "one of inproc, mpi, slurm, local, external")]
     [InlineData("#!paro train --stratgey NIG", "unknown option '--stratgey'")]
     [InlineData("#!paro plan --model gpt-5", "llama-65b")]
     [InlineData("#!paro compare --strategies NNN,GNN --steps 1", "not effective")]

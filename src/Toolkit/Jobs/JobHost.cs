@@ -37,6 +37,9 @@ public static class JobHost
     {
         options.Check();
         var launch = options.Launch.Validate();
+        if (!LaunchOptions.RankLaunchers.Contains(launch.Launcher))
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.Launcher), OptionSpecName(launch.Launcher),
+                $"starts batch inference's workers; {job.Kind} runs with inproc, mpi or slurm");
         // What starts the ranks is found before any folder is made.
         var launcher = launch.Launcher == Launcher.Mpi ? MpiJobLauncher.Prepare(launch) : default;
         var slurm = launch.Launcher == Launcher.Slurm ? SlurmJobLauncher.Prepare(launch) : null;

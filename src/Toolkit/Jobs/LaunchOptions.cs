@@ -14,6 +14,16 @@ public enum Launcher
     [JsonStringEnumMemberName("mpi")] Mpi,
     /// <summary>Ranks are Slurm tasks: <c>sbatch</c> of a generated script that runs <c>srun --mpi=pmi2</c>, or <c>srun</c> inside an allocation.</summary>
     [JsonStringEnumMemberName("slurm")] Slurm,
+    /// <summary>
+    /// Batch inference only: worker processes on this machine, children of the command, talking to the coordinator
+    /// over gRPC on loopback, as many as the autoscaler keeps.
+    /// </summary>
+    [JsonStringEnumMemberName("local")] Local,
+    /// <summary>
+    /// Batch inference only: just the coordinator starts; workers join with <c>toolkit infer worker --coordinator
+    /// ADDR</c>, on any machine that sees the job folder.
+    /// </summary>
+    [JsonStringEnumMemberName("external")] External,
 }
 
 /// <summary>How a Slurm job is started.</summary>
@@ -30,8 +40,10 @@ public enum SlurmSubmit
 /// <summary>How and where a job's ranks start: shared by every distributed job.</summary>
 public sealed partial record LaunchOptions
 {
-    /// <summary>inproc (threads of this process, the default) or mpi (processes under mpiexec).</summary>
-    [Option("Where ranks run: inproc (threads of this process, no MPI), mpi (processes under mpiexec; with --emulate, on the emulated cluster) or slurm (tasks of a Slurm job).")]
+    /// <summary>Where the ranks run (<see cref="Jobs.Launcher"/>). Default inproc.</summary>
+    [Option("Where ranks run: inproc (threads of this process, no MPI), mpi (processes under mpiexec; with --emulate, " +
+        "on the emulated cluster), slurm (tasks of a Slurm job); for batch inference also local (worker processes on " +
+        "this machine) and external (only the coordinator; workers join with toolkit infer worker).")]
     public Launcher Launcher { get; init; } = Launcher.InProcess;
 
     /// <summary>Ranks (n). Default 4.</summary>
@@ -63,11 +75,13 @@ public sealed partial record LaunchOptions
     public string RunsDirectory { get; init; } = RunDirectory.DefaultRoot;
 
     /// <summary>Slurm: nodes. Default <see cref="Ranks"/> / ranks per node.</summary>
-    [Option("Slurm: nodes (default --ranks / --ranks-per-node; if given, nodes x ranks-per-node must equal --ranks).")]
+    [Option("Slurm: nodes (default --ranks / --ranks-per-node, for batch inference 1; if given, nodes x " +
+        "ranks-per-node must equal --ranks).")]
     public int? Nodes { get; init; }
 
     /// <summary>Slurm: ranks (tasks) per node. Default <see cref="GroupSize"/>, so that each node holds one group.</summary>
-    [Option("Slurm: ranks (tasks) per node (default --group-size, so that the ranks of one node form one group).")]
+    [Option("Slurm: ranks (tasks) per node (default --group-size, so that the ranks of one node form one group; " +
+        "for batch inference --ranks / --nodes).")]
     public int? RanksPerNode { get; init; }
 
     /// <summary>Slurm: GPUs per node (<c>--gpus-per-node</c>); 0 asks for none. Default 0.</summary>
@@ -92,6 +106,9 @@ public sealed partial record LaunchOptions
     /// <summary>The emulated cluster, if <see cref="Emulate"/> is set.</summary>
     [JsonIgnore]
     public Comm.EmulatedCluster? Cluster => Emulate is null ? null : Comm.EmulatedCluster.Parse(Emulate, InterBandwidth, InterLatency) with { NicsPerNode = NicsPerNode };
+
+    /// <summary>The launchers that start a fixed number of ranks (every job); the others are batch inference's.</summary>
+    public static IReadOnlyList<Launcher> RankLaunchers { get; } = [Launcher.InProcess, Launcher.Mpi, Launcher.Slurm];
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public LaunchOptions Validate()

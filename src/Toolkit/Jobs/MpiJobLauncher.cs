@@ -33,7 +33,8 @@ internal static class MpiJobLauncher
     public static async Task<(TOutcome[] Outcomes, string Output)> RunAsync<TOutcome>(RunDirectory run, LaunchOptions launch, (string File, IReadOnlyList<string> Arguments) launcher,
         IProgress<MetricPoint>? progress, CancellationToken cancellationToken, bool gracefulStop = false)
     {
-        var (file, arguments) = (launcher.File, (IReadOnlyList<string>)[.. launcher.Arguments, "rank", "--run", run.Path]);
+        var rank = ChildCommands.Of(ChildCommands.Rank, new RankProcessOptions { Run = run.Path });
+        var (file, arguments) = (launcher.File, (IReadOnlyList<string>)[.. launcher.Arguments, .. rank]);
         run.Log($"launch: {file} {string.Join(' ', arguments)}");
         var reader = new RunReader(run.Path);
         int exitCode;

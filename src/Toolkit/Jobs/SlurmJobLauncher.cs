@@ -106,7 +106,7 @@ internal static class SlurmJobLauncher
     /// <param name="killOnBadExit">End every task when one fails (MPI ranks cannot go on without a peer; batch-inference workers can).</param>
     public static string WriteScript(string runPath, LaunchOptions launch, Plan plan, string kind, IReadOnlyList<string>? verb = null, bool killOnBadExit = true)
     {
-        verb ??= ["rank", "--run", runPath];
+        verb ??= ChildCommands.Of(ChildCommands.Rank, new RankProcessOptions { Run = runPath });
         var folder = Directory.CreateDirectory(Path.Combine(runPath, Folder)).FullName;
         var q = SlurmClient.ShellQuote;
         var script = new StringBuilder()

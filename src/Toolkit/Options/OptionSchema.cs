@@ -26,6 +26,27 @@ public static class OptionSchema
         return specs;
     });
 
+    /// <summary>
+    /// The command-line arguments that give <paramref name="options"/> to a command taking <typeparamref name="T"/>:
+    /// <c>--name value</c> for every option whose value differs from <paramref name="defaults"/>' (a flag set to
+    /// true alone), in declaration order, names and spellings from the declarations. Options <paramref name="skip"/> names
+    /// (with dashes) are left out.
+    /// </summary>
+    public static IReadOnlyList<string> Arguments<T>(T options, T defaults, params string[] skip) where T : class, new()
+    {
+        var arguments = new List<string>();
+        foreach (var spec in For<T>())
+        {
+            if (skip.Contains(spec.Name)) continue;
+            var value = spec.Path.Aggregate((object?)options, (v, p) => v is null ? null : p.GetValue(v));
+            var text = spec.ValueIn(options);
+            if (value is null || text == spec.ValueIn(defaults)) continue;
+            if (value is true && spec.IsFlag) arguments.Add(spec.Name);
+            else arguments.AddRange([spec.Name, text]);
+        }
+        return arguments;
+    }
+
     /// <summary>Every valid option name, sorted (for error messages).</summary>
     public static string ValidNames(IReadOnlyList<OptionSpec> specs) => string.Join(", ", specs.Select(s => s.Name).Order(StringComparer.Ordinal));
 

@@ -1,6 +1,7 @@
 using Toolkit.BatchInference;
 using Toolkit.Inference;
 using Toolkit.Tests.Support;
+using static Toolkit.Tests.BatchInference.Launches;
 
 namespace Toolkit.Tests.BatchInference;
 
@@ -75,7 +76,7 @@ public sealed class DagStageTests : IDisposable
         {
             Input = input, Stages = "emb=embed*2,topic=classify(emb),ppl=score", Labels = string.Join(",", labels),
                 Model = new() { Name = "tiny" },
-            Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 16, BatchSize = 8, RunsDirectory = _folder.Path,
+            Workers = 1, ShardSize = 16, BatchSize = 8, Launch = InProcess(_folder.Path),
         });
         Assert.Equal(39, result.OutputRecords);
         Assert.Equal(1, result.Quarantined);
@@ -109,7 +110,7 @@ public sealed class DagStageTests : IDisposable
         {
             Input = input, Stages = "gen=generate,again=score(gen),vec=embed(gen)", Model = new() { Name = "tiny" },
                 MaxNewTokens = 8,
-            Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 5, BatchSize = 4, RunsDirectory = _folder.Path,
+            Workers = 1, ShardSize = 5, BatchSize = 4, Launch = InProcess(_folder.Path),
         });
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
         var rows = InferOutput.Rows(result.JobFolder).ToList();

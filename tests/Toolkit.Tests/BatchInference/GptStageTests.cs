@@ -5,6 +5,7 @@ using Toolkit.Inference;
 using Toolkit.Models;
 using Toolkit.Paro;
 using Toolkit.Tests.Support;
+using static Toolkit.Tests.BatchInference.Launches;
 
 namespace Toolkit.Tests.BatchInference;
 
@@ -58,9 +59,8 @@ public sealed class GptStageTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 24);
         var spec = new InferJobOptions
         {
-            Input = input, Model = new() { Name = "tiny" }, Launcher = WorkerLauncher.InProcess, Workers = 1,
-                ShardSize = 12, BatchSize = 8,
-            RunsDirectory = _folder.Path,
+            Input = input, Model = new() { Name = "tiny" }, Workers = 1, ShardSize = 12, BatchSize = 8,
+            Launch = InProcess(_folder.Path),
         };
 
         var trained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score,

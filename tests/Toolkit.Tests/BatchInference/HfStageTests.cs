@@ -5,6 +5,7 @@ using Toolkit.Models;
 using Toolkit.Runtime;
 using Toolkit.Tests.Models;
 using Toolkit.Tests.Support;
+using static Toolkit.Tests.BatchInference.Launches;
 
 namespace Toolkit.Tests.BatchInference;
 
@@ -28,9 +29,8 @@ public sealed class HfStageTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 12);
         var spec = new InferJobOptions
         {
-            Input = input, Model = new() { Name = model }, Launcher = WorkerLauncher.InProcess, Workers = 1,
-                ShardSize = 6, BatchSize = 4,
-            RunsDirectory = _folder.Path,
+            Input = input, Model = new() { Name = model }, Workers = 1, ShardSize = 6, BatchSize = 4,
+            Launch = InProcess(_folder.Path),
         };
         var scored = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score });
         var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate,

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Toolkit.BatchInference;
 using Toolkit.Inference;
+using Toolkit.Jobs;
 using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.BatchInference;
@@ -25,8 +26,50 @@ public sealed class InferJobTests : IDisposable
         File.WriteAllText(Path.Combine(folder, "config.json"),
             """{"kind":"infer","options":{"input":"in.jsonl","launcher":"slurm","ranks":4,"nodes":2,"partition":"debug","time":"1:00:00","account":null,"slurmArgs":"--qos=low"}}""");
         var spec = InferJob.ReadSpec(folder);
-        Assert.Equal(("debug", "1:00:00", null, "--qos=low"), (spec.Slurm.Partition, spec.Slurm.Time, spec.Slurm.Account, spec.Slurm.SlurmArgs));
-        Assert.Equal((WorkerLauncher.Slurm, 4, 2), (spec.Launcher, spec.Ranks, spec.Nodes));
+        var slurm = spec.Launch.Slurm;
+        Assert.Equal(("debug", "1:00:00", null, "--qos=low"), (slurm.Partition, slurm.Time, slurm.Account, slurm.SlurmArgs));
+        Assert.Equal((Launcher.Slurm, 4, 2), (spec.Launch.Launcher, spec.Launch.Ranks, spec.Launch.Nodes));
+        Assert.Equal((2, 2), (spec.RankLaunch.EffectiveNodes, spec.RankLaunch.EffectiveRanksPerNode));
+    }
+
+    /// <summary>
+    /// A local job's folder written before the launch settings became <see cref="LaunchOptions"/> (top-level launcher,
+    /// ranks, nodes = 1, runsDirectory) reads back as the same job, and its spec still passes the checks.
+    /// </summary>
+    [Fact]
+    public void ReadSpec_OfAnOlderLocalFolder_MovesTheLaunchSettingsIntoTheLaunchGroup()
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(_folder.Path, "old-local")).FullName;
+        var input = Inputs.Jsonl(_folder.Path, 3);
+        File.WriteAllText(Path.Combine(folder, InferLayout.StateFile), "");
+        var options = $"\"input\":{JsonSerializer.Serialize(input)},\"launcher\":\"local\",\"ranks\":3,\"nodes\":1," +
+            "\"emulate\":null,\"interBandwidth\":\"1gbit\",\"runsDirectory\":\"/data/runs\",\"workers\":4";
+        File.WriteAllText(Path.Combine(folder, "config.json"), $"{{\"kind\":\"infer\",\"options\":{{{options}}}}}");
+        var spec = InferJob.ReadSpec(folder);
+        Assert.Equal((Launcher.Local, 3, null, "/data/runs", 4),
+            (spec.Launch.Launcher, spec.Launch.Ranks, spec.Launch.Nodes, spec.Launch.RunsDirectory, spec.Workers));
+        spec.Check();
+    }
+
+    /// <summary>A job's command line built from the declarations binds back to the same job.</summary>
+    [Fact]
+    public void ChildCommandLine_BindsBackToTheSameOptions()
+    {
+        var job = new InferJobOptions
+        {
+            Input = "in.jsonl", Stages = "emb=embed*2,topic=classify(emb)", Labels = "a,b", Workers = 5,
+            LeaseSeconds = 2.5, Model = new() { Name = "tiny" }, Sampling = new() { Temperature = 0 },
+            Launch = InferJobOptions.DefaultLaunch with { Launcher = Launcher.External, RunsDirectory = "/data/runs" },
+        };
+        var arguments = ChildCommands.Of(ChildCommands.InferRun, job);
+        Assert.Equal(["infer", "run"], arguments.Take(2));
+        Assert.Contains("--lease-seconds", arguments);
+        Assert.DoesNotContain("--shard-size", arguments);   // defaults are left to the child's own defaults
+        var pairs = new List<KeyValuePair<string, string?>>();
+        for (var i = 2; i < arguments.Count; i += 2) pairs.Add(new(arguments[i], arguments[i + 1]));
+        var bound = Toolkit.Options.OptionBinder.Bind(new InferJobOptions(), pairs, "infer run");
+        Assert.Equal(JsonSerializer.Serialize(job, Toolkit.Runtime.ToolkitJson.Options),
+            JsonSerializer.Serialize(bound, Toolkit.Runtime.ToolkitJson.Options));
     }
 
     [Fact]
@@ -131,7 +174,11 @@ public sealed class InferMpiTests : IDisposable
         SentenceDataset.Write(input, 960, seed: 5, badEvery: 120);   // long enough that every rank has joined before the work runs out, however slowly a loaded machine starts them
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, Launcher = WorkerLauncher.Mpi, Ranks = ranks, Emulate = emulate, InterBandwidth = "100mbit", ShardSize = 40, RunsDirectory = _folder.Path,
+            Input = input, ShardSize = 40, Launch = InferJobOptions.DefaultLaunch with
+            {
+                Launcher = Launcher.Mpi, Ranks = ranks, Emulate = emulate, InterBandwidth = "100mbit",
+                RunsDirectory = _folder.Path,
+            },
         });
         Assert.Equal(("completed", 952L, 8L), (result.State, result.OutputRecords, result.Quarantined));
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);

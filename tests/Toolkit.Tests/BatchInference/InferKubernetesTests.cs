@@ -4,6 +4,7 @@ using Toolkit.BatchInference;
 using Toolkit.Cli;
 using Toolkit.Inference;
 using Toolkit.Tests.Support;
+using static Toolkit.Tests.BatchInference.Launches;
 
 namespace Toolkit.Tests.BatchInference;
 
@@ -25,7 +26,11 @@ public sealed class InferKubernetesTests : IDisposable
     {
         var options = new InferKubernetesOptions
         {
-            Job = new InferJobOptions { Input = "/data/in.jsonl", RunsDirectory = "/data/runs", Workers = 3, MinWorkers = 2, MaxWorkers = 6, Replicas = 2, Threads = 2 },
+            Job = new InferJobOptions
+            {
+                Input = "/data/in.jsonl", Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = "/data/runs" },
+                Workers = 3, MinWorkers = 2, MaxWorkers = 6, Replicas = 2, Threads = 2,
+            },
             Name = "embed-job", Namespace = "research", Out = _folder.Path, DrainSeconds = 90,
         };
         var files = await InferKubernetes.WriteAsync(options);
@@ -90,7 +95,10 @@ public sealed class InferKubernetesTests : IDisposable
     public async Task AFixedJobName_MakesStartsIdempotent_TheSecondStartResumes()
     {
         var input = Inputs.Jsonl(_folder.Path, 30);
-        var spec = new InferJobOptions { Input = input, JobName = "nightly", Launcher = WorkerLauncher.InProcess, Workers = 1, ShardSize = 10, RunsDirectory = _folder.Path };
+        var spec = new InferJobOptions
+        {
+            Input = input, JobName = "nightly", Workers = 1, ShardSize = 10, Launch = InProcess(_folder.Path),
+        };
         var first = await InferJob.RunAsync(spec);
         var second = await InferJob.RunAsync(spec);
         Assert.Equal(Path.Combine(_folder.Path, "nightly"), first.JobFolder);

@@ -3,6 +3,7 @@ using Parquet.Schema;
 using Toolkit.BatchInference;
 using Toolkit.Inference;
 using Toolkit.Tests.Support;
+using static Toolkit.Tests.BatchInference.Launches;
 
 namespace Toolkit.Tests.BatchInference;
 
@@ -70,7 +71,8 @@ public sealed class ParquetTests : IDisposable
         var input = WriteInput();
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, OutputFormat = OutputFormat.Parquet, Launcher = WorkerLauncher.InProcess, Workers = 2, ShardSize = 250, RunsDirectory = _folder.Path,
+            Input = input, OutputFormat = OutputFormat.Parquet, Workers = 2, ShardSize = 250,
+            Launch = InProcess(_folder.Path),
         });
         Assert.Equal(("completed", 998L, 2L), (result.State, result.OutputRecords, result.Quarantined));
         var parts = Directory.GetFiles(Path.Combine(result.JobFolder, InferLayout.OutputFolder));

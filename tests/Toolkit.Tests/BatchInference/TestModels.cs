@@ -50,3 +50,11 @@ internal static class Inputs
         return path;
     }
 }
+
+/// <summary>Launch settings for batch-inference tests.</summary>
+internal static class Launches
+{
+    /// <summary>Workers as tasks of the test process, the job folder under <paramref name="runs"/>.</summary>
+    public static Toolkit.Jobs.LaunchOptions InProcess(string runs) =>
+        InferJobOptions.DefaultLaunch with { Launcher = Toolkit.Jobs.Launcher.InProcess, RunsDirectory = runs };
+}

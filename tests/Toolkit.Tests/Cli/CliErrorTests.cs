@@ -40,6 +40,18 @@ public sealed class CliErrorTests
     [InlineData("paro train --runs-dir /proc/nope", "error: --runs-dir /proc/nope: a run folder cannot be created there")]
     [InlineData("rl train --compare ,", "error: --compare ,: names no correction; give some of none, tis, icepop, mis")]
     [InlineData("paro compare --strategies NNN,GNN", "error: GNN is not effective")]
+    [InlineData("paro train --launcher local",
+        "error: --launcher local: starts batch inference's workers; paro-train runs with inproc, mpi or slurm")]
+    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --group-size 2",
+        "error: --group-size 2: groups ranks for PaRO and HO-Ring; batch inference has no groups")]
+    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --ranks 5",
+        "error: --ranks 5: counts the processes of --launcher mpi or slurm; the other launchers start --workers")]
+    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --launcher slurm --ranks 4 --nodes 3",
+        "error: --nodes 3: must be at least 1 and divide --ranks (4)")]
+    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --emulate 2x2",
+        "error: --emulate 2x2: needs --launcher mpi and --ranks 4")]
+    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --partition gpu",
+        "error: --partition: is a Slurm option: add --launcher slurm")]
     public void UserError_IsOneLine_ExitCode2(string command, string expected)
     {
         var (code, output) = Repository.Run("dotnet", [Repository.CliDll, .. command.Split(' ')], TimeSpan.FromMinutes(1));

@@ -195,7 +195,10 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         SentenceDataset.Write(input, 120, seed: 5, badEvery: 60);
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, Launcher = WorkerLauncher.Slurm, Ranks = 3, Nodes = 1, ShardSize = 40, RunsDirectory = _runs.Path,
+            Input = input, ShardSize = 40, Launch = InferJobOptions.DefaultLaunch with
+            {
+                Launcher = Launcher.Slurm, Ranks = 3, Nodes = 1, RunsDirectory = _runs.Path,
+            },
         });
         Assert.Equal(("completed", 118L, 2L), (result.State, result.OutputRecords, result.Quarantined));
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);

@@ -60,7 +60,7 @@ public sealed class OptionsParityTests
         Assert.Equal("2", groupSize.DefaultText);
         Assert.Equal("--np", specs.Single(s => s.Name == "--ranks").Alias);
         Assert.Equal("0.95", specs.Single(s => s.Name == "--beta2").DefaultText);   // this job's AdamW default, not AdamW's own
-        Assert.Equal(["inproc", "mpi", "slurm"], specs.Single(s => s.Name == "--launcher").Choices);
+        Assert.Equal(["inproc", "mpi", "slurm", "local", "external"], specs.Single(s => s.Name == "--launcher").Choices);
         Assert.Equal(["ring", "native", "hierarchical", "ho-ring"], specs.Single(s => s.Name == "--collectives").Choices);
         Assert.DoesNotContain(OptionSchema.For<ParoCompareOptions>(), s => s.Name == "--strategy");
         Assert.DoesNotContain(OptionSchema.For<ParoBenchmarkOptions>(), s => s.Name == "--launcher");
@@ -73,7 +73,7 @@ public sealed class OptionsParityTests
         Assert.Equal((8, 4, ParoPrecision.Bf16, CollectiveAlgorithm.HoRing, null), (o.Launch.Ranks, o.Launch.GroupSize, o.Sharding.Precision, o.Sharding.Collectives, o.Data.Path));
         Assert.Equal(20, o.Steps);
         Assert.Equal("--steps takes an integer (got 'lots').", Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--steps", "lots")], "paro train")).Message);
-        Assert.Equal("--launcher must be one of inproc, mpi, slurm (got 'slurmx').", Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--launcher", "slurmx")], "paro train")).Message);
+        Assert.Equal("--launcher must be one of inproc, mpi, slurm, local, external (got 'slurmx').", Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--launcher", "slurmx")], "paro train")).Message);
         var unknown = Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--stratgey", "NIG")], "paro train")).Message;
         Assert.StartsWith("unknown option '--stratgey' for paro train. Valid options: --account, --accumulation, --beta1,", unknown);
     }

@@ -39,28 +39,13 @@ public enum InferPipeline
     [JsonStringEnumMemberName("generate")] Generate,
 }
 
-/// <summary>Where the workers of a batch-inference job run.</summary>
-public enum WorkerLauncher
-{
-    /// <summary>Worker processes on this machine, children of the command, talking to the coordinator over gRPC on loopback (the default).</summary>
-    [JsonStringEnumMemberName("local")] Local,
-    /// <summary>Workers as tasks of this process, calling the coordinator directly (no RPC; for notebooks and tests).</summary>
-    [JsonStringEnumMemberName("inproc")] InProcess,
-    /// <summary>Only the coordinator starts; workers join with <c>toolkit infer worker --coordinator ADDR</c> (on any machine that sees the job folder).</summary>
-    [JsonStringEnumMemberName("external")] External,
-    /// <summary>mpiexec (hydra) starts the ranks on the hosts it is given, or on the emulated cluster: rank 0 is the coordinator (every interface, a token), the others are workers.</summary>
-    [JsonStringEnumMemberName("mpi")] Mpi,
-    /// <summary>A Slurm job (sbatch, or srun inside an allocation) of <c>--ranks</c> tasks over <c>--nodes</c>: task 0 is the coordinator, the others are workers.</summary>
-    [JsonStringEnumMemberName("slurm")] Slurm,
-}
-
 /// <summary>
 /// One batch-inference job, validated once: the JSON spec file (<c>--spec</c>), the CLI options and the
 /// magic options all bind to this record. The job folder is a run folder; its <c>state.db</c> (SQLite) is
 /// the coordinator's durable state, <c>output/part-NNNNNN-TOKEN.jsonl</c> (or <c>.parquet</c>) one file per shard, <c>quarantine/</c>
 /// the records that failed with their reasons.
 /// </summary>
-public sealed record InferJobOptions : ICheckedOptions
+public sealed record InferJobOptions : IJobOptions
 {
     /// <summary>The input file (JSONL or CSV) of records with an id and a text field.</summary>
     [Option("Input file of records: JSONL (one object per line), CSV with a header, or Parquet; each record has an id and a text field.")]
@@ -166,24 +151,39 @@ public sealed record InferJobOptions : ICheckedOptions
     [Option("Threads each predictor replica's ONNX Runtime session may use.")]
     public int Threads { get; init; } = 1;
 
-    /// <summary>Where workers run. Default local.</summary>
-    [Option("Where workers run: local (child processes over gRPC on loopback), inproc (tasks of this process), external (only the coordinator; workers join with toolkit infer worker), mpi (mpiexec starts the coordinator as rank 0 and workers on the other ranks, on the hosts hydra is given or the emulated cluster) or slurm (the same as the tasks of a Slurm job).")]
-    public WorkerLauncher Launcher { get; init; } = WorkerLauncher.Local;
+    /// <summary>
+    /// Where the coordinator and workers run: <c>local</c> worker processes (the default), <c>inproc</c> tasks,
+    /// <c>external</c> workers that join, or <c>mpi</c> / <c>slurm</c> ranks (rank 0 the coordinator, the others
+    /// workers; <see cref="LaunchOptions.Ranks"/> of them, default 3). The same options as every job's.
+    /// </summary>
+    [OptionGroup] public LaunchOptions Launch { get; init; } = DefaultLaunch;
 
-    /// <summary>Processes mpiexec starts with <c>--launcher mpi</c>: the coordinator and <c>Ranks - 1</c> workers. Default 3.</summary>
-    [Option("Processes mpiexec (or Slurm) starts with --launcher mpi (slurm): rank 0 is the coordinator, the others are workers.", Alias = "np")]
-    public int Ranks { get; init; } = 3;
-
-    /// <summary>Slurm: nodes the <see cref="Ranks"/> tasks are spread over (evenly). Default 1.</summary>
-    [Option("With --launcher slurm: nodes the --ranks tasks are spread over (evenly).")]
-    public int Nodes { get; init; } = 1;
-
-    /// <summary>Slurm: partition, time limit, account, more sbatch/srun arguments (declared once, with the job host's).</summary>
-    [OptionGroup] public SlurmResources Slurm { get; init; } = new();
+    /// <summary>Batch inference's launch defaults: local worker processes; 3 ranks under mpi or slurm.</summary>
+    public static LaunchOptions DefaultLaunch => new() { Launcher = Launcher.Local, Ranks = 3, GroupSize = 1 };
 
     /// <summary>
-    /// Moves the Slurm settings of a spec written before they became one group (top-level <c>partition</c>, <c>time</c>,
-    /// <c>account</c>, <c>slurmArgs</c>) into <c>slurm</c>, so older spec files and job folders read the same.
+    /// <see cref="Launch"/> in the job host's terms: the ranks of an emulated node form a group, and a Slurm job's
+    /// tasks are spread evenly over its <c>--nodes</c> (default 1) unless <c>--ranks-per-node</c> says otherwise.
+    /// </summary>
+    [JsonIgnore]
+    public LaunchOptions RankLaunch
+    {
+        get
+        {
+            if (Launch.Cluster is { } cluster) return Launch with { GroupSize = cluster.RanksPerNode };
+            if (Launch is not { Launcher: Launcher.Slurm, RanksPerNode: null }) return Launch;
+            var nodes = Launch.Nodes ?? 1;
+            if (nodes < 1 || Launch.Ranks % nodes != 0) return Launch;   // Validate names the problem
+            var perNode = Launch.Ranks / nodes;
+            return Launch with { Nodes = nodes, RanksPerNode = perNode, GroupSize = perNode };
+        }
+    }
+
+    /// <summary>
+    /// Moves the settings of a spec written before they became option groups into them: the model into
+    /// <c>model</c>, the Slurm settings into <c>slurm</c>, the launch settings into <c>launch</c>, so older spec files
+    /// and job folders read the same; a <c>launch</c> group that names only some settings gets
+    /// <see cref="DefaultLaunch"/>'s for the others.
     /// </summary>
     public static void MigrateJson(System.Text.Json.Nodes.JsonObject spec)
     {
@@ -194,29 +194,26 @@ public sealed record InferJobOptions : ICheckedOptions
             spec["model"] = new System.Text.Json.Nodes.JsonObject { ["name"] = (checkpoint
                 ?? preset)?.GetValue<string>() ?? "small" };
         }
-        string[] moved = ["partition", "time", "account", "slurmArgs"];
-        if (spec["slurm"] is not null || !moved.Any(spec.ContainsKey)) return;
-        var slurm = new System.Text.Json.Nodes.JsonObject();
-        foreach (var key in moved)
-            if (spec.Remove(key, out var value) && value is not null) slurm[key] = value;
-        spec["slurm"] = slurm;
+        Move(spec, "slurm", ["partition", "time", "account", "slurmArgs"]);
+        // A spec of a job that was not a Slurm job wrote nodes = 1 (the old default): it asks for nothing.
+        if (spec["launch"] is null && spec["launcher"]?.GetValue<string>() != "slurm") spec.Remove("nodes");
+        Move(spec, "launch", ["launcher", "ranks", "nodes", "slurm", "emulate", "interBandwidth", "runsDirectory"]);
+        // What a partial launch group leaves out is batch inference's default, not another job's.
+        if (spec["launch"] is System.Text.Json.Nodes.JsonObject launch
+            && System.Text.Json.JsonSerializer.SerializeToNode(DefaultLaunch, Runtime.ToolkitJson.Options) is
+                System.Text.Json.Nodes.JsonObject defaults)
+            foreach (var (key, value) in defaults)
+                if (!launch.ContainsKey(key)) launch[key] = value?.DeepClone();
     }
 
-    /// <summary>The Slurm resources this spec asks for, in the job host's terms.</summary>
-    [JsonIgnore]
-    public LaunchOptions SlurmLaunch => new()
+    private static void Move(System.Text.Json.Nodes.JsonObject spec, string group, string[] keys)
     {
-        Launcher = Jobs.Launcher.Slurm, Ranks = Ranks, GroupSize = Math.Max(1, Ranks / Math.Max(1, Nodes)), Nodes = Nodes, RanksPerNode = Ranks / Math.Max(1, Nodes),
-        Slurm = Slurm, RunsDirectory = RunsDirectory,
-    };
-
-    /// <summary>Run the MPI ranks on an emulated cluster of this shape (<c>GxM</c>; needs root).</summary>
-    [Option("With --launcher mpi, run the ranks on an emulated cluster of G nodes with M ranks each (GxM, e.g. 2x2; needs root): workers on other nodes reach the coordinator over the emulated network.")]
-    public string? Emulate { get; init; }
-
-    /// <summary>Emulated link rate (tc spelling). Default 1gbit.</summary>
-    [Option("Emulated link rate between nodes (tc spelling: 1gbit, 100mbit).")]
-    public string InterBandwidth { get; init; } = "1gbit";
+        if (spec[group] is not null || !keys.Any(spec.ContainsKey)) return;
+        var moved = new System.Text.Json.Nodes.JsonObject();
+        foreach (var key in keys)
+            if (spec.Remove(key, out var value) && value is not null) moved[key] = value;
+        spec[group] = moved;
+    }
 
     /// <summary>The coordinator's address. Default 127.0.0.1 (loopback only).</summary>
     [Option("Address the coordinator listens on; anything but loopback requires a token (--token, or one is generated and written to the job folder).")]
@@ -230,13 +227,9 @@ public sealed record InferJobOptions : ICheckedOptions
     [Option("Token workers must present (default: none on loopback, a random one otherwise).")]
     public string? Token { get; init; }
 
-    /// <summary>A fixed name for the job folder under <see cref="RunsDirectory"/>; when it already holds this job, the job is resumed (idempotent starts).</summary>
+    /// <summary>A fixed name for the job folder under the runs folder; when it already holds this job, the job is resumed (idempotent starts).</summary>
     [Option("A fixed name for the job folder under --runs-dir (default: infer-<time>-<random>); if that folder already holds the job, it is resumed, so a restarted coordinator (a Kubernetes pod, a cron) simply continues.")]
     public string? JobName { get; init; }
-
-    /// <summary>Folder for run folders.</summary>
-    [Option("Folder that holds run (job) folders ($TOOLKIT_RUNS_DIR, else runs).", Name = "runs-dir")]
-    public string RunsDirectory { get; init; } = Runs.RunDirectory.DefaultRoot;
 
     /// <summary>The autoscaler's ceiling, resolved.</summary>
     [JsonIgnore]
@@ -279,7 +272,7 @@ public sealed record InferJobOptions : ICheckedOptions
         if (Retries < 1) throw new ArgumentOutOfRangeException(nameof(Retries), Retries, "must be at least 1");
         if (!(LeaseSeconds >= 1)) throw new ArgumentOutOfRangeException(nameof(LeaseSeconds), LeaseSeconds, "must be at least 1 second");
         if (Workers < 0) throw new ArgumentOutOfRangeException(nameof(Workers), Workers, "must not be negative");
-        if (Workers == 0 && MaxWorkers == 0 && Launcher is WorkerLauncher.Local or WorkerLauncher.InProcess)
+        if (Workers == 0 && MaxWorkers == 0 && Launch.Launcher is Launcher.Local or Launcher.InProcess)
             throw new ArgumentOutOfRangeException(nameof(Workers), Workers,
                 "must be at least 1: no worker would run the job (--launcher external starts none and waits for " +
                     "workers to join)");
@@ -306,23 +299,34 @@ public sealed record InferJobOptions : ICheckedOptions
                     $"must be between 1 and {config.ContextLength - 2}, or 0 for half (the model's context " +
                         $"is {config.ContextLength} tokens, prompt included)");
         }
-        if (Launcher is WorkerLauncher.Mpi or WorkerLauncher.Slurm && Ranks < 2)
-            throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, $"must be at least 2 with --launcher {Options.OptionSpec.EnumName(typeof(WorkerLauncher), Launcher)} (a coordinator and a worker)");
-        if (Launcher == WorkerLauncher.Slurm)
-        {
-            if (Nodes < 1 || Ranks % Nodes != 0) throw new ArgumentOutOfRangeException(nameof(Nodes), Nodes, $"must be at least 1 and divide --ranks ({Ranks})");
-            SlurmLaunch.Validate();
-        }
-        else if (Nodes != 1 || Slurm.FirstSet is not null)
-            throw new ArgumentOutOfRangeException(Nodes != 1 ? nameof(Nodes) : Slurm.FirstSet, "is a Slurm option: add --launcher slurm");
-        if (Emulate is not null)
-        {
-            var cluster = Comm.EmulatedCluster.Parse(Emulate, InterBandwidth);
-            if (Launcher != WorkerLauncher.Mpi || cluster.Nodes * cluster.RanksPerNode != Ranks)
-                throw new ArgumentOutOfRangeException(nameof(Emulate), Emulate, $"needs --launcher mpi and --ranks {cluster.Nodes * cluster.RanksPerNode}");
-        }
+        CheckLaunch();
         if (JobName is not null && !System.Text.RegularExpressions.Regex.IsMatch(JobName, "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"))
             throw new ArgumentException($"'{JobName}' is not a folder name: letters, digits, '.', '_' and '-' only (no path separators)", nameof(JobName));
         if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "must be a TCP port (0 picks a free one)");
+    }
+
+    private void CheckLaunch()
+    {
+        if (Launch.Cluster is { } cluster && (Launch.Launcher != Launcher.Mpi
+            || cluster.Nodes * cluster.RanksPerNode != Launch.Ranks))
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.Emulate), Launch.Emulate,
+                $"needs --launcher mpi and --ranks {cluster.Nodes * cluster.RanksPerNode}");
+        if (Launch is { Launcher: Launcher.Slurm, Nodes: { } nodes, RanksPerNode: null }
+            && (nodes < 1 || Launch.Ranks % nodes != 0))
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.Nodes), nodes,
+                $"must be at least 1 and divide --ranks ({Launch.Ranks})");
+        var launch = RankLaunch;
+        var ranks = launch.Launcher is Launcher.Mpi or Launcher.Slurm;
+        if (ranks && launch.Ranks < 2)
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.Ranks), launch.Ranks,
+                $"must be at least 2 with --launcher {OptionSpec.EnumName(typeof(Launcher), launch.Launcher)} " +
+                "(a coordinator and a worker)");
+        if (!ranks && launch.Ranks != DefaultLaunch.Ranks)
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.Ranks), launch.Ranks,
+                "counts the processes of --launcher mpi or slurm; the other launchers start --workers");
+        if (Launch.GroupSize != DefaultLaunch.GroupSize)
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.GroupSize), Launch.GroupSize,
+                "groups ranks for PaRO and HO-Ring; batch inference has no groups");
+        launch.Validate();
     }
 }

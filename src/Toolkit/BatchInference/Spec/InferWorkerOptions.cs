@@ -1,0 +1,46 @@
+using Toolkit.Options;
+
+namespace Toolkit.BatchInference;
+
+/// <summary>The options of <c>toolkit infer worker</c>: a worker joining a running job.</summary>
+public sealed record InferWorkerOptions : Jobs.ICheckedOptions
+{
+    /// <summary>The coordinator's address (<c>http://host:port</c>, as in the job folder's coordinator.json).</summary>
+    [Option("The coordinator's address (http://host:port, as written in the job folder's coordinator.json).")]
+    public string? Coordinator { get; init; }
+
+    /// <summary>The job's token, when the coordinator requires one; null: the environment's.</summary>
+    [Option("The job's token, when the coordinator requires one (default: the TOOLKIT_INFER_TOKEN environment variable).")]
+    public string? Token { get; init; }
+
+    /// <summary>This worker's name; null: host-pid.</summary>
+    [Option("This worker's name (default: host-pid).")]
+    public string? Id { get; init; }
+
+    /// <summary>Seconds to keep retrying an unreachable coordinator. Default 30.</summary>
+    [Option("Seconds to keep retrying an unreachable coordinator before giving up.")]
+    public double Grace { get; init; } = 30;
+
+    /// <inheritdoc/>
+    public void Check()
+    {
+        if (string.IsNullOrWhiteSpace(Coordinator))
+            throw new ArgumentException("is required: the coordinator's address, from the job folder's coordinator.json",
+                nameof(Coordinator));
+        if (!(Grace >= 0)) throw new ArgumentOutOfRangeException(nameof(Grace), Grace, "must be 0 or more seconds");
+    }
+}
+
+/// <summary>The options of <c>toolkit infer rank</c>: one rank of a job under mpiexec or Slurm.</summary>
+public sealed record InferRankOptions : Jobs.ICheckedOptions
+{
+    /// <summary>The job folder.</summary>
+    [Option("The job folder.")]
+    public string? Job { get; init; }
+
+    /// <inheritdoc/>
+    public void Check()
+    {
+        if (string.IsNullOrWhiteSpace(Job)) throw new ArgumentException("is required: the job folder", nameof(Job));
+    }
+}
