@@ -2,15 +2,18 @@ using System.CommandLine;
 
 namespace Toolkit.Cli;
 
-/// <summary>The command tree of <c>toolkit</c> (tests enumerate it to check every option against its options record).</summary>
+/// <summary>The command tree of <c>toolkit</c> (tests enumerate it to check every option against its options
+/// record).</summary>
 internal static class CliApp
 {
     /// <summary>Options every command accepts besides its record's: they steer the front end, not the job.</summary>
-    public static readonly IReadOnlySet<string> FrontEndOptions = new HashSet<string>(StringComparer.Ordinal) { "--json", "--spec", "--verbose", "--help", "--version" };
+    public static readonly IReadOnlySet<string> FrontEndOptions
+        = new HashSet<string>(StringComparer.Ordinal) { "--json", "--spec", "--verbose", "--help", "--version" };
 
     public static RootCommand CreateRoot()
     {
-        var root = new RootCommand("Toolkit: PaRO sharded training, HO-Ring collectives, Ring-1T style RL and elastic batch inference.")
+        var root = new RootCommand(
+            "Toolkit: PaRO sharded training, HO-Ring collectives, Ring-1T style RL and elastic batch inference.")
         {
             InfoCommand.Create(),
             QuickstartCommand.Create(),
@@ -24,7 +27,8 @@ internal static class CliApp
             JobsCommand.Create(),
             RankCommand.Create(),
         };
-        root.Options.Add(new Option<bool>("--verbose") { Description = "Show stack traces of errors (also TOOLKIT_VERBOSE=1).", Recursive = true });
+        root.Options.Add(new Option<bool>("--verbose") { Description
+            = "Show stack traces of errors (also TOOLKIT_VERBOSE=1).", Recursive = true });
         return root;
     }
 }

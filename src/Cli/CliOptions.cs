@@ -5,9 +5,9 @@ using Toolkit.Options;
 namespace Toolkit.Cli;
 
 /// <summary>
-/// The CLI face of an options record: one System.CommandLine option per <see cref="OptionSpec"/>, all
-/// taking text that <see cref="OptionBinder"/> converts, so the CLI, the magics and JSON files share
-/// names, defaults, descriptions and error messages.
+/// The CLI face of an options record: one System.CommandLine option per <see cref="OptionSpec"/>, all taking text that
+/// <see cref="OptionBinder"/> converts, so the CLI, the magics and JSON files share names, defaults, descriptions and
+/// error messages.
 /// </summary>
 internal sealed class CliOptions<T> where T : class, new()
 {
@@ -15,7 +15,8 @@ internal sealed class CliOptions<T> where T : class, new()
     private readonly T _defaults;
     private readonly string _where;
 
-    /// <summary>Adds the options of <typeparamref name="T"/> to <paramref name="command"/>, with defaults (and their help) from <paramref name="defaults"/>.</summary>
+    /// <summary>Adds the options of <typeparamref name="T"/> to <paramref name="command"/>, with defaults (and their
+    /// help) from <paramref name="defaults"/>.</summary>
     public CliOptions(Command command, T defaults, string where)
     {
         (_defaults, _where) = (defaults, where);
@@ -25,25 +26,31 @@ internal sealed class CliOptions<T> where T : class, new()
             string[] aliases = spec.Alias is null ? [] : [spec.Alias];
             Option option = spec.IsFlag
                 ? new Option<bool>(spec.Name, aliases) { Description = spec.HelpTextFor(defaults) }
-                : new Option<string>(spec.Name, aliases) { Description = spec.HelpTextFor(defaults), HelpName = spec.IsNumber ? "number" : spec.Choices.Count > 0 ? string.Join('|', spec.Choices) : "text" };
+                : new Option<string>(spec.Name, aliases) { Description = spec.HelpTextFor(defaults),
+                    HelpName = spec.IsNumber ? "number" : spec.Choices.Count > 0 ? string.Join('|',
+                        spec.Choices) : "text" };
             if (spec.Choices.Count > 0) option.CompletionSources.Add(spec.Choices.ToArray());
             command.Options.Add(option);
             _options.Add((spec, option));
         }
     }
 
-    /// <summary>The options as given on the command line, over the defaults; validated when the record is a job's options.</summary>
+    /// <summary>The options as given on the command line, over the defaults; validated when the record is a job's
+    /// options.</summary>
     /// <exception cref="OptionException">Malformed or invalid; the message names the option.</exception>
     public T Bind(ParseResult parse) => Bind(parse, _defaults);
 
-    /// <summary>The options as given on the command line, over <paramref name="defaults"/> (a spec file, a saved job).</summary>
+    /// <summary>The options as given on the command line, over <paramref name="defaults"/> (a spec file, a saved
+    /// job).</summary>
     /// <exception cref="OptionException">Malformed or invalid; the message names the option.</exception>
     public T Bind(ParseResult parse, T defaults)
     {
         var given = new List<KeyValuePair<string, string?>>();
         foreach (var (spec, option) in _options)
             if (parse.GetResult(option) is { Implicit: false })
-                given.Add(new(spec.Name, option is Option<bool> flag ? (parse.GetValue(flag) ? "true" : "false") : parse.GetValue((Option<string>)option)));
+                given.Add(new(spec.Name,
+                    option is Option<bool> flag ? (parse.GetValue(flag)
+                        ? "true" : "false") : parse.GetValue((Option<string>)option)));
         var options = OptionBinder.Bind(defaults, given, _where);
         if (options is ICheckedOptions checkable) checkable.Check();
         return options;
@@ -53,7 +60,8 @@ internal sealed class CliOptions<T> where T : class, new()
 /// <summary>The option declarations behind each command, so an error can name the option it is about.</summary>
 internal static class CommandSpecs
 {
-    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Command, List<OptionSpec>> Declared = [];
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Command,
+        List<OptionSpec>> Declared = [];
 
     /// <summary>Records that <paramref name="command"/> takes <paramref name="specs"/>.</summary>
     public static void Add(Command command, IReadOnlyList<OptionSpec> specs)

@@ -2,7 +2,8 @@ using Toolkit.Reporting;
 
 namespace Toolkit.Cli;
 
-/// <summary>Prints a result's facts as aligned lines (the same rows the notebook table and the HTML report show).</summary>
+/// <summary>Prints a result's facts as aligned lines (the same rows the notebook table and the HTML report
+/// show).</summary>
 internal static class Facts
 {
     public static void Print(IFacts result)

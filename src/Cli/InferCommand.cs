@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using Toolkit.BatchInference;
 using Toolkit.Inference;
 using Toolkit.Jobs;
@@ -8,23 +7,31 @@ using Toolkit.Options;
 
 namespace Toolkit.Cli;
 
-/// <summary><c>toolkit infer</c>: elastic batch inference (run, resume, status, verify, and the worker entry point).</summary>
+/// <summary><c>toolkit infer</c>: elastic batch inference (run, resume, status, verify, and the worker entry
+/// point).</summary>
 internal static class InferCommand
 {
-    public static Command Create() => new(ChildCommands.InferRun[0], "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and machines.")
+    public static Command Create() => new(ChildCommands.InferRun[0],
+        "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and " +
+            "machines.")
     {
         Run(), Resume(), Status(), Verify(), Worker(), Chaos(), Kubernetes(), Rank(),
     };
 
     private static Command Run()
     {
-        var spec = new Option<FileInfo?>("--spec") { Description = "A job spec (JSON: the same names as the options, camelCase); options given on the command line override it." };
+        var spec = new Option<FileInfo?>("--spec") { Description
+            = "A job spec (JSON: the same names as the options, camelCase); options given on the command line " +
+                "override it." };
         var json = new Option<FileInfo?>("--json") { Description = "Write the final summary as JSON to this file." };
-        var command = new Command(ChildCommands.InferRun[^1], "Run a batch-inference job: a coordinator with its state in the job folder, and workers (child processes by default).") { spec, json };
+        var command = new Command(ChildCommands.InferRun[^1],
+            "Run a batch-inference job: a coordinator with its state in the job folder, and workers (child processes " +
+                "by default).") { spec, json };
         var options = new CliOptions<InferJobOptions>(command, new(), "infer run");
         command.SetAction(async (parse, cancel) =>
         {
-            var defaults = parse.GetValue(spec) is { } file ? OptionBinder.ReadConfig<InferJobOptions>(file.FullName, InferJobOptions.MigrateJson) : new InferJobOptions();
+            var defaults = parse.GetValue(spec) is { } file ? OptionBinder.ReadConfig<InferJobOptions>(file.FullName,
+                InferJobOptions.MigrateJson) : new InferJobOptions();
             var o = options.Bind(parse, defaults);
             var result = await InferJob.RunAsync(o, Display(), cancel, Console.Error.WriteLine);
             return Finish(result, parse.GetValue(json));
@@ -36,7 +43,9 @@ internal static class InferCommand
     {
         var folder = new Argument<DirectoryInfo>("folder") { Description = "The job folder (runs/infer-...)." };
         var json = new Option<FileInfo?>("--json") { Description = "Write the final summary as JSON to this file." };
-        var command = new Command(ChildCommands.InferResume[^1], "Resume a stopped or killed job where it stopped: committed shards are not redone. Options given change the saved spec (workers, replicas, launcher...).") { folder, json };
+        var command = new Command(ChildCommands.InferResume[^1],
+            "Resume a stopped or killed job where it stopped: committed shards are not redone. Options given change " +
+                "the saved spec (workers, replicas, launcher...).") { folder, json };
         var options = new CliOptions<InferJobOptions>(command, new(), "infer resume");
         command.SetAction(async (parse, cancel) =>
         {
@@ -44,7 +53,9 @@ internal static class InferCommand
             var saved = InferJob.ReadSpec(dir);
             var o = options.Bind(parse, saved);
             if (!o.SameLayout(saved))
-                throw new OptionException("--input, --format and --shard-size cannot change when a job resumes: its shards are already laid out");
+                throw new OptionException(
+                    "--input, --format and --shard-size cannot change when a job resumes: its shards are already " +
+                        "laid out");
             var result = await InferJob.ResumeAsync(dir, Display(), cancel, _ => o, Console.Error.WriteLine);
             return Finish(result, parse.GetValue(json));
         });
@@ -55,13 +66,18 @@ internal static class InferCommand
     {
         var folder = new Argument<DirectoryInfo>("folder") { Description = "The job folder." };
         var json = new Option<FileInfo?>("--json") { Description = "Write the status as JSON to this file." };
-        var command = new Command("status", "Where a job stands (read from its state; works while it runs and after it stopped).") { folder, json };
+        var command = new Command("status",
+            "Where a job stands (read from its state; works while it runs and after it stopped).") { folder, json };
         command.SetAction(parse =>
         {
             var status = InferJob.Status(parse.GetValue(folder)!.FullName);
             Console.WriteLine(Line(status));
-            foreach (var w in status.Workers) Console.WriteLine($"  worker {w.Id} on {w.Host}: {w.Records:N0} records, {w.Throughput:F1} records/s{(w.Left is null ? "" : $" ({w.Left})")}");
-            foreach (var f in status.Failed) Console.WriteLine($"  FAILED shard {f.Shard} (records {f.FirstRecord}..{f.FirstRecord + f.Records - 1}) after {f.Attempts} attempts: {f.Reason}");
+            foreach (var w in status.Workers) Console.WriteLine(
+                $"  worker {w.Id} on {w.Host}: {w.Records:N0} records, {w.Throughput:F1} " +
+                    $"records/s{(w.Left is null ? "" : $" ({w.Left})")}");
+            foreach (var f in status.Failed) Console.WriteLine(
+                $"  FAILED shard {f.Shard} (records {f.FirstRecord}..{f.FirstRecord + f.Records - 1}) " +
+                    $"after {f.Attempts} attempts: {f.Reason}");
             Facts.WriteJson(parse.GetValue(json), status);
             return 0;
         });
@@ -72,13 +88,18 @@ internal static class InferCommand
     {
         var folder = new Argument<DirectoryInfo>("folder") { Description = "The job folder." };
         var json = new Option<FileInfo?>("--json") { Description = "Write the check as JSON to this file." };
-        var command = new Command("verify", "Read the output back and check every input record is there exactly once (output or quarantine).") { folder, json };
+        var command = new Command("verify",
+            "Read the output back and check every input record is there exactly once (output or " +
+                "quarantine).") { folder, json };
         command.SetAction(parse =>
         {
             var dir = parse.GetValue(folder)!.FullName;
             var check = InferOutput.Verify(dir, RecordSource.Open(InferJob.ReadSpec(dir)));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{check.Records:N0} input records: {check.Rows:N0} output rows, {check.Quarantined:N0} quarantined, {check.Missing:N0} missing, {check.Duplicated:N0} duplicated, {check.Unexpected:N0} unexpected: {(check.ExactlyOnce ? "exactly once" : "NOT exactly once")}"));
+                $"{check.Records:N0} input records: {check.Rows:N0} output rows, {check.Quarantined:N0} " +
+                    $"quarantined, {check.Missing:N0} missing, {check.Duplicated:N0} " +
+                        $"duplicated, {check.Unexpected:N0} unexpected: {(check.ExactlyOnce ? "exactly once" : "NOT " +
+                            "exactly once")}"));
             Facts.WriteJson(parse.GetValue(json), check);
             return check.ExactlyOnce ? 0 : 1;
         });
@@ -88,54 +109,19 @@ internal static class InferCommand
     private static Command Worker()
     {
         var command = new Command(ChildCommands.InferWorker[^1], "Join a running job as a worker (any machine that " +
-            "sees the job folder). SIGTERM drains: the shards held are finished, then it leaves; a second signal gives " +
-            "them back.");
+            "sees the job folder). SIGTERM drains: the shards held are finished, then it leaves; a second signal " +
+            "gives them back.");
         var options = new CliOptions<InferWorkerOptions>(command, new(), "infer worker");
         command.SetAction(async (parse, cancel) =>
-        {
-            using var drain = new CancellationTokenSource();
-            using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            void OnSignal(PosixSignalContext context)
-            {
-                context.Cancel = true;
-                if (drain.IsCancellationRequested) abort.Cancel();
-                else
-                {
-                    Console.Error.WriteLine("draining: finishing the shards held, then leaving (signal again to give them back now)");
-                    drain.Cancel();
-                }
-            }
-            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-            var o = options.Bind(parse);
-            var secret = o.Token ?? Environment.GetEnvironmentVariable(ProcessPool.TokenVariable);
-            var address = o.Coordinator!;
-            using var client = new GrpcCoordinator(address, secret);
-            var worker = new InferenceWorker(client, o.Id ?? $"{Environment.MachineName}-{Environment.ProcessId}")
-            {
-                CoordinatorGrace = TimeSpan.FromSeconds(o.Grace),
-                Log = Console.Error.WriteLine,
-            };
-            try
-            {
-                var summary = await worker.RunAsync(drain.Token, abort.Token);
-                return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
-            }
-            catch (Exception e) when ((e as Grpc.Core.RpcException ?? e.InnerException as Grpc.Core.RpcException) is { } rpc)
-            {
-                // At start (joining) the call fails as itself; later, a stage fails and the worker wraps it.
-                throw new Toolkit.Jobs.JobFailedException(rpc.StatusCode is Grpc.Core.StatusCode.Unauthenticated or Grpc.Core.StatusCode.PermissionDenied
-                    ? $"the coordinator at {address} refused this worker: {rpc.Status.Detail}"
-                    : $"the coordinator at {address} could not be reached for {o.Grace:F0} s ({rpc.Status.Detail}). " +
-                      $"Is the job running? Its folder's {InferLayout.CoordinatorFile} has the address; toolkit infer resume FOLDER restarts it.");
-            }
-        });
+            await InferWorkerHost.RunAsync(options.Bind(parse), cancel, Console.Error.WriteLine));
         return command;
     }
 
     private static Command Kubernetes()
     {
-        var command = new Command("k8s", "Write Kubernetes manifests for a job (token Secret, coordinator Job and Service, worker Deployment, autoscaler); --apply also creates them in the kubeconfig's cluster.");
+        var command = new Command("k8s",
+            "Write Kubernetes manifests for a job (token Secret, coordinator Job and Service, worker Deployment, " +
+                "autoscaler); --apply also creates them in the kubeconfig's cluster.");
         var options = new CliOptions<InferKubernetesOptions>(command, new(), "infer k8s");
         command.SetAction(async (parse, cancel) =>
         {
@@ -147,7 +133,8 @@ internal static class InferCommand
 
     private static Command Rank()
     {
-        var command = new Command(ChildCommands.InferRank[^1], "One rank of a job started with --launcher mpi or slurm " +
+        var command = new Command(ChildCommands.InferRank[^1],
+            "One rank of a job started with --launcher mpi or slurm " +
             "(what mpiexec or srun starts): rank 0 coordinates, the others work.") { Hidden = true };
         var options = new CliOptions<InferRankOptions>(command, new(), "infer rank");
         command.SetAction(async (parse, cancel) =>
@@ -157,8 +144,11 @@ internal static class InferCommand
 
     private static Command Chaos()
     {
-        var json = new Option<FileInfo?>("--json") { Description = "Write the result (events and the exactly-once check) as JSON to this file." };
-        var command = new Command("chaos", "Run a real job and kill workers (SIGKILL) and the coordinator (SIGKILL, then resume) while it runs; read the output back and check every record is there exactly once.") { json };
+        var json = new Option<FileInfo?>("--json") { Description
+            = "Write the result (events and the exactly-once check) as JSON to this file." };
+        var command = new Command("chaos",
+            "Run a real job and kill workers (SIGKILL) and the coordinator (SIGKILL, then resume) while it runs; " +
+                "read the output back and check every record is there exactly once.") { json };
         var options = new CliOptions<ChaosOptions>(command, new(), "infer chaos");
         command.SetAction(async (parse, cancel) =>
         {
@@ -202,8 +192,11 @@ internal static class InferCommand
     {
         var fraction = s.Records == 0 ? 1 : (double)s.RecordsDone / s.Records;
         var bar = new string('#', (int)(fraction * 20)).PadRight(20, '.');
-        var eta = s.EtaSeconds is { } e ? TimeSpan.FromSeconds(Math.Min(e, 359999)).ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture) : "--:--:--";
+        var eta = s.EtaSeconds is { } e ? TimeSpan.FromSeconds(Math.Min(e, 359999)).ToString(@"hh\:mm\:ss",
+            CultureInfo.InvariantCulture) : "--:--:--";
         return string.Create(CultureInfo.InvariantCulture,
-            $"[{bar}] {s.RecordsDone:N0}/{s.Records:N0} records, shards {s.ShardsDone}/{s.Shards} ({s.Failed.Count} failed), {s.RecordsPerSecond:F1} rec/s, ETA {eta}, {s.ActiveWorkers} worker(s), bottleneck {s.Bottleneck ?? "-"}");
+            $"[{bar}] {s.RecordsDone:N0}/{s.Records:N0} records, shards {s.ShardsDone}/{s.Shards} ({s.Failed.Count} " +
+                $"failed), {s.RecordsPerSecond:F1} rec/s, ETA {eta}, {s.ActiveWorkers} worker(s), " +
+                    $"bottleneck {s.Bottleneck ?? "-"}");
     }
 }

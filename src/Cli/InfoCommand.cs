@@ -9,7 +9,8 @@ internal static class InfoCommand
     public static Command Create()
     {
         var json = new Option<FileInfo?>("--json") { Description = "Also write the information as JSON to this file." };
-        var command = new Command("info", "Show toolkit and TorchSharp versions, device, MPI library and cores.") { json };
+        var command = new Command("info",
+            "Show toolkit and TorchSharp versions, device, MPI library and cores.") { json };
         var options = new CliOptions<ToolkitInfoOptions>(command, new(), "info");
         command.SetAction(parse =>
         {

@@ -5,13 +5,16 @@ using Toolkit.Runs;
 
 namespace Toolkit.Cli;
 
-/// <summary><c>toolkit quickstart</c>: the embedded-default job (in-process ranks, no MPI) with a terminal progress line and an HTML report.</summary>
+/// <summary><c>toolkit quickstart</c>: the embedded-default job (in-process ranks, no MPI) with a terminal progress
+/// line and an HTML report.</summary>
 internal static class QuickstartCommand
 {
     public static Command Create()
     {
         var json = new Option<FileInfo?>("--json") { Description = "Write the result as JSON to this file." };
-        var command = new Command("quickstart", "Train a small network data-parallel on in-process ranks; writes runs/<id>/ with metrics and report.html.") { json };
+        var command = new Command("quickstart",
+            "Train a small network data-parallel on in-process ranks; writes runs/<id>/ with metrics and " +
+                "report.html.") { json };
         var options = new CliOptions<QuickstartOptions>(command, new(), "quickstart");
         command.SetAction(async (parse, token) =>
         {
@@ -19,7 +22,9 @@ internal static class QuickstartCommand
             var progress = new JobProgress(p =>
             {
                 if (p.Rank == 0 && p.Name == MetricNames.Loss && !Console.IsOutputRedirected)
-                    Console.Write($"\rstep {p.Step + 1}/{o.Steps}  loss {p.Value.ToString("F4", CultureInfo.InvariantCulture)}   ");
+                    Console.Write(
+                        $"\rstep {p.Step + 1}/{o.Steps}  loss {p.Value.ToString("F4", CultureInfo.InvariantCulture)}  " +
+                            $" ");
             });
             var result = await QuickstartJob.RunAsync(o, progress, token);
             if (!Console.IsOutputRedirected) Console.WriteLine();

@@ -5,14 +5,17 @@ using Toolkit.Runs;
 
 namespace Toolkit.Cli;
 
-/// <summary><c>toolkit rl train</c>: GRPO with a mismatch correction (IcePop, TIS, MIS) on a verifiable task, synchronous or C3PO++ rollouts.</summary>
+/// <summary><c>toolkit rl train</c>: GRPO with a mismatch correction (IcePop, TIS, MIS) on a verifiable task,
+/// synchronous or C3PO++ rollouts.</summary>
 internal static class RlCommand
 {
-    public static Command Create() => new("rl", "Ring-1T style RL: GRPO with IcePop / TIS / MIS and C3PO++ rollouts.") { Train() };
+    public static Command Create() => new("rl",
+        "Ring-1T style RL: GRPO with IcePop / TIS / MIS and C3PO++ rollouts.") { Train() };
 
     private static Command Train()
     {
-        var json = new Option<FileInfo?>("--json") { Description = "Write the result (options and per-step diagnostics) as JSON to this file." };
+        var json = new Option<FileInfo?>("--json") { Description
+            = "Write the result (options and per-step diagnostics) as JSON to this file." };
         var command = new Command("train",
             "Warm-start a policy (a GPT preset or a Hugging Face folder) on a verifiable task, then train it with " +
                 "GRPO from a separate rollout engine; per-step mismatch diagnostics.") { json };
@@ -24,9 +27,11 @@ internal static class RlCommand
             {
                 var p = x.Point;
                 if (p.Name == RlTrainJob.Metrics.RewardMean)
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{x.Run,-7} step {p.Step + 1,3}/{o.Job.Steps}  reward {p.Value:F3}"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{x.Run,-7} step {p.Step + 1,3}/{o.Job.Steps}  reward {p.Value:F3}"));
                 else if (p.Name == RlTrainJob.Metrics.HeldOutAccuracy)
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{x.Run,-7}       held-out accuracy {p.Value:F3}"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{x.Run,-7}       held-out accuracy {p.Value:F3}"));
             });
             var results = await RlCompare.RunAsync(o, progress, token);
             foreach (var r in results) Facts.Print(r);

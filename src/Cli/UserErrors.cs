@@ -5,17 +5,17 @@ using Toolkit.Options;
 namespace Toolkit.Cli;
 
 /// <summary>
-/// How the CLI ends: a user error (unknown option, malformed or out-of-range value, missing file) is
-/// one <c>error: ...</c> line and exit code 2; a failed job is its message and exit code 1; an internal
-/// failure prints its stack trace and exits 1. <c>--verbose</c> (or <c>TOOLKIT_VERBOSE=1</c>) adds the
-/// stack trace to user errors too.
+/// How the CLI ends: a user error (unknown option, malformed or out-of-range value, missing file) is one <c>error:
+/// ...</c> line and exit code 2; a failed job is its message and exit code 1; an internal failure prints its stack
+/// trace and exits 1. <c>--verbose</c> (or <c>TOOLKIT_VERBOSE=1</c>) adds the stack trace to user errors too.
 /// </summary>
 internal static class UserErrors
 {
     /// <summary>Exit code of a user error.</summary>
     public const int UsageExitCode = 2;
 
-    public static bool Verbose(string[] args) => args.Contains("--verbose") || Environment.GetEnvironmentVariable("TOOLKIT_VERBOSE") == "1";
+    public static bool Verbose(string[] args)
+        => args.Contains("--verbose") || Environment.GetEnvironmentVariable("TOOLKIT_VERBOSE") == "1";
 
     /// <summary>A parse error as one line: unknown options list the command's valid options.</summary>
     public static int ReportParseErrors(ParseResult parse)
@@ -67,7 +67,8 @@ internal static class UserErrors
     private static IEnumerable<string> Path(Command command)
     {
         var names = new List<string>();
-        for (Symbol? s = command; s is Command c && c is not RootCommand; s = c.Parents.FirstOrDefault()) names.Insert(0, c.Name);
+        for (Symbol? s = command; s is Command c
+            && c is not RootCommand; s = c.Parents.FirstOrDefault()) names.Insert(0, c.Name);
         return names.Count == 0 ? ["toolkit"] : names;
     }
 }

@@ -10,9 +10,11 @@ internal static class Html
 
     public static string Table(string caption, IEnumerable<(string Name, string Value)> rows)
     {
-        var html = new StringBuilder("<table><caption style=\"text-align:left;font-weight:bold\">").Append(WebUtility.HtmlEncode(caption)).Append("</caption>");
+        var html = new StringBuilder("<table><caption style=\"text-align:left;font-weight:bold\">").Append(
+            WebUtility.HtmlEncode(caption)).Append("</caption>");
         foreach (var (name, value) in rows)
-            html.Append("<tr><td style=\"text-align:left\">").Append(WebUtility.HtmlEncode(name)).Append("</td><td style=\"text-align:left\">").Append(WebUtility.HtmlEncode(value)).Append("</td></tr>");
+            html.Append("<tr><td style=\"text-align:left\">").Append(WebUtility.HtmlEncode(name)).Append(
+                "</td><td style=\"text-align:left\">").Append(WebUtility.HtmlEncode(value)).Append("</td></tr>");
         return html.Append("</table>").ToString();
     }
 }

@@ -7,10 +7,9 @@ using Toolkit.Jobs;
 namespace Toolkit.Interactive;
 
 /// <summary>
-/// Shows a value that re-renders while a job runs, in place. Updates happen on the handler's own
-/// async flow (where <see cref="KernelInvocationContext.Current"/> is set), at most once per
-/// <c>interval</c>, plus once at the end; the handler awaits the job, because the kernel drops
-/// updates published after a cell completes.
+/// Shows a value that re-renders while a job runs, in place. Updates happen on the handler's own async flow (where
+/// <see cref="KernelInvocationContext.Current"/> is set), at most once per <c>interval</c>, plus once at the end; the
+/// handler awaits the job, because the kernel drops updates published after a cell completes.
 /// </summary>
 internal static class LiveDisplay
 {
@@ -18,8 +17,10 @@ internal static class LiveDisplay
     /// <param name="job">The running job.</param>
     /// <param name="render">Draws the value (charts) from what has been collected so far.</param>
     /// <param name="interval">At most one update per interval.</param>
-    /// <param name="status">If given, the job's latest state (a Slurm job pending with its reason, running, ended) is shown in a line above the value.</param>
-    public static async Task<T> RunAsync<T>(KernelInvocationContext context, Task<T> job, Func<object> render, TimeSpan interval, StatusCollector? status = null)
+    /// <param name="status">If given, the job's latest state (a Slurm job pending with its reason, running, ended) is
+    /// shown in a line above the value.</param>
+    public static async Task<T> RunAsync<T>(KernelInvocationContext context, Task<T> job, Func<object> render,
+        TimeSpan interval, StatusCollector? status = null)
     {
         DisplayedValue? statusLine = null;
         string? shown = null;
@@ -27,7 +28,9 @@ internal static class LiveDisplay
         {
             if (status?.Last is not { } s || s.Message == shown) return;
             shown = s.Message;
-            var html = new HtmlString($"<div class=\"toolkit-status\" style=\"font-family:monospace\">{System.Net.WebUtility.HtmlEncode($"{s.Time.ToLocalTime():HH:mm:ss} {s.Message}")}</div>");
+            var html = new HtmlString(
+                $"<div class=\"toolkit-status\" " +
+                    $"style=\"font-family:monospace\">{System.Net.WebUtility.HtmlEncode($"{s.Time.ToLocalTime():HH:mm:ss} {s.Message}")}</div>");
             if (statusLine is null) statusLine = context.Display(html, HtmlFormatter.MimeType);
             else statusLine.Update(html);
         }
@@ -53,7 +56,8 @@ internal static class LiveDisplay
     }
 }
 
-/// <summary>Keeps the latest <see cref="JobStatus"/> a job reported (jobs report them to a progress that also implements <see cref="IProgress{JobStatus}"/>).</summary>
+/// <summary>Keeps the latest <see cref="JobStatus"/> a job reported (jobs report them to a progress that also
+/// implements <see cref="IProgress{JobStatus}"/>).</summary>
 internal class StatusCollector : IProgress<JobStatus>
 {
     private JobStatus? _last;

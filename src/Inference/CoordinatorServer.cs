@@ -16,10 +16,10 @@ using Toolkit.Inference.Rpc;
 namespace Toolkit.Inference;
 
 /// <summary>
-/// The coordinator as a gRPC service (HTTP/2 without TLS) in front of a <see cref="CoordinatorCore"/>.
-/// It listens on loopback unless told otherwise; on any other address it requires a token, which every call
-/// carries as <c>authorization: Bearer &lt;token&gt;</c>; a call without it, or with another, is refused
-/// (<c>Unauthenticated</c>), logged in the job folder and counted, and gets nothing.
+/// The coordinator as a gRPC service (HTTP/2 without TLS) in front of a <see cref="CoordinatorCore"/>. It listens on
+/// loopback unless told otherwise; on any other address it requires a token, which every call carries as
+/// <c>authorization: Bearer &lt;token&gt;</c>; a call without it, or with another, is refused (<c>Unauthenticated</c>),
+/// logged in the job folder and counted, and gets nothing.
 /// </summary>
 public sealed class CoordinatorServer : IAsyncDisposable
 {
@@ -37,19 +37,24 @@ public sealed class CoordinatorServer : IAsyncDisposable
     public string? Token { get; }
 
     /// <summary>A random token (256 bits, URL-safe).</summary>
-    public static string NewToken() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    public static string NewToken()
+        => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 
-    /// <summary>Starts serving <paramref name="core"/> on <paramref name="bind"/>:<paramref name="port"/> (0: a free port).</summary>
+    /// <summary>Starts serving <paramref name="core"/> on <paramref name="bind"/>:<paramref name="port"/> (0: a free
+    /// port).</summary>
     /// <param name="core">The coordinator.</param>
     /// <param name="bind">An IP address or <c>localhost</c>; <c>0.0.0.0</c> for every interface.</param>
     /// <param name="port">The port, or 0.</param>
     /// <param name="token">The token calls must carry; required unless <paramref name="bind"/> is loopback.</param>
-    /// <exception cref="ArgumentException">A non-loopback address without a token, or an address that is not an IP.</exception>
+    /// <exception cref="ArgumentException">A non-loopback address without a token, or an address that is not an
+    /// IP.</exception>
     public static async Task<CoordinatorServer> StartAsync(CoordinatorCore core, string bind, int port, string? token)
     {
         var loopback = bind is "localhost" || (IPAddress.TryParse(bind, out var ip) && IPAddress.IsLoopback(ip));
         if (!loopback && string.IsNullOrEmpty(token))
-            throw new ArgumentException($"the coordinator binds {bind}, which is not loopback: it needs a token (--token) so that only your workers can take work", nameof(token));
+            throw new ArgumentException(
+                $"the coordinator binds {bind}, which is not loopback: it needs a token (--token) so that only your " +
+                    $"workers can take work", nameof(token));
         var address = bind is "localhost" ? IPAddress.Loopback
             : IPAddress.TryParse(bind, out var parsed) ? parsed
             : throw new ArgumentException($"--bind must be an IP address or localhost, not '{bind}'", nameof(bind));
@@ -68,7 +73,8 @@ public sealed class CoordinatorServer : IAsyncDisposable
         await app.StartAsync();
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var uri = new Uri(bound);
-        var host = address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) ? Environment.MachineName : uri.Host;
+        var host = address.Equals(IPAddress.Any)
+            || address.Equals(IPAddress.IPv6Any) ? Environment.MachineName : uri.Host;
         return new CoordinatorServer(app, $"http://{host}:{uri.Port}", token);
     }
 
@@ -84,22 +90,27 @@ public sealed class CoordinatorServer : IAsyncDisposable
     {
         private readonly byte[]? _expected = token is null ? null : Encoding.UTF8.GetBytes($"Bearer {token}");
 
-        public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+        public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request,
+            ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
         {
             if (_expected is not null)
             {
                 var presented = context.RequestHeaders.GetValue("authorization");
-                if (presented is null || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(presented), _expected))
+                if (presented is null || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(presented),
+                    _expected))
                 {
-                    core.Reject($"{context.Method} from {context.Peer}: {(presented is null ? "no token" : "wrong token")}");
-                    throw new RpcException(new Status(StatusCode.Unauthenticated, "this coordinator requires the job's token (toolkit infer worker --token ...)"));
+                    core.Reject(
+                        $"{context.Method} from {context.Peer}: {(presented is null ? "no token" : "wrong token")}");
+                    throw new RpcException(new Status(StatusCode.Unauthenticated,
+                        "this coordinator requires the job's token (toolkit infer worker --token ...)"));
                 }
             }
             try
             {
                 return await continuation(request, context);
             }
-            catch (UnauthorizedAccessException e) { throw new RpcException(new Status(StatusCode.PermissionDenied, e.Message)); }
+            catch (UnauthorizedAccessException e) { throw new RpcException(new Status(StatusCode.PermissionDenied,
+                e.Message)); }
             catch (ArgumentException e) { throw new RpcException(new Status(StatusCode.InvalidArgument, e.Message)); }
         }
     }
@@ -122,7 +133,8 @@ internal sealed class CoordinatorRpc(CoordinatorCore core) : Rpc.Coordinator.Coo
         var reply = new LeaseReply { Finished = grant.Finished };
         reply.Leases.AddRange(grant.Leases.Select(l => new Rpc.Lease
         {
-            Shard = l.Shard.Id, FirstRecord = l.Shard.FirstRecord, Records = l.Shard.Records, Attempts = l.Shard.Attempts,
+            Shard = l.Shard.Id, FirstRecord = l.Shard.FirstRecord, Records = l.Shard.Records,
+                Attempts = l.Shard.Attempts,
             Token = l.Token, ExpiresUnixMs = l.Expires.ToUnixTimeMilliseconds(),
         }));
         return reply;
@@ -130,8 +142,10 @@ internal sealed class CoordinatorRpc(CoordinatorCore core) : Rpc.Coordinator.Coo
 
     public override async Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
     {
-        var report = new WorkerReport([.. request.Stages.Select(s => new StageReport(s.Name, s.Tasks, s.Busy, s.Items, s.Queue))], request.Records, request.ReplicaRestarts);
-        var kept = await core.HeartbeatAsync(request.Worker, [.. request.Held.Select(h => new HeldShard(h.Shard, h.Token))], report);
+        var report = new WorkerReport([.. request.Stages.Select(s => new StageReport(s.Name, s.Tasks, s.Busy, s.Items,
+            s.Queue))], request.Records, request.ReplicaRestarts);
+        var kept = await core.HeartbeatAsync(request.Worker, [.. request.Held.Select(h => new HeldShard(h.Shard,
+            h.Token))], report);
         var reply = new HeartbeatReply();
         reply.Kept.AddRange(kept);
         return reply;
@@ -139,13 +153,15 @@ internal sealed class CoordinatorRpc(CoordinatorCore core) : Rpc.Coordinator.Coo
 
     public override async Task<CommitReply> Commit(CommitRequest request, ServerCallContext context)
     {
-        var outcome = await core.CommitAsync(request.Worker, new ShardCommit(request.Shard, request.Token, request.Output, request.Records, request.Quarantined, request.Seconds));
+        var outcome = await core.CommitAsync(request.Worker, new ShardCommit(request.Shard, request.Token,
+            request.Output, request.Records, request.Quarantined, request.Seconds));
         return new CommitReply { Outcome = outcome.ToString() };
     }
 
     public override async Task<Empty> Release(ReleaseRequest request, ServerCallContext context)
     {
-        await core.ReleaseAsync(request.Worker, new HeldShard(request.Held.Shard, request.Held.Token), request.Reason, request.Preempted);
+        await core.ReleaseAsync(request.Worker, new HeldShard(request.Held.Shard, request.Held.Token), request.Reason,
+            request.Preempted);
         return Nothing;
     }
 

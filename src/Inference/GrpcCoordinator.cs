@@ -12,11 +12,14 @@ public sealed class GrpcCoordinator : ICoordinator, IDisposable
     private readonly Rpc.Coordinator.CoordinatorClient _client;
     private readonly Metadata _headers = [];
 
-    /// <summary>Connects to <paramref name="address"/> (<c>http://host:port</c>), presenting <paramref name="token"/> if given.</summary>
+    /// <summary>Connects to <paramref name="address"/> (<c>http://host:port</c>), presenting <paramref name="token"/>
+    /// if given.</summary>
     public GrpcCoordinator(string address, string? token)
     {
         if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Scheme != "http")
-            throw new ArgumentException($"'{address}' is not a coordinator address (http://host:port, as written in the job folder's {InferLayout.CoordinatorFile})", nameof(address));
+            throw new ArgumentException(
+                $"'{address}' is not a coordinator address (http://host:port, as written in the job " +
+                    $"folder's {InferLayout.CoordinatorFile})", nameof(address));
         _channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions { MaxReceiveMessageSize = 16 << 20 });
         _client = new Rpc.Coordinator.CoordinatorClient(_channel);
         if (!string.IsNullOrEmpty(token)) _headers.Add("authorization", $"Bearer {token}");
@@ -34,25 +37,31 @@ public sealed class GrpcCoordinator : ICoordinator, IDisposable
     /// <inheritdoc/>
     public async Task<WorkerJoin> JoinAsync(WorkerHello hello, CancellationToken cancel = default)
     {
-        var reply = await _client.JoinAsync(new JoinRequest { Worker = hello.Worker, Host = hello.Host, Pid = hello.ProcessId }, Options(cancel));
+        var reply = await _client.JoinAsync(new JoinRequest { Worker = hello.Worker, Host = hello.Host,
+            Pid = hello.ProcessId }, Options(cancel));
         return new WorkerJoin(reply.SpecJson, reply.JobFolder);
     }
 
     /// <inheritdoc/>
     public async Task<LeaseGrant> LeaseAsync(string worker, int maxShards, CancellationToken cancel = default)
     {
-        var reply = await _client.LeaseAsync(new LeaseRequest { Worker = worker, MaxShards = maxShards }, Options(cancel));
+        var reply = await _client.LeaseAsync(new LeaseRequest { Worker = worker, MaxShards = maxShards },
+            Options(cancel));
         return new LeaseGrant([.. reply.Leases.Select(l => new ShardLease(
-            new Shard(l.Shard, l.FirstRecord, l.Records, ShardState.Leased, l.Attempts, worker, DateTimeOffset.FromUnixTimeMilliseconds(l.ExpiresUnixMs), null, null),
+            new Shard(l.Shard, l.FirstRecord, l.Records, ShardState.Leased, l.Attempts, worker,
+                DateTimeOffset.FromUnixTimeMilliseconds(l.ExpiresUnixMs), null, null),
             l.Token, DateTimeOffset.FromUnixTimeMilliseconds(l.ExpiresUnixMs)))], reply.Finished);
     }
 
     /// <inheritdoc/>
-    public async Task<IReadOnlyList<bool>> HeartbeatAsync(string worker, IReadOnlyList<HeldShard> held, WorkerReport report, CancellationToken cancel = default)
+    public async Task<IReadOnlyList<bool>> HeartbeatAsync(string worker, IReadOnlyList<HeldShard> held,
+        WorkerReport report, CancellationToken cancel = default)
     {
-        var request = new HeartbeatRequest { Worker = worker, Records = report.Records, ReplicaRestarts = report.ReplicaRestarts };
+        var request = new HeartbeatRequest { Worker = worker, Records = report.Records,
+            ReplicaRestarts = report.ReplicaRestarts };
         request.Held.AddRange(held.Select(h => new Held { Shard = h.Shard, Token = h.Token }));
-        request.Stages.AddRange(report.Stages.Select(s => new Rpc.Stage { Name = s.Name, Tasks = s.Tasks, Busy = s.Busy, Items = s.Items, Queue = s.Queue }));
+        request.Stages.AddRange(report.Stages.Select(s => new Rpc.Stage { Name = s.Name, Tasks = s.Tasks,
+            Busy = s.Busy, Items = s.Items, Queue = s.Queue }));
         var reply = await _client.HeartbeatAsync(request, Options(cancel));
         return [.. reply.Kept];
     }
@@ -69,8 +78,10 @@ public sealed class GrpcCoordinator : ICoordinator, IDisposable
     }
 
     /// <inheritdoc/>
-    public async Task ReleaseAsync(string worker, HeldShard shard, string reason, bool preempted, CancellationToken cancel = default) =>
-        await _client.ReleaseAsync(new ReleaseRequest { Worker = worker, Held = new Held { Shard = shard.Shard, Token = shard.Token }, Reason = reason, Preempted = preempted }, Options(cancel));
+    public async Task ReleaseAsync(string worker, HeldShard shard, string reason, bool preempted,
+        CancellationToken cancel = default) =>
+        await _client.ReleaseAsync(new ReleaseRequest { Worker = worker, Held = new Held { Shard = shard.Shard,
+            Token = shard.Token }, Reason = reason, Preempted = preempted }, Options(cancel));
 
     /// <inheritdoc/>
     public async Task LeaveAsync(string worker, string reason, CancellationToken cancel = default) =>

@@ -29,26 +29,30 @@ public sealed record InferBenchmarkOptions
 /// <summary>One configuration's throughput.</summary>
 /// <param name="Name">What ran.</param>
 /// <param name="Pipeline">embed or embed+score.</param>
-/// <param name="RecordsPerSecond">End-to-end records per second (file in, files out), or the model alone for ceilings.</param>
+/// <param name="RecordsPerSecond">End-to-end records per second (file in, files out), or the model alone for
+/// ceilings.</param>
 /// <param name="Seconds">Wall time.</param>
 /// <param name="OfCeiling">Fraction of the same pipeline's compute-only ceiling.</param>
 /// <param name="Note">How it ran.</param>
-public sealed record InferBenchmarkRun(string Name, string Pipeline, double RecordsPerSecond, double Seconds, double OfCeiling, string Note);
+public sealed record InferBenchmarkRun(string Name, string Pipeline, double RecordsPerSecond, double Seconds,
+    double OfCeiling, string Note);
 
 /// <summary>The JSON of <c>toolkit bench infer</c>.</summary>
-public sealed record InferBenchmarkReport(InferBenchmarkOptions Options, int Cores, IReadOnlyList<InferBenchmarkRun> Runs, double PipelinedOverSequential, double DagOverOneAfterAnother);
+public sealed record InferBenchmarkReport(InferBenchmarkOptions Options, int Cores,
+    IReadOnlyList<InferBenchmarkRun> Runs, double PipelinedOverSequential, double DagOverOneAfterAnother);
 
 /// <summary>
-/// Batch-inference throughput against its references, on the same generated input: the compute-only ceiling
-/// (the model alone on in-memory, pre-tokenised batches, every core busy), the sequential baseline (one
-/// process reading, tokenising, predicting and writing one batch after another), the pipelined worker, several
-/// worker processes through the coordinator, and for two models the pipelined DAG against running one model
-/// over the whole input and then the other.
+/// Batch-inference throughput against its references, on the same generated input: the compute-only ceiling (the model
+/// alone on in-memory, pre-tokenised batches, every core busy), the sequential baseline (one process reading,
+/// tokenising, predicting and writing one batch after another), the pipelined worker, several worker processes through
+/// the coordinator, and for two models the pipelined DAG against running one model over the whole input and then the
+/// other.
 /// </summary>
 public static class InferBenchmark
 {
     /// <summary>Runs every configuration.</summary>
-    public static async Task<InferBenchmarkReport> RunAsync(InferBenchmarkOptions o, Action<string>? log = null, CancellationToken cancel = default)
+    public static async Task<InferBenchmarkReport> RunAsync(InferBenchmarkOptions o, Action<string>? log = null,
+        CancellationToken cancel = default)
     {
         var cores = o.Threads > 0 ? o.Threads : Environment.ProcessorCount;
         var root = Path.GetFullPath(Path.Combine(o.RunsDirectory, $"bench-infer-{DateTime.UtcNow:yyyyMMdd-HHmmss}"));
@@ -59,57 +63,78 @@ public static class InferBenchmark
         var ceilings = new Dictionary<string, double>();
         void Add(InferBenchmarkRun run)
         {
-            run = run with { OfCeiling = ceilings.TryGetValue(run.Pipeline, out var c) && c > 0 ? run.RecordsPerSecond / c : 1 };
+            run = run with { OfCeiling = ceilings.TryGetValue(run.Pipeline,
+                out var c) && c > 0 ? run.RecordsPerSecond / c : 1 };
             runs.Add(run);
-            log?.Invoke($"{run.Name,-34} {run.Pipeline,-12} {run.RecordsPerSecond,8:F1} records/s  {run.OfCeiling,5:P0} of ceiling  ({run.Note})");
+            log?.Invoke(
+                $"{run.Name,-34} {run.Pipeline,-12} {run.RecordsPerSecond,8:F1} records/s  {run.OfCeiling,5:P0} of " +
+                    $"ceiling  ({run.Note})");
         }
 
         var texts = new JsonlSource(input, "id", "text").Read(0, o.Records).Select(r => r.Text!).ToList();
         foreach (var pipeline in new[] { InferPipeline.Embed, InferPipeline.EmbedAndScore })
         {
             var name = OptionSpec.EnumName(typeof(InferPipeline), pipeline);
-            // Ceiling: each model alone, every core busy (best of one replica with all threads and one replica per core); a DAG's ceiling is the models' times added.
+            // Ceiling: each model alone, every core busy (best of one replica with all threads and one replica per
+            // core); a DAG's ceiling is the models' times added.
             var seconds = 0.0;
             foreach (var model in ModelStages.Create(new InferJobOptions { Pipeline = pipeline, Threads = 1 }))
             {
                 var prepared = texts.Select(model.Prepare).ToList();
-                var best = Math.Min(Compute(ModelStages.Create(new InferJobOptions { Pipeline = pipeline, Threads = cores }).First(m => m.Name == model.Name), prepared, o.BatchSize, 1),
+                var best = Math.Min(Compute(ModelStages.Create(new InferJobOptions { Pipeline = pipeline,
+                    Threads = cores }).First(m => m.Name == model.Name), prepared, o.BatchSize, 1),
                     Compute(model, prepared, o.BatchSize, cores));
                 seconds += best;
             }
             ceilings[name] = o.Records / seconds;
             Add(pipeline == InferPipeline.Embed
-                ? new InferBenchmarkRun("compute-only ceiling", name, o.Records / seconds, seconds, 1, "the model alone on pre-tokenised in-memory batches, every core busy")
+                ? new InferBenchmarkRun("compute-only ceiling", name, o.Records / seconds, seconds, 1,
+                    "the model alone on pre-tokenised in-memory batches, every core busy")
                 : new InferBenchmarkRun("compute-only, models in turn", name, o.Records / seconds, seconds, 1,
-                    "each model alone on in-memory batches, one after the other: not a ceiling for a pipeline, where the models overlap"));
+                    "each model alone on in-memory batches, one after the other: not a ceiling for a pipeline, where " +
+                        "the models overlap"));
 
-            var sequential = Sequential(input, pipeline, o.BatchSize, cores, Path.Combine(root, $"sequential-{name.Replace('+', '-')}.jsonl"));
-            Add(new InferBenchmarkRun("sequential baseline", name, o.Records / sequential, sequential, 0, $"one process: read, tokenise, predict ({cores} threads), write, one batch after another"));
+            var sequential = Sequential(input, pipeline, o.BatchSize, cores, Path.Combine(root,
+                $"sequential-{name.Replace('+', '-')}.jsonl"));
+            Add(new InferBenchmarkRun("sequential baseline", name, o.Records / sequential, sequential, 0,
+                $"one process: read, tokenise, predict ({cores} threads), write, one batch after another"));
             if (pipeline == InferPipeline.EmbedAndScore)
             {
                 var oneAfterAnother = OneAfterAnother(input, o.BatchSize, cores, root);
-                Add(new InferBenchmarkRun("models one after another", name, o.Records / oneAfterAnother, oneAfterAnother, 0, "embed the whole input, write it, then score the whole input"));
+                Add(new InferBenchmarkRun("models one after another", name, o.Records / oneAfterAnother,
+                    oneAfterAnother, 0, "embed the whole input, write it, then score the whole input"));
             }
             foreach (var (replicas, threads) in new[] { (1, cores), (cores, 1) })
             {
-                var spec = new InferJobOptions { Input = input, Pipeline = pipeline, BatchSize = o.BatchSize, ShardSize = 250, Replicas = replicas, Threads = threads, Workers = 1,
-                    Launch = InferJobOptions.DefaultLaunch with { Launcher = Jobs.Launcher.InProcess, RunsDirectory = root } };
+                var spec = new InferJobOptions { Input = input, Pipeline = pipeline, BatchSize = o.BatchSize,
+                    ShardSize = 250, Replicas = replicas, Threads = threads, Workers = 1,
+                    Launch = InferJobOptions.DefaultLaunch with { Launcher = Jobs.Launcher.InProcess,
+                        RunsDirectory = root } };
                 var result = await InferJob.RunAsync(spec, null, cancel);
-                Add(new InferBenchmarkRun($"pipelined worker ({replicas}x{threads} threads)", name, result.RecordsPerSecond, result.Seconds, 0,
-                    $"one worker in this process, {replicas} replica(s) per model of {threads} thread(s); bottleneck {result.Bottleneck}"));
+                Add(new InferBenchmarkRun($"pipelined worker ({replicas}x{threads} threads)", name,
+                    result.RecordsPerSecond, result.Seconds, 0,
+                    $"one worker in this process, {replicas} replica(s) per model of {threads} thread(s); " +
+                        $"bottleneck {result.Bottleneck}"));
             }
-            var processes = await InferJob.RunAsync(new InferJobOptions { Input = input, Pipeline = pipeline, BatchSize = o.BatchSize, ShardSize = 250, Workers = cores, Threads = 1,
+            var processes = await InferJob.RunAsync(new InferJobOptions { Input = input, Pipeline = pipeline,
+                BatchSize = o.BatchSize, ShardSize = 250, Workers = cores, Threads = 1,
                 Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = root } }, null, cancel);
-            Add(new InferBenchmarkRun($"{cores} worker processes", name, processes.RecordsPerSecond, processes.Seconds, 0,
-                $"local worker processes over gRPC, 1 thread each; includes process start and model load; bottleneck {processes.Bottleneck}"));
+            Add(new InferBenchmarkRun(
+                $"{cores} worker processes", name, processes.RecordsPerSecond, processes.Seconds, 0,
+                $"local worker processes over gRPC, 1 thread each; includes process start and model load; " +
+                    $"bottleneck {processes.Bottleneck}"));
         }
-        double Best(string pipeline, string prefix) => runs.Where(r => r.Pipeline == pipeline && r.Name.StartsWith(prefix, StringComparison.Ordinal)).Max(r => r.RecordsPerSecond);
+        double Best(string pipeline,
+            string prefix) => runs.Where(r => r.Pipeline == pipeline && r.Name.StartsWith(prefix,
+                StringComparison.Ordinal)).Max(r => r.RecordsPerSecond);
         return new InferBenchmarkReport(o, cores, runs,
             Math.Max(Best("embed", "pipelined"), Best("embed", $"{cores} worker")) / Best("embed", "sequential"),
-            Math.Max(Best("embed+score", "pipelined"), Best("embed+score", $"{cores} worker")) / Best("embed+score", "models one after another"));
+            Math.Max(Best("embed+score", "pipelined"), Best("embed+score", $"{cores} worker")) / Best("embed+score",
+                "models one after another"));
     }
 
-    /// <summary>Seconds for <paramref name="replicas"/> replicas to predict every prepared input in batches (after one warm-up batch each).</summary>
+    /// <summary>Seconds for <paramref name="replicas"/> replicas to predict every prepared input in batches (after one
+    /// warm-up batch each).</summary>
     private static double Compute(IModelStage model, IReadOnlyList<object> prepared, int batch, int replicas)
     {
         var batches = prepared.Chunk(batch).ToList();
@@ -121,7 +146,8 @@ public static class InferBenchmark
             var clock = Stopwatch.StartNew();
             Parallel.ForEach(sessions, new ParallelOptions { MaxDegreeOfParallelism = replicas }, s =>
             {
-                for (var i = Interlocked.Increment(ref next); i < batches.Count; i = Interlocked.Increment(ref next)) s.Predict(batches[i]);
+                for (var i = Interlocked.Increment(ref next); i < batches.Count; i
+                    = Interlocked.Increment(ref next)) s.Predict(batches[i]);
             });
             return clock.Elapsed.TotalSeconds;
         }
@@ -145,8 +171,10 @@ public static class InferBenchmark
             for (long first = 0; first < source.Count; first += batch)
             {
                 var records = source.Read(first, Math.Min(batch, source.Count - first)).ToList();
-                var outputs = models.Select((m, k) => replicas[k].Predict([.. records.Select(r => m.Prepare(r.Text!))])).ToList();
-                for (var i = 0; i < records.Count; i++) WriteRow(file, records[i].Id!, models, outputs.Select(o => o[i]).ToList());
+                var outputs = models.Select((m,
+                    k) => replicas[k].Predict([.. records.Select(r => m.Prepare(r.Text!))])).ToList();
+                for (var i = 0; i < records.Count; i++) WriteRow(file, records[i].Id!, models,
+                    outputs.Select(o => o[i]).ToList());
             }
             file.Flush(flushToDisk: true);
             return clock.Elapsed.TotalSeconds;
@@ -157,12 +185,14 @@ public static class InferBenchmark
         }
     }
 
-    /// <summary>Two models without a DAG: the embedding job over the whole input, then the scoring job over the whole input.</summary>
+    /// <summary>Two models without a DAG: the embedding job over the whole input, then the scoring job over the whole
+    /// input.</summary>
     private static double OneAfterAnother(string input, int batch, int threads, string root) =>
         Sequential(input, InferPipeline.Embed, batch, threads, Path.Combine(root, "one-after-another-embed.jsonl"))
         + Sequential(input, InferPipeline.Score, batch, threads, Path.Combine(root, "one-after-another-score.jsonl"));
 
-    private static void WriteRow(Stream file, string id, IReadOnlyList<IModelStage> models, IReadOnlyList<object> outputs)
+    private static void WriteRow(Stream file, string id, IReadOnlyList<IModelStage> models,
+        IReadOnlyList<object> outputs)
     {
         using (var json = new Utf8JsonWriter(file))
         {

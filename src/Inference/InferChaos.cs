@@ -23,7 +23,8 @@ public sealed record ChaosOptions
     [Option("Workers kept alive (killed ones are replaced).")]
     public int Workers { get; init; } = 2;
 
-    /// <summary>Workers killed with SIGKILL, spread over the run. The job's retry cap is set above it, so a shard unlucky enough to be held by every killed worker is still done.</summary>
+    /// <summary>Workers killed with SIGKILL, spread over the run. The job's retry cap is set above it, so a shard
+    /// unlucky enough to be held by every killed worker is still done.</summary>
     [Option("Workers killed with SIGKILL, spread over the run.")]
     public int Kills { get; init; } = 10;
 
@@ -45,11 +46,13 @@ public sealed record ChaosOptions
 }
 
 /// <summary>What a chaos run did and the exactly-once check of its output, read back from the files.</summary>
-public sealed record ChaosResult(string JobFolder, int Records, int WorkersKilled, int CoordinatorsKilled, int Resumes, long ShardsRetried, double Seconds, OutputCheck Check,
+public sealed record ChaosResult(string JobFolder, int Records, int WorkersKilled, int CoordinatorsKilled, int Resumes,
+    long ShardsRetried, double Seconds, OutputCheck Check,
     IReadOnlyList<string> Events) : IFacts
 {
     /// <inheritdoc/>
-    public string Title => $"batch-inference chaos: {(Check.ExactlyOnce ? "every record exactly once" : "NOT exactly once")}";
+    public string Title
+        => $"batch-inference chaos: {(Check.ExactlyOnce ? "every record exactly once" : "NOT exactly once")}";
 
     /// <inheritdoc/>
     public IReadOnlyList<(string Name, string Value)> Facts() =>
@@ -59,20 +62,23 @@ public sealed record ChaosResult(string JobFolder, int Records, int WorkersKille
         ("killed", $"{WorkersKilled} workers (SIGKILL), the coordinator {CoordinatorsKilled} times; {Resumes} resumes"),
         ("shards retried", $"{ShardsRetried:N0}"),
         ("time", $"{Seconds:F1} s"),
-        ("output read back", $"{Check.Rows:N0} rows + {Check.Quarantined:N0} quarantined; {Check.Missing:N0} lost, {Check.Duplicated:N0} duplicated, {Check.Unexpected:N0} unexpected"),
+        ("output read back",
+            $"{Check.Rows:N0} rows + {Check.Quarantined:N0} quarantined; {Check.Missing:N0} " +
+                $"lost, {Check.Duplicated:N0} duplicated, {Check.Unexpected:N0} unexpected"),
     ];
 }
 
 /// <summary>
-/// Runs a real job (<c>toolkit infer run</c>, local worker processes, the MiniLM embedding model) and attacks
-/// it: workers killed with SIGKILL at points spread over the run, the coordinator process killed with SIGKILL
-/// and the job resumed with <c>toolkit infer resume</c>; then reads the output back and checks every input
-/// record is there exactly once. Nothing is mocked: processes, gRPC on loopback, SQLite, files.
+/// Runs a real job (<c>toolkit infer run</c>, local worker processes, the MiniLM embedding model) and attacks it:
+/// workers killed with SIGKILL at points spread over the run, the coordinator process killed with SIGKILL and the job
+/// resumed with <c>toolkit infer resume</c>; then reads the output back and checks every input record is there exactly
+/// once. Nothing is mocked: processes, gRPC on loopback, SQLite, files.
 /// </summary>
 public static class InferChaos
 {
     /// <summary>Runs the chaos test.</summary>
-    public static async Task<ChaosResult> RunAsync(ChaosOptions o, Action<string>? log = null, CancellationToken cancel = default)
+    public static async Task<ChaosResult> RunAsync(ChaosOptions o, Action<string>? log = null,
+        CancellationToken cancel = default)
     {
         var clock = Stopwatch.StartNew();
         var events = new List<string>();
@@ -82,7 +88,8 @@ public static class InferChaos
             events.Add(line);
             log?.Invoke(line);
         }
-        var root = Path.GetFullPath(Path.Combine(o.RunsDirectory, $"chaos-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}"));
+        var root = Path.GetFullPath(Path.Combine(o.RunsDirectory,
+            $"chaos-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}"));
         Directory.CreateDirectory(root);
         var input = Path.Combine(root, "input.jsonl");
         SentenceDataset.Write(input, o.Records, o.Seed, badEvery: 1000);
@@ -102,10 +109,12 @@ public static class InferChaos
             {
                 cancel.ThrowIfCancellationRequested();
                 await Task.Delay(200, cancel);
-                folder ??= Directory.GetDirectories(root, "infer-*").FirstOrDefault(d => File.Exists(Path.Combine(d, InferLayout.StateFile)));
+                folder ??= Directory.GetDirectories(root, "infer-*").FirstOrDefault(d => File.Exists(Path.Combine(d,
+                    InferLayout.StateFile)));
                 if (coordinator.HasExited)
                 {
-                    if (coordinator.ExitCode != 0) throw new InvalidOperationException($"the coordinator exited with code {coordinator.ExitCode}; see {root}/coordinator-*.log");
+                    if (coordinator.ExitCode != 0) throw new InvalidOperationException(
+                        $"the coordinator exited with code {coordinator.ExitCode}; see {root}/coordinator-*.log");
                     break;
                 }
                 if (folder is null) continue;
@@ -114,15 +123,18 @@ public static class InferChaos
                 catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException) { continue; }
                 if (status is null) continue;   // the state exists, the shards are not laid out yet
                 var progress = (double)status.RecordsDone / Math.Max(1, status.Records);
-                // Worker kills at progress (j+1)/(kills+1) of 90 %, coordinator kills at (k+1)/(coordinator kills+1) of 80 %.
-                if (killed < o.Kills && progress >= 0.9 * (killed + 1) / (o.Kills + 1) && LiveWorkers(folder, seen) is { Count: > 0 } live)
+                // Worker kills at progress (j+1)/(kills+1) of 90 %, coordinator kills at (k+1)/(coordinator kills+1) of
+                // 80 %.
+                if (killed < o.Kills && progress >= 0.9 * (killed + 1) / (o.Kills + 1) && LiveWorkers(folder,
+                    seen) is { Count: > 0 } live)
                 {
                     var (id, pid) = live[random.Next(live.Count)];
                     ProcessPool.Signal(pid, 9);
                     killed++;
                     Event($"SIGKILL worker {id} (pid {pid}) at {progress:P0}");
                 }
-                if (coordinatorsKilled < o.CoordinatorKills && progress >= 0.8 * (coordinatorsKilled + 1) / (o.CoordinatorKills + 1))
+                if (coordinatorsKilled < o.CoordinatorKills
+                    && progress >= 0.8 * (coordinatorsKilled + 1) / (o.CoordinatorKills + 1))
                 {
                     ProcessPool.Signal(coordinator.Id, 9);
                     await coordinator.WaitForExitAsync(cancel);
@@ -136,16 +148,21 @@ public static class InferChaos
         finally
         {
             if (!coordinator.HasExited) coordinator.Kill(entireProcessTree: true);
-            foreach (var (_, pid) in folder is null ? [] : LiveWorkers(folder, [])) ProcessPool.Signal(pid, 9);   // orphans still retrying a dead coordinator
+            // orphans still retrying a dead coordinator
+            foreach (var (_, pid) in folder is null ? [] : LiveWorkers(folder, [])) ProcessPool.Signal(pid, 9);
         }
-        folder ??= Directory.GetDirectories(root, "infer-*").FirstOrDefault(d => File.Exists(Path.Combine(d, InferLayout.StateFile)))
-            ?? throw new InvalidOperationException($"the coordinator exited without creating a job folder in {root}; see {root}/coordinator-*.log");
+        folder ??= Directory.GetDirectories(root, "infer-*").FirstOrDefault(d => File.Exists(Path.Combine(d,
+            InferLayout.StateFile)))
+            ?? throw new InvalidOperationException(
+                $"the coordinator exited without creating a job folder in {root}; see {root}/coordinator-*.log");
         Event("job completed");
         using var store = new SqliteShardStore(Path.Combine(folder!, InferLayout.StateFile));
         var retried = store.Shards().Count(s => s.Attempts > 0);
         var check = InferOutput.Verify(folder!, new JsonlSource(input, "id", "text"));
-        Event($"read back: {check.Rows} rows, {check.Quarantined} quarantined, {check.Missing} lost, {check.Duplicated} duplicated");
-        var result = new ChaosResult(folder!, o.Records, killed, coordinatorsKilled, resumes, retried, clock.Elapsed.TotalSeconds, check, events);
+        Event($"read back: {check.Rows} rows, {check.Quarantined} quarantined, {check.Missing} " +
+            $"lost, {check.Duplicated} duplicated");
+        var result = new ChaosResult(folder!, o.Records, killed, coordinatorsKilled, resumes, retried,
+            clock.Elapsed.TotalSeconds, check, events);
         ToolkitJson.Write(Path.Combine(root, "chaos.json"), result);
         return result;
     }
@@ -168,17 +185,18 @@ public static class InferChaos
     }
 
     /// <summary>
-    /// True when <paramref name="pid"/> is still this job's worker <paramref name="id"/>. PIDs are reused (pid_max is often
-    /// 32768, and every thread takes one), and /proc also answers for thread ids: a signal to a reused number would hit
-    /// another process (a notebook's worker, the test host), so the process must be a process (its Tgid is itself) whose
-    /// command line names this worker's id.
+    /// True when <paramref name="pid"/> is still this job's worker <paramref name="id"/>. PIDs are reused (pid_max is
+    /// often 32768, and every thread takes one), and /proc also answers for thread ids: a signal to a reused number
+    /// would hit another process (a notebook's worker, the test host), so the process must be a process (its Tgid is
+    /// itself) whose command line names this worker's id.
     /// </summary>
     private static bool IsWorker(int pid, string id)
     {
         try
         {
             var status = File.ReadAllLines($"/proc/{pid}/status");
-            var tgid = status.FirstOrDefault(l => l.StartsWith("Tgid:", StringComparison.Ordinal))?["Tgid:".Length..].Trim();
+            var tgid = status.FirstOrDefault(l => l.StartsWith("Tgid:",
+                StringComparison.Ordinal))?["Tgid:".Length..].Trim();
             if (tgid != pid.ToString(CultureInfo.InvariantCulture)) return false;
             var arguments = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
             return arguments.Contains(Jobs.ChildCommands.InferWorker[^1]) && arguments.Contains(id);
@@ -190,7 +208,9 @@ public static class InferChaos
     private static Process Start(IReadOnlyList<string> verb, string root, string name)
     {
         var command = RankEntryPoint.Command();
-        // The log writer is never closed (it flushes every line): lines can arrive until the process has exited and been read to its end.
-        return ChildProcess.StartLogged(command[0], [.. command.Skip(1), .. verb], Path.Combine(root, $"{name}.log")).Process;
+        // The log writer is never closed (it flushes every line): lines can arrive until the process has exited and
+        // been read to its end.
+        return ChildProcess.StartLogged(command[0], [.. command.Skip(1), .. verb], Path.Combine(root,
+            $"{name}.log")).Process;
     }
 }

@@ -8,12 +8,12 @@ using Toolkit.Runtime;
 namespace Toolkit.Inference;
 
 /// <summary>
-/// Runs a batch-inference job: the coordinator (its state in the job folder's SQLite file), its gRPC service
-/// unless the workers are in this process, the workers (child processes by default), and an autoscaler that
-/// keeps between the spec's minimum and maximum workers alive while work remains. The job folder is a run
-/// folder: <c>config.json</c> (the spec), <c>metrics.jsonl</c> (progress, throughput, per-stage busy time and
-/// queue depth), <c>log.txt</c>, <c>state.db</c>, <c>output/</c>, <c>quarantine/</c>, <c>workers/</c>, and
-/// <c>result.json</c> at the end. <see cref="ResumeAsync"/> restarts a stopped or killed job where it stopped.
+/// Runs a batch-inference job: the coordinator (its state in the job folder's SQLite file), its gRPC service unless the
+/// workers are in this process, the workers (child processes by default), and an autoscaler that keeps between the
+/// spec's minimum and maximum workers alive while work remains. The job folder is a run folder: <c>config.json</c> (the
+/// spec), <c>metrics.jsonl</c> (progress, throughput, per-stage busy time and queue depth), <c>log.txt</c>,
+/// <c>state.db</c>, <c>output/</c>, <c>quarantine/</c>, <c>workers/</c>, and <c>result.json</c> at the end.
+/// <see cref="ResumeAsync"/> restarts a stopped or killed job where it stopped.
 /// </summary>
 public static class InferJob
 {
@@ -22,7 +22,8 @@ public static class InferJob
 
     /// <summary>Runs a new job.</summary>
     /// <exception cref="ArgumentException">The spec is invalid; the message names the option.</exception>
-    public static async Task<InferResult> RunAsync(InferJobOptions spec, IProgress<InferStatus>? progress = null, CancellationToken cancel = default, Action<string>? log = null)
+    public static async Task<InferResult> RunAsync(InferJobOptions spec, IProgress<InferStatus>? progress = null,
+        CancellationToken cancel = default, Action<string>? log = null)
     {
         spec.Check();
         var source = RecordSource.Open(spec);   // fails here, before a folder exists, on an unreadable input
@@ -34,29 +35,36 @@ public static class InferJob
         {
             var saved = ReadSpec(Path.Combine(runs, name));
             if (!saved.SameLayout(spec))
-                throw new ArgumentException($"the job folder '{name}' holds another job (input {saved.Input}, shards of {saved.ShardSize}): choose another --job-name", nameof(spec));
+                throw new ArgumentException(
+                    $"the job folder '{name}' holds another job (input {saved.Input}, shards of {saved.ShardSize}): " +
+                        $"choose another --job-name", nameof(spec));
             log?.Invoke($"{name} already holds this job: resuming it");
             return await ResumeAsync(Path.Combine(runs, name), progress, cancel, _ => spec, log);
         }
-        using var run = spec.JobName is { } fixedName ? RunDirectory.CreateNamed(runs, fixedName, new InferConfig(Kind, spec))
+        using var run = spec.JobName is { } fixedName
+            ? RunDirectory.CreateNamed(runs, fixedName, new InferConfig(Kind, spec))
             : RunDirectory.Create(runs, Kind, new InferConfig(Kind, spec));
         if (launch.Launcher == Launcher.Mpi) return await RunUnderMpiAsync(run, spec, mpi, progress, cancel, log);
-        if (launch.Launcher == Launcher.Slurm) return await RunUnderSlurmAsync(run, spec, slurm!, progress, cancel, log);
+        if (launch.Launcher == Launcher.Slurm) return await RunUnderSlurmAsync(
+            run, spec, slurm!, progress, cancel, log);
         return await RunInFolderAsync(run, spec, source, progress, cancel, log);
     }
 
     /// <summary>
-    /// One rank of a job started with <c>--launcher mpi</c> (<c>toolkit infer rank --job DIR</c>; the rank from
-    /// hydra's <c>PMI_RANK</c>): rank 0 is the coordinator, listening on every interface with a token written
-    /// to the job folder; every other rank waits for <c>coordinator.json</c> and works for it.
+    /// One rank of a job started with <c>--launcher mpi</c> (<c>toolkit infer rank --job DIR</c>; the rank from hydra's
+    /// <c>PMI_RANK</c>): rank 0 is the coordinator, listening on every interface with a token written to the job
+    /// folder; every other rank waits for <c>coordinator.json</c> and works for it.
     /// </summary>
-    public static async Task<int> RankAsync(string folder, CancellationToken cancel = default, Action<string>? log = null)
+    public static async Task<int> RankAsync(string folder, CancellationToken cancel = default,
+        Action<string>? log = null)
     {
-        var rank = int.TryParse(Environment.GetEnvironmentVariable("PMI_RANK") ?? Environment.GetEnvironmentVariable("SLURM_PROCID"), out var r) ? r : 0;
+        var rank = int.TryParse(Environment.GetEnvironmentVariable("PMI_RANK")
+            ?? Environment.GetEnvironmentVariable("SLURM_PROCID"), out var r) ? r : 0;
         var spec = ReadSpec(folder);
         if (rank == 0)
         {
-            var coordinator = spec with { Launch = spec.Launch with { Launcher = Launcher.External }, Bind = "0.0.0.0", Token = spec.Token ?? CoordinatorServer.NewToken() };
+            var coordinator = spec with { Launch = spec.Launch with { Launcher = Launcher.External }, Bind = "0.0.0.0",
+                Token = spec.Token ?? CoordinatorServer.NewToken() };
             using var run = RunDirectory.Reopen(folder);
             var result = await RunInFolderAsync(run, coordinator, RecordSource.Open(spec), null, cancel, log);
             return result.State == "completed" ? 0 : 1;
@@ -65,25 +73,29 @@ public static class InferJob
         var deadline = DateTime.UtcNow.AddMinutes(2);
         while (!File.Exists(file) || !File.Exists(Path.Combine(folder, "token")))
         {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"rank {rank}: no coordinator appeared in {folder} within 2 minutes (see rank 0's output)");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException(
+                $"rank {rank}: no coordinator appeared in {folder} within 2 minutes (see rank 0's output)");
             await Task.Delay(200, cancel);
         }
         var address = ToolkitJson.Read<CoordinatorAddress>(file);
         using var client = new GrpcCoordinator(address.Address, File.ReadAllText(Path.Combine(folder, "token")).Trim());
-        var summary = await new InferenceWorker(client, $"{Environment.MachineName}-rank{rank}") { Log = log }.RunAsync(abort: cancel);
+        var summary = await new InferenceWorker(client,
+            $"{Environment.MachineName}-rank{rank}") { Log = log }.RunAsync(abort: cancel);
         return summary.Reason is "finished" or "drained" ? 0 : 1;
     }
 
     /// <summary>
-    /// Submits the ranks as a Slurm job (sbatch of a script kept in <c>slurm/job.sbatch</c>) and follows it: status snapshots from the
-    /// job's state once a second, the scheduler's state changes to the log. Inside an allocation the ranks are an srun step instead,
-    /// followed like mpiexec. Cancelling runs scancel; the job can be resumed.
+    /// Submits the ranks as a Slurm job (sbatch of a script kept in <c>slurm/job.sbatch</c>) and follows it: status
+    /// snapshots from the job's state once a second, the scheduler's state changes to the log. Inside an allocation the
+    /// ranks are an srun step instead, followed like mpiexec. Cancelling runs scancel; the job can be resumed.
     /// </summary>
-    private static async Task<InferResult> RunUnderSlurmAsync(RunDirectory run, InferJobOptions spec, Jobs.SlurmJobLauncher.Plan plan,
+    private static async Task<InferResult> RunUnderSlurmAsync(RunDirectory run, InferJobOptions spec,
+        Jobs.SlurmJobLauncher.Plan plan,
         IProgress<InferStatus>? progress, CancellationToken cancel, Action<string>? log)
     {
         if (plan.Mode == Jobs.SlurmSubmit.Srun)
-            return await RunUnderMpiAsync(run, spec, (Jobs.SlurmClient.Require("srun"), ["--kill-on-bad-exit=0", .. Jobs.SlurmJobLauncher.ResourceArguments(spec.RankLaunch, plan.ExtraArguments), .. plan.Entry]),
+            return await RunUnderMpiAsync(run, spec, (Jobs.SlurmClient.Require("srun"), ["--kill-on-bad-exit=0",
+                .. Jobs.SlurmJobLauncher.ResourceArguments(spec.RankLaunch, plan.ExtraArguments), .. plan.Entry]),
                 progress, cancel, log);
         PrepareForRanks(run);
         var states = new LogStatus(log);
@@ -103,26 +115,30 @@ public static class InferJob
             run.Log($"warning: {e.Message}");
         }
         if (!File.Exists(resultFile))
-            throw new Jobs.JobFailedException($"the Slurm job completed before the coordinator (task 0) wrote its result; the job can be resumed. Job folder: {run.Path}");
+            throw new Jobs.JobFailedException(
+                $"the Slurm job completed before the coordinator (task 0) wrote its result; the job can be resumed. " +
+                    $"Job folder: {run.Path}");
         progress?.Report(Status(run.Path));
         return ToolkitJson.Read<InferResult>(resultFile);
     }
 
     /// <summary>
-    /// Before the ranks of a job (mpiexec or Slurm) start: the folder is a job folder at once (status works), and a resumed
-    /// job's old coordinator files are gone.
+    /// Before the ranks of a job (mpiexec or Slurm) start: the folder is a job folder at once (status works), and a
+    /// resumed job's old coordinator files are gone.
     /// </summary>
     private static void PrepareForRanks(RunDirectory run)
     {
         using (new SqliteShardStore(run.File(InferLayout.StateFile))) { }
-        foreach (var stale in new[] { InferLayout.CoordinatorFile, "token", "result.json" }) File.Delete(run.File(stale));
+        foreach (var stale in new[] { InferLayout.CoordinatorFile, "token",
+            "result.json" }) File.Delete(run.File(stale));
     }
 
     /// <summary>A status snapshot while the ranks run; none while rank 0 is still laying out the shards.</summary>
     private static void ReportWhileRanksRun(RunDirectory run, IProgress<InferStatus>? progress)
     {
         try { progress?.Report(Status(run.Path)); }
-        catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or IOException) { }
+        catch (Exception e) when (
+            e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or IOException) { }
     }
 
     /// <summary>Slurm state changes as log lines.</summary>
@@ -133,8 +149,10 @@ public static class InferJob
         public void Report(Jobs.JobStatus value) => log?.Invoke(value.Message);
     }
 
-    /// <summary>Starts the ranks with mpiexec (or on the emulated cluster) and follows the job from its state until they exit.</summary>
-    private static async Task<InferResult> RunUnderMpiAsync(RunDirectory run, InferJobOptions spec, (string File, IReadOnlyList<string> Arguments) launcher,
+    /// <summary>Starts the ranks with mpiexec (or on the emulated cluster) and follows the job from its state until
+    /// they exit.</summary>
+    private static async Task<InferResult> RunUnderMpiAsync(RunDirectory run, InferJobOptions spec, (string File,
+        IReadOnlyList<string> Arguments) launcher,
         IProgress<InferStatus>? progress, CancellationToken cancel, Action<string>? log)
     {
         PrepareForRanks(run);
@@ -142,11 +160,14 @@ public static class InferJob
         run.Log($"launch: {launcher.File} {string.Join(' ', arguments)}");
         log?.Invoke($"launch: {launcher.File} {string.Join(' ', arguments)}");
         // srun ends its step on SIGTERM, on every node; a kill would only end the local process tree.
-        var (exitCode, output) = await ChildProcess.RunLauncherAsync(launcher.File, arguments, run.File(Jobs.MpiJobLauncher.OutputFile), TimeSpan.FromMilliseconds(500),
+        var (exitCode, output) = await ChildProcess.RunLauncherAsync(launcher.File, arguments,
+            run.File(Jobs.MpiJobLauncher.OutputFile), TimeSpan.FromMilliseconds(500),
             () => ReportWhileRanksRun(run, progress), gracefulStop: Path.GetFileName(launcher.File) == "srun", cancel);
         var resultFile = run.File("result.json");
         if (!File.Exists(resultFile))
-            throw new Jobs.JobFailedException($"the MPI job exited with code {exitCode} before the coordinator (rank 0) wrote its result; the job can be resumed. " +
+            throw new Jobs.JobFailedException(
+                $"the MPI job exited with code {exitCode} before the coordinator (rank 0) wrote its result; the job " +
+                    $"can be resumed. " +
                 $"Job folder: {run.Path}. Last output:\n{string.Join('\n', output.Split('\n').TakeLast(30))}");
         var result = ToolkitJson.Read<InferResult>(resultFile);
         progress?.Report(Status(run.Path));
@@ -156,14 +177,17 @@ public static class InferJob
     private static IReadOnlyList<string> RankVerb(RunDirectory run) =>
         ChildCommands.Of(ChildCommands.InferRank, new InferRankOptions { Job = run.Path });
 
-    /// <summary>Resumes the job in <paramref name="folder"/>: committed shards stay done; the rest are redone.</summary>
+    /// <summary>Resumes the job in <paramref name="folder"/>: committed shards stay done; the rest are
+    /// redone.</summary>
     /// <param name="folder">The job folder.</param>
     /// <param name="progress">Receives status snapshots.</param>
     /// <param name="cancel">Stops the job (it can be resumed again).</param>
-    /// <param name="change">Changes to the spec that do not change the shard layout (workers, replicas, lease, port...).</param>
+    /// <param name="change">Changes to the spec that do not change the shard layout (workers, replicas, lease,
+    /// port...).</param>
     /// <param name="log">Receives log lines.</param>
     /// <exception cref="DirectoryNotFoundException">Not a job folder.</exception>
-    public static async Task<InferResult> ResumeAsync(string folder, IProgress<InferStatus>? progress = null, CancellationToken cancel = default,
+    public static async Task<InferResult> ResumeAsync(string folder, IProgress<InferStatus>? progress = null,
+        CancellationToken cancel = default,
         Func<InferJobOptions, InferJobOptions>? change = null, Action<string>? log = null)
     {
         var spec = ReadSpec(folder);
@@ -186,13 +210,16 @@ public static class InferJob
     {
         var path = Path.Combine(folder, RunDirectory.ConfigFile);
         if (!File.Exists(path) || !File.Exists(Path.Combine(folder, InferLayout.StateFile)))
-            throw new DirectoryNotFoundException($"{folder} is not a batch-inference job folder (it needs {RunDirectory.ConfigFile} and {InferLayout.StateFile}).");
+            throw new DirectoryNotFoundException(
+                $"{folder} is not a batch-inference job folder (it needs {RunDirectory.ConfigFile} " +
+                    $"and {InferLayout.StateFile}).");
         var config = ReadConfig(path);
         return config.Kind == Kind && config.Options is { } spec ? spec
             : throw new DirectoryNotFoundException($"{folder} holds a '{config.Kind}' run, not a batch-inference job.");
     }
 
-    /// <summary>A job folder's config; a spec written before the Slurm settings became one group is migrated (<see cref="InferJobOptions.MigrateJson"/>).</summary>
+    /// <summary>A job folder's config; a spec written before the Slurm settings became one group is migrated
+    /// (<see cref="InferJobOptions.MigrateJson"/>).</summary>
     private static InferConfig ReadConfig(string path)
     {
         var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path)) as System.Text.Json.Nodes.JsonObject
@@ -204,9 +231,11 @@ public static class InferJob
     /// <summary>Where the job in <paramref name="folder"/> stands, read from its state (works while it runs).</summary>
     /// <exception cref="InvalidOperationException">The coordinator has not laid out the shards yet.</exception>
     public static InferStatus Status(string folder) =>
-        TryStatus(folder) ?? throw new InvalidOperationException($"{folder}: the coordinator has not laid out the shards yet");
+        TryStatus(folder)
+            ?? throw new InvalidOperationException($"{folder}: the coordinator has not laid out the shards yet");
 
-    /// <summary>As <see cref="Status"/>, but null while the coordinator has created its state and not yet laid out the shards.</summary>
+    /// <summary>As <see cref="Status"/>, but null while the coordinator has created its state and not yet laid out the
+    /// shards.</summary>
     public static InferStatus? TryStatus(string folder)
     {
         var spec = ReadSpec(folder);
@@ -218,7 +247,8 @@ public static class InferJob
         return core.Status();
     }
 
-    private static async Task<InferResult> RunInFolderAsync(RunDirectory run, InferJobOptions spec, RecordSource source, IProgress<InferStatus>? progress,
+    private static async Task<InferResult> RunInFolderAsync(RunDirectory run, InferJobOptions spec,
+        RecordSource source, IProgress<InferStatus>? progress,
         CancellationToken cancel, Action<string>? log)
     {
         void Log(string line)
@@ -227,9 +257,11 @@ public static class InferJob
             log?.Invoke(line);
         }
         var clock = Stopwatch.StartNew();
-        using var core = new CoordinatorCore(spec, run.Path, new SqliteShardStore(run.File(InferLayout.StateFile)), source.Count, run);
+        using var core = new CoordinatorCore(spec, run.Path, new SqliteShardStore(run.File(InferLayout.StateFile)),
+            source.Count, run);
         core.AdoptLeases();
-        Log($"job {run.Id}: {source.Count} records in {core.Status().Shards} shards of {spec.ShardSize}; {core.DoneAtStart} records already done");
+        Log($"job {run.Id}: {source.Count} records in {core.Status().Shards} shards " +
+            $"of {spec.ShardSize}; {core.DoneAtStart} records already done");
         CoordinatorServer? server = null;
         IWorkerPool? pool = null;
         var state = "completed";
@@ -239,14 +271,17 @@ public static class InferJob
             {
                 var token = spec.Token ?? (spec.IsLoopback ? null : CoordinatorServer.NewToken());
                 server = await CoordinatorServer.StartAsync(core, spec.Bind, spec.Port, token);
-                ToolkitJson.Write(run.File(InferLayout.CoordinatorFile), new CoordinatorAddress(server.Address, token is not null, Environment.ProcessId));
+                ToolkitJson.Write(run.File(InferLayout.CoordinatorFile), new CoordinatorAddress(server.Address,
+                    token is not null, Environment.ProcessId));
                 if (token is not null)
                 {
                     var tokenFile = run.File("token");
                     File.WriteAllText(tokenFile, token);
-                    if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(tokenFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                    if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(tokenFile,
+                        UnixFileMode.UserRead | UnixFileMode.UserWrite);
                 }
-                Log($"coordinator listening on {server.Address}{(token is null ? "" : " (token required; see the job folder's token file)")}");
+                Log($"coordinator listening on {server.Address}{(token is null ? "" : " (token required; see the job " +
+                    "folder's token file)")}");
             }
             pool = spec.Launch.Launcher switch
             {
@@ -257,7 +292,8 @@ public static class InferJob
             var scaled = Stopwatch.StartNew();
             var lastMetrics = TimeSpan.Zero;
             var status = core.Status();
-            for (var i = 0; pool is not null && i < Math.Min(spec.Workers, status.Shards - status.ShardsDone - status.Failed.Count); i++) pool.Start();
+            for (var i = 0; pool is not null && i < Math.Min(spec.Workers,
+                status.Shards - status.ShardsDone - status.Failed.Count); i++) pool.Start();
             while (true)
             {
                 core.ExpireLeases();
@@ -270,7 +306,7 @@ public static class InferJob
                 }
                 progress?.Report(status);
                 if (status.Finished) break;
-                if (pool is not null) Autoscale(spec, status, pool, scaled, Log);
+                if (pool is not null) Autoscaler.Step(spec, status, pool, scaled, Log);
                 try { await Task.Delay(TimeSpan.FromMilliseconds(250), cancel); }
                 catch (OperationCanceledException) { state = "cancelled"; break; }
             }
@@ -279,9 +315,11 @@ public static class InferJob
         {
             if (pool is not null)
             {
-                // Finished: workers leave by themselves (those still there after 30 s are asked to). Cancelled: they drain what
+                // Finished: workers leave by themselves (those still there after 30 s are asked to). Cancelled: they
+                // drain what
                 // they hold (SIGTERM), then are killed.
-                await pool.StopAsync(TimeSpan.FromSeconds(state == "cancelled" ? 15 : 30), leaving: TimeSpan.FromSeconds(state == "cancelled" ? 0 : 30));
+                await pool.StopAsync(TimeSpan.FromSeconds(state == "cancelled" ? 15 : 30),
+                    leaving: TimeSpan.FromSeconds(state == "cancelled" ? 0 : 30));
                 await pool.DisposeAsync();
             }
             if (server is not null) await server.DisposeAsync();
@@ -290,66 +328,20 @@ public static class InferJob
         if (final.Finished)
         {
             var removed = InferOutput.RemoveUncommitted(run.Path);
-            if (removed > 0) Log($"removed {removed} part file(s) written by workers whose lease had expired (never committed)");
+            if (removed > 0) Log(
+                $"removed {removed} part file(s) written by workers whose lease had expired (never committed)");
         }
         if (state == "completed" && final.Failed.Count > 0) state = "completed with failures";
-        var result = new InferResult(run.Id, run.Path, state, final.Records, final.RecordsDone - final.Quarantined, final.Quarantined, final.Shards, final.ShardsDone,
-            final.Failed, clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds > 0 ? (final.RecordsDone - core.DoneAtStart) / clock.Elapsed.TotalSeconds : 0,
-            pool?.Started ?? final.Workers.Count(w => w.Joined >= core.Started), pool?.Died ?? 0, final.ReplicaRestarts, final.Rejected, final.Bottleneck, final.Stages, final.Workers);
+        var result = new InferResult(run.Id, run.Path, state, final.Records, final.RecordsDone - final.Quarantined,
+            final.Quarantined, final.Shards, final.ShardsDone,
+            final.Failed, clock.Elapsed.TotalSeconds,
+                clock.Elapsed.TotalSeconds > 0
+                    ? (final.RecordsDone - core.DoneAtStart) / clock.Elapsed.TotalSeconds : 0,
+            pool?.Started ?? final.Workers.Count(w => w.Joined >= core.Started), pool?.Died ?? 0,
+                final.ReplicaRestarts, final.Rejected, final.Bottleneck, final.Stages, final.Workers);
         ToolkitJson.Write(run.File("result.json"), result);
-        Log($"{state}: {result.OutputRecords} records written, {result.Quarantined} quarantined, {result.Failed.Count} shard(s) failed, {result.RecordsPerSecond:F1} records/s");
+        Log($"{state}: {result.OutputRecords} records written, {result.Quarantined} " +
+            $"quarantined, {result.Failed.Count} shard(s) failed, {result.RecordsPerSecond:F1} records/s");
         return result;
-    }
-
-    /// <summary>
-    /// The elastic controller: replace workers that died while fewer than the minimum run; add one (up to the
-    /// maximum, at most every 10 s) while the backlog at the measured rate would take more than 30 s; never more
-    /// workers than shards left. Workers leave by themselves when no work is left.
-    /// </summary>
-    private static void Autoscale(InferJobOptions spec, InferStatus status, IWorkerPool pool, Stopwatch sinceScale, Action<string> log)
-    {
-        var left = status.Shards - status.ShardsDone - status.Failed.Count;
-        var live = pool.Live;
-        var target = Math.Max(live, Math.Max(spec.MinWorkers, 1));
-        if (live < spec.WorkerCeiling && sinceScale.Elapsed > TimeSpan.FromSeconds(10) && status.EtaSeconds is > 30) target = live + 1;
-        target = Math.Min(Math.Min(target, spec.WorkerCeiling), left);
-        if (target > live)
-        {
-            log($"autoscaler: {live} -> {target} worker(s) ({left} shards left, ETA {status.EtaSeconds?.ToString("F0", System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"} s)");
-            while (pool.Live < target) pool.Start();
-            sinceScale.Restart();
-        }
-    }
-}
-
-/// <summary>A job folder's <c>config.json</c>.</summary>
-public sealed record InferConfig(string Kind, InferJobOptions? Options);
-
-/// <summary>A job folder's <c>coordinator.json</c>: where its coordinator listens.</summary>
-public sealed record CoordinatorAddress(string Address, bool TokenRequired, int ProcessId);
-
-/// <summary>The outcome of a batch-inference job.</summary>
-public sealed record InferResult(string RunId, string JobFolder, string State, long Records, long OutputRecords, long Quarantined, int Shards, int ShardsDone,
-    IReadOnlyList<FailedShard> Failed, double Seconds, double RecordsPerSecond, int WorkersStarted, int WorkersDied, int ReplicaRestarts, int Rejected,
-    string? Bottleneck, IReadOnlyList<StageReport> Stages, IReadOnlyList<WorkerInfo> Workers) : IFacts
-{
-    /// <inheritdoc/>
-    public string Title => $"batch inference {RunId}: {State}";
-
-    /// <inheritdoc/>
-    public IReadOnlyList<(string Name, string Value)> Facts()
-    {
-        var facts = new List<(string, string)>
-        {
-            ("job folder", JobFolder),
-            ("records", $"{Records:N0}: {OutputRecords:N0} written, {Quarantined:N0} quarantined, {Records - OutputRecords - Quarantined:N0} not done"),
-            ("shards", $"{ShardsDone}/{Shards} done, {Failed.Count} failed"),
-            ("time", $"{Seconds:F1} s, {RecordsPerSecond:F1} records/s"),
-            ("workers", $"{WorkersStarted} started, {WorkersDied} died; replica restarts {ReplicaRestarts}; rejected calls {Rejected}"),
-            ("bottleneck", Bottleneck ?? "(no stage reports)"),
-        };
-        facts.AddRange(Workers.Where(w => w.Records > 0).Select(w => ($"worker {w.Id}", $"{w.Records:N0} records, {w.Throughput:F1} records/s{(w.Left is null ? "" : $", {w.Left}")}")));
-        facts.AddRange(Failed.Select(f => ($"failed shard {f.Shard}", $"records {f.FirstRecord}..{f.FirstRecord + f.Records - 1}, {f.Attempts} attempts: {f.Reason}")));
-        return facts;
     }
 }

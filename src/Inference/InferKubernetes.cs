@@ -13,10 +13,12 @@ public sealed record InferKubernetesOptions
     [OptionGroup(Exclude = ["launcher", "ranks", "group-size", "emulate", "inter-bandwidth", "inter-latency",
         "nics-per-node", "nodes", "ranks-per-node", "gpus-per-node", "partition", "time", "account", "slurm-args",
         "slurm-submit", "bind", "port", "token"])]
-    public InferJobOptions Job { get; init; } = new() { Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = "/data/runs" } };
+    public InferJobOptions Job { get; init; } = new() { Launch = InferJobOptions.DefaultLaunch with { RunsDirectory
+        = "/data/runs" } };
 
     /// <summary>The container image holding the toolkit command (the LmToolkit.Cli tool).</summary>
-    [Option("Container image with the toolkit command on its PATH (e.g. a .NET runtime image with dotnet tool install LmToolkit.Cli).")]
+    [Option("Container image with the toolkit command on its PATH (e.g. a .NET runtime image with dotnet tool " +
+        "install LmToolkit.Cli).")]
     public string Image { get; init; } = "lmtoolkit/toolkit:latest";
 
     /// <summary>Name prefix of every object.</summary>
@@ -27,8 +29,10 @@ public sealed record InferKubernetesOptions
     [Option("Kubernetes namespace.", Name = "namespace")]
     public string Namespace { get; init; } = "default";
 
-    /// <summary>A ReadWriteMany volume claim holding the input and the job folders, mounted at /data in every pod.</summary>
-    [Option("ReadWriteMany persistent volume claim mounted at /data in every pod: the input and the job folder live there (the coordinator's SQLite state included).")]
+    /// <summary>A ReadWriteMany volume claim holding the input and the job folders, mounted at /data in every
+    /// pod.</summary>
+    [Option("ReadWriteMany persistent volume claim mounted at /data in every pod: the input and the job folder live " +
+        "there (the coordinator's SQLite state included).")]
     public string VolumeClaim { get; init; } = "toolkit-data";
 
     /// <summary>Seconds a preempted worker gets to drain the shards it holds (SIGTERM) before it is killed.</summary>
@@ -39,16 +43,19 @@ public sealed record InferKubernetesOptions
     [Option("Folder the manifests are written to (one YAML file per object, and all.yaml).")]
     public string Out { get; init; } = "k8s";
 
-    /// <summary>Also create the objects in the cluster of the current kubeconfig (otherwise only write them: a dry run).</summary>
-    [Option("Also create the objects in the cluster of the current kubeconfig (without it, a dry run: the manifests are only written).")]
+    /// <summary>Also create the objects in the cluster of the current kubeconfig (otherwise only write them: a dry
+    /// run).</summary>
+    [Option("Also create the objects in the cluster of the current kubeconfig (without it, a dry run: the manifests " +
+        "are only written).")]
     public bool Apply { get; init; }
 }
 
 /// <summary>
-/// Kubernetes manifests for a batch-inference job, built with the official client's models: a Secret (the
-/// token), the coordinator as a Job with a fixed job folder (<c>--job-name</c>: restarted by Kubernetes if its pod
-/// dies, it resumes from the SQLite state on the shared volume) behind a Service, the workers as a Deployment (SIGTERM drains; a killed pod's leases expire
-/// and its shards are redone), and a HorizontalPodAutoscaler keeping between the minimum and maximum workers.
+/// Kubernetes manifests for a batch-inference job, built with the official client's models: a Secret (the token), the
+/// coordinator as a Job with a fixed job folder (<c>--job-name</c>: restarted by Kubernetes if its pod dies, it resumes
+/// from the SQLite state on the shared volume) behind a Service, the workers as a Deployment (SIGTERM drains; a killed
+/// pod's leases expire and its shards are redone), and a HorizontalPodAutoscaler keeping between the minimum and
+/// maximum workers.
 /// </summary>
 public static class InferKubernetes
 {
@@ -59,14 +66,21 @@ public static class InferKubernetes
     public static IReadOnlyList<IKubernetesObject<V1ObjectMeta>> Manifests(InferKubernetesOptions o, string token)
     {
         if (!System.Text.RegularExpressions.Regex.IsMatch(o.Name, "^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"))
-            throw new ArgumentException($"'{o.Name}' is not a DNS label (lower-case letters, digits and '-')", nameof(o));
-        if (string.IsNullOrWhiteSpace(o.Job.Input)) throw new ArgumentException("an input file is required (--input, a path inside the pods, e.g. /data/in.jsonl)", nameof(o));
+            throw new ArgumentException($"'{o.Name}' is not a DNS label (lower-case letters, digits and '-')",
+                nameof(o));
+        if (string.IsNullOrWhiteSpace(o.Job.Input)) throw new ArgumentException(
+            "an input file is required (--input, a path inside the pods, e.g. /data/in.jsonl)", nameof(o));
         var job = o.Job;
-        var labels = (string role) => new Dictionary<string, string> { ["app.kubernetes.io/name"] = "lmtoolkit-infer", ["app.kubernetes.io/instance"] = o.Name, ["app.kubernetes.io/component"] = role };
-        var meta = (string name, string role) => new V1ObjectMeta { Name = name, NamespaceProperty = o.Namespace, Labels = labels(role) };
+        var labels = (string role) => new Dictionary<string, string> { ["app.kubernetes.io/name"] = "lmtoolkit-infer",
+            ["app.kubernetes.io/instance"] = o.Name, ["app.kubernetes.io/component"] = role };
+        var meta = (string name, string role) => new V1ObjectMeta { Name = name, NamespaceProperty = o.Namespace,
+            Labels = labels(role) };
         var secret = $"{o.Name}-token";
-        var tokenEnv = new V1EnvVar { Name = ProcessPool.TokenVariable, ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Key = "token", Name = secret } } };
-        var volume = new V1Volume { Name = "data", PersistentVolumeClaim = new V1PersistentVolumeClaimVolumeSource { ClaimName = o.VolumeClaim } };
+        var tokenEnv = new V1EnvVar { Name = ProcessPool.TokenVariable,
+            ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Key = "token",
+                Name = secret } } };
+        var volume = new V1Volume { Name = "data",
+            PersistentVolumeClaim = new V1PersistentVolumeClaimVolumeSource { ClaimName = o.VolumeClaim } };
         var mount = new V1VolumeMount { MountPath = "/data", Name = "data" };
         // The coordinator's command line, from the options' declarations: every setting of the job that is not a
         // default, as an external coordinator on every interface (the workers are the Deployment's pods).
@@ -90,8 +104,11 @@ public static class InferKubernetes
                         RestartPolicy = "OnFailure",
                         Containers = [new V1Container
                         {
-                            Name = "coordinator", Image = o.Image, Command = run, Env = [new V1EnvVar { Name = "TOOLKIT_TOKEN", ValueFrom = tokenEnv.ValueFrom }],
-                            Args = ["--token", "$(TOOLKIT_TOKEN)"], Ports = [new V1ContainerPort { ContainerPort = Port, Name = "grpc" }], VolumeMounts = [mount],
+                            Name = "coordinator", Image = o.Image, Command = run,
+                                Env = [new V1EnvVar { Name = "TOOLKIT_TOKEN", ValueFrom = tokenEnv.ValueFrom }],
+                            Args = ["--token", "$(TOOLKIT_TOKEN)"],
+                                Ports = [new V1ContainerPort { ContainerPort = Port, Name = "grpc" }],
+                                    VolumeMounts = [mount],
                         }],
                         Volumes = [volume],
                     },
@@ -101,7 +118,8 @@ public static class InferKubernetes
         var service = new V1Service
         {
             ApiVersion = "v1", Kind = "Service", Metadata = meta($"{o.Name}-coordinator", "coordinator"),
-            Spec = new V1ServiceSpec { Selector = labels("coordinator"), Ports = [new V1ServicePort { Port = Port, Name = "grpc", TargetPort = Port }] },
+            Spec = new V1ServiceSpec { Selector = labels("coordinator"), Ports = [new V1ServicePort { Port = Port,
+                Name = "grpc", TargetPort = Port }] },
         };
         var workers = new V1Deployment
         {
@@ -122,9 +140,12 @@ public static class InferKubernetes
                             {
                                 Name = "worker", Image = o.Image,
                                 Command = ["toolkit", .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferWorker,
-                                    new InferWorkerOptions { Coordinator = $"http://{o.Name}-coordinator:{Port}", Grace = 300 })],
+                                    new InferWorkerOptions { Coordinator = $"http://{o.Name}-coordinator:{Port}",
+                                        Grace = 300 })],
                                 Env = [tokenEnv], VolumeMounts = [mount],
-                                Resources = new V1ResourceRequirements { Requests = new Dictionary<string, ResourceQuantity> { ["cpu"] = new($"{job.Replicas * job.Threads}"), ["memory"] = new("1Gi") } },
+                                Resources = new V1ResourceRequirements { Requests = new Dictionary<string,
+                                    ResourceQuantity> { ["cpu"] = new($"{job.Replicas * job.Threads}"),
+                                        ["memory"] = new("1Gi") } },
                             },
                         ],
                         Volumes = [volume],
@@ -134,12 +155,16 @@ public static class InferKubernetes
         };
         var autoscaler = new V2HorizontalPodAutoscaler
         {
-            ApiVersion = "autoscaling/v2", Kind = "HorizontalPodAutoscaler", Metadata = meta($"{o.Name}-workers", "worker"),
+            ApiVersion = "autoscaling/v2", Kind = "HorizontalPodAutoscaler", Metadata = meta($"{o.Name}-workers",
+                "worker"),
             Spec = new V2HorizontalPodAutoscalerSpec
             {
-                ScaleTargetRef = new V2CrossVersionObjectReference { Kind = "Deployment", Name = $"{o.Name}-workers", ApiVersion = "apps/v1" },
-                MinReplicas = Math.Max(1, job.MinWorkers), MaxReplicas = Math.Max(job.WorkerCeiling, Math.Max(1, job.MinWorkers)),
-                Metrics = [new V2MetricSpec { Type = "Resource", Resource = new V2ResourceMetricSource { Name = "cpu", Target = new V2MetricTarget { Type = "Utilization", AverageUtilization = 70 } } }],
+                ScaleTargetRef = new V2CrossVersionObjectReference { Kind = "Deployment", Name = $"{o.Name}-workers",
+                    ApiVersion = "apps/v1" },
+                MinReplicas = Math.Max(1, job.MinWorkers), MaxReplicas = Math.Max(job.WorkerCeiling, Math.Max(1,
+                    job.MinWorkers)),
+                Metrics = [new V2MetricSpec { Type = "Resource", Resource = new V2ResourceMetricSource { Name = "cpu",
+                    Target = new V2MetricTarget { Type = "Utilization", AverageUtilization = 70 } } }],
             },
         };
         var tokenSecret = new V1Secret
@@ -150,9 +175,11 @@ public static class InferKubernetes
         return [tokenSecret, service, coordinator, workers, autoscaler];
     }
 
-    /// <summary>Writes the manifests (one file per object and <c>all.yaml</c>); with <see cref="InferKubernetesOptions.Apply"/>, creates them in the current kubeconfig's cluster.</summary>
+    /// <summary>Writes the manifests (one file per object and <c>all.yaml</c>); with
+    /// <see cref="InferKubernetesOptions.Apply"/>, creates them in the current kubeconfig's cluster.</summary>
     /// <returns>The files written.</returns>
-    public static async Task<IReadOnlyList<string>> WriteAsync(InferKubernetesOptions o, CancellationToken cancel = default)
+    public static async Task<IReadOnlyList<string>> WriteAsync(InferKubernetesOptions o,
+        CancellationToken cancel = default)
     {
         var objects = Manifests(o, CoordinatorServer.NewToken());
         Directory.CreateDirectory(o.Out);
@@ -170,21 +197,27 @@ public static class InferKubernetes
         return files;
     }
 
-    private static async Task ApplyAsync(IReadOnlyList<IKubernetesObject<V1ObjectMeta>> objects, CancellationToken cancel)
+    private static async Task ApplyAsync(IReadOnlyList<IKubernetesObject<V1ObjectMeta>> objects,
+        CancellationToken cancel)
     {
         KubernetesClientConfiguration config;
         try { config = KubernetesClientConfiguration.BuildDefaultConfig(); }
-        catch (Exception e) { throw new InvalidOperationException($"--apply needs a configured cluster (a kubeconfig, or running in a pod): {e.Message}. The manifests were written; apply them with kubectl apply -f.", e); }
+        catch (Exception e) { throw new InvalidOperationException(
+            $"--apply needs a configured cluster (a kubeconfig, or running in a pod): {e.Message}. The manifests " +
+                $"were written; apply them with kubectl apply -f.", e); }
         using var client = new Kubernetes(config);
         foreach (var item in objects)
         {
             var ns = item.Metadata.NamespaceProperty;
             switch (item)
             {
-                case V1Secret s: await client.CoreV1.CreateNamespacedSecretAsync(s, ns, cancellationToken: cancel); break;
-                case V1Service s: await client.CoreV1.CreateNamespacedServiceAsync(s, ns, cancellationToken: cancel); break;
+                case V1Secret s: await client.CoreV1.CreateNamespacedSecretAsync(s, ns,
+                    cancellationToken: cancel); break;
+                case V1Service s: await client.CoreV1.CreateNamespacedServiceAsync(s, ns,
+                    cancellationToken: cancel); break;
                 case V1Job j: await client.BatchV1.CreateNamespacedJobAsync(j, ns, cancellationToken: cancel); break;
-                case V1Deployment d: await client.AppsV1.CreateNamespacedDeploymentAsync(d, ns, cancellationToken: cancel); break;
+                case V1Deployment d: await client.AppsV1.CreateNamespacedDeploymentAsync(d, ns,
+                    cancellationToken: cancel); break;
                 case V2HorizontalPodAutoscaler h: await client.AutoscalingV2.CreateNamespacedHorizontalPodAutoscalerAsync(h, ns, cancellationToken: cancel); break;
             }
         }

@@ -3,7 +3,8 @@ using Microsoft.DotNet.Interactive.CSharp;
 
 namespace Toolkit.Interactive.Tests;
 
-/// <summary>A kernel like the tool's (C# with kernel helpers) with our extension (and its chart formatter) loaded.</summary>
+/// <summary>A kernel like the tool's (C# with kernel helpers) with our extension (and its chart formatter)
+/// loaded.</summary>
 internal static class KernelFactory
 {
     public static CompositeKernel Create()

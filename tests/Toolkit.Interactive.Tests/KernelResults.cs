@@ -7,8 +7,10 @@ namespace Toolkit.Interactive.Tests;
 internal static class KernelResults
 {
     public static void AssertSucceeded(KernelCommandResult result) =>
-        Assert.True(result.Events.Last() is CommandSucceeded, string.Join("\n", result.Events.OfType<CommandFailed>().Select(f => f.Message)));
+        Assert.True(result.Events.Last() is CommandSucceeded, string.Join("\n",
+            result.Events.OfType<CommandFailed>().Select(f => f.Message)));
 
     public static List<string> Html(KernelCommandResult result) =>
-        result.Events.OfType<DisplayEvent>().SelectMany(e => e.FormattedValues).Where(v => v.MimeType == "text/html").Select(v => v.Value).ToList();
+        result.Events.OfType<DisplayEvent>().SelectMany(e => e.FormattedValues).Where(v
+            => v.MimeType == "text/html").Select(v => v.Value).ToList();
 }

@@ -8,7 +8,8 @@ using Toolkit.Runtime;
 
 namespace Toolkit.Interactive.Tests;
 
-/// <summary>Every magic subcommand offers exactly its options record's options (and aliases), with the record's descriptions: options exist once.</summary>
+/// <summary>Every magic subcommand offers exactly its options record's options (and aliases), with the record's
+/// descriptions: options exist once.</summary>
 public sealed class MagicOptionsParityTests : IDisposable
 {
     private readonly CompositeKernel _kernel = KernelFactory.Create();
@@ -34,9 +35,11 @@ public sealed class MagicOptionsParityTests : IDisposable
     [MemberData(nameof(Subcommands))]
     public void Magic_OffersExactlyItsRecordsOptions(string root, string subcommand, Type record)
     {
-        var directive = _kernel.KernelInfo.SupportedDirectives.OfType<KernelActionDirective>().Single(d => d.Name == root).Subcommands.Single(s => s.Name == subcommand);
+        var directive = _kernel.KernelInfo.SupportedDirectives.OfType<KernelActionDirective>().Single(d
+            => d.Name == root).Subcommands.Single(s => s.Name == subcommand);
         var specs = OptionSchema.For(record);
-        var expected = specs.SelectMany(s => s.Alias is null ? new[] { s.Name } : [s.Name, s.Alias]).Order(StringComparer.Ordinal);
+        var expected = specs.SelectMany(s => s.Alias is null ? new[] { s.Name } : [s.Name,
+            s.Alias]).Order(StringComparer.Ordinal);
         Assert.Equal(expected, directive.Parameters.Select(p => p.Name).Order(StringComparer.Ordinal));
         foreach (var spec in specs)
             Assert.StartsWith(spec.Description, directive.Parameters.Single(p => p.Name == spec.Name).Description);

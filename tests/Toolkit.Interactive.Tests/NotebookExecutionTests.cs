@@ -5,15 +5,16 @@ using System.Text.Json;
 namespace Toolkit.Interactive.Tests;
 
 /// <summary>
-/// The notebooks, executed by the real kernel (the dotnet-interactive tool, through Jupyter with
-/// Debian's nbclient), loading the extension from the repository's package feed as a user would.
-/// <c>./build.sh test</c> builds the feed and installs the tool first.
+/// The notebooks, executed by the real kernel (the dotnet-interactive tool, through Jupyter with Debian's nbclient),
+/// loading the extension from the repository's package feed as a user would. <c>./build.sh test</c> builds the feed and
+/// installs the tool first.
 /// </summary>
 public sealed class NotebookExecutionTests
 {
     private static readonly string Root = FindRoot();
     private static readonly string Feed = Path.Combine(Root, "artifacts", "feed");
-    private static readonly string Tool = Path.Combine(Root, "artifacts", "tools", "dotnet-interactive", "dotnet-interactive");
+    private static readonly string Tool = Path.Combine(Root, "artifacts", "tools", "dotnet-interactive",
+        "dotnet-interactive");
 
     [Fact]
     public void Package_CarriesTheExtensionWhereTheKernelLooks()
@@ -22,7 +23,8 @@ public sealed class NotebookExecutionTests
         var entries = package.Entries.Select(e => e.FullName).ToList();
         Assert.Contains("interactive-extensions/dotnet/Toolkit.Interactive.dll", entries);
         Assert.Contains("lib/net10.0/Toolkit.Interactive.dll", entries);
-        Assert.DoesNotContain(entries, e => e.StartsWith("interactive-extensions/dotnet/", StringComparison.Ordinal) && !e.EndsWith("Toolkit.Interactive.dll", StringComparison.Ordinal));
+        Assert.DoesNotContain(entries, e => e.StartsWith("interactive-extensions/dotnet/",
+            StringComparison.Ordinal) && !e.EndsWith("Toolkit.Interactive.dll", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -32,9 +34,14 @@ public sealed class NotebookExecutionTests
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var code = cells.Select(c => c.Html).ToList();
         Assert.Contains(code, html => html.Any(h => h.Contains("Toolkit extension loaded")));
-        Assert.Contains(code, html => html.Any(h => h.Contains("TorchSharp")) && html.Any(h => h.Contains("Plotly.newPlot")));       // #!toolkit info
-        Assert.Contains(code, html => html.Any(h => h.Contains("Quickstart run")) && html.Any(h => h.Contains("Plotly.newPlot")));  // live job
-        Assert.True(code[^1].Any(h => h.Contains("Plotly.newPlot") && h.Contains("reloaded from its folder")), "the C# API cell must end with the reloaded chart");
+        Assert.Contains(code,
+            html => html.Any(h => h.Contains("TorchSharp")) && html.Any(h
+                => h.Contains("Plotly.newPlot")));       // #!toolkit info
+        Assert.Contains(code,
+            html => html.Any(h => h.Contains("Quickstart run")) && html.Any(h
+                => h.Contains("Plotly.newPlot")));  // live job
+        Assert.True(code[^1].Any(h => h.Contains("Plotly.newPlot") && h.Contains("reloaded from its folder")),
+            "the C# API cell must end with the reloaded chart");
     }
 
     [Fact]
@@ -44,10 +51,12 @@ public sealed class NotebookExecutionTests
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var all = cells.SelectMany(c => c.Html).ToList();
         Assert.Contains(all, h => h.Contains("Recommended: <b>"));                                   // #!paro plan
-        Assert.Contains(all, h => h.Contains("device memory") && h.Contains("Plotly.newPlot"));      // memory vs device limit
+        // memory vs device limit
+        Assert.Contains(all, h => h.Contains("device memory") && h.Contains("Plotly.newPlot"));
         Assert.Contains(all, h => h.Contains("Measured bytes sent per rank per step"));              // #!paro compare
         Assert.Contains(all, h => h.Contains("PaRO NIG"));                                           // #!paro train
-        Assert.Contains(all, h => h.Contains("PeftGiB"));                                            // memory table from the C# API
+        // memory table from the C# API
+        Assert.Contains(all, h => h.Contains("PeftGiB"));
     }
 
     [Fact]
@@ -56,7 +65,8 @@ public sealed class NotebookExecutionTests
         var cells = Execute("02-collectives.ipynb", writesRuns: false);
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var all = cells.SelectMany(c => c.Html).ToList();
-        Assert.Contains(all, h => h.Contains("Predicted bus bandwidth against message size") && h.Contains("Plotly.newPlot"));
+        Assert.Contains(all,
+            h => h.Contains("Predicted bus bandwidth against message size") && h.Contains("Plotly.newPlot"));
         Assert.Contains(all, h => h.Contains("Predicted bus bandwidth against GPUs"));
         Assert.Contains(all, h => h.Contains("SpeedupAuthors"));
         Assert.Contains(all, h => h.Contains("Measured on 4 in-process ranks"));
@@ -69,10 +79,13 @@ public sealed class NotebookExecutionTests
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var all = cells.SelectMany(c => c.Html).ToList();
         foreach (var correction in new[] { "none", "tis", "icepop" })
-            Assert.Contains(all, h => h.Contains($"RL addition, {correction}, int8 rollouts"));        // #!rl train --compare: one result table per run
+            // #!rl train --compare: one result table per run
+            Assert.Contains(all, h => h.Contains($"RL addition, {correction}, int8 rollouts"));
         Assert.Contains(all, h => h.Contains("masked token fraction") && h.Contains("Plotly.newPlot"));   // live charts
-        Assert.Contains(all, h => h.Contains("KlInferTrain") && h.Contains("Int8"));                    // the numerics dial from the C# API
-        Assert.Contains(all, h => h.Contains("Routing flips per layer") && h.Contains("Plotly.newPlot"));  // MoE routing flips, engine vs trainer
+        // the numerics dial from the C# API
+        Assert.Contains(all, h => h.Contains("KlInferTrain") && h.Contains("Int8"));
+        // MoE routing flips, engine vs trainer
+        Assert.Contains(all, h => h.Contains("Routing flips per layer") && h.Contains("Plotly.newPlot"));
     }
 
     [Fact]
@@ -92,12 +105,18 @@ public sealed class NotebookExecutionTests
         var cells = Execute("05-batch-inference.ipynb");
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var all = cells.SelectMany(c => c.Html).ToList();
-        Assert.Contains(all, h => h.Contains("batch inference infer-") && h.Contains("completed"));                  // #!infer run result table
-        Assert.Contains(all, h => h.Contains("stage busy fraction") && h.Contains("Plotly.newPlot"));                // live charts
-        Assert.Contains(all, h => h.Contains("2 started, 0 died"));                                                   // two worker processes
-        Assert.Contains(all, h => h.Contains("ExactlyOnce") && h.Contains("True"));                                   // read back from C#
-        Assert.Contains(all, h => h.Contains("empty line"));                                                          // quarantine reasons
-        Assert.Contains(all, h => h.Contains("cancelled: ") && h.Contains("completed: "));                            // stop, then resume
+        // #!infer run result table
+        Assert.Contains(all, h => h.Contains("batch inference infer-") && h.Contains("completed"));
+        // live charts
+        Assert.Contains(all, h => h.Contains("stage busy fraction") && h.Contains("Plotly.newPlot"));
+        // two worker processes
+        Assert.Contains(all, h => h.Contains("2 started, 0 died"));
+        // read back from C#
+        Assert.Contains(all, h => h.Contains("ExactlyOnce") && h.Contains("True"));
+        // quarantine reasons
+        Assert.Contains(all, h => h.Contains("empty line"));
+        // stop, then resume
+        Assert.Contains(all, h => h.Contains("cancelled: ") && h.Contains("completed: "));
     }
 
     [Fact]
@@ -123,21 +142,26 @@ public sealed class NotebookExecutionTests
     private static List<CellOutputs> Execute(string notebook, bool writesRuns = true)
     {
         ExtensionPackage();
-        Assert.True(File.Exists(Tool), $"The notebook kernel is not installed at {Tool}: run ./build.sh kernel (./build.sh test does it).");
+        Assert.True(File.Exists(Tool),
+            $"The notebook kernel is not installed at {Tool}: run ./build.sh kernel (./build.sh test does it).");
         var work = Directory.CreateTempSubdirectory("toolkit-notebook-");
         try
         {
             var output = Path.Combine(work.FullName, notebook);
-            var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { Path.Combine(Root, "build", "run_notebook.py"), Tool, Path.Combine(Root, "notebooks", notebook), output, "900" })
+            var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true,
+                RedirectStandardError = true };
+            foreach (var a in new[] { Path.Combine(Root, "build", "run_notebook.py"), Tool, Path.Combine(Root,
+                "notebooks", notebook), output, "900" })
                 start.ArgumentList.Add(a);
             start.Environment["TOOLKIT_RUNS_DIR"] = Path.Combine(work.FullName, "runs");
             using var process = Process.Start(start)!;
             var stderr = process.StandardError.ReadToEndAsync();
             var stdout = process.StandardOutput.ReadToEnd();
             Assert.True(process.WaitForExit(TimeSpan.FromMinutes(15)), "the notebook did not finish in 15 minutes");
-            Assert.True(File.Exists(output), $"no executed notebook was written; exit {process.ExitCode}\n{stdout}\n{stderr.Result}");
-            if (writesRuns) Assert.True(Directory.Exists(Path.Combine(work.FullName, "runs")), "the notebook's jobs did not write to TOOLKIT_RUNS_DIR");
+            Assert.True(File.Exists(output),
+                $"no executed notebook was written; exit {process.ExitCode}\n{stdout}\n{stderr.Result}");
+            if (writesRuns) Assert.True(Directory.Exists(Path.Combine(work.FullName, "runs")),
+                "the notebook's jobs did not write to TOOLKIT_RUNS_DIR");
             var cells = ReadOutputs(output);
             AssertChartsWorkOffline(cells);
             return cells;
@@ -149,36 +173,44 @@ public sealed class NotebookExecutionTests
     }
 
     /// <summary>
-    /// No chart output loads anything from the internet (require.js or plotly.js from a CDN): plotly.js arrives
-    /// once, with the extension, from the package, and every chart draws with that copy. (The kernel's own
-    /// first output, its JavaScript bootstrapper, is not ours and not checked.)
+    /// No chart output loads anything from the internet (require.js or plotly.js from a CDN): plotly.js arrives once,
+    /// with the extension, from the package, and every chart draws with that copy. (The kernel's own first output, its
+    /// JavaScript bootstrapper, is not ours and not checked.)
     /// </summary>
     private static void AssertChartsWorkOffline(List<CellOutputs> cells)
     {
         var outputs = cells.SelectMany(c => c.Html).ToList();
-        var loader = Assert.Single(outputs, h => h.Contains("plotly.js loaded from LmToolkit.Interactive", StringComparison.Ordinal));
-        Assert.DoesNotContain("src=\"http", loader, StringComparison.Ordinal);   // inline (plotly.js itself names a CDN only as the default of geo charts' topojsonURL)
+        var loader = Assert.Single(outputs, h => h.Contains("plotly.js loaded from LmToolkit.Interactive",
+            StringComparison.Ordinal));
+        // inline (plotly.js itself names a CDN only as the default of geo charts' topojsonURL)
+        Assert.DoesNotContain("src=\"http", loader, StringComparison.Ordinal);
         foreach (var external in new[] { "cdn.plot.ly", "cdnjs.cloudflare.com", "require.config", "src=\"http" })
-            Assert.DoesNotContain(outputs, h => h != loader && h.Contains("Plotly", StringComparison.Ordinal) && h.Contains(external, StringComparison.Ordinal));
-        Assert.All(outputs.Where(h => h.Contains("Plotly.newPlot", StringComparison.Ordinal)), h => Assert.Contains("window.Plotly", h));
+            Assert.DoesNotContain(outputs, h => h != loader && h.Contains("Plotly",
+                StringComparison.Ordinal) && h.Contains(external, StringComparison.Ordinal));
+        Assert.All(outputs.Where(h => h.Contains("Plotly.newPlot", StringComparison.Ordinal)),
+            h => Assert.Contains("window.Plotly", h));
     }
 
     private static List<CellOutputs> ReadOutputs(string path)
     {
         using var document = JsonDocument.Parse(File.ReadAllText(path));
         var result = new List<CellOutputs>();
-        foreach (var cell in document.RootElement.GetProperty("cells").EnumerateArray().Where(c => c.GetProperty("cell_type").GetString() == "code"))
+        foreach (var cell in document.RootElement.GetProperty("cells").EnumerateArray().Where(c
+            => c.GetProperty("cell_type").GetString() == "code"))
         {
             var html = new List<string>();
             var errors = new List<string>();
             foreach (var output in cell.GetProperty("outputs").EnumerateArray())
             {
                 if (output.GetProperty("output_type").GetString() == "error")
-                    errors.Add($"{output.GetProperty("ename").GetString()}: {output.GetProperty("evalue").GetString()}");
+                    errors.Add(
+                        $"{output.GetProperty("ename").GetString()}: {output.GetProperty("evalue").GetString()}");
                 if (output.TryGetProperty("data", out var data))
                     foreach (var mime in new[] { "text/html", "text/markdown", "text/plain" })
                         if (data.TryGetProperty(mime, out var value))
-                            html.Add(value.ValueKind == JsonValueKind.Array ? string.Concat(value.EnumerateArray().Select(v => v.GetString())) : value.GetString() ?? "");
+                            html.Add(value.ValueKind == JsonValueKind.Array
+                                ? string.Concat(value.EnumerateArray().Select(v
+                                    => v.GetString())) : value.GetString() ?? "");
             }
             result.Add(new CellOutputs(html, errors));
         }
@@ -187,8 +219,10 @@ public sealed class NotebookExecutionTests
 
     private static string ExtensionPackage()
     {
-        var package = Directory.Exists(Feed) ? Directory.GetFiles(Feed, "LmToolkit.Interactive.*.nupkg").OrderDescending().FirstOrDefault() : null;
-        Assert.True(package is not null, $"No LmToolkit.Interactive package in {Feed}: run ./build.sh pack (./build.sh test does it).");
+        var package = Directory.Exists(Feed) ? Directory.GetFiles(Feed,
+            "LmToolkit.Interactive.*.nupkg").OrderDescending().FirstOrDefault() : null;
+        Assert.True(package is not null,
+            $"No LmToolkit.Interactive package in {Feed}: run ./build.sh pack (./build.sh test does it).");
         return package!;
     }
 

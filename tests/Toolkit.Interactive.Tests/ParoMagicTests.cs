@@ -29,9 +29,11 @@ public sealed class ParoMagicTests : IDisposable
     [Fact]
     public async Task Train_UpdatesTheLiveChartsInPlace_ThenShowsMeasurements()
     {
-        var result = await _kernel.SubmitCodeAsync($"#!paro train --strategy zero3 --layerwise --steps 6 --runs-dir {_runs}");
+        var result
+            = await _kernel.SubmitCodeAsync($"#!paro train --strategy zero3 --layerwise --steps 6 --runs-dir {_runs}");
         AssertSucceeded(result);
-        var produced = result.Events.OfType<DisplayedValueProduced>().First(e => e.FormattedValues.Any(v => v.Value.Contains("Plotly.newPlot")));
+        var produced = result.Events.OfType<DisplayedValueProduced>().First(e => e.FormattedValues.Any(v
+            => v.Value.Contains("Plotly.newPlot")));
         var updates = result.Events.OfType<DisplayedValueUpdated>().ToList();
         Assert.NotEmpty(updates);
         Assert.All(updates, u => Assert.Equal(produced.ValueId, u.ValueId));
@@ -42,7 +44,9 @@ public sealed class ParoMagicTests : IDisposable
     [Fact]
     public async Task Train_WithTheMpiLauncher_StartsMpiexec_AndChartsTheRun()
     {
-        var result = await _kernel.SubmitCodeAsync($"#!paro train --strategy IGG --launcher mpi --np 4 --steps 3 --runs-dir {_runs}");
+        var result
+            = await _kernel.SubmitCodeAsync(
+                $"#!paro train --strategy IGG --launcher mpi --np 4 --steps 3 --runs-dir {_runs}");
         AssertSucceeded(result);
         Assert.Contains(Html(result), h => h.Contains("PaRO IGG"));
         var run = Assert.Single(Directory.GetDirectories(_runs));
@@ -64,7 +68,9 @@ public sealed class ParoMagicTests : IDisposable
     [Fact]
     public async Task CollectivePlan_ShowsTheTableAndTwoCharts()
     {
-        var result = await _kernel.SubmitCodeAsync("#!collective plan --nodes 2 --ranks-per-node 4 --sizes 1MiB,64MiB --node-counts 2,4");
+        var result
+            = await _kernel.SubmitCodeAsync(
+                "#!collective plan --nodes 2 --ranks-per-node 4 --sizes 1MiB,64MiB --node-counts 2,4");
         AssertSucceeded(result);
         var html = Html(result);
         Assert.Contains(html, h => h.Contains("ho-ring") && h.Contains("64 MiB"));
@@ -76,21 +82,27 @@ public sealed class ParoMagicTests : IDisposable
         Assert.Contains("is not a rate", Assert.IsType<CommandFailed>(bad.Events.Last()).Message);
     }
 
-    /// <summary>A DAG declared in the magic, quotes and parentheses included, runs as declared: the stage names reach the result.</summary>
+    /// <summary>A DAG declared in the magic, quotes and parentheses included, runs as declared: the stage names reach
+    /// the result.</summary>
     [Fact]
     public async Task InferRun_WithDeclaredStages_RunsTheDag()
     {
         var input = Path.Combine(_runs, "..", $"{Path.GetFileName(_runs)}-in.jsonl");
-        File.WriteAllLines(input, Enumerable.Range(0, 12).Select(i => $"{{\"id\":\"r{i}\",\"text\":\"{(i % 2 == 0 ? "It rained all day." : "The cat slept by the fire.")}\"}}"));
+        File.WriteAllLines(input, Enumerable.Range(0,
+            12).Select(i
+                => $"{{\"id\":\"r{i}\",\"text\":\"{(i % 2 == 0 ? "It rained all day." : "The cat slept by the " +
+                    "fire.")}\"}}"));
         try
         {
             var result = await _kernel.SubmitCodeAsync(
-                $"#!infer run --input {input} --stages \"emb=embed,topic=classify(emb)\" --labels \"weather,animals\" --launcher inproc --workers 1 --shard-size 12 --runs-dir {_runs}");
+                $"#!infer run --input {input} --stages \"emb=embed,topic=classify(emb)\" --labels \"weather,animals\" " +
+                    $"--launcher inproc --workers 1 --shard-size 12 --runs-dir {_runs}");
             AssertSucceeded(result);
             var html = Html(result);
             Assert.Contains(html, h => h.Contains("batch inference infer-") && h.Contains("completed"));
             var folder = Directory.GetDirectories(_runs).Single();
-            var rows = File.ReadLines(Directory.GetFiles(Path.Combine(folder, "output"), "part-*.jsonl").Single()).ToList();
+            var rows = File.ReadLines(Directory.GetFiles(Path.Combine(folder, "output"),
+                "part-*.jsonl").Single()).ToList();
             Assert.Contains("\"topic_label\":\"weather\"", rows[0]);
             Assert.Contains("\"topic_label\":\"animals\"", rows[1]);
         }

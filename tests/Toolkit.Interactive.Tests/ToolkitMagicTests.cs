@@ -28,9 +28,12 @@ public sealed class ToolkitMagicTests : IDisposable
     [Fact]
     public async Task Quickstart_UpdatesOneChartInPlace_ThenShowsTheResult()
     {
-        var result = await _kernel.SubmitCodeAsync($"#!toolkit quickstart --ranks 2 --group-size 1 --steps 30 --runs-dir {_runs}");
+        var result
+            = await _kernel.SubmitCodeAsync(
+                $"#!toolkit quickstart --ranks 2 --group-size 1 --steps 30 --runs-dir {_runs}");
         AssertSucceeded(result);
-        var produced = result.Events.OfType<DisplayedValueProduced>().First(e => e.FormattedValues.Any(v => v.Value.Contains("Plotly.newPlot")));
+        var produced = result.Events.OfType<DisplayedValueProduced>().First(e => e.FormattedValues.Any(v
+            => v.Value.Contains("Plotly.newPlot")));
         var updates = result.Events.OfType<DisplayedValueUpdated>().ToList();
         Assert.NotEmpty(updates);
         Assert.All(updates, u => Assert.Equal(produced.ValueId, u.ValueId));
@@ -52,7 +55,10 @@ public sealed class ToolkitMagicTests : IDisposable
         var result = await _kernel.SubmitCodeAsync("#!toolkit quickstart --bogus 1");
         var failed = Assert.IsType<CommandFailed>(result.Events.Last());
         Assert.Contains("unknown option '--bogus'", failed.Message);
-        Assert.Contains("--group-size, --hidden, --inter-bandwidth, --inter-latency, --launcher, --nics-per-node, --nodes, --np, --partition, --ranks, --ranks-per-node, --runs-dir, --seed, --slurm-args, --slurm-submit, --steps, --time", failed.Message);
+        Assert.Contains(
+            "--group-size, --hidden, --inter-bandwidth, --inter-latency, --launcher, --nics-per-node, --nodes, --np, " +
+                "--partition, --ranks, --ranks-per-node, --runs-dir, --seed, --slurm-args, --slurm-submit, --steps, " +
+                    "--time", failed.Message);
 
         var next = await _kernel.SubmitCodeAsync("1 + 1");
         AssertSucceeded(next);
@@ -82,7 +88,8 @@ public sealed class ToolkitMagicTests : IDisposable
     {
         var result = await _kernel.SubmitCodeAsync("#!toolkit");
         AssertSucceeded(result);
-        var text = result.Events.OfType<DisplayedValueProduced>().SelectMany(e => e.FormattedValues).Single(v => v.MimeType == "text/markdown").Value;
+        var text = result.Events.OfType<DisplayedValueProduced>().SelectMany(e => e.FormattedValues).Single(v
+            => v.MimeType == "text/markdown").Value;
         Assert.Contains("#!toolkit info", text);
         Assert.Contains("#!toolkit quickstart", text);
         Assert.Contains("#!toolkit show", text);
@@ -91,7 +98,8 @@ public sealed class ToolkitMagicTests : IDisposable
     [Fact]
     public async Task Show_ReplotsAFinishedRun_AndRejectsAnUnknownMetric()
     {
-        var job = await Toolkit.Quickstart.QuickstartJob.RunAsync(new Toolkit.Quickstart.QuickstartOptions { Launch = new() { Ranks = 2, GroupSize = 1, RunsDirectory = _runs }, Steps = 3 });
+        var job = await Toolkit.Quickstart.QuickstartJob.RunAsync(new Toolkit.Quickstart.QuickstartOptions { Launch
+            = new() { Ranks = 2, GroupSize = 1, RunsDirectory = _runs }, Steps = 3 });
         var shown = await _kernel.SubmitCodeAsync($"#!toolkit show --run {job.RunPath} --metric loss");
         AssertSucceeded(shown);
         Assert.Single(Html(shown), h => h.Contains("Plotly.newPlot"));

@@ -11,23 +11,27 @@ public sealed class InferHelpCommand : KernelDirectiveCommand;
 
 /// <summary>
 /// <c>#!infer run --input FILE ...</c>: the twin of <see cref="InferJob.RunAsync"/> (and <c>toolkit infer run</c>):
-/// progress, throughput, workers, per-stage busy time and queue depth update while it runs; cancelling the cell
-/// stops the workers (they drain what they hold) and the job can be resumed with <c>toolkit infer resume</c>.
+/// progress, throughput, workers, per-stage busy time and queue depth update while it runs; cancelling the cell stops
+/// the workers (they drain what they hold) and the job can be resumed with <c>toolkit infer resume</c>.
 /// </summary>
 public sealed class InferRunCommand : OptionsMagicCommand<InferJobOptions>
 {
     /// <summary>A new directive instance.</summary>
     internal static KernelActionDirective CreateDirective() =>
-        CreateDirective("run", "Run a batch-inference job (exactly-once output, resumable, pipelined workers); live progress, throughput and per-stage charts.", new InferJobOptions());
+        CreateDirective("run",
+            "Run a batch-inference job (exactly-once output, resumable, pipelined workers); live progress, " +
+                "throughput and per-stage charts.", new InferJobOptions());
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "infer run");
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(),
+        "infer run");
 
     internal static async Task HandleAsync(InferRunCommand command, KernelInvocationContext context)
     {
         var snapshots = new Collector<InferStatus>();
         var job = InferJob.RunAsync(command.Bind(new(), "infer run"), snapshots, context.CancellationToken);
-        var result = await LiveDisplay.RunAsync(context, job, () => InferCharts.Live(snapshots.Snapshot()), TimeSpan.FromSeconds(1));
+        var result = await LiveDisplay.RunAsync(context, job, () => InferCharts.Live(snapshots.Snapshot()),
+            TimeSpan.FromSeconds(1));
         context.DisplayAs(Html.Table(result), "text/html");
     }
 }

@@ -5,7 +5,8 @@ using Toolkit.Runs;
 
 namespace Toolkit.Interactive.Magic;
 
-/// <summary><c>#!paro train ...</c>: the twin of <see cref="ParoTrainJob.RunAsync"/> (and <c>toolkit paro train</c>), with live loss, memory and traffic charts.</summary>
+/// <summary><c>#!paro train ...</c>: the twin of <see cref="ParoTrainJob.RunAsync"/> (and <c>toolkit paro train</c>),
+/// with live loss, memory and traffic charts.</summary>
 public sealed class ParoTrainCommand : OptionsMagicCommand<ParoTrainOptions>
 {
     /// <summary>A new directive instance.</summary>
@@ -14,13 +15,15 @@ public sealed class ParoTrainCommand : OptionsMagicCommand<ParoTrainOptions>
             "strategy; loss, memory and traffic charts update while it runs.", new ParoTrainOptions());
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "paro train");
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(),
+        "paro train");
 
     internal static async Task HandleAsync(ParoTrainCommand command, KernelInvocationContext context)
     {
         var metrics = new Collector<MetricPoint>();
         var job = ParoTrainJob.RunAsync(command.Bind(new(), "paro train"), metrics, context.CancellationToken);
-        var result = await LiveDisplay.RunAsync(context, job, () => ParoCharts.Live(metrics.Snapshot()), TimeSpan.FromSeconds(1), metrics);
+        var result = await LiveDisplay.RunAsync(context, job, () => ParoCharts.Live(metrics.Snapshot()),
+            TimeSpan.FromSeconds(1), metrics);
         context.DisplayAs(Html.Table(result), "text/html");
     }
 }

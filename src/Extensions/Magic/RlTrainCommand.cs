@@ -10,8 +10,9 @@ namespace Toolkit.Interactive.Magic;
 public sealed class RlHelpCommand : KernelDirectiveCommand;
 
 /// <summary>
-/// <c>#!rl train ... [--compare none,tis,icepop]</c>: the twin of <see cref="RlCompare.RunAsync"/> (and <c>toolkit rl train</c>):
-/// reward, held-out accuracy, gradient norm, |Δlog p|, KL and masked-fraction charts update while it runs, one line per run.
+/// <c>#!rl train ... [--compare none,tis,icepop]</c>: the twin of <see cref="RlCompare.RunAsync"/> (and <c>toolkit rl
+/// train</c>): reward, held-out accuracy, gradient norm, |Δlog p|, KL and masked-fraction charts update while it runs,
+/// one line per run.
 /// </summary>
 public sealed class RlTrainCommand : OptionsMagicCommand<RlRunOptions>
 {
@@ -22,14 +23,16 @@ public sealed class RlTrainCommand : OptionsMagicCommand<RlRunOptions>
                 "(IcePop, TIS, MIS or none) from a separate rollout engine; live charts.", new RlRunOptions());
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "rl train");
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(),
+        "rl train");
 
     internal static async Task HandleAsync(RlTrainCommand command, KernelInvocationContext context)
     {
         var options = command.Bind(new(), "rl train");
         var points = new Collector<(string Run, MetricPoint Point)>();
         var job = RlCompare.RunAsync(options, points, context.CancellationToken);
-        var results = await LiveDisplay.RunAsync(context, job, () => RlCharts.Live(points.Snapshot()), TimeSpan.FromSeconds(1), points);
+        var results = await LiveDisplay.RunAsync(context, job, () => RlCharts.Live(points.Snapshot()),
+            TimeSpan.FromSeconds(1), points);
         foreach (var result in results) context.DisplayAs(Html.Table(result), "text/html");
     }
 }

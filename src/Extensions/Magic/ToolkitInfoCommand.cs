@@ -7,12 +7,15 @@ using Toolkit.Runtime;
 
 namespace Toolkit.Interactive.Magic;
 
-/// <summary><c>#!toolkit info [--device auto|cpu|cuda[:i]]</c>: the twin of <see cref="ToolkitInfo.Collect"/>.</summary>
+/// <summary><c>#!toolkit info [--device auto|cpu|cuda[:i]]</c>: the twin of
+/// <see cref="ToolkitInfo.Collect"/>.</summary>
 public sealed class ToolkitInfoCommand : OptionsMagicCommand<ToolkitInfoOptions>
 {
     /// <summary>A new directive instance (a directive can belong to one kernel only).</summary>
     internal static KernelActionDirective CreateDirective() =>
-        CreateDirective("info", "Show toolkit and TorchSharp versions, device, MPI library, cores, and an in-process all-reduce bandwidth chart.", new ToolkitInfoOptions());
+        CreateDirective("info",
+            "Show toolkit and TorchSharp versions, device, MPI library, cores, and an in-process all-reduce " +
+                "bandwidth chart.", new ToolkitInfoOptions());
 
     internal static Task HandleAsync(ToolkitInfoCommand command, KernelInvocationContext context)
     {
@@ -20,7 +23,8 @@ public sealed class ToolkitInfoCommand : OptionsMagicCommand<ToolkitInfoOptions>
         context.DisplayAs(Html.Table("Toolkit", info.Rows()), "text/html");
         var samples = BandwidthProbe.InProcess(2, [64 << 10, 1 << 20, 8 << 20], repeats: 3);
         context.Display(Charts.Bars("In-process all-reduce bus bandwidth (2 ranks)",
-            samples.Select(s => $"{s.Bytes >> 10} KiB").ToList(), samples.Select(s => s.BusBandwidth / 1e9).ToList(), "GB/s"), "text/html");
+            samples.Select(s => $"{s.Bytes >> 10} KiB").ToList(), samples.Select(s => s.BusBandwidth / 1e9).ToList(),
+                "GB/s"), "text/html");
         return Task.CompletedTask;
     }
 }

@@ -7,21 +7,26 @@ using Toolkit.Runs;
 
 namespace Toolkit.Interactive.Magic;
 
-/// <summary><c>#!toolkit quickstart [--ranks N] [--group-size M] [--steps K] ...</c>: the twin of <see cref="QuickstartJob.RunAsync"/>, with live charts.</summary>
+/// <summary><c>#!toolkit quickstart [--ranks N] [--group-size M] [--steps K] ...</c>: the twin of
+/// <see cref="QuickstartJob.RunAsync"/>, with live charts.</summary>
 public sealed class ToolkitQuickstartCommand : OptionsMagicCommand<QuickstartOptions>
 {
     /// <summary>A new directive instance (a directive can belong to one kernel only).</summary>
     internal static KernelActionDirective CreateDirective() =>
-        CreateDirective("quickstart", "Train a small network data-parallel on in-process ranks; loss and traffic charts update while it runs.", new QuickstartOptions());
+        CreateDirective("quickstart",
+            "Train a small network data-parallel on in-process ranks; loss and traffic charts update while it runs.",
+                new QuickstartOptions());
 
     /// <inheritdoc/>
-    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(), "toolkit quickstart");
+    public override IEnumerable<string> GetValidationErrors(CompositeKernel kernel) => ValidationErrors(new(),
+        "toolkit quickstart");
 
     internal static async Task HandleAsync(ToolkitQuickstartCommand command, KernelInvocationContext context)
     {
         var metrics = new Collector<MetricPoint>();
         var job = QuickstartJob.RunAsync(command.Bind(new(), "toolkit quickstart"), metrics, context.CancellationToken);
-        var result = await LiveDisplay.RunAsync(context, job, () => Render(metrics.Snapshot()), TimeSpan.FromSeconds(1), metrics);
+        var result = await LiveDisplay.RunAsync(context, job, () => Render(metrics.Snapshot()),
+            TimeSpan.FromSeconds(1), metrics);
         context.DisplayAs(Html.Table(result), "text/html");
     }
 

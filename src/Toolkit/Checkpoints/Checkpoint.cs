@@ -5,28 +5,30 @@ using static TorchSharp.torch;
 namespace Toolkit.Checkpoints;
 
 /// <summary>
-/// A sharded checkpoint: every rank writes its own slices (<c>rank-R.bin</c>) and rank 0 writes
-/// <c>manifest.json</c> describing the plan, the step and every rank's file with its SHA-256.
+/// A sharded checkpoint: every rank writes its own slices (<c>rank-R.bin</c>) and rank 0 writes <c>manifest.json</c>
+/// describing the plan, the step and every rank's file with its SHA-256.
 /// </summary>
 /// <remarks>
-/// Every slice is a range of one flat buffer whose element order does not depend on the strategy,
-/// the rank count or the group size (only the zero padding at the end does), so a checkpoint can be
-/// resumed under any plan by re-slicing: each rank reads, from whichever files hold them, the ranges
-/// it now owns (<see cref="CheckpointReader"/>). No conversion step is needed.
+/// Every slice is a range of one flat buffer whose element order does not depend on the strategy, the rank count or the
+/// group size (only the zero padding at the end does), so a checkpoint can be resumed under any plan by re-slicing:
+/// each rank reads, from whichever files hold them, the ranges it now owns (<see cref="CheckpointReader"/>). No
+/// conversion step is needed.
 /// </remarks>
-public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, int GroupSize, string Precision, long Parameters, long PaddedParameters,
+public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, int GroupSize, string Precision,
+    long Parameters, long PaddedParameters,
     long Step, IReadOnlyList<CheckpointShard> Shards)
 {
     /// <summary>File name of the manifest.</summary>
     public const string FileName = "manifest.json";
 
-    /// <summary>A hash of the model's parameter names and shapes in module order; a resume under another model of the same size is refused. Null in checkpoints written before it was recorded.</summary>
+    /// <summary>A hash of the model's parameter names and shapes in module order; a resume under another model of the
+    /// same size is refused. Null in checkpoints written before it was recorded.</summary>
     public string? ModelFingerprint { get; init; }
 
     /// <summary>
-    /// The model's parameters as one fp32 vector in module order (the flat layout every plan shares), read from
-    /// the rank files that hold them: the fp32 master copy of a mixed-precision checkpoint, else the parameters.
-    /// This is what the generation engine and batch inference load from a trained model.
+    /// The model's parameters as one fp32 vector in module order (the flat layout every plan shares), read from the
+    /// rank files that hold them: the fp32 master copy of a mixed-precision checkpoint, else the parameters. This is
+    /// what the generation engine and batch inference load from a trained model.
     /// </summary>
     /// <exception cref="FileNotFoundException">The folder has no manifest.</exception>
     /// <exception cref="InvalidDataException">A rank file is missing, corrupt or truncated.</exception>
@@ -44,7 +46,8 @@ public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, 
     public static CheckpointManifest Read(string directory)
     {
         var path = Path.Combine(directory, FileName);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{directory} is not a checkpoint: it has no {FileName}.", path);
+        if (!File.Exists(path)) throw new FileNotFoundException(
+            $"{directory} is not a checkpoint: it has no {FileName}.", path);
         return ToolkitJson.Read<CheckpointManifest>(path);
     }
 }
@@ -54,12 +57,15 @@ public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, 
 /// <param name="File">File name inside the checkpoint folder.</param>
 /// <param name="Sha256">Hex SHA-256 of the file.</param>
 /// <param name="Components">What the file holds, in order: name and element count.</param>
-public sealed record CheckpointShard(int Rank, string File, string Sha256, IReadOnlyList<CheckpointComponent> Components);
+public sealed record CheckpointShard(int Rank, string File, string Sha256,
+    IReadOnlyList<CheckpointComponent> Components);
 
 /// <summary>One tensor in a rank's file.</summary>
-/// <param name="Name">parameters, master (bf16 runs only), exp_avg or exp_avg_sq; gradients are zero between steps and not saved.</param>
+/// <param name="Name">parameters, master (bf16 runs only), exp_avg or exp_avg_sq; gradients are zero between steps and
+/// not saved.</param>
 /// <param name="DType">Element type.</param>
-/// <param name="Offset">Offset of the slice in the model's flat order (module order of the parameters, then the padding of whole-model execution).</param>
+/// <param name="Offset">Offset of the slice in the model's flat order (module order of the parameters, then the padding
+/// of whole-model execution).</param>
 /// <param name="Elements">Element count.</param>
 public sealed record CheckpointComponent(string Name, string DType, long Offset, long Elements);
 
@@ -92,27 +98,31 @@ internal static class CheckpointFiles
         if (!File.Exists(path)) throw new InvalidDataException($"{path} is missing from the checkpoint.");
         var expected = shard.Components.Sum(c => c.Elements * ElementSize(c.DType));
         var length = new FileInfo(path).Length;
-        if (length < expected) throw new InvalidDataException($"{path} is truncated: {length} bytes, the manifest describes {expected}.");
-        if (length > expected) throw new InvalidDataException($"{path} has {length - expected} unexpected trailing bytes.");
+        if (length < expected) throw new InvalidDataException(
+            $"{path} is truncated: {length} bytes, the manifest describes {expected}.");
+        if (length > expected) throw new InvalidDataException(
+            $"{path} has {length - expected} unexpected trailing bytes.");
         string actual;
         using (var stream = File.OpenRead(path)) actual = Convert.ToHexString(SHA256.HashData(stream));
         if (!string.Equals(actual, shard.Sha256, StringComparison.OrdinalIgnoreCase))
-            throw new InvalidDataException($"{path} is corrupt: its SHA-256 is {actual}, the manifest says {shard.Sha256}.");
+            throw new InvalidDataException(
+                $"{path} is corrupt: its SHA-256 is {actual}, the manifest says {shard.Sha256}.");
     }
 }
 
 /// <summary>
-/// Reads ranges of a checkpoint's flat buffers, whatever plan wrote it: the pieces of a component that
-/// overlap the requested range are read from the rank files that hold them (each file's hash checked once,
-/// when first used), converted to the requested element type and copied in place. Ranges past the model's
-/// parameters are padding and read as zero.
+/// Reads ranges of a checkpoint's flat buffers, whatever plan wrote it: the pieces of a component that overlap the
+/// requested range are read from the rank files that hold them (each file's hash checked once, when first used),
+/// converted to the requested element type and copied in place. Ranges past the model's parameters are padding and read
+/// as zero.
 /// </summary>
 internal sealed class CheckpointReader
 {
     private readonly string _directory;
     private readonly CheckpointManifest _manifest;
     private readonly HashSet<string> _verified = [];
-    private readonly Dictionary<string, List<(CheckpointShard Shard, CheckpointComponent Component, long FileOffset)>> _pieces = [];
+    private readonly Dictionary<string, List<(CheckpointShard Shard, CheckpointComponent Component,
+        long FileOffset)>> _pieces = [];
 
     public CheckpointReader(string directory, CheckpointManifest manifest)
     {
@@ -130,17 +140,20 @@ internal sealed class CheckpointReader
         }
     }
 
-    /// <summary>Whether the checkpoint holds a component (<c>master</c> only when written in mixed precision).</summary>
+    /// <summary>Whether the checkpoint holds a component (<c>master</c> only when written in mixed
+    /// precision).</summary>
     public bool Has(string name) => _pieces.ContainsKey(name);
 
     /// <summary>
-    /// Fills <paramref name="target"/> (1-D) with elements [<paramref name="offset"/>, offset + numel) of
-    /// component <paramref name="name"/>.
+    /// Fills <paramref name="target"/> (1-D) with elements [<paramref name="offset"/>, offset + numel) of component
+    /// <paramref name="name"/>.
     /// </summary>
-    /// <exception cref="InvalidDataException">A file is missing, corrupt or truncated, or the rank files do not cover the range.</exception>
+    /// <exception cref="InvalidDataException">A file is missing, corrupt or truncated, or the rank files do not cover
+    /// the range.</exception>
     public void Fill(string name, long offset, Tensor target)
     {
-        if (!_pieces.TryGetValue(name, out var pieces)) throw new InvalidDataException($"checkpoint {_directory} has no '{name}' component.");
+        if (!_pieces.TryGetValue(name,
+            out var pieces)) throw new InvalidDataException($"checkpoint {_directory} has no '{name}' component.");
         var end = offset + target.numel();
         var covered = new List<(long Start, long End)>();
         using var _ = no_grad();
@@ -148,7 +161,8 @@ internal sealed class CheckpointReader
         foreach (var (shard, component, fileOffset) in pieces)
         {
             var start = Math.Max(offset, component.Offset);
-            var stop = Math.Min(Math.Min(end, component.Offset + component.Elements), _manifest.Parameters);   // padding stays zero
+            // padding stays zero
+            var stop = Math.Min(Math.Min(end, component.Offset + component.Elements), _manifest.Parameters);
             if (start >= stop || IsCovered(covered, start, stop)) continue;
             var path = Path.Combine(_directory, shard.File);
             if (_verified.Add(shard.File)) CheckpointFiles.Verify(path, shard);
@@ -164,14 +178,17 @@ internal sealed class CheckpointReader
                 file.ReadExactly(bytes);
                 using var host = empty(count, dtype: dtype);
                 host.bytes = bytes;
-                target.narrow(0, at - offset, count).copy_(host);            // converts the element type when the plans' precisions differ
+                // converts the element type when the plans' precisions differ
+                target.narrow(0, at - offset, count).copy_(host);
             }
             covered.Add((start, stop));
         }
         var needed = Math.Max(0, Math.Min(end, _manifest.Parameters) - offset);
         var have = Union(covered);
         if (have < needed)
-            throw new InvalidDataException($"checkpoint {_directory}: its rank files hold {have} of the {needed} '{name}' elements from offset {offset}; a rank file's entry is missing from the manifest.");
+            throw new InvalidDataException(
+                $"checkpoint {_directory}: its rank files hold {have} of the {needed} '{name}' elements from " +
+                    $"offset {offset}; a rank file's entry is missing from the manifest.");
     }
 
     private static bool IsCovered(List<(long Start, long End)> covered, long start, long stop) =>

@@ -3,19 +3,23 @@ using System.Text;
 namespace Toolkit.Data;
 
 /// <summary>
-/// Generates the toolkit's training corpus: short stories from fixed templates and word lists,
-/// deterministic for a seed. It has enough structure (agreement, repeated characters, a moral per
-/// story) for a small GPT to learn visibly in minutes on a CPU, and it needs no download.
-/// <c>datasets/synthetic-stories.txt</c> is <c>Generate(seed: 1, stories: 2000)</c>; the library
-/// embeds that file, and <c>toolkit data corpus</c> regenerates it.
+/// Generates the toolkit's training corpus: short stories from fixed templates and word lists, deterministic for a
+/// seed. It has enough structure (agreement, repeated characters, a moral per story) for a small GPT to learn visibly
+/// in minutes on a CPU, and it needs no download. <c>datasets/synthetic-stories.txt</c> is <c>Generate(seed: 1,
+/// stories: 2000)</c>; the library embeds that file, and <c>toolkit data corpus</c> regenerates it.
 /// </summary>
 public static class SyntheticCorpus
 {
-    private static readonly string[] Names = ["Mia", "Leo", "Ava", "Sam", "Nora", "Ben", "Lily", "Max", "Zoe", "Tom", "Ruby", "Finn"];
-    private static readonly string[] Animals = ["cat", "dog", "fox", "owl", "rabbit", "turtle", "bird", "frog", "bear", "mouse"];
-    private static readonly string[] Places = ["the park", "the forest", "the river", "the garden", "the beach", "the hill", "the old barn", "the library"];
-    private static readonly string[] Objects = ["a red ball", "a shiny key", "a small boat", "a blue kite", "a map", "a jar of honey", "a lost hat", "a wooden box"];
-    private static readonly string[] Feelings = ["happy", "sad", "curious", "brave", "tired", "surprised", "proud", "scared"];
+    private static readonly string[] Names = ["Mia", "Leo", "Ava", "Sam", "Nora", "Ben", "Lily", "Max", "Zoe", "Tom",
+        "Ruby", "Finn"];
+    private static readonly string[] Animals = ["cat", "dog", "fox", "owl", "rabbit", "turtle", "bird", "frog", "bear",
+        "mouse"];
+    private static readonly string[] Places = ["the park", "the forest", "the river", "the garden", "the beach",
+        "the hill", "the old barn", "the library"];
+    private static readonly string[] Objects = ["a red ball", "a shiny key", "a small boat", "a blue kite", "a map",
+        "a jar of honey", "a lost hat", "a wooden box"];
+    private static readonly string[] Feelings = ["happy", "sad", "curious", "brave", "tired", "surprised", "proud",
+        "scared"];
     private static readonly string[] Morals =
     [
         "Sharing makes everyone happy.", "It is good to ask for help.", "Being kind is always worth it.",
@@ -46,7 +50,8 @@ public static class SyntheticCorpus
     /// <summary>The committed corpus, embedded in the library (about 0.5 MB).</summary>
     public static string Embedded()
     {
-        using var stream = typeof(SyntheticCorpus).Assembly.GetManifestResourceStream("Toolkit.Data.synthetic-stories.txt")
+        using var stream
+            = typeof(SyntheticCorpus).Assembly.GetManifestResourceStream("Toolkit.Data.synthetic-stories.txt")
             ?? throw new InvalidOperationException("The embedded corpus is missing from the Toolkit assembly.");
         using var reader = new StreamReader(stream, Encoding.UTF8);
         return reader.ReadToEnd();

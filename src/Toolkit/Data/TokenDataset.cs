@@ -4,9 +4,8 @@ using static TorchSharp.torch;
 namespace Toolkit.Data;
 
 /// <summary>
-/// A token stream with deterministic batch sampling: the batch for (seed, step, micro-batch index)
-/// is the same whichever rank or process draws it, so sharded runs and their single-process
-/// reference see identical data.
+/// A token stream with deterministic batch sampling: the batch for (seed, step, micro-batch index) is the same
+/// whichever rank or process draws it, so sharded runs and their single-process reference see identical data.
 /// </summary>
 public sealed class TokenDataset
 {
@@ -35,11 +34,14 @@ public sealed class TokenDataset
 
     /// <summary>Inputs and next-token targets, each [batch, length] int64, for one micro-batch.</summary>
     /// <exception cref="ArgumentException">The data set is shorter than one sequence.</exception>
-    public (Tensor Inputs, Tensor Targets) Batch(int seed, int step, int microBatch, int batch, int length, Device? device = null)
+    public (Tensor Inputs, Tensor Targets) Batch(int seed, int step, int microBatch, int batch, int length,
+        Device? device = null)
     {
         if (_tokens.Length < length + 1)
-            throw new ArgumentException($"The data set has {_tokens.Length} tokens; sequences of {length} need at least {length + 1}.");
-        var random = new Random(unchecked(seed * 1_000_003 + step * 10_007 + microBatch));   // not HashCode: it is salted per process
+            throw new ArgumentException(
+                $"The data set has {_tokens.Length} tokens; sequences of {length} need at least {length + 1}.");
+        // not HashCode: it is salted per process
+        var random = new Random(unchecked(seed * 1_000_003 + step * 10_007 + microBatch));
         var inputs = new long[batch * length];
         var targets = new long[batch * length];
         for (var b = 0; b < batch; b++)

@@ -171,8 +171,8 @@ internal abstract class IncrementalDecoder : IDisposable
         public Tensor? DecodeHidden { get; }
         /// <summary>Longest cache prefix a decode row reads.</summary>
         public int DecodeLength { get; }
-        /// <summary>Prefill chunks: first row, row count, slot, start position, and the future positions each row
-        /// must not see [n, L].</summary>
+        /// <summary>Prefill chunks: first row, row count, slot, start position, and the future positions each row must
+        /// not see [n, L].</summary>
         public IReadOnlyList<(int Row, int Count, int Slot, int Start, Tensor Hidden)> Prefills { get; }
 
         /// <summary>True when the decode rows are slots 0..S−1 in order, so the caches are read as they are (no

@@ -3,8 +3,8 @@ using System.Text.Json.Serialization;
 namespace Toolkit.Generation;
 
 /// <summary>
-/// The numerics of an inference engine: how it stores weights and computes. Anything but fp32 makes its
-/// token probabilities differ from the fp32 trainer's: the train/inference mismatch IcePop corrects.
+/// The numerics of an inference engine: how it stores weights and computes. Anything but fp32 makes its token
+/// probabilities differ from the fp32 trainer's: the train/inference mismatch IcePop corrects.
 /// </summary>
 public enum Numerics
 {

@@ -6,11 +6,10 @@ using Toolkit.Runtime;
 namespace Toolkit.Jobs;
 
 /// <summary>
-/// Runs every distributed job the same way: validates the options, creates the run folder (whose
-/// config.json names the job's kind and holds its options), starts the ranks in-process (threads) or
-/// as MPI processes (on this host, or on the emulated cluster), streams metrics as progress,
-/// collects each rank's typed outcome, lets the job turn them into its result, writes
-/// <c>result.json</c>, and cancels cleanly. The run folder is kept whatever happens.
+/// Runs every distributed job the same way: validates the options, creates the run folder (whose config.json names the
+/// job's kind and holds its options), starts the ranks in-process (threads) or as MPI processes (on this host, or on
+/// the emulated cluster), streams metrics as progress, collects each rank's typed outcome, lets the job turn them into
+/// its result, writes <c>result.json</c>, and cancels cleanly. The run folder is kept whatever happens.
 /// </summary>
 public static class JobHost
 {
@@ -26,12 +25,16 @@ public static class JobHost
     /// <summary>Runs <paramref name="job"/> with <paramref name="options"/>.</summary>
     /// <param name="job">The job.</param>
     /// <param name="options">Its options; validated before anything starts.</param>
-    /// <param name="progress">Receives every metric as it is recorded (for MPI ranks, as the run folder is read).</param>
-    /// <param name="cancellationToken">Stops in-process ranks at their next communication, or ends the MPI processes.</param>
+    /// <param name="progress">Receives every metric as it is recorded (for MPI ranks, as the run folder is
+    /// read).</param>
+    /// <param name="cancellationToken">Stops in-process ranks at their next communication, or ends the MPI
+    /// processes.</param>
     /// <exception cref="ArgumentException">The options are invalid (nothing was started).</exception>
-    /// <exception cref="JobFailedException">MPI ranks failed (the message carries the launcher's last output and the run folder), or the job
-    /// itself declared a failure. In-process ranks' own exceptions propagate as thrown: the first that is not another rank's abort.</exception>
-    public static async Task<TResult> RunAsync<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, TOptions options,
+    /// <exception cref="JobFailedException">MPI ranks failed (the message carries the launcher's last output and the
+    /// run folder), or the job itself declared a failure. In-process ranks' own exceptions propagate as thrown: the
+    /// first that is not another rank's abort.</exception>
+    public static async Task<TResult> RunAsync<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job,
+        TOptions options,
         IProgress<MetricPoint>? progress = null, CancellationToken cancellationToken = default)
         where TOptions : class, IJobOptions, new()
     {
@@ -44,13 +47,16 @@ public static class JobHost
         var launcher = launch.Launcher == Launcher.Mpi ? MpiJobLauncher.Prepare(launch) : default;
         var slurm = launch.Launcher == Launcher.Slurm ? SlurmJobLauncher.Prepare(launch) : null;
         using var run = CreateRun(job, options);
-        run.Log($"{job.Kind}: {launch.Ranks} ranks in groups of {launch.GroupSize}, {(launch.Emulate is { } shape ? $"emulated cluster {shape}" : OptionSpecName(launch.Launcher))}");
+        run.Log($"{job.Kind}: {launch.Ranks} ranks in groups " +
+            $"of {launch.GroupSize}, {(launch.Emulate is { } shape ? $"emulated " +
+                $"cluster {shape}" : OptionSpecName(launch.Launcher))}");
         try
         {
             var (outcomes, output) = launch.Launcher switch
             {
                 Launcher.InProcess => (await RunInProcessAsync(job, options, run, progress, cancellationToken), ""),
-                Launcher.Slurm => await SlurmJobLauncher.RunAsync<TOutcome>(run, launch, slurm!, job.Kind, progress, cancellationToken),
+                Launcher.Slurm => await SlurmJobLauncher.RunAsync<TOutcome>(run, launch, slurm!, job.Kind, progress,
+                    cancellationToken),
                 _ => await MpiJobLauncher.RunAsync<TOutcome>(run, launch, launcher, progress, cancellationToken),
             };
             var result = job.Finish(new JobRun<TOptions>(run.Path, options, output), outcomes);
@@ -66,17 +72,22 @@ public static class JobHost
     }
 
     /// <summary>Reads the result a finished run wrote.</summary>
-    public static TResult ReadResult<TResult>(string runPath) => ToolkitJson.Read<TResult>(Path.Combine(runPath, ResultFile));
+    public static TResult ReadResult<TResult>(string runPath) => ToolkitJson.Read<TResult>(Path.Combine(runPath,
+        ResultFile));
 
     /// <summary>
-    /// The rank entry point of multi-process jobs (<c>toolkit rank --run DIR</c>, started by mpiexec): reads
-    /// the kind from the run folder's config.json and runs that job's body for this process's rank.
+    /// The rank entry point of multi-process jobs (<c>toolkit rank --run DIR</c>, started by mpiexec): reads the kind
+    /// from the run folder's config.json and runs that job's body for this process's rank.
     /// </summary>
-    /// <exception cref="InvalidDataException">The folder is not a run folder, or names a kind this toolkit does not know.</exception>
+    /// <exception cref="InvalidDataException">The folder is not a run folder, or names a kind this toolkit does not
+    /// know.</exception>
     public static void RunRankProcess(string runPath)
     {
         var configPath = Path.Combine(runPath, RunDirectory.ConfigFile);
-        using var config = JsonDocument.Parse(File.Exists(configPath) ? File.ReadAllText(configPath) : throw new InvalidDataException($"{runPath} is not a run folder: it has no {RunDirectory.ConfigFile}."));
+        using var config = JsonDocument.Parse(File.Exists(configPath)
+            ? File.ReadAllText(configPath)
+                : throw new InvalidDataException(
+                    $"{runPath} is not a run folder: it has no {RunDirectory.ConfigFile}."));
         if (!config.RootElement.TryGetProperty("kind", out var kind) || kind.ValueKind != JsonValueKind.String)
             throw new InvalidDataException($"{configPath} names no job kind.");
         if (!config.RootElement.TryGetProperty("options", out var options) || options.ValueKind != JsonValueKind.Object)
@@ -84,7 +95,8 @@ public static class JobHost
         JobCatalog.Find(kind.GetString()!).RunRankProcess(runPath, options);
     }
 
-    internal static void RunRankProcess<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, string runPath, TOptions options)
+    internal static void RunRankProcess<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job,
+        string runPath, TOptions options)
         where TOptions : class, IJobOptions, new()
     {
         if (job.UsesTorch) TorchRuntime.EnsureInitialized();
@@ -93,7 +105,8 @@ public static class JobHost
         try
         {
             if (comm.Size != options.Launch.Ranks)
-                throw new InvalidOperationException($"mpiexec started {comm.Size} ranks but the job asks for {options.Launch.Ranks}.");
+                throw new InvalidOperationException(
+                    $"mpiexec started {comm.Size} ranks but the job asks for {options.Launch.Ranks}.");
             if (job.UsesTorch) Devices.ConfigureCpuThreads(MpiCluster.LocalRanksFromLauncher() ?? comm.GroupSize);
             Directory.CreateDirectory(Path.Combine(runPath, OutcomesFolder));
             File.WriteAllText(HostPath(runPath, comm.Rank), Environment.MachineName);
@@ -108,24 +121,30 @@ public static class JobHost
         }
     }
 
-    private static RunDirectory CreateRun<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, TOptions options)
+    private static RunDirectory CreateRun<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job,
+        TOptions options)
         where TOptions : class, IJobOptions, new()
     {
         try
         {
-            return RunDirectory.Create(options.Launch.RunsDirectory, job.RunName(options), new JobConfig<TOptions>(job.Kind, options));
+            return RunDirectory.Create(options.Launch.RunsDirectory, job.RunName(options),
+                new JobConfig<TOptions>(job.Kind, options));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.RunsDirectory), options.Launch.RunsDirectory, $"a run folder cannot be created there ({e.Message})");
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.RunsDirectory), options.Launch.RunsDirectory,
+                $"a run folder cannot be created there ({e.Message})");
         }
     }
 
-    internal static string OutcomePath(string runPath, int rank) => Path.Combine(runPath, OutcomesFolder, $"rank-{rank}.json");
+    internal static string OutcomePath(string runPath, int rank) => Path.Combine(runPath, OutcomesFolder,
+        $"rank-{rank}.json");
 
-    internal static string HostPath(string runPath, int rank) => Path.Combine(runPath, OutcomesFolder, $"rank-{rank}.host");
+    internal static string HostPath(string runPath, int rank) => Path.Combine(runPath, OutcomesFolder,
+        $"rank-{rank}.host");
 
-    private static Task<TOutcome[]> RunInProcessAsync<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job, TOptions options, RunDirectory run,
+    private static Task<TOutcome[]> RunInProcessAsync<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome,
+        TResult> job, TOptions options, RunDirectory run,
         IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
         where TOptions : class, IJobOptions, new()
     {
@@ -135,13 +154,15 @@ public static class JobHost
             Devices.ConfigureCpuThreads(options.Launch.Ranks);
         }
         return InProcessCluster.RunAsync(options.Launch.Ranks, options.Launch.GroupSize,
-            comm => job.RunRank(new RankContext<TOptions>(comm, options, run, progress, cancellationToken)), cancellationToken);
+            comm => job.RunRank(new RankContext<TOptions>(comm, options, run, progress, cancellationToken)),
+                cancellationToken);
     }
 
     private static string OptionSpecName(Launcher launcher) => Options.OptionSpec.EnumName(typeof(Launcher), launcher);
 }
 
-/// <summary>A change in a job's state that is not a metric: a Slurm job submitted, pending (with the scheduler's reason), running, ended.</summary>
+/// <summary>A change in a job's state that is not a metric: a Slurm job submitted, pending (with the scheduler's
+/// reason), running, ended.</summary>
 /// <param name="Time">When it was seen.</param>
 /// <param name="State">Short state: submitted, pending, running, completed, failed, cancelled...</param>
 /// <param name="Message">What to show a user ("Slurm job 12 pending (Resources)").</param>

@@ -8,16 +8,18 @@ namespace Toolkit.Jobs;
 /// <param name="Id">The run folder's name.</param>
 /// <param name="Kind">The job kind (paro-train, rl-train, infer...).</param>
 /// <param name="Launcher">inproc, mpi, slurm (or the batch-inference launcher).</param>
-/// <param name="State">finished, failed, cancelled, or for a Slurm job the scheduler's state; "unfinished" when the folder says no more (a run stopped from outside, or one still running in another process).</param>
+/// <param name="State">finished, failed, cancelled, or for a Slurm job the scheduler's state; "unfinished" when the
+/// folder says no more (a run stopped from outside, or one still running in another process).</param>
 /// <param name="SlurmJobId">The Slurm job, if it was submitted with sbatch.</param>
 /// <param name="Started">When the folder was made.</param>
 /// <param name="Path">The run folder.</param>
-public sealed record JobSummary(string Id, string Kind, string Launcher, string State, string? SlurmJobId, DateTimeOffset Started, string Path);
+public sealed record JobSummary(string Id, string Kind, string Launcher, string State, string? SlurmJobId,
+    DateTimeOffset Started, string Path);
 
 /// <summary>
-/// The toolkit's jobs, read from the run folders under a runs directory (the folders are the record: nothing else is kept);
-/// Slurm jobs are asked about with squeue/scontrol/sacct when Slurm's commands are there. A finished job is re-plotted
-/// from its folder with <c>#!toolkit show --run PATH</c> or <see cref="RunReader"/>.
+/// The toolkit's jobs, read from the run folders under a runs directory (the folders are the record: nothing else is
+/// kept); Slurm jobs are asked about with squeue/scontrol/sacct when Slurm's commands are there. A finished job is
+/// re-plotted from its folder with <c>#!toolkit show --run PATH</c> or <see cref="RunReader"/>.
 /// </summary>
 public static class JobList
 {
@@ -42,12 +44,15 @@ public static class JobList
         string kind = "?", launcher = "?";
         try
         {
-            using var config = JsonDocument.Parse(File.ReadAllText(System.IO.Path.Combine(path, RunDirectory.ConfigFile)));
+            using var config = JsonDocument.Parse(File.ReadAllText(System.IO.Path.Combine(path,
+                RunDirectory.ConfigFile)));
             var root = config.RootElement;
             if (root.TryGetProperty("kind", out var k) && k.ValueKind == JsonValueKind.String) kind = k.GetString()!;
             if (root.TryGetProperty("options", out var o) && o.ValueKind == JsonValueKind.Object)
             {
-                if (o.TryGetProperty("launch", out var l) && l.ValueKind == JsonValueKind.Object && l.TryGetProperty("launcher", out var v)) launcher = v.ToString();
+                if (o.TryGetProperty("launch",
+                    out var l) && l.ValueKind == JsonValueKind.Object && l.TryGetProperty("launcher",
+                        out var v)) launcher = v.ToString();
                 else if (o.TryGetProperty("launcher", out var w)) launcher = w.ToString();
             }
         }
@@ -61,14 +66,18 @@ public static class JobList
             try { slurmJob = ToolkitJson.Read<SlurmJobRecord>(record).JobId; }
             catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException) { }
         List<string> log;
-        try { log = File.Exists(System.IO.Path.Combine(path, RunDirectory.LogFile)) ? File.ReadLines(System.IO.Path.Combine(path, RunDirectory.LogFile)).ToList() : []; }
+        try { log = File.Exists(System.IO.Path.Combine(path,
+            RunDirectory.LogFile)) ? File.ReadLines(System.IO.Path.Combine(path, RunDirectory.LogFile)).ToList() : []; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { log = []; }
         // The host logs "cancelled: ..." when the user cancels and "failed: ..." for any other end without a result.
         var state = File.Exists(System.IO.Path.Combine(path, JobHost.ResultFile)) ? "finished"
             : log.Any(l => l.Contains(" cancelled: ", StringComparison.Ordinal)) ? "cancelled"
             : log.Any(l => l.Contains(" failed: ", StringComparison.Ordinal)) ? "failed"
             : "unfinished";
-        if (state == "unfinished" && slurmJob is not null && askSlurm && SlurmClient.Query(slurmJob) is { } s) state = $"slurm: {s}";
-        return new(System.IO.Path.GetFileName(path), kind, launcher, state, slurmJob, File.GetLastWriteTimeUtc(System.IO.Path.Combine(path, RunDirectory.ConfigFile)), System.IO.Path.GetFullPath(path));
+        if (state == "unfinished" && slurmJob is not null && askSlurm
+            && SlurmClient.Query(slurmJob) is { } s) state = $"slurm: {s}";
+        return new(System.IO.Path.GetFileName(path), kind, launcher, state, slurmJob,
+            File.GetLastWriteTimeUtc(System.IO.Path.Combine(path, RunDirectory.ConfigFile)),
+                System.IO.Path.GetFullPath(path));
     }
 }

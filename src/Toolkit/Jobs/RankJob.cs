@@ -5,10 +5,10 @@ using Toolkit.Runs;
 namespace Toolkit.Jobs;
 
 /// <summary>
-/// A job that runs on ranks: everything the <see cref="JobHost"/> needs from it. A new job writes a
-/// subclass with its kind, its per-rank body and how the ranks' outcomes become its result; the host
-/// does the rest (run folder, launching in-process, under mpiexec or on the emulated cluster, metrics
-/// as progress, outcomes as JSON per rank, result.json, cancellation).
+/// A job that runs on ranks: everything the <see cref="JobHost"/> needs from it. A new job writes a subclass with its
+/// kind, its per-rank body and how the ranks' outcomes become its result; the host does the rest (run folder, launching
+/// in-process, under mpiexec or on the emulated cluster, metrics as progress, outcomes as JSON per rank, result.json,
+/// cancellation).
 /// </summary>
 /// <typeparam name="TOptions">The options record (also the run folder's config).</typeparam>
 /// <typeparam name="TOutcome">What one rank returns; serialised as JSON when ranks are processes.</typeparam>
@@ -19,7 +19,8 @@ public abstract class RankJob<TOptions, TOutcome, TResult> : IRankJob
     /// <summary>The job's kind in config.json (<c>paro-train</c>): how a rank process finds its body.</summary>
     public abstract string Kind { get; }
 
-    /// <summary>True when ranks use TorchSharp: the host prepares its native runtime and sizes CPU threads by co-located ranks.</summary>
+    /// <summary>True when ranks use TorchSharp: the host prepares its native runtime and sizes CPU threads by
+    /// co-located ranks.</summary>
     public virtual bool UsesTorch => true;
 
     /// <summary>The run folder's name prefix (default: the kind).</summary>
@@ -28,7 +29,8 @@ public abstract class RankJob<TOptions, TOutcome, TResult> : IRankJob
     /// <summary>The body of one rank. Called once per rank, concurrently; throw to fail the job.</summary>
     public abstract TOutcome RunRank(RankContext<TOptions> context);
 
-    /// <summary>Turns every rank's outcome (in rank order) into the result, in the launching process; may write a report into the run folder.</summary>
+    /// <summary>Turns every rank's outcome (in rank order) into the result, in the launching process; may write a
+    /// report into the run folder.</summary>
     public abstract TResult Finish(JobRun<TOptions> run, IReadOnlyList<TOutcome> outcomes);
 
     Type IRankJob.OptionsType => typeof(TOptions);
@@ -38,7 +40,8 @@ public abstract class RankJob<TOptions, TOutcome, TResult> : IRankJob
             ?? throw new InvalidDataException($"{runPath}/{RunDirectory.ConfigFile} holds no options."));
 }
 
-/// <summary>The untyped face of a <see cref="RankJob{TOptions, TOutcome, TResult}"/>, for the rank entry point's dispatch.</summary>
+/// <summary>The untyped face of a <see cref="RankJob{TOptions, TOutcome, TResult}"/>, for the rank entry point's
+/// dispatch.</summary>
 public interface IRankJob
 {
     /// <summary>The job's kind in config.json.</summary>
@@ -51,13 +54,15 @@ public interface IRankJob
     void RunRankProcess(string runPath, JsonElement options);
 }
 
-/// <summary>What a rank's body gets: its communicator, the options, its view of the run folder, and cancellation.</summary>
+/// <summary>What a rank's body gets: its communicator, the options, its view of the run folder, and
+/// cancellation.</summary>
 public sealed class RankContext<TOptions>
 {
     private readonly RunDirectory _run;
     private readonly IProgress<MetricPoint>? _progress;
 
-    internal RankContext(Communicator comm, TOptions options, RunDirectory run, IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+    internal RankContext(Communicator comm, TOptions options, RunDirectory run, IProgress<MetricPoint>? progress,
+        CancellationToken cancellationToken)
     {
         (Comm, Options, _run, _progress, CancellationToken) = (comm, options, run, progress, cancellationToken);
     }
@@ -71,7 +76,8 @@ public sealed class RankContext<TOptions>
     /// <summary>The run folder.</summary>
     public string RunPath => _run.Path;
 
-    /// <summary>Cancelled when the user cancels the job (in-process ranks; MPI ranks are ended by the launcher).</summary>
+    /// <summary>Cancelled when the user cancels the job (in-process ranks; MPI ranks are ended by the
+    /// launcher).</summary>
     public CancellationToken CancellationToken { get; }
 
     /// <summary>Records a metric of this rank: to the run folder, and as progress to the caller.</summary>
@@ -85,7 +91,8 @@ public sealed class RankContext<TOptions>
     public void Log(string message) => _run.Log($"rank {Comm.WorldRank}: {message}");
 }
 
-/// <summary>A finished job's run folder and options, as <see cref="RankJob{TOptions, TOutcome, TResult}.Finish"/> sees them.</summary>
+/// <summary>A finished job's run folder and options, as <see cref="RankJob{TOptions, TOutcome, TResult}.Finish"/> sees
+/// them.</summary>
 /// <param name="Path">The run folder.</param>
 /// <param name="Options">The options the job ran with.</param>
 /// <param name="LauncherOutput">What mpiexec (or the emulated cluster) printed; empty for in-process runs.</param>

@@ -3,8 +3,8 @@ using System.Text;
 namespace Toolkit.Models;
 
 /// <summary>
-/// UTF-8 bytes as tokens (vocabulary 256), the base alphabet of GPT-2's byte-level BPE without its
-/// merges: any text encodes, nothing is unknown, and decoding inverts encoding exactly.
+/// UTF-8 bytes as tokens (vocabulary 256), the base alphabet of GPT-2's byte-level BPE without its merges: any text
+/// encodes, nothing is unknown, and decoding inverts encoding exactly.
 /// </summary>
 public static class ByteTokenizer
 {
@@ -23,5 +23,7 @@ public static class ByteTokenizer
     /// <summary>Model token ids to text.</summary>
     /// <exception cref="ArgumentOutOfRangeException">An id is outside the byte vocabulary.</exception>
     public static string Decode(IEnumerable<long> ids) =>
-        Decode([.. ids.Select(id => id is >= 0 and < VocabularySize ? (byte)id : throw new ArgumentOutOfRangeException(nameof(ids), id, $"is not a byte token (vocabulary {VocabularySize})"))]);
+        Decode([.. ids.Select(id
+            => id is >= 0 and < VocabularySize ? (byte)id : throw new ArgumentOutOfRangeException(nameof(ids), id,
+                $"is not a byte token (vocabulary {VocabularySize})"))]);
 }

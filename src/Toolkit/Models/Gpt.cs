@@ -5,10 +5,10 @@ using static TorchSharp.torch;
 namespace Toolkit.Models;
 
 /// <summary>
-/// A decoder-only transformer in the shape of nanoGPT's <c>model.py</c> (Radford et al. 2019):
-/// token and position embeddings, pre-norm blocks of causal self-attention and a 4x GELU MLP, a final
-/// layer norm, and logits through the (tied) token embedding. No dropout, so training is deterministic.
-/// Field names follow nanoGPT's state-dict keys (<c>wte</c>, <c>wpe</c>, <c>h</c>, <c>ln_f</c>).
+/// A decoder-only transformer in the shape of nanoGPT's <c>model.py</c> (Radford et al. 2019): token and position
+/// embeddings, pre-norm blocks of causal self-attention and a 4x GELU MLP, a final layer norm, and logits through the
+/// (tied) token embedding. No dropout, so training is deterministic. Field names follow nanoGPT's state-dict keys
+/// (<c>wte</c>, <c>wpe</c>, <c>h</c>, <c>ln_f</c>).
 /// </summary>
 public sealed class Gpt : CausalLanguageModel
 {
@@ -41,8 +41,8 @@ public sealed class Gpt : CausalLanguageModel
     /// <summary>
     /// <c>torch.manual_seed(seed)</c>, then the model, under one process-wide lock that every GPT construction takes:
     /// the seed and the generator are process-global, so GPTs built at once (in-process ranks, tests in parallel) would
-    /// otherwise interleave their draws and start from other weights. Every seeded GPT in the toolkit is built here. Code
-    /// that draws from the global generator outside a GPT's construction is not excluded: seed its own generator.
+    /// otherwise interleave their draws and start from other weights. Every seeded GPT in the toolkit is built here.
+    /// Code that draws from the global generator outside a GPT's construction is not excluded: seed its own generator.
     /// </summary>
     public static Gpt Create(GptConfig config, long seed)
     {
@@ -53,7 +53,8 @@ public sealed class Gpt : CausalLanguageModel
         }
     }
 
-    /// <summary>nanoGPT's initialisation: matrices and embeddings N(0, 0.02), biases 0, layer norms 1 (so the initial loss is about ln V).</summary>
+    /// <summary>nanoGPT's initialisation: matrices and embeddings N(0, 0.02), biases 0, layer norms 1 (so the initial
+    /// loss is about ln V).</summary>
     private void InitializeWeights()
     {
         using var _ = no_grad();
@@ -79,7 +80,8 @@ public sealed class Gpt : CausalLanguageModel
         var x = wte.call(tokens) + wpe.call(positions);                            // [B, T, C]
         for (var i = 0; i < h.Count; i++) x = RunBlock(i, x);
         x = ln_f.call(x);
-        using var output = (TiedOutputAlias ?? wte.weight!).t();                   // a view of the parameter: disposed here, so a trainer that frees the parameter frees its storage
+        // a view of the parameter: disposed here, so a trainer that frees the parameter frees its storage
+        using var output = (TiedOutputAlias ?? wte.weight!).t();
         return x.matmul(output);                                                   // [B, T, V], tied output layer
     }
 
@@ -137,7 +139,8 @@ public sealed class Gpt : CausalLanguageModel
             var (b, t, c) = (x.shape[0], x.shape[1], x.shape[2]);
             var qkv = c_attn.call(x).split(c, dim: 2);                              // 3 x [B, T, C]
             Tensor Heads(Tensor y) => y.view(b, t, _heads, c / _heads).transpose(1, 2);   // [B, nh, T, hs]
-            var y = nn.functional.scaled_dot_product_attention(Heads(qkv[0]), Heads(qkv[1]), Heads(qkv[2]), is_casual: true);   // [B, nh, T, hs]
+            var y = nn.functional.scaled_dot_product_attention(Heads(qkv[0]), Heads(qkv[1]), Heads(qkv[2]),
+                is_casual: true);   // [B, nh, T, hs]
             return c_proj.call(y.transpose(1, 2).contiguous().view(b, t, c));      // [B, T, C]
         }
     }

@@ -46,8 +46,8 @@ public static class HfExport
         }, dtype, tokenizerSource, maxShardBytes);
     }
 
-    /// <summary>Writes the weights alone (see <see cref="Write(string, IModelConfig, Func{string, Tensor}, string,
-    /// string?, long)"/>).</summary>
+    /// <summary>Writes the weights alone (see
+    /// <see cref="Write(string, IModelConfig, Func{string, Tensor}, string, string?, long)"/>).</summary>
     public static void WriteWeights(string folder, IModelConfig config, Func<string, Tensor> parameter,
         string dtype = "float32", long maxShardBytes = 4L << 30)
     {
@@ -92,8 +92,8 @@ public static class HfExport
             WriteGenerationConfig(folder, config);
     }
 
-    /// <summary><c>config.json</c>: the keys of <paramref name="source"/>'s own (a model folder) with the stored
-    /// dtype set, or, without a source, one made from the shape.</summary>
+    /// <summary><c>config.json</c>: the keys of <paramref name="source"/>'s own (a model folder) with the stored dtype
+    /// set, or, without a source, one made from the shape.</summary>
     /// <exception cref="ArgumentException">A mixture-of-experts GPT, which has no Hugging Face
     /// architecture.</exception>
     public static void WriteConfig(string folder, IModelConfig config, string dtype, string? source = null)

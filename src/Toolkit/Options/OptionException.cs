@@ -1,8 +1,8 @@
 namespace Toolkit.Options;
 
 /// <summary>
-/// A user's option is unknown or its value malformed or out of range. The message is one line that
-/// names the option, the value and what is valid; front ends print it as is (the CLI exits 2).
+/// A user's option is unknown or its value malformed or out of range. The message is one line that names the option,
+/// the value and what is valid; front ends print it as is (the CLI exits 2).
 /// </summary>
 public sealed class OptionException : ArgumentException
 {
@@ -22,8 +22,10 @@ public sealed class OptionException : ArgumentException
     {
         if (exception is OptionException) return exception.Message;
         if (exception is not ArgumentException { ParamName: { } parameter } argument) return exception.Message;
-        var spec = specs.FirstOrDefault(s => string.Equals(s.Path[^1].Name, parameter, StringComparison.OrdinalIgnoreCase));
-        var message = argument.Message.Split('\n')[0].Replace($" (Parameter '{parameter}')", "", StringComparison.Ordinal);
+        var spec = specs.FirstOrDefault(s => string.Equals(s.Path[^1].Name, parameter,
+            StringComparison.OrdinalIgnoreCase));
+        var message = argument.Message.Split('\n')[0].Replace($" (Parameter '{parameter}')", "",
+            StringComparison.Ordinal);
         if (spec is null) return message;
         var actual = argument is ArgumentOutOfRangeException { ActualValue: { } v } ? $" {OptionSpec.Text(v)}" : "";
         return $"{spec.Name}{actual}: {message}";

@@ -5,8 +5,8 @@ using System.Text;
 namespace Toolkit.Options;
 
 /// <summary>
-/// The options of an options record: its <see cref="OptionAttribute"/> properties, and those of the
-/// records in its <see cref="OptionGroupAttribute"/> properties, flattened. Names must be unique.
+/// The options of an options record: its <see cref="OptionAttribute"/> properties, and those of the records in its
+/// <see cref="OptionGroupAttribute"/> properties, flattened. Names must be unique.
 /// </summary>
 public static class OptionSchema
 {
@@ -21,15 +21,17 @@ public static class OptionSchema
     {
         var specs = new List<OptionSpec>();
         Collect(t, Activator.CreateInstance(t)!, [], [], specs);
-        var duplicate = specs.SelectMany(s => s.Alias is null ? new[] { s.Name } : [s.Name, s.Alias]).GroupBy(n => n).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new InvalidOperationException($"{t.Name} declares option {duplicate.Key} twice.");
+        var duplicate = specs.SelectMany(s => s.Alias is null ? new[] { s.Name } : [s.Name,
+            s.Alias]).GroupBy(n => n).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new InvalidOperationException(
+            $"{t.Name} declares option {duplicate.Key} twice.");
         return specs;
     });
 
     /// <summary>
     /// The command-line arguments that give <paramref name="options"/> to a command taking <typeparamref name="T"/>:
-    /// <c>--name value</c> for every option whose value differs from <paramref name="defaults"/>' (a flag set to
-    /// true alone), in declaration order, names and spellings from the declarations. Options <paramref name="skip"/> names
+    /// <c>--name value</c> for every option whose value differs from <paramref name="defaults"/>' (a flag set to true
+    /// alone), in declaration order, names and spellings from the declarations. Options <paramref name="skip"/> names
     /// (with dashes) are left out.
     /// </summary>
     public static IReadOnlyList<string> Arguments<T>(T options, T defaults, params string[] skip) where T : class, new()
@@ -48,7 +50,8 @@ public static class OptionSchema
     }
 
     /// <summary>Every valid option name, sorted (for error messages).</summary>
-    public static string ValidNames(IReadOnlyList<OptionSpec> specs) => string.Join(", ", specs.Select(s => s.Name).Order(StringComparer.Ordinal));
+    public static string ValidNames(IReadOnlyList<OptionSpec> specs) => string.Join(", ",
+        specs.Select(s => s.Name).Order(StringComparer.Ordinal));
 
     /// <summary><c>GroupSize</c> → <c>group-size</c>.</summary>
     public static string Kebab(string name)
@@ -56,21 +59,29 @@ public static class OptionSchema
         var text = new StringBuilder();
         for (var i = 0; i < name.Length; i++)
         {
-            if (char.IsUpper(name[i]) && i > 0 && (char.IsLower(name[i - 1]) || (i + 1 < name.Length && char.IsLower(name[i + 1])))) text.Append('-');
+            if (char.IsUpper(name[i]) && i > 0 && (char.IsLower(name[i - 1]) || (i + 1 < name.Length
+                && char.IsLower(name[i + 1])))) text.Append('-');
             text.Append(char.ToLowerInvariant(name[i]));
         }
         return text.ToString();
     }
 
-    private static void Collect(Type type, object defaults, List<PropertyInfo> path, string[] exclude, List<OptionSpec> specs)
+    private static void Collect(Type type, object defaults, List<PropertyInfo> path, string[] exclude,
+        List<OptionSpec> specs)
     {
-        foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance).OrderBy(p => p.MetadataToken))
+        foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance).OrderBy(p
+            => p.MetadataToken))
         {
             var value = property.GetValue(defaults);
             if (property.GetCustomAttribute<OptionGroupAttribute>() is { } group)
-                Collect(property.PropertyType, value ?? throw new InvalidOperationException($"{type.Name}.{property.Name} must default to an instance."), [.. path, property], [.. exclude, .. group.Exclude], specs);
-            else if (property.GetCustomAttribute<OptionAttribute>() is { } option && !exclude.Contains(option.Name ?? Kebab(property.Name)))
-                specs.Add(new OptionSpec("--" + (option.Name ?? Kebab(property.Name)), option.Alias is null ? null : "--" + option.Alias,
+                Collect(property.PropertyType,
+                    value ?? throw new InvalidOperationException(
+                        $"{type.Name}.{property.Name} must default to an instance."), [.. path, property], [.. exclude,
+                            .. group.Exclude], specs);
+            else if (property.GetCustomAttribute<OptionAttribute>() is { } option && !exclude.Contains(option.Name
+                ?? Kebab(property.Name)))
+                specs.Add(new OptionSpec("--" + (option.Name ?? Kebab(property.Name)),
+                    option.Alias is null ? null : "--" + option.Alias,
                     option.Description, [.. path, property], OptionSpec.Text(value)));
         }
     }

@@ -25,14 +25,16 @@ public static class ParoCharts
     }
 
     /// <summary>Predicted bytes per GPU per step, intra- and inter-group.</summary>
-    public static GenericChart PlanTraffic(ParoPlan plan) => Charts.GroupedColumns("Bytes sent per GPU per step (predicted)", plan.Strategies.Select(Label).ToList(),
+    public static GenericChart PlanTraffic(ParoPlan plan)
+        => Charts.GroupedColumns("Bytes sent per GPU per step (predicted)", plan.Strategies.Select(Label).ToList(),
     [
         ("intra-group", plan.Strategies.Select(e => e.IntraBytesPerStep / 1e9).ToList()),
         ("inter-group", plan.Strategies.Select(e => e.InterBytesPerStep / 1e9).ToList()),
     ], "GB");
 
     /// <summary>Predicted step time, split into compute, communication and optimizer.</summary>
-    public static GenericChart PlanStepTime(ParoPlan plan) => Charts.StackedColumns("Predicted step time", plan.Strategies.Select(Label).ToList(),
+    public static GenericChart PlanStepTime(ParoPlan plan) => Charts.StackedColumns("Predicted step time",
+        plan.Strategies.Select(Label).ToList(),
     [
         ("compute", plan.Strategies.Select(e => e.ComputeSeconds).ToList()),
         ("communication", plan.Strategies.Select(e => e.CommunicationSeconds).ToList()),
@@ -40,16 +42,21 @@ public static class ParoCharts
     ], "seconds");
 
     /// <summary>Measured memory of rank 0 stacked by component, one column per run.</summary>
-    public static GenericChart MeasuredMemory(IReadOnlyList<ParoTrainResult> runs) => Charts.StackedColumns("Measured bytes per rank (rank 0)", runs.Select(r => r.Strategy).ToList(),
+    public static GenericChart MeasuredMemory(IReadOnlyList<ParoTrainResult> runs)
+        => Charts.StackedColumns("Measured bytes per rank (rank 0)", runs.Select(r => r.Strategy).ToList(),
     [
         ("parameters", runs.Select(r => (double)r.Memory[0].ParamsBytes).ToList()),
         ("gradients", runs.Select(r => (double)r.Memory[0].GradsBytes).ToList()),
         ("optimizer states", runs.Select(r => (double)r.Memory[0].OptimizerBytes).ToList()),
-        ("peak transient", runs.Select(r => (double)(r.Memory[0].PeakBytes - r.Memory[0].ParamsBytes - r.Memory[0].GradsBytes - r.Memory[0].OptimizerBytes)).ToList()),
+        ("peak transient",
+            runs.Select(r
+                => (double)(
+                    r.Memory[0].PeakBytes - r.Memory[0].ParamsBytes - r.Memory[0].GradsBytes - r.Memory[0].OptimizerBytes)).ToList()),
     ], "bytes");
 
     /// <summary>Measured bytes per rank per step, intra and inter, one pair per run.</summary>
-    public static GenericChart MeasuredTraffic(IReadOnlyList<ParoTrainResult> runs) => Charts.GroupedColumns("Measured bytes sent per rank per step", runs.Select(r => r.Strategy).ToList(),
+    public static GenericChart MeasuredTraffic(IReadOnlyList<ParoTrainResult> runs)
+        => Charts.GroupedColumns("Measured bytes sent per rank per step", runs.Select(r => r.Strategy).ToList(),
     [
         ("intra-group", runs.Select(r => (double)r.Comm.IntraBytesPerStep).ToList()),
         ("inter-group", runs.Select(r => (double)r.Comm.InterBytesPerStep).ToList()),
@@ -57,7 +64,8 @@ public static class ParoCharts
 
     /// <summary>Measured throughput per run.</summary>
     public static GenericChart MeasuredThroughput(IReadOnlyList<ParoTrainResult> runs) =>
-        Charts.Bars("Measured throughput", runs.Select(r => r.Strategy).ToList(), runs.Select(r => r.Throughput.TokensPerSecond).ToList(), "tokens / s");
+        Charts.Bars("Measured throughput", runs.Select(r => r.Strategy).ToList(),
+            runs.Select(r => r.Throughput.TokensPerSecond).ToList(), "tokens / s");
 
     /// <summary>Live view of a training run: loss, memory of each rank by component, and traffic per step.</summary>
     public static GenericChart Live(IReadOnlyList<MetricPoint> points)
@@ -71,9 +79,11 @@ public static class ParoCharts
             ("gradients", ranks.Select(r => Last(r, ParoTrainJob.Metrics.GradsBytes)).ToList()),
             ("optimizer states", ranks.Select(r => Last(r, ParoTrainJob.Metrics.OptimizerBytes)).ToList()),
         ], "bytes");
-        string[] titles = ["loss", "memory per rank (bytes)", "inter-group bytes per step", "intra-group bytes per step"];
+        string[] titles = ["loss", "memory per rank (bytes)", "inter-group bytes per step",
+            "intra-group bytes per step"];
         var grid = Plotly.NET.CSharp.Chart.Grid([Charts.MetricByRank(points, MetricNames.Loss), memory,
-            Charts.MetricByRank(points, MetricNames.InterBytes), Charts.MetricByRank(points, MetricNames.IntraBytes)], 2, 2, SubPlotTitles: titles);
+            Charts.MetricByRank(points, MetricNames.InterBytes), Charts.MetricByRank(points, MetricNames.IntraBytes)],
+                2, 2, SubPlotTitles: titles);
         return grid.WithSize(1100, 760);
     }
 

@@ -9,9 +9,9 @@ using static TorchSharp.torch;
 namespace Toolkit.Quickstart;
 
 /// <summary>
-/// The smallest end-to-end job of the toolkit: n ranks (in-process by default) train one regression
-/// network with data parallelism (each rank its own samples; gradients all-reduced with the ring,
-/// then averaged), recording loss, traffic and step time to a run folder and an offline HTML report.
+/// The smallest end-to-end job of the toolkit: n ranks (in-process by default) train one regression network with data
+/// parallelism (each rank its own samples; gradients all-reduced with the ring, then averaged), recording loss, traffic
+/// and step time to a run folder and an offline HTML report.
 /// </summary>
 public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.RankOutcome, QuickstartResult>
 {
@@ -21,7 +21,8 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
     public override string Kind => "quickstart";
 
     /// <summary>Runs the job. <paramref name="progress"/> receives every metric as it is recorded.</summary>
-    public static Task<QuickstartResult> RunAsync(QuickstartOptions options, IProgress<MetricPoint>? progress = null, CancellationToken cancellationToken = default) =>
+    public static Task<QuickstartResult> RunAsync(QuickstartOptions options, IProgress<MetricPoint>? progress = null,
+        CancellationToken cancellationToken = default) =>
         JobHost.RunAsync(new QuickstartJob(), options, progress, cancellationToken);
 
     /// <inheritdoc/>
@@ -37,12 +38,14 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
         using (var weights = new Generator((ulong)o.Seed + 7919))
             foreach (var layer in model.modules().OfType<TorchSharp.Modules.Linear>())
             {
-                // PyTorch's default for Linear (uniform in ±1/√fan-in), drawn from the seed: the global generator is shared and unseeded.
+                // PyTorch's default for Linear (uniform in ±1/√fan-in), drawn from the seed: the global generator is
+                // shared and unseeded.
                 var bound = 1 / Math.Sqrt(layer.weight!.shape[1]);
                 layer.weight.uniform_(-bound, bound, weights);
                 layer.bias?.uniform_(-bound, bound, weights);
             }
-        foreach (var p in model.parameters()) comm.Broadcast(p.detach(), root: 0);     // identical replicas, as DDP does
+        // identical replicas, as DDP does
+        foreach (var p in model.parameters()) comm.Broadcast(p.detach(), root: 0);
         var optimizer = optim.AdamW(model.parameters(), lr: 0.01);
         var losses = new List<double>();
         var times = new List<double>();
@@ -54,7 +57,8 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
             var clock = Stopwatch.StartNew();
             var before = comm.Counters.Snapshot();
             var x = randn([o.BatchPerRank, Inputs], generator: data);                  // [B, I]
-            var y = x.matmul(truth).div(scale).sin();                                  // [B, 1], argument of unit variance
+            // [B, 1], argument of unit variance
+            var y = x.matmul(truth).div(scale).sin();
             optimizer.zero_grad();
             var loss = nn.functional.mse_loss(model.call(x), y);
             loss.backward();
@@ -74,7 +78,8 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
             context.Record(step, MetricNames.InterBytes, inter);
             context.Record(step, MetricNames.StepSeconds, times[^1]);
         }
-        var parameters = model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()).Select(v => (double)v).ToArray();
+        var parameters = model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()).Select(v
+            => (double)v).ToArray();
         return new RankOutcome(losses, times, intra, inter, parameters);
     }
 
@@ -83,12 +88,16 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
     {
         var loss = Enumerable.Range(0, run.Options.Steps).Select(s => outcomes.Average(r => r.Loss[s])).ToList();
         var rank0 = outcomes[0];
-        var divergence = outcomes.Skip(1).Select(r => r.Parameters.Zip(rank0.Parameters, (a, b) => Math.Abs(a - b)).DefaultIfEmpty(0).Max()).DefaultIfEmpty(0).Max();
-        // Ranks send different amounts across groups (in a ring only the ranks at a group's edge do), so report the largest.
+        var divergence = outcomes.Skip(1).Select(r => r.Parameters.Zip(rank0.Parameters, (a,
+            b) => Math.Abs(a - b)).DefaultIfEmpty(0).Max()).DefaultIfEmpty(0).Max();
+        // Ranks send different amounts across groups (in a ring only the ranks at a group's edge do), so report the
+        // largest.
         var result = new QuickstartResult(run.Id, run.Path, run.File("report.html"), loss,
-            outcomes.Max(r => r.IntraBytesPerStep), outcomes.Max(r => r.InterBytesPerStep), Runtime.Statistics.Median(rank0.StepSeconds), divergence);
+            outcomes.Max(r => r.IntraBytesPerStep), outcomes.Max(r => r.InterBytesPerStep),
+                Runtime.Statistics.Median(rank0.StepSeconds), divergence);
         var points = RunReader.ReadAll(run.Path);
-        HtmlReport.Write(result.ReportPath, result.Title, [("ranks / group size", $"{run.Options.Launch.Ranks} / {run.Options.Launch.GroupSize}"), .. result.Facts()],
+        HtmlReport.Write(result.ReportPath, result.Title, [("ranks / group size",
+            $"{run.Options.Launch.Ranks} / {run.Options.Launch.GroupSize}"), .. result.Facts()],
         [
             Charts.MetricByRank(points, MetricNames.Loss),
             Charts.MetricByRank(points, MetricNames.InterBytes, "inter-group bytes per step"),
@@ -103,5 +112,6 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
     /// <param name="IntraBytesPerStep">Bytes sent inside the group in the last step.</param>
     /// <param name="InterBytesPerStep">Bytes sent across groups in the last step.</param>
     /// <param name="Parameters">The final parameters (to check the replicas agree).</param>
-    public sealed record RankOutcome(List<double> Loss, List<double> StepSeconds, long IntraBytesPerStep, long InterBytesPerStep, double[] Parameters);
+    public sealed record RankOutcome(List<double> Loss, List<double> StepSeconds, long IntraBytesPerStep,
+        long InterBytesPerStep, double[] Parameters);
 }

@@ -6,7 +6,8 @@ using Toolkit.Reporting;
 
 namespace Toolkit.Quickstart;
 
-/// <summary>Options of the quickstart job: data-parallel training of a small regression network, on in-process ranks by default.</summary>
+/// <summary>Options of the quickstart job: data-parallel training of a small regression network, on in-process ranks by
+/// default.</summary>
 public sealed record QuickstartOptions : IJobOptions
 {
     /// <summary>Where the ranks run. Default 4 in-process ranks in groups of 2.</summary>
@@ -29,7 +30,8 @@ public sealed record QuickstartOptions : IJobOptions
     {
         Launch.Validate();
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
-        if (BatchPerRank < 1) throw new ArgumentOutOfRangeException(nameof(BatchPerRank), BatchPerRank, "must be at least 1");
+        if (BatchPerRank < 1) throw new ArgumentOutOfRangeException(nameof(BatchPerRank), BatchPerRank,
+            "must be at least 1");
         if (Hidden < 1) throw new ArgumentOutOfRangeException(nameof(Hidden), Hidden, "must be at least 1");
         return this;
     }
@@ -45,7 +47,8 @@ public sealed record QuickstartOptions : IJobOptions
 /// <param name="IntraBytesPerStep">Bytes a rank sent inside its group per step (the largest over ranks).</param>
 /// <param name="InterBytesPerStep">Bytes a rank sent to other groups per step (the largest over ranks).</param>
 /// <param name="StepSeconds">Median wall time of a step.</param>
-/// <param name="ReplicaDivergence">Largest absolute parameter difference between rank 0 and any other rank at the end (0 for exact data parallelism).</param>
+/// <param name="ReplicaDivergence">Largest absolute parameter difference between rank 0 and any other rank at the end
+/// (0 for exact data parallelism).</param>
 public sealed record QuickstartResult(
     string RunId, string RunPath, string ReportPath, IReadOnlyList<double> Loss,
     long IntraBytesPerStep, long InterBytesPerStep, double StepSeconds, double ReplicaDivergence) : IFacts

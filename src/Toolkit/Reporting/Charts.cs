@@ -31,26 +31,35 @@ public static class Charts
     }
 
     /// <summary>A bar chart of named values.</summary>
-    public static GenericChart Bars(string title, IReadOnlyList<string> labels, IReadOnlyList<double> values, string valueTitle)
+    public static GenericChart Bars(string title, IReadOnlyList<string> labels, IReadOnlyList<double> values,
+        string valueTitle)
     {
-        var chart = Plotly.NET.CSharp.Chart.Column<double, string, string>(values: values.ToArray(), Keys: labels.ToArray())
+        var chart = Plotly.NET.CSharp.Chart.Column<double, string, string>(values: values.ToArray(),
+            Keys: labels.ToArray())
             .WithYAxisStyle<double, double, string>(TitleText: valueTitle).WithSize(560, 360);
         return Titled(chart, title);
     }
 
-    /// <summary>Stacked columns: one stack per category, one colour per series; an optional dashed limit line (e.g. device memory).</summary>
-    public static GenericChart StackedColumns(string title, IReadOnlyList<string> categories, IEnumerable<(string Name, IReadOnlyList<double> Values)> series,
+    /// <summary>Stacked columns: one stack per category, one colour per series; an optional dashed limit line (e.g.
+    /// device memory).</summary>
+    public static GenericChart StackedColumns(string title, IReadOnlyList<string> categories, IEnumerable<(string Name,
+        IReadOnlyList<double> Values)> series,
         string valueTitle, (string Name, double Value)? limit = null)
     {
-        var charts = series.Select(s => Plotly.NET.CSharp.Chart.StackedColumn<double, string, string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name)).ToList();
+        var charts = series.Select(s => Plotly.NET.CSharp.Chart.StackedColumn<double, string,
+            string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name)).ToList();
         if (limit is { } l)
-            charts.Add(Plotly.NET.CSharp.Chart.Line<string, double, string>(x: categories.ToArray(), y: categories.Select(_ => l.Value).ToArray(), Name: l.Name));
-        return Titled(Plotly.NET.CSharp.Chart.Combine(charts).WithYAxisStyle<double, double, string>(TitleText: valueTitle).WithSize(640, 380), title);
+            charts.Add(Plotly.NET.CSharp.Chart.Line<string, double, string>(x: categories.ToArray(),
+                y: categories.Select(_ => l.Value).ToArray(), Name: l.Name));
+        return Titled(Plotly.NET.CSharp.Chart.Combine(charts).WithYAxisStyle<double, double,
+            string>(TitleText: valueTitle).WithSize(640, 380), title);
     }
 
     /// <summary>Grouped columns: side by side per category, one colour per series.</summary>
-    public static GenericChart GroupedColumns(string title, IReadOnlyList<string> categories, IEnumerable<(string Name, IReadOnlyList<double> Values)> series, string valueTitle) =>
-        Titled(Plotly.NET.CSharp.Chart.Combine(series.Select(s => Plotly.NET.CSharp.Chart.Column<double, string, string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name)))
+    public static GenericChart GroupedColumns(string title, IReadOnlyList<string> categories, IEnumerable<(string Name,
+        IReadOnlyList<double> Values)> series, string valueTitle) =>
+        Titled(Plotly.NET.CSharp.Chart.Combine(series.Select(s => Plotly.NET.CSharp.Chart.Column<double, string,
+            string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name)))
             .WithYAxisStyle<double, double, string>(TitleText: valueTitle).WithSize(640, 380), title);
 
     /// <summary>Charts side by side in one figure under one title, each panel with its own title.</summary>

@@ -1,8 +1,8 @@
 namespace Toolkit.Reporting;
 
 /// <summary>
-/// A result that describes itself once, as a title and rows of facts: the console, the notebook
-/// table and the HTML report all render these rows, so the three never drift apart.
+/// A result that describes itself once, as a title and rows of facts: the console, the notebook table and the HTML
+/// report all render these rows, so the three never drift apart.
 /// </summary>
 public interface IFacts
 {

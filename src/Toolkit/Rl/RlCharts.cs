@@ -5,7 +5,8 @@ using Toolkit.Runs;
 
 namespace Toolkit.Rl;
 
-/// <summary>The RL charts: reward and held-out accuracy, gradient norm, the mismatch diagnostics, rollout throughput; one line per run when runs are compared.</summary>
+/// <summary>The RL charts: reward and held-out accuracy, gradient norm, the mismatch diagnostics, rollout throughput;
+/// one line per run when runs are compared.</summary>
 public static class RlCharts
 {
     /// <summary>The metrics charted, with their titles.</summary>
@@ -21,12 +22,14 @@ public static class RlCharts
         (RlTrainJob.Metrics.RoutingFlips, "routing flips, engine vs trainer (moe)"),
     ];
 
-    /// <summary>One chart per panel, one line per run (<paramref name="points"/> tagged with their run's name).</summary>
+    /// <summary>One chart per panel, one line per run (<paramref name="points"/> tagged with their run's
+    /// name).</summary>
     public static IReadOnlyList<GenericChart> ByRun(IReadOnlyList<(string Run, MetricPoint Point)> points) =>
         [.. Panels.Select(p => Charts.Lines(p.Title, points.Where(x => x.Point.Name == p.Metric).GroupBy(x => x.Run)
             .Select(g => (g.Key, (IReadOnlyList<MetricPoint>)g.Select(x => x.Point).ToList()))))];
 
     /// <summary>A grid of every panel for live display.</summary>
     public static GenericChart Live(IReadOnlyList<(string Run, MetricPoint Point)> points) =>
-        Plotly.NET.CSharp.Chart.Grid(ByRun(points), 3, 3, SubPlotTitles: Panels.Select(p => p.Title).ToArray()).WithSize(1000, 800);
+        Plotly.NET.CSharp.Chart.Grid(ByRun(points), 3, 3,
+            SubPlotTitles: Panels.Select(p => p.Title).ToArray()).WithSize(1000, 800);
 }

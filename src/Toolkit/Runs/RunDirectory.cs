@@ -4,10 +4,10 @@ using System.Text.Json;
 namespace Toolkit.Runs;
 
 /// <summary>
-/// A job's folder, <c>runs/&lt;id&gt;/</c>: <c>config.json</c> (the resolved configuration),
-/// <c>metrics.jsonl</c> (one JSON object per line: time, step, rank, name, value), <c>log.txt</c>, and
-/// later checkpoints and reports. Lines are flushed as they are written so notebooks and the CLI can
-/// follow a running job with <see cref="RunReader"/>. Thread-safe: ranks running as threads share one instance.
+/// A job's folder, <c>runs/&lt;id&gt;/</c>: <c>config.json</c> (the resolved configuration), <c>metrics.jsonl</c> (one
+/// JSON object per line: time, step, rank, name, value), <c>log.txt</c>, and later checkpoints and reports. Lines are
+/// flushed as they are written so notebooks and the CLI can follow a running job with <see cref="RunReader"/>.
+/// Thread-safe: ranks running as threads share one instance.
 /// </summary>
 public sealed class RunDirectory : IDisposable
 {
@@ -18,8 +18,10 @@ public sealed class RunDirectory : IDisposable
     /// <summary>File name of the log.</summary>
     public const string LogFile = "log.txt";
 
-    /// <summary>Where runs go unless a job says otherwise: <c>$TOOLKIT_RUNS_DIR</c> if set, else <c>runs</c> under the current directory.</summary>
-    public static string DefaultRoot => Environment.GetEnvironmentVariable("TOOLKIT_RUNS_DIR") is { Length: > 0 } root ? root : "runs";
+    /// <summary>Where runs go unless a job says otherwise: <c>$TOOLKIT_RUNS_DIR</c> if set, else <c>runs</c> under the
+    /// current directory.</summary>
+    public static string DefaultRoot
+        => Environment.GetEnvironmentVariable("TOOLKIT_RUNS_DIR") is { Length: > 0 } root ? root : "runs";
 
     private readonly Lock _gate = new();
     private readonly StreamWriter _metrics;
@@ -54,25 +56,29 @@ public sealed class RunDirectory : IDisposable
     /// <summary>The run's folder.</summary>
     public string Path { get; }
 
-    /// <summary>Creates <c>&lt;root&gt;/&lt;kind&gt;-&lt;UTC time&gt;-&lt;random&gt;</c> and writes the configuration.</summary>
+    /// <summary>Creates <c>&lt;root&gt;/&lt;kind&gt;-&lt;UTC time&gt;-&lt;random&gt;</c> and writes the
+    /// configuration.</summary>
     /// <param name="root">Folder holding runs (default <c>runs</c> under the current directory).</param>
     /// <param name="kind">A short job name, e.g. <c>quickstart</c> or <c>paro-train</c>.</param>
     /// <param name="config">The resolved configuration, serialised as JSON.</param>
     public static RunDirectory Create(string root, string kind, object config) =>
         CreateNamed(root, $"{kind}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x10000):x4}", config);
 
-    /// <summary>Creates <c>&lt;root&gt;/&lt;id&gt;</c> (a name the caller chose) and writes the configuration.</summary>
+    /// <summary>Creates <c>&lt;root&gt;/&lt;id&gt;</c> (a name the caller chose) and writes the
+    /// configuration.</summary>
     public static RunDirectory CreateNamed(string root, string id, object config)
     {
         var path = System.IO.Path.GetFullPath(System.IO.Path.Combine(root, id));
         Directory.CreateDirectory(path);
-        System.IO.File.WriteAllText(System.IO.Path.Combine(path, ConfigFile), JsonSerializer.Serialize(config, config.GetType(), Runtime.ToolkitJson.Options));
+        System.IO.File.WriteAllText(System.IO.Path.Combine(path, ConfigFile), JsonSerializer.Serialize(config,
+            config.GetType(), Runtime.ToolkitJson.Options));
         return new RunDirectory(path);
     }
 
     /// <summary>Appends one metric sample.</summary>
     public void Metric(int step, int rank, string name, double value) =>
-        Write(_metrics, JsonSerializer.Serialize(new MetricPoint(DateTimeOffset.UtcNow, step, rank, name, value), Runtime.ToolkitJson.Compact));
+        Write(_metrics, JsonSerializer.Serialize(new MetricPoint(DateTimeOffset.UtcNow, step, rank, name, value),
+            Runtime.ToolkitJson.Compact));
 
     /// <summary>Appends a timestamped log line.</summary>
     public void Log(string message) =>

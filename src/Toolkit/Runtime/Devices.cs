@@ -9,10 +9,11 @@ public static class Devices
     public const string Grammar = "auto, cpu, cuda or cuda:<index>";
 
     /// <summary>
-    /// Resolves a device spec. <c>auto</c> picks CUDA when TorchSharp's CUDA natives are installed
-    /// and a GPU answers, else CPU, and says why.
+    /// Resolves a device spec. <c>auto</c> picks CUDA when TorchSharp's CUDA natives are installed and a GPU answers,
+    /// else CPU, and says why.
     /// </summary>
-    /// <exception cref="ArgumentException">The spec is malformed, or CUDA was asked for and is not available.</exception>
+    /// <exception cref="ArgumentException">The spec is malformed, or CUDA was asked for and is not
+    /// available.</exception>
     public static DeviceChoice Resolve(string spec)
     {
         TorchRuntime.EnsureInitialized();
@@ -21,7 +22,8 @@ public static class Devices
         if (text == "auto")
         {
             var (available, why) = CudaStatus();
-            return available ? new DeviceChoice(torch.CUDA, "cuda:0", $"auto: {why}") : new DeviceChoice(torch.CPU, "cpu", $"auto: {why}");
+            return available ? new DeviceChoice(torch.CUDA, "cuda:0", $"auto: {why}") : new DeviceChoice(torch.CPU,
+                "cpu", $"auto: {why}");
         }
         if (text == "cuda" || text.StartsWith("cuda:", StringComparison.Ordinal))
         {
@@ -29,18 +31,20 @@ public static class Devices
             if (text.Length > 4 && (!int.TryParse(text[5..], out index) || index < 0))
                 throw new ArgumentException($"Invalid device '{spec}': expected {Grammar}.", nameof(spec));
             var (available, why) = CudaStatus();
-            if (!available) throw new ArgumentException($"Device '{spec}' was requested but CUDA is not available: {why}. Use --device cpu or auto.", nameof(spec));
+            if (!available) throw new ArgumentException(
+                $"Device '{spec}' was requested but CUDA is not available: {why}. Use --device cpu or auto.",
+                    nameof(spec));
             var count = torch.cuda.device_count();
-            if (index >= count) throw new ArgumentException($"Device '{spec}' does not exist: this machine has {count} CUDA device(s).", nameof(spec));
+            if (index >= count) throw new ArgumentException(
+                $"Device '{spec}' does not exist: this machine has {count} CUDA device(s).", nameof(spec));
             return new DeviceChoice(torch.device(DeviceType.CUDA, index), $"cuda:{index}", "requested");
         }
         throw new ArgumentException($"Invalid device '{spec}': expected {Grammar}.", nameof(spec));
     }
 
     /// <summary>
-    /// Sets libtorch's intra-op threads so that <paramref name="ranksOnHost"/> ranks sharing this
-    /// machine (threads of one process, or MPI processes) together use about one thread per core.
-    /// Returns the thread count per rank.
+    /// Sets libtorch's intra-op threads so that <paramref name="ranksOnHost"/> ranks sharing this machine (threads of
+    /// one process, or MPI processes) together use about one thread per core. Returns the thread count per rank.
     /// </summary>
     public static int ConfigureCpuThreads(int ranksOnHost)
     {
@@ -53,8 +57,11 @@ public static class Devices
     private static (bool Available, string Why) CudaStatus()
     {
         var dir = TorchNativeLoader.FindLibTorchDirectory(null);
-        if (dir is null || !File.Exists(Path.Combine(dir, "libtorch_cuda.so")) && !File.Exists(Path.Combine(dir, "torch_cuda.dll")))
-            return (false, "TorchSharp's CUDA natives are not installed (TorchSharp-cpu); reference TorchSharp-cuda-linux for GPUs");
+        if (dir is null || !File.Exists(Path.Combine(dir, "libtorch_cuda.so")) && !File.Exists(Path.Combine(dir,
+            "torch_cuda.dll")))
+            return (false,
+                "TorchSharp's CUDA natives are not installed (TorchSharp-cpu); reference TorchSharp-cuda-linux for " +
+                    "GPUs");
         try
         {
             return torch.cuda.is_available()

@@ -3,9 +3,8 @@ using System.Runtime.InteropServices;
 namespace Toolkit.Runtime;
 
 /// <summary>
-/// <c>dlopen</c> with explicit flags. .NET's <see cref="NativeLibrary"/> opens libraries with
-/// <c>RTLD_LAZY</c> only (local scope); the C++ runtime shim must be in the global scope so that
-/// TorchSharp's native library can bind to it.
+/// <c>dlopen</c> with explicit flags. .NET's <see cref="NativeLibrary"/> opens libraries with <c>RTLD_LAZY</c> only
+/// (local scope); the C++ runtime shim must be in the global scope so that TorchSharp's native library can bind to it.
 /// </summary>
 internal static partial class Dl
 {

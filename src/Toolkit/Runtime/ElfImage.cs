@@ -4,14 +4,14 @@ using System.Text;
 namespace Toolkit.Runtime;
 
 /// <summary>
-/// A minimal reader for 64-bit little-endian ELF shared objects: just enough to list the symbol
-/// versions a library needs (<c>.gnu.version_r</c>), the versions a library defines
-/// (<c>.gnu.version_d</c>) and which undefined dynamic symbols are bound to each needed version.
+/// A minimal reader for 64-bit little-endian ELF shared objects: just enough to list the symbol versions a library
+/// needs (<c>.gnu.version_r</c>), the versions a library defines (<c>.gnu.version_d</c>) and which undefined dynamic
+/// symbols are bound to each needed version.
 /// </summary>
 /// <remarks>
-/// Used by <see cref="TorchNativeLoader"/> to decide whether TorchSharp's native library can load
-/// against the C++ runtime of this machine, and to weaken one version need in a private copy.
-/// Offsets follow the System V gABI and the LSB "Symbol Versioning" chapter.
+/// Used by <see cref="TorchNativeLoader"/> to decide whether TorchSharp's native library can load against the C++
+/// runtime of this machine, and to weaken one version need in a private copy. Offsets follow the System V gABI and the
+/// LSB "Symbol Versioning" chapter.
 /// </remarks>
 internal sealed class ElfImage
 {
@@ -43,7 +43,8 @@ internal sealed class ElfImage
     public byte[] Bytes => _bytes;
 
     /// <summary>Reads and parses an ELF file.</summary>
-    /// <exception cref="InvalidDataException">The file is not a 64-bit little-endian ELF object with section headers.</exception>
+    /// <exception cref="InvalidDataException">The file is not a 64-bit little-endian ELF object with section
+    /// headers.</exception>
     public static ElfImage Read(string path) => new(path, File.ReadAllBytes(path));
 
     /// <summary>Every version this object needs, with the file that should provide it.</summary>
@@ -61,7 +62,8 @@ internal sealed class ElfImage
                 long aux = at + U32(at + 8);
                 for (var j = 0; j < count; j++)
                 {
-                    result.Add(new VersionNeed(file, String(strtab, U32(aux + 8)), U16(aux + 4), U16(aux + 6), aux + 4));
+                    result.Add(new VersionNeed(file, String(strtab, U32(aux + 8)), U16(aux + 4), U16(aux + 6),
+                        aux + 4));
                     aux += U32(aux + 12);
                 }
                 var next = U32(at + 12);
@@ -119,7 +121,8 @@ internal sealed class ElfImage
 
     private void Parse()
     {
-        if (_bytes.Length < 64 || _bytes[0] != 0x7f || _bytes[1] != (byte)'E' || _bytes[2] != (byte)'L' || _bytes[3] != (byte)'F')
+        if (_bytes.Length < 64 || _bytes[0] != 0x7f || _bytes[1] != (byte)'E' || _bytes[2] != (byte)'L'
+            || _bytes[3] != (byte)'F')
             throw new InvalidDataException($"{Path} is not an ELF file.");
         if (_bytes[4] != 2 || _bytes[5] != 1)
             throw new InvalidDataException($"{Path} is not a 64-bit little-endian ELF file.");
@@ -150,7 +153,8 @@ internal sealed class ElfImage
     private sealed record Section(uint Type, long Offset, long Size, uint Link, uint Info);
 }
 
-/// <summary>One entry of an object's version needs: <paramref name="Version"/> required from <paramref name="File"/>.</summary>
+/// <summary>One entry of an object's version needs: <paramref name="Version"/> required from
+/// <paramref name="File"/>.</summary>
 /// <param name="File">The needed library (DT_NEEDED name), for example <c>libstdc++.so.6</c>.</param>
 /// <param name="Version">The version name, for example <c>GLIBCXX_3.4.32</c>.</param>
 /// <param name="Flags">The <c>vna_flags</c> field.</param>

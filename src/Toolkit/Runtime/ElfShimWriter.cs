@@ -4,17 +4,16 @@ using System.Text;
 namespace Toolkit.Runtime;
 
 /// <summary>
-/// Writes a tiny ELF shared object that defines functions as immediate returns (<see cref="Build"/>)
-/// or as jumps through a pointer the process fills in at run time (<see cref="BuildForwarder"/>).
+/// Writes a tiny ELF shared object that defines functions as immediate returns (<see cref="Build"/>) or as jumps
+/// through a pointer the process fills in at run time (<see cref="BuildForwarder"/>).
 /// </summary>
 /// <remarks>
-/// Why generate it instead of compiling it: users of the toolkit (notebooks, CI images) often have
-/// no C compiler, and committing a binary is worse. The object has two loadable segments (code and
-/// read-only tables; the dynamic section and the jump slots in a writable page because older glibc
-/// versions relocate the dynamic section in place), a SysV hash table with one bucket, no relocations
-/// and no section headers, which is all the dynamic loader needs. Symbols carry no version, so the
-/// loader accepts them for any versioned reference (glibc <c>check_match</c>: an object without a
-/// version table matches).
+/// Why generate it instead of compiling it: users of the toolkit (notebooks, CI images) often have no C compiler, and
+/// committing a binary is worse. The object has two loadable segments (code and read-only tables; the dynamic section
+/// and the jump slots in a writable page because older glibc versions relocate the dynamic section in place), a SysV
+/// hash table with one bucket, no relocations and no section headers, which is all the dynamic loader needs. Symbols
+/// carry no version, so the loader accepts them for any versioned reference (glibc <c>check_match</c>: an object
+/// without a version table matches).
 /// </remarks>
 internal static class ElfShimWriter
 {
@@ -31,20 +30,21 @@ internal static class ElfShimWriter
 
     /// <summary>
     /// Builds a shared object that depends on <paramref name="needed"/> and defines each of
-    /// <paramref name="forwarded"/> as an indirect jump through an 8-byte slot, exported as the data
-    /// symbol <see cref="SlotSymbol"/>(name). Until the process writes a function's address into its
-    /// slot, calling the function jumps to address 0. <c>dlsym</c> on this object's handle finds the
-    /// forwarded names here and every other name in <paramref name="needed"/> (its dependencies are
-    /// part of its lookup scope), which is how one function of a library can be interposed for a
-    /// caller that asks the library's handle for its symbols.
+    /// <paramref name="forwarded"/> as an indirect jump through an 8-byte slot, exported as the data symbol
+    /// <see cref="SlotSymbol"/>(name). Until the process writes a function's address into its slot, calling the
+    /// function jumps to address 0. <c>dlsym</c> on this object's handle finds the forwarded names here and every other
+    /// name in <paramref name="needed"/> (its dependencies are part of its lookup scope), which is how one function of
+    /// a library can be interposed for a caller that asks the library's handle for its symbols.
     /// </summary>
-    public static byte[] BuildForwarder(ushort machine, string soname, IReadOnlyList<string> needed, IReadOnlyList<string> forwarded) =>
+    public static byte[] BuildForwarder(ushort machine, string soname, IReadOnlyList<string> needed,
+        IReadOnlyList<string> forwarded) =>
         Write(machine, soname, needed, [], forwarded);
 
     /// <summary>The data symbol holding the target of forwarded function <paramref name="function"/>.</summary>
     public static string SlotSymbol(string function) => function + "__toolkit_target";
 
-    private static byte[] Write(ushort machine, string soname, IReadOnlyList<string> needed, IReadOnlyList<string> noOps, IReadOnlyList<string> forwarded)
+    private static byte[] Write(ushort machine, string soname, IReadOnlyList<string> needed,
+        IReadOnlyList<string> noOps, IReadOnlyList<string> forwarded)
     {
         var ret = machine switch
         {
@@ -81,10 +81,13 @@ internal static class ElfShimWriter
         var span = image.AsSpan();
         WriteHeader(span, machine, phdrCount);
 
-        // Program headers: text+tables (R+X), dynamic and slots page (RW), PT_DYNAMIC, PT_GNU_STACK (non-executable stack).
+        // Program headers: text+tables (R+X), dynamic and slots page (RW), PT_DYNAMIC, PT_GNU_STACK (non-executable
+        // stack).
         WritePhdr(span[(headerSize + 0 * phdrSize)..], type: 1, flags: 5, offset: 0, size: textEnd, align: PageSize);
-        WritePhdr(span[(headerSize + 1 * phdrSize)..], type: 1, flags: 6, offset: dynamicAt, size: writableSize, align: PageSize);
-        WritePhdr(span[(headerSize + 2 * phdrSize)..], type: 2, flags: 6, offset: dynamicAt, size: 16 * dynamicEntries, align: 8);
+        WritePhdr(span[(headerSize + 1 * phdrSize)..], type: 1, flags: 6, offset: dynamicAt, size: writableSize,
+            align: PageSize);
+        WritePhdr(span[(headerSize + 2 * phdrSize)..], type: 2, flags: 6, offset: dynamicAt, size: 16 * dynamicEntries,
+            align: 8);
         WritePhdr(span[(headerSize + 3 * phdrSize)..], type: 0x6474e551, flags: 6, offset: 0, size: 0, align: 16);
 
         // Symbols (index 0 is the null symbol): no-ops point at the one `ret`, forwarded functions at their
@@ -92,10 +95,12 @@ internal static class ElfShimWriter
         for (var i = 0; i < names.Length; i++)
         {
             var (value, size, info) = i < noOps.Count
-                ? (textAt, ret.Length, (byte)0x12)                                                       // STB_GLOBAL << 4 | STT_FUNC
+                // STB_GLOBAL << 4 | STT_FUNC
+                ? (textAt, ret.Length, (byte)0x12)
                 : i < noOps.Count + forwarded.Count
                     ? (trampolinesAt + trampolineSize * (i - noOps.Count), trampolineSize, (byte)0x12)
-                    : (slotsAt + 8 * (i - noOps.Count - forwarded.Count), 8, (byte)0x11);              // STB_GLOBAL << 4 | STT_OBJECT
+                    // STB_GLOBAL << 4 | STT_OBJECT
+                    : (slotsAt + 8 * (i - noOps.Count - forwarded.Count), 8, (byte)0x11);
             var sym = span[(symtabAt + 24 * (i + 1))..];
             BinaryPrimitives.WriteUInt32LittleEndian(sym, (uint)nameOffsets[i]);
             sym[4] = info;
@@ -116,7 +121,8 @@ internal static class ElfShimWriter
 
         ret.CopyTo(span[textAt..]);
         for (var i = 0; i < forwarded.Count; i++)
-            WriteTrampoline(span[(trampolinesAt + trampolineSize * i)..], machine, trampolinesAt + trampolineSize * i, slotsAt + 8 * i);
+            WriteTrampoline(span[(trampolinesAt + trampolineSize * i)..], machine, trampolinesAt + trampolineSize * i,
+                slotsAt + 8 * i);
 
         var dyn = span[dynamicAt..];
         var entry = 0;
@@ -132,7 +138,8 @@ internal static class ElfShimWriter
         return image;
     }
 
-    /// <summary>An indirect jump to the address stored at <paramref name="slot"/> (both are addresses relative to the load base).</summary>
+    /// <summary>An indirect jump to the address stored at <paramref name="slot"/> (both are addresses relative to the
+    /// load base).</summary>
     private static void WriteTrampoline(Span<byte> code, ushort machine, int at, int slot)
     {
         if (machine == MachineX86_64)

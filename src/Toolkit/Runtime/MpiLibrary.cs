@@ -7,10 +7,10 @@ namespace Toolkit.Runtime;
 /// Maps MPI.NET's imports (<c>msmpi.dll</c>, MS-MPI) to an MPI library with the same ABI on Linux.
 /// </summary>
 /// <remarks>
-/// MS-MPI is derived from MPICH and uses MPICH's handle values and status layout, which MPI.NET's
-/// constants encode. MPICH (<c>libmpich.so.12</c>), Intel MPI, MVAPICH and Cray MPICH share that ABI
-/// ("MPICH ABI compatibility initiative"); Open MPI does not (its handles are pointers) and would
-/// crash, so it is refused with an explanation. <c>TOOLKIT_MPI_LIBRARY</c> names another library.
+/// MS-MPI is derived from MPICH and uses MPICH's handle values and status layout, which MPI.NET's constants encode.
+/// MPICH (<c>libmpich.so.12</c>), Intel MPI, MVAPICH and Cray MPICH share that ABI ("MPICH ABI compatibility
+/// initiative"); Open MPI does not (its handles are pointers) and would crash, so it is refused with an explanation.
+/// <c>TOOLKIT_MPI_LIBRARY</c> names another library.
 /// </remarks>
 public static class MpiLibrary
 {
@@ -47,7 +47,9 @@ public static class MpiLibrary
             if (_path is not null) return _path;
             var name = Probe() ?? throw new DllNotFoundException(MissingMessage());
             if (!NativeLibrary.TryLoad(name, out _handle))
-                throw new DllNotFoundException($"{OverrideVariable}={name} could not be loaded. Point it at an MPICH-ABI library (libmpich.so.12, Intel MPI's libmpi.so.12, MVAPICH, Cray MPICH).");
+                throw new DllNotFoundException(
+                    $"{OverrideVariable}={name} could not be loaded. Point it at an MPICH-ABI library " +
+                        $"(libmpich.so.12, Intel MPI's libmpi.so.12, MVAPICH, Cray MPICH).");
             NativeLibrary.SetDllImportResolver(typeof(MPI.Unsafe).Assembly, Resolve);
             _path = name;
             return name;
@@ -58,8 +60,11 @@ public static class MpiLibrary
         libraryName.StartsWith("msmpi", StringComparison.OrdinalIgnoreCase) ? _handle : IntPtr.Zero;
 
     internal static string MissingMessage() => OpenMpiOnly()
-        ? "Only Open MPI was found. The toolkit's MPI backend needs an MPICH-ABI library (MPICH, Intel MPI, MVAPICH, Cray MPICH): " +
-          "install MPICH (Debian/Ubuntu: apt-get install mpich) and launch with mpiexec.mpich, or set " + OverrideVariable + " to an MPICH-ABI libmpi."
-        : "No MPI library was found. Install MPICH (Debian/Ubuntu: apt-get install mpich; Fedora: dnf install mpich) or set " +
+        ? "Only Open MPI was found. The toolkit's MPI backend needs an MPICH-ABI library (MPICH, Intel MPI, MVAPICH, " +
+            "Cray MPICH): " +
+          "install MPICH (Debian/Ubuntu: apt-get install mpich) and launch with mpiexec.mpich, or set "
+              + OverrideVariable + " to an MPICH-ABI libmpi."
+        : "No MPI library was found. Install MPICH (Debian/Ubuntu: apt-get install mpich; Fedora: dnf install mpich) " +
+            "or set " +
           OverrideVariable + " to an MPICH-ABI library. In-process ranks (--launcher inproc) need no MPI.";
 }

@@ -6,34 +6,33 @@ using TorchSharp;
 namespace Toolkit.Runtime;
 
 /// <summary>
-/// Keeps the GC's finaliser from freeing a TorchSharp <see cref="Scalar"/> while libtorch may still be
-/// reading it: frees that come from the finaliser thread wait <see cref="Grace"/> before they happen.
+/// Keeps the GC's finaliser from freeing a TorchSharp <see cref="Scalar"/> while libtorch may still be reading it:
+/// frees that come from the finaliser thread wait <see cref="Grace"/> before they happen.
 /// </summary>
 /// <remarks>
 /// <para>
-/// The bug it guards against (TorchSharp 0.107, unfixed upstream): a number passed where a Scalar is
-/// expected becomes a finalisable <see cref="Scalar"/> that nothing references once the native call
-/// has read its handle. A garbage collection during that call lets the finaliser thread run
-/// <c>THSTorch_dispose_scalar</c> on the handle while libtorch reads it: "INTERNAL ASSERT FAILED at
-/// c10/core/Scalar.h" (seen once in CI, in an MoE <c>index_add</c>), or a wrong number used silently.
-/// A DisposeScope does not hold Scalars. TorchSharp makes such temporaries inside its own methods too
-/// (the alpha of <c>Tensor + Tensor</c>, <c>square()</c>, <c>arange(stop)</c>, every operator taking a
-/// C# number, its optimizers), so call sites cannot avoid them all. With a thread collecting in a loop,
-/// 8 of 199,600 <c>index_add</c> calls failed in 8 s without the guard and none with it
-/// (<c>ScalarFinalizerGuardTests</c>); the toolkit's own code also holds its Scalars (analyzer TK0001).
+/// The bug it guards against (TorchSharp 0.107, unfixed upstream): a number passed where a Scalar is expected becomes a
+/// finalisable <see cref="Scalar"/> that nothing references once the native call has read its handle. A garbage
+/// collection during that call lets the finaliser thread run <c>THSTorch_dispose_scalar</c> on the handle while
+/// libtorch reads it: "INTERNAL ASSERT FAILED at c10/core/Scalar.h" (seen once in CI, in an MoE <c>index_add</c>), or a
+/// wrong number used silently. A DisposeScope does not hold Scalars. TorchSharp makes such temporaries inside its own
+/// methods too (the alpha of <c>Tensor + Tensor</c>, <c>square()</c>, <c>arange(stop)</c>, every operator taking a C#
+/// number, its optimizers), so call sites cannot avoid them all. With a thread collecting in a loop, 8 of 199,600
+/// <c>index_add</c> calls failed in 8 s without the guard and none with it (<c>ScalarFinalizerGuardTests</c>); the
+/// toolkit's own code also holds its Scalars (analyzer TK0001).
 /// </para>
 /// <para>
-/// How (on Linux, where the loader itself loads LibTorchSharp: see <see cref="TorchNativeLoader"/>): it loads a generated forwarder object (<see cref="ElfShimWriter.BuildForwarder"/>)
-/// that depends on <c>libLibTorchSharp.so</c> and defines only <c>THSTorch_dispose_scalar</c>, as a
-/// jump to <see cref="Free"/>; TorchSharp's P/Invokes resolve <c>LibTorchSharp</c> to the forwarder
-/// (<see cref="NativeLibrary.SetDllImportResolver"/>), whose lookup scope finds every other function
-/// in the real library. <see cref="Free"/> frees at once on any thread but the finaliser's (an explicit
-/// <c>Dispose</c> comes after the owner's last use); a finaliser's free is queued and done by a later
-/// finalisation once <see cref="Grace"/> has passed. Nothing can tell when the native call that read
-/// the handle ends, so the grace period is a bound, not a proof: a single libtorch call on a
-/// temporary Scalar would have to run longer than 2 s after the collection. The queue holds a couple
-/// of seconds' worth of Scalars (tens of bytes each). Tensors are not deferred: the toolkit keeps its
-/// tensors in DisposeScopes, and deferring finalised tensors would hold their memory longer.
+/// How (on Linux, where the loader itself loads LibTorchSharp: see <see cref="TorchNativeLoader"/>): it loads a
+/// generated forwarder object (<see cref="ElfShimWriter.BuildForwarder"/>) that depends on <c>libLibTorchSharp.so</c>
+/// and defines only <c>THSTorch_dispose_scalar</c>, as a jump to <see cref="Free"/>; TorchSharp's P/Invokes resolve
+/// <c>LibTorchSharp</c> to the forwarder (<see cref="NativeLibrary.SetDllImportResolver"/>), whose lookup scope finds
+/// every other function in the real library. <see cref="Free"/> frees at once on any thread but the finaliser's (an
+/// explicit <c>Dispose</c> comes after the owner's last use); a finaliser's free is queued and done by a later
+/// finalisation once <see cref="Grace"/> has passed. Nothing can tell when the native call that read the handle ends,
+/// so the grace period is a bound, not a proof: a single libtorch call on a temporary Scalar would have to run longer
+/// than 2 s after the collection. The queue holds a couple of seconds' worth of Scalars (tens of bytes each). Tensors
+/// are not deferred: the toolkit keeps its tensors in DisposeScopes, and deferring finalised tensors would hold their
+/// memory longer.
 /// </para>
 /// </remarks>
 internal static unsafe class ScalarFinalizerGuard
@@ -45,7 +44,8 @@ internal static unsafe class ScalarFinalizerGuard
     public static TimeSpan Grace { get; } = TimeSpan.FromSeconds(2);
 
     private static readonly long GraceTicks = (long)(Grace.TotalSeconds * Stopwatch.Frequency);
-    private static readonly Queue<(IntPtr Handle, long Due)> Deferred = new();     // touched by the finaliser thread only
+    // touched by the finaliser thread only
+    private static readonly Queue<(IntPtr Handle, long Due)> Deferred = new();
     private static delegate* unmanaged<IntPtr, void> _free;
     private static int _finalizerThread;
     private static long _deferred;
@@ -61,9 +61,9 @@ internal static unsafe class ScalarFinalizerGuard
     public static long FreedAfterGraceCount => Interlocked.Read(ref _freedAfterGrace);
 
     /// <summary>
-    /// Routes TorchSharp's <c>LibTorchSharp</c> P/Invokes through the forwarder at <paramref name="forwarderPath"/>
-    /// and points its <see cref="Function"/> at the guard. <paramref name="library"/> is the loaded real library.
-    /// Must run before TorchSharp's first native call. Returns what it did, for <see cref="TorchRuntimeInfo"/>.
+    /// Routes TorchSharp's <c>LibTorchSharp</c> P/Invokes through the forwarder at <paramref name="forwarderPath"/> and
+    /// points its <see cref="Function"/> at the guard. <paramref name="library"/> is the loaded real library. Must run
+    /// before TorchSharp's first native call. Returns what it did, for <see cref="TorchRuntimeInfo"/>.
     /// </summary>
     public static string Install(IntPtr library, string forwarderPath)
     {

@@ -8,10 +8,12 @@ public static class Statistics
     public static double Median(IEnumerable<double> values)
     {
         var sorted = values.Order().ToList();
-        return sorted.Count > 0 ? sorted[sorted.Count / 2] : throw new ArgumentException("The median of no values.", nameof(values));
+        return sorted.Count > 0 ? sorted[sorted.Count / 2] : throw new ArgumentException("The median of no values.",
+            nameof(values));
     }
 
-    /// <summary>The median, for an even count the mean of the two middle values (of two values, their mean, not the larger).</summary>
+    /// <summary>The median, for an even count the mean of the two middle values (of two values, their mean, not the
+    /// larger).</summary>
     /// <exception cref="ArgumentException">No values.</exception>
     public static double MidpointMedian(IEnumerable<double> values)
     {

@@ -4,10 +4,10 @@ using System.Text.Json.Serialization;
 namespace Toolkit.Runtime;
 
 /// <summary>
-/// The one JSON convention of every file the toolkit writes and reads (config, metrics, results,
-/// benchmarks, checkpoint manifests, per-rank outcomes): camelCase names, enums as strings (an enum
-/// member's <see cref="JsonStringEnumMemberNameAttribute"/> when it has one, else its camelCase name),
-/// numbers as numbers. Change it here and every file follows.
+/// The one JSON convention of every file the toolkit writes and reads (config, metrics, results, benchmarks, checkpoint
+/// manifests, per-rank outcomes): camelCase names, enums as strings (an enum member's
+/// <see cref="JsonStringEnumMemberNameAttribute"/> when it has one, else its camelCase name), numbers as numbers.
+/// Change it here and every file follows.
 /// </summary>
 public static class ToolkitJson
 {
@@ -17,7 +17,8 @@ public static class ToolkitJson
     /// <summary>One object per line, for streams (metrics.jsonl).</summary>
     public static JsonSerializerOptions Compact { get; } = Create(indented: false);
 
-    /// <summary>Serialises <paramref name="value"/> (indented) to <paramref name="path"/>, through a temporary file so readers never see half a file.</summary>
+    /// <summary>Serialises <paramref name="value"/> (indented) to <paramref name="path"/>, through a temporary file so
+    /// readers never see half a file.</summary>
     public static void Write<T>(string path, T value)
     {
         var temporary = path + ".tmp";
@@ -27,13 +28,15 @@ public static class ToolkitJson
 
     /// <summary>Reads a file written by <see cref="Write{T}"/>.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">The file is not JSON of the expected shape; the message names the file.</exception>
+    /// <exception cref="InvalidDataException">The file is not JSON of the expected shape; the message names the
+    /// file.</exception>
     public static T Read<T>(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist.", path);
         try
         {
-            return JsonSerializer.Deserialize<T>(File.ReadAllText(path), Options) ?? throw new JsonException("the file holds null");
+            return JsonSerializer.Deserialize<T>(File.ReadAllText(path),
+                Options) ?? throw new JsonException("the file holds null");
         }
         catch (JsonException e)
         {

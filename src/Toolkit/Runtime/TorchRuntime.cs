@@ -3,17 +3,19 @@ using TorchSharp;
 namespace Toolkit.Runtime;
 
 /// <summary>
-/// The one entry point that makes TorchSharp usable in this process: call <see cref="EnsureInitialized"/>
-/// before the first tensor. Every toolkit API that touches TorchSharp calls it; notebooks get it from
-/// the kernel extension, MPI workers and the CLI at start-up.
+/// The one entry point that makes TorchSharp usable in this process: call <see cref="EnsureInitialized"/> before the
+/// first tensor. Every toolkit API that touches TorchSharp calls it; notebooks get it from the kernel extension, MPI
+/// workers and the CLI at start-up.
 /// </summary>
 public static class TorchRuntime
 {
     private static readonly Lock Gate = new();
     private static TorchRuntimeInfo? _info;
 
-    /// <summary>Prepares the native library if needed, initialises the CPU backend and returns what happened. Idempotent and thread-safe.</summary>
-    /// <exception cref="TorchRuntimeException">The native runtime cannot be loaded; the message says why and what to do.</exception>
+    /// <summary>Prepares the native library if needed, initialises the CPU backend and returns what happened.
+    /// Idempotent and thread-safe.</summary>
+    /// <exception cref="TorchRuntimeException">The native runtime cannot be loaded; the message says why and what to
+    /// do.</exception>
     public static TorchRuntimeInfo EnsureInitialized()
     {
         lock (Gate)
@@ -50,5 +52,7 @@ public static class TorchRuntime
 /// <param name="Patched">True when the C++ runtime compatibility copy was used.</param>
 /// <param name="Detail">Why it was or was not patched.</param>
 /// <param name="CacheDirectory">Where the patched copy is cached, when patched.</param>
-/// <param name="ScalarGuard">Whether Scalars freed by the GC's finaliser are deferred (see the toolkit's ScalarFinalizerGuard), or why not.</param>
-public sealed record TorchRuntimeInfo(string TorchSharpVersion, string LibTorchVersion, string? NativeLibrary, bool Patched, string Detail, string? CacheDirectory, string ScalarGuard);
+/// <param name="ScalarGuard">Whether Scalars freed by the GC's finaliser are deferred (see the toolkit's
+/// ScalarFinalizerGuard), or why not.</param>
+public sealed record TorchRuntimeInfo(string TorchSharpVersion, string LibTorchVersion, string? NativeLibrary,
+    bool Patched, string Detail, string? CacheDirectory, string ScalarGuard);

@@ -3,10 +3,12 @@ using System.Text.RegularExpressions;
 
 namespace Toolkit.Runtime;
 
-/// <summary>Parses the units the collective tools accept: sizes (<c>64MiB</c>), bit rates (<c>1gbit</c>, tc's spelling) and durations (<c>0.2ms</c>).</summary>
+/// <summary>Parses the units the collective tools accept: sizes (<c>64MiB</c>), bit rates (<c>1gbit</c>, tc's spelling)
+/// and durations (<c>0.2ms</c>).</summary>
 public static partial class Units
 {
-    /// <summary>Bytes from <c>N</c>, <c>NB</c>, <c>NKiB</c>, <c>NMiB</c>, <c>NGiB</c>, <c>NKB</c>, <c>NMB</c>, <c>NGB</c>.</summary>
+    /// <summary>Bytes from <c>N</c>, <c>NB</c>, <c>NKiB</c>, <c>NMiB</c>, <c>NGiB</c>, <c>NKB</c>, <c>NMB</c>,
+    /// <c>NGB</c>.</summary>
     /// <exception cref="FormatException">The text is not a size; the message gives the accepted forms.</exception>
     public static long ParseBytes(string text)
     {
@@ -14,12 +16,14 @@ public static partial class Units
         double scale = unit switch
         {
             "" or "b" => 1, "kib" => 1024, "mib" => 1 << 20, "gib" => 1 << 30, "kb" => 1e3, "mb" => 1e6, "gb" => 1e9,
-            _ => throw new FormatException($"'{text}' has an unknown size unit '{unit}': use B, KiB, MiB, GiB, KB, MB or GB."),
+            _ => throw new FormatException(
+                $"'{text}' has an unknown size unit '{unit}': use B, KiB, MiB, GiB, KB, MB or GB."),
         };
         return checked((long)(value * scale));
     }
 
-    /// <summary>Bytes per second from a bit rate in tc's spelling: <c>100mbit</c>, <c>1gbit</c>, <c>10gbit</c>, <c>500kbit</c>.</summary>
+    /// <summary>Bytes per second from a bit rate in tc's spelling: <c>100mbit</c>, <c>1gbit</c>, <c>10gbit</c>,
+    /// <c>500kbit</c>.</summary>
     public static double ParseBitRate(string text)
     {
         var (value, unit) = Split(text, "a rate such as 100mbit or 1gbit");
@@ -58,7 +62,8 @@ public static partial class Units
     private static (double Value, string Unit) Split(string text, string expected)
     {
         var match = Quantity().Match(text.Trim());
-        if (!match.Success || !double.TryParse(match.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value < 0)
+        if (!match.Success || !double.TryParse(match.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture,
+            out var value) || value < 0)
             throw new FormatException($"'{text}' is not {expected}.");
         return (value, match.Groups[2].Value.ToLowerInvariant());
     }
@@ -66,7 +71,8 @@ public static partial class Units
     [GeneratedRegex(@"^([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)$")]
     private static partial Regex Quantity();
 
-    /// <summary>Parses an option's text with <paramref name="parse"/>; a malformed value becomes an <see cref="ArgumentOutOfRangeException"/> naming the option's property.</summary>
+    /// <summary>Parses an option's text with <paramref name="parse"/>; a malformed value becomes an
+    /// <see cref="ArgumentOutOfRangeException"/> naming the option's property.</summary>
     public static T Option<T>(string property, string text, Func<string, T> parse)
     {
         try

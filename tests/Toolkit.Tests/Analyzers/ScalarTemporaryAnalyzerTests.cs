@@ -6,7 +6,8 @@ using Toolkit.Analyzers;
 
 namespace Toolkit.Tests.Analyzers;
 
-/// <summary>TK0001 flags exactly the numbers that become unheld TorchSharp Scalars or Tensors, not the safe forms.</summary>
+/// <summary>TK0001 flags exactly the numbers that become unheld TorchSharp Scalars or Tensors, not the safe
+/// forms.</summary>
 public sealed class ScalarTemporaryAnalyzerTests
 {
     [Theory]
@@ -17,7 +18,8 @@ public sealed class ScalarTemporaryAnalyzerTests
     [InlineData("t.eq(3)", 1)]
     [InlineData("torch.arange(n)", 1)]
     [InlineData("t.lerp_(u, 0.5)", 1)]                           // a number becoming a Tensor
-    [InlineData("t * 0.5 + 1 - u / 2", 3)]                       // 0.107's operators taking a number do not hold it either
+    // 0.107's operators taking a number do not hold it either
+    [InlineData("t * 0.5 + 1 - u / 2", 3)]
     [InlineData("t * u + (t - u) / u", 0)]                       // tensors only
     [InlineData("t.mul_(s).clamp(s, s)", 0)]                     // a held Scalar
     [InlineData("torch.zeros(n, 3)", 0)]                         // shapes are not Scalars

@@ -7,9 +7,9 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
-/// The coordinator as a real gRPC service on loopback: workers through the generated client finish a job
-/// exactly once; a non-loopback bind needs a token; a wrong or missing token is refused, logged and counted;
-/// and a real worker process (toolkit infer worker) drains on SIGTERM without costing its shards an attempt.
+/// The coordinator as a real gRPC service on loopback: workers through the generated client finish a job exactly once;
+/// a non-loopback bind needs a token; a wrong or missing token is refused, logged and counted; and a real worker
+/// process (toolkit infer worker) drains on SIGTERM without costing its shards an attempt.
 /// </summary>
 public sealed class CoordinatorServiceTests : IDisposable
 {
@@ -19,15 +19,17 @@ public sealed class CoordinatorServiceTests : IDisposable
 
     private CoordinatorCore Core(int records, Func<InferJobOptions, InferJobOptions>? change = null)
     {
-        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, records), ShardSize = 25, BatchSize = 8, LeaseSeconds = 30 };
+        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, records), ShardSize = 25, BatchSize = 8,
+            LeaseSeconds = 30 };
         spec = change?.Invoke(spec) ?? spec;
-        return new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile)), records);
+        return new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path,
+            InferLayout.StateFile)), records);
     }
 
     /// <summary>
     /// Adaptive shards (--shard-seconds 10): first shards are whole (rates unknown); near the end a fast worker's shard
-    /// is cut to the waiting records' share per active worker; a worker measured at 2 records/s gets 10 s of work; no piece
-    /// is left under a batch.
+    /// is cut to the waiting records' share per active worker; a worker measured at 2 records/s gets 10 s of work; no
+    /// piece is left under a batch.
     /// </summary>
     [Fact]
     public async Task Leases_SplitShardsToTheBacklogShareAndTheWorkersRate()
@@ -38,22 +40,30 @@ public sealed class CoordinatorServiceTests : IDisposable
         await core.JoinAsync(new WorkerHello("fast", "host", 2));
         var slow = await Lease("slow");
         var fast = await Lease("fast");
-        Assert.Equal((0L, 100L, 100L, 100L), (slow.Shard.FirstRecord, slow.Shard.Records, fast.Shard.FirstRecord, fast.Shard.Records));
-        await core.CommitAsync("fast", new ShardCommit(fast.Shard.Id, fast.Token, "part-1.jsonl", 100, 0, Seconds: 0.1));   // 1000 records/s
+        Assert.Equal((0L, 100L, 100L, 100L), (slow.Shard.FirstRecord, slow.Shard.Records, fast.Shard.FirstRecord,
+            fast.Shard.Records));
+        await core.CommitAsync("fast", new ShardCommit(fast.Shard.Id, fast.Token, "part-1.jsonl", 100, 0,
+            Seconds: 0.1));   // 1000 records/s
         fast = await Lease("fast");
-        Assert.Equal((200L, 100L), (fast.Shard.FirstRecord, fast.Shard.Records));          // 200 wait for 2 workers: a whole shard
-        await core.CommitAsync("fast", new ShardCommit(fast.Shard.Id, fast.Token, "part-2.jsonl", 100, 0, Seconds: 0.1));
+        // 200 wait for 2 workers: a whole shard
+        Assert.Equal((200L, 100L), (fast.Shard.FirstRecord, fast.Shard.Records));
+        await core.CommitAsync("fast", new ShardCommit(fast.Shard.Id, fast.Token, "part-2.jsonl", 100, 0,
+            Seconds: 0.1));
         fast = await Lease("fast");
-        Assert.Equal((300L, 50L), (fast.Shard.FirstRecord, fast.Shard.Records));           // 100 wait for 2 workers: half
-        await core.CommitAsync("slow", new ShardCommit(slow.Shard.Id, slow.Token, "part-0.jsonl", 100, 0, Seconds: 50));   // 2 records/s
+        // 100 wait for 2 workers: half
+        Assert.Equal((300L, 50L), (fast.Shard.FirstRecord, fast.Shard.Records));
+        // 2 records/s
+        await core.CommitAsync("slow", new ShardCommit(slow.Shard.Id, slow.Token, "part-0.jsonl", 100, 0, Seconds: 50));
         slow = await Lease("slow");
         Assert.Equal((350L, 20L), (slow.Shard.FirstRecord, slow.Shard.Records));           // 10 s of its work
         fast = await Lease("fast");
-        Assert.Equal((370L, 15L), (fast.Shard.FirstRecord, fast.Shard.Records));           // the 30 left, shared by 2 workers
+        // the 30 left, shared by 2 workers
+        Assert.Equal((370L, 15L), (fast.Shard.FirstRecord, fast.Shard.Records));
         fast = await Lease("fast");
         Assert.Equal((385L, 8L), (fast.Shard.FirstRecord, fast.Shard.Records));            // 15 left: 8 and 7
         fast = await Lease("fast");
-        Assert.Equal((393L, 7L), (fast.Shard.FirstRecord, fast.Shard.Records));            // 7 left: 4 and 3 would leave a piece under a batch (4)
+        // 7 left: 4 and 3 would leave a piece under a batch (4)
+        Assert.Equal((393L, 7L), (fast.Shard.FirstRecord, fast.Shard.Records));
         Assert.Empty((await core.LeaseAsync("fast", 1)).Leases);
     }
 
@@ -97,14 +107,16 @@ public sealed class CoordinatorServiceTests : IDisposable
     public async Task ANonLoopbackBind_RequiresAToken_AndWrongTokensGetNothing()
     {
         using var core = Core(50);
-        var refused = await Assert.ThrowsAsync<ArgumentException>(() => CoordinatorServer.StartAsync(core, "0.0.0.0", 0, token: null));
+        var refused = await Assert.ThrowsAsync<ArgumentException>(() => CoordinatorServer.StartAsync(core, "0.0.0.0",
+            0, token: null));
         Assert.Contains("needs a token", refused.Message);
 
         await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: "s3cret");
         foreach (var wrong in new string?[] { null, "guess" })
         {
             using var client = new GrpcCoordinator(server.Address, wrong);
-            var e = await Assert.ThrowsAsync<RpcException>(() => client.JoinAsync(new WorkerHello("intruder", "elsewhere", 1)));
+            var e = await Assert.ThrowsAsync<RpcException>(() => client.JoinAsync(new WorkerHello("intruder",
+                "elsewhere", 1)));
             Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
             Assert.False(((ICoordinator)client).IsTransient(e));   // a refused token is final: the worker gives up
             await Assert.ThrowsAsync<RpcException>(() => client.LeaseAsync("intruder", 1));
@@ -125,10 +137,12 @@ public sealed class CoordinatorServiceTests : IDisposable
         var input = Path.Combine(_folder.Path, "sentences.jsonl");
         SentenceDataset.Write(input, 600);
         var spec = new InferJobOptions { Input = input, ShardSize = 50, LeaseSeconds = 30 };
-        using var core = new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile)), 600);
+        using var core = new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path,
+            InferLayout.StateFile)), 600);
         await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: "t0ken");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Repository.CliDll, "infer", "worker", "--coordinator", server.Address, "--id", "victim" }) start.ArgumentList.Add(a);
+        foreach (var a in new[] { Repository.CliDll, "infer", "worker", "--coordinator", server.Address, "--id",
+            "victim" }) start.ArgumentList.Add(a);
         start.Environment[ProcessPool.TokenVariable] = "t0ken";
         using var process = Process.Start(start)!;
         var log = new System.Text.StringBuilder();

@@ -5,7 +5,8 @@ using static Toolkit.Tests.BatchInference.Launches;
 
 namespace Toolkit.Tests.BatchInference;
 
-/// <summary>Pipelines the user declares as a DAG (<c>--stages</c>): the declaration's rules, and real jobs whose stages read each other's outputs.</summary>
+/// <summary>Pipelines the user declares as a DAG (<c>--stages</c>): the declaration's rules, and real jobs whose stages
+/// read each other's outputs.</summary>
 public sealed class DagStageTests : IDisposable
 {
     private readonly TemporaryFolder _folder = new("toolkit-dag-");
@@ -48,9 +49,14 @@ public sealed class DagStageTests : IDisposable
     public void Spec_ChecksLabelsAgainstTheStages()
     {
         var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 3) };
-        Assert.Contains("at least two labels", Assert.Throws<ArgumentException>((spec with { Stages = "e=embed,c=classify(e)", Labels = "only" }).Check).Message);
-        Assert.Contains("a label is repeated", Assert.Throws<ArgumentException>((spec with { Stages = "e=embed,c=classify(e)", Labels = "a, a" }).Check).Message);
-        Assert.Contains("there is none", Assert.Throws<ArgumentException>((spec with { Labels = "a,b" }).Check).Message);
+        Assert.Contains("at least two labels",
+            Assert.Throws<ArgumentException>((spec with { Stages = "e=embed,c=classify(e)",
+                Labels = "only" }).Check).Message);
+        Assert.Contains("a label is repeated",
+            Assert.Throws<ArgumentException>((spec with { Stages = "e=embed,c=classify(e)",
+                Labels = "a, a" }).Check).Message);
+        Assert.Contains("there is none",
+            Assert.Throws<ArgumentException>((spec with { Labels = "a,b" }).Check).Message);
         Assert.Contains("--stages has none", Assert.Throws<ArgumentException>((spec with { Stages = "embed",
             Model = new() { Name = "tiny" } }).Check).Message);
         (spec with { Stages = "e=embed,c=classify(e)", Labels = "a,b" }).Check();
@@ -58,8 +64,8 @@ public sealed class DagStageTests : IDisposable
 
     /// <summary>
     /// Embeddings with two replicas, a zero-shot classifier reading them, and the GPT scoring the text beside them:
-    /// every record once, with each stage's prefixed fields; a malformed record is quarantined; the classifier's
-    /// labels are the declared ones and its similarity is the cosine of the written embedding with that label's.
+    /// every record once, with each stage's prefixed fields; a malformed record is quarantined; the classifier's labels
+    /// are the declared ones and its similarity is the cosine of the written embedding with that label's.
     /// </summary>
     [Fact]
     public async Task EmbedClassifyAndScore_AsADag_EveryRecordOnce()
@@ -88,7 +94,8 @@ public sealed class DagStageTests : IDisposable
         var byId = InferOutput.Rows(result.JobFolder).ToDictionary(r => r.GetProperty("id").GetString()!);
         foreach (var row in byId.Values)
         {
-            Assert.Equal(["id", "emb_embedding", "topic_label", "topic_similarity", "ppl_score"], row.EnumerateObject().Select(p => p.Name));
+            Assert.Equal(["id", "emb_embedding", "topic_label", "topic_similarity", "ppl_score"],
+                row.EnumerateObject().Select(p => p.Name));
             var embedding = row.GetProperty("emb_embedding").EnumerateArray().Select(v => v.GetSingle()).ToArray();
             using var replica = classifier.CreateReplica();
             var (label, similarity) = ((string, double))replica.Predict([embedding])[0];
@@ -116,7 +123,9 @@ public sealed class DagStageTests : IDisposable
         var rows = InferOutput.Rows(result.JobFolder).ToList();
         Assert.Equal(10, rows.Count + result.Quarantined);
         Assert.NotEmpty(rows);
-        Assert.All(InferOutput.Quarantined(result.JobFolder), q => Assert.Contains("again could not read the output of gen", q.Reason));   // a continuation too short to score
+        Assert.All(InferOutput.Quarantined(result.JobFolder),
+            q => Assert.Contains("again could not read the output of gen",
+                q.Reason));   // a continuation too short to score
         foreach (var row in rows)
         {
             Assert.InRange(row.GetProperty("gen_generation_tokens").GetInt32(), 1, 8);

@@ -66,7 +66,8 @@ public sealed class GptStageTests : IDisposable
         var trained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score,
             Model = new() { Name = checkpoint } });
         var untrained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score });
-        double[] Scores(InferResult r) => [.. InferOutput.Rows(r.JobFolder).OrderBy(e => e.GetProperty("id").GetString()).Select(e => e.GetProperty("score").GetDouble())];
+        double[] Scores(InferResult r) => [.. InferOutput.Rows(r.JobFolder).OrderBy(e
+            => e.GetProperty("id").GetString()).Select(e => e.GetProperty("score").GetDouble())];
         Assert.Equal(24, Scores(trained).Length);
         Assert.NotEqual(Scores(untrained), Scores(trained));   // the checkpoint's weights were used
 

@@ -7,9 +7,8 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
-/// Whole jobs as users run them: <c>toolkit infer run</c> with local worker processes and the real MiniLM model,
-/// the chaos test (SIGKILLed workers and coordinator, resume, output read back), and the CLI's messages for
-/// bad input.
+/// Whole jobs as users run them: <c>toolkit infer run</c> with local worker processes and the real MiniLM model, the
+/// chaos test (SIGKILLed workers and coordinator, resume, output read back), and the CLI's messages for bad input.
 /// </summary>
 public sealed class InferJobTests : IDisposable
 {
@@ -17,7 +16,8 @@ public sealed class InferJobTests : IDisposable
 
     public void Dispose() => _folder.Dispose();
 
-    /// <summary>A job folder written before the Slurm settings became one group keeps them when it is read back (resume).</summary>
+    /// <summary>A job folder written before the Slurm settings became one group keeps them when it is read back
+    /// (resume).</summary>
     [Fact]
     public void ReadSpec_OfAnOlderFolder_MovesTheSlurmSettingsIntoTheirGroup()
     {
@@ -27,7 +27,8 @@ public sealed class InferJobTests : IDisposable
             """{"kind":"infer","options":{"input":"in.jsonl","launcher":"slurm","ranks":4,"nodes":2,"partition":"debug","time":"1:00:00","account":null,"slurmArgs":"--qos=low"}}""");
         var spec = InferJob.ReadSpec(folder);
         var slurm = spec.Launch.Slurm;
-        Assert.Equal(("debug", "1:00:00", null, "--qos=low"), (slurm.Partition, slurm.Time, slurm.Account, slurm.SlurmArgs));
+        Assert.Equal(("debug", "1:00:00", null, "--qos=low"), (slurm.Partition, slurm.Time, slurm.Account,
+            slurm.SlurmArgs));
         Assert.Equal((Launcher.Slurm, 4, 2), (spec.Launch.Launcher, spec.Launch.Ranks, spec.Launch.Nodes));
         Assert.Equal((2, 2), (spec.RankLaunch.EffectiveNodes, spec.RankLaunch.EffectiveRanksPerNode));
     }
@@ -78,24 +79,29 @@ public sealed class InferJobTests : IDisposable
         var input = Path.Combine(_folder.Path, "in.jsonl");
         SentenceDataset.Write(input, 400, seed: 3, badEvery: 100);
         var summary = Path.Combine(_folder.Path, "summary.json");
-        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input, "--runs-dir", _folder.Path, "--workers", "2",
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input,
+            "--runs-dir", _folder.Path, "--workers", "2",
             "--shard-size", "100", "--json", summary], TimeSpan.FromMinutes(3));
         Assert.True(code == 0, output);
-        var result = JsonSerializer.Deserialize<InferResult>(File.ReadAllText(summary), Toolkit.Runtime.ToolkitJson.Options)!;
+        var result = JsonSerializer.Deserialize<InferResult>(File.ReadAllText(summary),
+            Toolkit.Runtime.ToolkitJson.Options)!;
         Assert.Equal(("completed", 396L, 4L), (result.State, result.OutputRecords, result.Quarantined));
         Assert.Equal(result.Shards, result.ShardsDone);
-        Assert.InRange(result.ShardsDone, 4, 8);                               // 4 laid out; the last may be split to the workers' share
+        // 4 laid out; the last may be split to the workers' share
+        Assert.InRange(result.ShardsDone, 4, 8);
         Assert.Equal(2, result.WorkersStarted);
         Assert.Equal("embed", result.Bottleneck);
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
-        var texts = File.ReadLines(input).Where(l => l.StartsWith('{') && l.Contains("\"text\":\"")).Select(l => JsonDocument.Parse(l).RootElement)
+        var texts = File.ReadLines(input).Where(l => l.StartsWith('{') && l.Contains("\"text\":\"")).Select(l
+            => JsonDocument.Parse(l).RootElement)
             .ToDictionary(e => e.GetProperty("id").GetString()!, e => e.GetProperty("text").GetString()!);
         var embeddings = InferOutput.Rows(result.JobFolder).ToDictionary(r => r.GetProperty("id").GetString()!,
             r => r.GetProperty("embedding").EnumerateArray().Select(v => v.GetSingle()).ToArray());
         Assert.All(embeddings.Values, e => Assert.Equal(1.0, Math.Sqrt(e.Sum(v => (double)v * v)), 3));
         Assert.All(embeddings.Values, e => Assert.Equal(MiniLmEmbedding.Dimensions, e.Length));
         // The same text gives the same embedding whichever worker and batch it fell into.
-        var duplicates = texts.GroupBy(t => t.Value).Where(g => g.Count() > 1).Select(g => g.Select(x => x.Key).ToList()).Take(5).ToList();
+        var duplicates = texts.GroupBy(t => t.Value).Where(g => g.Count() > 1).Select(g => g.Select(x
+            => x.Key).ToList()).Take(5).ToList();
         Assert.NotEmpty(duplicates);
         foreach (var ids in duplicates)
             Assert.True(Cosine(embeddings[ids[0]], embeddings[ids[1]]) > 0.9999, $"{ids[0]} and {ids[1]} share a text");
@@ -108,7 +114,8 @@ public sealed class InferJobTests : IDisposable
     {
         var result = await InferChaos.RunAsync(new ChaosOptions
         {
-            Records = 1200, ShardSize = 40, Kills = 3, CoordinatorKills = 1, LeaseSeconds = 3, RunsDirectory = _folder.Path,
+            Records = 1200, ShardSize = 40, Kills = 3, CoordinatorKills = 1, LeaseSeconds = 3,
+                RunsDirectory = _folder.Path,
         });
         Assert.True(result.Check.ExactlyOnce, string.Join('\n', result.Events));
         Assert.Equal((3, 1, 1), (result.WorkersKilled, result.CoordinatorsKilled, result.Resumes));
@@ -126,7 +133,8 @@ public sealed class InferJobTests : IDisposable
     {
         var input = Inputs.Jsonl(_folder.Path, 5);
         var args = arguments.Replace("{input}", input).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--runs-dir", _folder.Path, .. args], TimeSpan.FromMinutes(1));
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--runs-dir", _folder.Path,
+            .. args], TimeSpan.FromMinutes(1));
         Assert.Equal(2, code);
         Assert.Contains(expected, output);
         Assert.DoesNotContain("   at ", output);
@@ -136,7 +144,8 @@ public sealed class InferJobTests : IDisposable
     [Fact]
     public void Cli_ResumeOfAFolderThatIsNotAJob_SaysSo()
     {
-        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "resume", _folder.Path], TimeSpan.FromMinutes(1));
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "resume", _folder.Path],
+            TimeSpan.FromMinutes(1));
         Assert.Equal(2, code);
         Assert.Contains("is not a batch-inference job folder", output);
     }
@@ -144,7 +153,8 @@ public sealed class InferJobTests : IDisposable
     [Fact]
     public void Cli_AWorkerWithoutItsCoordinator_GivesUpWithAClearMessage()
     {
-        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "worker", "--coordinator", "http://127.0.0.1:1", "--grace", "1"], TimeSpan.FromMinutes(1));
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "worker", "--coordinator",
+            "http://127.0.0.1:1", "--grace", "1"], TimeSpan.FromMinutes(1));
         Assert.Equal(1, code);
         Assert.Contains("error: the coordinator at http://127.0.0.1:1 could not be reached for 1 s", output);
         Assert.DoesNotContain("   at ", output);
@@ -154,9 +164,9 @@ public sealed class InferJobTests : IDisposable
 }
 
 /// <summary>
-/// Batch inference beyond one process tree: mpiexec starts the coordinator as rank 0 and workers on the other
-/// ranks; on the emulated two-node cluster (network namespaces, shaped links; needs root, as CI runs) the workers
-/// on the second node reach the coordinator over the emulated network.
+/// Batch inference beyond one process tree: mpiexec starts the coordinator as rank 0 and workers on the other ranks; on
+/// the emulated two-node cluster (network namespaces, shaped links; needs root, as CI runs) the workers on the second
+/// node reach the coordinator over the emulated network.
 /// </summary>
 [Collection(EmulatedClusterCollection.Name)]
 public sealed class InferMpiTests : IDisposable
@@ -171,7 +181,8 @@ public sealed class InferMpiTests : IDisposable
     public async Task RanksUnderMpiexec_CompleteTheJobAgainstOneCoordinator(string? emulate, int ranks)
     {
         var input = Path.Combine(_folder.Path, "in.jsonl");
-        SentenceDataset.Write(input, 960, seed: 5, badEvery: 120);   // long enough that every rank has joined before the work runs out, however slowly a loaded machine starts them
+        // long enough that every rank has joined before the work runs out, however slowly a loaded machine starts them
+        SentenceDataset.Write(input, 960, seed: 5, badEvery: 120);
         var result = await InferJob.RunAsync(new InferJobOptions
         {
             Input = input, ShardSize = 40, Launch = InferJobOptions.DefaultLaunch with
@@ -190,7 +201,9 @@ public sealed class InferMpiTests : IDisposable
             // Workers on both emulated nodes, one coordinator on node0 reached over the emulated network.
             Assert.Contains(result.Workers, w => w.Host == "node0");
             Assert.Contains(result.Workers, w => w.Host == "node1" && w.Records > 0);
-            Assert.StartsWith("http://node0:", Toolkit.Runtime.ToolkitJson.Read<CoordinatorAddress>(Path.Combine(result.JobFolder, InferLayout.CoordinatorFile)).Address);
+            Assert.StartsWith("http://node0:",
+                Toolkit.Runtime.ToolkitJson.Read<CoordinatorAddress>(Path.Combine(result.JobFolder,
+                    InferLayout.CoordinatorFile)).Address);
         }
     }
 }

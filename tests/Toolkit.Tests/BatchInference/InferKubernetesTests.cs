@@ -9,11 +9,11 @@ using static Toolkit.Tests.BatchInference.Launches;
 namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
-/// The Kubernetes manifests, read back through the official client's models: the objects and their wiring
-/// (selectors, service port, token secret, shared volume, drain time, autoscaler bounds), and the pods' command
-/// lines accepted by the toolkit's own parser. No cluster is needed (none is available here); --apply without
-/// one fails with a clear message after writing the files. And <c>--job-name</c>, which makes the coordinator's
-/// start idempotent: a second start resumes the same folder.
+/// The Kubernetes manifests, read back through the official client's models: the objects and their wiring (selectors,
+/// service port, token secret, shared volume, drain time, autoscaler bounds), and the pods' command lines accepted by
+/// the toolkit's own parser. No cluster is needed (none is available here); --apply without one fails with a clear
+/// message after writing the files. And <c>--job-name</c>, which makes the coordinator's start idempotent: a second
+/// start resumes the same folder.
 /// </summary>
 public sealed class InferKubernetesTests : IDisposable
 {
@@ -41,7 +41,8 @@ public sealed class InferKubernetesTests : IDisposable
         var job = Assert.Single(objects.OfType<V1Job>());
         var workers = Assert.Single(objects.OfType<V1Deployment>());
         var hpa = Assert.Single(objects.OfType<V2HorizontalPodAutoscaler>());
-        Assert.All(objects.Cast<IKubernetesObject<V1ObjectMeta>>(), o => Assert.Equal("research", o.Metadata.NamespaceProperty));
+        Assert.All(objects.Cast<IKubernetesObject<V1ObjectMeta>>(), o => Assert.Equal("research",
+            o.Metadata.NamespaceProperty));
         Assert.Equal(43, secret.StringData["token"].Length);
 
         // The service selects the coordinator's pod, on the port the coordinator listens on.
@@ -51,18 +52,23 @@ public sealed class InferKubernetesTests : IDisposable
         Assert.Equal(InferKubernetes.Port, coordinator.Ports.Single().ContainerPort);
         Assert.Equal(secret.Metadata.Name, coordinator.Env.Single().ValueFrom.SecretKeyRef.Name);
 
-        // Workers: their selector matches their template, they reach the service by name, carry the token, drain for 90 s.
-        Assert.All(workers.Spec.Selector.MatchLabels, kv => Assert.Equal(kv.Value, workers.Spec.Template.Metadata.Labels[kv.Key]));
+        // Workers: their selector matches their template, they reach the service by name, carry the token, drain for 90
+        // s.
+        Assert.All(workers.Spec.Selector.MatchLabels, kv => Assert.Equal(kv.Value,
+            workers.Spec.Template.Metadata.Labels[kv.Key]));
         Assert.Equal(3, workers.Spec.Replicas);
         Assert.Equal(90, workers.Spec.Template.Spec.TerminationGracePeriodSeconds);
         var worker = workers.Spec.Template.Spec.Containers.Single();
         Assert.Contains($"http://{service.Metadata.Name}:{InferKubernetes.Port}", worker.Command);
-        Assert.Equal((ProcessPool.TokenVariable, secret.Metadata.Name), (worker.Env.Single().Name, worker.Env.Single().ValueFrom.SecretKeyRef.Name));
+        Assert.Equal((ProcessPool.TokenVariable, secret.Metadata.Name), (worker.Env.Single().Name,
+            worker.Env.Single().ValueFrom.SecretKeyRef.Name));
         Assert.Equal("4", worker.Resources.Requests["cpu"].ToString());
         Assert.Equal("toolkit-data", workers.Spec.Template.Spec.Volumes.Single().PersistentVolumeClaim.ClaimName);
-        Assert.Equal((2, 6, workers.Metadata.Name), (hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas, hpa.Spec.ScaleTargetRef.Name));
+        Assert.Equal((2, 6, workers.Metadata.Name), (hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas,
+            hpa.Spec.ScaleTargetRef.Name));
 
-        // Both pods' command lines are valid toolkit command lines (the coordinator's token comes from the secret at run time).
+        // Both pods' command lines are valid toolkit command lines (the coordinator's token comes from the secret at
+        // run time).
         foreach (var command in new[] { coordinator.Command.Concat(coordinator.Args), worker.Command })
         {
             var parse = CliApp.CreateRoot().Parse([.. command.Skip(1)]);
@@ -78,7 +84,8 @@ public sealed class InferKubernetesTests : IDisposable
         Environment.SetEnvironmentVariable("KUBECONFIG", Path.Combine(_folder.Path, "no-such-kubeconfig"));
         try
         {
-            var e = await Assert.ThrowsAsync<InvalidOperationException>(() => InferKubernetes.WriteAsync(new InferKubernetesOptions
+            var e = await Assert.ThrowsAsync<InvalidOperationException>(()
+                => InferKubernetes.WriteAsync(new InferKubernetesOptions
             {
                 Job = new InferJobOptions { Input = "/data/in.jsonl" }, Out = _folder.Path, Apply = true,
             }));
@@ -105,6 +112,7 @@ public sealed class InferKubernetesTests : IDisposable
         Assert.Equal((first.JobFolder, "completed", 0.0), (second.JobFolder, second.State, second.RecordsPerSecond));
         var other = await Assert.ThrowsAsync<ArgumentException>(() => InferJob.RunAsync(spec with { ShardSize = 5 }));
         Assert.Contains("holds another job", other.Message);
-        Assert.Equal("JobName", Assert.Throws<ArgumentException>(() => (spec with { JobName = "../escape" }).Check()).ParamName);
+        Assert.Equal("JobName",
+            Assert.Throws<ArgumentException>(() => (spec with { JobName = "../escape" }).Check()).ParamName);
     }
 }

@@ -6,9 +6,9 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
-/// The worker and the coordinator together, in this process (the RPC layer is tested separately): exactly-once
-/// output through the pipeline, quarantine of bad rows and of records a model fails on (with the replica
-/// restarted), the retry cap ending in FAILED shards that are reported, drain and preemption costing no attempt.
+/// The worker and the coordinator together, in this process (the RPC layer is tested separately): exactly-once output
+/// through the pipeline, quarantine of bad rows and of records a model fails on (with the replica restarted), the retry
+/// cap ending in FAILED shards that are reported, drain and preemption costing no attempt.
 /// </summary>
 public sealed class InferenceWorkerTests : IDisposable
 {
@@ -16,22 +16,26 @@ public sealed class InferenceWorkerTests : IDisposable
 
     public void Dispose() => _folder.Dispose();
 
-    private (CoordinatorCore Core, InferJobOptions Spec) Coordinator(string input, Func<InferJobOptions, InferJobOptions>? change = null)
+    private (CoordinatorCore Core, InferJobOptions Spec) Coordinator(string input, Func<InferJobOptions,
+        InferJobOptions>? change = null)
     {
         var spec = new InferJobOptions { Input = input, ShardSize = 40, BatchSize = 8, Retries = 2, LeaseSeconds = 30 };
         spec = change?.Invoke(spec) ?? spec;
         spec.Check();
         var source = RecordSource.Open(spec);
-        return (new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile)), source.Count), spec);
+        return (new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path,
+            InferLayout.StateFile)), source.Count), spec);
     }
 
     [Fact]
     public async Task TwoWorkers_WriteEveryRecordExactlyOnce_InInputOrderPerShard_AndQuarantineBadRows()
     {
-        var input = Inputs.Jsonl(_folder.Path, 230, i => i switch { 17 => "{broken", 101 => """{"id": "r00101"}""", _ => null });
+        var input = Inputs.Jsonl(_folder.Path, 230, i => i switch { 17 => "{broken", 101 => """{"id": "r00101"}""",
+            _ => null });
         var (core, spec) = Coordinator(input, s => s with { Replicas = 2 });
         using var _ = core;
-        var workers = new[] { "a", "b" }.Select(id => new InferenceWorker(core, id, __ => [new LengthModel()]).RunAsync()).ToList();
+        var workers = new[] { "a", "b" }.Select(id => new InferenceWorker(core, id,
+            __ => [new LengthModel()]).RunAsync()).ToList();
         var summaries = await Task.WhenAll(workers);
 
         Assert.All(summaries, s => Assert.Equal("finished", s.Reason));
@@ -40,8 +44,10 @@ public sealed class InferenceWorkerTests : IDisposable
         Assert.True(check.ExactlyOnce, check.ToString());
         Assert.Equal((228L, 2L), (check.Rows, check.Quarantined));
         var rows = InferOutput.Rows(_folder.Path).ToList();
-        Assert.Equal(rows.Select(r => r.GetProperty("id").GetString()).Order(StringComparer.Ordinal), rows.Select(r => r.GetProperty("id").GetString()));
-        Assert.Equal("record number 5 says hello!!!!!".Length, rows.Single(r => r.GetProperty("id").GetString() == "r00005").GetProperty("length").GetInt32());
+        Assert.Equal(rows.Select(r => r.GetProperty("id").GetString()).Order(StringComparer.Ordinal),
+            rows.Select(r => r.GetProperty("id").GetString()));
+        Assert.Equal("record number 5 says hello!!!!!".Length,
+            rows.Single(r => r.GetProperty("id").GetString() == "r00005").GetProperty("length").GetInt32());
         var quarantined = InferOutput.Quarantined(_folder.Path).ToList();
         Assert.Equal([17L, 101L], quarantined.Select(q => q.Record));
         Assert.StartsWith("not JSON", quarantined[0].Reason);
@@ -49,7 +55,8 @@ public sealed class InferenceWorkerTests : IDisposable
         var status = core.Status();
         Assert.True(status.Finished);
         Assert.Equal((status.Shards, 2L), (status.ShardsDone, status.Quarantined));
-        Assert.True(status.Shards >= 6, $"{status.Shards} shards");   // 6 laid out; the last ones may be split to the workers' share (adaptive shards)
+        // 6 laid out; the last ones may be split to the workers' share (adaptive shards)
+        Assert.True(status.Shards >= 6, $"{status.Shards} shards");
         Assert.Contains(status.Stages, s => s.Name == "length" && s.Tasks == 4 && s.Items == 228);
         Assert.Empty(Directory.GetFiles(Path.Combine(_folder.Path, InferLayout.OutputFolder), "*.tmp"));
     }
@@ -57,7 +64,8 @@ public sealed class InferenceWorkerTests : IDisposable
     [Fact]
     public async Task ARecordTheModelFailsOn_IsQuarantined_TheReplicaRestarted_AndTheRestOfItsBatchKept()
     {
-        var input = Inputs.Jsonl(_folder.Path, 80, i => i is 9 or 50 ? $$"""{"id": "p{{i}}", "text": "POISON {{i}}"}""" : null);
+        var input = Inputs.Jsonl(_folder.Path, 80,
+            i => i is 9 or 50 ? $$"""{"id": "p{{i}}", "text": "POISON {{i}}"}""" : null);
         var (core, spec) = Coordinator(input);
         using var _ = core;
         var model = new LengthModel();
@@ -68,7 +76,8 @@ public sealed class InferenceWorkerTests : IDisposable
         var check = InferOutput.Verify(_folder.Path, RecordSource.Open(spec));
         Assert.True(check.ExactlyOnce, check.ToString());
         Assert.Equal((78L, 2L), (check.Rows, check.Quarantined));
-        Assert.All(InferOutput.Quarantined(_folder.Path), q => Assert.Equal("length: tensor shape mismatch on a poisoned record", q.Reason));
+        Assert.All(InferOutput.Quarantined(_folder.Path),
+            q => Assert.Equal("length: tensor shape mismatch on a poisoned record", q.Reason));
     }
 
     [Fact]
@@ -79,14 +88,16 @@ public sealed class InferenceWorkerTests : IDisposable
         using var _ = core;
         for (var attempt = 0; attempt < spec.Retries; attempt++)
         {
-            var e = await Assert.ThrowsAsync<InvalidOperationException>(() => new InferenceWorker(core, $"w{attempt}", __ => [new LengthModel { BrokenReplicas = true }]).RunAsync());
+            var e = await Assert.ThrowsAsync<InvalidOperationException>(() => new InferenceWorker(core, $"w{attempt}",
+                __ => [new LengthModel { BrokenReplicas = true }]).RunAsync());
             Assert.Contains("model file is corrupt", e.Message);
         }
         var status = core.Status();
         Assert.True(status.Finished);
         Assert.Equal(0, status.ShardsDone);
         Assert.Equal([0L, 1L], status.Failed.Select(f => f.Shard));
-        Assert.All(status.Failed, f => Assert.Equal((2, true), (f.Attempts, f.Reason.Contains("model file is corrupt"))));
+        Assert.All(status.Failed, f => Assert.Equal((2, true), (f.Attempts,
+            f.Reason.Contains("model file is corrupt"))));
         // A healthy worker now finds nothing to do: failed shards are not silently retried forever.
         var late = await new InferenceWorker(core, "late", __ => [new LengthModel()]).RunAsync();
         Assert.Equal((0, "finished"), (late.Shards, late.Reason));
@@ -123,7 +134,8 @@ public sealed class InferenceWorkerTests : IDisposable
 
         Assert.Equal("stopped", summary.Reason);
         using var store = new SqliteShardStore(Path.Combine(_folder.Path, InferLayout.StateFile));
-        Assert.All(store.Shards(), s => Assert.Equal((0, true), (s.Attempts, s.State is ShardState.Todo or ShardState.Done)));
+        Assert.All(store.Shards(), s => Assert.Equal((0, true), (s.Attempts,
+            s.State is ShardState.Todo or ShardState.Done)));
         Assert.Contains(store.Shards(), s => s.LastError?.Contains("preempted") == true);
     }
 
@@ -137,7 +149,8 @@ public sealed class InferenceWorkerTests : IDisposable
             using var drain = new CancellationTokenSource();
             await new InferenceWorker(core, "a", _ => [new SlowModel(drain)]).RunAsync(drain.Token);
         }
-        var firstRun = Directory.GetFiles(Path.Combine(_folder.Path, InferLayout.OutputFolder)).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+        var firstRun = Directory.GetFiles(Path.Combine(_folder.Path, InferLayout.OutputFolder)).ToDictionary(f => f,
+            File.GetLastWriteTimeUtc);
         Assert.NotEmpty(firstRun);
 
         var (again, _) = Coordinator(input);
@@ -159,13 +172,16 @@ public sealed class InferenceWorkerTests : IDisposable
         using var _ = core;
         await core.JoinAsync(new WorkerHello("late", "host", 1));
         var lease = (await core.LeaseAsync("late", 1)).Leases.Single();
-        core.ExpireLeases(DateTimeOffset.UtcNow.AddHours(1));                        // it stalled; its shard went back to the queue
+        // it stalled; its shard went back to the queue
+        core.ExpireLeases(DateTimeOffset.UtcNow.AddHours(1));
         await new InferenceWorker(core, "fresh", __ => [new LengthModel()]).RunAsync();
 
         // The stalled worker wakes up, writes its part (different content: a record twice) and reports it.
-        var late = Path.Combine(_folder.Path, InferLayout.OutputFolder, InferLayout.PartName(lease.Shard.Id, lease.Token));
+        var late = Path.Combine(_folder.Path, InferLayout.OutputFolder, InferLayout.PartName(lease.Shard.Id,
+            lease.Token));
         File.WriteAllLines(late, ["""{"id":"r00000","length":1}""", """{"id":"r00000","length":1}"""]);
-        Assert.Equal(CommitOutcome.AlreadyDone, await core.CommitAsync("late", new ShardCommit(lease.Shard.Id, lease.Token, $"output/{Path.GetFileName(late)}", 40, 0, 1)));
+        Assert.Equal(CommitOutcome.AlreadyDone, await core.CommitAsync("late", new ShardCommit(lease.Shard.Id,
+            lease.Token, $"output/{Path.GetFileName(late)}", 40, 0, 1)));
 
         Assert.True(InferOutput.Verify(_folder.Path, RecordSource.Open(spec)).ExactlyOnce);
         Assert.Equal(1, InferOutput.RemoveUncommitted(_folder.Path));
@@ -181,11 +197,13 @@ public sealed class InferenceWorkerTests : IDisposable
         await Assert.ThrowsAsync<UnauthorizedAccessException>(() => core.LeaseAsync("stranger", 1));
         await core.JoinAsync(new WorkerHello("a", "host", 1));
         var lease = (await core.LeaseAsync("a", 1)).Leases.Single();
-        await Assert.ThrowsAsync<ArgumentException>(() => core.CommitAsync("a", new ShardCommit(lease.Shard.Id, lease.Token, "../../etc/passwd", 10, 0, 1)));
+        await Assert.ThrowsAsync<ArgumentException>(() => core.CommitAsync("a", new ShardCommit(lease.Shard.Id,
+            lease.Token, "../../etc/passwd", 10, 0, 1)));
         Assert.Equal(1, core.Rejected);
     }
 
-    /// <summary>The length model, slowed down, that signals <paramref name="stop"/> once its first batch is done (so the worker holds shards when it stops).</summary>
+    /// <summary>The length model, slowed down, that signals <paramref name="stop"/> once its first batch is done (so
+    /// the worker holds shards when it stops).</summary>
     private sealed class SlowModel(CancellationTokenSource stop) : IModelStage
     {
         private readonly LengthModel _inner = new();
@@ -202,7 +220,8 @@ public sealed class InferenceWorkerTests : IDisposable
             public object[] Predict(IReadOnlyList<object> inputs)
             {
                 Thread.Sleep(20);
-                if (Interlocked.Exchange(ref owner._armed, 1) == 0) owner.Stop.CancelAfter(TimeSpan.FromMilliseconds(50));
+                if (Interlocked.Exchange(ref owner._armed,
+                    1) == 0) owner.Stop.CancelAfter(TimeSpan.FromMilliseconds(50));
                 return inner.Predict(inputs);
             }
             public void Dispose() => inner.Dispose();

@@ -7,7 +7,8 @@ using static Toolkit.Tests.BatchInference.Launches;
 
 namespace Toolkit.Tests.BatchInference;
 
-/// <summary>Parquet in and out: records read across row groups with malformed rows kept in place, and a real job whose Parquet parts pass the exactly-once check.</summary>
+/// <summary>Parquet in and out: records read across row groups with malformed rows kept in place, and a real job whose
+/// Parquet parts pass the exactly-once check.</summary>
 public sealed class ParquetTests : IDisposable
 {
     private readonly TemporaryFolder _folder = new("toolkit-parquet-");
@@ -28,7 +29,8 @@ public sealed class ParquetTests : IDisposable
             {
                 using var group = writer.CreateRowGroup();
                 var ids = Enumerable.Range(first, count).Select(i => i == 700 ? null : (long?)i).ToArray();
-                var texts = Enumerable.Range(first, count).Select(i => i == 5 ? null! : $"record number {i} says hello").ToArray();
+                var texts = Enumerable.Range(first,
+                    count).Select(i => i == 5 ? null! : $"record number {i} says hello").ToArray();
                 group.WriteAsync(id, new ReadOnlyMemory<long?>(ids), null, null, default).GetAwaiter().GetResult();
                 group.WriteAsync(text, texts, null).GetAwaiter().GetResult();
             }
@@ -62,7 +64,8 @@ public sealed class ParquetTests : IDisposable
         Assert.Contains("has no column 'body' (--text-field); its columns are id, text", missing.Message);
         var notParquet = Path.Combine(_folder.Path, "fake.parquet");
         File.WriteAllText(notParquet, "id,text\n1,hello\n");
-        Assert.Contains("is not a readable Parquet file", Assert.Throws<InvalidDataException>(() => new ParquetSource(notParquet, "id", "text")).Message);
+        Assert.Contains("is not a readable Parquet file",
+            Assert.Throws<InvalidDataException>(() => new ParquetSource(notParquet, "id", "text")).Message);
     }
 
     [Fact]
@@ -83,6 +86,7 @@ public sealed class ParquetTests : IDisposable
         var row = InferOutput.Rows(result.JobFolder).First();
         Assert.Equal(384, row.GetProperty("embedding").GetArrayLength());
         Assert.Equal(["embedding", "id"], row.EnumerateObject().Select(p => p.Name).Order());
-        Assert.Equal(0, InferOutput.RemoveUncommitted(result.JobFolder));   // the quarantine parts (JSONL) belong to committed shards
+        // the quarantine parts (JSONL) belong to committed shards
+        Assert.Equal(0, InferOutput.RemoveUncommitted(result.JobFolder));
     }
 }

@@ -4,7 +4,8 @@ using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.BatchInference;
 
-/// <summary>Inputs read as numbered records: shards read from any offset, malformed rows kept in place with their reason, CSV quoting.</summary>
+/// <summary>Inputs read as numbered records: shards read from any offset, malformed rows kept in place with their
+/// reason, CSV quoting.</summary>
 public sealed class RecordSourceTests : IDisposable
 {
     private readonly TemporaryFolder _folder = new("toolkit-records-");
@@ -15,7 +16,8 @@ public sealed class RecordSourceTests : IDisposable
     public void Jsonl_ShardsReadFromAnyOffset_MatchAWholeRead()
     {
         // More than one index stride (1024), CRLF endings on some lines, no newline at the end.
-        var lines = Enumerable.Range(0, 2500).Select(i => $"{{\"id\": {i}, \"text\": \"t{i}\"}}" + (i % 3 == 0 ? "\r" : "")).ToList();
+        var lines = Enumerable.Range(0,
+            2500).Select(i => $"{{\"id\": {i}, \"text\": \"t{i}\"}}" + (i % 3 == 0 ? "\r" : "")).ToList();
         var path = Path.Combine(_folder.Path, "in.jsonl");
         File.WriteAllText(path, string.Join('\n', lines));
         var source = new JsonlSource(path, "id", "text");
@@ -32,7 +34,8 @@ public sealed class RecordSourceTests : IDisposable
     {
         var path = Path.Combine(_folder.Path, "bad.jsonl");
         File.WriteAllText(path, string.Join('\n',
-            """{"id": "a", "text": "fine"}""", "not json", "", """{"id": "b"}""", """{"id": "c", "text": 3}""", "[1, 2]", """{"text": "no id"}""", """{"id": "d", "text": "fine too"}""") + "\n");
+            """{"id": "a", "text": "fine"}""", "not json", "", """{"id": "b"}""", """{"id": "c", "text": 3}""",
+                "[1, 2]", """{"text": "no id"}""", """{"id": "d", "text": "fine too"}""") + "\n");
         var records = new JsonlSource(path, "id", "text").Read(0, 8).ToList();
         Assert.Equal(8, records.Count);
         Assert.Equal(["a", null, null, "b", "c", null, null, "d"], records.Select(r => r.Id));
@@ -50,14 +53,17 @@ public sealed class RecordSourceTests : IDisposable
     public void Csv_QuotedFieldsMayHoldCommasQuotesAndNewlines()
     {
         var path = Path.Combine(_folder.Path, "in.csv");
-        File.WriteAllText(path, "text,id,extra\n\"hello, world\",1,x\n\"she said \"\"hi\"\"\nand left\",2,y\nshort\nunbalanced \"quote,3\n,5,z\n", new UTF8Encoding(true));
+        File.WriteAllText(path,
+            "text,id,extra\n\"hello, world\",1,x\n\"she said \"\"hi\"\"\nand left\",2,y\nshort\nunbalanced " +
+                "\"quote,3\n,5,z\n", new UTF8Encoding(true));
         var source = new CsvSource(path, "id", "text");
         var records = source.Read(0, source.Count).ToList();
         Assert.Equal(4, records.Count);
         Assert.Equal(("1", "hello, world"), (records[0].Id, records[0].Text));
         Assert.Equal(("2", "she said \"hi\"\nand left"), (records[1].Id, records[1].Text));
         Assert.Equal("1 fields, the header has 3", records[2].Error);
-        // An opening quote without its end swallows the rest of the file into one record, which is quarantined, not guessed at.
+        // An opening quote without its end swallows the rest of the file into one record, which is quarantined, not
+        // guessed at.
         Assert.Equal("unbalanced quotes", records[3].Error);
     }
 
@@ -77,13 +83,19 @@ public sealed class RecordSourceTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 3);
         new InferJobOptions { Input = input }.Check();
         Assert.Equal("Input", Assert.Throws<ArgumentException>(() => new InferJobOptions().Check()).ParamName);
-        Assert.Equal("Input", Assert.Throws<ArgumentException>(() => new InferJobOptions { Input = input + ".missing" }.Check()).ParamName);
+        Assert.Equal("Input",
+            Assert.Throws<ArgumentException>(()
+                => new InferJobOptions { Input = input + ".missing" }.Check()).ParamName);
         var text = Path.ChangeExtension(input, ".txt");
         File.Copy(input, text);
-        Assert.Equal("Format", Assert.Throws<ArgumentException>(() => new InferJobOptions { Input = text }.Check()).ParamName);
+        Assert.Equal("Format",
+            Assert.Throws<ArgumentException>(() => new InferJobOptions { Input = text }.Check()).ParamName);
         new InferJobOptions { Input = text, Format = InputFormat.Jsonl }.Check();
-        Assert.Equal("ShardSize", Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions { Input = input, ShardSize = 0 }.Check()).ParamName);
-        Assert.Equal("MaxWorkers", Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions { Input = input, Workers = 4, MaxWorkers = 2 }.Check()).ParamName);
+        Assert.Equal("ShardSize", Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions { Input = input,
+            ShardSize = 0 }.Check()).ParamName);
+        Assert.Equal("MaxWorkers",
+            Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions { Input = input, Workers = 4,
+                MaxWorkers = 2 }.Check()).ParamName);
     }
 }
 
@@ -99,6 +111,7 @@ public sealed class SentenceDatasetTests : IDisposable
     {
         var path = Path.Combine(_folder.Path, "s.jsonl");
         SentenceDataset.Write(path, 2000, seed: 1, badEvery: 400);
-        Assert.Equal(File.ReadAllBytes(Path.Combine(Repository.Root, "datasets", "infer", "sentences-2k.jsonl")), File.ReadAllBytes(path));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(Repository.Root, "datasets", "infer", "sentences-2k.jsonl")),
+            File.ReadAllBytes(path));
     }
 }

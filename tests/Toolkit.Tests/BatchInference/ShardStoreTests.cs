@@ -4,9 +4,9 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
-/// The coordinator's durable shard state on a real SQLite file: leases, idempotent commits, expiry, the
-/// retry cap, preemption that costs no attempt, restart on the same file, the state machine's refusals,
-/// and several processes' worth of connections leasing concurrently without a shard committed twice.
+/// The coordinator's durable shard state on a real SQLite file: leases, idempotent commits, expiry, the retry cap,
+/// preemption that costs no attempt, restart on the same file, the state machine's refusals, and several processes'
+/// worth of connections leasing concurrently without a shard committed twice.
 /// </summary>
 public sealed class ShardStoreTests : IDisposable
 {
@@ -32,7 +32,8 @@ public sealed class ShardStoreTests : IDisposable
             Assert.Equal(11, store.Shards().Count);
         }
         using var reopened = new SqliteShardStore(Database);
-        Assert.Contains("holds a job of 1050 records in shards of 100", Assert.Throws<InvalidOperationException>(() => reopened.Initialize(2000, 100)).Message);
+        Assert.Contains("holds a job of 1050 records in shards of 100",
+            Assert.Throws<InvalidOperationException>(() => reopened.Initialize(2000, 100)).Message);
     }
 
     /// <summary>
@@ -52,15 +53,20 @@ public sealed class ShardStoreTests : IDisposable
         var rest = store.Shards().Single(s => s.Id == 3);
         Assert.Equal((15L, 25L, ShardState.Todo, 1), (rest.FirstRecord, rest.Records, rest.State, rest.Attempts));
         Assert.Equal(85, store.WaitingRecords());
-        Assert.Equal(CommitOutcome.Stale, store.Commit(0, old.Token, "part-old.jsonl"));  // the expired lease covered [0,40)
+        // the expired lease covered [0,40)
+        Assert.Equal(CommitOutcome.Stale, store.Commit(0, old.Token, "part-old.jsonl"));
         Assert.Equal(CommitOutcome.Committed, store.Commit(0, first.Token, "part-0.jsonl"));
         var next = store.TryLease("w1", Lease, T0 + TimeSpan.FromMinutes(2))!;
-        Assert.Equal((3L, 15L, 25L), (next.Shard.Id, next.Shard.FirstRecord, next.Shard.Records));   // input order, not id order
-        Assert.Equal(40, store.TryLease("w1", Lease, T0, maxRecords: 1000)!.Shard.FirstRecord);       // under the limit: whole
-        Assert.Equal(20, store.TryLease("w1", Lease, T0, maxRecords: 15, minRecords: 10)!.Shard.Records);   // 15 + 5 would leave a piece under 10: whole
+        // input order, not id order
+        Assert.Equal((3L, 15L, 25L), (next.Shard.Id, next.Shard.FirstRecord, next.Shard.Records));
+        // under the limit: whole
+        Assert.Equal(40, store.TryLease("w1", Lease, T0, maxRecords: 1000)!.Shard.FirstRecord);
+        // 15 + 5 would leave a piece under 10: whole
+        Assert.Equal(20, store.TryLease("w1", Lease, T0, maxRecords: 15, minRecords: 10)!.Shard.Records);
         var shards = store.Shards().OrderBy(s => s.FirstRecord).ToList();
         Assert.Equal(100, shards.Sum(s => s.Records));
-        Assert.All(shards.Zip(shards.Skip(1)), p => Assert.Equal(p.First.FirstRecord + p.First.Records, p.Second.FirstRecord));   // no gap, no overlap
+        Assert.All(shards.Zip(shards.Skip(1)), p => Assert.Equal(p.First.FirstRecord + p.First.Records,
+            p.Second.FirstRecord));   // no gap, no overlap
     }
 
     [Fact]
@@ -100,13 +106,17 @@ public sealed class ShardStoreTests : IDisposable
     {
         using var store = Store(100, 100);
         var preempted = store.TryLease("w", Lease, T0)!;
-        Assert.Equal(ShardState.Todo, store.Release(0, preempted.Token, "SIGTERM: drained", retryCap: 2, countsAsAttempt: false));
+        Assert.Equal(ShardState.Todo, store.Release(0, preempted.Token, "SIGTERM: drained", retryCap: 2,
+            countsAsAttempt: false));
         Assert.Equal(0, store.Shards()[0].Attempts);
-        Assert.Equal(ShardState.Todo, store.Release(0, store.TryLease("w", Lease, T0)!.Token, "bad batch", retryCap: 2));
-        Assert.Equal(ShardState.Failed, store.Release(0, store.TryLease("w", Lease, T0)!.Token, "bad batch again", retryCap: 2));
+        Assert.Equal(ShardState.Todo, store.Release(0, store.TryLease("w", Lease, T0)!.Token, "bad batch",
+            retryCap: 2));
+        Assert.Equal(ShardState.Failed, store.Release(0, store.TryLease("w", Lease, T0)!.Token, "bad batch again",
+            retryCap: 2));
         var failed = store.Shards()[0];
         Assert.Equal((ShardState.Failed, 2, "bad batch again"), (failed.State, failed.Attempts, failed.LastError));
-        Assert.Null(store.TryLease("w", Lease, T0));                                   // never handed out again, never dropped
+        // never handed out again, never dropped
+        Assert.Null(store.TryLease("w", Lease, T0));
         Assert.Equal(1, store.Counts()[ShardState.Failed]);
     }
 
@@ -144,9 +154,11 @@ public sealed class ShardStoreTests : IDisposable
         var committed = new System.Collections.Concurrent.ConcurrentBag<long>();
         var workers = Enumerable.Range(0, 4).Select(w => Task.Run(() =>
         {
-            using var store = new SqliteShardStore(Database);   // one connection each, as separate worker processes would have
+            // one connection each, as separate worker processes would have
+            using var store = new SqliteShardStore(Database);
             while (store.TryLease($"w{w}", Lease, T0) is { } lease)
-                if (store.Commit(lease.Shard.Id, lease.Token, $"part-{lease.Shard.Id}") == CommitOutcome.Committed) committed.Add(lease.Shard.Id);
+                if (store.Commit(lease.Shard.Id, lease.Token,
+                    $"part-{lease.Shard.Id}") == CommitOutcome.Committed) committed.Add(lease.Shard.Id);
         })).ToArray();
         await Task.WhenAll(workers).WaitAsync(TimeSpan.FromMinutes(2));
         Assert.Equal(Enumerable.Range(0, 200).Select(i => (long)i), committed.Order());

@@ -4,8 +4,8 @@ using Toolkit.BatchInference;
 namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
-/// A fast, deterministic model stage for pipeline tests: the output is the text's length. It fails, as real
-/// models do, on demand: a batch holding a text with "POISON" throws (the record alone throws too), and
+/// A fast, deterministic model stage for pipeline tests: the output is the text's length. It fails, as real models do,
+/// on demand: a batch holding a text with "POISON" throws (the record alone throws too), and
 /// <see cref="BrokenReplicas"/> makes creating a replica throw (a worker that cannot load its model).
 /// </summary>
 internal sealed class LengthModel : IModelStage
@@ -42,11 +42,13 @@ internal sealed class LengthModel : IModelStage
 /// <summary>Writes JSONL inputs for tests.</summary>
 internal static class Inputs
 {
-    public static string Jsonl(string folder, int records, Func<int, string?>? special = null, string name = "input.jsonl")
+    public static string Jsonl(string folder, int records, Func<int, string?>? special = null,
+        string name = "input.jsonl")
     {
         var path = Path.Combine(folder, name);
         File.WriteAllLines(path, Enumerable.Range(0, records).Select(i =>
-            special?.Invoke(i) ?? JsonSerializer.Serialize(new { id = $"r{i:D5}", text = $"record number {i} says hello" + new string('!', i % 7) })));
+            special?.Invoke(i) ?? JsonSerializer.Serialize(new { id = $"r{i:D5}",
+                text = $"record number {i} says hello" + new string('!', i % 7) })));
         return path;
     }
 }

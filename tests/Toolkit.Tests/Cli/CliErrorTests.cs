@@ -2,7 +2,8 @@ using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.Cli;
 
-/// <summary>A user error is one line, <c>error: ...</c>, naming the option, the value and what is valid, with exit code 2 and no stack trace.</summary>
+/// <summary>A user error is one line, <c>error: ...</c>, naming the option, the value and what is valid, with exit code
+/// 2 and no stack trace.</summary>
 public sealed class CliErrorTests
 {
     [Theory]
@@ -31,13 +32,17 @@ public sealed class CliErrorTests
         "error: --checkpoint: is required: the checkpoint folder to export")]
     [InlineData("model export /proc --out /tmp/toolkit-never",
         "error: --checkpoint /proc: is not a checkpoint folder (it has no manifest.json)")]
-    [InlineData("paro train --stratgey NIG", "error: unknown option '--stratgey' for paro train. Valid options: --account, --accumulation,")]
+    [InlineData("paro train --stratgey NIG",
+        "error: unknown option '--stratgey' for paro train. Valid options: --account, --accumulation,")]
     [InlineData("quickstart --ranks 0", "error: --ranks 0: must be at least 1")]
-    [InlineData("collective plan --inter-bandwidth fast", "error: --inter-bandwidth fast: 'fast' is not a rate such as 100mbit or 1gbit.")]
+    [InlineData("collective plan --inter-bandwidth fast",
+        "error: --inter-bandwidth fast: 'fast' is not a rate such as 100mbit or 1gbit.")]
     [InlineData("rl train --alpha 6", "error: --beta 5: must be greater than --alpha (6)")]
-    [InlineData("rl train --task chess", "error: --task chess: unknown task; valid: addition, multiplication, countdown, longtail")]
+    [InlineData("rl train --task chess",
+        "error: --task chess: unknown task; valid: addition, multiplication, countdown, longtail")]
     [InlineData("paro trian", "error: unknown command 'trian' for paro. Commands: plan, train, compare.")]
-    [InlineData("paro train --runs-dir /proc/nope", "error: --runs-dir /proc/nope: a run folder cannot be created there")]
+    [InlineData("paro train --runs-dir /proc/nope",
+        "error: --runs-dir /proc/nope: a run folder cannot be created there")]
     [InlineData("rl train --compare ,", "error: --compare ,: names no correction; give some of none, tis, icepop, mis")]
     [InlineData("paro compare --strategies NNN,GNN", "error: GNN is not effective")]
     [InlineData("paro train --launcher local",
@@ -54,7 +59,8 @@ public sealed class CliErrorTests
         "error: --partition: is a Slurm option: add --launcher slurm")]
     public void UserError_IsOneLine_ExitCode2(string command, string expected)
     {
-        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, .. command.Split(' ')], TimeSpan.FromMinutes(1));
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, .. command.Split(' ')],
+            TimeSpan.FromMinutes(1));
         Assert.Equal(2, code);
         var text = output.Trim();
         Assert.StartsWith(expected, text);
@@ -65,7 +71,8 @@ public sealed class CliErrorTests
     [Fact]
     public void Verbose_AddsTheStackTrace()
     {
-        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "paro", "train", "--steps", "-1", "--verbose"], TimeSpan.FromMinutes(1));
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "paro", "train", "--steps", "-1",
+            "--verbose"], TimeSpan.FromMinutes(1));
         Assert.Equal(2, code);
         Assert.Contains("   at ", output);
     }

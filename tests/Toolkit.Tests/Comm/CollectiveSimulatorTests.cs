@@ -5,14 +5,16 @@ namespace Toolkit.Tests.Comm;
 
 public sealed class CollectiveSimulatorTests
 {
-    private static readonly Topology Cluster = new(Nodes: 4, RanksPerNode: 8, IntraBandwidth: 150e9, NicBandwidth: 25e9, IntraLatency: 5e-6, InterLatency: 20e-6, NicsPerNode: 8);
+    private static readonly Topology Cluster = new(Nodes: 4, RanksPerNode: 8, IntraBandwidth: 150e9,
+        NicBandwidth: 25e9, IntraLatency: 5e-6, InterLatency: 20e-6, NicsPerNode: 8);
 
     [Fact]
     public void UnpipelinedHoRing_IsTheBriefsFormula()
     {
         const double s = 256 << 20;
         int m = 8, g = 4;
-        var expected = 2 * (m - 1) * 5e-6 + 2 * (g - 1) * 20e-6 + 2.0 * (m - 1) / m * s / 150e9 + 2.0 * (g - 1) / g * s / (m * 25e9);
+        var expected = 2 * (m - 1) * 5e-6 + 2 * (g - 1) * 20e-6 + 2.0 * (m - 1) / m * s / 150e9
+            + 2.0 * (g - 1) / g * s / (m * 25e9);
         Assert.Equal(expected, CollectiveSimulator.HoRingUnpipelinedSeconds(Cluster, s), 12);
     }
 
@@ -21,7 +23,8 @@ public sealed class CollectiveSimulatorTests
     {
         const double s = 64 << 20;
         var n = 32;
-        Assert.Equal(2 * (n - 1) * (20e-6 + s / n / 25e9), CollectiveSimulator.AllReduceSeconds(CollectiveAlgorithm.Ring, Cluster, s), 12);
+        Assert.Equal(2 * (n - 1) * (20e-6 + s / n / 25e9),
+            CollectiveSimulator.AllReduceSeconds(CollectiveAlgorithm.Ring, Cluster, s), 12);
     }
 
     [Fact]
@@ -58,6 +61,7 @@ public sealed class CollectiveSimulatorTests
         Assert.Equal(0.2e-3, Units.ParseDuration("0.2ms"), 12);
         Assert.Contains("unknown rate unit", Assert.Throws<FormatException>(() => Units.ParseBitRate("1gbps")).Message);
         Assert.Contains("is not a size", Assert.Throws<FormatException>(() => Units.ParseBytes("lots")).Message);
-        Assert.Contains("native, ring, hierarchical, ho-ring", Assert.Throws<ArgumentException>(() => CollectiveAlgorithms.Parse("tree")).Message);
+        Assert.Contains("native, ring, hierarchical, ho-ring",
+            Assert.Throws<ArgumentException>(() => CollectiveAlgorithms.Parse("tree")).Message);
     }
 }

@@ -5,12 +5,13 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.Comm;
 
 /// <summary>
-/// Every collective of <see cref="Communicator"/>, checked element by element and byte by byte
-/// against <see cref="ProbeReference"/>, on each backend and algorithm (one sealed subclass each).
+/// Every collective of <see cref="Communicator"/>, checked element by element and byte by byte against
+/// <see cref="ProbeReference"/>, on each backend and algorithm (one sealed subclass each).
 /// </summary>
 public abstract class CollectivesContractTests
 {
-    /// <summary>Runs the probe on <paramref name="n"/> ranks in groups of <paramref name="m"/>; returns each rank's records.</summary>
+    /// <summary>Runs the probe on <paramref name="n"/> ranks in groups of <paramref name="m"/>; returns each rank's
+    /// records.</summary>
     private protected abstract IReadOnlyList<List<ProbeRecord>> RunProbe(int n, int m);
 
     /// <summary>Whether the algorithm under test is a flat ring (its bytes are checked exactly here).</summary>
@@ -21,7 +22,8 @@ public abstract class CollectivesContractTests
     [InlineData(3, 1)]
     [InlineData(2, 2)]
     [InlineData(6, 3)]
-    public void Probe_MatchesReference_ValuesAndBytes(int n, int m) => ProbeReference.Check(RunProbe(n, m), n, m, FlatRing);
+    public void Probe_MatchesReference_ValuesAndBytes(int n, int m) => ProbeReference.Check(RunProbe(n, m), n, m,
+        FlatRing);
 }
 
 public class InProcessCollectivesTests : CollectivesContractTests

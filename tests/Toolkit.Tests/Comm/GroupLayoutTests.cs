@@ -5,9 +5,9 @@ using TorchSharp;
 namespace Toolkit.Tests.Comm;
 
 /// <summary>
-/// The communicator's group layout is built once and read by everything: sub-communicators for roles
-/// (trainer ranks, rollout ranks) keep the world's intra/inter classification of every byte, and PaRO
-/// refuses a plan whose group size is not the communicator's.
+/// The communicator's group layout is built once and read by everything: sub-communicators for roles (trainer ranks,
+/// rollout ranks) keep the world's intra/inter classification of every byte, and PaRO refuses a plan whose group size
+/// is not the communicator's.
 /// </summary>
 public sealed class GroupLayoutTests
 {
@@ -25,7 +25,8 @@ public sealed class GroupLayoutTests
             return (role.Groups.G, role.Groups.M, traffic.IntraBytes, traffic.InterBytes, Sum: data[0]);
         });
         Assert.All(results, r => Assert.Equal((2, 1, 0L), (r.G, r.M, r.IntraBytes)));
-        Assert.All(results, r => Assert.Equal(2 * 500 * 4L, r.InterBytes));   // ring of 2: reduce-scatter + all-gather, half a buffer each
+        // ring of 2: reduce-scatter + all-gather, half a buffer each
+        Assert.All(results, r => Assert.Equal(2 * 500 * 4L, r.InterBytes));
         Assert.Equal([2f, 4f, 2f, 4f], results.Select(r => r.Sum));
     }
 
@@ -47,7 +48,8 @@ public sealed class GroupLayoutTests
     [Fact]
     public void Layout_IsBuiltOnce_AndMatchesTheWorldsGroups()
     {
-        var results = InProcessCluster.Run(6, 3, comm => (Same: ReferenceEquals(comm.Groups, comm.Groups), comm.Groups.G, comm.Groups.M, comm.Groups.Local, comm.Groups.Group,
+        var results = InProcessCluster.Run(6, 3, comm => (Same: ReferenceEquals(comm.Groups, comm.Groups),
+            comm.Groups.G, comm.Groups.M, comm.Groups.Local, comm.Groups.Group,
             IntraRanks: comm.Groups.Intra.WorldRanks.ToArray(), InterRanks: comm.Groups.Inter.WorldRanks.ToArray()));
         for (var r = 0; r < 6; r++)
         {
@@ -65,7 +67,8 @@ public sealed class GroupLayoutTests
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => InProcessCluster.Run(4, 2, comm =>
         {
             using var model = torch.nn.Linear(3, 2);
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NIG"), GroupSize: 4), comm);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NIG"),
+                GroupSize: 4), comm);
             return 0;
         }));
         Assert.Contains("must equal the communicator's group size", e.Message);

@@ -3,15 +3,16 @@ using Toolkit.Comm;
 namespace Toolkit.Tests.Comm;
 
 /// <summary>
-/// HO-Ring and the leader-based hierarchical all-reduce against the flat ring: identical results
-/// (inputs are small integers, so sums are exact in any order), the pipelined path exercised with
-/// small chunks, and the exact bytes each rank sends inside and across groups.
+/// HO-Ring and the leader-based hierarchical all-reduce against the flat ring: identical results (inputs are small
+/// integers, so sums are exact in any order), the pipelined path exercised with small chunks, and the exact bytes each
+/// rank sends inside and across groups.
 /// </summary>
 public sealed class HoRingTests
 {
     public static TheoryData<int, int, int, string> Cases() => new()
     {
-        { 4, 2, 10_007, "float32" }, { 6, 2, 10_007, "float32" }, { 6, 3, 4_099, "bfloat16" }, { 8, 4, 333, "float32" }, { 8, 2, 50_000, "bfloat16" },
+        { 4, 2, 10_007, "float32" }, { 6, 2, 10_007, "float32" }, { 6, 3, 4_099, "bfloat16" }, { 8, 4, 333,
+            "float32" }, { 8, 2, 50_000, "bfloat16" },
     };
 
     [Theory]
@@ -19,11 +20,13 @@ public sealed class HoRingTests
     public void PipelinedHoRing_And_Hierarchical_EqualTheFlatRing(int n, int m, int length, string type)
     {
         var ring = Run(n, m, length, type, CollectiveAlgorithm.Ring);
-        foreach (var (algorithm, pipeline) in new[] { (CollectiveAlgorithm.HoRing, HoRingPipeline.On), (CollectiveAlgorithm.HoRing, HoRingPipeline.Off), (CollectiveAlgorithm.Hierarchical, HoRingPipeline.Auto) })
+        foreach (var (algorithm, pipeline) in new[] { (CollectiveAlgorithm.HoRing, HoRingPipeline.On),
+            (CollectiveAlgorithm.HoRing, HoRingPipeline.Off), (CollectiveAlgorithm.Hierarchical, HoRingPipeline.Auto) })
         {
             var other = Run(n, m, length, type, algorithm, pipeline);
             for (var r = 0; r < n; r++)
-                Assert.True(ring[r].Values.SequenceEqual(other[r].Values), $"{algorithm} ({pipeline}) differs from the ring on rank {r}");
+                Assert.True(ring[r].Values.SequenceEqual(other[r].Values),
+                    $"{algorithm} ({pipeline}) differs from the ring on rank {r}");
         }
     }
 
@@ -43,15 +46,18 @@ public sealed class HoRingTests
             for (var c = 0; c < chunks; c++)
             {
                 var chunk = Communicator.ShardRange(length, chunks, c).Count;
-                intra += 2L * chunk - Communicator.ShardRange(chunk, m, local).Count - Communicator.ShardRange(chunk, m, (local + 1) % m).Count;
+                intra += 2L * chunk - Communicator.ShardRange(chunk, m, local).Count - Communicator.ShardRange(chunk,
+                    m, (local + 1) % m).Count;
                 var slice = Communicator.ShardRange(chunk, m, local).Count;
-                inter += 2L * slice - Communicator.ShardRange(slice, g, group).Count - Communicator.ShardRange(slice, g, (group + 1) % g).Count;
+                inter += 2L * slice - Communicator.ShardRange(slice, g, group).Count - Communicator.ShardRange(slice,
+                    g, (group + 1) % g).Count;
             }
             Assert.Equal(intra * size, results[r].IntraBytes);
             Assert.Equal(inter * size, results[r].InterBytes);
         }
         var flat = Run(n, m, length, type, CollectiveAlgorithm.Ring);
-        Assert.True(results.Max(x => x.InterBytes) < flat.Max(x => x.InterBytes), "HO-Ring must cross groups less than the flat ring");
+        Assert.True(results.Max(x => x.InterBytes) < flat.Max(x => x.InterBytes),
+            "HO-Ring must cross groups less than the flat ring");
     }
 
     [Fact]
@@ -59,7 +65,8 @@ public sealed class HoRingTests
     {
         const int n = 4, m = 2, length = 1000;
         var results = Run(n, m, length, "float32", CollectiveAlgorithm.Hierarchical);
-        // Leaders (local 0) run a ring over g = 2 leaders on the whole buffer: 2(g-1)/g * S across groups; the others send nothing across.
+        // Leaders (local 0) run a ring over g = 2 leaders on the whole buffer: 2(g-1)/g * S across groups; the others
+        // send nothing across.
         Assert.Equal(length * 4L, results[0].InterBytes);
         Assert.Equal(0, results[1].InterBytes);
         Assert.Equal(length * 4L, results[2].InterBytes);
@@ -76,9 +83,12 @@ public sealed class HoRingTests
         {
             int local = r % m, group = r / m;
             var slice = Communicator.ShardRange(length, m, local).Count;
-            Assert.Equal((2L * length - slice - Communicator.ShardRange(length, m, (local + 1) % m).Count) * 4, results[r].IntraBytes);
-            Assert.Equal((2L * slice - Communicator.ShardRange(slice, g, group).Count - Communicator.ShardRange(slice, g, (group + 1) % g).Count) * 4, results[r].InterBytes);
-            Assert.Equal([HoRing.PhaseInterAllReduce, HoRing.PhaseIntraAllGather, HoRing.PhaseIntraReduceScatter], results[r].Phases.Order());
+            Assert.Equal((2L * length - slice - Communicator.ShardRange(length, m, (local + 1) % m).Count) * 4,
+                results[r].IntraBytes);
+            Assert.Equal((2L * slice - Communicator.ShardRange(slice, g, group).Count - Communicator.ShardRange(slice,
+                g, (group + 1) % g).Count) * 4, results[r].InterBytes);
+            Assert.Equal([HoRing.PhaseInterAllReduce, HoRing.PhaseIntraAllGather, HoRing.PhaseIntraReduceScatter],
+                results[r].Phases.Order());
         }
     }
 
@@ -87,10 +97,12 @@ public sealed class HoRingTests
     {
         var pipelines = InProcessCluster.Run(4, 2, comm => comm.Pipelines);
         Assert.All(pipelines, p => Assert.Equal(Environment.ProcessorCount >= 12, p));
-        Assert.All(InProcessCluster.Run(4, 2, comm => { comm.Pipeline = HoRingPipeline.On; return comm.Pipelines; }), Assert.True);
+        Assert.All(InProcessCluster.Run(4, 2, comm => { comm.Pipeline = HoRingPipeline.On; return comm.Pipelines; }),
+            Assert.True);
     }
 
-    private static (double[] Values, long IntraBytes, long InterBytes, IReadOnlyList<string> Phases)[] Run(int n, int m, int length, string type, CollectiveAlgorithm algorithm,
+    private static (double[] Values, long IntraBytes, long InterBytes, IReadOnlyList<string> Phases)[] Run(int n,
+        int m, int length, string type, CollectiveAlgorithm algorithm,
         HoRingPipeline pipeline = HoRingPipeline.On) =>
         InProcessCluster.Run(n, m, comm =>
         {
@@ -113,7 +125,8 @@ public sealed class HoRingTests
                 values = data.Select(v => (double)(float)v).ToArray();
             }
             var traffic = comm.Counters.Snapshot().Since(before);
-            return (values, traffic.IntraBytes, traffic.InterBytes, (IReadOnlyList<string>)[.. comm.Counters.Times().Keys]);
+            return (values, traffic.IntraBytes, traffic.InterBytes,
+                (IReadOnlyList<string>)[.. comm.Counters.Times().Keys]);
         });
 
     [Fact]

@@ -45,7 +45,8 @@ public sealed class InProcessClusterTests
         Toolkit.Runtime.TorchRuntime.EnsureInitialized();
         var sums = InProcessCluster.Run(3, 1, comm =>
         {
-            using var value = TorchSharp.ScalarExtensionMethods.ToScalar(comm.Rank + 1);    // held for the call (TK0001)
+            // held for the call (TK0001)
+            using var value = TorchSharp.ScalarExtensionMethods.ToScalar(comm.Rank + 1);
             using var t = TorchSharp.torch.full(5, value, dtype: TorchSharp.torch.bfloat16);
             comm.AllReduce(t);
             return t.to_type(TorchSharp.torch.float32).data<float>().ToArray();

@@ -6,9 +6,9 @@ using static TorchSharp.torch;
 namespace Toolkit.Tests.Generation;
 
 /// <summary>
-/// The generation engine against the trainer's model: with fp32 numerics, the log-probability it
-/// records for every sampled token equals the full-sequence forward of <see cref="Gpt"/> (so the KV
-/// cache, positions and continuous batching are right); other numerics differ, measurably and boundedly.
+/// The generation engine against the trainer's model: with fp32 numerics, the log-probability it records for every
+/// sampled token equals the full-sequence forward of <see cref="Gpt"/> (so the KV cache, positions and continuous
+/// batching are right); other numerics differ, measurably and boundedly.
 /// </summary>
 public sealed class GenerationEngineTests
 {
@@ -52,7 +52,8 @@ public sealed class GenerationEngineTests
         var sequences = Prompts(4).Select((p, i) => new Sequence(i, p)).ToList();
         foreach (var s in sequences) engine.Enqueue(s);
         engine.RunToCompletion();
-        var differences = sequences.SelectMany(s => ReferenceLogProbs(model, s).Zip(s.LogProbs, (a, b) => Math.Abs(a - b))).ToList();
+        var differences = sequences.SelectMany(s => ReferenceLogProbs(model, s).Zip(s.LogProbs, (a,
+            b) => Math.Abs(a - b))).ToList();
         Assert.True(differences.Max() > 1e-4, $"{numerics}: no mismatch ({differences.Max():E2})");
         Assert.True(differences.Average() < 0.5, $"{numerics}: mean |Δ log p| {differences.Average():F3}");
     }
@@ -71,9 +72,11 @@ public sealed class GenerationEngineTests
             var sequences = Prompts(32).Select((p, i) => new Sequence(i, p)).ToList();
             foreach (var s in sequences) engine.Enqueue(s);
             engine.RunToCompletion();
-            return sequences.SelectMany(s => ReferenceLogProbs(model, s).Zip(s.LogProbs, (a, b) => Math.Abs((double)a - b))).Average();
+            return sequences.SelectMany(s => ReferenceLogProbs(model, s).Zip(s.LogProbs, (a,
+                b) => Math.Abs((double)a - b))).Average();
         }
-        var dial = new[] { Numerics.Fp32, Numerics.Fp16, Numerics.Bf16, Numerics.Int8 }.Select(n => (n, Mismatch(n))).ToList();
+        var dial = new[] { Numerics.Fp32, Numerics.Fp16, Numerics.Bf16, Numerics.Int8 }.Select(n => (n,
+            Mismatch(n))).ToList();
         for (var i = 1; i < dial.Count; i++)
             Assert.True(dial[i].Item2 > dial[i - 1].Item2, string.Join(", ", dial.Select(d => $"{d.n} {d.Item2:E2}")));
     }
@@ -138,7 +141,8 @@ public sealed class GenerationEngineTests
             for (var t = 0; t < reference.Length; t++) Assert.Equal(reference[t], s.LogProbs[t], 4);
         });
         using (no_grad()) Toolkit.Rl.ResponseScoring.Score(model, sequences, 1.0);
-        Assert.Equal(new long[config.Layers], Toolkit.Rl.ResponseScoring.RoutingFlips(model, sequences));   // same numerics, same experts
+        // same numerics, same experts
+        Assert.Equal(new long[config.Layers], Toolkit.Rl.ResponseScoring.RoutingFlips(model, sequences));
     }
 
     internal static Gpt Model(int seed)
@@ -146,10 +150,12 @@ public sealed class GenerationEngineTests
         return Gpt.Create(Config, seed);
     }
 
-    internal static float[] Flat(Gpt model) => [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
+    internal static float[] Flat(Gpt model) => [.. model.parameters().SelectMany(p
+        => p.detach().flatten().data<float>().ToArray())];
 
     private static List<long[]> Prompts(int count) =>
-        [.. Enumerable.Range(0, count).Select(i => System.Text.Encoding.ASCII.GetBytes($"{i * 7}+{i}=").Select(b => (long)b).ToArray())];
+        [.. Enumerable.Range(0,
+            count).Select(i => System.Text.Encoding.ASCII.GetBytes($"{i * 7}+{i}=").Select(b => (long)b).ToArray())];
 
     /// <summary>log p of each generated token from one forward of the whole sequence.</summary>
     private static float[] ReferenceLogProbs(Gpt model, Sequence s)

@@ -8,7 +8,8 @@ using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.Jobs;
 
-/// <summary>A single-node Slurm cluster (localhost, 4 CPUs), started for <see cref="SlurmLauncherTests"/> by build/slurm-cluster.sh.</summary>
+/// <summary>A single-node Slurm cluster (localhost, 4 CPUs), started for <see cref="SlurmLauncherTests"/> by
+/// build/slurm-cluster.sh.</summary>
 public sealed class SingleNodeSlurm : IDisposable
 {
     public SlurmCluster Cluster { get; } = SlurmCluster.SingleNode(cpus: 4);
@@ -58,7 +59,8 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         var inProcess = await ParoTrainJob.RunAsync(options);
         var progress = new RecordingProgress();
         // A runs folder with a space and a percent sign: the script's directives must quote and escape them.
-        var slurmRun = await ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4, RunsDirectory = Path.Combine(_runs.Path, "my runs 100%") } }, progress);
+        var slurmRun = await ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher
+            = Launcher.Slurm, RanksPerNode = 4, RunsDirectory = Path.Combine(_runs.Path, "my runs 100%") } }, progress);
 
         Close.Losses(inProcess.Steps, slurmRun.Steps);
         Assert.Equal(inProcess.Comm, slurmRun.Comm);
@@ -67,7 +69,8 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         Assert.Contains("#SBATCH --nodes=1", script);
         Assert.Contains("#SBATCH --ntasks-per-node=4", script);
         Assert.Contains("srun --mpi=pmi2", script);
-        var record = JsonDocument.Parse(File.ReadAllText(Path.Combine(slurmRun.RunPath, "slurm", "job.json"))).RootElement;
+        var record = JsonDocument.Parse(File.ReadAllText(Path.Combine(slurmRun.RunPath, "slurm",
+            "job.json"))).RootElement;
         var jobId = record.GetProperty("jobId").GetString()!;
         Assert.Contains("COMPLETED", slurm.Cluster.Command("scontrol", "show", "job", jobId).Output);
         // Its states came back as they happened, and the metrics were read live from the run folder.
@@ -89,16 +92,20 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         var progress = new RecordingProgress();
         using var cancel = new CancellationTokenSource();
         var options = Options(steps: 100000);
-        var job = ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4 } }, progress, cancel.Token);
+        var job = ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm,
+            RanksPerNode = 4 } }, progress, cancel.Token);
         var deadline = DateTime.UtcNow.AddSeconds(120);
-        while (!progress.Metrics.Any(m => m.Name == MetricNames.Loss) && !job.IsCompleted && DateTime.UtcNow < deadline) await Task.Delay(200);
+        while (!progress.Metrics.Any(m
+            => m.Name == MetricNames.Loss) && !job.IsCompleted && DateTime.UtcNow < deadline) await Task.Delay(200);
         Assert.False(job.IsCompleted, job.Exception?.ToString());
         cancel.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => job);
         var run = Directory.GetDirectories(_runs.Path).Single();
-        var jobId = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "slurm", "job.json"))).RootElement.GetProperty("jobId").GetString()!;
+        var jobId = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "slurm",
+            "job.json"))).RootElement.GetProperty("jobId").GetString()!;
         Assert.Equal("cancelled", progress.Statuses[^1].State);
-        for (var i = 0; i < 60 && !slurm.Cluster.Command("scontrol", "show", "job", jobId).Output.Contains("JobState=CANCELLED"); i++) await Task.Delay(500);
+        for (var i = 0; i < 60 && !slurm.Cluster.Command("scontrol", "show", "job",
+            jobId).Output.Contains("JobState=CANCELLED"); i++) await Task.Delay(500);
         Assert.Contains("JobState=CANCELLED", slurm.Cluster.Command("scontrol", "show", "job", jobId).Output);
         Assert.Contains($"scancel {jobId}", File.ReadAllText(Path.Combine(run, "log.txt")));
         // toolkit jobs lists it from its run folder, with its Slurm job.
@@ -111,7 +118,9 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     public async Task UnknownPartition_FailsWithSbatchsReason_AndKeepsTheRunFolder()
     {
         var options = Options();
-        var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, Slurm = new() { Partition = "gpu-a100" } } }));
+        var e = await Assert.ThrowsAsync<JobFailedException>(()
+            => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm,
+                Slurm = new() { Partition = "gpu-a100" } } }));
         Assert.Contains("sbatch refused the job", e.Message);
         Assert.Contains("invalid partition", e.Message, StringComparison.OrdinalIgnoreCase);
         Assert.True(File.Exists(Path.Combine(Directory.GetDirectories(_runs.Path).Single(), "slurm", "job.sbatch")));
@@ -122,15 +131,19 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     {
         // The same cluster, but the client's munge socket is not there (munged not running on this host).
         var broken = Path.Combine(_runs.Path, "slurm-no-munge.conf");
-        File.WriteAllLines(broken, File.ReadAllLines(slurm.Cluster.Conf).Select(l => l.StartsWith("AuthInfo=", StringComparison.Ordinal) ? "AuthInfo=socket=/nonexistent/munge.sock" : l));
+        File.WriteAllLines(broken, File.ReadAllLines(slurm.Cluster.Conf).Select(l => l.StartsWith("AuthInfo=",
+            StringComparison.Ordinal) ? "AuthInfo=socket=/nonexistent/munge.sock" : l));
         Environment.SetEnvironmentVariable("SLURM_CONF", broken);
         try
         {
             var options = Options();
-            var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4 } }));
+            var e = await Assert.ThrowsAsync<JobFailedException>(()
+                => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm,
+                    RanksPerNode = 4 } }));
             Assert.Contains("sbatch refused the job", e.Message);
             Assert.Contains("munge", e.Message, StringComparison.OrdinalIgnoreCase);
-            Assert.True(File.Exists(Path.Combine(Directory.GetDirectories(_runs.Path).Single(), "slurm", "job.sbatch")));
+            Assert.True(File.Exists(Path.Combine(Directory.GetDirectories(_runs.Path).Single(), "slurm",
+                "job.sbatch")));
         }
         finally
         {
@@ -148,7 +161,9 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         JobFailedException e;
         try
         {
-            e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, Nodes = 2 } }, progress));
+            e = await Assert.ThrowsAsync<JobFailedException>(()
+                => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm,
+                    Nodes = 2 } }, progress));
         }
         finally
         {
@@ -166,7 +181,9 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         // Slurm's smallest limit is a minute, checked every 30 s: this test takes 60-100 s.
         var options = Options(steps: 1000000);
         var progress = new RecordingProgress();
-        var e = await Assert.ThrowsAsync<JobFailedException>(() => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4, Slurm = new() { Time = "1" } } }, progress));
+        var e = await Assert.ThrowsAsync<JobFailedException>(()
+            => ParoTrainJob.RunAsync(options with { Launch = options.Launch with { Launcher = Launcher.Slurm,
+                RanksPerNode = 4, Slurm = new() { Time = "1" } } }, progress));
         Assert.Contains("ended TIMEOUT", e.Message);
         Assert.Contains("reached its time limit (--time 1)", e.Message);
         Assert.Equal("timeout", progress.Statuses[^1].State);
@@ -177,8 +194,10 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     [Fact]
     public void InsideAnAllocation_TheRanksAreAJobStep()
     {
-        // salloc grants the allocation and runs the CLI inside it (SLURM_JOB_ID set): --launcher slurm becomes an srun step.
-        var (code, output) = slurm.Cluster.Command("salloc", "-N", "1", "-n", "4", "dotnet", Repository.CliDll, "paro", "train", "--launcher", "slurm",
+        // salloc grants the allocation and runs the CLI inside it (SLURM_JOB_ID set): --launcher slurm becomes an srun
+        // step.
+        var (code, output) = slurm.Cluster.Command("salloc", "-N", "1", "-n", "4", "dotnet", Repository.CliDll, "paro",
+            "train", "--launcher", "slurm",
             "--ranks", "4", "--ranks-per-node", "4", "--steps", "2", "--runs-dir", _runs.Path);
         Assert.True(code == 0, output);
         Assert.Contains("job step of allocation", output);
@@ -213,7 +232,8 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     {
         using var empty = new TemporaryFolder("toolkit-no-slurm-");
         var dotnet = Environment.ProcessPath!;   // the dotnet host running the tests
-        var (code, output) = Repository.Run(dotnet, [Repository.CliDll, "paro", "train", "--launcher", "slurm", "--steps", "1", "--runs-dir", _runs.Path],
+        var (code, output) = Repository.Run(dotnet, [Repository.CliDll, "paro", "train", "--launcher", "slurm",
+            "--steps", "1", "--runs-dir", _runs.Path],
             TimeSpan.FromSeconds(60), environment: new Dictionary<string, string> { ["PATH"] = empty.Path });
         Assert.Equal(2, code);
         Assert.Contains("sbatch: Slurm's client commands were not found on PATH", output);
@@ -223,10 +243,17 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     [Fact]
     public void Options_SlurmOnlySettings_NeedTheSlurmLauncher()
     {
-        Assert.Contains("--launcher slurm", Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Slurm = new() { Partition = "debug" } }.Validate()).Message);
-        Assert.Contains("set --ranks 8", Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Launcher = Launcher.Slurm, Nodes = 4 }.Validate()).Message);
-        Assert.Contains("not a Slurm time limit", Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Launcher = Launcher.Slurm, Slurm = new() { Time = "an hour" } }.Validate()).Message);
-        var ok = new LaunchOptions { Launcher = Launcher.Slurm, Ranks = 8, GroupSize = 4, Slurm = new() { Time = "1-02:00:00" } }.Validate();
+        Assert.Contains("--launcher slurm",
+            Assert.Throws<ArgumentOutOfRangeException>(()
+                => new LaunchOptions { Slurm = new() { Partition = "debug" } }.Validate()).Message);
+        Assert.Contains("set --ranks 8",
+            Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Launcher = Launcher.Slurm,
+                Nodes = 4 }.Validate()).Message);
+        Assert.Contains("not a Slurm time limit",
+            Assert.Throws<ArgumentOutOfRangeException>(() => new LaunchOptions { Launcher = Launcher.Slurm,
+                Slurm = new() { Time = "an hour" } }.Validate()).Message);
+        var ok = new LaunchOptions { Launcher = Launcher.Slurm, Ranks = 8, GroupSize = 4,
+            Slurm = new() { Time = "1-02:00:00" } }.Validate();
         Assert.Equal((2, 4), (ok.EffectiveNodes, ok.EffectiveRanksPerNode));   // groups follow nodes
         Assert.Equal(["--nodes=2", "--ntasks-per-node=4", "--time=1-02:00:00", "--qos=debug", "--comment=a b"],
             SlurmJobLauncher.ResourceArguments(ok, SlurmClient.SplitArguments("--qos=debug \"--comment=a b\"")));
@@ -235,7 +262,8 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
     [Fact]
     public void StateParsing_ReadsScontrolAndSacct()
     {
-        var s = SlurmClient.ParseScontrol("JobId=7 JobName=x JobState=TIMEOUT Reason=TimeLimit Dependency=(null) ExitCode=0:15 NodeList=node[0-1]")!;
+        var s = SlurmClient.ParseScontrol(
+            "JobId=7 JobName=x JobState=TIMEOUT Reason=TimeLimit Dependency=(null) ExitCode=0:15 NodeList=node[0-1]")!;
         Assert.Equal(("TIMEOUT", "TimeLimit", "node[0-1]", "0:15"), (s.State, s.Reason, s.Nodes, s.ExitCode));
         Assert.True(s.IsFinal);
         var a = SlurmClient.ParseSacct("CANCELLED by 0|None|node0|0:0\n")!;

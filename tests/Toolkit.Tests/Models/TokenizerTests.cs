@@ -110,8 +110,8 @@ public sealed class TokenizerTests
         }
     }
 
-    /// <summary>Generation stops at the EOS ids; without any, at a newline's single token; with neither, the model
-    /// is refused by its option.</summary>
+    /// <summary>Generation stops at the EOS ids; without any, at a newline's single token; with neither, the model is
+    /// refused by its option.</summary>
     [Fact]
     public void StopIds_AreTheEos_ElseANewline_ElseRefused()
     {

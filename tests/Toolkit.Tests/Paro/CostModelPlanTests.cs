@@ -60,7 +60,9 @@ public sealed class CostModelPlanTests
     [Fact]
     public void BadPlanOptions_NameTheOption()
     {
-        Assert.Contains("llama-65b", Assert.Throws<ArgumentException>(() => new ParoPlanOptions { Model = "gpt-5" }.Plan()).Message);
-        Assert.Equal("GroupSize", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoPlanOptions { Gpus = 12, GpusPerNode = 8 }.Plan()).ParamName);
+        Assert.Contains("llama-65b",
+            Assert.Throws<ArgumentException>(() => new ParoPlanOptions { Model = "gpt-5" }.Plan()).Message);
+        Assert.Equal("GroupSize", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoPlanOptions { Gpus = 12,
+            GpusPerNode = 8 }.Plan()).ParamName);
     }
 }

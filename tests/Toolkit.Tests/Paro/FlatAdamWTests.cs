@@ -5,7 +5,8 @@ using static TorchSharp.torch;
 
 namespace Toolkit.Tests.Paro;
 
-/// <summary>The fused CPU pass of <see cref="FlatAdamW"/> against libtorch's unfused sequence and torch.optim.AdamW.</summary>
+/// <summary>The fused CPU pass of <see cref="FlatAdamW"/> against libtorch's unfused sequence and
+/// torch.optim.AdamW.</summary>
 public sealed class FlatAdamWTests
 {
     [Theory]
@@ -24,9 +25,11 @@ public sealed class FlatAdamWTests
             using var fused = new FlatAdamW(elements, CPU, options);
             using var unfused = new FlatAdamW(elements, CPU, options) { ForceUnfused = true };
             using var storage = randn(elements + 11, generator: generator);
-            var parameters = storage.narrow(0, 7, elements);                            // a contiguous view that does not start at the storage's start
+            // a contiguous view that does not start at the storage's start
+            var parameters = storage.narrow(0, 7, elements);
             using var reference = parameters.clone();
-            using var outside = cat([storage.narrow(0, 0, 7), storage.narrow(0, elements + 7, 4)]);   // the storage around the view
+            // the storage around the view
+            using var outside = cat([storage.narrow(0, 0, 7), storage.narrow(0, elements + 7, 4)]);
             for (var step = 0; step < 5; step++)
             {
                 using var gradient = randn(elements, generator: generator);
@@ -54,7 +57,8 @@ public sealed class FlatAdamWTests
         using var weights = randn(100_000, generator: generator);
         using var flat = weights.clone();
         using var parameter = new TorchSharp.Modules.Parameter(weights.clone());
-        var torchOptimizer = optim.AdamW([parameter], lr: options.LearningRate, beta1: options.Beta1, beta2: options.Beta2, eps: options.Epsilon, weight_decay: options.WeightDecay);
+        var torchOptimizer = optim.AdamW([parameter], lr: options.LearningRate, beta1: options.Beta1,
+            beta2: options.Beta2, eps: options.Epsilon, weight_decay: options.WeightDecay);
         using var fused = new FlatAdamW(flat.numel(), CPU, options);
         for (var step = 0; step < 10; step++)
         {

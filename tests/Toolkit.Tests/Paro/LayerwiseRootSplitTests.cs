@@ -26,17 +26,20 @@ public sealed class LayerwiseRootSplitTests
     [InlineData("ING", ParoPrecision.Fp32)]
     [InlineData("GGG", ParoPrecision.Fp32, true, true)]
     [InlineData("IGG", ParoPrecision.Fp32, false, false)]
-    public void AtTheSplit_TheHeadsGradientIsInTheBuffer_AndNothingHoldsTheReleasedRoot(string code, ParoPrecision precision, bool recompute = false, bool prefetch = true)
+    public void AtTheSplit_TheHeadsGradientIsInTheBuffer_AndNothingHoldsTheReleasedRoot(string code,
+        ParoPrecision precision, bool recompute = false, bool prefetch = true)
     {
         TorchRuntime.EnsureInitialized();
         const int accumulation = 2;
         var strategy = ShardingStrategy.Parse(code);
         var config = new GptConfig(VocabularySize: 13, ContextLength: 8, Layers: 3, Heads: 2, Embedding: 6);
-        var (wte, wpe, lnF) = (13 * 6, 8 * 6, 2 * 6);                        // the root's layout: wte, wpe, ln_f (weight, bias), then padding
+        // the root's layout: wte, wpe, ln_f (weight, bias), then padding
+        var (wte, wpe, lnF) = (13 * 6, 8 * 6, 2 * 6);
         var results = InProcessCluster.Run(Ranks, GroupSize, comm =>
         {
             using var model = Gpt.Create(config, seed: 5);
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation, precision, Layerwise: true, Prefetch: prefetch, Recompute: recompute), comm);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation,
+                precision, Layerwise: true, Prefetch: prefetch, Recompute: recompute), comm);
             var splits = new List<(int Live, double Head, double Positions, double Norm)?>();
             trainer.RootSplitObserver = (gradient, live) =>
             {
@@ -48,8 +51,10 @@ public sealed class LayerwiseRootSplitTests
             };
             for (var step = 0; step < 2; step++)
                 trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => (Func<nn.Module, Tensor>)(m =>
-                    ((Gpt)m).Loss(tensor(Enumerable.Range(0, 16).Select(i => (long)((i + a + comm.Rank + step) % 13)).ToArray(), [2, 8]),
-                        tensor(Enumerable.Range(0, 16).Select(i => (long)((3 * i + a + comm.Rank) % 13)).ToArray(), [2, 8]))))]);
+                    ((Gpt)m).Loss(tensor(Enumerable.Range(0,
+                        16).Select(i => (long)((i + a + comm.Rank + step) % 13)).ToArray(), [2, 8]),
+                        tensor(Enumerable.Range(0, 16).Select(i => (long)((3 * i + a + comm.Rank) % 13)).ToArray(), [2,
+                            8]))))]);
             return splits;
         });
         foreach (var splits in results)
@@ -59,10 +64,13 @@ public sealed class LayerwiseRootSplitTests
             {
                 var (live, head, positions, norm) = split!.Value;
                 Assert.Equal(0, live);
-                if (strategy.Gradients == ShardLevel.None) continue;           // g = N: autograd writes into the accumulator slice itself; nothing is released
-                Assert.True(head > 0, $"the tied head's gradient of wte is not in the root's buffer at the split ({head})");
+                // g = N: autograd writes into the accumulator slice itself; nothing is released
+                if (strategy.Gradients == ShardLevel.None) continue;
+                Assert.True(head > 0,
+                    $"the tied head's gradient of wte is not in the root's buffer at the split ({head})");
                 Assert.True(norm > 0, $"the final norm's gradient is not in the root's buffer at the split ({norm})");
-                Assert.Equal(0, positions);                                   // the embeddings' backward has not run yet: it writes into a fresh buffer
+                // the embeddings' backward has not run yet: it writes into a fresh buffer
+                Assert.Equal(0, positions);
             }
         }
     }

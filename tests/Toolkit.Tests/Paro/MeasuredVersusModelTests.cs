@@ -7,9 +7,9 @@ using static TorchSharp.torch;
 namespace Toolkit.Tests.Paro;
 
 /// <summary>
-/// The engine's measured memory (from its buffers) and traffic (from the communicator's counters)
-/// must equal the cost model's prediction exactly, for every trained strategy, A = 1 and A = 4,
-/// fp32 and bf16, on n = 4 in-process ranks in groups of m = 2. Ψ is the padded parameter count.
+/// The engine's measured memory (from its buffers) and traffic (from the communicator's counters) must equal the cost
+/// model's prediction exactly, for every trained strategy, A = 1 and A = 4, fp32 and bf16, on n = 4 in-process ranks in
+/// groups of m = 2. Ψ is the padded parameter count.
 /// </summary>
 public sealed class MeasuredVersusModelTests
 {
@@ -33,11 +33,14 @@ public sealed class MeasuredVersusModelTests
         var strategy = ShardingStrategy.Parse(code);
         var measured = InProcessCluster.Run(Ranks, GroupSize, comm =>
         {
-            using var model = nn.Sequential(nn.Linear(9, 11), nn.Tanh(), nn.Linear(11, 2));   // 110 + 24 = 134 parameters, padded to 136
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation, precision), comm);
+            // 110 + 24 = 134 parameters, padded to 136
+            using var model = nn.Sequential(nn.Linear(9, 11), nn.Tanh(), nn.Linear(11, 2));
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation,
+                precision), comm);
             var before = comm.Counters.Snapshot();
             trainer.Step([.. Enumerable.Range(0, accumulation).Select(_ => (Func<nn.Module, Tensor>)(m =>
-                ((nn.Module<Tensor, Tensor>)m).call(ones(3, 9, dtype: m.parameters().First().dtype)).to(ScalarType.Float32).square().mean()))]);
+                ((nn.Module<Tensor, Tensor>)m).call(ones(3, 9,
+                    dtype: m.parameters().First().dtype)).to(ScalarType.Float32).square().mean()))]);
             var traffic = comm.Counters.Snapshot().Since(before);
             return (trainer.PaddedParameterCount, trainer.Memory, traffic.IntraBytes, traffic.InterBytes);
         });
@@ -45,7 +48,8 @@ public sealed class MeasuredVersusModelTests
         Assert.Equal(136, psi);
         var cluster = new ClusterSpec("test", Ranks, GroupSize, 1e12, 1e9, 1e9, 0, 0, 1e12, 1e12);
         var estimate = CostModel.Estimate(strategy, new ModelSpec("mlp", psi, psi, 1, 1), cluster,
-            new TrainingSpec(accumulation, 1, 1, precision, ParameterGathersPerMicroStep: 1, Gathering: GatherGranularity.Model));
+            new TrainingSpec(accumulation, 1, 1, precision, ParameterGathersPerMicroStep: 1,
+                Gathering: GatherGranularity.Model));
         foreach (var (_, memory, intra, inter) in measured)
         {
             Assert.Equal(estimate.Memory.Parameters, memory.ParametersBytes);
@@ -57,24 +61,25 @@ public sealed class MeasuredVersusModelTests
     }
 
     /// <summary>
-    /// Layer-wise execution on a small GPT (3 blocks): each of the four buffers (root, blocks) is padded on its own, so Ψ
-    /// is their padded sum; the root is gathered once per micro-step, each block twice (forward, and again for backward).
-    /// Traffic is therefore the cost model's with one gather of Ψ plus one more gather of the blocks' Ψ_b, computed as
-    /// Estimate(2 gathers, Ψ_b) − Estimate(1 gather, Ψ_b), plus (g ≠ N) one more reduction of the root's gradient per
-    /// micro-step (the head's part is reduced when the blocks' backward starts, the embeddings' at the end), computed as
-    /// Estimate(2A, no gathers, Ψ_r) − Estimate(A, no gathers, Ψ_r). The peak transient, from the buffers, is the larger of
-    /// (a) the end of forward and the head's backward: the root's gathered parameters (p ≠ N) and gradient (g ≠ N) with the
-    /// blocks' slots (two, one without prefetch), (b) the last block's backward, the root parked: the slots, the root's
-    /// gradient being reduced and the block's gradient, and (c) the other blocks' backward: the slots and two blocks'
-    /// gradients (the one written and the previous one being reduced). Here the root is smaller than a block, so (b) is
-    /// below (c); the formula keeps it for the models where it is not.
+    /// Layer-wise execution on a small GPT (3 blocks): each of the four buffers (root, blocks) is padded on its own, so
+    /// Ψ is their padded sum; the root is gathered once per micro-step, each block twice (forward, and again for
+    /// backward). Traffic is therefore the cost model's with one gather of Ψ plus one more gather of the blocks' Ψ_b,
+    /// computed as Estimate(2 gathers, Ψ_b) − Estimate(1 gather, Ψ_b), plus (g ≠ N) one more reduction of the
+    /// root's gradient per micro-step (the head's part is reduced when the blocks' backward starts, the embeddings' at
+    /// the end), computed as Estimate(2A, no gathers, Ψ_r) − Estimate(A, no gathers, Ψ_r). The peak transient, from
+    /// the buffers, is the larger of (a) the end of forward and the head's backward: the root's gathered parameters (p
+    /// ≠ N) and gradient (g ≠ N) with the blocks' slots (two, one without prefetch), (b) the last block's backward,
+    /// the root parked: the slots, the root's gradient being reduced and the block's gradient, and (c) the other
+    /// blocks' backward: the slots and two blocks' gradients (the one written and the previous one being reduced). Here
+    /// the root is smaller than a block, so (b) is below (c); the formula keeps it for the models where it is not.
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
     public void Layerwise_MemoryAndTraffic_EqualTheCostModel(string code, int accumulation, ParoPrecision precision) =>
         AssertLayerwiseEqualsTheCostModel(code, accumulation, precision, prefetch: true);
 
-    /// <summary>Without prefetch the bytes are the same; the peak holds one block's gathered parameters instead of two (gradients still two: one written, one being reduced).</summary>
+    /// <summary>Without prefetch the bytes are the same; the peak holds one block's gathered parameters instead of two
+    /// (gradients still two: one written, one being reduced).</summary>
     [Theory]
     [InlineData("GGG", 2)]
     [InlineData("IGG", 1)]
@@ -84,8 +89,9 @@ public sealed class MeasuredVersusModelTests
         AssertLayerwiseEqualsTheCostModel(code, accumulation, ParoPrecision.Fp32, prefetch: false);
 
     /// <summary>
-    /// A root larger than a block (a vocabulary of 200: root 1,260 parameters, blocks 510): in the last block's backward the
-    /// root's gradient, still being reduced, sits beside that block's, which sets the peak when parameters are not gathered.
+    /// A root larger than a block (a vocabulary of 200: root 1,260 parameters, blocks 510): in the last block's
+    /// backward the root's gradient, still being reduced, sits beside that block's, which sets the peak when parameters
+    /// are not gathered.
     /// </summary>
     [Theory]
     [InlineData("NIG", 2)]
@@ -95,42 +101,56 @@ public sealed class MeasuredVersusModelTests
     public void LayerwiseWithARootLargerThanABlock_MemoryAndTraffic_EqualTheCostModel(string code, int accumulation) =>
         AssertLayerwiseEqualsTheCostModel(code, accumulation, ParoPrecision.Fp32, prefetch: true, vocabulary: 200);
 
-    private static void AssertLayerwiseEqualsTheCostModel(string code, int accumulation, ParoPrecision precision, bool prefetch, int vocabulary = 13)
+    private static void AssertLayerwiseEqualsTheCostModel(string code, int accumulation, ParoPrecision precision,
+        bool prefetch, int vocabulary = 13)
     {
         TorchRuntime.EnsureInitialized();
         var strategy = ShardingStrategy.Parse(code);
-        var config = new Toolkit.Models.GptConfig(VocabularySize: vocabulary, ContextLength: 8, Layers: 3, Heads: 2, Embedding: 6);   // root 6V + 60, blocks 510 parameters
+        var config = new Toolkit.Models.GptConfig(VocabularySize: vocabulary, ContextLength: 8, Layers: 3, Heads: 2,
+            Embedding: 6);   // root 6V + 60, blocks 510 parameters
         var (rootPadded, block) = ((6 * vocabulary + 60 + Ranks - 1) / Ranks * Ranks, 512);
         var measured = InProcessCluster.Run(Ranks, GroupSize, comm =>
         {
             using var model = Toolkit.Models.Gpt.Create(config, seed: 3);
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation, precision, Layerwise: true, Prefetch: prefetch), comm);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(strategy, GroupSize, accumulation,
+                precision, Layerwise: true, Prefetch: prefetch), comm);
             var before = comm.Counters.Snapshot();
             trainer.Step([.. Enumerable.Range(0, accumulation).Select(a => (Func<nn.Module, Tensor>)(m =>
-                ((Toolkit.Models.Gpt)m).Loss(tensor(Enumerable.Repeat((long)(a + comm.Rank), 16).ToArray(), [2, 8]), ones([2, 8], dtype: ScalarType.Int64))))]);
+                ((Toolkit.Models.Gpt)m).Loss(tensor(Enumerable.Repeat((long)(a + comm.Rank), 16).ToArray(), [2, 8]),
+                    ones([2, 8], dtype: ScalarType.Int64))))]);
             var traffic = comm.Counters.Snapshot().Since(before);
-            return (trainer.PaddedParameterCount, trainer.PaddedRootCount, trainer.Memory, traffic.IntraBytes, traffic.InterBytes);
+            return (trainer.PaddedParameterCount, trainer.PaddedRootCount, trainer.Memory, traffic.IntraBytes,
+                traffic.InterBytes);
         });
         var (psi, root) = (measured[0].PaddedParameterCount, measured[0].PaddedRootCount);
         Assert.Equal(rootPadded + 3 * block, psi);
         Assert.Equal(rootPadded, root);
         var cluster = new ClusterSpec("test", Ranks, GroupSize, 1e12, 1e9, 1e9, 0, 0, 1e12, 1e12);
-        StrategyEstimate Estimate(double parameters, int gathers, int micro = 0) => CostModel.Estimate(strategy, new ModelSpec("gpt", parameters, parameters, 1, 1), cluster,
-            new TrainingSpec(micro == 0 ? accumulation : micro, 1, 1, precision, ParameterGathersPerMicroStep: gathers, Gathering: GatherGranularity.Model));
+        StrategyEstimate Estimate(double parameters, int gathers, int micro = 0) => CostModel.Estimate(strategy,
+            new ModelSpec("gpt", parameters, parameters, 1, 1), cluster,
+            new TrainingSpec(micro == 0 ? accumulation : micro, 1, 1, precision, ParameterGathersPerMicroStep: gathers,
+                Gathering: GatherGranularity.Model));
         var (whole, blocks2, blocks1) = (Estimate(psi, 1), Estimate(psi - root, 2), Estimate(psi - root, 1));
-        var (rootTwice, rootOnce) = (Estimate(root, 0, 2 * accumulation), Estimate(root, 0, accumulation));   // the difference: A more root reductions
+        // the difference: A more root reductions
+        var (rootTwice, rootOnce) = (Estimate(root, 0, 2 * accumulation), Estimate(root, 0, accumulation));
         var bytes = precision == ParoPrecision.Fp32 ? 4 : 2;
-        var gathered = strategy.Parameters == ShardLevel.None ? 0 : 1;              // p = N: the parameters are used where they are
-        var staged = strategy.Gradients == ShardLevel.None ? 0 : 1;                 // g = N: autograd accumulates into the gradient slice itself
+        // p = N: the parameters are used where they are
+        var gathered = strategy.Parameters == ShardLevel.None ? 0 : 1;
+        // g = N: autograd accumulates into the gradient slice itself
+        var staged = strategy.Gradients == ShardLevel.None ? 0 : 1;
         var slots = prefetch ? 2 : 1;
-        var expectedPeak = new[] { gathered * (root + slots * block) + staged * root, gathered * slots * block + staged * (root + block), gathered * slots * block + staged * 2 * block }.Max() * bytes;
+        var expectedPeak = new[] { gathered * (root + slots * block) + staged * root,
+            gathered * slots * block + staged * (root + block),
+                gathered * slots * block + staged * 2 * block }.Max() * bytes;
         foreach (var (_, _, memory, intra, inter) in measured)
         {
             Assert.Equal(whole.Memory.Parameters, memory.ParametersBytes);
             Assert.Equal(whole.Memory.Gradients, memory.GradientsBytes);
             Assert.Equal(whole.Memory.Optimizer, memory.OptimizerBytes);
-            Assert.Equal(whole.IntraBytesPerStep + blocks2.IntraBytesPerStep - blocks1.IntraBytesPerStep + rootTwice.IntraBytesPerStep - rootOnce.IntraBytesPerStep, intra);
-            Assert.Equal(whole.InterBytesPerStep + blocks2.InterBytesPerStep - blocks1.InterBytesPerStep + rootTwice.InterBytesPerStep - rootOnce.InterBytesPerStep, inter);
+            Assert.Equal(whole.IntraBytesPerStep + blocks2.IntraBytesPerStep - blocks1.IntraBytesPerStep
+                + rootTwice.IntraBytesPerStep - rootOnce.IntraBytesPerStep, intra);
+            Assert.Equal(whole.InterBytesPerStep + blocks2.InterBytesPerStep - blocks1.InterBytesPerStep
+                + rootTwice.InterBytesPerStep - rootOnce.InterBytesPerStep, inter);
             Assert.Equal(expectedPeak, memory.PeakTransientBytes);
         }
     }
@@ -139,7 +159,8 @@ public sealed class MeasuredVersusModelTests
     public void PaperWorkedExample_65B_OnSixtyFourGpus_MatchesTheDerivedTable()
     {
         // papers.md: GiB per GPU for 65B, n = 64, m = 8, full training, mixed precision.
-        var expected = new Dictionary<string, double> { ["GGG"] = 15.1, ["IGG"] = 28.4, ["IIG"] = 41.6, ["III"] = 121.1, ["NIG"] = 147.6, ["NGG"] = 134.3, ["NNG"] = 253.5, ["NNN"] = 968.6 };
+        var expected = new Dictionary<string, double> { ["GGG"] = 15.1, ["IGG"] = 28.4, ["IIG"] = 41.6,
+            ["III"] = 121.1, ["NIG"] = 147.6, ["NGG"] = 134.3, ["NNG"] = 253.5, ["NNN"] = 968.6 };
         var model = new ModelSpec("65b", 65e9, 65e9, 80, 8192);
         var cluster = ClusterSpec.NvLinkNodes(64, 200);
         foreach (var (code, gib) in expected)
@@ -158,8 +179,10 @@ public sealed class MeasuredVersusModelTests
         const int a = 4;
         double g = 32 / 8, u = (g - 1) / g * 2 * model.TotalParameters / 8;
         var training = new TrainingSpec(a, 1, 2048, ParameterGathersPerMicroStep: 2);
-        var multiples = new Dictionary<string, double> { ["GGG"] = 3 * a, ["NGG"] = a + 1, ["IGG"] = a + 1, ["NNN"] = 2, ["NNG"] = 2, ["NIG"] = 2, ["IIG"] = 2, ["NII"] = 2, ["III"] = 2, ["ING"] = 2 };
+        var multiples = new Dictionary<string, double> { ["GGG"] = 3 * a, ["NGG"] = a + 1, ["IGG"] = a + 1,
+            ["NNN"] = 2, ["NNG"] = 2, ["NIG"] = 2, ["IIG"] = 2, ["NII"] = 2, ["III"] = 2, ["ING"] = 2 };
         foreach (var (code, k) in multiples)
-            Assert.Equal(k * u, CostModel.Estimate(ShardingStrategy.Parse(code), model, cluster, training).InterBytesPerStep, 6);
+            Assert.Equal(k * u, CostModel.Estimate(ShardingStrategy.Parse(code), model, cluster,
+                training).InterBytesPerStep, 6);
     }
 }

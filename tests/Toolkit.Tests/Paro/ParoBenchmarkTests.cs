@@ -4,9 +4,10 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.Paro;
 
 /// <summary>
-/// <c>bench paro</c> end to end on in-process ranks (the tiny GPT, two short rounds): every strategy's measured bytes equal
-/// the calibrated model's, the calibration's constants are measured, and each ranking carries the recommendation and the
-/// pairs the rounds resolve. Times are not checked: they are what the benchmark reports, not what a test can assert.
+/// <c>bench paro</c> end to end on in-process ranks (the tiny GPT, two short rounds): every strategy's measured bytes
+/// equal the calibrated model's, the calibration's constants are measured, and each ranking carries the recommendation
+/// and the pairs the rounds resolve. Times are not checked: they are what the benchmark reports, not what a test can
+/// assert.
 /// </summary>
 public sealed class ParoBenchmarkTests : IDisposable
 {
@@ -45,7 +46,8 @@ public sealed class ParoBenchmarkTests : IDisposable
             var rows = report.Runs.Where(r => r.Accumulation == ranking.Accumulation).ToList();
             var best = rows.Min(r => r.StepSeconds);
             Assert.Equal(ranking.PredictedOrder[0], ranking.Recommended);
-            Assert.Equal(rows.Single(r => r.Strategy == ranking.Recommended).StepSeconds / best, ranking.RecommendedOverBest, 12);
+            Assert.Equal(rows.Single(r => r.Strategy == ranking.Recommended).StepSeconds / best,
+                ranking.RecommendedOverBest, 12);
             Assert.Equal(rows.Single(r => r.Strategy == "GGG").StepSeconds / best, ranking.GggOverBest!.Value, 12);
             var pairs = ranking.Pairs!;
             Assert.Equal(rows.Count * (rows.Count - 1) / 2, pairs.Total);

@@ -7,11 +7,11 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.Paro;
 
 /// <summary>
-/// Every trained strategy, n = 4 ranks in groups of m = 2, A = 2, must end with the same parameters
-/// as plain TorchSharp training (torch.optim.AdamW, one process) on the same global batch: fp32,
-/// ‖sharded − reference‖ / ‖reference‖ ≤ 1e-5 after 3 steps, on in-process ranks and on MPI
-/// processes (mpiexec -n 4, through the job host and <c>toolkit rank</c>); and so must layer-wise execution
-/// (each block gathered for its forward, gathered again to recompute it in backward) on a small GPT.
+/// Every trained strategy, n = 4 ranks in groups of m = 2, A = 2, must end with the same parameters as plain TorchSharp
+/// training (torch.optim.AdamW, one process) on the same global batch: fp32, ‖sharded − reference‖ /
+/// ‖reference‖ ≤ 1e-5 after 3 steps, on in-process ranks and on MPI processes (mpiexec -n 4, through the job host
+/// and <c>toolkit rank</c>); and so must layer-wise execution (each block gathered for its forward, gathered again to
+/// recompute it in backward) on a small GPT.
 /// </summary>
 public sealed class ShardedTrainerExactnessTests
 {
@@ -26,7 +26,8 @@ public sealed class ShardedTrainerExactnessTests
     {
         TorchRuntime.EnsureInitialized();
         var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps);
-        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps));
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize,
+            Accumulation, Steps));
         AssertMatches(code, reference, results);
     }
 
@@ -36,7 +37,8 @@ public sealed class ShardedTrainerExactnessTests
     {
         TorchRuntime.EnsureInitialized();
         var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true);
-        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true));
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize,
+            Accumulation, Steps, layerwise: true));
         AssertMatches($"{code}/layerwise", reference, results);
     }
 
@@ -55,22 +57,28 @@ public sealed class ShardedTrainerExactnessTests
     [InlineData("GGG", false, true, true)]
     [InlineData("GGG", false, false, true)]
     [InlineData("IGG", false, true, true)]
-    public void InProcess_LayerwiseVariants_MatchSingleProcessTraining(string code, bool recompute, bool prefetch, bool twice)
+    public void InProcess_LayerwiseVariants_MatchSingleProcessTraining(string code, bool recompute, bool prefetch,
+        bool twice)
     {
         TorchRuntime.EnsureInitialized();
         var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise: true, twice: twice);
         var results = InProcessCluster.Run(Ranks, GroupSize, comm =>
-            ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, recompute: recompute, prefetch: prefetch, twice: twice));
-        AssertMatches($"{code}/layerwise{(recompute ? "/recompute" : "")}{(prefetch ? "" : "/no prefetch")}{(twice ? "/two forwards" : "")}", reference, results);
+            ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, layerwise: true, recompute: recompute,
+                prefetch: prefetch, twice: twice));
+        AssertMatches(
+            $"{code}/layerwise{(recompute ? "/recompute" : "")}{(prefetch ? "" : "/no prefetch")}{(twice ? "/two " +
+                "forwards" : "")}", reference, results);
     }
 
-    /// <summary>A micro-batch that throws (on every rank, after the forward's gathers) abandons the step: the next step runs and trains as if it never happened.</summary>
+    /// <summary>A micro-batch that throws (on every rank, after the forward's gathers) abandons the step: the next step
+    /// runs and trains as if it never happened.</summary>
     [Fact]
     public void AFailedMicroBatch_AbandonsTheStep_AndTheTrainerGoesOn()
     {
         TorchRuntime.EnsureInitialized();
         var reference = ExactnessProbe.Reference(Ranks, 1, 1, layerwise: true);
-        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, "GGG", GroupSize, 1, 1, layerwise: true, failFirstStep: true));
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, "GGG", GroupSize, 1, 1,
+            layerwise: true, failFirstStep: true));
         AssertMatches("GGG/layerwise after a failed step", reference, results);
     }
 
@@ -83,7 +91,8 @@ public sealed class ShardedTrainerExactnessTests
     {
         TorchRuntime.EnsureInitialized();
         var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps);
-        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize, Accumulation, Steps, algorithm));
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize,
+            Accumulation, Steps, algorithm));
         AssertMatches($"{code}/{algorithm}", reference, results);
     }
 

@@ -23,7 +23,8 @@ public sealed class ShardingStrategyTests
     [InlineData("mics", "III")]
     [InlineData("hsdp", "III")]
     [InlineData("nig", "NIG")]
-    public void Aliases_AndLowerCase_Parse(string text, string code) => Assert.Equal(code, ShardingStrategy.Parse(text).Code);
+    public void Aliases_AndLowerCase_Parse(string text, string code) => Assert.Equal(code,
+        ShardingStrategy.Parse(text).Code);
 
     [Theory]
     [InlineData("NGN", "gradients are sharded more finely")]

@@ -7,14 +7,16 @@ using static TorchSharp.torch;
 namespace Toolkit.Tests.Rl;
 
 /// <summary>
-/// C3PO++'s invariants on a real engine: every response is trained on once, purged, or still in the pool
-/// (none lost, none twice); each iteration stops at the budget; no trained token is staler than σ; the
-/// tokens of a resumed response keep the versions that generated them.
+/// C3PO++'s invariants on a real engine: every response is trained on once, purged, or still in the pool (none lost,
+/// none twice); each iteration stops at the budget; no trained token is staler than σ; the tokens of a resumed
+/// response keep the versions that generated them.
 /// </summary>
 public sealed class C3poTests
 {
-    // Four tokens, token 3 the stop: with random weights responses stop after about four tokens, a few run to the limit.
-    private static readonly GptConfig Config = new(VocabularySize: 4, ContextLength: 32, Layers: 1, Heads: 2, Embedding: 16);
+    // Four tokens, token 3 the stop: with random weights responses stop after about four tokens, a few run to the
+    // limit.
+    private static readonly GptConfig Config = new(VocabularySize: 4, ContextLength: 32, Layers: 1, Heads: 2,
+        Embedding: 16);
 
     public C3poTests() => TorchRuntime.EnsureInitialized();
 
@@ -24,7 +26,8 @@ public sealed class C3poTests
         const int staleness = 1, budget = 40, groupSize = 2;
         using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 8, new SamplingOptions(),
             stopTokens: [3], maxTokens: 14, seed: 9);
-        var problems = Enumerable.Range(0, 50).Select(i => new Problem($"{(char)(i % 3)}{(char)((i / 3) % 3)}", "")).ToList();
+        var problems = Enumerable.Range(0, 50).Select(i => new Problem($"{(char)(i % 3)}{(char)((i / 3) % 3)}",
+            "")).ToList();
         var c3po = new C3poPartitioner(engine, new PromptStream(problems, seed: 1), groupSize, budget, staleness);
         var trained = new HashSet<long>();
         var purged = 0;
@@ -33,8 +36,10 @@ public sealed class C3poTests
         {
             using (var model = Gpt.Create(Config, version)) engine.LoadWeights(Flat(model), version);
             var batch = c3po.Next();
-            Assert.True(batch.CompletedTokens >= budget, $"iteration {version}: {batch.CompletedTokens} tokens < budget");
-            Assert.True(batch.CompletedTokens < budget + engine.Slots * 14, "the iteration ran past the step that reached the budget");
+            Assert.True(batch.CompletedTokens >= budget,
+                $"iteration {version}: {batch.CompletedTokens} tokens < budget");
+            Assert.True(batch.CompletedTokens < budget + engine.Slots * 14,
+                "the iteration ran past the step that reached the budget");
             purged += batch.Purged;
             foreach (var group in batch.Groups)
             {
@@ -43,8 +48,10 @@ public sealed class C3poTests
                 {
                     Assert.True(trained.Add(s.Id), $"response {s.Id} trained twice");
                     Assert.True(s.IsFinished);
-                    Assert.True(s.Versions.Zip(s.Versions.Skip(1)).All(p => p.First <= p.Second), "versions must not decrease");
-                    Assert.True(version - s.Versions.Min() <= staleness, $"response {s.Id}: a token of version {s.Versions.Min()} trained at {version}");
+                    Assert.True(s.Versions.Zip(s.Versions.Skip(1)).All(p => p.First <= p.Second),
+                        "versions must not decrease");
+                    Assert.True(version - s.Versions.Min() <= staleness,
+                        $"response {s.Id}: a token of version {s.Versions.Min()} trained at {version}");
                     if (s.Versions.Distinct().Count() > 1) resumedWithTwoVersions++;
                 }
             }
@@ -61,7 +68,8 @@ public sealed class C3poTests
             stopTokens: [3], maxTokens: 14, seed: 9);
         using (var model = Gpt.Create(Config, 1)) engine.LoadWeights(Flat(model), 1);
         var problems = new List<Problem> { new("\u0000\u0001", ""), new("\u0002", "") };
-        var batch = new SynchronousRollouts(engine, new PromptStream(problems, 1), promptsPerStep: 3, groupSize: 4).Next();
+        var batch = new SynchronousRollouts(engine, new PromptStream(problems, 1), promptsPerStep: 3,
+            groupSize: 4).Next();
         Assert.Equal(3, batch.Groups.Count);
         Assert.All(batch.Groups, g => Assert.All(g.Samples, s => Assert.True(s.IsFinished)));
         Assert.Equal(batch.Groups.Sum(g => g.Samples.Sum(s => s.Tokens.Count)), batch.SampledTokens);

@@ -9,9 +9,9 @@ using static TorchSharp.torch;
 namespace Toolkit.Tests.Rl;
 
 /// <summary>
-/// The whole RL loop (engine rollouts, scoring, group advantages, the corrected GRPO update through the PaRO
-/// engine, weight sync) must raise the reward of an objective a policy can learn in a few steps: respond
-/// with a byte below 128, which a random policy does half the time.
+/// The whole RL loop (engine rollouts, scoring, group advantages, the corrected GRPO update through the PaRO engine,
+/// weight sync) must raise the reward of an objective a policy can learn in a few steps: respond with a byte below 128,
+/// which a random policy does half the time.
 /// </summary>
 public sealed class GrpoLearningTests
 {
@@ -31,17 +31,20 @@ public sealed class GrpoLearningTests
     {
         TorchRuntime.EnsureInitialized();
         var config = GptConfig.Tiny;
-        var options = new RlTrainOptions { Correction = new() { Correction = correction }, Optimizer = new() { LearningRate = 3e-3, Beta2 = 0.99, WeightDecay = 0 } };
+        var options = new RlTrainOptions { Correction = new() { Correction = correction },
+            Optimizer = new() { LearningRate = 3e-3, Beta2 = 0.99, WeightDecay = 0 } };
         var task = new LowByteTask();
         var rewards = InProcessCluster.Run(1, 1, comm =>
         {
             using var model = Gpt.Create(config, 5);
-            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NNN"), 1), comm, options.Optimizer);
+            using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NNN"), 1), comm,
+                options.Optimizer);
             using var engine = new GenerationEngine(config, numerics, slots: 64, new SamplingOptions(),
                 [VerifiableTask.Stop], maxTokens: 1, seed: 3);
             var version = 1;
             engine.LoadWeights(trainer.GatherParameters(), version);
-            var source = new SynchronousRollouts(engine, new PromptStream([new Problem("q=", "a")], 1), promptsPerStep: 8, groupSize: 8);
+            var source = new SynchronousRollouts(engine, new PromptStream([new Problem("q=", "a")], 1),
+                promptsPerStep: 8, groupSize: 8);
             var means = new List<double>();
             for (var step = 0; step < 40; step++)
             {
@@ -53,6 +56,7 @@ public sealed class GrpoLearningTests
             return means;
         })[0];
         var (first, last) = (rewards.Take(3).Average(), rewards.TakeLast(3).Average());
-        Assert.True(last > first + 0.25 && last > 0.8, $"reward {first:F2} -> {last:F2}: {string.Join(" ", rewards.Select(r => r.ToString("F2")))}");
+        Assert.True(last > first + 0.25 && last > 0.8,
+            $"reward {first:F2} -> {last:F2}: {string.Join(" ", rewards.Select(r => r.ToString("F2")))}");
     }
 }

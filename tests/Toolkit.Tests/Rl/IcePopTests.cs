@@ -5,8 +5,8 @@ using static TorchSharp.torch;
 namespace Toolkit.Tests.Rl;
 
 /// <summary>
-/// The corrections against hand-computed tables, the loss's gradient against finite differences, and
-/// the normaliser: a masked token keeps its place, so masking never inflates the kept tokens' gradients.
+/// The corrections against hand-computed tables, the loss's gradient against finite differences, and the normaliser: a
+/// masked token keeps its place, so masking never inflates the kept tokens' gradients.
 /// </summary>
 public sealed class IcePopTests
 {
@@ -36,7 +36,8 @@ public sealed class IcePopTests
     {
         var o = new CorrectionOptions();   // alpha 0.5, beta 5
         var logInfer = tensor(new[] { 0.0, 0, 0, 0 }, dtype: ScalarType.Float64).unsqueeze(0);
-        var logTrain = tensor(new[] { Math.Log(0.5), Math.Log(5), -1e30, 0 }, dtype: ScalarType.Float64).unsqueeze(0);   // k = α, β, underflow, padding
+        // k = α, β, underflow, padding
+        var logTrain = tensor(new[] { Math.Log(0.5), Math.Log(5), -1e30, 0 }, dtype: ScalarType.Float64).unsqueeze(0);
         var valid = tensor(new[] { 1.0, 1, 1, 0 }, dtype: ScalarType.Float64).unsqueeze(0);
         var (w, k) = IcePop.Weights(logTrain, logInfer, valid, o);
         Assert.Equal([1.0, 1, 0, 0], k.squeeze(0).data<double>().ToArray());
@@ -49,11 +50,13 @@ public sealed class IcePopTests
     public void SequenceLevelMis_MasksWholeSequencesWhoseRatioExceedsTheCap()
     {
         var o = new CorrectionOptions { Correction = Correction.Mis, MisLevel = MisLevel.Sequence, Cap = 2 };
-        var logTrain = tensor(new[,] { { Math.Log(1.5), Math.Log(1.5), 0 }, { Math.Log(0.9), Math.Log(1.1), 0 } }, dtype: ScalarType.Float64);
+        var logTrain = tensor(new[,] { { Math.Log(1.5), Math.Log(1.5), 0 }, { Math.Log(0.9), Math.Log(1.1), 0 } },
+            dtype: ScalarType.Float64);
         var logInfer = zeros_like(logTrain);
         var valid = tensor(new[,] { { 1.0, 1, 0 }, { 1, 1, 1 } }, dtype: ScalarType.Float64);
         var (w, k) = IcePop.Weights(logTrain, logInfer, valid, o);
-        Assert.Equal([0.0, 0, 0], k[0].data<double>().ToArray());                    // 1.5 · 1.5 = 2.25 > C: the whole response is masked
+        // 1.5 · 1.5 = 2.25 > C: the whole response is masked
+        Assert.Equal([0.0, 0, 0], k[0].data<double>().ToArray());
         Assert.Equal([1.0, 1, 1], k[1].data<double>().ToArray());
         Assert.Equal(0.99, w[1, 0].item<double>(), 9);                               // 0.9 · 1.1
     }
@@ -66,7 +69,8 @@ public sealed class IcePopTests
         {
             var logpNew = zeros([1, 4], dtype: ScalarType.Float64).requires_grad_();
             var logInfer = tensor(new[] { 0.0, 0, 0, -Math.Log(k3) }, dtype: ScalarType.Float64).unsqueeze(0);
-            var batch = new GrpoBatch(logpNew, logpNew.detach(), logInfer, ones([1, 4], dtype: ScalarType.Float64), tensor(new[] { 1.0 }, dtype: ScalarType.Float64));
+            var batch = new GrpoBatch(logpNew, logpNew.detach(), logInfer, ones([1, 4], dtype: ScalarType.Float64),
+                tensor(new[] { 1.0 }, dtype: ScalarType.Float64));
             var (loss, _) = GrpoLoss.Compute(batch, new CorrectionOptions(), new GrpoOptions());
             loss.backward();
             return logpNew.grad![0, 0].item<double>();
@@ -86,14 +90,18 @@ public sealed class IcePopTests
         var shape = new long[] { 3, 5 };
         double[] Random(double scale) => [.. Enumerable.Range(0, 15).Select(_ => (random.NextDouble() - 0.5) * scale)];
         var old = tensor(Random(2).Select(v => v - 1).ToArray(), dtype: ScalarType.Float64).reshape(shape);
-        var infer = old + tensor(Random(3), dtype: ScalarType.Float64).reshape(shape);    // k spread on both sides of the band
+        // k spread on both sides of the band
+        var infer = old + tensor(Random(3), dtype: ScalarType.Float64).reshape(shape);
         var reference = old + tensor(Random(1), dtype: ScalarType.Float64).reshape(shape);
-        var valid = tensor(new double[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0 }, dtype: ScalarType.Float64).reshape(shape);
+        var valid = tensor(new double[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0 },
+            dtype: ScalarType.Float64).reshape(shape);
         var advantages = tensor(new[] { 1.2, -0.7, 0.3 }, dtype: ScalarType.Float64);
-        var start = old + tensor(Random(0.6), dtype: ScalarType.Float64).reshape(shape);  // r both inside and outside the clip range
+        // r both inside and outside the clip range
+        var start = old + tensor(Random(0.6), dtype: ScalarType.Float64).reshape(shape);
         var o = new CorrectionOptions { Correction = correction };
         var g = new GrpoOptions { KlCoefficient = kl };
-        double Loss(Tensor logpNew) => GrpoLoss.Compute(new GrpoBatch(logpNew, old, infer, valid, advantages, reference), o, g).Loss.item<double>();
+        double Loss(Tensor logpNew) => GrpoLoss.Compute(new GrpoBatch(logpNew, old, infer, valid, advantages,
+            reference), o, g).Loss.item<double>();
 
         var x = start.clone().requires_grad_();
         GrpoLoss.Compute(new GrpoBatch(x, old, infer, valid, advantages, reference), o, g).Loss.backward();
@@ -104,7 +112,8 @@ public sealed class IcePopTests
             var plus = start.clone(); plus.view(-1)[i] += h;
             var minus = start.clone(); minus.view(-1)[i] -= h;
             var numeric = (Loss(plus) - Loss(minus)) / (2 * h);
-            Assert.True(Math.Abs(numeric - analytic[i]) < 1e-6, $"{correction} element {i}: numeric {numeric}, analytic {analytic[i]}");
+            Assert.True(Math.Abs(numeric - analytic[i]) < 1e-6,
+                $"{correction} element {i}: numeric {numeric}, analytic {analytic[i]}");
         }
     }
 
@@ -112,8 +121,10 @@ public sealed class IcePopTests
     public void BudgetNormalisation_DividesBySum_ByPhi()
     {
         var logp = zeros([2, 3], dtype: ScalarType.Float64).requires_grad_();
-        var batch = new GrpoBatch(logp, logp.detach(), zeros([2, 3], dtype: ScalarType.Float64), ones([2, 3], dtype: ScalarType.Float64), tensor(new[] { 1.0, -1.0 }, dtype: ScalarType.Float64));
-        var (loss, _) = GrpoLoss.Compute(batch, new CorrectionOptions { Correction = Correction.None }, new GrpoOptions { Normalization = LossNormalization.Budget }, budget: 12);
+        var batch = new GrpoBatch(logp, logp.detach(), zeros([2, 3], dtype: ScalarType.Float64), ones([2, 3],
+            dtype: ScalarType.Float64), tensor(new[] { 1.0, -1.0 }, dtype: ScalarType.Float64));
+        var (loss, _) = GrpoLoss.Compute(batch, new CorrectionOptions { Correction = Correction.None },
+            new GrpoOptions { Normalization = LossNormalization.Budget }, budget: 12);
         loss.backward();
         Assert.Equal(-1.0 / 12, logp.grad![0, 0].item<double>(), 12);
         Assert.Equal(1.0 / 12, logp.grad![1, 2].item<double>(), 12);
@@ -123,12 +134,15 @@ public sealed class IcePopTests
     public void Diagnostics_AreTheStandardEstimates()
     {
         var logTrain = tensor(new[] { Math.Log(0.4), 0.0, Math.Log(2) }, dtype: ScalarType.Float64).unsqueeze(0);
-        var batch = new GrpoBatch(logTrain.clone(), logTrain, zeros([1, 3], dtype: ScalarType.Float64), ones([1, 3], dtype: ScalarType.Float64),
-            tensor(new[] { 1.0 }, dtype: ScalarType.Float64), Entropy: tensor(new[] { 2.0, 0.5, 0.7 }, dtype: ScalarType.Float64).unsqueeze(0));
+        var batch = new GrpoBatch(logTrain.clone(), logTrain, zeros([1, 3], dtype: ScalarType.Float64), ones([1, 3],
+            dtype: ScalarType.Float64),
+            tensor(new[] { 1.0 }, dtype: ScalarType.Float64), Entropy: tensor(new[] { 2.0, 0.5, 0.7 },
+                dtype: ScalarType.Float64).unsqueeze(0));
         var (_, d) = GrpoLoss.Compute(batch, new CorrectionOptions(), new GrpoOptions());
         Assert.Equal((Math.Log(2.5) + Math.Log(2)) / 3, d.LogProbDiffMean, 9);
         Assert.Equal(Math.Log(2.5), d.LogProbDiffMax, 9);
-        Assert.Equal(((0.4 - 1 - Math.Log(0.4)) + (2 - 1 - Math.Log(2))) / 3, d.KlInferTrain, 9);   // k3 = k - 1 - log k
+        // k3 = k - 1 - log k
+        Assert.Equal(((0.4 - 1 - Math.Log(0.4)) + (2 - 1 - Math.Log(2))) / 3, d.KlInferTrain, 9);
         Assert.Equal(1.0 / 3, d.MaskedFraction, 9);                                                  // 0.4 < alpha
         Assert.Equal(2.0, d.EntropyMasked, 9);
         Assert.Equal(0.6, d.EntropyKept, 9);
@@ -148,7 +162,8 @@ public sealed class IcePopTests
     [Fact]
     public void BadBand_IsRefusedNamingTheValues()
     {
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new CorrectionOptions { Alpha = 5, Beta = 0.5 }.Validate());
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new CorrectionOptions { Alpha = 5,
+            Beta = 0.5 }.Validate());
         Assert.Equal("Beta", e.ParamName);
         Assert.Contains("greater than --alpha (5)", e.Message);
     }

@@ -3,7 +3,8 @@ using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.Rl;
 
-/// <summary><c>bench rl</c>: one synchronous and one C3PO++ run per batch size, at the same budget, and its bad input.</summary>
+/// <summary><c>bench rl</c>: one synchronous and one C3PO++ run per batch size, at the same budget, and its bad
+/// input.</summary>
 public sealed class RlBenchmarkTests : IDisposable
 {
     private readonly TemporaryFolder _runs = new("toolkit-rl-bench-");
@@ -26,17 +27,21 @@ public sealed class RlBenchmarkTests : IDisposable
     {
         var o = Options("4,8");
         var report = await RlBenchmark.RunAsync(o);
-        var meanResponse = TaskDatasets.Load(VerifiableTask.Named("longtail"), heldOut: false).Average(p => p.Answer.Length + 1.0);
+        var meanResponse = TaskDatasets.Load(VerifiableTask.Named("longtail"),
+            heldOut: false).Average(p => p.Answer.Length + 1.0);
         Assert.Equal([4, 8], report.Sizes.Select(s => s.Prompts));
         Assert.All(report.Sizes, size =>
         {
             Assert.Equal(["sync", "c3po++"], size.Runs.Select(r => r.Rollout));
             Assert.Equal((long)Math.Round(size.Prompts * 4 * meanResponse), size.Budget);
             Assert.All(size.Runs, r => Assert.Equal((size.Prompts, size.Budget), (r.Prompts, r.Budget)));
-            Assert.Equal(size.Runs[1].TokensPerSecond / size.Runs[0].TokensPerSecond, size.RolloutSpeedup, 12);   // C3PO++ over the baseline, not the reverse
+            // C3PO++ over the baseline, not the reverse
+            Assert.Equal(size.Runs[1].TokensPerSecond / size.Runs[0].TokensPerSecond, size.RolloutSpeedup, 12);
             Assert.Equal(size.Runs[0].StepSeconds / size.Runs[1].StepSeconds, size.StepSpeedup, 12);
-            Assert.All(size.Runs, r => Assert.True(r.TokensPerSecond > 0 && r.TrainedTokensPerStep > 0 && Directory.Exists(r.RunPath)));
-            Assert.Equal(0, size.Runs[0].Carried);                         // the baseline finishes every response in its step
+            Assert.All(size.Runs,
+                r => Assert.True(r.TokensPerSecond > 0 && r.TrainedTokensPerStep > 0 && Directory.Exists(r.RunPath)));
+            // the baseline finishes every response in its step
+            Assert.Equal(0, size.Runs[0].Carried);
         });
     }
 

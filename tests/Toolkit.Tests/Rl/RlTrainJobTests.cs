@@ -8,7 +8,8 @@ using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.Rl;
 
-/// <summary>The RL job end to end on the tiny GPT: both rollout modes, in-process and under mpiexec, the JSON every step writes, and bad input.</summary>
+/// <summary>The RL job end to end on the tiny GPT: both rollout modes, in-process and under mpiexec, the JSON every
+/// step writes, and bad input.</summary>
 public sealed class RlTrainJobTests : IDisposable
 {
     private readonly TemporaryFolder _runs = new("toolkit-rl-");
@@ -35,7 +36,8 @@ public sealed class RlTrainJobTests : IDisposable
         {
             Assert.Equal(16, s.Responses);                                   // 4 prompts x 4 samples
             Assert.InRange(s.RewardMean, 0, 1);
-            Assert.True(s.GradNorm >= 0 && double.IsFinite(s.GradNorm));      // 0 when every group's rewards agree (no advantage)
+            // 0 when every group's rewards agree (no advantage)
+            Assert.True(s.GradNorm >= 0 && double.IsFinite(s.GradNorm));
             Assert.InRange(s.MalformedFraction, 0, 1);
             Assert.True(s.LogProbDiffMax < 1e-3, $"fp32 rollouts: |dlogp| max {s.LogProbDiffMax}");
             Assert.Equal(0, s.MaskedFraction);
@@ -47,10 +49,13 @@ public sealed class RlTrainJobTests : IDisposable
         });
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(result.RunPath, JobHost.ResultFile)));
         var step = json.RootElement.GetProperty("steps")[0];
-        foreach (var key in new[] { "step", "rewardMean", "rewardStd", "heldOutAccuracy", "gradNorm", "logProbDiffMean", "logProbDiffMax", "klInferTrain",
-                     "maskedFraction", "entropy", "responseLength", "tokensPerSecond", "rolloutSeconds", "trainSeconds", "syncSeconds" })
+        foreach (var key in new[] { "step", "rewardMean", "rewardStd", "heldOutAccuracy", "gradNorm",
+            "logProbDiffMean", "logProbDiffMax", "klInferTrain",
+                     "maskedFraction", "entropy", "responseLength", "tokensPerSecond", "rolloutSeconds",
+                         "trainSeconds", "syncSeconds" })
             Assert.True(step.TryGetProperty(key, out _), key);
-        Assert.Equal("icepop", json.RootElement.GetProperty("options").GetProperty("correction").GetProperty("correction").GetString());
+        Assert.Equal("icepop",
+            json.RootElement.GetProperty("options").GetProperty("correction").GetProperty("correction").GetString());
         Assert.True(File.Exists(Path.Combine(result.RunPath, "report.html")));
     }
 
@@ -86,7 +91,8 @@ public sealed class RlTrainJobTests : IDisposable
     [InlineData(Numerics.Bf16)]
     public async Task MoePolicy_ReportsRoutingFlipsPerLayer_NoneWhenTheNumericsMatch(Numerics numerics)
     {
-        var result = await RlTrainJob.RunAsync(Small(numerics: numerics) with { Policy = PolicyKind.Moe, Experts = 4, TopK = 2 });
+        var result = await RlTrainJob.RunAsync(Small(numerics: numerics) with { Policy = PolicyKind.Moe, Experts = 4,
+            TopK = 2 });
         Assert.All(result.Steps, s =>
         {
             Assert.Equal(2, s.RoutingFlips.Count);                            // the tiny GPT has two blocks
@@ -99,7 +105,8 @@ public sealed class RlTrainJobTests : IDisposable
     [Fact]
     public async Task Mpi_RunsTheSameJobOnProcesses()
     {
-        var result = await RlTrainJob.RunAsync(Small() with { Launch = Small().Launch with { Launcher = Launcher.Mpi }, Steps = 1 });
+        var result = await RlTrainJob.RunAsync(Small() with { Launch = Small().Launch with { Launcher = Launcher.Mpi },
+            Steps = 1 });
         Assert.Single(result.Steps);
         Assert.Equal(16, result.Steps[0].Responses);
         Assert.Equal(2, Directory.GetFiles(Path.Combine(result.RunPath, JobHost.OutcomesFolder), "rank-*.json").Length);
@@ -125,19 +132,24 @@ public sealed class RlTrainJobTests : IDisposable
     [Fact]
     public void C3poBudget_SmallerThanOneResponse_IsRefused()
     {
-        var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(), [new("--budget", "5"), new("--rollout", "c3po++")], "rl train").Validate());
-        Assert.Equal("--budget 5: is smaller than one response per rank (6 tokens for addition, 2 ranks)", OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
-        OptionBinder.Bind(new RlRunOptions(), [new("--budget", "5")], "rl train").Validate();   // the synchronous baseline does not use the budget
+        var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(), [new("--budget", "5"),
+            new("--rollout", "c3po++")], "rl train").Validate());
+        Assert.Equal("--budget 5: is smaller than one response per rank (6 tokens for addition, 2 ranks)",
+            OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
+        // the synchronous baseline does not use the budget
+        OptionBinder.Bind(new RlRunOptions(), [new("--budget", "5")], "rl train").Validate();
     }
 
     [Theory]
     [InlineData("--task", "chess", "--task chess: unknown task; valid: addition, multiplication, countdown, longtail")]
-    [InlineData("--beta", "0.4", "--beta 0.4: must be greater than --alpha (0.5): the band [alpha, beta] would be empty")]
+    [InlineData("--beta", "0.4",
+        "--beta 0.4: must be greater than --alpha (0.5): the band [alpha, beta] would be empty")]
     [InlineData("--rollout", "async", "--rollout must be one of sync, c3po++ (got 'async').")]
     [InlineData("--compare", "none,magic", "--compare magic: is not a correction; valid: none, tis, icepop, mis")]
     public void BadInput_IsRefusedNamingTheOption(string option, string value, string message)
     {
-        var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(), [new(option, value)], "rl train").Validate());
+        var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(), [new(option, value)],
+            "rl train").Validate());
         Assert.Equal(message, OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
     }
 }

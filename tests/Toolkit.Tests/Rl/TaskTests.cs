@@ -3,7 +3,8 @@ using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.Rl;
 
-/// <summary>The verifiable tasks: committed problem sets regenerate byte for byte, held-out prompts stay out of training, and the reward's parsing rules hold case by case.</summary>
+/// <summary>The verifiable tasks: committed problem sets regenerate byte for byte, held-out prompts stay out of
+/// training, and the reward's parsing rules hold case by case.</summary>
 public sealed class TaskTests
 {
     [Theory]
@@ -51,7 +52,8 @@ public sealed class TaskTests
     [InlineData("longtail", "bx3=", "bbb", "bbb\n", 1.0, false)]
     [InlineData("longtail", "bx3=", "bbb", "bb\n", 0.0, false)]
     [InlineData("longtail", "bx3=", "bbb", "BBB\n", 0.0, true)]
-    public void Reward_FollowsTheParsingRules(string name, string prompt, string answer, string generated, double reward, bool malformed)
+    public void Reward_FollowsTheParsingRules(string name, string prompt, string answer, string generated,
+        double reward, bool malformed)
     {
         var score = VerifiableTask.Named(name).Judge(new Problem(prompt, answer), generated);
         Assert.Equal((reward, malformed), (score.Reward, score.IsMalformed));
@@ -69,10 +71,12 @@ public sealed class TaskTests
     [Fact]
     public void LongTail_HasALongTail()
     {
-        var lengths = TaskDatasets.Load(VerifiableTask.Named("longtail"), heldOut: false).Select(p => p.Answer.Length).Order().ToList();
+        var lengths = TaskDatasets.Load(VerifiableTask.Named("longtail"),
+            heldOut: false).Select(p => p.Answer.Length).Order().ToList();
         Assert.True(lengths[lengths.Count / 2] <= 4, $"median {lengths[lengths.Count / 2]}");
         Assert.True(lengths[^1] >= 8 * lengths[lengths.Count / 2], $"longest {lengths[^1]}");
-        Assert.InRange(lengths.Count(l => l >= 12) / (double)lengths.Count, 0.10, 0.25);   // 15% drawn long; held-out prompts (mostly short) leave training
+        // 15% drawn long; held-out prompts (mostly short) leave training
+        Assert.InRange(lengths.Count(l => l >= 12) / (double)lengths.Count, 0.10, 0.25);
     }
 
     [Fact]

@@ -4,7 +4,8 @@ using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.Runtime;
 
-/// <summary>The one way the toolkit starts child processes: merged output kept however the wait ends, nothing left running, a clear error for a missing program.</summary>
+/// <summary>The one way the toolkit starts child processes: merged output kept however the wait ends, nothing left
+/// running, a clear error for a missing program.</summary>
 public sealed class ChildProcessTests : IDisposable
 {
     private readonly TemporaryFolder _folder = new("toolkit-child-");
@@ -16,7 +17,8 @@ public sealed class ChildProcessTests : IDisposable
     {
         var file = Path.Combine(_folder.Path, "output.txt");
         var ticks = 0;
-        var (code, output) = await ChildProcess.RunLauncherAsync("/bin/sh", ["-c", "echo to-out; echo to-err >&2; sleep 0.3; exit 3"], file,
+        var (code, output) = await ChildProcess.RunLauncherAsync("/bin/sh", ["-c",
+            "echo to-out; echo to-err >&2; sleep 0.3; exit 3"], file,
             TimeSpan.FromMilliseconds(50), () => ticks++, gracefulStop: false, CancellationToken.None);
         Assert.Equal(3, code);
         Assert.Contains("to-out", output);
@@ -35,8 +37,10 @@ public sealed class ChildProcessTests : IDisposable
         using var cancel = new CancellationTokenSource();
         var clock = Stopwatch.StartNew();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ChildProcess.RunLauncherAsync("/bin/sh",
-            ["-c", $"echo started; sleep 60 & echo $! > {pidFile}.tmp; mv {pidFile}.tmp {pidFile}; wait"], file, TimeSpan.FromMilliseconds(50),
-            () => { if (File.Exists(pidFile)) cancel.Cancel(); }, graceful, cancel.Token));   // cancelled once the grandchild runs
+            ["-c", $"echo started; sleep 60 & echo $! > {pidFile}.tmp; mv {pidFile}.tmp {pidFile}; wait"], file,
+                TimeSpan.FromMilliseconds(50),
+            // cancelled once the grandchild runs
+            () => { if (File.Exists(pidFile)) cancel.Cancel(); }, graceful, cancel.Token));
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed}");
         Assert.Contains("started", File.ReadAllText(file));
         var child = int.Parse(File.ReadAllText(pidFile).Trim());
@@ -55,7 +59,8 @@ public sealed class ChildProcessTests : IDisposable
     {
         try
         {
-            var state = File.ReadAllLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("State:", StringComparison.Ordinal));
+            var state = File.ReadAllLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("State:",
+                StringComparison.Ordinal));
             return state is not null && !state.Contains("zombie", StringComparison.Ordinal);
         }
         catch (IOException) { return false; }

@@ -14,7 +14,8 @@ public sealed class NativeRuntimeTests
         {
             var path = Path.Combine(dir.FullName, "libshimtest.so");
             var machine = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? (ushort)183 : (ushort)62;
-            File.WriteAllBytes(path, ElfShimWriter.Build(machine, "libshimtest.so", ["toolkit_test_a", "toolkit_test_b"]));
+            File.WriteAllBytes(path, ElfShimWriter.Build(machine, "libshimtest.so", ["toolkit_test_a",
+                "toolkit_test_b"]));
             var handle = NativeLibrary.Load(path);
             foreach (var name in new[] { "toolkit_test_a", "toolkit_test_b" })
             {

@@ -8,8 +8,8 @@ namespace Toolkit.Tests.Runtime;
 
 /// <summary>
 /// A temporary Scalar that nothing holds, freed by the GC's finaliser during the libtorch call that reads it
-/// (TorchSharp 0.107). With the guard's deferral switched off this test failed as a CI run once did, "INTERNAL
-/// ASSERT FAILED at c10/core/Scalar.h": 8 of 199,600 calls in its 8 s (an earlier 20 s probe: 71 of 372,000).
+/// (TorchSharp 0.107). With the guard's deferral switched off this test failed as a CI run once did, "INTERNAL ASSERT
+/// FAILED at c10/core/Scalar.h": 8 of 199,600 calls in its 8 s (an earlier 20 s probe: 71 of 372,000).
 /// </summary>
 public sealed class ScalarFinalizerGuardTests
 {
@@ -42,9 +42,11 @@ public sealed class ScalarFinalizerGuardTests
                 {
                     try
                     {
-                        using var y = x.index_add(0, rows, source, 1.ToScalar());    // deliberately not held: the finaliser may take it mid-call
+                        // deliberately not held: the finaliser may take it mid-call
+                        using var y = x.index_add(0, rows, source, 1.ToScalar());
                         var total = y.sum().item<float>();
-                        if (total != 1024f) failures.Add($"sum {total}");               // a freed alpha can also be read as another number
+                        // a freed alpha can also be read as another number
+                        if (total != 1024f) failures.Add($"sum {total}");
                     }
                     catch (ExternalException e)
                     {
@@ -58,9 +60,11 @@ public sealed class ScalarFinalizerGuardTests
             await stop.CancelAsync();
             await collector;
         }
-        Assert.True(failures.Count == 0, $"{failures.Count} of {calls} calls failed: {string.Join("; ", failures.Distinct().Take(3))}");
+        Assert.True(failures.Count == 0,
+            $"{failures.Count} of {calls} calls failed: {string.Join("; ", failures.Distinct().Take(3))}");
         var deferred = ScalarFinalizerGuard.DeferredCount - deferredBefore;
-        Assert.True(deferred > 1000, $"the finaliser handed over only {deferred} Scalars in {calls} calls: the guard was not exercised");
+        Assert.True(deferred > 1000,
+            $"the finaliser handed over only {deferred} Scalars in {calls} calls: the guard was not exercised");
 
         // Deferred frees happen: once the grace has passed, the next finalisations free what waited.
         var freedBefore = ScalarFinalizerGuard.FreedAfterGraceCount;
@@ -68,7 +72,8 @@ public sealed class ScalarFinalizerGuardTests
         for (var i = 0; i < 100; i++) _ = 1.ToScalar();
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        Assert.True(ScalarFinalizerGuard.FreedAfterGraceCount > freedBefore, "nothing was freed after the grace period");
+        Assert.True(ScalarFinalizerGuard.FreedAfterGraceCount > freedBefore,
+            "nothing was freed after the grace period");
     }
 
     [Fact]
@@ -79,7 +84,8 @@ public sealed class ScalarFinalizerGuardTests
         {
             var machine = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? (ushort)183 : (ushort)62;
             var path = Path.Combine(dir.FullName, "libforwardtest.so");
-            File.WriteAllBytes(path, ElfShimWriter.BuildForwarder(machine, "libforwardtest.so", [], ["toolkit_forward_a", "toolkit_forward_b"]));
+            File.WriteAllBytes(path, ElfShimWriter.BuildForwarder(machine, "libforwardtest.so", [],
+                ["toolkit_forward_a", "toolkit_forward_b"]));
             var handle = NativeLibrary.Load(path);
             Forwarded.Install(handle, "toolkit_forward_a", 1);
             Forwarded.Install(handle, "toolkit_forward_b", 2);
@@ -103,7 +109,8 @@ public sealed class ScalarFinalizerGuardTests
         public static void Install(IntPtr library, string function, int which)
         {
             var slot = (IntPtr*)NativeLibrary.GetExport(library, ElfShimWriter.SlotSymbol(function));
-            *slot = which == 1 ? (IntPtr)(delegate* unmanaged<long, long>)&First : (IntPtr)(delegate* unmanaged<long, long>)&Second;
+            *slot = which == 1 ? (IntPtr)(delegate* unmanaged<long, long>)&First : (IntPtr)(delegate* unmanaged<long,
+                long>)&Second;
         }
 
         public static long Call(IntPtr library, string function, long value) =>

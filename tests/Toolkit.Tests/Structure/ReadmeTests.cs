@@ -5,8 +5,8 @@ namespace Toolkit.Tests.Structure;
 
 /// <summary>
 /// The README is short and every command in it works: its two commands are the ones the build and CI run, the
-/// quickstart runs as written, and each tour block (a <c>```bash</c> block after the two commands) runs as a script
-/// in a fresh folder that sees the repository's <c>src</c> and <c>datasets</c>.
+/// quickstart runs as written, and each tour block (a <c>```bash</c> block after the two commands) runs as a script in
+/// a fresh folder that sees the repository's <c>src</c> and <c>datasets</c>.
 /// </summary>
 public sealed partial class ReadmeTests
 {

@@ -5,18 +5,20 @@ using Microsoft.CodeAnalysis.CSharp.Syntax;
 namespace Toolkit.Tests.Support;
 
 /// <summary>
-/// Which folders of a project use which: the project's sources are compiled with Roslyn against the assemblies
-/// the tests run with, and every name in a file that binds to a type declared in another folder of the project
-/// (or to a member of one) is an edge from the file's folder to that folder.
+/// Which folders of a project use which: the project's sources are compiled with Roslyn against the assemblies the
+/// tests run with, and every name in a file that binds to a type declared in another folder of the project (or to a
+/// member of one) is an edge from the file's folder to that folder.
 /// </summary>
 internal sealed class FolderGraph
 {
     private FolderGraph(SortedDictionary<string, SortedDictionary<string, SortedSet<string>>> edges) => Edges = edges;
 
-    /// <summary>Per folder (relative to the project, '/'-separated): the folders it uses, each with the types why.</summary>
+    /// <summary>Per folder (relative to the project, '/'-separated): the folders it uses, each with the types
+    /// why.</summary>
     public SortedDictionary<string, SortedDictionary<string, SortedSet<string>>> Edges { get; }
 
-    /// <summary>The graph of the project in <paramref name="projectFolder"/> (its .cs files outside bin/ and obj/).</summary>
+    /// <summary>The graph of the project in <paramref name="projectFolder"/> (its .cs files outside bin/ and
+    /// obj/).</summary>
     public static FolderGraph Of(string projectFolder)
     {
         var files = Directory.EnumerateFiles(projectFolder, "*.cs", SearchOption.AllDirectories)
@@ -79,7 +81,8 @@ internal sealed class FolderGraph
         var lines = new List<string>();
         foreach (var (from, to) in Edges)
         {
-            var words = to.Count == 0 ? ["nothing"] : to.Keys.Select((k, i) => $"`{k}`" + (i < to.Count - 1 ? "," : ""));
+            var words = to.Count == 0 ? ["nothing"] : to.Keys.Select((k,
+                i) => $"`{k}`" + (i < to.Count - 1 ? "," : ""));
             var line = $"- `{from}` →";
             foreach (var word in words)
             {

@@ -11,9 +11,11 @@ internal static class Repository
     public static string CliDll => Path.Combine(AppContext.BaseDirectory, "Toolkit.Cli.dll");
 
     /// <summary>Runs a process to completion with a timeout; returns exit code and combined output.</summary>
-    public static (int ExitCode, string Output) Run(string file, IEnumerable<string> arguments, TimeSpan timeout, string? workingDirectory = null, IDictionary<string, string>? environment = null)
+    public static (int ExitCode, string Output) Run(string file, IEnumerable<string> arguments, TimeSpan timeout,
+        string? workingDirectory = null, IDictionary<string, string>? environment = null)
     {
-        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory ?? Root };
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true,
+            WorkingDirectory = workingDirectory ?? Root };
         foreach (var a in arguments) start.ArgumentList.Add(a);
         if (environment is not null)
             foreach (var (k, v) in environment)
@@ -27,7 +29,8 @@ internal static class Repository
         if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', arguments)} did not finish within {timeout}. Output so far:\n{output}");
+            throw new TimeoutException(
+                $"{file} {string.Join(' ', arguments)} did not finish within {timeout}. Output so far:\n{output}");
         }
         process.WaitForExit();
         lock (output) return (process.ExitCode, output.ToString());

@@ -5,14 +5,15 @@ using Toolkit.Runtime;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// AntBatchInfer's stateful data-sharding service: hands out shard leases, renews them on heartbeats, records
-/// commits, re-queues the shards of workers that stop heartbeating, and keeps every change in the job folder's
-/// SQLite store, so a coordinator killed and restarted on the same folder resumes where it stopped and never
-/// redoes a committed shard. Lease grants grow with a worker's measured throughput: a fast worker gets several
-/// shards per call (about <see cref="TargetLeaseWork"/> of work), a new or slow one gets one. Shards shrink to it too
+/// AntBatchInfer's stateful data-sharding service: hands out shard leases, renews them on heartbeats, records commits,
+/// re-queues the shards of workers that stop heartbeating, and keeps every change in the job folder's SQLite store, so
+/// a coordinator killed and restarted on the same folder resumes where it stopped and never redoes a committed shard.
+/// Lease grants grow with a worker's measured throughput: a fast worker gets several shards per call (about
+/// <see cref="TargetLeaseWork"/> of work), a new or slow one gets one. Shards shrink to it too
 /// (<see cref="InferJobOptions.ShardSeconds"/>): a shard is split at lease time when the worker would take longer than
-/// that at its measured rate, or when it holds more than the waiting records' share per active worker (the end of
-/// the job); neither piece is smaller than one batch. A split moves only records of a waiting shard, so exactly-once is unaffected.
+/// that at its measured rate, or when it holds more than the waiting records' share per active worker (the end of the
+/// job); neither piece is smaller than one batch. A split moves only records of a waiting shard, so exactly-once is
+/// unaffected.
 /// </summary>
 public sealed class CoordinatorCore : ICoordinator, IDisposable
 {
@@ -27,16 +28,19 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     private readonly string _specJson;
     private readonly HashSet<long> _inherited;
 
-    /// <summary>A coordinator for <paramref name="spec"/> over <paramref name="store"/>, the job folder <paramref name="jobFolder"/>.</summary>
+    /// <summary>A coordinator for <paramref name="spec"/> over <paramref name="store"/>, the job folder
+    /// <paramref name="jobFolder"/>.</summary>
     /// <param name="spec">The job.</param>
     /// <param name="jobFolder">Where outputs go (workers are told).</param>
     /// <param name="store">The durable state; initialised with the input's record count if new.</param>
     /// <param name="records">The input's record count.</param>
     /// <param name="run">The run folder for metrics and the log, or null.</param>
     /// <param name="clock">Time (tests pass a fake one).</param>
-    public CoordinatorCore(InferJobOptions spec, string jobFolder, IShardStore store, long records, RunDirectory? run = null, TimeProvider? clock = null)
+    public CoordinatorCore(InferJobOptions spec, string jobFolder, IShardStore store, long records,
+        RunDirectory? run = null, TimeProvider? clock = null)
     {
-        (Spec, JobFolder, _store, _run, _clock) = (spec, Path.GetFullPath(jobFolder), store, run, clock ?? TimeProvider.System);
+        (Spec, JobFolder, _store, _run, _clock) = (spec, Path.GetFullPath(jobFolder), store, run,
+            clock ?? TimeProvider.System);
         Records = records;
         _specJson = System.Text.Json.JsonSerializer.Serialize(spec, ToolkitJson.Compact);
         _store.Initialize(records, spec.ShardSize);
@@ -91,10 +95,12 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         var now = Seen(worker);
         ExpireLeases(now);
         var throughput = _workers.TryGetValue(worker, out var w) ? w.Throughput : 0;
-        var grant = Math.Clamp((int)(throughput * TargetLeaseWork.TotalSeconds / Spec.ShardSize), 1, Math.Max(1, maxShards));
+        var grant = Math.Clamp((int)(throughput * TargetLeaseWork.TotalSeconds / Spec.ShardSize), 1, Math.Max(1,
+            maxShards));
         var limit = ShardLimit(throughput, now);
         var leases = new List<ShardLease>();
-        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now, limit, minRecords: Spec.BatchSize) is { } lease)
+        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now, limit,
+            minRecords: Spec.BatchSize) is { } lease)
         {
             lock (_inherited) _inherited.Remove(lease.Shard.Id);
             leases.Add(lease);
@@ -105,20 +111,22 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
 
     /// <summary>
     /// The most records a shard leased to a worker of this measured rate may hold: its rate times the target seconds,
-    /// and no more than the waiting records' share per active worker (seen within a lease); at least one batch. Unlimited while the rate is
-    /// unknown (a worker's first shard) or when adaptive shards are off.
+    /// and no more than the waiting records' share per active worker (seen within a lease); at least one batch.
+    /// Unlimited while the rate is unknown (a worker's first shard) or when adaptive shards are off.
     /// </summary>
     private long ShardLimit(double throughput, DateTimeOffset now)
     {
         if (Spec.ShardSeconds <= 0 || throughput <= 0) return long.MaxValue;
-        var active = Math.Max(1, _workers.Values.Count(w => w.Left is null && now - w.LastSeen < Spec.Lease));   // a killed worker never says goodbye
+        // a killed worker never says goodbye
+        var active = Math.Max(1, _workers.Values.Count(w => w.Left is null && now - w.LastSeen < Spec.Lease));
         var share = (long)Math.Ceiling(_store.WaitingRecords() / (double)active);
         var byRate = (long)Math.Min(long.MaxValue / 2, throughput * Spec.ShardSeconds);
         return Math.Max(Spec.BatchSize, Math.Min(byRate, share));
     }
 
     /// <inheritdoc/>
-    public Task<IReadOnlyList<bool>> HeartbeatAsync(string worker, IReadOnlyList<HeldShard> held, WorkerReport report, CancellationToken cancel = default)
+    public Task<IReadOnlyList<bool>> HeartbeatAsync(string worker, IReadOnlyList<HeldShard> held, WorkerReport report,
+        CancellationToken cancel = default)
     {
         var now = Seen(worker);
         _reports[worker] = report;
@@ -131,23 +139,29 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     {
         var now = Seen(worker);
         if (commit.Output.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(commit.Output))
-            throw new ArgumentException($"output '{commit.Output}' must be a path inside the job folder", nameof(commit));
+            throw new ArgumentException($"output '{commit.Output}' must be a path inside the job folder",
+                nameof(commit));
         var outcome = _store.Commit(commit.Shard, commit.Token, commit.Output, commit.Quarantined);
         if (outcome == CommitOutcome.Committed)
         {
-            var updated = Update(worker, w => w with { LastSeen = now, Records = w.Records + commit.Records, Shards = w.Shards + 1, Busy = w.Busy + commit.Seconds });
+            var updated = Update(worker, w => w with { LastSeen = now, Records = w.Records + commit.Records,
+                Shards = w.Shards + 1, Busy = w.Busy + commit.Seconds });
             _store.SaveWorker(updated);
         }
-        _run?.Log($"shard {commit.Shard} from {worker}: {outcome} ({commit.Records} records, {commit.Quarantined} quarantined)");
+        _run?.Log($"shard {commit.Shard} from {worker}: {outcome} ({commit.Records} records, {commit.Quarantined} " +
+            $"quarantined)");
         return Task.FromResult(outcome);
     }
 
     /// <inheritdoc/>
-    public Task ReleaseAsync(string worker, HeldShard shard, string reason, bool preempted, CancellationToken cancel = default)
+    public Task ReleaseAsync(string worker, HeldShard shard, string reason, bool preempted,
+        CancellationToken cancel = default)
     {
         Seen(worker);
-        var state = _store.Release(shard.Shard, shard.Token, $"{worker}: {reason}", Spec.Retries, countsAsAttempt: !preempted);
-        _run?.Log($"shard {shard.Shard} released by {worker} ({(preempted ? "preempted" : "failed")}: {reason}) -> {state?.ToString() ?? "no longer held"}");
+        var state = _store.Release(shard.Shard, shard.Token, $"{worker}: {reason}", Spec.Retries,
+            countsAsAttempt: !preempted);
+        _run?.Log($"shard {shard.Shard} released by {worker} ({(preempted ? "preempted" : "failed")}: {reason}) " +
+            $"-> {state?.ToString() ?? "no longer held"}");
         return Task.CompletedTask;
     }
 
@@ -156,15 +170,16 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     {
         var now = Seen(worker);
         _store.SaveWorker(Update(worker, w => w with { LastSeen = now, Left = reason }));
-        // Its last report stays: the job's per-stage totals include the workers that have left (their queues are empty).
+        // Its last report stays: the job's per-stage totals include the workers that have left (their queues are
+        // empty).
         _run?.Log($"worker {worker} left: {reason}");
         return Task.CompletedTask;
     }
 
     /// <summary>
-    /// Takes over the leases a previous coordinator granted: however long the outage was, their workers get one
-    /// lease period from now to reconnect and heartbeat. Called once by the coordinator that serves the job
-    /// (not by readers such as a status query, which must change nothing).
+    /// Takes over the leases a previous coordinator granted: however long the outage was, their workers get one lease
+    /// period from now to reconnect and heartbeat. Called once by the coordinator that serves the job (not by readers
+    /// such as a status query, which must change nothing).
     /// </summary>
     public void AdoptLeases() => _store.ExtendLeases(_clock.GetUtcNow() + Spec.Lease);
 
@@ -188,11 +203,13 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
     public void MarkLost(string worker, string reason)
     {
         if (!_workers.TryGetValue(worker, out var known) || known.Left is not null) return;
-        _store.SaveWorker(_workers.AddOrUpdate(worker, _ => known with { Left = reason }, (_, w) => w.Left is null ? w with { Left = reason } : w));
+        _store.SaveWorker(_workers.AddOrUpdate(worker, _ => known with { Left = reason }, (_,
+            w) => w.Left is null ? w with { Left = reason } : w));
         _reports.TryRemove(worker, out _);
     }
 
-    /// <summary>Where the job stands: shards and records, throughput, per-worker and per-stage figures, failures.</summary>
+    /// <summary>Where the job stands: shards and records, throughput, per-worker and per-stage figures,
+    /// failures.</summary>
     public InferStatus Status()
     {
         var shards = _store.Shards();
@@ -203,12 +220,16 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         var active = _workers.Values.Where(w => w.Left is null).ToList();
         // Since this coordinator started; a coordinator that has only just (re)started, or a status read from the
         // folder, uses the active workers' measured rates instead.
-        var rate = elapsed > 10 && recordsDone > DoneAtStart ? (recordsDone - DoneAtStart) / elapsed : active.Sum(w => w.Throughput);
+        var rate = elapsed > 10 && recordsDone > DoneAtStart ? (recordsDone - DoneAtStart) / elapsed : active.Sum(w
+            => w.Throughput);
         var remaining = Records - recordsDone - shards.Where(s => s.State == ShardState.Failed).Sum(s => s.Records);
         var stages = _reports.Values.SelectMany(r => r.Stages).GroupBy(s => s.Name)
-            .Select(g => new StageReport(g.Key, g.Sum(s => s.Tasks), g.Sum(s => s.Busy), g.Sum(s => s.Items), g.Sum(s => s.Queue))).ToList();
+            .Select(g => new StageReport(g.Key, g.Sum(s => s.Tasks), g.Sum(s => s.Busy), g.Sum(s => s.Items),
+                g.Sum(s => s.Queue))).ToList();
         return new InferStatus(Records, recordsDone, done.Sum(s => s.Quarantined), shards.Count, done.Count,
-            shards.Count(s => s.State == ShardState.Leased), [.. shards.Where(s => s.State == ShardState.Failed).Select(s => new FailedShard(s.Id, s.FirstRecord, s.Records, s.Attempts, s.LastError ?? ""))],
+            shards.Count(s => s.State == ShardState.Leased),
+                [.. shards.Where(s => s.State == ShardState.Failed).Select(s => new FailedShard(s.Id, s.FirstRecord,
+                    s.Records, s.Attempts, s.LastError ?? ""))],
             rate, rate > 0 ? remaining / rate : null, [.. _workers.Values.OrderBy(w => w.Joined)], stages,
             _reports.Values.Sum(r => r.ReplicaRestarts), Rejected, elapsed);
     }
@@ -225,7 +246,8 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         _run.Metric(step, 0, InferMetrics.Workers, status.ActiveWorkers);
         foreach (var s in status.Stages)
         {
-            _run.Metric(step, 0, $"{InferMetrics.StageBusyPrefix}{s.Name}", status.Elapsed > 0 ? s.Busy / Math.Max(1, s.Tasks) / status.Elapsed : 0);
+            _run.Metric(step, 0, $"{InferMetrics.StageBusyPrefix}{s.Name}", status.Elapsed > 0 ? s.Busy / Math.Max(1,
+                s.Tasks) / status.Elapsed : 0);
             _run.Metric(step, 0, $"{InferMetrics.StageQueuePrefix}{s.Name}", s.Queue);
         }
     }
@@ -245,9 +267,12 @@ public sealed class CoordinatorCore : ICoordinator, IDisposable
         return now;
     }
 
-    /// <summary>Changes a joined worker's record atomically (concurrent calls of one worker never lose an update).</summary>
+    /// <summary>Changes a joined worker's record atomically (concurrent calls of one worker never lose an
+    /// update).</summary>
     private WorkerInfo Update(string worker, Func<WorkerInfo, WorkerInfo> change) =>
-        _workers.AddOrUpdate(worker, _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"), (_, w) => change(w));
+        _workers.AddOrUpdate(worker,
+            _ => throw new UnauthorizedAccessException($"worker '{worker}' has not joined this job"), (_,
+                w) => change(w));
 }
 
 /// <summary>Metric names of batch-inference jobs.</summary>
@@ -273,15 +298,18 @@ public static class InferMetrics
 public sealed record FailedShard(long Shard, long FirstRecord, long Records, int Attempts, string Reason);
 
 /// <summary>A snapshot of a batch-inference job.</summary>
-public sealed record InferStatus(long Records, long RecordsDone, long Quarantined, int Shards, int ShardsDone, int ShardsLeased,
+public sealed record InferStatus(long Records, long RecordsDone, long Quarantined, int Shards, int ShardsDone,
+    int ShardsLeased,
     IReadOnlyList<FailedShard> Failed, double RecordsPerSecond, double? EtaSeconds, IReadOnlyList<WorkerInfo> Workers,
     IReadOnlyList<StageReport> Stages, int ReplicaRestarts, int Rejected, double Elapsed)
 {
     /// <summary>Workers that have not left.</summary>
     public int ActiveWorkers => Workers.Count(w => w.Left is null);
 
-    /// <summary>The stage whose tasks are busiest (the one to give more replicas or threads), or null before any report.</summary>
-    public string? Bottleneck => Stages.Where(s => s.Tasks > 0).OrderByDescending(s => s.Busy / s.Tasks).FirstOrDefault()?.Name;
+    /// <summary>The stage whose tasks are busiest (the one to give more replicas or threads), or null before any
+    /// report.</summary>
+    public string? Bottleneck => Stages.Where(s => s.Tasks > 0).OrderByDescending(s
+        => s.Busy / s.Tasks).FirstOrDefault()?.Name;
 
     /// <summary>True when every shard is DONE or FAILED.</summary>
     public bool Finished => ShardsDone + Failed.Count == Shards;

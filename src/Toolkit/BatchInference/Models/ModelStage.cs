@@ -2,7 +2,8 @@ using System.Text.Json;
 
 namespace Toolkit.BatchInference;
 
-/// <summary>A record travelling through a worker's pipeline: what was read, what each model added, or why it failed.</summary>
+/// <summary>A record travelling through a worker's pipeline: what was read, what each model added, or why it
+/// failed.</summary>
 public sealed class WorkItem(long shard, InputRecord record)
 {
     /// <summary>The shard it belongs to.</summary>
@@ -20,8 +21,8 @@ public sealed class WorkItem(long shard, InputRecord record)
 }
 
 /// <summary>
-/// A model stage of the pipeline: CPU preprocessing of one record (thread-safe, run on the preprocess stage),
-/// predictor replicas (each its own session, used by one task at a time), and how its output is written.
+/// A model stage of the pipeline: CPU preprocessing of one record (thread-safe, run on the preprocess stage), predictor
+/// replicas (each its own session, used by one task at a time), and how its output is written.
 /// </summary>
 public interface IModelStage : IDisposable
 {
@@ -96,7 +97,8 @@ public sealed class DagStage(InferStage stage, IModelStage model, int input) : I
     /// <summary>The model it runs.</summary>
     public IModelStage Model { get; } = model;
 
-    /// <summary>Index (in the job's stage order) of the stage whose output it reads; -1 for the record's text.</summary>
+    /// <summary>Index (in the job's stage order) of the stage whose output it reads; -1 for the record's
+    /// text.</summary>
     public int Input { get; } = input;
 
     /// <inheritdoc/>
@@ -106,10 +108,12 @@ public sealed class DagStage(InferStage stage, IModelStage model, int input) : I
     public object Prepare(string text) => Model.Prepare(text);
 
     /// <summary>Prepares the output of the stage it reads (<paramref name="upstream"/>) for its model.</summary>
-    public object PrepareFrom(DagStage upstream, object output) => (InferStages.Gives(upstream.Stage.Model), Model) switch
+    public object PrepareFrom(DagStage upstream, object output) => (InferStages.Gives(upstream.Stage.Model),
+        Model) switch
     {
         (InferStages.Value.Vector, ZeroShotClassifier classifier) => classifier.PrepareVector(output),
-        (InferStages.Value.Text, _) => Model.Prepare(output is ValueTuple<string, int, double> generated ? generated.Item1 : (string)output),
+        (InferStages.Value.Text, _) => Model.Prepare(output is ValueTuple<string, int,
+            double> generated ? generated.Item1 : (string)output),
         _ => throw new InvalidOperationException($"stage {Name} cannot read {upstream.Name}"),
     };
 

@@ -27,7 +27,10 @@ public sealed class ZeroShotClassifier : IModelStage
     public string Name => "classify";
 
     /// <inheritdoc/>
-    public object Prepare(string text) => throw new ArgumentException("classify reads another stage's embeddings, not text: declare it with an input, e.g. emb=embed,topic=classify(emb)");
+    public object Prepare(string text)
+        => throw new ArgumentException(
+            "classify reads another stage's embeddings, not text: declare it with an input, e.g. " +
+                "emb=embed,topic=classify(emb)");
 
     /// <summary>An upstream embedding, checked.</summary>
     public object PrepareVector(object value) => value is float[] { Length: MiniLmEmbedding.Dimensions } v ? v

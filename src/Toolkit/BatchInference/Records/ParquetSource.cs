@@ -5,10 +5,10 @@ using Parquet.Serialization;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// Apache Parquet input: record i is row i over the row groups in order. The id column may hold strings or
-/// integers, the text column strings; a null or missing value makes that row a malformed record (quarantined
-/// with its reason). A shard is read from the row groups it overlaps; the last row group read is kept, so
-/// consecutive shards inside one row group decode it once.
+/// Apache Parquet input: record i is row i over the row groups in order. The id column may hold strings or integers,
+/// the text column strings; a null or missing value makes that row a malformed record (quarantined with its reason). A
+/// shard is read from the row groups it overlaps; the last row group read is kept, so consecutive shards inside one row
+/// group decode it once.
 /// </summary>
 public sealed class ParquetSource : RecordSource
 {
@@ -30,7 +30,8 @@ public sealed class ParquetSource : RecordSource
                 var columns = reader.Schema.GetDataFields().Select(f => f.Name).ToList();
                 foreach (var (field, option) in new[] { (idField, "--id-field"), (textField, "--text-field") })
                     if (!columns.Contains(field))
-                        throw new InvalidDataException($"{Path} has no column '{field}' ({option}); its columns are {string.Join(", ", columns)}");
+                        throw new InvalidDataException(
+                            $"{Path} has no column '{field}' ({option}); its columns are {string.Join(", ", columns)}");
                 _starts = new long[reader.RowGroupCount + 1];
                 for (var g = 0; g < reader.RowGroupCount; g++)
                 {
@@ -44,7 +45,8 @@ public sealed class ParquetSource : RecordSource
                 reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
             }
         }
-        catch (Exception e) when (e is not InvalidDataException and not FileNotFoundException and not UnauthorizedAccessException)
+        catch (Exception e) when (
+            e is not InvalidDataException and not FileNotFoundException and not UnauthorizedAccessException)
         {
             throw new InvalidDataException($"{Path} is not a readable Parquet file: {e.Message}", e);
         }
@@ -68,8 +70,11 @@ public sealed class ParquetSource : RecordSource
         {
             if (_cached is { } c && c.Group == group) return c.Rows;
             using var file = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
-            var rows = ParquetSerializer.DeserializeUntypedAsync(file, rowGroupIndex: group).GetAwaiter().GetResult().Data;
-            if (rows.Count != _starts[group + 1] - _starts[group]) throw new InvalidDataException($"{Path} changed while the job ran: row group {group} has {rows.Count} rows");
+            var rows = ParquetSerializer.DeserializeUntypedAsync(file,
+                rowGroupIndex: group).GetAwaiter().GetResult().Data;
+            if (rows.Count != _starts[group
+                + 1] - _starts[group]) throw new InvalidDataException(
+                    $"{Path} changed while the job ran: row group {group} has {rows.Count} rows");
             _cached = (group, rows);
             return rows;
         }
@@ -81,14 +86,17 @@ public sealed class ParquetSource : RecordSource
         {
             null => null,
             string s => s.Length == 0 ? null : s,
-            IFormattable number and (int or long or short or sbyte or byte or ushort or uint or ulong) => number.ToString(null, CultureInfo.InvariantCulture),
-            double d when d == Math.Floor(d) && Math.Abs(d) < 1e15 => ((long)d).ToString(CultureInfo.InvariantCulture),   // pandas writes integer ids with gaps as doubles
+            IFormattable number and (int or long or short or sbyte or byte or ushort or uint or ulong)
+                => number.ToString(null, CultureInfo.InvariantCulture),
+            // pandas writes integer ids with gaps as doubles
+            double d when d == Math.Floor(d) && Math.Abs(d) < 1e15 => ((long)d).ToString(CultureInfo.InvariantCulture),
             _ => null,
         };
         if (id is null)
             return new(index, null, null, row.GetValueOrDefault(_idField) is { } value
                 ? $"'{_idField}' is a {value.GetType().Name} ({value}); ids are non-empty strings or whole numbers"
                 : $"no '{_idField}' (a non-empty string or an integer)");
-        return row.GetValueOrDefault(_textField) is string text ? new(index, id, text, null) : new(index, id, null, $"no '{_textField}' string");
+        return row.GetValueOrDefault(_textField) is string text ? new(index, id, text, null) : new(index, id, null,
+            $"no '{_textField}' string");
     }
 }

@@ -3,7 +3,8 @@ using System.Text.Json;
 
 namespace Toolkit.BatchInference;
 
-/// <summary>One input record as a worker reads it: its position, and its id and text, or why it cannot be used.</summary>
+/// <summary>One input record as a worker reads it: its position, and its id and text, or why it cannot be
+/// used.</summary>
 /// <param name="Index">Position in the input (0-based); shards are ranges of it.</param>
 /// <param name="Id">The record's id, or null when it could not be read.</param>
 /// <param name="Text">The text the models read, or null when the record is malformed.</param>
@@ -11,8 +12,8 @@ namespace Toolkit.BatchInference;
 public sealed record InputRecord(long Index, string? Id, string? Text, string? Error);
 
 /// <summary>
-/// An input file read as numbered records, so a shard (first record, count) can be read by any worker
-/// that sees the file. A malformed record is still a record: it keeps its number and comes back with its error.
+/// An input file read as numbered records, so a shard (first record, count) can be read by any worker that sees the
+/// file. A malformed record is still a record: it keeps its number and comes back with its error.
 /// </summary>
 public abstract class RecordSource
 {
@@ -37,7 +38,8 @@ public abstract class RecordSource
     public IEnumerable<InputRecord> Read(long first, long count)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(first);
-        if (first + count > Count) throw new ArgumentOutOfRangeException(nameof(count), $"records {first}..{first + count} are past the input's {Count}");
+        if (first + count > Count) throw new ArgumentOutOfRangeException(nameof(count),
+            $"records {first}..{first + count} are past the input's {Count}");
         return ReadRange(first, count);
     }
 
@@ -46,8 +48,8 @@ public abstract class RecordSource
 }
 
 /// <summary>
-/// A text input of one record per line (or per CSV row). Record boundaries are found once per process by one
-/// scan; every 1024th record's byte offset is kept, so reading a shard seeks close to it instead of rereading the file.
+/// A text input of one record per line (or per CSV row). Record boundaries are found once per process by one scan;
+/// every 1024th record's byte offset is kept, so reading a shard seeks close to it instead of rereading the file.
 /// </summary>
 public abstract class LineRecordSource : RecordSource
 {
@@ -64,7 +66,8 @@ public abstract class LineRecordSource : RecordSource
         for (var skip = first % Stride; skip > 0; skip--) scanner.Next();
         for (long i = 0; i < count; i++)
         {
-            var bytes = scanner.Next() ?? throw new InvalidDataException($"{Path} changed while the job ran: record {first + i} is gone");
+            var bytes = scanner.Next()
+                ?? throw new InvalidDataException($"{Path} changed while the job ran: record {first + i} is gone");
             yield return Parse(first + i, bytes);
         }
     }
@@ -74,7 +77,8 @@ public abstract class LineRecordSource : RecordSource
     {
         using var file = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
         Span<byte> bom = stackalloc byte[3];
-        file.Position = file.Read(bom) == 3 && bom.SequenceEqual("\uFEFF"u8) ? 3 : 0;   // a UTF-8 byte order mark (Excel writes one) is not data
+        // a UTF-8 byte order mark (Excel writes one) is not data
+        file.Position = file.Read(bom) == 3 && bom.SequenceEqual("\uFEFF"u8) ? 3 : 0;
         var scanner = new Scanner(file, QuoteAware);
         SkipHeader(scanner);
         long n = 0;
@@ -160,7 +164,8 @@ public sealed class JsonlSource : LineRecordSource
         try
         {
             using var json = JsonDocument.Parse(bytes);
-            if (json.RootElement.ValueKind != JsonValueKind.Object) return new(index, null, null, $"line is a JSON {json.RootElement.ValueKind}, not an object");
+            if (json.RootElement.ValueKind != JsonValueKind.Object) return new(index, null, null,
+                $"line is a JSON {json.RootElement.ValueKind}, not an object");
             string? id = json.RootElement.TryGetProperty(_idField, out var i) ? i.ValueKind switch
             {
                 JsonValueKind.String => i.GetString(),
@@ -179,7 +184,8 @@ public sealed class JsonlSource : LineRecordSource
     }
 }
 
-/// <summary>RFC 4180 CSV with a header row naming the columns; quoted fields may hold commas, doubled quotes and newlines.</summary>
+/// <summary>RFC 4180 CSV with a header row naming the columns; quoted fields may hold commas, doubled quotes and
+/// newlines.</summary>
 public sealed class CsvSource : LineRecordSource
 {
     private readonly string _idField, _textField;
@@ -198,17 +204,21 @@ public sealed class CsvSource : LineRecordSource
     private protected override void SkipHeader(Scanner scanner)
     {
         var header = scanner.Next() is { } h ? Fields(h.Span) : null;
-        if (header is null) throw new InvalidDataException($"{Path} is empty: a CSV input needs a header row naming the '{_idField}' and '{_textField}' columns");
+        if (header is null) throw new InvalidDataException(
+            $"{Path} is empty: a CSV input needs a header row naming the '{_idField}' and '{_textField}' columns");
         (_id, _text, _columns) = (header.IndexOf(_idField), header.IndexOf(_textField), header.Count);
         if (_id < 0 || _text < 0)
-            throw new InvalidDataException($"{Path}'s header ({string.Join(",", header)}) lacks the column '{(_id < 0 ? _idField : _textField)}' (--id-field / --text-field)");
+            throw new InvalidDataException(
+                $"{Path}'s header ({string.Join(",", header)}) lacks the column '{(_id < 0 ? _idField : _textField)}' " +
+                    $"(--id-field / --text-field)");
     }
 
     private protected override InputRecord Parse(long index, ReadOnlyMemory<byte> bytes)
     {
         var fields = Fields(bytes.Span);
         if (fields is null) return new(index, null, null, "unbalanced quotes");
-        if (fields.Count != _columns) return new(index, fields.Count > _id ? NullIfEmpty(fields[_id]) : null, null, $"{fields.Count} fields, the header has {_columns}");
+        if (fields.Count != _columns) return new(index, fields.Count > _id ? NullIfEmpty(fields[_id]) : null, null,
+            $"{fields.Count} fields, the header has {_columns}");
         var id = NullIfEmpty(fields[_id]);
         return id is null ? new(index, null, null, $"empty '{_idField}'") : new(index, id, fields[_text], null);
     }

@@ -5,14 +5,15 @@ using Toolkit.Data;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// Generates batch-inference inputs: records <c>{"id": "r0000042", "text": ...}</c> of one to four sentences
-/// from the synthetic stories (so lengths vary as real text does), with, if asked, a malformed record every
-/// <c>badEvery</c> records (cycling through: not JSON, no text, a text that is a number, an empty line) to
-/// exercise quarantine. <c>datasets/infer/sentences-2k.jsonl</c> is seed 1, 2000 records, a bad one every 400.
+/// Generates batch-inference inputs: records <c>{"id": "r0000042", "text": ...}</c> of one to four sentences from the
+/// synthetic stories (so lengths vary as real text does), with, if asked, a malformed record every <c>badEvery</c>
+/// records (cycling through: not JSON, no text, a text that is a number, an empty line) to exercise quarantine.
+/// <c>datasets/infer/sentences-2k.jsonl</c> is seed 1, 2000 records, a bad one every 400.
 /// </summary>
 public static class SentenceDataset
 {
-    /// <summary>Writes <paramref name="records"/> records to <paramref name="path"/>: JSONL, or Parquet when the name ends in <c>.parquet</c> (its malformed records lack their text).</summary>
+    /// <summary>Writes <paramref name="records"/> records to <paramref name="path"/>: JSONL, or Parquet when the name
+    /// ends in <c>.parquet</c> (its malformed records lack their text).</summary>
     public static void Write(string path, int records, int seed = 1, int badEvery = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(records);
@@ -50,14 +51,17 @@ public static class SentenceDataset
                 continue;
             }
             var start = random.Next(sentences.Length);
-            yield return (id, string.Join(' ', Enumerable.Range(0, 1 + random.Next(4)).Select(k => sentences[(start + k) % sentences.Length])), null);
+            yield return (id, string.Join(' ', Enumerable.Range(0,
+                1 + random.Next(4)).Select(k => sentences[(start + k) % sentences.Length])), null);
         }
     }
 
     private static void WriteParquet(string path, IReadOnlyList<(string Id, string? Text, int? Bad)> rows)
     {
-        var schema = new Parquet.Schema.ParquetSchema(new Parquet.Schema.DataField<string>("id"), new Parquet.Schema.DataField<string>("text"));
-        var data = rows.Select(r => (IDictionary<string, object?>)new Dictionary<string, object?> { ["id"] = r.Id, ["text"] = r.Text }).ToList();
+        var schema = new Parquet.Schema.ParquetSchema(new Parquet.Schema.DataField<string>("id"),
+            new Parquet.Schema.DataField<string>("text"));
+        var data = rows.Select(r => (IDictionary<string, object?>)new Dictionary<string, object?> { ["id"] = r.Id,
+            ["text"] = r.Text }).ToList();
         using var file = File.Create(path);
         Parquet.Serialization.ParquetSerializer.SerializeUntypedAsync(data, schema, file).GetAwaiter().GetResult();
     }

@@ -13,7 +13,8 @@ public enum InputFormat
     [JsonStringEnumMemberName("jsonl")] Jsonl,
     /// <summary>RFC 4180 CSV with a header row (quoted fields may hold commas, quotes and newlines).</summary>
     [JsonStringEnumMemberName("csv")] Csv,
-    /// <summary>Apache Parquet: the id column (string or integer) and the text column (string) are read, row group by row group.</summary>
+    /// <summary>Apache Parquet: the id column (string or integer) and the text column (string) are read, row group by
+    /// row group.</summary>
     [JsonStringEnumMemberName("parquet")] Parquet,
 }
 
@@ -22,7 +23,8 @@ public enum OutputFormat
 {
     /// <summary>One JSON object per line: the id, then each model's outputs.</summary>
     [JsonStringEnumMemberName("jsonl")] Jsonl,
-    /// <summary>Apache Parquet: an <c>id</c> column, then each model's outputs (embeddings as lists of floats, scores as doubles).</summary>
+    /// <summary>Apache Parquet: an <c>id</c> column, then each model's outputs (embeddings as lists of floats, scores
+    /// as doubles).</summary>
     [JsonStringEnumMemberName("parquet")] Parquet,
 }
 
@@ -31,24 +33,27 @@ public enum InferPipeline
 {
     /// <summary>Sentence embeddings with all-MiniLM-L6-v2 (ONNX Runtime): the default workload.</summary>
     [JsonStringEnumMemberName("embed")] Embed,
-    /// <summary>Two models: MiniLM embeddings, then the toolkit's TorchSharp GPT (small preset, seed 1) scoring each record (mean log-likelihood per byte).</summary>
+    /// <summary>Two models: MiniLM embeddings, then the toolkit's TorchSharp GPT (small preset, seed 1) scoring each
+    /// record (mean log-likelihood per byte).</summary>
     [JsonStringEnumMemberName("embed+score")] EmbedAndScore,
     /// <summary>The toolkit's TorchSharp GPT scoring each record alone.</summary>
     [JsonStringEnumMemberName("score")] Score,
-    /// <summary>The toolkit's GPT continuing each record's text with the KV-cache generation engine (sampled; stops at a newline).</summary>
+    /// <summary>The toolkit's GPT continuing each record's text with the KV-cache generation engine (sampled; stops at
+    /// a newline).</summary>
     [JsonStringEnumMemberName("generate")] Generate,
 }
 
 /// <summary>
-/// One batch-inference job, validated once: the JSON spec file (<c>--spec</c>), the CLI options and the
-/// magic options all bind to this record. The job folder is a run folder; its <c>state.db</c> (SQLite) is
-/// the coordinator's durable state, <c>output/part-NNNNNN-TOKEN.jsonl</c> (or <c>.parquet</c>) one file per shard, <c>quarantine/</c>
-/// the records that failed with their reasons.
+/// One batch-inference job, validated once: the JSON spec file (<c>--spec</c>), the CLI options and the magic options
+/// all bind to this record. The job folder is a run folder; its <c>state.db</c> (SQLite) is the coordinator's durable
+/// state, <c>output/part-NNNNNN-TOKEN.jsonl</c> (or <c>.parquet</c>) one file per shard, <c>quarantine/</c> the records
+/// that failed with their reasons.
 /// </summary>
 public sealed record InferJobOptions : IJobOptions
 {
     /// <summary>The input file (JSONL or CSV) of records with an id and a text field.</summary>
-    [Option("Input file of records: JSONL (one object per line), CSV with a header, or Parquet; each record has an id and a text field.")]
+    [Option("Input file of records: JSONL (one object per line), CSV with a header, or Parquet; each record has an " +
+        "id and a text field.")]
     public string? Input { get; init; }
 
     /// <summary>The input's format. Default auto (from the extension).</summary>
@@ -68,15 +73,23 @@ public sealed record InferJobOptions : IJobOptions
     public string TextField { get; init; } = "text";
 
     /// <summary>The models. Default embed.</summary>
-    [Option("Model stages: embed (all-MiniLM-L6-v2 sentence embeddings, ONNX Runtime), score (the toolkit's TorchSharp GPT: mean log-likelihood per byte), embed+score (both, as a two-model pipeline) or generate (the GPT continues each text with the KV-cache engine).")]
+    [Option("Model stages: embed (all-MiniLM-L6-v2 sentence embeddings, ONNX Runtime), score (the toolkit's " +
+        "TorchSharp GPT: mean log-likelihood per byte), embed+score (both, as a two-model pipeline) or generate (the " +
+            "GPT continues each text with the KV-cache engine).")]
     public InferPipeline Pipeline { get; init; } = InferPipeline.Embed;
 
-    /// <summary>The model stages as a DAG (<see cref="InferStages"/>); null: the ones <see cref="Pipeline"/> names.</summary>
-    [Option("Model stages as a DAG, replacing --pipeline: comma-separated [name=]model[(input)][*replicas], e.g. \"emb=embed*2,topic=classify(emb),ppl=score\". Models: embed, score, generate, classify (zero-shot labels of another stage's embeddings; needs --labels). A stage without (input) reads the text; generate's text can feed embed, score or generate. Output fields are prefixed name_ unless a stage is named after its model.")]
+    /// <summary>The model stages as a DAG (<see cref="InferStages"/>); null: the ones <see cref="Pipeline"/>
+    /// names.</summary>
+    [Option("Model stages as a DAG, replacing --pipeline: comma-separated [name=]model[(input)][*replicas], e.g. " +
+        "\"emb=embed*2,topic=classify(emb),ppl=score\". Models: embed, score, generate, classify (zero-shot labels " +
+            "of another stage's embeddings; needs --labels). A stage without (input) reads the text; generate's text " +
+                "can feed embed, score or generate. Output fields are prefixed name_ unless a stage is named after " +
+                    "its model.")]
     public string? Stages { get; init; }
 
     /// <summary>The labels of a classify stage, comma-separated.</summary>
-    [Option("Labels of a classify stage, comma-separated (each embedded once; a record takes the nearest), e.g. \"sports,politics,science\".")]
+    [Option("Labels of a classify stage, comma-separated (each embedded once; a record takes the nearest), e.g. " +
+        "\"sports,politics,science\".")]
     public string? Labels { get; init; }
 
     /// <summary><see cref="Labels"/> split and trimmed.</summary>
@@ -108,11 +121,15 @@ public sealed record InferJobOptions : IJobOptions
         config.ContextLength / 2);
 
     /// <summary>Records per shard (the unit of leasing, output and retry). Default 500.</summary>
-    [Option("Records per shard: the unit of leasing, of output files (one part per shard) and of retries; leases grow to several shards for fast workers.")]
+    [Option("Records per shard: the unit of leasing, of output files (one part per shard) and of retries; leases " +
+        "grow to several shards for fast workers.")]
     public int ShardSize { get; init; } = 500;
 
-    /// <summary>Adaptive shards: the seconds of work a shard should hold at its worker's measured rate; 0 keeps shards as laid out. Default 20.</summary>
-    [Option("Adaptive shards: a shard is split when the worker leasing it would take longer than this many seconds at its measured rate, and near the end to the backlog's share per worker, so none finishes long after the others (0: shards stay as laid out).")]
+    /// <summary>Adaptive shards: the seconds of work a shard should hold at its worker's measured rate; 0 keeps shards
+    /// as laid out. Default 20.</summary>
+    [Option("Adaptive shards: a shard is split when the worker leasing it would take longer than this many seconds " +
+        "at its measured rate, and near the end to the backlog's share per worker, so none finishes long after the " +
+            "others (0: shards stay as laid out).")]
     public double ShardSeconds { get; init; } = 20;
 
     /// <summary>Records per model call. Default 32.</summary>
@@ -124,7 +141,8 @@ public sealed record InferJobOptions : IJobOptions
     public int MaxTokens { get; init; } = 128;
 
     /// <summary>Attempts a shard gets before it is FAILED. Default 3.</summary>
-    [Option("Attempts a shard gets (expired leases and worker errors count; preemption does not) before it is marked FAILED and reported.")]
+    [Option("Attempts a shard gets (expired leases and worker errors count; preemption does not) before it is marked " +
+        "FAILED and reported.")]
     public int Retries { get; init; } = 3;
 
     /// <summary>Lease length in seconds (renewed by heartbeats every third of it). Default 30.</summary>
@@ -140,7 +158,8 @@ public sealed record InferJobOptions : IJobOptions
     public int MinWorkers { get; init; } = 1;
 
     /// <summary>The autoscaler's ceiling; 0 means <see cref="Workers"/>. Default 0.</summary>
-    [Option("Most workers the autoscaler starts when the backlog would take long at the measured throughput (0: --workers).")]
+    [Option("Most workers the autoscaler starts when the backlog would take long at the measured throughput (0: " +
+        "--workers).")]
     public int MaxWorkers { get; init; }
 
     /// <summary>Predictor replicas per model in each worker. Default 1.</summary>
@@ -180,10 +199,10 @@ public sealed record InferJobOptions : IJobOptions
     }
 
     /// <summary>
-    /// Moves the settings of a spec written before they became option groups into them: the model into
-    /// <c>model</c>, the Slurm settings into <c>slurm</c>, the launch settings into <c>launch</c>, so older spec files
-    /// and job folders read the same; a <c>launch</c> group that names only some settings gets
-    /// <see cref="DefaultLaunch"/>'s for the others.
+    /// Moves the settings of a spec written before they became option groups into them: the model into <c>model</c>,
+    /// the Slurm settings into <c>slurm</c>, the launch settings into <c>launch</c>, so older spec files and job
+    /// folders read the same; a <c>launch</c> group that names only some settings gets <see cref="DefaultLaunch"/>'s
+    /// for the others.
     /// </summary>
     public static void MigrateJson(System.Text.Json.Nodes.JsonObject spec)
     {
@@ -216,7 +235,8 @@ public sealed record InferJobOptions : IJobOptions
     }
 
     /// <summary>The coordinator's address. Default 127.0.0.1 (loopback only).</summary>
-    [Option("Address the coordinator listens on; anything but loopback requires a token (--token, or one is generated and written to the job folder).")]
+    [Option("Address the coordinator listens on; anything but loopback requires a token (--token, or one is " +
+        "generated and written to the job folder).")]
     public string Bind { get; init; } = "127.0.0.1";
 
     /// <summary>The coordinator's port; 0 picks a free one. Default 0.</summary>
@@ -227,8 +247,11 @@ public sealed record InferJobOptions : IJobOptions
     [Option("Token workers must present (default: none on loopback, a random one otherwise).")]
     public string? Token { get; init; }
 
-    /// <summary>A fixed name for the job folder under the runs folder; when it already holds this job, the job is resumed (idempotent starts).</summary>
-    [Option("A fixed name for the job folder under --runs-dir (default: infer-<time>-<random>); if that folder already holds the job, it is resumed, so a restarted coordinator (a Kubernetes pod, a cron) simply continues.")]
+    /// <summary>A fixed name for the job folder under the runs folder; when it already holds this job, the job is
+    /// resumed (idempotent starts).</summary>
+    [Option("A fixed name for the job folder under --runs-dir (default: infer-<time>-<random>); if that folder " +
+        "already holds the job, it is resumed, so a restarted coordinator (a Kubernetes pod, a cron) simply " +
+            "continues.")]
     public string? JobName { get; init; }
 
     /// <summary>The autoscaler's ceiling, resolved.</summary>
@@ -251,33 +274,45 @@ public sealed record InferJobOptions : IJobOptions
             ".jsonl" or ".ndjson" or ".json" => InputFormat.Jsonl,
             ".csv" => InputFormat.Csv,
             ".parquet" or ".pq" => InputFormat.Parquet,
-            var other => throw new ArgumentException($"cannot tell the format of '{Input}' from its extension '{other}': name it .jsonl, .csv or .parquet, or pass --format", nameof(Format)),
+            var other => throw new ArgumentException(
+                $"cannot tell the format of '{Input}' from its extension '{other}': name it .jsonl, .csv or " +
+                    $".parquet, or pass --format", nameof(Format)),
         };
 
-    /// <summary>True when <paramref name="other"/> lays out the same shards (input, format, shard size): what a resumed job may not change.</summary>
-    public bool SameLayout(InferJobOptions other) => Input == other.Input && Format == other.Format && ShardSize == other.ShardSize;
+    /// <summary>True when <paramref name="other"/> lays out the same shards (input, format, shard size): what a resumed
+    /// job may not change.</summary>
+    public bool SameLayout(InferJobOptions other)
+        => Input == other.Input && Format == other.Format && ShardSize == other.ShardSize;
 
     /// <inheritdoc/>
     public void Check()
     {
-        if (string.IsNullOrWhiteSpace(Input)) throw new ArgumentException("an input file is required (--input FILE, .jsonl, .csv or .parquet)", nameof(Input));
+        if (string.IsNullOrWhiteSpace(Input)) throw new ArgumentException(
+            "an input file is required (--input FILE, .jsonl, .csv or .parquet)", nameof(Input));
         if (!File.Exists(Input)) throw new ArgumentException($"the input file '{Input}' does not exist", nameof(Input));
         _ = ResolveFormat();
         if (string.IsNullOrWhiteSpace(IdField)) throw new ArgumentException("must name a field", nameof(IdField));
         if (string.IsNullOrWhiteSpace(TextField)) throw new ArgumentException("must name a field", nameof(TextField));
         if (ShardSize < 1) throw new ArgumentOutOfRangeException(nameof(ShardSize), ShardSize, "must be at least 1");
-        if (!(ShardSeconds >= 0) || double.IsInfinity(ShardSeconds)) throw new ArgumentOutOfRangeException(nameof(ShardSeconds), ShardSeconds, "must be 0 (fixed shards) or a positive number of seconds");
+        if (!(ShardSeconds >= 0)
+            || double.IsInfinity(ShardSeconds)) throw new ArgumentOutOfRangeException(nameof(ShardSeconds),
+                ShardSeconds, "must be 0 (fixed shards) or a positive number of seconds");
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "must be at least 1");
-        if (MaxTokens < 3 || MaxTokens > 512) throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens, "must be between 3 and 512 (the model's position limit)");
+        if (MaxTokens < 3 || MaxTokens > 512) throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens,
+            "must be between 3 and 512 (the model's position limit)");
         if (Retries < 1) throw new ArgumentOutOfRangeException(nameof(Retries), Retries, "must be at least 1");
-        if (!(LeaseSeconds >= 1)) throw new ArgumentOutOfRangeException(nameof(LeaseSeconds), LeaseSeconds, "must be at least 1 second");
+        if (!(LeaseSeconds >= 1)) throw new ArgumentOutOfRangeException(nameof(LeaseSeconds), LeaseSeconds,
+            "must be at least 1 second");
         if (Workers < 0) throw new ArgumentOutOfRangeException(nameof(Workers), Workers, "must not be negative");
         if (Workers == 0 && MaxWorkers == 0 && Launch.Launcher is Launcher.Local or Launcher.InProcess)
             throw new ArgumentOutOfRangeException(nameof(Workers), Workers,
                 "must be at least 1: no worker would run the job (--launcher external starts none and waits for " +
                     "workers to join)");
-        if (MinWorkers < 0 || MinWorkers > WorkerCeiling) throw new ArgumentOutOfRangeException(nameof(MinWorkers), MinWorkers, $"must be between 0 and the ceiling ({WorkerCeiling})");
-        if (MaxWorkers < 0 || (MaxWorkers > 0 && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers, $"must be 0 or at least --workers ({Workers})");
+        if (MinWorkers < 0 || MinWorkers > WorkerCeiling) throw new ArgumentOutOfRangeException(nameof(MinWorkers),
+            MinWorkers, $"must be between 0 and the ceiling ({WorkerCeiling})");
+        if (MaxWorkers < 0 || (MaxWorkers > 0
+            && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers,
+                $"must be 0 or at least --workers ({Workers})");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "must be at least 1");
         if (Threads < 1) throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "must be at least 1");
         var models = InferStages.Of(this).Select(s => s.Model).ToHashSet();
@@ -287,7 +322,9 @@ public sealed record InferJobOptions : IJobOptions
                 ? "is the model of the score and generate pipelines: add --pipeline score, embed+score or generate"
                 : "is the model of score and generate stages, and --stages has none", nameof(Model.Name));
         if (models.Contains("classify")) _ = InferLabels.Check(LabelList);
-        else if (Labels is not null) throw new ArgumentException("labels a classify stage, and there is none: add one to --stages, e.g. emb=embed,topic=classify(emb)", nameof(Labels));
+        else if (Labels is not null) throw new ArgumentException(
+            "labels a classify stage, and there is none: add one to --stages, e.g. emb=embed,topic=classify(emb)",
+                nameof(Labels));
         Sampling.Validate();
         if (usesModel)
         {
@@ -300,9 +337,13 @@ public sealed record InferJobOptions : IJobOptions
                         $"is {config.ContextLength} tokens, prompt included)");
         }
         CheckLaunch();
-        if (JobName is not null && !System.Text.RegularExpressions.Regex.IsMatch(JobName, "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"))
-            throw new ArgumentException($"'{JobName}' is not a folder name: letters, digits, '.', '_' and '-' only (no path separators)", nameof(JobName));
-        if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "must be a TCP port (0 picks a free one)");
+        if (JobName is not null && !System.Text.RegularExpressions.Regex.IsMatch(JobName,
+            "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"))
+            throw new ArgumentException(
+                $"'{JobName}' is not a folder name: letters, digits, '.', '_' and '-' only (no path separators)",
+                    nameof(JobName));
+        if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port,
+            "must be a TCP port (0 picks a free one)");
     }
 
     private void CheckLaunch()

@@ -10,7 +10,8 @@ public sealed record InferWorkerOptions : Jobs.ICheckedOptions
     public string? Coordinator { get; init; }
 
     /// <summary>The job's token, when the coordinator requires one; null: the environment's.</summary>
-    [Option("The job's token, when the coordinator requires one (default: the TOOLKIT_INFER_TOKEN environment variable).")]
+    [Option("The job's token, when the coordinator requires one (default: the TOOLKIT_INFER_TOKEN environment " +
+        "variable).")]
     public string? Token { get; init; }
 
     /// <summary>This worker's name; null: host-pid.</summary>
@@ -25,7 +26,8 @@ public sealed record InferWorkerOptions : Jobs.ICheckedOptions
     public void Check()
     {
         if (string.IsNullOrWhiteSpace(Coordinator))
-            throw new ArgumentException("is required: the coordinator's address, from the job folder's coordinator.json",
+            throw new ArgumentException(
+                "is required: the coordinator's address, from the job folder's coordinator.json",
                 nameof(Coordinator));
         if (!(Grace >= 0)) throw new ArgumentOutOfRangeException(nameof(Grace), Grace, "must be 0 or more seconds");
     }

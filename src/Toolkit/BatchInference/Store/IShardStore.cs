@@ -7,30 +7,35 @@ public enum CommitOutcome
     Committed,
     /// <summary>It was already DONE: a repeated completion changes nothing (idempotent).</summary>
     AlreadyDone,
-    /// <summary>The lease is no longer this worker's (it expired and the shard went back to the queue): nothing recorded; the shard is redone. The late part (named by its lease) is never read: readers take the parts the store lists as committed.</summary>
+    /// <summary>The lease is no longer this worker's (it expired and the shard went back to the queue): nothing
+    /// recorded; the shard is redone. The late part (named by its lease) is never read: readers take the parts the
+    /// store lists as committed.</summary>
     Stale,
 }
 
 /// <summary>
 /// The coordinator's durable shard state (AntBatchInfer's stateful data-sharding service). Every change is a
-/// transaction of a shard state transition (<see cref="ShardTransitions"/>), so a coordinator restarted on
-/// the same store resumes exactly where it stopped, and no committed shard is redone.
+/// transaction of a shard state transition (<see cref="ShardTransitions"/>), so a coordinator restarted on the same
+/// store resumes exactly where it stopped, and no committed shard is redone.
 /// </summary>
 public interface IShardStore : IDisposable
 {
-    /// <summary>Creates the shards of a job of <paramref name="records"/> records in shards of <paramref name="shardSize"/>; on a store that already holds a job, checks it is the same layout and changes nothing.</summary>
+    /// <summary>Creates the shards of a job of <paramref name="records"/> records in shards of
+    /// <paramref name="shardSize"/>; on a store that already holds a job, checks it is the same layout and changes
+    /// nothing.</summary>
     /// <exception cref="InvalidOperationException">The store holds another job's layout.</exception>
     void Initialize(long records, long shardSize);
 
     /// <summary>
-    /// Leases the waiting shard that comes first in the input to <paramref name="worker"/> until <paramref name="now"/> +
-    /// <paramref name="duration"/>; null when none waits. A shard of more than <paramref name="maxRecords"/> records is
-    /// split first, in the same transaction, unless the rest would be under <paramref name="minRecords"/>: it keeps its id
-    /// and its first <paramref name="maxRecords"/> records, and the rest becomes a new waiting shard (with the same attempt
-    /// count). Only a waiting shard is split, so no committed output covers the records that moved (a part written
-    /// under an expired lease may, but it is never committed, read or kept).
+    /// Leases the waiting shard that comes first in the input to <paramref name="worker"/> until <paramref name="now"/>
+    /// + <paramref name="duration"/>; null when none waits. A shard of more than <paramref name="maxRecords"/> records
+    /// is split first, in the same transaction, unless the rest would be under <paramref name="minRecords"/>: it keeps
+    /// its id and its first <paramref name="maxRecords"/> records, and the rest becomes a new waiting shard (with the
+    /// same attempt count). Only a waiting shard is split, so no committed output covers the records that moved (a part
+    /// written under an expired lease may, but it is never committed, read or kept).
     /// </summary>
-    ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue, long minRecords = 1);
+    ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue,
+        long minRecords = 1);
 
     /// <summary>Records in waiting shards.</summary>
     long WaitingRecords();
@@ -38,17 +43,21 @@ public interface IShardStore : IDisposable
     /// <summary>Extends a lease; false when <paramref name="token"/> no longer holds the shard.</summary>
     bool Heartbeat(long shard, string token, TimeSpan duration, DateTimeOffset now);
 
-    /// <summary>Records that the shard's output (already written atomically) is committed, with how many of its records were quarantined.</summary>
+    /// <summary>Records that the shard's output (already written atomically) is committed, with how many of its records
+    /// were quarantined.</summary>
     CommitOutcome Commit(long shard, string token, string output, long quarantined = 0);
 
-    /// <summary>Ends a lease without output: back to the queue, or FAILED once <paramref name="retryCap"/> attempts are used. A preemption (<paramref name="countsAsAttempt"/> false) does not use an attempt.</summary>
+    /// <summary>Ends a lease without output: back to the queue, or FAILED once <paramref name="retryCap"/> attempts are
+    /// used. A preemption (<paramref name="countsAsAttempt"/> false) does not use an attempt.</summary>
     /// <returns>The shard's new state, or null when the token no longer held it.</returns>
     ShardState? Release(long shard, string token, string reason, int retryCap, bool countsAsAttempt = true);
 
-    /// <summary>Returns every lease that ended before <paramref name="now"/> to the queue (an attempt used, FAILED past the cap, unless the shard is in <paramref name="forgiven"/>); the number returned or failed.</summary>
+    /// <summary>Returns every lease that ended before <paramref name="now"/> to the queue (an attempt used, FAILED past
+    /// the cap, unless the shard is in <paramref name="forgiven"/>); the number returned or failed.</summary>
     int ExpireLeases(DateTimeOffset now, int retryCap, IReadOnlySet<long>? forgiven = null);
 
-    /// <summary>Extends every lease to end no earlier than <paramref name="until"/> (a restarted coordinator gives the workers it inherited time to reconnect).</summary>
+    /// <summary>Extends every lease to end no earlier than <paramref name="until"/> (a restarted coordinator gives the
+    /// workers it inherited time to reconnect).</summary>
     void ExtendLeases(DateTimeOffset until);
 
     /// <summary>Every shard, by index.</summary>
@@ -73,7 +82,8 @@ public interface IShardStore : IDisposable
 /// <param name="Shards">Shards it committed.</param>
 /// <param name="Busy">Seconds it spent on the shards it committed.</param>
 /// <param name="Left">Why it left (drained, error, lost), or null while it is active.</param>
-public sealed record WorkerInfo(string Id, string Host, DateTimeOffset Joined, DateTimeOffset LastSeen, long Records, long Shards, double Busy, string? Left)
+public sealed record WorkerInfo(string Id, string Host, DateTimeOffset Joined, DateTimeOffset LastSeen, long Records,
+    long Shards, double Busy, string? Left)
 {
     /// <summary>Records per second over the time it spent on committed shards.</summary>
     public double Throughput => Busy > 0 ? Records / Busy : 0;

@@ -2,7 +2,8 @@ using System.Text.Json.Serialization;
 
 namespace Toolkit.BatchInference;
 
-/// <summary>Where a shard (a range of input records) stands. Every change goes through <see cref="ShardTransitions"/>.</summary>
+/// <summary>Where a shard (a range of input records) stands. Every change goes through
+/// <see cref="ShardTransitions"/>.</summary>
 public enum ShardState
 {
     /// <summary>Waiting for a worker.</summary>
@@ -11,14 +12,15 @@ public enum ShardState
     [JsonStringEnumMemberName("leased")] Leased,
     /// <summary>Its output was committed (written atomically, then reported): never processed again.</summary>
     [JsonStringEnumMemberName("done")] Done,
-    /// <summary>It failed more times than the retry cap allows: reported with its last reason, never silently dropped.</summary>
+    /// <summary>It failed more times than the retry cap allows: reported with its last reason, never silently
+    /// dropped.</summary>
     [JsonStringEnumMemberName("failed")] Failed,
 }
 
 /// <summary>
-/// The shard state machine, explicit and loud: the only legal transitions are TODO → LEASED (a worker takes
-/// it), LEASED → DONE (its output committed), LEASED → TODO (the lease expired, the worker failed or was
-/// preempted), LEASED → FAILED (over the retry cap). Anything else is a bug and throws, naming both states.
+/// The shard state machine, explicit and loud: the only legal transitions are TODO → LEASED (a worker takes it),
+/// LEASED → DONE (its output committed), LEASED → TODO (the lease expired, the worker failed or was preempted),
+/// LEASED → FAILED (over the retry cap). Anything else is a bug and throws, naming both states.
 /// </summary>
 public static class ShardTransitions
 {
@@ -45,13 +47,16 @@ public static class ShardTransitions
 /// <param name="FirstRecord">Index of its first input record.</param>
 /// <param name="Records">How many records it covers.</param>
 /// <param name="State">Where it stands.</param>
-/// <param name="Attempts">Leases it has had that ended without a commit (expired or failed; a preemption does not count).</param>
+/// <param name="Attempts">Leases it has had that ended without a commit (expired or failed; a preemption does not
+/// count).</param>
 /// <param name="Worker">The worker holding it, if leased.</param>
 /// <param name="LeaseExpires">When the lease ends, if leased.</param>
 /// <param name="LastError">The reason of the last failure, if any.</param>
 /// <param name="Output">The committed output file, once done.</param>
-/// <param name="Quarantined">How many of its records were quarantined (with reasons, next to the output), once done.</param>
-public sealed record Shard(long Id, long FirstRecord, long Records, ShardState State, int Attempts, string? Worker, DateTimeOffset? LeaseExpires, string? LastError, string? Output,
+/// <param name="Quarantined">How many of its records were quarantined (with reasons, next to the output), once
+/// done.</param>
+public sealed record Shard(long Id, long FirstRecord, long Records, ShardState State, int Attempts, string? Worker,
+    DateTimeOffset? LeaseExpires, string? LastError, string? Output,
     long Quarantined = 0);
 
 /// <summary>A worker's hold on a shard: the token proves it is still the holder when it reports.</summary>

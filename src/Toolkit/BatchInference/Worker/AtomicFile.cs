@@ -3,14 +3,16 @@ using System.Runtime.InteropServices;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// Writes a file so that readers see either the old file or the whole new one: a temporary file next to it
-/// (named by the writer's lease, so two writers never share one), flushed to disk, renamed over the target,
-/// then the folder itself flushed so the rename survives a power loss.
+/// Writes a file so that readers see either the old file or the whole new one: a temporary file next to it (named by
+/// the writer's lease, so two writers never share one), flushed to disk, renamed over the target, then the folder
+/// itself flushed so the rename survives a power loss.
 /// </summary>
 public static partial class AtomicFile
 {
-    /// <summary>Writes <paramref name="lines"/> (each a complete line without its newline) to <paramref name="path"/>.</summary>
-    public static void WriteLines(string path, IEnumerable<ReadOnlyMemory<byte>> lines, string writer) => Write(path, file =>
+    /// <summary>Writes <paramref name="lines"/> (each a complete line without its newline) to
+    /// <paramref name="path"/>.</summary>
+    public static void WriteLines(string path, IEnumerable<ReadOnlyMemory<byte>> lines, string writer)
+        => Write(path, file =>
     {
         foreach (var line in lines)
         {
@@ -19,7 +21,8 @@ public static partial class AtomicFile
         }
     }, writer);
 
-    /// <summary>Writes <paramref name="path"/> with what <paramref name="write"/> puts into the stream it is given.</summary>
+    /// <summary>Writes <paramref name="path"/> with what <paramref name="write"/> puts into the stream it is
+    /// given.</summary>
     public static void Write(string path, Action<Stream> write, string writer)
     {
         var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
@@ -52,7 +55,8 @@ public static partial class AtomicFile
 
     private static void SyncFolder(string folder)
     {
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;   // Windows: MoveFileEx is durable enough; no folder handles
+        // Windows: MoveFileEx is durable enough; no folder handles
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
         var fd = Open(folder, 0 /* O_RDONLY */);
         if (fd < 0) return;
         try { _ = Fsync(fd); }

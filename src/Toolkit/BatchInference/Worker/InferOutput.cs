@@ -3,9 +3,9 @@ using System.Text.Json;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// Reads a job's output back: rows, quarantined records, and an exactly-once check against the input's ids. Only
-/// the parts the job's state lists as committed are read (a worker whose lease expired may have left a part of
-/// its own next to them; <see cref="RemoveUncommitted"/> deletes those).
+/// Reads a job's output back: rows, quarantined records, and an exactly-once check against the input's ids. Only the
+/// parts the job's state lists as committed are read (a worker whose lease expired may have left a part of its own next
+/// to them; <see cref="RemoveUncommitted"/> deletes those).
 /// </summary>
 public static class InferOutput
 {
@@ -21,22 +21,29 @@ public static class InferOutput
             .SelectMany(s => Lines(Path.Combine(jobFolder, InferLayout.QuarantinePartOf(s.Output!))))
             .Select(e => e.Deserialize<QuarantinedRecord>(Runtime.ToolkitJson.Options)!);
 
-    /// <summary>The committed shards, in input order (a shard split at lease time has a later id than its neighbours).</summary>
+    /// <summary>The committed shards, in input order (a shard split at lease time has a later id than its
+    /// neighbours).</summary>
     public static IReadOnlyList<Shard> Committed(string jobFolder)
     {
         var state = Path.Combine(jobFolder, InferLayout.StateFile);
-        if (!File.Exists(state)) throw new DirectoryNotFoundException($"{jobFolder} is not a batch-inference job folder: it has no {InferLayout.StateFile}.");
+        if (!File.Exists(state)) throw new DirectoryNotFoundException(
+            $"{jobFolder} is not a batch-inference job folder: it has no {InferLayout.StateFile}.");
         using var store = new SqliteShardStore(state);
         return [.. store.Shards().Where(s => s.State == ShardState.Done).OrderBy(s => s.FirstRecord)];
     }
 
-    /// <summary>Deletes part files that no committed shard names (left by workers whose lease expired); returns how many.</summary>
+    /// <summary>Deletes part files that no committed shard names (left by workers whose lease expired); returns how
+    /// many.</summary>
     public static int RemoveUncommitted(string jobFolder)
     {
-        var keep = Committed(jobFolder).Select(s => Path.GetFileNameWithoutExtension(s.Output!)).ToHashSet(StringComparer.Ordinal);   // the output part and its quarantine part
+        var keep = Committed(jobFolder).Select(s
+            => Path.GetFileNameWithoutExtension(s.Output!)).ToHashSet(
+                StringComparer.Ordinal);   // the output part and its quarantine part
         var removed = 0;
-        foreach (var folder in new[] { InferLayout.OutputFolder, InferLayout.QuarantineFolder }.Select(f => Path.Combine(jobFolder, f)).Where(Directory.Exists))
-            foreach (var file in Directory.GetFiles(folder, "part-*.*").Where(f => !keep.Contains(Path.GetFileNameWithoutExtension(f))))
+        foreach (var folder in new[] { InferLayout.OutputFolder,
+            InferLayout.QuarantineFolder }.Select(f => Path.Combine(jobFolder, f)).Where(Directory.Exists))
+            foreach (var file in Directory.GetFiles(folder,
+                "part-*.*").Where(f => !keep.Contains(Path.GetFileNameWithoutExtension(f))))
             {
                 File.Delete(file);
                 removed++;
@@ -45,8 +52,8 @@ public static class InferOutput
     }
 
     /// <summary>
-    /// Checks the output against the input: every id that the input holds appears exactly once in the output or
-    /// in the quarantine (ids absent from a malformed record are counted by record number instead).
+    /// Checks the output against the input: every id that the input holds appears exactly once in the output or in the
+    /// quarantine (ids absent from a malformed record are counted by record number instead).
     /// </summary>
     public static OutputCheck Verify(string jobFolder, RecordSource input)
     {
@@ -96,7 +103,8 @@ public static class InferOutput
 /// <param name="Missing">Input records in neither the output nor the quarantine.</param>
 /// <param name="Duplicated">Extra copies of input records.</param>
 /// <param name="Unexpected">Output ids the input does not hold.</param>
-public sealed record OutputCheck(long Records, long Rows, long Quarantined, long Missing, long Duplicated, long Unexpected)
+public sealed record OutputCheck(long Records, long Rows, long Quarantined, long Missing, long Duplicated,
+    long Unexpected)
 {
     /// <summary>Every input record exactly once.</summary>
     public bool ExactlyOnce => Missing == 0 && Duplicated == 0 && Unexpected == 0 && Rows + Quarantined == Records;

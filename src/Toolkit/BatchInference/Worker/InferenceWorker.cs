@@ -7,16 +7,16 @@ using Toolkit.Runtime;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// A batch-inference worker: leases shards from the coordinator and runs them through a pipeline of
-/// concurrent stages joined by bounded channels (read → preprocess → each model with its replicas →
-/// postprocess → write, <see cref="RecordStages"/>), so reading, tokenising, predicting and writing overlap and
-/// the next shard is read while the last one is still being predicted. A finished shard's output is written
-/// atomically (<see cref="AtomicFile"/>) and only then committed: together with the coordinator's idempotent
-/// commit, every record is in the output exactly once.
-/// <para>Faults: a record that cannot be read, preprocessed or predicted is quarantined with its reason (a
-/// failed batch is retried record by record after the replica is restarted); a worker that dies loses its
-/// leases when they expire; a drain (SIGTERM) stops leasing, finishes the held shards and leaves; an abort
-/// gives the held shards back as preempted, which costs them no attempt.</para>
+/// A batch-inference worker: leases shards from the coordinator and runs them through a pipeline of concurrent stages
+/// joined by bounded channels (read → preprocess → each model with its replicas → postprocess → write,
+/// <see cref="RecordStages"/>), so reading, tokenising, predicting and writing overlap and the next shard is read while
+/// the last one is still being predicted. A finished shard's output is written atomically (<see cref="AtomicFile"/>)
+/// and only then committed: together with the coordinator's idempotent commit, every record is in the output exactly
+/// once.
+/// <para>Faults: a record that cannot be read, preprocessed or predicted is quarantined with its reason (a failed batch
+/// is retried record by record after the replica is restarted); a worker that dies loses its leases when they expire; a
+/// drain (SIGTERM) stops leasing, finishes the held shards and leaves; an abort gives the held shards back as
+/// preempted, which costs them no attempt.</para>
 /// </summary>
 public sealed class InferenceWorker
 {
@@ -78,7 +78,8 @@ public sealed class InferenceWorker
         return new WorkerSummary(Id, _committed, _records, Restarts, _reason, [.. _stages.Select(s => s.Report())]);
     }
 
-    /// <summary>Joins the job and opens its input and models; a worker that cannot start leaves with the error.</summary>
+    /// <summary>Joins the job and opens its input and models; a worker that cannot start leaves with the
+    /// error.</summary>
     private async Task<(InferJobOptions, string, RecordSource, IReadOnlyList<IModelStage>)> StartAsync(
         CancellationToken abort)
     {
@@ -105,9 +106,9 @@ public sealed class InferenceWorker
         model is DagStage dag ? dag.Stage.Replicas : spec.Replicas;
 
     /// <summary>
-    /// Runs the pipeline to its end and sets <see cref="_reason"/>: finished, drained, stopped (aborted) or the
-    /// first stage's error (the others are stopped, since they would wait on a queue nobody drains, and the
-    /// error is thrown). Shards still held are given back.
+    /// Runs the pipeline to its end and sets <see cref="_reason"/>: finished, drained, stopped (aborted) or the first
+    /// stage's error (the others are stopped, since they would wait on a queue nobody drains, and the error is thrown).
+    /// Shards still held are given back.
     /// </summary>
     private async Task RunPipelineAsync(InferJobOptions spec, string jobFolder, RecordSource source,
         IReadOnlyList<IModelStage> models, CancellationToken drain, CancellationToken abort)
@@ -180,7 +181,8 @@ public sealed class InferenceWorker
             var m = k;   // the lambdas run later: capture this stage, not the loop variable
             var next = m + 1 < models.Count ? toModel[m + 1].Writer : toPost.Writer;
             var copies = Enumerable.Range(0, replicas[m])
-                .Select(_ => Task.Run(() => stages.Predict(models, m, toModel[m].Reader, next, predict[m], stop), stop));
+                .Select(_ => Task.Run(()
+                    => stages.Predict(models, m, toModel[m].Reader, next, predict[m], stop), stop));
             tasks.Add(Pipe(Task.WhenAll(copies.ToList()), next));
         }
         tasks.Add(Pipe(RecordStages.Post(models, toPost.Reader, toWrite.Writer, post, stop), toWrite.Writer));
@@ -203,7 +205,8 @@ public sealed class InferenceWorker
             try { await _coordinator.ReleaseAsync(Id, held.Held, stopped ? "preempted" : reason, stopped, default); }
             catch (Exception e)
             {
-                Log?.Invoke($"{Id}: could not give shard {held.Lease.Shard.Id} back ({e.Message}); its lease will expire");
+                Log?.Invoke(
+                    $"{Id}: could not give shard {held.Lease.Shard.Id} back ({e.Message}); its lease will expire");
             }
     }
 
@@ -212,7 +215,8 @@ public sealed class InferenceWorker
     {
         try
         {
-            var report = new WorkerReport([.. _stages.Select(s => s.Report())], Interlocked.Read(ref _records), Restarts);
+            var report = new WorkerReport([.. _stages.Select(s => s.Report())], Interlocked.Read(ref _records),
+                Restarts);
             await _coordinator.HeartbeatAsync(Id, [], report, CancellationToken.None);
             await _coordinator.LeaveAsync(Id, _reason, CancellationToken.None);
         }
@@ -244,7 +248,8 @@ public sealed class InferenceWorker
     }
 
     /// <summary>Collects each shard's lines; a complete shard is written atomically, then committed.</summary>
-    private async Task WriteLoop(string jobFolder, OutputFormat format, ChannelReader<(WorkItem Item, byte[] Line)> input,
+    private async Task WriteLoop(string jobFolder, OutputFormat format, ChannelReader<(WorkItem Item,
+        byte[] Line)> input,
         PipelineStage stage, CancellationToken stop)
     {
         await foreach (var (item, line) in input.ReadAllAsync(stop))
@@ -280,9 +285,9 @@ public sealed class InferenceWorker
     }
 
     /// <summary>
-    /// Writes a shard's output part (and quarantine part); returns the part's name. Part names carry the lease: a
-    /// late writer whose lease expired can never replace or sit beside the committed part under the same name, and
-    /// readers take only the parts the state lists as committed.
+    /// Writes a shard's output part (and quarantine part); returns the part's name. Part names carry the lease: a late
+    /// writer whose lease expired can never replace or sit beside the committed part under the same name, and readers
+    /// take only the parts the state lists as committed.
     /// </summary>
     private static string WriteParts(string jobFolder, OutputFormat format, ShardBuffer buffer)
     {
@@ -309,7 +314,8 @@ public sealed class InferenceWorker
             await Task.Delay(period, stop).ContinueWith(_ => { }, TaskScheduler.Default);
             if (stop.IsCancellationRequested) return;
             var held = _held.Values.ToList();
-            var report = new WorkerReport([.. _stages.Select(s => s.Report())], Interlocked.Read(ref _records), Restarts);
+            var report = new WorkerReport([.. _stages.Select(s => s.Report())], Interlocked.Read(ref _records),
+                Restarts);
             try
             {
                 var kept = await _coordinator.HeartbeatAsync(Id, [.. held.Select(h => h.Held)], report, stop);
@@ -323,8 +329,8 @@ public sealed class InferenceWorker
     }
 
     /// <summary>
-    /// Calls the coordinator, retrying while it is unreachable (restarting, <see cref="ICoordinator.IsTransient"/>)
-    /// for up to <see cref="CoordinatorGrace"/>.
+    /// Calls the coordinator, retrying while it is unreachable (restarting, <see cref="ICoordinator.IsTransient"/>) for
+    /// up to <see cref="CoordinatorGrace"/>.
     /// </summary>
     private async Task<T> Call<T>(Func<CancellationToken, Task<T>> call, CancellationToken stop)
     {

@@ -5,27 +5,31 @@ using Parquet.Serialization;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// Output parts in Apache Parquet. The worker's rows are JSON objects (the id, then each model's outputs); a
-/// Parquet part holds the same values as columns: strings as strings, numbers as doubles, arrays of numbers
-/// (embeddings) as lists of floats. The schema is taken from the shard's first row (every row of a job has
-/// the same fields). Reading a part gives the rows back as JSON, so the exactly-once check reads either format.
+/// Output parts in Apache Parquet. The worker's rows are JSON objects (the id, then each model's outputs); a Parquet
+/// part holds the same values as columns: strings as strings, numbers as doubles, arrays of numbers (embeddings) as
+/// lists of floats. The schema is taken from the shard's first row (every row of a job has the same fields). Reading a
+/// part gives the rows back as JSON, so the exactly-once check reads either format.
 /// </summary>
 public static class ParquetParts
 {
-    /// <summary>Writes the rows (JSON objects, one per element) of one shard as a Parquet file to <paramref name="output"/>.</summary>
+    /// <summary>Writes the rows (JSON objects, one per element) of one shard as a Parquet file to
+    /// <paramref name="output"/>.</summary>
     /// <exception cref="InvalidDataException">A row's fields differ from the first row's.</exception>
     public static void Write(Stream output, IEnumerable<ReadOnlyMemory<byte>> rows)
     {
         var parsed = rows.Select(r => JsonDocument.Parse(r)).ToList();
         try
         {
-            var fields = parsed.Count == 0 ? [new DataField<string>("id")] : parsed[0].RootElement.EnumerateObject().Select(Field).ToList();
+            var fields = parsed.Count == 0
+                ? [new DataField<string>("id")] : parsed[0].RootElement.EnumerateObject().Select(Field).ToList();
             var data = parsed.Select(d =>
             {
                 var row = new Dictionary<string, object?>(StringComparer.Ordinal);
                 foreach (var p in d.RootElement.EnumerateObject()) row[p.Name] = Value(p.Value);
                 if (row.Count != fields.Count || fields.Any(f => !row.ContainsKey(f.Name)))
-                    throw new InvalidDataException($"output row fields ({string.Join(", ", row.Keys)}) differ from the shard's first row ({string.Join(", ", fields.Select(f => f.Name))})");
+                    throw new InvalidDataException(
+                        $"output row fields ({string.Join(", ", row.Keys)}) differ from the shard's first row " +
+                            $"({string.Join(", ", fields.Select(f => f.Name))})");
                 return (IDictionary<string, object?>)row;
             }).ToList();
             ParquetSerializer.SerializeUntypedAsync(data, new ParquetSchema(fields), output).GetAwaiter().GetResult();
@@ -53,15 +57,20 @@ public static class ParquetParts
     {
         JsonValueKind.String => new DataField<string>(p.Name),
         JsonValueKind.Number => new DataField<double>(p.Name),
-        JsonValueKind.Array when p.Value.EnumerateArray().All(v => v.ValueKind == JsonValueKind.Number) => new ListField(p.Name, new DataField<float>("element")),
-        var other => throw new InvalidDataException($"output field '{p.Name}' is a JSON {other}; Parquet parts hold strings, numbers and arrays of numbers"),
+        JsonValueKind.Array when p.Value.EnumerateArray().All(v => v.ValueKind == JsonValueKind.Number)
+            => new ListField(p.Name, new DataField<float>("element")),
+        var other => throw new InvalidDataException(
+            $"output field '{p.Name}' is a JSON {other}; Parquet parts hold strings, numbers and arrays of numbers"),
     };
 
     private static object Value(JsonElement e) => e.ValueKind switch
     {
         JsonValueKind.String => e.GetString()!,
         JsonValueKind.Number => e.GetDouble(),
-        JsonValueKind.Array when e.EnumerateArray().All(v => v.ValueKind == JsonValueKind.Number) => e.EnumerateArray().Select(v => v.GetSingle()).ToArray(),
-        var other => throw new InvalidDataException($"output value is a JSON {other} (or an array of non-numbers); Parquet parts hold strings, numbers and arrays of numbers"),
+        JsonValueKind.Array when e.EnumerateArray().All(v => v.ValueKind == JsonValueKind.Number)
+            => e.EnumerateArray().Select(v => v.GetSingle()).ToArray(),
+        var other => throw new InvalidDataException(
+            $"output value is a JSON {other} (or an array of non-numbers); Parquet parts hold strings, numbers and " +
+                $"arrays of numbers"),
     };
 }

@@ -7,10 +7,10 @@ using Toolkit.Runtime;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// The record stages of a worker's pipeline, each a loop from one bounded channel to the next:
-/// read → preprocess (batching) → each model with its replicas → postprocess (a JSON line per record).
-/// A record a stage cannot handle gets an <see cref="WorkItem.Error"/> and goes to the quarantine
-/// channel (read, preprocess) or travels on to be written as a quarantine line (model stages).
+/// The record stages of a worker's pipeline, each a loop from one bounded channel to the next: read → preprocess
+/// (batching) → each model with its replicas → postprocess (a JSON line per record). A record a stage cannot handle
+/// gets an <see cref="WorkItem.Error"/> and goes to the quarantine channel (read, preprocess) or travels on to be
+/// written as a quarantine line (model stages).
 /// </summary>
 internal sealed class RecordStages(string worker, Action<string>? log)
 {
@@ -19,7 +19,8 @@ internal sealed class RecordStages(string worker, Action<string>? log)
     /// <summary>How many model replicas were restarted after failing a batch.</summary>
     public int Restarts => Volatile.Read(ref _restarts);
 
-    /// <summary>Reads each leased shard's records; <paramref name="owner"/> gives the buffer they are collected in.</summary>
+    /// <summary>Reads each leased shard's records; <paramref name="owner"/> gives the buffer they are collected
+    /// in.</summary>
     public static async Task Read(RecordSource source, ChannelReader<ShardLease> shards, Func<ShardLease, object> owner,
         ChannelWriter<WorkItem> next, ChannelWriter<(WorkItem, byte[])> quarantine, PipelineStage stage,
         CancellationToken stop)
@@ -40,8 +41,8 @@ internal sealed class RecordStages(string worker, Action<string>? log)
     }
 
     /// <summary>
-    /// Prepares each record for every model that reads the text and batches them; a part batch goes on when
-    /// nothing else is waiting, so records are never held back for a batch that would not fill.
+    /// Prepares each record for every model that reads the text and batches them; a part batch goes on when nothing
+    /// else is waiting, so records are never held back for a batch that would not fill.
     /// </summary>
     public static async Task Prepare(int batchSize, IReadOnlyList<IModelStage> models, ChannelReader<WorkItem> input,
         ChannelWriter<List<WorkItem>> next, ChannelWriter<(WorkItem, byte[])> quarantine, PipelineStage stage,
@@ -96,8 +97,8 @@ internal sealed class RecordStages(string worker, Action<string>? log)
     }
 
     /// <summary>
-    /// One replica of model <paramref name="k"/>: predicts each batch. A batch that fails restarts the replica
-    /// (it may be broken) and is retried record by record, so only the records the model fails on are quarantined.
+    /// One replica of model <paramref name="k"/>: predicts each batch. A batch that fails restarts the replica (it may
+    /// be broken) and is retried record by record, so only the records the model fails on are quarantined.
     /// </summary>
     public async Task Predict(IReadOnlyList<IModelStage> models, int k, ChannelReader<List<WorkItem>> input,
         ChannelWriter<List<WorkItem>> next, PipelineStage stage, CancellationToken stop)
@@ -186,7 +187,8 @@ internal sealed class PipelineStage(string name, int tasks, Func<int> queue)
 {
     private long _busy, _items;
 
-    /// <summary>Adds the time since <paramref name="started"/> (a <see cref="Stopwatch"/> timestamp) and the items.</summary>
+    /// <summary>Adds the time since <paramref name="started"/> (a <see cref="Stopwatch"/> timestamp) and the
+    /// items.</summary>
     public void Busy(long started, int items)
     {
         Interlocked.Add(ref _busy, Stopwatch.GetTimestamp() - started);

@@ -1,9 +1,9 @@
 namespace Toolkit.Comm;
 
 /// <summary>
-/// The bfloat16 storage format (the upper 16 bits of an IEEE float32), as TorchSharp stores
-/// <c>torch.bfloat16</c> tensors. Used to reduce bf16 gradients in collectives: values are widened to
-/// float32, combined, and rounded back to nearest-even.
+/// The bfloat16 storage format (the upper 16 bits of an IEEE float32), as TorchSharp stores <c>torch.bfloat16</c>
+/// tensors. Used to reduce bf16 gradients in collectives: values are widened to float32, combined, and rounded back to
+/// nearest-even.
 /// </summary>
 public readonly struct BFloat16 : IEquatable<BFloat16>
 {

@@ -5,13 +5,18 @@ namespace Toolkit.Comm;
 /// <summary>Which implementation a collective uses (<see cref="Communicator.Algorithm"/>).</summary>
 public enum CollectiveAlgorithm
 {
-    /// <summary>Bandwidth-optimal ring over the communicator's point-to-point sends (every byte counted as sent).</summary>
+    /// <summary>Bandwidth-optimal ring over the communicator's point-to-point sends (every byte counted as
+    /// sent).</summary>
     Ring,
-    /// <summary>The backend's own collective (MPI's tuned algorithms). Traffic is recorded as the ring's byte count, since MPI does not report what it sent; falls back to <see cref="Ring"/> where the backend has none.</summary>
+    /// <summary>The backend's own collective (MPI's tuned algorithms). Traffic is recorded as the ring's byte count,
+    /// since MPI does not report what it sent; falls back to <see cref="Ring"/> where the backend has none.</summary>
     Native,
-    /// <summary>Leader-based all-reduce: reduce inside each group to its first rank, all-reduce among the leaders, broadcast inside each group. Reduce-scatter and all-gather run as in <see cref="HoRing"/>.</summary>
+    /// <summary>Leader-based all-reduce: reduce inside each group to its first rank, all-reduce among the leaders,
+    /// broadcast inside each group. Reduce-scatter and all-gather run as in <see cref="HoRing"/>.</summary>
     Hierarchical,
-    /// <summary>HO-Ring (PaRO-CC): intra-group reduce-scatter, m concurrent inter-group rings each on 1/m of the data, intra-group all-gather; pipelined chunk by chunk where that pays (<see cref="Communicator.Pipeline"/>).</summary>
+    /// <summary>HO-Ring (PaRO-CC): intra-group reduce-scatter, m concurrent inter-group rings each on 1/m of the data,
+    /// intra-group all-gather; pipelined chunk by chunk where that pays
+    /// (<see cref="Communicator.Pipeline"/>).</summary>
     [JsonStringEnumMemberName("ho-ring")] HoRing,
 }
 
@@ -24,13 +29,14 @@ public enum CollectiveAlgorithm
 /// <c>toolkit bench collectives --pipeline on|off</c>): under MPI the pipelined form took 154 ms against 104 ms
 /// unpipelined on one host, and 746 ms against 654 ms on the emulated cluster with 1 Gbit/s links (with blocking
 /// MPI_Sendrecv it was worse: 328 against 115 ms, 925 against 670 ms), because MPICH serialises the calls of a
-/// process's threads behind one lock and every waiting thread polls; in-process ranks, 118 ms against 109 ms,
-/// because 12 stage threads shared 2 cores. So <see cref="Auto"/> pipelines only in-process ranks, and only
-/// when the machine has a core for each of every rank's three stage threads.
+/// process's threads behind one lock and every waiting thread polls; in-process ranks, 118 ms against 109 ms, because
+/// 12 stage threads shared 2 cores. So <see cref="Auto"/> pipelines only in-process ranks, and only when the machine
+/// has a core for each of every rank's three stage threads.
 /// </remarks>
 public enum HoRingPipeline
 {
-    /// <summary>Pipeline where it pays: in-process ranks with three cores per rank; never over MPI (see remarks).</summary>
+    /// <summary>Pipeline where it pays: in-process ranks with three cores per rank; never over MPI (see
+    /// remarks).</summary>
     Auto,
     /// <summary>Always pipeline (messages above one <see cref="Communicator.PipelineChunkBytes"/>).</summary>
     On,

@@ -3,9 +3,9 @@ using System.Collections.Concurrent;
 namespace Toolkit.Comm;
 
 /// <summary>
-/// Bytes one rank has sent, per operation, split into intra-group (same group of <c>m</c> ranks: a
-/// node, or an NVLink/switch domain) and inter-group traffic. One instance per world rank, shared by
-/// every communicator split from it, so totals include sub-communicator traffic. Thread-safe.
+/// Bytes one rank has sent, per operation, split into intra-group (same group of <c>m</c> ranks: a node, or an
+/// NVLink/switch domain) and inter-group traffic. One instance per world rank, shared by every communicator split from
+/// it, so totals include sub-communicator traffic. Thread-safe.
 /// </summary>
 public sealed class CommCounters
 {
@@ -23,7 +23,8 @@ public sealed class CommCounters
     /// <summary>A consistent-enough copy of the totals (each operation's numbers are read atomically).</summary>
     public CommSnapshot Snapshot() => new(_cells.ToDictionary(
         kv => kv.Key,
-        kv => new OperationTraffic(Interlocked.Read(ref kv.Value.Intra), Interlocked.Read(ref kv.Value.Inter), Interlocked.Read(ref kv.Value.Messages)),
+        kv => new OperationTraffic(Interlocked.Read(ref kv.Value.Intra), Interlocked.Read(ref kv.Value.Inter),
+            Interlocked.Read(ref kv.Value.Messages)),
         StringComparer.Ordinal));
 
     /// <summary>Clears all totals.</summary>
@@ -35,7 +36,8 @@ public sealed class CommCounters
 
     private readonly ConcurrentDictionary<string, TimeCell> _times = new(StringComparer.Ordinal);
 
-    /// <summary>Adds <paramref name="seconds"/> of wall time to a named phase of a collective (HO-Ring's phases).</summary>
+    /// <summary>Adds <paramref name="seconds"/> of wall time to a named phase of a collective (HO-Ring's
+    /// phases).</summary>
     public void RecordTime(string phase, double seconds)
     {
         var cell = _times.GetOrAdd(phase, _ => new TimeCell());
@@ -75,7 +77,8 @@ public sealed record OperationTraffic(long IntraBytes, long InterBytes, long Mes
 }
 
 /// <summary>Per-operation traffic of one rank at one moment.</summary>
-/// <param name="Operations">Traffic by operation name (<c>allreduce</c>, <c>reduce_scatter</c>, <c>all_gather</c>, <c>broadcast</c>, <c>send</c>).</param>
+/// <param name="Operations">Traffic by operation name (<c>allreduce</c>, <c>reduce_scatter</c>, <c>all_gather</c>,
+/// <c>broadcast</c>, <c>send</c>).</param>
 public sealed record CommSnapshot(IReadOnlyDictionary<string, OperationTraffic> Operations)
 {
     /// <summary>Bytes sent inside the group, all operations.</summary>
@@ -85,11 +88,13 @@ public sealed record CommSnapshot(IReadOnlyDictionary<string, OperationTraffic> 
     public long InterBytes => Operations.Values.Sum(o => o.InterBytes);
 
     /// <summary>The traffic of one operation, zero if it never ran.</summary>
-    public OperationTraffic this[string operation] => Operations.TryGetValue(operation, out var t) ? t : new OperationTraffic(0, 0, 0);
+    public OperationTraffic this[string operation] => Operations.TryGetValue(operation,
+        out var t) ? t : new OperationTraffic(0, 0, 0);
 
     /// <summary>The traffic between two snapshots (this minus <paramref name="earlier"/>).</summary>
     public CommSnapshot Since(CommSnapshot earlier) => new(Operations.ToDictionary(
         kv => kv.Key,
-        kv => { var e = earlier[kv.Key]; return new OperationTraffic(kv.Value.IntraBytes - e.IntraBytes, kv.Value.InterBytes - e.InterBytes, kv.Value.Messages - e.Messages); },
+        kv => { var e = earlier[kv.Key]; return new OperationTraffic(kv.Value.IntraBytes - e.IntraBytes,
+            kv.Value.InterBytes - e.InterBytes, kv.Value.Messages - e.Messages); },
         StringComparer.Ordinal));
 }

@@ -4,20 +4,19 @@ using System.Runtime.InteropServices;
 namespace Toolkit.Comm;
 
 /// <summary>
-/// A group of ranks that exchange tensor memory: all-reduce, reduce-scatter, all-gather, broadcast,
-/// send/receive, barrier, and splitting into sub-communicators. The same class runs over in-process
-/// ranks (threads) and over MPI processes; only the byte transport differs.
+/// A group of ranks that exchange tensor memory: all-reduce, reduce-scatter, all-gather, broadcast, send/receive,
+/// barrier, and splitting into sub-communicators. The same class runs over in-process ranks (threads) and over MPI
+/// processes; only the byte transport differs.
 /// </summary>
 /// <remarks>
-/// <para>Buffers are spans over the caller's memory (use <see cref="TensorCollectives"/> for tensors);
-/// collectives work in place. Shards follow <see cref="ShardRange"/>: rank <c>r</c> owns elements
-/// <c>[offset, offset + count)</c> of a buffer, with sizes differing by at most one element, so
-/// buffers need not divide by the number of ranks.</para>
-/// <para>Every send is counted in <see cref="Counters"/>, classified intra-group or inter-group by the
-/// world ranks' groups (<c>worldRank / GroupSize</c>). Ring collectives on n ranks send, per rank,
-/// S minus one shard for reduce-scatter or all-gather and twice that for all-reduce.</para>
-/// <para>Every rank must call the same collectives in the same order with the same lengths; user
-/// tags for <see cref="Send{T}"/>/<see cref="Receive{T}"/> are in [0, <see cref="MaxUserTag"/>].</para>
+/// <para>Buffers are spans over the caller's memory (use <see cref="TensorCollectives"/> for tensors); collectives work
+/// in place. Shards follow <see cref="ShardRange"/>: rank <c>r</c> owns elements <c>[offset, offset + count)</c> of a
+/// buffer, with sizes differing by at most one element, so buffers need not divide by the number of ranks.</para>
+/// <para>Every send is counted in <see cref="Counters"/>, classified intra-group or inter-group by the world ranks'
+/// groups (<c>worldRank / GroupSize</c>). Ring collectives on n ranks send, per rank, S minus one shard for
+/// reduce-scatter or all-gather and twice that for all-reduce.</para>
+/// <para>Every rank must call the same collectives in the same order with the same lengths; user tags for
+/// <see cref="Send{T}"/>/<see cref="Receive{T}"/> are in [0, <see cref="MaxUserTag"/>].</para>
 /// </remarks>
 public sealed class Communicator : IDisposable
 {
@@ -46,7 +45,8 @@ public sealed class Communicator : IDisposable
     /// <summary>This rank's rank in the world communicator it was split from.</summary>
     public int WorldRank => _worldRanks[Rank];
 
-    /// <summary>Ranks per group in the world (the <c>m</c> of PaRO): traffic between world ranks with equal <c>worldRank / GroupSize</c> counts as intra-group.</summary>
+    /// <summary>Ranks per group in the world (the <c>m</c> of PaRO): traffic between world ranks with equal
+    /// <c>worldRank / GroupSize</c> counts as intra-group.</summary>
     public int GroupSize { get; }
 
     /// <summary>Traffic sent by this (world) rank, across all communicators split from its world.</summary>
@@ -58,24 +58,33 @@ public sealed class Communicator : IDisposable
     /// <summary>Which implementation collectives use. Default <see cref="CollectiveAlgorithm.Ring"/>.</summary>
     public CollectiveAlgorithm Algorithm { get; set; } = CollectiveAlgorithm.Ring;
 
-    /// <summary>Whether HO-Ring's all-reduce pipelines its phases on helper threads. Default <see cref="HoRingPipeline.Auto"/>. Every rank must use the same value.</summary>
+    /// <summary>Whether HO-Ring's all-reduce pipelines its phases on helper threads. Default
+    /// <see cref="HoRingPipeline.Auto"/>. Every rank must use the same value.</summary>
     public HoRingPipeline Pipeline { get; set; } = HoRingPipeline.Auto;
 
-    /// <summary>True when HO-Ring's all-reduce will pipeline: <see cref="Pipeline"/>, with <see cref="HoRingPipeline.Auto"/> resolved as its documentation says.</summary>
-    /// <exception cref="NotSupportedException"><see cref="HoRingPipeline.On"/> over an MPI library that does not provide MPI_THREAD_MULTIPLE.</exception>
+    /// <summary>True when HO-Ring's all-reduce will pipeline: <see cref="Pipeline"/>, with
+    /// <see cref="HoRingPipeline.Auto"/> resolved as its documentation says.</summary>
+    /// <exception cref="NotSupportedException"><see cref="HoRingPipeline.On"/> over an MPI library that does not
+    /// provide MPI_THREAD_MULTIPLE.</exception>
     public bool Pipelines => Pipeline switch
     {
         HoRingPipeline.On => _transport.ConcurrentCalls ? true
-            : throw new NotSupportedException("HO-Ring's pipeline runs its phases on threads, and this MPI library does not provide MPI_THREAD_MULTIPLE: use --pipeline off or auto."),
+            : throw new NotSupportedException(
+                "HO-Ring's pipeline runs its phases on threads, and this MPI library does not provide " +
+                    "MPI_THREAD_MULTIPLE: use --pipeline off or auto."),
         HoRingPipeline.Off => false,
-        _ => Backend == "inproc" && Environment.ProcessorCount >= 3 * Size,   // a core for each rank's three stage threads
+        // a core for each rank's three stage threads
+        _ => Backend == "inproc" && Environment.ProcessorCount >= 3 * Size,
     };
 
-    /// <summary>Chunk size of HO-Ring's pipeline (default 1 MiB): messages of one chunk or less run its phases one after another. Every rank must use the same value.</summary>
+    /// <summary>Chunk size of HO-Ring's pipeline (default 1 MiB): messages of one chunk or less run its phases one
+    /// after another. Every rank must use the same value.</summary>
     public int PipelineChunkBytes
     {
         get => _pipelineChunkBytes;
-        set => _pipelineChunkBytes = value >= 64 ? value : throw new ArgumentOutOfRangeException(nameof(PipelineChunkBytes), value, "must be at least 64 bytes");
+        set => _pipelineChunkBytes = value >= 64
+            ? value : throw new ArgumentOutOfRangeException(nameof(PipelineChunkBytes), value,
+                "must be at least 64 bytes");
     }
 
     private int _pipelineChunkBytes = 1 << 20;
@@ -83,12 +92,14 @@ public sealed class Communicator : IDisposable
     /// <summary>The world rank of each member, indexed by rank in this communicator.</summary>
     public IReadOnlyList<int> WorldRanks => _worldRanks;
 
-    /// <summary>The shard of a buffer of <paramref name="length"/> elements that part <paramref name="index"/> of <paramref name="parts"/> owns.</summary>
+    /// <summary>The shard of a buffer of <paramref name="length"/> elements that part <paramref name="index"/> of
+    /// <paramref name="parts"/> owns.</summary>
     public static (int Offset, int Count) ShardRange(int length, int parts, int index)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         ArgumentOutOfRangeException.ThrowIfLessThan(parts, 1);
-        if ((uint)index >= (uint)parts) throw new ArgumentOutOfRangeException(nameof(index), index, $"must be in [0, {parts})");
+        if ((uint)index >= (uint)parts) throw new ArgumentOutOfRangeException(nameof(index), index,
+            $"must be in [0, {parts})");
         int baseCount = length / parts, extra = length % parts;
         return (index * baseCount + Math.Min(index, extra), baseCount + (index < extra ? 1 : 0));
     }
@@ -114,7 +125,8 @@ public sealed class Communicator : IDisposable
         }
     }
 
-    /// <summary>Reduces <paramref name="data"/> across ranks, leaving this rank's shard (<see cref="ShardRange"/>) complete; other elements are left partially reduced.</summary>
+    /// <summary>Reduces <paramref name="data"/> across ranks, leaving this rank's shard (<see cref="ShardRange"/>)
+    /// complete; other elements are left partially reduced.</summary>
     public void ReduceScatter<T>(Span<T> data, ReduceOp op = ReduceOp.Sum) where T : unmanaged
     {
         CheckReducible<T>();
@@ -128,7 +140,8 @@ public sealed class Communicator : IDisposable
         else Ring.ReduceScatter(this, data, op, "reduce_scatter");
     }
 
-    /// <summary>Each rank contributes its shard (<see cref="ShardRange"/>) of <paramref name="data"/>; every rank ends with all shards.</summary>
+    /// <summary>Each rank contributes its shard (<see cref="ShardRange"/>) of <paramref name="data"/>; every rank ends
+    /// with all shards.</summary>
     public void AllGather<T>(Span<T> data) where T : unmanaged
     {
         if (Algorithm == CollectiveAlgorithm.Native && _transport.Native is { } native)
@@ -141,7 +154,8 @@ public sealed class Communicator : IDisposable
         else Ring.AllGather(this, data, "all_gather");
     }
 
-    /// <summary>Copies <paramref name="data"/> from <paramref name="root"/> to every rank (pipelined chain: each rank but the last forwards the whole buffer once).</summary>
+    /// <summary>Copies <paramref name="data"/> from <paramref name="root"/> to every rank (pipelined chain: each rank
+    /// but the last forwards the whole buffer once).</summary>
     public void Broadcast<T>(Span<T> data, int root) where T : unmanaged => Broadcast(data, root, "broadcast");
 
     internal void Broadcast<T>(Span<T> data, int root, string name) where T : unmanaged
@@ -185,7 +199,8 @@ public sealed class Communicator : IDisposable
     /// <summary>Blocks until every rank has called it.</summary>
     public void Barrier() => _transport.Barrier();
 
-    /// <summary>Collective: ranks with equal <paramref name="color"/> form a new communicator, ordered by <paramref name="key"/> (then rank).</summary>
+    /// <summary>Collective: ranks with equal <paramref name="color"/> form a new communicator, ordered by
+    /// <paramref name="key"/> (then rank).</summary>
     public Communicator Split(int color, int key)
     {
         var child = _transport.Split(color, key);
@@ -198,17 +213,20 @@ public sealed class Communicator : IDisposable
             child.SendReceive(MemoryMarshal.AsBytes(new ReadOnlySpan<int>(in worldRanks[child.Rank])), to,
                 MemoryMarshal.AsBytes(new Span<int>(ref worldRanks[from])), from, ControlTag);
         }
-        return new Communicator(child, worldRanks, GroupSize, Counters) { Algorithm = Algorithm, Pipeline = Pipeline, PipelineChunkBytes = PipelineChunkBytes };
+        return new Communicator(child, worldRanks, GroupSize, Counters) { Algorithm = Algorithm, Pipeline = Pipeline,
+            PipelineChunkBytes = PipelineChunkBytes };
     }
 
-    /// <summary>The ranks of this rank's group: consecutive blocks of <paramref name="groupSize"/> ranks (intra-group communicator).</summary>
+    /// <summary>The ranks of this rank's group: consecutive blocks of <paramref name="groupSize"/> ranks (intra-group
+    /// communicator).</summary>
     public Communicator SplitWithinGroups(int groupSize)
     {
         CheckGroupSize(groupSize);
         return Split(Rank / groupSize, Rank);
     }
 
-    /// <summary>The ranks with the same local rank in every group (<c>rank % groupSize</c>): the inter-group communicator.</summary>
+    /// <summary>The ranks with the same local rank in every group (<c>rank % groupSize</c>): the inter-group
+    /// communicator.</summary>
     public Communicator SplitAcrossGroups(int groupSize)
     {
         CheckGroupSize(groupSize);
@@ -225,20 +243,23 @@ public sealed class Communicator : IDisposable
     private GroupLayout? _groups;
 
     /// <summary>
-    /// This communicator's members grouped by world group, with the intra- and inter-group communicators:
-    /// built once, collectively (every rank must first touch it at the same point, as any collective), and
-    /// shared by PaRO's shard layout and the hierarchical collectives.
+    /// This communicator's members grouped by world group, with the intra- and inter-group communicators: built once,
+    /// collectively (every rank must first touch it at the same point, as any collective), and shared by PaRO's shard
+    /// layout and the hierarchical collectives.
     /// </summary>
     public GroupLayout Groups => _groups ??= BuildGroups();
 
-    /// <summary>The layout when the algorithm is hierarchical and the groups allow it; null means the ring (flat) path.</summary>
+    /// <summary>The layout when the algorithm is hierarchical and the groups allow it; null means the ring (flat)
+    /// path.</summary>
     private GroupLayout? Hierarchy() =>
-        Algorithm is CollectiveAlgorithm.HoRing or CollectiveAlgorithm.Hierarchical && Groups.IsHierarchical ? Groups : null;
+        Algorithm is CollectiveAlgorithm.HoRing or CollectiveAlgorithm.Hierarchical
+            && Groups.IsHierarchical ? Groups : null;
 
     private GroupLayout BuildGroups()
     {
         // groups[g][l] is the rank (in this communicator) with local index l in the g-th world group present here.
-        var groups = _worldRanks.Select((w, r) => (Group: w / GroupSize, Rank: r)).GroupBy(x => x.Group).OrderBy(g => g.Key)
+        var groups = _worldRanks.Select((w, r) => (Group: w / GroupSize,
+            Rank: r)).GroupBy(x => x.Group).OrderBy(g => g.Key)
             .Select(g => (IReadOnlyList<int>)g.Select(x => x.Rank).ToList()).ToList();
         var groupIndex = groups.FindIndex(g => g.Contains(Rank));
         var local = groups[groupIndex].ToList().IndexOf(Rank);
@@ -257,7 +278,8 @@ public sealed class Communicator : IDisposable
     private int Previous => (Rank - 1 + Size) % Size;
     private int Relative(int rank, int root) => (rank - root + Size) % Size;
 
-    /// <summary>One ring step: send to the next rank and receive from the previous one, counting the bytes sent.</summary>
+    /// <summary>One ring step: send to the next rank and receive from the previous one, counting the bytes
+    /// sent.</summary>
     internal void SendReceiveCounted(string name, ReadOnlySpan<byte> send, Span<byte> receive, int tag = CollectiveTag)
     {
         Record(name, send.Length, Next);
@@ -265,7 +287,8 @@ public sealed class Communicator : IDisposable
     }
 
     /// <summary>A counted point-to-point send under an operation's name (used inside collectives).</summary>
-    internal void SendCounted<T>(string name, ReadOnlySpan<T> data, int destination, int tag = CollectiveTag) where T : unmanaged =>
+    internal void SendCounted<T>(string name, ReadOnlySpan<T> data, int destination,
+        int tag = CollectiveTag) where T : unmanaged =>
         SendCounted(name, MemoryMarshal.AsBytes(data), destination, tag);
 
     /// <summary>A receive inside a collective.</summary>
@@ -282,8 +305,8 @@ public sealed class Communicator : IDisposable
         Counters.Record(name, bytes, _worldRanks[destination] / GroupSize == WorldRank / GroupSize);
 
     /// <summary>
-    /// What the ring would send, recorded for native collectives (MPI does not report its own traffic):
-    /// the ring's reduce-scatter sends every shard but this rank's, its all-gather every shard but the next rank's.
+    /// What the ring would send, recorded for native collectives (MPI does not report its own traffic): the ring's
+    /// reduce-scatter sends every shard but this rank's, its all-gather every shard but the next rank's.
     /// </summary>
     private void RecordNominal(string name, int length, int elementSize, bool reduceScatter, bool allGather)
     {
@@ -295,29 +318,34 @@ public sealed class Communicator : IDisposable
     }
 
     private INativeCollectives? TryNative<T>(ReduceOp op) where T : unmanaged =>
-        Algorithm == CollectiveAlgorithm.Native && _transport.Native is { } native && native.Supports<T>(op) ? native : null;
+        Algorithm == CollectiveAlgorithm.Native && _transport.Native is { } native
+            && native.Supports<T>(op) ? native : null;
 
     private int Mod(int value) => ((value % Size) + Size) % Size;
 
     private static void CheckReducible<T>() where T : unmanaged
     {
         if (!Reduction.Supports<T>())
-            throw new NotSupportedException($"Reductions over {typeof(T).Name} are not supported; use float, double, int, long, Half or BFloat16.");
+            throw new NotSupportedException(
+                $"Reductions over {typeof(T).Name} are not supported; use float, double, int, long, Half or BFloat16.");
     }
 
     private void CheckRank(int rank, string name)
     {
-        if ((uint)rank >= (uint)Size) throw new ArgumentOutOfRangeException(name, rank, $"must be a rank in [0, {Size})");
+        if ((uint)rank >= (uint)Size) throw new ArgumentOutOfRangeException(name, rank,
+            $"must be a rank in [0, {Size})");
     }
 
     private void CheckGroupSize(int groupSize)
     {
         if (groupSize < 1 || Size % groupSize != 0)
-            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, $"must divide the communicator size {Size}");
+            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize,
+                $"must divide the communicator size {Size}");
     }
 
     private static void CheckTag(int tag)
     {
-        if ((uint)tag > MaxUserTag) throw new ArgumentOutOfRangeException(nameof(tag), tag, $"must be in [0, {MaxUserTag}]");
+        if ((uint)tag > MaxUserTag) throw new ArgumentOutOfRangeException(nameof(tag), tag,
+            $"must be in [0, {MaxUserTag}]");
     }
 }

@@ -4,8 +4,8 @@ namespace Toolkit.Comm;
 internal static class Failures
 {
     /// <summary>
-    /// The root cause: the first failure that is not a cancellation (a cancellation is how the others were
-    /// woken after it), else the first cancellation; null when there is none.
+    /// The root cause: the first failure that is not a cancellation (a cancellation is how the others were woken after
+    /// it), else the first cancellation; null when there is none.
     /// </summary>
     public static Exception? RootCause(IEnumerable<Exception> failures)
     {

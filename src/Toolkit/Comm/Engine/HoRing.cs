@@ -5,39 +5,45 @@ using System.Runtime.CompilerServices;
 namespace Toolkit.Comm;
 
 /// <summary>
-/// HO-Ring (PaRO-CC, PaRO §3.3): an all-reduce over g groups of m ranks as an intra-group
-/// reduce-scatter, then m concurrent inter-group rings (one per local index) each on 1/m of the data,
-/// then an intra-group all-gather. Per rank it sends 2(m-1)/m·S inside the group and only
-/// 2(g-1)/g·S/m across groups, against 2(n-1)/n·S on a flat ring whose slowest (inter-group) hop
-/// paces every step.
+/// HO-Ring (PaRO-CC, PaRO §3.3): an all-reduce over g groups of m ranks as an intra-group reduce-scatter, then m
+/// concurrent inter-group rings (one per local index) each on 1/m of the data, then an intra-group all-gather. Per rank
+/// it sends 2(m-1)/m·S inside the group and only 2(g-1)/g·S/m across groups, against 2(n-1)/n·S on a flat ring whose
+/// slowest (inter-group) hop paces every step.
 /// </summary>
 /// <remarks>
 /// <para>Pipelining (where <see cref="Communicator.Pipelines"/>; see <see cref="HoRingPipeline"/> for when it pays):
-/// the authors separate the phases with barriers. Pipelined, the buffer is cut into
-/// chunks of at least <see cref="Communicator.PipelineChunkBytes"/> (at most <see cref="MaxChunks"/>) and each phase runs on its own thread, so chunk c crosses groups
-/// while chunk c+1 is reduced and chunk c-1 is gathered inside the group: intra and inter traffic
-/// overlap. Unpipelined, each phase's wall time is recorded in <see cref="CommCounters.Times"/>. The intra reduce-scatter and all-gather share the intra communicator concurrently, so
-/// they use different tags (messages are matched by source and tag).</para>
-/// <para>Reduce-scatter and all-gather are decomposed the same way (intra then inter, inter then
-/// intra) without pipelining; because the result must be rank r's shard of the flat partition, the
-/// buffer is first permuted so that each group member's shards are contiguous.</para>
+/// the authors separate the phases with barriers. Pipelined, the buffer is cut into chunks of at least
+/// <see cref="Communicator.PipelineChunkBytes"/> (at most <see cref="MaxChunks"/>) and each phase runs on its own
+/// thread, so chunk c crosses groups while chunk c+1 is reduced and chunk c-1 is gathered inside the group: intra and
+/// inter traffic overlap. Unpipelined, each phase's wall time is recorded in <see cref="CommCounters.Times"/>. The
+/// intra reduce-scatter and all-gather share the intra communicator concurrently, so they use different tags (messages
+/// are matched by source and tag).</para>
+/// <para>Reduce-scatter and all-gather are decomposed the same way (intra then inter, inter then intra) without
+/// pipelining; because the result must be rank r's shard of the flat partition, the buffer is first permuted so that
+/// each group member's shards are contiguous.</para>
 /// </remarks>
 internal static class HoRing
 {
     private const int ReduceTag = Communicator.CollectiveTagValue - 1;
 
-    /// <summary>Phase names in <see cref="CommCounters.Times"/> (unpipelined all-reduce only: pipelined phases overlap).</summary>
-    public const string PhaseIntraReduceScatter = "ho-ring intra reduce-scatter", PhaseInterAllReduce = "ho-ring inter all-reduce", PhaseIntraAllGather = "ho-ring intra all-gather";
+    /// <summary>Phase names in <see cref="CommCounters.Times"/> (unpipelined all-reduce only: pipelined phases
+    /// overlap).</summary>
+    public const string PhaseIntraReduceScatter = "ho-ring intra reduce-scatter",
+        PhaseInterAllReduce = "ho-ring inter all-reduce", PhaseIntraAllGather = "ho-ring intra all-gather";
 
-    /// <summary>At most this many chunks: every chunk pays each ring step's latency again, so a few large chunks overlap the phases without multiplying latency.</summary>
+    /// <summary>At most this many chunks: every chunk pays each ring step's latency again, so a few large chunks
+    /// overlap the phases without multiplying latency.</summary>
     public const int MaxChunks = 8;
 
-    /// <summary>The pipeline's chunk count for a message: one per <paramref name="chunkBytes"/>, between 1 and <see cref="MaxChunks"/>.</summary>
-    public static int Chunks(long bytes, long chunkBytes, int elements) => (int)Math.Clamp(bytes / chunkBytes, 1, Math.Min(MaxChunks, Math.Max(1, elements)));
+    /// <summary>The pipeline's chunk count for a message: one per <paramref name="chunkBytes"/>, between 1 and
+    /// <see cref="MaxChunks"/>.</summary>
+    public static int Chunks(long bytes, long chunkBytes, int elements) => (int)Math.Clamp(bytes / chunkBytes, 1,
+        Math.Min(MaxChunks, Math.Max(1, elements)));
 
     public static unsafe void AllReduce<T>(GroupLayout h, Span<T> data, ReduceOp op) where T : unmanaged
     {
-        var chunks = h.Root.Pipelines ? Chunks((long)data.Length * sizeof(T), h.Root.PipelineChunkBytes, data.Length) : 1;
+        var chunks = h.Root.Pipelines ? Chunks((long)data.Length * sizeof(T), h.Root.PipelineChunkBytes,
+            data.Length) : 1;
         if (chunks == 1)
         {
             var counters = h.Root.Counters;
@@ -69,8 +75,12 @@ internal static class HoRing
                 catch (Exception e) { failures.Enqueue(e); h.Abort(); }
                 finally { output?.CompleteAdding(); }
             }
-            var first = new Thread(() => Stage(() => { for (var c = 0; c < chunks; c++) { IntraReduceScatter(h, Chunk(c), op); reduced.Add(c); } }, reduced)) { IsBackground = true, Name = "ho-ring intra reduce-scatter" };
-            var second = new Thread(() => Stage(() => { foreach (var c in reduced.GetConsumingEnumerable()) { InterAllReduce(h, Chunk(c), op); crossed.Add(c); } }, crossed)) { IsBackground = true, Name = "ho-ring inter all-reduce" };
+            var first = new Thread(() => Stage(() => { for (var c = 0; c < chunks; c++) { IntraReduceScatter(h,
+                Chunk(c), op); reduced.Add(c); } }, reduced)) { IsBackground = true,
+                    Name = "ho-ring intra reduce-scatter" };
+            var second = new Thread(() => Stage(()
+                => { foreach (var c in reduced.GetConsumingEnumerable()) { InterAllReduce(h, Chunk(c),
+                    op); crossed.Add(c); } }, crossed)) { IsBackground = true, Name = "ho-ring inter all-reduce" };
             first.Start();
             second.Start();
             Stage(() => { foreach (var c in crossed.GetConsumingEnumerable()) IntraAllGather(h, Chunk(c)); }, null);
@@ -80,7 +90,8 @@ internal static class HoRing
         }
     }
 
-    /// <summary>Rank r ends with its flat shard (<see cref="Communicator.ShardRange"/> of n) summed over all ranks: intra, then inter reduce-scatter.</summary>
+    /// <summary>Rank r ends with its flat shard (<see cref="Communicator.ShardRange"/> of n) summed over all ranks:
+    /// intra, then inter reduce-scatter.</summary>
     public static void ReduceScatter<T>(GroupLayout h, Span<T> data, ReduceOp op) where T : unmanaged
     {
         var layout = new GroupedLayout(h, data.Length);
@@ -91,7 +102,8 @@ internal static class HoRing
             layout.ToGrouped<T>(data, buffer);
             Ring.ReduceScatter(h.Intra, buffer, op, "reduce_scatter", partition: layout.Block);
             var (blockOffset, blockLength) = layout.Block(h.Local);
-            Ring.ReduceScatter(h.Inter, buffer.Slice(blockOffset, blockLength), op, "reduce_scatter", partition: q => layout.SegmentInBlock(q, h.Local));
+            Ring.ReduceScatter(h.Inter, buffer.Slice(blockOffset, blockLength), op, "reduce_scatter",
+                partition: q => layout.SegmentInBlock(q, h.Local));
             var (own, count) = Communicator.ShardRange(data.Length, h.Root.Size, h.Root.Rank);
             buffer.Slice(layout.GroupedOffset(h.Group, h.Local), count).CopyTo(data.Slice(own, count));
         }
@@ -101,7 +113,8 @@ internal static class HoRing
         }
     }
 
-    /// <summary>Every rank ends with every flat shard: inter all-gather inside the block of this local index, then intra all-gather of the blocks.</summary>
+    /// <summary>Every rank ends with every flat shard: inter all-gather inside the block of this local index, then
+    /// intra all-gather of the blocks.</summary>
     public static void AllGather<T>(GroupLayout h, Span<T> data) where T : unmanaged
     {
         var layout = new GroupedLayout(h, data.Length);
@@ -112,7 +125,8 @@ internal static class HoRing
             var (own, count) = Communicator.ShardRange(data.Length, h.Root.Size, h.Root.Rank);
             data.Slice(own, count).CopyTo(buffer.Slice(layout.GroupedOffset(h.Group, h.Local), count));
             var (blockOffset, blockLength) = layout.Block(h.Local);
-            Ring.AllGather(h.Inter, buffer.Slice(blockOffset, blockLength), "all_gather", partition: q => layout.SegmentInBlock(q, h.Local));
+            Ring.AllGather(h.Inter, buffer.Slice(blockOffset, blockLength), "all_gather",
+                partition: q => layout.SegmentInBlock(q, h.Local));
             Ring.AllGather(h.Intra, buffer, "all_gather", partition: layout.Block);
             layout.FromGrouped<T>(buffer, data);
         }
@@ -137,9 +151,9 @@ internal static class HoRing
         Ring.AllGather(h.Intra, chunk, "allreduce");
 
     /// <summary>
-    /// The flat shards of the root communicator reordered so that the shards of ranks with local index
-    /// j (over all groups, in group order) form block j: the intra ring then moves whole blocks and the
-    /// inter ring moves one shard of the block.
+    /// The flat shards of the root communicator reordered so that the shards of ranks with local index j (over all
+    /// groups, in group order) form block j: the intra ring then moves whole blocks and the inter ring moves one shard
+    /// of the block.
     /// </summary>
     private sealed class GroupedLayout
     {
@@ -169,7 +183,8 @@ internal static class HoRing
             return (start, end - start);
         }
 
-        public (int Offset, int Count) SegmentInBlock(int group, int local) => (_offset[group, local] - _offset[0, local], Shard(group, local).Count);
+        public (int Offset, int Count) SegmentInBlock(int group, int local) => (_offset[group, local] - _offset[0,
+            local], Shard(group, local).Count);
 
         public void ToGrouped<T>(ReadOnlySpan<T> flat, Span<T> grouped)
         {
@@ -191,6 +206,7 @@ internal static class HoRing
                 }
         }
 
-        private (int Offset, int Count) Shard(int group, int local) => Communicator.ShardRange(_length, _h.Root.Size, _h.RankOf(group, local));
+        private (int Offset, int Count) Shard(int group, int local) => Communicator.ShardRange(_length, _h.Root.Size,
+            _h.RankOf(group, local));
     }
 }

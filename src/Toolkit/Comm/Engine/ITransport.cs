@@ -1,9 +1,8 @@
 namespace Toolkit.Comm;
 
 /// <summary>
-/// Point-to-point byte transport between the ranks of one communicator: what differs between the
-/// in-process and the MPI backends. Collectives, byte accounting and rank mapping live once, in
-/// <see cref="Communicator"/>, on top of it.
+/// Point-to-point byte transport between the ranks of one communicator: what differs between the in-process and the MPI
+/// backends. Collectives, byte accounting and rank mapping live once, in <see cref="Communicator"/>, on top of it.
 /// </summary>
 internal interface ITransport : IDisposable
 {
@@ -28,24 +27,27 @@ internal interface ITransport : IDisposable
     /// <summary>Blocks until every rank of the group has entered.</summary>
     void Barrier();
 
-    /// <summary>Collective over the group: ranks with equal <paramref name="color"/> form a new transport, ordered by <paramref name="key"/> then rank.</summary>
+    /// <summary>Collective over the group: ranks with equal <paramref name="color"/> form a new transport, ordered by
+    /// <paramref name="key"/> then rank.</summary>
     ITransport Split(int color, int key);
 
     /// <summary>
-    /// Wakes every rank of the group that waits in a send, receive or barrier, after one of them failed, so a
-    /// failure never hangs a job. In-process ranks then throw <see cref="OperationCanceledException"/>; for MPI
-    /// it does nothing, because MPI's default error handler already ends every process of the job.
+    /// Wakes every rank of the group that waits in a send, receive or barrier, after one of them failed, so a failure
+    /// never hangs a job. In-process ranks then throw <see cref="OperationCanceledException"/>; for MPI it does
+    /// nothing, because MPI's default error handler already ends every process of the job.
     /// </summary>
     void Abort();
 
-    /// <summary>True when several threads of a rank may call the transport at once (in-process; MPI with MPI_THREAD_MULTIPLE).</summary>
+    /// <summary>True when several threads of a rank may call the transport at once (in-process; MPI with
+    /// MPI_THREAD_MULTIPLE).</summary>
     bool ConcurrentCalls { get; }
 
     /// <summary>The native implementation of a collective, if this backend has one (MPI); null otherwise.</summary>
     INativeCollectives? Native { get; }
 }
 
-/// <summary>A backend's own collectives (for MPI: the library's tuned algorithms), used when <see cref="CollectiveAlgorithm.Native"/> is chosen.</summary>
+/// <summary>A backend's own collectives (for MPI: the library's tuned algorithms), used when
+/// <see cref="CollectiveAlgorithm.Native"/> is chosen.</summary>
 internal interface INativeCollectives
 {
     /// <summary>True when the backend can reduce elements of type <typeparamref name="T"/> natively.</summary>

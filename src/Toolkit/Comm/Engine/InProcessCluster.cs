@@ -1,18 +1,21 @@
 namespace Toolkit.Comm;
 
 /// <summary>
-/// The embedded default: n ranks as dedicated threads of this process, no MPI needed (notebooks,
-/// laptops, tests). If one rank throws, the others are woken from any wait and the first failure is
-/// rethrown, so a bad rank never hangs the job.
+/// The embedded default: n ranks as dedicated threads of this process, no MPI needed (notebooks, laptops, tests). If
+/// one rank throws, the others are woken from any wait and the first failure is rethrown, so a bad rank never hangs the
+/// job.
 /// </summary>
 public static class InProcessCluster
 {
-    /// <summary>Runs <paramref name="body"/> once per rank, each on its own thread, and returns the per-rank results in rank order.</summary>
+    /// <summary>Runs <paramref name="body"/> once per rank, each on its own thread, and returns the per-rank results in
+    /// rank order.</summary>
     /// <param name="ranks">Number of ranks (n).</param>
-    /// <param name="groupSize">Ranks per group (m), which must divide <paramref name="ranks"/>; traffic inside a group counts as intra-group.</param>
+    /// <param name="groupSize">Ranks per group (m), which must divide <paramref name="ranks"/>; traffic inside a group
+    /// counts as intra-group.</param>
     /// <param name="body">The per-rank program.</param>
     /// <param name="cancellationToken">Cancels waiting ranks (they observe it at their next communication).</param>
-    public static Task<T[]> RunAsync<T>(int ranks, int groupSize, Func<Communicator, T> body, CancellationToken cancellationToken = default)
+    public static Task<T[]> RunAsync<T>(int ranks, int groupSize, Func<Communicator, T> body,
+        CancellationToken cancellationToken = default)
     {
         var communicators = Create(ranks, groupSize);
         var results = new T[ranks];
@@ -55,7 +58,8 @@ public static class InProcessCluster
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(ranks, 1);
         if (groupSize < 1 || ranks % groupSize != 0)
-            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, $"must be at least 1 and divide the number of ranks ({ranks})");
+            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize,
+                $"must be at least 1 and divide the number of ranks ({ranks})");
         var worldRanks = Enumerable.Range(0, ranks).ToArray();
         return InProcessTransport.CreateGroup(ranks)
             .Select(t => new Communicator(t, worldRanks, groupSize, new CommCounters()))
@@ -64,7 +68,8 @@ public static class InProcessCluster
 
     private static void Abort(Communicator[] communicators) => communicators[0].Transport.Abort();
 
-    private static void Complete<T>(TaskCompletionSource<T[]> done, T[] results, Exception?[] failures, CancellationToken token)
+    private static void Complete<T>(TaskCompletionSource<T[]> done, T[] results, Exception?[] failures,
+        CancellationToken token)
     {
         var root = Failures.RootCause(failures.OfType<Exception>());
         if (root is OperationCanceledException && token.IsCancellationRequested) done.SetCanceled(token);

@@ -3,9 +3,9 @@ using System.Buffers;
 namespace Toolkit.Comm;
 
 /// <summary>
-/// Ranks as threads of one process. A send copies the payload into a pooled buffer and queues it in
-/// the receiver's mailbox (eager protocol, so a send never waits for its receive and ring steps
-/// cannot deadlock); a receive waits for the matching (source, tag) message and copies it out.
+/// Ranks as threads of one process. A send copies the payload into a pooled buffer and queues it in the receiver's
+/// mailbox (eager protocol, so a send never waits for its receive and ring steps cannot deadlock); a receive waits for
+/// the matching (source, tag) message and copies it out.
 /// </summary>
 internal sealed class InProcessTransport : ITransport
 {
@@ -45,7 +45,9 @@ internal sealed class InProcessTransport : ITransport
         try
         {
             if (message.Length != data.Length)
-                throw new InvalidOperationException($"Rank {Rank} expected {data.Length} bytes from rank {source} (tag {tag}) but {message.Length} arrived: the ranks disagree on the collective's arguments.");
+                throw new InvalidOperationException(
+                    $"Rank {Rank} expected {data.Length} bytes from rank {source} (tag {tag}) but {message.Length} " +
+                        $"arrived: the ranks disagree on the collective's arguments.");
             message.Buffer.AsSpan(0, message.Length).CopyTo(data);
         }
         finally
@@ -134,7 +136,8 @@ internal sealed class InProcessTransport : ITransport
             {
                 while (true)
                 {
-                    // Messages from one source with one tag are taken in the order they were sent (MPI's non-overtaking rule).
+                    // Messages from one source with one tag are taken in the order they were sent (MPI's non-overtaking
+                    // rule).
                     var index = _pending.FindIndex(m => m.Source == source && m.Tag == tag);
                     if (index >= 0)
                     {

@@ -3,10 +3,10 @@ using System.Runtime.InteropServices;
 namespace Toolkit.Comm;
 
 /// <summary>
-/// The classic hierarchical all-reduce: reduce inside each group to its first rank (a ring
-/// reduce-scatter, then every rank sends its reduced slice to the leader), all-reduce among the g
-/// leaders on the whole buffer (one flow per group crosses groups), broadcast inside each group.
-/// The baseline HO-Ring improves on: its inter-group phase moves S per leader instead of S/m per rank.
+/// The classic hierarchical all-reduce: reduce inside each group to its first rank (a ring reduce-scatter, then every
+/// rank sends its reduced slice to the leader), all-reduce among the g leaders on the whole buffer (one flow per group
+/// crosses groups), broadcast inside each group. The baseline HO-Ring improves on: its inter-group phase moves S per
+/// leader instead of S/m per rank.
 /// </summary>
 internal static class LeaderAllReduce
 {

@@ -4,11 +4,13 @@ namespace Toolkit.Comm;
 public static class MpiCluster
 {
     /// <summary>
-    /// Initialises MPI and returns the world communicator. Call once per process; dispose it at the
-    /// end to finalise MPI.
+    /// Initialises MPI and returns the world communicator. Call once per process; dispose it at the end to finalise
+    /// MPI.
     /// </summary>
-    /// <param name="groupSize">Ranks per group (m). Null: the number of ranks on this host, assuming ranks are placed host by host (hydra's default).</param>
-    /// <exception cref="DllNotFoundException">No MPICH-ABI library is installed; the message says what to install.</exception>
+    /// <param name="groupSize">Ranks per group (m). Null: the number of ranks on this host, assuming ranks are placed
+    /// host by host (hydra's default).</param>
+    /// <exception cref="DllNotFoundException">No MPICH-ABI library is installed; the message says what to
+    /// install.</exception>
     public static Communicator InitializeWorld(int? groupSize = null)
     {
         var transport = MpiTransport.InitializeWorld();
@@ -16,19 +18,21 @@ public static class MpiCluster
         var counters = new CommCounters();
         var m = groupSize ?? LocalRanksFromLauncher() ?? RanksOnThisHost(transport, counters);
         if (m < 1 || transport.Size % m != 0)
-            throw new ArgumentOutOfRangeException(nameof(groupSize), m, $"must be at least 1 and divide the number of MPI ranks ({transport.Size})");
+            throw new ArgumentOutOfRangeException(nameof(groupSize), m,
+                $"must be at least 1 and divide the number of MPI ranks ({transport.Size})");
         return new Communicator(transport, worldRanks, m, counters);
     }
 
     /// <summary>
     /// Ranks sharing this host as the launcher reports them (hydra's <c>MPI_LOCALNRANKS</c>, Slurm's
-    /// <c>SLURM_NTASKS_PER_NODE</c>), or null. Used to size CPU thread pools so that co-located ranks
-    /// do not oversubscribe the cores.
+    /// <c>SLURM_NTASKS_PER_NODE</c>), or null. Used to size CPU thread pools so that co-located ranks do not
+    /// oversubscribe the cores.
     /// </summary>
     public static int? LocalRanksFromLauncher()
     {
         foreach (var name in new[] { "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE" })
-            if (int.TryParse(Environment.GetEnvironmentVariable(name)?.Split('(', ',')[0], out var n) && n > 0) return n;
+            if (int.TryParse(Environment.GetEnvironmentVariable(name)?.Split('(', ',')[0],
+                out var n) && n > 0) return n;
         return null;
     }
 
@@ -46,10 +50,12 @@ public static class MpiCluster
         var names = new byte[slot * transport.Size];
         var mine = System.Text.Encoding.UTF8.GetBytes(MpiTransport.ProcessorName());
         mine.AsSpan(0, Math.Min(mine.Length, slot)).CopyTo(names.AsSpan(transport.Rank * slot));
-        var probe = new Communicator(transport, Enumerable.Range(0, transport.Size).ToArray(), transport.Size, counters);
+        var probe = new Communicator(transport, Enumerable.Range(0, transport.Size).ToArray(), transport.Size,
+            counters);
         probe.AllGather<byte>(names);
         counters.Reset();
-        var hosts = Enumerable.Range(0, transport.Size).Select(r => Convert.ToHexString(names, r * slot, slot)).ToList();
+        var hosts = Enumerable.Range(0, transport.Size).Select(r => Convert.ToHexString(names, r * slot,
+            slot)).ToList();
         return hosts.Count(h => h == hosts[transport.Rank]);
     }
 }

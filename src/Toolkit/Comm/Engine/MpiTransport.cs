@@ -5,9 +5,8 @@ using Toolkit.Runtime;
 namespace Toolkit.Comm;
 
 /// <summary>
-/// Ranks as MPI processes, through MPI.NET's raw bindings (<see cref="Unsafe"/>) on tensor memory:
-/// no managed copies and no serialisation. Messages above 1 GiB are split because MPI counts are
-/// 32-bit.
+/// Ranks as MPI processes, through MPI.NET's raw bindings (<see cref="Unsafe"/>) on tensor memory: no managed copies
+/// and no serialisation. Messages above 1 GiB are split because MPI counts are 32-bit.
 /// </summary>
 internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
 {
@@ -36,7 +35,8 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
 
     private static int _threadLevel = -1;
 
-    /// <summary>Initialises MPI (thread level MULTIPLE, so collectives may run on helper threads) and returns MPI_COMM_WORLD.</summary>
+    /// <summary>Initialises MPI (thread level MULTIPLE, so collectives may run on helper threads) and returns
+    /// MPI_COMM_WORLD.</summary>
     public static MpiTransport InitializeWorld()
     {
         MpiLibrary.EnsureLoaded();
@@ -46,9 +46,12 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
         {
             var argc = 0;
             byte** argv = null;
-            Check(Unsafe.MPI_Init_thread(ref argc, ref argv, Unsafe.MPI_THREAD_MULTIPLE, out var provided), "MPI_Init_thread");
+            Check(Unsafe.MPI_Init_thread(ref argc, ref argv, Unsafe.MPI_THREAD_MULTIPLE, out var provided),
+                "MPI_Init_thread");
             if (provided < Unsafe.MPI_THREAD_SERIALIZED)
-                throw new NotSupportedException($"The MPI library provides thread level {provided}; the toolkit needs MPI_THREAD_SERIALIZED or better.");
+                throw new NotSupportedException(
+                    $"The MPI library provides thread level {provided}; the toolkit needs MPI_THREAD_SERIALIZED or " +
+                        $"better.");
             _threadLevel = provided;
         }
         else
@@ -74,7 +77,8 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
             for (var offset = 0; offset < data.Length || offset == 0; offset += MaxChunkBytes)
             {
                 var count = Math.Min(MaxChunkBytes, data.Length - offset);
-                Check(Unsafe.MPI_Send((IntPtr)(p + offset), count, Unsafe.MPI_BYTE, destination, tag, _comm), "MPI_Send");
+                Check(Unsafe.MPI_Send((IntPtr)(p + offset), count, Unsafe.MPI_BYTE, destination, tag, _comm),
+                    "MPI_Send");
                 if (data.Length == 0) break;
             }
     }
@@ -85,7 +89,8 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
             for (var offset = 0; offset < data.Length || offset == 0; offset += MaxChunkBytes)
             {
                 var count = Math.Min(MaxChunkBytes, data.Length - offset);
-                Check(Unsafe.MPI_Recv((IntPtr)(p + offset), count, Unsafe.MPI_BYTE, source, tag, _comm, out _), "MPI_Recv");
+                Check(Unsafe.MPI_Recv((IntPtr)(p + offset), count, Unsafe.MPI_BYTE, source, tag, _comm, out _),
+                    "MPI_Recv");
                 if (data.Length == 0) break;
             }
     }
@@ -93,13 +98,16 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
     public void SendReceive(ReadOnlySpan<byte> send, int destination, Span<byte> receive, int source, int tag)
     {
         if (send.Length > MaxChunkBytes || receive.Length > MaxChunkBytes)
-            throw new NotSupportedException("A single ring step above 1 GiB is not supported; use more ranks or smaller buckets.");
+            throw new NotSupportedException(
+                "A single ring step above 1 GiB is not supported; use more ranks or smaller buckets.");
         fixed (byte* s = send)
         fixed (byte* r = receive)
         {
             var requests = stackalloc int[2];
-            Check(Unsafe.MPI_Irecv((IntPtr)r, receive.Length, Unsafe.MPI_BYTE, source, tag, _comm, out requests[0]), "MPI_Irecv");
-            Check(Unsafe.MPI_Isend((IntPtr)s, send.Length, Unsafe.MPI_BYTE, destination, tag, _comm, out requests[1]), "MPI_Isend");
+            Check(Unsafe.MPI_Irecv((IntPtr)r, receive.Length, Unsafe.MPI_BYTE, source, tag, _comm, out requests[0]),
+                "MPI_Irecv");
+            Check(Unsafe.MPI_Isend((IntPtr)s, send.Length, Unsafe.MPI_BYTE, destination, tag, _comm, out requests[1]),
+                "MPI_Isend");
             WaitAll(requests, 2);
         }
     }
@@ -109,11 +117,11 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
     /// sched_yield between tests after <see cref="SpinsBeforeYield"/> tries.
     /// </summary>
     /// <remarks>
-    /// A blocking MPICH call polls without yielding, so on a machine with fewer cores than ranks the rank that has
-    /// data to move waits for the time slices of ranks that only wait. Measured with <c>toolkit bench collectives
-    /// --emulate 2x2 --inter-bandwidth 1gbit --sizes 64MiB</c> on 2 cores: ring 944 ms and HO-Ring 708 ms with
-    /// MPI_Sendrecv, 904 ms and 629 ms yielding after 10 tests. Sleeping instead (1 ms) freed the cores but stalled
-    /// progress: UCX moves TCP and shared-memory data only inside MPI calls (HO-Ring 855 ms).
+    /// A blocking MPICH call polls without yielding, so on a machine with fewer cores than ranks the rank that has data
+    /// to move waits for the time slices of ranks that only wait. Measured with <c>toolkit bench collectives --emulate
+    /// 2x2 --inter-bandwidth 1gbit --sizes 64MiB</c> on 2 cores: ring 944 ms and HO-Ring 708 ms with MPI_Sendrecv, 904
+    /// ms and 629 ms yielding after 10 tests. Sleeping instead (1 ms) freed the cores but stalled progress: UCX moves
+    /// TCP and shared-memory data only inside MPI calls (HO-Ring 855 ms).
     /// </remarks>
     private static void WaitAll(int* requests, int count)
     {
@@ -158,14 +166,16 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
         var size = Marshal.SizeOf<T>();
         var (counts, displacements) = Layout(data.Length, size);
         fixed (T* p = data)
-            Check(Unsafe.MPI_Allgatherv(InPlace, 0, Unsafe.MPI_BYTE, (IntPtr)p, counts, displacements, Unsafe.MPI_BYTE, _comm), "MPI_Allgatherv");
+            Check(Unsafe.MPI_Allgatherv(InPlace, 0, Unsafe.MPI_BYTE, (IntPtr)p, counts, displacements, Unsafe.MPI_BYTE,
+                _comm), "MPI_Allgatherv");
     }
 
     public void ReduceScatter<T>(Span<T> data, int chunkElements, ReduceOp op) where T : unmanaged
     {
         var (counts, displacements) = Layout(data.Length, 1);
         fixed (T* p = data)
-            Check(Unsafe.MPI_Reduce_scatter(InPlace, (IntPtr)p, counts, DataType<T>(), Op(op), _comm), "MPI_Reduce_scatter");
+            Check(Unsafe.MPI_Reduce_scatter(InPlace, (IntPtr)p, counts, DataType<T>(), Op(op), _comm),
+                "MPI_Reduce_scatter");
         // In place, MPI leaves this rank's block at the start of the buffer; move it to its shard offset.
         data[..counts[Rank]].CopyTo(data.Slice(displacements[Rank], counts[Rank]));
     }
@@ -173,7 +183,8 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
     public void Broadcast<T>(Span<T> data, int root) where T : unmanaged
     {
         fixed (T* p = data)
-            Check(Unsafe.MPI_Bcast((IntPtr)p, checked(data.Length * Marshal.SizeOf<T>()), Unsafe.MPI_BYTE, root, _comm), "MPI_Bcast");
+            Check(Unsafe.MPI_Bcast((IntPtr)p, checked(data.Length * Marshal.SizeOf<T>()), Unsafe.MPI_BYTE, root,
+                _comm), "MPI_Bcast");
     }
 
     public void Dispose()
@@ -184,7 +195,8 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
             // their endpoints wait in the PMI barrier while their peers still flush towards them). The
             // emulated cluster sets TOOLKIT_MPI_SKIP_FINALIZE=1: every rank has passed a barrier, and the
             // process exits without finalising, which hydra accepts.
-            if (_ownsWorld && System.Environment.GetEnvironmentVariable("TOOLKIT_MPI_SKIP_FINALIZE") != "1") Unsafe.MPI_Finalize();
+            if (_ownsWorld
+                && System.Environment.GetEnvironmentVariable("TOOLKIT_MPI_SKIP_FINALIZE") != "1") Unsafe.MPI_Finalize();
         }
         else if (_comm != 0)
         {
@@ -193,7 +205,8 @@ internal sealed unsafe class MpiTransport : ITransport, INativeCollectives
         _comm = 0;
     }
 
-    /// <summary>Shard counts and offsets in units of <paramref name="scale"/> (1 for elements, the element size for bytes).</summary>
+    /// <summary>Shard counts and offsets in units of <paramref name="scale"/> (1 for elements, the element size for
+    /// bytes).</summary>
     private (int[] Counts, int[] Displacements) Layout(int length, int scale)
     {
         var counts = new int[Size];

@@ -30,13 +30,18 @@ internal static class Reduction
         else if (typeof(T) == typeof(long)) Vectorized(Cast<T, long>(target), Cast<T, long>(source), op);
         else if (typeof(T) == typeof(BFloat16)) BFloat16s(Cast<T, BFloat16>(target), Cast<T, BFloat16>(source), op);
         else if (typeof(T) == typeof(Half)) Halves(Cast<T, Half>(target), Cast<T, Half>(source), op);
-        else throw new NotSupportedException($"Reductions over {typeof(T).Name} are not supported; use float, double, int, long, Half or BFloat16.");
+        else throw new NotSupportedException(
+            $"Reductions over {typeof(T).Name} are not supported; use float, double, int, long, Half or BFloat16.");
     }
 
-    private static Span<TTo> Cast<TFrom, TTo>(Span<TFrom> span) where TFrom : unmanaged where TTo : unmanaged => MemoryMarshal.Cast<TFrom, TTo>(span);
-    private static ReadOnlySpan<TTo> Cast<TFrom, TTo>(ReadOnlySpan<TFrom> span) where TFrom : unmanaged where TTo : unmanaged => MemoryMarshal.Cast<TFrom, TTo>(span);
+    private static Span<TTo> Cast<TFrom,
+        TTo>(Span<TFrom> span) where TFrom : unmanaged where TTo : unmanaged => MemoryMarshal.Cast<TFrom, TTo>(span);
+    private static ReadOnlySpan<TTo> Cast<TFrom,
+        TTo>(ReadOnlySpan<TFrom> span) where TFrom : unmanaged where TTo : unmanaged => MemoryMarshal.Cast<TFrom,
+            TTo>(span);
 
-    private static void Vectorized<T>(Span<T> target, ReadOnlySpan<T> source, ReduceOp op) where T : unmanaged, System.Numerics.INumber<T>
+    private static void Vectorized<T>(Span<T> target, ReadOnlySpan<T> source, ReduceOp op) where T : unmanaged,
+        System.Numerics.INumber<T>
     {
         switch (op)
         {

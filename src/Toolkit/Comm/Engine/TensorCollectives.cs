@@ -5,8 +5,8 @@ using static TorchSharp.torch;
 namespace Toolkit.Comm;
 
 /// <summary>
-/// Collectives on TorchSharp tensors, in place, on the tensor's own memory. CPU tensors must be
-/// contiguous; CUDA tensors are staged through host memory (GPU-direct transports are out of scope).
+/// Collectives on TorchSharp tensors, in place, on the tensor's own memory. CPU tensors must be contiguous; CUDA
+/// tensors are staged through host memory (GPU-direct transports are out of scope).
 /// </summary>
 public static class TensorCollectives
 {
@@ -14,11 +14,13 @@ public static class TensorCollectives
     public static void AllReduce(this Communicator comm, Tensor tensor, ReduceOp op = ReduceOp.Sum) =>
         OnHost(tensor, t => Dispatch(t, new AllReduceAction(comm, op)));
 
-    /// <summary>In-place reduce-scatter of a flat tensor: this rank's shard (<see cref="Communicator.ShardRange"/>) ends complete.</summary>
+    /// <summary>In-place reduce-scatter of a flat tensor: this rank's shard (<see cref="Communicator.ShardRange"/>)
+    /// ends complete.</summary>
     public static void ReduceScatter(this Communicator comm, Tensor tensor, ReduceOp op = ReduceOp.Sum) =>
         OnHost(tensor, t => Dispatch(t, new ReduceScatterAction(comm, op)));
 
-    /// <summary>In-place all-gather of a flat tensor whose shards (<see cref="Communicator.ShardRange"/>) are spread over the ranks.</summary>
+    /// <summary>In-place all-gather of a flat tensor whose shards (<see cref="Communicator.ShardRange"/>) are spread
+    /// over the ranks.</summary>
     public static void AllGather(this Communicator comm, Tensor tensor) =>
         OnHost(tensor, t => Dispatch(t, new AllGatherAction(comm)));
 
@@ -31,7 +33,8 @@ public static class TensorCollectives
         if (tensor.device_type == DeviceType.CPU)
         {
             if (!tensor.is_contiguous())
-                throw new ArgumentException("Collectives need a contiguous tensor; call .contiguous() first.", nameof(tensor));
+                throw new ArgumentException("Collectives need a contiguous tensor; call .contiguous() first.",
+                    nameof(tensor));
             action(tensor);
             return;
         }
@@ -52,14 +55,20 @@ public static class TensorCollectives
             case ScalarType.Float16: action.Run(MemoryMarshal.Cast<byte, Half>(bytes)); break;
             case ScalarType.Int32: action.Run(MemoryMarshal.Cast<byte, int>(bytes)); break;
             case ScalarType.Int64: action.Run(MemoryMarshal.Cast<byte, long>(bytes)); break;
-            default: throw new NotSupportedException($"Collectives on {t.dtype} tensors are not supported; use float32, float64, bfloat16, float16, int32 or int64.");
+            default: throw new NotSupportedException(
+                $"Collectives on {t.dtype} tensors are not supported; use float32, float64, bfloat16, float16, int32 " +
+                    $"or int64.");
         }
     }
 
     private interface ISpanAction { void Run<T>(Span<T> span) where T : unmanaged; }
 
-    private sealed record AllReduceAction(Communicator Comm, ReduceOp Op) : ISpanAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.AllReduce(s, Op); }
-    private sealed record ReduceScatterAction(Communicator Comm, ReduceOp Op) : ISpanAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.ReduceScatter(s, Op); }
-    private sealed record AllGatherAction(Communicator Comm) : ISpanAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.AllGather(s); }
-    private sealed record BroadcastAction(Communicator Comm, int Root) : ISpanAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.Broadcast(s, Root); }
+    private sealed record AllReduceAction(Communicator Comm,
+        ReduceOp Op) : ISpanAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.AllReduce(s, Op); }
+    private sealed record ReduceScatterAction(Communicator Comm,
+        ReduceOp Op) : ISpanAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.ReduceScatter(s, Op); }
+    private sealed record AllGatherAction(Communicator Comm) : ISpanAction { public void Run<T>(Span<T> s) where T
+        : unmanaged => Comm.AllGather(s); }
+    private sealed record BroadcastAction(Communicator Comm,
+        int Root) : ISpanAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.Broadcast(s, Root); }
 }

@@ -8,7 +8,8 @@ namespace Toolkit.Comm;
 /// <param name="IntraLatency">α': seconds per message inside a node.</param>
 /// <param name="InterLatency">α: seconds per message between nodes.</param>
 /// <param name="NicsPerNode">Network interfaces per node; concurrent flows leaving a node share them.</param>
-public sealed record Topology(int Nodes, int RanksPerNode, double IntraBandwidth, double NicBandwidth, double IntraLatency, double InterLatency, int NicsPerNode = 1)
+public sealed record Topology(int Nodes, int RanksPerNode, double IntraBandwidth, double NicBandwidth,
+    double IntraLatency, double InterLatency, int NicsPerNode = 1)
 {
     /// <summary>n = g·m.</summary>
     public int Ranks => Nodes * RanksPerNode;
@@ -20,11 +21,16 @@ public sealed record Topology(int Nodes, int RanksPerNode, double IntraBandwidth
     public Topology Validate()
     {
         if (Nodes < 1) throw new ArgumentOutOfRangeException(nameof(Nodes), Nodes, "must be at least 1");
-        if (RanksPerNode < 1) throw new ArgumentOutOfRangeException(nameof(RanksPerNode), RanksPerNode, "must be at least 1");
-        if (!(IntraBandwidth > 0)) throw new ArgumentOutOfRangeException(nameof(IntraBandwidth), IntraBandwidth, "must be positive");
-        if (!(NicBandwidth > 0)) throw new ArgumentOutOfRangeException(nameof(NicBandwidth), NicBandwidth, "must be positive");
-        if (IntraLatency < 0 || InterLatency < 0) throw new ArgumentOutOfRangeException(nameof(InterLatency), "latencies must not be negative");
-        if (NicsPerNode < 1) throw new ArgumentOutOfRangeException(nameof(NicsPerNode), NicsPerNode, "must be at least 1");
+        if (RanksPerNode < 1) throw new ArgumentOutOfRangeException(nameof(RanksPerNode), RanksPerNode,
+            "must be at least 1");
+        if (!(IntraBandwidth > 0)) throw new ArgumentOutOfRangeException(nameof(IntraBandwidth), IntraBandwidth,
+            "must be positive");
+        if (!(NicBandwidth > 0)) throw new ArgumentOutOfRangeException(nameof(NicBandwidth), NicBandwidth,
+            "must be positive");
+        if (IntraLatency < 0 || InterLatency < 0) throw new ArgumentOutOfRangeException(nameof(InterLatency),
+            "latencies must not be negative");
+        if (NicsPerNode < 1) throw new ArgumentOutOfRangeException(nameof(NicsPerNode), NicsPerNode,
+            "must be at least 1");
         return this;
     }
 }
@@ -53,8 +59,10 @@ public static class CollectiveSimulator
     /// <param name="algorithm">The algorithm.</param>
     /// <param name="topology">The machine.</param>
     /// <param name="bytes">Message size S.</param>
-    /// <param name="chunkBytes">HO-Ring's pipeline chunk (default 1 MiB, as <see cref="Communicator.PipelineChunkBytes"/>).</param>
-    public static double AllReduceSeconds(CollectiveAlgorithm algorithm, Topology topology, double bytes, double chunkBytes = 1 << 20)
+    /// <param name="chunkBytes">HO-Ring's pipeline chunk (default 1 MiB, as
+    /// <see cref="Communicator.PipelineChunkBytes"/>).</param>
+    public static double AllReduceSeconds(CollectiveAlgorithm algorithm, Topology topology, double bytes,
+        double chunkBytes = 1 << 20)
     {
         var t = topology.Validate();
         int n = t.Ranks, m = t.RanksPerNode, g = t.Nodes;
@@ -62,7 +70,8 @@ public static class CollectiveSimulator
         return algorithm switch
         {
             CollectiveAlgorithm.Ring => FlatRing(t, bytes),
-            CollectiveAlgorithm.Native => FlatRing(t, bytes) - 2 * (n - 1) * Math.Max(t.IntraLatency, g > 1 ? t.InterLatency : 0)
+            CollectiveAlgorithm.Native => FlatRing(t, bytes) - 2 * (n - 1) * Math.Max(t.IntraLatency,
+                g > 1 ? t.InterLatency : 0)
                                           + 2 * Math.Ceiling(Math.Log2(n)) * (g > 1 ? t.InterLatency : t.IntraLatency),
             CollectiveAlgorithm.Hierarchical => g == 1 || m == 1 ? FlatRing(t, bytes) : Leader(t, bytes),
             _ => g == 1 || m == 1 ? FlatRing(t, bytes) : HoRing(t, bytes, HoRingChunks(bytes, chunkBytes)),
@@ -77,7 +86,8 @@ public static class CollectiveSimulator
     }
 
     /// <summary>Bus bandwidth of an all-reduce (NCCL-tests convention): 2(n-1)/n·S / time.</summary>
-    public static double BusBandwidth(int ranks, double bytes, double seconds) => seconds <= 0 ? 0 : 2.0 * (ranks - 1) / ranks * bytes / seconds;
+    public static double BusBandwidth(int ranks, double bytes,
+        double seconds) => seconds <= 0 ? 0 : 2.0 * (ranks - 1) / ranks * bytes / seconds;
 
     /// <summary>Predictions for every algorithm at every size.</summary>
     public static IReadOnlyList<SimulatedPoint> SweepSizes(Topology topology, IEnumerable<double> sizes) =>
@@ -85,15 +95,18 @@ public static class CollectiveSimulator
 
     /// <summary>Predictions for every algorithm as the node count grows (same node shape).</summary>
     public static IReadOnlyList<SimulatedPoint> SweepNodes(Topology topology, IEnumerable<int> nodes, double bytes) =>
-        [.. from g in nodes from a in Enum.GetValues<CollectiveAlgorithm>() select Point(a, topology with { Nodes = g }, bytes)];
+        [.. from g in nodes from a in Enum.GetValues<CollectiveAlgorithm>() select Point(a,
+            topology with { Nodes = g }, bytes)];
 
     private static SimulatedPoint Point(CollectiveAlgorithm a, Topology t, double s)
     {
         var seconds = AllReduceSeconds(a, t, s);
-        return new SimulatedPoint(CollectiveAlgorithms.Name(a), t.Nodes, t.RanksPerNode, s, seconds, BusBandwidth(t.Ranks, s, seconds));
+        return new SimulatedPoint(CollectiveAlgorithms.Name(a), t.Nodes, t.RanksPerNode, s, seconds,
+            BusBandwidth(t.Ranks, s, seconds));
     }
 
-    private static double HoRingChunks(double bytes, double chunkBytes) => Math.Clamp(Math.Floor(bytes / chunkBytes), 1, Comm.HoRing.MaxChunks);
+    private static double HoRingChunks(double bytes, double chunkBytes) => Math.Clamp(Math.Floor(bytes / chunkBytes),
+        1, Comm.HoRing.MaxChunks);
 
     private static double FlatRing(Topology t, double s)
     {
@@ -123,7 +136,8 @@ public static class CollectiveSimulator
         var reduce = (m - 1) * (t.IntraLatency + s / m / t.IntraBandwidth);
         var gather = t.IntraLatency + (m - 1) * s / m / t.IntraBandwidth;
         var leaders = 2 * (g - 1) * (t.InterLatency + s / g / t.FlowBandwidth(1));
-        var broadcast = (m - 1) * t.IntraLatency + s / t.IntraBandwidth + (m - 2) * Math.Min(s, 1 << 20) / t.IntraBandwidth;
+        var broadcast = (m - 1) * t.IntraLatency + s / t.IntraBandwidth + (m - 2) * Math.Min(s,
+            1 << 20) / t.IntraBandwidth;
         return reduce + gather + leaders + broadcast;
     }
 }
@@ -135,4 +149,5 @@ public static class CollectiveSimulator
 /// <param name="Bytes">Message size.</param>
 /// <param name="Seconds">Predicted time.</param>
 /// <param name="BusBandwidth">Bytes/s, NCCL-tests convention.</param>
-public sealed record SimulatedPoint(string Algorithm, int Nodes, int RanksPerNode, double Bytes, double Seconds, double BusBandwidth);
+public sealed record SimulatedPoint(string Algorithm, int Nodes, int RanksPerNode, double Bytes, double Seconds,
+    double BusBandwidth);

@@ -3,13 +3,15 @@ using System.Diagnostics;
 namespace Toolkit.Comm;
 
 /// <summary>
-/// Measures all-reduce time on a communicator for a few message sizes and reports bus bandwidth
-/// (<c>2(n-1)/n * S / t</c>, the NCCL-tests convention, comparable across rank counts).
+/// Measures all-reduce time on a communicator for a few message sizes and reports bus bandwidth (<c>2(n-1)/n * S /
+/// t</c>, the NCCL-tests convention, comparable across rank counts).
 /// </summary>
 public static class BandwidthProbe
 {
-    /// <summary>Times <paramref name="repeats"/> float32 all-reduces of each size (after one warm-up) on every rank; returns rank 0's view (identical on all ranks up to noise).</summary>
-    public static IReadOnlyList<BandwidthSample> AllReduce(Communicator comm, IReadOnlyList<long> sizesInBytes, int repeats = 5)
+    /// <summary>Times <paramref name="repeats"/> float32 all-reduces of each size (after one warm-up) on every rank;
+    /// returns rank 0's view (identical on all ranks up to noise).</summary>
+    public static IReadOnlyList<BandwidthSample> AllReduce(Communicator comm, IReadOnlyList<long> sizesInBytes,
+        int repeats = 5)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(repeats, 1);
         var samples = new List<BandwidthSample>();
@@ -29,9 +31,9 @@ public static class BandwidthProbe
     }
 
     /// <summary>
-    /// The alpha-beta constants of a communicator's ring: per-message latency from tiny all-reduces and
-    /// per-rank send bandwidth from a large one (up to 64 MiB), with the latency part removed. Times are
-    /// the slowest rank's, so every rank returns the same values. A single rank has no link: (∞, 0).
+    /// The alpha-beta constants of a communicator's ring: per-message latency from tiny all-reduces and per-rank send
+    /// bandwidth from a large one (up to 64 MiB), with the latency part removed. Times are the slowest rank's, so every
+    /// rank returns the same values. A single rank has no link: (∞, 0).
     /// </summary>
     public static (double Bandwidth, double Latency) RingLink(Communicator comm, long bytes)
     {
@@ -52,7 +54,8 @@ public static class BandwidthProbe
         return (sent / Math.Max(1e-9, seconds - steps * latency), latency);
     }
 
-    /// <summary>The largest of every rank's <paramref name="seconds"/> (a ring max-reduction, whatever algorithm the communicator is set to).</summary>
+    /// <summary>The largest of every rank's <paramref name="seconds"/> (a ring max-reduction, whatever algorithm the
+    /// communicator is set to).</summary>
     internal static double Slowest(Communicator comm, double seconds)
     {
         var value = new[] { seconds };
@@ -64,7 +67,8 @@ public static class BandwidthProbe
     }
 
     /// <summary>Runs <see cref="AllReduce"/> on <paramref name="ranks"/> in-process ranks.</summary>
-    public static IReadOnlyList<BandwidthSample> InProcess(int ranks, IReadOnlyList<long> sizesInBytes, int repeats = 5) =>
+    public static IReadOnlyList<BandwidthSample> InProcess(int ranks, IReadOnlyList<long> sizesInBytes,
+        int repeats = 5) =>
         InProcessCluster.Run(ranks, ranks, comm => AllReduce(comm, sizesInBytes, repeats))[0];
 }
 

@@ -1,9 +1,9 @@
 namespace Toolkit.Comm;
 
 /// <summary>
-/// A fixed battery of collectives on deterministic inputs, run by every rank of a communicator,
-/// recording each rank's outputs and the bytes it sent. The test suite runs it on in-process ranks
-/// and, through <see cref="CollectiveSelfTestJob"/>, on MPI processes and the emulated cluster, and checks both against one
+/// A fixed battery of collectives on deterministic inputs, run by every rank of a communicator, recording each rank's
+/// outputs and the bytes it sent. The test suite runs it on in-process ranks and, through
+/// <see cref="CollectiveSelfTestJob"/>, on MPI processes and the emulated cluster, and checks both against one
 /// reference. Inputs are small integers so every reduction is exact in float32, bfloat16 and float64.
 /// </summary>
 internal static class CollectiveProbe
@@ -32,13 +32,16 @@ internal static class CollectiveProbe
             }
         records.Add(Case(comm, "send_ring", "float32", 1000, b => SendRing(comm, b)));
         using (var within = comm.SplitWithinGroups(comm.GroupSize))
-            records.Add(Case(comm, "within_groups_allreduce", "float32", 1000, b => Reduce(within, b, ReduceOp.Sum, all: true)));
+            records.Add(Case(comm, "within_groups_allreduce", "float32", 1000, b => Reduce(within, b, ReduceOp.Sum,
+                all: true)));
         using (var across = comm.SplitAcrossGroups(comm.GroupSize))
-            records.Add(Case(comm, "across_groups_allreduce", "float32", 1000, b => Reduce(across, b, ReduceOp.Sum, all: true)));
+            records.Add(Case(comm, "across_groups_allreduce", "float32", 1000, b => Reduce(across, b, ReduceOp.Sum,
+                all: true)));
         return records;
     }
 
-    private static ProbeRecord Case(Communicator comm, string name, string type, int length, Action<IProbeBuffer> action)
+    private static ProbeRecord Case(Communicator comm, string name, string type, int length,
+        Action<IProbeBuffer> action)
     {
         comm.Barrier();
         var buffer = IProbeBuffer.Create(type, length);
@@ -46,10 +49,12 @@ internal static class CollectiveProbe
         var before = comm.Counters.Snapshot();
         action(buffer);
         var traffic = comm.Counters.Snapshot().Since(before);
-        return new ProbeRecord(name, type, length, comm.WorldRank, buffer.ToArray(), traffic.IntraBytes, traffic.InterBytes);
+        return new ProbeRecord(name, type, length, comm.WorldRank, buffer.ToArray(), traffic.IntraBytes,
+            traffic.InterBytes);
     }
 
-    private static void Reduce(Communicator comm, IProbeBuffer b, ReduceOp op, bool all) => b.Apply(new Reducer(comm, op, all));
+    private static void Reduce(Communicator comm, IProbeBuffer b, ReduceOp op, bool all) => b.Apply(new Reducer(comm,
+        op, all));
 
     private static void Gather(Communicator comm, IProbeBuffer b)
     {
@@ -79,11 +84,14 @@ internal static class CollectiveProbe
 
     private sealed record Reducer(Communicator Comm, ReduceOp Op, bool All) : IProbeAction
     {
-        public void Run<T>(Span<T> s) where T : unmanaged { if (All) Comm.AllReduce(s, Op); else Comm.ReduceScatter(s, Op); }
+        public void Run<T>(Span<T> s) where T
+            : unmanaged { if (All) Comm.AllReduce(s, Op); else Comm.ReduceScatter(s, Op); }
     }
 
-    private sealed record Gatherer(Communicator Comm) : IProbeAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.AllGather(s); }
-    private sealed record Broadcaster(Communicator Comm, int Root) : IProbeAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.Broadcast(s, Root); }
+    private sealed record Gatherer(Communicator Comm) : IProbeAction { public void Run<T>(Span<T> s) where T
+        : unmanaged => Comm.AllGather(s); }
+    private sealed record Broadcaster(Communicator Comm,
+        int Root) : IProbeAction { public void Run<T>(Span<T> s) where T : unmanaged => Comm.Broadcast(s, Root); }
 
     private interface IProbeAction { void Run<T>(Span<T> span) where T : unmanaged; }
 
@@ -104,7 +112,8 @@ internal static class CollectiveProbe
         };
     }
 
-    private sealed class ProbeBuffer<T>(int length, Func<double, T> from, Func<T, double> to) : IProbeBuffer where T : unmanaged
+    private sealed class ProbeBuffer<T>(int length, Func<double, T> from, Func<T,
+        double> to) : IProbeBuffer where T : unmanaged
     {
         public T[] Data { get; } = new T[length];
         public int Length => Data.Length;
@@ -115,4 +124,5 @@ internal static class CollectiveProbe
 }
 
 /// <summary>One rank's outcome of one probe case.</summary>
-internal sealed record ProbeRecord(string Case, string Type, int Length, int WorldRank, double[] Values, long IntraBytes, long InterBytes);
+internal sealed record ProbeRecord(string Case, string Type, int Length, int WorldRank, double[] Values,
+    long IntraBytes, long InterBytes);

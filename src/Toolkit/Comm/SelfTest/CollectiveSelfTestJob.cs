@@ -10,16 +10,18 @@ internal sealed record CollectiveSelfTestOptions : IJobOptions
     [OptionGroup] public LaunchOptions Launch { get; init; } = new();
 
     /// <summary>The algorithm every collective uses.</summary>
-    [Option("Collective algorithm under test.")] public CollectiveAlgorithm Algorithm { get; init; } = CollectiveAlgorithm.Ring;
+    [Option("Collective algorithm under test.")] public CollectiveAlgorithm Algorithm { get; init; }
+        = CollectiveAlgorithm.Ring;
 
     public void Check() { }
 }
 
 /// <summary>
-/// Runs <see cref="CollectiveProbe"/> on every rank (in-process, under mpiexec or on the emulated cluster)
-/// and returns each rank's records; the test suite checks them against one independent reference.
+/// Runs <see cref="CollectiveProbe"/> on every rank (in-process, under mpiexec or on the emulated cluster) and returns
+/// each rank's records; the test suite checks them against one independent reference.
 /// </summary>
-internal sealed class CollectiveSelfTestJob : RankJob<CollectiveSelfTestOptions, List<ProbeRecord>, List<List<ProbeRecord>>>
+internal sealed class CollectiveSelfTestJob : RankJob<CollectiveSelfTestOptions, List<ProbeRecord>,
+    List<List<ProbeRecord>>>
 {
     public override string Kind => "selftest-collectives";
 
@@ -31,5 +33,6 @@ internal sealed class CollectiveSelfTestJob : RankJob<CollectiveSelfTestOptions,
         return CollectiveProbe.Run(context.Comm);
     }
 
-    public override List<List<ProbeRecord>> Finish(JobRun<CollectiveSelfTestOptions> run, IReadOnlyList<List<ProbeRecord>> outcomes) => [.. outcomes];
+    public override List<List<ProbeRecord>> Finish(JobRun<CollectiveSelfTestOptions> run,
+        IReadOnlyList<List<ProbeRecord>> outcomes) => [.. outcomes];
 }

@@ -4,9 +4,9 @@ using static TorchSharp.torch;
 namespace Toolkit.Paro;
 
 /// <summary>
-/// A rank's communication stream: one thread that runs the collectives given to it one after another, in the order
-/// they were given, while the rank's own thread computes (what a CUDA stream of NCCL calls does for FSDP). Every rank
-/// gives its stream the same collectives in the same order, so they pair up across ranks; the rank's thread issues no
+/// A rank's communication stream: one thread that runs the collectives given to it one after another, in the order they
+/// were given, while the rank's own thread computes (what a CUDA stream of NCCL calls does for FSDP). Every rank gives
+/// its stream the same collectives in the same order, so they pair up across ranks; the rank's thread issues no
 /// collective of its own until it has waited for the stream to drain, so the communicator is never used by two of a
 /// rank's threads at once (MPI_THREAD_SERIALIZED is enough).
 /// </summary>
@@ -22,7 +22,8 @@ internal sealed class CommStream : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Queues <paramref name="work"/> (a collective and what it writes); the task completes when it has run.</summary>
+    /// <summary>Queues <paramref name="work"/> (a collective and what it writes); the task completes when it has
+    /// run.</summary>
     public Task Enqueue(Action work)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -31,7 +32,8 @@ internal sealed class CommStream : IDisposable
         return done.Task;
     }
 
-    /// <summary>Waits for everything queued so far, then rethrows the first failure unless <paramref name="rethrow"/> is false (a step being abandoned).</summary>
+    /// <summary>Waits for everything queued so far, then rethrows the first failure unless <paramref name="rethrow"/>
+    /// is false (a step being abandoned).</summary>
     public void Drain(bool rethrow = true)
     {
         var pending = _pending.ToList();
@@ -58,7 +60,8 @@ internal sealed class CommStream : IDisposable
             Exception? error = null;
             try
             {
-                using var scope = NewDisposeScope();        // a collective's temporaries go when it ends (scopes are per thread), before it is reported done
+                // a collective's temporaries go when it ends (scopes are per thread), before it is reported done
+                using var scope = NewDisposeScope();
                 work();
             }
             catch (Exception e)

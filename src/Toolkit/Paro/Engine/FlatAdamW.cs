@@ -5,23 +5,24 @@ using static TorchSharp.torch;
 namespace Toolkit.Paro;
 
 /// <summary>
-/// AdamW on one flat fp32 shard: the optimizer state (first and second moments) exists only for the
-/// elements this rank owns. The arithmetic is libtorch's AdamW step (the same formula; the fused pass may
-/// round the last bit differently: libtorch's kernels use fused multiply-adds), so sharded training can be
-/// compared with <c>torch.optim.AdamW</c> on one rank.
+/// AdamW on one flat fp32 shard: the optimizer state (first and second moments) exists only for the elements this rank
+/// owns. The arithmetic is libtorch's AdamW step (the same formula; the fused pass may round the last bit differently:
+/// libtorch's kernels use fused multiply-adds), so sharded training can be compared with <c>torch.optim.AdamW</c> on
+/// one rank.
 /// </summary>
 /// <remarks>
-/// On the CPU with contiguous fp32 tensors the step is one fused pass (<see cref="FusedStep"/>): each
-/// element's gradient is read once and its parameter and moments read and written once, SIMD-wide, on
-/// <c>torch.get_num_threads()</c> threads. libtorch's unfused sequence (decay, lerp, mul+addcmul,
-/// sqrt, div, add, addcdiv) makes eight passes over the shard and one temporary; TorchSharp exposes
-/// no fused AdamW. Elsewhere (CUDA, other dtypes, views with strides) the unfused sequence runs.
+/// On the CPU with contiguous fp32 tensors the step is one fused pass (<see cref="FusedStep"/>): each element's
+/// gradient is read once and its parameter and moments read and written once, SIMD-wide, on
+/// <c>torch.get_num_threads()</c> threads. libtorch's unfused sequence (decay, lerp, mul+addcmul, sqrt, div, add,
+/// addcdiv) makes eight passes over the shard and one temporary; TorchSharp exposes no fused AdamW. Elsewhere (CUDA,
+/// other dtypes, views with strides) the unfused sequence runs.
 /// </remarks>
 internal sealed class FlatAdamW : IDisposable
 {
     private AdamWOptions _options;
 
-    /// <summary>The hyper-parameters; changing them between steps (a new phase, a schedule) keeps the moments.</summary>
+    /// <summary>The hyper-parameters; changing them between steps (a new phase, a schedule) keeps the
+    /// moments.</summary>
     public AdamWOptions Options
     {
         get => _options;
@@ -42,7 +43,8 @@ internal sealed class FlatAdamW : IDisposable
     /// <summary>Bytes of optimizer state held (moments only; a master copy is accounted by the caller).</summary>
     public long Bytes => (ExpAvg.numel() + ExpAvgSq.numel()) * sizeof(float);
 
-    /// <summary>One update of <paramref name="parameters"/> (fp32, in place) from the averaged gradient <paramref name="gradient"/>.</summary>
+    /// <summary>One update of <paramref name="parameters"/> (fp32, in place) from the averaged gradient
+    /// <paramref name="gradient"/>.</summary>
     public void Update(Tensor parameters, Tensor gradient)
     {
         Step++;
@@ -68,43 +70,52 @@ internal sealed class FlatAdamW : IDisposable
         using var epsilon = _options.Epsilon.ToScalar();
         using var stepSize = (-(lr / biasCorrection1)).ToScalar();
         parameters.mul_(decay);
-        ExpAvg.lerp_(gradient, firstWeight);                                          // β1·m + (1 − β1)·g in one pass (as torch's AdamW)
+        // β1·m + (1 − β1)·g in one pass (as torch's AdamW)
+        ExpAvg.lerp_(gradient, firstWeight);
         ExpAvgSq.mul_(beta2Scalar).addcmul_(gradient, gradient, value: secondWeight);
         var denominator = ExpAvgSq.sqrt().div_(correction2).add_(epsilon);           // one temporary, updated in place
         parameters.addcdiv_(ExpAvg, denominator, value: stepSize);
     }
 
-    /// <summary>Whether <see cref="FusedStep"/> applies: every tensor fp32, contiguous, on the CPU, of one length. Set <see cref="ForceUnfused"/> to compare.</summary>
+    /// <summary>Whether <see cref="FusedStep"/> applies: every tensor fp32, contiguous, on the CPU, of one length. Set
+    /// <see cref="ForceUnfused"/> to compare.</summary>
     private bool Fusable(Tensor parameters, Tensor gradient) =>
         !ForceUnfused
         && new[] { parameters, gradient, ExpAvg, ExpAvgSq }.All(t =>
-            t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous() && t.numel() == ExpAvg.numel())
+            t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous()
+                && t.numel() == ExpAvg.numel())
         && ExpAvg.numel() <= int.MaxValue / sizeof(float);                          // Tensor.bytes is a Span
 
-    /// <summary>Runs libtorch's unfused sequence even where the fused pass applies (tests and benchmarks compare the two).</summary>
+    /// <summary>Runs libtorch's unfused sequence even where the fused pass applies (tests and benchmarks compare the
+    /// two).</summary>
     internal bool ForceUnfused { get; set; }
 
     /// <summary>The step's numbers, in fp32 as libtorch's CPU kernels use them for fp32 tensors.</summary>
-    internal readonly record struct FusedConstants(float Decay, float FirstWeight, float Beta2, float SecondWeight, float Correction2, float Epsilon, float StepSize);
+    internal readonly record struct FusedConstants(float Decay, float FirstWeight, float Beta2, float SecondWeight,
+        float Correction2, float Epsilon, float StepSize);
 
     /// <summary>
-    /// One pass of p ← p·(1 − lr·λ); m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²; p ← p + s·m / (√v / √(1 − β2ᵗ) + ε)
-    /// with s = −lr / (1 − β1ᵗ), over chunks of at least 64 Ki elements on <c>torch.get_num_threads()</c> threads.
+    /// One pass of p ← p·(1 − lr·λ); m ← m + (1 − β1)(g − m); v ← β2·v + (1 − β2)·g²; p ← p +
+    /// s·m / (√v / √(1 − β2ᵗ) + ε) with s = −lr / (1 − β1ᵗ), over chunks of at least 64 Ki elements
+    /// on <c>torch.get_num_threads()</c> threads.
     /// </summary>
-    private static unsafe void FusedStep(Tensor parameters, Tensor gradient, Tensor expAvg, Tensor expAvgSq, FusedConstants c)
+    private static unsafe void FusedStep(Tensor parameters, Tensor gradient, Tensor expAvg, Tensor expAvgSq,
+        FusedConstants c)
     {
         var n = expAvg.numel();
         float* p = Pointer(parameters), g = Pointer(gradient), m = Pointer(expAvg), v = Pointer(expAvgSq);
         const long minimumChunk = 1 << 16;
         var threads = (int)Math.Clamp(Math.Min(get_num_threads(), n / minimumChunk), 1, 64);
         var chunk = (n + threads - 1) / threads;
-        chunk = (chunk + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;   // whole vectors per chunk; only the last has a tail
+        // whole vectors per chunk; only the last has a tail
+        chunk = (chunk + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;
         if (threads == 1)
             Span(p, g, m, v, 0, n, c);
         else
             Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
                 t => Span(p, g, m, v, t * chunk, Math.Min(n, (t + 1) * chunk), c));
-        GC.KeepAlive(parameters);                                                       // the pointers are their memory: no finaliser may free it mid-pass
+        // the pointers are their memory: no finaliser may free it mid-pass
+        GC.KeepAlive(parameters);
         GC.KeepAlive(gradient);
         GC.KeepAlive(expAvg);
         GC.KeepAlive(expAvgSq);
@@ -119,8 +130,10 @@ internal sealed class FlatAdamW : IDisposable
     private static unsafe void Span(float* p, float* g, float* m, float* v, long from, long to, FusedConstants c)
     {
         var width = Vector<float>.Count;
-        var (decay, firstWeight, beta2, secondWeight) = (new Vector<float>(c.Decay), new Vector<float>(c.FirstWeight), new Vector<float>(c.Beta2), new Vector<float>(c.SecondWeight));
-        var (correction2, epsilon, stepSize) = (new Vector<float>(c.Correction2), new Vector<float>(c.Epsilon), new Vector<float>(c.StepSize));
+        var (decay, firstWeight, beta2, secondWeight) = (new Vector<float>(c.Decay), new Vector<float>(c.FirstWeight),
+            new Vector<float>(c.Beta2), new Vector<float>(c.SecondWeight));
+        var (correction2, epsilon, stepSize) = (new Vector<float>(c.Correction2), new Vector<float>(c.Epsilon),
+            new Vector<float>(c.StepSize));
         // libtorch's lerp: start + w·(end − start) when |w| < 0.5, else end − (end − start)·(1 − w).
         var small = MathF.Abs(c.FirstWeight) < 0.5f;
         var (firstRest, firstRestVector) = (1 - c.FirstWeight, new Vector<float>(1 - c.FirstWeight));
@@ -157,8 +170,10 @@ internal sealed class FlatAdamW : IDisposable
         Step = 0;
     }
 
-    /// <summary>Sets the step count after the moments were restored from a checkpoint (bias correction depends on it).</summary>
-    public void SetStep(long step) => Step = step >= 0 ? step : throw new ArgumentOutOfRangeException(nameof(step), step, "must not be negative");
+    /// <summary>Sets the step count after the moments were restored from a checkpoint (bias correction depends on
+    /// it).</summary>
+    public void SetStep(long step) => Step = step >= 0 ? step : throw new ArgumentOutOfRangeException(nameof(step),
+        step, "must not be negative");
 
     public void Dispose()
     {

@@ -7,17 +7,18 @@ using static TorchSharp.torch;
 namespace Toolkit.Paro;
 
 /// <summary>
-/// One flat buffer of a <see cref="ShardedTrainer"/>: some of the model's parameters, padded to a multiple of n,
-/// with this rank's slices of parameters (level p), accumulated gradients (level g) and optimizer state (level os),
-/// and the collectives that move them. Whole-model execution has one unit; layer-wise execution one per block
-/// plus the root (every parameter outside the blocks).
+/// One flat buffer of a <see cref="ShardedTrainer"/>: some of the model's parameters, padded to a multiple of n, with
+/// this rank's slices of parameters (level p), accumulated gradients (level g) and optimizer state (level os), and the
+/// collectives that move them. Whole-model execution has one unit; layer-wise execution one per block plus the root
+/// (every parameter outside the blocks).
 /// </summary>
 internal sealed class ShardUnit : IDisposable
 {
     private readonly ShardingPlan _plan;
     private readonly ScalarType _dtype;
     private readonly Device _device;
-    private readonly List<(Parameter Parameter, long Offset, long Count, long[] Shape)> _layout = [];   // sizes are kept: released parameters are empty
+    // sizes are kept: released parameters are empty
+    private readonly List<(Parameter Parameter, long Offset, long Count, long[] Shape)> _layout = [];
     private readonly Tensor? _master;            // level os slice, fp32 (mixed precision only)
 
     /// <param name="parameters">The unit's parameters (in model order) with their offsets in the model's flat
@@ -104,7 +105,8 @@ internal sealed class ShardUnit : IDisposable
         return parameters + gradients + optimizer;
     }
 
-    /// <summary>The full parameter buffer: this rank's p slice when p = N, else a gathered copy (<paramref name="gathered"/> true).</summary>
+    /// <summary>The full parameter buffer: this rank's p slice when p = N, else a gathered copy
+    /// (<paramref name="gathered"/> true).</summary>
     public Tensor GatherFull(out bool gathered)
     {
         gathered = Strategy.Parameters != ShardLevel.None;
@@ -114,21 +116,25 @@ internal sealed class ShardUnit : IDisposable
         return full;
     }
 
-    /// <summary>Collective (p ≠ N): writes the full (padded) parameters into the first <see cref="ParoGroups.Padded"/> elements of <paramref name="target"/>.</summary>
+    /// <summary>Collective (p ≠ N): writes the full (padded) parameters into the first
+    /// <see cref="ParoGroups.Padded"/> elements of <paramref name="target"/>.</summary>
     public void AllGatherInto(Tensor target)
     {
         using var _ = no_grad();
-        using var views = NewDisposeScope();                                         // the views go now: they would keep the target alive
+        // the views go now: they would keep the target alive
+        using var views = NewDisposeScope();
         var full = target.narrow(0, 0, Groups.Padded);
         Slice(full, Strategy.Parameters).copy_(Parameters);
         Groups.AllGather(full, Strategy.Parameters, ShardLevel.None);
     }
 
-    /// <summary>Points the unit's module parameters at <paramref name="full"/> (the unit's layout from its start; it may be longer).</summary>
+    /// <summary>Points the unit's module parameters at <paramref name="full"/> (the unit's layout from its start; it
+    /// may be longer).</summary>
     public void Attach(Tensor full)
     {
         using var _ = no_grad();
-        using var views = NewDisposeScope();                                         // the views go now: the parameters alone hold the buffer
+        // the views go now: the parameters alone hold the buffer
+        using var views = NewDisposeScope();
         foreach (var (p, start, count, shape) in _layout)
             p.set_(full.narrow(0, start, count).view(shape));
     }
@@ -146,9 +152,9 @@ internal sealed class ShardUnit : IDisposable
     }
 
     /// <summary>
-    /// Frees what the parameters point to but keeps their shapes (each becomes a stride-0 view of one zero), so autograd
-    /// can still accumulate into gradient views of the right shape; their values must not be read again until the next
-    /// <see cref="Attach"/> (a saved tensor that reads one fails loudly: parking changes its version).
+    /// Frees what the parameters point to but keeps their shapes (each becomes a stride-0 view of one zero), so
+    /// autograd can still accumulate into gradient views of the right shape; their values must not be read again until
+    /// the next <see cref="Attach"/> (a saved tensor that reads one fails loudly: parking changes its version).
     /// </summary>
     public void Park()
     {
@@ -169,18 +175,21 @@ internal sealed class ShardUnit : IDisposable
         _layout.Add((alias, offset, count, shape));
     }
 
-    /// <summary>A zeroed buffer of the full (padded) unit, or of <paramref name="elements"/>, in the compute dtype.</summary>
-    public Tensor NewFullBuffer(long? elements = null) => zeros(elements ?? Groups.Padded, dtype: _dtype, device: _device);
+    /// <summary>A zeroed buffer of the full (padded) unit, or of <paramref name="elements"/>, in the compute
+    /// dtype.</summary>
+    public Tensor NewFullBuffer(long? elements = null) => zeros(elements ?? Groups.Padded, dtype: _dtype,
+        device: _device);
 
     /// <summary>
     /// Points the parameters' gradients at views of <paramref name="flat"/> (full, padded): autograd then accumulates
-    /// into it in place (a defined gradient is added to, outside grad mode), so no copy is made. A parameter the
-    /// loss does not reach (an expert no token chose) leaves its part as it was.
+    /// into it in place (a defined gradient is added to, outside grad mode), so no copy is made. A parameter the loss
+    /// does not reach (an expert no token chose) leaves its part as it was.
     /// </summary>
     public void AttachGradients(Tensor flat)
     {
         using var _ = no_grad();
-        using var views = NewDisposeScope();                                         // the views go now: the gradients alone hold the buffer
+        // the views go now: the gradients alone hold the buffer
+        using var views = NewDisposeScope();
         foreach (var (p, start, count, shape) in _layout)
             p.grad = flat.narrow(0, start, count).view(shape);
     }
@@ -192,36 +201,43 @@ internal sealed class ShardUnit : IDisposable
         return _layout.Any(e => e.Parameter.grad is not null);
     }
 
-    /// <summary>Drops the parameters' gradient views (the buffer they point into is then held only by its owner).</summary>
+    /// <summary>Drops the parameters' gradient views (the buffer they point into is then held only by its
+    /// owner).</summary>
     public void DetachGradients()
     {
         foreach (var (p, _, _, _) in _layout) p.grad = null;
     }
 
-    /// <summary>Sharded gradients (g = I or G): intra reduce-scatter (I), intra + inter reduce-scatter (G) of one micro-step's full gradient, then accumulate this rank's slice.</summary>
+    /// <summary>Sharded gradients (g = I or G): intra reduce-scatter (I), intra + inter reduce-scatter (G) of one
+    /// micro-step's full gradient, then accumulate this rank's slice.</summary>
     public void ReduceMicroStepGradient(Tensor gradient)
     {
         switch (Strategy.Gradients)
         {
             case ShardLevel.Intra: Groups.Intra.ReduceScatter(gradient); break;
             case ShardLevel.Global: Groups.ReduceScatter(gradient, ShardLevel.Global); break;
-            default: throw new InvalidOperationException("Unsharded gradients (g = N) accumulate in place; there is nothing to reduce per micro-step.");
+            default: throw new InvalidOperationException(
+                "Unsharded gradients (g = N) accumulate in place; there is nothing to reduce per micro-step.");
         }
         using var _ = no_grad();
         Gradients.add_(Slice(gradient, Strategy.Gradients));
     }
 
-    /// <summary>Finishes the reduction, runs AdamW on the os slice, gathers the parameters back to level p and zeroes the accumulator; returns this rank's Σ of the averaged gradient's squares over its os slice.</summary>
+    /// <summary>Finishes the reduction, runs AdamW on the os slice, gathers the parameters back to level p and zeroes
+    /// the accumulator; returns this rank's Σ of the averaged gradient's squares over its os slice.</summary>
     public double OptimizerStep(long microBatches)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var gradient = ReduceToOptimizerLevel();                                      // [os slice] summed over every micro-batch of every rank
+        // [os slice] summed over every micro-batch of every rank
+        var gradient = ReduceToOptimizerLevel();
         using var count = microBatches.ToScalar();                                    // held for the call (TK0001)
         var average = gradient.to(ScalarType.Float32).div_(count);
-        var squares = (double)average.square().sum().item<float>();                 // fp32 (libtorch sums in cascade): an fp64 sum took about 8x longer
+        // fp32 (libtorch sums in cascade): an fp64 sum took about 8x longer
+        var squares = (double)average.square().sum().item<float>();
         var (offset, length) = Groups.RangeWithin(Strategy.Parameters, Strategy.OptimizerStates);
-        var owned = Parameters.narrow(0, offset, length);                             // the os slice inside the p slice (levels nest)
+        // the os slice inside the p slice (levels nest)
+        var owned = Parameters.narrow(0, offset, length);
         if (_master is null)
         {
             Optimizer.Update(owned, average);
@@ -255,8 +271,8 @@ internal sealed class ShardUnit : IDisposable
     }
 
     /// <summary>
-    /// The pieces of this rank's slices a checkpoint holds, each with its offset in the model's flat order: the
-    /// slices' overlap with the unit's runs (a unit's own padding is not saved).
+    /// The pieces of this rank's slices a checkpoint holds, each with its offset in the model's flat order: the slices'
+    /// overlap with the unit's runs (a unit's own padding is not saved).
     /// </summary>
     public IEnumerable<(Tensor Tensor, CheckpointComponent Component)> CheckpointPieces()
     {
@@ -269,11 +285,13 @@ internal sealed class ShardUnit : IDisposable
                 var to = Math.Min(start + length, unitOffset + count);
                 if (from >= to) continue;
                 yield return (slice.narrow(0, from - start, to - from),
-                    new CheckpointComponent(name, slice.dtype.ToString(), modelOffset + (from - unitOffset), to - from));
+                    new CheckpointComponent(name, slice.dtype.ToString(), modelOffset + (from - unitOffset),
+                        to - from));
             }
         }
         foreach (var piece in Pieces("parameters", Parameters, Strategy.Parameters)) yield return piece;
-        if (_master is not null) foreach (var piece in Pieces("master", _master, Strategy.OptimizerStates)) yield return piece;
+        if (_master is not null) foreach (var piece in Pieces("master", _master,
+            Strategy.OptimizerStates)) yield return piece;
         foreach (var piece in Pieces("exp_avg", Optimizer.ExpAvg, Strategy.OptimizerStates)) yield return piece;
         foreach (var piece in Pieces("exp_avg_sq", Optimizer.ExpAvgSq, Strategy.OptimizerStates)) yield return piece;
     }
@@ -281,7 +299,8 @@ internal sealed class ShardUnit : IDisposable
     /// <summary>Whether the unit keeps an fp32 master copy (mixed precision).</summary>
     public bool HasMaster => _master is not null;
 
-    /// <summary>Collective: copies the unit's parameters, in fp32, into their places of <paramref name="model"/> (the model's flat order).</summary>
+    /// <summary>Collective: copies the unit's parameters, in fp32, into their places of <paramref name="model"/> (the
+    /// model's flat order).</summary>
     public void GatherInto(Tensor model)
     {
         using var noGrad = no_grad();
@@ -290,9 +309,11 @@ internal sealed class ShardUnit : IDisposable
             model.narrow(0, modelOffset, count).copy_(full.narrow(0, unitOffset, count));
     }
 
-    /// <summary><see cref="Runs"/> cut to the model's <paramref name="elements"/> parameters (a run may cover the model's padding).</summary>
+    /// <summary><see cref="Runs"/> cut to the model's <paramref name="elements"/> parameters (a run may cover the
+    /// model's padding).</summary>
     private IEnumerable<(long UnitOffset, long ModelOffset, long Count)> ParameterRuns(long elements) =>
-        Runs.Select(r => (r.UnitOffset, r.ModelOffset, Count: Math.Min(r.Count, elements - r.ModelOffset))).Where(r => r.Count > 0);
+        Runs.Select(r => (r.UnitOffset, r.ModelOffset, Count: Math.Min(r.Count,
+            elements - r.ModelOffset))).Where(r => r.Count > 0);
 
     private Tensor Slice(Tensor full, ShardLevel level)
     {

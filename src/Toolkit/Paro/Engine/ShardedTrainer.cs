@@ -42,11 +42,13 @@ namespace Toolkit.Paro;
 /// embedding's, after every block. For the release to free memory, no view of the root's buffers outlives its use (the
 /// views made to attach parameters and gradients, or to gather, go at once). The peak therefore holds two blocks'
 /// parameters and gradients (one block's parameters without <see cref="ShardingPlan.Prefetch"/>), or the root's
-/// parameters and gradient with the blocks' slots around the head, or in the last block's backward the slots, the root's
+/// parameters and gradient with the blocks' slots around the head, or in the last block's backward the slots, the
+/// root's
 /// gradient being reduced and the block's (within two blocks' while the root is no larger than a block; a large
 /// vocabulary's root is not), instead of the model, for one more gather of the
 /// blocks per micro-step (2A·u for GGG) and one more reduction of the root's gradient; with
-/// <see cref="ShardingPlan.Recompute"/>, also one more forward of each block instead of its recorded activations.</para>
+/// <see cref="ShardingPlan.Recompute"/>, also one more forward of each block instead of its recorded
+/// activations.</para>
 /// <para>Checkpoints are written in the model's flat order whatever the units, so they resume across strategies,
 /// rank counts, group sizes, precisions and both executions.</para>
 /// </remarks>
@@ -56,7 +58,8 @@ public sealed partial class ShardedTrainer : IDisposable
     private readonly ShardingPlan _plan;
     private readonly Communicator _world;
     private readonly List<ShardUnit> _units = [];
-    private readonly ShardUnit _root;                       // the whole model, or (layer-wise) every parameter outside the blocks
+    // the whole model, or (layer-wise) every parameter outside the blocks
+    private readonly ShardUnit _root;
     private readonly ILayeredModule? _layered;
     private readonly long _elements;
     private readonly string _fingerprint;
@@ -64,16 +67,25 @@ public sealed partial class ShardedTrainer : IDisposable
     private double _gradientSquares;
 
     // Layer-wise execution, for the length of a micro-step (see MicroStep).
-    private readonly CommStream? _stream;                   // the rank's communication stream: blocks' gathers and gradient reductions
+    // the rank's communication stream: blocks' gathers and gradient reductions
+    private readonly CommStream? _stream;
     private readonly int _blocks;                           // blocks of the layered model (0 in whole-model execution)
-    private (int Block, Task Task)?[] _slotGathers = [];    // per slot, its latest queued gather until a block has used it
-    private Tensor? _rootFull;                              // the root's gathered parameters for the micro-step (until parked)
+    // per slot, its latest queued gather until a block has used it
+    private (int Block, Task Task)?[] _slotGathers = [];
+    // the root's gathered parameters for the micro-step (until parked)
+    private Tensor? _rootFull;
     private Tensor? _rootGradient;                          // g ≠ N: the root's gradient buffer being written
-    private bool _rootSplit;                                // layer-wise: the root was parked and its head gradient reduced (see SplitRoot)
-    private readonly Parameter? _tiedAlias;                 // layer-wise: the tied output's second leaf (ILayeredModule.TiedOutputAlias)
-    private DisposeScope? _microStepScope;                  // the micro-step's dispose scope (what SplitRoot's observer inspects)
-    private Tensor[]? _slots;                               // p ≠ N: two buffers of the largest block (one without prefetch); block i's parameters point into slot i mod their count
-    private (Task Task, long Bytes)? _reduction;            // g ≠ N: the last block's gradient reduction, while in flight
+    // layer-wise: the root was parked and its head gradient reduced (see SplitRoot)
+    private bool _rootSplit;
+    // layer-wise: the tied output's second leaf (ILayeredModule.TiedOutputAlias)
+    private readonly Parameter? _tiedAlias;
+    // the micro-step's dispose scope (what SplitRoot's observer inspects)
+    private DisposeScope? _microStepScope;
+    // p ≠ N: two buffers of the largest block (one without prefetch); block i's parameters point into slot i mod their
+    // count
+    private Tensor[]? _slots;
+    // g ≠ N: the last block's gradient reduction, while in flight
+    private (Task Task, long Bytes)? _reduction;
     private readonly List<BlockCall> _calls = [];           // the micro-step's block calls (with their recorded graphs)
 
     private ShardedTrainer(nn.Module model, ShardingPlan plan, Communicator world, AdamWOptions optimizer,
@@ -108,7 +120,8 @@ public sealed partial class ShardedTrainer : IDisposable
         ShardUnit Unit(IReadOnlyList<Parameter> parameters, bool whole)
         {
             var members = parameters.Select(p => (p, modelOffsets[p])).ToList();
-            var runs = whole ? [(0L, 0L, long.MaxValue)] : Runs(members);     // the whole model keeps its padding in the checkpoint, as before units existed
+            // the whole model keeps its padding in the checkpoint, as before units existed
+            var runs = whole ? [(0L, 0L, long.MaxValue)] : Runs(members);
             return new ShardUnit(members, source, runs, plan, world, dtype, device, optimizer);
         }
         if (_layered is null)
@@ -123,9 +136,11 @@ public sealed partial class ShardedTrainer : IDisposable
             _root = Unit([.. model.parameters().Where(p => !inBlocks.Contains(p))], whole: false);
             _units.Add(_root);
             foreach (var parameters in blockParameters) _units.Add(Unit(parameters, whole: false));
-            if (_layered.TiedOutput is { } name && model.named_parameters().FirstOrDefault(np => np.name == name).parameter is { } tied && !inBlocks.Contains(tied))
+            if (_layered.TiedOutput is { } name && model.named_parameters().FirstOrDefault(np
+                => np.name == name).parameter is { } tied && !inBlocks.Contains(tied))
             {
-                _tiedAlias = new Parameter(empty(0, dtype: dtype, device: device)).DetachFromDisposeScope() as Parameter;
+                _tiedAlias = new Parameter(empty(0, dtype: dtype,
+                    device: device)).DetachFromDisposeScope() as Parameter;
                 _root.AddAlias(tied, _tiedAlias!);
             }
             _blocks = blockParameters.Count;
@@ -140,14 +155,16 @@ public sealed partial class ShardedTrainer : IDisposable
     /// <summary>The plan (strategy, m, A, precision, layer-wise or not).</summary>
     public ShardingPlan Plan => _plan;
 
-    /// <summary>AdamW's hyper-parameters; set between steps to change them (e.g. after a warm start), keeping the moments.</summary>
+    /// <summary>AdamW's hyper-parameters; set between steps to change them (e.g. after a warm start), keeping the
+    /// moments.</summary>
     public AdamWOptions Optimizer
     {
         get => _root.Optimizer.Options;
         set { foreach (var unit in _units) unit.Optimizer.Options = value; }
     }
 
-    /// <summary>Starts a new phase with fresh AdamW state: moments zeroed, step count 0, new hyper-parameters (the parameters stay).</summary>
+    /// <summary>Starts a new phase with fresh AdamW state: moments zeroed, step count 0, new hyper-parameters (the
+    /// parameters stay).</summary>
     public void ResetOptimizer(AdamWOptions options)
     {
         foreach (var unit in _units)
@@ -163,10 +180,12 @@ public sealed partial class ShardedTrainer : IDisposable
     /// <summary>Number of model parameters (Ψ), before padding.</summary>
     public long ParameterCount => _elements;
 
-    /// <summary>Flat buffer length after padding to a multiple of the rank count (summed over the blocks' buffers in layer-wise execution, each padded on its own).</summary>
+    /// <summary>Flat buffer length after padding to a multiple of the rank count (summed over the blocks' buffers in
+    /// layer-wise execution, each padded on its own).</summary>
     public long PaddedParameterCount => _units.Sum(u => u.Groups.Padded);
 
-    /// <summary>Layer-wise execution: the padded length of the root buffer (every parameter outside the blocks), gathered once per micro-step; 0 for whole-model execution.</summary>
+    /// <summary>Layer-wise execution: the padded length of the root buffer (every parameter outside the blocks),
+    /// gathered once per micro-step; 0 for whole-model execution.</summary>
     public long PaddedRootCount => _layered is null ? 0 : _root.Groups.Padded;
 
     /// <summary>
@@ -186,16 +205,18 @@ public sealed partial class ShardedTrainer : IDisposable
 
 
     /// <summary>
-    /// One optimizer step over the micro-batches (A = <c>microBatches.Count</c>, which must equal the
-    /// plan's accumulation). Each function runs the model on one micro-batch and returns its mean
-    /// loss; the step minimises the mean over all ranks' micro-batches. In layer-wise execution every rank
-    /// must run the model the same number of times per micro-batch (each block's gather is a collective).
+    /// One optimizer step over the micro-batches (A = <c>microBatches.Count</c>, which must equal the plan's
+    /// accumulation). Each function runs the model on one micro-batch and returns its mean loss; the step minimises the
+    /// mean over all ranks' micro-batches. In layer-wise execution every rank must run the model the same number of
+    /// times per micro-batch (each block's gather is a collective).
     /// </summary>
     /// <returns>This rank's mean loss over its micro-batches.</returns>
     public double Step(IReadOnlyList<Func<nn.Module, Tensor>> microBatches)
     {
         if (microBatches.Count != _plan.Accumulation)
-            throw new ArgumentException($"The plan accumulates {_plan.Accumulation} micro-batches per step; {microBatches.Count} were given.", nameof(microBatches));
+            throw new ArgumentException(
+                $"The plan accumulates {_plan.Accumulation} micro-batches per step; {microBatches.Count} were given.",
+                    nameof(microBatches));
         double lossSum = 0;
         try
         {
@@ -238,16 +259,17 @@ public sealed partial class ShardedTrainer : IDisposable
     }
 
     /// <summary>
-    /// Collective: the L2 norm of the last step's averaged gradient over the whole model. Each rank knows
-    /// the squares of its optimizer-level slice; slices are replicated n times (os = N), g times (os = I) or
-    /// not at all (os = G), which the sum divides out. Its all-reduce of one double is counted traffic, so
-    /// jobs that must match the cost model byte for byte do not call it.
+    /// Collective: the L2 norm of the last step's averaged gradient over the whole model. Each rank knows the squares
+    /// of its optimizer-level slice; slices are replicated n times (os = N), g times (os = I) or not at all (os = G),
+    /// which the sum divides out. Its all-reduce of one double is counted traffic, so jobs that must match the cost
+    /// model byte for byte do not call it.
     /// </summary>
     public double GradientNorm()
     {
         var total = new[] { _gradientSquares };
         _world.AllReduce<double>(total);
-        var replicas = Strategy.OptimizerStates switch { ShardLevel.None => _world.Size, ShardLevel.Intra => _world.Size / _plan.GroupSize, _ => 1 };
+        var replicas = Strategy.OptimizerStates switch { ShardLevel.None => _world.Size,
+            ShardLevel.Intra => _world.Size / _plan.GroupSize, _ => 1 };
         return Math.Sqrt(total[0] / replicas);
     }
 
@@ -271,7 +293,8 @@ public sealed partial class ShardedTrainer : IDisposable
 
     /// <summary>
     /// One micro-step: gather the root (the whole model, in whole-model execution) and keep it through backward, then
-    /// reduce its gradient. In layer-wise execution each block runs as a <see cref="ShardedBlock"/> (see <see cref="BlockCall"/>).
+    /// reduce its gradient. In layer-wise execution each block runs as a <see cref="ShardedBlock"/> (see
+    /// <see cref="BlockCall"/>).
     /// </summary>
     private double MicroStep(Func<nn.Module, Tensor> microBatch)
     {
@@ -300,7 +323,8 @@ public sealed partial class ShardedTrainer : IDisposable
         return loss.to(ScalarType.Float32).item<float>();
     }
 
-    /// <summary>Gathers a unit's parameters; a gathered copy counts as transient memory until <see cref="Drop"/>.</summary>
+    /// <summary>Gathers a unit's parameters; a gathered copy counts as transient memory until
+    /// <see cref="Drop"/>.</summary>
     private Tensor Gather(ShardUnit unit)
     {
         var full = unit.GatherFull(out var gathered);
@@ -332,7 +356,8 @@ public sealed partial class ShardedTrainer : IDisposable
         return gradient;
     }
 
-    /// <summary>After the unit's backward (and its release): reduce the micro-step's gradient to level g and free it.</summary>
+    /// <summary>After the unit's backward (and its release): reduce the micro-step's gradient to level g and free
+    /// it.</summary>
     private void ReduceGradients(ShardUnit unit, Tensor? gradient)
     {
         if (gradient is null) return;
@@ -352,12 +377,16 @@ public sealed partial class ShardedTrainer : IDisposable
     private static ILayeredModule LayeredModel(nn.Module model)
     {
         if (model is not ILayeredModule layered)
-            throw new ArgumentException($"Layer-wise execution needs a model that exposes its blocks ({nameof(ILayeredModule)}, as the toolkit's GPT does); {model.GetType().Name} does not. Train it with whole-model gathering.", nameof(model));
+            throw new ArgumentException(
+                $"Layer-wise execution needs a model that exposes its blocks ({nameof(ILayeredModule)}, as the " +
+                    $"toolkit's GPT does); {model.GetType().Name} does not. Train it with whole-model gathering.",
+                        nameof(model));
         return layered;
     }
 
     /// <summary>(unit offset, model offset, count) runs of consecutive parameters.</summary>
-    private static List<(long UnitOffset, long ModelOffset, long Count)> Runs(IReadOnlyList<(Parameter Parameter, long ModelOffset)> members)
+    private static List<(long UnitOffset, long ModelOffset, long Count)> Runs(IReadOnlyList<(Parameter Parameter,
+        long ModelOffset)> members)
     {
         var runs = new List<(long UnitOffset, long ModelOffset, long Count)>();
         long unitOffset = 0;

@@ -12,15 +12,14 @@ public enum ShardLevel
 }
 
 /// <summary>
-/// A PaRO-DP strategy: the placement of parameters, gradients and optimizer states, written as three
-/// letters in that order (N, I or G each), e.g. <c>NIG</c>.
+/// A PaRO-DP strategy: the placement of parameters, gradients and optimizer states, written as three letters in that
+/// order (N, I or G each), e.g. <c>NIG</c>.
 /// </summary>
 /// <remarks>
-/// PaRO (arXiv 2310.06003, §3.1): 27 combinations exist; a strategy is effective when
-/// level(gradients) ≤ level(optimizer states) and level(parameters) ≤ level(optimizer states): a rank
-/// cannot update, or hold gradients for, a slice finer than the optimizer state it owns would need.
-/// Equivalences: NNN = DDP, NNG = ZeRO-1, NGG = ZeRO-2, GGG = ZeRO-3 (FSDP FULL_SHARD),
-/// III = MiCS (FSDP HYBRID_SHARD).
+/// PaRO (arXiv 2310.06003, §3.1): 27 combinations exist; a strategy is effective when level(gradients) ≤
+/// level(optimizer states) and level(parameters) ≤ level(optimizer states): a rank cannot update, or hold gradients
+/// for, a slice finer than the optimizer state it owns would need. Equivalences: NNN = DDP, NNG = ZeRO-1, NGG = ZeRO-2,
+/// GGG = ZeRO-3 (FSDP FULL_SHARD), III = MiCS (FSDP HYBRID_SHARD).
 /// </remarks>
 /// <param name="Parameters">Placement of parameters (p).</param>
 /// <param name="Gradients">Placement of gradients (g).</param>
@@ -28,7 +27,8 @@ public enum ShardLevel
 public sealed record ShardingStrategy(ShardLevel Parameters, ShardLevel Gradients, ShardLevel OptimizerStates)
 {
     /// <summary>Named aliases and the codes they stand for.</summary>
-    public static readonly IReadOnlyDictionary<string, string> Aliases = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
+    public static readonly IReadOnlyDictionary<string, string> Aliases = new Dictionary<string,
+        string>(StringComparer.OrdinalIgnoreCase)
     {
         ["ddp"] = "NNN", ["zero1"] = "NNG", ["zero2"] = "NGG", ["zero3"] = "GGG", ["fsdp"] = "GGG",
         ["mics"] = "III", ["hsdp"] = "III",
@@ -41,7 +41,8 @@ public sealed record ShardingStrategy(ShardLevel Parameters, ShardLevel Gradient
     /// <summary>The effective strategies (level(g) ≤ level(os), level(p) ≤ level(os)).</summary>
     public static IEnumerable<ShardingStrategy> Effective => All.Where(s => s.IsEffective);
 
-    /// <summary>The strategies this toolkit's engine trains and the benchmark compares (the paper's set plus DDP and MiCS).</summary>
+    /// <summary>The strategies this toolkit's engine trains and the benchmark compares (the paper's set plus DDP and
+    /// MiCS).</summary>
     public static IReadOnlyList<ShardingStrategy> Trained { get; } =
         new[] { "NNN", "NNG", "NGG", "GGG", "III", "NII", "NIG", "IIG", "IGG", "ING" }.Select(c => Parse(c)).ToList();
 
@@ -60,10 +61,11 @@ public sealed record ShardingStrategy(ShardLevel Parameters, ShardLevel Gradient
     };
 
     /// <summary>
-    /// Parses a code (<c>NIG</c>, case-insensitive) or an alias (<c>zero3</c>). Rejects malformed and
-    /// ineffective codes unless <paramref name="allowIneffective"/>.
+    /// Parses a code (<c>NIG</c>, case-insensitive) or an alias (<c>zero3</c>). Rejects malformed and ineffective codes
+    /// unless <paramref name="allowIneffective"/>.
     /// </summary>
-    /// <exception cref="ShardingPlanException">Malformed or ineffective; the message gives the reason and the valid list.</exception>
+    /// <exception cref="ShardingPlanException">Malformed or ineffective; the message gives the reason and the valid
+    /// list.</exception>
     public static ShardingStrategy Parse(string text, bool allowIneffective = false)
     {
         var value = (text ?? "").Trim();
@@ -89,11 +91,14 @@ public sealed record ShardingStrategy(ShardLevel Parameters, ShardLevel Gradient
     public override string ToString() => Code;
 
     internal static string ValidList() =>
-        string.Join(", ", Effective.Select(s => s.Code)) + "; aliases: " + string.Join(", ", Aliases.Select(a => $"{a.Key}={a.Value}"));
+        string.Join(", ", Effective.Select(s => s.Code)) + "; aliases: " + string.Join(", ",
+            Aliases.Select(a => $"{a.Key}={a.Value}"));
 
-    private static char Letter(ShardLevel level) => level switch { ShardLevel.None => 'N', ShardLevel.Intra => 'I', _ => 'G' };
+    private static char Letter(ShardLevel level) => level switch { ShardLevel.None => 'N', ShardLevel.Intra => 'I',
+        _ => 'G' };
 
-    private static ShardLevel Level(char letter) => letter switch { 'N' => ShardLevel.None, 'I' => ShardLevel.Intra, _ => ShardLevel.Global };
+    private static ShardLevel Level(char letter) => letter switch { 'N' => ShardLevel.None, 'I' => ShardLevel.Intra,
+        _ => ShardLevel.Global };
 }
 
 /// <summary>A sharding strategy or plan was rejected; the message says why and lists the valid choices.</summary>
@@ -103,11 +108,16 @@ public sealed class ShardingPlanException : ArgumentException
     public ShardingPlanException(string message) : base(message) { }
 
     internal static ShardingPlanException Malformed(string text) => new(
-        $"'{text}' is not a PaRO strategy: expected three letters for parameters, gradients and optimizer states, each N (replicated), I (sharded in a group) or G (sharded globally), or an alias. Valid: {ShardingStrategy.ValidList()}.");
+        $"'{text}' is not a PaRO strategy: expected three letters for parameters, gradients and optimizer states, " +
+            $"each N (replicated), I (sharded in a group) or G (sharded globally), or an alias. " +
+                $"Valid: {ShardingStrategy.ValidList()}.");
 
     internal static ShardingPlanException Ineffective(ShardingStrategy s) => new(
         $"{s.Code} is not effective: " +
-        (s.Gradients > s.OptimizerStates ? "gradients are sharded more finely than optimizer states, so a rank would lack gradients for the optimizer slice it owns" :
-            "parameters are sharded more finely than optimizer states, so optimizer updates would be replicated on ranks that do not hold those parameters") +
+        (s.Gradients > s.OptimizerStates
+            ? "gradients are sharded more finely than optimizer states, so a rank would lack gradients for the " +
+                "optimizer slice it owns" :
+            "parameters are sharded more finely than optimizer states, so optimizer updates would be replicated on " +
+                "ranks that do not hold those parameters") +
         $". Valid: {ShardingStrategy.ValidList()}.");
 }

@@ -7,24 +7,25 @@ using static TorchSharp.torch;
 namespace Toolkit.Paro;
 
 /// <summary>
-/// What a DDP (NNN) step costs without the engine around it, on in-process ranks: A forward+backward passes of the
-/// same micro-batches on a plain module, one all-reduce of a gradient-sized buffer by the same hierarchical
-/// decomposition the engine uses (intra reduce-scatter, inter all-reduce, intra all-gather), and one AdamW update,
-/// each timed alone; the three in one span, a plain DDP step without the engine; and the engine's own NNN step on the
-/// same micro-batches. They run in the same repetitions, the plain step and the engine's alternating which goes first,
-/// so both see the same machine (2 shared cores drift by 10-30 % between runs). Every phase is timed from a barrier
-/// to a barrier after it: co-located ranks contend for the cores and finish at different times, and no data-parallel
-/// step can end before its slowest rank's backward, so that wait is compute, not engine. The engine's step over the
-/// plain step is the engine's own overhead (flattening gradients, attaching and releasing parameters, slicing); the
-/// parts timed alone show where a step's time goes (their sum overstates a step a little: each waits for its own
-/// slowest rank).
+/// What a DDP (NNN) step costs without the engine around it, on in-process ranks: A forward+backward passes of the same
+/// micro-batches on a plain module, one all-reduce of a gradient-sized buffer by the same hierarchical decomposition
+/// the engine uses (intra reduce-scatter, inter all-reduce, intra all-gather), and one AdamW update, each timed alone;
+/// the three in one span, a plain DDP step without the engine; and the engine's own NNN step on the same micro-batches.
+/// They run in the same repetitions, the plain step and the engine's alternating which goes first, so both see the same
+/// machine (2 shared cores drift by 10-30 % between runs). Every phase is timed from a barrier to a barrier after it:
+/// co-located ranks contend for the cores and finish at different times, and no data-parallel step can end before its
+/// slowest rank's backward, so that wait is compute, not engine. The engine's step over the plain step is the engine's
+/// own overhead (flattening gradients, attaching and releasing parameters, slicing); the parts timed alone show where a
+/// step's time goes (their sum overstates a step a little: each waits for its own slowest rank).
 /// </summary>
 public static class EngineOverhead
 {
-    /// <summary>Times the parts and the engine's step for <paramref name="job"/> (its model, micro-batch, ranks, groups, precision and accumulation); medians over the job's steps after a warm-up.</summary>
+    /// <summary>Times the parts and the engine's step for <paramref name="job"/> (its model, micro-batch, ranks,
+    /// groups, precision and accumulation); medians over the job's steps after a warm-up.</summary>
     public static EngineBaseline Measure(ParoTrainOptions job)
     {
-        job = job with { Sharding = job.Sharding with { Strategy = "NNN", Layerwise = false, Recompute = false, NoPrefetch = false } };
+        job = job with { Sharding = job.Sharding with { Strategy = "NNN", Layerwise = false, Recompute = false,
+            NoPrefetch = false } };
         job.Validate();
         var (ranks, groupSize, a) = (job.Launch.Ranks, job.Launch.GroupSize, job.Sharding.Accumulation);
         Runtime.Devices.ConfigureCpuThreads(ranks);
@@ -45,7 +46,8 @@ public static class EngineOverhead
             using var groups = new ParoGroups(comm, groupSize, elements);
             using var gradient = zeros(groups.Padded, dtype: dtype);
             using var optimizer = new FlatAdamW(groups.Padded, CPU, job.Optimizer);
-            using var unfusedOptimizer = new FlatAdamW(groups.Padded, CPU, job.Optimizer) { ForceUnfused = true };   // libtorch's sequence, for comparison
+            // libtorch's sequence, for comparison
+            using var unfusedOptimizer = new FlatAdamW(groups.Padded, CPU, job.Optimizer) { ForceUnfused = true };
             using var master = zeros(groups.Padded);
             using var average = zeros(groups.Padded);
             var compute = new List<double>();
@@ -65,7 +67,8 @@ public static class EngineOverhead
                     model.Loss(x, y).backward();
                 }
             }
-            double Engine(int step) => Timed(() => trainer.Step([.. Enumerable.Range(0, a).Select(micro => (Func<nn.Module, Tensor>)(m =>
+            double Engine(int step) => Timed(() => trainer.Step([.. Enumerable.Range(0,
+                a).Select(micro => (Func<nn.Module, Tensor>)(m =>
             {
                 var (x, y) = data.Batch(job.Seed, step, micro * comm.Size + comm.Rank, job.Data.MicroBatch, length);
                 return ((CausalLanguageModel)m).Loss(x, y);
@@ -93,31 +96,45 @@ public static class EngineOverhead
                 plain.Add(p);
                 engine.Add(e);
             }
-            return new EngineBaseline(Runtime.Statistics.Median(compute), Runtime.Statistics.Median(allReduce), Runtime.Statistics.Median(adam),
-                Runtime.Statistics.Median(plain), Runtime.Statistics.Median(engine), Runtime.Statistics.Median(unfusedAdam));
+            return new EngineBaseline(Runtime.Statistics.Median(compute), Runtime.Statistics.Median(allReduce),
+                Runtime.Statistics.Median(adam),
+                Runtime.Statistics.Median(plain), Runtime.Statistics.Median(engine),
+                    Runtime.Statistics.Median(unfusedAdam));
         });
-        return times[0];                                                 // phases end at a barrier: every rank timed the same spans
+        // phases end at a barrier: every rank timed the same spans
+        return times[0];
     }
 }
 
-/// <summary>The parts of a DDP step timed alone, and the engine's step beside them (seconds, medians, each phase up to its slowest rank).</summary>
+/// <summary>The parts of a DDP step timed alone, and the engine's step beside them (seconds, medians, each phase up to
+/// its slowest rank).</summary>
 /// <param name="ForwardBackwardSeconds">A forward+backward passes of a plain module.</param>
-/// <param name="AllReduceSeconds">One all-reduce of the (padded) gradient, the engine's decomposition and algorithm.</param>
-/// <param name="OptimizerSeconds">One AdamW update of every parameter (the fused pass the engine runs on the CPU).</param>
+/// <param name="AllReduceSeconds">One all-reduce of the (padded) gradient, the engine's decomposition and
+/// algorithm.</param>
+/// <param name="OptimizerSeconds">One AdamW update of every parameter (the fused pass the engine runs on the
+/// CPU).</param>
 /// <param name="PlainStepSeconds">The three in one span: a DDP step without the engine.</param>
-/// <param name="EngineStepSeconds">The engine's NNN step on the same micro-batches, timed in the same repetitions.</param>
-/// <param name="UnfusedOptimizerSeconds">The same AdamW update as libtorch's unfused sequence of eight passes, for comparison.</param>
-public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds, double PlainStepSeconds, double EngineStepSeconds,
+/// <param name="EngineStepSeconds">The engine's NNN step on the same micro-batches, timed in the same
+/// repetitions.</param>
+/// <param name="UnfusedOptimizerSeconds">The same AdamW update as libtorch's unfused sequence of eight passes, for
+/// comparison.</param>
+public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds,
+    double PlainStepSeconds, double EngineStepSeconds,
     double UnfusedOptimizerSeconds);
 
 /// <summary>The engine's overhead for DDP (NNN) at one accumulation.</summary>
 /// <param name="Accumulation">A.</param>
 /// <param name="StepSeconds">The engine's NNN step (median), timed beside the parts.</param>
 /// <param name="Baseline">The parts timed alone.</param>
-/// <param name="OverComputeAndAllReduce">Step / (forward+backward + all-reduce, timed alone): AdamW counts as overhead here.</param>
-/// <param name="OverPlainStep">Step / the plain DDP step (forward+backward, all-reduce and AdamW without the engine): the engine's own overhead.</param>
-public sealed record EngineOverheadRow(int Accumulation, double StepSeconds, EngineBaseline Baseline, double OverComputeAndAllReduce, double OverPlainStep)
+/// <param name="OverComputeAndAllReduce">Step / (forward+backward + all-reduce, timed alone): AdamW counts as overhead
+/// here.</param>
+/// <param name="OverPlainStep">Step / the plain DDP step (forward+backward, all-reduce and AdamW without the engine):
+/// the engine's own overhead.</param>
+public sealed record EngineOverheadRow(int Accumulation, double StepSeconds, EngineBaseline Baseline,
+    double OverComputeAndAllReduce, double OverPlainStep)
 {
     internal static EngineOverheadRow Of(int accumulation, EngineBaseline b) =>
-        new(accumulation, b.EngineStepSeconds, b, b.EngineStepSeconds / (b.ForwardBackwardSeconds + b.AllReduceSeconds), b.EngineStepSeconds / b.PlainStepSeconds);
+        new(accumulation, b.EngineStepSeconds, b,
+            b.EngineStepSeconds / (b.ForwardBackwardSeconds + b.AllReduceSeconds),
+                b.EngineStepSeconds / b.PlainStepSeconds);
 }

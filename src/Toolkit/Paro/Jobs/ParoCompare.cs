@@ -8,14 +8,19 @@ namespace Toolkit.Paro;
 public static class ParoCompare
 {
     /// <summary>Runs <paramref name="options"/>' job once per strategy of its list.</summary>
-    public static Task<IReadOnlyList<ParoTrainResult>> RunAsync(ParoCompareOptions options, IProgress<(string Strategy, MetricPoint Point)>? progress = null,
-        CancellationToken cancellationToken = default) => RunAsync(options.Job, options.StrategyList, progress, cancellationToken);
+    public static Task<IReadOnlyList<ParoTrainResult>> RunAsync(ParoCompareOptions options, IProgress<(string Strategy,
+        MetricPoint Point)>? progress = null,
+        CancellationToken cancellationToken = default) => RunAsync(options.Job, options.StrategyList, progress,
+            cancellationToken);
 
-    /// <summary>Runs <paramref name="options"/> once per strategy (its own <c>Strategy</c> is replaced); progress carries the strategy being trained.</summary>
-    public static async Task<IReadOnlyList<ParoTrainResult>> RunAsync(ParoTrainOptions options, IEnumerable<string> strategies,
+    /// <summary>Runs <paramref name="options"/> once per strategy (its own <c>Strategy</c> is replaced); progress
+    /// carries the strategy being trained.</summary>
+    public static async Task<IReadOnlyList<ParoTrainResult>> RunAsync(ParoTrainOptions options,
+        IEnumerable<string> strategies,
         IProgress<(string Strategy, MetricPoint Point)>? progress = null, CancellationToken cancellationToken = default)
     {
-        var codes = strategies.Select(s => ShardingStrategy.Parse(s).Code).ToList();   // every code is checked before the first run starts
+        // every code is checked before the first run starts
+        var codes = strategies.Select(s => ShardingStrategy.Parse(s).Code).ToList();
         if (codes.Count == 0) throw new ArgumentException("Give at least one strategy.", nameof(strategies));
         foreach (var code in codes) With(options, code).Validate();
         var results = new List<ParoTrainResult>();
@@ -27,7 +32,8 @@ public static class ParoCompare
         return results;
     }
 
-    private static ParoTrainOptions With(ParoTrainOptions options, string code) => options with { Sharding = options.Sharding with { Strategy = code } };
+    private static ParoTrainOptions With(ParoTrainOptions options,
+        string code) => options with { Sharding = options.Sharding with { Strategy = code } };
 
     private sealed class Forward(string strategy, IProgress<(string, MetricPoint)> target) : IProgress<MetricPoint>
     {
@@ -46,12 +52,15 @@ public sealed record ParoCompareOptions : Jobs.ICheckedOptions
     public string Strategies { get; init; } = "NNN,NIG,GGG";
 
     /// <summary>The strategies as a list.</summary>
-    [JsonIgnore] public IReadOnlyList<string> StrategyList => [.. Strategies.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+    [JsonIgnore] public IReadOnlyList<string> StrategyList => [.. Strategies.Split(',',
+        StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
 
-    /// <summary>Throws naming the first invalid option: every strategy is parsed and the job validated under it.</summary>
+    /// <summary>Throws naming the first invalid option: every strategy is parsed and the job validated under
+    /// it.</summary>
     public void Check()
     {
-        if (StrategyList.Count == 0) throw new ArgumentOutOfRangeException(nameof(Strategies), Strategies, "names no strategy");
+        if (StrategyList.Count == 0) throw new ArgumentOutOfRangeException(nameof(Strategies), Strategies,
+            "names no strategy");
         foreach (var code in StrategyList) (Job with { Sharding = Job.Sharding with { Strategy = code } }).Validate();
     }
 }

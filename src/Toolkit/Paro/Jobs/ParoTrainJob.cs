@@ -38,8 +38,10 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
     /// <inheritdoc/>
     public override string RunName(ParoTrainOptions options) => $"paro-{options.Plan.Strategy.Code.ToLowerInvariant()}";
 
-    /// <summary>Runs the job. <paramref name="progress"/> receives every metric as it is recorded (for MPI runs, as the run folder is read).</summary>
-    public static Task<ParoTrainResult> RunAsync(ParoTrainOptions options, IProgress<MetricPoint>? progress = null, CancellationToken cancellationToken = default) =>
+    /// <summary>Runs the job. <paramref name="progress"/> receives every metric as it is recorded (for MPI runs, as the
+    /// run folder is read).</summary>
+    public static Task<ParoTrainResult> RunAsync(ParoTrainOptions options, IProgress<MetricPoint>? progress = null,
+        CancellationToken cancellationToken = default) =>
         JobHost.RunAsync(new ParoTrainJob(), options, progress, cancellationToken);
 
     /// <summary>Reads the result a finished run wrote.</summary>
@@ -66,12 +68,16 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             if (comm.Rank == 0)
             {
                 var m = CheckpointManifest.Read(resume);
-                context.Log($"resumed from {resume} at step {m.Step}, written by {m.Strategy} on {m.Ranks} ranks in groups of {m.GroupSize} ({m.Precision})" +
+                context.Log(
+                    $"resumed from {resume} at step {m.Step}, written by {m.Strategy} on {m.Ranks} ranks in groups " +
+                        $"of {m.GroupSize} ({m.Precision})" +
                     (m.Strategy == o.Plan.Strategy.Code && m.Ranks == comm.Size && m.GroupSize == o.Launch.GroupSize
-                     && m.Precision == Options.OptionSpec.EnumName(typeof(ParoPrecision), o.Sharding.Precision) ? "" : "; re-sliced for this plan"));
+                     && m.Precision == Options.OptionSpec.EnumName(typeof(ParoPrecision),
+                         o.Sharding.Precision) ? "" : "; re-sliced for this plan"));
             }
         }
-        var first = (int)trainer.StepsTaken;   // steps continue after a resumed checkpoint, so data and bias correction line up
+        // steps continue after a resumed checkpoint, so data and bias correction line up
+        var first = (int)trainer.StepsTaken;
         var losses = new double[o.Steps];
         var seconds = new double[o.Steps];
         CommSnapshot traffic = new(new Dictionary<string, OperationTraffic>());
@@ -79,7 +85,8 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         {
             context.CancellationToken.ThrowIfCancellationRequested();
             var step = first + i;
-            var micro = Enumerable.Range(0, o.Sharding.Accumulation).Select(a => (Func<TorchSharp.torch.nn.Module, Tensor>)(m =>
+            var micro = Enumerable.Range(0, o.Sharding.Accumulation).Select(a => (Func<TorchSharp.torch.nn.Module,
+                Tensor>)(m =>
             {
                 // [B, T] each
                 var (x, y) = data.Batch(o.Seed, step, a * comm.Size + comm.Rank, o.Data.MicroBatch, length);
@@ -105,10 +112,13 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
     public override ParoTrainResult Finish(JobRun<ParoTrainOptions> run, IReadOnlyList<RankOutcome> outcomes)
     {
         var o = run.Options;
-        var steps = Enumerable.Range(0, o.Steps).Select(i => new StepLoss(outcomes[0].FirstStep + i, outcomes.Average(r => r.Losses[i]))).ToList();
-        var timed = outcomes[0].StepSeconds.Skip(o.Steps > 1 ? 1 : 0).Order().ToList();   // the first step includes warm-up
+        var steps = Enumerable.Range(0, o.Steps).Select(i => new StepLoss(outcomes[0].FirstStep + i,
+            outcomes.Average(r => r.Losses[i]))).ToList();
+        // the first step includes warm-up
+        var timed = outcomes[0].StepSeconds.Skip(o.Steps > 1 ? 1 : 0).Order().ToList();
         var median = timed[timed.Count / 2];
-        var result = new ParoTrainResult(o.Plan.Strategy.Code, o.Launch.Ranks, o.Launch.GroupSize, o.Sharding.Accumulation, Options.OptionSpec.EnumName(typeof(ParoPrecision), o.Sharding.Precision),
+        var result = new ParoTrainResult(o.Plan.Strategy.Code, o.Launch.Ranks, o.Launch.GroupSize,
+            o.Sharding.Accumulation, Options.OptionSpec.EnumName(typeof(ParoPrecision), o.Sharding.Precision),
             outcomes[0].ParameterCount, steps, [.. outcomes.Select(r => r.Memory)],
             new CommPerStep(outcomes.Max(r => r.IntraBytes), outcomes.Max(r => r.InterBytes)),
             new Throughput(median, outcomes[0].TokensPerStep / median),
@@ -151,7 +161,8 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         context.Comm.Barrier();
     }
 
-    private static void RecordStep(RankContext<ParoTrainOptions> context, int step, double loss, double seconds, CommSnapshot traffic, ParoMemory memory)
+    private static void RecordStep(RankContext<ParoTrainOptions> context, int step, double loss, double seconds,
+        CommSnapshot traffic, ParoMemory memory)
     {
         context.Record(step, MetricNames.Loss, loss);
         context.Record(step, MetricNames.StepSeconds, seconds);

@@ -22,8 +22,10 @@ public sealed record ParoTrainOptions : IJobOptions
     /// <summary>The model.</summary>
     [OptionGroup] public ModelOptions Model { get; init; } = new();
 
-    /// <summary>AdamW. Defaults for this job: learning rate 3e-3, β2 0.95, weight decay 0.1 (nanoGPT's small-model recipe).</summary>
-    [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 3e-3, Beta2 = 0.95, WeightDecay = 0.1 };
+    /// <summary>AdamW. Defaults for this job: learning rate 3e-3, β2 0.95, weight decay 0.1 (nanoGPT's small-model
+    /// recipe).</summary>
+    [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 3e-3, Beta2 = 0.95,
+        WeightDecay = 0.1 };
 
     /// <summary>Training text and micro-batch.</summary>
     [OptionGroup] public TextDataOptions Data { get; init; } = new();
@@ -38,18 +40,22 @@ public sealed record ParoTrainOptions : IJobOptions
     [Option("Seed of weights and data.")] public int Seed { get; init; } = 1;
 
     /// <summary>The sharding plan these options describe.</summary>
-    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize, Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise, Sharding.Recompute, !Sharding.NoPrefetch);
+    [JsonIgnore] public ShardingPlan Plan => new(ShardingStrategy.Parse(Sharding.Strategy), Launch.GroupSize,
+        Sharding.Accumulation, Sharding.Precision, Sharding.Layerwise, Sharding.Recompute, !Sharding.NoPrefetch);
 
     /// <summary>Tokens one optimizer step consumes over all ranks, for sequences of <paramref name="length"/>
     /// tokens.</summary>
     public long TokensPerStep(int length) => (long)Launch.Ranks * Sharding.Accumulation * Data.MicroBatch * length;
 
-    /// <summary>Throws <see cref="ArgumentException"/> (or <see cref="ShardingPlanException"/>) naming the first invalid option.</summary>
+    /// <summary>Throws <see cref="ArgumentException"/> (or <see cref="ShardingPlanException"/>) naming the first
+    /// invalid option.</summary>
     public ParoTrainOptions Validate()
     {
         Launch.Validate();
         // The plan checks this too, but names its own parameter (Prefetch), which is not an option's.
-        if (Sharding.NoPrefetch && !Sharding.Layerwise) throw new ArgumentException("is part of layer-wise execution: add --layerwise.", nameof(ShardingOptions.NoPrefetch));
+        if (Sharding.NoPrefetch
+            && !Sharding.Layerwise) throw new ArgumentException("is part of layer-wise execution: add --layerwise.",
+                nameof(ShardingOptions.NoPrefetch));
         Plan.Validate(Launch.Ranks);
         var model = Model.Resolve();
         Optimizer.Validate();
@@ -69,11 +75,13 @@ public sealed record ParoTrainOptions : IJobOptions
 public sealed record ShardingOptions
 {
     /// <summary>Strategy code (<c>NIG</c>) or alias (<c>zero3</c>). Default NIG.</summary>
-    [Option("PaRO strategy: three letters N/I/G for parameters, gradients, optimizer states (NIG), or ddp, zero1, zero2, zero3, mics, hsdp.")]
+    [Option("PaRO strategy: three letters N/I/G for parameters, gradients, optimizer states (NIG), or ddp, zero1, " +
+        "zero2, zero3, mics, hsdp.")]
     public string Strategy { get; init; } = "NIG";
 
     /// <summary>Micro-steps per optimizer step (A). Default 1.</summary>
-    [Option("Micro-steps per optimizer step (A): PaRO's inter-group traffic is paid once per step, not once per micro-step.")]
+    [Option("Micro-steps per optimizer step (A): PaRO's inter-group traffic is paid once per step, not once per " +
+        "micro-step.")]
     public int Accumulation { get; init; } = 1;
 
     /// <summary>fp32, or bf16 mixed precision. Default fp32.</summary>
@@ -81,15 +89,20 @@ public sealed record ShardingOptions
     public ParoPrecision Precision { get; init; } = ParoPrecision.Fp32;
 
     /// <summary>Layer-wise execution (FSDP's schedule) instead of gathering the whole model. Default off.</summary>
-    [Option("Layer-wise execution (what FSDP does): gather each transformer block just before its forward (prefetching the next while one computes) and again for its backward, and reduce its gradient while the previous block's backward computes; the peak holds two blocks' parameters instead of the whole model's.")]
+    [Option("Layer-wise execution (what FSDP does): gather each transformer block just before its forward " +
+        "(prefetching the next while one computes) and again for its backward, and reduce its gradient while the " +
+            "previous block's backward computes; the peak holds two blocks' parameters instead of the whole model's.")]
     public bool Layerwise { get; init; }
 
     /// <summary>With <see cref="Layerwise"/>: recompute each block's activations in backward. Default off.</summary>
-    [Option("With --layerwise: drop each block's activations after its forward and recompute them in backward (activation checkpointing): less memory, one more forward per block.")]
+    [Option("With --layerwise: drop each block's activations after its forward and recompute them in backward " +
+        "(activation checkpointing): less memory, one more forward per block.")]
     public bool Recompute { get; init; }
 
     /// <summary>With <see cref="Layerwise"/>: no prefetch (one block's parameters in flight). Default off.</summary>
-    [Option("With --layerwise: gather each block only when it runs, into one buffer, instead of prefetching the next one while a block computes: one block's parameters in flight instead of two, and no overlap of gathers with computation.")]
+    [Option("With --layerwise: gather each block only when it runs, into one buffer, instead of prefetching the next " +
+        "one while a block computes: one block's parameters in flight instead of two, and no overlap of gathers with " +
+            "computation.")]
     public bool NoPrefetch { get; init; }
 
     /// <summary>Collective implementation. Default ring.</summary>
@@ -122,7 +135,8 @@ public sealed record TextDataOptions
         if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
         if (SequenceLength < 0) throw new ArgumentOutOfRangeException(nameof(SequenceLength), SequenceLength,
             "must not be negative (0: the model's context)");
-        if (Path is not null && !File.Exists(Path)) throw new ArgumentOutOfRangeException(nameof(Path), Path, "no such file");
+        if (Path is not null && !File.Exists(Path)) throw new ArgumentOutOfRangeException(nameof(Path), Path,
+            "no such file");
         return this;
     }
 }
@@ -131,14 +145,17 @@ public sealed record TextDataOptions
 public sealed record CheckpointOptions
 {
     /// <summary>Save every this many steps into the run folder's <c>checkpoints/step-K/</c>; 0 never.</summary>
-    [Option("Save a sharded checkpoint every K steps into the run folder's checkpoints/step-K (0: never).", Name = "checkpoint-every")]
+    [Option("Save a sharded checkpoint every K steps into the run folder's checkpoints/step-K (0: never).",
+        Name = "checkpoint-every")]
     public int Every { get; init; }
 
     /// <summary>
-    /// A checkpoint folder to resume from, written under any strategy, rank count, group size or precision (re-sliced on
-    /// load). To continue the same trajectory keep the global batch: ranks x accumulation x micro-batch (data is indexed by global micro-batch).
+    /// A checkpoint folder to resume from, written under any strategy, rank count, group size or precision (re-sliced
+    /// on load). To continue the same trajectory keep the global batch: ranks x accumulation x micro-batch (data is
+    /// indexed by global micro-batch).
     /// </summary>
-    [Option("Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written under any strategy, rank count, group size or precision (it is re-sliced); steps continue from its step.", Name = "resume")]
+    [Option("Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written under any strategy, rank count, " +
+        "group size or precision (it is re-sliced); steps continue from its step.", Name = "resume")]
     public string? ResumeFrom { get; init; }
 
     /// <summary>A folder to write the trained model into as a Hugging Face folder at the end (from the last step's

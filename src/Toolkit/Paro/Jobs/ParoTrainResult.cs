@@ -4,7 +4,8 @@ using Toolkit.Reporting;
 
 namespace Toolkit.Paro;
 
-/// <summary>What a PaRO training run measured (serialised as the <c>--json</c> output of <c>toolkit paro train</c>).</summary>
+/// <summary>What a PaRO training run measured (serialised as the <c>--json</c> output of <c>toolkit paro
+/// train</c>).</summary>
 /// <param name="Strategy">Strategy code.</param>
 /// <param name="Ranks">n.</param>
 /// <param name="GroupSize">m.</param>
@@ -16,8 +17,10 @@ namespace Toolkit.Paro;
 /// <param name="Comm">Bytes sent per rank per global step (the largest over ranks).</param>
 /// <param name="Throughput">Median step time and tokens per second.</param>
 /// <param name="RunPath">The run folder.</param>
-public sealed record ParoTrainResult(string Strategy, int Ranks, int GroupSize, int Accumulation, string Precision, long ParameterCount,
-    IReadOnlyList<StepLoss> Steps, IReadOnlyList<RankMemory> Memory, CommPerStep Comm, Throughput Throughput, string RunPath) : IFacts
+public sealed record ParoTrainResult(string Strategy, int Ranks, int GroupSize, int Accumulation, string Precision,
+    long ParameterCount,
+    IReadOnlyList<StepLoss> Steps, IReadOnlyList<RankMemory> Memory, CommPerStep Comm, Throughput Throughput,
+        string RunPath) : IFacts
 {
     /// <inheritdoc/>
     [JsonIgnore] public string Title => $"PaRO {Strategy}: {Path.GetFileName(RunPath)}";
@@ -25,12 +28,16 @@ public sealed record ParoTrainResult(string Strategy, int Ranks, int GroupSize, 
     /// <inheritdoc/>
     public IReadOnlyList<(string Name, string Value)> Facts() =>
     [
-        ("strategy / ranks / group size / A / precision", $"{Strategy} / {Ranks} / {GroupSize} / {Accumulation} / {Precision}"),
+        ("strategy / ranks / group size / A / precision",
+            $"{Strategy} / {Ranks} / {GroupSize} / {Accumulation} / {Precision}"),
         ("parameters", ParameterCount.ToString("N0", CultureInfo.InvariantCulture)),
         ("loss", string.Create(CultureInfo.InvariantCulture, $"{Steps[0].Loss:F4} -> {Steps[^1].Loss:F4}")),
-        .. Memory.Select(m => ($"rank {m.Rank} bytes: params / grads / optimizer / peak", $"{m.ParamsBytes} / {m.GradsBytes} / {m.OptimizerBytes} / {m.PeakBytes}")),
-        ("bytes per rank per step (largest over ranks): intra / inter", $"{Comm.IntraBytesPerStep} / {Comm.InterBytesPerStep}"),
-        ("median step / tokens per second", string.Create(CultureInfo.InvariantCulture, $"{Throughput.StepSeconds * 1000:F1} ms / {Throughput.TokensPerSecond:F0}")),
+        .. Memory.Select(m => ($"rank {m.Rank} bytes: params / grads / optimizer / peak",
+            $"{m.ParamsBytes} / {m.GradsBytes} / {m.OptimizerBytes} / {m.PeakBytes}")),
+        ("bytes per rank per step (largest over ranks): intra / inter",
+            $"{Comm.IntraBytesPerStep} / {Comm.InterBytesPerStep}"),
+        ("median step / tokens per second", string.Create(CultureInfo.InvariantCulture,
+            $"{Throughput.StepSeconds * 1000:F1} ms / {Throughput.TokensPerSecond:F0}")),
         ("run folder", RunPath),
     ];
 }

@@ -1,30 +1,29 @@
 namespace Toolkit.Paro;
 
 /// <summary>
-/// Predicts, for each PaRO strategy, memory per rank, bytes each rank sends inside and across groups
-/// per global step, and step time; drops strategies that do not fit and recommends the fastest.
+/// Predicts, for each PaRO strategy, memory per rank, bytes each rank sends inside and across groups per global step,
+/// and step time; drops strategies that do not fit and recommends the fastest.
 /// </summary>
 /// <remarks>
-/// <para>Memory (PaRO §3.1; mixed precision): M = 2Ψ/d(p) + 2Ψ'/d(g) + 12Ψ'/d(os) with d(N) = 1,
-/// d(I) = m, d(G) = n (fp32: 4, 4 and 8 bytes), plus activations (full activation checkpointing:
-/// 2sbhL for the checkpoints plus 34sbh for the layer being recomputed, Korthikanti et al. 2022)
-/// plus the transient gathered parameters.</para>
-/// <para>Traffic follows the schedule of <see cref="ShardedTrainer"/> (the authors' schedule):
-/// collectives are rings inside a level, and a global collective is hierarchical, so a
-/// reduce-scatter or all-gather of S bytes costs (m-1)/m·S intra-group and (g-1)/g·S/m inter-group
-/// per rank. With u = (g-1)/g·2Ψ/m this reproduces the paper's inter-group volumes: NNN, NNG, NIG,
-/// IIG, NII, III, ING 2u; NGG and IGG (A+1)u; GGG (1 + gathers)·A·u.</para>
-/// <para>Time (the paper's guideline): T = A·(t_compute + t_param + t_grad) + t_sync_g + t_sync_p +
-/// t_optimizer, each collective an alpha-beta cost (k-1)α + (k-1)/k·S/B on its level's k ranks; no
-/// overlap is assumed. Compute is (4Ψ + 2Ψ')·tokens FLOPs (forward 2Ψ, backward 2Ψ for activations
-/// and 2Ψ' for weights).</para>
+/// <para>Memory (PaRO §3.1; mixed precision): M = 2Ψ/d(p) + 2Ψ'/d(g) + 12Ψ'/d(os) with d(N) = 1, d(I) = m, d(G) = n
+/// (fp32: 4, 4 and 8 bytes), plus activations (full activation checkpointing: 2sbhL for the checkpoints plus 34sbh for
+/// the layer being recomputed, Korthikanti et al. 2022) plus the transient gathered parameters.</para>
+/// <para>Traffic follows the schedule of <see cref="ShardedTrainer"/> (the authors' schedule): collectives are rings
+/// inside a level, and a global collective is hierarchical, so a reduce-scatter or all-gather of S bytes costs
+/// (m-1)/m·S intra-group and (g-1)/g·S/m inter-group per rank. With u = (g-1)/g·2Ψ/m this reproduces the paper's
+/// inter-group volumes: NNN, NNG, NIG, IIG, NII, III, ING 2u; NGG and IGG (A+1)u; GGG (1 + gathers)·A·u.</para>
+/// <para>Time (the paper's guideline): T = A·(t_compute + t_param + t_grad) + t_sync_g + t_sync_p + t_optimizer, each
+/// collective an alpha-beta cost (k-1)α + (k-1)/k·S/B on its level's k ranks; no overlap is assumed. Compute is (4Ψ
+/// + 2Ψ')·tokens FLOPs (forward 2Ψ, backward 2Ψ for activations and 2Ψ' for weights).</para>
 /// </remarks>
 public static class CostModel
 {
-    private const double ActivationBytesPerToken = 34;   // bytes per token per hidden unit of one layer's working set (bf16)
+    // bytes per token per hidden unit of one layer's working set (bf16)
+    private const double ActivationBytesPerToken = 34;
 
     /// <summary>Estimates one strategy.</summary>
-    public static StrategyEstimate Estimate(ShardingStrategy strategy, ModelSpec model, ClusterSpec cluster, TrainingSpec training)
+    public static StrategyEstimate Estimate(ShardingStrategy strategy, ModelSpec model, ClusterSpec cluster,
+        TrainingSpec training)
     {
         cluster.Validate();
         var (n, m) = (cluster.Ranks, cluster.GroupSize);
@@ -44,43 +43,57 @@ public static class CostModel
         var traffic = Traffic(strategy, model, cluster, training, bytes);
         var tokens = (double)training.MicroBatch * training.SequenceLength;
         var compute = (4 * model.TotalParameters + 2 * model.TrainableParameters) * tokens / cluster.ComputeFlops;
-        var optimizer = model.TrainableParameters / D(strategy.OptimizerStates) * (optimizerBytes + 2 * bytes) * 2 / cluster.MemoryBandwidth;
-        var seconds = training.Accumulation * (compute + traffic.MicroStepSeconds) + traffic.BoundarySeconds + optimizer;
+        var optimizer = model.TrainableParameters / D(strategy.OptimizerStates) * (optimizerBytes
+            + 2 * bytes) * 2 / cluster.MemoryBandwidth;
+        var seconds = training.Accumulation * (compute + traffic.MicroStepSeconds) + traffic.BoundarySeconds
+            + optimizer;
 
         var fits = memory.Total <= cluster.DeviceMemoryBytes;
         var reason = fits
             ? $"fits: {Gib(memory.Total)} of {Gib(cluster.DeviceMemoryBytes)} per device"
             : $"needs {Gib(memory.Total)} per device, more than the {Gib(cluster.DeviceMemoryBytes)} available";
-        return new StrategyEstimate(strategy, memory, traffic.IntraBytes, traffic.InterBytes, compute * training.Accumulation,
+        return new StrategyEstimate(strategy, memory, traffic.IntraBytes, traffic.InterBytes,
+            compute * training.Accumulation,
             traffic.MicroStepSeconds * training.Accumulation + traffic.BoundarySeconds, optimizer, seconds,
             n * training.Accumulation * tokens / seconds, fits, reason);
     }
 
-    /// <summary>Estimates every strategy in <paramref name="strategies"/> (default: the trained set) and recommends one.</summary>
-    public static ParoPlan Plan(ModelSpec model, ClusterSpec cluster, TrainingSpec training, IEnumerable<ShardingStrategy>? strategies = null)
+    /// <summary>Estimates every strategy in <paramref name="strategies"/> (default: the trained set) and recommends
+    /// one.</summary>
+    public static ParoPlan Plan(ModelSpec model, ClusterSpec cluster, TrainingSpec training,
+        IEnumerable<ShardingStrategy>? strategies = null)
     {
-        var estimates = (strategies ?? ShardingStrategy.Trained).Select(s => Estimate(s, model, cluster, training)).ToList();
+        var estimates = (strategies ?? ShardingStrategy.Trained).Select(s => Estimate(s, model, cluster,
+            training)).ToList();
         var feasible = estimates.Where(e => e.Feasible).OrderBy(e => e.StepSeconds).ToList();
         if (feasible.Count == 0)
         {
             var smallest = estimates.MinBy(e => e.Memory.Total)!;
             return new ParoPlan(model, cluster, training, estimates, null,
-                [$"No strategy fits in {Gib(cluster.DeviceMemoryBytes)} per device; the smallest, {smallest.Strategy.Code}, needs {Gib(smallest.Memory.Total)}. Use more ranks, a smaller micro-batch, or fewer trainable parameters."]);
+                [$"No strategy fits in {Gib(cluster.DeviceMemoryBytes)} per device; the " +
+                    $"smallest, {smallest.Strategy.Code}, needs {Gib(smallest.Memory.Total)}. Use more ranks, a " +
+                        $"smaller micro-batch, or fewer trainable parameters."]);
         }
         var best = feasible[0];
-        var reasons = new List<string> { $"{best.Strategy.Code} is the fastest strategy that fits: predicted {best.StepSeconds:F3} s per step, {best.Reason}." };
+        var reasons
+            = new List<string> { $"{best.Strategy.Code} is the fastest strategy that fits: " +
+                $"predicted {best.StepSeconds:F3} s per step, {best.Reason}." };
         if (feasible.Count > 1)
-            reasons.Add($"Next best: {feasible[1].Strategy.Code} at {feasible[1].StepSeconds:F3} s ({feasible[1].StepSeconds / best.StepSeconds:F2}x slower).");
+            reasons.Add(
+                $"Next best: {feasible[1].Strategy.Code} at {feasible[1].StepSeconds:F3} s " +
+                    $"({feasible[1].StepSeconds / best.StepSeconds:F2}x slower).");
         foreach (var code in new[] { "GGG", "NNN" })
             if (estimates.FirstOrDefault(e => e.Strategy.Code == code && e.Strategy != best.Strategy) is { } other)
                 reasons.Add(other.Feasible
-                    ? $"Against {code} ({other.Strategy.KnownAs}): {other.StepSeconds / best.StepSeconds:F2}x the step time, {Ratio(other.InterBytesPerStep, best.InterBytesPerStep)} the inter-group bytes."
+                    ? $"Against {code} ({other.Strategy.KnownAs}): {other.StepSeconds / best.StepSeconds:F2}x the " +
+                        $"step time, {Ratio(other.InterBytesPerStep, best.InterBytesPerStep)} the inter-group bytes."
                     : $"{code} ({other.Strategy.KnownAs}) does not fit: {other.Reason}.");
         return new ParoPlan(model, cluster, training, estimates, best.Strategy, reasons);
     }
 
     /// <summary>Per-rank bytes and seconds of the collectives of one global step.</summary>
-    private static TrafficEstimate Traffic(ShardingStrategy s, ModelSpec model, ClusterSpec c, TrainingSpec t, double bytes)
+    private static TrafficEstimate Traffic(ShardingStrategy s, ModelSpec model, ClusterSpec c, TrainingSpec t,
+        double bytes)
     {
         var levels = new LevelCosts(c);
         var p = bytes * model.TotalParameters;           // all parameters, as stored
@@ -96,7 +109,8 @@ public static class CostModel
         };
         var boundary = (s.Gradients, s.OptimizerStates) switch
         {
-            (ShardLevel.None, ShardLevel.None) => levels.Intra(grads) + levels.Inter(grads, 2) + levels.Intra(grads),   // hierarchical all-reduce
+            // hierarchical all-reduce
+            (ShardLevel.None, ShardLevel.None) => levels.Intra(grads) + levels.Inter(grads, 2) + levels.Intra(grads),
             (ShardLevel.None, ShardLevel.Intra) => levels.Intra(grads) + levels.Inter(grads, 2),
             (ShardLevel.None, ShardLevel.Global) => levels.Global(grads),
             (ShardLevel.Intra, ShardLevel.Intra) => levels.Inter(grads, 2),
@@ -111,7 +125,8 @@ public static class CostModel
             _ => new Cost(),
         };
         var a = t.Accumulation;
-        return new TrafficEstimate(a * micro.IntraBytes + boundary.IntraBytes, a * micro.InterBytes + boundary.InterBytes, micro.Seconds, boundary.Seconds);
+        return new TrafficEstimate(a * micro.IntraBytes + boundary.IntraBytes,
+            a * micro.InterBytes + boundary.InterBytes, micro.Seconds, boundary.Seconds);
     }
 
     private static double ActivationBytes(ModelSpec model, TrainingSpec t)
@@ -131,11 +146,14 @@ public static class CostModel
         private int G => c.Ranks / c.GroupSize;
 
         /// <summary>Ring over the m ranks of a group on S bytes.</summary>
-        public Cost Intra(double s) => M == 1 ? new Cost() : new Cost((M - 1.0) / M * s, 0, (M - 1) * c.IntraLatency + (M - 1.0) / M * s / c.IntraBandwidth);
+        public Cost Intra(double s) => M == 1 ? new Cost() : new Cost((M - 1.0) / M * s, 0,
+            (M - 1) * c.IntraLatency + (M - 1.0) / M * s / c.IntraBandwidth);
 
-        /// <summary>Ring over the g same-local-rank ranks on the 1/m slice of S bytes, <paramref name="phases"/> times (2 for all-reduce).</summary>
+        /// <summary>Ring over the g same-local-rank ranks on the 1/m slice of S bytes, <paramref name="phases"/> times
+        /// (2 for all-reduce).</summary>
         public Cost Inter(double s, int phases = 1) => G == 1 ? new Cost()
-            : new Cost(0, phases * (G - 1.0) / G * s / M, phases * ((G - 1) * c.InterLatency + (G - 1.0) / G * s / M / c.InterBandwidth));
+            : new Cost(0, phases * (G - 1.0) / G * s / M,
+                phases * ((G - 1) * c.InterLatency + (G - 1.0) / G * s / M / c.InterBandwidth));
 
         /// <summary>A hierarchical (intra + inter) reduce-scatter or all-gather of S bytes.</summary>
         public Cost Global(double s) => Intra(s) + Inter(s);
@@ -143,10 +161,12 @@ public static class CostModel
 
     private readonly record struct Cost(double IntraBytes, double InterBytes, double Seconds)
     {
-        public static Cost operator +(Cost a, Cost b) => new(a.IntraBytes + b.IntraBytes, a.InterBytes + b.InterBytes, a.Seconds + b.Seconds);
+        public static Cost operator +(Cost a, Cost b) => new(a.IntraBytes + b.IntraBytes, a.InterBytes + b.InterBytes,
+            a.Seconds + b.Seconds);
     }
 
-    private sealed record TrafficEstimate(double IntraBytes, double InterBytes, double MicroStepSeconds, double BoundarySeconds);
+    private sealed record TrafficEstimate(double IntraBytes, double InterBytes, double MicroStepSeconds,
+        double BoundarySeconds);
 }
 
 /// <summary>Predicted bytes per rank by component.</summary>
@@ -155,7 +175,8 @@ public static class CostModel
 /// <param name="Optimizer">Optimizer state slice (master weights and moments).</param>
 /// <param name="Activations">Activation memory of one micro-step.</param>
 /// <param name="GatheredParameters">Transient gathered parameters (0 when parameters are replicated).</param>
-public sealed record MemoryEstimate(double Parameters, double Gradients, double Optimizer, double Activations, double GatheredParameters)
+public sealed record MemoryEstimate(double Parameters, double Gradients, double Optimizer, double Activations,
+    double GatheredParameters)
 {
     /// <summary>Persistent model states: parameters + gradients + optimizer (the paper's M).</summary>
     public double ModelStates => Parameters + Gradients + Optimizer;
@@ -176,8 +197,10 @@ public sealed record MemoryEstimate(double Parameters, double Gradients, double 
 /// <param name="TokensPerSecond">Predicted throughput of the whole job.</param>
 /// <param name="Feasible">True when it fits in device memory.</param>
 /// <param name="Reason">Why it fits or not.</param>
-public sealed record StrategyEstimate(ShardingStrategy Strategy, MemoryEstimate Memory, double IntraBytesPerStep, double InterBytesPerStep,
-    double ComputeSeconds, double CommunicationSeconds, double OptimizerSeconds, double StepSeconds, double TokensPerSecond, bool Feasible, string Reason);
+public sealed record StrategyEstimate(ShardingStrategy Strategy, MemoryEstimate Memory, double IntraBytesPerStep,
+    double InterBytesPerStep,
+    double ComputeSeconds, double CommunicationSeconds, double OptimizerSeconds, double StepSeconds,
+        double TokensPerSecond, bool Feasible, string Reason);
 
 /// <summary>Every strategy's estimate and the recommendation.</summary>
 /// <param name="Model">The model.</param>
@@ -186,5 +209,6 @@ public sealed record StrategyEstimate(ShardingStrategy Strategy, MemoryEstimate 
 /// <param name="Strategies">One estimate per strategy considered.</param>
 /// <param name="Recommended">The fastest feasible strategy, or null when none fits.</param>
 /// <param name="Reasons">Why it was chosen, in sentences.</param>
-public sealed record ParoPlan(ModelSpec Model, ClusterSpec Cluster, TrainingSpec Training, IReadOnlyList<StrategyEstimate> Strategies,
+public sealed record ParoPlan(ModelSpec Model, ClusterSpec Cluster, TrainingSpec Training,
+    IReadOnlyList<StrategyEstimate> Strategies,
     ShardingStrategy? Recommended, IReadOnlyList<string> Reasons);

@@ -3,7 +3,8 @@ namespace Toolkit.Paro;
 /// <summary>The model being trained, for the cost model.</summary>
 /// <param name="Name">A label.</param>
 /// <param name="TotalParameters">Ψ: every parameter.</param>
-/// <param name="TrainableParameters">Ψ': parameters that receive gradients (Ψ for full training; Ψ/16 for the paper's partial training; about 0.003Ψ for PEFT).</param>
+/// <param name="TrainableParameters">Ψ': parameters that receive gradients (Ψ for full training; Ψ/16 for the
+/// paper's partial training; about 0.003Ψ for PEFT).</param>
 /// <param name="Layers">Transformer layers (activation memory, per-layer parameter gathering).</param>
 /// <param name="Hidden">Hidden size (activation memory).</param>
 public sealed record ModelSpec(string Name, double TotalParameters, double TrainableParameters, int Layers, int Hidden)
@@ -16,7 +17,8 @@ public sealed record ModelSpec(string Name, double TotalParameters, double Train
     public static ModelSpec Llama65B { get; } = new("llama-65b", 65.2e9, 65.2e9, 80, 8192);
 
     /// <summary>The presets by name.</summary>
-    public static IReadOnlyDictionary<string, ModelSpec> Presets { get; } = new Dictionary<string, ModelSpec>(StringComparer.OrdinalIgnoreCase)
+    public static IReadOnlyDictionary<string, ModelSpec> Presets { get; } = new Dictionary<string,
+        ModelSpec>(StringComparer.OrdinalIgnoreCase)
     {
         [Llama7B.Name] = Llama7B, [Llama13B.Name] = Llama13B, [Llama65B.Name] = Llama65B,
     };
@@ -32,13 +34,16 @@ public sealed record ModelSpec(string Name, double TotalParameters, double Train
 /// <param name="Ranks">n: GPUs (or processes) in the job.</param>
 /// <param name="GroupSize">m: ranks per group, normally GPUs per node.</param>
 /// <param name="DeviceMemoryBytes">Memory per device.</param>
-/// <param name="IntraBandwidth">B': bytes/s one rank can send to a rank of its own group (NVLink, shared memory).</param>
-/// <param name="InterBandwidth">B: bytes/s one rank can send to other groups while every rank of its group does the same (the node's network divided by m when they share it).</param>
+/// <param name="IntraBandwidth">B': bytes/s one rank can send to a rank of its own group (NVLink, shared
+/// memory).</param>
+/// <param name="InterBandwidth">B: bytes/s one rank can send to other groups while every rank of its group does the
+/// same (the node's network divided by m when they share it).</param>
 /// <param name="IntraLatency">α': seconds per intra-group message.</param>
 /// <param name="InterLatency">α: seconds per inter-group message.</param>
 /// <param name="ComputeFlops">Sustained training FLOP/s per rank (peak times utilisation).</param>
 /// <param name="MemoryBandwidth">Device memory bytes/s (optimizer step time).</param>
-public sealed record ClusterSpec(string Name, int Ranks, int GroupSize, double DeviceMemoryBytes, double IntraBandwidth, double InterBandwidth,
+public sealed record ClusterSpec(string Name, int Ranks, int GroupSize, double DeviceMemoryBytes,
+    double IntraBandwidth, double InterBandwidth,
     double IntraLatency, double InterLatency, double ComputeFlops, double MemoryBandwidth)
 {
     private const double GiB = 1024.0 * 1024 * 1024;
@@ -52,24 +57,31 @@ public sealed record ClusterSpec(string Name, int Ranks, int GroupSize, double D
         IntraBandwidth: 150e9, InterBandwidth: networkGbps * 1e9 / 8 / 8, IntraLatency: 5e-6, InterLatency: 20e-6,
         ComputeFlops: 0.5 * 312e12, MemoryBandwidth: 2.0e12);
 
-    /// <summary>Cluster presets: <c>nvlink-100g</c>, <c>nvlink-200g</c>, <c>nvlink-400g</c>, <c>nvlink-800g</c> (with a GPU count).</summary>
+    /// <summary>Cluster presets: <c>nvlink-100g</c>, <c>nvlink-200g</c>, <c>nvlink-400g</c>, <c>nvlink-800g</c> (with a
+    /// GPU count).</summary>
     public static ClusterSpec Preset(string name, int gpus) => name.ToLowerInvariant() switch
     {
         "nvlink-100g" => NvLinkNodes(gpus, 100),
         "nvlink-200g" => NvLinkNodes(gpus, 200),
         "nvlink-400g" => NvLinkNodes(gpus, 400),
         "nvlink-800g" => NvLinkNodes(gpus, 800),
-        _ => throw new ArgumentException($"Unknown cluster preset '{name}'. Valid: nvlink-100g, nvlink-200g, nvlink-400g, nvlink-800g.", nameof(name)),
+        _ => throw new ArgumentException(
+            $"Unknown cluster preset '{name}'. Valid: nvlink-100g, nvlink-200g, nvlink-400g, nvlink-800g.",
+                nameof(name)),
     };
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value.</summary>
     public ClusterSpec Validate()
     {
         if (Ranks < 1) throw new ArgumentOutOfRangeException(nameof(Ranks), Ranks, "must be at least 1");
-        if (GroupSize < 1 || Ranks % GroupSize != 0) throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize, $"must divide the number of ranks ({Ranks})");
-        foreach (var (name, value) in new[] { (nameof(DeviceMemoryBytes), DeviceMemoryBytes), (nameof(IntraBandwidth), IntraBandwidth), (nameof(InterBandwidth), InterBandwidth), (nameof(ComputeFlops), ComputeFlops), (nameof(MemoryBandwidth), MemoryBandwidth) })
+        if (GroupSize < 1 || Ranks % GroupSize != 0) throw new ArgumentOutOfRangeException(nameof(GroupSize),
+            GroupSize, $"must divide the number of ranks ({Ranks})");
+        foreach (var (name, value) in new[] { (nameof(DeviceMemoryBytes), DeviceMemoryBytes), (nameof(IntraBandwidth),
+            IntraBandwidth), (nameof(InterBandwidth), InterBandwidth), (nameof(ComputeFlops), ComputeFlops),
+                (nameof(MemoryBandwidth), MemoryBandwidth) })
             if (!(value > 0)) throw new ArgumentOutOfRangeException(name, value, "must be positive");
-        if (IntraLatency < 0 || InterLatency < 0) throw new ArgumentOutOfRangeException(nameof(InterLatency), "latencies must not be negative");
+        if (IntraLatency < 0 || InterLatency < 0) throw new ArgumentOutOfRangeException(nameof(InterLatency),
+            "latencies must not be negative");
         return this;
     }
 }
@@ -77,7 +89,8 @@ public sealed record ClusterSpec(string Name, int Ranks, int GroupSize, double D
 /// <summary>How parameters are gathered when sharded.</summary>
 public enum GatherGranularity
 {
-    /// <summary>Layer by layer with one layer prefetched (FSDP, DeepSpeed ZeRO-3): two layers' parameters are transient.</summary>
+    /// <summary>Layer by layer with one layer prefetched (FSDP, DeepSpeed ZeRO-3): two layers' parameters are
+    /// transient.</summary>
     Layer,
     /// <summary>The whole model at once (this toolkit's engine): all parameters are transient.</summary>
     Model,
@@ -88,7 +101,10 @@ public enum GatherGranularity
 /// <param name="MicroBatch">Sequences per micro-step per rank.</param>
 /// <param name="SequenceLength">Tokens per sequence.</param>
 /// <param name="Precision">fp32, or bf16 mixed precision (the paper's accounting).</param>
-/// <param name="ParameterGathersPerMicroStep">1 when gathered parameters are kept through backward (this engine's whole-model execution; layer-wise execution gathers its blocks twice and its root once); 2 when they are released after forward and gathered again for backward (ZeRO-3; the paper's 3A·u for GGG).</param>
+/// <param name="ParameterGathersPerMicroStep">1 when gathered parameters are kept through backward (this engine's
+/// whole-model execution; layer-wise execution gathers its blocks twice and its root once); 2 when they are released
+/// after forward and gathered again for backward (ZeRO-3; the paper's 3A·u for GGG).</param>
 /// <param name="Gathering">Transient memory of gathered parameters.</param>
-public sealed record TrainingSpec(int Accumulation, int MicroBatch, int SequenceLength, ParoPrecision Precision = ParoPrecision.Bf16,
+public sealed record TrainingSpec(int Accumulation, int MicroBatch, int SequenceLength,
+    ParoPrecision Precision = ParoPrecision.Bf16,
     int ParameterGathersPerMicroStep = 1, GatherGranularity Gathering = GatherGranularity.Layer);

@@ -11,7 +11,8 @@ public sealed record ParoPlanJson(IReadOnlyList<PlanRow> Strategies, string? Rec
     /// <summary>Converts a plan.</summary>
     public static ParoPlanJson From(ParoPlan plan) => new(
         plan.Strategies.Select(e => new PlanRow(e.Strategy.Code, e.Feasible,
-            new PlanMemory(e.Memory.Parameters, e.Memory.Gradients, e.Memory.Optimizer, e.Memory.Activations, e.Memory.GatheredParameters, e.Memory.Total),
+            new PlanMemory(e.Memory.Parameters, e.Memory.Gradients, e.Memory.Optimizer, e.Memory.Activations,
+                e.Memory.GatheredParameters, e.Memory.Total),
             e.IntraBytesPerStep, e.InterBytesPerStep, e.StepSeconds, e.TokensPerSecond, e.Reason)).ToList(),
         plan.Recommended?.Code, plan.Reasons);
 
@@ -28,7 +29,8 @@ public sealed record ParoPlanJson(IReadOnlyList<PlanRow> Strategies, string? Rec
 /// <param name="PredictedStepSeconds">Predicted step time.</param>
 /// <param name="PredictedTokensPerSecond">Predicted throughput.</param>
 /// <param name="Reason">Why it fits or not.</param>
-public sealed record PlanRow(string Name, bool Feasible, PlanMemory MemoryBytesPerRank, double IntraBytesPerStep, double InterBytesPerStep,
+public sealed record PlanRow(string Name, bool Feasible, PlanMemory MemoryBytesPerRank, double IntraBytesPerStep,
+    double InterBytesPerStep,
     double PredictedStepSeconds, double PredictedTokensPerSecond, string Reason);
 
 /// <summary>Bytes per rank.</summary>
@@ -38,4 +40,5 @@ public sealed record PlanRow(string Name, bool Feasible, PlanMemory MemoryBytesP
 /// <param name="Activations">Activations.</param>
 /// <param name="Gathered">Transient gathered parameters.</param>
 /// <param name="Total">Everything.</param>
-public sealed record PlanMemory(double Params, double Grads, double Optimizer, double Activations, double Gathered, double Total);
+public sealed record PlanMemory(double Params, double Grads, double Optimizer, double Activations, double Gathered,
+    double Total);

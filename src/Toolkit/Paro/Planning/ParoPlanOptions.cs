@@ -3,8 +3,8 @@ using Toolkit.Options;
 namespace Toolkit.Paro;
 
 /// <summary>
-/// Options of <c>paro plan</c>: a model (a LLaMA preset or explicit counts), a cluster (8 GPUs per
-/// node on NVLink with a given network, overridable), and the run. Bandwidths are per rank in GB/s.
+/// Options of <c>paro plan</c>: a model (a LLaMA preset or explicit counts), a cluster (8 GPUs per node on NVLink with
+/// a given network, overridable), and the run. Bandwidths are per rank in GB/s.
 /// </summary>
 public sealed record ParoPlanOptions
 {
@@ -43,7 +43,8 @@ public sealed record ParoPlanOptions
     /// <summary>Device memory in GiB. Default 80.</summary>
     [Option("Device memory in GiB.")]
     public double DeviceMemory { get; init; } = 80;
-    /// <summary>Network per node in Gb/s (sets the inter-group bandwidth to network/8 bytes shared by the node's GPUs). Default 200.</summary>
+    /// <summary>Network per node in Gb/s (sets the inter-group bandwidth to network/8 bytes shared by the node's GPUs).
+    /// Default 200.</summary>
     [Option("Network per node in Gb/s, shared by its GPUs (sets the inter-group bandwidth).")]
     public double Network { get; init; } = 200;
     /// <summary>Intra-group bandwidth per rank in GB/s (default 150, NVLink).</summary>
@@ -58,7 +59,8 @@ public sealed record ParoPlanOptions
     /// <summary>bf16 (the paper's accounting) or fp32. Default bf16.</summary>
     [Option("bf16 (the paper's accounting) or fp32.")]
     public ParoPrecision Precision { get; init; } = ParoPrecision.Bf16;
-    /// <summary>Parameter all-gathers per micro-step: 1 keeps them through backward (this engine), 2 re-gathers for backward (ZeRO-3). Default 2.</summary>
+    /// <summary>Parameter all-gathers per micro-step: 1 keeps them through backward (this engine), 2 re-gathers for
+    /// backward (ZeRO-3). Default 2.</summary>
     [Option("Parameter all-gathers per micro-step: 2 = ZeRO-3 re-gathers for backward, 1 = this engine keeps them.")]
     public int Gathers { get; init; } = 2;
 
@@ -66,7 +68,8 @@ public sealed record ParoPlanOptions
     public ModelSpec ToModel()
     {
         var model = Parameters is { } psi
-            ? (psi > 0 ? new ModelSpec($"{psi:G3} parameters", psi, psi, Layers, Hidden) : throw new ArgumentOutOfRangeException(nameof(Parameters), psi, "must be positive"))
+            ? (psi > 0 ? new ModelSpec($"{psi:G3} parameters", psi, psi, Layers,
+                Hidden) : throw new ArgumentOutOfRangeException(nameof(Parameters), psi, "must be positive"))
             : ModelSpec.Presets.TryGetValue(Model, out var preset) ? preset
             : FromFolder(Model) ?? throw new ArgumentException(
                 $"Unknown model '{Model}'. Valid: {string.Join(", ", ModelSpec.Presets.Keys)}, a model folder, " +
@@ -90,7 +93,9 @@ public sealed record ParoPlanOptions
     /// <summary>The cluster spec.</summary>
     public ClusterSpec ToCluster()
     {
-        var preset = ClusterSpec.NvLinkNodes(Gpus, Network > 0 ? Network : throw new ArgumentOutOfRangeException(nameof(Network), Network, "must be positive"));
+        var preset = ClusterSpec.NvLinkNodes(Gpus,
+            Network > 0 ? Network : throw new ArgumentOutOfRangeException(nameof(Network), Network,
+                "must be positive"));
         return (preset with
         {
             GroupSize = GpusPerNode,
@@ -104,9 +109,11 @@ public sealed record ParoPlanOptions
     /// <summary>The training spec.</summary>
     public TrainingSpec ToTraining()
     {
-        if (Accumulation < 1) throw new ArgumentOutOfRangeException(nameof(Accumulation), Accumulation, "must be at least 1");
+        if (Accumulation < 1) throw new ArgumentOutOfRangeException(nameof(Accumulation), Accumulation,
+            "must be at least 1");
         if (MicroBatch < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatch), MicroBatch, "must be at least 1");
-        if (SequenceLength < 1) throw new ArgumentOutOfRangeException(nameof(SequenceLength), SequenceLength, "must be at least 1");
+        if (SequenceLength < 1) throw new ArgumentOutOfRangeException(nameof(SequenceLength), SequenceLength,
+            "must be at least 1");
         if (Gathers is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(Gathers), Gathers, "must be 1 or 2");
         return new TrainingSpec(Accumulation, MicroBatch, SequenceLength, Precision, Gathers, GatherGranularity.Layer);
     }

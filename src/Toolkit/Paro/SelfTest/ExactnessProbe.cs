@@ -36,7 +36,8 @@ internal static class ExactnessProbe
     /// averaged).</param>
     /// <param name="folder">A Hugging Face folder to train instead (whole-model, or layer-wise with
     /// <paramref name="layerwise"/>).</param>
-    public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps, CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
+    public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps,
+        CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
         bool failFirstStep = false, bool recompute = false, bool prefetch = true, bool twice = false,
             string? folder = null)
     {
@@ -64,14 +65,16 @@ internal static class ExactnessProbe
         return trainer.GatherParameters();
     }
 
-    /// <summary>Plain TorchSharp on one model: every micro-batch of the global batch, loss averaged over n·A micro-batches.</summary>
+    /// <summary>Plain TorchSharp on one model: every micro-batch of the global batch, loss averaged over n·A
+    /// micro-batches.</summary>
     public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false, bool twice = false,
         string? folder = null)
     {
         using var hf = folder is null ? null : HfModel.Open(folder);
         using var model = hf is null ? NewModel(layerwise) : hf.Load();
         var vocabulary = hf?.Config.VocabularySize;
-        var optimizer = optim.AdamW(model.parameters(), lr: Adam.LearningRate, beta1: Adam.Beta1, beta2: Adam.Beta2, eps: Adam.Epsilon, weight_decay: Adam.WeightDecay);
+        var optimizer = optim.AdamW(model.parameters(), lr: Adam.LearningRate, beta1: Adam.Beta1, beta2: Adam.Beta2,
+            eps: Adam.Epsilon, weight_decay: Adam.WeightDecay);
         for (var step = 0; step < steps; step++)
         {
             optimizer.zero_grad();
@@ -90,12 +93,13 @@ internal static class ExactnessProbe
     public static double RelativeError(float[] a, float[] b) =>
         Math.Sqrt(a.Zip(b, (x, y) => (double)(x - y) * (x - y)).Sum()) / Math.Sqrt(b.Sum(v => (double)v * v));
 
-    private static readonly GptConfig SmallGpt = new(VocabularySize: 13, ContextLength: 8, Layers: 3, Heads: 2, Embedding: 6);
+    private static readonly GptConfig SmallGpt = new(VocabularySize: 13, ContextLength: 8, Layers: 3, Heads: 2,
+        Embedding: 6);
 
     /// <summary>
-    /// The model with weights drawn from its own generator, not the global one: tests run in parallel, and another
-    /// test seeding or drawing from the global generator between a seed and a draw here would give every rank (and
-    /// the reference) other initial weights.
+    /// The model with weights drawn from its own generator, not the global one: tests run in parallel, and another test
+    /// seeding or drawing from the global generator between a seed and a draw here would give every rank (and the
+    /// reference) other initial weights.
     /// </summary>
     private static nn.Module NewModel(bool layerwise)
     {

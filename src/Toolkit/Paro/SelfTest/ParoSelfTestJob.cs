@@ -27,20 +27,23 @@ internal sealed record ParoSelfTestOptions : IJobOptions
 }
 
 /// <summary>
-/// Trains <see cref="ExactnessProbe"/> under every trained strategy on every rank and returns each
-/// rank's final parameters per strategy; the tests compare them with single-process training.
+/// Trains <see cref="ExactnessProbe"/> under every trained strategy on every rank and returns each rank's final
+/// parameters per strategy; the tests compare them with single-process training.
 /// </summary>
-internal sealed class ParoSelfTestJob : RankJob<ParoSelfTestOptions, Dictionary<string, float[]>, List<Dictionary<string, float[]>>>
+internal sealed class ParoSelfTestJob : RankJob<ParoSelfTestOptions, Dictionary<string, float[]>,
+    List<Dictionary<string, float[]>>>
 {
     public override string Kind => "selftest-paro";
 
     public override Dictionary<string, float[]> RunRank(RankContext<ParoSelfTestOptions> context)
     {
         var o = context.Options;
-        var results = ShardingStrategy.Trained.ToDictionary(s => s.Code, s => ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize, o.Accumulation, o.Steps));
+        var results = ShardingStrategy.Trained.ToDictionary(s => s.Code, s => ExactnessProbe.Train(context.Comm,
+            s.Code, o.Launch.GroupSize, o.Accumulation, o.Steps));
         if (o.Layerwise)
             foreach (var s in ShardingStrategy.Trained)
-                results[$"{s.Code}/layerwise"] = ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize, o.Accumulation, o.Steps, layerwise: true);
+                results[$"{s.Code}/layerwise"] = ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize,
+                    o.Accumulation, o.Steps, layerwise: true);
         foreach (var folder in o.Folders?.Split(',') ?? [])
             foreach (var s in ShardingStrategy.Trained)
                 results[$"{s.Code}/{folder}"] = ExactnessProbe.Train(context.Comm, s.Code, o.Launch.GroupSize,
@@ -48,5 +51,6 @@ internal sealed class ParoSelfTestJob : RankJob<ParoSelfTestOptions, Dictionary<
         return results;
     }
 
-    public override List<Dictionary<string, float[]>> Finish(JobRun<ParoSelfTestOptions> run, IReadOnlyList<Dictionary<string, float[]>> outcomes) => [.. outcomes];
+    public override List<Dictionary<string, float[]>> Finish(JobRun<ParoSelfTestOptions> run,
+        IReadOnlyList<Dictionary<string, float[]>> outcomes) => [.. outcomes];
 }

@@ -4,13 +4,12 @@ using Toolkit.Generation;
 namespace Toolkit.Rl;
 
 /// <summary>
-/// C3PO++ (Ring-1T, arXiv 2510.18855, §C3PO++): budget-controlled rollout partitioning. An inference pool
-/// of capacity Ω (the engine's slots) is kept full of responses being generated; responses that finish are
-/// counted, by complete groups (GRPO needs a prompt's G responses together), and as soon as the completed
-/// groups' tokens reach the budget Φ the iteration trains on them only. Unfinished responses stay in the
-/// pool and are resumed by the next policy version (each token keeps the version that generated it); a
-/// group still open after σ carry-overs is purged (counted, never silently lost). Every response is
-/// therefore trained on exactly once, purged, or still in the pool.
+/// C3PO++ (Ring-1T, arXiv 2510.18855, §C3PO++): budget-controlled rollout partitioning. An inference pool of capacity
+/// Ω (the engine's slots) is kept full of responses being generated; responses that finish are counted, by complete
+/// groups (GRPO needs a prompt's G responses together), and as soon as the completed groups' tokens reach the budget Φ
+/// the iteration trains on them only. Unfinished responses stay in the pool and are resumed by the next policy version
+/// (each token keeps the version that generated it); a group still open after σ carry-overs is purged (counted, never
+/// silently lost). Every response is therefore trained on exactly once, purged, or still in the pool.
 /// </summary>
 internal sealed class C3poPartitioner : IRolloutSource
 {
@@ -42,7 +41,8 @@ internal sealed class C3poPartitioner : IRolloutSource
     {
         var clock = Stopwatch.StartNew();
         var (sampled, prefix) = (_engine.SampledTokens, _engine.PrefixTokens);
-        foreach (var s in _carried) _engine.Enqueue(s);                                   // resumed by the current policy version
+        // resumed by the current policy version
+        foreach (var s in _carried) _engine.Enqueue(s);
         _carried.Clear();
         var completed = new List<RolloutGroup>();
         long tokens = 0;
@@ -60,7 +60,8 @@ internal sealed class C3poPartitioner : IRolloutSource
         }
         _carried.AddRange(_engine.EvictAll());
         var purged = Purge();
-        return new RolloutBatch(completed, _engine.SampledTokens - sampled, _engine.PrefixTokens - prefix, clock.Elapsed.TotalSeconds, _carried.Count, purged);
+        return new RolloutBatch(completed, _engine.SampledTokens - sampled, _engine.PrefixTokens - prefix,
+            clock.Elapsed.TotalSeconds, _carried.Count, purged);
     }
 
     private void Open(Problem problem)
@@ -70,7 +71,8 @@ internal sealed class C3poPartitioner : IRolloutSource
         foreach (var s in samples) _engine.Enqueue(s);
     }
 
-    /// <summary>Ages every open group by one iteration and drops those older than σ, with their unfinished responses.</summary>
+    /// <summary>Ages every open group by one iteration and drops those older than σ, with their unfinished
+    /// responses.</summary>
     private int Purge()
     {
         var purged = 0;

@@ -15,8 +15,10 @@ public sealed record RolloutGroup(long Id, Problem Problem, IReadOnlyList<Sequen
 /// <param name="PrefixTokens">Tokens fed again (prompts; resumed prefixes).</param>
 /// <param name="Seconds">Wall time of the phase.</param>
 /// <param name="Carried">Sequences left unfinished in the pool for the next policy version.</param>
-/// <param name="Purged">Sequences dropped this iteration because their group stayed open longer than the staleness limit.</param>
-public sealed record RolloutBatch(IReadOnlyList<RolloutGroup> Groups, long SampledTokens, long PrefixTokens, double Seconds, int Carried, int Purged)
+/// <param name="Purged">Sequences dropped this iteration because their group stayed open longer than the staleness
+/// limit.</param>
+public sealed record RolloutBatch(IReadOnlyList<RolloutGroup> Groups, long SampledTokens, long PrefixTokens,
+    double Seconds, int Carried, int Purged)
 {
     /// <summary>Response tokens of the complete groups (what the budget counts).</summary>
     public long CompletedTokens => Groups.Sum(g => g.Samples.Sum(s => (long)s.Tokens.Count));
@@ -72,7 +74,8 @@ internal sealed class GroupFactory(int groupSize)
 }
 
 /// <summary>The synchronous baseline: P prompts × G responses, all generated to completion, then training.</summary>
-internal sealed class SynchronousRollouts(GenerationEngine engine, PromptStream prompts, int promptsPerStep, int groupSize) : IRolloutSource
+internal sealed class SynchronousRollouts(GenerationEngine engine, PromptStream prompts, int promptsPerStep,
+    int groupSize) : IRolloutSource
 {
     private readonly GroupFactory _factory = new(groupSize);
 

@@ -5,10 +5,12 @@ using Toolkit.Options;
 
 namespace Toolkit.Rl;
 
-/// <summary>Options of <c>toolkit bench rl</c>: the same RL job with synchronous rollouts and with C3PO++, at several batch sizes.</summary>
+/// <summary>Options of <c>toolkit bench rl</c>: the same RL job with synchronous rollouts and with C3PO++, at several
+/// batch sizes.</summary>
 public sealed record RlBenchmarkOptions : ICheckedOptions
 {
-    /// <summary>The job (rollout mode, prompts and budget are set by the benchmark). Default: the long-tail task, the small GPT, 16 steps.</summary>
+    /// <summary>The job (rollout mode, prompts and budget are set by the benchmark). Default: the long-tail task, the
+    /// small GPT, 16 steps.</summary>
     [OptionGroup(Exclude = ["rollout", "compare", "prompts", "budget"])]
     public RlTrainOptions Job { get; init; } = new()
     {
@@ -18,26 +20,31 @@ public sealed record RlBenchmarkOptions : ICheckedOptions
     };
 
     /// <summary>Prompts per step of the synchronous baseline, one pair of runs per value. Default 8,16,32.</summary>
-    [Option("Prompts per step of the synchronous baseline, comma-separated: one synchronous and one C3PO++ run per value, C3PO++'s budget Phi set to the tokens that batch trains on (prompts x samples x the task's mean answer length, stop token included).")]
+    [Option("Prompts per step of the synchronous baseline, comma-separated: one synchronous and one C3PO++ run per " +
+        "value, C3PO++'s budget Phi set to the tokens that batch trains on (prompts x samples x the task's mean " +
+            "answer length, stop token included).")]
     public string Prompts { get; init; } = "8,16,32";
 
     /// <summary>The prompt counts, parsed.</summary>
-    [JsonIgnore] public IReadOnlyList<int> PromptCounts => [.. Prompts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
+    [JsonIgnore] public IReadOnlyList<int> PromptCounts => [.. Prompts.Split(',',
+        StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
         int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 ? n
             : throw new ArgumentOutOfRangeException(nameof(Prompts), p, "is not a positive whole number of prompts"))];
 
     /// <summary>
-    /// Every configuration, by prompt count: the synchronous baseline and C3PO++ jobs with P prompts per step and
-    /// Φ = P × G × the mean response length (answer plus stop token) of the task's training split.
+    /// Every configuration, by prompt count: the synchronous baseline and C3PO++ jobs with P prompts per step and Φ =
+    /// P × G × the mean response length (answer plus stop token) of the task's training split.
     /// </summary>
     /// <exception cref="ArgumentException">An invalid option (the message names it).</exception>
     public IReadOnlyList<(int Prompts, RlTrainOptions Sync, RlTrainOptions C3po)> Configurations()
     {
         var counts = PromptCounts;
-        if (counts.Count == 0) throw new ArgumentOutOfRangeException(nameof(Prompts), Prompts, "names no prompt count; give e.g. 8,16,32");
+        if (counts.Count == 0) throw new ArgumentOutOfRangeException(nameof(Prompts), Prompts,
+            "names no prompt count; give e.g. 8,16,32");
         var meanResponse = TaskDatasets.Load(Job.TaskDefinition, heldOut: false).Average(p => p.Answer.Length + 1.0);
         RlTrainOptions With(RolloutMode mode, int prompts) =>
-            (Job with { Rollout = Job.Rollout with { Mode = mode, Prompts = prompts, Budget = (long)Math.Round(prompts * Job.Rollout.Samples * meanResponse) } }).Validate();
+            (Job with { Rollout = Job.Rollout with { Mode = mode, Prompts = prompts,
+                Budget = (long)Math.Round(prompts * Job.Rollout.Samples * meanResponse) } }).Validate();
         return [.. counts.Select(p => (p, With(RolloutMode.Sync, p), With(RolloutMode.C3poPlusPlus, p)))];
     }
 
@@ -46,17 +53,18 @@ public sealed record RlBenchmarkOptions : ICheckedOptions
 }
 
 /// <summary>
-/// Rollout throughput and step time, synchronous against C3PO++, on the same job at equal budget. For
-/// each prompt count P the synchronous baseline generates P × G responses to completion per step; C3PO++
-/// keeps its pool of Ω sequences full and trains once complete groups reach Φ = P × G × the task's mean
-/// response length (so both train on about the same tokens per step). The long tail costs the baseline
-/// the decode steps in which few sequences are left; on a CPU a decode step costs a fixed part (operator
-/// dispatch) plus a part per sequence, so the gap is widest when the batch per rank is small.
+/// Rollout throughput and step time, synchronous against C3PO++, on the same job at equal budget. For each prompt count
+/// P the synchronous baseline generates P × G responses to completion per step; C3PO++ keeps its pool of Ω sequences
+/// full and trains once complete groups reach Φ = P × G × the task's mean response length (so both train on about
+/// the same tokens per step). The long tail costs the baseline the decode steps in which few sequences are left; on a
+/// CPU a decode step costs a fixed part (operator dispatch) plus a part per sequence, so the gap is widest when the
+/// batch per rank is small.
 /// </summary>
 public static class RlBenchmark
 {
     /// <summary>Runs every configuration; <paramref name="log"/> receives a line per run.</summary>
-    public static async Task<RlBenchmarkReport> RunAsync(RlBenchmarkOptions options, Action<string>? log = null, CancellationToken cancellationToken = default)
+    public static async Task<RlBenchmarkReport> RunAsync(RlBenchmarkOptions options, Action<string>? log = null,
+        CancellationToken cancellationToken = default)
     {
         var sizes = new List<RlBenchmarkSize>();
         foreach (var (prompts, sync, c3po) in options.Configurations())
@@ -65,18 +73,29 @@ public static class RlBenchmark
             foreach (var job in new[] { sync, c3po })
             {
                 var result = await RlTrainJob.RunAsync(job, null, cancellationToken);
-                var timed = result.Steps.Skip(1).DefaultIfEmpty(result.Steps[0]).ToList();   // the first step includes warm-up of the engine
-                var run = new RlBenchmarkRun(OptionSpec.EnumName(typeof(RolloutMode), job.Rollout.Mode), prompts, job.Rollout.Budget,
+                // the first step includes warm-up of the engine
+                var timed = result.Steps.Skip(1).DefaultIfEmpty(result.Steps[0]).ToList();
+                var run = new RlBenchmarkRun(OptionSpec.EnumName(typeof(RolloutMode), job.Rollout.Mode), prompts,
+                    job.Rollout.Budget,
                     timed.Sum(s => s.TokensPerSecond * s.RolloutSeconds) / timed.Sum(s => s.RolloutSeconds),
-                    timed.Average(s => s.RolloutSeconds), timed.Average(s => s.RolloutSeconds + s.TrainSeconds + s.SyncSeconds),
-                    timed.Average(s => s.Responses * s.ResponseLength), result.Steps.TakeLast(Math.Max(1, result.Steps.Count / 4)).Average(s => s.RewardMean),
-                    result.FinalAccuracy, result.Steps.Sum(s => s.Carried), result.Steps.Sum(s => s.Purged), result.RunPath);
-                log?.Invoke($"P {prompts,3} Phi {run.Budget,5} {run.Rollout,-7} {run.TokensPerSecond,8:F0} tokens/s, rollout {run.RolloutSeconds:F2} s, step {run.StepSeconds:F2} s, " +
-                            $"{run.TrainedTokensPerStep:F0} tokens trained per step, reward {run.FinalReward:F3} (last quarter)");
+                    timed.Average(s => s.RolloutSeconds),
+                        timed.Average(s => s.RolloutSeconds + s.TrainSeconds + s.SyncSeconds),
+                    timed.Average(s => s.Responses * s.ResponseLength), result.Steps.TakeLast(Math.Max(1,
+                        result.Steps.Count / 4)).Average(s => s.RewardMean),
+                    result.FinalAccuracy, result.Steps.Sum(s => s.Carried), result.Steps.Sum(s => s.Purged),
+                        result.RunPath);
+                log?.Invoke(
+                    $"P {prompts,3} Phi {run.Budget,5} {run.Rollout,-7} {run.TokensPerSecond,8:F0} tokens/s, " +
+                        $"rollout {run.RolloutSeconds:F2} s, step {run.StepSeconds:F2} s, " +
+                            $"{run.TrainedTokensPerStep:F0} tokens trained per step, reward {run.FinalReward:F3} " +
+                                $"(last quarter)");
                 runs.Add(run);
             }
-            var size = new RlBenchmarkSize(prompts, runs[1].Budget, runs, runs[1].TokensPerSecond / runs[0].TokensPerSecond, runs[0].StepSeconds / runs[1].StepSeconds);
-            log?.Invoke($"P {prompts,3}: C3PO++ over synchronous: rollout tokens/s {size.RolloutSpeedup:F2}x, step time {size.StepSpeedup:F2}x");
+            var size = new RlBenchmarkSize(prompts, runs[1].Budget, runs,
+                runs[1].TokensPerSecond / runs[0].TokensPerSecond, runs[0].StepSeconds / runs[1].StepSeconds);
+            log?.Invoke(
+                $"P {prompts,3}: C3PO++ over synchronous: rollout tokens/s {size.RolloutSpeedup:F2}x, step " +
+                    $"time {size.StepSpeedup:F2}x");
             sizes.Add(size);
         }
         return new RlBenchmarkReport(options.Job, Environment.ProcessorCount, sizes);
@@ -95,7 +114,8 @@ public sealed record RlBenchmarkReport(RlTrainOptions Job, int Cores, IReadOnlyL
 /// <param name="Runs">Synchronous, then C3PO++.</param>
 /// <param name="RolloutSpeedup">C3PO++ rollout tokens/s over the synchronous baseline's.</param>
 /// <param name="StepSpeedup">Synchronous step time over C3PO++'s.</param>
-public sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlBenchmarkRun> Runs, double RolloutSpeedup, double StepSpeedup);
+public sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlBenchmarkRun> Runs,
+    double RolloutSpeedup, double StepSpeedup);
 
 /// <summary>One configuration's measurements (means over the steps after the first).</summary>
 /// <param name="Rollout">sync or c3po++.</param>
@@ -110,5 +130,6 @@ public sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlB
 /// <param name="Carried">Responses carried over, summed over steps.</param>
 /// <param name="Purged">Responses purged, summed over steps.</param>
 /// <param name="RunPath">The run folder.</param>
-public sealed record RlBenchmarkRun(string Rollout, int Prompts, long Budget, double TokensPerSecond, double RolloutSeconds, double StepSeconds, double TrainedTokensPerStep,
+public sealed record RlBenchmarkRun(string Rollout, int Prompts, long Budget, double TokensPerSecond,
+    double RolloutSeconds, double StepSeconds, double TrainedTokensPerStep,
     double FinalReward, double FinalAccuracy, long Carried, long Purged, string RunPath);

@@ -11,22 +11,28 @@ public sealed record RlRunOptions : Jobs.ICheckedOptions
     [OptionGroup] public RlTrainOptions Job { get; init; } = new();
 
     /// <summary>Corrections to run one after another (e.g. <c>none,tis,icepop</c>); none: just the job's own.</summary>
-    [Option("Run the job once per correction, one after another, and compare them (e.g. none,tis,icepop); none: the job's --correction only.")]
+    [Option("Run the job once per correction, one after another, and compare them (e.g. none,tis,icepop); none: the " +
+        "job's --correction only.")]
     public string? Compare { get; init; }
 
     /// <summary>The jobs to run, in order.</summary>
     [JsonIgnore] public IReadOnlyList<RlTrainOptions> Jobs => Compare is null
         ? [Job]
-        : [.. Compare.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(c => Job with { Correction = Job.Correction with { Correction = ParseCorrection(c) } })];
+        : [.. Compare.Split(',',
+            StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(c
+                => Job with { Correction = Job.Correction with { Correction = ParseCorrection(c) } })];
 
     private static Correction ParseCorrection(string name) =>
-        Enum.GetValues<Correction>().Cast<Correction?>().FirstOrDefault(c => OptionSpec.EnumName(typeof(Correction), c!.Value) == name.ToLowerInvariant())
-            ?? throw new ArgumentOutOfRangeException(nameof(Compare), name, $"is not a correction; valid: {string.Join(", ", OptionSpec.EnumNames(typeof(Correction)))}");
+        Enum.GetValues<Correction>().Cast<Correction?>().FirstOrDefault(c => OptionSpec.EnumName(typeof(Correction),
+            c!.Value) == name.ToLowerInvariant())
+            ?? throw new ArgumentOutOfRangeException(nameof(Compare), name,
+                $"is not a correction; valid: {string.Join(", ", OptionSpec.EnumNames(typeof(Correction)))}");
 
     /// <summary>Throws naming the first invalid option.</summary>
     public RlRunOptions Validate()
     {
-        if (Jobs.Count == 0) throw new ArgumentOutOfRangeException(nameof(Compare), Compare, $"names no correction; give some of {string.Join(", ", OptionSpec.EnumNames(typeof(Correction)))}");
+        if (Jobs.Count == 0) throw new ArgumentOutOfRangeException(nameof(Compare), Compare,
+            $"names no correction; give some of {string.Join(", ", OptionSpec.EnumNames(typeof(Correction)))}");
         foreach (var job in Jobs) job.Validate();
         return this;
     }
@@ -34,26 +40,32 @@ public sealed record RlRunOptions : Jobs.ICheckedOptions
     void Jobs.ICheckedOptions.Check() => Validate();
 }
 
-/// <summary>Runs <see cref="RlRunOptions.Jobs"/> one after another; progress carries which run a metric belongs to.</summary>
+/// <summary>Runs <see cref="RlRunOptions.Jobs"/> one after another; progress carries which run a metric belongs
+/// to.</summary>
 public static class RlCompare
 {
     /// <summary>Runs every job; returns their results in order.</summary>
-    public static async Task<IReadOnlyList<RlTrainResult>> RunAsync(RlRunOptions options, IProgress<(string Run, MetricPoint Point)>? progress = null, CancellationToken cancellationToken = default)
+    public static async Task<IReadOnlyList<RlTrainResult>> RunAsync(RlRunOptions options, IProgress<(string Run,
+        MetricPoint Point)>? progress = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
         var results = new List<RlTrainResult>();
         foreach (var job in options.Jobs)
         {
             var name = OptionSpec.EnumName(typeof(Correction), job.Correction.Correction);
-            results.Add(await RlTrainJob.RunAsync(job, progress is null ? null : new Forward(name, progress), cancellationToken));
+            results.Add(await RlTrainJob.RunAsync(job, progress is null ? null : new Forward(name, progress),
+                cancellationToken));
         }
         return results;
     }
 
-    private sealed class Forward(string run, IProgress<(string, MetricPoint)> target) : IProgress<MetricPoint>, IProgress<Toolkit.Jobs.JobStatus>
+    private sealed class Forward(string run, IProgress<(string, MetricPoint)> target) : IProgress<MetricPoint>,
+        IProgress<Toolkit.Jobs.JobStatus>
     {
         public void Report(MetricPoint value) => target.Report((run, value));
 
-        public void Report(Toolkit.Jobs.JobStatus value) => (target as IProgress<Toolkit.Jobs.JobStatus>)?.Report(value with { Message = $"{run}: {value.Message}" });
+        public void Report(Toolkit.Jobs.JobStatus value)
+            => (target as IProgress<Toolkit.Jobs.JobStatus>)?.Report(value with { Message
+                = $"{run}: {value.Message}" });
     }
 }

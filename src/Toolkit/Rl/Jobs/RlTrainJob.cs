@@ -13,15 +13,15 @@ using static TorchSharp.torch;
 namespace Toolkit.Rl;
 
 /// <summary>
-/// GRPO on a verifiable task, Ring-1T style: each rank keeps a rollout engine separate from the trainer
-/// (its own weights in its own numerics), generates its share of rollouts (synchronously or with C3PO++),
-/// scores them, and the policy update runs through the PaRO engine with the chosen mismatch correction;
-/// after every update the trainer's weights are sent to the engines (bytes and time measured). A short
-/// supervised warm start on the training answers comes first, so rewards start above zero.
+/// GRPO on a verifiable task, Ring-1T style: each rank keeps a rollout engine separate from the trainer (its own
+/// weights in its own numerics), generates its share of rollouts (synchronously or with C3PO++), scores them, and the
+/// policy update runs through the PaRO engine with the chosen mismatch correction; after every update the trainer's
+/// weights are sent to the engines (bytes and time measured). A short supervised warm start on the training answers
+/// comes first, so rewards start above zero.
 /// </summary>
 /// <remarks>
-/// One update per rollout batch: log π_θ_old is the trainer's log-probability before that update (so the
-/// PPO ratio r starts at 1), and k = π_train(θ_old) / π_infer compares it with what the engine recorded.
+/// One update per rollout batch: log π_θ_old is the trainer's log-probability before that update (so the PPO ratio r
+/// starts at 1), and k = π_train(θ_old) / π_infer compares it with what the engine recorded.
 /// </remarks>
 public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome, RlTrainResult>
 {
@@ -48,7 +48,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         public const string ResponseLength = "rl.response_length";
         /// <summary>Policy entropy.</summary>
         public const string Entropy = "rl.entropy";
-        /// <summary>Share of response tokens the trainer routed to other experts than the rollout engine (moe; mean over layers, and per layer with a <c>.layerL</c> suffix).</summary>
+        /// <summary>Share of response tokens the trainer routed to other experts than the rollout engine (moe; mean
+        /// over layers, and per layer with a <c>.layerL</c> suffix).</summary>
         public const string RoutingFlips = "rl.routing_flips";
     }
 
@@ -60,7 +61,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     public override string RunName(RlTrainOptions options) => $"rl-{options.Task}";
 
     /// <summary>Runs the job; <paramref name="progress"/> receives every metric as it is recorded.</summary>
-    public static Task<RlTrainResult> RunAsync(RlTrainOptions options, IProgress<MetricPoint>? progress = null, CancellationToken cancellationToken = default) =>
+    public static Task<RlTrainResult> RunAsync(RlTrainOptions options, IProgress<MetricPoint>? progress = null,
+        CancellationToken cancellationToken = default) =>
         JobHost.RunAsync(new RlTrainJob(), options, progress, cancellationToken);
 
     /// <inheritdoc/>
@@ -83,7 +85,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var clock = Stopwatch.StartNew();
         WarmStart(context, trainer, train, tokens);
         var warmSeconds = clock.Elapsed.TotalSeconds;
-        trainer.ResetOptimizer(o.Optimizer);   // RL starts with fresh moments: the warm start's large gradients would otherwise damp its first updates
+        // RL starts with fresh moments: the warm start's large gradients would otherwise damp its first updates
+        trainer.ResetOptimizer(o.Optimizer);
         var flat = trainer.GatherParameters();
         var warm = evaluation.Run(comm, flat);
         context.Log($"held-out accuracy {initial:F3} initially, {warm:F3} after {o.WarmupSteps} warm-start steps");
@@ -98,7 +101,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var prompts = new PromptStream(train, o.Seed * 7919 + comm.Rank, tokens);
         IRolloutSource source = o.Rollout.Mode == RolloutMode.Sync
             ? new SynchronousRollouts(engine, prompts, o.Rollout.Prompts / comm.Size, o.Rollout.Samples)
-            : new C3poPartitioner(engine, prompts, o.Rollout.Samples, o.Rollout.Budget / comm.Size, o.Rollout.Staleness);
+            : new C3poPartitioner(engine, prompts, o.Rollout.Samples, o.Rollout.Budget / comm.Size,
+                o.Rollout.Staleness);
         var steps = new List<RlStep>();
         clock.Restart();
         for (var step = 0; step < o.Steps; step++)
@@ -118,7 +122,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             if (comm.Rank == 0) RecordMetrics(context, record);
         }
         if (o.Export is { } export && comm.Rank == 0) Export(context, model, flat, export);
-        return new RankOutcome(initial, warm, steps[^1].HeldOutAccuracy, steps, warmSeconds, clock.Elapsed.TotalSeconds);
+        return new RankOutcome(initial, warm, steps[^1].HeldOutAccuracy, steps, warmSeconds,
+            clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>Writes the trained policy (a flat vector in module order) as a Hugging Face folder described like its
@@ -134,15 +139,18 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     public override RlTrainResult Finish(JobRun<RlTrainOptions> run, IReadOnlyList<RankOutcome> outcomes)
     {
         var o = outcomes[0];
-        var result = new RlTrainResult(run.Options, o.InitialAccuracy, o.WarmStartAccuracy, o.FinalAccuracy, o.Steps, o.WarmStartSeconds, o.Seconds, run.Path);
+        var result = new RlTrainResult(run.Options, o.InitialAccuracy, o.WarmStartAccuracy, o.FinalAccuracy, o.Steps,
+            o.WarmStartSeconds, o.Seconds, run.Path);
         var points = RunReader.ReadAll(run.Path);
         HtmlReport.Write(run.File("report.html"), result.Title, result.Facts(),
-            [.. new[] { Metrics.RewardMean, Metrics.HeldOutAccuracy, Metrics.GradNorm, Metrics.LogProbDiffMax, Metrics.KlInferTrain, Metrics.MaskedFraction, Metrics.TokensPerSecond }
+            [.. new[] { Metrics.RewardMean, Metrics.HeldOutAccuracy, Metrics.GradNorm, Metrics.LogProbDiffMax,
+                Metrics.KlInferTrain, Metrics.MaskedFraction, Metrics.TokensPerSecond }
                 .Select(m => Charts.MetricByRank(points, m))]);
         return result;
     }
 
-    /// <summary>Supervised steps on reference answers (teacher forcing; loss on the answer and its stop token).</summary>
+    /// <summary>Supervised steps on reference answers (teacher forcing; loss on the answer and its stop
+    /// token).</summary>
     private static void WarmStart(RankContext<RlTrainOptions> context, ShardedTrainer trainer,
         IReadOnlyList<Problem> train, TaskTokens tokens)
     {
@@ -157,22 +165,30 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
                 var (inputs, targets) = ResponseScoring.SupervisedBatch(problems, tokens);            // [B, L] each
                 var policy = (CausalLanguageModel)m;
                 var logits = policy.call(inputs).to(ScalarType.Float32);                              // [B, L, V]
-                var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100);
+                var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1),
+                    ignore_index: -100);
                 if (policy.LoadBalancingLoss() is not { } balance) return loss;
-                using var weight = o.LoadBalance.ToScalar();                                          // held for the call (TK0001)
+                // held for the call (TK0001)
+                using var weight = o.LoadBalance.ToScalar();
                 return loss + balance * weight;
             }]);
-            if (context.Comm.Rank == 0 && (step % 10 == 0 || step == o.WarmupSteps - 1)) context.Record(step - o.WarmupSteps, "rl.warmup_loss", loss);
+            if (context.Comm.Rank == 0
+                && (step % 10 == 0 || step == o.WarmupSteps - 1)) context.Record(step - o.WarmupSteps,
+                    "rl.warmup_loss", loss);
         }
     }
 
-    internal sealed record UpdateStats(double Loss, double GradNorm, MismatchDiagnostics Diagnostics, double EntropySum, double SampledLogProbSum,
-        double RewardSum, double RewardSquares, long Responses, long Malformed, double[] Staleness, double[] RoutingFlips, double Seconds);
+    internal sealed record UpdateStats(double Loss, double GradNorm, MismatchDiagnostics Diagnostics,
+        double EntropySum, double SampledLogProbSum,
+        double RewardSum, double RewardSquares, long Responses, long Malformed, double[] Staleness,
+            double[] RoutingFlips, double Seconds);
 
-    /// <summary>Staleness histogram bins: responses whose oldest token is 0, 1, ... versions behind (the last bin holds the rest).</summary>
+    /// <summary>Staleness histogram bins: responses whose oldest token is 0, 1, ... versions behind (the last bin holds
+    /// the rest).</summary>
     internal const int StalenessBins = 8;
 
-    /// <summary>Scores the rollouts, computes group advantages and takes one policy step through the PaRO engine.</summary>
+    /// <summary>Scores the rollouts, computes group advantages and takes one policy step through the PaRO
+    /// engine.</summary>
     internal static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, TaskTokens tokens,
         RolloutBatch batch, RlTrainOptions o, int version,
         CausalLanguageModel? reference, long budgetPerRank)
@@ -181,7 +197,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem,
             tokens.Completion(s))).ToList()).ToList();
         var rewards = scores.SelectMany(g => g.Select(s => s.Reward)).ToList();
-        var advantages = scores.SelectMany(g => GroupAdvantages.Compute([.. g.Select(s => s.Reward)], g.Count)).ToArray();
+        var advantages = scores.SelectMany(g => GroupAdvantages.Compute([.. g.Select(s => s.Reward)],
+            g.Count)).ToArray();
         var sequences = batch.Groups.SelectMany(g => g.Samples).ToList();
         MismatchDiagnostics? diagnostics = null;
         double entropySum = 0, logProbSum = 0;
@@ -189,55 +206,76 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var loss = trainer.Step([m =>
         {
             var policy = (CausalLanguageModel)m;
-            var (logpTrain, logpInfer, valid, entropy) = ResponseScoring.Score(policy, sequences, o.Rollout.Sampling.Temperature);   // [N, T] each
+            var (logpTrain, logpInfer, valid, entropy) = ResponseScoring.Score(policy, sequences,
+                o.Rollout.Sampling.Temperature);   // [N, T] each
             flips = ResponseScoring.RoutingFlips(policy, sequences);
             Tensor? logpReference = null;
             if (reference is not null)
-                using (no_grad()) logpReference = ResponseScoring.Score(reference, sequences, o.Rollout.Sampling.Temperature).LogpTrain;
-            var input = new GrpoBatch(logpTrain, logpTrain.detach(), logpInfer, valid, tensor(advantages, dtype: ScalarType.Float32), logpReference, entropy);
+                using (no_grad()) logpReference = ResponseScoring.Score(reference, sequences,
+                    o.Rollout.Sampling.Temperature).LogpTrain;
+            var input = new GrpoBatch(logpTrain, logpTrain.detach(), logpInfer, valid, tensor(advantages,
+                dtype: ScalarType.Float32), logpReference, entropy);
             var (value, d) = GrpoLoss.Compute(input, o.Correction, o.Loss, budgetPerRank);
-            (diagnostics, entropySum, logProbSum) = (d, entropy.sum().item<float>(), (logpInfer * valid).sum().item<float>());
+            (diagnostics, entropySum, logProbSum) = (d, entropy.sum().item<float>(),
+                (logpInfer * valid).sum().item<float>());
             if (policy.LoadBalancingLoss() is not { } balance) return value;
-            using var weight = o.LoadBalance.ToScalar();                                              // held for the call (TK0001)
+            // held for the call (TK0001)
+            using var weight = o.LoadBalance.ToScalar();
             return value + balance * weight;
         }]);
         var gradNorm = trainer.GradientNorm();
         var staleness = new double[StalenessBins];
         foreach (var s in sequences) staleness[Math.Min(StalenessBins - 1, version - s.Versions.Min())]++;
-        return new UpdateStats(loss, gradNorm, diagnostics!, entropySum, logProbSum, rewards.Sum(), rewards.Sum(r => r * r), rewards.Count,
-            scores.Sum(g => g.Count(s => s.IsMalformed)), staleness, [.. flips.Select(f => (double)f)], clock.Elapsed.TotalSeconds);
+        return new UpdateStats(loss, gradNorm, diagnostics!, entropySum, logProbSum, rewards.Sum(),
+            rewards.Sum(r => r * r), rewards.Count,
+            scores.Sum(g => g.Count(s => s.IsMalformed)), staleness, [.. flips.Select(f => (double)f)],
+                clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>The step's diagnostics over all ranks (sums and maxima all-reduced).</summary>
-    private static RlStep Aggregate(Communicator comm, int step, RolloutBatch batch, UpdateStats u, double accuracy, double syncSeconds, long syncBytes)
+    private static RlStep Aggregate(Communicator comm, int step, RolloutBatch batch, UpdateStats u, double accuracy,
+        double syncSeconds, long syncBytes)
     {
         var d = u.Diagnostics;
         var masked = d.MaskedFraction * d.Tokens;
         double[] sums =
         [
-            u.RewardSum, u.RewardSquares, u.Responses, u.Malformed, d.Tokens, d.LogProbDiffMean * d.Tokens, d.KlInferTrain * d.Tokens, masked,
-            double.IsNaN(d.EntropyMasked) ? 0 : d.EntropyMasked * masked, double.IsNaN(d.EntropyKept) ? 0 : d.EntropyKept * (d.Tokens - masked),
-            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged, .. u.Staleness, .. u.RoutingFlips,
+            u.RewardSum, u.RewardSquares, u.Responses, u.Malformed, d.Tokens, d.LogProbDiffMean * d.Tokens,
+                d.KlInferTrain * d.Tokens, masked,
+            double.IsNaN(d.EntropyMasked) ? 0 : d.EntropyMasked * masked,
+                double.IsNaN(d.EntropyKept) ? 0 : d.EntropyKept * (d.Tokens - masked),
+            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged, .. u.Staleness,
+                .. u.RoutingFlips,
         ];
         double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds];
         comm.AllReduce<double>(sums);
         comm.AllReduce<double>(maxima, ReduceOp.Max);
         var (responses, tokens) = (sums[2], sums[4]);
         var mean = sums[0] / responses;
-        return new RlStep(step, mean, Math.Sqrt(Math.Max(0, sums[1] / responses - mean * mean)), sums[3] / responses, accuracy, u.GradNorm,
-            sums[5] / tokens, maxima[0], sums[6] / tokens, sums[7] / tokens, sums[7] > 0 ? sums[8] / sums[7] : double.NaN,
-            tokens > sums[7] ? sums[9] / (tokens - sums[7]) : double.NaN, sums[10] / tokens, sums[11] / tokens, tokens / responses,
-            sums[12] / maxima[1], maxima[1], maxima[2], maxima[3], syncBytes, (long)responses, (long)sums[13], (long)sums[14],
-            [.. sums[15..(15 + StalenessBins)].Select(v => (long)v)], [.. sums[(15 + StalenessBins)..].Select(f => f / tokens)]);
+        return new RlStep(step, mean, Math.Sqrt(Math.Max(0, sums[1] / responses - mean * mean)), sums[3] / responses,
+            accuracy, u.GradNorm,
+            sums[5] / tokens, maxima[0], sums[6] / tokens, sums[7] / tokens,
+                sums[7] > 0 ? sums[8] / sums[7] : double.NaN,
+            tokens > sums[7] ? sums[9] / (tokens - sums[7]) : double.NaN, sums[10] / tokens, sums[11] / tokens,
+                tokens / responses,
+            sums[12] / maxima[1], maxima[1], maxima[2], maxima[3], syncBytes, (long)responses, (long)sums[13],
+                (long)sums[14],
+            [.. sums[15..(15 + StalenessBins)].Select(v => (long)v)],
+                [.. sums[(15 + StalenessBins)..].Select(f => f / tokens)]);
     }
 
-    /// <summary>Stops a diverging run with the step and the diagnostic that crossed its limit (the run folder keeps everything so far).</summary>
+    /// <summary>Stops a diverging run with the step and the diagnostic that crossed its limit (the run folder keeps
+    /// everything so far).</summary>
     private static void Guard(RlStep s, RlTrainOptions o)
     {
         if (!double.IsFinite(s.GradNorm) || s.GradNorm > o.MaxGradNorm)
-            throw new RlDivergedException($"RL step {s.Step}: the gradient norm {s.GradNorm:G4} crossed --max-grad-norm {o.MaxGradNorm:G4}; the run diverged (run folder kept).");
+            throw new RlDivergedException(
+                $"RL step {s.Step}: the gradient norm {s.GradNorm:G4} crossed --max-grad-norm {o.MaxGradNorm:G4}; " +
+                    $"the run diverged (run folder kept).");
         if (!double.IsFinite(s.LogProbDiffMean) || !double.IsFinite(s.KlInferTrain))
-            throw new RlDivergedException($"RL step {s.Step}: the mismatch diagnostics are not finite (|dlogp| {s.LogProbDiffMean}, KL {s.KlInferTrain}); the run diverged (run folder kept).");
+            throw new RlDivergedException(
+                $"RL step {s.Step}: the mismatch diagnostics are not finite (|dlogp| {s.LogProbDiffMean}, " +
+                    $"KL {s.KlInferTrain}); the run diverged (run folder kept).");
     }
 
     private static void RecordMetrics(RankContext<RlTrainOptions> context, RlStep s)
@@ -253,7 +291,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         context.Record(s.Step, Metrics.ResponseLength, s.ResponseLength);
         context.Record(s.Step, Metrics.Entropy, s.Entropy);
         if (s.RoutingFlips.Count > 0) context.Record(s.Step, Metrics.RoutingFlips, s.RoutingFlips.Average());
-        for (var l = 0; l < s.RoutingFlips.Count; l++) context.Record(s.Step, $"{Metrics.RoutingFlips}.layer{l}", s.RoutingFlips[l]);
+        for (var l = 0; l < s.RoutingFlips.Count; l++) context.Record(s.Step, $"{Metrics.RoutingFlips}.layer{l}",
+            s.RoutingFlips[l]);
     }
 
     /// <summary>
@@ -290,8 +329,10 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
     /// <param name="Steps">Per step, over all ranks.</param>
     /// <param name="WarmStartSeconds">Warm-start time.</param>
     /// <param name="Seconds">RL time.</param>
-    public sealed record RankOutcome(double InitialAccuracy, double WarmStartAccuracy, double FinalAccuracy, IReadOnlyList<RlStep> Steps, double WarmStartSeconds, double Seconds);
+    public sealed record RankOutcome(double InitialAccuracy, double WarmStartAccuracy, double FinalAccuracy,
+        IReadOnlyList<RlStep> Steps, double WarmStartSeconds, double Seconds);
 }
 
-/// <summary>An RL run stopped because a diagnostic crossed its limit; the message names the step and the diagnostic.</summary>
+/// <summary>An RL run stopped because a diagnostic crossed its limit; the message names the step and the
+/// diagnostic.</summary>
 public sealed class RlDivergedException(string message) : JobFailedException(message);

@@ -12,7 +12,8 @@ public enum RolloutMode
 {
     /// <summary>Generate the whole batch (prompts × samples) to completion, then train.</summary>
     [JsonStringEnumMemberName("sync")] Sync,
-    /// <summary>C3PO++: keep the pool full, train once completed groups reach the token budget, carry the rest over.</summary>
+    /// <summary>C3PO++: keep the pool full, train once completed groups reach the token budget, carry the rest
+    /// over.</summary>
     [JsonStringEnumMemberName("c3po++")] C3poPlusPlus,
 }
 
@@ -29,11 +30,13 @@ public enum PolicyKind
 public sealed record RolloutOptions
 {
     /// <summary>The engine's numerics. Default fp32.</summary>
-    [Option("Rollout engine numerics: fp32 (the trainer's), bf16, fp16 or int8 (weight-only); anything but fp32 creates a train/inference mismatch.", Name = "rollout-precision")]
+    [Option("Rollout engine numerics: fp32 (the trainer's), bf16, fp16 or int8 (weight-only); anything but fp32 " +
+        "creates a train/inference mismatch.", Name = "rollout-precision")]
     public Numerics Precision { get; init; } = Numerics.Fp32;
 
     /// <summary>sync or c3po++. Default sync.</summary>
-    [Option("sync (generate the whole batch, then train) or c3po++ (token budget; unfinished rollouts resumed by the next policy version).", Name = "rollout")]
+    [Option("sync (generate the whole batch, then train) or c3po++ (token budget; unfinished rollouts resumed by the " +
+        "next policy version).", Name = "rollout")]
     public RolloutMode Mode { get; init; } = RolloutMode.Sync;
 
     /// <summary>Prompts per step over all ranks (sync). Default 32.</summary>
@@ -60,7 +63,8 @@ public sealed record RolloutOptions
     [OptionGroup] public SamplingOptions Sampling { get; init; } = new();
 }
 
-/// <summary>Options of <c>rl train</c>: GRPO with a mismatch correction on a verifiable task, rollouts from a separate engine, the update through the PaRO engine.</summary>
+/// <summary>Options of <c>rl train</c>: GRPO with a mismatch correction on a verifiable task, rollouts from a separate
+/// engine, the update through the PaRO engine.</summary>
 public sealed record RlTrainOptions : IJobOptions
 {
     /// <summary>Where the ranks run. Default 2 in-process ranks (each generates and trains on its share).</summary>
@@ -74,7 +78,8 @@ public sealed record RlTrainOptions : IJobOptions
     [OptionGroup] public ModelOptions Model { get; init; } = new() { Name = "small" };
 
     /// <summary>dense or moe. Default dense.</summary>
-    [Option("Policy feed-forward: dense, or moe (top-k routed experts per block: routing near-ties flip across numerics).")]
+    [Option("Policy feed-forward: dense, or moe (top-k routed experts per block: routing near-ties flip across " +
+        "numerics).")]
     public PolicyKind Policy { get; init; } = PolicyKind.Dense;
 
     /// <summary>Experts per block of a moe policy. Default 4.</summary>
@@ -114,14 +119,19 @@ public sealed record RlTrainOptions : IJobOptions
     [Option("PaRO strategy of the policy update (NNN = DDP, NIG, GGG = ZeRO-3, ...).")]
     public string Strategy { get; init; } = "NNN";
 
-    /// <summary>AdamW of the RL phase. Default learning rate 1e-4 (on addition 3e-4 learned less steadily and 1e-3 collapsed to 0 % accuracy), β2 0.99, no weight decay.</summary>
-    [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 1e-4, Beta2 = 0.99, WeightDecay = 0 };
+    /// <summary>AdamW of the RL phase. Default learning rate 1e-4 (on addition 3e-4 learned less steadily and 1e-3
+    /// collapsed to 0 % accuracy), β2 0.99, no weight decay.</summary>
+    [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 1e-4, Beta2 = 0.99,
+        WeightDecay = 0 };
 
-    /// <summary>Supervised warm-start steps before RL. Default 400 (addition: about 40 % held-out accuracy, leaving RL room to show).</summary>
-    [Option("Supervised warm-start steps on the training answers, so the policy starts with non-zero reward (0: none).")]
+    /// <summary>Supervised warm-start steps before RL. Default 400 (addition: about 40 % held-out accuracy, leaving RL
+    /// room to show).</summary>
+    [Option("Supervised warm-start steps on the training answers, so the policy starts with non-zero reward (0: " +
+        "none).")]
     public int WarmupSteps { get; init; } = 400;
 
-    /// <summary>Warm-start learning rate. Default 1e-3 (3e-3 left the small GPT's loss on addition noisy near 1.1 nats per token).</summary>
+    /// <summary>Warm-start learning rate. Default 1e-3 (3e-3 left the small GPT's loss on addition noisy near 1.1 nats
+    /// per token).</summary>
     [Option("Learning rate of the warm start.")]
     public double WarmupLr { get; init; } = 1e-3;
 
@@ -129,7 +139,8 @@ public sealed record RlTrainOptions : IJobOptions
     [Option("Warm-start sequences per rank per step.")]
     public int WarmupBatch { get; init; } = 32;
 
-    /// <summary>RL steps. Default 200 (addition from the default warm start: about +25 points held-out in about 2 minutes on 2 cores).</summary>
+    /// <summary>RL steps. Default 200 (addition from the default warm start: about +25 points held-out in about 2
+    /// minutes on 2 cores).</summary>
     [Option("RL steps (policy updates).")]
     public int Steps { get; init; } = 200;
 
@@ -147,16 +158,21 @@ public sealed record RlTrainOptions : IJobOptions
 
     /// <summary>The task.</summary>
     [JsonIgnore] public VerifiableTask TaskDefinition => VerifiableTask.All.TryGetValue(Task, out var t)
-        ? t : throw new ArgumentOutOfRangeException(nameof(Task), Task, $"unknown task; valid: {string.Join(", ", VerifiableTask.All.Keys)}");
+        ? t : throw new ArgumentOutOfRangeException(nameof(Task), Task,
+            $"unknown task; valid: {string.Join(", ", VerifiableTask.All.Keys)}");
 
     /// <summary>Throws naming the first invalid option.</summary>
     public RlTrainOptions Validate()
     {
         Launch.Validate();
         var task = TaskDefinition;
-        if (Policy == PolicyKind.Moe && Experts < 2) throw new ArgumentOutOfRangeException(nameof(Experts), Experts, "must be at least 2");
-        if (Policy == PolicyKind.Moe && (TopK < 1 || TopK > Experts)) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, $"must be in [1, --experts ({Experts})]");
-        if (!(LoadBalance >= 0)) throw new ArgumentOutOfRangeException(nameof(LoadBalance), LoadBalance, "must not be negative");
+        if (Policy == PolicyKind.Moe && Experts < 2) throw new ArgumentOutOfRangeException(nameof(Experts), Experts,
+            "must be at least 2");
+        if (Policy == PolicyKind.Moe
+            && (TopK < 1 || TopK > Experts)) throw new ArgumentOutOfRangeException(nameof(TopK), TopK,
+                $"must be in [1, --experts ({Experts})]");
+        if (!(LoadBalance >= 0)) throw new ArgumentOutOfRangeException(nameof(LoadBalance), LoadBalance,
+            "must not be negative");
         var source = ResolvePolicy();
         var config = source.Config;
         if (config.ContextLength < 8 + task.MaxCompletionTokens)
@@ -178,19 +194,29 @@ public sealed record RlTrainOptions : IJobOptions
                 "must be positive for RL: a group of identical greedy responses has no advantage");
         _ = new ShardingPlan(ShardingStrategy.Parse(Strategy), Launch.GroupSize).Validate(Launch.Ranks);
         Optimizer.Validate();
-        if (Rollout.Samples < 2) throw new ArgumentOutOfRangeException(nameof(Rollout.Samples), Rollout.Samples, "must be at least 2 (advantages are relative within a group)");
+        if (Rollout.Samples < 2) throw new ArgumentOutOfRangeException(nameof(Rollout.Samples), Rollout.Samples,
+            "must be at least 2 (advantages are relative within a group)");
         if (Rollout.Mode == RolloutMode.Sync && (Rollout.Prompts < Launch.Ranks || Rollout.Prompts % Launch.Ranks != 0))
-            throw new ArgumentOutOfRangeException(nameof(Rollout.Prompts), Rollout.Prompts, $"must be a positive multiple of --ranks ({Launch.Ranks})");
-        if ((Rollout.Mode == RolloutMode.C3poPlusPlus || Loss.Normalization == LossNormalization.Budget) && Rollout.Budget / Launch.Ranks < task.MaxCompletionTokens)
-            throw new ArgumentOutOfRangeException(nameof(Rollout.Budget), Rollout.Budget, $"is smaller than one response per rank ({task.MaxCompletionTokens} tokens for {Task}, {Launch.Ranks} ranks)");
-        if (Rollout.Pool < 1) throw new ArgumentOutOfRangeException(nameof(Rollout.Pool), Rollout.Pool, "must be at least 1");
-        if (Rollout.Staleness < 0) throw new ArgumentOutOfRangeException(nameof(Rollout.Staleness), Rollout.Staleness, "must not be negative");
+            throw new ArgumentOutOfRangeException(nameof(Rollout.Prompts), Rollout.Prompts,
+                $"must be a positive multiple of --ranks ({Launch.Ranks})");
+        if ((Rollout.Mode == RolloutMode.C3poPlusPlus || Loss.Normalization == LossNormalization.Budget)
+            && Rollout.Budget / Launch.Ranks < task.MaxCompletionTokens)
+            throw new ArgumentOutOfRangeException(nameof(Rollout.Budget), Rollout.Budget,
+                $"is smaller than one response per rank ({task.MaxCompletionTokens} tokens for {Task}, " +
+                    $"{Launch.Ranks} ranks)");
+        if (Rollout.Pool < 1) throw new ArgumentOutOfRangeException(nameof(Rollout.Pool), Rollout.Pool,
+            "must be at least 1");
+        if (Rollout.Staleness < 0) throw new ArgumentOutOfRangeException(nameof(Rollout.Staleness), Rollout.Staleness,
+            "must not be negative");
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
-        if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "must not be negative");
+        if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps,
+            "must not be negative");
         if (!(WarmupLr > 0)) throw new ArgumentOutOfRangeException(nameof(WarmupLr), WarmupLr, "must be positive");
-        if (WarmupBatch < 1) throw new ArgumentOutOfRangeException(nameof(WarmupBatch), WarmupBatch, "must be at least 1");
+        if (WarmupBatch < 1) throw new ArgumentOutOfRangeException(nameof(WarmupBatch), WarmupBatch,
+            "must be at least 1");
         if (EvalEvery < 1) throw new ArgumentOutOfRangeException(nameof(EvalEvery), EvalEvery, "must be at least 1");
-        if (!(MaxGradNorm > 0)) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "must be positive");
+        if (!(MaxGradNorm > 0)) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm,
+            "must be positive");
         return this;
     }
 

@@ -9,7 +9,8 @@ namespace Toolkit.Rl;
 /// <param name="RewardMean">Mean reward of the step's responses.</param>
 /// <param name="RewardStd">Their standard deviation.</param>
 /// <param name="MalformedFraction">Share of responses that broke the task's format.</param>
-/// <param name="HeldOutAccuracy">Held-out accuracy with greedy decoding after this step (NaN when not evaluated).</param>
+/// <param name="HeldOutAccuracy">Held-out accuracy with greedy decoding after this step (NaN when not
+/// evaluated).</param>
 /// <param name="GradNorm">L2 norm of the averaged gradient.</param>
 /// <param name="LogProbDiffMean">Mean |log π_train − log π_infer| over response tokens.</param>
 /// <param name="LogProbDiffMax">Largest |log π_train − log π_infer|.</param>
@@ -28,12 +29,18 @@ namespace Toolkit.Rl;
 /// <param name="Responses">Responses trained on.</param>
 /// <param name="Carried">Responses carried over unfinished (C3PO++).</param>
 /// <param name="Purged">Responses purged as stale (C3PO++).</param>
-/// <param name="Staleness">Trained responses by how many policy versions their oldest token lags (index 0, 1, ...; the last bin holds the rest).</param>
-/// <param name="RoutingFlips">Moe policies: per layer, the share of response tokens whose chosen experts differ between the rollout engine and the trainer (empty for dense).</param>
-public sealed record RlStep(int Step, double RewardMean, double RewardStd, double MalformedFraction, double HeldOutAccuracy, double GradNorm,
-    double LogProbDiffMean, double LogProbDiffMax, double KlInferTrain, double MaskedFraction, double EntropyMasked, double EntropyKept,
-    double Entropy, double SampledLogProb, double ResponseLength, double TokensPerSecond, double RolloutSeconds, double TrainSeconds,
-    double SyncSeconds, long SyncBytes, long Responses, long Carried, long Purged, IReadOnlyList<long> Staleness, IReadOnlyList<double> RoutingFlips)
+/// <param name="Staleness">Trained responses by how many policy versions their oldest token lags (index 0, 1, ...; the
+/// last bin holds the rest).</param>
+/// <param name="RoutingFlips">Moe policies: per layer, the share of response tokens whose chosen experts differ between
+/// the rollout engine and the trainer (empty for dense).</param>
+public sealed record RlStep(int Step, double RewardMean, double RewardStd, double MalformedFraction,
+    double HeldOutAccuracy, double GradNorm,
+    double LogProbDiffMean, double LogProbDiffMax, double KlInferTrain, double MaskedFraction, double EntropyMasked,
+        double EntropyKept,
+    double Entropy, double SampledLogProb, double ResponseLength, double TokensPerSecond, double RolloutSeconds,
+        double TrainSeconds,
+    double SyncSeconds, long SyncBytes, long Responses, long Carried, long Purged, IReadOnlyList<long> Staleness,
+        IReadOnlyList<double> RoutingFlips)
 {
     /// <summary>The largest lag of a trained response.</summary>
     [JsonIgnore] public int MaxStaleness => Staleness.Select((count, lag) => count > 0 ? lag : 0).Max();
@@ -48,11 +55,13 @@ public sealed record RlStep(int Step, double RewardMean, double RewardStd, doubl
 /// <param name="WarmStartSeconds">Wall time of the warm start.</param>
 /// <param name="Seconds">Wall time of the RL phase.</param>
 /// <param name="RunPath">The run folder.</param>
-public sealed record RlTrainResult(RlTrainOptions Options, double InitialAccuracy, double WarmStartAccuracy, double FinalAccuracy,
+public sealed record RlTrainResult(RlTrainOptions Options, double InitialAccuracy, double WarmStartAccuracy,
+    double FinalAccuracy,
     IReadOnlyList<RlStep> Steps, double WarmStartSeconds, double Seconds, string RunPath) : IFacts
 {
     /// <inheritdoc/>
-    [JsonIgnore] public string Title => $"RL {Options.Task}, {Options.Correction.Correction.ToString().ToLowerInvariant()}, {Options.Rollout.Precision.ToString().ToLowerInvariant()} rollouts: {Path.GetFileName(RunPath)}";
+    [JsonIgnore] public string Title
+        => $"RL {Options.Task}, {Options.Correction.Correction.ToString().ToLowerInvariant()}, {Options.Rollout.Precision.ToString().ToLowerInvariant()} rollouts: {Path.GetFileName(RunPath)}";
 
     /// <inheritdoc/>
     public IReadOnlyList<(string Name, string Value)> Facts()
@@ -61,13 +70,17 @@ public sealed record RlTrainResult(RlTrainOptions Options, double InitialAccurac
         double Median(Func<RlStep, double> f) => Runtime.Statistics.Median(Steps.Select(f));
         return
         [
-            ("held-out accuracy: initial / after warm start / final", $"{F(InitialAccuracy)} / {F(WarmStartAccuracy)} / {F(FinalAccuracy)}"),
+            ("held-out accuracy: initial / after warm start / final",
+                $"{F(InitialAccuracy)} / {F(WarmStartAccuracy)} / {F(FinalAccuracy)}"),
             ("reward: first step -> last step", $"{F(Steps[0].RewardMean)} -> {F(Steps[^1].RewardMean)}"),
-            ("median |dlogp| mean / max", $"{F(Median(s => s.LogProbDiffMean), "G3")} / {F(Median(s => s.LogProbDiffMax), "G3")}"),
+            ("median |dlogp| mean / max",
+                $"{F(Median(s => s.LogProbDiffMean), "G3")} / {F(Median(s => s.LogProbDiffMax), "G3")}"),
             ("median KL(infer||train) (k3)", F(Median(s => s.KlInferTrain), "G3")),
             ("median masked fraction", F(Median(s => s.MaskedFraction), "G3")),
             ("median rollout tokens/s", F(Median(s => s.TokensPerSecond), "F0")),
-            ("time: warm start / RL (rollout, train, sync per step)", $"{F(WarmStartSeconds, "F1")} s / {F(Seconds, "F1")} s ({F(Median(s => s.RolloutSeconds))}, {F(Median(s => s.TrainSeconds))}, {F(Median(s => s.SyncSeconds))} s)"),
+            ("time: warm start / RL (rollout, train, sync per step)",
+                $"{F(WarmStartSeconds, "F1")} s / {F(Seconds, "F1")} s " +
+                    $"({F(Median(s => s.RolloutSeconds))}, {F(Median(s => s.TrainSeconds))}, {F(Median(s => s.SyncSeconds))} s)"),
             ("run folder", RunPath),
         ];
     }

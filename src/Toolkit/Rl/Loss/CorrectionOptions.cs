@@ -3,7 +3,8 @@ using Toolkit.Options;
 
 namespace Toolkit.Rl;
 
-/// <summary>How the loss corrects for the mismatch between the rollout engine's and the trainer's token probabilities.</summary>
+/// <summary>How the loss corrects for the mismatch between the rollout engine's and the trainer's token
+/// probabilities.</summary>
 public enum Correction
 {
     /// <summary>Vanilla GRPO: rollouts are treated as if the trainer had sampled them.</summary>
@@ -12,7 +13,8 @@ public enum Correction
     [JsonStringEnumMemberName("tis")] Tis,
     /// <summary>IcePop: tokens whose ratio k leaves [α, β] are masked, the others weighted by k.</summary>
     [JsonStringEnumMemberName("icepop")] IcePop,
-    /// <summary>Masked importance sampling: tokens (or whole sequences) whose ratio exceeds C are masked, the others weighted by it.</summary>
+    /// <summary>Masked importance sampling: tokens (or whole sequences) whose ratio exceeds C are masked, the others
+    /// weighted by it.</summary>
     [JsonStringEnumMemberName("mis")] Mis,
 }
 
@@ -29,7 +31,8 @@ public enum MisLevel
 public sealed record CorrectionOptions
 {
     /// <summary>none, tis, icepop or mis. Default icepop.</summary>
-    [Option("Train/inference mismatch correction: none (vanilla GRPO), tis (weight min(k, C)), icepop (mask k outside [alpha, beta]) or mis (mask k > C).")]
+    [Option("Train/inference mismatch correction: none (vanilla GRPO), tis (weight min(k, C)), icepop (mask k " +
+        "outside [alpha, beta]) or mis (mask k > C).")]
     public Correction Correction { get; init; } = Correction.IcePop;
 
     /// <summary>IcePop's lower band edge α. Default 0.5.</summary>
@@ -48,7 +51,8 @@ public sealed record CorrectionOptions
     [Option("MIS level: token or sequence.")]
     public MisLevel MisLevel { get; init; } = MisLevel.Token;
 
-    /// <summary>|log k| is clamped to this before exponentiating, so one wild token cannot overflow. Default 20.</summary>
+    /// <summary>|log k| is clamped to this before exponentiating, so one wild token cannot overflow. Default
+    /// 20.</summary>
     [Option("Clamp of |log k| before it is exponentiated.")]
     public double LogRatioClamp { get; init; } = 20;
 
@@ -56,9 +60,11 @@ public sealed record CorrectionOptions
     public CorrectionOptions Validate()
     {
         if (!(Alpha > 0)) throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha, "must be positive");
-        if (!(Beta > Alpha)) throw new ArgumentOutOfRangeException(nameof(Beta), Beta, $"must be greater than --alpha ({Alpha}): the band [alpha, beta] would be empty");
+        if (!(Beta > Alpha)) throw new ArgumentOutOfRangeException(nameof(Beta), Beta,
+            $"must be greater than --alpha ({Alpha}): the band [alpha, beta] would be empty");
         if (!(Cap > 0)) throw new ArgumentOutOfRangeException(nameof(Cap), Cap, "must be positive");
-        if (!(LogRatioClamp > 0)) throw new ArgumentOutOfRangeException(nameof(LogRatioClamp), LogRatioClamp, "must be positive");
+        if (!(LogRatioClamp > 0)) throw new ArgumentOutOfRangeException(nameof(LogRatioClamp), LogRatioClamp,
+            "must be positive");
         return this;
     }
 }

@@ -23,8 +23,10 @@ public static class IcePop
     /// <param name="logpInfer">log π_infer(y_t | θ_old), as the rollout engine recorded it [B, T].</param>
     /// <param name="valid">1 for response tokens, 0 for padding [B, T].</param>
     /// <param name="options">The correction.</param>
-    /// <returns>Weight [B, T] (0 for masked and padding tokens) and Kept [B, T] (1 for valid tokens not masked), both without gradient.</returns>
-    public static (Tensor Weight, Tensor Kept) Weights(Tensor logpTrain, Tensor logpInfer, Tensor valid, CorrectionOptions options)
+    /// <returns>Weight [B, T] (0 for masked and padding tokens) and Kept [B, T] (1 for valid tokens not masked), both
+    /// without gradient.</returns>
+    public static (Tensor Weight, Tensor Kept) Weights(Tensor logpTrain, Tensor logpInfer, Tensor valid,
+        CorrectionOptions options)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -35,8 +37,10 @@ public static class IcePop
         using var logCap = Math.Log(options.Cap).ToScalar();
         using var logAlpha = Math.Log(options.Alpha).ToScalar();
         using var logBeta = Math.Log(options.Beta).ToScalar();
-        var logRatio = (logpTrain - logpInfer).clamp(low, high) * valid;                                        // [B, T] log k
-        var ratio = logRatio.exp();                                                                            // [B, T] k
+        // [B, T] log k
+        var logRatio = (logpTrain - logpInfer).clamp(low, high) * valid;
+        // [B, T] k
+        var ratio = logRatio.exp();
         var (weight, kept) = options.Correction switch
         {
             Correction.None => (ones_like(ratio), ones_like(ratio)),
@@ -56,7 +60,8 @@ public static class IcePop
 
     private static (Tensor Weight, Tensor Kept) SequenceLevel(Tensor logRatio, Scalar logCap, Scalar low, Scalar high)
     {
-        var sequence = logRatio.sum(1, keepdim: true).clamp(low, high);                                       // [B, 1] log Π k_t
+        // [B, 1] log Π k_t
+        var sequence = logRatio.sum(1, keepdim: true).clamp(low, high);
         var keep = (sequence <= logCap).to(logRatio.dtype).expand_as(logRatio);                               // [B, T]
         return (sequence.exp().expand_as(logRatio) * keep, keep);
     }

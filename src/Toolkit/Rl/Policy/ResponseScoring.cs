@@ -6,18 +6,20 @@ using static TorchSharp.torch;
 namespace Toolkit.Rl;
 
 /// <summary>
-/// The trainer's view of rollouts: packs sequences (prompt, then response) into one padded batch, runs the
-/// policy once, and returns per response token log π_train and the entropy of π_train at that position,
-/// both [N, T] with a validity mask, and the engine's recorded log π_infer in the same layout.
+/// The trainer's view of rollouts: packs sequences (prompt, then response) into one padded batch, runs the policy once,
+/// and returns per response token log π_train and the entropy of π_train at that position, both [N, T] with a
+/// validity mask, and the engine's recorded log π_infer in the same layout.
 /// </summary>
 internal static class ResponseScoring
 {
-    /// <summary>Tensors for <paramref name="sequences"/>: LogpTrain (with gradient), LogpInfer, Valid, Entropy (no gradient).</summary>
+    /// <summary>Tensors for <paramref name="sequences"/>: LogpTrain (with gradient), LogpInfer, Valid, Entropy (no
+    /// gradient).</summary>
     public static (Tensor LogpTrain, Tensor LogpInfer, Tensor Valid, Tensor Entropy) Score(CausalLanguageModel model,
         IReadOnlyList<Sequence> sequences, double temperature)
     {
         var n = sequences.Count;
-        var longest = sequences.Max(s => s.Prompt.Count + s.Tokens.Count) - 1;              // inputs drop the last token
+        // inputs drop the last token
+        var longest = sequences.Max(s => s.Prompt.Count + s.Tokens.Count) - 1;
         var responses = sequences.Max(s => s.Tokens.Count);
         var inputs = new long[n * longest];
         var targets = new long[n * longest];
@@ -28,20 +30,24 @@ internal static class ResponseScoring
         {
             var s = sequences[i];
             var all = s.Prompt.Concat(s.Tokens).ToArray();
-            for (var t = 0; t < all.Length - 1; t++) (inputs[i * longest + t], targets[i * longest + t]) = (all[t], all[t + 1]);
+            for (var t = 0; t < all.Length - 1; t++) (inputs[i * longest + t], targets[i * longest + t]) = (all[t],
+                all[t + 1]);
             for (var t = 0; t < s.Tokens.Count; t++)
             {
-                positions[i * responses + t] = s.Prompt.Count - 1 + t;                       // the position whose logits predict response token t
+                // the position whose logits predict response token t
+                positions[i * responses + t] = s.Prompt.Count - 1 + t;
                 infer[i * responses + t] = s.LogProbs[t];
                 valid[i * responses + t] = 1;
             }
         }
         foreach (var layer in model.ExpertLayers) layer.RecordRouting = true;
-        using var temperatureScalar = temperature.ToScalar();                                              // held for the call (TK0001)
+        // held for the call (TK0001)
+        using var temperatureScalar = temperature.ToScalar();
         var logits = model.call(tensor(inputs, [n, longest])).to(ScalarType.Float32) / temperatureScalar;  // [N, L, V]
         var logp = nn.functional.log_softmax(logits, -1);                                                   // [N, L, V]
         var position = tensor(positions, [n, responses]);                                                   // [N, T]
-        var tokenLogp = logp.gather(2, tensor(targets, [n, longest]).unsqueeze(-1)).squeeze(-1).gather(1, position);   // [N, T]
+        // [N, T]
+        var tokenLogp = logp.gather(2, tensor(targets, [n, longest]).unsqueeze(-1)).squeeze(-1).gather(1, position);
         Tensor entropy;
         using (no_grad()) entropy = (-(logp.exp() * logp).sum(-1)).gather(1, position);                    // [N, T]
         var mask = tensor(valid, [n, responses]);
@@ -49,9 +55,9 @@ internal static class ResponseScoring
     }
 
     /// <summary>
-    /// Per layer, how many response tokens the trainer routed to another set of experts than the rollout
-    /// engine did (read from the last <see cref="Score"/> forward): the quantity the IcePop authors argue
-    /// drives the collapse. Empty for a dense model.
+    /// Per layer, how many response tokens the trainer routed to another set of experts than the rollout engine did
+    /// (read from the last <see cref="Score"/> forward): the quantity the IcePop authors argue drives the collapse.
+    /// Empty for a dense model.
     /// </summary>
     public static long[] RoutingFlips(CausalLanguageModel model, IReadOnlyList<Sequence> sequences)
     {
@@ -68,7 +74,8 @@ internal static class ResponseScoring
                 for (var t = 0; t < sequences[i].Tokens.Count; t++)
                 {
                     var row = (i * longest + sequences[i].Prompt.Count - 1 + t) * k;
-                    if (!sequences[i].Routing[t][l].SequenceEqual(chosen.Skip(row).Take(k).Select(v => (int)v))) flips[l]++;
+                    if (!sequences[i].Routing[t][l].SequenceEqual(chosen.Skip(row).Take(k).Select(v
+                        => (int)v))) flips[l]++;
                 }
         }
         return flips;

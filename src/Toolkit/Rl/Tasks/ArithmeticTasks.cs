@@ -4,14 +4,15 @@ using System.Text.RegularExpressions;
 namespace Toolkit.Rl;
 
 /// <summary>
-/// Base of tasks whose answer is one integer. Parsing rule: the completion must be an optional minus
-/// sign and 1 to 12 digits, nothing else (no spaces, no leading plus); otherwise it is malformed.
+/// Base of tasks whose answer is one integer. Parsing rule: the completion must be an optional minus sign and 1 to 12
+/// digits, nothing else (no spaces, no leading plus); otherwise it is malformed.
 /// </summary>
 public abstract partial class IntegerAnswerTask : VerifiableTask
 {
     /// <inheritdoc/>
     protected override Score JudgeStopped(Problem problem, string answer) =>
-        IntegerPattern().IsMatch(answer) && long.TryParse(answer, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)
+        IntegerPattern().IsMatch(answer) && long.TryParse(answer, NumberStyles.AllowLeadingSign,
+            CultureInfo.InvariantCulture, out var value)
             ? Score.Judged(value == long.Parse(problem.Answer, CultureInfo.InvariantCulture))
             : Score.Malformed("not an integer");
 
@@ -54,9 +55,9 @@ public sealed class MultiplicationTask : IntegerAnswerTask
 }
 
 /// <summary>
-/// The long-tail task, for C3PO++: <c>cxk=</c> asks for the letter c repeated k times, and k has a long
-/// tail (85% of problems ask for 1 to 4 letters, the rest for 12 to 40), so a few rollouts are many times
-/// longer than most. Parsing rule: lowercase letters only.
+/// The long-tail task, for C3PO++: <c>cxk=</c> asks for the letter c repeated k times, and k has a long tail (85% of
+/// problems ask for 1 to 4 letters, the rest for 12 to 40), so a few rollouts are many times longer than most. Parsing
+/// rule: lowercase letters only.
 /// </summary>
 public sealed partial class LongTailTask : VerifiableTask
 {

@@ -4,11 +4,11 @@ using System.Text.RegularExpressions;
 namespace Toolkit.Rl;
 
 /// <summary>
-/// A countdown-style puzzle: reach a target with given numbers. The prompt <c>3,5,7&gt;22=</c> gives three
-/// numbers from 1 to 9 and a target; an answer is an expression over some of the numbers with +, - and *
-/// (usual precedence, no parentheses, each given number used at most once), e.g. <c>3*5+7</c>.
-/// Parsing rules: digits and operators only, alternating number and operator, at most 4 numbers, each a
-/// given one (as a multiset); anything else is malformed. Reward 1 when the value equals the target.
+/// A countdown-style puzzle: reach a target with given numbers. The prompt <c>3,5,7&gt;22=</c> gives three numbers from
+/// 1 to 9 and a target; an answer is an expression over some of the numbers with +, - and * (usual precedence, no
+/// parentheses, each given number used at most once), e.g. <c>3*5+7</c>. Parsing rules: digits and operators only,
+/// alternating number and operator, at most 4 numbers, each a given one (as a multiset); anything else is malformed.
+/// Reward 1 when the value equals the target.
 /// </summary>
 public sealed partial class CountdownTask : VerifiableTask
 {

@@ -3,10 +3,10 @@ using System.Text.Json.Serialization;
 namespace Toolkit.Rl;
 
 /// <summary>
-/// A task whose answers a program can check (RLVR): problems with a prompt and a reference answer, and
-/// a reward with exact parsing rules. The policy's completion is the text it generated up to (not
-/// including) the first stop token <see cref="Stop"/>; a completion that never stops, or that breaks the
-/// task's format, earns 0 and is counted as malformed, never an exception.
+/// A task whose answers a program can check (RLVR): problems with a prompt and a reference answer, and a reward with
+/// exact parsing rules. The policy's completion is the text it generated up to (not including) the first stop token
+/// <see cref="Stop"/>; a completion that never stops, or that breaks the task's format, earns 0 and is counted as
+/// malformed, never an exception.
 /// </summary>
 public abstract class VerifiableTask
 {
@@ -29,11 +29,13 @@ public abstract class VerifiableTask
     public virtual Score Judge(Problem problem, string generated)
     {
         var stop = generated.IndexOf(Stop);
-        return stop < 0 ? Rl.Score.Malformed("no stop token within the length limit") : JudgeStopped(problem, generated[..stop]);
+        return stop < 0 ? Rl.Score.Malformed("no stop token within the length limit") : JudgeStopped(problem,
+            generated[..stop]);
     }
 
     /// <summary>The tasks by name.</summary>
-    public static IReadOnlyDictionary<string, VerifiableTask> All { get; } = new Dictionary<string, VerifiableTask>(StringComparer.Ordinal)
+    public static IReadOnlyDictionary<string, VerifiableTask> All { get; } = new Dictionary<string,
+        VerifiableTask>(StringComparer.Ordinal)
     {
         ["addition"] = new AdditionTask(),
         ["multiplication"] = new MultiplicationTask(),
@@ -45,7 +47,8 @@ public abstract class VerifiableTask
     /// <exception cref="ArgumentOutOfRangeException">Unknown name; the message lists the tasks.</exception>
     public static VerifiableTask Named(string name) => All.TryGetValue(name, out var task)
         ? task
-        : throw new ArgumentOutOfRangeException(nameof(name), name, $"unknown task; valid: {string.Join(", ", All.Keys)}");
+        : throw new ArgumentOutOfRangeException(nameof(name), name,
+            $"unknown task; valid: {string.Join(", ", All.Keys)}");
 }
 
 /// <summary>One problem: the prompt the policy continues and the reference answer (without the stop token).</summary>

@@ -3,7 +3,8 @@ using System.Runtime.InteropServices;
 
 namespace Toolkit.Runtime;
 
-/// <summary>What the toolkit sees on this machine: versions, device, MPI, cores. <c>toolkit info</c> and <c>#!toolkit info</c> show it.</summary>
+/// <summary>What the toolkit sees on this machine: versions, device, MPI, cores. <c>toolkit info</c> and <c>#!toolkit
+/// info</c> show it.</summary>
 /// <param name="ToolkitVersion">This library's version.</param>
 /// <param name="DotNetVersion">The .NET runtime.</param>
 /// <param name="OperatingSystem">OS description.</param>
@@ -25,7 +26,8 @@ public sealed record ToolkitInfo(
         var choice = Devices.Resolve(device);
         var mpi = Runtime.MpiLibrary.Probe();
         return new ToolkitInfo(
-            ToolkitVersion: typeof(ToolkitInfo).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "unknown",
+            ToolkitVersion: typeof(ToolkitInfo).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>(
+                )?.InformationalVersion.Split('+')[0] ?? "unknown",
             DotNetVersion: RuntimeInformation.FrameworkDescription,
             OperatingSystem: RuntimeInformation.OSDescription,
             Cores: Environment.ProcessorCount,
@@ -59,6 +61,8 @@ public sealed record ToolkitInfo(
 public sealed record ToolkitInfoOptions
 {
     /// <summary>Device to resolve. Default auto.</summary>
-    [Options.Option("Device to resolve: auto, cpu, cuda or cuda:i (auto picks CUDA when TorchSharp's CUDA natives and a GPU are present, and says why not otherwise).")]
+    [Options.Option(
+        "Device to resolve: auto, cpu, cuda or cuda:i (auto picks CUDA when TorchSharp's CUDA natives and a GPU are " +
+            "present, and says why not otherwise).")]
     public string Device { get; init; } = "auto";
 }

@@ -1,9 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using Toolkit.BatchInference;
 using Toolkit.Jobs;
 
-namespace Toolkit.Inference;
+namespace Toolkit.BatchInference;
 
 /// <summary>The workers a job started, as the autoscaler sees them.</summary>
 internal interface IWorkerPool : IAsyncDisposable
@@ -19,8 +18,9 @@ internal interface IWorkerPool : IAsyncDisposable
     /// <summary>Notices workers that ended, telling the coordinator about those that did not leave.</summary>
     void Reap();
     /// <summary>
-    /// Stops every worker: first waits up to <paramref name="leaving"/> for workers to end on their own (a finished job's
-    /// workers leave by themselves), then asks the rest to drain (finish held shards) and, past <paramref name="grace"/>, kills them.
+    /// Stops every worker: first waits up to <paramref name="leaving"/> for workers to end on their own (a finished
+    /// job's workers leave by themselves), then asks the rest to drain (finish held shards) and, past
+    /// <paramref name="grace"/>, kills them.
     /// </summary>
     Task StopAsync(TimeSpan grace, TimeSpan leaving = default);
 }
@@ -28,7 +28,8 @@ internal interface IWorkerPool : IAsyncDisposable
 /// <summary>Workers as tasks of this process, calling the coordinator directly.</summary>
 internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) : IWorkerPool
 {
-    private readonly List<(string Id, Task<WorkerSummary> Task, CancellationTokenSource Drain, CancellationTokenSource Abort)> _workers = [];
+    private readonly List<(string Id, Task<WorkerSummary> Task, CancellationTokenSource Drain,
+        CancellationTokenSource Abort)> _workers = [];
     private readonly HashSet<string> _reaped = [];
 
     public int Live => _workers.Count(w => !w.Task.IsCompleted);
@@ -54,7 +55,8 @@ internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) :
 
     public async Task StopAsync(TimeSpan grace, TimeSpan leaving = default)
     {
-        if (leaving > TimeSpan.Zero) await Task.WhenAny(Task.WhenAll(_workers.Select(w => (Task)w.Task)), Task.Delay(leaving));
+        if (leaving > TimeSpan.Zero) await Task.WhenAny(Task.WhenAll(_workers.Select(w => (Task)w.Task)),
+            Task.Delay(leaving));
         foreach (var w in _workers) w.Drain.Cancel();
         var all = Task.WhenAll(_workers.Select(w => (Task)w.Task));
         if (await Task.WhenAny(all, Task.Delay(grace)) != all)
@@ -67,13 +69,15 @@ internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) :
 }
 
 /// <summary>
-/// Workers as child processes (<c>toolkit infer worker</c>) talking to the coordinator over gRPC. Their output
-/// goes to <c>workers/&lt;id&gt;.log</c> and their process ids to <c>workers/&lt;id&gt;.pid</c> in the job folder.
-/// Stopping sends SIGTERM (drain) and, past the grace period, SIGKILL.
+/// Workers as child processes (<c>toolkit infer worker</c>) talking to the coordinator over gRPC. Their output goes to
+/// <c>workers/&lt;id&gt;.log</c> and their process ids to <c>workers/&lt;id&gt;.pid</c> in the job folder. Stopping
+/// sends SIGTERM (drain) and, past the grace period, SIGKILL.
 /// </summary>
-internal sealed partial class ProcessPool(CoordinatorCore core, string folder, string address, string? token, Action<string>? log) : IWorkerPool
+internal sealed partial class ProcessPool(CoordinatorCore core, string folder, string address, string? token,
+    Action<string>? log) : IWorkerPool
 {
-    /// <summary>Environment variable a worker reads its token from (kept off the command line, which other users can see).</summary>
+    /// <summary>Environment variable a worker reads its token from (kept off the command line, which other users can
+    /// see).</summary>
     public const string TokenVariable = "TOOLKIT_INFER_TOKEN";
 
     private readonly List<(string Id, Process Process)> _workers = [];
@@ -91,14 +95,17 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
         var command = RankEntryPoint.Command();
         var logs = Path.Combine(folder, "workers");
         Directory.CreateDirectory(logs);
-        // A worker whose coordinator is gone (killed, not yet resumed) gives up after the grace period instead of lingering.
+        // A worker whose coordinator is gone (killed, not yet resumed) gives up after the grace period instead of
+        // lingering.
         // Lines can arrive after the process has exited: the log writer lives until the pool is disposed.
         var worker = new InferWorkerOptions { Coordinator = address, Id = id, Grace = 15 };
         var (process, output) = Toolkit.Runtime.ChildProcess.StartLogged(command[0],
             [.. command.Skip(1), .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferWorker, worker)],
-            Path.Combine(logs, $"{id}.log"), token is null ? null : new Dictionary<string, string> { [TokenVariable] = token });
+            Path.Combine(logs, $"{id}.log"), token is null ? null : new Dictionary<string,
+                string> { [TokenVariable] = token });
         _logs.Add(output);
-        File.WriteAllText(Path.Combine(logs, $"{id}.pid"), process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        File.WriteAllText(Path.Combine(logs, $"{id}.pid"),
+            process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         _workers.Add((id, process));
         log?.Invoke($"started worker {id} (pid {process.Id})");
     }
@@ -109,7 +116,8 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
         {
             if (process.ExitCode == 0) continue;
             _died++;
-            var why = process.ExitCode > 128 ? $"killed by signal {process.ExitCode - 128}" : process.ExitCode < 0 ? "killed" : $"exited with code {process.ExitCode}";
+            var why = process.ExitCode > 128 ? $"killed by signal {process.ExitCode - 128}" : process.ExitCode < 0
+                ? "killed" : $"exited with code {process.ExitCode}";
             log?.Invoke($"worker {id} {why}; its leases return to the queue when they expire");
             core.MarkLost(id, why);
         }
