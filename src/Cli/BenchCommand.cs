@@ -10,28 +10,45 @@ internal static class BenchCommand
 {
     public static Command Create() => new("bench", "Benchmarks that write machine-readable results.")
     {
-        Benchmark<ParoBenchmarkOptions, ParoBenchmarkReport>("paro", "Run every PaRO strategy, calibrate the cost model, compare predicted and measured.",
+        Benchmark<ParoBenchmarkOptions, ParoBenchmarkReport>("paro",
+            "Run every PaRO strategy, calibrate the cost model, compare predicted and measured.",
             (o, token) => ParoBenchmark.RunAsync(o, Console.WriteLine, token),
             report =>
             {
                 foreach (var r in report.Rankings)
                 {
-                    Console.WriteLine($"{r.Launcher} A={r.Accumulation}: Spearman {r.Spearman:F2}, Kendall {r.KendallTau:F2}, mean |error| {r.MeanAbsoluteError:P0}{(r.RoundsAgreement is { } agreement ? $"; rounds agree with each other at Spearman {agreement:F2}" : "")}; measured {string.Join(" < ", r.MeasuredOrder)}");
-                    Console.WriteLine($"{"",-8}recommended {r.Recommended}: {r.RecommendedOverBest:F2}x the measured best's step time{(r.GggOverBest is { } ggg ? $"; the best {ggg:F2}x ZeRO-3 (GGG)" : "")}" +
-                        (r.Pairs is { } pairs ? $"; of {pairs.Total} pairs every round ordered {pairs.Resolved} alike, the prediction {pairs.Agreeing} of them" : ""));
+                    Console.WriteLine(
+                        $"{r.Launcher} A={r.Accumulation}: Spearman {r.Spearman:F2}, Kendall {r.KendallTau:F2}, mean " +
+                            $"|error| {r.MeanAbsoluteError:P0}{(r.RoundsAgreement is { } agreement ? $"; rounds " +
+                                $"agree with each other at Spearman {agreement:F2}" : "")}; measured {string.Join(" < ",
+                                    r.MeasuredOrder)}");
+                    Console.WriteLine(
+                        $"{"",-8}recommended {r.Recommended}: {r.RecommendedOverBest:F2}x the measured best's step " +
+                            $"time{(r.GggOverBest is { } ggg ? $"; the best {ggg:F2}x ZeRO-3 (GGG)" : "")}" +
+                        (r.Pairs is { } pairs
+                            ? $"; of {pairs.Total} pairs every round ordered {pairs.Resolved} alike, the " +
+                                $"prediction {pairs.Agreeing} of them" : ""));
                 }
             }),
         Benchmark<LayerwiseBenchmarkOptions, LayerwiseBenchmarkReport>("layerwise",
-            "One PaRO job (default GGG, A = 4, the base GPT) with whole-model gathering and layer-wise, side by side: throughput, traffic, measured peak against the allowance of model states plus two blocks.",
+            "One PaRO job (default GGG, A = 4, the base GPT) with whole-model gathering and layer-wise, side by " +
+                "side: throughput, traffic, measured peak against the allowance of model states plus two blocks.",
             (o, token) => LayerwiseBenchmark.RunAsync(o, Console.WriteLine, token),
-            report => Console.WriteLine(System.FormattableString.Invariant(
-                $"layer-wise over whole model: throughput {report.ThroughputRatio:F2}x, peak {report.PeakRatio:F2}x; peak {report.Layerwise.PeakBytes / 1048576.0:F1} MiB {(report.WithinAllowance ? "within" : "over")} the allowance {report.AllowanceBytes / 1048576.0:F1} MiB (model states + 2 blocks' parameters and gradients); losses differ by at most {report.MaxLossRelativeDifference:E1} (relative)"))),
+            report => Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"layer-wise over whole model: throughput {report.ThroughputRatio:F2}x, peak {report.PeakRatio:F2}x; " +
+                    $"peak {report.Layerwise.PeakBytes / 1048576.0:F1} " +
+                        $"MiB {(report.WithinAllowance ? "within" : "over")} the " +
+                            $"allowance {report.AllowanceBytes / 1048576.0:F1} MiB (model states + 2 blocks' " +
+                                $"parameters and gradients); losses differ by at " +
+                                    $"most {report.MaxLossRelativeDifference:E1} (relative)"))),
         Benchmark<CollectiveBenchOptions, CollectiveBenchReport>("collectives",
-            "Time all-reduce algorithms on MPI ranks (optionally on an emulated multi-node cluster) and compare with the simulator.",
+            "Time all-reduce algorithms on MPI ranks (optionally on an emulated multi-node cluster) and compare with " +
+                "the simulator.",
             (o, token) => CollectiveBenchJob.RunAsync(o, token, new JobProgress()),
             Facts.Print),
         Benchmark<Toolkit.Rl.RlBenchmarkOptions, Toolkit.Rl.RlBenchmarkReport>("rl",
-            "RL rollout throughput and step time: synchronous rollouts against C3PO++ at equal budget, at several batch sizes (default: the long-tail task).",
+            "RL rollout throughput and step time: synchronous rollouts against C3PO++ at equal budget, at several " +
+                "batch sizes (default: the long-tail task).",
             (o, token) => Toolkit.Rl.RlBenchmark.RunAsync(o, Console.WriteLine, token),
             _ => { }),
         Benchmark<Toolkit.LlamaCpp.GenerateBenchmarkOptions, Toolkit.LlamaCpp.GenerateBenchmarkReport>("generate",
@@ -40,13 +57,18 @@ internal static class BenchCommand
             (o, token) => Task.Run(() => Toolkit.LlamaCpp.GenerateBenchmark.Run(o, Console.WriteLine), token),
             _ => { }),
         Benchmark<Toolkit.Inference.InferBenchmarkOptions, Toolkit.Inference.InferBenchmarkReport>("infer",
-            "Batch-inference throughput: the compute-only ceiling, the sequential baseline, the pipelined worker, worker processes, and two models as a DAG against one after another.",
+            "Batch-inference throughput: the compute-only ceiling, the sequential baseline, the pipelined worker, " +
+                "worker processes, and two models as a DAG against one after another.",
             (o, token) => Toolkit.Inference.InferBenchmark.RunAsync(o, Console.WriteLine, token),
-            report => Console.WriteLine($"pipelined over sequential: {report.PipelinedOverSequential:F2}x; two-model DAG over one after another: {report.DagOverOneAfterAnother:F2}x")),
+            report => Console.WriteLine(
+                $"pipelined over sequential: {report.PipelinedOverSequential:F2}x; two-model DAG over one after " +
+                    $"another: {report.DagOverOneAfterAnother:F2}x")),
     };
 
-    /// <summary>A benchmark command: its options bound and checked, the run, a summary printed, the report written to <c>--json</c>.</summary>
-    private static Command Benchmark<TOptions, TReport>(string name, string description, Func<TOptions, CancellationToken, Task<TReport>> run, Action<TReport> summarise)
+    /// <summary>A benchmark command: its options bound and checked, the run, a summary printed, the report written to
+    /// <c>--json</c>.</summary>
+    private static Command Benchmark<TOptions, TReport>(string name, string description, Func<TOptions,
+        CancellationToken, Task<TReport>> run, Action<TReport> summarise)
         where TOptions : class, new()
     {
         var json = new Option<FileInfo>("--json") { Description = "Where to write the results.", Required = true };

@@ -69,23 +69,5 @@ internal static class ParoCommand
                 $"step {p.Step + 1,4}/{steps}  loss {p.Value.ToString("F4", CultureInfo.InvariantCulture)}");
     });
 
-    private static void PrintPlan(ParoPlan plan)
-    {
-        static string G(double bytes) => (bytes / (1024.0 * 1024 * 1024)).ToString("F1", CultureInfo.InvariantCulture);
-        Console.WriteLine(
-            $"{plan.Model.Name}, Ψ'/Ψ " +
-                $"= {plan.Model.TrainableParameters / plan.Model.TotalParameters:G3}; {plan.Cluster.Name}, m " +
-                    $"= {plan.Cluster.GroupSize}; A = {plan.Training.Accumulation}");
-        Console.WriteLine(
-            $"{"strategy",-9}{"fits",5}{"params",9}{"grads",9}{"optim",9}{"total",9}{"intra GB",10}{"inter " +
-                "GB",10}{"step s",9}{"tok/s",10}");
-        foreach (var e in plan.Strategies)
-            Console.WriteLine(
-                $"{e.Strategy.Code,-9}{(e.Feasible ? "yes" : "no"),5}{G(e.Memory.Parameters),9}{G(e.Memory.Gradients),9}{G(e.Memory.Optimizer),9}{G(e.Memory.Total),9}" +
-                $"{e.IntraBytesPerStep / 1e9,10:F2}{e.InterBytesPerStep / 1e9,10:F2}{e.StepSeconds,9:F3}{e.TokensPerSecond,10:F0}");
-        Console.WriteLine($"(memory in GiB per GPU; traffic in GB sent per GPU per step)");
-        Console.WriteLine($"recommended: {plan.Recommended?.Code ?? "none"}");
-        foreach (var reason in plan.Reasons) Console.WriteLine($"  {reason}");
-    }
-
+    private static void PrintPlan(ParoPlan plan) => Console.Write(plan.ToTable().ToText());
 }

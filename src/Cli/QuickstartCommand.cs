@@ -22,9 +22,10 @@ internal static class QuickstartCommand
             var progress = new JobProgress(p =>
             {
                 if (p.Rank == 0 && p.Name == MetricNames.Loss && !Console.IsOutputRedirected)
-                    Console.Write(
-                        $"\rstep {p.Step + 1}/{o.Steps}  loss {p.Value.ToString("F4", CultureInfo.InvariantCulture)}  " +
-                            $" ");
+                {
+                    var loss = p.Value.ToString("F4", CultureInfo.InvariantCulture);
+                    Console.Write($"\rstep {p.Step + 1}/{o.Steps}  loss {loss}   ");
+                }
             });
             var result = await QuickstartJob.RunAsync(o, progress, token);
             if (!Console.IsOutputRedirected) Console.WriteLine();

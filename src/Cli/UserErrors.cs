@@ -50,7 +50,8 @@ internal static class UserErrors
             case OperationCanceledException:
                 Console.Error.WriteLine("error: cancelled.");
                 return 130;
-            case ArgumentException or FileNotFoundException or DirectoryNotFoundException or FormatException or InvalidDataException:
+            case ArgumentException or FileNotFoundException or DirectoryNotFoundException or FormatException
+                or InvalidDataException:
                 Console.Error.WriteLine($"error: {OptionException.Describe(e, specs)}");
                 if (verbose) Console.Error.WriteLine(e);
                 return UsageExitCode;

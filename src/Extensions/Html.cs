@@ -17,4 +17,23 @@ internal static class Html
                 "</td><td style=\"text-align:left\">").Append(WebUtility.HtmlEncode(value)).Append("</td></tr>");
         return html.Append("</table>").ToString();
     }
+
+    /// <summary>A table of rows (<see cref="Toolkit.Reporting.TextTable"/>): its title, headings, cells and notes.</summary>
+    public static string Table(Toolkit.Reporting.TextTable table)
+    {
+        static string E(string text) => WebUtility.HtmlEncode(text);
+        var html = new StringBuilder("<table><caption style=\"text-align:left;font-weight:bold\">")
+            .Append(E(table.Title)).Append("</caption><tr>");
+        foreach (var column in table.Columns) html.Append("<th>").Append(E(column)).Append("</th>");
+        html.Append("</tr>");
+        foreach (var row in table.Rows)
+        {
+            html.Append("<tr>");
+            foreach (var cell in row) html.Append("<td>").Append(E(cell)).Append("</td>");
+            html.Append("</tr>");
+        }
+        html.Append("</table>");
+        foreach (var note in table.Notes) html.Append("<div>").Append(E(note)).Append("</div>");
+        return html.ToString();
+    }
 }

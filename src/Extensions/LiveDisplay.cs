@@ -28,9 +28,8 @@ internal static class LiveDisplay
         {
             if (status?.Last is not { } s || s.Message == shown) return;
             shown = s.Message;
-            var html = new HtmlString(
-                $"<div class=\"toolkit-status\" " +
-                    $"style=\"font-family:monospace\">{System.Net.WebUtility.HtmlEncode($"{s.Time.ToLocalTime():HH:mm:ss} {s.Message}")}</div>");
+            var text = System.Net.WebUtility.HtmlEncode($"{s.Time.ToLocalTime():HH:mm:ss} {s.Message}");
+            var html = new HtmlString($"<div class=\"toolkit-status\" style=\"font-family:monospace\">{text}</div>");
             if (statusLine is null) statusLine = context.Display(html, HtmlFormatter.MimeType);
             else statusLine.Update(html);
         }

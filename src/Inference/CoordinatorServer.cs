@@ -71,7 +71,8 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var app = builder.Build();
         app.MapGrpcService<CoordinatorRpc>();
         await app.StartAsync();
-        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!
+            .Addresses.First();
         var uri = new Uri(bound);
         var host = address.Equals(IPAddress.Any)
             || address.Equals(IPAddress.IPv6Any) ? Environment.MachineName : uri.Host;

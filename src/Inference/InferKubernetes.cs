@@ -83,11 +83,12 @@ public static class InferKubernetes
             PersistentVolumeClaim = new V1PersistentVolumeClaimVolumeSource { ClaimName = o.VolumeClaim } };
         var mount = new V1VolumeMount { MountPath = "/data", Name = "data" };
         // The coordinator's command line, from the options' declarations: every setting of the job that is not a
-        // default, as an external coordinator on every interface (the workers are the Deployment's pods).
+        // default, as an external coordinator on every interface (the workers are the Deployment's pods); Kubernetes
+        // puts the token in from the Secret when the container starts.
         var coordinatorJob = job with
         {
             Launch = job.Launch with { Launcher = Jobs.Launcher.External }, Bind = "0.0.0.0", Port = Port,
-            JobName = job.JobName ?? o.Name, Token = null,
+            JobName = job.JobName ?? o.Name, Token = "$(TOOLKIT_TOKEN)",
         };
         List<string> run = ["toolkit", .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferRun, coordinatorJob)];
         var coordinator = new V1Job
@@ -106,7 +107,6 @@ public static class InferKubernetes
                         {
                             Name = "coordinator", Image = o.Image, Command = run,
                                 Env = [new V1EnvVar { Name = "TOOLKIT_TOKEN", ValueFrom = tokenEnv.ValueFrom }],
-                            Args = ["--token", "$(TOOLKIT_TOKEN)"],
                                 Ports = [new V1ContainerPort { ContainerPort = Port, Name = "grpc" }],
                                     VolumeMounts = [mount],
                         }],
@@ -218,7 +218,10 @@ public static class InferKubernetes
                 case V1Job j: await client.BatchV1.CreateNamespacedJobAsync(j, ns, cancellationToken: cancel); break;
                 case V1Deployment d: await client.AppsV1.CreateNamespacedDeploymentAsync(d, ns,
                     cancellationToken: cancel); break;
-                case V2HorizontalPodAutoscaler h: await client.AutoscalingV2.CreateNamespacedHorizontalPodAutoscalerAsync(h, ns, cancellationToken: cancel); break;
+                case V2HorizontalPodAutoscaler h:
+                    await client.AutoscalingV2.CreateNamespacedHorizontalPodAutoscalerAsync(h, ns,
+                        cancellationToken: cancel);
+                    break;
             }
         }
     }

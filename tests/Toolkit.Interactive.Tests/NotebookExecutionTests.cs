@@ -50,7 +50,7 @@ public sealed class NotebookExecutionTests
         var cells = Execute("01-paro.ipynb");
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var all = cells.SelectMany(c => c.Html).ToList();
-        Assert.Contains(all, h => h.Contains("Recommended: <b>"));                                   // #!paro plan
+        Assert.Contains(all, h => h.Contains("recommended: "));                                      // #!paro plan
         // memory vs device limit
         Assert.Contains(all, h => h.Contains("device memory") && h.Contains("Plotly.newPlot"));
         Assert.Contains(all, h => h.Contains("Measured bytes sent per rank per step"));              // #!paro compare
@@ -154,6 +154,7 @@ public sealed class NotebookExecutionTests
                 "notebooks", notebook), output, "900" })
                 start.ArgumentList.Add(a);
             start.Environment["TOOLKIT_RUNS_DIR"] = Path.Combine(work.FullName, "runs");
+            start.Environment.Remove("TOOLKIT_CLI");   // the notebooks name the checkout's build themselves
             using var process = Process.Start(start)!;
             var stderr = process.StandardError.ReadToEndAsync();
             var stdout = process.StandardOutput.ReadToEnd();

@@ -21,7 +21,7 @@ public sealed class ParoMagicTests : IDisposable
         var result = await _kernel.SubmitCodeAsync("#!paro plan --model llama-65b --gpus 64 --accumulation 4");
         AssertSucceeded(result);
         var html = Html(result);
-        Assert.Contains(html, h => h.Contains("Recommended: <b>IIG</b>") && h.Contains("GGG (ZeRO-3)"));
+        Assert.Contains(html, h => h.Contains("recommended: IIG") && h.Contains("GGG (ZeRO-3)"));
         Assert.Equal(3, html.Count(h => h.Contains("Plotly.newPlot")));
         Assert.Contains(html, h => h.Contains("device memory"));
     }
@@ -95,8 +95,8 @@ public sealed class ParoMagicTests : IDisposable
         try
         {
             var result = await _kernel.SubmitCodeAsync(
-                $"#!infer run --input {input} --stages \"emb=embed,topic=classify(emb)\" --labels \"weather,animals\" " +
-                    $"--launcher inproc --workers 1 --shard-size 12 --runs-dir {_runs}");
+                $"#!infer run --input {input} --stages \"emb=embed,topic=classify(emb)\" " +
+                $"--labels \"weather,animals\" --launcher inproc --workers 1 --shard-size 12 --runs-dir {_runs}");
             AssertSucceeded(result);
             var html = Html(result);
             Assert.Contains(html, h => h.Contains("batch inference infer-") && h.Contains("completed"));

@@ -32,8 +32,10 @@ public sealed class ParoCompareCommand : OptionsMagicCommand<ParoCompareOptions>
         context.Display(ParoCharts.MeasuredThroughput(results), "text/html");
         context.DisplayAs(Html.Table("Measured per strategy (rank 0)", results.Select(r =>
             (r.Strategy,
-                $"loss {r.Steps[^1].Loss:F4}; bytes " +
-                    $"params/grads/optimizer {r.Memory[0].ParamsBytes}/{r.Memory[0].GradsBytes}/{r.Memory[0].OptimizerBytes}; intra/inter per step {r.Comm.IntraBytesPerStep}/{r.Comm.InterBytesPerStep}; {r.Throughput.TokensPerSecond:F0} tokens/s"))), "text/html");
+                $"loss {r.Steps[^1].Loss:F4}; bytes params/grads/optimizer {r.Memory[0].ParamsBytes}/" +
+                $"{r.Memory[0].GradsBytes}/{r.Memory[0].OptimizerBytes}; intra/inter per step " +
+                $"{r.Comm.IntraBytesPerStep}/{r.Comm.InterBytesPerStep}; {r.Throughput.TokensPerSecond:F0} tokens/s"))),
+            "text/html");
     }
 
     private static GenericChart LossByStrategy(IReadOnlyList<(string Strategy, MetricPoint Point)> points) =>

@@ -1,29 +1,27 @@
 namespace Toolkit.Jobs;
 
 /// <summary>
-/// Finds the program mpiexec starts for each rank: the <c>toolkit</c> command's <c>rank</c> verb. Works from the
-/// repository, from the installed .NET tool (<c>dotnet tool install LmToolkit.Cli</c>) and from a notebook whose kernel
-/// has only the NuGet packages.
+/// Finds the program started in other processes (each MPI or Slurm rank, batch-inference workers): the
+/// <c>toolkit</c> command. It is the installed .NET tool (<c>dotnet tool install LmToolkit.Cli</c>), the CLI itself
+/// when the CLI is what runs, or what <c>TOOLKIT_CLI</c> names: the one setting, documented in docs/cli.md (in a
+/// checkout, <c>src/Cli/bin/Release/net10.0/Toolkit.Cli.dll</c>).
 /// </summary>
 public static class RankEntryPoint
 {
-    /// <summary>Environment variable with the path of <c>Toolkit.Cli.dll</c> or of a <c>toolkit</c>
-    /// executable.</summary>
+    /// <summary>Environment variable with the path of <c>Toolkit.Cli.dll</c> or of a <c>toolkit</c> executable.</summary>
     public const string OverrideVariable = "TOOLKIT_CLI";
 
     /// <summary>
-    /// The command line that starts a rank, without the verb: <c>$TOOLKIT_CLI</c>; else <c>Toolkit.Cli.dll</c> next to
-    /// the running application (the CLI itself, installed or built, and the tests); else the <c>toolkit</c> .NET tool
-    /// on PATH or in <c>~/.dotnet/tools</c>; else a build of <c>src/Cli</c> above the current folder (a repository
-    /// checkout).
+    /// The command line that starts the toolkit command, without the verb: <c>$TOOLKIT_CLI</c>; else
+    /// <c>Toolkit.Cli.dll</c> next to the running application (the CLI itself, installed or built, and the tests);
+    /// else the <c>toolkit</c> .NET tool on PATH or in <c>~/.dotnet/tools</c>.
     /// </summary>
     /// <exception cref="FileNotFoundException">None found; the message says how to install one.</exception>
     public static IReadOnlyList<string> Command()
     {
         if (Environment.GetEnvironmentVariable(OverrideVariable) is { Length: > 0 } custom)
-            return File.Exists(custom)
-                ? Start(custom) : throw new FileNotFoundException($"{OverrideVariable}={custom} does not exist.",
-                    custom);
+            return File.Exists(custom) ? Start(custom)
+                : throw new FileNotFoundException($"{OverrideVariable}={custom} does not exist.", custom);
         var local = Path.Combine(AppContext.BaseDirectory, "Toolkit.Cli.dll");
         if (File.Exists(local)) return Start(local);
         var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
@@ -31,16 +29,10 @@ public static class RankEntryPoint
             StringSplitOptions.RemoveEmptyEntries);
         foreach (var dir in path.Append(Path.Combine(home, ".dotnet", "tools")))
             if (File.Exists(Path.Combine(dir, "toolkit"))) return [Path.Combine(dir, "toolkit")];
-        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
-            foreach (var configuration in new[] { "Release", "Debug" })
-            {
-                var candidate = Path.Combine(dir.FullName, "src", "Cli", "bin", configuration, "net10.0",
-                    "Toolkit.Cli.dll");
-                if (File.Exists(candidate)) return Start(candidate);
-            }
         throw new FileNotFoundException(
-            "No toolkit command was found to start the MPI ranks. Install it: dotnet tool install -g LmToolkit.Cli " +
-            $"(add --add-source artifacts/feed for a local build), or set {OverrideVariable} to a Toolkit.Cli.dll.");
+            "No toolkit command was found to start the other processes (MPI ranks, workers). Install it: dotnet tool " +
+            "install -g LmToolkit.Cli (add --add-source artifacts/feed --prerelease for a local build), or set " +
+            $"{OverrideVariable} to a Toolkit.Cli.dll (in a checkout: src/Cli/bin/Release/net10.0/Toolkit.Cli.dll).");
     }
 
     private static IReadOnlyList<string> Start(string file) =>

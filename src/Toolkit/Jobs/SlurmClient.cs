@@ -17,7 +17,8 @@ public sealed record SlurmJobState(string State, string? Reason, string? Nodes, 
     /// <summary>True once the job can no longer run.</summary>
     public bool IsFinal
         => State is not (
-            "PENDING" or "RUNNING" or "CONFIGURING" or "COMPLETING" or "SUSPENDED" or "REQUEUED" or "RESIZING" or "SIGNALING" or "STAGE_OUT" or "REQUEUE_HOLD" or "REQUEUE_FED" or "RESV_DEL_HOLD");
+            "PENDING" or "RUNNING" or "CONFIGURING" or "COMPLETING" or "SUSPENDED" or "REQUEUED" or "RESIZING"
+            or "SIGNALING" or "STAGE_OUT" or "REQUEUE_HOLD" or "REQUEUE_FED" or "RESV_DEL_HOLD");
 
     /// <summary>"pending (Resources)", "running on node[0-1]", "TIMEOUT (exit 0:15)".</summary>
     public override string ToString() => State switch

@@ -56,6 +56,7 @@ public sealed partial record SlurmResources
     }
 
     [System.Text.RegularExpressions.GeneratedRegex(
-        @"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|infinite|unlimited|UNLIMITED|INFINITE)$")]
+        @"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|" +
+        @"infinite|unlimited|UNLIMITED|INFINITE)$")]
     private static partial System.Text.RegularExpressions.Regex SlurmTime();
 }

@@ -104,13 +104,16 @@ public sealed record DecoderConfig : IModelConfig
     public int RoutedWidth => Family == DecoderFamily.Mixtral ? Intermediate : ExpertIntermediate;
 
     /// <inheritdoc/>
+    public long RootParameterCount => (long)VocabularySize * Hidden * (TieWordEmbeddings ? 1 : 2) + Hidden;
+
+    /// <inheritdoc/>
     public long ParameterCount
     {
         get
         {
             long h = Hidden, q = (long)Heads * HeadDim, kv = (long)KvHeads * HeadDim;
             var attention = h * q + 2 * h * kv + q * h + (AttentionBias ? q + 2 * kv : 0);
-            var total = (long)VocabularySize * h * (TieWordEmbeddings ? 1 : 2) + h;
+            var total = RootParameterCount;
             for (var l = 0; l < Layers; l++)
             {
                 var feedForward = IsSparse(l)

@@ -50,9 +50,11 @@ public sealed record GptConfig(int VocabularySize, int ContextLength, int Layers
 
     /// <summary>Parameter count: embeddings plus 12·C² + 13·C per block plus the final norm (the output layer is
     /// tied to the token embedding).</summary>
-    public long ParameterCount
-        => (long)VocabularySize * Embedding + (long)ContextLength * Embedding + Layers * BlockParameterCount
-            + 2L * Embedding;
+    public long ParameterCount => RootParameterCount + Layers * BlockParameterCount;
+
+    /// <inheritdoc/>
+    public long RootParameterCount
+        => (long)VocabularySize * Embedding + (long)ContextLength * Embedding + 2L * Embedding;
 
     /// <summary>Parameters of one block: attention and its norms 4·C² + 8·C, each expert's MLP 8·C² + 5·C, the
     /// router E·C.</summary>

@@ -28,6 +28,10 @@ public interface IModelConfig
     /// <summary>Every parameter (a tied output counted once).</summary>
     long ParameterCount { get; }
 
+    /// <summary>The parameters outside the blocks (embeddings, final norm, an untied output): what layer-wise
+    /// execution gathers once per micro-step as its root.</summary>
+    long RootParameterCount { get; }
+
     /// <summary>Validates the shape; throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid
     /// value.</summary>
     void Check();

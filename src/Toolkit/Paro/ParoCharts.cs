@@ -49,9 +49,8 @@ public static class ParoCharts
         ("gradients", runs.Select(r => (double)r.Memory[0].GradsBytes).ToList()),
         ("optimizer states", runs.Select(r => (double)r.Memory[0].OptimizerBytes).ToList()),
         ("peak transient",
-            runs.Select(r
-                => (double)(
-                    r.Memory[0].PeakBytes - r.Memory[0].ParamsBytes - r.Memory[0].GradsBytes - r.Memory[0].OptimizerBytes)).ToList()),
+            runs.Select(r => (double)(r.Memory[0].PeakBytes - r.Memory[0].ParamsBytes - r.Memory[0].GradsBytes
+                - r.Memory[0].OptimizerBytes)).ToList()),
     ], "bytes");
 
     /// <summary>Measured bytes per rank per step, intra and inter, one pair per run.</summary>

@@ -101,7 +101,8 @@ internal static class ChildProcess
                 }
             }
             catch (Exception e) when (
-                e is InvalidOperationException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+                e is InvalidOperationException or IOException or UnauthorizedAccessException
+                    or System.ComponentModel.Win32Exception)
             {
                 lock (output) output.AppendLine($"(stopping the launcher: {e.Message})");
                 try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }   // already gone

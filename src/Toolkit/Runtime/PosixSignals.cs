@@ -77,7 +77,8 @@ public static partial class PosixSignals
                 System.Globalization.CultureInfo.InvariantCulture));
         }
         catch (Exception e) when (
-            e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException or OverflowException) { return null; }
+            e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException
+                or ArgumentOutOfRangeException or OverflowException) { return null; }
     }
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]

@@ -24,7 +24,10 @@ public sealed class InferJobTests : IDisposable
         var folder = Directory.CreateDirectory(Path.Combine(_folder.Path, "old-job")).FullName;
         File.WriteAllText(Path.Combine(folder, InferLayout.StateFile), "");
         File.WriteAllText(Path.Combine(folder, "config.json"),
-            """{"kind":"infer","options":{"input":"in.jsonl","launcher":"slurm","ranks":4,"nodes":2,"partition":"debug","time":"1:00:00","account":null,"slurmArgs":"--qos=low"}}""");
+            """
+            {"kind":"infer","options":{"input":"in.jsonl","launcher":"slurm","ranks":4,"nodes":2,"partition":"debug",
+            "time":"1:00:00","account":null,"slurmArgs":"--qos=low"}}
+            """);
         var spec = InferJob.ReadSpec(folder);
         var slurm = spec.Launch.Slurm;
         Assert.Equal(("debug", "1:00:00", null, "--qos=low"), (slurm.Partition, slurm.Time, slurm.Account,

@@ -69,7 +69,9 @@ public sealed class InferKubernetesTests : IDisposable
 
         // Both pods' command lines are valid toolkit command lines (the coordinator's token comes from the secret at
         // run time).
-        foreach (var command in new[] { coordinator.Command.Concat(coordinator.Args), worker.Command })
+        Assert.Null(coordinator.Args);
+        Assert.Equal("$(TOOLKIT_TOKEN)", coordinator.Command[coordinator.Command.IndexOf("--token") + 1]);
+        foreach (var command in new[] { coordinator.Command, worker.Command })
         {
             var parse = CliApp.CreateRoot().Parse([.. command.Skip(1)]);
             Assert.True(parse.Errors.Count == 0, string.Join("; ", parse.Errors.Select(e => e.Message)));

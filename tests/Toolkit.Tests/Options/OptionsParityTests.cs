@@ -42,7 +42,8 @@ public sealed class OptionsParityTests
         foreach (var word in path.Split(' ')) command = command.Subcommands.Single(c => c.Name == word);
         var specs = OptionSchema.For(record);
         var cli = command.Options.Where(o => !CliApp.FrontEndOptions.Contains(o.Name)).ToList();
-        Assert.Equal(specs.Select(s => s.Name).Order(StringComparer.Ordinal), cli.Select(o => o.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(specs.Select(s => s.Name).Order(StringComparer.Ordinal),
+            cli.Select(o => o.Name).Order(StringComparer.Ordinal));
         foreach (var spec in specs)
         {
             var option = cli.Single(o => o.Name == spec.Name);
@@ -59,9 +60,12 @@ public sealed class OptionsParityTests
         Assert.Equal(["Launch", "GroupSize"], groupSize.Path.Select(p => p.Name));
         Assert.Equal("2", groupSize.DefaultText);
         Assert.Equal("--np", specs.Single(s => s.Name == "--ranks").Alias);
-        Assert.Equal("0.95", specs.Single(s => s.Name == "--beta2").DefaultText);   // this job's AdamW default, not AdamW's own
-        Assert.Equal(["inproc", "mpi", "slurm", "local", "external"], specs.Single(s => s.Name == "--launcher").Choices);
-        Assert.Equal(["ring", "native", "hierarchical", "ho-ring"], specs.Single(s => s.Name == "--collectives").Choices);
+        // this job's AdamW default, not AdamW's own
+        Assert.Equal("0.95", specs.Single(s => s.Name == "--beta2").DefaultText);
+        Assert.Equal(["inproc", "mpi", "slurm", "local", "external"],
+            specs.Single(s => s.Name == "--launcher").Choices);
+        Assert.Equal(["ring", "native", "hierarchical", "ho-ring"],
+            specs.Single(s => s.Name == "--collectives").Choices);
         Assert.DoesNotContain(OptionSchema.For<ParoCompareOptions>(), s => s.Name == "--strategy");
         Assert.DoesNotContain(OptionSchema.For<ParoBenchmarkOptions>(), s => s.Name == "--launcher");
     }
@@ -69,13 +73,21 @@ public sealed class OptionsParityTests
     [Fact]
     public void Binder_AppliesValuesOverDefaults_AndRefusesBadOnesWithTheValidList()
     {
-        var o = OptionBinder.Bind(new ParoTrainOptions(), [new("--group-size", "4"), new("np", "8"), new("--precision", "BF16"), new("--collectives", "ho-ring"), new("--data", "none")], "paro train");
-        Assert.Equal((8, 4, ParoPrecision.Bf16, CollectiveAlgorithm.HoRing, null), (o.Launch.Ranks, o.Launch.GroupSize, o.Sharding.Precision, o.Sharding.Collectives, o.Data.Path));
+        var o = OptionBinder.Bind(new ParoTrainOptions(), [new("--group-size", "4"), new("np", "8"), new("--precision",
+            "BF16"), new("--collectives", "ho-ring"), new("--data", "none")], "paro train");
+        Assert.Equal((8, 4, ParoPrecision.Bf16, CollectiveAlgorithm.HoRing, null), (o.Launch.Ranks, o.Launch.GroupSize,
+            o.Sharding.Precision, o.Sharding.Collectives, o.Data.Path));
         Assert.Equal(20, o.Steps);
-        Assert.Equal("--steps takes an integer (got 'lots').", Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--steps", "lots")], "paro train")).Message);
-        Assert.Equal("--launcher must be one of inproc, mpi, slurm, local, external (got 'slurmx').", Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--launcher", "slurmx")], "paro train")).Message);
-        var unknown = Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--stratgey", "NIG")], "paro train")).Message;
-        Assert.StartsWith("unknown option '--stratgey' for paro train. Valid options: --account, --accumulation, --beta1,", unknown);
+        Assert.Equal("--steps takes an integer (got 'lots').",
+            Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--steps", "lots")],
+                "paro train")).Message);
+        Assert.Equal("--launcher must be one of inproc, mpi, slurm, local, external (got 'slurmx').",
+            Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--launcher",
+                "slurmx")], "paro train")).Message);
+        var unknown = Assert.Throws<OptionException>(() => OptionBinder.Bind(new ParoTrainOptions(), [new("--stratgey",
+            "NIG")], "paro train")).Message;
+        Assert.StartsWith(
+            "unknown option '--stratgey' for paro train. Valid options: --account, --accumulation, --beta1,", unknown);
     }
 
     [Fact]
@@ -94,11 +106,16 @@ public sealed class OptionsParityTests
         var path = Path.GetTempFileName();
         try
         {
-            File.WriteAllText(path, """{ "steps": 5, "launch": { "ranks": 2, "groupSize": 1, "launcher": "mpi" }, "sharding": { "strategy": "zero3", "precision": "bf16" } }""");
+            File.WriteAllText(path, """
+                { "steps": 5, "launch": { "ranks": 2, "groupSize": 1, "launcher": "mpi" },
+                  "sharding": { "strategy": "zero3", "precision": "bf16" } }
+                """);
             var o = OptionBinder.ReadConfig<ParoTrainOptions>(path);
-            Assert.Equal((5, 2, 1, Toolkit.Jobs.Launcher.Mpi, "zero3", ParoPrecision.Bf16), (o.Steps, o.Launch.Ranks, o.Launch.GroupSize, o.Launch.Launcher, o.Sharding.Strategy, o.Sharding.Precision));
+            Assert.Equal((5, 2, 1, Toolkit.Jobs.Launcher.Mpi, "zero3", ParoPrecision.Bf16), (o.Steps, o.Launch.Ranks,
+                o.Launch.GroupSize, o.Launch.Launcher, o.Sharding.Strategy, o.Sharding.Precision));
             File.WriteAllText(path, """{ "stepz": 5 }""");
-            Assert.Contains("stepz", Assert.Throws<OptionException>(() => OptionBinder.ReadConfig<ParoTrainOptions>(path)).Message);
+            Assert.Contains("stepz",
+                Assert.Throws<OptionException>(() => OptionBinder.ReadConfig<ParoTrainOptions>(path)).Message);
         }
         finally
         {

@@ -65,4 +65,50 @@ public sealed class CostModelPlanTests
         Assert.Equal("GroupSize", Assert.Throws<ArgumentOutOfRangeException>(() => new ParoPlanOptions { Gpus = 12,
             GpusPerNode = 8 }.Plan()).ParamName);
     }
+
+    /// <summary>The plan's table (what the CLI prints and the magic shows): a row per strategy with its numbers.</summary>
+    [Fact]
+    public void PlanTable_HasARowPerStrategy_WithTheEstimatesInTheirUnits_AndTheRecommendation()
+    {
+        var plan = new ParoPlanOptions { Model = "llama-65b", Gpus = 64, Accumulation = 4 }.Plan();
+        var table = plan.ToTable();
+        Assert.Equal(plan.Strategies.Count, table.Rows.Count);
+        Assert.All(table.Rows, row => Assert.Equal(table.Columns.Count, row.Count));
+        var zero3 = plan.Strategies.Single(e => e.Strategy.Code == "GGG");
+        var row = table.Rows.Single(r => r[0] == "GGG (ZeRO-3)");
+        Assert.Equal((zero3.Memory.Total / (1024.0 * 1024 * 1024)).ToString("F1",
+            System.Globalization.CultureInfo.InvariantCulture), row[table.Columns.ToList().IndexOf("total GiB")]);
+        Assert.Equal($"recommended: {plan.Recommended!.Code}", table.Notes[0]);
+        var text = table.ToText().Split('\n');
+        Assert.StartsWith("strategy", text[1]);
+        // Aligned: every row's cells end where their headings end.
+        var end = text[1].IndexOf("tokens/s", StringComparison.Ordinal) + "tokens/s".Length;
+        Assert.All(text.Skip(2).Take(table.Rows.Count), line => Assert.Equal(end, line.Length));
+    }
+
+    /// <summary><c>paro plan --layerwise</c>: the engine's layer-wise schedule per strategy.</summary>
+    [Fact]
+    public void LayerwisePlan_HoldsTwoBlocksForZero3_AndSendsTheBlocksTwice()
+    {
+        var options = new ParoPlanOptions { Model = "llama-65b", Gpus = 64, Accumulation = 4, Gathers = 1 };
+        var (whole, layerwise) = (options.Plan(), (options with { Layerwise = true }).Plan());
+        var ggg = (whole.Strategies.Single(e => e.Strategy.Code == "GGG"),
+            layerwise.Strategies.Single(e => e.Strategy.Code == "GGG"));
+        var model = ModelSpec.Llama65B;
+        var block = (model.TotalParameters - model.RootParameters!.Value) / model.Layers;
+        // Two blocks' bf16 parameters and gradients in flight, not one layer's parameters twice the whole model's.
+        Assert.Equal(2 * 2 * (2 * block), ggg.Item2.Memory.GatheredParameters, 0.001 * block);
+        // The same model states, but for the padding of each unit to the ranks.
+        Assert.Equal(ggg.Item1.Memory.ModelStates, ggg.Item2.Memory.ModelStates, 1e-6 * ggg.Item1.Memory.ModelStates);
+        // The blocks are gathered twice: more inter-node bytes than one gather of the whole model per micro-step.
+        Assert.True(ggg.Item2.InterBytesPerStep > ggg.Item1.InterBytesPerStep);
+        // Replicated parameters and gradients (NNN) move the same bytes either way and hold nothing transient.
+        var nnn = (whole.Strategies.Single(e => e.Strategy.Code == "NNN"),
+            layerwise.Strategies.Single(e => e.Strategy.Code == "NNN"));
+        Assert.Equal(nnn.Item1.InterBytesPerStep, nnn.Item2.InterBytesPerStep, 1e-6 * nnn.Item1.InterBytesPerStep);
+        Assert.Equal(0, nnn.Item2.Memory.GatheredParameters);
+        Assert.Contains(layerwise.Reasons, r => r.StartsWith("Layer-wise execution", StringComparison.Ordinal));
+        var explicitModel = new ParoPlanOptions { Parameters = 1e9, Layerwise = true };
+        Assert.Contains("embeddings", Assert.Throws<ArgumentException>(() => explicitModel.Plan()).Message);
+    }
 }

@@ -207,10 +207,11 @@ public sealed class CsvSource : LineRecordSource
         if (header is null) throw new InvalidDataException(
             $"{Path} is empty: a CSV input needs a header row naming the '{_idField}' and '{_textField}' columns");
         (_id, _text, _columns) = (header.IndexOf(_idField), header.IndexOf(_textField), header.Count);
+        var missing = _id < 0 ? _idField : _textField;
         if (_id < 0 || _text < 0)
             throw new InvalidDataException(
-                $"{Path}'s header ({string.Join(",", header)}) lacks the column '{(_id < 0 ? _idField : _textField)}' " +
-                    $"(--id-field / --text-field)");
+                $"{Path}'s header ({string.Join(",", header)}) lacks the column '{missing}' " +
+                "(--id-field / --text-field)");
     }
 
     private protected override InputRecord Parse(long index, ReadOnlyMemory<byte> bytes)

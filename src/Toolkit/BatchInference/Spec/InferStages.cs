@@ -26,7 +26,8 @@ public static partial class InferStages
     public static readonly IReadOnlyList<string> Models = ["embed", "score", "generate", "classify"];
 
     [GeneratedRegex(
-        @"^\s*(?:(?<name>[A-Za-z][A-Za-z0-9_]*)\s*=\s*)?(?<model>[A-Za-z+]+)\s*(?:\(\s*(?<input>[^)]*?)\s*\))?\s*(?:\*\s*(?<replicas>[^\s]+))?\s*$")]
+        @"^\s*(?:(?<name>[A-Za-z][A-Za-z0-9_]*)\s*=\s*)?(?<model>[A-Za-z+]+)\s*" +
+        @"(?:\(\s*(?<input>[^)]*?)\s*\))?\s*(?:\*\s*(?<replicas>[^\s]+))?\s*$")]
     private static partial Regex StagePattern();
 
     /// <summary>The stages of <paramref name="spec"/>: its <c>--stages</c>, else the ones its <c>--pipeline</c> names;

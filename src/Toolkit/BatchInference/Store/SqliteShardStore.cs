@@ -16,16 +16,20 @@ public sealed class SqliteShardStore : IShardStore
     public SqliteShardStore(string path)
     {
         Path = System.IO.Path.GetFullPath(path);
-        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false }.ToString());
+        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path,
+            Pooling = false }.ToString());
         _connection.Open();
         Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
         Execute("""
-            CREATE TABLE IF NOT EXISTS job (id INTEGER PRIMARY KEY CHECK (id = 0), records INTEGER NOT NULL, shard_size INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS job (id INTEGER PRIMARY KEY CHECK (id = 0), records INTEGER NOT NULL,
+                shard_size INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS shards (
                 id INTEGER PRIMARY KEY, first_record INTEGER NOT NULL, records INTEGER NOT NULL, state TEXT NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0, worker TEXT, token TEXT, expires INTEGER, last_error TEXT, output TEXT, quarantined INTEGER NOT NULL DEFAULT 0);
+                attempts INTEGER NOT NULL DEFAULT 0, worker TEXT, token TEXT, expires INTEGER, last_error TEXT,
+                output TEXT, quarantined INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS workers (
-                id TEXT PRIMARY KEY, seq INTEGER NOT NULL, host TEXT NOT NULL, joined INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+                id TEXT PRIMARY KEY, seq INTEGER NOT NULL, host TEXT NOT NULL, joined INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
                 records INTEGER NOT NULL, shards INTEGER NOT NULL, busy REAL NOT NULL, left_reason TEXT);
             CREATE INDEX IF NOT EXISTS shards_state ON shards (state, id);
             CREATE INDEX IF NOT EXISTS shards_waiting ON shards (state, first_record);
@@ -48,7 +52,9 @@ public sealed class SqliteShardStore : IShardStore
                 {
                     var (r, s) = (reader.GetInt64(0), reader.GetInt64(1));
                     return r == records && s == shardSize ? 0
-                        : throw new InvalidOperationException($"{Path} holds a job of {r} records in shards of {s}, not {records} in shards of {shardSize}.");
+                        : throw new InvalidOperationException(
+                            $"{Path} holds a job of {r} records in shards of {s}, not {records} in shards " +
+                                $"of {shardSize}.");
                 }
             Run("INSERT INTO job (id, records, shard_size) VALUES (0, $r, $s)", ("$r", records), ("$s", shardSize));
             for (long id = 0, first = 0; first < records; id++, first += shardSize)
@@ -59,7 +65,8 @@ public sealed class SqliteShardStore : IShardStore
     }
 
     /// <inheritdoc/>
-    public ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue, long minRecords = 1) => InTransaction(() =>
+    public ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue,
+        long minRecords = 1) => InTransaction(() =>
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRecords, 1);
         var next = Query("SELECT * FROM shards WHERE state = 'todo' ORDER BY first_record LIMIT 1").FirstOrDefault();
@@ -69,8 +76,10 @@ public sealed class SqliteShardStore : IShardStore
             using (var max = Command("SELECT MAX(id) FROM shards"))
             {
                 var id = (long)max.ExecuteScalar()! + 1;
-                Run("INSERT INTO shards (id, first_record, records, state, attempts, last_error) VALUES ($id, $first, $n, 'todo', $a, $e)",
-                    ("$id", id), ("$first", next.FirstRecord + maxRecords), ("$n", next.Records - maxRecords), ("$a", next.Attempts), ("$e", (object?)next.LastError ?? DBNull.Value));
+                Run("INSERT INTO shards (id, first_record, records, state, attempts, last_error) VALUES ($id, " +
+                    "$first, $n, 'todo', $a, $e)",
+                    ("$id", id), ("$first", next.FirstRecord + maxRecords), ("$n", next.Records - maxRecords), ("$a",
+                        next.Attempts), ("$e", (object?)next.LastError ?? DBNull.Value));
             }
             Run("UPDATE shards SET records = $n WHERE id = $id", ("$n", maxRecords), ("$id", next.Id));
             next = next with { Records = maxRecords };
@@ -80,7 +89,8 @@ public sealed class SqliteShardStore : IShardStore
         var expires = now + duration;
         Run("UPDATE shards SET state = 'leased', worker = $w, token = $t, expires = $e WHERE id = $id",
             ("$w", worker), ("$t", token), ("$e", expires.ToUnixTimeMilliseconds()), ("$id", next.Id));
-        return new ShardLease(next with { State = ShardState.Leased, Worker = worker, LeaseExpires = expires }, token, expires);
+        return new ShardLease(next with { State = ShardState.Leased, Worker = worker, LeaseExpires = expires }, token,
+            expires);
     });
 
     /// <inheritdoc/>
@@ -102,13 +112,15 @@ public sealed class SqliteShardStore : IShardStore
         if (current.State == ShardState.Done) return CommitOutcome.AlreadyDone;
         if (current.State != ShardState.Leased || holder != token) return CommitOutcome.Stale;
         ShardTransitions.TransitionTo(shard, current.State, ShardState.Done);
-        Run("UPDATE shards SET state = 'done', output = $o, quarantined = $q, token = NULL, expires = NULL WHERE id = $id",
+        Run("UPDATE shards SET state = 'done', output = $o, quarantined = $q, token = NULL, expires = NULL WHERE id " +
+            "= $id",
             ("$o", output), ("$q", quarantined), ("$id", shard));
         return CommitOutcome.Committed;
     });
 
     /// <inheritdoc/>
-    public ShardState? Release(long shard, string token, string reason, int retryCap, bool countsAsAttempt = true) => InTransaction(() =>
+    public ShardState? Release(long shard, string token, string reason, int retryCap,
+        bool countsAsAttempt = true) => InTransaction(() =>
     {
         var (current, holder) = Read(shard);
         if (current.State != ShardState.Leased || holder != token) return (ShardState?)null;
@@ -116,16 +128,20 @@ public sealed class SqliteShardStore : IShardStore
     });
 
     /// <inheritdoc/>
-    public int ExpireLeases(DateTimeOffset now, int retryCap, IReadOnlySet<long>? forgiven = null) => InTransaction(() =>
+    public int ExpireLeases(DateTimeOffset now, int retryCap,
+        IReadOnlySet<long>? forgiven = null) => InTransaction(() =>
     {
-        var expired = Query("SELECT * FROM shards WHERE state = 'leased' AND expires < $now", ("$now", now.ToUnixTimeMilliseconds()));
-        foreach (var shard in expired) End(shard, $"lease of {shard.Worker} expired", retryCap, countsAsAttempt: forgiven?.Contains(shard.Id) != true);
+        var expired = Query("SELECT * FROM shards WHERE state = 'leased' AND expires < $now", ("$now",
+            now.ToUnixTimeMilliseconds()));
+        foreach (var shard in expired) End(shard, $"lease of {shard.Worker} expired", retryCap,
+            countsAsAttempt: forgiven?.Contains(shard.Id) != true);
         return expired.Count;
     });
 
     /// <inheritdoc/>
     public void ExtendLeases(DateTimeOffset until) => InTransaction(() =>
-        Run("UPDATE shards SET expires = MAX(expires, $u) WHERE state = 'leased'", ("$u", until.ToUnixTimeMilliseconds())));
+        Run("UPDATE shards SET expires = MAX(expires, $u) WHERE state = 'leased'", ("$u",
+            until.ToUnixTimeMilliseconds())));
 
     /// <inheritdoc/>
     public IReadOnlyList<Shard> Shards() => InTransaction(() => Query("SELECT * FROM shards ORDER BY id"));
@@ -143,18 +159,23 @@ public sealed class SqliteShardStore : IShardStore
         INSERT INTO workers (id, seq, host, joined, last_seen, records, shards, busy, left_reason)
         VALUES ($id, (SELECT COUNT(*) FROM workers), $h, $j, $s, $r, $n, $b, $l)
         ON CONFLICT (id) DO UPDATE SET host = $h, last_seen = $s, records = $r, shards = $n, busy = $b, left_reason = $l
-        """, ("$id", w.Id), ("$h", w.Host), ("$j", w.Joined.ToUnixTimeMilliseconds()), ("$s", w.LastSeen.ToUnixTimeMilliseconds()),
+        """, ("$id", w.Id), ("$h", w.Host), ("$j", w.Joined.ToUnixTimeMilliseconds()),
+        ("$s", w.LastSeen.ToUnixTimeMilliseconds()),
         ("$r", w.Records), ("$n", w.Shards), ("$b", w.Busy), ("$l", (object?)w.Left ?? DBNull.Value)));
 
     /// <inheritdoc/>
     public IReadOnlyList<WorkerInfo> Workers() => InTransaction(() =>
     {
-        using var command = Command("SELECT id, host, joined, last_seen, records, shards, busy, left_reason FROM workers ORDER BY seq");
+        using var command
+            = Command("SELECT id, host, joined, last_seen, records, shards, busy, left_reason FROM workers ORDER BY " +
+                "seq");
         using var r = command.ExecuteReader();
         var workers = new List<WorkerInfo>();
         while (r.Read())
-            workers.Add(new WorkerInfo(r.GetString(0), r.GetString(1), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(2)),
-                DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(3)), r.GetInt64(4), r.GetInt64(5), r.GetDouble(6), r.IsDBNull(7) ? null : r.GetString(7)));
+            workers.Add(new WorkerInfo(r.GetString(0), r.GetString(1),
+                DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(2)),
+                DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(3)), r.GetInt64(4), r.GetInt64(5), r.GetDouble(6),
+                    r.IsDBNull(7) ? null : r.GetString(7)));
         return workers;
     });
 
@@ -164,8 +185,10 @@ public sealed class SqliteShardStore : IShardStore
     private ShardState End(Shard shard, string reason, int retryCap, bool countsAsAttempt)
     {
         var attempts = shard.Attempts + (countsAsAttempt ? 1 : 0);
-        var next = ShardTransitions.TransitionTo(shard.Id, shard.State, attempts >= retryCap ? ShardState.Failed : ShardState.Todo);
-        Run("UPDATE shards SET state = $s, attempts = $a, worker = NULL, token = NULL, expires = NULL, last_error = $r WHERE id = $id",
+        var next = ShardTransitions.TransitionTo(shard.Id, shard.State,
+            attempts >= retryCap ? ShardState.Failed : ShardState.Todo);
+        Run("UPDATE shards SET state = $s, attempts = $a, worker = NULL, token = NULL, expires = NULL, last_error = " +
+            "$r WHERE id = $id",
             ("$s", Name(next)), ("$a", attempts), ("$r", reason), ("$id", shard.Id));
         return next;
     }
@@ -174,7 +197,8 @@ public sealed class SqliteShardStore : IShardStore
     {
         using var command = Command("SELECT *, token FROM shards WHERE id = $id", ("$id", id));
         using var reader = command.ExecuteReader();
-        return reader.Read() ? (ToShard(reader), reader.IsDBNull(reader.GetOrdinal("token")) ? null : reader.GetString(reader.GetOrdinal("token")))
+        return reader.Read() ? (ToShard(reader),
+            reader.IsDBNull(reader.GetOrdinal("token")) ? null : reader.GetString(reader.GetOrdinal("token")))
             : throw new ArgumentOutOfRangeException(nameof(id), id, "no such shard");
     }
 
@@ -190,9 +214,12 @@ public sealed class SqliteShardStore : IShardStore
     private static Shard ToShard(SqliteDataReader r)
     {
         string? Text(string column) => r.IsDBNull(r.GetOrdinal(column)) ? null : r.GetString(r.GetOrdinal(column));
-        var expires = r.IsDBNull(r.GetOrdinal("expires")) ? (DateTimeOffset?)null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(r.GetOrdinal("expires")));
-        return new Shard(r.GetInt64(r.GetOrdinal("id")), r.GetInt64(r.GetOrdinal("first_record")), r.GetInt64(r.GetOrdinal("records")),
-            Parse(r.GetString(r.GetOrdinal("state"))), r.GetInt32(r.GetOrdinal("attempts")), Text("worker"), expires, Text("last_error"), Text("output"),
+        var expires = r.IsDBNull(r.GetOrdinal("expires"))
+            ? (DateTimeOffset?)null : DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(r.GetOrdinal("expires")));
+        return new Shard(r.GetInt64(r.GetOrdinal("id")), r.GetInt64(r.GetOrdinal("first_record")),
+            r.GetInt64(r.GetOrdinal("records")),
+            Parse(r.GetString(r.GetOrdinal("state"))), r.GetInt32(r.GetOrdinal("attempts")), Text("worker"), expires,
+                Text("last_error"), Text("output"),
             r.GetInt64(r.GetOrdinal("quarantined")));
     }
 

@@ -18,7 +18,8 @@ public static class InferLayout
     /// always JSONL: records with their reasons).
     /// </summary>
     public static string PartName(long shard, string token, OutputFormat format = OutputFormat.Jsonl) =>
-        $"part-{shard:D6}-{token[..Math.Min(8, token.Length)]}.{(format == OutputFormat.Parquet ? "parquet" : "jsonl")}";
+        $"part-{shard:D6}-{token[..Math.Min(8, token.Length)]}." +
+        (format == OutputFormat.Parquet ? "parquet" : "jsonl");
 
     /// <summary>True for a Parquet output part.</summary>
     public static bool IsParquet(string part) => part.EndsWith(".parquet", StringComparison.Ordinal);

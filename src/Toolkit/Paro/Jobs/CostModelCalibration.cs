@@ -20,7 +20,8 @@ namespace Toolkit.Paro;
 /// </remarks>
 public static class CostModelCalibration
 {
-    /// <summary>Measures a <see cref="ClusterSpec"/> for the job <paramref name="options"/> describes (its ranks, groups, model and micro-batch) on in-process ranks.</summary>
+    /// <summary>Measures a <see cref="ClusterSpec"/> for the job <paramref name="options"/> describes (its ranks,
+    /// groups, model and micro-batch) on in-process ranks.</summary>
     public static ClusterSpec Measure(ParoTrainOptions options)
     {
         options.Validate();
@@ -30,8 +31,10 @@ public static class CostModelCalibration
         return Combine(probes, $"this machine, {ranks} in-process ranks in groups of {groupSize}", ranks, groupSize);
     }
 
-    /// <summary>Measures a <see cref="ClusterSpec"/> on the ranks the options' launcher starts (a <c>paro-calibrate</c> run folder is written).</summary>
-    public static Task<ClusterSpec> MeasureAsync(ParoTrainOptions options, CancellationToken cancellationToken = default) =>
+    /// <summary>Measures a <see cref="ClusterSpec"/> on the ranks the options' launcher starts (a <c>paro-calibrate</c>
+    /// run folder is written).</summary>
+    public static Task<ClusterSpec> MeasureAsync(ParoTrainOptions options,
+        CancellationToken cancellationToken = default) =>
         Jobs.JobHost.RunAsync(new CalibrationJob(), options, null, cancellationToken);
 
     /// <summary>One rank's probes; collective over <paramref name="comm"/>.</summary>
@@ -56,17 +59,20 @@ public static class CostModelCalibration
     }
 
     /// <summary>
-    /// The median over <paramref name="repeats"/> of <paramref name="work"/> timed from a barrier to a barrier after it,
+    /// The median over <paramref name="repeats"/> of <paramref name="work"/> timed from a barrier to a barrier after
+    /// it,
     /// after one untimed run: co-located ranks share the cores and finish at different times, and a synchronous step
     /// waits for the slowest, so that is the time the cost model's terms must predict.
     /// </summary>
     private static double SlowestRankSeconds(Communicator comm, Action work, int repeats)
     {
         work();
-        return Runtime.Statistics.Median(Enumerable.Range(0, repeats).Select(_ => SlowestRankSeconds(comm, work)).ToList());
+        return Runtime.Statistics.Median(Enumerable.Range(0, repeats).Select(_ => SlowestRankSeconds(comm,
+            work)).ToList());
     }
 
-    /// <summary>Collective: seconds of <paramref name="work"/> from a barrier to a barrier after it, the same on every rank (the slowest rank's time).</summary>
+    /// <summary>Collective: seconds of <paramref name="work"/> from a barrier to a barrier after it, the same on every
+    /// rank (the slowest rank's time).</summary>
     internal static double SlowestRankSeconds(Communicator comm, Action work)
     {
         comm.Barrier();
@@ -78,14 +84,18 @@ public static class CostModelCalibration
 
     internal static ClusterSpec Combine(IReadOnlyList<CalibrationProbe> probes, string name, int ranks, int groupSize)
     {
-        double Mean(Func<CalibrationProbe, double> f) => probes.Select(f).Where(v => v > 0 && double.IsFinite(v)).DefaultIfEmpty(1).Average();
+        double Mean(Func<CalibrationProbe,
+            double> f) => probes.Select(f).Where(v => v > 0 && double.IsFinite(v)).DefaultIfEmpty(1).Average();
         return new ClusterSpec(name, ranks, groupSize,
-            DeviceMemoryBytes: 1e15, IntraBandwidth: Mean(p => p.IntraBandwidth), InterBandwidth: Mean(p => p.InterBandwidth),
-            IntraLatency: Mean(p => p.IntraLatency), InterLatency: Mean(p => p.InterLatency), ComputeFlops: Mean(p => p.ComputeFlops), MemoryBandwidth: Mean(p => p.MemoryBandwidth));
+            DeviceMemoryBytes: 1e15, IntraBandwidth: Mean(p => p.IntraBandwidth),
+                InterBandwidth: Mean(p => p.InterBandwidth),
+            IntraLatency: Mean(p => p.IntraLatency), InterLatency: Mean(p => p.InterLatency),
+                ComputeFlops: Mean(p => p.ComputeFlops), MemoryBandwidth: Mean(p => p.MemoryBandwidth));
     }
 
     /// <summary>
-    /// FLOP/s of forward and backward ((4Ψ + 2Ψ')·tokens) while every rank computes at once, up to the slowest rank, with
+    /// FLOP/s of forward and backward ((4Ψ + 2Ψ')·tokens) while every rank computes at once, up to the slowest rank,
+    /// with
     /// four micro-steps back to back per timed window (whatever the job's accumulation: the window's start and end are
     /// spread over several). Timing one micro-step per window measured 7.3 GFLOP/s on the emulated 2x2 (four ranks on
     /// two cores) against 10.3-10.6 this way, and with this and the inter-group probe's message size the mean step-time
@@ -112,7 +122,8 @@ public static class CostModelCalibration
         return 6.0 * config.ParameterCount * o.Data.MicroBatch * length / seconds;
     }
 
-    /// <summary>Bytes/s the AdamW step streams (fp32 parameters, gradient, two moments; read and written) while every rank updates at once, up to the slowest rank.</summary>
+    /// <summary>Bytes/s the AdamW step streams (fp32 parameters, gradient, two moments; read and written) while every
+    /// rank updates at once, up to the slowest rank.</summary>
     private static double Optimizer(Communicator comm, long elements)
     {
         using var optimizer = new FlatAdamW(elements, CPU, new AdamWOptions());
@@ -129,22 +140,28 @@ public static class CostModelCalibration
 /// <param name="InterLatency">Seconds per inter-group ring step of a tiny message.</param>
 /// <param name="ComputeFlops">Forward+backward FLOP/s with every rank computing.</param>
 /// <param name="MemoryBandwidth">Bytes/s of the AdamW update.</param>
-public sealed record CalibrationProbe(double IntraBandwidth, double IntraLatency, double InterBandwidth, double InterLatency, double ComputeFlops, double MemoryBandwidth);
+public sealed record CalibrationProbe(double IntraBandwidth, double IntraLatency, double InterBandwidth,
+    double InterLatency, double ComputeFlops, double MemoryBandwidth);
 
-/// <summary>The calibration probes as a job, so they run under any launcher (<see cref="CostModelCalibration.MeasureAsync"/>).</summary>
+/// <summary>The calibration probes as a job, so they run under any launcher (<see
+/// cref="CostModelCalibration.MeasureAsync"/>).</summary>
 public sealed class CalibrationJob : Jobs.RankJob<ParoTrainOptions, CalibrationProbe, ClusterSpec>
 {
     /// <inheritdoc/>
     public override string Kind => "paro-calibrate";
 
     /// <inheritdoc/>
-    public override CalibrationProbe RunRank(Jobs.RankContext<ParoTrainOptions> context) => CostModelCalibration.Probe(context.Comm, context.Options);
+    public override CalibrationProbe RunRank(Jobs.RankContext<ParoTrainOptions> context)
+        => CostModelCalibration.Probe(context.Comm, context.Options);
 
     /// <inheritdoc/>
     public override ClusterSpec Finish(Jobs.JobRun<ParoTrainOptions> run, IReadOnlyList<CalibrationProbe> outcomes)
     {
         var launch = run.Options.Launch;
-        var where = launch.Cluster is { } c ? $"emulated {c.Nodes}x{c.RanksPerNode}, {(c.NicsPerNode > 1 ? $"{c.NicsPerNode} x " : "")}{c.InterBandwidth} links" : Options.OptionSpec.EnumName(typeof(Jobs.Launcher), launch.Launcher);
-        return CostModelCalibration.Combine(outcomes, $"{where}: {launch.Ranks} ranks in groups of {launch.GroupSize}", launch.Ranks, launch.GroupSize);
+        var links = launch.Cluster is { NicsPerNode: > 1 } rails ? $"{rails.NicsPerNode} x " : "";
+        var where = launch.Cluster is { } c ? $"emulated {c.Nodes}x{c.RanksPerNode}, {links}{c.InterBandwidth} links"
+            : Options.OptionSpec.EnumName(typeof(Jobs.Launcher), launch.Launcher);
+        return CostModelCalibration.Combine(outcomes, $"{where}: {launch.Ranks} ranks in groups of {launch.GroupSize}",
+            launch.Ranks, launch.GroupSize);
     }
 }

@@ -13,32 +13,23 @@ public static class ParoCompare
         CancellationToken cancellationToken = default) => RunAsync(options.Job, options.StrategyList, progress,
             cancellationToken);
 
-    /// <summary>Runs <paramref name="options"/> once per strategy (its own <c>Strategy</c> is replaced); progress
-    /// carries the strategy being trained.</summary>
-    public static async Task<IReadOnlyList<ParoTrainResult>> RunAsync(ParoTrainOptions options,
+    /// <summary>
+    /// Trains <paramref name="options"/> once per strategy in <paramref name="strategies"/>, one after another
+    /// (<see cref="Jobs.JobSweep"/>: every code is checked before the first run starts).
+    /// </summary>
+    /// <exception cref="ArgumentException">No strategy, or one that is not a valid, effective code.</exception>
+    public static Task<IReadOnlyList<ParoTrainResult>> RunAsync(ParoTrainOptions options,
         IEnumerable<string> strategies,
         IProgress<(string Strategy, MetricPoint Point)>? progress = null, CancellationToken cancellationToken = default)
     {
-        // every code is checked before the first run starts
         var codes = strategies.Select(s => ShardingStrategy.Parse(s).Code).ToList();
         if (codes.Count == 0) throw new ArgumentException("Give at least one strategy.", nameof(strategies));
-        foreach (var code in codes) With(options, code).Validate();
-        var results = new List<ParoTrainResult>();
-        foreach (var code in codes)
-        {
-            var forward = progress is null ? null : new Forward(code, progress);
-            results.Add(await ParoTrainJob.RunAsync(With(options, code), forward, cancellationToken));
-        }
-        return results;
+        return Jobs.JobSweep.RunAsync([.. codes.Select(code => (code, With(options, code)))],
+            ParoTrainJob.RunAsync, progress, cancellationToken);
     }
 
-    private static ParoTrainOptions With(ParoTrainOptions options,
-        string code) => options with { Sharding = options.Sharding with { Strategy = code } };
-
-    private sealed class Forward(string strategy, IProgress<(string, MetricPoint)> target) : IProgress<MetricPoint>
-    {
-        public void Report(MetricPoint value) => target.Report((strategy, value));
-    }
+    private static ParoTrainOptions With(ParoTrainOptions options, string code) =>
+        options with { Sharding = options.Sharding with { Strategy = code } };
 }
 
 /// <summary>Options of <c>paro compare</c>: one job, several strategies.</summary>

@@ -1,3 +1,4 @@
+using System.Globalization;
 namespace Toolkit.Paro;
 
 /// <summary>
@@ -58,13 +59,13 @@ public static class CostModel
             n * training.Accumulation * tokens / seconds, fits, reason);
     }
 
-    /// <summary>Estimates every strategy in <paramref name="strategies"/> (default: the trained set) and recommends
-    /// one.</summary>
+    /// <summary>Estimates every strategy in <paramref name="strategies"/> (default: the trained set) with
+    /// <paramref name="estimate"/> (default: <see cref="Estimate"/>) and recommends one.</summary>
     public static ParoPlan Plan(ModelSpec model, ClusterSpec cluster, TrainingSpec training,
-        IEnumerable<ShardingStrategy>? strategies = null)
+        IEnumerable<ShardingStrategy>? strategies = null, Func<ShardingStrategy, StrategyEstimate>? estimate = null)
     {
-        var estimates = (strategies ?? ShardingStrategy.Trained).Select(s => Estimate(s, model, cluster,
-            training)).ToList();
+        estimate ??= s => Estimate(s, model, cluster, training);
+        var estimates = (strategies ?? ShardingStrategy.Trained).Select(estimate).ToList();
         var feasible = estimates.Where(e => e.Feasible).OrderBy(e => e.StepSeconds).ToList();
         if (feasible.Count == 0)
         {
@@ -211,4 +212,27 @@ public sealed record StrategyEstimate(ShardingStrategy Strategy, MemoryEstimate 
 /// <param name="Reasons">Why it was chosen, in sentences.</param>
 public sealed record ParoPlan(ModelSpec Model, ClusterSpec Cluster, TrainingSpec Training,
     IReadOnlyList<StrategyEstimate> Strategies,
-    ShardingStrategy? Recommended, IReadOnlyList<string> Reasons);
+    ShardingStrategy? Recommended, IReadOnlyList<string> Reasons)
+{
+    /// <summary>The plan as a table (memory in GiB per GPU, traffic in GB sent per GPU per step): what
+    /// <c>paro plan</c> prints and <c>#!paro plan</c> shows.</summary>
+    public Reporting.TextTable ToTable()
+    {
+        static string G(double bytes) => (bytes / (1024.0 * 1024 * 1024)).ToString("F1", CultureInfo.InvariantCulture);
+        static string F(double value, string format) => value.ToString(format, CultureInfo.InvariantCulture);
+        var rows = Strategies.Select(e => (IReadOnlyList<string>)
+        [
+            e.Strategy.KnownAs is { } known ? $"{e.Strategy.Code} ({known})" : e.Strategy.Code,
+            e.Feasible ? "yes" : "no", G(e.Memory.Parameters), G(e.Memory.Gradients), G(e.Memory.Optimizer),
+            G(e.Memory.Total), F(e.IntraBytesPerStep / 1e9, "F2"), F(e.InterBytesPerStep / 1e9, "F2"),
+            F(e.StepSeconds, "F3"), F(e.TokensPerSecond, "F0"),
+        ]).ToList();
+        var trainable = F(100 * Model.TrainableParameters / Model.TotalParameters, "G3");
+        var title = $"{Model.Name} ({trainable} % of the parameters trained) on {Cluster.Name}, groups of " +
+            $"{Cluster.GroupSize}, accumulation {Training.Accumulation}";
+        return new(title,
+            ["strategy", "fits", "params GiB", "grads GiB", "optimizer GiB", "total GiB", "intra GB/step",
+                "inter GB/step", "step s", "tokens/s"],
+            rows, [$"recommended: {Recommended?.Code ?? "none"}", .. Reasons.Select(r => $"  {r}")]);
+    }
+}

@@ -7,14 +7,20 @@ namespace Toolkit.Paro;
 /// paper's partial training; about 0.003Ψ for PEFT).</param>
 /// <param name="Layers">Transformer layers (activation memory, per-layer parameter gathering).</param>
 /// <param name="Hidden">Hidden size (activation memory).</param>
-public sealed record ModelSpec(string Name, double TotalParameters, double TrainableParameters, int Layers, int Hidden)
+/// <param name="RootParameters">Parameters outside the blocks (embeddings, final norm, an untied output), for
+/// layer-wise execution; null when unknown.</param>
+public sealed record ModelSpec(string Name, double TotalParameters, double TrainableParameters, int Layers, int Hidden,
+    double? RootParameters = null)
 {
-    /// <summary>LLaMA-7B (6.74 B parameters, 32 layers, hidden 4096).</summary>
-    public static ModelSpec Llama7B { get; } = new("llama-7b", 6.74e9, 6.74e9, 32, 4096);
+    /// <summary>LLaMA-7B (6.74 B parameters, 32 layers, hidden 4096, vocabulary 32000, untied output).</summary>
+    public static ModelSpec Llama7B { get; } = new("llama-7b", 6.74e9, 6.74e9, 32, 4096, LlamaRoot(4096));
     /// <summary>LLaMA-13B (13.0 B, 40 layers, hidden 5120).</summary>
-    public static ModelSpec Llama13B { get; } = new("llama-13b", 13.0e9, 13.0e9, 40, 5120);
+    public static ModelSpec Llama13B { get; } = new("llama-13b", 13.0e9, 13.0e9, 40, 5120, LlamaRoot(5120));
     /// <summary>LLaMA-65B (65.2 B, 80 layers, hidden 8192).</summary>
-    public static ModelSpec Llama65B { get; } = new("llama-65b", 65.2e9, 65.2e9, 80, 8192);
+    public static ModelSpec Llama65B { get; } = new("llama-65b", 65.2e9, 65.2e9, 80, 8192, LlamaRoot(8192));
+
+    // LLaMA's embedding and output (vocabulary 32000, untied) and its final norm.
+    private static double LlamaRoot(int hidden) => 2.0 * 32000 * hidden + hidden;
 
     /// <summary>The presets by name.</summary>
     public static IReadOnlyDictionary<string, ModelSpec> Presets { get; } = new Dictionary<string,

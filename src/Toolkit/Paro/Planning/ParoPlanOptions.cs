@@ -64,6 +64,12 @@ public sealed record ParoPlanOptions
     [Option("Parameter all-gathers per micro-step: 2 = ZeRO-3 re-gathers for backward, 1 = this engine keeps them.")]
     public int Gathers { get; init; } = 2;
 
+    /// <summary>Plan the engine's layer-wise execution (<c>paro train --layerwise</c>): each block gathered for its
+    /// forward and again for its backward, two blocks in flight; <see cref="Gathers"/> does not apply.</summary>
+    [Option("Plan layer-wise execution (paro train --layerwise): each block gathered for its forward and again for " +
+        "its backward, the next one prefetched; --gathers does not apply.")]
+    public bool Layerwise { get; init; }
+
     /// <summary>The model spec.</summary>
     public ModelSpec ToModel()
     {
@@ -87,7 +93,7 @@ public sealed record ParoPlanOptions
         if (config is null) return null;
         var (shape, _) = Models.HfConfig.Read(config);
         return new ModelSpec(Path.GetFileName(Path.GetFullPath(folder)), shape.ParameterCount, shape.ParameterCount,
-            shape.Layers, shape.Hidden);
+            shape.Layers, shape.Hidden, shape.RootParameterCount);
     }
 
     /// <summary>The cluster spec.</summary>
@@ -119,5 +125,19 @@ public sealed record ParoPlanOptions
     }
 
     /// <summary>Runs the cost model over the trained strategies.</summary>
-    public ParoPlan Plan() => CostModel.Plan(ToModel(), ToCluster(), ToTraining());
+    public ParoPlan Plan()
+    {
+        var (model, cluster, training) = (ToModel(), ToCluster(), ToTraining());
+        if (!Layerwise) return CostModel.Plan(model, cluster, training);
+        if (model.RootParameters is null)
+            throw new ArgumentException("needs the size of the model's embeddings, which --parameters does not give: " +
+                "use a preset or a model folder", nameof(Layerwise));
+        var plan = CostModel.Plan(model, cluster, training,
+            estimate: s => LayerwiseCostModel.Estimate(s, model, cluster, training));
+        return plan with
+        {
+            Reasons = [.. plan.Reasons, "Layer-wise execution: each block is gathered for its forward and again for " +
+                "its backward (two blocks in flight), the embeddings once per micro-step."],
+        };
+    }
 }

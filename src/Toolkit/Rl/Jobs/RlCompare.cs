@@ -45,27 +45,12 @@ public sealed record RlRunOptions : Jobs.ICheckedOptions
 public static class RlCompare
 {
     /// <summary>Runs every job; returns their results in order.</summary>
-    public static async Task<IReadOnlyList<RlTrainResult>> RunAsync(RlRunOptions options, IProgress<(string Run,
+    public static Task<IReadOnlyList<RlTrainResult>> RunAsync(RlRunOptions options, IProgress<(string Run,
         MetricPoint Point)>? progress = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
-        var results = new List<RlTrainResult>();
-        foreach (var job in options.Jobs)
-        {
-            var name = OptionSpec.EnumName(typeof(Correction), job.Correction.Correction);
-            results.Add(await RlTrainJob.RunAsync(job, progress is null ? null : new Forward(name, progress),
-                cancellationToken));
-        }
-        return results;
-    }
-
-    private sealed class Forward(string run, IProgress<(string, MetricPoint)> target) : IProgress<MetricPoint>,
-        IProgress<Toolkit.Jobs.JobStatus>
-    {
-        public void Report(MetricPoint value) => target.Report((run, value));
-
-        public void Report(Toolkit.Jobs.JobStatus value)
-            => (target as IProgress<Toolkit.Jobs.JobStatus>)?.Report(value with { Message
-                = $"{run}: {value.Message}" });
+        return Toolkit.Jobs.JobSweep.RunAsync(
+            [.. options.Jobs.Select(job => (OptionSpec.EnumName(typeof(Correction), job.Correction.Correction), job))],
+            RlTrainJob.RunAsync, progress, cancellationToken);
     }
 }

@@ -61,7 +61,8 @@ public sealed record RlTrainResult(RlTrainOptions Options, double InitialAccurac
 {
     /// <inheritdoc/>
     [JsonIgnore] public string Title
-        => $"RL {Options.Task}, {Options.Correction.Correction.ToString().ToLowerInvariant()}, {Options.Rollout.Precision.ToString().ToLowerInvariant()} rollouts: {Path.GetFileName(RunPath)}";
+        => $"RL {Options.Task}, {Options.Correction.Correction.ToString().ToLowerInvariant()}, " +
+            $"{Options.Rollout.Precision.ToString().ToLowerInvariant()} rollouts: {Path.GetFileName(RunPath)}";
 
     /// <inheritdoc/>
     public IReadOnlyList<(string Name, string Value)> Facts()
@@ -80,7 +81,8 @@ public sealed record RlTrainResult(RlTrainOptions Options, double InitialAccurac
             ("median rollout tokens/s", F(Median(s => s.TokensPerSecond), "F0")),
             ("time: warm start / RL (rollout, train, sync per step)",
                 $"{F(WarmStartSeconds, "F1")} s / {F(Seconds, "F1")} s " +
-                    $"({F(Median(s => s.RolloutSeconds))}, {F(Median(s => s.TrainSeconds))}, {F(Median(s => s.SyncSeconds))} s)"),
+                    $"({F(Median(s => s.RolloutSeconds))}, {F(Median(s => s.TrainSeconds))}, " +
+                    $"{F(Median(s => s.SyncSeconds))} s)"),
             ("run folder", RunPath),
         ];
     }
