@@ -33,10 +33,19 @@ os.environ["JUPYTER_CONFIG_DIR"] = os.path.join(home, "config")
 import nbformat
 from nbclient import NotebookClient
 
-nb = nbformat.read(notebook, as_version=4)
-client = NotebookClient(nb, kernel_name="toolkit-csharp", timeout=timeout, startup_timeout=180,
-                        allow_errors=True, resources={"metadata": {"path": os.path.dirname(os.path.abspath(notebook))}})
-client.execute()
+# The kernel's ports are picked free by jupyter_client and bound by the kernel a moment later; another process can take
+# one in between (the kernel then exits with "Address already in use"). A kernel that never ran a cell is started again.
+for attempt in range(3):
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(nb, kernel_name="toolkit-csharp", timeout=timeout, startup_timeout=180, allow_errors=True,
+                            resources={"metadata": {"path": os.path.dirname(os.path.abspath(notebook))}})
+    try:
+        client.execute()
+        break
+    except Exception as e:
+        if attempt == 2 or any(c.get("execution_count") for c in nb.cells if c.cell_type == "code"):
+            raise
+        print(f"the kernel did not start ({type(e).__name__}: {e}); starting it again", file=sys.stderr)
 nbformat.write(nb, output)
 failed = False
 for i, cell in enumerate(nb.cells):

@@ -139,6 +139,49 @@ public sealed class NotebookExecutionTests
         Assert.Contains(all, h => h.Contains("BitIdentical = True"));
     }
 
+    /// <summary>
+    /// The notebook runner starts the kernel again when it dies before running a cell (as it does when another process
+    /// takes one of its ports first): a kernel that fails its first start still runs the notebook.
+    /// </summary>
+    [Fact]
+    public async Task Runner_StartsTheKernelAgain_WhenItDiesBeforeTheFirstCell()
+    {
+        Assert.True(File.Exists(Tool), $"The notebook kernel is not installed at {Tool}: run ./build.sh kernel.");
+        var work = Directory.CreateTempSubdirectory("toolkit-runner-");
+        try
+        {
+            var mark = Path.Combine(work.FullName, "started-once");
+            var flaky = Path.Combine(work.FullName, "flaky-kernel");
+            File.WriteAllText(flaky, $"#!/bin/sh\nif [ ! -e '{mark}' ]; then touch '{mark}'; " +
+                $"echo 'Address already in use' >&2; exit 1; fi\nexec '{Tool}' \"$@\"\n");
+            if (!OperatingSystem.IsWindows())
+                File.SetUnixFileMode(flaky, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var notebook = Path.Combine(work.FullName, "one-cell.ipynb");
+            File.WriteAllText(notebook, """
+                {"cells": [{"cell_type": "code", "execution_count": null, "id": "a", "metadata": {}, "outputs": [],
+                  "source": "1 + 1"}],
+                 "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+                """);
+            var output = Path.Combine(work.FullName, "out.ipynb");
+            var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true,
+                RedirectStandardError = true };
+            foreach (var a in new[] { Path.Combine(Root, "build", "run_notebook.py"), flaky, notebook, output, "300" })
+                start.ArgumentList.Add(a);
+            using var process = Process.Start(start)!;
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+            var (stdout, stderr) = (process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+            await process.WaitForExitAsync(timeout.Token);
+            Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}\n{await stdout}\n{await stderr}");
+            Assert.Contains("starting it again", await stderr);
+            Assert.True(File.Exists(mark));
+            Assert.Contains("\"mimes\"", await stdout);
+        }
+        finally
+        {
+            work.Delete(recursive: true);
+        }
+    }
+
     private static List<CellOutputs> Execute(string notebook, bool writesRuns = true)
     {
         ExtensionPackage();
