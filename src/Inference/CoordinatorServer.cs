@@ -21,7 +21,7 @@ namespace Toolkit.Inference;
 /// <c>authorization: Bearer &lt;token&gt;</c>; a call without it, or with another, is refused (<c>Unauthenticated</c>),
 /// logged in the job folder and counted, and gets nothing.
 /// </summary>
-public sealed class CoordinatorServer : IAsyncDisposable
+internal sealed class CoordinatorServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
 

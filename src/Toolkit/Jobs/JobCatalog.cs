@@ -5,7 +5,7 @@ namespace Toolkit.Jobs;
 /// parameterless constructor), so the rank entry point dispatches on a run folder's kind without the jobs layer knowing
 /// any subsystem.
 /// </summary>
-public static class JobCatalog
+internal static class JobCatalog
 {
     private static readonly Lazy<IReadOnlyDictionary<string, IRankJob>> Jobs = new(Discover);
 

@@ -100,4 +100,4 @@ internal static class MpiJobLauncher
 /// <param name="Rank">World rank.</param>
 /// <param name="Group">Its group (PaRO's intra level).</param>
 /// <param name="Host">The host name it reported.</param>
-public sealed record RankHost(int Rank, int Group, string Host);
+internal sealed record RankHost(int Rank, int Group, string Host);

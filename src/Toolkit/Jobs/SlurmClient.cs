@@ -12,7 +12,7 @@ namespace Toolkit.Jobs;
 /// <param name="ExitCode">The batch script's exit code (Slurm's <c>code:signal</c>), when known.</param>
 /// <param name="Source">Which command told: squeue, scontrol, sacct, or the exit-code file the batch script
 /// writes.</param>
-public sealed record SlurmJobState(string State, string? Reason, string? Nodes, string? ExitCode, string Source)
+internal sealed record SlurmJobState(string State, string? Reason, string? Nodes, string? ExitCode, string Source)
 {
     /// <summary>True once the job can no longer run.</summary>
     public bool IsFinal
@@ -35,7 +35,7 @@ public sealed record SlurmJobState(string State, string? Reason, string? Nodes, 
 /// run as processes: the toolkit uses no Slurm library, so it works with any Slurm whose commands are on PATH (and
 /// <c>SLURM_CONF</c>, if set, points them at the cluster).
 /// </summary>
-public static class SlurmClient
+internal static class SlurmClient
 {
     /// <summary>What to install when the commands are missing.</summary>
     public const string InstallHint

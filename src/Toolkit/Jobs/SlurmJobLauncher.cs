@@ -341,5 +341,5 @@ internal static class SlurmJobLauncher
 /// <param name="Script">The batch script.</param>
 /// <param name="Submitted">When.</param>
 /// <param name="SlurmConf">SLURM_CONF at submission, if set (which cluster).</param>
-public sealed record SlurmJobRecord(string JobId, string Mode, string Script, DateTimeOffset Submitted,
+internal sealed record SlurmJobRecord(string JobId, string Mode, string Script, DateTimeOffset Submitted,
     string? SlurmConf);

@@ -9,7 +9,7 @@ namespace Toolkit.Models;
 /// corpus), written as a Hugging Face <c>tokenizer.json</c> that <see cref="HfTokenizer"/>, transformers and llama.cpp
 /// read. <c>model init</c> trains one for its random-weight folders; a GPT preset exports its 256 byte tokens this way.
 /// </summary>
-public static class ByteLevelBpe
+internal static class ByteLevelBpe
 {
     private static readonly char[] ByteToChar = BuildByteMap();
 

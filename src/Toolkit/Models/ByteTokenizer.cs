@@ -6,7 +6,7 @@ namespace Toolkit.Models;
 /// UTF-8 bytes as tokens (vocabulary 256), the base alphabet of GPT-2's byte-level BPE without its merges: any text
 /// encodes, nothing is unknown, and decoding inverts encoding exactly.
 /// </summary>
-public static class ByteTokenizer
+internal static class ByteTokenizer
 {
     /// <summary>Vocabulary size.</summary>
     public const int VocabularySize = 256;

@@ -134,7 +134,7 @@ public sealed class HfModel : IDisposable
 
 /// <summary>Parameter names and shapes of a model of a config, in module order (the order of a flat parameter
 /// vector).</summary>
-public static class ModelLayout
+internal static class ModelLayout
 {
     private static readonly ConcurrentDictionary<IModelConfig, IReadOnlyList<FlatParameter>> Cache = new();
 
@@ -195,4 +195,4 @@ internal static class HfNames
 }
 
 /// <summary>A parameter of a model's flat vector: its name, shape, first element and element count.</summary>
-public sealed record FlatParameter(string Name, long[] Shape, long Offset, long Count);
+internal sealed record FlatParameter(string Name, long[] Shape, long Offset, long Count);

@@ -28,7 +28,7 @@ public sealed class HfWeights : IDisposable
     public IEnumerable<string> Names => _byName.Keys;
 
     /// <summary>The files, in index order.</summary>
-    public IReadOnlyList<SafetensorsFile> Files => _files;
+    internal IReadOnlyList<SafetensorsFile> Files => _files;
 
     /// <summary>Opens the folder's weight files and reads their headers.</summary>
     /// <exception cref="FileNotFoundException">Neither file exists, or the index names a missing shard.</exception>
@@ -95,7 +95,7 @@ public sealed class HfWeights : IDisposable
 
     /// <summary>A tensor's header entry and its file.</summary>
     /// <exception cref="InvalidDataException">No such tensor; the message names the folder and the tensor.</exception>
-    public (SafetensorsFile File, SafetensorsEntry Entry) Entry(string name) => _byName.TryGetValue(name, out var file)
+    internal (SafetensorsFile File, SafetensorsEntry Entry) Entry(string name) => _byName.TryGetValue(name, out var file)
         ? (file, file.Tensors[name])
         : throw new InvalidDataException(
             $"{Path.GetDirectoryName(_files[0].Path)}: the weights have no tensor '{name}'.");

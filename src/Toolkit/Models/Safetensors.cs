@@ -12,7 +12,7 @@ namespace Toolkit.Models;
 /// <param name="Shape">The shape.</param>
 /// <param name="Begin">Offset of its first byte after the header.</param>
 /// <param name="End">Offset after its last byte.</param>
-public sealed record SafetensorsEntry(string Name, string DType, long[] Shape, long Begin, long End)
+internal sealed record SafetensorsEntry(string Name, string DType, long[] Shape, long Begin, long End)
 {
     /// <summary>Elements in the tensor.</summary>
     public long Elements => Shape.Aggregate(1L, (a, b) => a * b);
@@ -29,7 +29,7 @@ public sealed record SafetensorsEntry(string Name, string DType, long[] Shape, l
 /// rank reads just the element range its strategy keeps, so a GGG rank never holds the whole model), and its writer
 /// omits the <c>__metadata__ {"format": "pt"}</c> that transformers checks when it loads a folder.
 /// </remarks>
-public sealed class SafetensorsFile : IDisposable
+internal sealed class SafetensorsFile : IDisposable
 {
     private static readonly Dictionary<string, (ScalarType Type, int Size)> Types = new(StringComparer.Ordinal)
     {

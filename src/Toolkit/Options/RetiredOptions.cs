@@ -2,7 +2,7 @@ namespace Toolkit.Options;
 
 /// <summary>Options that were renamed or merged: a user who types an old name is told the new one, in one
 /// line.</summary>
-public static class RetiredOptions
+internal static class RetiredOptions
 {
     private static readonly Dictionary<string, string> Replacements = new(StringComparer.Ordinal)
     {

@@ -1,7 +1,7 @@
 namespace Toolkit.Runtime;
 
 /// <summary>Finds the MPICH launcher (hydra's <c>mpiexec</c>).</summary>
-public static class MpiLauncher
+internal static class MpiLauncher
 {
     /// <summary>Environment variable naming another launcher (for example <c>srun</c>).</summary>
     public const string OverrideVariable = "TOOLKIT_MPIEXEC";

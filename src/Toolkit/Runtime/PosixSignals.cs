@@ -4,7 +4,7 @@ namespace Toolkit.Runtime;
 
 /// <summary>POSIX signals to other processes (.NET's <see cref="System.Diagnostics.Process.Kill()"/> only sends
 /// SIGKILL).</summary>
-public static partial class PosixSignals
+internal static partial class PosixSignals
 {
     /// <summary>SIGINT: what Ctrl+C sends (srun only prints its status on one; two within a second end the
     /// step).</summary>

@@ -1,7 +1,7 @@
 namespace Toolkit.Runtime;
 
 /// <summary>Per-user folders the toolkit writes to.</summary>
-public static class ToolkitPaths
+internal static class ToolkitPaths
 {
     /// <summary>
     /// A per-user cache folder: <c>$TOOLKIT_CACHE_DIR</c>, else <c>$XDG_CACHE_HOME/toolkit</c>, else

@@ -15,7 +15,7 @@ namespace Toolkit.BatchInference;
 /// job); neither piece is smaller than one batch. A split moves only records of a waiting shard, so exactly-once is
 /// unaffected.
 /// </summary>
-public sealed class CoordinatorCore : ICoordinator, IDisposable
+internal sealed class CoordinatorCore : ICoordinator, IDisposable
 {
     /// <summary>How much work (at the worker's measured rate) one grant aims at.</summary>
     public static readonly TimeSpan TargetLeaseWork = TimeSpan.FromSeconds(5);

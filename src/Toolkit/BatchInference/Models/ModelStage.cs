@@ -4,7 +4,7 @@ namespace Toolkit.BatchInference;
 
 /// <summary>A record travelling through a worker's pipeline: what was read, what each model added, or why it
 /// failed.</summary>
-public sealed class WorkItem(long shard, InputRecord record)
+internal sealed class WorkItem(long shard, InputRecord record)
 {
     /// <summary>The shard it belongs to.</summary>
     public long Shard { get; } = shard;

@@ -18,7 +18,7 @@ public enum CommitOutcome
 /// transaction of a shard state transition (<see cref="ShardTransitions"/>), so a coordinator restarted on the same
 /// store resumes exactly where it stopped, and no committed shard is redone.
 /// </summary>
-public interface IShardStore : IDisposable
+internal interface IShardStore : IDisposable
 {
     /// <summary>Creates the shards of a job of <paramref name="records"/> records in shards of
     /// <paramref name="shardSize"/>; on a store that already holds a job, checks it is the same layout and changes

@@ -22,7 +22,7 @@ public enum ShardState
 /// LEASED → DONE (its output committed), LEASED → TODO (the lease expired, the worker failed or was preempted),
 /// LEASED → FAILED (over the retry cap). Anything else is a bug and throws, naming both states.
 /// </summary>
-public static class ShardTransitions
+internal static class ShardTransitions
 {
     private static readonly HashSet<(ShardState, ShardState)> Legal =
     [

@@ -7,7 +7,7 @@ namespace Toolkit.BatchInference;
 /// Each operation is one IMMEDIATE transaction that reads the shard, checks the transition and writes it,
 /// so several coordinator threads, or a coordinator restarted after a kill, always see a consistent state.
 /// </summary>
-public sealed class SqliteShardStore : IShardStore
+internal sealed class SqliteShardStore : IShardStore
 {
     private readonly SqliteConnection _connection;
     private readonly Lock _gate = new();

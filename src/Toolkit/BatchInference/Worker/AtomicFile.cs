@@ -7,7 +7,7 @@ namespace Toolkit.BatchInference;
 /// the writer's lease, so two writers never share one), flushed to disk, renamed over the target, then the folder
 /// itself flushed so the rename survives a power loss.
 /// </summary>
-public static partial class AtomicFile
+internal static partial class AtomicFile
 {
     /// <summary>Writes <paramref name="lines"/> (each a complete line without its newline) to
     /// <paramref name="path"/>.</summary>

@@ -10,7 +10,7 @@ namespace Toolkit.BatchInference;
 /// lists of floats. The schema is taken from the shard's first row (every row of a job has the same fields). Reading a
 /// part gives the rows back as JSON, so the exactly-once check reads either format.
 /// </summary>
-public static class ParquetParts
+internal static class ParquetParts
 {
     /// <summary>Writes the rows (JSON objects, one per element) of one shard as a Parquet file to
     /// <paramref name="output"/>.</summary>

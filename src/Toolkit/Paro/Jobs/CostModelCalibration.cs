@@ -140,12 +140,12 @@ public static class CostModelCalibration
 /// <param name="InterLatency">Seconds per inter-group ring step of a tiny message.</param>
 /// <param name="ComputeFlops">Forward+backward FLOP/s with every rank computing.</param>
 /// <param name="MemoryBandwidth">Bytes/s of the AdamW update.</param>
-public sealed record CalibrationProbe(double IntraBandwidth, double IntraLatency, double InterBandwidth,
+internal sealed record CalibrationProbe(double IntraBandwidth, double IntraLatency, double InterBandwidth,
     double InterLatency, double ComputeFlops, double MemoryBandwidth);
 
 /// <summary>The calibration probes as a job, so they run under any launcher (<see
 /// cref="CostModelCalibration.MeasureAsync"/>).</summary>
-public sealed class CalibrationJob : Jobs.RankJob<ParoTrainOptions, CalibrationProbe, ClusterSpec>
+internal sealed class CalibrationJob : Jobs.RankJob<ParoTrainOptions, CalibrationProbe, ClusterSpec>
 {
     /// <inheritdoc/>
     public override string Kind => "paro-calibrate";
