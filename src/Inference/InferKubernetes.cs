@@ -90,7 +90,11 @@ public static class InferKubernetes
             Launch = job.Launch with { Launcher = Jobs.Launcher.External }, Bind = "0.0.0.0", Port = Port,
             JobName = job.JobName ?? o.Name, Token = "$(TOOLKIT_TOKEN)",
         };
-        List<string> run = ["toolkit", .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferRun, coordinatorJob)];
+        // Against defaults whose runs folder no pod has: the folder always goes on the command line (the default
+        // comes from TOOLKIT_RUNS_DIR where the manifests are written, not in the pod).
+        var defaults = new InferJobOptions { Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = "" } };
+        List<string> run =
+            ["toolkit", .. Jobs.ChildCommands.InferRun, .. OptionSchema.Arguments(coordinatorJob, defaults)];
         var coordinator = new V1Job
         {
             ApiVersion = "batch/v1", Kind = "Job", Metadata = meta($"{o.Name}-coordinator", "coordinator"),

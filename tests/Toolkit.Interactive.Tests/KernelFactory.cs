@@ -13,7 +13,7 @@ internal static class KernelFactory
     /// </summary>
     public static CompositeKernel Create()
     {
-        if (Environment.GetEnvironmentVariable("TOOLKIT_CLI") is not { Length: > 0 })
+        if (Environment.GetEnvironmentVariable("TOOLKIT_CLI") is not { Length: > 0 } && File.Exists(CheckoutCli))
             Environment.SetEnvironmentVariable("TOOLKIT_CLI", CheckoutCli);
         var csharp = new CSharpKernel().UseKernelHelpers().UseValueSharing();
         var kernel = new CompositeKernel { csharp };

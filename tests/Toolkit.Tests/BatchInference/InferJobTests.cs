@@ -38,7 +38,8 @@ public sealed class InferJobTests : IDisposable
 
     /// <summary>
     /// A local job's folder written before the launch settings became <see cref="LaunchOptions"/> (top-level launcher,
-    /// ranks, nodes = 1, runsDirectory) reads back as the same job, and its spec still passes the checks.
+    /// ranks, nodes = 1, runsDirectory) reads back as the same job, and its spec still passes the checks: ranks are
+    /// the processes of mpi and slurm, and the other launchers leave them be (a job moved from mpi to local resumes).
     /// </summary>
     [Fact]
     public void ReadSpec_OfAnOlderLocalFolder_MovesTheLaunchSettingsIntoTheLaunchGroup()
@@ -46,11 +47,11 @@ public sealed class InferJobTests : IDisposable
         var folder = Directory.CreateDirectory(Path.Combine(_folder.Path, "old-local")).FullName;
         var input = Inputs.Jsonl(_folder.Path, 3);
         File.WriteAllText(Path.Combine(folder, InferLayout.StateFile), "");
-        var options = $"\"input\":{JsonSerializer.Serialize(input)},\"launcher\":\"local\",\"ranks\":3,\"nodes\":1," +
+        var options = $"\"input\":{JsonSerializer.Serialize(input)},\"launcher\":\"local\",\"ranks\":5,\"nodes\":1," +
             "\"emulate\":null,\"interBandwidth\":\"1gbit\",\"runsDirectory\":\"/data/runs\",\"workers\":4";
         File.WriteAllText(Path.Combine(folder, "config.json"), $"{{\"kind\":\"infer\",\"options\":{{{options}}}}}");
         var spec = InferJob.ReadSpec(folder);
-        Assert.Equal((Launcher.Local, 3, null, "/data/runs", 4),
+        Assert.Equal((Launcher.Local, 5, null, "/data/runs", 4),
             (spec.Launch.Launcher, spec.Launch.Ranks, spec.Launch.Nodes, spec.Launch.RunsDirectory, spec.Workers));
         spec.Check();
     }

@@ -70,6 +70,7 @@ public sealed class InferKubernetesTests : IDisposable
         // Both pods' command lines are valid toolkit command lines (the coordinator's token comes from the secret at
         // run time).
         Assert.Null(coordinator.Args);
+        Assert.Equal("/data/runs", coordinator.Command[coordinator.Command.IndexOf("--runs-dir") + 1]);
         Assert.Equal("$(TOOLKIT_TOKEN)", coordinator.Command[coordinator.Command.IndexOf("--token") + 1]);
         foreach (var command in new[] { coordinator.Command, worker.Command })
         {

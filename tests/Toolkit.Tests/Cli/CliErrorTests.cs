@@ -49,8 +49,6 @@ public sealed class CliErrorTests
         "error: --launcher local: starts batch inference's workers; paro-train runs with inproc, mpi or slurm")]
     [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --group-size 2",
         "error: --group-size 2: groups ranks for PaRO and HO-Ring; batch inference has no groups")]
-    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --ranks 5",
-        "error: --ranks 5: counts the processes of --launcher mpi or slurm; the other launchers start --workers")]
     [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --launcher slurm --ranks 4 --nodes 3",
         "error: --nodes 3: must be at least 1 and divide --ranks (4)")]
     [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --emulate 2x2",

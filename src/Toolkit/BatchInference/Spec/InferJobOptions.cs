@@ -362,9 +362,6 @@ public sealed record InferJobOptions : IJobOptions
             throw new ArgumentOutOfRangeException(nameof(LaunchOptions.Ranks), launch.Ranks,
                 $"must be at least 2 with --launcher {OptionSpec.EnumName(typeof(Launcher), launch.Launcher)} " +
                 "(a coordinator and a worker)");
-        if (!ranks && launch.Ranks != DefaultLaunch.Ranks)
-            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.Ranks), launch.Ranks,
-                "counts the processes of --launcher mpi or slurm; the other launchers start --workers");
         if (Launch.GroupSize != DefaultLaunch.GroupSize)
             throw new ArgumentOutOfRangeException(nameof(LaunchOptions.GroupSize), Launch.GroupSize,
                 "groups ranks for PaRO and HO-Ring; batch inference has no groups");
