@@ -18,7 +18,7 @@ internal static class Html
         return html.Append("</table>").ToString();
     }
 
-    /// <summary>A table of rows (<see cref="Toolkit.Reporting.TextTable"/>): its title, headings, cells and notes.</summary>
+    /// <summary>A table of rows (<see cref="Toolkit.Reporting.TextTable"/>): title, headings, cells, notes.</summary>
     public static string Table(Toolkit.Reporting.TextTable table)
     {
         static string E(string text) => WebUtility.HtmlEncode(text);

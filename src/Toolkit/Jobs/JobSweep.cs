@@ -10,7 +10,8 @@ namespace Toolkit.Jobs;
 /// </summary>
 public static class JobSweep
 {
-    /// <summary>Runs <paramref name="runs"/> in order with <paramref name="run"/>; returns their results in order.</summary>
+    /// <summary>Runs <paramref name="runs"/> in order with <paramref name="run"/>; returns the results in
+    /// order.</summary>
     /// <exception cref="ArgumentException">No runs, or a run's options are invalid (nothing was started).</exception>
     public static async Task<IReadOnlyList<TResult>> RunAsync<TOptions, TResult>(
         IReadOnlyList<(string Name, TOptions Options)> runs,

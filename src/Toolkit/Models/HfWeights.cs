@@ -95,7 +95,8 @@ public sealed class HfWeights : IDisposable
 
     /// <summary>A tensor's header entry and its file.</summary>
     /// <exception cref="InvalidDataException">No such tensor; the message names the folder and the tensor.</exception>
-    internal (SafetensorsFile File, SafetensorsEntry Entry) Entry(string name) => _byName.TryGetValue(name, out var file)
+    internal (SafetensorsFile File, SafetensorsEntry Entry) Entry(string name) =>
+        _byName.TryGetValue(name, out var file)
         ? (file, file.Tensors[name])
         : throw new InvalidDataException(
             $"{Path.GetDirectoryName(_files[0].Path)}: the weights have no tensor '{name}'.");

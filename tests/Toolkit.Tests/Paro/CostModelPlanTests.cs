@@ -66,7 +66,8 @@ public sealed class CostModelPlanTests
             GpusPerNode = 8 }.Plan()).ParamName);
     }
 
-    /// <summary>The plan's table (what the CLI prints and the magic shows): a row per strategy with its numbers.</summary>
+    /// <summary>The plan's table (what the CLI prints and the magic shows): a row per strategy, its
+    /// numbers.</summary>
     [Fact]
     public void PlanTable_HasARowPerStrategy_WithTheEstimatesInTheirUnits_AndTheRecommendation()
     {

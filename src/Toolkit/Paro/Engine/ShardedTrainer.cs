@@ -40,15 +40,11 @@ namespace Toolkit.Paro;
 /// head's, the head reads a tied weight through its own leaf (<see cref="ILayeredModule.TiedOutputAlias"/>, attached
 /// over the same part of the root's buffers): through one leaf autograd would hold the head's gradient until the
 /// embedding's, after every block. For the release to free memory, no view of the root's buffers outlives its use (the
-/// views made to attach parameters and gradients, or to gather, go at once). The peak therefore holds two blocks'
-/// parameters and gradients (one block's parameters without <see cref="ShardingPlan.Prefetch"/>), or the root's
-/// parameters and gradient with the blocks' slots around the head, or in the last block's backward the slots, the
-/// root's
-/// gradient being reduced and the block's (within two blocks' while the root is no larger than a block; a large
-/// vocabulary's root is not), instead of the model, for one more gather of the
-/// blocks per micro-step (2A·u for GGG) and one more reduction of the root's gradient; with
-/// <see cref="ShardingPlan.Recompute"/>, also one more forward of each block instead of its recorded
-/// activations.</para>
+/// views made to attach parameters and gradients, or to gather, go at once). What this costs is
+/// <see cref="LayerwiseCostModel"/>'s: the peak holds two blocks' parameters and gradients in flight (one block's
+/// parameters without <see cref="ShardingPlan.Prefetch"/>) instead of the model, for one more gather of the blocks per
+/// micro-step (2A·u for GGG) and one more reduction of the root's gradient; <see cref="ShardingPlan.Recompute"/> adds
+/// one more forward of each block instead of its recorded activations.</para>
 /// <para>Checkpoints are written in the model's flat order whatever the units, so they resume across strategies,
 /// rank counts, group sizes, precisions and both executions.</para>
 /// </remarks>

@@ -22,7 +22,8 @@ public static class LayerwiseCostModel
 {
     /// <summary>Estimates <paramref name="strategy"/> run layer-wise.</summary>
     /// <param name="strategy">The strategy.</param>
-    /// <param name="model">The model; its padded sizes are <paramref name="root"/> and <paramref name="block"/>.</param>
+    /// <param name="model">The model; its padded unit sizes are <paramref name="root"/> and
+    /// <paramref name="block"/>.</param>
     /// <param name="root">Parameters of the root unit (padded to the ranks, as the engine stores it).</param>
     /// <param name="block">Parameters of one block unit (padded).</param>
     /// <param name="cluster">The cluster.</param>
