@@ -49,10 +49,7 @@ public static class CostModel
         var seconds = training.Accumulation * (compute + traffic.MicroStepSeconds) + traffic.BoundarySeconds
             + optimizer;
 
-        var fits = memory.Total <= cluster.DeviceMemoryBytes;
-        var reason = fits
-            ? $"fits: {Gib(memory.Total)} of {Gib(cluster.DeviceMemoryBytes)} per device"
-            : $"needs {Gib(memory.Total)} per device, more than the {Gib(cluster.DeviceMemoryBytes)} available";
+        var (fits, reason) = Fit(memory, cluster);
         return new StrategyEstimate(strategy, memory, traffic.IntraBytes, traffic.InterBytes,
             compute * training.Accumulation,
             traffic.MicroStepSeconds * training.Accumulation + traffic.BoundarySeconds, optimizer, seconds,
@@ -137,6 +134,13 @@ public static class CostModel
     }
 
     private static string Gib(double bytes) => $"{bytes / (1024.0 * 1024 * 1024):F1} GiB";
+
+    /// <summary>Whether <paramref name="memory"/> fits a device of <paramref name="cluster"/>, and why.</summary>
+    internal static (bool Fits, string Reason) Fit(MemoryEstimate memory, ClusterSpec cluster) =>
+        memory.Total <= cluster.DeviceMemoryBytes
+            ? (true, $"fits: {Gib(memory.Total)} of {Gib(cluster.DeviceMemoryBytes)} per device")
+            : (false, $"needs {Gib(memory.Total)} per device, more than the {Gib(cluster.DeviceMemoryBytes)} " +
+                "available");
 
     private static string Ratio(double a, double b) => b == 0 ? (a == 0 ? "the same" : "more than") : $"{a / b:F2}x";
 

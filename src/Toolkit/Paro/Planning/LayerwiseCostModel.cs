@@ -67,12 +67,9 @@ public static class LayerwiseCostModel
         var memory = whole.Memory with { GatheredParameters = peak };
         var seconds = whole.ComputeSeconds + communication + whole.OptimizerSeconds;
         var tokens = (double)training.MicroBatch * training.SequenceLength * a * cluster.Ranks;
-        var fits = memory.Total <= cluster.DeviceMemoryBytes;
-        var gib = (double b) => $"{b / (1024.0 * 1024 * 1024):F1} GiB";
+        var (fits, reason) = CostModel.Fit(memory, cluster);
         return new StrategyEstimate(strategy, memory, intra, inter, whole.ComputeSeconds, communication,
-            whole.OptimizerSeconds, seconds, tokens / seconds, fits, fits
-                ? $"fits: {gib(memory.Total)} of {gib(cluster.DeviceMemoryBytes)} per device"
-                : $"needs {gib(memory.Total)} per device, more than the {gib(cluster.DeviceMemoryBytes)} available");
+            whole.OptimizerSeconds, seconds, tokens / seconds, fits, reason);
     }
 
     /// <summary>Estimates <paramref name="strategy"/> layer-wise for a model whose sizes are not padded yet: each unit
