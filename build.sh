@@ -13,13 +13,13 @@ pack() {
   local version="0.1.0-dev.$(date +%s)"
   rm -f artifacts/feed/LmToolkit*.nupkg
   dotnet pack src/Toolkit -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
-  dotnet pack src/Inference -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
+  dotnet pack src/Grpc -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
   dotnet pack src/Extensions -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
   # The CLI as a .NET tool (command `toolkit`, also the rank entry point of MPI jobs).
   dotnet pack src/Cli -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
   # Notebooks run from this checkout start this build under mpiexec when no tool is installed.
   dotnet build src/Cli -c Release --nologo -v quiet
-  echo "packed LmToolkit, LmToolkit.Inference, LmToolkit.Interactive and the tool LmToolkit.Cli $version into artifacts/feed; built src/Cli"
+  echo "packed LmToolkit, LmToolkit.Grpc, LmToolkit.Interactive and the tool LmToolkit.Cli $version into artifacts/feed; built src/Cli"
 }
 
 kernel() {

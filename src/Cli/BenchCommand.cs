@@ -56,10 +56,10 @@ internal static class BenchCommand
             "threads, at each batch size; and a 1 GB checkpoint's load time against reading its files.",
             (o, token) => Task.Run(() => Toolkit.LlamaCpp.GenerateBenchmark.Run(o, Console.WriteLine), token),
             _ => { }),
-        Benchmark<Toolkit.Inference.InferBenchmarkOptions, Toolkit.Inference.InferBenchmarkReport>("infer",
+        Benchmark<Toolkit.BatchInference.InferBenchmarkOptions, Toolkit.BatchInference.InferBenchmarkReport>("infer",
             "Batch-inference throughput: the compute-only ceiling, the sequential baseline, the pipelined worker, " +
                 "worker processes, and two models as a DAG against one after another.",
-            (o, token) => Toolkit.Inference.InferBenchmark.RunAsync(o, Console.WriteLine, token),
+            (o, token) => Toolkit.BatchInference.InferBenchmark.RunAsync(o, Console.WriteLine, token),
             report => Console.WriteLine(
                 $"pipelined over sequential: {report.PipelinedOverSequential:F2}x; two-model DAG over one after " +
                     $"another: {report.DagOverOneAfterAnother:F2}x")),

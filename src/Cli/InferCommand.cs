@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using Toolkit.BatchInference;
-using Toolkit.Inference;
 using Toolkit.Jobs;
 using Toolkit.Options;
 
@@ -15,7 +14,7 @@ internal static class InferCommand
         "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and " +
             "machines.")
     {
-        Run(), Resume(), Status(), Verify(), Worker(), Chaos(), Kubernetes(), Rank(),
+        Run(), Resume(), Status(), Verify(), Worker(), Chaos(), Kubernetes(),
     };
 
     private static Command Run()
@@ -128,17 +127,6 @@ internal static class InferCommand
             foreach (var file in await InferKubernetes.WriteAsync(options.Bind(parse), cancel)) Console.WriteLine(file);
             return 0;
         });
-        return command;
-    }
-
-    private static Command Rank()
-    {
-        var command = new Command(ChildCommands.InferRank[^1],
-            "One rank of a job started with --launcher mpi or slurm " +
-            "(what mpiexec or srun starts): rank 0 coordinates, the others work.") { Hidden = true };
-        var options = new CliOptions<InferRankOptions>(command, new(), "infer rank");
-        command.SetAction(async (parse, cancel) =>
-            await InferJob.RankAsync(Path.GetFullPath(options.Bind(parse).Job!), cancel, Console.Error.WriteLine));
         return command;
     }
 

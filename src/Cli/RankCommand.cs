@@ -11,16 +11,14 @@ internal static class RankCommand
 {
     public static Command Create()
     {
-        var command = new Command(ChildCommands.Rank[0], "One rank of a multi-process job (started by mpiexec).")
+        var command = new Command(ChildCommands.Rank[0],
+            "One rank of a multi-process job (started by mpiexec or srun).")
         {
             Hidden = true,
         };
         var options = new CliOptions<RankProcessOptions>(command, new(), "rank");
-        command.SetAction(parse =>
-        {
-            JobHost.RunRankProcess(Path.GetFullPath(options.Bind(parse).Run!));
-            return 0;
-        });
+        command.SetAction((parse, cancel) =>
+            Task.FromResult(JobHost.RunRankProcess(Path.GetFullPath(options.Bind(parse).Run!), cancel)));
         return command;
     }
 }

@@ -2,7 +2,6 @@ using Microsoft.DotNet.Interactive;
 using Microsoft.DotNet.Interactive.Commands;
 using Microsoft.DotNet.Interactive.Directives;
 using Toolkit.BatchInference;
-using Toolkit.Inference;
 
 namespace Toolkit.Interactive.Magic;
 

@@ -21,10 +21,6 @@ public static class ChildCommands
     /// <summary>A batch-inference worker: <c>toolkit infer worker --coordinator ADDR ...</c>.</summary>
     public static IReadOnlyList<string> InferWorker { get; } = ["infer", "worker"];
 
-    /// <summary>One rank of a batch-inference job under mpiexec or Slurm: <c>toolkit infer rank --job
-    /// DIR</c>.</summary>
-    public static IReadOnlyList<string> InferRank { get; } = ["infer", "rank"];
-
     /// <summary>The arguments of <paramref name="verb"/> with <paramref name="options"/> (its non-default
     /// ones).</summary>
     public static IReadOnlyList<string> Of<T>(IReadOnlyList<string> verb, T options) where T : class, new() =>

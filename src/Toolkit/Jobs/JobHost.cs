@@ -11,7 +11,7 @@ namespace Toolkit.Jobs;
 /// the emulated cluster), streams metrics as progress, collects each rank's typed outcome, lets the job turn them into
 /// its result, writes <c>result.json</c>, and cancels cleanly. The run folder is kept whatever happens.
 /// </summary>
-public static class JobHost
+public static partial class JobHost
 {
     /// <summary>File name of the result in the run folder.</summary>
     public const string ResultFile = "result.json";
@@ -76,12 +76,13 @@ public static class JobHost
         ResultFile));
 
     /// <summary>
-    /// The rank entry point of multi-process jobs (<c>toolkit rank --run DIR</c>, started by mpiexec): reads the kind
-    /// from the run folder's config.json and runs that job's body for this process's rank.
+    /// The rank entry point of multi-process jobs (<c>toolkit rank --run DIR</c>, started by mpiexec or srun): reads
+    /// the kind from the run folder's config.json and runs that job's body for this process's rank; returns the
+    /// process's exit code.
     /// </summary>
     /// <exception cref="InvalidDataException">The folder is not a run folder, or names a kind this toolkit does not
     /// know.</exception>
-    public static void RunRankProcess(string runPath)
+    public static int RunRankProcess(string runPath, CancellationToken cancel = default)
     {
         var configPath = Path.Combine(runPath, RunDirectory.ConfigFile);
         using var config = JsonDocument.Parse(File.Exists(configPath)
@@ -92,7 +93,7 @@ public static class JobHost
             throw new InvalidDataException($"{configPath} names no job kind.");
         if (!config.RootElement.TryGetProperty("options", out var options) || options.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{configPath} holds no options.");
-        JobCatalog.Find(kind.GetString()!).RunRankProcess(runPath, options);
+        return JobCatalog.Find(kind.GetString()!).RunRankProcess(runPath, options, cancel);
     }
 
     internal static void RunRankProcess<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job,

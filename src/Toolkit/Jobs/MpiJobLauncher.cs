@@ -38,8 +38,8 @@ internal static class MpiJobLauncher
         LaunchOptions launch, (string File, IReadOnlyList<string> Arguments) launcher,
         IProgress<MetricPoint>? progress, CancellationToken cancellationToken, bool gracefulStop = false)
     {
-        var rank = ChildCommands.Of(ChildCommands.Rank, new RankProcessOptions { Run = run.Path });
-        var (file, arguments) = (launcher.File, (IReadOnlyList<string>)[.. launcher.Arguments, .. rank]);
+        var (file, arguments) = (launcher.File,
+            (IReadOnlyList<string>)[.. launcher.Arguments, .. RankVerb(run.Path)]);
         run.Log($"launch: {file} {string.Join(' ', arguments)}");
         var reader = new RunReader(run.Path);
         int exitCode;
@@ -92,6 +92,10 @@ internal static class MpiJobLauncher
         return Enumerable.Range(0, launch.Ranks).Select(r => ToolkitJson.Read<TOutcome>(JobHost.OutcomePath(run.Path,
             r))).ToArray();
     }
+
+    /// <summary>What every rank runs after the toolkit command: <c>rank --run DIR</c>.</summary>
+    internal static IReadOnlyList<string> RankVerb(string runPath) =>
+        ChildCommands.Of(ChildCommands.Rank, new RankProcessOptions { Run = runPath });
 
     internal static string Tail(string text) => string.Join('\n', text.Split('\n').TakeLast(30));
 }

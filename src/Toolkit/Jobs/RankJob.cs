@@ -35,13 +35,16 @@ public abstract class RankJob<TOptions, TOutcome, TResult> : IRankJob
 
     Type IRankJob.OptionsType => typeof(TOptions);
 
-    void IRankJob.RunRankProcess(string runPath, JsonElement options) =>
+    int IRankJob.RunRankProcess(string runPath, JsonElement options, CancellationToken cancel)
+    {
         JobHost.RunRankProcess(this, runPath, options.Deserialize<TOptions>(Runtime.ToolkitJson.Options)
             ?? throw new InvalidDataException($"{runPath}/{RunDirectory.ConfigFile} holds no options."));
+        return 0;
+    }
 }
 
-/// <summary>The untyped face of a <see cref="RankJob{TOptions, TOutcome, TResult}"/>, for the rank entry point's
-/// dispatch.</summary>
+/// <summary>The untyped face of a <see cref="RankJob{TOptions, TOutcome, TResult}"/> or a
+/// <see cref="CoordinatedJob{TOptions, TResult}"/>, for the rank entry point's dispatch.</summary>
 public interface IRankJob
 {
     /// <summary>The job's kind in config.json.</summary>
@@ -50,8 +53,13 @@ public interface IRankJob
     /// <summary>The options record type.</summary>
     Type OptionsType { get; }
 
-    /// <summary>Runs this process's rank of an MPI job whose run folder is <paramref name="runPath"/>.</summary>
-    void RunRankProcess(string runPath, JsonElement options);
+    /// <summary>Runs this process's rank of a job whose run folder is <paramref name="runPath"/>; returns the
+    /// process's exit code.</summary>
+    int RunRankProcess(string runPath, JsonElement options, CancellationToken cancel);
+
+    /// <summary>Receives the state changes of a Slurm job whose ranks are the job's (submitted, pending,
+    /// running...), when its launcher does not report them otherwise.</summary>
+    void OnStatus(JobStatus status) { }
 }
 
 /// <summary>What a rank's body gets: its communicator, the options, its view of the run folder, and

@@ -115,13 +115,12 @@ internal static class SlurmJobLauncher
     /// <param name="launch">The resources.</param>
     /// <param name="plan">The rank command and extra arguments.</param>
     /// <param name="kind">The job kind (the Slurm job's name is toolkit-KIND).</param>
-    /// <param name="verb">What each task runs after the toolkit command (default <c>rank --run DIR</c>).</param>
     /// <param name="killOnBadExit">End every task when one fails (MPI ranks cannot go on without a peer;
     /// batch-inference workers can).</param>
     public static string WriteScript(string runPath, LaunchOptions launch, Plan plan, string kind,
-        IReadOnlyList<string>? verb = null, bool killOnBadExit = true)
+        bool killOnBadExit = true)
     {
-        verb ??= ChildCommands.Of(ChildCommands.Rank, new RankProcessOptions { Run = runPath });
+        var verb = MpiJobLauncher.RankVerb(runPath);
         var folder = Directory.CreateDirectory(Path.Combine(runPath, Folder)).FullName;
         var q = SlurmClient.ShellQuote;
         var script = new StringBuilder()
@@ -161,7 +160,7 @@ internal static class SlurmJobLauncher
         IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
     {
         var reader = new RunReader(run.Path);
-        var (jobId, state, text) = await SubmitAndFollowAsync(run, launch, plan, kind, null, progress,
+        var (jobId, state, text) = await SubmitAndFollowAsync(run, launch, plan, kind, progress,
             () => { foreach (var point in reader.ReadNew()) progress?.Report(point); },
             () => Enumerable.Range(0, launch.Ranks).All(r => File.Exists(JobHost.OutcomePath(run.Path, r))),
                 cancellationToken);
@@ -180,10 +179,10 @@ internal static class SlurmJobLauncher
     /// <exception cref="OperationCanceledException">Cancelled: the job was cancelled with scancel.</exception>
     internal static async Task<(string JobId, SlurmJobState State,
         string Output)> SubmitAndFollowAsync(RunDirectory run, LaunchOptions launch, Plan plan, string kind,
-        IReadOnlyList<string>? verb, IProgress<MetricPoint>? progress, Action tick, Func<bool> finished,
+        IProgress<MetricPoint>? progress, Action tick, Func<bool> finished,
             CancellationToken cancellationToken, bool killOnBadExit = true)
     {
-        var script = WriteScript(run.Path, launch, plan, kind, verb, killOnBadExit);
+        var script = WriteScript(run.Path, launch, plan, kind, killOnBadExit);
         run.Log($"launch: sbatch --parsable {script}");
         var (code, output, error) = SlurmClient.Run("sbatch", ["--parsable", script]);
         if (code != 0 || output.Trim().Split(';')[0] is not { Length: > 0 } jobId || !jobId.All(char.IsAsciiDigit))

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Grpc.Core;
 using Toolkit.BatchInference;
-using Toolkit.Inference;
+using Toolkit.Grpc;
 using Toolkit.Tests.Support;
 
 namespace Toolkit.Tests.BatchInference;

@@ -1,5 +1,4 @@
 using Toolkit.BatchInference;
-using Toolkit.Inference;
 using Toolkit.Tests.Support;
 using static Toolkit.Tests.BatchInference.Launches;
 

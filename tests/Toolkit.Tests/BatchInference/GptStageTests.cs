@@ -1,7 +1,6 @@
 using Toolkit.Checkpoints;
 using Toolkit.BatchInference;
 using Toolkit.Comm;
-using Toolkit.Inference;
 using Toolkit.Models;
 using Toolkit.Paro;
 using Toolkit.Tests.Support;

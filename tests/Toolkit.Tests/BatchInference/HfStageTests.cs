@@ -1,5 +1,4 @@
 using Toolkit.BatchInference;
-using Toolkit.Inference;
 using Toolkit.LlamaCpp;
 using Toolkit.Models;
 using Toolkit.Runtime;

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Toolkit.BatchInference;
-using Toolkit.Inference;
 using Toolkit.Jobs;
 using Toolkit.Tests.Support;
 
@@ -200,6 +199,8 @@ public sealed class InferMpiTests : IDisposable
         var working = result.Workers.Where(w => w.Records > 0).ToList();
         Assert.Equal(ranks - 1, result.Workers.Count);
         Assert.True(working.Count >= 2, string.Join(", ", result.Workers));
+        // The job host started them with every job's rank entry point.
+        Assert.Contains($"rank --run {result.JobFolder}", File.ReadAllText(Path.Combine(result.JobFolder, "log.txt")));
         if (emulate is not null)
         {
             // Workers on both emulated nodes, one coordinator on node0 reached over the emulated network.

@@ -2,7 +2,6 @@ using k8s;
 using k8s.Models;
 using Toolkit.BatchInference;
 using Toolkit.Cli;
-using Toolkit.Inference;
 using Toolkit.Tests.Support;
 using static Toolkit.Tests.BatchInference.Launches;
 

@@ -1,7 +1,6 @@
 using Parquet;
 using Parquet.Schema;
 using Toolkit.BatchInference;
-using Toolkit.Inference;
 using Toolkit.Tests.Support;
 using static Toolkit.Tests.BatchInference.Launches;
 

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Toolkit.BatchInference;
-using Toolkit.Inference;
 using Toolkit.Jobs;
 using Toolkit.Paro;
 using Toolkit.Runs;
@@ -224,7 +223,9 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         Assert.Equal(2, result.Workers.Count);
         var script = File.ReadAllText(Path.Combine(result.JobFolder, "slurm", "job.sbatch"));
         Assert.Contains("#SBATCH --ntasks-per-node=3", script);
-        Assert.Contains($"infer rank --job {result.JobFolder}", script);
+        // The same rank entry point as every job's; a worker that fails does not end the others.
+        Assert.Contains($"rank --run {result.JobFolder}", script);
+        Assert.DoesNotContain("--kill-on-bad-exit=1", script);
     }
 
     [Fact]

@@ -29,9 +29,9 @@ public sealed class OptionsParityTests
         { "bench rl", typeof(Toolkit.Rl.RlBenchmarkOptions) },
         { "infer run", typeof(Toolkit.BatchInference.InferJobOptions) },
         { "infer resume", typeof(Toolkit.BatchInference.InferJobOptions) },
-        { "infer chaos", typeof(Toolkit.Inference.ChaosOptions) },
-        { "infer k8s", typeof(Toolkit.Inference.InferKubernetesOptions) },
-        { "bench infer", typeof(Toolkit.Inference.InferBenchmarkOptions) },
+        { "infer chaos", typeof(Toolkit.BatchInference.ChaosOptions) },
+        { "infer k8s", typeof(Toolkit.BatchInference.InferKubernetesOptions) },
+        { "bench infer", typeof(Toolkit.BatchInference.InferBenchmarkOptions) },
     };
 
     [Theory]

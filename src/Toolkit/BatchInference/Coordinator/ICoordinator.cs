@@ -3,7 +3,7 @@ namespace Toolkit.BatchInference;
 /// <summary>
 /// What a worker asks of the coordinator. <see cref="CoordinatorCore"/> implements it over the durable store; workers
 /// in this process call it directly, workers in other processes or on other machines through gRPC (the
-/// <c>Toolkit.Inference</c> project), with the same semantics.
+/// <c>Toolkit.Grpc</c> assembly), with the same semantics.
 /// </summary>
 public interface ICoordinator
 {

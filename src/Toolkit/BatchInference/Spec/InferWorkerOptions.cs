@@ -32,17 +32,3 @@ public sealed record InferWorkerOptions : Jobs.ICheckedOptions
         if (!(Grace >= 0)) throw new ArgumentOutOfRangeException(nameof(Grace), Grace, "must be 0 or more seconds");
     }
 }
-
-/// <summary>The options of <c>toolkit infer rank</c>: one rank of a job under mpiexec or Slurm.</summary>
-public sealed record InferRankOptions : Jobs.ICheckedOptions
-{
-    /// <summary>The job folder.</summary>
-    [Option("The job folder.")]
-    public string? Job { get; init; }
-
-    /// <inheritdoc/>
-    public void Check()
-    {
-        if (string.IsNullOrWhiteSpace(Job)) throw new ArgumentException("is required: the job folder", nameof(Job));
-    }
-}

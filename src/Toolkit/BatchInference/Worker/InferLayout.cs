@@ -11,6 +11,8 @@ public static class InferLayout
     public const string StateFile = "state.db";
     /// <summary>Where the coordinator listens (address and, when required, that a token is needed).</summary>
     public const string CoordinatorFile = "coordinator.json";
+    /// <summary>The token workers present, when the coordinator requires one (readable by its owner only).</summary>
+    public const string TokenFile = "token";
 
     /// <summary>
     /// A shard's part file name for one lease: <c>part-NNNNNN-TOKEN8.jsonl</c> (or <c>.parquet</c>); in

@@ -1,13 +1,12 @@
-using Toolkit.BatchInference;
 using Toolkit.Reporting;
 
-namespace Toolkit.Inference;
+namespace Toolkit.BatchInference;
 
 /// <summary>A job folder's <c>config.json</c>.</summary>
-public sealed record InferConfig(string Kind, InferJobOptions? Options);
+internal sealed record InferConfig(string Kind, InferJobOptions? Options);
 
 /// <summary>A job folder's <c>coordinator.json</c>: where its coordinator listens.</summary>
-public sealed record CoordinatorAddress(string Address, bool TokenRequired, int ProcessId);
+internal sealed record CoordinatorAddress(string Address, bool TokenRequired, int ProcessId);
 
 /// <summary>The outcome of a batch-inference job.</summary>
 public sealed record InferResult(string RunId, string JobFolder, string State, long Records, long OutputRecords,

@@ -1,12 +1,12 @@
 using Grpc.Core;
 using Grpc.Net.Client;
 using Toolkit.BatchInference;
-using Toolkit.Inference.Rpc;
+using Toolkit.Grpc.Rpc;
 
-namespace Toolkit.Inference;
+namespace Toolkit.Grpc;
 
 /// <summary>A worker's view of a remote coordinator: <see cref="ICoordinator"/> over gRPC.</summary>
-public sealed class GrpcCoordinator : ICoordinator, IDisposable
+internal sealed class GrpcCoordinator : IRemoteCoordinator
 {
     private readonly GrpcChannel _channel;
     private readonly Rpc.Coordinator.CoordinatorClient _client;

@@ -1,13 +1,12 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Toolkit.BatchInference;
 using Toolkit.Options;
 using Toolkit.Runtime;
 
-namespace Toolkit.Inference;
+namespace Toolkit.BatchInference;
 
 /// <summary>What <c>toolkit bench infer</c> measures.</summary>
-public sealed record InferBenchmarkOptions
+internal sealed record InferBenchmarkOptions
 {
     /// <summary>Records per configuration.</summary>
     [Option("Records per configuration (generated sentences).")]
@@ -34,11 +33,11 @@ public sealed record InferBenchmarkOptions
 /// <param name="Seconds">Wall time.</param>
 /// <param name="OfCeiling">Fraction of the same pipeline's compute-only ceiling.</param>
 /// <param name="Note">How it ran.</param>
-public sealed record InferBenchmarkRun(string Name, string Pipeline, double RecordsPerSecond, double Seconds,
+internal sealed record InferBenchmarkRun(string Name, string Pipeline, double RecordsPerSecond, double Seconds,
     double OfCeiling, string Note);
 
 /// <summary>The JSON of <c>toolkit bench infer</c>.</summary>
-public sealed record InferBenchmarkReport(InferBenchmarkOptions Options, int Cores,
+internal sealed record InferBenchmarkReport(InferBenchmarkOptions Options, int Cores,
     IReadOnlyList<InferBenchmarkRun> Runs, double PipelinedOverSequential, double DagOverOneAfterAnother);
 
 /// <summary>
@@ -48,7 +47,7 @@ public sealed record InferBenchmarkReport(InferBenchmarkOptions Options, int Cor
 /// the coordinator, and for two models the pipelined DAG against running one model over the whole input and then the
 /// other.
 /// </summary>
-public static class InferBenchmark
+internal static class InferBenchmark
 {
     /// <summary>Runs every configuration.</summary>
     public static async Task<InferBenchmarkReport> RunAsync(InferBenchmarkOptions o, Action<string>? log = null,

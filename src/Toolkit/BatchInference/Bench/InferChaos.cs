@@ -1,15 +1,14 @@
 using System.Diagnostics;
 using System.Globalization;
-using Toolkit.BatchInference;
 using Toolkit.Jobs;
 using Toolkit.Options;
 using Toolkit.Reporting;
 using Toolkit.Runtime;
 
-namespace Toolkit.Inference;
+namespace Toolkit.BatchInference;
 
 /// <summary>The chaos test of batch inference: what to kill, and how big the job is.</summary>
-public sealed record ChaosOptions
+internal sealed record ChaosOptions
 {
     /// <summary>Input records (generated, with a malformed one every 1000).</summary>
     [Option("Input records (generated sentences; every 1000th record is malformed and must be quarantined).")]
@@ -46,9 +45,8 @@ public sealed record ChaosOptions
 }
 
 /// <summary>What a chaos run did and the exactly-once check of its output, read back from the files.</summary>
-public sealed record ChaosResult(string JobFolder, int Records, int WorkersKilled, int CoordinatorsKilled, int Resumes,
-    long ShardsRetried, double Seconds, OutputCheck Check,
-    IReadOnlyList<string> Events) : IFacts
+internal sealed record ChaosResult(string JobFolder, int Records, int WorkersKilled, int CoordinatorsKilled,
+    int Resumes, long ShardsRetried, double Seconds, OutputCheck Check, IReadOnlyList<string> Events) : IFacts
 {
     /// <inheritdoc/>
     public string Title
@@ -74,7 +72,7 @@ public sealed record ChaosResult(string JobFolder, int Records, int WorkersKille
 /// resumed with <c>toolkit infer resume</c>; then reads the output back and checks every input record is there exactly
 /// once. Nothing is mocked: processes, gRPC on loopback, SQLite, files.
 /// </summary>
-public static class InferChaos
+internal static class InferChaos
 {
     /// <summary>Runs the chaos test.</summary>
     public static async Task<ChaosResult> RunAsync(ChaosOptions o, Action<string>? log = null,

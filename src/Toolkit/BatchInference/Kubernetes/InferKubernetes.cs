@@ -1,12 +1,11 @@
 using k8s;
 using k8s.Models;
-using Toolkit.BatchInference;
 using Toolkit.Options;
 
-namespace Toolkit.Inference;
+namespace Toolkit.BatchInference;
 
 /// <summary>A batch-inference job on Kubernetes: the job spec plus where and how its pods run.</summary>
-public sealed record InferKubernetesOptions
+internal sealed record InferKubernetesOptions
 {
     /// <summary>The job (input and runs folder are paths inside the pods, on the shared volume).</summary>
     // The pods decide where the coordinator and workers run, and how they talk.
@@ -57,7 +56,7 @@ public sealed record InferKubernetesOptions
 /// pod's leases expire and its shards are redone), and a HorizontalPodAutoscaler keeping between the minimum and
 /// maximum workers.
 /// </summary>
-public static class InferKubernetes
+internal static class InferKubernetes
 {
     /// <summary>The coordinator's gRPC port in the pods.</summary>
     public const int Port = 50051;
@@ -185,7 +184,7 @@ public static class InferKubernetes
     public static async Task<IReadOnlyList<string>> WriteAsync(InferKubernetesOptions o,
         CancellationToken cancel = default)
     {
-        var objects = Manifests(o, CoordinatorServer.NewToken());
+        var objects = Manifests(o, CoordinatorTransports.NewToken());
         Directory.CreateDirectory(o.Out);
         var files = new List<string>();
         foreach (var item in objects)

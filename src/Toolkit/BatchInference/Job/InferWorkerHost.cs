@@ -1,16 +1,14 @@
 using System.Runtime.InteropServices;
-using Grpc.Core;
-using Toolkit.BatchInference;
 using Toolkit.Jobs;
 
-namespace Toolkit.Inference;
+namespace Toolkit.BatchInference;
 
 /// <summary>
 /// A worker process (<c>toolkit infer worker</c>): joins a running job's coordinator over gRPC and works until the job
 /// is finished. The first SIGTERM or SIGINT drains (the shards held are finished, then it leaves); a second gives them
 /// back at once.
 /// </summary>
-public static class InferWorkerHost
+internal static class InferWorkerHost
 {
     /// <summary>Runs the worker; returns the process exit code (0: finished, drained or stopped).</summary>
     /// <exception cref="JobFailedException">The coordinator refused the worker or could not be reached.</exception>
@@ -33,7 +31,8 @@ public static class InferWorkerHost
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         var address = options.Coordinator!;
-        using var client = new GrpcCoordinator(address,
+        var transport = CoordinatorTransports.Find();
+        using var client = transport.Connect(address,
             options.Token ?? Environment.GetEnvironmentVariable(ProcessPool.TokenVariable));
         var worker = new InferenceWorker(client, options.Id ?? $"{Environment.MachineName}-{Environment.ProcessId}")
         {
@@ -45,13 +44,12 @@ public static class InferWorkerHost
             var summary = await worker.RunAsync(drain.Token, abort.Token);
             return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
         }
-        catch (Exception e) when ((e as RpcException ?? e.InnerException as RpcException) is { } rpc)
+        catch (Exception e) when (transport.Explain(e) is { } fault)
         {
-            // At start (joining) the call fails as itself; later, a stage fails and the worker wraps it.
-            throw new JobFailedException(rpc.StatusCode is StatusCode.Unauthenticated or StatusCode.PermissionDenied
-                ? $"the coordinator at {address} refused this worker: {rpc.Status.Detail}"
+            throw new JobFailedException(fault.Refused
+                ? $"the coordinator at {address} refused this worker: {fault.Detail}"
                 : $"the coordinator at {address} could not be reached for {options.Grace:F0} s " +
-                  $"({rpc.Status.Detail}). Is the job running? Its folder's {InferLayout.CoordinatorFile} has the " +
+                  $"({fault.Detail}). Is the job running? Its folder's {InferLayout.CoordinatorFile} has the " +
                   "address; toolkit infer resume FOLDER restarts it.");
         }
     }

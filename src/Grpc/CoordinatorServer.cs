@@ -11,9 +11,9 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Toolkit.BatchInference;
-using Toolkit.Inference.Rpc;
+using Toolkit.Grpc.Rpc;
 
-namespace Toolkit.Inference;
+namespace Toolkit.Grpc;
 
 /// <summary>
 /// The coordinator as a gRPC service (HTTP/2 without TLS) in front of a <see cref="CoordinatorCore"/>. It listens on
@@ -21,7 +21,7 @@ namespace Toolkit.Inference;
 /// <c>authorization: Bearer &lt;token&gt;</c>; a call without it, or with another, is refused (<c>Unauthenticated</c>),
 /// logged in the job folder and counted, and gets nothing.
 /// </summary>
-internal sealed class CoordinatorServer : IAsyncDisposable
+internal sealed class CoordinatorServer : ICoordinatorEndpoint
 {
     private readonly WebApplication _app;
 
@@ -35,10 +35,6 @@ internal sealed class CoordinatorServer : IAsyncDisposable
 
     /// <summary>The token calls must carry, or null (loopback without a token).</summary>
     public string? Token { get; }
-
-    /// <summary>A random token (256 bits, URL-safe).</summary>
-    public static string NewToken()
-        => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 
     /// <summary>Starts serving <paramref name="core"/> on <paramref name="bind"/>:<paramref name="port"/> (0: a free
     /// port).</summary>
