@@ -19,8 +19,11 @@ public sealed class CoordinatorServiceTests : IDisposable
 
     private CoordinatorCore Core(int records, Func<InferJobOptions, InferJobOptions>? change = null)
     {
-        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, records), ShardSize = 25, BatchSize = 8,
-            LeaseSeconds = 30 };
+        var spec = new InferJobOptions {
+            Data = new() { Input = Inputs.Jsonl(_folder.Path, records) },
+            Scheduling = new() { ShardSize = 25, LeaseSeconds = 30 },
+            Models = new() { BatchSize = 8 },
+        };
         spec = change?.Invoke(spec) ?? spec;
         return new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path,
             InferLayout.StateFile)), records);
@@ -34,7 +37,10 @@ public sealed class CoordinatorServiceTests : IDisposable
     [Fact]
     public async Task Leases_SplitShardsToTheBacklogShareAndTheWorkersRate()
     {
-        using var core = Core(400, s => s with { ShardSize = 100, BatchSize = 4, ShardSeconds = 10 });
+        using var core = Core(400, s => s with {
+            Scheduling = s.Scheduling with { ShardSize = 100, ShardSeconds = 10 },
+            Models = s.Models with { BatchSize = 4 },
+        });
         async Task<ShardLease> Lease(string worker) => (await core.LeaseAsync(worker, 1)).Leases.Single();
         await core.JoinAsync(new WorkerHello("slow", "host", 1));
         await core.JoinAsync(new WorkerHello("fast", "host", 2));
@@ -136,7 +142,10 @@ public sealed class CoordinatorServiceTests : IDisposable
         // A real MiniLM worker process on a job long enough that it is mid-way when SIGTERM arrives.
         var input = Path.Combine(_folder.Path, "sentences.jsonl");
         SentenceDataset.Write(input, 600);
-        var spec = new InferJobOptions { Input = input, ShardSize = 50, LeaseSeconds = 30 };
+        var spec = new InferJobOptions {
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 50, LeaseSeconds = 30 },
+        };
         using var core = new CoordinatorCore(spec, _folder.Path, new SqliteShardStore(Path.Combine(_folder.Path,
             InferLayout.StateFile)), 600);
         await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: "t0ken");

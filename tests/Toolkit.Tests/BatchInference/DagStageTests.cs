@@ -41,24 +41,29 @@ public sealed class DagStageTests : IDisposable
     {
         var e = Assert.Throws<ArgumentException>(() => InferStages.Parse(declaration));
         Assert.Contains(expected, e.Message);
-        Assert.Equal(nameof(InferJobOptions.Stages), e.ParamName);
+        Assert.Equal(nameof(InferModelOptions.Stages), e.ParamName);
     }
 
     [Fact]
     public void Spec_ChecksLabelsAgainstTheStages()
     {
-        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 3) };
+        var spec = new InferJobOptions { Data = new() { Input = Inputs.Jsonl(_folder.Path, 3) } };
         Assert.Contains("at least two labels",
-            Assert.Throws<ArgumentException>((spec with { Stages = "e=embed,c=classify(e)",
-                Labels = "only" }).Check).Message);
+            Assert.Throws<ArgumentException>((spec with {
+                Models = spec.Models with { Stages = "e=embed,c=classify(e)", Labels = "only" },
+            }).Check).Message);
         Assert.Contains("a label is repeated",
-            Assert.Throws<ArgumentException>((spec with { Stages = "e=embed,c=classify(e)",
-                Labels = "a, a" }).Check).Message);
+            Assert.Throws<ArgumentException>((spec with {
+                Models = spec.Models with { Stages = "e=embed,c=classify(e)", Labels = "a, a" },
+            }).Check).Message);
         Assert.Contains("there is none",
-            Assert.Throws<ArgumentException>((spec with { Labels = "a,b" }).Check).Message);
-        Assert.Contains("--stages has none", Assert.Throws<ArgumentException>((spec with { Stages = "embed",
-            Model = new() { Name = "tiny" } }).Check).Message);
-        (spec with { Stages = "e=embed,c=classify(e)", Labels = "a,b" }).Check();
+            Assert.Throws<ArgumentException>((spec with {
+                Models = spec.Models with { Labels = "a,b" },
+            }).Check).Message);
+        Assert.Contains("--stages has none", Assert.Throws<ArgumentException>((spec with {
+            Models = spec.Models with { Stages = "embed", Model = new() { Name = "tiny" } },
+        }).Check).Message);
+        (spec with { Models = spec.Models with { Stages = "e=embed,c=classify(e)", Labels = "a,b" } }).Check();
     }
 
     /// <summary>
@@ -79,9 +84,11 @@ public sealed class DagStageTests : IDisposable
         });
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, Stages = "emb=embed*2,topic=classify(emb),ppl=score", Labels = string.Join(",", labels),
-                Model = new() { Name = "tiny" },
-            Workers = 1, ShardSize = 16, BatchSize = 8, Launch = InProcess(_folder.Path),
+            Data = new() { Input = input },
+            Models = new() { Stages = "emb=embed*2,topic=classify(emb),ppl=score", Labels = string.Join(",", labels),
+                Model = new() { Name = "tiny" }, BatchSize = 8 },
+            Scheduling = new() { Workers = 1, ShardSize = 16 },
+            Launch = InProcess(_folder.Path),
         });
         Assert.Equal(39, result.OutputRecords);
         Assert.Equal(1, result.Quarantined);
@@ -114,9 +121,11 @@ public sealed class DagStageTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 10, name: "gen.jsonl");
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, Stages = "gen=generate,again=score(gen),vec=embed(gen)", Model = new() { Name = "tiny" },
-                MaxNewTokens = 8,
-            Workers = 1, ShardSize = 5, BatchSize = 4, Launch = InProcess(_folder.Path),
+            Data = new() { Input = input },
+            Models = new() { Stages = "gen=generate,again=score(gen),vec=embed(gen)", Model = new() { Name = "tiny" },
+                MaxNewTokens = 8, BatchSize = 4 },
+            Scheduling = new() { Workers = 1, ShardSize = 5 },
+            Launch = InProcess(_folder.Path),
         });
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
         var rows = InferOutput.Rows(result.JobFolder).ToList();

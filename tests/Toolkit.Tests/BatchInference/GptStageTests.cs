@@ -58,20 +58,27 @@ public sealed class GptStageTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 24);
         var spec = new InferJobOptions
         {
-            Input = input, Model = new() { Name = "tiny" }, Workers = 1, ShardSize = 12, BatchSize = 8,
+            Data = new() { Input = input },
+            Models = new() { Model = new() { Name = "tiny" }, BatchSize = 8 },
+            Scheduling = new() { Workers = 1, ShardSize = 12 },
             Launch = InProcess(_folder.Path),
         };
 
-        var trained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score,
-            Model = new() { Name = checkpoint } });
-        var untrained = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score });
+        var trained = await InferJob.RunAsync(spec with {
+            Models = spec.Models with { Pipeline = InferPipeline.Score, Model = new() { Name = checkpoint } },
+        });
+        var untrained = await InferJob.RunAsync(spec with {
+            Models = spec.Models with { Pipeline = InferPipeline.Score },
+        });
         double[] Scores(InferResult r) => [.. InferOutput.Rows(r.JobFolder).OrderBy(e
             => e.GetProperty("id").GetString()).Select(e => e.GetProperty("score").GetDouble())];
         Assert.Equal(24, Scores(trained).Length);
         Assert.NotEqual(Scores(untrained), Scores(trained));   // the checkpoint's weights were used
 
-        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate,
-            Model = new() { Name = checkpoint }, MaxNewTokens = 16 });
+        var generated = await InferJob.RunAsync(spec with {
+            Models = spec.Models with { Pipeline = InferPipeline.Generate, Model = new() { Name = checkpoint },
+                MaxNewTokens = 16 },
+        });
         Assert.True(InferOutput.Verify(generated.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
         var rows = InferOutput.Rows(generated.JobFolder).ToList();
         Assert.Equal(24, rows.Count);
@@ -95,15 +102,21 @@ public sealed class GptStageTests : IDisposable
     {
         var checkpoint = await TrainedCheckpoint();
         Directory.Delete(Path.Combine(checkpoint, ModelSource.DescriptionFolder), recursive: true);
-        var spec = new InferJobOptions { Input = Inputs.Jsonl(_folder.Path, 4), Pipeline = InferPipeline.Score,
-            Model = new() { Name = checkpoint } };
+        var spec = new InferJobOptions {
+            Data = new() { Input = Inputs.Jsonl(_folder.Path, 4) },
+            Models = new() { Pipeline = InferPipeline.Score, Model = new() { Name = checkpoint } },
+        };
         var e = Assert.Throws<InvalidDataException>(spec.Check);
         Assert.Contains("--resume", e.Message);
-        var generate = spec with { Model = new() { Name = "tiny" }, Pipeline = InferPipeline.Generate,
-            MaxNewTokens = -1 };
+        var generate = spec with {
+            Models = spec.Models with { Model = new() { Name = "tiny" }, Pipeline = InferPipeline.Generate,
+                MaxNewTokens = -1 },
+        };
         Assert.Equal("MaxNewTokens", Assert.Throws<ArgumentOutOfRangeException>(generate.Check).ParamName);
         Assert.Equal("Name",
-            Assert.Throws<ArgumentException>((spec with { Pipeline
-                = InferPipeline.Embed }).Check).ParamName);   // --model
+            Assert.Throws<ArgumentException>((spec with {
+                Models = spec.Models with { Pipeline
+                = InferPipeline.Embed },
+            }).Check).ParamName);   // --model
     }
 }

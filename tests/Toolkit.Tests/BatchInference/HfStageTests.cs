@@ -28,12 +28,18 @@ public sealed class HfStageTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 12);
         var spec = new InferJobOptions
         {
-            Input = input, Model = new() { Name = model }, Workers = 1, ShardSize = 6, BatchSize = 4,
+            Data = new() { Input = input },
+            Models = new() { Model = new() { Name = model }, BatchSize = 4 },
+            Scheduling = new() { Workers = 1, ShardSize = 6 },
             Launch = InProcess(_folder.Path),
         };
-        var scored = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Score });
-        var generated = await InferJob.RunAsync(spec with { Pipeline = InferPipeline.Generate,
-            Sampling = new() { Temperature = 0 }, MaxNewTokens = 10 });
+        var scored = await InferJob.RunAsync(spec with {
+            Models = spec.Models with { Pipeline = InferPipeline.Score },
+        });
+        var generated = await InferJob.RunAsync(spec with {
+            Models = spec.Models with { Pipeline = InferPipeline.Generate, Sampling = new() { Temperature = 0 },
+                MaxNewTokens = 10 },
+        });
 
         using var hf = HfModel.Open(model);
         var gguf = Path.Combine(_folder.Path, "llama.gguf");

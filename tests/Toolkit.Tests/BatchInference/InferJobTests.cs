@@ -51,8 +51,41 @@ public sealed class InferJobTests : IDisposable
         File.WriteAllText(Path.Combine(folder, "config.json"), $"{{\"kind\":\"infer\",\"options\":{{{options}}}}}");
         var spec = InferJob.ReadSpec(folder);
         Assert.Equal((Launcher.Local, 5, null, "/data/runs", 4),
-            (spec.Launch.Launcher, spec.Launch.Ranks, spec.Launch.Nodes, spec.Launch.RunsDirectory, spec.Workers));
+            (spec.Launch.Launcher, spec.Launch.Ranks, spec.Launch.Nodes, spec.Launch.RunsDirectory,
+                spec.Scheduling.Workers));
         spec.Check();
+    }
+
+    /// <summary>
+    /// A spec written before the settings became the data, models, scheduling and service groups (a job folder, or a
+    /// <c>--spec</c> file) reads back with every setting in its group, the model included.
+    /// </summary>
+    [Fact]
+    public void ReadSpec_OfAFlatSpec_MovesEverySettingIntoItsGroup()
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(_folder.Path, "flat")).FullName;
+        File.WriteAllText(Path.Combine(folder, InferLayout.StateFile), "");
+        var flat = """
+            {"input":"in.csv","format":"csv","outputFormat":"parquet","idField":"key","textField":"body",
+            "pipeline":"score","gptModel":"tiny","maxTokens":64,"batchSize":8,"replicas":2,"threads":3,
+            "shardSize":7,"shardSeconds":0,"retries":5,"leaseSeconds":9,"workers":3,"minWorkers":2,"maxWorkers":4,
+            "bind":"0.0.0.0","port":5000,"token":"t0k","jobName":"flat"}
+            """;
+        File.WriteAllText(Path.Combine(folder, "config.json"), $"{{\"kind\":\"infer\",\"options\":{flat}}}");
+        var specFile = Path.Combine(_folder.Path, "flat.json");
+        File.WriteAllText(specFile, flat);
+        foreach (var spec in new[] { InferJob.ReadSpec(folder),
+            Toolkit.Options.OptionBinder.ReadConfig<InferJobOptions>(specFile, InferJobOptions.MigrateJson) })
+        {
+            Assert.Equal(new InferDataOptions { Input = "in.csv", Format = InputFormat.Csv,
+                OutputFormat = OutputFormat.Parquet, IdField = "key", TextField = "body" }, spec.Data);
+            Assert.Equal((InferPipeline.Score, "tiny", 64, 8, 2, 3), (spec.Models.Pipeline, spec.Models.Model.Name,
+                spec.Models.MaxTokens, spec.Models.BatchSize, spec.Models.Replicas, spec.Models.Threads));
+            Assert.Equal(new InferSchedulingOptions { ShardSize = 7, ShardSeconds = 0, Retries = 5, LeaseSeconds = 9,
+                Workers = 3, MinWorkers = 2, MaxWorkers = 4 }, spec.Scheduling);
+            Assert.Equal(new InferServiceOptions { Bind = "0.0.0.0", Port = 5000, Token = "t0k" }, spec.Service);
+            Assert.Equal("flat", spec.JobName);
+        }
     }
 
     /// <summary>A job's command line built from the declarations binds back to the same job.</summary>
@@ -61,8 +94,10 @@ public sealed class InferJobTests : IDisposable
     {
         var job = new InferJobOptions
         {
-            Input = "in.jsonl", Stages = "emb=embed*2,topic=classify(emb)", Labels = "a,b", Workers = 5,
-            LeaseSeconds = 2.5, Model = new() { Name = "tiny" }, Sampling = new() { Temperature = 0 },
+            Data = new() { Input = "in.jsonl" },
+            Models = new() { Stages = "emb=embed*2,topic=classify(emb)", Labels = "a,b",
+                Model = new() { Name = "tiny" }, Sampling = new() { Temperature = 0 } },
+            Scheduling = new() { Workers = 5, LeaseSeconds = 2.5 },
             Launch = InferJobOptions.DefaultLaunch with { Launcher = Launcher.External, RunsDirectory = "/data/runs" },
         };
         var arguments = ChildCommands.Of(ChildCommands.InferRun, job);
@@ -188,7 +223,9 @@ public sealed class InferMpiTests : IDisposable
         SentenceDataset.Write(input, 960, seed: 5, badEvery: 120);
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, ShardSize = 40, Launch = InferJobOptions.DefaultLaunch with
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 40 },
+            Launch = InferJobOptions.DefaultLaunch with
             {
                 Launcher = Launcher.Mpi, Ranks = ranks, Emulate = emulate, InterBandwidth = "100mbit",
                 RunsDirectory = _folder.Path,

@@ -27,8 +27,10 @@ public sealed class InferKubernetesTests : IDisposable
         {
             Job = new InferJobOptions
             {
-                Input = "/data/in.jsonl", Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = "/data/runs" },
-                Workers = 3, MinWorkers = 2, MaxWorkers = 6, Replicas = 2, Threads = 2,
+                Data = new() { Input = "/data/in.jsonl" },
+                Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = "/data/runs" },
+                Scheduling = new() { Workers = 3, MinWorkers = 2, MaxWorkers = 6 },
+                Models = new() { Replicas = 2, Threads = 2 },
             },
             Name = "embed-job", Namespace = "research", Out = _folder.Path, DrainSeconds = 90,
         };
@@ -89,7 +91,9 @@ public sealed class InferKubernetesTests : IDisposable
             var e = await Assert.ThrowsAsync<InvalidOperationException>(()
                 => InferKubernetes.WriteAsync(new InferKubernetesOptions
             {
-                Job = new InferJobOptions { Input = "/data/in.jsonl" }, Out = _folder.Path, Apply = true,
+                Job = new InferJobOptions {
+                    Data = new() { Input = "/data/in.jsonl" },
+                }, Out = _folder.Path, Apply = true,
             }));
             Assert.Contains("--apply needs a configured cluster", e.Message);
             Assert.True(File.Exists(Path.Combine(_folder.Path, "all.yaml")));
@@ -106,13 +110,18 @@ public sealed class InferKubernetesTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 30);
         var spec = new InferJobOptions
         {
-            Input = input, JobName = "nightly", Workers = 1, ShardSize = 10, Launch = InProcess(_folder.Path),
+            Data = new() { Input = input },
+            JobName = "nightly",
+            Scheduling = new() { Workers = 1, ShardSize = 10 },
+            Launch = InProcess(_folder.Path),
         };
         var first = await InferJob.RunAsync(spec);
         var second = await InferJob.RunAsync(spec);
         Assert.Equal(Path.Combine(_folder.Path, "nightly"), first.JobFolder);
         Assert.Equal((first.JobFolder, "completed", 0.0), (second.JobFolder, second.State, second.RecordsPerSecond));
-        var other = await Assert.ThrowsAsync<ArgumentException>(() => InferJob.RunAsync(spec with { ShardSize = 5 }));
+        var other = await Assert.ThrowsAsync<ArgumentException>(() => InferJob.RunAsync(spec with {
+            Scheduling = spec.Scheduling with { ShardSize = 5 },
+        }));
         Assert.Contains("holds another job", other.Message);
         Assert.Equal("JobName",
             Assert.Throws<ArgumentException>(() => (spec with { JobName = "../escape" }).Check()).ParamName);

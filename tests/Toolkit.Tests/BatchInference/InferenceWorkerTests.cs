@@ -19,7 +19,11 @@ public sealed class InferenceWorkerTests : IDisposable
     private (CoordinatorCore Core, InferJobOptions Spec) Coordinator(string input, Func<InferJobOptions,
         InferJobOptions>? change = null)
     {
-        var spec = new InferJobOptions { Input = input, ShardSize = 40, BatchSize = 8, Retries = 2, LeaseSeconds = 30 };
+        var spec = new InferJobOptions {
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 40, Retries = 2, LeaseSeconds = 30 },
+            Models = new() { BatchSize = 8 },
+        };
         spec = change?.Invoke(spec) ?? spec;
         spec.Check();
         var source = RecordSource.Open(spec);
@@ -32,7 +36,7 @@ public sealed class InferenceWorkerTests : IDisposable
     {
         var input = Inputs.Jsonl(_folder.Path, 230, i => i switch { 17 => "{broken", 101 => """{"id": "r00101"}""",
             _ => null });
-        var (core, spec) = Coordinator(input, s => s with { Replicas = 2 });
+        var (core, spec) = Coordinator(input, s => s with { Models = s.Models with { Replicas = 2 } });
         using var _ = core;
         var workers = new[] { "a", "b" }.Select(id => new InferenceWorker(core, id,
             __ => [new LengthModel()]).RunAsync()).ToList();
@@ -86,7 +90,7 @@ public sealed class InferenceWorkerTests : IDisposable
         var input = Inputs.Jsonl(_folder.Path, 60);
         var (core, spec) = Coordinator(input);
         using var _ = core;
-        for (var attempt = 0; attempt < spec.Retries; attempt++)
+        for (var attempt = 0; attempt < spec.Scheduling.Retries; attempt++)
         {
             var e = await Assert.ThrowsAsync<InvalidOperationException>(() => new InferenceWorker(core, $"w{attempt}",
                 __ => [new LengthModel { BrokenReplicas = true }]).RunAsync());

@@ -73,7 +73,8 @@ public sealed class ParquetTests : IDisposable
         var input = WriteInput();
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, OutputFormat = OutputFormat.Parquet, Workers = 2, ShardSize = 250,
+            Data = new() { Input = input, OutputFormat = OutputFormat.Parquet },
+            Scheduling = new() { Workers = 2, ShardSize = 250 },
             Launch = InProcess(_folder.Path),
         });
         Assert.Equal(("completed", 998L, 2L), (result.State, result.OutputRecords, result.Quarantined));

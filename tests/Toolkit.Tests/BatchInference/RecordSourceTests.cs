@@ -81,21 +81,27 @@ public sealed class RecordSourceTests : IDisposable
     public void Spec_BadOptions_AreNamed()
     {
         var input = Inputs.Jsonl(_folder.Path, 3);
-        new InferJobOptions { Input = input }.Check();
+        new InferJobOptions { Data = new() { Input = input } }.Check();
         Assert.Equal("Input", Assert.Throws<ArgumentException>(() => new InferJobOptions().Check()).ParamName);
         Assert.Equal("Input",
             Assert.Throws<ArgumentException>(()
-                => new InferJobOptions { Input = input + ".missing" }.Check()).ParamName);
+                => new InferJobOptions { Data = new() { Input = input + ".missing" } }.Check()).ParamName);
         var text = Path.ChangeExtension(input, ".txt");
         File.Copy(input, text);
         Assert.Equal("Format",
-            Assert.Throws<ArgumentException>(() => new InferJobOptions { Input = text }.Check()).ParamName);
-        new InferJobOptions { Input = text, Format = InputFormat.Jsonl }.Check();
-        Assert.Equal("ShardSize", Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions { Input = input,
-            ShardSize = 0 }.Check()).ParamName);
+            Assert.Throws<ArgumentException>(() => new InferJobOptions {
+                Data = new() { Input = text },
+            }.Check()).ParamName);
+        new InferJobOptions { Data = new() { Input = text, Format = InputFormat.Jsonl } }.Check();
+        Assert.Equal("ShardSize", Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions {
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 0 },
+        }.Check()).ParamName);
         Assert.Equal("MaxWorkers",
-            Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions { Input = input, Workers = 4,
-                MaxWorkers = 2 }.Check()).ParamName);
+            Assert.Throws<ArgumentOutOfRangeException>(() => new InferJobOptions {
+                Data = new() { Input = input },
+                Scheduling = new() { Workers = 4, MaxWorkers = 2 },
+            }.Check()).ParamName);
     }
 }
 

@@ -213,7 +213,9 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         SentenceDataset.Write(input, 120, seed: 5, badEvery: 60);
         var result = await InferJob.RunAsync(new InferJobOptions
         {
-            Input = input, ShardSize = 40, Launch = InferJobOptions.DefaultLaunch with
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 40 },
+            Launch = InferJobOptions.DefaultLaunch with
             {
                 Launcher = Launcher.Slurm, Ranks = 3, Nodes = 1, RunsDirectory = _runs.Path,
             },

@@ -77,11 +77,14 @@ internal static class InferBenchmark
             // Ceiling: each model alone, every core busy (best of one replica with all threads and one replica per
             // core); a DAG's ceiling is the models' times added.
             var seconds = 0.0;
-            foreach (var model in ModelStages.Create(new InferJobOptions { Pipeline = pipeline, Threads = 1 }))
+            foreach (var model in ModelStages.Create(new InferJobOptions {
+                Models = new() { Pipeline = pipeline, Threads = 1 },
+            }))
             {
                 var prepared = texts.Select(model.Prepare).ToList();
-                var best = Math.Min(Compute(ModelStages.Create(new InferJobOptions { Pipeline = pipeline,
-                    Threads = cores }).First(m => m.Name == model.Name), prepared, o.BatchSize, 1),
+                var best = Math.Min(Compute(ModelStages.Create(new InferJobOptions {
+                    Models = new() { Pipeline = pipeline, Threads = cores },
+                }).First(m => m.Name == model.Name), prepared, o.BatchSize, 1),
                     Compute(model, prepared, o.BatchSize, cores));
                 seconds += best;
             }
@@ -105,19 +108,26 @@ internal static class InferBenchmark
             }
             foreach (var (replicas, threads) in new[] { (1, cores), (cores, 1) })
             {
-                var spec = new InferJobOptions { Input = input, Pipeline = pipeline, BatchSize = o.BatchSize,
-                    ShardSize = 250, Replicas = replicas, Threads = threads, Workers = 1,
+                var spec = new InferJobOptions {
+                    Data = new() { Input = input },
+                    Models = new() { Pipeline = pipeline, BatchSize = o.BatchSize, Replicas = replicas,
+                        Threads = threads },
+                    Scheduling = new() { ShardSize = 250, Workers = 1 },
                     Launch = InferJobOptions.DefaultLaunch with { Launcher = Jobs.Launcher.InProcess,
-                        RunsDirectory = root } };
+                        RunsDirectory = root },
+                };
                 var result = await InferJob.RunAsync(spec, null, cancel);
                 Add(new InferBenchmarkRun($"pipelined worker ({replicas}x{threads} threads)", name,
                     result.RecordsPerSecond, result.Seconds, 0,
                     $"one worker in this process, {replicas} replica(s) per model of {threads} thread(s); " +
                         $"bottleneck {result.Bottleneck}"));
             }
-            var processes = await InferJob.RunAsync(new InferJobOptions { Input = input, Pipeline = pipeline,
-                BatchSize = o.BatchSize, ShardSize = 250, Workers = cores, Threads = 1,
-                Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = root } }, null, cancel);
+            var processes = await InferJob.RunAsync(new InferJobOptions {
+                Data = new() { Input = input },
+                Models = new() { Pipeline = pipeline, BatchSize = o.BatchSize, Threads = 1 },
+                Scheduling = new() { ShardSize = 250, Workers = cores },
+                Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = root },
+            }, null, cancel);
             Add(new InferBenchmarkRun(
                 $"{cores} worker processes", name, processes.RecordsPerSecond, processes.Seconds, 0,
                 $"local worker processes over gRPC, 1 thread each; includes process start and model load; " +
@@ -159,7 +169,9 @@ internal static class InferBenchmark
     /// <summary>The baseline: read a batch, tokenise it, predict it with each model, write it; then the next.</summary>
     private static double Sequential(string input, InferPipeline pipeline, int batch, int threads, string output)
     {
-        var models = ModelStages.Create(new InferJobOptions { Pipeline = pipeline, Threads = threads });
+        var models = ModelStages.Create(new InferJobOptions {
+            Models = new() { Pipeline = pipeline, Threads = threads },
+        });
         var replicas = models.Select(m => m.CreateReplica()).ToList();
         try
         {

@@ -95,8 +95,10 @@ internal static class InferChaos
         var seen = new HashSet<int>();
         var job = new InferJobOptions
         {
-            Input = input, Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = root }, Workers = o.Workers,
-            MinWorkers = o.Workers, ShardSize = o.ShardSize, Retries = o.Kills + 2, LeaseSeconds = o.LeaseSeconds,
+            Data = new() { Input = input },
+            Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = root },
+            Scheduling = new() { Workers = o.Workers, MinWorkers = o.Workers, ShardSize = o.ShardSize,
+                Retries = o.Kills + 2, LeaseSeconds = o.LeaseSeconds },
         };
         var coordinator = Start(Jobs.ChildCommands.Of(Jobs.ChildCommands.InferRun, job), root, "coordinator-0");
         string? folder = null;

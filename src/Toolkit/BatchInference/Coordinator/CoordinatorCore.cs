@@ -10,10 +10,10 @@ namespace Toolkit.BatchInference;
 /// a coordinator killed and restarted on the same folder resumes where it stopped and never redoes a committed shard.
 /// Lease grants grow with a worker's measured throughput: a fast worker gets several shards per call (about
 /// <see cref="TargetLeaseWork"/> of work), a new or slow one gets one. Shards shrink to it too
-/// (<see cref="InferJobOptions.ShardSeconds"/>): a shard is split at lease time when the worker would take longer than
-/// that at its measured rate, or when it holds more than the waiting records' share per active worker (the end of the
-/// job); neither piece is smaller than one batch. A split moves only records of a waiting shard, so exactly-once is
-/// unaffected.
+/// (<see cref="InferSchedulingOptions.ShardSeconds"/>): a shard is split at lease time when the worker would take
+/// longer than that at its measured rate, or when it holds more than the waiting records' share per active worker (the
+/// end of the job); neither piece is smaller than one batch. A split moves only records of a waiting shard, so
+/// exactly-once is unaffected.
 /// </summary>
 internal sealed class CoordinatorCore : ICoordinator, IDisposable
 {
@@ -43,7 +43,7 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
             clock ?? TimeProvider.System);
         Records = records;
         _specJson = System.Text.Json.JsonSerializer.Serialize(spec, ToolkitJson.Compact);
-        _store.Initialize(records, spec.ShardSize);
+        _store.Initialize(records, spec.Scheduling.ShardSize);
         foreach (var w in _store.Workers()) _workers[w.Id] = w;
         // Leases granted before a restart stay valid (their workers may reconnect, on a fixed port, and commit); if
         // they expire instead, the coordinator's failure is to blame, not the shard's: no attempt is charged.
@@ -95,12 +95,12 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
         var now = Seen(worker);
         ExpireLeases(now);
         var throughput = _workers.TryGetValue(worker, out var w) ? w.Throughput : 0;
-        var grant = Math.Clamp((int)(throughput * TargetLeaseWork.TotalSeconds / Spec.ShardSize), 1, Math.Max(1,
-            maxShards));
+        var grant = Math.Clamp((int)(throughput * TargetLeaseWork.TotalSeconds / Spec.Scheduling.ShardSize), 1,
+            Math.Max(1, maxShards));
         var limit = ShardLimit(throughput, now);
         var leases = new List<ShardLease>();
-        while (leases.Count < grant && _store.TryLease(worker, Spec.Lease, now, limit,
-            minRecords: Spec.BatchSize) is { } lease)
+        while (leases.Count < grant && _store.TryLease(worker, Spec.Scheduling.Lease, now, limit,
+            minRecords: Spec.Models.BatchSize) is { } lease)
         {
             lock (_inherited) _inherited.Remove(lease.Shard.Id);
             leases.Add(lease);
@@ -116,12 +116,13 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
     /// </summary>
     private long ShardLimit(double throughput, DateTimeOffset now)
     {
-        if (Spec.ShardSeconds <= 0 || throughput <= 0) return long.MaxValue;
+        if (Spec.Scheduling.ShardSeconds <= 0 || throughput <= 0) return long.MaxValue;
         // a killed worker never says goodbye
-        var active = Math.Max(1, _workers.Values.Count(w => w.Left is null && now - w.LastSeen < Spec.Lease));
+        var active = Math.Max(1,
+            _workers.Values.Count(w => w.Left is null && now - w.LastSeen < Spec.Scheduling.Lease));
         var share = (long)Math.Ceiling(_store.WaitingRecords() / (double)active);
-        var byRate = (long)Math.Min(long.MaxValue / 2, throughput * Spec.ShardSeconds);
-        return Math.Max(Spec.BatchSize, Math.Min(byRate, share));
+        var byRate = (long)Math.Min(long.MaxValue / 2, throughput * Spec.Scheduling.ShardSeconds);
+        return Math.Max(Spec.Models.BatchSize, Math.Min(byRate, share));
     }
 
     /// <inheritdoc/>
@@ -130,7 +131,8 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
     {
         var now = Seen(worker);
         _reports[worker] = report;
-        IReadOnlyList<bool> kept = [.. held.Select(h => _store.Heartbeat(h.Shard, h.Token, Spec.Lease, now))];
+        IReadOnlyList<bool> kept =
+            [.. held.Select(h => _store.Heartbeat(h.Shard, h.Token, Spec.Scheduling.Lease, now))];
         return Task.FromResult(kept);
     }
 
@@ -158,7 +160,7 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
         CancellationToken cancel = default)
     {
         Seen(worker);
-        var state = _store.Release(shard.Shard, shard.Token, $"{worker}: {reason}", Spec.Retries,
+        var state = _store.Release(shard.Shard, shard.Token, $"{worker}: {reason}", Spec.Scheduling.Retries,
             countsAsAttempt: !preempted);
         _run?.Log($"shard {shard.Shard} released by {worker} ({(preempted ? "preempted" : "failed")}: {reason}) " +
             $"-> {state?.ToString() ?? "no longer held"}");
@@ -181,13 +183,13 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
     /// period from now to reconnect and heartbeat. Called once by the coordinator that serves the job (not by readers
     /// such as a status query, which must change nothing).
     /// </summary>
-    public void AdoptLeases() => _store.ExtendLeases(_clock.GetUtcNow() + Spec.Lease);
+    public void AdoptLeases() => _store.ExtendLeases(_clock.GetUtcNow() + Spec.Scheduling.Lease);
 
     /// <summary>Returns expired leases to the queue (or FAILED past the retry cap).</summary>
     public int ExpireLeases(DateTimeOffset? now = null)
     {
         int expired;
-        lock (_inherited) expired = _store.ExpireLeases(now ?? _clock.GetUtcNow(), Spec.Retries, _inherited);
+        lock (_inherited) expired = _store.ExpireLeases(now ?? _clock.GetUtcNow(), Spec.Scheduling.Retries, _inherited);
         if (expired > 0) _run?.Log($"{expired} lease(s) expired and went back to the queue");
         return expired;
     }

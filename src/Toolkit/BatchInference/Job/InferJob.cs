@@ -46,8 +46,8 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             var saved = ReadSpec(Path.Combine(runs, name));
             if (!saved.SameLayout(spec))
                 throw new ArgumentException(
-                    $"the job folder '{name}' holds another job (input {saved.Input}, shards of {saved.ShardSize}): " +
-                        $"choose another --job-name", nameof(spec));
+                    $"the job folder '{name}' holds another job (input {saved.Data.Input}, shards of " +
+                        $"{saved.Scheduling.ShardSize}): choose another --job-name", nameof(spec));
             log?.Invoke($"{name} already holds this job: resuming it");
             return await ResumeAsync(Path.Combine(runs, name), progress, cancel, _ => spec, log);
         }
@@ -185,8 +185,11 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
     {
         var (spec, run, cancel) = (context.Options, context.Run, context.CancellationToken);
         if (context.WorkersAreRanks)
-            spec = spec with { Launch = spec.Launch with { Launcher = Launcher.External }, Bind = "0.0.0.0",
-                Token = spec.Token ?? CoordinatorTransports.NewToken() };
+            spec = spec with {
+                Launch = spec.Launch with { Launcher = Launcher.External },
+                Service = spec.Service with { Bind = "0.0.0.0",
+                    Token = spec.Service.Token ?? CoordinatorTransports.NewToken() },
+            };
         var source = RecordSource.Open(spec);
         var progress = _progress;
         void Log(string line)
@@ -199,7 +202,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             source.Count, run);
         core.AdoptLeases();
         Log($"job {run.Id}: {source.Count} records in {core.Status().Shards} shards " +
-            $"of {spec.ShardSize}; {core.DoneAtStart} records already done");
+            $"of {spec.Scheduling.ShardSize}; {core.DoneAtStart} records already done");
         ICoordinatorEndpoint? server = null;
         IWorkerPool? pool = null;
         var state = "completed";
@@ -207,8 +210,9 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
         {
             if (spec.Launch.Launcher != Launcher.InProcess)
             {
-                var token = spec.Token ?? (spec.IsLoopback ? null : CoordinatorTransports.NewToken());
-                server = await CoordinatorTransports.Find().ServeAsync(core, spec.Bind, spec.Port, token);
+                var token = spec.Service.Token ?? (spec.Service.IsLoopback ? null : CoordinatorTransports.NewToken());
+                server = await CoordinatorTransports.Find().ServeAsync(core, spec.Service.Bind, spec.Service.Port,
+                    token);
                 ToolkitJson.Write(run.File(InferLayout.CoordinatorFile), new CoordinatorAddress(server.Address,
                     token is not null, Environment.ProcessId));
                 if (token is not null)
@@ -230,7 +234,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             var scaled = Stopwatch.StartNew();
             var lastMetrics = TimeSpan.Zero;
             var status = core.Status();
-            for (var i = 0; pool is not null && i < Math.Min(spec.Workers,
+            for (var i = 0; pool is not null && i < Math.Min(spec.Scheduling.Workers,
                 status.Shards - status.ShardsDone - status.Failed.Count); i++) pool.Start();
             while (true)
             {

@@ -67,7 +67,7 @@ internal static class InferKubernetes
         if (!System.Text.RegularExpressions.Regex.IsMatch(o.Name, "^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"))
             throw new ArgumentException($"'{o.Name}' is not a DNS label (lower-case letters, digits and '-')",
                 nameof(o));
-        if (string.IsNullOrWhiteSpace(o.Job.Input)) throw new ArgumentException(
+        if (string.IsNullOrWhiteSpace(o.Job.Data.Input)) throw new ArgumentException(
             "an input file is required (--input, a path inside the pods, e.g. /data/in.jsonl)", nameof(o));
         var job = o.Job;
         var labels = (string role) => new Dictionary<string, string> { ["app.kubernetes.io/name"] = "lmtoolkit-infer",
@@ -86,8 +86,9 @@ internal static class InferKubernetes
         // puts the token in from the Secret when the container starts.
         var coordinatorJob = job with
         {
-            Launch = job.Launch with { Launcher = Jobs.Launcher.External }, Bind = "0.0.0.0", Port = Port,
-            JobName = job.JobName ?? o.Name, Token = "$(TOOLKIT_TOKEN)",
+            Launch = job.Launch with { Launcher = Jobs.Launcher.External },
+            Service = job.Service with { Bind = "0.0.0.0", Port = Port, Token = "$(TOOLKIT_TOKEN)" },
+            JobName = job.JobName ?? o.Name,
         };
         // Against defaults whose runs folder no pod has: the folder always goes on the command line (the default
         // comes from TOOLKIT_RUNS_DIR where the manifests are written, not in the pod).
@@ -129,7 +130,7 @@ internal static class InferKubernetes
             ApiVersion = "apps/v1", Kind = "Deployment", Metadata = meta($"{o.Name}-workers", "worker"),
             Spec = new V1DeploymentSpec
             {
-                Replicas = job.Workers,
+                Replicas = job.Scheduling.Workers,
                 Selector = new V1LabelSelector { MatchLabels = labels("worker") },
                 Template = new V1PodTemplateSpec
                 {
@@ -147,7 +148,7 @@ internal static class InferKubernetes
                                         Grace = 300 })],
                                 Env = [tokenEnv], VolumeMounts = [mount],
                                 Resources = new V1ResourceRequirements { Requests = new Dictionary<string,
-                                    ResourceQuantity> { ["cpu"] = new($"{job.Replicas * job.Threads}"),
+                                    ResourceQuantity> { ["cpu"] = new($"{job.Models.Replicas * job.Models.Threads}"),
                                         ["memory"] = new("1Gi") } },
                             },
                         ],
@@ -164,8 +165,8 @@ internal static class InferKubernetes
             {
                 ScaleTargetRef = new V2CrossVersionObjectReference { Kind = "Deployment", Name = $"{o.Name}-workers",
                     ApiVersion = "apps/v1" },
-                MinReplicas = Math.Max(1, job.MinWorkers), MaxReplicas = Math.Max(job.WorkerCeiling, Math.Max(1,
-                    job.MinWorkers)),
+                MinReplicas = Math.Max(1, job.Scheduling.MinWorkers),
+                MaxReplicas = Math.Max(job.Scheduling.WorkerCeiling, Math.Max(1, job.Scheduling.MinWorkers)),
                 Metrics = [new V2MetricSpec { Type = "Resource", Resource = new V2ResourceMetricSource { Name = "cpu",
                     Target = new V2MetricTarget { Type = "Utilization", AverageUtilization = 70 } } }],
             },

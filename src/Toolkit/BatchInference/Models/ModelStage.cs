@@ -55,9 +55,10 @@ public static class ModelStages
     /// </summary>
     public static IReadOnlyList<IModelStage> Create(InferJobOptions spec)
     {
-        var stages = InferStages.Of(spec);
-        var model = new Lazy<StageModel>(() => new StageModel(spec.Model));        // one per worker, for every stage
-        if (spec.Stages is null) return [.. stages.Select(s => Model(spec, s.Model, model))];
+        var stages = InferStages.Of(spec.Models);
+        // One model per worker, for every stage.
+        var model = new Lazy<StageModel>(() => new StageModel(spec.Models.Model));
+        if (spec.Models.Stages is null) return [.. stages.Select(s => Model(spec, s.Model, model))];
         var index = stages.Select((s, k) => (s.Name, k)).ToDictionary(e => e.Name, e => e.k);
         var created = new List<IModelStage>(stages.Count);
         try
@@ -75,11 +76,11 @@ public static class ModelStages
 
     private static IModelStage Model(InferJobOptions spec, string name, Lazy<StageModel> model) => name switch
     {
-        "embed" => new MiniLmEmbedding(spec.MaxTokens, spec.Threads),
-        "score" => new ScoreStage(model.Value, spec.Threads),
-        "generate" => new GenerateStage(model.Value, spec.Sampling,
-            spec.EffectiveMaxNewTokens(model.Value.Source.Config), spec.BatchSize),
-        "classify" => new ZeroShotClassifier(spec.LabelList, spec.MaxTokens),
+        "embed" => new MiniLmEmbedding(spec.Models.MaxTokens, spec.Models.Threads),
+        "score" => new ScoreStage(model.Value, spec.Models.Threads),
+        "generate" => new GenerateStage(model.Value, spec.Models.Sampling,
+            spec.Models.EffectiveMaxNewTokens(model.Value.Source.Config), spec.Models.BatchSize),
+        "classify" => new ZeroShotClassifier(spec.Models.LabelList, spec.Models.MaxTokens),
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "unknown model"),
     };
 }

@@ -26,11 +26,11 @@ public abstract class RecordSource
     private protected RecordSource(string path) => Path = System.IO.Path.GetFullPath(path);
 
     /// <summary>Opens the input named by a job spec.</summary>
-    public static RecordSource Open(InferJobOptions spec) => spec.ResolveFormat() switch
+    public static RecordSource Open(InferJobOptions spec) => spec.Data.ResolveFormat() switch
     {
-        InputFormat.Jsonl => new JsonlSource(spec.Input!, spec.IdField, spec.TextField),
-        InputFormat.Csv => new CsvSource(spec.Input!, spec.IdField, spec.TextField),
-        InputFormat.Parquet => new ParquetSource(spec.Input!, spec.IdField, spec.TextField),
+        InputFormat.Jsonl => new JsonlSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField),
+        InputFormat.Csv => new CsvSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField),
+        InputFormat.Parquet => new ParquetSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField),
         var f => throw new ArgumentOutOfRangeException(nameof(spec), f, "unknown input format"),
     };
 

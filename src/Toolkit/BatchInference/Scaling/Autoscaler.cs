@@ -15,10 +15,10 @@ internal static class Autoscaler
     {
         var left = status.Shards - status.ShardsDone - status.Failed.Count;
         var live = pool.Live;
-        var target = Math.Max(live, Math.Max(spec.MinWorkers, 1));
-        if (live < spec.WorkerCeiling && sinceScale.Elapsed > TimeSpan.FromSeconds(10)
+        var target = Math.Max(live, Math.Max(spec.Scheduling.MinWorkers, 1));
+        if (live < spec.Scheduling.WorkerCeiling && sinceScale.Elapsed > TimeSpan.FromSeconds(10)
             && status.EtaSeconds is > 30) target = live + 1;
-        target = Math.Min(Math.Min(target, spec.WorkerCeiling), left);
+        target = Math.Min(Math.Min(target, spec.Scheduling.WorkerCeiling), left);
         if (target > live)
         {
             var eta = status.EtaSeconds?.ToString("F0", System.Globalization.CultureInfo.InvariantCulture) ?? "unknown";

@@ -8,7 +8,7 @@ public static class InferLabels
     public static IReadOnlyList<string> Check(IReadOnlyList<string> labels)
     {
         var trimmed = labels.Select(l => l.Trim()).ToList();
-        const string name = nameof(InferJobOptions.Labels);
+        const string name = nameof(InferModelOptions.Labels);
         if (trimmed.Count < 2)
             throw new ArgumentException(
                 "a classify stage needs at least two labels (--labels \"sports,politics,science\")", name);

@@ -34,7 +34,7 @@ public static partial class InferStages
     /// in an order where every stage comes after its input.</summary>
     /// <exception cref="ArgumentException">The declaration is malformed, names an unknown model or stage, has a cycle,
     /// or connects stages that cannot feed each other.</exception>
-    public static IReadOnlyList<InferStage> Of(InferJobOptions spec) => spec.Stages is { } text ? Parse(text,
+    public static IReadOnlyList<InferStage> Of(InferModelOptions spec) => spec.Stages is { } text ? Parse(text,
         spec.Replicas) : spec.Pipeline switch
     {
         InferPipeline.Embed => [new("embed", "embed", null, spec.Replicas)],
@@ -57,29 +57,29 @@ public static partial class InferStages
             if (string.IsNullOrWhiteSpace(part) || !m.Success)
                 throw new ArgumentException(
                     $"'{part.Trim()}' is not a stage: write [name=]model[(input)][*replicas], e.g. emb=embed*2 or " +
-                        $"topic=classify(emb)", nameof(InferJobOptions.Stages));
+                        $"topic=classify(emb)", nameof(InferModelOptions.Stages));
             var model = m.Groups["model"].Value.ToLowerInvariant();
             if (!Models.Contains(model))
                 throw new ArgumentException(
                     $"stage '{part.Trim()}': unknown model '{model}'; valid: {string.Join(", ", Models)}",
-                        nameof(InferJobOptions.Stages));
+                        nameof(InferModelOptions.Stages));
             var name = m.Groups["name"].Success ? m.Groups["name"].Value : model;
             var replicas = defaultReplicas;
             if (m.Groups["replicas"].Success && (!int.TryParse(m.Groups["replicas"].Value,
                 out replicas) || replicas < 1 || replicas > 64))
                 throw new ArgumentException(
                     $"stage '{name}': replicas must be a whole number from 1 to 64 (got " +
-                        $"'{m.Groups["replicas"].Value}')", nameof(InferJobOptions.Stages));
+                        $"'{m.Groups["replicas"].Value}')", nameof(InferModelOptions.Stages));
             var input = m.Groups["input"].Success ? m.Groups["input"].Value : null;
             if (input is { Length: 0 }) throw new ArgumentException(
-                $"stage '{name}': the parentheses must name the stage it reads", nameof(InferJobOptions.Stages));
+                $"stage '{name}': the parentheses must name the stage it reads", nameof(InferModelOptions.Stages));
             if (Reserved.Contains(name))
                 throw new ArgumentException(
                     $"'{name}' names one of the worker's own stages ({string.Join(", ", Reserved)}): name the model " +
-                        $"stage otherwise", nameof(InferJobOptions.Stages));
+                        $"stage otherwise", nameof(InferModelOptions.Stages));
             if (stages.Any(s => s.Name == name))
                 throw new ArgumentException($"two stages are named '{name}': name them apart (name=model)",
-                    nameof(InferJobOptions.Stages));
+                    nameof(InferModelOptions.Stages));
             stages.Add(new InferStage(name, model, input, replicas));
         }
         foreach (var s in stages)
@@ -89,17 +89,17 @@ public static partial class InferStages
                 if (Reads(s.Model) != Value.Text)
                     throw new ArgumentException(
                         $"stage '{s.Name}': {s.Model} reads another stage's vectors, not the record's text: give it " +
-                            $"an input, e.g. {s.Name}=classify(emb) after emb=embed", nameof(InferJobOptions.Stages));
+                            $"an input, e.g. {s.Name}=classify(emb) after emb=embed", nameof(InferModelOptions.Stages));
                 continue;
             }
             var source = stages.FirstOrDefault(o => o.Name == s.Input)
                 ?? throw new ArgumentException(
                     $"stage '{s.Name}' reads '{s.Input}', which is not a stage; stages: {string.Join(", " +
-                        "", stages.Select(o => o.Name))}", nameof(InferJobOptions.Stages));
+                        "", stages.Select(o => o.Name))}", nameof(InferModelOptions.Stages));
             if (Gives(source.Model) != Reads(s.Model))
                 throw new ArgumentException(
                     $"stage '{s.Name}' ({s.Model}) reads {Describe(Reads(s.Model))}, but '{source.Name}' " +
-                        $"({source.Model}) gives {Describe(Gives(source.Model))}", nameof(InferJobOptions.Stages));
+                        $"({source.Model}) gives {Describe(Gives(source.Model))}", nameof(InferModelOptions.Stages));
         }
         return Ordered(stages);
     }
@@ -128,7 +128,7 @@ public static partial class InferStages
             var ready = left.FirstOrDefault(s => s.Input is null || ordered.Any(o => o.Name == s.Input))
                 ?? throw new ArgumentException(
                     $"the stages {string.Join(", ", left.Select(s => s.Name))} read each other in a cycle",
-                        nameof(InferJobOptions.Stages));
+                        nameof(InferModelOptions.Stages));
             ordered.Add(ready);
             left.Remove(ready);
         }

@@ -103,7 +103,7 @@ public sealed class InferenceWorker
     }
 
     private static int Replicas(InferJobOptions spec, IModelStage model) =>
-        model is DagStage dag ? dag.Stage.Replicas : spec.Replicas;
+        model is DagStage dag ? dag.Stage.Replicas : spec.Models.Replicas;
 
     /// <summary>
     /// Runs the pipeline to its end and sets <see cref="_reason"/>: finished, drained, stopped (aborted) or the first
@@ -155,16 +155,16 @@ public sealed class InferenceWorker
     {
         var replicas = models.Select(m => Replicas(spec, m)).ToList();
         var shards = Channel.CreateBounded<ShardLease>(1);
-        var toPrepare = Channel.CreateBounded<WorkItem>(4 * spec.BatchSize);
+        var toPrepare = Channel.CreateBounded<WorkItem>(4 * spec.Models.BatchSize);
         var toModel = replicas.Select(r => Channel.CreateBounded<List<WorkItem>>(2 * r + 1)).ToList();
         var toPost = Channel.CreateBounded<List<WorkItem>>(4);
-        var toWrite = Channel.CreateBounded<(WorkItem Item, byte[] Line)>(8 * spec.BatchSize);
+        var toWrite = Channel.CreateBounded<(WorkItem Item, byte[] Line)>(8 * spec.Models.BatchSize);
         // Each stage reports the queue in front of it (read has none: it pulls from the file).
         var read = AddStage("read", 1, () => 0);
         var prepare = AddStage("preprocess", 1, () => toPrepare.Reader.Count);
         var predict = models.Select((m, k) => AddStage(m.Name, replicas[k],
-            () => toModel[k].Reader.Count * spec.BatchSize)).ToList();
-        var post = AddStage("postprocess", 1, () => toPost.Reader.Count * spec.BatchSize);
+            () => toModel[k].Reader.Count * spec.Models.BatchSize)).ToList();
+        var post = AddStage("postprocess", 1, () => toPost.Reader.Count * spec.Models.BatchSize);
         var write = AddStage("write", 1, () => toWrite.Reader.Count);
         var stages = _recordStages = new RecordStages(Id, Log);
 
@@ -173,8 +173,8 @@ public sealed class InferenceWorker
             Pipe(LeaseLoop(shards.Writer, drain, stop), shards.Writer),
             Pipe(RecordStages.Read(source, shards.Reader, lease => _held[lease.Token], toPrepare.Writer,
                 toWrite.Writer, read, stop), toPrepare.Writer),
-            Pipe(RecordStages.Prepare(spec.BatchSize, models, toPrepare.Reader, toModel[0].Writer, toWrite.Writer,
-                prepare, stop), toModel[0].Writer),
+            Pipe(RecordStages.Prepare(spec.Models.BatchSize, models, toPrepare.Reader, toModel[0].Writer,
+                toWrite.Writer, prepare, stop), toModel[0].Writer),
         };
         for (var k = 0; k < models.Count; k++)
         {
@@ -186,7 +186,7 @@ public sealed class InferenceWorker
             tasks.Add(Pipe(Task.WhenAll(copies.ToList()), next));
         }
         tasks.Add(Pipe(RecordStages.Post(models, toPost.Reader, toWrite.Writer, post, stop), toWrite.Writer));
-        tasks.Add(WriteLoop(jobFolder, spec.OutputFormat, toWrite.Reader, write, stop));
+        tasks.Add(WriteLoop(jobFolder, spec.Data.OutputFormat, toWrite.Reader, write, stop));
         return tasks;
     }
 
@@ -308,7 +308,7 @@ public sealed class InferenceWorker
 
     private async Task HeartbeatLoop(InferJobOptions spec, CancellationToken stop)
     {
-        var period = TimeSpan.FromSeconds(Math.Max(0.2, spec.LeaseSeconds / 3));
+        var period = TimeSpan.FromSeconds(Math.Max(0.2, spec.Scheduling.LeaseSeconds / 3));
         while (!stop.IsCancellationRequested)
         {
             await Task.Delay(period, stop).ContinueWith(_ => { }, TaskScheduler.Default);
