@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One entry point for the repository's set-up and jobs. Every command does its own set-up.
-#   ./build.sh quickstart [options]   run the embedded-default job (in-process ranks, no MPI); prints where report.html is
-#   ./build.sh test                   pack the notebook extension, install the notebook kernel, run every test
-#   ./build.sh pack                   build the local package feed artifacts/feed (the library, the notebook extension, the toolkit .NET tool)
-#   ./build.sh kernel                 install the notebook kernel tool (dotnet-interactive 1.0.712001) under artifacts/tools
+#   ./build.sh quickstart [options]  run the embedded-default job (in-process ranks, no MPI); prints its report.html
+#   ./build.sh test                  pack the notebook extension, install the notebook kernel, run every test
+#   ./build.sh pack                  build the local package feed artifacts/feed (the library, the gRPC service, the
+#                                    notebook extension, the toolkit .NET tool)
+#   ./build.sh kernel                install the notebook kernel (dotnet-interactive 1.0.712001) under artifacts/tools
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -19,7 +20,8 @@ pack() {
   dotnet pack src/Cli -c Release -o artifacts/feed -p:Version="$version" --nologo -v quiet
   # Notebooks run from this checkout start this build under mpiexec when no tool is installed.
   dotnet build src/Cli -c Release --nologo -v quiet
-  echo "packed LmToolkit, LmToolkit.Grpc, LmToolkit.Interactive and the tool LmToolkit.Cli $version into artifacts/feed; built src/Cli"
+  echo "packed LmToolkit, LmToolkit.Grpc, LmToolkit.Interactive and the tool LmToolkit.Cli $version into" \
+    "artifacts/feed; built src/Cli"
 }
 
 kernel() {
@@ -45,7 +47,8 @@ case "${1:-}" in
     status=${PIPESTATUS[0]}
     set -e
     # One plain closing line over every test assembly.
-    awk '/(Passed|Failed)! +- +Failed: /{gsub(",","");f+=$4;p+=$6;s+=$8} END{printf "%d passed, %d failed, %d skipped\n",p,f,s}' "$log"
+    awk '/(Passed|Failed)! +- +Failed: /{gsub(",","");f+=$4;p+=$6;s+=$8}
+      END{printf "%d passed, %d failed, %d skipped\n",p,f,s}' "$log"
     rm -f "$log"
     exit "$status"
     ;;

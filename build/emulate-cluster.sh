@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Emulates a cluster of G "nodes" on this Linux machine and runs one MPI job across it.
 #
-#   build/emulate-cluster.sh --nodes G --ranks-per-node M [--nics-per-node K] [--inter-bandwidth 1gbit] [--inter-latency 0.2ms] -- PROGRAM [ARGS...]
+#   build/emulate-cluster.sh --nodes G --ranks-per-node M [--nics-per-node K] [--inter-bandwidth 1gbit]
+#                            [--inter-latency 0.2ms] -- PROGRAM [ARGS...]
 #   build/emulate-cluster.sh --slurm --nodes G --ranks-per-node M [...] -- COMMAND [ARGS...]
 #
 # With --slurm, no MPI job is started: the nodes run a Slurm cluster instead (build/slurm-cluster.sh: one
@@ -39,16 +40,21 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ $# -gt 0 ] || usage
-[[ "$nodes" =~ ^[0-9]+$ && "$nodes" -ge 1 && "$nodes" -le 200 ]] || { echo "emulate-cluster: --nodes must be 1..200 (got $nodes)" >&2; exit 2; }
-[[ "$per_node" =~ ^[0-9]+$ && "$per_node" -ge 1 ]] || { echo "emulate-cluster: --ranks-per-node must be a positive integer (got $per_node)" >&2; exit 2; }
-[[ "$nics" =~ ^[0-9]+$ && "$nics" -ge 1 && "$nics" -le "$per_node" && "$nics" -le 100 ]] || { echo "emulate-cluster: --nics-per-node must be 1..ranks-per-node (got $nics)" >&2; exit 2; }
-[ "$slurm" -eq 0 ] || [ "$nics" -eq 1 ] || { echo "emulate-cluster: --nics-per-node above 1 is for MPI jobs; a Slurm cluster has one link per node" >&2; exit 2; }
+fail() { echo "emulate-cluster: $*" >&2; exit 2; }
+[[ "$nodes" =~ ^[0-9]+$ && "$nodes" -ge 1 && "$nodes" -le 200 ]] || fail "--nodes must be 1..200 (got $nodes)"
+[[ "$per_node" =~ ^[0-9]+$ && "$per_node" -ge 1 ]] ||
+  fail "--ranks-per-node must be a positive integer (got $per_node)"
+[[ "$nics" =~ ^[0-9]+$ && "$nics" -ge 1 && "$nics" -le "$per_node" && "$nics" -le 100 ]] ||
+  fail "--nics-per-node must be 1..ranks-per-node (got $nics)"
+[ "$slurm" -eq 0 ] || [ "$nics" -eq 1 ] ||
+  fail "--nics-per-node above 1 is for MPI jobs; a Slurm cluster has one link per node"
 if [ "$(id -u)" -ne 0 ]; then
-  echo "emulate-cluster: needs root to create network namespaces and shape links with tc (run it with sudo, or as root in a container or VM)." >&2
+  echo "emulate-cluster: needs root to create network namespaces and shape links with tc" \
+    "(run it with sudo, or as root in a container or VM)." >&2
   exit 77
 fi
 for tool in ip tc unshare mpiexec.mpich; do
-  command -v "$tool" >/dev/null || { echo "emulate-cluster: '$tool' is missing (Debian/Ubuntu: apt-get install iproute2 util-linux mpich)." >&2; exit 2; }
+  command -v "$tool" >/dev/null || fail "'$tool' is missing (Debian/Ubuntu: apt-get install iproute2 util-linux mpich)."
 done
 
 prefix="tk$$"
@@ -72,7 +78,8 @@ trap 'exit 143' TERM
 
 [ $verbose -eq 1 ] && echo "emulate-cluster: namespaces $prefix" >&2
 ip netns add "$switch"; created+=("$switch")
-for ((r = 0; r < nics; r++)); do                                    # one switch per rail (rail-optimised), br0 for one NIC
+# One switch per rail (rail-optimised), br0 for one NIC.
+for ((r = 0; r < nics; r++)); do
   ip netns exec "$switch" ip link add "br$r" type bridge
   ip netns exec "$switch" ip link set "br$r" up
 done
@@ -83,7 +90,8 @@ if ip netns exec "$switch" tc qdisc add dev lo root netem delay 1ms 2>/dev/null;
   ip netns exec "$switch" tc qdisc del dev lo root
 fi
 if [ -n "$delay" ] && [ $netem -eq 0 ]; then
-  echo "emulate-cluster: this kernel has no netem (sch_netem), so --inter-latency $delay is NOT emulated; links are only rate-limited." >&2
+  echo "emulate-cluster: this kernel has no netem (sch_netem), so --inter-latency $delay is NOT emulated;" \
+    "links are only rate-limited." >&2
 fi
 
 # The nodes' subnet. MPI-only clusters are connected to nothing, so all use 198.18.0.0/24; a Slurm cluster's login
@@ -129,8 +137,9 @@ for ((i = 0; i < nodes; i++)); do
   for ((r = 0; r < nics; r++)); do
     # Rail 0 keeps the cluster's subnet (and the names in /etc/hosts); rail r > 0 is 198.18.r.0/24.
     net=$subnet; [ $r -eq 0 ] || net="198.18.$r"
-    switch_if="n${i}r$r"                                             # both ends are made in their namespaces: no name in this host's
-    ip link add "eth$r" netns "$ns" type veth peer name "$switch_if" netns "$switch"   # namespace, so clusters never collide
+    # Both ends are made in their namespaces: no name in this host's namespace, so clusters never collide.
+    switch_if="n${i}r$r"
+    ip link add "eth$r" netns "$ns" type veth peer name "$switch_if" netns "$switch"
     ip netns exec "$switch" ip link set "$switch_if" master "br$r" up
     ip netns exec "$ns" ip addr add "$net.$((i + 1))/24" dev "eth$r"
     ip netns exec "$ns" ip link set "eth$r" up
@@ -143,9 +152,13 @@ for ((i = 0; i < nodes; i++)); do
   done
 done
 
-# What every rank (and the run's records) learns about the emulation; UCX: TCP between nodes on eth0, shared memory inside.
+# What every rank (and the run's records) learns about the emulation; UCX: TCP between nodes on eth0, shared memory
+# inside.
 export UCX_NET_DEVICES=eth0 UCX_TLS=tcp,self,sm UCX_WARN_UNUSED_ENV_VARS=n TOOLKIT_MPI_SKIP_FINALIZE=1
-export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node nics_per_node=$nics rate=${rate:-none} tbf_burst=$([ -n "$rate" ] && ! { [ -n "$delay" ] && [ $netem -eq 1 ]; } && echo $burst || echo none) latency=${delay:-none} latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)"
+tbf_burst=$([ -n "$rate" ] && ! { [ -n "$delay" ] && [ $netem -eq 1 ]; } && echo $burst || echo none)
+latency_emulated=$([ -n "$delay" ] && echo $netem || echo 0)
+export TOOLKIT_EMULATED="nodes=$nodes ranks_per_node=$per_node nics_per_node=$nics rate=${rate:-none}"
+TOOLKIT_EMULATED+=" tbf_burst=$tbf_burst latency=${delay:-none} latency_emulated=$latency_emulated"
 
 if [ $slurm -eq 1 ]; then
   # This host is the login node: one unshaped veth into the bridge, deleted with the switch's namespace.
@@ -155,9 +168,11 @@ if [ $slurm -eq 1 ]; then
   ip addr add "$subnet.254/24" dev "${prefix}h"
   ip link set "${prefix}h" up
   TOOLKIT_EMULATED+=" launcher=slurm"
-  [ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node CPUs under Slurm, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
+  [ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node CPUs under Slurm, rate ${rate:-unlimited}," \
+    "latency ${delay:-none} (netem: $netem)" >&2
   set +e
-  bash ${TOOLKIT_TRACE:+-x} "$(dirname "$0")/slurm-cluster.sh" --namespaces "$prefix" --subnet "$subnet" --nodes "$nodes" --cpus "$per_node" -- "$@"
+  bash ${TOOLKIT_TRACE:+-x} "$(dirname "$0")/slurm-cluster.sh" --namespaces "$prefix" --subnet "$subnet" \
+    --nodes "$nodes" --cpus "$per_node" -- "$@"
   status=$?
   set -e
   exit $status
@@ -170,13 +185,15 @@ cat > "/tmp/${prefix}-launch" <<LAUNCH
 while [ "\${1#-}" != "\$1" ]; do shift; done
 host=\$1; shift
 ns="${prefix}n\${host#node}"
-exec ip netns exec "\$ns" unshare --uts sh -c "mount --bind /run/${prefix}/\$ns/boot_id /proc/sys/kernel/random/boot_id && hostname \$host && exec \$*"
+exec ip netns exec "\$ns" unshare --uts sh -c \\
+  "mount --bind /run/${prefix}/\$ns/boot_id /proc/sys/kernel/random/boot_id && hostname \$host && exec \$*"
 LAUNCH
 chmod +x "/tmp/${prefix}-launch"
 
 host_list=$(for ((i = 0; i < nodes; i++)); do printf 'node%d:%d,' "$i" "$per_node"; done)
 host_list=${host_list%,}
-[ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node ranks, rate ${rate:-unlimited}, latency ${delay:-none} (netem: $netem)" >&2
+[ $verbose -eq 1 ] && echo "emulate-cluster: $nodes nodes x $per_node ranks, rate ${rate:-unlimited}," \
+  "latency ${delay:-none} (netem: $netem)" >&2
 rail=()
 if [ "$nics" -gt 1 ]; then
   # Each rank's rail: link (local rank mod K), chosen when hydra has set MPI_LOCALRANKID.
@@ -189,14 +206,20 @@ RAIL
   rail=("/tmp/${prefix}-rail")
 fi
 set +e
-ip netns exec "${prefix}n0" unshare --uts sh -c 'mount --bind "$0" /proc/sys/kernel/random/boot_id && hostname node0 && exec "$@"' "/run/$prefix/${prefix}n0/boot_id" \
+passed=UCX_NET_DEVICES,UCX_TLS,UCX_WARN_UNUSED_ENV_VARS,TOOLKIT_MPI_SKIP_FINALIZE,TOOLKIT_EMULATED
+passed+=,TOOLKIT_CACHE_DIR,HOME,PATH,DOTNET_ROOT,TOOLKIT_RUNS_DIR
+ip netns exec "${prefix}n0" unshare --uts \
+  sh -c 'mount --bind "$0" /proc/sys/kernel/random/boot_id && hostname node0 && exec "$@"' \
+  "/run/$prefix/${prefix}n0/boot_id" \
   mpiexec.mpich -launcher ssh -launcher-exec "/tmp/${prefix}-launch" -hosts "$host_list" -n $((nodes * per_node)) \
-  -genvlist UCX_NET_DEVICES,UCX_TLS,UCX_WARN_UNUSED_ENV_VARS,TOOLKIT_MPI_SKIP_FINALIZE,TOOLKIT_EMULATED,TOOLKIT_CACHE_DIR,HOME,PATH,DOTNET_ROOT,TOOLKIT_RUNS_DIR "${rail[@]}" "$@"
+  -genvlist "$passed" "${rail[@]}" "$@"
 status=$?
 set -e
 if [ $verbose -eq 1 ]; then
   for ((i = 0; i < nodes; i++)); do
-    for ((r = 0; r < nics; r++)); do ip netns exec "${prefix}n$i" ip -s link show "eth$r" | sed -n '4p;6p' | sed "s/^/node$i eth$r /" >&2; done
+    for ((r = 0; r < nics; r++)); do
+      ip netns exec "${prefix}n$i" ip -s link show "eth$r" | sed -n '4p;6p' | sed "s/^/node$i eth$r /" >&2
+    done
   done
 fi
 exit $status

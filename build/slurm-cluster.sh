@@ -30,10 +30,14 @@ done
 [ $# -gt 0 ] || usage
 for tool in munged slurmctld slurmd sbatch scontrol; do
   command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin"
-  command -v "$tool" >/dev/null || { echo "slurm-cluster: '$tool' is missing (Debian/Ubuntu: apt-get install slurmctld slurmd slurm-client munge)." >&2; exit 2; }
+  command -v "$tool" >/dev/null || {
+    echo "slurm-cluster: '$tool' is missing (Debian/Ubuntu: apt-get install slurmctld slurmd slurm-client munge)." >&2
+    exit 2
+  }
 done
 [ -n "$cpus" ] || cpus=$(nproc)
-[[ "$cpus" =~ ^[0-9]+$ && "$cpus" -ge 1 ]] || { echo "slurm-cluster: --cpus must be a positive integer (got $cpus)" >&2; exit 2; }
+[[ "$cpus" =~ ^[0-9]+$ && "$cpus" -ge 1 ]] ||
+  { echo "slurm-cluster: --cpus must be a positive integer (got $cpus)" >&2; exit 2; }
 
 dir=$(mktemp -d /tmp/toolkit-slurm.XXXXXX)
 chmod 755 "$dir"
@@ -53,7 +57,9 @@ cleanup() {
   sleep 1
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for f in "$dir"/*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true; done
-  if [ $status -ne 0 ] && [ -n "${TOOLKIT_SLURM_KEEP_LOGS:-}" ]; then cp "$dir"/*.log "$TOOLKIT_SLURM_KEEP_LOGS"/ 2>/dev/null || true; fi
+  if [ $status -ne 0 ] && [ -n "${TOOLKIT_SLURM_KEEP_LOGS:-}" ]; then
+    cp "$dir"/*.log "$TOOLKIT_SLURM_KEEP_LOGS"/ 2>/dev/null || true
+  fi
   rm -rf "$dir"
   exit $status
 }
@@ -69,13 +75,16 @@ chmod 400 "$dir/munge/munge.key"
 munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.sock" --pid-file="$dir/munge/munged.pid" \
   --log-file="$dir/munged.log" --seed-file="$dir/munge/seed" --num-threads=4
 for _ in $(seq 50); do [ -S "$dir/munge/munge.sock" ] && break; sleep 0.1; done
-[ -S "$dir/munge/munge.sock" ] || { echo "slurm-cluster: munged did not start:" >&2; cat "$dir/munged.log" >&2; exit 1; }
+[ -S "$dir/munge/munge.sock" ] ||
+  { echo "slurm-cluster: munged did not start:" >&2; cat "$dir/munged.log" >&2; exit 1; }
 chmod 755 "$dir/munge"
 pids+=("$(cat "$dir/munge/munged.pid")")
 
 if [ -n "$prefix" ]; then
   controller="node0($subnet.1)"
-  node_lines=$(for ((i = 0; i < nodes; i++)); do echo "NodeName=node$i NodeAddr=$subnet.$((i + 1)) CPUs=$cpus RealMemory=1024 State=UNKNOWN"; done)
+  node_lines=$(for ((i = 0; i < nodes; i++)); do
+    echo "NodeName=node$i NodeAddr=$subnet.$((i + 1)) CPUs=$cpus RealMemory=1024 State=UNKNOWN"
+  done)
 else
   controller="localhost(127.0.0.1)"
   node_lines="NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1024 State=UNKNOWN"
@@ -84,7 +93,8 @@ mkdir -p "$dir/state" "$dir/spool"
 task_prolog=""
 if [ -n "$prefix" ]; then
   # Tasks get the submitter's environment, not the node's: what the emulated nodes need (MPICH's UCX over the node's
-  # eth0, no MPI_Finalize, see emulate-cluster.sh) is set by a task prolog, whose "export" lines Slurm applies to each task.
+  # eth0, no MPI_Finalize, see emulate-cluster.sh) is set by a task prolog, whose "export" lines Slurm applies to
+  # each task.
   task_prolog="$dir/task-prolog.sh"
   {
     echo '#!/bin/sh'
@@ -138,9 +148,17 @@ if [ -n "$prefix" ]; then
   # cgroup.conf lets it mount the v1 controllers there).
   printf 'CgroupPlugin=cgroup/v1\nCgroupAutomount=yes\n' > "$dir/cgroup.conf"
   for ((i = 0; i < nodes; i++)); do mkdir -p "$dir/spool/node$i"; done
-  in_node() { local i=$1; shift; ip netns exec "${prefix}n$i" unshare --uts sh -c 'mount --bind "$0" /proc/sys/kernel/random/boot_id && mount -t tmpfs cgroup /sys/fs/cgroup && hostname "$1" && shift && exec "$@"' "/run/$prefix/${prefix}n$i/boot_id" "node$i" "$@"; }
+  in_node() {
+    local i=$1
+    shift
+    ip netns exec "${prefix}n$i" unshare --uts sh -c 'mount --bind "$0" /proc/sys/kernel/random/boot_id &&
+      mount -t tmpfs cgroup /sys/fs/cgroup && hostname "$1" && shift && exec "$@"' \
+      "/run/$prefix/${prefix}n$i/boot_id" "node$i" "$@"
+  }
   in_node 0 slurmctld -D -f "$SLURM_CONF" >>"$dir/daemons.out" 2>&1 & pids+=($!)
-  for ((i = 0; i < nodes; i++)); do in_node "$i" slurmd -D -N "node$i" -f "$SLURM_CONF" >>"$dir/daemons.out" 2>&1 & pids+=($!); done
+  for ((i = 0; i < nodes; i++)); do
+    in_node "$i" slurmd -D -N "node$i" -f "$SLURM_CONF" >>"$dir/daemons.out" 2>&1 & pids+=($!)
+  done
 else
   mkdir -p "$dir/spool/localhost"
   slurmctld -D -f "$SLURM_CONF" >>"$dir/daemons.out" 2>&1 & pids+=($!)

@@ -8,7 +8,8 @@ namespace Toolkit.Jobs;
 /// </summary>
 public static class RankEntryPoint
 {
-    /// <summary>Environment variable with the path of <c>Toolkit.Cli.dll</c> or of a <c>toolkit</c> executable.</summary>
+    /// <summary>Environment variable with the path of <c>Toolkit.Cli.dll</c> or of a <c>toolkit</c>
+    /// executable.</summary>
     public const string OverrideVariable = "TOOLKIT_CLI";
 
     /// <summary>

@@ -155,12 +155,13 @@ public sealed record InferJobOptions : IJobOptions
     public void Check()
     {
         Data.Check();
-        Models.Check();
-        Scheduling.Check();
+        // Before the scheduling checks, which would name --min-workers for it.
         if (Scheduling is { Workers: 0, MaxWorkers: 0 } && Launch.Launcher is Launcher.Local or Launcher.InProcess)
             throw new ArgumentOutOfRangeException(nameof(Scheduling.Workers), 0,
                 "must be at least 1: no worker would run the job (--launcher external starts none and waits for " +
                     "workers to join)");
+        Scheduling.Check();
+        Models.Check();
         Service.Check();
         CheckLaunch();
         if (JobName is not null && !System.Text.RegularExpressions.Regex.IsMatch(JobName,
