@@ -29,7 +29,8 @@ internal sealed class TensorParameterSource(Tensor flat) : IParameterSource
         long offset = 0;
         foreach (var p in model.parameters())
         {
-            using var part = values.narrow(0, offset, p.numel());
+            using var scope = NewDisposeScope();   // holds the temporaries while libtorch reads them
+            var part = values.narrow(0, offset, p.numel());
             part.copy_(p.detach().flatten());
             offset += p.numel();
         }

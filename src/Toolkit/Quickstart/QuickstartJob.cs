@@ -78,8 +78,10 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
             context.Record(step, MetricNames.InterBytes, inter);
             context.Record(step, MetricNames.StepSeconds, times[^1]);
         }
-        var parameters = model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()).Select(v
-            => (double)v).ToArray();
+        double[] parameters;
+        using (torch.NewDisposeScope())   // holds the detached temporaries while libtorch reads them
+            parameters = [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())
+                .Select(v => (double)v)];
         return new RankOutcome(losses, times, intra, inter, parameters);
     }
 

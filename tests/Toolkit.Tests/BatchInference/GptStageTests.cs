@@ -48,7 +48,8 @@ public sealed class GptStageTests : IDisposable
         Assert.Equal(GptConfig.Tiny, source.Config);
         // the checkpoint's weights, not the seed's
         using var built = source.Load(seed: 99);
-        Assert.Equal(flat, built.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()));
+        using (TorchSharp.torch.NewDisposeScope())
+            Assert.Equal(flat, built.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()));
     }
 
     [Fact]

@@ -91,7 +91,9 @@ public sealed class UnusedParameterTests
         {
             using var model = Toolkit.Models.Gpt.Create(Toolkit.Models.GptConfig.Tiny.WithExperts(8, topK: 1), seed: 1);
             var names = model.named_parameters().Select(p => (p.name, Count: (int)p.parameter.numel())).ToList();
-            var before = model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()).ToArray();
+            float[] before;
+            using (TorchSharp.torch.NewDisposeScope())
+                before = [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
             foreach (var layer in model.ExpertLayers) layer.RecordRouting = true;
             var plan = new ShardingPlan(ShardingStrategy.Parse("NIG"), 1);
             using var trainer = ShardedTrainer.Create(model, plan, comm, adam);

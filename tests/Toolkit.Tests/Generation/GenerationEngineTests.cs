@@ -150,8 +150,11 @@ public sealed class GenerationEngineTests
         return Gpt.Create(Config, seed);
     }
 
-    internal static float[] Flat(Gpt model) => [.. model.parameters().SelectMany(p
-        => p.detach().flatten().data<float>().ToArray())];
+    internal static float[] Flat(Gpt model)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();   // holds the detached temporaries
+        return [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
+    }
 
     private static List<long[]> Prompts(int count) =>
         [.. Enumerable.Range(0,

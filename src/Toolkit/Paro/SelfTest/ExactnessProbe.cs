@@ -86,7 +86,9 @@ internal static class ExactnessProbe
             }
             optimizer.step();
         }
-        return model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()).ToArray();
+        // The scope holds the detached temporaries: unheld, the GC's finaliser could free one while libtorch reads it.
+        using var values = NewDisposeScope();
+        return [.. model.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray())];
     }
 
     /// <summary>‖a − b‖ / ‖b‖.</summary>
