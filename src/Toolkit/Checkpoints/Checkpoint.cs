@@ -178,8 +178,9 @@ internal sealed class CheckpointReader
                 file.ReadExactly(bytes);
                 using var host = empty(count, dtype: dtype);
                 host.bytes = bytes;
-                // converts the element type when the plans' precisions differ
-                target.narrow(0, at - offset, count).copy_(host);
+                // converts the element type when the plans' precisions differ; the view is held for the call
+                using var part = target.narrow(0, at - offset, count);
+                part.copy_(host);
             }
             covered.Add((start, stop));
         }

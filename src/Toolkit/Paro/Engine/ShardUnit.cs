@@ -306,7 +306,12 @@ internal sealed class ShardUnit : IDisposable
         using var noGrad = no_grad();
         using var full = GatherFull(out var _);
         foreach (var (unitOffset, modelOffset, count) in ParameterRuns(model.numel()))
-            model.narrow(0, modelOffset, count).copy_(full.narrow(0, unitOffset, count));
+        {
+            // Both views are held for the call: unheld, the GC's finaliser could free one while libtorch copies.
+            using var to = model.narrow(0, modelOffset, count);
+            using var from = full.narrow(0, unitOffset, count);
+            to.copy_(from);
+        }
     }
 
     /// <summary><see cref="Runs"/> cut to the model's <paramref name="elements"/> parameters (a run may cover the

@@ -113,7 +113,10 @@ internal static class ExactnessProbe
         using var scale = 0.6.ToScalar();                                             // held for the calls (TK0001)
         using var shift = 0.3.ToScalar();
         foreach (var p in model.parameters())
+        {
+            using var temporaries = NewDisposeScope();                                // held for the calls
             p.copy_(rand(p.shape, generator: generator).mul_(scale).sub_(shift));
+        }
         return model;
     }
 
