@@ -37,7 +37,10 @@ public static partial class JobHost
         // What starts the ranks is found before any folder is made.
         var mpi = launch.Launcher == Launcher.Mpi ? MpiJobLauncher.Prepare(launch) : default;
         var slurm = launch.Launcher == Launcher.Slurm ? SlurmJobLauncher.Prepare(launch) : null;
-        using var run = resume is not null ? RunDirectory.Reopen(resume) : CreateCoordinatedRun(job, options);
+        using var run = resume is not null
+            ? RunDirectory.Reopen(resume)
+            : CreateRun(options.Launch.RunsDirectory, job.Kind, job.FolderName(options),
+                new JobConfig<TOptions>(job.Kind, options));
         if (resume is not null) run.Log("resumed");
         try
         {
@@ -49,14 +52,14 @@ public static partial class JobHost
             }
             job.BeforeRanks(run.Path);
             File.Delete(run.File(ResultFile));
-            var ended = slurm is null
+            var (ended, output) = slurm is null
                 ? await RanksUnderLauncherAsync(run, mpi, () => job.WhileRanksRun(run.Path), false, cancel)
                 : await RanksUnderSlurmAsync(run, launch, slurm, job, () => job.WhileRanksRun(run.Path), cancel);
             job.WhileRanksRun(run.Path);
             if (!File.Exists(run.File(ResultFile)))
                 throw new JobFailedException(
                     $"{ended} before the coordinator (rank 0) wrote its result; the job can be resumed. Run folder: " +
-                        run.Path);
+                        $"{run.Path}.{(output.Length > 0 ? $" Last output:\n{MpiJobLauncher.Tail(output)}" : "")}");
             run.Log("finished");
             return ReadResult<TResult>(run.Path);
         }
@@ -92,28 +95,9 @@ public static partial class JobHost
         }
     }
 
-    private static RunDirectory CreateCoordinatedRun<TOptions, TResult>(CoordinatedJob<TOptions, TResult> job,
-        TOptions options)
-        where TOptions : class, IJobOptions, new()
-    {
-        var config = new JobConfig<TOptions>(job.Kind, options);
-        var root = options.Launch.RunsDirectory;
-        try
-        {
-            return job.FolderName(options) is { } name
-                ? RunDirectory.CreateNamed(root, name, config)
-                : RunDirectory.Create(root, job.Kind, config);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.RunsDirectory), root,
-                $"a run folder cannot be created there ({e.Message})");
-        }
-    }
-
-    /// <summary>Runs the ranks under mpiexec, the emulated cluster or srun until they exit; returns how they
-    /// ended.</summary>
-    private static async Task<string> RanksUnderLauncherAsync(RunDirectory run,
+    /// <summary>Runs the ranks under mpiexec, the emulated cluster or srun until they exit; returns how they ended
+    /// and what the launcher printed.</summary>
+    private static async Task<(string How, string Output)> RanksUnderLauncherAsync(RunDirectory run,
         (string File, IReadOnlyList<string> Arguments) launcher, Action tick, bool gracefulStop,
         CancellationToken cancel)
     {
@@ -121,8 +105,7 @@ public static partial class JobHost
         run.Log($"launch: {launcher.File} {string.Join(' ', arguments)}");
         var (exitCode, output) = await ChildProcess.RunLauncherAsync(launcher.File, arguments,
             run.File(MpiJobLauncher.OutputFile), TimeSpan.FromMilliseconds(500), tick, gracefulStop, cancel);
-        return $"the ranks' launcher ({Path.GetFileName(launcher.File)}) exited with code {exitCode}. Last output:\n" +
-            MpiJobLauncher.Tail(output) + "\n";
+        return ($"the ranks' launcher ({Path.GetFileName(launcher.File)}) exited with code {exitCode}", output);
     }
 
     /// <summary>
@@ -130,7 +113,7 @@ public static partial class JobHost
     /// worker that fails does not end the others. A Slurm job that ends in another state than COMPLETED after the
     /// coordinator wrote its result is a warning: the result decides.
     /// </summary>
-    private static async Task<string> RanksUnderSlurmAsync(RunDirectory run, LaunchOptions launch,
+    private static async Task<(string How, string Output)> RanksUnderSlurmAsync(RunDirectory run, LaunchOptions launch,
         SlurmJobLauncher.Plan plan, IRankJob job, Action tick, CancellationToken cancel)
     {
         if (plan.Mode == SlurmSubmit.Srun)
@@ -139,14 +122,14 @@ public static partial class JobHost
                 .. plan.Entry]), tick, gracefulStop: true, cancel);
         try
         {
-            var (jobId, state, _) = await SlurmJobLauncher.SubmitAndFollowAsync(run, launch, plan, job.Kind,
+            var (jobId, state, output) = await SlurmJobLauncher.SubmitAndFollowAsync(run, launch, plan, job.Kind,
                 new SlurmStates(job), tick, () => File.Exists(run.File(ResultFile)), cancel, killOnBadExit: false);
-            return $"Slurm job {jobId} ended {state}";
+            return ($"Slurm job {jobId} ended {state}", output);
         }
         catch (JobFailedException e) when (File.Exists(run.File(ResultFile)))
         {
             run.Log($"warning: {e.Message}");
-            return "the Slurm job ended";
+            return ("the Slurm job ended", "");
         }
     }
 

@@ -46,7 +46,8 @@ public static partial class JobHost
         // What starts the ranks is found before any folder is made.
         var launcher = launch.Launcher == Launcher.Mpi ? MpiJobLauncher.Prepare(launch) : default;
         var slurm = launch.Launcher == Launcher.Slurm ? SlurmJobLauncher.Prepare(launch) : null;
-        using var run = CreateRun(job, options);
+        using var run = CreateRun(options.Launch.RunsDirectory, job.RunName(options), null,
+            new JobConfig<TOptions>(job.Kind, options));
         run.Log($"{job.Kind}: {launch.Ranks} ranks in groups " +
             $"of {launch.GroupSize}, {(launch.Emulate is { } shape ? $"emulated " +
                 $"cluster {shape}" : OptionSpecName(launch.Launcher))}");
@@ -122,18 +123,19 @@ public static partial class JobHost
         }
     }
 
-    private static RunDirectory CreateRun<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job,
-        TOptions options)
-        where TOptions : class, IJobOptions, new()
+    /// <summary>Creates <c>ROOT/PREFIX-time-random</c>, or <c>ROOT/NAME</c> when the job names its folder, with
+    /// <paramref name="config"/> as its config.json.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The folder cannot be created (names --runs-dir).</exception>
+    private static RunDirectory CreateRun(string root, string prefix, string? name, object config)
     {
         try
         {
-            return RunDirectory.Create(options.Launch.RunsDirectory, job.RunName(options),
-                new JobConfig<TOptions>(job.Kind, options));
+            return name is null ? RunDirectory.Create(root, prefix, config) : RunDirectory.CreateNamed(root, name,
+                config);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.RunsDirectory), options.Launch.RunsDirectory,
+            throw new ArgumentOutOfRangeException(nameof(LaunchOptions.RunsDirectory), root,
                 $"a run folder cannot be created there ({e.Message})");
         }
     }
