@@ -158,7 +158,8 @@ public sealed class InferJobTests : IDisposable
         Assert.True(result.Check.ExactlyOnce, string.Join('\n', result.Events));
         Assert.Equal((3, 1, 1), (result.WorkersKilled, result.CoordinatorsKilled, result.Resumes));
         Assert.Equal((1199L, 1L), (result.Check.Rows, result.Check.Quarantined));
-        Assert.True(result.ShardsRetried > 0, "killing workers mid-shard must have sent shards back to the queue");
+        Assert.True(result.ShardsRetried > 0, "killing workers mid-shard must have sent shards back to the queue:\n" +
+            string.Join('\n', result.Events));
     }
 
     [Theory]

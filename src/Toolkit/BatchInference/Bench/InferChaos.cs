@@ -123,10 +123,10 @@ internal static class InferChaos
                 catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException) { continue; }
                 if (status is null) continue;   // the state exists, the shards are not laid out yet
                 var progress = (double)status.RecordsDone / Math.Max(1, status.Records);
-                // Worker kills at progress (j+1)/(kills+1) of 90 %, coordinator kills at (k+1)/(coordinator kills+1) of
-                // 80 %.
-                if (killed < o.Kills && progress >= 0.9 * (killed + 1) / (o.Kills + 1) && LiveWorkers(folder,
-                    seen) is { Count: > 0 } live)
+                // Worker kills (of a worker holding a lease) at progress (j+1)/(kills+1) of 90 %, coordinator kills at
+                // (k+1)/(coordinator kills+1) of 80 %.
+                if (killed < o.Kills && progress >= 0.9 * (killed + 1) / (o.Kills + 1) && HoldingLeases(folder,
+                    LiveWorkers(folder, seen)) is { Count: > 0 } live)
                 {
                     var (id, pid) = live[random.Next(live.Count)];
                     ProcessPool.Signal(pid, 9);
@@ -157,7 +157,9 @@ internal static class InferChaos
                 $"the coordinator exited without creating a job folder in {root}; see {root}/coordinator-*.log");
         Event("job completed");
         using var store = new SqliteShardStore(Path.Combine(folder!, InferLayout.StateFile));
-        var retried = store.Shards().Count(s => s.Attempts > 0);
+        // A shard that went back to the queue keeps the reason (its attempt count may not grow: a lease a resumed
+        // coordinator inherited and saw expire is forgiven).
+        var retried = store.Shards().Count(s => s.LastError is not null);
         var check = InferOutput.Verify(folder!, new JsonlSource(input, "id", "text"));
         Event($"read back: {check.Rows} rows, {check.Quarantined} quarantined, {check.Missing} " +
             $"lost, {check.Duplicated} duplicated");
@@ -165,6 +167,19 @@ internal static class InferChaos
             clock.Elapsed.TotalSeconds, check, events);
         ToolkitJson.Write(Path.Combine(root, "chaos.json"), result);
         return result;
+    }
+
+    /// <summary>The workers of <paramref name="live"/> that hold a lease: a kill then lands mid-shard.</summary>
+    private static List<(string Id, int Pid)> HoldingLeases(string folder, List<(string Id, int Pid)> live)
+    {
+        if (live.Count == 0) return live;
+        try
+        {
+            using var store = new SqliteShardStore(Path.Combine(folder, InferLayout.StateFile));
+            var holders = store.Shards().Where(s => s.State == ShardState.Leased).Select(s => s.Worker).ToHashSet();
+            return [.. live.Where(w => holders.Contains(w.Id))];
+        }
+        catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException) { return []; }
     }
 
     private static List<(string Id, int Pid)> LiveWorkers(string folder, HashSet<int> seen)
