@@ -9,7 +9,7 @@ namespace Toolkit.BatchInference;
 /// The batch-inference charts, from status snapshots taken while a job runs: progress, throughput and workers over
 /// time, and per stage the busy fraction (the bottleneck is the busiest) and the queue in front of it.
 /// </summary>
-public static class InferCharts
+internal static class InferCharts
 {
     /// <summary>The panels' titles, in order.</summary>
     public static IReadOnlyList<string> Titles { get; } =

@@ -14,7 +14,7 @@ namespace Toolkit.Checkpoints;
 /// each rank reads, from whichever files hold them, the ranges it now owns (<see cref="CheckpointReader"/>). No
 /// conversion step is needed.
 /// </remarks>
-public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, int GroupSize, string Precision,
+internal sealed record CheckpointManifest(int Format, string Strategy, int Ranks, int GroupSize, string Precision,
     long Parameters, long PaddedParameters,
     long Step, IReadOnlyList<CheckpointShard> Shards)
 {
@@ -57,7 +57,7 @@ public sealed record CheckpointManifest(int Format, string Strategy, int Ranks, 
 /// <param name="File">File name inside the checkpoint folder.</param>
 /// <param name="Sha256">Hex SHA-256 of the file.</param>
 /// <param name="Components">What the file holds, in order: name and element count.</param>
-public sealed record CheckpointShard(int Rank, string File, string Sha256,
+internal sealed record CheckpointShard(int Rank, string File, string Sha256,
     IReadOnlyList<CheckpointComponent> Components);
 
 /// <summary>One tensor in a rank's file.</summary>
@@ -67,7 +67,7 @@ public sealed record CheckpointShard(int Rank, string File, string Sha256,
 /// <param name="Offset">Offset of the slice in the model's flat order (module order of the parameters, then the padding
 /// of whole-model execution).</param>
 /// <param name="Elements">Element count.</param>
-public sealed record CheckpointComponent(string Name, string DType, long Offset, long Elements);
+internal sealed record CheckpointComponent(string Name, string DType, long Offset, long Elements);
 
 internal static class CheckpointFiles
 {

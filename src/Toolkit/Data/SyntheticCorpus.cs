@@ -8,7 +8,7 @@ namespace Toolkit.Data;
 /// in minutes on a CPU, and it needs no download. <c>datasets/synthetic-stories.txt</c> is <c>Generate(seed: 1,
 /// stories: 2000)</c>; the library embeds that file, and <c>toolkit data corpus</c> regenerates it.
 /// </summary>
-public static class SyntheticCorpus
+internal static class SyntheticCorpus
 {
     private static readonly string[] Names = ["Mia", "Leo", "Ava", "Sam", "Nora", "Ben", "Lily", "Max", "Zoe", "Tom",
         "Ruby", "Finn"];

@@ -7,7 +7,7 @@ namespace Toolkit.Data;
 /// A token stream with deterministic batch sampling: the batch for (seed, step, micro-batch index) is the same
 /// whichever rank or process draws it, so sharded runs and their single-process reference see identical data.
 /// </summary>
-public sealed class TokenDataset
+internal sealed class TokenDataset
 {
     private readonly int[] _tokens;
 

@@ -7,7 +7,7 @@ namespace Toolkit.Jobs;
 /// Kubernetes pods), declared once: the CLI builds these commands from the same names and option records, and the
 /// library builds their command lines from the records' declarations (<see cref="OptionSchema.Arguments{T}"/>).
 /// </summary>
-public static class ChildCommands
+internal static class ChildCommands
 {
     /// <summary>One rank of a multi-process job: <c>toolkit rank --run DIR</c>.</summary>
     public static IReadOnlyList<string> Rank { get; } = ["rank"];
@@ -28,7 +28,7 @@ public static class ChildCommands
 }
 
 /// <summary>The options of <c>toolkit rank</c>: the run folder whose <c>config.json</c> names the job.</summary>
-public sealed record RankProcessOptions : ICheckedOptions
+internal sealed record RankProcessOptions : ICheckedOptions
 {
     /// <summary>The run folder.</summary>
     [Option("Run folder whose config.json names the job kind and holds its options.")]

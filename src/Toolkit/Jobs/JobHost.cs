@@ -175,7 +175,7 @@ public sealed record JobStatus(DateTimeOffset Time, string State, string Message
 /// <summary>What a run folder's config.json holds: the job's kind and its options.</summary>
 /// <param name="Kind">The job kind (<c>paro-train</c>).</param>
 /// <param name="Options">The resolved options.</param>
-public sealed record JobConfig<TOptions>(string Kind, TOptions Options);
+internal sealed record JobConfig<TOptions>(string Kind, TOptions Options);
 
 /// <summary>A job's ranks failed; the message says why and where the run folder is.</summary>
 public class JobFailedException(string message, Exception? inner = null) : Exception(message, inner);

@@ -13,7 +13,7 @@ namespace Toolkit.Jobs;
 /// <param name="SlurmJobId">The Slurm job, if it was submitted with sbatch.</param>
 /// <param name="Started">When the folder was made.</param>
 /// <param name="Path">The run folder.</param>
-public sealed record JobSummary(string Id, string Kind, string Launcher, string State, string? SlurmJobId,
+internal sealed record JobSummary(string Id, string Kind, string Launcher, string State, string? SlurmJobId,
     DateTimeOffset Started, string Path);
 
 /// <summary>
@@ -21,7 +21,7 @@ public sealed record JobSummary(string Id, string Kind, string Launcher, string 
 /// kept); Slurm jobs are asked about with squeue/scontrol/sacct when Slurm's commands are there. A finished job is
 /// re-plotted from its folder with <c>#!toolkit show --run PATH</c> or <see cref="RunReader"/>.
 /// </summary>
-public static class JobList
+internal static class JobList
 {
     /// <summary>The runs under <paramref name="runsDirectory"/>, newest first (by their config.json's time).</summary>
     /// <param name="runsDirectory">The folder of run folders.</param>

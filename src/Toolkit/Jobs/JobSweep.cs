@@ -8,7 +8,7 @@ namespace Toolkit.Jobs;
 /// <c>progress</c> tagged with the run's name, and job-state changes (a Slurm job pending, running) are passed on
 /// with the name in front.
 /// </summary>
-public static class JobSweep
+internal static class JobSweep
 {
     /// <summary>Runs <paramref name="runs"/> in order with <paramref name="run"/>; returns the results in
     /// order.</summary>

@@ -6,7 +6,7 @@ namespace Toolkit.Jobs;
 /// when the CLI is what runs, or what <c>TOOLKIT_CLI</c> names: the one setting, documented in docs/cli.md (in a
 /// checkout, <c>src/Cli/bin/Release/net10.0/Toolkit.Cli.dll</c>).
 /// </summary>
-public static class RankEntryPoint
+internal static class RankEntryPoint
 {
     /// <summary>Environment variable with the path of <c>Toolkit.Cli.dll</c> or of a <c>toolkit</c>
     /// executable.</summary>

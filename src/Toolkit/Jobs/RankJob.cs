@@ -45,7 +45,7 @@ public abstract class RankJob<TOptions, TOutcome, TResult> : IRankJob
 
 /// <summary>The untyped face of a <see cref="RankJob{TOptions, TOutcome, TResult}"/> or a
 /// <see cref="CoordinatedJob{TOptions, TResult}"/>, for the rank entry point's dispatch.</summary>
-public interface IRankJob
+internal interface IRankJob
 {
     /// <summary>The job's kind in config.json.</summary>
     string Kind { get; }

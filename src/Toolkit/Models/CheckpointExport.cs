@@ -7,7 +7,7 @@ namespace Toolkit.Models;
 /// Face folder, with the tensor names, shapes, config and tokenizer of the model it was trained from, read parameter by
 /// parameter from the rank files (the model is never held whole).
 /// </summary>
-public static class CheckpointExport
+internal static class CheckpointExport
 {
     /// <summary>Writes <paramref name="checkpoint"/>'s model to <paramref name="output"/>.</summary>
     /// <param name="checkpoint">A checkpoint folder (with its <c>model/</c> description).</param>

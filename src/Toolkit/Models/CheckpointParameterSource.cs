@@ -7,7 +7,7 @@ namespace Toolkit.Models;
 /// A toolkit checkpoint's parameters as a model's initial values (the fp32 master copy of a mixed-precision checkpoint,
 /// else the parameters), read by range from the rank files that hold it.
 /// </summary>
-public sealed class CheckpointParameterSource : IParameterSource
+internal sealed class CheckpointParameterSource : IParameterSource
 {
     private readonly CheckpointReader _reader;
     private readonly string _component;

@@ -11,7 +11,7 @@ namespace Toolkit.Models;
 /// final RMSNorm and the output layer (or the tied embedding). Parameter names are the checkpoint's own
 /// (<c>model.layers.0.self_attn.q_proj.weight</c>), so a folder's tensors load by name. No dropout.
 /// </summary>
-public sealed class Decoder : CausalLanguageModel
+internal sealed class Decoder : CausalLanguageModel
 {
     private readonly Body model;
     private readonly Dense? lm_head;

@@ -9,7 +9,7 @@ namespace Toolkit.Models;
 /// <c>Qwen2MoeForCausalLM</c> (<see cref="DecoderConfig"/>) and <c>GPT2LMHeadModel</c> (the toolkit's GPT,
 /// <see cref="GptConfig"/>). A setting the toolkit does not implement is refused by its key, never ignored.
 /// </summary>
-public static class HfConfig
+internal static class HfConfig
 {
     /// <summary>The file name.</summary>
     public const string FileName = "config.json";

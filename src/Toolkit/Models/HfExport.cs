@@ -8,7 +8,7 @@ namespace Toolkit.Models;
 /// <c>generation_config.json</c>, the tokenizer (the source folder's files, or the byte tokenizer of a GPT preset as a
 /// 256-token byte-level BPE) and the weights under the checkpoint's own names, one tensor at a time.
 /// </summary>
-public static class HfExport
+internal static class HfExport
 {
     /// <summary>Tokenizer files copied from a source folder when present.</summary>
     public static IReadOnlyList<string> TokenizerFiles { get; } =

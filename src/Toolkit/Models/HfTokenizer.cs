@@ -13,7 +13,7 @@ namespace Toolkit.Models;
 /// <c>tokenizer.json</c> post-processor decide whether texts start with BOS; generation stops at
 /// <c>generation_config.json</c>'s, <c>config.json</c>'s or the tokenizer's EOS ids.
 /// </summary>
-public static class HfTokenizer
+internal static class HfTokenizer
 {
     /// <summary>GPT-2's pre-tokenizer pattern (byte-level BPE without an explicit split).</summary>
     public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";

@@ -47,7 +47,7 @@ internal sealed class TensorParameterSource(Tensor flat) : IParameterSource
 
 /// <summary>A Hugging Face folder's weights, read parameter by parameter (and only the requested elements of
 /// each).</summary>
-public sealed class FolderParameterSource(HfModel model) : IParameterSource
+internal sealed class FolderParameterSource(HfModel model) : IParameterSource
 {
     /// <inheritdoc/>
     public long Count => ModelLayout.Count(model.Config);

@@ -7,7 +7,7 @@ namespace Toolkit.Options;
 /// </summary>
 /// <param name="description">What the option does and its trade-off; front ends append the default.</param>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class OptionAttribute(string description) : Attribute
+internal sealed class OptionAttribute(string description) : Attribute
 {
     /// <summary>What the option does.</summary>
     public string Description { get; } = description;
@@ -23,7 +23,7 @@ public sealed class OptionAttribute(string description) : Attribute
 /// <summary>Marks a property that holds a nested options record: its options are offered flat, next to the parent's
 /// own.</summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class OptionGroupAttribute : Attribute
+internal sealed class OptionGroupAttribute : Attribute
 {
     /// <summary>Options of the nested record that this parent does not offer (without dashes), e.g. <c>launcher</c> for
     /// a benchmark that picks launchers itself.</summary>

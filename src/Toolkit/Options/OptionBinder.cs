@@ -10,7 +10,7 @@ namespace Toolkit.Options;
 /// through its JSON form: so the CLI, the magics and configuration files share one grammar, one set of names and one
 /// set of error messages.
 /// </summary>
-public static class OptionBinder
+internal static class OptionBinder
 {
     /// <summary>Applies <paramref name="values"/> (option name with dashes, or its camelCase key, to the text typed;
     /// null for a bare flag) to <paramref name="defaults"/>.</summary>

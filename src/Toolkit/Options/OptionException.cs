@@ -10,7 +10,7 @@ public sealed class OptionException : ArgumentException
     public OptionException(string message, Exception? inner = null) : base(message, inner) { }
 
     /// <summary>The option is not one of <paramref name="specs"/>.</summary>
-    public static OptionException Unknown(string name, IReadOnlyList<OptionSpec> specs, string where) =>
+    internal static OptionException Unknown(string name, IReadOnlyList<OptionSpec> specs, string where) =>
         new(RetiredOptions.Explain(name, r => specs.Any(s => s.Name == r))
             ?? $"unknown option '{name}' for {where}. Valid options: {OptionSchema.ValidNames(specs)}.");
 
@@ -18,7 +18,7 @@ public sealed class OptionException : ArgumentException
     /// Turns a validation failure of an options record (an <see cref="ArgumentException"/> whose
     /// <see cref="ArgumentException.ParamName"/> is a property name) into a message naming the option.
     /// </summary>
-    public static string Describe(Exception exception, IReadOnlyList<OptionSpec> specs)
+    internal static string Describe(Exception exception, IReadOnlyList<OptionSpec> specs)
     {
         if (exception is OptionException) return exception.Message;
         if (exception is not ArgumentException { ParamName: { } parameter } argument) return exception.Message;

@@ -8,7 +8,7 @@ namespace Toolkit.Options;
 /// The options of an options record: its <see cref="OptionAttribute"/> properties, and those of the records in its
 /// <see cref="OptionGroupAttribute"/> properties, flattened. Names must be unique.
 /// </summary>
-public static class OptionSchema
+internal static class OptionSchema
 {
     private static readonly ConcurrentDictionary<Type, IReadOnlyList<OptionSpec>> Cache = new();
 

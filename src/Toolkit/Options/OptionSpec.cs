@@ -10,7 +10,7 @@ namespace Toolkit.Options;
 /// <param name="Description">What it does.</param>
 /// <param name="Path">The properties from the root record down to this option's property.</param>
 /// <param name="DefaultText">The default as a user would type it (<c>none</c> for null).</param>
-public sealed record OptionSpec(string Name, string? Alias, string Description, IReadOnlyList<PropertyInfo> Path,
+internal sealed record OptionSpec(string Name, string? Alias, string Description, IReadOnlyList<PropertyInfo> Path,
     string DefaultText)
 {
     /// <summary>The property's type, without <see cref="Nullable{T}"/>.</summary>

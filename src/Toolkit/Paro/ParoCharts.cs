@@ -6,7 +6,7 @@ using Toolkit.Runs;
 namespace Toolkit.Paro;
 
 /// <summary>The PaRO charts: predicted plans, measured comparisons, and live training.</summary>
-public static class ParoCharts
+internal static class ParoCharts
 {
     private const double GiB = 1024.0 * 1024 * 1024;
 

@@ -8,7 +8,7 @@ namespace Toolkit.Reporting;
 /// A self-contained HTML page of charts that opens with no internet access: plotly.js is embedded from the copy
 /// Plotly.NET ships as a resource, not fetched from a CDN.
 /// </summary>
-public static class HtmlReport
+internal static class HtmlReport
 {
     private const string PlotlyResource = "Plotly.NET.plotly-2.28.0.min.js";
 

@@ -4,7 +4,7 @@ namespace Toolkit.Reporting;
 /// A result that describes itself once, as a title and rows of facts: the console, the notebook table and the HTML
 /// report all render these rows, so the three never drift apart.
 /// </summary>
-public interface IFacts
+internal interface IFacts
 {
     /// <summary>A one-line title (the job and its run).</summary>
     string Title { get; }

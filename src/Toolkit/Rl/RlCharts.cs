@@ -7,7 +7,7 @@ namespace Toolkit.Rl;
 
 /// <summary>The RL charts: reward and held-out accuracy, gradient norm, the mismatch diagnostics, rollout throughput;
 /// one line per run when runs are compared.</summary>
-public static class RlCharts
+internal static class RlCharts
 {
     /// <summary>The metrics charted, with their titles.</summary>
     public static IReadOnlyList<(string Metric, string Title)> Panels { get; } =

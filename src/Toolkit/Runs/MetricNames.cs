@@ -1,7 +1,7 @@
 namespace Toolkit.Runs;
 
 /// <summary>Names of the metrics every training job records (subsystems add their own next to their jobs).</summary>
-public static class MetricNames
+internal static class MetricNames
 {
     /// <summary>Training loss of the step (this rank's micro-batches).</summary>
     public const string Loss = "loss";

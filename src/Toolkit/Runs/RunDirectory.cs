@@ -9,7 +9,7 @@ namespace Toolkit.Runs;
 /// flushed as they are written so notebooks and the CLI can follow a running job with <see cref="RunReader"/>.
 /// Thread-safe: ranks running as threads share one instance.
 /// </summary>
-public sealed class RunDirectory : IDisposable
+internal sealed class RunDirectory : IDisposable
 {
     /// <summary>File name of the metrics stream.</summary>
     public const string MetricsFile = "metrics.jsonl";

@@ -3,7 +3,7 @@ using TorchSharp;
 namespace Toolkit.Runtime;
 
 /// <summary>Chooses the compute device from <c>--device auto|cpu|cuda[:i]</c> and sets CPU thread counts.</summary>
-public static class Devices
+internal static class Devices
 {
     /// <summary>The accepted forms of a device option.</summary>
     public const string Grammar = "auto, cpu, cuda or cuda:<index>";
@@ -79,4 +79,4 @@ public static class Devices
 /// <param name="Device">The TorchSharp device.</param>
 /// <param name="Name">Canonical name (<c>cpu</c>, <c>cuda:0</c>).</param>
 /// <param name="Reason">Why it was chosen.</param>
-public sealed record DeviceChoice(torch.Device Device, string Name, string Reason);
+internal sealed record DeviceChoice(torch.Device Device, string Name, string Reason);

@@ -12,7 +12,7 @@ namespace Toolkit.Runtime;
 /// initiative"); Open MPI does not (its handles are pointers) and would crash, so it is refused with an explanation.
 /// <c>TOOLKIT_MPI_LIBRARY</c> names another library.
 /// </remarks>
-public static class MpiLibrary
+internal static class MpiLibrary
 {
     /// <summary>Environment variable that overrides the MPI library path or name.</summary>
     public const string OverrideVariable = "TOOLKIT_MPI_LIBRARY";

@@ -1,7 +1,7 @@
 namespace Toolkit.Runtime;
 
 /// <summary>Small summaries of measurements.</summary>
-public static class Statistics
+internal static class Statistics
 {
     /// <summary>The median (for an even count, the upper of the two middle values: always a measured value).</summary>
     /// <exception cref="ArgumentException">No values.</exception>

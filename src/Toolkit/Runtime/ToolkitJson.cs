@@ -9,7 +9,7 @@ namespace Toolkit.Runtime;
 /// <see cref="JsonStringEnumMemberNameAttribute"/> when it has one, else its camelCase name), numbers as numbers.
 /// Change it here and every file follows.
 /// </summary>
-public static class ToolkitJson
+internal static class ToolkitJson
 {
     /// <summary>Indented, for files people read (config.json, result.json, manifests, benchmarks).</summary>
     public static JsonSerializerOptions Options { get; } = Create(indented: true);

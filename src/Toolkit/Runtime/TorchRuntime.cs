@@ -7,7 +7,7 @@ namespace Toolkit.Runtime;
 /// first tensor. Every toolkit API that touches TorchSharp calls it; notebooks get it from the kernel extension, MPI
 /// workers and the CLI at start-up.
 /// </summary>
-public static class TorchRuntime
+internal static class TorchRuntime
 {
     private static readonly Lock Gate = new();
     private static TorchRuntimeInfo? _info;

@@ -5,7 +5,7 @@ namespace Toolkit.Runtime;
 
 /// <summary>Parses the units the collective tools accept: sizes (<c>64MiB</c>), bit rates (<c>1gbit</c>, tc's spelling)
 /// and durations (<c>0.2ms</c>).</summary>
-public static partial class Units
+internal static partial class Units
 {
     /// <summary>Bytes from <c>N</c>, <c>NB</c>, <c>NKiB</c>, <c>NMiB</c>, <c>NGiB</c>, <c>NKB</c>, <c>NMB</c>,
     /// <c>NGB</c>.</summary>

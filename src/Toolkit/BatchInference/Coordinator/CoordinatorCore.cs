@@ -278,7 +278,7 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
 }
 
 /// <summary>Metric names of batch-inference jobs.</summary>
-public static class InferMetrics
+internal static class InferMetrics
 {
     /// <summary>Records in committed shards.</summary>
     public const string RecordsDone = "infer.records_done";

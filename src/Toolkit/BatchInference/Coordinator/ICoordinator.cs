@@ -5,7 +5,7 @@ namespace Toolkit.BatchInference;
 /// in this process call it directly, workers in other processes or on other machines through gRPC (the
 /// <c>Toolkit.Grpc</c> assembly), with the same semantics.
 /// </summary>
-public interface ICoordinator
+internal interface ICoordinator
 {
     /// <summary>Joins the job: returns the job spec and folder.</summary>
     Task<WorkerJoin> JoinAsync(WorkerHello hello, CancellationToken cancel = default);
@@ -37,29 +37,29 @@ public interface ICoordinator
 }
 
 /// <summary>A worker introducing itself.</summary>
-public sealed record WorkerHello(string Worker, string Host, int ProcessId);
+internal sealed record WorkerHello(string Worker, string Host, int ProcessId);
 
 /// <summary>What a joining worker needs: the job spec (JSON of <see cref="InferJobOptions"/>) and the job
 /// folder.</summary>
-public sealed record WorkerJoin(string SpecJson, string JobFolder);
+internal sealed record WorkerJoin(string SpecJson, string JobFolder);
 
 /// <summary>Leases granted; <paramref name="Finished"/> when no shard is waiting or leased (the worker can
 /// stop).</summary>
-public sealed record LeaseGrant(IReadOnlyList<ShardLease> Leases, bool Finished);
+internal sealed record LeaseGrant(IReadOnlyList<ShardLease> Leases, bool Finished);
 
 /// <summary>A shard a worker holds: its id and lease token.</summary>
-public sealed record HeldShard(long Shard, string Token);
+internal sealed record HeldShard(long Shard, string Token);
 
 /// <summary>A finished shard: its output file (relative to the job folder), counts, and the time the worker spent on
 /// it.</summary>
-public sealed record ShardCommit(long Shard, string Token, string Output, long Records, long Quarantined,
+internal sealed record ShardCommit(long Shard, string Token, string Output, long Records, long Quarantined,
     double Seconds);
 
 /// <summary>A worker's pipeline, as of a heartbeat.</summary>
 /// <param name="Stages">Per stage: busy time, items, queue depth.</param>
 /// <param name="Records">Records the worker has put through the whole pipeline since it joined.</param>
 /// <param name="ReplicaRestarts">Predictor replicas restarted after a crash.</param>
-public sealed record WorkerReport(IReadOnlyList<StageReport> Stages, long Records, int ReplicaRestarts)
+internal sealed record WorkerReport(IReadOnlyList<StageReport> Stages, long Records, int ReplicaRestarts)
 {
     /// <summary>Nothing yet.</summary>
     public static WorkerReport Empty { get; } = new([], 0, 0);

@@ -13,7 +13,7 @@ namespace Toolkit.BatchInference;
 /// token. Sampling is seeded per replica, so a record's continuation depends on the batch it was drawn in: rerunning a
 /// shard gives another sample, and the output keeps the one committed.
 /// </summary>
-public sealed class GenerateStage : IModelStage
+internal sealed class GenerateStage : IModelStage
 {
     private readonly StageModel _model;
     private readonly SamplingOptions _sampling;

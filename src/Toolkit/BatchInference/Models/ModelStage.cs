@@ -24,7 +24,7 @@ internal sealed class WorkItem(long shard, InputRecord record)
 /// A model stage of the pipeline: CPU preprocessing of one record (thread-safe, run on the preprocess stage), predictor
 /// replicas (each its own session, used by one task at a time), and how its output is written.
 /// </summary>
-public interface IModelStage : IDisposable
+internal interface IModelStage : IDisposable
 {
     /// <summary>The stage's name in metrics and output (e.g. <c>embed</c>).</summary>
     string Name { get; }
@@ -47,7 +47,7 @@ public interface IPredictor : IDisposable
 }
 
 /// <summary>Creates the model stages a job spec names.</summary>
-public static class ModelStages
+internal static class ModelStages
 {
     /// <summary>
     /// The stages of <paramref name="spec"/>, in an order where each comes after its input: the models its
@@ -90,7 +90,7 @@ public static class ModelStages
 /// reading the record's text or another stage's output. Its output fields carry the stage's name as a prefix
 /// (<c>topic_label</c>) unless the stage is named after its model.
 /// </summary>
-public sealed class DagStage(InferStage stage, IModelStage model, int input) : IModelStage
+internal sealed class DagStage(InferStage stage, IModelStage model, int input) : IModelStage
 {
     /// <summary>The declaration.</summary>
     public InferStage Stage { get; } = stage;

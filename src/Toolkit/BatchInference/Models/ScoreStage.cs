@@ -12,7 +12,7 @@ namespace Toolkit.BatchInference;
 /// context's worth of tokens): a perplexity filter, as used to clean pre-training data. Runs on the device TorchSharp
 /// picks (<see cref="Devices"/>); tested on CPU only.
 /// </summary>
-public sealed class ScoreStage(StageModel model, int threads = 1) : IModelStage
+internal sealed class ScoreStage(StageModel model, int threads = 1) : IModelStage
 {
     private readonly StageModel _model = model;
 

@@ -10,7 +10,7 @@ namespace Toolkit.BatchInference;
 /// or precision) or a Hugging Face folder. Each replica builds its own copy from it: a folder's replicas read its
 /// weights tensor by tensor, the others copy the flat values built or read once.
 /// </summary>
-public sealed class StageModel
+internal sealed class StageModel
 {
     private readonly Lazy<float[]> _flat;
 

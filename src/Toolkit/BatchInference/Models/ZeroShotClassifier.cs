@@ -8,7 +8,7 @@ namespace Toolkit.BatchInference;
 /// L2-normalised, so a dot product). It reads another stage's embeddings, so it is the downstream end of a DAG
 /// (<c>emb=embed,topic=classify(emb)</c>).
 /// </summary>
-public sealed class ZeroShotClassifier : IModelStage
+internal sealed class ZeroShotClassifier : IModelStage
 {
     private readonly string[] _labels;
     private readonly float[][] _centres;

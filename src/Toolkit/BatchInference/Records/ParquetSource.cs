@@ -10,7 +10,7 @@ namespace Toolkit.BatchInference;
 /// shard is read from the row groups it overlaps; the last row group read is kept, so consecutive shards inside one row
 /// group decode it once.
 /// </summary>
-public sealed class ParquetSource : RecordSource
+internal sealed class ParquetSource : RecordSource
 {
     private readonly string _idField, _textField;
     private readonly long[] _starts;                     // first record of each row group, then Count

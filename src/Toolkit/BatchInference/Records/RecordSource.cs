@@ -51,7 +51,7 @@ public abstract class RecordSource
 /// A text input of one record per line (or per CSV row). Record boundaries are found once per process by one scan;
 /// every 1024th record's byte offset is kept, so reading a shard seeks close to it instead of rereading the file.
 /// </summary>
-public abstract class LineRecordSource : RecordSource
+internal abstract class LineRecordSource : RecordSource
 {
     private const int Stride = 1024;
     private readonly List<long> _offsets = [];
@@ -145,7 +145,7 @@ public abstract class LineRecordSource : RecordSource
 }
 
 /// <summary>JSON Lines: each line one object with the id and text fields (the id a string or a number).</summary>
-public sealed class JsonlSource : LineRecordSource
+internal sealed class JsonlSource : LineRecordSource
 {
     private readonly string _idField, _textField;
 
@@ -186,7 +186,7 @@ public sealed class JsonlSource : LineRecordSource
 
 /// <summary>RFC 4180 CSV with a header row naming the columns; quoted fields may hold commas, doubled quotes and
 /// newlines.</summary>
-public sealed class CsvSource : LineRecordSource
+internal sealed class CsvSource : LineRecordSource
 {
     private readonly string _idField, _textField;
     private int _id = -1, _text = -1, _columns;

@@ -10,7 +10,7 @@ namespace Toolkit.BatchInference;
 /// records (cycling through: not JSON, no text, a text that is a number, an empty line) to exercise quarantine.
 /// <c>datasets/infer/sentences-2k.jsonl</c> is seed 1, 2000 records, a bad one every 400.
 /// </summary>
-public static class SentenceDataset
+internal static class SentenceDataset
 {
     /// <summary>Writes <paramref name="records"/> records to <paramref name="path"/>: JSONL, or Parquet when the name
     /// ends in <c>.parquet</c> (its malformed records lack their text).</summary>

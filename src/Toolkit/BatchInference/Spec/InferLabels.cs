@@ -1,7 +1,7 @@
 namespace Toolkit.BatchInference;
 
 /// <summary>The labels of a classify stage (<c>--labels</c>).</summary>
-public static class InferLabels
+internal static class InferLabels
 {
     /// <summary>The labels of a job's <c>--labels</c>, checked.</summary>
     /// <exception cref="ArgumentException">Fewer than two labels, an empty one, or a repeated one.</exception>

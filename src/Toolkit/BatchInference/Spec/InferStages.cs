@@ -8,7 +8,7 @@ namespace Toolkit.BatchInference;
 /// <param name="Model">embed, score, generate or classify.</param>
 /// <param name="Input">The stage whose output it reads, or null for the record's text.</param>
 /// <param name="Replicas">Predictor replicas of this stage in each worker.</param>
-public sealed record InferStage(string Name, string Model, string? Input, int Replicas);
+internal sealed record InferStage(string Name, string Model, string? Input, int Replicas);
 
 /// <summary>
 /// The model stages of a job as a DAG the user declares (<c>--stages</c>): comma-separated
@@ -17,7 +17,7 @@ public sealed record InferStage(string Name, string Model, string? Input, int Re
 /// stage without an input reads the record's text. What may feed what: embed gives vectors (classify reads them);
 /// generate gives text (embed, score or generate may read it); score and classify give nothing to read.
 /// </summary>
-public static partial class InferStages
+internal static partial class InferStages
 {
     /// <summary>The worker's own stages, whose names a model stage may not take (their metrics would merge).</summary>
     public static readonly IReadOnlyList<string> Reserved = ["read", "preprocess", "postprocess", "write"];

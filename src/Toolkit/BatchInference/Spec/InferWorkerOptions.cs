@@ -3,7 +3,7 @@ using Toolkit.Options;
 namespace Toolkit.BatchInference;
 
 /// <summary>The options of <c>toolkit infer worker</c>: a worker joining a running job.</summary>
-public sealed record InferWorkerOptions : Jobs.ICheckedOptions
+internal sealed record InferWorkerOptions : Jobs.ICheckedOptions
 {
     /// <summary>The coordinator's address (<c>http://host:port</c>, as in the job folder's coordinator.json).</summary>
     [Option("The coordinator's address (http://host:port, as written in the job folder's coordinator.json).")]

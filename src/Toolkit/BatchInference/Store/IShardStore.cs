@@ -1,7 +1,7 @@
 namespace Toolkit.BatchInference;
 
 /// <summary>What a worker's commit did.</summary>
-public enum CommitOutcome
+internal enum CommitOutcome
 {
     /// <summary>The shard is now DONE with this output.</summary>
     Committed,

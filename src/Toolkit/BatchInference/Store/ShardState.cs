@@ -63,4 +63,4 @@ public sealed record Shard(long Id, long FirstRecord, long Records, ShardState S
 /// <param name="Shard">The shard.</param>
 /// <param name="Token">Unique per lease; a report with an older token changes nothing.</param>
 /// <param name="Expires">When the lease ends unless renewed by a heartbeat.</param>
-public sealed record ShardLease(Shard Shard, string Token, DateTimeOffset Expires);
+internal sealed record ShardLease(Shard Shard, string Token, DateTimeOffset Expires);

@@ -1,7 +1,7 @@
 namespace Toolkit.BatchInference;
 
 /// <summary>The folders and files of a job folder.</summary>
-public static class InferLayout
+internal static class InferLayout
 {
     /// <summary>One output part per shard.</summary>
     public const string OutputFolder = "output";

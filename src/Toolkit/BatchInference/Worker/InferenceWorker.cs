@@ -18,7 +18,7 @@ namespace Toolkit.BatchInference;
 /// drain (SIGTERM) stops leasing, finishes the held shards and leaves; an abort gives the held shards back as
 /// preempted, which costs them no attempt.</para>
 /// </summary>
-public sealed class InferenceWorker
+internal sealed class InferenceWorker
 {
     private readonly ICoordinator _coordinator;
     private readonly Func<InferJobOptions, IReadOnlyList<IModelStage>> _models;
@@ -374,5 +374,5 @@ public sealed class InferenceWorker
 }
 
 /// <summary>What one worker did.</summary>
-public sealed record WorkerSummary(string Worker, int Shards, long Records, int ReplicaRestarts, string Reason,
+internal sealed record WorkerSummary(string Worker, int Shards, long Records, int ReplicaRestarts, string Reason,
     IReadOnlyList<StageReport> Stages);

@@ -5,7 +5,7 @@ namespace Toolkit.Comm;
 /// tensors. Used to reduce bf16 gradients in collectives: values are widened to float32, combined, and rounded back to
 /// nearest-even.
 /// </summary>
-public readonly struct BFloat16 : IEquatable<BFloat16>
+internal readonly struct BFloat16 : IEquatable<BFloat16>
 {
     /// <summary>The raw bits.</summary>
     public ushort Bits { get; }

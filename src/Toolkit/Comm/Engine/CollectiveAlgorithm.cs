@@ -45,7 +45,7 @@ public enum HoRingPipeline
 }
 
 /// <summary>Names of <see cref="CollectiveAlgorithm"/> values on command lines and in magics.</summary>
-public static class CollectiveAlgorithms
+internal static class CollectiveAlgorithms
 {
     /// <summary>native, ring, hierarchical, ho-ring.</summary>
     public static IReadOnlyList<string> Names { get; } = ["native", "ring", "hierarchical", "ho-ring"];

@@ -7,7 +7,7 @@ using Toolkit.Runtime;
 namespace Toolkit.Comm;
 
 /// <summary>Options of <c>toolkit bench collectives</c>.</summary>
-public sealed record CollectiveBenchOptions : IJobOptions
+internal sealed record CollectiveBenchOptions : IJobOptions
 {
     /// <summary>Where the ranks run: MPI processes by default (in-process ranks share one address space and say little
     /// about links); with <c>--emulate GxM</c> on the emulated cluster.</summary>
@@ -53,7 +53,7 @@ public sealed record CollectiveBenchOptions : IJobOptions
 /// the emulated cluster) and sets the measurements next to the alpha-beta simulator's prediction for
 /// the same topology.
 /// </summary>
-public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, MeasuredCollectives, CollectiveBenchReport>
+internal sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, MeasuredCollectives, CollectiveBenchReport>
 {
     /// <inheritdoc/>
     public override string Kind => "bench-collectives";
@@ -123,7 +123,7 @@ public sealed class CollectiveBenchJob : RankJob<CollectiveBenchOptions, Measure
 /// <param name="Results">One row per algorithm and size.</param>
 /// <param name="Speedups">HO-Ring against the others, per size.</param>
 /// <param name="RunPath">The run folder.</param>
-public sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList<BenchRow> Results,
+internal sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList<BenchRow> Results,
     IReadOnlyList<Speedup> Speedups, string RunPath) : IFacts
 {
     /// <inheritdoc/>
@@ -172,7 +172,7 @@ public sealed record CollectiveBenchReport(BenchTopology Topology, IReadOnlyList
 /// <param name="Cores">Processor count of the machine rank 0 ran on (every emulated node shares this machine's
 /// cores).</param>
 /// <param name="NicsPerNode">Shaped links per emulated node (multi-rail); 1 on one host.</param>
-public sealed record BenchTopology(int Nodes, int RanksPerNode, bool Emulated, string InterBandwidth,
+internal sealed record BenchTopology(int Nodes, int RanksPerNode, bool Emulated, string InterBandwidth,
     string InterLatency, bool LatencyEmulated,
     double MeasuredIntraBandwidth, double MeasuredIntraLatency, IReadOnlyList<string> LinkCounters,
         bool HoRingPipelined, int Cores, int NicsPerNode);
@@ -190,7 +190,7 @@ public sealed record BenchTopology(int Nodes, int RanksPerNode, bool Emulated, s
 /// <param name="UserCpuSeconds">Per call, user CPU time of all the job's processes.</param>
 /// <param name="SystemCpuSeconds">Per call, system CPU time of all the job's processes.</param>
 /// <param name="CoresBusy">(user + system CPU) / wall time.</param>
-public sealed record BenchRow(string Algorithm, long Bytes, double Seconds, double BusBandwidth,
+internal sealed record BenchRow(string Algorithm, long Bytes, double Seconds, double BusBandwidth,
     long IntraBytesPerCall, long InterBytesPerCall,
     double PredictedSeconds, double PredictionError, IReadOnlyDictionary<string, double> PhaseSeconds,
         double UserCpuSeconds, double SystemCpuSeconds, double CoresBusy);
@@ -200,4 +200,4 @@ public sealed record BenchRow(string Algorithm, long Bytes, double Seconds, doub
 /// <param name="HoRingOverRing">Ring time / HO-Ring time.</param>
 /// <param name="HoRingOverNative">MPI native time / HO-Ring time.</param>
 /// <param name="HoRingOverHierarchical">Leader-based hierarchical time / HO-Ring time.</param>
-public sealed record Speedup(long Bytes, double HoRingOverRing, double HoRingOverNative, double HoRingOverHierarchical);
+internal sealed record Speedup(long Bytes, double HoRingOverRing, double HoRingOverNative, double HoRingOverHierarchical);

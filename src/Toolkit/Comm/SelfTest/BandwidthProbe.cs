@@ -6,7 +6,7 @@ namespace Toolkit.Comm;
 /// Measures all-reduce time on a communicator for a few message sizes and reports bus bandwidth (<c>2(n-1)/n * S /
 /// t</c>, the NCCL-tests convention, comparable across rank counts).
 /// </summary>
-public static class BandwidthProbe
+internal static class BandwidthProbe
 {
     /// <summary>Times <paramref name="repeats"/> float32 all-reduces of each size (after one warm-up) on every rank;
     /// returns rank 0's view (identical on all ranks up to noise).</summary>
@@ -76,4 +76,4 @@ public static class BandwidthProbe
 /// <param name="Bytes">Message size.</param>
 /// <param name="Seconds">Mean time per call.</param>
 /// <param name="BusBandwidth">Bus bandwidth in bytes per second.</param>
-public sealed record BandwidthSample(long Bytes, double Seconds, double BusBandwidth);
+internal sealed record BandwidthSample(long Bytes, double Seconds, double BusBandwidth);

@@ -18,7 +18,7 @@ namespace Toolkit.Paro;
 /// own overhead (flattening gradients, attaching and releasing parameters, slicing); the parts timed alone show where a
 /// step's time goes (their sum overstates a step a little: each waits for its own slowest rank).
 /// </summary>
-public static class EngineOverhead
+internal static class EngineOverhead
 {
     /// <summary>Times the parts and the engine's step for <paramref name="job"/> (its model, micro-batch, ranks,
     /// groups, precision and accumulation); medians over the job's steps after a warm-up.</summary>
@@ -118,7 +118,7 @@ public static class EngineOverhead
 /// repetitions.</param>
 /// <param name="UnfusedOptimizerSeconds">The same AdamW update as libtorch's unfused sequence of eight passes, for
 /// comparison.</param>
-public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds,
+internal sealed record EngineBaseline(double ForwardBackwardSeconds, double AllReduceSeconds, double OptimizerSeconds,
     double PlainStepSeconds, double EngineStepSeconds,
     double UnfusedOptimizerSeconds);
 
@@ -130,7 +130,7 @@ public sealed record EngineBaseline(double ForwardBackwardSeconds, double AllRed
 /// here.</param>
 /// <param name="OverPlainStep">Step / the plain DDP step (forward+backward, all-reduce and AdamW without the engine):
 /// the engine's own overhead.</param>
-public sealed record EngineOverheadRow(int Accumulation, double StepSeconds, EngineBaseline Baseline,
+internal sealed record EngineOverheadRow(int Accumulation, double StepSeconds, EngineBaseline Baseline,
     double OverComputeAndAllReduce, double OverPlainStep)
 {
     internal static EngineOverheadRow Of(int accumulation, EngineBaseline b) =>

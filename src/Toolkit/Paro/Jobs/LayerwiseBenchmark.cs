@@ -7,7 +7,7 @@ namespace Toolkit.Paro;
 
 /// <summary>Options of <c>toolkit bench layerwise</c>: one PaRO job run with whole-model gathering and layer-wise, side
 /// by side.</summary>
-public sealed record LayerwiseBenchmarkOptions : ICheckedOptions
+internal sealed record LayerwiseBenchmarkOptions : ICheckedOptions
 {
     /// <summary>Where the ranks run (in-process or MPI). Default 4 in-process ranks in groups of 2.</summary>
     [OptionGroup(Exclude = ["nodes", "ranks-per-node", "gpus-per-node", "partition", "time", "account", "slurm-args",
@@ -47,7 +47,7 @@ public sealed record LayerwiseBenchmarkOptions : ICheckedOptions
 /// reports their throughput, traffic and measured memory next to the allowance layer-wise execution should meet:
 /// the rank's model states plus two blocks' parameters and gradients.
 /// </summary>
-public static class LayerwiseBenchmark
+internal static class LayerwiseBenchmark
 {
     /// <summary>Runs both; <paramref name="log"/> receives a line per run.</summary>
     public static async Task<LayerwiseBenchmarkReport> RunAsync(LayerwiseBenchmarkOptions options,
@@ -104,7 +104,7 @@ public static class LayerwiseBenchmark
 /// <param name="WithinAllowance">Whether the layer-wise peak is at most the allowance.</param>
 /// <param name="MaxLossRelativeDifference">Largest relative difference between the two runs' losses (the schedules are
 /// equivalent; only summation order may differ).</param>
-public sealed record LayerwiseBenchmarkReport(ParoTrainOptions Job, int Cores, LayerwiseRun WholeModel,
+internal sealed record LayerwiseBenchmarkReport(ParoTrainOptions Job, int Cores, LayerwiseRun WholeModel,
     LayerwiseRun Layerwise, double ThroughputRatio, double PeakRatio,
     long BlockParameters, long AllowanceBytes, bool WithinAllowance, double MaxLossRelativeDifference);
 
@@ -117,6 +117,6 @@ public sealed record LayerwiseBenchmarkReport(ParoTrainOptions Job, int Cores, L
 /// <param name="InterBytesPerStep">Bytes per rank per step across groups.</param>
 /// <param name="Losses">Loss per step.</param>
 /// <param name="RunPath">The run folder.</param>
-public sealed record LayerwiseRun(double StepSeconds, double TokensPerSecond, long ModelStateBytes, long PeakBytes,
+internal sealed record LayerwiseRun(double StepSeconds, double TokensPerSecond, long ModelStateBytes, long PeakBytes,
     long IntraBytesPerStep, long InterBytesPerStep,
     IReadOnlyList<double> Losses, string RunPath);

@@ -8,7 +8,7 @@ namespace Toolkit.Paro;
 
 /// <summary>Options of <c>toolkit bench paro</c>: the job every strategy runs, and which launchers and accumulations to
 /// measure.</summary>
-public sealed record ParoBenchmarkOptions : ICheckedOptions
+internal sealed record ParoBenchmarkOptions : ICheckedOptions
 {
     /// <summary>Ranks, groups and the emulated cluster; the benchmark picks the launchers itself (in-process, then MPI,
     /// then emulated). Default 4 ranks in groups of 2.</summary>
@@ -64,7 +64,7 @@ public sealed record ParoBenchmarkOptions : ICheckedOptions
 /// when available), calibrates the cost model on this machine, and reports measured step time,
 /// tokens/s, bytes and memory next to the prediction, with the ranking agreement.
 /// </summary>
-public static class ParoBenchmark
+internal static class ParoBenchmark
 {
     /// <summary>Runs the benchmark; <paramref name="log"/> receives a line per run.</summary>
     public static async Task<ParoBenchmarkReport> RunAsync(ParoBenchmarkOptions options, Action<string>? log = null,
@@ -181,7 +181,7 @@ public static class ParoBenchmark
 /// cref="Paro.EngineOverhead"/>).</param>
 /// <param name="Calibrations">The constants each launcher's predictions used, measured under that launcher (inproc,
 /// mpi, emulated GxM).</param>
-public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calibration,
+internal sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calibration,
     IReadOnlyList<BenchmarkRow> Runs, IReadOnlyList<Ranking> Rankings, string? MpiNote,
     IReadOnlyList<EngineOverheadRow> EngineOverhead, IReadOnlyDictionary<string, ClusterSpec> Calibrations);
 
@@ -200,7 +200,7 @@ public sealed record ParoBenchmarkReport(ParoTrainOptions Job, ClusterSpec Calib
 /// <param name="PredictedInterBytesPerStep">Cost model's inter bytes.</param>
 /// <param name="StepTimeError">(predicted − measured) / measured.</param>
 /// <param name="FinalLoss">Loss at the last step.</param>
-public sealed record BenchmarkRow(string Launcher, string Strategy, int Accumulation, double StepSeconds,
+internal sealed record BenchmarkRow(string Launcher, string Strategy, int Accumulation, double StepSeconds,
     double TokensPerSecond,
     long IntraBytesPerStep, long InterBytesPerStep, IReadOnlyList<RankMemory> Memory, double PredictedStepSeconds,
     double PredictedIntraBytesPerStep, double PredictedInterBytesPerStep, double StepTimeError, double FinalLoss)
@@ -218,7 +218,7 @@ public sealed record BenchmarkRow(string Launcher, string Strategy, int Accumula
 /// rank).</param>
 /// <param name="KendallTau">Kendall's tau-b (1 = same order; ties as for Spearman).</param>
 /// <param name="MeanAbsoluteError">Mean |predicted − measured| / measured step time.</param>
-public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<string> MeasuredOrder,
+internal sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<string> MeasuredOrder,
     IReadOnlyList<string> PredictedOrder,
     double Spearman, double KendallTau, double MeanAbsoluteError)
 {
@@ -370,7 +370,7 @@ public sealed record Ranking(string Launcher, int Accumulation, IReadOnlyList<st
 /// <param name="Total">Every pair of strategies.</param>
 /// <param name="Resolved">Pairs every round measured in the same order.</param>
 /// <param name="Agreeing">Resolved pairs the prediction orders the same way (a predicted tie does not count).</param>
-public sealed record ResolvedPairs(int Total, int Resolved, int Agreeing)
+internal sealed record ResolvedPairs(int Total, int Resolved, int Agreeing)
 {
     /// <summary><see cref="Agreeing"/> / <see cref="Resolved"/>; null when the measurement resolves no pair.</summary>
     public double? Fraction => Resolved == 0 ? null : (double)Agreeing / Resolved;

@@ -6,7 +6,7 @@ namespace Toolkit.Paro;
 /// <param name="Strategies">One row per strategy.</param>
 /// <param name="Recommended">The recommended strategy code, or null when none fits.</param>
 /// <param name="Reasons">Why.</param>
-public sealed record ParoPlanJson(IReadOnlyList<PlanRow> Strategies, string? Recommended, IReadOnlyList<string> Reasons)
+internal sealed record ParoPlanJson(IReadOnlyList<PlanRow> Strategies, string? Recommended, IReadOnlyList<string> Reasons)
 {
     /// <summary>Converts a plan.</summary>
     public static ParoPlanJson From(ParoPlan plan) => new(
@@ -29,7 +29,7 @@ public sealed record ParoPlanJson(IReadOnlyList<PlanRow> Strategies, string? Rec
 /// <param name="PredictedStepSeconds">Predicted step time.</param>
 /// <param name="PredictedTokensPerSecond">Predicted throughput.</param>
 /// <param name="Reason">Why it fits or not.</param>
-public sealed record PlanRow(string Name, bool Feasible, PlanMemory MemoryBytesPerRank, double IntraBytesPerStep,
+internal sealed record PlanRow(string Name, bool Feasible, PlanMemory MemoryBytesPerRank, double IntraBytesPerStep,
     double InterBytesPerStep,
     double PredictedStepSeconds, double PredictedTokensPerSecond, string Reason);
 
@@ -40,5 +40,5 @@ public sealed record PlanRow(string Name, bool Feasible, PlanMemory MemoryBytesP
 /// <param name="Activations">Activations.</param>
 /// <param name="Gathered">Transient gathered parameters.</param>
 /// <param name="Total">Everything.</param>
-public sealed record PlanMemory(double Params, double Grads, double Optimizer, double Activations, double Gathered,
+internal sealed record PlanMemory(double Params, double Grads, double Optimizer, double Activations, double Gathered,
     double Total);

@@ -7,7 +7,7 @@ namespace Toolkit.Rl;
 /// <param name="Id">Unique within a run.</param>
 /// <param name="Problem">The prompt and its reference answer.</param>
 /// <param name="Samples">The G responses, finished.</param>
-public sealed record RolloutGroup(long Id, Problem Problem, IReadOnlyList<Sequence> Samples);
+internal sealed record RolloutGroup(long Id, Problem Problem, IReadOnlyList<Sequence> Samples);
 
 /// <summary>What one iteration's rollout phase produced.</summary>
 /// <param name="Groups">Complete groups to train on.</param>
@@ -17,7 +17,7 @@ public sealed record RolloutGroup(long Id, Problem Problem, IReadOnlyList<Sequen
 /// <param name="Carried">Sequences left unfinished in the pool for the next policy version.</param>
 /// <param name="Purged">Sequences dropped this iteration because their group stayed open longer than the staleness
 /// limit.</param>
-public sealed record RolloutBatch(IReadOnlyList<RolloutGroup> Groups, long SampledTokens, long PrefixTokens,
+internal sealed record RolloutBatch(IReadOnlyList<RolloutGroup> Groups, long SampledTokens, long PrefixTokens,
     double Seconds, int Carried, int Purged)
 {
     /// <summary>Response tokens of the complete groups (what the budget counts).</summary>
@@ -28,7 +28,7 @@ public sealed record RolloutBatch(IReadOnlyList<RolloutGroup> Groups, long Sampl
 }
 
 /// <summary>Where an RL step's rollouts come from: the synchronous baseline or C3PO++.</summary>
-public interface IRolloutSource
+internal interface IRolloutSource
 {
     /// <summary>Generates with the engine's current weights until this iteration's rollouts are ready.</summary>
     RolloutBatch Next();

@@ -7,7 +7,7 @@ namespace Toolkit.Rl;
 
 /// <summary>Options of <c>toolkit bench rl</c>: the same RL job with synchronous rollouts and with C3PO++, at several
 /// batch sizes.</summary>
-public sealed record RlBenchmarkOptions : ICheckedOptions
+internal sealed record RlBenchmarkOptions : ICheckedOptions
 {
     /// <summary>The job (rollout mode, prompts and budget are set by the benchmark). Default: the long-tail task, the
     /// small GPT, 16 steps.</summary>
@@ -60,7 +60,7 @@ public sealed record RlBenchmarkOptions : ICheckedOptions
 /// CPU a decode step costs a fixed part (operator dispatch) plus a part per sequence, so the gap is widest when the
 /// batch per rank is small.
 /// </summary>
-public static class RlBenchmark
+internal static class RlBenchmark
 {
     /// <summary>Runs every configuration; <paramref name="log"/> receives a line per run.</summary>
     public static async Task<RlBenchmarkReport> RunAsync(RlBenchmarkOptions options, Action<string>? log = null,
@@ -106,7 +106,7 @@ public static class RlBenchmark
 /// <param name="Job">The job every run used (rollout mode, prompts and budget aside).</param>
 /// <param name="Cores">Cores of the machine.</param>
 /// <param name="Sizes">One entry per prompt count.</param>
-public sealed record RlBenchmarkReport(RlTrainOptions Job, int Cores, IReadOnlyList<RlBenchmarkSize> Sizes);
+internal sealed record RlBenchmarkReport(RlTrainOptions Job, int Cores, IReadOnlyList<RlBenchmarkSize> Sizes);
 
 /// <summary>Synchronous and C3PO++ at one batch size.</summary>
 /// <param name="Prompts">Prompts per step of the synchronous baseline.</param>
@@ -114,7 +114,7 @@ public sealed record RlBenchmarkReport(RlTrainOptions Job, int Cores, IReadOnlyL
 /// <param name="Runs">Synchronous, then C3PO++.</param>
 /// <param name="RolloutSpeedup">C3PO++ rollout tokens/s over the synchronous baseline's.</param>
 /// <param name="StepSpeedup">Synchronous step time over C3PO++'s.</param>
-public sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlBenchmarkRun> Runs,
+internal sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlBenchmarkRun> Runs,
     double RolloutSpeedup, double StepSpeedup);
 
 /// <summary>One configuration's measurements (means over the steps after the first).</summary>
@@ -130,6 +130,6 @@ public sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlB
 /// <param name="Carried">Responses carried over, summed over steps.</param>
 /// <param name="Purged">Responses purged, summed over steps.</param>
 /// <param name="RunPath">The run folder.</param>
-public sealed record RlBenchmarkRun(string Rollout, int Prompts, long Budget, double TokensPerSecond,
+internal sealed record RlBenchmarkRun(string Rollout, int Prompts, long Budget, double TokensPerSecond,
     double RolloutSeconds, double StepSeconds, double TrainedTokensPerStep,
     double FinalReward, double FinalAccuracy, long Carried, long Purged, string RunPath);

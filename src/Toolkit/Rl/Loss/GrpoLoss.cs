@@ -52,7 +52,7 @@ public sealed record GrpoOptions
 /// <param name="Advantages">Group-normalised advantages, one per response.</param>
 /// <param name="LogpReference">log π_ref(y_t) for the KL penalty, or null.</param>
 /// <param name="Entropy">The trainer's entropy at each position (diagnostics only), or null.</param>
-public sealed record GrpoBatch(Tensor LogpNew, Tensor LogpOld, Tensor LogpInfer, Tensor Valid, Tensor Advantages,
+internal sealed record GrpoBatch(Tensor LogpNew, Tensor LogpOld, Tensor LogpInfer, Tensor Valid, Tensor Advantages,
     Tensor? LogpReference = null, Tensor? Entropy = null);
 
 /// <summary>What the loss saw, per step (the IcePop authors' and the community's mismatch diagnostics).</summary>
@@ -64,7 +64,7 @@ public sealed record GrpoBatch(Tensor LogpNew, Tensor LogpOld, Tensor LogpInfer,
 /// <param name="EntropyMasked">Mean trainer entropy of masked tokens (NaN when none).</param>
 /// <param name="EntropyKept">Mean trainer entropy of kept tokens.</param>
 /// <param name="Tokens">Response tokens in the batch.</param>
-public sealed record MismatchDiagnostics(double LogProbDiffMean, double LogProbDiffMax, double KlInferTrain,
+internal sealed record MismatchDiagnostics(double LogProbDiffMean, double LogProbDiffMax, double KlInferTrain,
     double MaskedFraction, double EntropyMasked, double EntropyKept, long Tokens);
 
 /// <summary>
@@ -73,7 +73,7 @@ public sealed record MismatchDiagnostics(double LogProbDiffMean, double LogProbD
 /// group-normalised reward. The loss is −J. With the budget normalisation the double average becomes Σ_i Σ_t (·) /
 /// Φ (C3PO).
 /// </summary>
-public static class GrpoLoss
+internal static class GrpoLoss
 {
     /// <summary>The loss (a scalar with gradient through <see cref="GrpoBatch.LogpNew"/>) and the
     /// diagnostics.</summary>
@@ -162,7 +162,7 @@ public static class GrpoLoss
 
 /// <summary>GRPO's advantages: each response's reward standardised within its group (the responses to one
 /// prompt).</summary>
-public static class GroupAdvantages
+internal static class GroupAdvantages
 {
     /// <summary>(r − mean of its group) / (std of its group + 1e-6), population std; groups are consecutive runs of
     /// <paramref name="groupSize"/>.</summary>

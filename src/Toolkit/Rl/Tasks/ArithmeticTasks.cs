@@ -7,7 +7,7 @@ namespace Toolkit.Rl;
 /// Base of tasks whose answer is one integer. Parsing rule: the completion must be an optional minus sign and 1 to 12
 /// digits, nothing else (no spaces, no leading plus); otherwise it is malformed.
 /// </summary>
-public abstract partial class IntegerAnswerTask : VerifiableTask
+internal abstract partial class IntegerAnswerTask : VerifiableTask
 {
     /// <inheritdoc/>
     protected override Score JudgeStopped(Problem problem, string answer) =>
@@ -21,7 +21,7 @@ public abstract partial class IntegerAnswerTask : VerifiableTask
 }
 
 /// <summary>Multi-digit addition: <c>a+b=</c> with a and b of up to two digits, answer a + b.</summary>
-public sealed class AdditionTask : IntegerAnswerTask
+internal sealed class AdditionTask : IntegerAnswerTask
 {
     /// <inheritdoc/>
     public override string Name => "addition";
@@ -38,7 +38,7 @@ public sealed class AdditionTask : IntegerAnswerTask
 }
 
 /// <summary>Multiplication: <c>a*b=</c> with a of up to two digits and b of one, answer a · b.</summary>
-public sealed class MultiplicationTask : IntegerAnswerTask
+internal sealed class MultiplicationTask : IntegerAnswerTask
 {
     /// <inheritdoc/>
     public override string Name => "multiplication";
@@ -59,7 +59,7 @@ public sealed class MultiplicationTask : IntegerAnswerTask
 /// problems ask for 1 to 4 letters, the rest for 12 to 40), so a few rollouts are many times longer than most. Parsing
 /// rule: lowercase letters only.
 /// </summary>
-public sealed partial class LongTailTask : VerifiableTask
+internal sealed partial class LongTailTask : VerifiableTask
 {
     /// <inheritdoc/>
     public override string Name => "longtail";

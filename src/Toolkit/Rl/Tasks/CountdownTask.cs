@@ -10,7 +10,7 @@ namespace Toolkit.Rl;
 /// alternating number and operator, at most 4 numbers, each a given one (as a multiset); anything else is malformed.
 /// Reward 1 when the value equals the target.
 /// </summary>
-public sealed partial class CountdownTask : VerifiableTask
+internal sealed partial class CountdownTask : VerifiableTask
 {
     private static readonly char[] Operators = ['+', '-', '*'];
 

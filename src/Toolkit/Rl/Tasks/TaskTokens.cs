@@ -8,7 +8,7 @@ namespace Toolkit.Rl;
 /// model's stop token (its EOS; a newline for the byte tokenizer, which has none), and a response decoded back to the
 /// text the task judges (a response that stopped ends with the task's newline, whatever the stop token was).
 /// </summary>
-public sealed class TaskTokens
+internal sealed class TaskTokens
 {
     /// <summary>The byte tokenizer's: prompts and answers as UTF-8 bytes, a newline as the stop token.</summary>
     public static TaskTokens Bytes { get; } = new(TextTokenizer.Bytes);
