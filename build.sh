@@ -49,6 +49,7 @@ case "${1:-}" in
     # One plain closing line over every test assembly.
     awk '/(Passed|Failed)! +- +Failed: /{gsub(",","");f+=$4;p+=$6;s+=$8}
       END{printf "%d passed, %d failed, %d skipped\n",p,f,s}' "$log"
+    if grep -q "Test Run Aborted" "$log"; then echo "a test run ABORTED (its host crashed): see above"; fi
     rm -f "$log"
     exit "$status"
     ;;

@@ -18,7 +18,7 @@ namespace Toolkit.Analyzers;
 /// without holding it). The fix: hold the value for the call, <c>using var s = x.ToScalar();</c>, or in a field when it
 /// is reused. TorchSharp also makes such temporaries inside some methods (the alpha of <c>Tensor + Tensor</c>,
 /// <c>square()</c>, <c>arange(stop)</c>, its optimizers): no call site can hold those, which is why <c>TorchRuntime</c>
-/// also defers the finaliser's frees of Scalars (<c>ScalarFinalizerGuard</c>).
+/// also defers the finaliser's frees of Scalars and tensors (<c>FinalizerGuard</c>).
 /// </remarks>
 [DiagnosticAnalyzer(LanguageNames.CSharp)]
 public sealed class ScalarTemporaryAnalyzer : DiagnosticAnalyzer

@@ -25,8 +25,8 @@ namespace Toolkit.Runtime;
 /// <para>
 /// Wherever the loader loads the library itself (always when it patches; otherwise when libtorch sits next to it or in
 /// a folder the host named, so that the right libtorch is unambiguous) it then installs
-/// <see cref="ScalarFinalizerGuard"/>, which routes TorchSharp's P/Invokes through a generated forwarder so that
-/// Scalars freed by the GC's finaliser are freed later, not while libtorch reads them.
+/// <see cref="FinalizerGuard"/>, which routes TorchSharp's P/Invokes through a generated forwarder so that
+/// Scalars and tensors freed by the GC's finaliser are freed later, not while libtorch reads them.
 /// </para>
 /// </remarks>
 internal static class TorchNativeLoader
@@ -95,14 +95,14 @@ internal static class TorchNativeLoader
         return new NativePreparation(original, true, reason, cacheDir, InstallGuard(library, image.Machine));
     }
 
-    /// <summary>Writes (once per machine type) the forwarder <see cref="ScalarFinalizerGuard"/> needs and installs the
+    /// <summary>Writes (once per machine type) the forwarder <see cref="FinalizerGuard"/> needs and installs the
     /// guard; on failure says why instead of throwing.</summary>
     private static string InstallGuard(IntPtr library, ushort machine)
     {
         try
         {
             var bytes = ElfShimWriter.BuildForwarder(machine, ForwarderFile, [LibraryFile],
-                [ScalarFinalizerGuard.Function]);
+                FinalizerGuard.Functions);
             var path = Path.Combine(ToolkitPaths.CacheDirectory("native-shims"),
                 $"{machine}-{Convert.ToHexString(SHA256.HashData(bytes))[..12].ToLowerInvariant()}", ForwarderFile);
             if (!File.Exists(path))
@@ -113,7 +113,7 @@ internal static class TorchNativeLoader
                 File.WriteAllBytes(staging, bytes);
                 File.Move(staging, path, overwrite: true);
             }
-            return ScalarFinalizerGuard.Install(library, path);
+            return FinalizerGuard.Install(library, path);
         }
         // a best effort: TorchSharp works without it, as before
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -242,6 +242,6 @@ internal static class TorchNativeLoader
 /// <param name="Patched">True when a patched copy was loaded.</param>
 /// <param name="Reason">Why it was (or was not) patched.</param>
 /// <param name="CacheDirectory">Where the patched copy lives.</param>
-/// <param name="ScalarGuard">Whether <see cref="ScalarFinalizerGuard"/> was installed, or why not.</param>
+/// <param name="FinalizerGuard">Whether <see cref="FinalizerGuard"/> was installed, or why not.</param>
 internal sealed record NativePreparation(string? NativeLibrary, bool Patched, string Reason, string? CacheDirectory,
-    string ScalarGuard);
+    string FinalizerGuard);

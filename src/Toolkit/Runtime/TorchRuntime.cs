@@ -39,7 +39,7 @@ internal static class TorchRuntime
                 Patched: preparation.Patched,
                 Detail: preparation.Reason,
                 CacheDirectory: preparation.CacheDirectory,
-                ScalarGuard: preparation.ScalarGuard);
+                FinalizerGuard: preparation.FinalizerGuard);
             return _info;
         }
     }
@@ -52,7 +52,7 @@ internal static class TorchRuntime
 /// <param name="Patched">True when the C++ runtime compatibility copy was used.</param>
 /// <param name="Detail">Why it was or was not patched.</param>
 /// <param name="CacheDirectory">Where the patched copy is cached, when patched.</param>
-/// <param name="ScalarGuard">Whether Scalars freed by the GC's finaliser are deferred (see the toolkit's
-/// ScalarFinalizerGuard), or why not.</param>
+/// <param name="FinalizerGuard">Whether Scalars and tensors freed by the GC's finaliser are deferred (see the toolkit's
+/// FinalizerGuard), or why not.</param>
 public sealed record TorchRuntimeInfo(string TorchSharpVersion, string LibTorchVersion, string? NativeLibrary,
-    bool Patched, string Detail, string? CacheDirectory, string ScalarGuard);
+    bool Patched, string Detail, string? CacheDirectory, string FinalizerGuard);

@@ -49,7 +49,7 @@ public sealed record ToolkitInfo(
         ("libtorch", Torch.LibTorchVersion),
         ("native runtime", Torch.Patched ? $"patched copy in {Torch.CacheDirectory}" : "as shipped"),
         ("native detail", Torch.Detail),
-        ("scalar guard", Torch.ScalarGuard),
+        ("finaliser guard", Torch.FinalizerGuard),
         ("device", Device),
         ("MPI library", MpiLibrary ?? "not found"),
         ("MPI", MpiStatus),
