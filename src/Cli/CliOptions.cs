@@ -27,13 +27,17 @@ internal sealed class CliOptions<T> where T : class, new()
             Option option = spec.IsFlag
                 ? new Option<bool>(spec.Name, aliases) { Description = spec.HelpTextFor(defaults) }
                 : new Option<string>(spec.Name, aliases) { Description = spec.HelpTextFor(defaults),
-                    HelpName = spec.IsNumber ? "number" : spec.Choices.Count > 0 ? string.Join('|',
-                        spec.Choices) : "text" };
+                    HelpName = spec.IsNumber ? "number" : spec.Choices.Count > 0 ? ChoicesName(spec) : "text" };
             if (spec.Choices.Count > 0) option.CompletionSources.Add(spec.Choices.ToArray());
             command.Options.Add(option);
             _options.Add((spec, option));
         }
     }
+
+    /// <summary>The value's name in help: its choices, or "choice" when they would widen every row's column (the
+    /// description lists them).</summary>
+    private static string ChoicesName(OptionSpec spec) =>
+        string.Join('|', spec.Choices) is { Length: <= 32 } choices ? choices : "choice";
 
     /// <summary>The options as given on the command line, over the defaults; validated when the record is a job's
     /// options.</summary>

@@ -171,6 +171,10 @@ public sealed class ModelSource
         var model = CausalLanguageModel.Unfilled(config, dtype);
         FillFrom(model, source);
         if (model is Gpt && dtype != ScalarType.Float32) model.to(dtype);
+        // The model outlives the caller's DisposeScope, if any: made inside one, its embeddings' weights were
+        // registered there, and the scope's end left the model without them (parameters() then skips them).
+        foreach (var p in model.parameters()) p.DetachFromDisposeScope();
+        foreach (var b in model.buffers()) b.DetachFromDisposeScope();
         return model;
     }
 

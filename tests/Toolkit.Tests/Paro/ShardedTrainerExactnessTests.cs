@@ -43,6 +43,33 @@ public sealed class ShardedTrainerExactnessTests
     }
 
     /// <summary>
+    /// Gradient clipping to a global norm (0.05 for the MLP, 0.005 for the small GPT, limits the gradients exceed) ends
+    /// where <c>torch.nn.utils.clip_grad_norm_</c> before <c>torch.optim.AdamW</c> ends, whichever level the optimizer
+    /// states are sharded at; AdamW's epsilon is raised to the same size so the clip's scale shows in the update (at
+    /// 1e-8 Adam would all but normalise it away). Without the clip the reference ends elsewhere.
+    /// </summary>
+    [Theory]
+    [InlineData("NNN", false)]
+    [InlineData("NIG", false)]
+    [InlineData("GGG", false)]
+    [InlineData("IIG", false)]
+    [InlineData("GGG", true)]
+    [InlineData("NII", true)]
+    public void InProcess_WithGradientClipping_MatchesClipGradNorm(string code, bool layerwise)
+    {
+        TorchRuntime.EnsureInitialized();
+        var limit = layerwise ? 0.005 : 0.05;
+        var adam = ExactnessProbe.Adam with { MaxGradNorm = limit, Epsilon = limit };
+        var reference = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise, adam: adam);
+        var results = InProcessCluster.Run(Ranks, GroupSize, comm => ExactnessProbe.Train(comm, code, GroupSize,
+            Accumulation, Steps, layerwise: layerwise, adam: adam));
+        AssertMatches($"{code}{(layerwise ? "/layerwise" : "")}/clipped", reference, results);
+        var unclipped = ExactnessProbe.Reference(Ranks, Accumulation, Steps, layerwise,
+            adam: adam with { MaxGradNorm = 0 });
+        Assert.True(ExactnessProbe.RelativeError(unclipped, reference) > 100 * Tolerance, "the clip did not bind");
+    }
+
+    /// <summary>
     /// Layer-wise variants: activations recomputed in each block's backward instead of recorded in its forward; no
     /// prefetch (every block shares one slot, gathered when it runs); and micro-batches that run the model twice, whose
     /// second forward must not take a gather queued during the first (for its backward) whose slot another block's

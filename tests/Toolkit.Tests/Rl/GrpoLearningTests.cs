@@ -25,16 +25,61 @@ public sealed class GrpoLearningTests
     }
 
     [Theory]
-    [InlineData(Correction.IcePop, Numerics.Fp32)]
-    [InlineData(Correction.None, Numerics.Bf16)]
-    public void GrpoSteps_RaiseTheReward(Correction correction, Numerics numerics)
+    [InlineData(Correction.IcePop, Numerics.Fp32, 1, 1)]
+    [InlineData(Correction.None, Numerics.Bf16, 1, 1)]
+    [InlineData(Correction.IcePop, Numerics.Bf16, 2, 2)]
+    public void GrpoSteps_RaiseTheReward(Correction correction, Numerics numerics, int epochs, int miniBatches)
+    {
+        var options = new RlTrainOptions { Correction = new() { Correction = correction },
+            Optimizer = new() { LearningRate = 3e-3, Beta2 = 0.99, WeightDecay = 0 },
+            Loss = new() { PpoEpochs = epochs, MiniBatches = miniBatches } };
+        var rewards = Run(options, numerics, 40).Select(u => u.RewardSum / u.Responses).ToList();
+        var (first, last) = (rewards.Take(3).Average(), rewards.TakeLast(3).Average());
+        Assert.True(last > first + 0.25 && last > 0.8,
+            $"reward {first:F2} -> {last:F2}: {string.Join(" ", rewards.Select(r => r.ToString("F2")))}");
+    }
+
+    /// <summary>
+    /// One optimizer step per rollout batch keeps the PPO ratio at exactly 1, so the clip never binds; four epochs in
+    /// two mini-batches at a high learning rate move the policy away from the one that sampled, and the clip binds.
+    /// </summary>
+    [Fact]
+    public void PpoEpochs_MoveTheRatio_UntilTheClipBinds()
+    {
+        RlTrainOptions Options(int epochs, int miniBatches) => new()
+        {
+            Correction = new() { Correction = Correction.None },
+            Optimizer = new() { LearningRate = 1e-2, Beta2 = 0.99, WeightDecay = 0 },
+            Loss = new() { PpoEpochs = epochs, MiniBatches = miniBatches },
+        };
+        var single = Run(Options(1, 1), Numerics.Fp32, 4);
+        Assert.All(single, u => Assert.Equal(0.0, u.ClipFraction));
+        var ppo = Run(Options(4, 2), Numerics.Fp32, 4);
+        Assert.Contains(ppo, u => u.ClipFraction > 0);
+        Assert.All(ppo, u => Assert.True(u.GradNormMax >= u.GradNorm));
+    }
+
+    /// <summary>log π_θ_old comes from a copy of the trainer's weights, refreshed every step: with a policy that
+    /// barely moves (a learning rate of 1e-12) the ratio stays 1 to float rounding, step after step, and nothing is
+    /// clipped.</summary>
+    [Fact]
+    public void PpoEpochs_WithAPolicyThatDoesNotMove_NeverClip()
+    {
+        var options = new RlTrainOptions
+        {
+            Correction = new() { Correction = Correction.None },
+            Optimizer = new() { LearningRate = 1e-12, Beta2 = 0.99, WeightDecay = 0 },
+            Loss = new() { PpoEpochs = 2, MiniBatches = 2 },
+        };
+        Assert.All(Run(options, Numerics.Fp32, 3), u => Assert.Equal(0.0, u.ClipFraction));
+    }
+
+    private static List<UpdateStats> Run(RlTrainOptions options, Numerics numerics, int steps)
     {
         TorchRuntime.EnsureInitialized();
         var config = GptConfig.Tiny;
-        var options = new RlTrainOptions { Correction = new() { Correction = correction },
-            Optimizer = new() { LearningRate = 3e-3, Beta2 = 0.99, WeightDecay = 0 } };
         var task = new LowByteTask();
-        var rewards = InProcessCluster.Run(1, 1, comm =>
+        return InProcessCluster.Run(1, 1, comm =>
         {
             using var model = Gpt.Create(config, 5);
             using var trainer = ShardedTrainer.Create(model, new ShardingPlan(ShardingStrategy.Parse("NNN"), 1), comm,
@@ -42,21 +87,19 @@ public sealed class GrpoLearningTests
             using var engine = new GenerationEngine(config, numerics, slots: 64, new SamplingOptions(),
                 [VerifiableTask.Stop], maxTokens: 1, seed: 3);
             var version = 1;
-            engine.LoadWeights(trainer.GatherParameters(), version);
+            var flat = trainer.GatherParameters();
+            engine.LoadWeights(flat, version);
+            using var update = new PolicyUpdate(trainer, task, TaskTokens.Bytes, options, config, null, 64);
             var source = new SynchronousRollouts(engine, new PromptStream([new Problem("q=", "a")], 1),
                 promptsPerStep: 8, groupSize: 8);
-            var means = new List<double>();
-            for (var step = 0; step < 40; step++)
+            var stats = new List<UpdateStats>();
+            for (var step = 0; step < steps; step++)
             {
-                var update
-                    = RlTrainJob.Update(trainer, task, TaskTokens.Bytes, source.Next(), options, version, null, 64);
-                means.Add(update.RewardSum / update.Responses);
-                engine.LoadWeights(trainer.GatherParameters(), ++version);
+                stats.Add(update.Run(source.Next(), version, flat));
+                flat = trainer.GatherParameters();
+                engine.LoadWeights(flat, ++version);
             }
-            return means;
+            return stats;
         })[0];
-        var (first, last) = (rewards.Take(3).Average(), rewards.TakeLast(3).Average());
-        Assert.True(last > first + 0.25 && last > 0.8,
-            $"reward {first:F2} -> {last:F2}: {string.Join(" ", rewards.Select(r => r.ToString("F2")))}");
     }
 }

@@ -71,7 +71,7 @@ public sealed class IcePopTests
             var logInfer = tensor(new[] { 0.0, 0, 0, -Math.Log(k3) }, dtype: ScalarType.Float64).unsqueeze(0);
             var batch = new GrpoBatch(logpNew, logpNew.detach(), logInfer, ones([1, 4], dtype: ScalarType.Float64),
                 tensor(new[] { 1.0 }, dtype: ScalarType.Float64));
-            var (loss, _) = GrpoLoss.Compute(batch, new CorrectionOptions(), new GrpoOptions());
+            var (loss, _, _) = GrpoLoss.Compute(batch, new CorrectionOptions(), new GrpoOptions());
             loss.backward();
             return logpNew.grad![0, 0].item<double>();
         }
@@ -123,8 +123,8 @@ public sealed class IcePopTests
         var logp = zeros([2, 3], dtype: ScalarType.Float64).requires_grad_();
         var batch = new GrpoBatch(logp, logp.detach(), zeros([2, 3], dtype: ScalarType.Float64), ones([2, 3],
             dtype: ScalarType.Float64), tensor(new[] { 1.0, -1.0 }, dtype: ScalarType.Float64));
-        var (loss, _) = GrpoLoss.Compute(batch, new CorrectionOptions { Correction = Correction.None },
-            new GrpoOptions { Normalization = LossNormalization.Budget }, budget: 12);
+        var (loss, _, _) = GrpoLoss.Compute(batch, new CorrectionOptions { Correction = Correction.None },
+            new GrpoOptions { Aggregation = LossAggregation.Budget }, budget: 12);
         loss.backward();
         Assert.Equal(-1.0 / 12, logp.grad![0, 0].item<double>(), 12);
         Assert.Equal(1.0 / 12, logp.grad![1, 2].item<double>(), 12);
@@ -138,7 +138,7 @@ public sealed class IcePopTests
             dtype: ScalarType.Float64),
             tensor(new[] { 1.0 }, dtype: ScalarType.Float64), Entropy: tensor(new[] { 2.0, 0.5, 0.7 },
                 dtype: ScalarType.Float64).unsqueeze(0));
-        var (_, d) = GrpoLoss.Compute(batch, new CorrectionOptions(), new GrpoOptions());
+        var (_, d, _) = GrpoLoss.Compute(batch, new CorrectionOptions(), new GrpoOptions());
         Assert.Equal((Math.Log(2.5) + Math.Log(2)) / 3, d.LogProbDiffMean, 9);
         Assert.Equal(Math.Log(2.5), d.LogProbDiffMax, 9);
         // k3 = k - 1 - log k

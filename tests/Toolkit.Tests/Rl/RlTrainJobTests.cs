@@ -46,13 +46,18 @@ public sealed class RlTrainJobTests : IDisposable
             Assert.InRange(s.HeldOutAccuracy, 0, 1);
             Assert.Equal(0, s.MaxStaleness);
             Assert.Empty(s.RoutingFlips);                                    // dense policy
+            Assert.Equal(0, s.ClipFraction);                                 // one optimizer step: the ratio is 1
+            Assert.Equal(1e-4, s.LearningRate);
+            Assert.Equal((1.0, 0.0), (s.Current!.TokenFraction, s.Stale!.TokenFraction));
+            Assert.Equal(s.KlInferTrain, s.Current.KlInferTrain, 12);
+            Assert.True(double.IsNaN(s.Stale.KlInferTrain));
         });
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(result.RunPath, JobHost.ResultFile)));
         var step = json.RootElement.GetProperty("steps")[0];
         foreach (var key in new[] { "step", "rewardMean", "rewardStd", "heldOutAccuracy", "gradNorm",
             "logProbDiffMean", "logProbDiffMax", "klInferTrain",
                      "maskedFraction", "entropy", "responseLength", "tokensPerSecond", "rolloutSeconds",
-                         "trainSeconds", "syncSeconds" })
+                         "trainSeconds", "syncSeconds", "clipFraction", "learningRate", "current", "stale" })
             Assert.True(step.TryGetProperty(key, out _), key);
         Assert.Equal("icepop",
             json.RootElement.GetProperty("options").GetProperty("correction").GetProperty("correction").GetString());
@@ -83,7 +88,19 @@ public sealed class RlTrainJobTests : IDisposable
             Assert.True(s.Responses * s.ResponseLength >= 64, "the budget was not reached");
             Assert.True(s.LogProbDiffMax > 1e-4, "int8 rollouts should differ from the fp32 trainer");
             Assert.InRange(s.MaxStaleness, 0, 2);
+            // current and stale tokens split the step: their shares add to 1, their sums to the step's
+            var (current, stale) = (s.Current!, s.Stale!);
+            Assert.Equal(1, current.TokenFraction + stale.TokenFraction, 12);
+            Assert.Equal(s.MaxStaleness > 0, stale.TokenFraction > 0);
+            double Weighted(Func<VersionDiagnostics, double> f) => new[] { current, stale }
+                .Where(v => v.TokenFraction > 0).Sum(v => f(v) * v.TokenFraction);
+            Assert.Equal(s.KlInferTrain, Weighted(v => v.KlInferTrain), 9);
+            Assert.Equal(s.LogProbDiffMean, Weighted(v => v.LogProbDiffMean), 9);
+            Assert.Equal(s.MaskedFraction, Weighted(v => v.MaskedFraction), 9);
+            Assert.Equal(s.LogProbDiffMax, Math.Max(current.TokenFraction > 0 ? current.LogProbDiffMax : 0,
+                stale.TokenFraction > 0 ? stale.LogProbDiffMax : 0), 12);
         });
+        Assert.Contains(result.Steps, s => s.Stale!.TokenFraction > 0);
     }
 
     [Theory]
@@ -118,12 +135,12 @@ public sealed class RlTrainJobTests : IDisposable
         // The long-tail task after a short warm start gives groups with mixed rewards, hence a non-zero gradient.
         var options = Small() with
         {
-            Task = "longtail", Model = new() { Name = "small" }, WarmupSteps = 30, WarmupLr = 3e-3, MaxGradNorm = 1e-9,
+            Task = "longtail", Model = new() { Name = "small" }, WarmupSteps = 30, WarmupLr = 3e-3, StopGradNorm = 1e-9,
             Launch = Small().Launch with { Ranks = 1 }, Rollout = Small().Rollout with { Budget = 48, Prompts = 8 },
         };
         var e = await Assert.ThrowsAsync<RlDivergedException>(() => RlTrainJob.RunAsync(options));
         Assert.Contains("RL step 0: the gradient norm", e.Message);
-        Assert.Contains("--max-grad-norm", e.Message);
+        Assert.Contains("--stop-grad-norm", e.Message);
         var run = Assert.Single(Directory.GetDirectories(_runs.Path));
         Assert.Contains("failed", File.ReadAllText(Path.Combine(run, "log.txt")));
         Assert.Contains("rl.warmup_loss", File.ReadAllText(Path.Combine(run, "metrics.jsonl")));
@@ -146,10 +163,34 @@ public sealed class RlTrainJobTests : IDisposable
         "--beta 0.4: must be greater than --alpha (0.5): the band [alpha, beta] would be empty")]
     [InlineData("--rollout", "async", "--rollout must be one of sync, c3po++ (got 'async').")]
     [InlineData("--compare", "none,magic", "--compare magic: is not a correction; valid: none, tis, icepop, mis")]
+    [InlineData("--ppo-epochs", "0", "--ppo-epochs 0: must be at least 1")]
+    [InlineData("--mini-batches", "200",
+        "--mini-batches 200: is more than the 128 responses a rank is sure to have per step")]
+    [InlineData("--clip-low", "1",
+        "--clip-low 1: must be in (0, 1): the ratio's lower bound 1 - clip-low must stay positive")]
+    [InlineData("--clip-high", "0", "--clip-high 0: must be positive")]
+    [InlineData("--loss-agg", "sum", "--loss-agg must be one of token-mean, seq-mean-token-mean, seq-mean-token-sum, " +
+        "seq-mean-token-sum-norm, budget (got 'sum').")]
+    [InlineData("--entropy-coeff", "-0.1", "--entropy-coeff -0.1: must not be negative")]
+    [InlineData("--lr-warmup-steps", "-1", "--lr-warmup-steps -1: must not be negative")]
+    [InlineData("--min-lr-ratio", "2", "--min-lr-ratio 2: must be in [0, 1]")]
+    [InlineData("--max-grad-norm", "-1", "--max-grad-norm -1: must be finite, 0 or more")]
+    [InlineData("--max-sample-batches", "0", "--max-sample-batches 0: must be at least 1")]
+    [InlineData("--normalization", "budget", "--normalization was replaced by --loss-agg: seq-mean-token-mean (GRPO, " +
+        "was sequence), budget (C3PO), token-mean (DAPO), seq-mean-token-sum or seq-mean-token-sum-norm (Dr. GRPO).")]
     public void BadInput_IsRefusedNamingTheOption(string option, string value, string message)
     {
         var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(), [new(option, value)],
             "rl train").Validate());
         Assert.Equal(message, OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
+    }
+
+    [Fact]
+    public void DynamicSampling_WithC3po_IsRefused()
+    {
+        var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(),
+            [new("--dynamic-sampling", null), new("--rollout", "c3po++")], "rl train").Validate());
+        Assert.EndsWith("refills a synchronous batch; use it with --rollout sync",
+            OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
     }
 }

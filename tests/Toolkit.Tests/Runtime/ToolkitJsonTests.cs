@@ -50,9 +50,12 @@ public sealed class ToolkitJsonTests
     public void AnRlResult_WithoutAHeldOutEvaluation_WritesNull()
     {
         var step = new Toolkit.Rl.RlStep(0, 0.5, 0.1, 0, double.NaN, 1, 0, 0, 0, 0, double.NaN, double.NaN,
-            1, -1, 4, 100, 1, 1, 0.1, 10, 8, 0, 0, [8], []);
+            1, -1, 4, 100, 1, 1, 0.1, 10, 8, 0, 0, [8], []) { ClipFraction = 0.25, LearningRate = 1e-4 };
         using var json = JsonDocument.Parse(JsonSerializer.Serialize(step, ToolkitJson.Options));
         Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("heldOutAccuracy").ValueKind);
         Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("entropyMasked").ValueKind);
+        Assert.Equal(0.25, json.RootElement.GetProperty("clipFraction").GetDouble());
+        Assert.Equal(1e-4, json.RootElement.GetProperty("learningRate").GetDouble());
+        Assert.Equal(0, json.RootElement.GetProperty("droppedGroups").GetInt32());
     }
 }

@@ -200,4 +200,5 @@ internal sealed record BenchRow(string Algorithm, long Bytes, double Seconds, do
 /// <param name="HoRingOverRing">Ring time / HO-Ring time.</param>
 /// <param name="HoRingOverNative">MPI native time / HO-Ring time.</param>
 /// <param name="HoRingOverHierarchical">Leader-based hierarchical time / HO-Ring time.</param>
-internal sealed record Speedup(long Bytes, double HoRingOverRing, double HoRingOverNative, double HoRingOverHierarchical);
+internal sealed record Speedup(long Bytes, double HoRingOverRing, double HoRingOverNative,
+    double HoRingOverHierarchical);

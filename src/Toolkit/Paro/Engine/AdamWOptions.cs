@@ -20,6 +20,10 @@ public sealed record AdamWOptions
     /// <summary>Decoupled weight decay. Default 0.01.</summary>
     [Option("AdamW decoupled weight decay.")]
     public double WeightDecay { get; init; } = 0.01;
+    /// <summary>Clip the averaged gradient to this global L2 norm before the step (0: none). Default 0.</summary>
+    [Option("Clip the gradient to this global L2 norm before each optimizer step, as torch's clip_grad_norm_ does " +
+        "(0: no clipping).")]
+    public double MaxGradNorm { get; init; }
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value.</summary>
     public AdamWOptions Validate()
@@ -31,6 +35,8 @@ public sealed record AdamWOptions
         if (!(Epsilon > 0)) throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, "must be positive");
         if (WeightDecay < 0) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay,
             "must not be negative");
+        if (!(MaxGradNorm >= 0) || double.IsInfinity(MaxGradNorm))
+            throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "must be finite, 0 or more");
         return this;
     }
 }

@@ -20,6 +20,7 @@ internal sealed class ShardUnit : IDisposable
     // sizes are kept: released parameters are empty
     private readonly List<(Parameter Parameter, long Offset, long Count, long[] Shape)> _layout = [];
     private readonly Tensor? _master;            // level os slice, fp32 (mixed precision only)
+    private Tensor? _average;                     // the averaged os-slice gradient between PrepareStep and ApplyStep
 
     /// <param name="parameters">The unit's parameters (in model order) with their offsets in the model's flat
     /// order.</param>
@@ -227,6 +228,18 @@ internal sealed class ShardUnit : IDisposable
     /// the accumulator; returns this rank's Σ of the averaged gradient's squares over its os slice.</summary>
     public double OptimizerStep(long microBatches)
     {
+        var squares = PrepareStep(microBatches);
+        ApplyStep(1);
+        return squares;
+    }
+
+    /// <summary>
+    /// The first half of <see cref="OptimizerStep"/>: finishes the reduction and averages the os slice's gradient
+    /// (kept for <see cref="ApplyStep"/>); returns this rank's Σ of its squares. Gradient clipping needs every unit's
+    /// squares, summed over ranks, before any unit updates.
+    /// </summary>
+    public double PrepareStep(long microBatches)
+    {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         // [os slice] summed over every micro-batch of every rank
@@ -235,6 +248,22 @@ internal sealed class ShardUnit : IDisposable
         var average = gradient.to(ScalarType.Float32).div_(count);
         // fp32 (libtorch sums in cascade): an fp64 sum took about 8x longer
         var squares = (double)average.square().sum().item<float>();
+        _average = average.MoveToOuterDisposeScope();
+        return squares;
+    }
+
+    /// <summary>The second half of <see cref="OptimizerStep"/>: AdamW on the os slice with the averaged gradient
+    /// times <paramref name="scale"/> (the clip coefficient, or 1), the gather back to level p, the accumulator
+    /// zeroed.</summary>
+    public void ApplyStep(double scale)
+    {
+        var average = _average ?? throw new InvalidOperationException("ApplyStep without PrepareStep");
+        _average = null;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var held = average;
+        if (scale != 1)
+            using (var factor = scale.ToScalar()) average.mul_(factor);               // held for the call (TK0001)
         var (offset, length) = Groups.RangeWithin(Strategy.Parameters, Strategy.OptimizerStates);
         // the os slice inside the p slice (levels nest)
         var owned = Parameters.narrow(0, offset, length);
@@ -249,7 +278,6 @@ internal sealed class ShardUnit : IDisposable
         }
         Groups.AllGather(Parameters, Strategy.OptimizerStates, Strategy.Parameters);
         Gradients.zero_();
-        return squares;
     }
 
     /// <summary>Boundary: continue the gradient reduction from level g to level os and return the os slice.</summary>
@@ -333,6 +361,7 @@ internal sealed class ShardUnit : IDisposable
         Parameters.Dispose();
         Gradients.Dispose();
         _master?.Dispose();
+        _average?.Dispose();
         Optimizer.Dispose();
         Groups.Dispose();
     }

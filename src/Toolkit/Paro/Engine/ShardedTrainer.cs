@@ -60,7 +60,6 @@ public sealed partial class ShardedTrainer : IDisposable
     private readonly long _elements;
     private readonly string _fingerprint;
     private long _transientBytes, _peakTransientBytes;
-    private double _gradientSquares;
 
     // Layer-wise execution, for the length of a micro-step (see MicroStep).
     // the rank's communication stream: blocks' gathers and gradient reductions
@@ -234,8 +233,7 @@ public sealed partial class ShardedTrainer : IDisposable
             _transientBytes = 0;
             throw;
         }
-        _gradientSquares = 0;
-        foreach (var unit in _units) _gradientSquares += unit.OptimizerStep((long)_world.Size * _plan.Accumulation);
+        FinishStep();
         return lossSum / microBatches.Count;
     }
 
@@ -252,21 +250,6 @@ public sealed partial class ShardedTrainer : IDisposable
             }
             return new(parameters, gradients, optimizer, _peakTransientBytes);
         }
-    }
-
-    /// <summary>
-    /// Collective: the L2 norm of the last step's averaged gradient over the whole model. Each rank knows the squares
-    /// of its optimizer-level slice; slices are replicated n times (os = N), g times (os = I) or not at all (os = G),
-    /// which the sum divides out. Its all-reduce of one double is counted traffic, so jobs that must match the cost
-    /// model byte for byte do not call it.
-    /// </summary>
-    public double GradientNorm()
-    {
-        var total = new[] { _gradientSquares };
-        _world.AllReduce<double>(total);
-        var replicas = Strategy.OptimizerStates switch { ShardLevel.None => _world.Size,
-            ShardLevel.Intra => _world.Size / _plan.GroupSize, _ => 1 };
-        return Math.Sqrt(total[0] / replicas);
     }
 
     /// <summary>Collective: every rank returns the full fp32 parameter vector (Ψ elements, module order).</summary>

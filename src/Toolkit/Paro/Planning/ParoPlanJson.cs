@@ -6,7 +6,8 @@ namespace Toolkit.Paro;
 /// <param name="Strategies">One row per strategy.</param>
 /// <param name="Recommended">The recommended strategy code, or null when none fits.</param>
 /// <param name="Reasons">Why.</param>
-internal sealed record ParoPlanJson(IReadOnlyList<PlanRow> Strategies, string? Recommended, IReadOnlyList<string> Reasons)
+internal sealed record ParoPlanJson(IReadOnlyList<PlanRow> Strategies, string? Recommended,
+    IReadOnlyList<string> Reasons)
 {
     /// <summary>Converts a plan.</summary>
     public static ParoPlanJson From(ParoPlan plan) => new(

@@ -36,17 +36,18 @@ internal static class ExactnessProbe
     /// averaged).</param>
     /// <param name="folder">A Hugging Face folder to train instead (whole-model, or layer-wise with
     /// <paramref name="layerwise"/>).</param>
+    /// <param name="adam">AdamW's settings (default <see cref="Adam"/>).</param>
     public static float[] Train(Communicator comm, string code, int groupSize, int accumulation, int steps,
         CollectiveAlgorithm algorithm = CollectiveAlgorithm.Ring, bool layerwise = false,
         bool failFirstStep = false, bool recompute = false, bool prefetch = true, bool twice = false,
-            string? folder = null)
+            string? folder = null, AdamWOptions? adam = null)
     {
         comm.Algorithm = algorithm;
         using var hf = folder is null ? null : HfModel.Open(folder);
         using var model = hf is null ? NewModel(layerwise) : Decoder.Placeholder((DecoderConfig)hf.Config);
         var plan = new ShardingPlan(ShardingStrategy.Parse(code), groupSize, accumulation, Layerwise: layerwise,
             Recompute: recompute, Prefetch: !layerwise || prefetch);
-        using var trainer = ShardedTrainer.Create(model, plan, comm, Adam,
+        using var trainer = ShardedTrainer.Create(model, plan, comm, adam ?? Adam,
             hf is null ? null : new FolderParameterSource(hf));
         var vocabulary = hf?.Config.VocabularySize;
         if (failFirstStep)
@@ -66,15 +67,17 @@ internal static class ExactnessProbe
     }
 
     /// <summary>Plain TorchSharp on one model: every micro-batch of the global batch, loss averaged over n·A
-    /// micro-batches.</summary>
+    /// micro-batches; with <see cref="AdamWOptions.MaxGradNorm"/>, <c>torch.nn.utils.clip_grad_norm_</c> before each
+    /// step.</summary>
     public static float[] Reference(int ranks, int accumulation, int steps, bool layerwise = false, bool twice = false,
-        string? folder = null)
+        string? folder = null, AdamWOptions? adam = null)
     {
+        var o = adam ?? Adam;
         using var hf = folder is null ? null : HfModel.Open(folder);
         using var model = hf is null ? NewModel(layerwise) : hf.Load();
         var vocabulary = hf?.Config.VocabularySize;
-        var optimizer = optim.AdamW(model.parameters(), lr: Adam.LearningRate, beta1: Adam.Beta1, beta2: Adam.Beta2,
-            eps: Adam.Epsilon, weight_decay: Adam.WeightDecay);
+        var optimizer = optim.AdamW(model.parameters(), lr: o.LearningRate, beta1: o.Beta1, beta2: o.Beta2,
+            eps: o.Epsilon, weight_decay: o.WeightDecay);
         for (var step = 0; step < steps; step++)
         {
             optimizer.zero_grad();
@@ -84,6 +87,7 @@ internal static class ExactnessProbe
                 using var scope = NewDisposeScope();
                 (MicroBatch(step, micro, layerwise, twice, vocabulary)(model) / microBatches).backward();
             }
+            if (o.MaxGradNorm > 0) nn.utils.clip_grad_norm_(model.parameters(), o.MaxGradNorm);
             optimizer.step();
         }
         // The scope holds the detached temporaries: unheld, the GC's finaliser could free one while libtorch reads it.

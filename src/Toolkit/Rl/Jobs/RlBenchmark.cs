@@ -16,7 +16,7 @@ internal sealed record RlBenchmarkOptions : ICheckedOptions
     {
         Task = "longtail", WarmupSteps = 60, Steps = 16, EvalEvery = 16,
         Rollout = new() { Samples = 4, Pool = 32, Staleness = 2 },
-        Loss = new() { Normalization = LossNormalization.Budget },
+        Loss = new() { Aggregation = LossAggregation.Budget },
     };
 
     /// <summary>Prompts per step of the synchronous baseline, one pair of runs per value. Default 8,16,32.</summary>

@@ -20,8 +20,8 @@ namespace Toolkit.Rl;
 /// comes first, so rewards start above zero.
 /// </summary>
 /// <remarks>
-/// One update per rollout batch: log π_θ_old is the trainer's log-probability before that update (so the PPO ratio r
-/// starts at 1), and k = π_train(θ_old) / π_infer compares it with what the engine recorded.
+/// Each rollout batch gets <see cref="GrpoOptions.PpoEpochs"/> × <see cref="GrpoOptions.MiniBatches"/> optimizer steps
+/// (<see cref="PolicyUpdate"/>); the learning rate follows <see cref="RlTrainOptions.LrSchedule"/> per RL step.
 /// </remarks>
 public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome, RlTrainResult>
 {
@@ -51,8 +51,11 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         /// <summary>Share of response tokens the trainer routed to other experts than the rollout engine (moe; mean
         /// over layers, and per layer with a <c>.layerL</c> suffix).</summary>
         public const string RoutingFlips = "rl.routing_flips";
+        /// <summary>Share of kept tokens where the PPO clip bound.</summary>
+        public const string ClipFraction = "rl.clip_fraction";
+        /// <summary>The step's learning rate.</summary>
+        public const string LearningRate = "rl.lr";
     }
-
 
     /// <inheritdoc/>
     public override string Kind => "rl-train";
@@ -99,25 +102,31 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var syncBytes = engine.LoadWeights(flat, version).Bytes;
         double syncSeconds;
         var prompts = new PromptStream(train, o.Seed * 7919 + comm.Rank, tokens);
+        var budget = o.Rollout.Budget / comm.Size;
+        using var update = new PolicyUpdate(trainer, task, tokens, o, config, reference, budget);
         IRolloutSource source = o.Rollout.Mode == RolloutMode.Sync
             ? new SynchronousRollouts(engine, prompts, o.Rollout.Prompts / comm.Size, o.Rollout.Samples)
-            : new C3poPartitioner(engine, prompts, o.Rollout.Samples, o.Rollout.Budget / comm.Size,
-                o.Rollout.Staleness);
+            : new C3poPartitioner(engine, prompts, o.Rollout.Samples, budget, o.Rollout.Staleness);
+        var sampling = o.Rollout.DynamicSampling
+            ? new DynamicSampling(source, update.Informative, o.Rollout.MaxSampleBatches) : null;
         var steps = new List<RlStep>();
         clock.Restart();
         for (var step = 0; step < o.Steps; step++)
         {
             context.CancellationToken.ThrowIfCancellationRequested();
-            var batch = source.Next();
-            var update = Update(trainer, task, tokens, batch, o, version, reference, o.Rollout.Budget / comm.Size);
+            var rate = o.Optimizer.LearningRate * o.LrSchedule.Factor(step, o.Steps);
+            trainer.Optimizer = trainer.Optimizer with { LearningRate = rate };
+            var batch = (sampling ?? source).Next();
+            var stats = update.Run(batch, version, flat);
             var sync = Stopwatch.StartNew();
             flat = trainer.GatherParameters();
             syncBytes = engine.LoadWeights(flat, ++version).Bytes;
             syncSeconds = sync.Elapsed.TotalSeconds;
             var accuracy = (step + 1) % o.EvalEvery == 0 || step == o.Steps - 1 ? evaluation.Run(comm,
                 flat) : double.NaN;
-            var record = Aggregate(comm, step, batch, update, accuracy, syncSeconds, syncBytes);
-            Guard(record, o);
+            var record = Aggregate(comm, step, batch, stats, accuracy, syncSeconds, syncBytes,
+                sampling?.Dropped ?? 0) with { LearningRate = rate };
+            Guard(record, stats.GradNormMax, o);
             steps.Add(record);
             if (comm.Rank == 0) RecordMetrics(context, record);
         }
@@ -178,64 +187,11 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         }
     }
 
-    internal sealed record UpdateStats(double Loss, double GradNorm, MismatchDiagnostics Diagnostics,
-        double EntropySum, double SampledLogProbSum,
-        double RewardSum, double RewardSquares, long Responses, long Malformed, double[] Staleness,
-            double[] RoutingFlips, double Seconds);
-
-    /// <summary>Staleness histogram bins: responses whose oldest token is 0, 1, ... versions behind (the last bin holds
-    /// the rest).</summary>
-    internal const int StalenessBins = 8;
-
-    /// <summary>Scores the rollouts, computes group advantages and takes one policy step through the PaRO
-    /// engine.</summary>
-    internal static UpdateStats Update(ShardedTrainer trainer, VerifiableTask task, TaskTokens tokens,
-        RolloutBatch batch, RlTrainOptions o, int version,
-        CausalLanguageModel? reference, long budgetPerRank)
-    {
-        var clock = Stopwatch.StartNew();
-        var scores = batch.Groups.Select(g => g.Samples.Select(s => task.Judge(g.Problem,
-            tokens.Completion(s))).ToList()).ToList();
-        var rewards = scores.SelectMany(g => g.Select(s => s.Reward)).ToList();
-        var advantages = scores.SelectMany(g => GroupAdvantages.Compute([.. g.Select(s => s.Reward)],
-            g.Count)).ToArray();
-        var sequences = batch.Groups.SelectMany(g => g.Samples).ToList();
-        MismatchDiagnostics? diagnostics = null;
-        double entropySum = 0, logProbSum = 0;
-        long[] flips = [];
-        var loss = trainer.Step([m =>
-        {
-            var policy = (CausalLanguageModel)m;
-            var (logpTrain, logpInfer, valid, entropy) = ResponseScoring.Score(policy, sequences,
-                o.Rollout.Sampling.Temperature);   // [N, T] each
-            flips = ResponseScoring.RoutingFlips(policy, sequences);
-            Tensor? logpReference = null;
-            if (reference is not null)
-                using (no_grad()) logpReference = ResponseScoring.Score(reference, sequences,
-                    o.Rollout.Sampling.Temperature).LogpTrain;
-            var input = new GrpoBatch(logpTrain, logpTrain.detach(), logpInfer, valid, tensor(advantages,
-                dtype: ScalarType.Float32), logpReference, entropy);
-            var (value, d) = GrpoLoss.Compute(input, o.Correction, o.Loss, budgetPerRank);
-            (diagnostics, entropySum, logProbSum) = (d, entropy.sum().item<float>(),
-                (logpInfer * valid).sum().item<float>());
-            if (policy.LoadBalancingLoss() is not { } balance) return value;
-            // held for the call (TK0001)
-            using var weight = o.LoadBalance.ToScalar();
-            return value + balance * weight;
-        }]);
-        var gradNorm = trainer.GradientNorm();
-        var staleness = new double[StalenessBins];
-        foreach (var s in sequences) staleness[Math.Min(StalenessBins - 1, version - s.Versions.Min())]++;
-        return new UpdateStats(loss, gradNorm, diagnostics!, entropySum, logProbSum, rewards.Sum(),
-            rewards.Sum(r => r * r), rewards.Count,
-            scores.Sum(g => g.Count(s => s.IsMalformed)), staleness, [.. flips.Select(f => (double)f)],
-                clock.Elapsed.TotalSeconds);
-    }
-
     /// <summary>The step's diagnostics over all ranks (sums and maxima all-reduced).</summary>
     private static RlStep Aggregate(Communicator comm, int step, RolloutBatch batch, UpdateStats u, double accuracy,
-        double syncSeconds, long syncBytes)
+        double syncSeconds, long syncBytes, int dropped)
     {
+        const int Bins = PolicyUpdate.StalenessBins;
         var d = u.Diagnostics;
         var masked = d.MaskedFraction * d.Tokens;
         double[] sums =
@@ -244,12 +200,16 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
                 d.KlInferTrain * d.Tokens, masked,
             double.IsNaN(d.EntropyMasked) ? 0 : d.EntropyMasked * masked,
                 double.IsNaN(d.EntropyKept) ? 0 : d.EntropyKept * (d.Tokens - masked),
-            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged, .. u.Staleness,
-                .. u.RoutingFlips,
+            u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged,
+                u.ClipFraction * d.Tokens, dropped, .. u.Staleness, .. u.RoutingFlips,
         ];
-        double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds];
+        double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds, u.Current.LogProbDiffMax,
+            u.Stale.LogProbDiffMax];
+        var split = Split(u.Current, u.RoutingFlips.Zip(u.StaleRoutingFlips, (a, b) => a - b).ToArray())
+            .Concat(Split(u.Stale, u.StaleRoutingFlips)).ToArray();
         comm.AllReduce<double>(sums);
         comm.AllReduce<double>(maxima, ReduceOp.Max);
+        comm.AllReduce<double>(split);
         var (responses, tokens) = (sums[2], sums[4]);
         var mean = sums[0] / responses;
         return new RlStep(step, mean, Math.Sqrt(Math.Max(0, sums[1] / responses - mean * mean)), sums[3] / responses,
@@ -260,17 +220,34 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
                 tokens / responses,
             sums[12] / maxima[1], maxima[1], maxima[2], maxima[3], syncBytes, (long)responses, (long)sums[13],
                 (long)sums[14],
-            [.. sums[15..(15 + StalenessBins)].Select(v => (long)v)],
-                [.. sums[(15 + StalenessBins)..].Select(f => f / tokens)]);
+            [.. sums[17..(17 + Bins)].Select(v => (long)v)], [.. sums[(17 + Bins)..].Select(f => f / tokens)])
+        {
+            ClipFraction = sums[15] / tokens, DroppedGroups = (int)sums[16],
+            Current = Diagnostics(split[..5], maxima[4], tokens, u.RoutingFlips.Length),
+            Stale = Diagnostics(split[5..], maxima[5], tokens, u.RoutingFlips.Length),
+        };
+    }
+
+    /// <summary>Sums over one kind of token: count, Σ|Δ log p|, Σ k3, masked count, routing flips (summed over
+    /// layers).</summary>
+    private static double[] Split(MismatchDiagnostics d, double[] flips) =>
+        [d.Tokens, d.LogProbDiffMean * d.Tokens, d.KlInferTrain * d.Tokens, d.MaskedFraction * d.Tokens, flips.Sum()];
+
+    private static VersionDiagnostics Diagnostics(double[] sums, double max, double tokens, int layers)
+    {
+        var n = sums[0];
+        double Mean(double sum) => n > 0 ? sum / n : double.NaN;
+        return new VersionDiagnostics(tokens > 0 ? n / tokens : double.NaN, Mean(sums[1]), n > 0 ? max : double.NaN,
+            Mean(sums[2]), Mean(sums[3]), layers > 0 ? Mean(sums[4] / layers) : double.NaN);
     }
 
     /// <summary>Stops a diverging run with the step and the diagnostic that crossed its limit (the run folder keeps
     /// everything so far).</summary>
-    private static void Guard(RlStep s, RlTrainOptions o)
+    private static void Guard(RlStep s, double gradNormMax, RlTrainOptions o)
     {
-        if (!double.IsFinite(s.GradNorm) || s.GradNorm > o.MaxGradNorm)
+        if (!double.IsFinite(gradNormMax) || gradNormMax > o.StopGradNorm)
             throw new RlDivergedException(
-                $"RL step {s.Step}: the gradient norm {s.GradNorm:G4} crossed --max-grad-norm {o.MaxGradNorm:G4}; " +
+                $"RL step {s.Step}: the gradient norm {gradNormMax:G4} crossed --stop-grad-norm {o.StopGradNorm:G4}; " +
                     $"the run diverged (run folder kept).");
         if (!double.IsFinite(s.LogProbDiffMean) || !double.IsFinite(s.KlInferTrain))
             throw new RlDivergedException(
@@ -290,9 +267,20 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         context.Record(s.Step, Metrics.TokensPerSecond, s.TokensPerSecond);
         context.Record(s.Step, Metrics.ResponseLength, s.ResponseLength);
         context.Record(s.Step, Metrics.Entropy, s.Entropy);
+        context.Record(s.Step, Metrics.ClipFraction, s.ClipFraction);
+        context.Record(s.Step, Metrics.LearningRate, s.LearningRate);
         if (s.RoutingFlips.Count > 0) context.Record(s.Step, Metrics.RoutingFlips, s.RoutingFlips.Average());
         for (var l = 0; l < s.RoutingFlips.Count; l++) context.Record(s.Step, $"{Metrics.RoutingFlips}.layer{l}",
             s.RoutingFlips[l]);
+        // C3PO++: the diagnostics of current and stale tokens apart (suffixes .current and .stale)
+        if (s.Stale is not { TokenFraction: > 0 }) return;
+        foreach (var (kind, v) in new[] { ("current", s.Current!), ("stale", s.Stale) })
+        {
+            context.Record(s.Step, $"{Metrics.KlInferTrain}.{kind}", v.KlInferTrain);
+            context.Record(s.Step, $"{Metrics.LogProbDiffMax}.{kind}", v.LogProbDiffMax);
+            context.Record(s.Step, $"{Metrics.MaskedFraction}.{kind}", v.MaskedFraction);
+            if (!double.IsNaN(v.RoutingFlips)) context.Record(s.Step, $"{Metrics.RoutingFlips}.{kind}", v.RoutingFlips);
+        }
     }
 
     /// <summary>

@@ -59,6 +59,16 @@ public sealed record RolloutOptions
     [Option("C3PO++ staleness sigma: a group still unfinished after this many carry-overs is purged.")]
     public int Staleness { get; init; } = 2;
 
+    /// <summary>DAPO's dynamic sampling (sync mode): groups whose rewards are all equal are dropped and refilled.
+    /// Default off.</summary>
+    [Option("Dynamic sampling (DAPO; sync rollouts): drop groups whose rewards are all equal and draw more prompts " +
+        "to refill the batch.")]
+    public bool DynamicSampling { get; init; }
+
+    /// <summary>Draws per step at most with dynamic sampling, the first included. Default 4.</summary>
+    [Option("Dynamic sampling: rollout batches drawn per step at most (the first included).")]
+    public int MaxSampleBatches { get; init; } = 4;
+
     /// <summary>Temperature and top-p.</summary>
     [OptionGroup] public SamplingOptions Sampling { get; init; } = new();
 }
@@ -120,9 +130,13 @@ public sealed record RlTrainOptions : IJobOptions
     public string Strategy { get; init; } = "NNN";
 
     /// <summary>AdamW of the RL phase. Default learning rate 1e-4 (on addition 3e-4 learned less steadily and 1e-3
-    /// collapsed to 0 % accuracy), β2 0.99, no weight decay.</summary>
+    /// collapsed to 0 % accuracy), β2 0.99, no weight decay, no gradient clipping.</summary>
     [OptionGroup] public AdamWOptions Optimizer { get; init; } = new() { LearningRate = 1e-4, Beta2 = 0.99,
         WeightDecay = 0 };
+
+    /// <summary>Warm-up and decay of the RL phase's learning rate, per RL step. Default constant, no
+    /// warm-up.</summary>
+    [OptionGroup] public LrScheduleOptions LrSchedule { get; init; } = new();
 
     /// <summary>Supervised warm-start steps before RL. Default 400 (addition: about 40 % held-out accuracy, leaving RL
     /// room to show).</summary>
@@ -148,9 +162,9 @@ public sealed record RlTrainOptions : IJobOptions
     [Option("Evaluate held-out accuracy (greedy decoding) every K steps, and before the first and after the last.")]
     public int EvalEvery { get; init; } = 20;
 
-    /// <summary>Gradient-norm limit of the divergence guard. Default 1000.</summary>
-    [Option("Stop the run when the gradient norm exceeds this (or any diagnostic is not finite).")]
-    public double MaxGradNorm { get; init; } = 1000;
+    /// <summary>Gradient-norm limit of the divergence guard (before clipping). Default 1000.</summary>
+    [Option("Stop the run when a gradient norm (before clipping) exceeds this, or any diagnostic is not finite.")]
+    public double StopGradNorm { get; init; } = 1000;
 
     /// <summary>Seed of weights, prompts and sampling. Default 1.</summary>
     [Option("Seed of weights, prompts and sampling.")]
@@ -199,7 +213,7 @@ public sealed record RlTrainOptions : IJobOptions
         if (Rollout.Mode == RolloutMode.Sync && (Rollout.Prompts < Launch.Ranks || Rollout.Prompts % Launch.Ranks != 0))
             throw new ArgumentOutOfRangeException(nameof(Rollout.Prompts), Rollout.Prompts,
                 $"must be a positive multiple of --ranks ({Launch.Ranks})");
-        if ((Rollout.Mode == RolloutMode.C3poPlusPlus || Loss.Normalization == LossNormalization.Budget)
+        if ((Rollout.Mode == RolloutMode.C3poPlusPlus || Loss.Aggregation == LossAggregation.Budget)
             && Rollout.Budget / Launch.Ranks < task.MaxCompletionTokens)
             throw new ArgumentOutOfRangeException(nameof(Rollout.Budget), Rollout.Budget,
                 $"is smaller than one response per rank ({task.MaxCompletionTokens} tokens for {Task}, " +
@@ -215,8 +229,19 @@ public sealed record RlTrainOptions : IJobOptions
         if (WarmupBatch < 1) throw new ArgumentOutOfRangeException(nameof(WarmupBatch), WarmupBatch,
             "must be at least 1");
         if (EvalEvery < 1) throw new ArgumentOutOfRangeException(nameof(EvalEvery), EvalEvery, "must be at least 1");
-        if (!(MaxGradNorm > 0)) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm,
+        if (!(StopGradNorm > 0)) throw new ArgumentOutOfRangeException(nameof(StopGradNorm), StopGradNorm,
             "must be positive");
+        LrSchedule.Validate();
+        if (Rollout.DynamicSampling && Rollout.Mode != RolloutMode.Sync)
+            throw new ArgumentOutOfRangeException(nameof(Rollout.DynamicSampling), true,
+                "refills a synchronous batch; use it with --rollout sync");
+        if (Rollout.MaxSampleBatches < 1) throw new ArgumentOutOfRangeException(nameof(Rollout.MaxSampleBatches),
+            Rollout.MaxSampleBatches, "must be at least 1");
+        // every rank runs the same number of optimizer steps, so each mini-batch needs a response on every rank
+        var responses = Rollout.Mode == RolloutMode.Sync && !Rollout.DynamicSampling
+            ? Rollout.Prompts / Launch.Ranks * Rollout.Samples : Rollout.Samples;
+        if (Loss.MiniBatches > responses) throw new ArgumentOutOfRangeException(nameof(Loss.MiniBatches),
+            Loss.MiniBatches, $"is more than the {responses} responses a rank is sure to have per step");
         return this;
     }
 

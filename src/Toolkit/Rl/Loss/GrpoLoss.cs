@@ -1,46 +1,7 @@
-using System.Text.Json.Serialization;
-using Toolkit.Options;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Toolkit.Rl;
-
-/// <summary>How a step's token losses are averaged.</summary>
-public enum LossNormalization
-{
-    /// <summary>GRPO: 1/G Σ_i 1/|y_i| Σ_t — each response's tokens averaged (masked tokens still counted in |y_i|),
-    /// then responses averaged.</summary>
-    [JsonStringEnumMemberName("sequence")] Sequence,
-    /// <summary>C3PO: the sum over every token divided by the fixed token budget Φ, so a step's weight does not depend
-    /// on how many samples it had.</summary>
-    [JsonStringEnumMemberName("budget")] Budget,
-}
-
-/// <summary>The policy loss's settings besides the correction.</summary>
-public sealed record GrpoOptions
-{
-    /// <summary>PPO clip range ε. Default 0.2.</summary>
-    [Option("PPO clip range epsilon.")]
-    public double ClipEpsilon { get; init; } = 0.2;
-
-    /// <summary>Weight γ of the KL to the reference policy (k3 estimator). Default 0 (the Ring-1T recipe).</summary>
-    [Option("Weight of the KL penalty to the reference (initial) policy; 0 turns it off.")]
-    public double KlCoefficient { get; init; }
-
-    /// <summary>sequence (GRPO) or budget (C3PO's 1/Φ). Default sequence.</summary>
-    [Option("Loss normalisation: sequence (GRPO's 1/G 1/|y_i|) or budget (C3PO's fixed 1/Phi).")]
-    public LossNormalization Normalization { get; init; } = LossNormalization.Sequence;
-
-    /// <summary>Throws naming the first invalid setting.</summary>
-    public GrpoOptions Validate()
-    {
-        if (!(ClipEpsilon > 0 && ClipEpsilon < 1)) throw new ArgumentOutOfRangeException(nameof(ClipEpsilon),
-            ClipEpsilon, "must be in (0, 1)");
-        if (!(KlCoefficient >= 0)) throw new ArgumentOutOfRangeException(nameof(KlCoefficient), KlCoefficient,
-            "must not be negative");
-        return this;
-    }
-}
 
 /// <summary>One batch of responses for the policy loss; every tensor is [B, T] over response tokens (padding where
 /// <see cref="Valid"/> is 0), advantages [B].</summary>
@@ -51,7 +12,8 @@ public sealed record GrpoOptions
 /// <param name="Valid">1 for response tokens, 0 for padding.</param>
 /// <param name="Advantages">Group-normalised advantages, one per response.</param>
 /// <param name="LogpReference">log π_ref(y_t) for the KL penalty, or null.</param>
-/// <param name="Entropy">The trainer's entropy at each position (diagnostics only), or null.</param>
+/// <param name="Entropy">The trainer's entropy at each position (for the diagnostics, and with gradient for the
+/// entropy bonus), or null.</param>
 internal sealed record GrpoBatch(Tensor LogpNew, Tensor LogpOld, Tensor LogpInfer, Tensor Valid, Tensor Advantages,
     Tensor? LogpReference = null, Tensor? Entropy = null);
 
@@ -65,24 +27,46 @@ internal sealed record GrpoBatch(Tensor LogpNew, Tensor LogpOld, Tensor LogpInfe
 /// <param name="EntropyKept">Mean trainer entropy of kept tokens.</param>
 /// <param name="Tokens">Response tokens in the batch.</param>
 internal sealed record MismatchDiagnostics(double LogProbDiffMean, double LogProbDiffMax, double KlInferTrain,
-    double MaskedFraction, double EntropyMasked, double EntropyKept, long Tokens);
+    double MaskedFraction, double EntropyMasked, double EntropyKept, long Tokens)
+{
+    /// <summary>Several mini-batches' diagnostics as one batch's: token-weighted means, the largest
+    /// maximum.</summary>
+    public static MismatchDiagnostics Combine(IReadOnlyList<MismatchDiagnostics> parts)
+    {
+        var tokens = parts.Sum(p => p.Tokens);
+        if (parts.Count == 1 || tokens == 0) return parts[0];
+        double Mean(Func<MismatchDiagnostics, double> value, Func<MismatchDiagnostics, double> count)
+        {
+            var n = parts.Sum(count);
+            return n > 0 ? parts.Where(p => count(p) > 0).Sum(p => value(p) * count(p)) / n : double.NaN;
+        }
+        return new(Mean(d => d.LogProbDiffMean, d => d.Tokens), parts.Max(d => d.LogProbDiffMax),
+            Mean(d => d.KlInferTrain, d => d.Tokens), parts.Sum(d => d.MaskedFraction * d.Tokens) / tokens,
+            Mean(d => d.EntropyMasked, d => d.MaskedFraction * d.Tokens),
+            Mean(d => d.EntropyKept, d => (1 - d.MaskedFraction) * d.Tokens), tokens);
+    }
+}
 
 /// <summary>
-/// The GRPO objective with a mismatch correction (Ring-1T's J with IcePop's M(k)): J = 1/G Σ_i 1/|y_i| Σ_t M(k_t) ·
-/// min(r_t A_i, clip(r_t, 1 − ε, 1 + ε) A_i) − γ KL(π_θ ‖ π_ref), r_t = π_θ / π_θ_old, A_i the
-/// group-normalised reward. The loss is −J. With the budget normalisation the double average becomes Σ_i Σ_t (·) /
-/// Φ (C3PO).
+/// The GRPO objective with a mismatch correction (Ring-1T's J with IcePop's M(k)): J = agg_t M(k_t) ·
+/// min(r_t A_i, clip(r_t, 1 − ε_low, 1 + ε_high) A_i) − γ KL(π_θ ‖ π_ref) + η H(π_θ), r_t = π_θ / π_θ_old, A_i the
+/// group-normalised reward, agg the chosen aggregation (GRPO's 1/G Σ_i 1/|y_i| Σ_t by default). The loss is −J.
+/// Masked tokens keep their place in every count.
 /// </summary>
 internal static class GrpoLoss
 {
-    /// <summary>The loss (a scalar with gradient through <see cref="GrpoBatch.LogpNew"/>) and the
-    /// diagnostics.</summary>
+    /// <summary>The loss (a scalar with gradient through <see cref="GrpoBatch.LogpNew"/>, and through
+    /// <see cref="GrpoBatch.Entropy"/> for the entropy bonus), the diagnostics, and the clip fraction: the share of
+    /// the kept tokens whose clipped term is the smaller one (where the clip binds and the token gives no
+    /// gradient).</summary>
     /// <param name="batch">The responses.</param>
     /// <param name="correction">The mismatch correction.</param>
-    /// <param name="options">Clip, KL and normalisation.</param>
-    /// <param name="budget">Φ, the token budget, for <see cref="LossNormalization.Budget"/>.</param>
-    public static (Tensor Loss, MismatchDiagnostics Diagnostics) Compute(GrpoBatch batch, CorrectionOptions correction,
-        GrpoOptions options, long budget = 0)
+    /// <param name="options">Clip, KL, entropy and aggregation.</param>
+    /// <param name="budget">Φ, the token budget, for <see cref="LossAggregation.Budget"/>.</param>
+    /// <param name="horizon">T_max, the longest response, for
+    /// <see cref="LossAggregation.SeqMeanTokenSumNorm"/>.</param>
+    public static (Tensor Loss, MismatchDiagnostics Diagnostics, double ClipFraction) Compute(GrpoBatch batch,
+        CorrectionOptions correction, GrpoOptions options, long budget = 0, int horizon = 0)
     {
         using var scope = NewDisposeScope();
         var valid = batch.Valid.to(batch.LogpNew.dtype);                                              // [B, T]
@@ -91,11 +75,12 @@ internal static class GrpoLoss
         var ratio = (batch.LogpNew - batch.LogpOld.detach()).exp();                                   // [B, T] r_t
         var advantage = batch.Advantages.to(ratio.dtype).unsqueeze(1);                                // [B, 1]
         // held for the call (TK0001)
-        using var low = (1 - options.ClipEpsilon).ToScalar();
-        using var high = (1 + options.ClipEpsilon).ToScalar();
-        var surrogate = minimum(ratio * advantage, ratio.clamp(low, high) * advantage);              // [B, T]
+        using var low = (1 - options.Low).ToScalar();
+        using var high = (1 + options.High).ToScalar();
+        var unclipped = ratio * advantage;                                                            // [B, T]
+        var clipped = ratio.clamp(low, high) * advantage;                                             // [B, T]
         // [B, T], 0 on masked and padding tokens
-        var perToken = -(weight * surrogate);
+        var perToken = -(weight * minimum(unclipped, clipped));
         if (batch.LogpReference is { } reference && options.KlCoefficient > 0)
         {
             var delta = (reference.detach() - batch.LogpNew) * valid;                                 // [B, T]
@@ -105,27 +90,58 @@ internal static class GrpoLoss
             // k3 of KL(π_θ ‖ π_ref)
             perToken = perToken + (delta.exp() - one - delta) * valid * coefficient;
         }
-        var loss = Normalize(perToken, valid, options.Normalization, budget);
+        var loss = Aggregate(perToken, valid, options.Aggregation, budget, horizon);
+        if (options.EntropyCoefficient > 0 && batch.Entropy is { } entropy)
+        {
+            using var coefficient = options.EntropyCoefficient.ToScalar();                            // held (TK0001)
+            loss = loss - Aggregate(entropy * valid, valid, options.Aggregation, budget, horizon) * coefficient;
+        }
+        double clipFraction;
+        using (no_grad())
+        {
+            var counted = kept.sum().ToDouble();
+            clipFraction = counted > 0 ? ((clipped < unclipped).to(valid.dtype) * kept).sum().ToDouble() / counted : 0;
+        }
         var diagnostics = Diagnose(batch, valid, kept, correction);
-        return (loss.MoveToOuterDisposeScope(), diagnostics);
+        return (loss.MoveToOuterDisposeScope(), diagnostics, clipFraction);
     }
 
-    /// <summary>The average the objective uses; masked tokens stay in the counts.</summary>
-    internal static Tensor Normalize(Tensor perToken, Tensor valid, LossNormalization normalization, long budget)
+    /// <summary>One number from per-token values [B, T] by <paramref name="mode"/>; masked tokens stay in the
+    /// counts.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The mode needs Φ or T_max and it is not positive.</exception>
+    internal static Tensor Aggregate(Tensor perToken, Tensor valid, LossAggregation mode, long budget, int horizon)
     {
-        if (normalization == LossNormalization.Budget)
-        {
-            if (budget <= 0) throw new ArgumentOutOfRangeException(nameof(budget), budget,
-                "the budget normalisation needs the token budget Phi");
-            // held for the call (TK0001)
-            using var phi = budget.ToScalar();
-            return perToken.sum() / phi;
-        }
-        // held for the call (TK0001)
+        // held for the calls (TK0001)
         using var one = 1.ToScalar();
-        // [B] |y_i|, masked tokens included
-        var lengths = valid.sum(1).clamp_min(one);
-        return (perToken.sum(1) / lengths).mean();
+        switch (mode)
+        {
+            case LossAggregation.Budget:
+                if (budget <= 0) throw new ArgumentOutOfRangeException(nameof(budget), budget,
+                    "the budget aggregation needs the token budget Phi");
+                using (var phi = budget.ToScalar()) return perToken.sum() / phi;
+            case LossAggregation.TokenMean:
+                return perToken.sum() / valid.sum().clamp_min(one);
+            case LossAggregation.SeqMeanTokenSum:
+                return perToken.sum(1).mean();
+            case LossAggregation.SeqMeanTokenSumNorm:
+                if (horizon <= 0) throw new ArgumentOutOfRangeException(nameof(horizon), horizon,
+                    "seq-mean-token-sum-norm needs the longest response T_max");
+                using (var t = horizon.ToScalar()) return (perToken.sum(1) / t).mean();
+            default:
+                // [B] |y_i|, masked tokens included
+                return (perToken.sum(1) / valid.sum(1).clamp_min(one)).mean();
+        }
+    }
+
+    /// <summary>The diagnostics over the response tokens where <paramref name="within"/> [B, T] is 1 (the tokens
+    /// one policy version generated, say); which tokens the correction masks is decided over the whole batch.</summary>
+    internal static MismatchDiagnostics DiagnoseWithin(GrpoBatch batch, CorrectionOptions correction, Tensor within)
+    {
+        using var scope = NewDisposeScope();
+        var valid = batch.Valid.to(batch.LogpOld.dtype);                                              // [B, T]
+        var (_, kept) = IcePop.Weights(batch.LogpOld, batch.LogpInfer, valid, correction);
+        var part = within.to(valid.dtype);
+        return Diagnose(batch, valid * part, kept * part, correction);
     }
 
     private static MismatchDiagnostics Diagnose(GrpoBatch batch, Tensor validTokens, Tensor keptTokens,
