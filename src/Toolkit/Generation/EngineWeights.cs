@@ -9,18 +9,23 @@ namespace Toolkit.Generation;
 /// An inference engine's own copy of a model's weights, by parameter name, in its <see cref="Numerics"/>: loaded from
 /// the trainer's parameters (a flat fp32 vector in module order, what a weight sync sends) or from a Hugging Face
 /// folder (one tensor at a time), and converted once. Int8 matrices are quantized per output row and kept dequantized
-/// in bf16, the compute type of weight-only int8 serving kernels (W8A16): the rounding error adds to bf16's.
+/// in bf16, the compute type of weight-only int8 serving kernels (W8A16): the rounding error adds to bf16's. FP8
+/// matrices (<see cref="Numerics.Fp8"/>) are rounded to E4M3 per output row and kept dequantized in fp32, so that
+/// <see cref="Linear"/> computes what an FP8 GEMM with fp32 accumulation computes (their <see cref="Bytes"/> are
+/// therefore fp32's, not fp8's).
 /// </summary>
 internal sealed class EngineWeights : IDisposable
 {
     private readonly Dictionary<string, Tensor> _tensors = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _fp8 = new(StringComparer.Ordinal);
 
     private EngineWeights(IModelConfig config, Numerics numerics, Device device)
     {
         (Config, Numerics, Device) = (config, numerics, device);
         ComputeType = numerics switch
         {
-            Numerics.Bf16 or Numerics.Int8 => ScalarType.BFloat16, Numerics.Fp16 => ScalarType.Float16,
+            Numerics.Bf16 or Numerics.Int8 or Numerics.Fp8 => ScalarType.BFloat16,
+            Numerics.Fp16 => ScalarType.Float16,
                 _ => ScalarType.Float32,
         };
     }
@@ -62,7 +67,7 @@ internal sealed class EngineWeights : IDisposable
         {
             using var scope = NewDisposeScope();
             var stored = model.ReadParameter(name,
-                numerics == Numerics.Int8 ? ScalarType.Float32 : weights.ComputeType);
+                numerics is Numerics.Int8 or Numerics.Fp8 ? ScalarType.Float32 : weights.ComputeType);
             weights._tensors[name] = weights.Convert(name, stored).MoveToOuterDisposeScope();
         }
         return weights;
@@ -74,11 +79,30 @@ internal sealed class EngineWeights : IDisposable
     /// <summary>A weight, or null when the model has none of that name (a bias of another family).</summary>
     public Tensor? Optional(string name) => _tensors.GetValueOrDefault(name);
 
+    /// <summary>
+    /// x Wᵀ + b for the linear layer <paramref name="name"/> (its <c>.weight</c> and optional <c>.bias</c>): in the
+    /// compute type, or for an FP8 matrix, x rounded to E4M3 with one dynamic scale, multiplied in fp32, returned in
+    /// the compute type.
+    /// </summary>
+    public Tensor Linear(Tensor x, string name)
+    {
+        var (weight, bias) = (_tensors[name + ".weight"], _tensors.GetValueOrDefault(name + ".bias"));
+        if (!_fp8.Contains(name + ".weight")) return nn.functional.linear(x, weight, bias);
+        using var scope = NewDisposeScope();
+        return nn.functional.linear(E4M3.Quantize(x), weight, bias?.to(ScalarType.Float32)).to(ComputeType)
+            .MoveToOuterDisposeScope();
+    }
+
     /// <summary>Bytes the weights occupy.</summary>
     public long Bytes => _tensors.Values.Sum(t => t.numel() * t.element_size());
 
     private Tensor Convert(string name, Tensor value)
     {
+        if (Numerics == Numerics.Fp8 && IsFp8Matrix(name, value))
+        {
+            _fp8.Add(name);
+            return E4M3.Quantize(value, dimension: 1).to(Device);                     // one scale per output row
+        }
         if (Numerics == Numerics.Int8 && value.dim() == 2 && !name.StartsWith("wpe", StringComparison.Ordinal))
         {
             // Symmetric per-row int8: q = round(w / s), s = max|w_row| / 127; dequantized to q * s in the compute type.
@@ -93,6 +117,14 @@ internal sealed class EngineWeights : IDisposable
         Debug.Assert(value.dtype == ComputeType || value.dtype == ScalarType.Float32);
         return value.to(ComputeType).to(Device);
     }
+
+    /// <summary>The matrices FP8 serving quantizes: those of the attention and MLP projections (experts'
+    /// included); not embeddings, the output layer, routers or gates.</summary>
+    private static bool IsFp8Matrix(string name, Tensor value) =>
+        value.dim() == 2 && !Fp8Excluded.Any(part => name.Contains(part, StringComparison.Ordinal));
+
+    private static readonly string[] Fp8Excluded =
+        ["wte.", "wpe.", "embed_tokens.", "lm_head.", "router.weight", ".gate.weight", "_gate.weight"];
 
     public void Dispose()
     {

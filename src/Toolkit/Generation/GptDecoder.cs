@@ -47,7 +47,7 @@ internal sealed class GptDecoder(EngineWeights weights, int slots, int context) 
         return output;
     }
 
-    private Tensor Linear(Tensor x, string name) => nn.functional.linear(x, W[name + ".weight"], W[name + ".bias"]);
+    private Tensor Linear(Tensor x, string name) => W.Linear(x, name);
 
     private Tensor LayerNorm(Tensor x, string name) =>
         nn.functional.layer_norm(x, [_config.Embedding], W[name + ".weight"], W[name + ".bias"]);

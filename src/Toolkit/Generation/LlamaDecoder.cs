@@ -63,8 +63,7 @@ internal sealed class LlamaDecoder : IncrementalDecoder
     private Tensor SwiGlu(Tensor x, string prefix, string gate, string up, string down) =>
         Linear(nn.functional.silu(Linear(x, prefix + gate)) * Linear(x, prefix + up), prefix + down);
 
-    private Tensor Linear(Tensor x, string name) => nn.functional.linear(x, W[name + ".weight"],
-        W.Optional(name + ".bias"));
+    private Tensor Linear(Tensor x, string name) => W.Linear(x, name);
 
     private Tensor Norm(Tensor x, string name) => W[name + ".weight"] * RmsNorm.Normalize(x, _c.RmsNormEpsilon);
 }

@@ -17,4 +17,9 @@ public enum Numerics
     /// <summary>Weight-only int8 (W8A16): every weight matrix rounded to 8 bits per output row (symmetric, one scale
     /// per row), bf16 activations and KV cache, as weight-only int8 serving kernels compute.</summary>
     [JsonStringEnumMemberName("int8")] Int8,
+    /// <summary>FP8 W8A8 (E4M3): the attention and MLP (expert) weight matrices rounded to E4M3 with one scale per
+    /// output row, their input activations with one dynamic scale per tensor, products accumulated in fp32;
+    /// embeddings, norms, routers and the output layer, activations between layers and the KV cache in bf16, as FP8
+    /// serving computes.</summary>
+    [JsonStringEnumMemberName("fp8")] Fp8,
 }

@@ -54,6 +54,7 @@ public sealed class DecoderFamilyEngineTests : IDisposable
     [InlineData(Numerics.Bf16)]
     [InlineData(Numerics.Fp16)]
     [InlineData(Numerics.Int8)]
+    [InlineData(Numerics.Fp8)]
     public void OtherNumerics_DifferFromTheTrainer_ButStayClose(Numerics numerics)
     {
         using var hf = HfModel.Open(TinyModels.Write(_root.Path, "mixtral"));

@@ -44,6 +44,7 @@ public sealed class GenerationEngineTests
     [InlineData(Numerics.Bf16)]
     [InlineData(Numerics.Fp16)]
     [InlineData(Numerics.Int8)]
+    [InlineData(Numerics.Fp8)]
     public void OtherNumerics_DifferFromTheTrainer_ButStayClose(Numerics numerics)
     {
         using var model = Model(seed: 3);
@@ -59,10 +60,11 @@ public sealed class GenerationEngineTests
     }
 
     [Fact]
-    public void TheDial_Fp32BelowFp16BelowBf16BelowInt8()
+    public void TheDial_Fp32BelowFp16BelowBf16BelowInt8BelowFp8()
     {
         // The mismatch a user dials with --rollout-precision grows in this order: int8 is weight-only int8 with
-        // bf16 compute (W8A16), so its error is bf16's plus the weights' rounding. Mean |Δ log p| over 32 sequences.
+        // bf16 compute (W8A16), so its error is bf16's plus the weights' rounding; fp8 (W8A8) rounds weights and
+        // activations to 3 mantissa bits. Mean |Δ log p| over 32 sequences.
         using var model = Model(seed: 3);
         double Mismatch(Numerics numerics)
         {
@@ -75,7 +77,7 @@ public sealed class GenerationEngineTests
             return sequences.SelectMany(s => ReferenceLogProbs(model, s).Zip(s.LogProbs, (a,
                 b) => Math.Abs((double)a - b))).Average();
         }
-        var dial = new[] { Numerics.Fp32, Numerics.Fp16, Numerics.Bf16, Numerics.Int8 }.Select(n => (n,
+        var dial = new[] { Numerics.Fp32, Numerics.Fp16, Numerics.Bf16, Numerics.Int8, Numerics.Fp8 }.Select(n => (n,
             Mismatch(n))).ToList();
         for (var i = 1; i < dial.Count; i++)
             Assert.True(dial[i].Item2 > dial[i - 1].Item2, string.Join(", ", dial.Select(d => $"{d.n} {d.Item2:E2}")));

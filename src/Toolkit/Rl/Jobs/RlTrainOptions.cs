@@ -30,8 +30,8 @@ public enum PolicyKind
 public sealed record RolloutOptions
 {
     /// <summary>The engine's numerics. Default fp32.</summary>
-    [Option("Rollout engine numerics: fp32 (the trainer's), bf16, fp16 or int8 (weight-only); anything but fp32 " +
-        "creates a train/inference mismatch.", Name = "rollout-precision")]
+    [Option("Rollout engine numerics: fp32 (the trainer's), bf16, fp16, int8 (weight-only) or fp8 (E4M3 weights and " +
+        "activations, W8A8); anything but fp32 creates a train/inference mismatch.", Name = "rollout-precision")]
     public Numerics Precision { get; init; } = Numerics.Fp32;
 
     /// <summary>sync or c3po++. Default sync.</summary>
