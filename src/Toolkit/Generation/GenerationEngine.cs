@@ -195,6 +195,13 @@ public sealed class GenerationEngine : IDisposable
         return evicted;
     }
 
+    /// <summary>The sampler's random state (see <see cref="Sampler.State"/>).</summary>
+    public byte[] SamplerState
+    {
+        get => _sampler.State;
+        set => _sampler.State = value;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {

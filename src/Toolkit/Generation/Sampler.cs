@@ -19,6 +19,22 @@ internal sealed class Sampler(SamplingOptions options, long seed) : IDisposable
     private readonly Scalar _topP = options.TopP.ToScalar();
     private readonly Scalar _zero = 0.0f.ToScalar();
 
+    /// <summary>The generator's state: saved with a run's checkpoint, it makes a resumed run draw what the
+    /// uninterrupted one drew.</summary>
+    public byte[] State
+    {
+        get
+        {
+            using var state = _generator.get_state();
+            return state.data<byte>().ToArray();
+        }
+        set
+        {
+            using var state = tensor(value);
+            _generator.set_state(state);
+        }
+    }
+
     /// <summary>Tokens [A] and their log-probabilities [A] for fp32 logits [A, V].</summary>
     public (long[] Tokens, float[] LogProbs) Sample(Tensor logits)
     {

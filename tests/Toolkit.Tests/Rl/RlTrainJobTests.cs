@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Toolkit.BatchInference;
+using Toolkit.Checkpoints;
 using Toolkit.Generation;
 using Toolkit.Jobs;
 using Toolkit.Options;
@@ -192,5 +194,61 @@ public sealed class RlTrainJobTests : IDisposable
             [new("--dynamic-sampling", null), new("--rollout", "c3po++")], "rl train").Validate());
         Assert.EndsWith("refills a synchronous batch; use it with --rollout sync",
             OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
+    }
+
+    /// <summary>
+    /// A run saved at step 2 of 4 and resumed from there ends where the run that went on ends: the same record for
+    /// every step and the same final policy (policy, AdamW state, the samplers' generators and the prompt streams
+    /// are all saved). The final policy is always saved, and batch inference serves it.
+    /// </summary>
+    [Fact]
+    public async Task Resume_ContinuesTheSameTrajectory_AndTheSavedPolicyIsServed()
+    {
+        // Addition after a short warm start gives groups with mixed rewards, so the policy moves after the save.
+        var options = Small() with { Model = new() { Name = "small" }, WarmupSteps = 100, WarmupLr = 3e-3,
+            Steps = 4, EvalEvery = 2, Rollout = Small().Rollout with { Prompts = 8 } };
+        var whole = await RlTrainJob.RunAsync(options with { Checkpoint = new() { Every = 2 } });
+        Assert.Contains(whole.Steps.Skip(2), s => s.GradNorm > 0);
+        var halfway = Path.Combine(whole.RunPath, "checkpoints", "step-2");
+        var resumed = await RlTrainJob.RunAsync(options with { Checkpoint = new() { ResumeFrom = halfway } });
+        double[] Trace(RlTrainResult r) => [.. r.Steps.SelectMany(s => new[] { s.RewardMean, s.GradNorm, s.Entropy,
+            s.LogProbDiffMean, s.HeldOutAccuracy })];
+        Assert.Equal(Trace(whole), Trace(resumed));
+        Assert.Equal((whole.WarmStartAccuracy, whole.FinalAccuracy),
+            (resumed.WarmStartAccuracy, resumed.FinalAccuracy));
+        var final = Path.Combine(whole.RunPath, "checkpoints", "step-4");
+        Assert.Equal(CheckpointManifest.ReadParameters(final),
+            CheckpointManifest.ReadParameters(Path.Combine(resumed.RunPath, "checkpoints", "step-4")));
+        Assert.NotEqual(CheckpointManifest.ReadParameters(halfway), CheckpointManifest.ReadParameters(final));
+
+        var input = Toolkit.Tests.BatchInference.Inputs.Jsonl(_runs.Path, 6);
+        var served = await InferJob.RunAsync(new InferJobOptions
+        {
+            Data = new() { Input = input },
+            Models = new() { Pipeline = InferPipeline.Generate, Model = new() { Name = final }, MaxNewTokens = 6,
+                BatchSize = 3 },
+            Scheduling = new() { Workers = 1, ShardSize = 3 },
+            Launch = Toolkit.Tests.BatchInference.Launches.InProcess(_runs.Path),
+        });
+        Assert.True(InferOutput.Verify(served.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        Assert.Equal(6, InferOutput.Rows(served.JobFolder).Count());
+    }
+
+    [Fact]
+    public async Task Resume_IsRefused_ForC3po_AnotherRankCount_OrNoStepsLeft()
+    {
+        var run = await RlTrainJob.RunAsync(Small() with { Steps = 1 });
+        var saved = Path.Combine(run.RunPath, "checkpoints", "step-1");
+        string Refusal(RlTrainOptions o) => OptionException.Describe(Assert.ThrowsAny<ArgumentException>(() =>
+            o.Validate()), OptionSchema.For<RlTrainOptions>());
+        var resume = Small() with { Steps = 3, Checkpoint = new() { ResumeFrom = saved } };
+        Assert.Contains("only sync runs resume", Refusal(resume with { Rollout = resume.Rollout with {
+            Mode = RolloutMode.C3poPlusPlus } }));
+        Assert.Contains("was written by 2 ranks; resume it with --ranks 2",
+            Refusal(resume with { Launch = resume.Launch with { Ranks = 1 }, Rollout = resume.Rollout with {
+                Prompts = 4 } }));
+        Assert.Contains("has done 1 steps already", Refusal(resume with { Steps = 1 }));
+        Assert.Contains("is not a checkpoint of an rl train run", Refusal(resume with { Checkpoint = new() {
+            ResumeFrom = run.RunPath } }));
     }
 }

@@ -45,8 +45,19 @@ internal sealed class PromptStream(IReadOnlyList<Problem> problems, int seed, Ta
     private int[] _order = [];
     private int _next;
 
+    /// <summary>Problems drawn so far.</summary>
+    public long Drawn { get; private set; }
+
+    /// <summary>Draws <paramref name="count"/> problems and drops them: a resumed run's stream continues where the
+    /// saved one stood.</summary>
+    public void Skip(long count)
+    {
+        for (var i = 0L; i < count; i++) Next();
+    }
+
     public Problem Next()
     {
+        Drawn++;
         if (_next == _order.Length)
         {
             _order = [.. Enumerable.Range(0, problems.Count).OrderBy(_ => _random.Next())];

@@ -84,24 +84,33 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         using var _ = trainer;
         var train = TaskDatasets.Load(task, heldOut: false);
         var evaluation = new Evaluation(task, TaskDatasets.Load(task, heldOut: true), train, config, tokens);
-        var initial = evaluation.Run(comm, trainer.GatherParameters());
-        var clock = Stopwatch.StartNew();
-        WarmStart(context, trainer, train, tokens);
-        var warmSeconds = clock.Elapsed.TotalSeconds;
+        var resume = o.Checkpoint.ResumeFrom;
+        var state = resume is null
+            ? WarmStart(context, trainer, train, tokens, evaluation) : RlCheckpoint.ReadRun(resume);
         // RL starts with fresh moments: the warm start's large gradients would otherwise damp its first updates
         trainer.ResetOptimizer(o.Optimizer);
+        if (resume is not null)
+        {
+            trainer.LoadCheckpoint(resume);
+            context.Log($"resumed from {resume} at RL step {state.NextStep}");
+        }
         var flat = trainer.GatherParameters();
-        var warm = evaluation.Run(comm, flat);
-        context.Log($"held-out accuracy {initial:F3} initially, {warm:F3} after {o.WarmupSteps} warm-start steps");
-
+        var referenceValues = o.Loss.KlCoefficient <= 0 ? null
+            : resume is null ? flat : RlCheckpoint.ReadReference(resume) ?? flat;
         using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling,
             tokens.Stop,
             task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank, context: evaluation.Context);
-        using var reference = o.Loss.KlCoefficient > 0 ? ModelSource.FromValues(config, flat) : null;
-        var version = 1;
+        using var reference = referenceValues is null ? null : ModelSource.FromValues(config, referenceValues);
+        var version = state.Version;
         var syncBytes = engine.LoadWeights(flat, version).Bytes;
         double syncSeconds;
         var prompts = new PromptStream(train, o.Seed * 7919 + comm.Rank, tokens);
+        if (resume is not null)
+        {
+            var saved = RlCheckpoint.ReadRank(resume, comm.Rank);
+            engine.SamplerState = saved.Sampler;
+            prompts.Skip(saved.PromptsDrawn);
+        }
         var budget = o.Rollout.Budget / comm.Size;
         using var update = new PolicyUpdate(trainer, task, tokens, o, config, reference, budget);
         IRolloutSource source = o.Rollout.Mode == RolloutMode.Sync
@@ -109,9 +118,9 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             : new C3poPartitioner(engine, prompts, o.Rollout.Samples, budget, o.Rollout.Staleness);
         var sampling = o.Rollout.DynamicSampling
             ? new DynamicSampling(source, update.Informative, o.Rollout.MaxSampleBatches) : null;
-        var steps = new List<RlStep>();
-        clock.Restart();
-        for (var step = 0; step < o.Steps; step++)
+        var steps = state.Steps.ToList();
+        var clock = Stopwatch.StartNew();
+        for (var step = state.NextStep; step < o.Steps; step++)
         {
             context.CancellationToken.ThrowIfCancellationRequested();
             var rate = o.Optimizer.LearningRate * o.LrSchedule.Factor(step, o.Steps);
@@ -129,10 +138,14 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             Guard(record, stats.GradNormMax, o);
             steps.Add(record);
             if (comm.Rank == 0) RecordMetrics(context, record);
+            if (step == o.Steps - 1 || o.Checkpoint.Every > 0 && (step + 1) % o.Checkpoint.Every == 0)
+                RlCheckpoint.Save(context.RunPath, step + 1, trainer, model, comm,
+                    state with { NextStep = step + 1, Version = version, Steps = steps },
+                    new RlRankState(engine.SamplerState, prompts.Drawn), referenceValues);
         }
         if (o.Export is { } export && comm.Rank == 0) Export(context, model, flat, export);
-        return new RankOutcome(initial, warm, steps[^1].HeldOutAccuracy, steps, warmSeconds,
-            clock.Elapsed.TotalSeconds);
+        return new RankOutcome(state.InitialAccuracy, state.WarmStartAccuracy, steps[^1].HeldOutAccuracy, steps,
+            state.WarmStartSeconds, clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>Writes the trained policy (a flat vector in module order) as a Hugging Face folder described like its
@@ -158,12 +171,14 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         return result;
     }
 
-    /// <summary>Supervised steps on reference answers (teacher forcing; loss on the answer and its stop
-    /// token).</summary>
-    private static void WarmStart(RankContext<RlTrainOptions> context, ShardedTrainer trainer,
-        IReadOnlyList<Problem> train, TaskTokens tokens)
+    /// <summary>Supervised steps on reference answers (teacher forcing; loss on the answer and its stop token), with
+    /// held-out accuracy before and after; the state an RL phase starts from.</summary>
+    private static RlRunState WarmStart(RankContext<RlTrainOptions> context, ShardedTrainer trainer,
+        IReadOnlyList<Problem> train, TaskTokens tokens, Evaluation evaluation)
     {
         var o = context.Options;
+        var initial = evaluation.Run(context.Comm, trainer.GatherParameters());
+        var clock = Stopwatch.StartNew();
         var random = new Random(o.Seed * 31 + context.Comm.Rank);
         for (var step = 0; step < o.WarmupSteps; step++)
         {
@@ -185,6 +200,10 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
                 && (step % 10 == 0 || step == o.WarmupSteps - 1)) context.Record(step - o.WarmupSteps,
                     "rl.warmup_loss", loss);
         }
+        var seconds = clock.Elapsed.TotalSeconds;
+        var warm = evaluation.Run(context.Comm, trainer.GatherParameters());
+        context.Log($"held-out accuracy {initial:F3} initially, {warm:F3} after {o.WarmupSteps} warm-start steps");
+        return new RlRunState(0, 1, context.Comm.Size, initial, warm, seconds, []);
     }
 
     /// <summary>The step's diagnostics over all ranks (sums and maxima all-reduced).</summary>

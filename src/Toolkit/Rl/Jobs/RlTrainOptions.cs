@@ -116,6 +116,9 @@ public sealed record RlTrainOptions : IJobOptions
         "--policy moe has no Hugging Face form).")]
     public string? Export { get; init; }
 
+    /// <summary>Checkpoints of the run, and the one to resume from.</summary>
+    [OptionGroup] public RlCheckpointOptions Checkpoint { get; init; } = new();
+
     /// <summary>The mismatch correction. Default IcePop with α = 0.5, β = 5.</summary>
     [OptionGroup] public CorrectionOptions Correction { get; init; } = new();
 
@@ -231,6 +234,13 @@ public sealed record RlTrainOptions : IJobOptions
         if (EvalEvery < 1) throw new ArgumentOutOfRangeException(nameof(EvalEvery), EvalEvery, "must be at least 1");
         if (!(StopGradNorm > 0)) throw new ArgumentOutOfRangeException(nameof(StopGradNorm), StopGradNorm,
             "must be positive");
+        Checkpoint.Validate(Launch.Ranks);
+        if (Checkpoint.ResumeFrom is { } resume && Rollout.Mode != RolloutMode.Sync)
+            throw new ArgumentOutOfRangeException(nameof(Checkpoint.ResumeFrom), resume,
+                "a C3PO++ run's pool of partial rollouts is not saved, so only sync runs resume");
+        if (Checkpoint.ResumeFrom is { } from && RlCheckpoint.ReadRun(from).NextStep >= Steps)
+            throw new ArgumentOutOfRangeException(nameof(Steps), Steps,
+                $"the checkpoint has done {RlCheckpoint.ReadRun(from).NextStep} steps already; ask for more");
         LrSchedule.Validate();
         if (Rollout.DynamicSampling && Rollout.Mode != RolloutMode.Sync)
             throw new ArgumentOutOfRangeException(nameof(Rollout.DynamicSampling), true,

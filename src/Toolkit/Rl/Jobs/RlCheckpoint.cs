@@ -1,0 +1,99 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using Toolkit.Models;
+using Toolkit.Options;
+using Toolkit.Paro;
+using Toolkit.Runtime;
+
+namespace Toolkit.Rl;
+
+/// <summary>When an RL run saves itself, and where a run resumes from.</summary>
+public sealed record RlCheckpointOptions
+{
+    /// <summary>Save every this many RL steps into <c>checkpoints/step-K/</c> (0: only the final policy).</summary>
+    [Option("Save the run every K RL steps into the run folder's checkpoints/step-K (0: only the final policy, " +
+        "which is always saved).", Name = "checkpoint-every")]
+    public int Every { get; init; }
+
+    /// <summary>A checkpoint of an <c>rl train</c> run to continue: the same trajectory as if it had not
+    /// stopped.</summary>
+    [Option("Resume from a checkpoint of an rl train run (runs/<id>/checkpoints/step-K): policy, optimizer, the " +
+        "samplers' and prompt streams' states and the steps so far; the run continues to --steps as if it had not " +
+        "stopped (sync rollouts, the same --ranks).", Name = "resume")]
+    public string? ResumeFrom { get; init; }
+
+    /// <summary>Throws naming the first invalid setting.</summary>
+    public RlCheckpointOptions Validate(int ranks)
+    {
+        if (Every < 0) throw new ArgumentOutOfRangeException(nameof(Every), Every, "must not be negative");
+        if (ResumeFrom is not { } folder) return this;
+        var state = RlCheckpoint.ReadRun(folder);
+        if (state.Ranks != ranks) throw new ArgumentOutOfRangeException(nameof(ResumeFrom), folder,
+            $"was written by {state.Ranks} ranks; resume it with --ranks {state.Ranks} (each rank's sampler is " +
+                "saved)");
+        return this;
+    }
+}
+
+/// <summary>What an RL run had done when it saved: the next step, the policy version, its accuracies before RL and
+/// every step's record so far.</summary>
+internal sealed record RlRunState(int NextStep, int Version, int Ranks, double InitialAccuracy,
+    double WarmStartAccuracy, double WarmStartSeconds, IReadOnlyList<RlStep> Steps);
+
+/// <summary>One rank's random state: its sampler's generator and how many prompts its stream has drawn.</summary>
+internal sealed record RlRankState(byte[] Sampler, long PromptsDrawn);
+
+/// <summary>
+/// An RL run's checkpoint: the PaRO engine's (policy and AdamW state, any strategy's shards; with the model's
+/// description, so batch inference and <c>model export</c> read it as a model) plus <c>rl-state.json</c> (the run)
+/// and <c>rl-rank-R.json</c> (each rank's random state), and <c>reference.f32</c> when the loss has a KL term.
+/// </summary>
+internal static class RlCheckpoint
+{
+    private const string RunFile = "rl-state.json";
+    private const string ReferenceFile = "reference.f32";
+
+    private static string RankFile(int rank) => $"rl-rank-{rank}.json";
+
+    /// <summary>Collective: writes the checkpoint of step <paramref name="step"/> and returns its folder.</summary>
+    public static string Save(string runPath, int step, ShardedTrainer trainer, ModelSource model,
+        Comm.Communicator comm, RlRunState run, RlRankState rank, float[]? reference)
+    {
+        var folder = Path.Combine(runPath, "checkpoints", $"step-{step}");
+        trainer.SaveCheckpoint(folder);
+        ToolkitJson.Write(Path.Combine(folder, RankFile(comm.Rank)), rank);
+        if (comm.Rank == 0)
+        {
+            model.WriteDescription(Path.Combine(folder, ModelSource.DescriptionFolder));
+            ToolkitJson.Write(Path.Combine(folder, RunFile), run);
+            if (reference is not null)
+                File.WriteAllBytes(Path.Combine(folder, ReferenceFile),
+                    MemoryMarshal.AsBytes(reference.AsSpan()).ToArray());
+        }
+        comm.Barrier();
+        return folder;
+    }
+
+    /// <summary>The run's state in <paramref name="folder"/>.</summary>
+    /// <exception cref="ArgumentException">The folder is not an RL checkpoint.</exception>
+    public static RlRunState ReadRun(string folder)
+    {
+        var file = Path.Combine(folder, RunFile);
+        if (!File.Exists(file))
+            throw new ArgumentException($"{folder} is not a checkpoint of an rl train run (it has no {RunFile})");
+        return JsonSerializer.Deserialize<RlRunState>(File.ReadAllText(file), ToolkitJson.Options)
+            ?? throw new ArgumentException($"{file} is empty");
+    }
+
+    /// <summary>Rank <paramref name="rank"/>'s random state in <paramref name="folder"/>.</summary>
+    public static RlRankState ReadRank(string folder, int rank) =>
+        JsonSerializer.Deserialize<RlRankState>(File.ReadAllText(Path.Combine(folder, RankFile(rank))),
+            ToolkitJson.Options) ?? throw new ArgumentException($"{folder}: rank {rank}'s state is empty");
+
+    /// <summary>The KL term's reference policy saved with the run, or null.</summary>
+    public static float[]? ReadReference(string folder)
+    {
+        var file = Path.Combine(folder, ReferenceFile);
+        return File.Exists(file) ? MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(file)).ToArray() : null;
+    }
+}
