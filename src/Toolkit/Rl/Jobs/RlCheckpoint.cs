@@ -75,14 +75,15 @@ internal static class RlCheckpoint
     }
 
     /// <summary>The run's state in <paramref name="folder"/>.</summary>
-    /// <exception cref="ArgumentException">The folder is not an RL checkpoint.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The folder is not an RL checkpoint.</exception>
     public static RlRunState ReadRun(string folder)
     {
         var file = Path.Combine(folder, RunFile);
-        if (!File.Exists(file))
-            throw new ArgumentException($"{folder} is not a checkpoint of an rl train run (it has no {RunFile})");
+        if (!File.Exists(file)) throw new ArgumentOutOfRangeException(nameof(RlCheckpointOptions.ResumeFrom), folder,
+            $"is not a checkpoint of an rl train run (it has no {RunFile})");
         return JsonSerializer.Deserialize<RlRunState>(File.ReadAllText(file), ToolkitJson.Options)
-            ?? throw new ArgumentException($"{file} is empty");
+            ?? throw new ArgumentOutOfRangeException(nameof(RlCheckpointOptions.ResumeFrom), folder,
+                $"its {RunFile} is empty");
     }
 
     /// <summary>Rank <paramref name="rank"/>'s random state in <paramref name="folder"/>.</summary>
