@@ -86,4 +86,19 @@ public sealed class RlHfModelTests : IDisposable
         });
         if (numerics == Numerics.Bf16) Assert.Contains(result.Steps, s => s.LogProbDiffMax > 1e-4);
     }
+
+    /// <summary>Word problems on a model with a learned BPE tokenizer and the context to hold them: the warm start
+    /// teaches the answer format, and RL steps run on it.</summary>
+    [Fact]
+    public async Task WordProblems_TrainOnAModelWithARealTokenizer()
+    {
+        var folder = TinyModels.Write(_root.Path, "llama", o => o with { Context = 192 });
+        var result = await RlTrainJob.RunAsync(Job(folder) with { Task = "wordproblems", WarmupSteps = 40,
+            WarmupLr = 3e-3 });
+        Assert.All(result.Steps, s =>
+        {
+            Assert.Equal(16, s.Responses);
+            Assert.True(s.MalformedFraction < 1, "no completion had a final answer line after the warm start");
+        });
+    }
 }

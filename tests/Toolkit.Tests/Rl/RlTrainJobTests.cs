@@ -160,7 +160,10 @@ public sealed class RlTrainJobTests : IDisposable
     }
 
     [Theory]
-    [InlineData("--task", "chess", "--task chess: unknown task; valid: addition, multiplication, countdown, longtail")]
+    [InlineData("--task", "chess",
+        "--task chess: unknown task; valid: addition, multiplication, countdown, longtail, wordproblems")]
+    [InlineData("--task", "wordproblems", "--model small: its context (64) is too short for the prompts of " +
+        "wordproblems (up to 94 tokens) and its 40-token answers")]
     [InlineData("--beta", "0.4",
         "--beta 0.4: must be greater than --alpha (0.5): the band [alpha, beta] would be empty")]
     [InlineData("--rollout", "async", "--rollout must be one of sync, c3po++ (got 'async').")]

@@ -12,6 +12,7 @@ public sealed class TaskTests
     [InlineData("multiplication")]
     [InlineData("countdown")]
     [InlineData("longtail")]
+    [InlineData("wordproblems")]
     public void ProblemSets_RegenerateTheCommittedFiles_AndKeepHeldOutPromptsOutOfTraining(string name)
     {
         var task = VerifiableTask.Named(name);
@@ -52,12 +53,36 @@ public sealed class TaskTests
     [InlineData("longtail", "bx3=", "bbb", "bbb\n", 1.0, false)]
     [InlineData("longtail", "bx3=", "bbb", "bb\n", 0.0, false)]
     [InlineData("longtail", "bx3=", "bbb", "BBB\n", 0.0, true)]
+    [InlineData("wordproblems", WordPrompt, "3+4=7 #### 7", "3+4=7 #### 7\n", 1.0, false)]
+    [InlineData("wordproblems", WordPrompt, "3+4=7 #### 7", "#### 7\n", 1.0, false)]     // only the final number
+    [InlineData("wordproblems", WordPrompt, "3+4=7 #### 7", "3+4=8 #### 7\n", 1.0, false)]
+    [InlineData("wordproblems", WordPrompt, "3+4=7 #### 7", "3+4=7 #### 8\n", 0.0, false)]
+    [InlineData("wordproblems", WordPrompt, "3+4=7 #### 7", "#### 6 #### 7\n", 1.0, false)] // the last marker
+    [InlineData("wordproblems", WordPrompt, "3+4=7 #### 7", "3+4=7\n", 0.0, true)]        // no final answer line
+    [InlineData("wordproblems", WordPrompt, "3+4=7 #### 7", "#### 7 apples\n", 0.0, true)]
+    [InlineData("wordproblems", WordPrompt, "3+4=7 #### 7", "####7\n", 0.0, true)]
     public void Reward_FollowsTheParsingRules(string name, string prompt, string answer, string generated,
         double reward, bool malformed)
     {
         var score = VerifiableTask.Named(name).Judge(new Problem(prompt, answer), generated);
         Assert.Equal((reward, malformed), (score.Reward, score.IsMalformed));
         Assert.Equal(malformed, score.Reason is not null);
+    }
+
+    private const string WordPrompt = "Ana has 3 apples. Ana gets 4 more. How many apples does Ana have now? Answer: ";
+
+    /// <summary>Every committed word problem's reference answer earns its reward, and its working ends in the number
+    /// after the marker.</summary>
+    [Fact]
+    public void WordProblems_ReferenceAnswersAreRight()
+    {
+        var task = VerifiableTask.Named("wordproblems");
+        foreach (var p in TaskDatasets.Load(task, heldOut: false).Concat(TaskDatasets.Load(task, heldOut: true)))
+        {
+            Assert.Equal(1.0, task.Judge(p, p.Answer + "\n").Reward);
+            var (working, final) = (p.Answer.Split(" #### ")[0], p.Answer.Split(" #### ")[1]);
+            Assert.EndsWith("=" + final, working);
+        }
     }
 
     [Fact]

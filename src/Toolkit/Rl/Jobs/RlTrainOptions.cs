@@ -81,7 +81,8 @@ public sealed record RlTrainOptions : IJobOptions
     [OptionGroup] public LaunchOptions Launch { get; init; } = new() { Ranks = 2, GroupSize = 1 };
 
     /// <summary>The task. Default addition.</summary>
-    [Option("Verifiable task: addition, multiplication, countdown or longtail.")]
+    [Option("Verifiable task: addition, multiplication, countdown, longtail or wordproblems (grade-school word " +
+        "problems with a #### final-answer line; needs a context of about 150 byte tokens, or a real tokenizer).")]
     public string Task { get; init; } = "addition";
 
     /// <summary>The policy: a GPT preset, a checkpoint or a Hugging Face folder. Default the small GPT.</summary>
@@ -192,11 +193,13 @@ public sealed record RlTrainOptions : IJobOptions
             "must not be negative");
         var source = ResolvePolicy();
         var config = source.Config;
-        if (config.ContextLength < 8 + task.MaxCompletionTokens)
+        var tokens = new TaskTokens(source.Tokenizer);
+        var longest = TaskDatasets.Load(task, heldOut: false).Concat(TaskDatasets.Load(task, heldOut: true))
+            .Max(p => tokens.Prompt(p).Length);
+        if (config.ContextLength < longest + task.MaxCompletionTokens)
             throw new ArgumentOutOfRangeException(nameof(Model.Name), Model.Name,
-                $"its context ({config.ContextLength}) is too short for {Task}'s prompts " +
-                    $"and {task.MaxCompletionTokens}-token answers");
-        _ = new TaskTokens(source.Tokenizer);
+                $"its context ({config.ContextLength}) is too short for the prompts of {Task} (up to {longest} " +
+                    $"tokens) and its {task.MaxCompletionTokens}-token answers");
         if (Export is not null && config is Models.GptConfig { Experts: > 0 })
             throw new ArgumentOutOfRangeException(nameof(Export), Export,
                 "a GPT with experts (--policy moe) has no Hugging Face form; train a mixtral or qwen2_moe folder to " +

@@ -16,7 +16,7 @@ internal static class TaskDatasets
         = new Dictionary<string, (int, int)>
     {
         ["addition"] = (2000, 200), ["multiplication"] = (2000, 100), ["countdown"] = (2000, 200),
-            ["longtail"] = (2000, 40),
+            ["longtail"] = (2000, 40), ["wordproblems"] = (2000, 200),
     };
 
     /// <summary>Draws the splits: first the held-out prompts (distinct), then training problems whose prompts are not

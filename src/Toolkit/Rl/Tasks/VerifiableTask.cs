@@ -41,6 +41,7 @@ public abstract class VerifiableTask
         ["multiplication"] = new MultiplicationTask(),
         ["countdown"] = new CountdownTask(),
         ["longtail"] = new LongTailTask(),
+        ["wordproblems"] = new WordProblemTask(),
     };
 
     /// <summary>Looks a task up by name.</summary>
