@@ -19,9 +19,9 @@ internal sealed class EngineWeights : IDisposable
     private readonly Dictionary<string, Tensor> _tensors = new(StringComparer.Ordinal);
     private readonly HashSet<string> _fp8 = new(StringComparer.Ordinal);
 
-    private EngineWeights(IModelConfig config, Numerics numerics, Device device)
+    private EngineWeights(IModelConfig config, Numerics numerics, Device device, bool routerFp32)
     {
-        (Config, Numerics, Device) = (config, numerics, device);
+        (Config, Numerics, Device, RouterFp32) = (config, numerics, device, routerFp32);
         ComputeType = numerics switch
         {
             Numerics.Bf16 or Numerics.Int8 or Numerics.Fp8 => ScalarType.BFloat16,
@@ -37,18 +37,22 @@ internal sealed class EngineWeights : IDisposable
     /// <summary>The dtype activations and the KV cache use.</summary>
     public ScalarType ComputeType { get; }
 
+    /// <summary>True when the MoE routers are kept and applied in fp32 (as the trainer routes) rather than in the
+    /// compute type (as serving engines route).</summary>
+    public bool RouterFp32 { get; }
+
     /// <summary>Loads a flat fp32 parameter vector (module order, <see cref="ModelLayout"/>) into the engine's
     /// numerics.</summary>
     /// <exception cref="ArgumentException">The vector's length is not the model's parameter count.</exception>
     public static EngineWeights FromFlat(IModelConfig config, ReadOnlySpan<float> flat, Numerics numerics,
-        Device device)
+        Device device, bool routerFp32 = false)
     {
         if (flat.Length != ModelLayout.Count(config))
             throw new ArgumentException(
                 $"A {config.ModelType} of this shape has {ModelLayout.Count(config)} parameters; the weights " +
                     $"have {flat.Length}.",
                 nameof(flat));
-        var weights = new EngineWeights(config, numerics, device);
+        var weights = new EngineWeights(config, numerics, device, routerFp32);
         foreach (var (name, shape, offset, count) in ModelLayout.Flat(config))
         {
             // the host copy and int8 temporaries die here
@@ -60,14 +64,14 @@ internal sealed class EngineWeights : IDisposable
     }
 
     /// <summary>Loads a Hugging Face folder's weights, one tensor at a time, into the engine's numerics.</summary>
-    public static EngineWeights FromFolder(HfModel model, Numerics numerics, Device device)
+    public static EngineWeights FromFolder(HfModel model, Numerics numerics, Device device, bool routerFp32 = false)
     {
-        var weights = new EngineWeights(model.Config, numerics, device);
+        var weights = new EngineWeights(model.Config, numerics, device, routerFp32);
         foreach (var (name, _) in ModelLayout.Of(model.Config))
         {
             using var scope = NewDisposeScope();
-            var stored = model.ReadParameter(name,
-                numerics is Numerics.Int8 or Numerics.Fp8 ? ScalarType.Float32 : weights.ComputeType);
+            var stored = model.ReadParameter(name, numerics is Numerics.Int8 or Numerics.Fp8
+                || (routerFp32 && IsRouter(name)) ? ScalarType.Float32 : weights.ComputeType);
             weights._tensors[name] = weights.Convert(name, stored).MoveToOuterDisposeScope();
         }
         return weights;
@@ -93,11 +97,20 @@ internal sealed class EngineWeights : IDisposable
             .MoveToOuterDisposeScope();
     }
 
+    /// <summary>The router logits [N, E] of the MoE layer whose router is <paramref name="name"/> (its
+    /// <c>.weight</c>): in the compute type, or in fp32 with <see cref="RouterFp32"/>.</summary>
+    public Tensor Router(Tensor x, string name)
+    {
+        var weight = _tensors[name + ".weight"];
+        return RouterFp32 ? nn.functional.linear(x.to(ScalarType.Float32), weight) : nn.functional.linear(x, weight);
+    }
+
     /// <summary>Bytes the weights occupy.</summary>
     public long Bytes => _tensors.Values.Sum(t => t.numel() * t.element_size());
 
     private Tensor Convert(string name, Tensor value)
     {
+        if (RouterFp32 && IsRouter(name)) return value.to(ScalarType.Float32).to(Device);
         if (Numerics == Numerics.Fp8 && IsFp8Matrix(name, value))
         {
             _fp8.Add(name);
@@ -122,6 +135,11 @@ internal sealed class EngineWeights : IDisposable
     /// included); not embeddings, the output layer, routers or gates.</summary>
     private static bool IsFp8Matrix(string name, Tensor value) =>
         value.dim() == 2 && !Fp8Excluded.Any(part => name.Contains(part, StringComparison.Ordinal));
+
+    /// <summary>An MoE router's weight: the GPT's <c>router.weight</c>, Mixtral's and Qwen2-MoE's
+    /// <c>gate.weight</c> (not the shared expert's gate, nor <c>gate_proj</c>).</summary>
+    private static bool IsRouter(string name) => name.EndsWith("router.weight", StringComparison.Ordinal)
+        || name.EndsWith(".gate.weight", StringComparison.Ordinal);
 
     private static readonly string[] Fp8Excluded =
         ["wte.", "wpe.", "embed_tokens.", "lm_head.", "router.weight", ".gate.weight", "_gate.weight"];

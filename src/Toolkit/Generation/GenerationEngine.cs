@@ -22,6 +22,7 @@ public sealed class GenerationEngine : IDisposable
     private readonly Sampler _sampler;
     private readonly HashSet<long> _stop;
     private readonly int _maxTokens;
+    private readonly bool _routerFp32;
     private readonly Sequence?[] _slots;
     private readonly Queue<Sequence> _queue = new();
     private EngineWeights? _weights;
@@ -38,15 +39,17 @@ public sealed class GenerationEngine : IDisposable
     /// <param name="device">Where it runs (default CPU).</param>
     /// <param name="context">Longest sequence (prompt and generation) the cache holds; default the model's
     /// context.</param>
+    /// <param name="routerFp32">Route MoE tokens in fp32, as the trainer does, instead of in the engine's compute
+    /// type (what serving engines do).</param>
     public GenerationEngine(IModelConfig config, Numerics numerics, int slots, SamplingOptions sampling,
         IReadOnlyCollection<long> stopTokens,
-        int maxTokens, long seed, Device? device = null, int? context = null)
+        int maxTokens, long seed, Device? device = null, int? context = null, bool routerFp32 = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 1);
         config.Check();
-        (_config, _numerics, _device, _stop, _maxTokens) = (config, numerics, device ?? CPU, [.. stopTokens],
-            maxTokens);
+        (_config, _numerics, _device, _stop, _maxTokens, _routerFp32) = (config, numerics, device ?? CPU,
+            [.. stopTokens], maxTokens, routerFp32);
         Context = Math.Min(config.ContextLength, context ?? config.ContextLength);
         ArgumentOutOfRangeException.ThrowIfLessThan(Context, 2, nameof(context));
         _sampler = new Sampler(sampling.Validate(), seed);
@@ -74,6 +77,13 @@ public sealed class GenerationEngine : IDisposable
     /// <summary>Tokens fed again from a prefix (prompts, and the generated part of resumed sequences).</summary>
     public long PrefixTokens { get; private set; }
 
+    /// <summary>Seconds spent in steps that fed a prefix (a prompt, or a resumed sequence's tokens), with the decode
+    /// rows that shared their forward.</summary>
+    public double PrefillSeconds { get; private set; }
+
+    /// <summary>Seconds spent in steps that only decoded (one token per sequence).</summary>
+    public double DecodeSeconds { get; private set; }
+
     /// <summary>Bytes the engine's weights occupy.</summary>
     public long WeightBytes => _weights?.Bytes ?? 0;
 
@@ -85,7 +95,7 @@ public sealed class GenerationEngine : IDisposable
     public (long Bytes, double Seconds) LoadWeights(ReadOnlySpan<float> flat, int version)
     {
         var clock = Stopwatch.StartNew();
-        Replace(EngineWeights.FromFlat(_config, flat, _numerics, _device), version);
+        Replace(EngineWeights.FromFlat(_config, flat, _numerics, _device, _routerFp32), version);
         return ((long)flat.Length * sizeof(float), clock.Elapsed.TotalSeconds);
     }
 
@@ -96,7 +106,7 @@ public sealed class GenerationEngine : IDisposable
     {
         if (!model.Config.Equals(_config)) throw new ArgumentException(
             $"The folder holds {model.Config}; the engine was made for {_config}.", nameof(model));
-        Replace(EngineWeights.FromFolder(model, _numerics, _device), version);
+        Replace(EngineWeights.FromFolder(model, _numerics, _device, _routerFp32), version);
     }
 
     private void Replace(EngineWeights weights, int version)
@@ -133,6 +143,7 @@ public sealed class GenerationEngine : IDisposable
         for (var i = 0; i < _slots.Length && _queue.Count > 0; i++) _slots[i] ??= _queue.Dequeue();
         var active = Enumerable.Range(0, _slots.Length).Where(i => _slots[i] is not null).ToArray();
         if (active.Length == 0) return [];
+        var clock = Stopwatch.StartNew();
         var sequences = active.Select(i => _slots[i]!).ToArray();
         var chunks = new Chunk[active.Length];
         for (var a = 0; a < active.Length; a++)
@@ -146,7 +157,11 @@ public sealed class GenerationEngine : IDisposable
         using var logits = decoder.Forward(chunks);                                                  // [A, V]
         var sampling = Enumerable.Range(0, sequences.Length)
             .Where(r => sequences[r].Fed == sequences[r].Length).ToArray();
-        return sampling.Length == 0 ? [] : Sample(logits, sequences, active, sampling, decoder.LastRouting);
+        IReadOnlyList<Sequence> finished = sampling.Length == 0 ? []
+            : Sample(logits, sequences, active, sampling, decoder.LastRouting);
+        if (chunks.Any(c => c.Tokens.Length > 1)) PrefillSeconds += clock.Elapsed.TotalSeconds;
+        else DecodeSeconds += clock.Elapsed.TotalSeconds;
+        return finished;
     }
 
     private List<Sequence> Sample(Tensor logits, Sequence[] sequences, int[] active, int[] sampling, int[][][] routing)

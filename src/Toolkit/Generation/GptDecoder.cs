@@ -40,7 +40,7 @@ internal sealed class GptDecoder(EngineWeights weights, int slots, int context) 
     /// (<see cref="ExpertRouting"/>).</summary>
     private Tensor Experts(Tensor x, string prefix, Batch batch)
     {
-        var output = ExpertRouting.Mix(x, nn.functional.linear(x, W[prefix + "router.weight"]), _config.Experts,
+        var output = ExpertRouting.Mix(x, W.Router(x, prefix + "router"), _config.Experts,
             _config.TopK,
             normalize: true, (e, rows) => Mlp(rows, $"{prefix}experts.{e}."), out _, out var chosen);   // [N, C]
         RecordRouting(chosen, batch);

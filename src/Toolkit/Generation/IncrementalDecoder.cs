@@ -13,7 +13,8 @@ internal readonly record struct Chunk(int Slot, long[] Tokens, int Start);
 /// The part of an incremental forward every family shares: a KV cache over a fixed pool of slots and attention over it.
 /// One forward takes any mix of chunks (continuous batching: a sequence joins with its whole prompt in one chunk,
 /// gpt-fast's prefill, while the others decode one token each); the projections run on all rows at once, decode rows
-/// attend together over their slots' caches, and each prefill chunk attends causally over its slot's cache.
+/// attend together over their slots' caches, and prefill chunks attend causally over their slots' caches in groups
+/// of similar lengths (<see cref="PrefillGroup"/>).
 /// </summary>
 internal abstract class IncrementalDecoder : IDisposable
 {
@@ -97,16 +98,17 @@ internal abstract class IncrementalDecoder : IDisposable
             var attended = einsum("akgl,alkd->akgd", nn.functional.softmax(scores, -1), values);   // [A, kv, g, d]
             output.index_copy_(0, rows, attended.reshape(-1, Heads, HeadDim));
         }
-        foreach (var (row, count, slot, start, hidden) in batch.Prefills)
+        foreach (var group in batch.PrefillGroups)
         {
-            var length = start + count;
-            var keys = cacheK[slot].narrow(0, 0, length);                             // [L, kv, d]
-            var values = cacheV[slot].narrow(0, 0, length);
-            var query = q.narrow(0, row, count).view(count, KvHeads, groups, HeadDim);   // [n, kv, g, d]
-            var scores = einsum("nkgd,lkd->nkgl", query, keys).mul(_scale);            // [n, kv, g, L]
-            scores = scores.masked_fill(hidden.view(count, 1, 1, length), _negativeInfinity);
-            var attended = einsum("nkgl,lkd->nkgd", nn.functional.softmax(scores, -1), values);    // [n, kv, g, d]
-            output.narrow(0, row, count).copy_(attended.reshape(count, Heads, HeadDim));
+            // chunks padded to the group's longest, attending together: [P, n, kv, g, d] over [P, L, kv, d]
+            var (count, length) = (group.Slots.shape[0], group.Length);
+            var keys = cacheK.narrow(1, 0, length).index_select(0, group.Slots);       // [P, L, kv, d]
+            var values = cacheV.narrow(1, 0, length).index_select(0, group.Slots);
+            var query = q.index_select(0, group.QueryRows).view(count, -1, KvHeads, groups, HeadDim);
+            var scores = einsum("pnkgd,plkd->pnkgl", query, keys).mul(_scale);           // [P, n, kv, g, L]
+            scores = scores.masked_fill(group.Hidden.unsqueeze(2).unsqueeze(2), _negativeInfinity);
+            var attended = einsum("pnkgl,plkd->pnkgd", nn.functional.softmax(scores, -1), values);
+            output.index_copy_(0, group.Rows, attended.reshape(-1, Heads, HeadDim).index_select(0, group.Valid));
         }
         return output.view(-1, Heads * HeadDim);                                      // [N, h·d]
     }
@@ -124,7 +126,7 @@ internal abstract class IncrementalDecoder : IDisposable
                 c.Tokens.Length).Select(p => (long)c.Slot * context + p)).ToArray();
             var ends = new long[chunks.Count];
             var (decodeRows, decodeSlots, decodePositions, prefills) = (new List<long>(), new List<long>(),
-                new List<long>(), new List<(int, int, int, int, Tensor)>());
+                new List<long>(), new List<(int Row, Chunk Chunk)>());
             var row = 0;
             for (var c = 0; c < chunks.Count; c++)
             {
@@ -135,8 +137,7 @@ internal abstract class IncrementalDecoder : IDisposable
                     decodeSlots.Add(chunk.Slot);
                     decodePositions.Add(chunk.Start);
                 }
-                else prefills.Add((row, chunk.Tokens.Length, chunk.Slot, chunk.Start, Future(chunk.Start,
-                    chunk.Start + chunk.Tokens.Length, device)));
+                else prefills.Add((row, chunk));
                 row += chunk.Tokens.Length;
                 ends[c] = row - 1;
             }
@@ -144,7 +145,7 @@ internal abstract class IncrementalDecoder : IDisposable
             Positions = tensor(positions, device: device);
             CacheRows = tensor(cacheRows, device: device);
             LastRows = tensor(ends, device: device);
-            Prefills = prefills;
+            PrefillGroups = [.. PrefillGroup.Plan(prefills).Select(g => new PrefillGroup(g, device))];
             if (decodeRows.Count == 0) return;
             DecodeRows = tensor(decodeRows.ToArray(), device: device);
             DecodeSlots = tensor(decodeSlots.ToArray(), device: device);
@@ -171,21 +172,12 @@ internal abstract class IncrementalDecoder : IDisposable
         public Tensor? DecodeHidden { get; }
         /// <summary>Longest cache prefix a decode row reads.</summary>
         public int DecodeLength { get; }
-        /// <summary>Prefill chunks: first row, row count, slot, start position, and the future positions each row must
-        /// not see [n, L].</summary>
-        public IReadOnlyList<(int Row, int Count, int Slot, int Start, Tensor Hidden)> Prefills { get; }
+        /// <summary>The prefill chunks, in groups that attend in one batched product each.</summary>
+        public IReadOnlyList<PrefillGroup> PrefillGroups { get; }
 
         /// <summary>True when the decode rows are slots 0..S−1 in order, so the caches are read as they are (no
         /// gather).</summary>
         public bool DecodesEverySlotInOrder { get; }
-
-        /// <summary>Positions [0, end) that rows at positions [start, end) must not see [n, end].</summary>
-        private static Tensor Future(int start, int end, Device device)
-        {
-            using var last = ((long)end).ToScalar();                                  // held for the call (TK0001)
-            using var first = ((long)start).ToScalar();
-            return arange(last, device: device).unsqueeze(0) > arange(first, last, device: device).unsqueeze(1);
-        }
     }
 
     public void Dispose()

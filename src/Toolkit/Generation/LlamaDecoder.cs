@@ -50,7 +50,7 @@ internal sealed class LlamaDecoder : IncrementalDecoder
     {
         var mixtral = _c.Family == DecoderFamily.Mixtral;
         var prefix = layer + (mixtral ? "block_sparse_moe." : "mlp.");
-        var output = ExpertRouting.Mix(x, Linear(x, prefix + "gate"), _c.Experts, _c.TopK, _c.NormalizeTopK,
+        var output = ExpertRouting.Mix(x, W.Router(x, prefix + "gate"), _c.Experts, _c.TopK, _c.NormalizeTopK,
             (e, rows) => mixtral ? SwiGlu(rows, $"{prefix}experts.{e}.", "w1", "w3", "w2") : SwiGlu(rows,
                 $"{prefix}experts.{e}.", "gate_proj", "up_proj", "down_proj"),
             out _, out var chosen);                                                                     // [N, C]

@@ -142,9 +142,15 @@ public sealed class GenerationEngineTests
             var reference = ReferenceLogProbs(model, s);
             for (var t = 0; t < reference.Length; t++) Assert.Equal(reference[t], s.LogProbs[t], 4);
         });
-        using (no_grad()) Toolkit.Rl.ResponseScoring.Score(model, sequences, 1.0);
+        var (flips, scored) = (new long[config.Layers], 0);
+        using (no_grad()) Toolkit.Rl.ResponseScoring.Score(model, sequences, 1.0, eachForward: part =>
+        {
+            scored += part.Count;
+            flips = [.. flips.Zip(Toolkit.Rl.ResponseScoring.RoutingFlips(model, part), (a, b) => a + b)];
+        });
         // same numerics, same experts
-        Assert.Equal(new long[config.Layers], Toolkit.Rl.ResponseScoring.RoutingFlips(model, sequences));
+        Assert.Equal(new long[config.Layers], flips);
+        Assert.Equal(sequences.Count, scored);
     }
 
     internal static Gpt Model(int seed)

@@ -23,7 +23,7 @@ public sealed class RlBenchmarkTests : IDisposable
     };
 
     [Fact]
-    public async Task EachSize_RunsSyncThenC3po_AtTheBudgetTheSyncBatchTrainsOn()
+    public async Task EachSize_RunsSyncThenC3po_AtTheBudgetTheSyncBatchTrainedOn_WithTheBreakdown()
     {
         var o = Options("4,8");
         var report = await RlBenchmark.RunAsync(o);
@@ -33,8 +33,18 @@ public sealed class RlBenchmarkTests : IDisposable
         Assert.All(report.Sizes, size =>
         {
             Assert.Equal(["sync", "c3po++"], size.Runs.Select(r => r.Rollout));
-            Assert.Equal((long)Math.Round(size.Prompts * 4 * meanResponse), size.Budget);
-            Assert.All(size.Runs, r => Assert.Equal((size.Prompts, size.Budget), (r.Prompts, r.Budget)));
+            var (sync, c3po) = (size.Runs[0], size.Runs[1]);
+            // the baseline's budget (its loss normaliser) is the estimate; C3PO++'s is what the baseline trained on
+            Assert.Equal((long)Math.Round(size.Prompts * 4 * meanResponse), sync.Budget);
+            Assert.Equal(Math.Max((long)Math.Round(sync.TrainedTokensPerStep),
+                2L * VerifiableTask.Named("longtail").MaxCompletionTokens), c3po.Budget);
+            Assert.Equal(c3po.Budget, size.Budget);
+            Assert.All(size.Runs, r => Assert.Equal(size.Prompts, r.Prompts));
+            // the breakdown: each part of the rollout within it, the baseline throws nothing away
+            Assert.All(size.Runs, r => Assert.True(r.PrefillSeconds > 0 && r.PrefillSeconds <= r.RolloutSeconds
+                && r.DecodeSeconds <= r.RolloutSeconds && r.TrainSeconds > 0 && r.SyncSeconds > 0
+                && r.PrefixTokensPerStep > 0, $"{r.Rollout}: {r}"));
+            Assert.Equal(0, sync.WastedTokensPerStep);
             // C3PO++ over the baseline, not the reverse
             Assert.Equal(size.Runs[1].TokensPerSecond / size.Runs[0].TokensPerSecond, size.RolloutSpeedup, 12);
             Assert.Equal(size.Runs[0].StepSeconds / size.Runs[1].StepSeconds, size.StepSpeedup, 12);

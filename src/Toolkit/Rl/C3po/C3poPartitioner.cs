@@ -40,7 +40,7 @@ internal sealed class C3poPartitioner : IRolloutSource
     public RolloutBatch Next()
     {
         var clock = Stopwatch.StartNew();
-        var (sampled, prefix) = (_engine.SampledTokens, _engine.PrefixTokens);
+        var mark = EngineMark.Of(_engine);
         // resumed by the current policy version
         foreach (var s in _carried) _engine.Enqueue(s);
         _carried.Clear();
@@ -59,9 +59,8 @@ internal sealed class C3poPartitioner : IRolloutSource
             }
         }
         _carried.AddRange(_engine.EvictAll());
-        var purged = Purge();
-        return new RolloutBatch(completed, _engine.SampledTokens - sampled, _engine.PrefixTokens - prefix,
-            clock.Elapsed.TotalSeconds, _carried.Count, purged);
+        var (purged, wasted) = Purge();
+        return mark.Since(_engine, completed, clock.Elapsed.TotalSeconds, _carried.Count, purged, wasted);
     }
 
     private void Open(Problem problem)
@@ -72,19 +71,20 @@ internal sealed class C3poPartitioner : IRolloutSource
     }
 
     /// <summary>Ages every open group by one iteration and drops those older than σ, with their unfinished
-    /// responses.</summary>
-    private int Purge()
+    /// responses; returns the responses dropped and the tokens they had sampled.</summary>
+    private (int Responses, long Tokens) Purge()
     {
-        var purged = 0;
+        var (purged, wasted) = (0, 0L);
         foreach (var group in _open.Values.ToList())
         {
             if (++group.Carries <= _staleness) continue;
             _open.Remove(group.Id);
             _carried.RemoveAll(s => (long)s.Tag! == group.Id);
             purged += group.Samples.Count;
+            wasted += group.Samples.Sum(s => (long)s.Tokens.Count);
         }
         PurgedTotal += purged;
-        return purged;
+        return (purged, wasted);
     }
 
     private sealed class OpenGroup(long id, Problem problem, List<Sequence> samples)

@@ -36,7 +36,14 @@ internal sealed class DynamicSampling(IRolloutSource inner, Func<RolloutGroup, b
         var all = batches.Sum(b => b.Groups.Count);
         var groups = kept.Count > 0 ? kept.Take(target).ToList() : [.. batches[^1].Groups];
         (Dropped, Draws) = (all - groups.Count, batches.Count);
+        static long Tokens(IEnumerable<RolloutGroup> g) => g.Sum(x => x.Samples.Sum(s => (long)s.Tokens.Count));
         return new RolloutBatch(groups, batches.Sum(b => b.SampledTokens), batches.Sum(b => b.PrefixTokens),
-            batches.Sum(b => b.Seconds), batches[^1].Carried, batches.Sum(b => b.Purged));
+            batches.Sum(b => b.Seconds), batches[^1].Carried, batches.Sum(b => b.Purged))
+        {
+            PrefillSeconds = batches.Sum(b => b.PrefillSeconds), DecodeSeconds = batches.Sum(b => b.DecodeSeconds),
+            // the dropped groups' tokens, and any the sources threw away
+            WastedTokens = batches.Sum(b => b.WastedTokens) + Tokens(batches.SelectMany(b => b.Groups))
+                - Tokens(groups),
+        };
     }
 }

@@ -25,6 +25,32 @@ internal sealed record RolloutBatch(IReadOnlyList<RolloutGroup> Groups, long Sam
 
     /// <summary>Sampled tokens per second of the phase.</summary>
     public double TokensPerSecond => Seconds > 0 ? SampledTokens / Seconds : 0;
+
+    /// <summary>Of <see cref="Seconds"/>, the engine's steps that fed a prefix (prompts, resumed sequences).</summary>
+    public double PrefillSeconds { get; init; }
+
+    /// <summary>Of <see cref="Seconds"/>, the engine's decode-only steps.</summary>
+    public double DecodeSeconds { get; init; }
+
+    /// <summary>Sampled tokens thrown away this iteration: those of purged responses.</summary>
+    public long WastedTokens { get; init; }
+}
+
+/// <summary>The engine's counters at the start of a rollout phase, to report the phase's share of each.</summary>
+internal readonly record struct EngineMark(long Sampled, long Prefix, double PrefillSeconds, double DecodeSeconds)
+{
+    public static EngineMark Of(GenerationEngine engine) =>
+        new(engine.SampledTokens, engine.PrefixTokens, engine.PrefillSeconds, engine.DecodeSeconds);
+
+    /// <summary>The phase's batch: what the engine did since the mark.</summary>
+    public RolloutBatch Since(GenerationEngine engine, IReadOnlyList<RolloutGroup> groups, double seconds,
+        int carried = 0, int purged = 0, long wasted = 0) =>
+        new(groups, engine.SampledTokens - Sampled, engine.PrefixTokens - Prefix, seconds, carried, purged)
+        {
+            PrefillSeconds = engine.PrefillSeconds - PrefillSeconds,
+            DecodeSeconds = engine.DecodeSeconds - DecodeSeconds,
+            WastedTokens = wasted,
+        };
 }
 
 /// <summary>Where an RL step's rollouts come from: the synchronous baseline or C3PO++.</summary>
@@ -93,12 +119,12 @@ internal sealed class SynchronousRollouts(GenerationEngine engine, PromptStream 
     public RolloutBatch Next()
     {
         var clock = Stopwatch.StartNew();
-        var (sampled, prefix) = (engine.SampledTokens, engine.PrefixTokens);
+        var mark = EngineMark.Of(engine);
         var groups = Enumerable.Range(0, promptsPerStep).Select(_ => prompts.Next()).Select(p => (Problem: p,
             Group: _factory.Create(p, prompts.Tokens))).ToList();
         foreach (var s in groups.SelectMany(g => g.Group.Samples)) engine.Enqueue(s);
         engine.RunToCompletion();
-        return new RolloutBatch([.. groups.Select(g => new RolloutGroup(g.Group.Id, g.Problem, g.Group.Samples))],
-            engine.SampledTokens - sampled, engine.PrefixTokens - prefix, clock.Elapsed.TotalSeconds, 0, 0);
+        return mark.Since(engine, [.. groups.Select(g => new RolloutGroup(g.Group.Id, g.Problem, g.Group.Samples))],
+            clock.Elapsed.TotalSeconds);
     }
 }

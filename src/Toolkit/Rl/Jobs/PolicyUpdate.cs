@@ -76,8 +76,8 @@ internal sealed class PolicyUpdate(ShardedTrainer trainer, VerifiableTask task, 
                 {
                     var policy = (CausalLanguageModel)module;
                     var (logpTrain, logpInfer, valid, entropy) = ResponseScoring.Score(policy, part, temperature,
-                        entropyGradient: o.Loss.EntropyCoefficient > 0);                              // [N, T] each
-                    if (old is null) flips.Count(policy, part);
+                        entropyGradient: o.Loss.EntropyCoefficient > 0,
+                        eachForward: old is null ? scored => flips.Count(policy, scored) : null);    // [N, T] each
                     Tensor? logpReference = null;
                     if (reference is not null)
                         using (no_grad()) logpReference = ResponseScoring.Score(reference, part, temperature).LogpTrain;
@@ -145,8 +145,8 @@ internal sealed class PolicyUpdate(ShardedTrainer trainer, VerifiableTask task, 
         {
             var part = sequences.GetRange(parts[m].First, parts[m].Count);
             using var inner = NewDisposeScope();
-            scores[m] = ResponseScoring.Score(_old!, part, temperature).LogpTrain.MoveToOuterDisposeScope();
-            flips.Count(_old!, part);
+            scores[m] = ResponseScoring.Score(_old!, part, temperature,
+                eachForward: scored => flips.Count(_old!, scored)).LogpTrain.MoveToOuterDisposeScope();
         }
         return scores;
     }
@@ -158,7 +158,7 @@ internal sealed class PolicyUpdate(ShardedTrainer trainer, VerifiableTask task, 
         public long[] All { get; private set; } = [];
         public long[] Stale { get; private set; } = [];
 
-        public void Count(CausalLanguageModel model, List<Sequence> part)
+        public void Count(CausalLanguageModel model, IReadOnlyList<Sequence> part)
         {
             All = Add(All, ResponseScoring.RoutingFlips(model, part));
             Stale = Add(Stale, ResponseScoring.RoutingFlips(model, part, (s, t) => s.Versions[t] != version));

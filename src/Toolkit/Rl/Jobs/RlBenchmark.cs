@@ -21,8 +21,7 @@ internal sealed record RlBenchmarkOptions : ICheckedOptions
 
     /// <summary>Prompts per step of the synchronous baseline, one pair of runs per value. Default 8,16,32.</summary>
     [Option("Prompts per step of the synchronous baseline, comma-separated: one synchronous and one C3PO++ run per " +
-        "value, C3PO++'s budget Phi set to the tokens that batch trains on (prompts x samples x the task's mean " +
-            "answer length, stop token included).")]
+        "value, C3PO++'s budget Phi set to the response tokens the synchronous run trained on per step.")]
     public string Prompts { get; init; } = "8,16,32";
 
     /// <summary>The prompt counts, parsed.</summary>
@@ -32,8 +31,9 @@ internal sealed record RlBenchmarkOptions : ICheckedOptions
             : throw new ArgumentOutOfRangeException(nameof(Prompts), p, "is not a positive whole number of prompts"))];
 
     /// <summary>
-    /// Every configuration, by prompt count: the synchronous baseline and C3PO++ jobs with P prompts per step and Φ =
-    /// P × G × the mean response length (answer plus stop token) of the task's training split.
+    /// Every configuration, by prompt count: the synchronous baseline and C3PO++ jobs with P prompts per step and a
+    /// first estimate of Φ, P × G × the mean reference answer length (stop token included) of the task's training
+    /// split; <see cref="RlBenchmark.RunAsync"/> replaces it with what the baseline actually trained on.
     /// </summary>
     /// <exception cref="ArgumentException">An invalid option (the message names it).</exception>
     public IReadOnlyList<(int Prompts, RlTrainOptions Sync, RlTrainOptions C3po)> Configurations()
@@ -55,10 +55,11 @@ internal sealed record RlBenchmarkOptions : ICheckedOptions
 /// <summary>
 /// Rollout throughput and step time, synchronous against C3PO++, on the same job at equal budget. For each prompt count
 /// P the synchronous baseline generates P × G responses to completion per step; C3PO++ keeps its pool of Ω sequences
-/// full and trains once complete groups reach Φ = P × G × the task's mean response length (so both train on about
-/// the same tokens per step). The long tail costs the baseline the decode steps in which few sequences are left; on a
-/// CPU a decode step costs a fixed part (operator dispatch) plus a part per sequence, so the gap is widest when the
-/// batch per rank is small.
+/// full and trains once complete groups reach Φ = the response tokens the baseline trained on per step (its mean
+/// over the timed steps), so both steps train on about the same tokens. The long tail costs the baseline the decode
+/// steps in which few sequences are left; on a CPU a decode step costs a fixed part (operator dispatch) plus a part
+/// per sequence, so the gap is widest when the batch per rank is small. Each run reports its step split into prefill,
+/// decode, train and sync, the tokens fed again as prefixes and the sampled tokens thrown away.
 /// </summary>
 internal static class RlBenchmark
 {
@@ -70,8 +71,10 @@ internal static class RlBenchmark
         foreach (var (prompts, sync, c3po) in options.Configurations())
         {
             var runs = new List<RlBenchmarkRun>();
-            foreach (var job in new[] { sync, c3po })
+            foreach (var configured in new[] { sync, c3po })
             {
+                var job = runs.Count == 0 ? configured : (configured with { Rollout = configured.Rollout with
+                    { Budget = MeasuredBudget(configured, runs[0]) } }).Validate();
                 var result = await RlTrainJob.RunAsync(job, null, cancellationToken);
                 // the first step includes warm-up of the engine
                 var timed = result.Steps.Skip(1).DefaultIfEmpty(result.Steps[0]).ToList();
@@ -83,12 +86,21 @@ internal static class RlBenchmark
                     timed.Average(s => s.Responses * s.ResponseLength), result.Steps.TakeLast(Math.Max(1,
                         result.Steps.Count / 4)).Average(s => s.RewardMean),
                     result.FinalAccuracy, result.Steps.Sum(s => s.Carried), result.Steps.Sum(s => s.Purged),
-                        result.RunPath);
+                        result.RunPath)
+                {
+                    PrefillSeconds = timed.Average(s => s.PrefillSeconds),
+                    DecodeSeconds = timed.Average(s => s.DecodeSeconds),
+                    TrainSeconds = timed.Average(s => s.TrainSeconds), SyncSeconds = timed.Average(s => s.SyncSeconds),
+                    PrefixTokensPerStep = timed.Average(s => (double)s.PrefixTokens),
+                    WastedTokensPerStep = timed.Average(s => (double)s.WastedTokens),
+                };
                 log?.Invoke(
                     $"P {prompts,3} Phi {run.Budget,5} {run.Rollout,-7} {run.TokensPerSecond,8:F0} tokens/s, " +
-                        $"rollout {run.RolloutSeconds:F2} s, step {run.StepSeconds:F2} s, " +
-                            $"{run.TrainedTokensPerStep:F0} tokens trained per step, reward {run.FinalReward:F3} " +
-                                $"(last quarter)");
+                        $"step {run.StepSeconds:F2} s = rollout {run.RolloutSeconds:F2} (prefill " +
+                        $"{run.PrefillSeconds:F2}, decode {run.DecodeSeconds:F2}) + train {run.TrainSeconds:F2} + " +
+                        $"sync {run.SyncSeconds:F2}; per step {run.TrainedTokensPerStep:F0} tokens trained, " +
+                        $"{run.PrefixTokensPerStep:F0} fed as prefixes, {run.WastedTokensPerStep:F0} wasted; " +
+                        $"reward {run.FinalReward:F3} (last quarter)");
                 runs.Add(run);
             }
             var size = new RlBenchmarkSize(prompts, runs[1].Budget, runs,
@@ -100,8 +112,16 @@ internal static class RlBenchmark
         }
         return new RlBenchmarkReport(options.Job, Environment.ProcessorCount, sizes);
     }
+
+    /// <summary>C3PO++'s Φ for a size: the response tokens the synchronous run trained on per step, and at least one
+    /// longest response per rank (what <c>rl train</c> requires of a budget).</summary>
+    internal static long MeasuredBudget(RlTrainOptions c3po, RlBenchmarkRun sync) =>
+        Math.Max((long)Math.Round(sync.TrainedTokensPerStep),
+            (long)c3po.Launch.Ranks * c3po.TaskDefinition.MaxCompletionTokens);
 }
 
+/// <summary>C3PO++'s Φ for a size: the response tokens the synchronous run trained on per step, and at least one
+/// longest response per rank (what <c>rl train</c> requires of a budget).</summary>
 /// <summary>The JSON of <c>toolkit bench rl</c>.</summary>
 /// <param name="Job">The job every run used (rollout mode, prompts and budget aside).</param>
 /// <param name="Cores">Cores of the machine.</param>
@@ -132,4 +152,23 @@ internal sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<R
 /// <param name="RunPath">The run folder.</param>
 internal sealed record RlBenchmarkRun(string Rollout, int Prompts, long Budget, double TokensPerSecond,
     double RolloutSeconds, double StepSeconds, double TrainedTokensPerStep,
-    double FinalReward, double FinalAccuracy, long Carried, long Purged, string RunPath);
+    double FinalReward, double FinalAccuracy, long Carried, long Purged, string RunPath)
+{
+    /// <summary>Of the rollout: engine steps that fed prefixes (prompts, resumed sequences).</summary>
+    public double PrefillSeconds { get; init; }
+
+    /// <summary>Of the rollout: decode-only engine steps.</summary>
+    public double DecodeSeconds { get; init; }
+
+    /// <summary>The policy update per step.</summary>
+    public double TrainSeconds { get; init; }
+
+    /// <summary>Gathering the weights and loading them into the engine, per step.</summary>
+    public double SyncSeconds { get; init; }
+
+    /// <summary>Tokens fed again as prefixes per step (prompts, resumed sequences' earlier tokens).</summary>
+    public double PrefixTokensPerStep { get; init; }
+
+    /// <summary>Sampled tokens thrown away per step (purged responses).</summary>
+    public double WastedTokensPerStep { get; init; }
+}

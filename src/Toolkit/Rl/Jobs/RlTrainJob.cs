@@ -99,7 +99,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             : resume is null ? flat : RlCheckpoint.ReadReference(resume) ?? flat;
         using var engine = new GenerationEngine(config, o.Rollout.Precision, o.Rollout.Pool, o.Rollout.Sampling,
             tokens.Stop,
-            task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank, context: evaluation.Context);
+            task.MaxCompletionTokens, o.Seed * 1_000_003L + comm.Rank, context: evaluation.Context,
+            routerFp32: o.Rollout.RouterFp32);
         using var reference = referenceValues is null ? null : ModelSource.FromValues(config, referenceValues);
         var version = state.Version;
         var syncBytes = engine.LoadWeights(flat, version).Bytes;
@@ -224,6 +225,11 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         ];
         double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds, u.Current.LogProbDiffMax,
             u.Stale.LogProbDiffMax];
+        // the slowest rank's rollout split, and the tokens fed again or thrown away over all ranks
+        double[] rollout = [batch.PrefillSeconds, batch.DecodeSeconds];
+        double[] counts = [batch.PrefixTokens, batch.WastedTokens];
+        comm.AllReduce<double>(rollout, ReduceOp.Max);
+        comm.AllReduce<double>(counts);
         var split = Split(u.Current, u.RoutingFlips.Zip(u.StaleRoutingFlips, (a, b) => a - b).ToArray())
             .Concat(Split(u.Stale, u.StaleRoutingFlips)).ToArray();
         comm.AllReduce<double>(sums);
@@ -242,6 +248,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             [.. sums[17..(17 + Bins)].Select(v => (long)v)], [.. sums[(17 + Bins)..].Select(f => f / tokens)])
         {
             ClipFraction = sums[15] / tokens, DroppedGroups = (int)sums[16],
+            PrefillSeconds = rollout[0], DecodeSeconds = rollout[1], PrefixTokens = (long)counts[0],
+            WastedTokens = (long)counts[1],
             Current = Diagnostics(split[..5], maxima[4], tokens, u.RoutingFlips.Length),
             Stale = Diagnostics(split[5..], maxima[5], tokens, u.RoutingFlips.Length),
         };

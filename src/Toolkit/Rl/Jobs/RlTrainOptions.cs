@@ -34,6 +34,12 @@ public sealed record RolloutOptions
         "activations, W8A8); anything but fp32 creates a train/inference mismatch.", Name = "rollout-precision")]
     public Numerics Precision { get; init; } = Numerics.Fp32;
 
+    /// <summary>Route MoE tokens in fp32 in the rollout engine, as the trainer does. Default off: the engine routes
+    /// in its compute precision (bf16 for bf16, int8 and fp8; fp16 for fp16), as serving engines do.</summary>
+    [Option("MoE policy: the rollout engine computes router logits in fp32, as the trainer does, instead of in its " +
+        "compute precision as serving engines do (removes the router's own rounding from the mismatch).")]
+    public bool RouterFp32 { get; init; }
+
     /// <summary>sync or c3po++. Default sync.</summary>
     [Option("sync (generate the whole batch, then train) or c3po++ (token budget; unfinished rollouts resumed by the " +
         "next policy version).", Name = "rollout")]

@@ -53,6 +53,20 @@ public sealed record RlStep(int Step, double RewardMean, double RewardStd, doubl
     /// <summary>Groups dynamic sampling dropped this step (all rewards equal, or beyond the batch size).</summary>
     public int DroppedGroups { get; init; }
 
+    /// <summary>Of <see cref="RolloutSeconds"/> (the largest over ranks): the engine steps that fed prefixes
+    /// (prompts and resumed sequences, with the decode rows beside them).</summary>
+    public double PrefillSeconds { get; init; }
+
+    /// <summary>Of <see cref="RolloutSeconds"/> (the largest over ranks): the decode-only engine steps.</summary>
+    public double DecodeSeconds { get; init; }
+
+    /// <summary>Tokens fed again as prefixes over all ranks: prompts, and resumed sequences' earlier tokens.</summary>
+    public long PrefixTokens { get; init; }
+
+    /// <summary>Sampled tokens thrown away over all ranks: purged responses (C3PO++) and groups dynamic sampling
+    /// dropped.</summary>
+    public long WastedTokens { get; init; }
+
     /// <summary>The mismatch diagnostics of the tokens the current policy version generated (all of them in sync
     /// mode).</summary>
     public VersionDiagnostics? Current { get; init; }
