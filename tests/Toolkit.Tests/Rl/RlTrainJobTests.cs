@@ -237,16 +237,34 @@ public sealed class RlTrainJobTests : IDisposable
         Assert.Equal(6, InferOutput.Rows(served.JobFolder).Count());
     }
 
+    /// <summary>A C3PO++ run resumes with its pool: the partial rollouts carried over at the save, their groups and
+    /// the ids continue, and the run ends as the one that went on.</summary>
     [Fact]
-    public async Task Resume_IsRefused_ForC3po_AnotherRankCount_OrNoStepsLeft()
+    public async Task Resume_OfAC3poRun_RestoresItsPool_AndContinuesTheSameTrajectory()
+    {
+        var options = Small(RolloutMode.C3poPlusPlus) with { Model = new() { Name = "small" }, WarmupSteps = 100,
+            WarmupLr = 3e-3, Steps = 4, EvalEvery = 2 };
+        var whole = await RlTrainJob.RunAsync(options with { Checkpoint = new() { Every = 2 } });
+        Assert.True(whole.Steps[1].Carried > 0, "nothing was carried over at the save");
+        var halfway = Path.Combine(whole.RunPath, "checkpoints", "step-2");
+        var resumed = await RlTrainJob.RunAsync(options with { Checkpoint = new() { ResumeFrom = halfway } });
+        double[] Trace(RlTrainResult r) => [.. r.Steps.SelectMany(s => new[] { s.RewardMean, s.GradNorm,
+            s.LogProbDiffMean, s.Responses, s.Carried, s.Purged, s.MaxStaleness, s.HeldOutAccuracy })];
+        Assert.Equal(Trace(whole), Trace(resumed));
+        Assert.Equal(CheckpointManifest.ReadParameters(Path.Combine(whole.RunPath, "checkpoints", "step-4")),
+            CheckpointManifest.ReadParameters(Path.Combine(resumed.RunPath, "checkpoints", "step-4")));
+    }
+
+    [Fact]
+    public async Task Resume_IsRefused_ForAnotherRolloutMode_AnotherRankCount_OrNoStepsLeft()
     {
         var run = await RlTrainJob.RunAsync(Small() with { Steps = 1 });
         var saved = Path.Combine(run.RunPath, "checkpoints", "step-1");
         string Refusal(RlTrainOptions o) => OptionException.Describe(Assert.ThrowsAny<ArgumentException>(() =>
             o.Validate()), OptionSchema.For<RlTrainOptions>());
         var resume = Small() with { Steps = 3, Checkpoint = new() { ResumeFrom = saved } };
-        Assert.Contains("only sync runs resume", Refusal(resume with { Rollout = resume.Rollout with {
-            Mode = RolloutMode.C3poPlusPlus } }));
+        Assert.Contains("was written by a run with --rollout sync; resume it with --rollout sync",
+            Refusal(resume with { Rollout = resume.Rollout with { Mode = RolloutMode.C3poPlusPlus } }));
         Assert.Contains("was written by 2 ranks; resume it with --ranks 2",
             Refusal(resume with { Launch = resume.Launch with { Ranks = 1 }, Rollout = resume.Rollout with {
                 Prompts = 4 } }));

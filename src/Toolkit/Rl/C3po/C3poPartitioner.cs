@@ -63,6 +63,30 @@ internal sealed class C3poPartitioner : IRolloutSource
         return mark.Since(_engine, completed, clock.Elapsed.TotalSeconds, _carried.Count, purged, wasted);
     }
 
+    /// <summary>The pool between iterations (the engine holds nothing then): every open group with its responses,
+    /// the order the carried ones are resumed in, and the counters.</summary>
+    public C3poPool Save() => new(
+        [.. _open.Values.Select(g => new SavedGroup(g.Id, g.Problem, g.Finished, g.Carries,
+            [.. g.Samples.Select(SavedSequence.Of)]))],
+        [.. _carried.Select(s => s.Id)], _factory.Groups, _factory.Sequences, PurgedTotal);
+
+    /// <summary>Puts a saved pool back (into a partitioner that has not run yet).</summary>
+    public void Restore(C3poPool pool)
+    {
+        if (_open.Count > 0 || _factory.Sequences > 0)
+            throw new InvalidOperationException("Restore a pool before the first iteration.");
+        var byId = new Dictionary<long, Sequence>();
+        foreach (var g in pool.Groups)
+        {
+            var samples = g.Samples.Select(s => s.ToSequence(g.Id)).ToList();
+            foreach (var s in samples) byId[s.Id] = s;
+            _open[g.Id] = new OpenGroup(g.Id, g.Problem, samples) { Finished = g.Finished, Carries = g.Carries };
+        }
+        _carried.AddRange(pool.Carried.Select(id => byId[id]));
+        _factory.Restore(pool.GroupsOpened, pool.SequencesOpened);
+        PurgedTotal = pool.Purged;
+    }
+
     private void Open(Problem problem)
     {
         var (id, samples) = _factory.Create(problem, _prompts.Tokens);
@@ -94,5 +118,38 @@ internal sealed class C3poPartitioner : IRolloutSource
         public List<Sequence> Samples { get; } = samples;
         public int Finished { get; set; }
         public int Carries { get; set; }
+    }
+}
+
+/// <summary>A C3PO++ pool as saved with a checkpoint.</summary>
+/// <param name="Groups">The open groups.</param>
+/// <param name="Carried">Ids of the unfinished responses, in the order they are resumed.</param>
+/// <param name="GroupsOpened">Groups opened so far (the next group's id).</param>
+/// <param name="SequencesOpened">Responses created so far (the next response's id).</param>
+/// <param name="Purged">Responses purged so far.</param>
+internal sealed record C3poPool(IReadOnlyList<SavedGroup> Groups, IReadOnlyList<long> Carried, long GroupsOpened,
+    long SequencesOpened, int Purged);
+
+/// <summary>An open group: its problem, how many of its responses finished, its carry-overs, its responses.</summary>
+internal sealed record SavedGroup(long Id, Problem Problem, int Finished, int Carries,
+    IReadOnlyList<SavedSequence> Samples);
+
+/// <summary>A response as far as it got: its tokens with their log-probabilities, versions and routing.</summary>
+internal sealed record SavedSequence(long Id, IReadOnlyList<long> Prompt, IReadOnlyList<long> Tokens,
+    IReadOnlyList<float> LogProbs, IReadOnlyList<int> Versions, IReadOnlyList<int[][]> Routing, bool IsFinished,
+    bool IsTruncated, int Evictions)
+{
+    public static SavedSequence Of(Sequence s) => new(s.Id, [.. s.Prompt], [.. s.Tokens], [.. s.LogProbs],
+        [.. s.Versions], [.. s.Routing], s.IsFinished, s.IsTruncated, s.Evictions);
+
+    public Sequence ToSequence(long group)
+    {
+        var s = new Sequence(Id, Prompt, group) { IsFinished = IsFinished, IsTruncated = IsTruncated,
+            Evictions = Evictions };
+        s.Tokens.AddRange(Tokens);
+        s.LogProbs.AddRange(LogProbs);
+        s.Versions.AddRange(Versions);
+        s.Routing.AddRange(Routing);
+        return s;
     }
 }

@@ -99,8 +99,14 @@ internal sealed class GroupFactory(int groupSize)
     private long _groups;
     private long _sequences;
 
+    /// <summary>Groups created so far.</summary>
+    public long Groups => _groups;
+
     /// <summary>Sequences created so far.</summary>
     public long Sequences => _sequences;
+
+    /// <summary>Continues the ids of a saved run.</summary>
+    public void Restore(long groups, long sequences) => (_groups, _sequences) = (groups, sequences);
 
     public (long Id, List<Sequence> Samples) Create(Problem problem, TaskTokens tokens)
     {

@@ -18,12 +18,12 @@ public sealed record RlCheckpointOptions
     /// <summary>A checkpoint of an <c>rl train</c> run to continue: the same trajectory as if it had not
     /// stopped.</summary>
     [Option("Resume from a checkpoint of an rl train run (runs/<id>/checkpoints/step-K): policy, optimizer, the " +
-        "samplers' and prompt streams' states and the steps so far; the run continues to --steps as if it had not " +
-        "stopped (sync rollouts, the same --ranks).", Name = "resume")]
+        "samplers' and prompt streams' states, C3PO++'s pool and the steps so far; the run continues to --steps as " +
+        "if it had not stopped (the same --rollout and --ranks).", Name = "resume")]
     public string? ResumeFrom { get; init; }
 
     /// <summary>Throws naming the first invalid setting.</summary>
-    public RlCheckpointOptions Validate(int ranks)
+    public RlCheckpointOptions Validate(int ranks, bool c3po)
     {
         if (Every < 0) throw new ArgumentOutOfRangeException(nameof(Every), Every, "must not be negative");
         if (ResumeFrom is not { } folder) return this;
@@ -31,6 +31,9 @@ public sealed record RlCheckpointOptions
         if (state.Ranks != ranks) throw new ArgumentOutOfRangeException(nameof(ResumeFrom), folder,
             $"was written by {state.Ranks} ranks; resume it with --ranks {state.Ranks} (each rank's sampler is " +
                 "saved)");
+        var saved = RlCheckpoint.ReadRank(folder, 0).Pool is null ? "sync" : "c3po++";
+        if (saved != (c3po ? "c3po++" : "sync")) throw new ArgumentOutOfRangeException(nameof(ResumeFrom), folder,
+            $"was written by a run with --rollout {saved}; resume it with --rollout {saved}");
         return this;
     }
 }
@@ -40,8 +43,9 @@ public sealed record RlCheckpointOptions
 internal sealed record RlRunState(int NextStep, int Version, int Ranks, double InitialAccuracy,
     double WarmStartAccuracy, double WarmStartSeconds, IReadOnlyList<RlStep> Steps);
 
-/// <summary>One rank's random state: its sampler's generator and how many prompts its stream has drawn.</summary>
-internal sealed record RlRankState(byte[] Sampler, long PromptsDrawn);
+/// <summary>One rank's state: its sampler's generator, how many prompts its stream has drawn, and for C3PO++ its pool
+/// of partial rollouts (null for synchronous rollouts).</summary>
+internal sealed record RlRankState(byte[] Sampler, long PromptsDrawn, C3poPool? Pool = null);
 
 /// <summary>
 /// An RL run's checkpoint: the PaRO engine's (policy and AdamW state, any strategy's shards; with the model's

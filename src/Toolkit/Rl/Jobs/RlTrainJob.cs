@@ -106,17 +106,18 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         var syncBytes = engine.LoadWeights(flat, version).Bytes;
         double syncSeconds;
         var prompts = new PromptStream(train, o.Seed * 7919 + comm.Rank, tokens);
-        if (resume is not null)
-        {
-            var saved = RlCheckpoint.ReadRank(resume, comm.Rank);
-            engine.SamplerState = saved.Sampler;
-            prompts.Skip(saved.PromptsDrawn);
-        }
         var budget = o.Rollout.Budget / comm.Size;
         using var update = new PolicyUpdate(trainer, task, tokens, o, config, reference, budget);
         IRolloutSource source = o.Rollout.Mode == RolloutMode.Sync
             ? new SynchronousRollouts(engine, prompts, o.Rollout.Prompts / comm.Size, o.Rollout.Samples)
             : new C3poPartitioner(engine, prompts, o.Rollout.Samples, budget, o.Rollout.Staleness);
+        if (resume is not null)
+        {
+            var saved = RlCheckpoint.ReadRank(resume, comm.Rank);
+            engine.SamplerState = saved.Sampler;
+            prompts.Skip(saved.PromptsDrawn);
+            if (saved.Pool is { } pool) ((C3poPartitioner)source).Restore(pool);
+        }
         var sampling = o.Rollout.DynamicSampling
             ? new DynamicSampling(source, update.Informative, o.Rollout.MaxSampleBatches) : null;
         var steps = state.Steps.ToList();
@@ -142,7 +143,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             if (step == o.Steps - 1 || o.Checkpoint.Every > 0 && (step + 1) % o.Checkpoint.Every == 0)
                 RlCheckpoint.Save(context.RunPath, step + 1, trainer, model, comm,
                     state with { NextStep = step + 1, Version = version, Steps = steps },
-                    new RlRankState(engine.SamplerState, prompts.Drawn), referenceValues);
+                    new RlRankState(engine.SamplerState, prompts.Drawn, (source as C3poPartitioner)?.Save()),
+                    referenceValues);
         }
         if (o.Export is { } export && comm.Rank == 0) Export(context, model, flat, export);
         return new RankOutcome(state.InitialAccuracy, state.WarmStartAccuracy, steps[^1].HeldOutAccuracy, steps,
