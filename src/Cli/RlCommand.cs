@@ -10,7 +10,37 @@ namespace Toolkit.Cli;
 internal static class RlCommand
 {
     public static Command Create() => new("rl",
-        "Ring-1T style RL: GRPO with IcePop / TIS / MIS and C3PO++ rollouts.") { Train() };
+        "Ring-1T style RL: GRPO with IcePop / TIS / MIS and C3PO++ rollouts.")
+    {
+        Train(),
+        new Command("experiment", "Experiments that reproduce the paper's comparisons.") { IcePop() },
+    };
+
+    private static Command IcePop()
+    {
+        var json = new Option<FileInfo?>("--json") { Description
+            = "Write the result (every run's per-step diagnostics and the verdicts) as JSON to this file." };
+        var command = new Command("icepop",
+            "Vanilla GRPO, TIS and IcePop on the same MoE policy from low-precision rollouts, and fp32 rollouts as " +
+                "the reference, over several seeds: per correction and step the mismatch, gradient norm, masked " +
+                "fraction and held-out accuracy; which runs degraded.") { json };
+        var options = new CliOptions<IcePopExperimentOptions>(command, new(), "rl experiment icepop");
+        command.SetAction(async (parse, token) =>
+        {
+            var o = options.Bind(parse);
+            var progress = new NamedRunProgress(x =>
+            {
+                if (x.Point.Name == RlTrainJob.Metrics.HeldOutAccuracy)
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{x.Run,-14} step {x.Point.Step + 1,3}/{o.Job.Steps}  held-out accuracy {x.Point.Value:F3}"));
+            });
+            var result = await IcePopExperiment.RunAsync(o, progress, token);
+            Facts.Print(result);
+            Facts.WriteJson(parse.GetValue(json), result);
+            return 0;
+        });
+        return command;
+    }
 
     private static Command Train()
     {

@@ -47,10 +47,12 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         kernel.AddDirective<ParoTrainCommand>(train, ParoTrainCommand.HandleAsync);
         kernel.AddDirective<ParoCompareCommand>(compare, ParoCompareCommand.HandleAsync);
 
-        var rlTrain = RlTrainCommand.CreateDirective();
+        KernelActionDirective rlTrain = RlTrainCommand.CreateDirective(), rlIcePop = RlIcePopCommand.CreateDirective();
         AddRoot<RlHelpCommand>(kernel, "#!rl",
-            "Ring-1T style RL: train (GRPO with IcePop, TIS or MIS; synchronous or C3PO++ rollouts).", rlTrain);
+            "Ring-1T style RL: train (GRPO with IcePop, TIS or MIS; synchronous or C3PO++ rollouts), icepop (the " +
+                "experiment: corrections against fp32 rollouts over seeds).", rlTrain, rlIcePop);
         kernel.AddDirective<RlTrainCommand>(rlTrain, RlTrainCommand.HandleAsync);
+        kernel.AddDirective<RlIcePopCommand>(rlIcePop, RlIcePopCommand.HandleAsync);
 
         var inferRun = InferRunCommand.CreateDirective();
         AddRoot<InferHelpCommand>(kernel, "#!infer",

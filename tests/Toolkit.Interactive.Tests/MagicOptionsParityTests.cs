@@ -25,6 +25,7 @@ public sealed class MagicOptionsParityTests : IDisposable
         { "#!paro", "compare", typeof(ParoCompareOptions) },
         { "#!collective", "plan", typeof(CollectivePlanOptions) },
         { "#!rl", "train", typeof(Toolkit.Rl.RlRunOptions) },
+        { "#!rl", "icepop", typeof(Toolkit.Rl.IcePopExperimentOptions) },
         { "#!infer", "run", typeof(Toolkit.BatchInference.InferJobOptions) },
         { "#!model", "init", typeof(Toolkit.Models.ModelInitOptions) },
         { "#!model", "info", typeof(Toolkit.Models.ModelInfoOptions) },

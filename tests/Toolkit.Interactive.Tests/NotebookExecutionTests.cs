@@ -86,6 +86,9 @@ public sealed class NotebookExecutionTests
         Assert.Contains(all, h => h.Contains("KlInferTrain") && h.Contains("Int8"));
         // MoE routing flips, engine vs trainer
         Assert.Contains(all, h => h.Contains("Routing flips per layer") && h.Contains("Plotly.newPlot"));
+        // #!rl icepop: the verdicts, then one chart per diagnostic with a line per correction
+        Assert.Contains(all, h => h.Contains("IcePop experiment: fp8 rollouts, 1 seed") && h.Contains("degraded in"));
+        Assert.Contains(all, h => h.Contains("held-out accuracy (mean over seeds)") && h.Contains("Plotly.newPlot"));
     }
 
     [Fact]

@@ -122,6 +122,7 @@ public sealed class ParoMagicTests : IDisposable
     [InlineData("#!paro compare --strategies NNN,GNN --steps 1", "not effective")]
     [InlineData("#!rl train --samples 1", "--samples 1: must be at least 2")]
     [InlineData("#!rl train --compare none,magic", "--compare magic: is not a correction")]
+    [InlineData("#!rl icepop --seeds 2,2", "--seeds 2,2: repeats a seed")]
     [InlineData("#!infer run", "an input file is required")]
     [InlineData("#!infer run --input missing.jsonl", "the input file 'missing.jsonl' does not exist")]
     [InlineData("#!infer run --input missing.jsonl --workers many", "--workers")]

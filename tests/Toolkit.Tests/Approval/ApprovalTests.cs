@@ -33,6 +33,8 @@ public sealed class ApprovalTests : IDisposable
     [InlineData("bench generate")]
     [InlineData("data corpus")]
     [InlineData("rl train")]
+    [InlineData("rl experiment icepop")]
+    [InlineData("bench rl")]
     [InlineData("infer")]
     [InlineData("infer run")]
     [InlineData("jobs")]
