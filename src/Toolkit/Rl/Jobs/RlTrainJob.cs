@@ -227,7 +227,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         ];
         double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds, u.Current.LogProbDiffMax,
             u.Stale.LogProbDiffMax];
-        // the slowest rank's rollout split, and the tokens fed again or thrown away over all ranks
+        // the rollout split (each part the largest over ranks), the tokens fed again or thrown away (summed)
         double[] rollout = [batch.PrefillSeconds, batch.DecodeSeconds];
         double[] counts = [batch.PrefixTokens, batch.WastedTokens];
         comm.AllReduce<double>(rollout, ReduceOp.Max);
