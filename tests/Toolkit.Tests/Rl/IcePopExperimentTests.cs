@@ -28,6 +28,17 @@ public sealed class IcePopExperimentTests : IDisposable
                 icepop.TopK));
     }
 
+    [Fact]
+    public void TheJobsSeedAndCorrection_AreNotOptions_TheExperimentSetsThem()
+    {
+        var names = OptionSchema.For<IcePopExperimentOptions>().Select(s => s.Name).ToList();
+        Assert.DoesNotContain("--seed", names);
+        Assert.DoesNotContain("--correction", names);
+        Assert.Contains("--seeds", names);
+        Assert.Contains("--corrections", names);
+        Assert.Contains("--alpha", names);        // IcePop's band still is
+    }
+
     [Theory]
     [InlineData("--seeds", "1,x", "--seeds x: is not an integer seed")]
     [InlineData("--seeds", "2,2", "--seeds 2,2: repeats a seed")]

@@ -13,10 +13,10 @@ namespace Toolkit.Rl;
 /// counts as degraded.</summary>
 public sealed record IcePopExperimentOptions : Jobs.ICheckedOptions
 {
-    /// <summary>The job every run starts from. Default: the small GPT as a mixture of 8 experts (top-2), fp8
-    /// rollouts, addition, 60 RL steps evaluated every 10 (the twelve runs of the defaults fit in 15 minutes on 2
-    /// cores).</summary>
-    [OptionGroup] public RlTrainOptions Job { get; init; } = new()
+    /// <summary>The job every run starts from (its seed and correction are set per run by <see cref="Seeds"/> and
+    /// <see cref="Corrections"/>). Default: the small GPT as a mixture of 8 experts (top-2), fp8 rollouts, addition,
+    /// 60 RL steps evaluated every 10 (the twelve runs of the defaults fit in 15 minutes on 2 cores).</summary>
+    [OptionGroup(Exclude = ["seed", "correction"])] public RlTrainOptions Job { get; init; } = new()
     {
         Policy = PolicyKind.Moe, Experts = 8, TopK = 2, Steps = 60, EvalEvery = 10,
         Rollout = new() { Precision = Numerics.Fp8 },
