@@ -186,6 +186,13 @@ public sealed class ModelSource
         return FromValues(config, new TensorParameterSource(values));
     }
 
+    /// <summary>Overwrites <paramref name="model"/>'s parameters with a flat fp32 vector (module order).</summary>
+    internal static void Refill(CausalLanguageModel model, float[] flat)
+    {
+        using var values = tensor(flat);
+        FillFrom(model, new TensorParameterSource(values));
+    }
+
     private static void FillFrom(CausalLanguageModel model, IParameterSource source)
     {
         using var _ = no_grad();

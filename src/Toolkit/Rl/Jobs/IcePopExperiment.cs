@@ -181,9 +181,12 @@ public static class IcePopExperiment
     {
         double Final(IcePopRun r) => double.IsFinite(r.FinalAccuracy) ? r.FinalAccuracy : 0;
         var fp32 = runs.Where(r => r.Correction == "fp32").Select(Final).DefaultIfEmpty(double.NaN).Average();
-        return [.. runs.GroupBy(r => r.Correction).Select(g => new IcePopVerdict(g.Key, g.Count(),
-            g.Count(r => r.Degraded), g.Average(Final), 100 * (fp32 - g.Average(Final)),
-            g.All(r => !r.Degraded) && 100 * (fp32 - g.Average(Final)) <= nearPoints))];
+        return [.. runs.GroupBy(r => r.Correction).Select(g =>
+        {
+            var (mean, degraded) = (g.Average(Final), g.Count(r => r.Degraded));
+            var below = 100 * (fp32 - mean);
+            return new IcePopVerdict(g.Key, g.Count(), degraded, mean, below, degraded == 0 && below <= nearPoints);
+        })];
     }
 
     private sealed class Progress(string run, IProgress<(string Run, MetricPoint Point)> target)

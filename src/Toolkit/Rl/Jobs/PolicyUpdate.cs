@@ -170,19 +170,8 @@ internal sealed class PolicyUpdate(ShardedTrainer trainer, VerifiableTask task, 
 
     private void Load(float[] flat)
     {
-        if (_old is null)
-        {
-            _old = ModelSource.FromValues(config, flat);
-            return;
-        }
-        using var scope = NewDisposeScope();
-        using var values = tensor(flat);
-        long offset = 0;
-        foreach (var p in _old.parameters())
-        {
-            p.copy_(values.narrow(0, offset, p.numel()).view(p.shape));
-            offset += p.numel();
-        }
+        if (_old is null) _old = ModelSource.FromValues(config, flat);
+        else ModelSource.Refill(_old, flat);
     }
 
     /// <inheritdoc/>

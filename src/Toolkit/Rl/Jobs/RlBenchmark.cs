@@ -120,8 +120,6 @@ internal static class RlBenchmark
             (long)c3po.Launch.Ranks * c3po.TaskDefinition.MaxCompletionTokens);
 }
 
-/// <summary>C3PO++'s Φ for a size: the response tokens the synchronous run trained on per step, and at least one
-/// longest response per rank (what <c>rl train</c> requires of a budget).</summary>
 /// <summary>The JSON of <c>toolkit bench rl</c>.</summary>
 /// <param name="Job">The job every run used (rollout mode, prompts and budget aside).</param>
 /// <param name="Cores">Cores of the machine.</param>

@@ -22,12 +22,15 @@ public sealed record RlCheckpointOptions
         "if it had not stopped (the same --rollout and --ranks).", Name = "resume")]
     public string? ResumeFrom { get; init; }
 
-    /// <summary>Throws naming the first invalid setting.</summary>
-    public RlCheckpointOptions Validate(int ranks, bool c3po)
+    /// <summary>Throws naming the first invalid setting: a checkpoint to resume must have been written by as many
+    /// ranks, with the same rollout mode, and have fewer than <paramref name="steps"/> steps done.</summary>
+    public RlCheckpointOptions Validate(int ranks, bool c3po, int steps)
     {
         if (Every < 0) throw new ArgumentOutOfRangeException(nameof(Every), Every, "must not be negative");
         if (ResumeFrom is not { } folder) return this;
         var state = RlCheckpoint.ReadRun(folder);
+        if (state.NextStep >= steps) throw new ArgumentOutOfRangeException(nameof(RlTrainOptions.Steps), steps,
+            $"the checkpoint has done {state.NextStep} steps already; ask for more");
         if (state.Ranks != ranks) throw new ArgumentOutOfRangeException(nameof(ResumeFrom), folder,
             $"was written by {state.Ranks} ranks; resume it with --ranks {state.Ranks} (each rank's sampler is " +
                 "saved)");

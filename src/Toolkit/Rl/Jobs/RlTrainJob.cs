@@ -225,15 +225,12 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             u.EntropySum, u.SampledLogProbSum, batch.SampledTokens, batch.Carried, batch.Purged,
                 u.ClipFraction * d.Tokens, dropped, .. u.Staleness, .. u.RoutingFlips,
         ];
+        // the rollout split (prefill, decode) is each part's largest over ranks
         double[] maxima = [d.LogProbDiffMax, batch.Seconds, u.Seconds, syncSeconds, u.Current.LogProbDiffMax,
-            u.Stale.LogProbDiffMax];
-        // the rollout split (each part the largest over ranks), the tokens fed again or thrown away (summed)
-        double[] rollout = [batch.PrefillSeconds, batch.DecodeSeconds];
-        double[] counts = [batch.PrefixTokens, batch.WastedTokens];
-        comm.AllReduce<double>(rollout, ReduceOp.Max);
-        comm.AllReduce<double>(counts);
-        var split = Split(u.Current, u.RoutingFlips.Zip(u.StaleRoutingFlips, (a, b) => a - b).ToArray())
-            .Concat(Split(u.Stale, u.StaleRoutingFlips)).ToArray();
+            u.Stale.LogProbDiffMax, batch.PrefillSeconds, batch.DecodeSeconds];
+        // current and stale tokens' sums (5 each), then the tokens fed again and those thrown away
+        double[] split = [.. Split(u.Current, u.RoutingFlips.Zip(u.StaleRoutingFlips, (a, b) => a - b).ToArray()),
+            .. Split(u.Stale, u.StaleRoutingFlips), batch.PrefixTokens, batch.WastedTokens];
         comm.AllReduce<double>(sums);
         comm.AllReduce<double>(maxima, ReduceOp.Max);
         comm.AllReduce<double>(split);
@@ -250,10 +247,10 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             [.. sums[17..(17 + Bins)].Select(v => (long)v)], [.. sums[(17 + Bins)..].Select(f => f / tokens)])
         {
             ClipFraction = sums[15] / tokens, DroppedGroups = (int)sums[16],
-            PrefillSeconds = rollout[0], DecodeSeconds = rollout[1], PrefixTokens = (long)counts[0],
-            WastedTokens = (long)counts[1],
+            PrefillSeconds = maxima[6], DecodeSeconds = maxima[7], PrefixTokens = (long)split[10],
+            WastedTokens = (long)split[11],
             Current = Diagnostics(split[..5], maxima[4], tokens, u.RoutingFlips.Length),
-            Stale = Diagnostics(split[5..], maxima[5], tokens, u.RoutingFlips.Length),
+            Stale = Diagnostics(split[5..10], maxima[5], tokens, u.RoutingFlips.Length),
         };
     }
 

@@ -243,10 +243,7 @@ public sealed record RlTrainOptions : IJobOptions
         if (EvalEvery < 1) throw new ArgumentOutOfRangeException(nameof(EvalEvery), EvalEvery, "must be at least 1");
         if (!(StopGradNorm > 0)) throw new ArgumentOutOfRangeException(nameof(StopGradNorm), StopGradNorm,
             "must be positive");
-        Checkpoint.Validate(Launch.Ranks, Rollout.Mode == RolloutMode.C3poPlusPlus);
-        if (Checkpoint.ResumeFrom is { } from && RlCheckpoint.ReadRun(from).NextStep >= Steps)
-            throw new ArgumentOutOfRangeException(nameof(Steps), Steps,
-                $"the checkpoint has done {RlCheckpoint.ReadRun(from).NextStep} steps already; ask for more");
+        Checkpoint.Validate(Launch.Ranks, Rollout.Mode == RolloutMode.C3poPlusPlus, Steps);
         LrSchedule.Validate();
         if (Rollout.DynamicSampling && Rollout.Mode != RolloutMode.Sync)
             throw new ArgumentOutOfRangeException(nameof(Rollout.DynamicSampling), true,
