@@ -15,6 +15,9 @@ public sealed class NotebookExecutionTests
     private static readonly string Feed = Path.Combine(Root, "artifacts", "feed");
     private static readonly string Tool = Path.Combine(Root, "artifacts", "tools", "dotnet-interactive",
         "dotnet-interactive");
+    /// <summary>Where each executed notebook, its HTML, a screenshot and its running time are kept for a
+    /// reviewer.</summary>
+    private static readonly string Kept = Path.Combine(Root, "artifacts", "test-output", "notebooks");
 
     [Fact]
     public void Package_CarriesTheExtensionWhereTheKernelLooks()
@@ -81,14 +84,14 @@ public sealed class NotebookExecutionTests
         foreach (var correction in new[] { "none", "tis", "icepop" })
             // #!rl train --compare: one result table per run
             Assert.Contains(all, h => h.Contains($"RL addition, {correction}, int8 rollouts"));
-        Assert.Contains(all, h => h.Contains("masked token fraction") && h.Contains("Plotly.newPlot"));   // live charts
+        Assert.Contains(all, h => h.Contains("tokens masked or truncated by the correction") && h.Contains("Plotly.newPlot"));   // live charts
         // the numerics dial from the C# API
         Assert.Contains(all, h => h.Contains("KlInferTrain") && h.Contains("Int8"));
         // MoE routing flips, engine vs trainer
         Assert.Contains(all, h => h.Contains("Routing flips per layer") && h.Contains("Plotly.newPlot"));
         // #!rl icepop: the verdicts, then one chart per diagnostic with a line per correction
         Assert.Contains(all, h => h.Contains("IcePop experiment: fp8 rollouts, 1 seed") && h.Contains("degraded in"));
-        Assert.Contains(all, h => h.Contains("held-out accuracy (mean over seeds)") && h.Contains("Plotly.newPlot"));
+        Assert.Contains(all, h => h.Contains("mean over seeds, one line per correction") && h.Contains("Plotly.newPlot"));
     }
 
     [Fact]
@@ -111,7 +114,7 @@ public sealed class NotebookExecutionTests
         // #!infer run result table
         Assert.Contains(all, h => h.Contains("batch inference infer-") && h.Contains("completed"));
         // live charts
-        Assert.Contains(all, h => h.Contains("stage busy fraction") && h.Contains("Plotly.newPlot"));
+        Assert.Contains(all, h => h.Contains("busy fraction per stage") && h.Contains("Plotly.newPlot"));
         // two worker processes
         Assert.Contains(all, h => h.Contains("2 started, 0 died"));
         // read back from C#
@@ -201,16 +204,19 @@ public sealed class NotebookExecutionTests
                 start.ArgumentList.Add(a);
             start.Environment["TOOLKIT_RUNS_DIR"] = Path.Combine(work.FullName, "runs");
             start.Environment.Remove("TOOLKIT_CLI");   // the notebooks name the checkout's build themselves
+            var clock = Stopwatch.StartNew();
             using var process = Process.Start(start)!;
             var stderr = process.StandardError.ReadToEndAsync();
             var stdout = process.StandardOutput.ReadToEnd();
             Assert.True(process.WaitForExit(TimeSpan.FromMinutes(15)), "the notebook did not finish in 15 minutes");
             Assert.True(File.Exists(output),
                 $"no executed notebook was written; exit {process.ExitCode}\n{stdout}\n{stderr.Result}");
+            var seconds = clock.Elapsed.TotalSeconds;
             if (writesRuns) Assert.True(Directory.Exists(Path.Combine(work.FullName, "runs")),
                 "the notebook's jobs did not write to TOOLKIT_RUNS_DIR");
             var cells = ReadOutputs(output);
             AssertChartsWorkOffline(cells);
+            OpenInBrowser(output, seconds);
             return cells;
         }
         finally
@@ -236,6 +242,26 @@ public sealed class NotebookExecutionTests
                 StringComparison.Ordinal) && h.Contains(external, StringComparison.Ordinal));
         Assert.All(outputs.Where(h => h.Contains("Plotly.newPlot", StringComparison.Ordinal)),
             h => Assert.Contains("window.Plotly", h));
+    }
+
+    /// <summary>
+    /// The executed notebook as a reader opens it: rendered to HTML (nbconvert), opened in headless Chromium with no
+    /// network, every chart drawn with data and titled in words; the notebook, its HTML, a screenshot and the running
+    /// time are kept under <c>artifacts/test-output/notebooks</c>.
+    /// </summary>
+    private static void OpenInBrowser(string executed, double seconds)
+    {
+        var name = Path.GetFileNameWithoutExtension(executed);
+        Directory.CreateDirectory(Kept);
+        var notebook = Path.Combine(Kept, name + ".ipynb");
+        File.Copy(executed, notebook, overwrite: true);
+        var (exit, log) = Toolkit.Tests.Support.Repository.Run("/usr/bin/python3", ["-m", "nbconvert", "--to", "html", notebook,
+            "--output-dir", Kept], TimeSpan.FromMinutes(2));
+        Assert.True(exit == 0, $"nbconvert failed on {name}:\n{log}");
+        var page = Toolkit.Tests.Support.HeadlessBrowser.Open(Path.Combine(Kept, name + ".html"), Path.Combine(Kept, name + ".png"));
+        page.AssertReadable(name);
+        File.WriteAllText(Path.Combine(Kept, name + ".json"), JsonSerializer.Serialize(new { notebook = name,
+            seconds = Math.Round(seconds, 1), charts = page.Charts.Count, titles = page.Charts.Select(c => c.Title) }));
     }
 
     private static List<CellOutputs> ReadOutputs(string path)

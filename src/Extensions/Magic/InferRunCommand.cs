@@ -28,8 +28,10 @@ public sealed class InferRunCommand : OptionsMagicCommand<InferJobOptions>
     internal static async Task HandleAsync(InferRunCommand command, KernelInvocationContext context)
     {
         var snapshots = new Collector<InferStatus>();
-        var job = InferJob.RunAsync(command.Bind(new(), "infer run"), snapshots, context.CancellationToken);
-        var result = await LiveDisplay.RunAsync(context, job, () => InferCharts.Live(snapshots.Snapshot()),
+        var options = command.Bind(new(), "infer run");
+        var job = InferJob.RunAsync(options, snapshots, context.CancellationToken);
+        var title = $"Batch inference of {Path.GetFileName(options.Data.Input)}: progress, throughput, pipeline stages";
+        var result = await LiveDisplay.RunAsync(context, job, () => InferCharts.Live(snapshots.Snapshot(), title),
             TimeSpan.FromSeconds(1));
         context.DisplayAs(Html.Table(result), "text/html");
     }

@@ -39,8 +39,8 @@ public sealed class ParoCompareCommand : OptionsMagicCommand<ParoCompareOptions>
     }
 
     private static GenericChart LossByStrategy(IReadOnlyList<(string Strategy, MetricPoint Point)> points) =>
-        Charts.Lines("loss of rank 0, strategies one after another",
+        Charts.Lines("Training loss of rank 0 per strategy (the strategies run one after another)",
             points.Where(p => p.Point.Rank == 0 && p.Point.Name == MetricNames.Loss)
             .GroupBy(p => p.Strategy).Select(g => (g.Key,
-                (IReadOnlyList<MetricPoint>)g.Select(p => p.Point).ToList())));
+                (IReadOnlyList<MetricPoint>)g.Select(p => p.Point).ToList())), "loss");
 }

@@ -21,8 +21,11 @@ public sealed class ParoTrainCommand : OptionsMagicCommand<ParoTrainOptions>
     internal static async Task HandleAsync(ParoTrainCommand command, KernelInvocationContext context)
     {
         var metrics = new Collector<MetricPoint>();
-        var job = ParoTrainJob.RunAsync(command.Bind(new(), "paro train"), metrics, context.CancellationToken);
-        var result = await LiveDisplay.RunAsync(context, job, () => ParoCharts.Live(metrics.Snapshot()),
+        var options = command.Bind(new(), "paro train");
+        var job = ParoTrainJob.RunAsync(options, metrics, context.CancellationToken);
+        var title = $"PaRO {options.Plan.Strategy.Code} training on {options.Launch.Ranks} ranks in groups of " +
+            $"{options.Launch.GroupSize}: loss, traffic and memory per rank";
+        var result = await LiveDisplay.RunAsync(context, job, () => ParoCharts.Live(title, metrics.Snapshot()),
             TimeSpan.FromSeconds(1), metrics);
         context.DisplayAs(Html.Table(result), "text/html");
     }

@@ -30,6 +30,6 @@ public sealed class RlIcePopCommand : OptionsMagicCommand<IcePopExperimentOption
         var result = await LiveDisplay.RunAsync(context, job, () => RlCharts.Live(points.Snapshot()),
             TimeSpan.FromSeconds(1), points);
         context.DisplayAs(Html.Table(result), "text/html");
-        foreach (var chart in IcePopCharts.PerCorrection(result.Runs)) context.Display(chart, "text/html");
+        context.Display(IcePopCharts.PerCorrection(result), "text/html");
     }
 }

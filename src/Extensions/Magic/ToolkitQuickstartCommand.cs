@@ -24,18 +24,19 @@ public sealed class ToolkitQuickstartCommand : OptionsMagicCommand<QuickstartOpt
     internal static async Task HandleAsync(ToolkitQuickstartCommand command, KernelInvocationContext context)
     {
         var metrics = new Collector<MetricPoint>();
-        var job = QuickstartJob.RunAsync(command.Bind(new(), "toolkit quickstart"), metrics, context.CancellationToken);
-        var result = await LiveDisplay.RunAsync(context, job, () => Render(metrics.Snapshot()),
+        var options = command.Bind(new(), "toolkit quickstart");
+        var job = QuickstartJob.RunAsync(options, metrics, context.CancellationToken);
+        var result = await LiveDisplay.RunAsync(context, job, () => Render(options, metrics.Snapshot()),
             TimeSpan.FromSeconds(1), metrics);
         context.DisplayAs(Html.Table(result), "text/html");
     }
 
-    /// <summary>Loss and inter-group traffic side by side; the ranks are named once, in the first panel's
-    /// legend.</summary>
-    private static GenericChart Render(IReadOnlyList<MetricPoint> points) =>
-        Charts.Side("Quickstart: loss and traffic per rank",
-    [
-        (Charts.MetricByRank(points, MetricNames.Loss, "loss"), "loss"),
-        (Charts.MetricByRank(points, MetricNames.InterBytes, "bytes", showLegend: false), "inter-group bytes per step"),
-    ]);
+    /// <summary>Loss and inter-group traffic per rank side by side (the ranks named once in the legend).</summary>
+    private static GenericChart Render(QuickstartOptions options, IReadOnlyList<MetricPoint> points)
+    {
+        return Charts.Figure($"Quickstart: {options.Launch.Ranks} ranks in groups of {options.Launch.GroupSize} " +
+            "training data-parallel",
+            [Charts.MetricPanel(Charts.ByRank(points, MetricNames.Loss), MetricNames.Loss),
+                Charts.MetricPanel(Charts.ByRank(points, MetricNames.InterBytes), MetricNames.InterBytes)]);
+    }
 }

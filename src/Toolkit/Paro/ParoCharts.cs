@@ -43,7 +43,8 @@ internal static class ParoCharts
 
     /// <summary>Measured memory of rank 0 stacked by component, one column per run.</summary>
     public static GenericChart MeasuredMemory(IReadOnlyList<ParoTrainResult> runs)
-        => Charts.StackedColumns("Measured bytes per rank (rank 0)", runs.Select(r => r.Strategy).ToList(),
+        => Charts.StackedColumns("Measured memory of rank 0 by component, per strategy",
+            runs.Select(r => r.Strategy).ToList(),
     [
         ("parameters", runs.Select(r => (double)r.Memory[0].ParamsBytes).ToList()),
         ("gradients", runs.Select(r => (double)r.Memory[0].GradsBytes).ToList()),
@@ -55,7 +56,8 @@ internal static class ParoCharts
 
     /// <summary>Measured bytes per rank per step, intra and inter, one pair per run.</summary>
     public static GenericChart MeasuredTraffic(IReadOnlyList<ParoTrainResult> runs)
-        => Charts.GroupedColumns("Measured bytes sent per rank per step", runs.Select(r => r.Strategy).ToList(),
+        => Charts.GroupedColumns("Measured bytes sent per rank per step, per strategy",
+            runs.Select(r => r.Strategy).ToList(),
     [
         ("intra-group", runs.Select(r => (double)r.Comm.IntraBytesPerStep).ToList()),
         ("inter-group", runs.Select(r => (double)r.Comm.InterBytesPerStep).ToList()),
@@ -63,27 +65,26 @@ internal static class ParoCharts
 
     /// <summary>Measured throughput per run.</summary>
     public static GenericChart MeasuredThroughput(IReadOnlyList<ParoTrainResult> runs) =>
-        Charts.Bars("Measured throughput", runs.Select(r => r.Strategy).ToList(),
+        Charts.Bars("Measured training throughput per strategy", runs.Select(r => r.Strategy).ToList(),
             runs.Select(r => r.Throughput.TokensPerSecond).ToList(), "tokens / s");
 
-    /// <summary>Live view of a training run: loss, memory of each rank by component, and traffic per step.</summary>
-    public static GenericChart Live(IReadOnlyList<MetricPoint> points)
+    /// <summary>Live view of a training run: loss and traffic per rank, and the memory of each rank by
+    /// component.</summary>
+    public static GenericChart Live(string title, IReadOnlyList<MetricPoint> points)
     {
         var ranks = points.Select(p => p.Rank).Distinct().Order().ToList();
         double Last(int rank, string name) => points.LastOrDefault(p => p.Rank == rank && p.Name == name)?.Value ?? 0;
-        var labels = ranks.Select(r => $"rank {r}").ToList();
-        var memory = Charts.StackedColumns("Memory per rank (measured)", labels,
+        Panel[] lines = [Charts.MetricPanel(Charts.ByRank(points, MetricNames.Loss), MetricNames.Loss),
+            Charts.MetricPanel(Charts.ByRank(points, MetricNames.InterBytes), MetricNames.InterBytes),
+            Charts.MetricPanel(Charts.ByRank(points, MetricNames.IntraBytes), MetricNames.IntraBytes)];
+        var memory = Charts.StackedColumns("", [.. ranks.Select(r => $"rank {r}")],
         [
             ("parameters", ranks.Select(r => Last(r, ParoTrainJob.Metrics.ParamsBytes)).ToList()),
             ("gradients", ranks.Select(r => Last(r, ParoTrainJob.Metrics.GradsBytes)).ToList()),
             ("optimizer states", ranks.Select(r => Last(r, ParoTrainJob.Metrics.OptimizerBytes)).ToList()),
         ], "bytes");
-        string[] titles = ["loss", "memory per rank (bytes)", "inter-group bytes per step",
-            "intra-group bytes per step"];
-        var grid = Plotly.NET.CSharp.Chart.Grid([Charts.MetricByRank(points, MetricNames.Loss), memory,
-            Charts.MetricByRank(points, MetricNames.InterBytes), Charts.MetricByRank(points, MetricNames.IntraBytes)],
-                2, 2, SubPlotTitles: titles);
-        return grid.WithSize(1100, 760);
+        return Charts.Grid(title, [.. Charts.Draw(lines), memory],
+            [.. lines.Select(p => p.Title), "memory per rank by component (measured)"], columns: 2);
     }
 
     private static string Label(StrategyEstimate e) => e.Feasible ? e.Strategy.Code : $"{e.Strategy.Code} (no fit)";

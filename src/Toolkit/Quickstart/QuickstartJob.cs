@@ -102,8 +102,8 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
             $"{run.Options.Launch.Ranks} / {run.Options.Launch.GroupSize}"), .. result.Facts()],
         [
             Charts.MetricByRank(points, MetricNames.Loss),
-            Charts.MetricByRank(points, MetricNames.InterBytes, "inter-group bytes per step"),
-            Charts.MetricByRank(points, MetricNames.StepSeconds, "step time (s)"),
+            Charts.MetricByRank(points, MetricNames.InterBytes),
+            Charts.MetricByRank(points, MetricNames.StepSeconds),
         ]);
         return result;
     }

@@ -127,9 +127,9 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         HtmlReport.Write(run.File("report.html"), result.Title, result.Facts(),
         [
             Charts.MetricByRank(points, MetricNames.Loss),
-            Charts.MetricByRank(points, MetricNames.InterBytes, "inter-group bytes per step"),
-            Charts.MetricByRank(points, MetricNames.IntraBytes, "intra-group bytes per step"),
-            Charts.MetricByRank(points, MetricNames.StepSeconds, "step time (s)"),
+            Charts.MetricByRank(points, MetricNames.InterBytes),
+            Charts.MetricByRank(points, MetricNames.IntraBytes),
+            Charts.MetricByRank(points, MetricNames.StepSeconds),
         ]);
         return result;
     }

@@ -173,7 +173,7 @@ public static class IcePopExperiment
         var experiment = new IcePopExperimentResult(options, runs, verdicts, clock.Elapsed.TotalSeconds, folder);
         ToolkitJson.Write(Path.Combine(folder, "experiment.json"), experiment);
         HtmlReport.Write(Path.Combine(folder, "report.html"), experiment.Title, experiment.Facts(),
-            IcePopCharts.PerCorrection(runs));
+            [IcePopCharts.PerCorrection(experiment)]);
         return experiment;
     }
 
