@@ -22,8 +22,11 @@ internal static class Html
     public static string Table(Toolkit.Reporting.TextTable table)
     {
         static string E(string text) => WebUtility.HtmlEncode(text);
-        var html = new StringBuilder("<table><caption style=\"text-align:left;font-weight:bold\">")
-            .Append(E(table.Title)).Append("</caption><tr>");
+        var html = new StringBuilder("<table>");
+        if (table.Title.Length > 0)
+            html.Append("<caption style=\"text-align:left;font-weight:bold\">").Append(E(table.Title)).Append(
+                "</caption>");
+        html.Append("<tr>");
         foreach (var column in table.Columns) html.Append("<th>").Append(E(column)).Append("</th>");
         html.Append("</tr>");
         foreach (var row in table.Rows)

@@ -75,6 +75,7 @@ public sealed class ToolkitKernelExtension : IKernelExtension
         kernel.AddDirective<CollectivePlanCommand>(collectivePlan, CollectivePlanCommand.HandleAsync);
 
         OfflineCharts.Register();
+        ResultFormatters.Register();
         string status;
         try
         {

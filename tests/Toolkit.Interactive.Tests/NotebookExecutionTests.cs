@@ -84,14 +84,17 @@ public sealed class NotebookExecutionTests
         foreach (var correction in new[] { "none", "tis", "icepop" })
             // #!rl train --compare: one result table per run
             Assert.Contains(all, h => h.Contains($"RL addition, {correction}, int8 rollouts"));
-        Assert.Contains(all, h => h.Contains("tokens masked or truncated by the correction") && h.Contains("Plotly.newPlot"));   // live charts
+        // live charts
+        Assert.Contains(all, h => h.Contains("tokens masked or truncated by the correction") &&
+            h.Contains("Plotly.newPlot"));
         // the numerics dial from the C# API
         Assert.Contains(all, h => h.Contains("KlInferTrain") && h.Contains("Int8"));
         // MoE routing flips, engine vs trainer
         Assert.Contains(all, h => h.Contains("Routing flips per layer") && h.Contains("Plotly.newPlot"));
         // #!rl icepop: the verdicts, then one chart per diagnostic with a line per correction
         Assert.Contains(all, h => h.Contains("IcePop experiment: fp8 rollouts, 1 seed") && h.Contains("degraded in"));
-        Assert.Contains(all, h => h.Contains("mean over seeds, one line per correction") && h.Contains("Plotly.newPlot"));
+        Assert.Contains(all, h => h.Contains("mean over seeds, one line per correction") &&
+            h.Contains("Plotly.newPlot"));
     }
 
     [Fact]
@@ -142,7 +145,7 @@ public sealed class NotebookExecutionTests
         // batch scoring
         Assert.Contains(all, h => h.Contains("batch inference infer-") && h.Contains("completed"));
         // export read back
-        Assert.Contains(all, h => h.Contains("BitIdentical = True"));
+        Assert.Contains(all, h => h.Contains("BitIdentical") && h.Contains("<td>True</td>"));
     }
 
     /// <summary>
@@ -216,6 +219,9 @@ public sealed class NotebookExecutionTests
                 "the notebook's jobs did not write to TOOLKIT_RUNS_DIR");
             var cells = ReadOutputs(output);
             AssertChartsWorkOffline(cells);
+            // results that are rows display as tables, not as the kernel's collapsed object views
+            Assert.DoesNotContain(cells.SelectMany(c => c.Html), h => h.Contains("dni-treeview",
+                StringComparison.Ordinal));
             OpenInBrowser(output, seconds);
             return cells;
         }
@@ -255,10 +261,11 @@ public sealed class NotebookExecutionTests
         Directory.CreateDirectory(Kept);
         var notebook = Path.Combine(Kept, name + ".ipynb");
         File.Copy(executed, notebook, overwrite: true);
-        var (exit, log) = Toolkit.Tests.Support.Repository.Run("/usr/bin/python3", ["-m", "nbconvert", "--to", "html", notebook,
-            "--output-dir", Kept], TimeSpan.FromMinutes(2));
+        var (exit, log) = Toolkit.Tests.Support.Repository.Run("/usr/bin/python3",
+            ["-m", "nbconvert", "--to", "html", notebook, "--output-dir", Kept], TimeSpan.FromMinutes(2));
         Assert.True(exit == 0, $"nbconvert failed on {name}:\n{log}");
-        var page = Toolkit.Tests.Support.HeadlessBrowser.Open(Path.Combine(Kept, name + ".html"), Path.Combine(Kept, name + ".png"));
+        var page = Toolkit.Tests.Support.HeadlessBrowser.Open(Path.Combine(Kept, name + ".html"),
+            Path.Combine(Kept, name + ".png"));
         page.AssertReadable(name);
         File.WriteAllText(Path.Combine(Kept, name + ".json"), JsonSerializer.Serialize(new { notebook = name,
             seconds = Math.Round(seconds, 1), charts = page.Charts.Count, titles = page.Charts.Select(c => c.Title) }));

@@ -5,8 +5,8 @@ using Toolkit.Runs;
 namespace Toolkit.Reporting;
 
 /// <summary>One line of a panel: its name (the legend entry) and its points.</summary>
-/// <param name="Name">The legend entry; the same name in several panels of a figure is one legend entry and one
-/// colour.</param>
+/// <param name="Name">The legend entry (none when empty); the same name in several panels of a figure is one legend
+/// entry and one colour.</param>
 /// <param name="X">X values.</param>
 /// <param name="Y">Y values, one per X.</param>
 public sealed record Series(string Name, IReadOnlyList<double> X, IReadOnlyList<double> Y);
@@ -140,7 +140,7 @@ public static class Charts
                 colours[s.Name] = colour = Palette[colours.Count % Palette.Length];
             var color = Color.fromString(colour);
             traces.Add(Plotly.NET.CSharp.Chart.Line<double, double, string>(x: s.X, y: s.Y, Name: s.Name,
-                    ShowMarkers: s.X.Count <= 40, ShowLegend: legend.Add(s.Name), LineColor: color,
+                    ShowMarkers: s.X.Count <= 40, ShowLegend: s.Name.Length > 0 && legend.Add(s.Name), LineColor: color,
                     MarkerColor: color)
                 .WithTraceInfo(LegendGroup: s.Name));
         }

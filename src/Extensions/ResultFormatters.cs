@@ -1,0 +1,50 @@
+using System.Collections;
+using System.Reflection;
+using Microsoft.DotNet.Interactive.Formatting;
+using Toolkit.Reporting;
+
+namespace Toolkit.Interactive;
+
+/// <summary>
+/// Results display as tables with named columns, not as lists of collapsed objects: a <see cref="TextTable"/>, any
+/// result that describes itself as facts (a job's result), and any sequence of the toolkit's own row types (plans,
+/// steps, quarantined records...). For rows of other types (anonymous ones included) notebooks call
+/// <see cref="Tables.ToTable"/>.
+/// </summary>
+internal static class ResultFormatters
+{
+    /// <summary>Registers the formatters (idempotent: a later registration replaces an earlier one).</summary>
+    public static void Register()
+    {
+        Formatter.Register<TextTable>((table, writer) => writer.Write(Html.Table(table)), HtmlFormatter.MimeType);
+        Formatter.Register<IFacts>((result, writer) => writer.Write(Html.Table(result)), HtmlFormatter.MimeType);
+        var exported = typeof(TextTable).Assembly.GetExportedTypes();
+        foreach (var result in exported.Where(t => typeof(IFacts).IsAssignableFrom(t)))
+            Formatter.Register(typeof(IEnumerable<>).MakeGenericType(result), (value, writer) =>
+            {
+                foreach (var item in (IEnumerable)value) writer.Write(Html.Table((IFacts)item));
+            }, HtmlFormatter.MimeType);
+        var toTable = typeof(Tables).GetMethod(nameof(Tables.ToTable))!;
+        foreach (var row in RowTypes(exported))
+        {
+            var method = toTable.MakeGenericMethod(row);
+            Formatter.Register(typeof(IEnumerable<>).MakeGenericType(row), (value, writer) =>
+                writer.Write(Html.Table((TextTable)method.Invoke(null, [value, "", 200])!)), HtmlFormatter.MimeType);
+            Formatter.Register(row, (value, writer) => writer.Write(Html.Table(row.Name, Properties(value))),
+                HtmlFormatter.MimeType);
+        }
+    }
+
+    /// <summary>One row: a property and its value per line.</summary>
+    private static IEnumerable<(string, string)> Properties(object value) =>
+        value.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.GetIndexParameters().Length == 0).Select(p => (p.Name, Tables.Cell(p.GetValue(value))));
+
+    /// <summary>The toolkit's public types that are rows: classes and records with readable properties that are not
+    /// collections, results with facts or exceptions.</summary>
+    internal static IEnumerable<Type> RowTypes(IEnumerable<Type> exported) => exported.Where(t =>
+        !t.IsAbstract && !t.IsGenericTypeDefinition && !t.IsEnum && !typeof(IEnumerable).IsAssignableFrom(t) &&
+        !typeof(Exception).IsAssignableFrom(t) && !typeof(IFacts).IsAssignableFrom(t) && !t.IsNested &&
+        t != typeof(TextTable) &&
+        t.GetProperties(BindingFlags.Public | BindingFlags.Instance).Length > 0);
+}
