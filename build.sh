@@ -5,6 +5,8 @@
 #   ./build.sh pack                  build the local package feed artifacts/feed (the library, the gRPC service, the
 #                                    notebook extension, the toolkit .NET tool)
 #   ./build.sh kernel                install the notebook kernel (dotnet-interactive 1.0.712001) under artifacts/tools
+#   ./build.sh notebooks             run every notebook at its committed settings; executed copies and the time each
+#                                    took in artifacts/notebooks (times.json)
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -55,8 +57,13 @@ case "${1:-}" in
     ;;
   pack) pack ;;
   kernel) kernel ;;
+  notebooks)
+    pack
+    kernel
+    /usr/bin/python3 build/notebook_times.py artifacts/tools/dotnet-interactive/dotnet-interactive artifacts/notebooks
+    ;;
   *)
-    sed -n '2,7p' "$0"
+    sed -n '2,9p' "$0"
     exit 2
     ;;
 esac

@@ -50,12 +50,12 @@ public abstract class OptionsMagicCommand<TOptions> : KernelDirectiveCommand whe
             [.. specs.SelectMany(s => s.Alias is null ? new[] { s.Name } : [s.Name, s.Alias])]);
         var given = (Values ?? []).Where(v => specs.Any(s
             => s.CamelName == v.Key || s.CamelAlias == v.Key) && !(v.Value.ValueKind == JsonValueKind.False))
-            .Select(v => new KeyValuePair<string, string?>(v.Key, v.Value.ValueKind switch
+            .Select(v => new KeyValuePair<string, string?>(v.Key, NotebookSize.Shrink(v.Key, v.Value.ValueKind switch
             {
                 JsonValueKind.String => v.Value.GetString(),
                 JsonValueKind.True => "true",
                 _ => v.Value.GetRawText(),
-            }));
+            })));
         var options = OptionBinder.Bind(defaults, given, where);
         try
         {

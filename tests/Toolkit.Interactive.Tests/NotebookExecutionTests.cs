@@ -87,8 +87,9 @@ public sealed class NotebookExecutionTests
         // live charts
         Assert.Contains(all, h => h.Contains("tokens masked or truncated by the correction") &&
             h.Contains("Plotly.newPlot"));
-        // the numerics dial from the C# API
+        // the numerics dial from the C# API, ordered by its mismatch
         Assert.Contains(all, h => h.Contains("KlInferTrain") && h.Contains("Int8"));
+        Assert.Contains(all, h => h.Contains("Ordered by mean |Δ log p|: Fp32 < Fp16 < Bf16 < Int8 < Fp8."));
         // MoE routing flips, engine vs trainer
         Assert.Contains(all, h => h.Contains("Routing flips per layer") && h.Contains("Plotly.newPlot"));
         // #!rl icepop: the verdicts, then one chart per diagnostic with a line per correction
@@ -124,6 +125,9 @@ public sealed class NotebookExecutionTests
         Assert.Contains(all, h => h.Contains("ExactlyOnce") && h.Contains("True"));
         // quarantine reasons
         Assert.Contains(all, h => h.Contains("empty line"));
+        // a worker process killed mid-shard, the output still exactly once
+        Assert.Contains(all, h => h.Contains(" started, 1 died"));
+        Assert.Contains(all, h => h.Contains("A worker killed mid-shard") && h.Contains("<td>True</td>"));
         // stop, then resume
         Assert.Contains(all, h => h.Contains("cancelled: ") && h.Contains("completed: "));
     }
@@ -207,6 +211,7 @@ public sealed class NotebookExecutionTests
                 start.ArgumentList.Add(a);
             start.Environment["TOOLKIT_RUNS_DIR"] = Path.Combine(work.FullName, "runs");
             start.Environment.Remove("TOOLKIT_CLI");   // the notebooks name the checkout's build themselves
+            start.Environment["TOOLKIT_NOTEBOOK_SIZE"] = "small";   // the committed sizes, capped (NotebookSize)
             var clock = Stopwatch.StartNew();
             using var process = Process.Start(start)!;
             var stderr = process.StandardError.ReadToEndAsync();

@@ -37,7 +37,7 @@ public sealed class ParoMagicTests : IDisposable
         var updates = result.Events.OfType<DisplayedValueUpdated>().ToList();
         Assert.NotEmpty(updates);
         Assert.All(updates, u => Assert.Equal(produced.ValueId, u.ValueId));
-        Assert.Contains("inter-group bytes per step", updates[^1].FormattedValues.Single().Value);
+        Assert.Contains("bytes sent across groups per step", updates[^1].FormattedValues.Single().Value);
         Assert.Contains(Html(result), h => h.Contains("PaRO GGG") && h.Contains("bytes per rank per step"));
     }
 
@@ -59,9 +59,9 @@ public sealed class ParoMagicTests : IDisposable
         var result = await _kernel.SubmitCodeAsync($"#!paro compare --strategies NNN,NIG --steps 3 --runs-dir {_runs}");
         AssertSucceeded(result);
         var html = Html(result);
-        Assert.Contains(html, h => h.Contains("Measured bytes per rank (rank 0)"));
+        Assert.Contains(html, h => h.Contains("Measured memory of rank 0 by component, per strategy"));
         Assert.Contains(html, h => h.Contains("Measured bytes sent per rank per step"));
-        Assert.Contains(html, h => h.Contains("Measured throughput"));
+        Assert.Contains(html, h => h.Contains("Measured training throughput per strategy"));
         Assert.Equal(2, Directory.GetDirectories(_runs).Length);
     }
 

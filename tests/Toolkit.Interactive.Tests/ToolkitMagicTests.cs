@@ -41,7 +41,7 @@ public sealed class ToolkitMagicTests : IDisposable
         // the last update holds the finished curves
         Assert.Contains("\"name\":\"rank 1\"", last);
         // a title for people, not a metric's key
-        Assert.Contains("Quickstart: loss and traffic per rank", last);
+        Assert.Contains("Quickstart: 2 ranks in groups of", last);
         Assert.DoesNotContain("comm.inter_bytes", last);
         // ranks named once
         Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(last, "\"showlegend\":false").Count);

@@ -170,7 +170,7 @@ internal static class InferChaos
     }
 
     /// <summary>The workers of <paramref name="live"/> that hold a lease: a kill then lands mid-shard.</summary>
-    private static List<(string Id, int Pid)> HoldingLeases(string folder, List<(string Id, int Pid)> live)
+    internal static List<(string Id, int Pid)> HoldingLeases(string folder, List<(string Id, int Pid)> live)
     {
         if (live.Count == 0) return live;
         try
@@ -182,7 +182,7 @@ internal static class InferChaos
         catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException) { return []; }
     }
 
-    private static List<(string Id, int Pid)> LiveWorkers(string folder, HashSet<int> seen)
+    internal static List<(string Id, int Pid)> LiveWorkers(string folder, HashSet<int> seen)
     {
         var workers = new List<(string, int)>();
         var dir = Path.Combine(folder, "workers");
@@ -227,5 +227,22 @@ internal static class InferChaos
         // been read to its end.
         return ChildProcess.StartLogged(command[0], [.. command.Skip(1), .. verb], Path.Combine(root,
             $"{name}.log")).Process;
+    }
+}
+
+/// <summary>Faults injected on purpose, to show (in a notebook, a workshop) that a job absorbs them.</summary>
+public static class InferFaults
+{
+    /// <summary>Kills (SIGKILL) one worker process of the running job in <paramref name="jobFolder"/> that holds a
+    /// lease, so the kill lands mid-shard; null when no worker process holds one yet (try again a moment
+    /// later).</summary>
+    /// <returns>The killed worker's id, or null.</returns>
+    public static string? KillWorker(string jobFolder)
+    {
+        if (!File.Exists(Path.Combine(jobFolder, InferLayout.StateFile))) return null;
+        var live = InferChaos.HoldingLeases(jobFolder, InferChaos.LiveWorkers(jobFolder, []));
+        if (live.Count == 0) return null;
+        ProcessPool.Signal(live[0].Pid, 9);
+        return live[0].Id;
     }
 }
