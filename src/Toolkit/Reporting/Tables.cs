@@ -20,7 +20,7 @@ public static class Tables
         foreach (var row in rows)
         {
             if (++total > maxRows) continue;
-            cells.Add(properties.Count == 0 ? [Cell(row)] : [.. properties.Select(p => Cell(p.GetValue(row)))]);
+            cells.Add(properties.Count == 0 ? [Cell(row)] : [.. properties.Select(p => Value(p, row))]);
         }
         IReadOnlyList<string> columns = properties.Count == 0 ? ["value"] : [.. properties.Select(p => p.Name)];
         return new TextTable(title, columns, cells, total > maxRows ? [$"{total - maxRows} more rows not shown"] : []);
@@ -39,6 +39,20 @@ public static class Tables
             (list.Cast<object?>().Skip(8).Any() ? ", ..." : ""),
         _ => value.ToString() ?? "",
     };
+
+    /// <summary>Property <paramref name="property"/> of <paramref name="row"/> as a cell; a getter that throws shows
+    /// its error instead of failing the whole table.</summary>
+    internal static string Value(PropertyInfo property, object? row)
+    {
+        try
+        {
+            return Cell(property.GetValue(row));
+        }
+        catch (TargetInvocationException e)
+        {
+            return $"({e.InnerException?.GetType().Name ?? "error"}: {e.InnerException?.Message})";
+        }
+    }
 
     private static string Number(double x) =>
         !double.IsFinite(x) ? (double.IsNaN(x) ? "" : x > 0 ? "∞" : "−∞")

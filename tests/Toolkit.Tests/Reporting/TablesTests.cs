@@ -31,4 +31,14 @@ public sealed class TablesTests
     [Fact]
     public void ValuesWithoutProperties_OneValueColumn() =>
         Assert.Equal([["1"], ["2"]], new[] { 1, 2 }.ToTable().Rows);
+
+    [Fact]
+    public void AGetterThatThrows_ShowsItsErrorInItsCell() =>
+        Assert.Equal(["1", "(InvalidOperationException: disposed)"], new[] { new Throwing() }.ToTable().Rows[0]);
+
+    private sealed class Throwing
+    {
+        public int Id => 1;
+        public int Size => throw new InvalidOperationException("disposed");
+    }
 }
