@@ -105,6 +105,8 @@ public sealed class NotebookExecutionTests
         Assert.All(cells, c => Assert.Empty(c.Errors));
         var all = cells.SelectMany(c => c.Html).ToList();
         Assert.Contains(all, h => h.Contains("TokensPerSecond") && h.Contains("c3po++"));
+        Assert.Contains(all, h => h.Contains("Rollouts per step, synchronous against C3PO++") &&
+            h.Contains("Plotly.newPlot"));
         Assert.Contains(all, h => h.Contains("Trained responses by staleness"));
         Assert.Contains(all, h => h.Contains("RL longtail, icepop, fp32 rollouts"));
     }
