@@ -26,12 +26,18 @@ internal static class LiveDisplay
         string? shown = null;
         void ShowStatus()
         {
-            if (status?.Last is not { } s || s.Message == shown) return;
-            shown = s.Message;
-            var text = System.Net.WebUtility.HtmlEncode($"{s.Time.ToLocalTime():HH:mm:ss} {s.Message}");
-            var html = new HtmlString($"<div class=\"toolkit-status\" style=\"font-family:monospace\">{text}</div>");
-            if (statusLine is null) statusLine = context.Display(html, HtmlFormatter.MimeType);
-            else statusLine.Update(html);
+            // every state reported since the last look, in order: a short one (a job running for less than the
+            // display's interval) is shown too
+            foreach (var s in status?.Drain() ?? [])
+            {
+                if (s.Message == shown) continue;
+                shown = s.Message;
+                var text = System.Net.WebUtility.HtmlEncode($"{s.Time.ToLocalTime():HH:mm:ss} {s.Message}");
+                var html = new HtmlString(
+                    $"<div class=\"toolkit-status\" style=\"font-family:monospace\">{text}</div>");
+                if (statusLine is null) statusLine = context.Display(html, HtmlFormatter.MimeType);
+                else statusLine.Update(html);
+            }
         }
         ShowStatus();
         var display = context.Display(render(), HtmlFormatter.MimeType);
@@ -55,16 +61,21 @@ internal static class LiveDisplay
     }
 }
 
-/// <summary>Keeps the latest <see cref="JobStatus"/> a job reported (jobs report them to a progress that also
-/// implements <see cref="IProgress{JobStatus}"/>).</summary>
+/// <summary>Keeps the <see cref="JobStatus"/>es a job reported until they are shown (jobs report them to a progress
+/// that also implements <see cref="IProgress{JobStatus}"/>).</summary>
 internal class StatusCollector : IProgress<JobStatus>
 {
-    private JobStatus? _last;
+    private readonly ConcurrentQueue<JobStatus> _unseen = new();
 
-    public void Report(JobStatus value) => Volatile.Write(ref _last, value);
+    public void Report(JobStatus value) => _unseen.Enqueue(value);
 
-    /// <summary>The latest state, or null.</summary>
-    public JobStatus? Last => Volatile.Read(ref _last);
+    /// <summary>The states reported since the last call, oldest first.</summary>
+    public IReadOnlyList<JobStatus> Drain()
+    {
+        var states = new List<JobStatus>();
+        while (_unseen.TryDequeue(out var state)) states.Add(state);
+        return states;
+    }
 }
 
 /// <summary>An <see cref="IProgress{T}"/> that collects items synchronously from any thread.</summary>
