@@ -20,7 +20,19 @@ public static class NotebookSize
     };
 
     /// <summary>True when the notebooks run small.</summary>
-    public static bool Small => Environment.GetEnvironmentVariable(Variable) == "small";
+    /// <exception cref="ArgumentException">The variable holds another value than <c>small</c> (a magic shows it as
+    /// its one error line).</exception>
+    public static bool Small => Parse(Environment.GetEnvironmentVariable(Variable));
+
+    /// <summary>The variable's value: unset or empty (full size) or <c>small</c>; anything else is refused, so a typo
+    /// does not silently run the notebooks at full size.</summary>
+    internal static bool Parse(string? value) => value switch
+    {
+        null or "" => false,
+        "small" => true,
+        _ => throw new ArgumentException(
+            $"{Variable} is '{value}': set it to 'small' (the tests' smaller notebooks) or unset it (full size)."),
+    };
 
     /// <summary><paramref name="full"/>, or the smaller of it and <paramref name="small"/> when the notebooks run
     /// small.</summary>

@@ -18,4 +18,15 @@ public sealed class NotebookSizeTests
     [Fact]
     public void NotSmall_LeavesEveryValue() => Assert.Equal("400", NotebookSize.Shrink("warmupSteps", "400",
         small: false));
+
+    [Theory]
+    [InlineData(null, false)]
+    [InlineData("", false)]
+    [InlineData("small", true)]
+    public void Variable_UnsetOrSmall(string? value, bool small) => Assert.Equal(small, NotebookSize.Parse(value));
+
+    [Fact]
+    public void Variable_OtherValue_RefusedWithWhatToSet() =>
+        Assert.Contains("set it to 'small'", Assert.Throws<ArgumentException>(()
+            => NotebookSize.Parse("tiny")).Message);
 }
