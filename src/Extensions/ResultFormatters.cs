@@ -1,5 +1,4 @@
 using System.Collections;
-using System.Reflection;
 using Microsoft.DotNet.Interactive.Formatting;
 using Toolkit.Reporting;
 
@@ -37,13 +36,12 @@ internal static class ResultFormatters
 
     /// <summary>One row: a property and its value per line.</summary>
     private static IEnumerable<(string, string)> Properties(object value) =>
-        value.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance)
-            .Where(p => p.GetIndexParameters().Length == 0).Select(p => (p.Name, Tables.Value(p, value)));
+        Tables.Columns(value.GetType()).Select(p => (p.Name, Tables.Value(p, value)));
 
     /// <summary>The toolkit's public record types that are rows: records (values, not services such as an engine or an
     /// open model) with readable properties that are not collections or results with facts.</summary>
     internal static IEnumerable<Type> RowTypes(IEnumerable<Type> exported) => exported.Where(t =>
         t.IsClass && !t.IsAbstract && !t.IsGenericTypeDefinition && t.GetMethod("<Clone>$") is not null &&
         !typeof(IEnumerable).IsAssignableFrom(t) && !typeof(IFacts).IsAssignableFrom(t) && !t.IsNested &&
-        t != typeof(TextTable) && t.GetProperties(BindingFlags.Public | BindingFlags.Instance).Length > 0);
+        t != typeof(TextTable) && Tables.Columns(t).Count > 0);
 }

@@ -82,8 +82,8 @@ public static class Charts
     public static Panel MetricPanel(IEnumerable<(string Name, IReadOnlyList<MetricPoint> Points)> series, string name)
     {
         var label = MetricLabels.Of(name);
-        return new Panel(label.Title, "step", label.Unit, [.. series.Select(s => new Series(s.Name,
-            [.. s.Points.Select(p => (double)p.Step)], [.. s.Points.Select(p => p.Value)]))], label.LogY);
+        return new Panel(label.Title, "step", label.Unit, [.. series.Select(s => BySteps(s.Name, s.Points))],
+            label.LogY);
     }
 
     /// <summary>One line per named series of metric points (value against step) in one figure.</summary>
@@ -93,8 +93,10 @@ public static class Charts
     /// <param name="logY">A logarithmic y axis.</param>
     public static GenericChart Lines(string title, IEnumerable<(string Name, IReadOnlyList<MetricPoint> Points)> series,
         string yTitle = "", bool logY = false) =>
-        Figure(title, [new Panel(title, "step", yTitle, [.. series.Select(s => new Series(s.Name,
-            [.. s.Points.Select(p => (double)p.Step)], [.. s.Points.Select(p => p.Value)]))], logY)]);
+        Figure(title, [new Panel(title, "step", yTitle, [.. series.Select(s => BySteps(s.Name, s.Points))], logY)]);
+
+    private static Series BySteps(string name, IReadOnlyList<MetricPoint> points) =>
+        new(name, [.. points.Select(p => (double)p.Step)], [.. points.Select(p => p.Value)]);
 
     /// <summary>A bar chart of named values.</summary>
     public static GenericChart Bars(string title, IReadOnlyList<string> labels, IReadOnlyList<double> values,

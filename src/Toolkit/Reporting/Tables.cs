@@ -13,8 +13,7 @@ public static class Tables
     /// out.</summary>
     public static TextTable ToTable<T>(this IEnumerable<T> rows, string title = "", int maxRows = 200)
     {
-        var properties = typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance)
-            .Where(p => p.GetIndexParameters().Length == 0).ToList();
+        var properties = Columns(typeof(T));
         var cells = new List<IReadOnlyList<string>>();
         var total = 0;
         foreach (var row in rows)
@@ -39,6 +38,11 @@ public static class Tables
             (list.Cast<object?>().Skip(8).Any() ? ", ..." : ""),
         _ => value.ToString() ?? "",
     };
+
+    /// <summary>The properties of <paramref name="type"/> that are a row's columns: public, readable, not
+    /// indexers.</summary>
+    internal static List<PropertyInfo> Columns(Type type) => [.. type.GetProperties(BindingFlags.Public |
+        BindingFlags.Instance).Where(p => p.GetIndexParameters().Length == 0)];
 
     /// <summary>Property <paramref name="property"/> of <paramref name="row"/> as a cell; a getter that throws shows
     /// its error instead of failing the whole table.</summary>
