@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
@@ -16,47 +17,54 @@ using Toolkit.Grpc.Rpc;
 namespace Toolkit.Grpc;
 
 /// <summary>
-/// The coordinator as a gRPC service (HTTP/2 without TLS) in front of a <see cref="CoordinatorCore"/>. It listens on
-/// loopback unless told otherwise; on any other address it requires a token, which every call carries as
-/// <c>authorization: Bearer &lt;token&gt;</c>; a call without it, or with another, is refused (<c>Unauthenticated</c>),
-/// logged in the job folder and counted, and gets nothing.
+/// The coordinator as a gRPC service in front of a <see cref="CoordinatorCore"/>: HTTP/2 over TLS when it has a
+/// certificate, cleartext otherwise (loopback, or an explicit <c>--insecure</c>). Every call, loopback included,
+/// carries the job's token as <c>authorization: Bearer &lt;token&gt;</c>; a call without it, or with another, is
+/// refused (<c>Unauthenticated</c>), logged in the job folder and counted, and gets nothing.
 /// </summary>
 internal sealed class CoordinatorServer : ICoordinatorEndpoint
 {
     private readonly WebApplication _app;
 
-    private CoordinatorServer(WebApplication app, string address, string? token)
+    private CoordinatorServer(WebApplication app, string address, string token, string? fingerprint)
     {
-        (_app, Address, Token) = (app, address, token);
+        (_app, Address, Token, Fingerprint) = (app, address, token, fingerprint);
     }
 
-    /// <summary>The address workers connect to (<c>http://host:port</c>).</summary>
+    /// <summary>The address workers connect to (<c>http://host:port</c>, or <c>https://</c> with TLS).</summary>
     public string Address { get; }
 
-    /// <summary>The token calls must carry, or null (loopback without a token).</summary>
-    public string? Token { get; }
+    /// <summary>The token every call must carry.</summary>
+    public string Token { get; }
+
+    /// <summary>The served certificate's SHA-256 fingerprint, or null (cleartext).</summary>
+    public string? Fingerprint { get; }
 
     /// <summary>Starts serving <paramref name="core"/> on <paramref name="bind"/>:<paramref name="port"/> (0: a free
     /// port).</summary>
     /// <param name="core">The coordinator.</param>
     /// <param name="bind">An IP address or <c>localhost</c>; <c>0.0.0.0</c> for every interface.</param>
     /// <param name="port">The port, or 0.</param>
-    /// <param name="token">The token calls must carry; required unless <paramref name="bind"/> is loopback.</param>
-    /// <exception cref="ArgumentException">A non-loopback address without a token, or an address that is not an
-    /// IP.</exception>
-    public static async Task<CoordinatorServer> StartAsync(CoordinatorCore core, string bind, int port, string? token)
+    /// <param name="token">The token every call must carry.</param>
+    /// <param name="certificate">The TLS certificate (with its key), or null for cleartext.</param>
+    /// <exception cref="ArgumentException">No token, or an address that is not an IP.</exception>
+    public static async Task<CoordinatorServer> StartAsync(CoordinatorCore core, string bind, int port, string token,
+        X509Certificate2? certificate = null)
     {
-        var loopback = bind is "localhost" || (IPAddress.TryParse(bind, out var ip) && IPAddress.IsLoopback(ip));
-        if (!loopback && string.IsNullOrEmpty(token))
+        if (string.IsNullOrEmpty(token))
             throw new ArgumentException(
-                $"the coordinator binds {bind}, which is not loopback: it needs a token (--token) so that only your " +
-                    $"workers can take work", nameof(token));
+                "the coordinator needs a token, on loopback too (any user of this machine can reach loopback)",
+                nameof(token));
         var address = bind is "localhost" ? IPAddress.Loopback
             : IPAddress.TryParse(bind, out var parsed) ? parsed
             : throw new ArgumentException($"--bind must be an IP address or localhost, not '{bind}'", nameof(bind));
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(address, port, l => l.Protocols = HttpProtocols.Http2));
+        builder.WebHost.ConfigureKestrel(k => k.Listen(address, port, l =>
+        {
+            l.Protocols = HttpProtocols.Http2;
+            if (certificate is not null) l.UseHttps(certificate);
+        }));
         builder.Services.AddSingleton(core);
         builder.Services.AddSingleton(new TokenCheck(core, token));
         builder.Services.AddGrpc(o =>
@@ -72,7 +80,8 @@ internal sealed class CoordinatorServer : ICoordinatorEndpoint
         var uri = new Uri(bound);
         var host = address.Equals(IPAddress.Any)
             || address.Equals(IPAddress.IPv6Any) ? Environment.MachineName : uri.Host;
-        return new CoordinatorServer(app, $"http://{host}:{uri.Port}", token);
+        return new CoordinatorServer(app, $"{(certificate is null ? "http" : "https")}://{host}:{uri.Port}", token,
+            certificate is null ? null : CoordinatorTls.Fingerprint(certificate));
     }
 
     /// <inheritdoc/>
@@ -83,24 +92,22 @@ internal sealed class CoordinatorServer : ICoordinatorEndpoint
     }
 
     /// <summary>Refuses calls without the job's token.</summary>
-    private sealed class TokenCheck(CoordinatorCore core, string? token) : Interceptor
+    private sealed class TokenCheck(CoordinatorCore core, string token) : Interceptor
     {
-        private readonly byte[]? _expected = token is null ? null : Encoding.UTF8.GetBytes($"Bearer {token}");
+        private readonly byte[] _expected = Encoding.UTF8.GetBytes($"Bearer {token}");
 
         public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request,
             ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
         {
-            if (_expected is not null)
+            var presented = context.RequestHeaders.GetValue("authorization");
+            if (presented is null || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(presented),
+                _expected))
             {
-                var presented = context.RequestHeaders.GetValue("authorization");
-                if (presented is null || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(presented),
-                    _expected))
-                {
-                    core.Reject(
-                        $"{context.Method} from {context.Peer}: {(presented is null ? "no token" : "wrong token")}");
-                    throw new RpcException(new Status(StatusCode.Unauthenticated,
-                        "this coordinator requires the job's token (toolkit infer worker --token ...)"));
-                }
+                core.Reject(
+                    $"{context.Method} from {context.Peer}: {(presented is null ? "no token" : "wrong token")}");
+                throw new RpcException(new Status(StatusCode.Unauthenticated,
+                    "this coordinator requires the job's token (toolkit infer worker --token-file JOB_FOLDER/token, " +
+                        $"or {CoordinatorTransports.TokenVariable})"));
             }
             try
             {

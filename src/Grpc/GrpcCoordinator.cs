@@ -1,3 +1,4 @@
+using System.Net.Security;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Toolkit.BatchInference;
@@ -12,25 +13,50 @@ internal sealed class GrpcCoordinator : IRemoteCoordinator
     private readonly Rpc.Coordinator.CoordinatorClient _client;
     private readonly Metadata _headers = [];
 
-    /// <summary>Connects to <paramref name="address"/> (<c>http://host:port</c>), presenting <paramref name="token"/>
-    /// if given.</summary>
-    public GrpcCoordinator(string address, string? token)
+    /// <summary>Connects to <paramref name="address"/> (<c>http://host:port</c>, or <c>https://</c> accepting only
+    /// the certificate whose SHA-256 fingerprint is <paramref name="fingerprint"/>), presenting
+    /// <paramref name="token"/> if given.</summary>
+    public GrpcCoordinator(string address, string? token, string? fingerprint = null)
     {
-        if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Scheme != "http")
+        if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
             throw new ArgumentException(
-                $"'{address}' is not a coordinator address (http://host:port, as written in the job " +
+                $"'{address}' is not a coordinator address (http[s]://host:port, as written in the job " +
                     $"folder's {InferLayout.CoordinatorFile})", nameof(address));
-        _channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions { MaxReceiveMessageSize = 16 << 20 });
+        var handler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true };
+        if (uri.Scheme == "https")
+        {
+            if (string.IsNullOrWhiteSpace(fingerprint))
+                throw new ArgumentException(
+                    $"{address} serves TLS: pass its certificate's fingerprint (--fingerprint, from the job folder's " +
+                        $"{InferLayout.CoordinatorFile})", nameof(fingerprint));
+            var pin = CoordinatorTls.Normalize(fingerprint);
+            handler.SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, certificate, _, _) => CoordinatorTls.Matches(certificate,
+                    pin),
+            };
+        }
+        _channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions { MaxReceiveMessageSize = 16 << 20,
+            HttpHandler = handler });
         _client = new Rpc.Coordinator.CoordinatorClient(_channel);
         if (!string.IsNullOrEmpty(token)) _headers.Add("authorization", $"Bearer {token}");
     }
 
     /// <summary>
     /// A coordinator that is restarting refuses connections or does not answer in time: retry those (and what
-    /// <see cref="ICoordinator"/> retries); a refused token is final.
+    /// <see cref="ICoordinator"/> retries); a refused token, or a certificate other than the pinned one, is final.
     /// </summary>
-    public bool IsTransient(Exception error) => error is IOException or HttpRequestException or TimeoutException
-        or RpcException { StatusCode: StatusCode.Unavailable or StatusCode.DeadlineExceeded };
+    public bool IsTransient(Exception error) => !RefusedCertificate(error) && (error is IOException
+        or HttpRequestException or TimeoutException
+        or RpcException { StatusCode: StatusCode.Unavailable or StatusCode.DeadlineExceeded });
+
+    /// <summary>True when the failure is the server presenting another certificate than the pinned one.</summary>
+    internal static bool RefusedCertificate(Exception? error)
+    {
+        for (var e = error; e is not null; e = e.InnerException ?? (e as RpcException)?.Status.DebugException)
+            if (e is System.Security.Authentication.AuthenticationException) return true;
+        return false;
+    }
 
     private CallOptions Options(CancellationToken cancel) => new(_headers, DateTime.UtcNow.AddSeconds(30), cancel);
 

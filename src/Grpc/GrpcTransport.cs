@@ -1,20 +1,22 @@
+using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Toolkit.BatchInference;
 
 namespace Toolkit.Grpc;
 
 /// <summary>
-/// The batch-inference coordinator over gRPC (HTTP/2 without TLS): the library finds this type when a job's workers
-/// run in other processes (<see cref="CoordinatorTransports.Find"/>).
+/// The batch-inference coordinator over gRPC (HTTP/2, over TLS beyond loopback): the library finds this type when a
+/// job's workers run in other processes (<see cref="CoordinatorTransports.Find"/>).
 /// </summary>
 internal sealed class GrpcTransport : ICoordinatorTransport
 {
     /// <inheritdoc/>
-    public async Task<ICoordinatorEndpoint> ServeAsync(CoordinatorCore core, string bind, int port, string? token) =>
-        await CoordinatorServer.StartAsync(core, bind, port, token);
+    public async Task<ICoordinatorEndpoint> ServeAsync(CoordinatorCore core, string bind, int port, string token,
+        X509Certificate2? certificate) => await CoordinatorServer.StartAsync(core, bind, port, token, certificate);
 
     /// <inheritdoc/>
-    public IRemoteCoordinator Connect(string address, string? token) => new GrpcCoordinator(address, token);
+    public IRemoteCoordinator Connect(string address, string? token, string? fingerprint = null) =>
+        new GrpcCoordinator(address, token, fingerprint);
 
     /// <inheritdoc/>
     /// <remarks>At start (joining) a call fails as itself; later a stage fails and the worker wraps it.</remarks>

@@ -42,24 +42,24 @@ public sealed class CoordinatorServiceTests : IDisposable
             Models = s.Models with { BatchSize = 4 },
         });
         async Task<ShardLease> Lease(string worker) => (await core.LeaseAsync(worker, 1)).Leases.Single();
+        Task Done(string worker, ShardLease lease, double seconds) => core.CommitAsync(worker, Parts.Write(core,
+            lease, seconds));
         await core.JoinAsync(new WorkerHello("slow", "host", 1));
         await core.JoinAsync(new WorkerHello("fast", "host", 2));
         var slow = await Lease("slow");
         var fast = await Lease("fast");
         Assert.Equal((0L, 100L, 100L, 100L), (slow.Shard.FirstRecord, slow.Shard.Records, fast.Shard.FirstRecord,
             fast.Shard.Records));
-        await core.CommitAsync("fast", new ShardCommit(fast.Shard.Id, fast.Token, "part-1.jsonl", 100, 0,
-            Seconds: 0.1));   // 1000 records/s
+        await Done("fast", fast, 0.1);   // 1000 records/s
         fast = await Lease("fast");
         // 200 wait for 2 workers: a whole shard
         Assert.Equal((200L, 100L), (fast.Shard.FirstRecord, fast.Shard.Records));
-        await core.CommitAsync("fast", new ShardCommit(fast.Shard.Id, fast.Token, "part-2.jsonl", 100, 0,
-            Seconds: 0.1));
+        await Done("fast", fast, 0.1);
         fast = await Lease("fast");
         // 100 wait for 2 workers: half
         Assert.Equal((300L, 50L), (fast.Shard.FirstRecord, fast.Shard.Records));
         // 2 records/s
-        await core.CommitAsync("slow", new ShardCommit(slow.Shard.Id, slow.Token, "part-0.jsonl", 100, 0, Seconds: 50));
+        await Done("slow", slow, 50);
         slow = await Lease("slow");
         Assert.Equal((350L, 20L), (slow.Shard.FirstRecord, slow.Shard.Records));           // 10 s of its work
         fast = await Lease("fast");
@@ -77,11 +77,11 @@ public sealed class CoordinatorServiceTests : IDisposable
     public async Task WorkersOverGrpc_FinishTheJob_ExactlyOnce()
     {
         using var core = Core(130);
-        await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: null);
+        await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: "t");
         Assert.StartsWith("http://127.0.0.1:", server.Address);
         var workers = Enumerable.Range(0, 2).Select(async i =>
         {
-            using var client = new GrpcCoordinator(server.Address, null);
+            using var client = new GrpcCoordinator(server.Address, "t");
             return await new InferenceWorker(client, $"g{i}", _ => [new LengthModel()]).RunAsync();
         }).ToList();
         var summaries = await Task.WhenAll(workers);
@@ -109,13 +109,17 @@ public sealed class CoordinatorServiceTests : IDisposable
         Assert.True(lines.Count(l => l.Contains("coordinator unreachable")) >= 2, string.Join("\n", lines));
     }
 
+    /// <summary>Loopback too: any user of the machine can reach it.</summary>
     [Fact]
-    public async Task ANonLoopbackBind_RequiresAToken_AndWrongTokensGetNothing()
+    public async Task EveryListener_RequiresAToken_AndWrongTokensGetNothing_OnLoopbackToo()
     {
         using var core = Core(50);
-        var refused = await Assert.ThrowsAsync<ArgumentException>(() => CoordinatorServer.StartAsync(core, "0.0.0.0",
-            0, token: null));
-        Assert.Contains("needs a token", refused.Message);
+        foreach (var bind in new[] { "127.0.0.1", "0.0.0.0" })
+        {
+            var refused = await Assert.ThrowsAsync<ArgumentException>(() => CoordinatorServer.StartAsync(core, bind,
+                0, token: null!));
+            Assert.Contains("needs a token", refused.Message);
+        }
 
         await using var server = await CoordinatorServer.StartAsync(core, "127.0.0.1", 0, token: "s3cret");
         foreach (var wrong in new string?[] { null, "guess" })
@@ -136,6 +140,37 @@ public sealed class CoordinatorServiceTests : IDisposable
         Assert.Equal(50, summary.Records);
     }
 
+    /// <summary>
+    /// Beyond loopback the coordinator serves TLS with a certificate made for the job (key file 0600); a worker that
+    /// pins its fingerprint works, one that pins another fingerprint is refused for good, and an https address without
+    /// a fingerprint is an error.
+    /// </summary>
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task TheCoordinatorServesTls_AndWorkersAcceptOnlyThePinnedCertificate()
+    {
+        using var core = Core(50);
+        using var certificate = CoordinatorTls.Create(_folder.Path, Environment.MachineName);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            File.GetUnixFileMode(Path.Combine(_folder.Path, CoordinatorTls.KeyFile)));
+        await using var server = await CoordinatorServer.StartAsync(core, "0.0.0.0", 0, "s3cret", certificate);
+        Assert.StartsWith("https://", server.Address);
+        Assert.Equal(CoordinatorTls.Fingerprint(certificate), server.Fingerprint);
+        var local = server.Address.Replace(Environment.MachineName, "127.0.0.1", StringComparison.Ordinal);
+
+        Assert.Throws<ArgumentException>(() => new GrpcCoordinator(local, "s3cret"));
+        using (var impostor = new GrpcCoordinator(local, "s3cret", new string('0', 64)))
+        {
+            var e = await Assert.ThrowsAsync<RpcException>(() => impostor.JoinAsync(new WorkerHello("x", "h", 1)));
+            Assert.False(((ICoordinator)impostor).IsTransient(e), e.ToString());   // another certificate: final
+        }
+        Assert.Empty(core.Status().Workers);
+
+        using var pinned = new GrpcCoordinator(local, "s3cret", server.Fingerprint!.ToUpperInvariant());
+        var summary = await new InferenceWorker(pinned, "tls", _ => [new LengthModel()]).RunAsync();
+        Assert.Equal(50, summary.Records);
+    }
+
     [Fact]
     public async Task AWorkerProcess_DrainsOnSigterm_CommitsWhatItHolds_AndCostsNoAttempt()
     {
@@ -152,7 +187,7 @@ public sealed class CoordinatorServiceTests : IDisposable
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in new[] { Repository.CliDll, "infer", "worker", "--coordinator", server.Address, "--id",
             "victim" }) start.ArgumentList.Add(a);
-        start.Environment[ProcessPool.TokenVariable] = "t0ken";
+        start.Environment[CoordinatorTransports.TokenVariable] = "t0ken";
         using var process = Process.Start(start)!;
         var log = new System.Text.StringBuilder();
         process.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };

@@ -83,7 +83,8 @@ public sealed class InferJobTests : IDisposable
                 spec.Models.MaxTokens, spec.Models.BatchSize, spec.Models.Replicas, spec.Models.Threads));
             Assert.Equal(new InferSchedulingOptions { ShardSize = 7, ShardSeconds = 0, Retries = 5, LeaseSeconds = 9,
                 Workers = 3, MinWorkers = 2, MaxWorkers = 4 }, spec.Scheduling);
-            Assert.Equal(new InferServiceOptions { Bind = "0.0.0.0", Port = 5000, Token = "t0k" }, spec.Service);
+            // a token an older config held is not read: tokens live in the job folder's token file only
+            Assert.Equal(new InferServiceOptions { Bind = "0.0.0.0", Port = 5000 }, spec.Service);
             Assert.Equal("flat", spec.JobName);
         }
     }
@@ -192,11 +193,27 @@ public sealed class InferJobTests : IDisposable
     [Fact]
     public void Cli_AWorkerWithoutItsCoordinator_GivesUpWithAClearMessage()
     {
+        var token = Path.Combine(_folder.Path, "token");
+        File.WriteAllText(token, "t0ken");
         var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "worker", "--coordinator",
-            "http://127.0.0.1:1", "--grace", "1"], TimeSpan.FromMinutes(1));
+            "http://127.0.0.1:1", "--grace", "1", "--token-file", token], TimeSpan.FromMinutes(1));
         Assert.Equal(1, code);
         Assert.Contains("error: the coordinator at http://127.0.0.1:1 could not be reached for 1 s", output);
         Assert.DoesNotContain("   at ", output);
+    }
+
+    /// <summary>The token never goes on a command line: a worker without a token file or the environment variable
+    /// is told where to find it.</summary>
+    [Fact]
+    public void Cli_AWorkerWithoutAToken_IsToldWhereToFindIt()
+    {
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "worker", "--coordinator",
+            "http://127.0.0.1:1", "--grace", "1"], TimeSpan.FromMinutes(1));
+        Assert.Equal(2, code);
+        Assert.Contains("--token-file JOB_FOLDER/token, or set TOOLKIT_INFER_TOKEN", output);
+        (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "worker", "--coordinator",
+            "http://127.0.0.1:1", "--token", "s3cret"], TimeSpan.FromMinutes(1));
+        Assert.Equal(2, code);
     }
 
     private static double Cosine(float[] a, float[] b) => a.Zip(b, (x, y) => (double)x * y).Sum();
@@ -244,9 +261,11 @@ public sealed class InferMpiTests : IDisposable
             // Workers on both emulated nodes, one coordinator on node0 reached over the emulated network.
             Assert.Contains(result.Workers, w => w.Host == "node0");
             Assert.Contains(result.Workers, w => w.Host == "node1" && w.Records > 0);
-            Assert.StartsWith("http://node0:",
-                Toolkit.Runtime.ToolkitJson.Read<CoordinatorAddress>(Path.Combine(result.JobFolder,
-                    InferLayout.CoordinatorFile)).Address);
         }
+        // The ranks reached rank 0 beyond loopback: over TLS, pinning the certificate made for the job.
+        var address = Toolkit.Runtime.ToolkitJson.Read<CoordinatorAddress>(Path.Combine(result.JobFolder,
+            InferLayout.CoordinatorFile));
+        Assert.StartsWith(emulate is null ? "https://" : "https://node0:", address.Address);
+        Assert.Equal(64, address.Fingerprint?.Length);
     }
 }

@@ -183,7 +183,7 @@ public sealed class InferenceWorkerTests : IDisposable
         // The stalled worker wakes up, writes its part (different content: a record twice) and reports it.
         var late = Path.Combine(_folder.Path, InferLayout.OutputFolder, InferLayout.PartName(lease.Shard.Id,
             lease.Token));
-        File.WriteAllLines(late, ["""{"id":"r00000","length":1}""", """{"id":"r00000","length":1}"""]);
+        File.WriteAllLines(late, Enumerable.Repeat("""{"id":"r00000","length":1}""", 40));
         Assert.Equal(CommitOutcome.AlreadyDone, await core.CommitAsync("late", new ShardCommit(lease.Shard.Id,
             lease.Token, $"output/{Path.GetFileName(late)}", 40, 0, 1)));
 
@@ -192,18 +192,57 @@ public sealed class InferenceWorkerTests : IDisposable
         Assert.False(File.Exists(late));
     }
 
+    /// <summary>
+    /// A commit is recorded only for the part its lease names, under output/, holding the shard's records: a path
+    /// outside the folder, another lease's part, a missing part, or a part with another record count is refused,
+    /// logged and counted, and the shard goes back to the queue.
+    /// </summary>
     [Fact]
-    public async Task TheCoordinatorRefusesWorkersThatDidNotJoin_AndOutputsOutsideTheJobFolder()
+    public async Task TheCoordinatorRefusesWorkersThatDidNotJoin_AndCommitsOfMissingOrForeignParts()
     {
-        var input = Inputs.Jsonl(_folder.Path, 10);
-        var (core, _) = Coordinator(input);
-        using var __ = core;
+        var spec = new InferJobOptions {
+            Data = new() { Input = Inputs.Jsonl(_folder.Path, 10) },
+            Scheduling = new() { ShardSize = 40, Retries = 10, LeaseSeconds = 30 },
+        };
+        using var run = Toolkit.Runs.RunDirectory.CreateNamed(_folder.Path, "job", spec);
+        var folder = run.Path;
+        using var core = new CoordinatorCore(spec, folder, new SqliteShardStore(Path.Combine(folder,
+            InferLayout.StateFile)), 10, run);
         await Assert.ThrowsAsync<UnauthorizedAccessException>(() => core.LeaseAsync("stranger", 1));
         await core.JoinAsync(new WorkerHello("a", "host", 1));
         var lease = (await core.LeaseAsync("a", 1)).Leases.Single();
-        await Assert.ThrowsAsync<ArgumentException>(() => core.CommitAsync("a", new ShardCommit(lease.Shard.Id,
-            lease.Token, "../../etc/passwd", 10, 0, 1)));
-        Assert.Equal(1, core.Rejected);
+        var name = $"output/{InferLayout.PartName(lease.Shard.Id, lease.Token)}";
+        var part = Path.Combine(folder, name);
+        var rows = Enumerable.Range(0, 10).Select(i => $$"""{"id":"r{{i:D5}}","length":1}""").ToList();
+        Directory.CreateDirectory(Path.GetDirectoryName(part)!);
+        File.WriteAllLines(Path.Combine(folder, "output", "part-000000-someone.jsonl"), rows);
+        ShardCommit Commit(string output, long records = 10) => new(lease.Shard.Id, lease.Token, output, records, 0,
+            1);
+        var refused = new Func<ShardCommit>[]   // each under the lease of the time
+        {
+            () => Commit("../../etc/passwd"), () => Commit("output/part-000000-someone.jsonl"),   // outside; foreign
+            () => Commit(name),                                                                  // not written
+        };
+        foreach (var commit in refused)
+        {
+            Assert.Equal(CommitOutcome.Refused, await core.CommitAsync("a", commit()));
+            lease = (await core.LeaseAsync("a", 1)).Leases.Single();   // it went back to the queue
+            (name, part) = ($"output/{InferLayout.PartName(lease.Shard.Id, lease.Token)}",
+                Path.Combine(folder, "output", InferLayout.PartName(lease.Shard.Id, lease.Token)));
+        }
+        File.WriteAllLines(part, rows.Take(9));   // a record short
+        Assert.Equal(CommitOutcome.Refused, await core.CommitAsync("a", Commit(name)));
+        Assert.Equal(5, core.Rejected);   // the stranger and four commits
+        lease = (await core.LeaseAsync("a", 1)).Leases.Single();
+        Assert.Equal(4, lease.Shard.Attempts);   // each refusal used an attempt
+        name = $"output/{InferLayout.PartName(lease.Shard.Id, lease.Token)}";
+        File.WriteAllLines(Path.Combine(folder, name), rows);
+        Assert.Equal(CommitOutcome.Committed, await core.CommitAsync("a", Commit(name)));
+        run.Dispose();
+        var log = File.ReadAllText(Path.Combine(folder, "log.txt"));
+        Assert.Contains("refused: it names '../../etc/passwd'", log);
+        Assert.Contains("does not exist", log);
+        Assert.Contains("holds 9 records, not 10", log);
     }
 
     /// <summary>The length model, slowed down, that signals <paramref name="stop"/> once its first batch is done (so

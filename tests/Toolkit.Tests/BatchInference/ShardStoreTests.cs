@@ -147,6 +147,43 @@ public sealed class ShardStoreTests : IDisposable
         Assert.Equal($"Shard 7 cannot go from {from} to {to}.", e.Message);
     }
 
+    /// <summary>
+    /// With isolation, a shard whose lease ends without a commit goes back in halves (one attempt each), down to a
+    /// single record, which is quarantined (DONE, named by the isolated part) the second time; a lease the store
+    /// forgives (a restarted coordinator's) is returned whole and costs nothing.
+    /// </summary>
+    [Fact]
+    public void ExpireLeases_WithIsolation_HalvesTheShard_UntilTheRecordThatKillsWorkersIsAlone()
+    {
+        using var store = Store(10, 5);
+        var now = T0;
+        // record 3 kills every worker that reads it: shard [0,5) → [0,2) [2,5) → [2,3) [3,5) → [3,4) [4,5)
+        var deaths = 0;
+        store.TryLease("w", Lease, now);
+        store.ExpireLeases(now + TimeSpan.FromMinutes(2), retryCap: 3, forgiven: new HashSet<long> { 0 },
+            isolate: true);
+        Assert.Equal((5L, 0), (store.Find(0)!.Records, store.Find(0)!.Attempts));   // forgiven: whole, no attempt
+        while (store.Shards().Any(s => s.State == ShardState.Todo))
+        {
+            now += TimeSpan.FromMinutes(2);
+            var lease = store.TryLease("w", Lease, now)!;
+            var s = lease.Shard;
+            if (s.FirstRecord <= 3 && 3 < s.FirstRecord + s.Records)
+            {
+                deaths++;
+                Assert.Equal(1, store.ExpireLeases(now + TimeSpan.FromMinutes(2), retryCap: 3, isolate: true));
+            }
+            else Assert.Equal(CommitOutcome.Committed, store.Commit(s.Id, lease.Token, $"part-{s.Id}"));
+        }
+        var shards = store.Shards().OrderBy(s => s.FirstRecord).ToList();
+        Assert.Equal(10, shards.Sum(s => s.Records));
+        Assert.All(shards, s => Assert.Equal(ShardState.Done, s.State));
+        var isolated = shards.Single(s => s.Quarantined == 1);
+        Assert.Equal((3L, 1L, 2), (isolated.FirstRecord, isolated.Records, isolated.Attempts));
+        Assert.Equal($"output/{InferLayout.PartName(isolated.Id, InferLayout.Isolated)}", isolated.Output);
+        Assert.Equal(4, deaths);   // [0,5), [2,5), [3,5), then [3,4) twice
+    }
+
     [Fact]
     public async Task ConcurrentConnections_CommitEveryShardExactlyOnce()
     {

@@ -15,7 +15,7 @@ namespace Toolkit.BatchInference;
 /// end of the job); neither piece is smaller than one batch. A split moves only records of a waiting shard, so
 /// exactly-once is unaffected.
 /// </summary>
-internal sealed class CoordinatorCore : ICoordinator, IDisposable
+internal sealed partial class CoordinatorCore : ICoordinator, IDisposable
 {
     /// <summary>How much work (at the worker's measured rate) one grant aims at.</summary>
     public static readonly TimeSpan TargetLeaseWork = TimeSpan.FromSeconds(5);
@@ -27,6 +27,9 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
     private readonly ConcurrentDictionary<string, WorkerReport> _reports = new();
     private readonly string _specJson;
     private readonly HashSet<long> _inherited;
+    private readonly RecordSource? _source;
+    private readonly ConcurrentDictionary<string, (long Items, DateTimeOffset Since)> _progress = new();
+    private readonly HashSet<string> _stalled = [];
 
     /// <summary>A coordinator for <paramref name="spec"/> over <paramref name="store"/>, the job folder
     /// <paramref name="jobFolder"/>.</summary>
@@ -36,11 +39,13 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
     /// <param name="records">The input's record count.</param>
     /// <param name="run">The run folder for metrics and the log, or null.</param>
     /// <param name="clock">Time (tests pass a fake one).</param>
+    /// <param name="source">The input, when this coordinator serves the job: a shard whose worker dies is then halved
+    /// until a record that kills workers is alone, and that record is quarantined (a reader passes null).</param>
     public CoordinatorCore(InferJobOptions spec, string jobFolder, IShardStore store, long records,
-        RunDirectory? run = null, TimeProvider? clock = null)
+        RunDirectory? run = null, TimeProvider? clock = null, RecordSource? source = null)
     {
-        (Spec, JobFolder, _store, _run, _clock) = (spec, Path.GetFullPath(jobFolder), store, run,
-            clock ?? TimeProvider.System);
+        (Spec, JobFolder, _store, _run, _clock, _source) = (spec, Path.GetFullPath(jobFolder), store, run,
+            clock ?? TimeProvider.System, source);
         Records = records;
         _specJson = System.Text.Json.JsonSerializer.Serialize(spec, ToolkitJson.Compact);
         _store.Initialize(records, spec.Scheduling.ShardSize);
@@ -99,11 +104,17 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
             Math.Max(1, maxShards));
         var limit = ShardLimit(throughput, now);
         var leases = new List<ShardLease>();
-        while (leases.Count < grant && _store.TryLease(worker, Spec.Scheduling.Lease, now, limit,
-            minRecords: Spec.Models.BatchSize) is { } lease)
+        // A shard that failed before (its worker may have died of one of its records) goes to a worker that holds
+        // nothing else, alone: if that worker dies too, the shard is to blame, not a neighbour.
+        var held = _source is null ? [] : _store.HeldBy(worker);
+        var alone = held.Count == 0;
+        while (leases.Count < grant && !held.Any(h => h.Attempts > 0)
+            && _store.TryLease(worker, Spec.Scheduling.Lease, now, limit, minRecords: Spec.Models.BatchSize,
+                retried: _source is null || (alone && leases.Count == 0)) is { } lease)
         {
             lock (_inherited) _inherited.Remove(lease.Shard.Id);
             leases.Add(lease);
+            if (_source is not null && lease.Shard.Attempts > 0) break;
         }
         var finished = leases.Count == 0 && IsFinished();
         return Task.FromResult(new LeaseGrant(leases, finished));
@@ -131,6 +142,15 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
     {
         var now = Seen(worker);
         _reports[worker] = report;
+        if (Stalled(worker, held.Count > 0, report, now) is { } seconds)
+        {
+            _run?.Log($"worker {worker} stalled: it held {held.Count} shard(s) for {seconds:F0} s and its pipeline " +
+                "moved no record; its shards are taken back and it is restarted");
+            lock (_stalled) _stalled.Add(worker);
+            _store.EndLeasesOf(worker, now);
+            ExpireLeases(now.AddMilliseconds(1));
+            return Task.FromResult<IReadOnlyList<bool>>([.. held.Select(_ => false)]);
+        }
         IReadOnlyList<bool> kept =
             [.. held.Select(h => _store.Heartbeat(h.Shard, h.Token, Spec.Scheduling.Lease, now))];
         return Task.FromResult(kept);
@@ -140,9 +160,14 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
     public Task<CommitOutcome> CommitAsync(string worker, ShardCommit commit, CancellationToken cancel = default)
     {
         var now = Seen(worker);
-        if (commit.Output.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(commit.Output))
-            throw new ArgumentException($"output '{commit.Output}' must be a path inside the job folder",
-                nameof(commit));
+        if (CheckCommit(commit) is { } refusal)
+        {
+            Reject($"commit of shard {commit.Shard} from {worker} refused: {refusal}");
+            var state = _store.Release(commit.Shard, commit.Token, $"{worker}: commit refused: {refusal}",
+                Spec.Scheduling.Retries);
+            _run?.Log($"shard {commit.Shard} -> {state?.ToString() ?? "not held by that lease"}");
+            return Task.FromResult(CommitOutcome.Refused);
+        }
         var outcome = _store.Commit(commit.Shard, commit.Token, commit.Output, commit.Quarantined);
         if (outcome == CommitOutcome.Committed)
         {
@@ -185,12 +210,21 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
     /// </summary>
     public void AdoptLeases() => _store.ExtendLeases(_clock.GetUtcNow() + Spec.Scheduling.Lease);
 
-    /// <summary>Returns expired leases to the queue (or FAILED past the retry cap).</summary>
+    /// <summary>
+    /// Returns expired leases to the queue (or FAILED past the retry cap). A coordinator that serves the job (it has
+    /// the input) halves an expired shard instead, and quarantines a record whose worker died with it twice.
+    /// </summary>
     public int ExpireLeases(DateTimeOffset? now = null)
     {
+        var at = now ?? _clock.GetUtcNow();
         int expired;
-        lock (_inherited) expired = _store.ExpireLeases(now ?? _clock.GetUtcNow(), Spec.Scheduling.Retries, _inherited);
-        if (expired > 0) _run?.Log($"{expired} lease(s) expired and went back to the queue");
+        lock (_inherited)
+        {
+            if (_source is not null) WriteIsolatedParts(at);
+            expired = _store.ExpireLeases(at, Spec.Scheduling.Retries, _inherited, isolate: _source is not null);
+        }
+        if (expired > 0) _run?.Log($"{expired} lease(s) expired and went back to the queue" +
+            (_source is null ? "" : " (a shard of several records in halves)"));
         return expired;
     }
 
@@ -201,6 +235,9 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
         return counts[ShardState.Todo] == 0 && counts[ShardState.Leased] == 0;
     }
 
+    /// <summary>True when <paramref name="worker"/> has joined the job.</summary>
+    public bool HasJoined(string worker) => _workers.ContainsKey(worker);
+
     /// <summary>Marks a worker that stopped without leaving (its process died) as gone.</summary>
     public void MarkLost(string worker, string reason)
     {
@@ -208,6 +245,7 @@ internal sealed class CoordinatorCore : ICoordinator, IDisposable
         _store.SaveWorker(_workers.AddOrUpdate(worker, _ => known with { Left = reason }, (_,
             w) => w.Left is null ? w with { Left = reason } : w));
         _reports.TryRemove(worker, out _);
+        if (_source is not null) EndLeasesOf(worker);
     }
 
     /// <summary>Where the job stands: shards and records, throughput, per-worker and per-stage figures,

@@ -16,15 +16,19 @@ internal interface ICoordinatorTransport
     /// <param name="core">The coordinator.</param>
     /// <param name="bind">An IP address or <c>localhost</c>; <c>0.0.0.0</c> for every interface.</param>
     /// <param name="port">The port, or 0.</param>
-    /// <param name="token">The token calls must carry; required unless <paramref name="bind"/> is loopback.</param>
-    /// <exception cref="ArgumentException">A non-loopback address without a token, or an address that is not an
-    /// IP.</exception>
-    Task<ICoordinatorEndpoint> ServeAsync(CoordinatorCore core, string bind, int port, string? token);
+    /// <param name="token">The token every call must carry (loopback included).</param>
+    /// <param name="certificate">Serve TLS with this certificate (<see cref="CoordinatorTls"/>); null: cleartext,
+    /// which only loopback or an explicit <c>--insecure</c> allows.</param>
+    /// <exception cref="ArgumentException">No token, or an address that is not an IP.</exception>
+    Task<ICoordinatorEndpoint> ServeAsync(CoordinatorCore core, string bind, int port, string token,
+        System.Security.Cryptography.X509Certificates.X509Certificate2? certificate);
 
     /// <summary>A worker's connection to the coordinator at <paramref name="address"/>, presenting
-    /// <paramref name="token"/> if given.</summary>
-    /// <exception cref="ArgumentException">Not a coordinator address.</exception>
-    IRemoteCoordinator Connect(string address, string? token);
+    /// <paramref name="token"/> if given, and for an <c>https</c> address accepting only the certificate whose
+    /// SHA-256 fingerprint is <paramref name="fingerprint"/>.</summary>
+    /// <exception cref="ArgumentException">Not a coordinator address, or an https address without a
+    /// fingerprint.</exception>
+    IRemoteCoordinator Connect(string address, string? token, string? fingerprint = null);
 
     /// <summary>
     /// What a failed call means to a worker: null when <paramref name="error"/> is not a transport failure, otherwise
@@ -39,8 +43,11 @@ internal interface ICoordinatorEndpoint : IAsyncDisposable
     /// <summary>The address workers connect to (<c>http://host:port</c>).</summary>
     string Address { get; }
 
-    /// <summary>The token calls must carry, or null (loopback without a token).</summary>
-    string? Token { get; }
+    /// <summary>The token every call must carry.</summary>
+    string Token { get; }
+
+    /// <summary>The SHA-256 fingerprint of the certificate it serves TLS with, or null (cleartext).</summary>
+    string? Fingerprint { get; }
 }
 
 /// <summary>A coordinator in another process, as a worker sees it; disposing it closes the connection.</summary>
@@ -66,6 +73,16 @@ internal static class CoordinatorTransports
     public static ICoordinatorTransport Find() => Grpc.Value ?? throw new FileNotFoundException(
         $"batch inference with workers in other processes needs the {GrpcAssembly} assembly (the coordinator's gRPC " +
         "service): add the LmToolkit.Grpc package, or run with --launcher inproc.");
+
+    /// <summary>
+    /// The environment variable that carries the job's token to a coordinator or worker (a Kubernetes Secret, a
+    /// launching process): never a command line, which every user of the machine can read.
+    /// </summary>
+    public const string TokenVariable = "TOOLKIT_INFER_TOKEN";
+
+    /// <summary>The token in <see cref="TokenVariable"/>, or null when it is unset or empty.</summary>
+    public static string? TokenFromEnvironment() =>
+        Environment.GetEnvironmentVariable(TokenVariable) is { Length: > 0 } token ? token.Trim() : null;
 
     /// <summary>A random token (256 bits, URL-safe).</summary>
     public static string NewToken() =>

@@ -109,7 +109,8 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             await Task.Delay(200, cancel);
         }
         var address = ToolkitJson.Read<CoordinatorAddress>(file);
-        using var client = CoordinatorTransports.Find().Connect(address.Address, File.ReadAllText(tokenFile).Trim());
+        using var client = CoordinatorTransports.Find().Connect(address.Address, File.ReadAllText(tokenFile).Trim(),
+            address.Fingerprint);
         var summary = await new InferenceWorker(client,
             $"{Environment.MachineName}-rank{rank}") { Log = _log }.RunAsync(abort: cancel);
         return summary.Reason is "finished" or "drained";
@@ -199,36 +200,37 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
         }
         var clock = Stopwatch.StartNew();
         using var core = new CoordinatorCore(spec, run.Path, new SqliteShardStore(run.File(InferLayout.StateFile)),
-            source.Count, run);
+            source.Count, run, source: source);
         core.AdoptLeases();
         Log($"job {run.Id}: {source.Count} records in {core.Status().Shards} shards " +
             $"of {spec.Scheduling.ShardSize}; {core.DoneAtStart} records already done");
         ICoordinatorEndpoint? server = null;
+        System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null;
         IWorkerPool? pool = null;
         var state = "completed";
         try
         {
             if (spec.Launch.Launcher != Launcher.InProcess)
             {
-                var token = spec.Service.Token ?? (spec.Service.IsLoopback ? null : CoordinatorTransports.NewToken());
+                // Every listener needs the token, loopback included: any local user can reach loopback.
+                var token = spec.Service.Token ?? CoordinatorTransports.TokenFromEnvironment()
+                    ?? CoordinatorTransports.NewToken();
+                AtomicFile.WriteSecret(run.File(InferLayout.TokenFile), System.Text.Encoding.UTF8.GetBytes(token));
+                certificate = spec.Service.UsesTls ? CoordinatorTls.Create(run.Path, Environment.MachineName) : null;
                 server = await CoordinatorTransports.Find().ServeAsync(core, spec.Service.Bind, spec.Service.Port,
-                    token);
+                    token, certificate);
                 ToolkitJson.Write(run.File(InferLayout.CoordinatorFile), new CoordinatorAddress(server.Address,
-                    token is not null, Environment.ProcessId));
-                if (token is not null)
-                {
-                    var tokenFile = run.File(InferLayout.TokenFile);
-                    File.WriteAllText(tokenFile, token);
-                    if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(tokenFile,
-                        UnixFileMode.UserRead | UnixFileMode.UserWrite);
-                }
-                Log($"coordinator listening on {server.Address}{(token is null ? "" : " (token required; see the job " +
-                    "folder's token file)")}");
+                    server.Fingerprint, Environment.ProcessId));
+                Log($"coordinator listening on {server.Address} (token required: the job folder's " +
+                    $"{InferLayout.TokenFile} file, readable by its owner only" +
+                    (server.Fingerprint is { } pin ? $"; TLS certificate fingerprint {pin})" : ")"));
+                if (!spec.Service.IsLoopback && !spec.Service.UsesTls)
+                    Log($"warning: --insecure: calls to {server.Address} travel in cleartext, token included");
             }
             pool = spec.Launch.Launcher switch
             {
                 Launcher.InProcess => new InProcessPool(core, _log),
-                Launcher.Local => new ProcessPool(core, run.Path, server!.Address, server.Token, Log),
+                Launcher.Local => new ProcessPool(core, run.Path, server!, Log),
                 _ => null,
             };
             var scaled = Stopwatch.StartNew();
@@ -248,6 +250,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
                 }
                 progress?.Report(status);
                 if (status.Finished) break;
+                if (pool?.Failure is { } failure) throw new JobFailedException(failure);
                 if (pool is not null) Autoscaler.Step(spec, status, pool, scaled, Log);
                 try { await Task.Delay(TimeSpan.FromMilliseconds(250), cancel); }
                 catch (OperationCanceledException) { state = "cancelled"; break; }
@@ -264,6 +267,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
                 await pool.DisposeAsync();
             }
             if (server is not null) await server.DisposeAsync();
+            certificate?.Dispose();
         }
         var final = core.Status();
         if (final.Finished)

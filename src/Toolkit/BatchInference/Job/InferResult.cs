@@ -5,8 +5,9 @@ namespace Toolkit.BatchInference;
 /// <summary>A job folder's <c>config.json</c>.</summary>
 internal sealed record InferConfig(string Kind, InferJobOptions? Options);
 
-/// <summary>A job folder's <c>coordinator.json</c>: where its coordinator listens.</summary>
-internal sealed record CoordinatorAddress(string Address, bool TokenRequired, int ProcessId);
+/// <summary>A job folder's <c>coordinator.json</c>: where its coordinator listens, and the SHA-256 fingerprint of the
+/// certificate it serves TLS with (null: cleartext).</summary>
+internal sealed record CoordinatorAddress(string Address, string? Fingerprint, int ProcessId);
 
 /// <summary>The outcome of a batch-inference job.</summary>
 public sealed record InferResult(string RunId, string JobFolder, string State, long Records, long OutputRecords,

@@ -16,6 +16,9 @@ internal static class InferWorkerHost
         Action<string>? log = null)
     {
         options.Check();
+        if (FaultStage.Injects("start"))
+            throw new JobFailedException($"this worker was told to fail as it starts ({FaultStage.Variable}=start)");
+        var token = ReadToken(options);
         using var drain = new CancellationTokenSource();
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         void OnSignal(PosixSignalContext context)
@@ -32,8 +35,7 @@ internal static class InferWorkerHost
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         var address = options.Coordinator!;
         var transport = CoordinatorTransports.Find();
-        using var client = transport.Connect(address,
-            options.Token ?? Environment.GetEnvironmentVariable(ProcessPool.TokenVariable));
+        using var client = transport.Connect(address, token, options.Fingerprint);
         var worker = new InferenceWorker(client, options.Id ?? $"{Environment.MachineName}-{Environment.ProcessId}")
         {
             CoordinatorGrace = TimeSpan.FromSeconds(options.Grace),
@@ -52,5 +54,17 @@ internal static class InferWorkerHost
                   $"({fault.Detail}). Is the job running? Its folder's {InferLayout.CoordinatorFile} has the " +
                   "address; toolkit infer resume FOLDER restarts it.");
         }
+    }
+
+    /// <summary>The worker's token: read from its <c>--token-file</c>, or the environment's.</summary>
+    /// <exception cref="ArgumentException">Neither gives one; the message says where to find it.</exception>
+    private static string ReadToken(InferWorkerOptions options)
+    {
+        if (options.TokenFile is { } file)
+            return File.Exists(file) && File.ReadAllText(file).Trim() is { Length: > 0 } token ? token
+                : throw new ArgumentException($"'{file}' does not exist or is empty", nameof(options.TokenFile));
+        return CoordinatorTransports.TokenFromEnvironment() ?? throw new ArgumentException(
+            $"the coordinator needs the job's token: pass --token-file JOB_FOLDER/{InferLayout.TokenFile}, or set " +
+                $"{CoordinatorTransports.TokenVariable}", nameof(options.TokenFile));
     }
 }

@@ -75,19 +75,21 @@ internal static class InferKubernetes
         var meta = (string name, string role) => new V1ObjectMeta { Name = name, NamespaceProperty = o.Namespace,
             Labels = labels(role) };
         var secret = $"{o.Name}-token";
-        var tokenEnv = new V1EnvVar { Name = ProcessPool.TokenVariable,
+        var tokenEnv = new V1EnvVar { Name = CoordinatorTransports.TokenVariable,
             ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Key = "token",
                 Name = secret } } };
         var volume = new V1Volume { Name = "data",
             PersistentVolumeClaim = new V1PersistentVolumeClaimVolumeSource { ClaimName = o.VolumeClaim } };
         var mount = new V1VolumeMount { MountPath = "/data", Name = "data" };
         // The coordinator's command line, from the options' declarations: every setting of the job that is not a
-        // default, as an external coordinator on every interface (the workers are the Deployment's pods); Kubernetes
-        // puts the token in from the Secret when the container starts.
+        // default, as an external coordinator on every interface (the workers are the Deployment's pods). Coordinator
+        // and workers read the token from the Secret, through their environment: never from a command line.
         var coordinatorJob = job with
         {
             Launch = job.Launch with { Launcher = Jobs.Launcher.External },
-            Service = job.Service with { Bind = "0.0.0.0", Port = Port, Token = "$(TOOLKIT_TOKEN)" },
+            // In-cluster calls are cleartext (explicitly: --insecure), token included: the workers cannot know the
+            // fingerprint of a certificate the coordinator's pod would make.
+            Service = job.Service with { Bind = "0.0.0.0", Port = Port, Token = null, Insecure = true },
             JobName = job.JobName ?? o.Name,
         };
         // Against defaults whose runs folder no pod has: the folder always goes on the command line (the default
@@ -110,7 +112,7 @@ internal static class InferKubernetes
                         Containers = [new V1Container
                         {
                             Name = "coordinator", Image = o.Image, Command = run,
-                                Env = [new V1EnvVar { Name = "TOOLKIT_TOKEN", ValueFrom = tokenEnv.ValueFrom }],
+                                Env = [tokenEnv],
                                 Ports = [new V1ContainerPort { ContainerPort = Port, Name = "grpc" }],
                                     VolumeMounts = [mount],
                         }],

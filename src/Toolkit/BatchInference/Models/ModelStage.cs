@@ -58,7 +58,11 @@ internal static class ModelStages
         var stages = InferStages.Of(spec.Models);
         // One model per worker, for every stage.
         var model = new Lazy<StageModel>(() => new StageModel(spec.Models.Model));
-        if (spec.Models.Stages is null) return [.. stages.Select(s => Model(spec, s.Model, model))];
+        if (spec.Models.Stages is null)
+        {
+            IReadOnlyList<IModelStage> models = [.. stages.Select(s => Model(spec, s.Model, model))];
+            return FaultStage.Enabled ? [new FaultStage(models[0]), .. models.Skip(1)] : models;
+        }
         var index = stages.Select((s, k) => (s.Name, k)).ToDictionary(e => e.Name, e => e.k);
         var created = new List<IModelStage>(stages.Count);
         try

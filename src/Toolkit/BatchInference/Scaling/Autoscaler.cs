@@ -22,8 +22,10 @@ internal static class Autoscaler
         if (target > live)
         {
             var eta = status.EtaSeconds?.ToString("F0", System.Globalization.CultureInfo.InvariantCulture) ?? "unknown";
-            log($"autoscaler: {live} -> {target} worker(s) ({left} shards left, ETA {eta} s)");
-            while (pool.Live < target) pool.Start();
+            var started = 0;
+            while (pool.Live < target && pool.Start()) started++;   // none while start failures hold starts back
+            if (started == 0) return;
+            log($"autoscaler: {live} -> {live + started} worker(s) ({left} shards left, ETA {eta} s)");
             sinceScale.Restart();
         }
     }

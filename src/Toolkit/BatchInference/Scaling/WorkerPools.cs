@@ -13,8 +13,11 @@ internal interface IWorkerPool : IAsyncDisposable
     int Started { get; }
     /// <summary>Workers that ended with an error or were killed.</summary>
     int Died { get; }
-    /// <summary>Starts one more worker.</summary>
-    void Start();
+    /// <summary>Why the job must fail because its workers cannot start (<see cref="StartFailures"/>), or
+    /// null.</summary>
+    string? Failure { get; }
+    /// <summary>Starts one more worker; false (nothing started) while start failures hold starts back.</summary>
+    bool Start();
     /// <summary>Notices workers that ended, telling the coordinator about those that did not leave.</summary>
     void Reap();
     /// <summary>
@@ -35,19 +38,31 @@ internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) :
     public int Live => _workers.Count(w => !w.Task.IsCompleted);
     public int Started => _workers.Count;
     public int Died => _workers.Count(w => w.Task.IsFaulted);
+    public string? Failure => _starts.Failure;
+    private readonly StartFailures _starts = new();
 
-    public void Start()
+    public bool Start()
     {
+        if (!_starts.CanStart) return false;
         var id = $"w{_workers.Count}-inproc";
         var (drain, abort) = (new CancellationTokenSource(), new CancellationTokenSource());
         var worker = new InferenceWorker(core, id) { Log = log };
         _workers.Add((id, Task.Run(() => worker.RunAsync(drain.Token, abort.Token)), drain, abort));
+        return true;
     }
 
     public void Reap()
     {
+        // A stalled worker's thread cannot be killed: it is told to stop and counted as lost.
+        var stalled = core.TakeStalled();
+        foreach (var w in _workers.Where(w => stalled.Contains(w.Id)))
+        {
+            w.Abort.Cancel();
+            core.MarkLost(w.Id, "stalled");
+        }
         foreach (var w in _workers.Where(w => w.Task.IsFaulted && _reaped.Add(w.Id)))
         {
+            _starts.Ended(core.HasJoined(w.Id), w.Task.Exception!.GetBaseException().Message);
             log?.Invoke($"{w.Id} failed: {w.Task.Exception!.GetBaseException().Message}");
             core.MarkLost(w.Id, $"error: {w.Task.Exception!.GetBaseException().Message}");
         }
@@ -73,13 +88,9 @@ internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) :
 /// <c>workers/&lt;id&gt;.log</c> and their process ids to <c>workers/&lt;id&gt;.pid</c> in the job folder. Stopping
 /// sends SIGTERM (drain) and, past the grace period, SIGKILL.
 /// </summary>
-internal sealed partial class ProcessPool(CoordinatorCore core, string folder, string address, string? token,
+internal sealed partial class ProcessPool(CoordinatorCore core, string folder, ICoordinatorEndpoint server,
     Action<string>? log) : IWorkerPool
 {
-    /// <summary>Environment variable a worker reads its token from (kept off the command line, which other users can
-    /// see).</summary>
-    public const string TokenVariable = "TOOLKIT_INFER_TOKEN";
-
     private readonly List<(string Id, Process Process)> _workers = [];
     private readonly List<StreamWriter> _logs = [];
     private readonly HashSet<string> _reaped = [];
@@ -88,9 +99,12 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
     public int Live => _workers.Count(w => !w.Process.HasExited);
     public int Started => _workers.Count;
     public int Died => _died;
+    public string? Failure => _starts.Failure;
+    private readonly StartFailures _starts = new();
 
-    public void Start()
+    public bool Start()
     {
+        if (!_starts.CanStart) return false;
         var id = $"w{_workers.Count}-{Environment.ProcessId}";
         var command = RankEntryPoint.Command();
         var logs = Path.Combine(folder, "workers");
@@ -98,22 +112,31 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
         // A worker whose coordinator is gone (killed, not yet resumed) gives up after the grace period instead of
         // lingering.
         // Lines can arrive after the process has exited: the log writer lives until the pool is disposed.
-        var worker = new InferWorkerOptions { Coordinator = address, Id = id, Grace = 15 };
+        var worker = new InferWorkerOptions { Coordinator = server.Address, Fingerprint = server.Fingerprint, Id = id,
+            Grace = 15 };
         var (process, output) = Toolkit.Runtime.ChildProcess.StartLogged(command[0],
             [.. command.Skip(1), .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferWorker, worker)],
-            Path.Combine(logs, $"{id}.log"), token is null ? null : new Dictionary<string,
-                string> { [TokenVariable] = token });
+            Path.Combine(logs, $"{id}.log"),
+            new Dictionary<string, string> { [CoordinatorTransports.TokenVariable] = server.Token });
         _logs.Add(output);
         File.WriteAllText(Path.Combine(logs, $"{id}.pid"),
             process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         _workers.Add((id, process));
         log?.Invoke($"started worker {id} (pid {process.Id})");
+        return true;
     }
 
     public void Reap()
     {
+        var stalled = core.TakeStalled();
+        foreach (var (id, process) in _workers.Where(w => stalled.Contains(w.Id) && !w.Process.HasExited))
+        {
+            log?.Invoke($"worker {id} stalled: killing it (a replacement starts while work remains)");
+            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        }
         foreach (var (id, process) in _workers.Where(w => w.Process.HasExited && _reaped.Add(w.Id)))
         {
+            _starts.Ended(core.HasJoined(id) || process.ExitCode == 0, LastWords(id));
             if (process.ExitCode == 0) continue;
             _died++;
             var why = process.ExitCode > 128 ? $"killed by signal {process.ExitCode - 128}" : process.ExitCode < 0
@@ -148,6 +171,21 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, s
             process.Dispose();
         }
         foreach (var log in _logs) lock (log) log.Dispose();
+    }
+
+    /// <summary>The last line a worker wrote to its log (its error, when it failed).</summary>
+    private string LastWords(string id)
+    {
+        var file = Path.Combine(folder, "workers", $"{id}.log");
+        try
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read,
+                FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(stream);
+            return reader.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries
+                | StringSplitOptions.TrimEntries).LastOrDefault() ?? "(nothing)";
+        }
+        catch (IOException e) { return $"(its log {file} could not be read: {e.Message})"; }
     }
 
     /// <summary>Sends a POSIX signal.</summary>

@@ -71,7 +71,7 @@ public sealed record InferJobOptions : IJobOptions
     [OptionGroup] public LaunchOptions Launch { get; init; } = DefaultLaunch;
 
     /// <summary>Where the coordinator listens for workers in other processes (<c>--bind</c>, <c>--port</c>,
-    /// <c>--token</c>).</summary>
+    /// <c>--insecure</c>; the token is set from C# or the environment).</summary>
     [OptionGroup] public InferServiceOptions Service { get; init; } = new();
 
     /// <summary>Batch inference's launch defaults: local worker processes; 3 ranks under mpi or slurm.</summary>

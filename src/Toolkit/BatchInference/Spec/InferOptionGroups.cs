@@ -179,6 +179,12 @@ public sealed record InferSchedulingOptions : ICheckedOptions
     [Option("Lease length in seconds: a worker that stops heartbeating loses its shards after this long.")]
     public double LeaseSeconds { get; init; } = 30;
 
+    /// <summary>Seconds a worker may hold shards without its pipeline moving a record before it loses them and is
+    /// restarted (0: never). Default 300.</summary>
+    [Option("Seconds a worker may hold shards while its pipeline moves no record (a hung model) before it loses " +
+        "them and is restarted (0: never).")]
+    public double StallSeconds { get; init; } = 300;
+
     /// <summary>Workers started at the beginning. Default 2.</summary>
     [Option("Workers started at the beginning.")]
     public int Workers { get; init; } = 2;
@@ -210,6 +216,8 @@ public sealed record InferSchedulingOptions : ICheckedOptions
         if (Retries < 1) throw new ArgumentOutOfRangeException(nameof(Retries), Retries, "must be at least 1");
         if (!(LeaseSeconds >= 1)) throw new ArgumentOutOfRangeException(nameof(LeaseSeconds), LeaseSeconds,
             "must be at least 1 second");
+        if (!(StallSeconds >= 0) || double.IsInfinity(StallSeconds)) throw new ArgumentOutOfRangeException(
+            nameof(StallSeconds), StallSeconds, "must be 0 (never) or a number of seconds");
         if (Workers < 0) throw new ArgumentOutOfRangeException(nameof(Workers), Workers, "must not be negative");
         if (MinWorkers < 0 || MinWorkers > WorkerCeiling) throw new ArgumentOutOfRangeException(nameof(MinWorkers),
             MinWorkers, $"must be between 0 and the ceiling ({WorkerCeiling})");
@@ -224,17 +232,30 @@ public sealed record InferSchedulingOptions : ICheckedOptions
 public sealed record InferServiceOptions : ICheckedOptions
 {
     /// <summary>The coordinator's address. Default 127.0.0.1 (loopback only).</summary>
-    [Option("Address the coordinator listens on; anything but loopback requires a token (--token, or one is " +
-        "generated and written to the job folder).")]
+    [Option("Address the coordinator listens on (workers present the job's token on every address; see " +
+        "docs/batch-inference.md).")]
     public string Bind { get; init; } = "127.0.0.1";
 
     /// <summary>The coordinator's port; 0 picks a free one. Default 0.</summary>
     [Option("Port the coordinator listens on (0: a free one, written to the job folder's coordinator.json).")]
     public int Port { get; init; }
 
-    /// <summary>The token workers must present; null: none on loopback, generated otherwise.</summary>
-    [Option("Token workers must present (default: none on loopback, a random one otherwise).")]
+    /// <summary>
+    /// The token workers must present, set from C#; null: the <c>TOOLKIT_INFER_TOKEN</c> environment variable, or a
+    /// random one. It goes to the job folder's <c>token</c> file (mode 0600) and never to <c>config.json</c> or a
+    /// command line.
+    /// </summary>
+    [JsonIgnore]
     public string? Token { get; init; }
+
+    /// <summary>Cleartext beyond loopback. Default false: a non-loopback coordinator serves TLS.</summary>
+    [Option("Serve cleartext on a non-loopback --bind instead of TLS with a certificate made for the job (the token " +
+        "still travels with every call, readable by anyone on the network).")]
+    public bool Insecure { get; init; }
+
+    /// <summary>True when the coordinator serves TLS: beyond loopback, unless <see cref="Insecure"/>.</summary>
+    [JsonIgnore]
+    public bool UsesTls => !IsLoopback && !Insecure;
 
     /// <summary>True when the coordinator listens on loopback only.</summary>
     [JsonIgnore]

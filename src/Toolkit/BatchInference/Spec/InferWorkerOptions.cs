@@ -9,10 +9,17 @@ internal sealed record InferWorkerOptions : Jobs.ICheckedOptions
     [Option("The coordinator's address (http://host:port, as written in the job folder's coordinator.json).")]
     public string? Coordinator { get; init; }
 
-    /// <summary>The job's token, when the coordinator requires one; null: the environment's.</summary>
-    [Option("The job's token, when the coordinator requires one (default: the TOOLKIT_INFER_TOKEN environment " +
-        "variable).")]
-    public string? Token { get; init; }
+    /// <summary>A file holding the job's token (the job folder's <c>token</c>); null: the
+    /// <c>TOOLKIT_INFER_TOKEN</c> environment variable. The token itself is never an option: command lines are
+    /// public.</summary>
+    [Option("A file holding the job's token, e.g. the job folder's token file (default: the TOOLKIT_INFER_TOKEN " +
+        "environment variable).")]
+    public string? TokenFile { get; init; }
+
+    /// <summary>The SHA-256 fingerprint of the coordinator's certificate, for an https address.</summary>
+    [Option("The SHA-256 fingerprint of the coordinator's TLS certificate, for an https:// address (as written in " +
+        "the job folder's coordinator.json).")]
+    public string? Fingerprint { get; init; }
 
     /// <summary>This worker's name; null: host-pid.</summary>
     [Option("This worker's name (default: host-pid).")]

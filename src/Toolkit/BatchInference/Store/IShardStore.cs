@@ -11,6 +11,10 @@ internal enum CommitOutcome
     /// recorded; the shard is redone. The late part (named by its lease) is never read: readers take the parts the
     /// store lists as committed.</summary>
     Stale,
+    /// <summary>The commit named another file than its lease implies, or the file is missing or holds another
+    /// number of records: nothing recorded, the refusal logged, and the shard goes back to the queue (an attempt
+    /// used).</summary>
+    Refused,
 }
 
 /// <summary>
@@ -34,8 +38,12 @@ internal interface IShardStore : IDisposable
     /// same attempt count). Only a waiting shard is split, so no committed output covers the records that moved (a part
     /// written under an expired lease may, but it is never committed, read or kept).
     /// </summary>
+    /// <remarks>With <paramref name="retried"/> false, only shards that have not failed before are leased.</remarks>
     ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue,
-        long minRecords = 1);
+        long minRecords = 1, bool retried = true);
+
+    /// <summary>The shards <paramref name="worker"/> holds.</summary>
+    IReadOnlyList<Shard> HeldBy(string worker);
 
     /// <summary>Records in waiting shards.</summary>
     long WaitingRecords();
@@ -52,9 +60,19 @@ internal interface IShardStore : IDisposable
     /// <returns>The shard's new state, or null when the token no longer held it.</returns>
     ShardState? Release(long shard, string token, string reason, int retryCap, bool countsAsAttempt = true);
 
-    /// <summary>Returns every lease that ended before <paramref name="now"/> to the queue (an attempt used, FAILED past
-    /// the cap, unless the shard is in <paramref name="forgiven"/>); the number returned or failed.</summary>
-    int ExpireLeases(DateTimeOffset now, int retryCap, IReadOnlySet<long>? forgiven = null);
+    /// <summary>
+    /// Returns every lease that ended before <paramref name="now"/> to the queue (an attempt used, FAILED past the cap,
+    /// unless the shard is in <paramref name="forgiven"/>); the number returned or failed. With
+    /// <paramref name="isolate"/> (a worker that stops heartbeating may have been killed by one of its records) a
+    /// shard of several records goes back in two halves instead, and a single record whose lease ends without a commit
+    /// for the <see cref="SqliteShardStore.IsolateAfter"/>th time is DONE, quarantined: its output is the part named
+    /// <see cref="InferLayout.Isolated"/>, which the caller writes (empty, and its quarantine part) beforehand.
+    /// </summary>
+    int ExpireLeases(DateTimeOffset now, int retryCap, IReadOnlySet<long>? forgiven = null, bool isolate = false);
+
+    /// <summary>Makes the leases <paramref name="worker"/> holds end at <paramref name="now"/> (its process died);
+    /// returns how many.</summary>
+    int EndLeasesOf(string worker, DateTimeOffset now);
 
     /// <summary>Extends every lease to end no earlier than <paramref name="until"/> (a restarted coordinator gives the
     /// workers it inherited time to reconnect).</summary>
@@ -62,6 +80,9 @@ internal interface IShardStore : IDisposable
 
     /// <summary>Every shard, by index.</summary>
     IReadOnlyList<Shard> Shards();
+
+    /// <summary>One shard, or null when no shard has that id.</summary>
+    Shard? Find(long shard);
 
     /// <summary>Shards per state.</summary>
     IReadOnlyDictionary<ShardState, int> Counts();

@@ -19,8 +19,9 @@ public enum ShardState
 
 /// <summary>
 /// The shard state machine, explicit and loud: the only legal transitions are TODO → LEASED (a worker takes it),
-/// LEASED → DONE (its output committed), LEASED → TODO (the lease expired, the worker failed or was preempted),
-/// LEASED → FAILED (over the retry cap). Anything else is a bug and throws, naming both states.
+/// LEASED → DONE (its output committed, or its one record quarantined by the coordinator after killing workers),
+/// LEASED → TODO (the lease expired, the worker failed or was preempted), LEASED → FAILED (over the retry cap).
+/// Anything else is a bug and throws, naming both states.
 /// </summary>
 internal static class ShardTransitions
 {

@@ -66,10 +66,11 @@ internal sealed class SqliteShardStore : IShardStore
 
     /// <inheritdoc/>
     public ShardLease? TryLease(string worker, TimeSpan duration, DateTimeOffset now, long maxRecords = long.MaxValue,
-        long minRecords = 1) => InTransaction(() =>
+        long minRecords = 1, bool retried = true) => InTransaction(() =>
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRecords, 1);
-        var next = Query("SELECT * FROM shards WHERE state = 'todo' ORDER BY first_record LIMIT 1").FirstOrDefault();
+        var next = Query("SELECT * FROM shards WHERE state = 'todo'" + (retried ? "" : " AND attempts = 0") +
+            " ORDER BY first_record LIMIT 1").FirstOrDefault();
         if (next is null) return null;
         if (next.Records - maxRecords >= Math.Max(1, minRecords))
         {
@@ -129,14 +130,58 @@ internal sealed class SqliteShardStore : IShardStore
 
     /// <inheritdoc/>
     public int ExpireLeases(DateTimeOffset now, int retryCap,
-        IReadOnlySet<long>? forgiven = null) => InTransaction(() =>
+        IReadOnlySet<long>? forgiven = null, bool isolate = false) => InTransaction(() =>
     {
         var expired = Query("SELECT * FROM shards WHERE state = 'leased' AND expires < $now", ("$now",
             now.ToUnixTimeMilliseconds()));
-        foreach (var shard in expired) End(shard, $"lease of {shard.Worker} expired", retryCap,
-            countsAsAttempt: forgiven?.Contains(shard.Id) != true);
+        foreach (var shard in expired)
+        {
+            var reason = $"lease of {shard.Worker} expired";
+            if (!isolate || forgiven?.Contains(shard.Id) == true)
+                End(shard, reason, retryCap, countsAsAttempt: forgiven?.Contains(shard.Id) != true);
+            else if (shard.Records > 1) Halve(shard, reason);
+            else if (shard.Attempts + 1 >= IsolateAfter)
+            {
+                ShardTransitions.TransitionTo(shard.Id, shard.State, ShardState.Done);
+                Run("UPDATE shards SET state = 'done', attempts = $a, output = $o, quarantined = 1, worker = NULL, " +
+                    "token = NULL, expires = NULL, last_error = $r WHERE id = $id", ("$a", shard.Attempts + 1),
+                    ("$o", $"{InferLayout.OutputFolder}/{InferLayout.PartName(shard.Id, InferLayout.Isolated)}"),
+                    ("$r", reason), ("$id", shard.Id));
+            }
+            else End(shard, reason, retryCap, countsAsAttempt: true);
+        }
         return expired.Count;
     });
+
+    /// <summary>Leases of one record that end without a commit before the record is quarantined (with
+    /// <c>isolate</c>).</summary>
+    public const int IsolateAfter = 2;
+
+    /// <summary>Back to the queue in two halves, each with one attempt: the half that holds a record that kills its
+    /// worker is halved again until that record is alone.</summary>
+    private void Halve(Shard shard, string reason)
+    {
+        ShardTransitions.TransitionTo(shard.Id, shard.State, ShardState.Todo);
+        var first = shard.Records / 2;
+        using (var max = Command("SELECT MAX(id) FROM shards"))
+        {
+            var id = (long)max.ExecuteScalar()! + 1;
+            Run("INSERT INTO shards (id, first_record, records, state, attempts, last_error) VALUES ($id, $first, " +
+                "$n, 'todo', 1, $e)", ("$id", id), ("$first", shard.FirstRecord + first),
+                ("$n", shard.Records - first), ("$e", reason));
+        }
+        Run("UPDATE shards SET state = 'todo', records = $n, attempts = 1, worker = NULL, token = NULL, " +
+            "expires = NULL, last_error = $e WHERE id = $id", ("$n", first), ("$e", reason), ("$id", shard.Id));
+    }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<Shard> HeldBy(string worker) => InTransaction(() =>
+        Query("SELECT * FROM shards WHERE state = 'leased' AND worker = $w", ("$w", worker)));
+
+    /// <inheritdoc/>
+    public int EndLeasesOf(string worker, DateTimeOffset now) => InTransaction(() =>
+        Run("UPDATE shards SET expires = $now WHERE state = 'leased' AND worker = $w",
+            ("$now", now.ToUnixTimeMilliseconds()), ("$w", worker)));
 
     /// <inheritdoc/>
     public void ExtendLeases(DateTimeOffset until) => InTransaction(() =>
@@ -145,6 +190,10 @@ internal sealed class SqliteShardStore : IShardStore
 
     /// <inheritdoc/>
     public IReadOnlyList<Shard> Shards() => InTransaction(() => Query("SELECT * FROM shards ORDER BY id"));
+
+    /// <inheritdoc/>
+    public Shard? Find(long shard) =>
+        InTransaction(() => Query("SELECT * FROM shards WHERE id = $id", ("$id", shard))).SingleOrDefault();
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<ShardState, int> Counts()

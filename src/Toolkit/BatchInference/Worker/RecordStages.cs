@@ -162,12 +162,20 @@ internal sealed class RecordStages(string worker, Action<string>? log)
             {
                 if (item.Error is not null) { lines.Add((item, QuarantineLine(item))); continue; }
                 buffer.ResetWrittenCount();
-                using (var json = new Utf8JsonWriter(buffer))
+                try
                 {
+                    using var json = new Utf8JsonWriter(buffer);
                     json.WriteStartObject();
                     json.WriteString("id", item.Record.Id);
                     for (var k = 0; k < models.Count; k++) models[k].Write(json, item.Outputs[k]!);
                     json.WriteEndObject();
+                }
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+                {
+                    // JSON has no NaN or infinity: such an output would not read back
+                    item.Error = $"its output cannot be written: {Unwritable(e)}";
+                    lines.Add((item, QuarantineLine(item)));
+                    continue;
                 }
                 lines.Add((item, buffer.WrittenSpan.ToArray()));
             }
@@ -175,6 +183,11 @@ internal sealed class RecordStages(string worker, Action<string>? log)
             foreach (var line in lines) await next.WriteAsync(line, stop);
         }
     }
+
+    private static string Unwritable(Exception e) =>
+        e.Message.Contains("NaN", StringComparison.Ordinal)
+            || e.Message.Contains("infinity", StringComparison.OrdinalIgnoreCase)
+            ? "a model gave NaN or infinity" : e.Message;
 
     /// <summary>A quarantined record's line: its id, index, shard and reason.</summary>
     public static byte[] QuarantineLine(WorkItem item) => JsonSerializer.SerializeToUtf8Bytes(

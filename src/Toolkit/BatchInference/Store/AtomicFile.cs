@@ -45,6 +45,42 @@ internal static partial class AtomicFile
         SyncFolder(folder);
     }
 
+    /// <summary>
+    /// Writes a secret (a token, a private key) to <paramref name="path"/> atomically: the temporary file is created
+    /// readable and writable by its owner only (<see cref="CreateSecret"/>), so no reader ever finds the secret
+    /// readable by others, nor half of it.
+    /// </summary>
+    public static void WriteSecret(string path, ReadOnlySpan<byte> secret)
+    {
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Directory.CreateDirectory(folder);
+        var temporary = Path.Combine(folder, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var file = CreateSecret(temporary))
+            {
+                file.Write(secret);
+                file.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(temporary); } catch (IOException) { }
+            throw;
+        }
+        SyncFolder(folder);
+    }
+
+    /// <summary>Creates a new file (replacing none) whose mode is 0600 from the moment it exists (on Unix).</summary>
+    internal static FileStream CreateSecret(string path)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write,
+            Share = FileShare.None };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        return new FileStream(path, options);
+    }
+
     /// <summary>Removes <paramref name="path"/> if it exists, durably.</summary>
     public static void Delete(string path)
     {

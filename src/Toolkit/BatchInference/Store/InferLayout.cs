@@ -14,6 +14,10 @@ internal static class InferLayout
     /// <summary>The token workers present, when the coordinator requires one (readable by its owner only).</summary>
     public const string TokenFile = "token";
 
+    /// <summary>The lease-token stand-in in the part names of a record the coordinator quarantined because workers
+    /// died on it.</summary>
+    public const string Isolated = "isolated";
+
     /// <summary>
     /// A shard's part file name for one lease: <c>part-NNNNNN-TOKEN8.jsonl</c> (or <c>.parquet</c>); in
     /// <see cref="OutputFolder"/> and, when it had bad records, <see cref="QuarantineFolder"/> (quarantine parts are
