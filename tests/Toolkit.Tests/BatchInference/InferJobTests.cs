@@ -148,17 +148,21 @@ public sealed class InferJobTests : IDisposable
         Assert.True(File.Exists(Path.Combine(result.JobFolder, "metrics.jsonl")));
     }
 
+    /// <summary>Workers and the coordinator SIGKILLed, and records that crash a worker, give NaN or hang the model:
+    /// every record exactly once, each faulty one quarantined.</summary>
     [Fact]
-    public async Task Chaos_KilledWorkersAndCoordinator_EveryRecordExactlyOnce()
+    public async Task Chaos_KilledWorkersAndCoordinator_AndFaultyRecords_EveryRecordExactlyOnce()
     {
         var result = await InferChaos.RunAsync(new ChaosOptions
         {
-            Records = 1200, ShardSize = 40, Kills = 3, CoordinatorKills = 1, LeaseSeconds = 3,
-                RunsDirectory = _folder.Path,
+            Records = 1200, ShardSize = 40, Kills = 3, CoordinatorKills = 1, LeaseSeconds = 3, Poison = 1, Nan = 1,
+                Stalls = 1, StallSeconds = 6, RunsDirectory = _folder.Path,
         });
         Assert.True(result.Check.ExactlyOnce, string.Join('\n', result.Events));
         Assert.Equal((3, 1, 1), (result.WorkersKilled, result.CoordinatorsKilled, result.Resumes));
-        Assert.Equal((1199L, 1L), (result.Check.Rows, result.Check.Quarantined));
+        Assert.Equal(["crash", "nan", "stall"], result.Faults.Select(f => f.Kind));
+        Assert.All(result.Faults, f => Assert.True(f.Quarantined, $"{f}\n{string.Join('\n', result.Events)}"));
+        Assert.Equal((1196L, 4L), (result.Check.Rows, result.Check.Quarantined));   // and the malformed record
         Assert.True(result.ShardsRetried > 0, "killing workers mid-shard must have sent shards back to the queue:\n" +
             string.Join('\n', result.Events));
     }

@@ -31,6 +31,22 @@ internal sealed record ChaosOptions
     [Option("Times the coordinator process is killed with SIGKILL and the job resumed (toolkit infer resume).")]
     public int CoordinatorKills { get; init; } = 2;
 
+    /// <summary>Records that kill the worker process that reads them.</summary>
+    [Option("Records that kill (SIGKILL) the worker process that reads them: each must end up alone in quarantine.")]
+    public int Poison { get; init; } = 3;
+
+    /// <summary>Records whose output holds NaN.</summary>
+    [Option("Records whose model output holds NaN: each must be quarantined with that reason.")]
+    public int Nan { get; init; } = 3;
+
+    /// <summary>Records that hang the model.</summary>
+    [Option("Records that hang the model for ever: the stalled worker is killed and the record isolated.")]
+    public int Stalls { get; init; } = 2;
+
+    /// <summary>The job's --stall-seconds.</summary>
+    [Option("The job's --stall-seconds: how long a worker may hold shards without progress.")]
+    public double StallSeconds { get; init; } = 10;
+
     /// <summary>Lease length in seconds (how soon a killed worker's shards come back).</summary>
     [Option("Lease length in seconds: how soon a killed worker's shards return to the queue.")]
     public double LeaseSeconds { get; init; } = 5;
@@ -46,7 +62,8 @@ internal sealed record ChaosOptions
 
 /// <summary>What a chaos run did and the exactly-once check of its output, read back from the files.</summary>
 internal sealed record ChaosResult(string JobFolder, int Records, int WorkersKilled, int CoordinatorsKilled,
-    int Resumes, long ShardsRetried, double Seconds, OutputCheck Check, IReadOnlyList<string> Events) : IFacts
+    int Resumes, long ShardsRetried, double Seconds, OutputCheck Check, IReadOnlyList<string> Events,
+    IReadOnlyList<ChaosFault> Faults) : IFacts
 {
     /// <inheritdoc/>
     public string Title
@@ -59,6 +76,8 @@ internal sealed record ChaosResult(string JobFolder, int Records, int WorkersKil
         ("records", $"{Records:N0}"),
         ("killed", $"{WorkersKilled} workers (SIGKILL), the coordinator {CoordinatorsKilled} times; {Resumes} resumes"),
         ("shards retried", $"{ShardsRetried:N0}"),
+        ("faulty records", string.Join("; ", Faults.GroupBy(f => f.Kind).Select(g =>
+            $"{g.Count()} {g.Key}, {g.Count(f => f.Quarantined)} quarantined"))),
         ("time", $"{Seconds:F1} s"),
         ("output read back",
             $"{Check.Rows:N0} rows + {Check.Quarantined:N0} quarantined; {Check.Missing:N0} " +
@@ -92,15 +111,17 @@ internal static class InferChaos
         var input = Path.Combine(root, "input.jsonl");
         SentenceDataset.Write(input, o.Records, o.Seed, badEvery: 1000);
         var random = new Random(o.Seed);
+        var faults = PlantFaults(input, o, random);
         var seen = new HashSet<int>();
         var job = new InferJobOptions
         {
             Data = new() { Input = input },
             Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = root },
             Scheduling = new() { Workers = o.Workers, MinWorkers = o.Workers, ShardSize = o.ShardSize,
-                Retries = o.Kills + 2, LeaseSeconds = o.LeaseSeconds },
+                Retries = o.Kills + 2, LeaseSeconds = o.LeaseSeconds, StallSeconds = o.StallSeconds },
         };
         var coordinator = Start(Jobs.ChildCommands.Of(Jobs.ChildCommands.InferRun, job), root, "coordinator-0");
+        foreach (var f in faults) Event($"record {f.Id}: {f.Kind}");
         string? folder = null;
         int killed = 0, coordinatorsKilled = 0, resumes = 0;
         try
@@ -140,7 +161,8 @@ internal static class InferChaos
                     await coordinator.WaitForExitAsync(cancel);
                     coordinatorsKilled++;
                     Event($"SIGKILL coordinator (pid {coordinator.Id}) at {progress:P0}; its workers are orphaned");
-                    coordinator = Start([.. Jobs.ChildCommands.InferResume, folder], root, $"coordinator-{++resumes}");
+                    coordinator = Start([.. Jobs.ChildCommands.InferResume, folder], root,
+                        $"coordinator-{++resumes}");
                     Event($"resumed: toolkit infer resume (pid {coordinator.Id})");
                 }
             }
@@ -163,10 +185,46 @@ internal static class InferChaos
         var check = InferOutput.Verify(folder!, new JsonlSource(input, "id", "text"));
         Event($"read back: {check.Rows} rows, {check.Quarantined} quarantined, {check.Missing} " +
             $"lost, {check.Duplicated} duplicated");
+        var quarantined = InferOutput.Quarantined(folder!).Select(q => q.Id).ToHashSet();
         var result = new ChaosResult(folder!, o.Records, killed, coordinatorsKilled, resumes, retried,
-            clock.Elapsed.TotalSeconds, check, events);
+            clock.Elapsed.TotalSeconds, check, events, [.. faults.Select(f => f with {
+                Quarantined = quarantined.Contains(f.Id) })]);
         ToolkitJson.Write(Path.Combine(root, "chaos.json"), result);
         return result;
+    }
+
+    /// <summary>
+    /// Marks records of the input with <see cref="FaultStage"/>'s markers (the job's workers run with the faults on):
+    /// <see cref="ChaosOptions.Poison"/> that kill their worker, <see cref="ChaosOptions.Nan"/> whose output is NaN,
+    /// <see cref="ChaosOptions.Stalls"/> that hang the model; well-formed records only, chosen by the seed.
+    /// </summary>
+    private static List<ChaosFault> PlantFaults(string input, ChaosOptions o, Random random)
+    {
+        var lines = File.ReadAllLines(input);
+        var kinds = Enumerable.Repeat(("crash", FaultStage.Crash), o.Poison)
+            .Concat(Enumerable.Repeat(("nan", FaultStage.NotANumber), o.Nan))
+            .Concat(Enumerable.Repeat(("stall", FaultStage.Stall), o.Stalls)).ToList();
+        if (kinds.Count * 2 > lines.Length) throw new ArgumentOutOfRangeException(nameof(o),
+            $"{kinds.Count} faulty records need an input of at least {kinds.Count * 2} records");
+        var faults = new List<ChaosFault>();
+        var chosen = new HashSet<int>();
+        foreach (var (kind, marker) in kinds)
+        {
+            while (true)
+            {
+                var i = random.Next(lines.Length);
+                if (!chosen.Add(i)) continue;
+                if (System.Text.Json.Nodes.JsonNode.Parse(lines[i]) is not System.Text.Json.Nodes.JsonObject row
+                    || row["text"]?.GetValue<string>() is not { } text || row["id"]?.GetValue<string>() is not { } id)
+                    continue;   // a malformed record stays as it is
+                row["text"] = $"{text} {marker}";
+                lines[i] = row.ToJsonString();
+                faults.Add(new ChaosFault(id, kind, false));
+                break;
+            }
+        }
+        File.WriteAllLines(input, lines);
+        return faults;
     }
 
     /// <summary>The workers of <paramref name="live"/> that hold a lease: a kill then lands mid-shard.</summary>
@@ -226,9 +284,15 @@ internal static class InferChaos
         // The log writer is never closed (it flushes every line): lines can arrive until the process has exited and
         // been read to its end.
         return ChildProcess.StartLogged(command[0], [.. command.Skip(1), .. verb], Path.Combine(root,
-            $"{name}.log")).Process;
+            $"{name}.log"), new Dictionary<string, string> { [FaultStage.Variable] = "records" }).Process;
     }
 }
+
+/// <summary>A record the chaos run made faulty, and whether the job quarantined it.</summary>
+/// <param name="Id">The record's id.</param>
+/// <param name="Kind">crash, nan or stall.</param>
+/// <param name="Quarantined">Whether it ended in the quarantine.</param>
+internal sealed record ChaosFault(string Id, string Kind, bool Quarantined);
 
 /// <summary>Faults injected on purpose, to show (in a notebook, a workshop) that a job absorbs them.</summary>
 public static class InferFaults

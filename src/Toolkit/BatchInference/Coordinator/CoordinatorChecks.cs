@@ -48,6 +48,12 @@ internal sealed partial class CoordinatorCore
         return Spec.Scheduling.StallSeconds > 0 && stalled >= Spec.Scheduling.StallSeconds ? stalled : null;
     }
 
+    /// <summary>True when <paramref name="worker"/> was found stalled: it gets no more leases.</summary>
+    private bool Condemned(string worker)
+    {
+        lock (_stalled) return _condemned.Contains(worker);
+    }
+
     /// <summary>Workers found stalled since the last call: their process should be killed (it will not recover by
     /// itself) and replaced.</summary>
     public IReadOnlyList<string> TakeStalled()

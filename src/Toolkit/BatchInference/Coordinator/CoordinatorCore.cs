@@ -29,7 +29,7 @@ internal sealed partial class CoordinatorCore : ICoordinator, IDisposable
     private readonly HashSet<long> _inherited;
     private readonly RecordSource? _source;
     private readonly ConcurrentDictionary<string, (long Items, DateTimeOffset Since)> _progress = new();
-    private readonly HashSet<string> _stalled = [];
+    private readonly HashSet<string> _stalled = [], _condemned = [];
 
     /// <summary>A coordinator for <paramref name="spec"/> over <paramref name="store"/>, the job folder
     /// <paramref name="jobFolder"/>.</summary>
@@ -108,7 +108,7 @@ internal sealed partial class CoordinatorCore : ICoordinator, IDisposable
         // nothing else, alone: if that worker dies too, the shard is to blame, not a neighbour.
         var held = _source is null ? [] : _store.HeldBy(worker);
         var alone = held.Count == 0;
-        while (leases.Count < grant && !held.Any(h => h.Attempts > 0)
+        while (leases.Count < grant && !held.Any(h => h.Attempts > 0) && !Condemned(worker)
             && _store.TryLease(worker, Spec.Scheduling.Lease, now, limit, minRecords: Spec.Models.BatchSize,
                 retried: _source is null || (alone && leases.Count == 0)) is { } lease)
         {
@@ -146,7 +146,11 @@ internal sealed partial class CoordinatorCore : ICoordinator, IDisposable
         {
             _run?.Log($"worker {worker} stalled: it held {held.Count} shard(s) for {seconds:F0} s and its pipeline " +
                 "moved no record; its shards are taken back and it is restarted");
-            lock (_stalled) _stalled.Add(worker);
+            lock (_stalled)
+            {
+                _stalled.Add(worker);
+                _condemned.Add(worker);   // it gets no more work: a shard it took now would die with it
+            }
             _store.EndLeasesOf(worker, now);
             ExpireLeases(now.AddMilliseconds(1));
             return Task.FromResult<IReadOnlyList<bool>>([.. held.Select(_ => false)]);

@@ -164,11 +164,18 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
         TryStatus(folder)
             ?? throw new InvalidOperationException($"{folder}: the coordinator has not laid out the shards yet");
 
-    /// <summary>As <see cref="Status"/>, but null while the coordinator has created its state and not yet laid out the
-    /// shards.</summary>
+    /// <summary>
+    /// As <see cref="Status"/>, but null while the coordinator has not yet laid out the shards. It reads the snapshot
+    /// the coordinator writes every second (<c>status.json</c>), never its SQLite state, which may sit on a network
+    /// file system; only a folder that has no snapshot and no coordinator (written before snapshots existed) is read
+    /// from its state.
+    /// </summary>
     public static InferStatus? TryStatus(string folder)
     {
         var spec = ReadSpec(folder);
+        var snapshot = Path.Combine(folder, InferLayout.StatusFile);
+        if (File.Exists(snapshot)) return ToolkitJson.Read<InferStatus>(snapshot);
+        if (File.Exists(Path.Combine(folder, InferLayout.LockFile))) return null;
         using var store = new SqliteShardStore(Path.Combine(folder, InferLayout.StateFile));
         var shards = store.Shards();
         if (shards.Count == 0) return null;
@@ -199,6 +206,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             _log?.Invoke(line);
         }
         var clock = Stopwatch.StartNew();
+        using var exclusive = CoordinatorLock.Acquire(run.Path, Log);
         using var core = new CoordinatorCore(spec, run.Path, new SqliteShardStore(run.File(InferLayout.StateFile)),
             source.Count, run, source: source);
         core.AdoptLeases();
@@ -246,6 +254,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
                 if (clock.Elapsed - lastMetrics >= TimeSpan.FromSeconds(1) || status.Finished)
                 {
                     core.WriteMetrics(status);
+                    WriteSnapshot(run.Path, status);
                     lastMetrics = clock.Elapsed;
                 }
                 progress?.Report(status);
@@ -270,6 +279,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             certificate?.Dispose();
         }
         var final = core.Status();
+        WriteSnapshot(run.Path, final);
         if (final.Finished)
         {
             var removed = InferOutput.RemoveUncommitted(run.Path);
@@ -288,4 +298,9 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             $"quarantined, {result.Failed.Count} shard(s) failed, {result.RecordsPerSecond:F1} records/s");
         return result;
     }
+
+    /// <summary>Replaces the folder's status snapshot (what status readers read) atomically.</summary>
+    private static void WriteSnapshot(string folder, InferStatus status) =>
+        AtomicFile.Write(Path.Combine(folder, InferLayout.StatusFile),
+            stream => System.Text.Json.JsonSerializer.Serialize(stream, status, ToolkitJson.Options), "coordinator");
 }

@@ -11,6 +11,11 @@ internal static class InferLayout
     public const string StateFile = "state.db";
     /// <summary>Where the coordinator listens (address and, when required, that a token is needed).</summary>
     public const string CoordinatorFile = "coordinator.json";
+    /// <summary>Names the coordinator that holds the folder (host, process id, its start time).</summary>
+    public const string LockFile = "coordinator.lock";
+    /// <summary>Where the job stands, replaced atomically by its coordinator every second: what status readers
+    /// read (SQLite is the coordinator's alone).</summary>
+    public const string StatusFile = "status.json";
     /// <summary>The token workers present, when the coordinator requires one (readable by its owner only).</summary>
     public const string TokenFile = "token";
 
