@@ -14,7 +14,7 @@ internal static class InferCommand
         "Elastic batch inference: every record's output exactly once, resumable, pipelined, across processes and " +
             "machines.")
     {
-        Run(), Resume(), Status(), Verify(), Worker(), Chaos(), Kubernetes(),
+        Run(), Resume(), Retry(), Status(), Verify(), Worker(), Chaos(), Kubernetes(),
     };
 
     private static Command Run()
@@ -56,6 +56,26 @@ internal static class InferCommand
                     "--input, --format and --shard-size cannot change when a job resumes: its shards are already " +
                         "laid out");
             var result = await InferJob.ResumeAsync(dir, Display(), cancel, _ => o, Console.Error.WriteLine);
+            return Finish(result, parse.GetValue(json));
+        });
+        return command;
+    }
+
+    private static Command Retry()
+    {
+        var folder = new Argument<DirectoryInfo>("folder") { Description = "The job folder (runs/infer-...)." };
+        var failed = new Option<bool>("--failed") { Description = "Redo the shards that failed past --retries." };
+        var quarantined = new Option<bool>("--quarantined") { Description
+            = "Redo the shards that quarantined records (whole: their other records too)." };
+        var json = new Option<FileInfo?>("--json") { Description = "Write the final summary as JSON to this file." };
+        var command = new Command("retry", "Put a stopped job's failed shards and/or quarantined records back to " +
+            "work and resume it; every record stays in the output exactly once.") { folder, failed, quarantined, json };
+        command.SetAction(async (parse, cancel) =>
+        {
+            if (!parse.GetValue(failed) && !parse.GetValue(quarantined))
+                throw new OptionException("say what to retry: --failed, --quarantined or both");
+            var result = await InferJob.RetryAsync(parse.GetValue(folder)!.FullName, parse.GetValue(failed),
+                parse.GetValue(quarantined), Display(), cancel, Console.Error.WriteLine);
             return Finish(result, parse.GetValue(json));
         });
         return command;

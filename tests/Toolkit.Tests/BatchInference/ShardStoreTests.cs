@@ -184,6 +184,29 @@ public sealed class ShardStoreTests : IDisposable
         Assert.Equal(4, deaths);   // [0,5), [2,5), [3,5), then [3,4) twice
     }
 
+    /// <summary>Retry puts FAILED shards and/or DONE shards that quarantined records back to TODO, with no attempt
+    /// used and no output; nothing else moves.</summary>
+    [Fact]
+    public void Retry_PutsFailedAndQuarantiningShardsBackToWork()
+    {
+        using var store = Store(30, 10);
+        var failing = store.TryLease("w", Lease, T0)!;
+        Assert.Equal(ShardState.Failed, store.Release(0, failing.Token, "model error", retryCap: 1));
+        var quarantining = store.TryLease("w", Lease, T0)!;
+        store.Commit(1, quarantining.Token, "output/part-1", quarantined: 2);
+        var clean = store.TryLease("w", Lease, T0)!;
+        store.Commit(2, clean.Token, "output/part-2");
+
+        Assert.Equal(1, store.Retry(failed: true, quarantined: false));
+        Assert.Equal((ShardState.Todo, 0), (store.Find(0)!.State, store.Find(0)!.Attempts));
+        Assert.Equal(ShardState.Done, store.Find(1)!.State);
+        Assert.Equal(1, store.Retry(failed: false, quarantined: true));
+        Assert.Equal((ShardState.Todo, null, 0L), (store.Find(1)!.State, store.Find(1)!.Output,
+            store.Find(1)!.Quarantined));
+        Assert.Equal(("output/part-2", ShardState.Done), (store.Find(2)!.Output, store.Find(2)!.State));
+        Assert.Throws<InvalidOperationException>(() => ShardTransitions.Retry(2, ShardState.Leased));
+    }
+
     [Fact]
     public async Task ConcurrentConnections_CommitEveryShardExactlyOnce()
     {

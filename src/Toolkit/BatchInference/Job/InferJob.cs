@@ -134,6 +134,28 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
         return JobHost.ResumeAsync(new InferJob(progress, log), folder, spec, cancel);
     }
 
+    /// <summary>
+    /// Puts a stopped job's FAILED shards (<paramref name="failed"/>) and the shards that quarantined records
+    /// (<paramref name="quarantined"/>, redone whole) back to work, then resumes it: every record is still in the
+    /// output exactly once, since a redone shard's old parts are removed as the job resumes.
+    /// </summary>
+    /// <exception cref="ArgumentException">Neither is asked for.</exception>
+    /// <exception cref="Jobs.JobFailedException">A coordinator is running on the folder.</exception>
+    public static async Task<InferResult> RetryAsync(string folder, bool failed, bool quarantined,
+        IProgress<InferStatus>? progress = null, CancellationToken cancel = default, Action<string>? log = null)
+    {
+        if (!failed && !quarantined)
+            throw new ArgumentException("say what to retry: --failed, --quarantined or both", nameof(failed));
+        _ = ReadSpec(folder);
+        int again;
+        using (CoordinatorLock.Acquire(folder, log))
+        using (var store = new SqliteShardStore(Path.Combine(folder, InferLayout.StateFile)))
+            again = store.Retry(failed, quarantined);
+        File.Delete(Path.Combine(folder, InferLayout.StatusFile));   // stale until the coordinator writes it
+        log?.Invoke($"{again} shard(s) back to work");
+        return await ResumeAsync(folder, progress, cancel, log: log);
+    }
+
     /// <summary>The spec a job folder was started with.</summary>
     /// <exception cref="DirectoryNotFoundException">Not a batch-inference job folder.</exception>
     public static InferJobOptions ReadSpec(string folder)
@@ -210,6 +232,8 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
         using var core = new CoordinatorCore(spec, run.Path, new SqliteShardStore(run.File(InferLayout.StateFile)),
             source.Count, run, source: source);
         core.AdoptLeases();
+        if (OutputContract.Reopen(run.Path) is > 0 and var stale)
+            Log($"removed {stale} part or temporary file(s) that no commit names");
         Log($"job {run.Id}: {source.Count} records in {core.Status().Shards} shards " +
             $"of {spec.Scheduling.ShardSize}; {core.DoneAtStart} records already done");
         ICoordinatorEndpoint? server = null;
@@ -282,9 +306,12 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
         WriteSnapshot(run.Path, final);
         if (final.Finished)
         {
-            var removed = InferOutput.RemoveUncommitted(run.Path);
+            var removed = OutputContract.Tidy(run.Path);
             if (removed > 0) Log(
-                $"removed {removed} part file(s) written by workers whose lease had expired (never committed)");
+                $"removed {removed} part or temporary file(s) written by workers whose lease had expired");
+            var manifest = OutputContract.Seal(run.Path, run.Id, final.Failed);
+            Log($"output/{OutputContract.ManifestFile}: {manifest.Parts.Count} parts, {manifest.Records} records" +
+                (final.Failed.Count == 0 ? $"; output/{OutputContract.SuccessFile} written" : ""));
         }
         if (state == "completed" && final.Failed.Count > 0) state = "completed with failures";
         var result = new InferResult(run.Id, run.Path, state, final.Records, final.RecordsDone - final.Quarantined,

@@ -78,6 +78,10 @@ internal interface IShardStore : IDisposable
     /// workers it inherited time to reconnect).</summary>
     void ExtendLeases(DateTimeOffset until);
 
+    /// <summary>Puts FAILED shards (<paramref name="failed"/>) and DONE shards that quarantined records
+    /// (<paramref name="quarantined"/>) back to TODO with no attempt used; returns how many.</summary>
+    int Retry(bool failed, bool quarantined);
+
     /// <summary>Every shard, by index.</summary>
     IReadOnlyList<Shard> Shards();
 

@@ -33,6 +33,15 @@ internal static class ShardTransitions
         (ShardState.Leased, ShardState.Failed),
     ];
 
+    /// <summary>
+    /// The one way back from a final state: <c>infer retry</c> puts a FAILED shard, or a DONE shard that quarantined
+    /// records, back to TODO (its old parts are then no commit's and are removed).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The shard is not FAILED or DONE.</exception>
+    public static ShardState Retry(long shard, ShardState from) => from is ShardState.Failed or ShardState.Done
+        ? ShardState.Todo
+        : throw new InvalidOperationException($"Shard {shard} cannot be retried from {from}.");
+
     /// <summary>True when <paramref name="from"/> → <paramref name="to"/> is legal.</summary>
     public static bool IsLegal(ShardState from, ShardState to) => Legal.Contains((from, to));
 

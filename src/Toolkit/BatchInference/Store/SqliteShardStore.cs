@@ -175,6 +175,20 @@ internal sealed class SqliteShardStore : IShardStore
     }
 
     /// <inheritdoc/>
+    public int Retry(bool failed, bool quarantined) => InTransaction(() =>
+    {
+        var again = Query("SELECT * FROM shards WHERE state = 'failed' OR (state = 'done' AND quarantined > 0)")
+            .Where(s => s.State == ShardState.Failed ? failed : quarantined).ToList();
+        foreach (var shard in again)
+        {
+            ShardTransitions.Retry(shard.Id, shard.State);
+            Run("UPDATE shards SET state = 'todo', attempts = 0, output = NULL, quarantined = 0, worker = NULL, " +
+                "token = NULL, expires = NULL WHERE id = $id", ("$id", shard.Id));
+        }
+        return again.Count;
+    });
+
+    /// <inheritdoc/>
     public IReadOnlyList<Shard> HeldBy(string worker) => InTransaction(() =>
         Query("SELECT * FROM shards WHERE state = 'leased' AND worker = $w", ("$w", worker)));
 

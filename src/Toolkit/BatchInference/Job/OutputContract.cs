@@ -1,0 +1,81 @@
+using System.Security.Cryptography;
+using Toolkit.Runtime;
+
+namespace Toolkit.BatchInference;
+
+/// <summary>
+/// What a job leaves in <c>output/</c> for other tools, as Spark and Hadoop jobs do: when every shard is done, a
+/// <c>manifest.json</c> (each committed part with its record count and SHA-256, and the quarantine parts) and an empty
+/// <c>_SUCCESS</c>. Parts never committed and temporary files are removed when a job resumes and when it finishes, so a
+/// reader that globs the folder after <c>_SUCCESS</c> sees every record exactly once.
+/// </summary>
+internal static class OutputContract
+{
+    /// <summary>The marker of a job whose every shard is done.</summary>
+    public const string SuccessFile = "_SUCCESS";
+
+    /// <summary>The list of committed parts.</summary>
+    public const string ManifestFile = "manifest.json";
+
+    /// <summary>A job (re)starts: its output is not final any more, and what no commit names goes.</summary>
+    /// <returns>The files removed.</returns>
+    public static int Reopen(string folder)
+    {
+        var output = Path.Combine(folder, InferLayout.OutputFolder);
+        foreach (var marker in new[] { SuccessFile, ManifestFile }) AtomicFile.Delete(Path.Combine(output, marker));
+        return Tidy(folder);
+    }
+
+    /// <summary>Removes parts no commit names and temporary files left by writers that died.</summary>
+    /// <returns>The files removed.</returns>
+    public static int Tidy(string folder)
+    {
+        var removed = InferOutput.RemoveUncommitted(folder);
+        foreach (var sub in new[] { InferLayout.OutputFolder, InferLayout.QuarantineFolder })
+        {
+            var path = Path.Combine(folder, sub);
+            if (!Directory.Exists(path)) continue;
+            foreach (var temporary in Directory.GetFiles(path, ".*.tmp"))
+            {
+                File.Delete(temporary);
+                removed++;
+            }
+        }
+        return removed;
+    }
+
+    /// <summary>Writes the manifest of a finished job, and <c>_SUCCESS</c> when no shard failed.</summary>
+    public static OutputManifest Seal(string folder, string jobId, IReadOnlyList<FailedShard> failed)
+    {
+        var committed = InferOutput.Committed(folder);
+        var parts = committed.Select(s => Describe(folder, s.Output!, s.Records - s.Quarantined)).ToList();
+        var quarantine = committed.Where(s => s.Quarantined > 0)
+            .Select(s => Describe(folder, InferLayout.QuarantinePartOf(s.Output!), s.Quarantined)).ToList();
+        var manifest = new OutputManifest(jobId, parts.Sum(p => p.Records), quarantine.Sum(p => p.Records), parts,
+            quarantine, [.. failed.Select(f => f.Shard)]);
+        var output = Path.Combine(folder, InferLayout.OutputFolder);
+        AtomicFile.Write(Path.Combine(output, ManifestFile),
+            s => System.Text.Json.JsonSerializer.Serialize(s, manifest, ToolkitJson.Options), "coordinator");
+        if (failed.Count == 0) AtomicFile.Write(Path.Combine(output, SuccessFile), _ => { }, "coordinator");
+        return manifest;
+    }
+
+    private static ManifestPart Describe(string folder, string part, long records)
+    {
+        using var file = File.OpenRead(Path.Combine(folder, part));
+        return new ManifestPart(part.Replace('\\', '/'), records, Convert.ToHexStringLower(SHA256.HashData(file)));
+    }
+}
+
+/// <summary>A finished job's <c>output/manifest.json</c>.</summary>
+/// <param name="Job">The job's id.</param>
+/// <param name="Records">Records in the output parts.</param>
+/// <param name="Quarantined">Records in the quarantine parts.</param>
+/// <param name="Parts">Every committed output part, in input order.</param>
+/// <param name="Quarantine">Every quarantine part.</param>
+/// <param name="FailedShards">Shards that failed past the retry cap (no part; <c>_SUCCESS</c> is not written).</param>
+internal sealed record OutputManifest(string Job, long Records, long Quarantined, IReadOnlyList<ManifestPart> Parts,
+    IReadOnlyList<ManifestPart> Quarantine, IReadOnlyList<long> FailedShards);
+
+/// <summary>One part of a manifest: its path in the job folder, its records and the SHA-256 of its bytes.</summary>
+internal sealed record ManifestPart(string Path, long Records, string Sha256);

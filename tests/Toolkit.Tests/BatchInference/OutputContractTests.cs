@@ -1,0 +1,89 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Toolkit.BatchInference;
+using Toolkit.Jobs;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>
+/// The output a finished job leaves for other tools: <c>_SUCCESS</c> and a manifest of every committed part (records,
+/// SHA-256), and nothing else under <c>output/</c>: parts no commit names and temporary files go when the job resumes
+/// and when it finishes.
+/// </summary>
+public sealed class OutputContractTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-output-");
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public async Task AFinishedJob_WritesSuccessAndAManifest_AndAResumeRemovesWhatNoCommitNames()
+    {
+        var input = Path.Combine(_folder.Path, "in.jsonl");
+        SentenceDataset.Write(input, 120, badEvery: 50);
+        var result = await InferJob.RunAsync(new InferJobOptions
+        {
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 30 },
+            Launch = InferJobOptions.DefaultLaunch with { Launcher = Launcher.InProcess,
+                RunsDirectory = _folder.Path },
+        });
+        var output = Path.Combine(result.JobFolder, InferLayout.OutputFolder);
+        Check(result.JobFolder, result);
+
+        // A worker that died mid-write and one whose lease expired left files; the job is resumed.
+        File.WriteAllText(Path.Combine(output, ".part-000001-deadbeef.jsonl.deadbeef.tmp"), "{\"id\":");
+        File.WriteAllText(Path.Combine(output, "part-000001-deadbeef.jsonl"), "{\"id\":\"r00030\"}\n");
+        File.Delete(Path.Combine(output, OutputContract.SuccessFile));
+        var resumed = await InferJob.ResumeAsync(result.JobFolder);
+        Check(result.JobFolder, resumed);
+        Assert.Contains("removed 2 part or temporary file(s)", File.ReadAllText(Path.Combine(result.JobFolder,
+            "log.txt")));
+    }
+
+    /// <summary><c>infer retry --quarantined</c> redoes the shards that quarantined records; asked for nothing, it
+    /// says what it needs.</summary>
+    [Fact]
+    public void Cli_Retry_RedoesTheQuarantiningShards_ExactlyOnceStillHolds()
+    {
+        var input = Path.Combine(_folder.Path, "in.jsonl");
+        SentenceDataset.Write(input, 120, badEvery: 50);
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input,
+            "--runs-dir", _folder.Path, "--launcher", "inproc", "--shard-size", "30"], TimeSpan.FromMinutes(2));
+        Assert.True(code == 0, output);
+        var folder = Directory.GetDirectories(_folder.Path, "infer-*").Single();
+        (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "retry", folder],
+            TimeSpan.FromMinutes(1));
+        Assert.Equal(2, code);
+        Assert.Contains("say what to retry: --failed, --quarantined or both", output);
+
+        (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "retry", folder, "--quarantined"],
+            TimeSpan.FromMinutes(2));
+        Assert.True(code == 0, output);
+        Assert.Contains("2 shard(s) back to work", output);
+        Assert.Contains("60 records already done", output);
+        Assert.True(InferOutput.Verify(folder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        Assert.True(File.Exists(Path.Combine(folder, InferLayout.OutputFolder, OutputContract.SuccessFile)));
+    }
+
+    private static void Check(string folder, InferResult result)
+    {
+        Assert.Equal(("completed", 118L, 2L), (result.State, result.OutputRecords, result.Quarantined));
+        var output = Path.Combine(folder, InferLayout.OutputFolder);
+        Assert.True(File.Exists(Path.Combine(output, OutputContract.SuccessFile)));
+        var manifest = JsonSerializer.Deserialize<OutputManifest>(File.ReadAllText(Path.Combine(output,
+            OutputContract.ManifestFile)), Toolkit.Runtime.ToolkitJson.Options)!;
+        Assert.Equal((118L, 2L), (manifest.Records, manifest.Quarantined));
+        foreach (var part in manifest.Parts.Concat(manifest.Quarantine))
+        {
+            var path = Path.Combine(folder, part.Path);
+            Assert.Equal(part.Sha256, Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path))));
+            Assert.Equal(part.Records, File.ReadLines(path).Count());
+        }
+        // a reader globbing output/ sees exactly the manifest's parts
+        Assert.Equal(manifest.Parts.Select(p => Path.GetFileName(p.Path)).Order(),
+            Directory.GetFiles(output, "part-*").Select(Path.GetFileName).Order());
+        Assert.Empty(Directory.GetFiles(output, ".*"));
+    }
+}
