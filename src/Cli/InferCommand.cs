@@ -172,7 +172,8 @@ internal static class InferCommand
     {
         Facts.Print(result);
         Facts.WriteJson(json, result);
-        return result.State switch { "completed" => 0, "cancelled" => 130, _ => 1 };
+        // 3: completed, but shards failed past --retries (listed above and in the job folder)
+        return result.State switch { "completed" => 0, "completed with failures" => 3, "cancelled" => 130, _ => 1 };
     }
 
     /// <summary>A progress bar with ETA on a terminal; a plain line every 5 s otherwise.</summary>

@@ -32,16 +32,17 @@ public sealed class InferKubernetesTests : IDisposable
                 Scheduling = new() { Workers = 3, MinWorkers = 2, MaxWorkers = 6 },
                 Models = new() { Replicas = 2, Threads = 2 },
             },
-            Name = "embed-job", Namespace = "research", Out = _folder.Path, DrainSeconds = 90,
+            Name = "embed-job", Namespace = "research", Out = _folder.Path, DrainSeconds = 90, GpusPerWorker = 1,
+            NodeSelector = "pool=gpu,zone=a", Tolerations = "nvidia.com/gpu:NoSchedule,team=ml:NoExecute",
         };
         var files = await InferKubernetes.WriteAsync(options);
-        Assert.Equal(6, files.Count);
+        Assert.Equal(5, files.Count);
         var objects = KubernetesYaml.LoadAllFromString(File.ReadAllText(Path.Combine(_folder.Path, "all.yaml")));
         var secret = Assert.Single(objects.OfType<V1Secret>());
         var service = Assert.Single(objects.OfType<V1Service>());
-        var job = Assert.Single(objects.OfType<V1Job>());
-        var workers = Assert.Single(objects.OfType<V1Deployment>());
-        var hpa = Assert.Single(objects.OfType<V2HorizontalPodAutoscaler>());
+        var job = objects.OfType<V1Job>().Single(j => j.Metadata.Name == "embed-job-coordinator");
+        var workers = objects.OfType<V1Job>().Single(j => j.Metadata.Name == "embed-job-workers");
+        Assert.Equal(4, objects.Count);   // no Deployment, no autoscaler: Jobs complete
         Assert.All(objects.Cast<IKubernetesObject<V1ObjectMeta>>(), o => Assert.Equal("research",
             o.Metadata.NamespaceProperty));
         Assert.Equal(43, secret.StringData["token"].Length);
@@ -54,34 +55,67 @@ public sealed class InferKubernetesTests : IDisposable
         Assert.Equal((CoordinatorTransports.TokenVariable, secret.Metadata.Name), (coordinator.Env.Single().Name,
             coordinator.Env.Single().ValueFrom.SecretKeyRef.Name));
 
-        // Workers: their selector matches their template, they reach the service by name, carry the token, drain for 90
-        // s.
-        Assert.All(workers.Spec.Selector.MatchLabels, kv => Assert.Equal(kv.Value,
-            workers.Spec.Template.Metadata.Labels[kv.Key]));
-        Assert.Equal(3, workers.Spec.Replicas);
+        // Workers: a work-queue Job (3 pods at once, no completion count) whose pods reach the service by name, carry
+        // the token, know the job folder (a finished job ends them with success), drain for 90 s, get a GPU each.
+        Assert.Equal((3, (int?)null, "OnFailure"), (workers.Spec.Parallelism, workers.Spec.Completions,
+            workers.Spec.Template.Spec.RestartPolicy));
         Assert.Equal(90, workers.Spec.Template.Spec.TerminationGracePeriodSeconds);
         var worker = workers.Spec.Template.Spec.Containers.Single();
         Assert.Contains($"http://{service.Metadata.Name}:{InferKubernetes.Port}", worker.Command);
+        Assert.Equal("/data/runs/embed-job", worker.Command[worker.Command.IndexOf("--job-folder") + 1]);
         Assert.Equal((CoordinatorTransports.TokenVariable, secret.Metadata.Name), (worker.Env.Single().Name,
             worker.Env.Single().ValueFrom.SecretKeyRef.Name));
-        Assert.Equal("4", worker.Resources.Requests["cpu"].ToString());
+        Assert.Equal(("4", "1"), (worker.Resources.Requests["cpu"].ToString(),
+            worker.Resources.Limits["nvidia.com/gpu"].ToString()));
         Assert.Equal("toolkit-data", workers.Spec.Template.Spec.Volumes.Single().PersistentVolumeClaim.ClaimName);
-        Assert.Equal((2, 6, workers.Metadata.Name), (hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas,
-            hpa.Spec.ScaleTargetRef.Name));
+        foreach (var pod in new[] { job.Spec.Template.Spec, workers.Spec.Template.Spec })
+        {
+            Assert.Equal(new Dictionary<string, string> { ["pool"] = "gpu", ["zone"] = "a" }, pod.NodeSelector);
+            Assert.Equal(["nvidia.com/gpu Exists - NoSchedule", "team Equal ml NoExecute"],
+                pod.Tolerations.Select(t => $"{t.Key} {t.OperatorProperty} {t.Value ?? "-"} {t.Effect}"));
+        }
 
         // Both pods' command lines are valid toolkit command lines, and neither holds the token (it comes from the
-        // Secret, through the environment).
-        Assert.Null(coordinator.Args);
+        // Secret, through the environment). The coordinator's runs through sh, which turns "completed with failures"
+        // (exit code 3) into success: a finished job, its failures listed, not a pod to restart.
+        Assert.Equal(["sh", "-c", InferKubernetes.CompletedWithFailures, "toolkit"], coordinator.Command.Take(4));
         Assert.Equal("/data/runs", coordinator.Command[coordinator.Command.IndexOf("--runs-dir") + 1]);
         Assert.DoesNotContain(coordinator.Command.Concat(worker.Command), a => a.Contains("token",
             StringComparison.OrdinalIgnoreCase) || a.Contains(secret.StringData["token"], StringComparison.Ordinal));
-        foreach (var command in new[] { coordinator.Command, worker.Command })
+        foreach (var command in new[] { coordinator.Command.Skip(3), worker.Command })
         {
             var parse = CliApp.CreateRoot().Parse([.. command.Skip(1)]);
             Assert.True(parse.Errors.Count == 0, string.Join("; ", parse.Errors.Select(e => e.Message)));
         }
         Assert.Contains("--job-name", coordinator.Command);
         Assert.Contains("--insecure", coordinator.Command);   // cleartext in the cluster, said explicitly
+    }
+
+    [Theory]
+    [InlineData("pool", null, "--node-selector entry 'pool' is not key=value")]
+    [InlineData(null, "gpu:Sometimes", "--tolerations entry 'gpu:Sometimes' is not key[=value]:Effect")]
+    public void BadPlacements_AreRefused_NamingTheOption(string? selector, string? tolerations, string expected)
+    {
+        var e = Assert.Throws<ArgumentException>(() => InferKubernetes.Manifests(new InferKubernetesOptions
+        {
+            Job = new InferJobOptions { Data = new() { Input = "/data/in.jsonl" } },
+            NodeSelector = selector, Tolerations = tolerations,
+        }, "t"));
+        Assert.Contains(expected, e.Message);
+    }
+
+    /// <summary>A work-queue pod that starts after the job finished, or outlives its coordinator, exits 0.</summary>
+    [Fact]
+    public void Cli_AWorkerThatFindsItsJobFinished_EndsWithSuccess()
+    {
+        var folder = Path.Combine(_folder.Path, "job");
+        Directory.CreateDirectory(folder);
+        Toolkit.Runtime.ToolkitJson.Write(Path.Combine(folder, InferLayout.StatusFile), new InferStatus(10, 10, 0, 1,
+            1, 0, [], 0, null, [], [], 0, 0, 1));
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "worker", "--coordinator",
+            "http://127.0.0.1:1", "--job-folder", folder, "--grace", "1"], TimeSpan.FromMinutes(1));
+        Assert.True(code == 0, output);
+        Assert.Contains("is finished: nothing to do", output);
     }
 
     [Fact]

@@ -18,6 +18,11 @@ internal static class InferWorkerHost
         options.Check();
         if (FaultStage.Injects("start"))
             throw new JobFailedException($"this worker was told to fail as it starts ({FaultStage.Variable}=start)");
+        if (Finished(options.JobFolder))
+        {
+            log?.Invoke($"the job in {options.JobFolder} is finished: nothing to do");
+            return 0;
+        }
         var token = ReadToken(options);
         using var drain = new CancellationTokenSource();
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancel);
@@ -46,6 +51,11 @@ internal static class InferWorkerHost
             var summary = await worker.RunAsync(drain.Token, abort.Token);
             return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
         }
+        catch (Exception e) when (transport.Explain(e) is { Refused: false } && Finished(options.JobFolder))
+        {
+            log?.Invoke($"the coordinator has ended and the job in {options.JobFolder} is finished");
+            return 0;
+        }
         catch (Exception e) when (transport.Explain(e) is { } fault)
         {
             throw new JobFailedException(fault.Refused
@@ -66,5 +76,14 @@ internal static class InferWorkerHost
         return CoordinatorTransports.TokenFromEnvironment() ?? throw new ArgumentException(
             $"the coordinator needs the job's token: pass --token-file JOB_FOLDER/{InferLayout.TokenFile}, or set " +
                 $"{CoordinatorTransports.TokenVariable}", nameof(options.TokenFile));
+    }
+
+    /// <summary>True when <paramref name="folder"/> holds a finished job (its coordinator's last snapshot).</summary>
+    private static bool Finished(string? folder)
+    {
+        var snapshot = folder is null ? null : Path.Combine(folder, InferLayout.StatusFile);
+        try { return snapshot is not null && File.Exists(snapshot)
+            && Runtime.ToolkitJson.Read<InferStatus>(snapshot) is { Finished: true }; }
+        catch (Exception e) when (e is IOException or System.Text.Json.JsonException) { return false; }
     }
 }

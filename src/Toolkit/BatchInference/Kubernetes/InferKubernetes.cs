@@ -11,7 +11,7 @@ internal sealed record InferKubernetesOptions
     // The pods decide where the coordinator and workers run, and how they talk.
     [OptionGroup(Exclude = ["launcher", "ranks", "group-size", "emulate", "inter-bandwidth", "inter-latency",
         "nics-per-node", "nodes", "ranks-per-node", "gpus-per-node", "partition", "time", "account", "slurm-args",
-        "slurm-submit", "bind", "port", "token"])]
+        "slurm-submit", "bind", "port", "insecure"])]
     public InferJobOptions Job { get; init; } = new() { Launch = InferJobOptions.DefaultLaunch with { RunsDirectory
         = "/data/runs" } };
 
@@ -38,6 +38,19 @@ internal sealed record InferKubernetesOptions
     [Option("Seconds a worker pod gets after SIGTERM (preemption, scale-down) to finish the shards it holds.")]
     public int DrainSeconds { get; init; } = 120;
 
+    /// <summary>GPUs each worker pod requests (<c>nvidia.com/gpu</c>); 0: none.</summary>
+    [Option("GPUs each worker pod requests (nvidia.com/gpu resource limit; 0: none).")]
+    public int GpusPerWorker { get; init; }
+
+    /// <summary>Node labels the pods must match, as <c>key=value,key=value</c>.</summary>
+    [Option("Node labels every pod must match, as key=value,key=value (a nodeSelector).")]
+    public string? NodeSelector { get; init; }
+
+    /// <summary>Taints the pods tolerate, as <c>key[=value]:Effect,...</c>.</summary>
+    [Option("Taints every pod tolerates, as key[=value]:Effect,... (Effect: NoSchedule, PreferNoSchedule or " +
+        "NoExecute), e.g. nvidia.com/gpu:NoSchedule.")]
+    public string? Tolerations { get; init; }
+
     /// <summary>Folder the manifests are written to.</summary>
     [Option("Folder the manifests are written to (one YAML file per object, and all.yaml).")]
     public string Out { get; init; } = "k8s";
@@ -52,16 +65,23 @@ internal sealed record InferKubernetesOptions
 /// <summary>
 /// Kubernetes manifests for a batch-inference job, built with the official client's models: a Secret (the token), the
 /// coordinator as a Job with a fixed job folder (<c>--job-name</c>: restarted by Kubernetes if its pod dies, it resumes
-/// from the SQLite state on the shared volume) behind a Service, the workers as a Deployment (SIGTERM drains; a killed
-/// pod's leases expire and its shards are redone), and a HorizontalPodAutoscaler keeping between the minimum and
-/// maximum workers.
+/// from the SQLite state on the shared volume) behind a Service, and the workers as a second Job in the work-queue
+/// pattern: <c>--workers</c> pods in parallel, each exiting 0 when no work is left (or when it finds the job finished),
+/// so the Job completes; SIGTERM drains, and a killed pod's shards are redone.
 /// </summary>
 internal static class InferKubernetes
 {
     /// <summary>The coordinator's gRPC port in the pods.</summary>
     public const int Port = 50051;
 
+    /// <summary>
+    /// The coordinator's shell wrapper: a job that completed with failed shards (exit code 3) is a completed job whose
+    /// failures are listed in its folder, not a pod for Kubernetes to restart.
+    /// </summary>
+    public const string CompletedWithFailures = "\"$0\" \"$@\"; code=$?; [ $code -eq 3 ] && exit 0; exit $code";
+
     /// <summary>The objects, in the order to create them.</summary>
+    /// <exception cref="ArgumentException">A name, node selector or toleration Kubernetes would refuse.</exception>
     public static IReadOnlyList<IKubernetesObject<V1ObjectMeta>> Manifests(InferKubernetesOptions o, string token)
     {
         if (!System.Text.RegularExpressions.Regex.IsMatch(o.Name, "^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"))
@@ -69,6 +89,9 @@ internal static class InferKubernetes
                 nameof(o));
         if (string.IsNullOrWhiteSpace(o.Job.Data.Input)) throw new ArgumentException(
             "an input file is required (--input, a path inside the pods, e.g. /data/in.jsonl)", nameof(o));
+        if (o.GpusPerWorker < 0) throw new ArgumentOutOfRangeException(nameof(o), o.GpusPerWorker,
+            "--gpus-per-worker must not be negative");
+        var placement = PodPlacement.Parse(o.NodeSelector, o.Tolerations);
         var job = o.Job;
         var labels = (string role) => new Dictionary<string, string> { ["app.kubernetes.io/name"] = "lmtoolkit-infer",
             ["app.kubernetes.io/instance"] = o.Name, ["app.kubernetes.io/component"] = role };
@@ -82,7 +105,7 @@ internal static class InferKubernetes
             PersistentVolumeClaim = new V1PersistentVolumeClaimVolumeSource { ClaimName = o.VolumeClaim } };
         var mount = new V1VolumeMount { MountPath = "/data", Name = "data" };
         // The coordinator's command line, from the options' declarations: every setting of the job that is not a
-        // default, as an external coordinator on every interface (the workers are the Deployment's pods). Coordinator
+        // default, as an external coordinator on every interface (the workers are the other Job's pods). Coordinator
         // and workers read the token from the Secret, through their environment: never from a command line.
         var coordinatorJob = job with
         {
@@ -95,8 +118,8 @@ internal static class InferKubernetes
         // Against defaults whose runs folder no pod has: the folder always goes on the command line (the default
         // comes from TOOLKIT_RUNS_DIR where the manifests are written, not in the pod).
         var defaults = new InferJobOptions { Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = "" } };
-        List<string> run =
-            ["toolkit", .. Jobs.ChildCommands.InferRun, .. OptionSchema.Arguments(coordinatorJob, defaults)];
+        List<string> run = ["sh", "-c", CompletedWithFailures, "toolkit", .. Jobs.ChildCommands.InferRun,
+            .. OptionSchema.Arguments(coordinatorJob, defaults)];
         var coordinator = new V1Job
         {
             ApiVersion = "batch/v1", Kind = "Job", Metadata = meta($"{o.Name}-coordinator", "coordinator"),
@@ -106,18 +129,17 @@ internal static class InferKubernetes
                 Template = new V1PodTemplateSpec
                 {
                     Metadata = new V1ObjectMeta { Labels = labels("coordinator") },
-                    Spec = new V1PodSpec
+                    Spec = placement.Apply(new V1PodSpec
                     {
                         RestartPolicy = "OnFailure",
                         Containers = [new V1Container
                         {
-                            Name = "coordinator", Image = o.Image, Command = run,
-                                Env = [tokenEnv],
-                                Ports = [new V1ContainerPort { ContainerPort = Port, Name = "grpc" }],
-                                    VolumeMounts = [mount],
+                            Name = "coordinator", Image = o.Image, Command = run, Env = [tokenEnv],
+                            Ports = [new V1ContainerPort { ContainerPort = Port, Name = "grpc" }],
+                            VolumeMounts = [mount],
                         }],
                         Volumes = [volume],
-                    },
+                    }),
                 },
             },
         };
@@ -127,50 +149,40 @@ internal static class InferKubernetes
             Spec = new V1ServiceSpec { Selector = labels("coordinator"), Ports = [new V1ServicePort { Port = Port,
                 Name = "grpc", TargetPort = Port }] },
         };
-        var workers = new V1Deployment
+        var worker = new InferWorkerOptions { Coordinator = $"http://{o.Name}-coordinator:{Port}", Grace = 300,
+            JobFolder = $"{job.Launch.RunsDirectory.TrimEnd('/')}/{coordinatorJob.JobName}" };
+        var limits = o.GpusPerWorker > 0
+            ? new Dictionary<string, ResourceQuantity> { ["nvidia.com/gpu"] = new($"{o.GpusPerWorker}") } : null;
+        var workers = new V1Job
         {
-            ApiVersion = "apps/v1", Kind = "Deployment", Metadata = meta($"{o.Name}-workers", "worker"),
-            Spec = new V1DeploymentSpec
+            ApiVersion = "batch/v1", Kind = "Job", Metadata = meta($"{o.Name}-workers", "worker"),
+            Spec = new V1JobSpec
             {
-                Replicas = job.Scheduling.Workers,
-                Selector = new V1LabelSelector { MatchLabels = labels("worker") },
+                // the work-queue pattern: no completion count; the Job is complete once its pods have exited 0
+                Parallelism = Math.Max(1, job.Scheduling.Workers), BackoffLimit = 6 * Math.Max(1,
+                    job.Scheduling.Workers),
                 Template = new V1PodTemplateSpec
                 {
                     Metadata = new V1ObjectMeta { Labels = labels("worker") },
-                    Spec = new V1PodSpec
+                    Spec = placement.Apply(new V1PodSpec
                     {
-                        TerminationGracePeriodSeconds = o.DrainSeconds,
+                        RestartPolicy = "OnFailure", TerminationGracePeriodSeconds = o.DrainSeconds,
                         Containers =
                         [
                             new V1Container
                             {
                                 Name = "worker", Image = o.Image,
                                 Command = ["toolkit", .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferWorker,
-                                    new InferWorkerOptions { Coordinator = $"http://{o.Name}-coordinator:{Port}",
-                                        Grace = 300 })],
+                                    worker)],
                                 Env = [tokenEnv], VolumeMounts = [mount],
                                 Resources = new V1ResourceRequirements { Requests = new Dictionary<string,
                                     ResourceQuantity> { ["cpu"] = new($"{job.Models.Replicas * job.Models.Threads}"),
-                                        ["memory"] = new("1Gi") } },
+                                        ["memory"] = new("1Gi") }, Limits = limits },
                             },
                         ],
                         Volumes = [volume],
-                    },
+                    }),
                 },
-            },
-        };
-        var autoscaler = new V2HorizontalPodAutoscaler
-        {
-            ApiVersion = "autoscaling/v2", Kind = "HorizontalPodAutoscaler", Metadata = meta($"{o.Name}-workers",
-                "worker"),
-            Spec = new V2HorizontalPodAutoscalerSpec
-            {
-                ScaleTargetRef = new V2CrossVersionObjectReference { Kind = "Deployment", Name = $"{o.Name}-workers",
-                    ApiVersion = "apps/v1" },
-                MinReplicas = Math.Max(1, job.Scheduling.MinWorkers),
-                MaxReplicas = Math.Max(job.Scheduling.WorkerCeiling, Math.Max(1, job.Scheduling.MinWorkers)),
-                Metrics = [new V2MetricSpec { Type = "Resource", Resource = new V2ResourceMetricSource { Name = "cpu",
-                    Target = new V2MetricTarget { Type = "Utilization", AverageUtilization = 70 } } }],
             },
         };
         var tokenSecret = new V1Secret
@@ -178,7 +190,7 @@ internal static class InferKubernetes
             ApiVersion = "v1", Kind = "Secret", Metadata = meta(secret, "coordinator"), Type = "Opaque",
             StringData = new Dictionary<string, string> { ["token"] = token },
         };
-        return [tokenSecret, service, coordinator, workers, autoscaler];
+        return [tokenSecret, service, coordinator, workers];
     }
 
     /// <summary>Writes the manifests (one file per object and <c>all.yaml</c>); with
@@ -199,36 +211,7 @@ internal static class InferKubernetes
         var all = Path.Combine(o.Out, "all.yaml");
         await File.WriteAllTextAsync(all, KubernetesYaml.SerializeAll(objects), cancel);
         files.Add(all);
-        if (o.Apply) await ApplyAsync(objects, cancel);
+        if (o.Apply) await KubernetesApply.ApplyAsync(objects, cancel);
         return files;
-    }
-
-    private static async Task ApplyAsync(IReadOnlyList<IKubernetesObject<V1ObjectMeta>> objects,
-        CancellationToken cancel)
-    {
-        KubernetesClientConfiguration config;
-        try { config = KubernetesClientConfiguration.BuildDefaultConfig(); }
-        catch (Exception e) { throw new InvalidOperationException(
-            $"--apply needs a configured cluster (a kubeconfig, or running in a pod): {e.Message}. The manifests " +
-                $"were written; apply them with kubectl apply -f.", e); }
-        using var client = new Kubernetes(config);
-        foreach (var item in objects)
-        {
-            var ns = item.Metadata.NamespaceProperty;
-            switch (item)
-            {
-                case V1Secret s: await client.CoreV1.CreateNamespacedSecretAsync(s, ns,
-                    cancellationToken: cancel); break;
-                case V1Service s: await client.CoreV1.CreateNamespacedServiceAsync(s, ns,
-                    cancellationToken: cancel); break;
-                case V1Job j: await client.BatchV1.CreateNamespacedJobAsync(j, ns, cancellationToken: cancel); break;
-                case V1Deployment d: await client.AppsV1.CreateNamespacedDeploymentAsync(d, ns,
-                    cancellationToken: cancel); break;
-                case V2HorizontalPodAutoscaler h:
-                    await client.AutoscalingV2.CreateNamespacedHorizontalPodAutoscalerAsync(h, ns,
-                        cancellationToken: cancel);
-                    break;
-            }
-        }
     }
 }

@@ -21,6 +21,12 @@ internal sealed record InferWorkerOptions : Jobs.ICheckedOptions
         "the job folder's coordinator.json).")]
     public string? Fingerprint { get; init; }
 
+    /// <summary>The job folder, when this worker can see it: a worker that finds the job finished there (its status
+    /// snapshot), at start or once the coordinator is gone, ends with success rather than an error.</summary>
+    [Option("The job's folder, if this worker sees it: a finished job there (a coordinator that has ended) makes " +
+        "the worker exit 0 instead of failing (Kubernetes work-queue pods).")]
+    public string? JobFolder { get; init; }
+
     /// <summary>This worker's name; null: host-pid.</summary>
     [Option("This worker's name (default: host-pid).")]
     public string? Id { get; init; }
