@@ -95,4 +95,16 @@ internal sealed partial class CoordinatorCore
             _run?.Log($"record {record.Index} (id {record.Id ?? "none"}) quarantined: {reason}");
         }
     }
+
+    /// <summary>How a worker's release says the output's file system is full.</summary>
+    public const string DiskFull = "disk full:";
+
+    /// <summary>What a worker reported when the output's file system was full, or null: the job stops (nothing
+    /// partial is committed) and can be resumed once there is space.</summary>
+    public string? FullDisk => Volatile.Read(ref _diskFull);
+    private string? _diskFull;
+
+    /// <summary>True when <paramref name="error"/> is a write to a full file system (ENOSPC).</summary>
+    public static bool IsDiskFull(Exception error) => error is IOException io
+        && (io.HResult == 28 || io.Message.Contains("No space left on device", StringComparison.Ordinal));
 }

@@ -189,6 +189,8 @@ internal sealed partial class CoordinatorCore : ICoordinator, IDisposable
         CancellationToken cancel = default)
     {
         Seen(worker);
+        if (reason.StartsWith(DiskFull, StringComparison.Ordinal))
+            Interlocked.CompareExchange(ref _diskFull, reason, null);
         var state = _store.Release(shard.Shard, shard.Token, $"{worker}: {reason}", Spec.Scheduling.Retries,
             countsAsAttempt: !preempted);
         _run?.Log($"shard {shard.Shard} released by {worker} ({(preempted ? "preempted" : "failed")}: {reason}) " +

@@ -284,6 +284,9 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
                 progress?.Report(status);
                 if (status.Finished) break;
                 if (pool?.Failure is { } failure) throw new JobFailedException(failure);
+                if (core.FullDisk is { } full) throw new JobFailedException(
+                    $"{Path.Combine(run.Path, InferLayout.OutputFolder)} is full ({full}); nothing partial was " +
+                    $"committed: free space, then toolkit infer resume {run.Path}");
                 if (pool is not null) Autoscaler.Step(spec, status, pool, scaled, Log);
                 try { await Task.Delay(TimeSpan.FromMilliseconds(250), cancel); }
                 catch (OperationCanceledException) { state = "cancelled"; break; }

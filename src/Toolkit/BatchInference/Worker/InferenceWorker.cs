@@ -135,7 +135,8 @@ internal sealed class InferenceWorker
             await Task.WhenAll(tasks.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
             var failed = tasks.Where(t => t.IsFaulted).Select(t => t.Exception!.GetBaseException()).ToList();
             var first = failed.FirstOrDefault(e => e is not OperationCanceledException) ?? failed[0];
-            reason = $"error: {first.Message}";
+            reason = CoordinatorCore.IsDiskFull(first) ? $"{CoordinatorCore.DiskFull} {first.Message}"
+                : $"error: {first.Message}";
             Log?.Invoke($"{Id}: {reason}\n{first}");
             throw new InvalidOperationException($"worker {Id} stopped: {first.Message}", first);
         }
@@ -201,8 +202,10 @@ internal sealed class InferenceWorker
     private async Task GiveBackHeldAsync(string reason)
     {
         var stopped = reason == "stopped";
+        // a full disk is not the shard's fault: no attempt used
+        var preempted = stopped || reason.StartsWith(CoordinatorCore.DiskFull, StringComparison.Ordinal);
         foreach (var held in _held.Values)
-            try { await _coordinator.ReleaseAsync(Id, held.Held, stopped ? "preempted" : reason, stopped, default); }
+            try { await _coordinator.ReleaseAsync(Id, held.Held, stopped ? "preempted" : reason, preempted, default); }
             catch (Exception e)
             {
                 Log?.Invoke(
