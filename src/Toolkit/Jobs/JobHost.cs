@@ -53,23 +53,59 @@ public static partial class JobHost
                 $"cluster {shape}" : OptionSpecName(launch.Launcher))}");
         try
         {
-            var (outcomes, output) = launch.Launcher switch
+            var current = options;
+            var restarts = 0;
+            while (true)
             {
-                Launcher.InProcess => (await RunInProcessAsync(job, options, run, progress, cancellationToken), ""),
-                Launcher.Slurm => await SlurmJobLauncher.RunAsync<TOutcome>(run, launch, slurm!, job.Kind, progress,
-                    cancellationToken),
-                _ => await MpiJobLauncher.RunAsync<TOutcome>(run, launch, launcher, progress, cancellationToken),
-            };
-            var result = job.Finish(new JobRun<TOptions>(run.Path, options, output), outcomes);
-            ToolkitJson.Write(run.File(ResultFile), result);
-            run.Log("finished");
-            return result;
+                try
+                {
+                    var (outcomes, output) = launch.Launcher switch
+                    {
+                        Launcher.InProcess => (await RunInProcessAsync(job, current, run, progress,
+                            cancellationToken), ""),
+                        Launcher.Slurm => await SlurmJobLauncher.RunAsync<TOutcome>(run, launch, slurm!, job.Kind,
+                            progress, cancellationToken),
+                        _ => await MpiJobLauncher.RunAsync<TOutcome>(run, launch, launcher, progress,
+                            cancellationToken),
+                    };
+                    var result = job.Finish(new JobRun<TOptions>(run.Path, current, output), outcomes);
+                    ToolkitJson.Write(run.File(ResultFile), result);
+                    run.Log("finished");
+                    return result;
+                }
+                catch (Exception e) when (job is IRestartableJob<TOptions> restartable && !cancellationToken
+                    .IsCancellationRequested && restarts < restartable.MaxRestarts(options)
+                    && e is not ArgumentException)
+                {
+                    current = Restart(run, job.Kind, restartable, options, ++restarts, e);
+                }
+            }
         }
         catch (Exception e)
         {
             run.Log($"failed: {e}");
             throw;
         }
+    }
+
+    /// <summary>
+    /// Records a restart and returns the options that continue the run from its latest intact checkpoint (or the
+    /// original ones when there is none); the ranks of another process read them from <c>config.json</c>.
+    /// </summary>
+    private static TOptions Restart<TOptions>(RunDirectory run, string kind, IRestartableJob<TOptions> job,
+        TOptions options, int attempt, Exception cause)
+        where TOptions : class, IJobOptions, new()
+    {
+        var latest = Checkpoints.CheckpointFolders.List(run.Path).Count > 0
+            ? Checkpoints.CheckpointFolders.Resolve(run.Path, run.Log) : null;
+        var step = latest is null ? 0 : (int)Checkpoints.CheckpointManifest.Read(latest).Step;
+        Restarts.Record(run, new JobRestart(attempt, DateTimeOffset.UtcNow, cause.Message.Split('\n')[0], step));
+        var next = latest is null ? options : job.ResumeAt(options, latest, step);
+        File.WriteAllText(run.File(RunDirectory.ConfigFile), JsonSerializer.Serialize(new JobConfig<TOptions>(kind,
+            next), ToolkitJson.Options));
+        var outcomes = Path.Combine(run.Path, OutcomesFolder);
+        if (Directory.Exists(outcomes)) Directory.Delete(outcomes, recursive: true);
+        return next;
     }
 
     /// <summary>Reads the result a finished run wrote.</summary>

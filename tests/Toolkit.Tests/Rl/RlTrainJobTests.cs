@@ -269,7 +269,9 @@ public sealed class RlTrainJobTests : IDisposable
             Refusal(resume with { Launch = resume.Launch with { Ranks = 1 }, Rollout = resume.Rollout with {
                 Prompts = 4 } }));
         Assert.Contains("has done 1 steps already", Refusal(resume with { Steps = 1 }));
-        Assert.Contains("is not a checkpoint of an rl train run", Refusal(resume with { Checkpoint = new() {
-            ResumeFrom = run.RunPath } }));
+        Assert.Contains("is neither a checkpoint", Refusal(resume with { Checkpoint = new() {
+            ResumeFrom = Path.Combine(run.RunPath, "checkpoints") } }));
+        // a run folder resumes from its latest checkpoint
+        (resume with { Checkpoint = new() { ResumeFrom = run.RunPath } }).Validate();
     }
 }

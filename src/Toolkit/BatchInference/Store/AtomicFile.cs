@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Toolkit.BatchInference;
 
 /// <summary>
@@ -7,7 +5,7 @@ namespace Toolkit.BatchInference;
 /// the writer's lease, so two writers never share one), flushed to disk, renamed over the target, then the folder
 /// itself flushed so the rename survives a power loss.
 /// </summary>
-internal static partial class AtomicFile
+internal static class AtomicFile
 {
     /// <summary>Writes <paramref name="lines"/> (each a complete line without its newline) to
     /// <paramref name="path"/>.</summary>
@@ -89,22 +87,5 @@ internal static partial class AtomicFile
         SyncFolder(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
-    private static void SyncFolder(string folder)
-    {
-        // Windows: MoveFileEx is durable enough; no folder handles
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
-        var fd = Open(folder, 0 /* O_RDONLY */);
-        if (fd < 0) return;
-        try { _ = Fsync(fd); }
-        finally { _ = Close(fd); }
-    }
-
-    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
-
-    [LibraryImport("libc", EntryPoint = "fsync")]
-    private static partial int Fsync(int fd);
-
-    [LibraryImport("libc", EntryPoint = "close")]
-    private static partial int Close(int fd);
+    private static void SyncFolder(string folder) => Runtime.FolderSync.Flush(folder);
 }

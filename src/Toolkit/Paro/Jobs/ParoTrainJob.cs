@@ -16,7 +16,8 @@ namespace Toolkit.Paro;
 /// (through <see cref="JobHost"/>); writes <c>runs/&lt;id&gt;/</c> with metrics, <c>result.json</c> and an offline
 /// <c>report.html</c>.
 /// </summary>
-public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOutcome, ParoTrainResult>
+public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOutcome, ParoTrainResult>,
+    IRestartableJob<ParoTrainOptions>
 {
     /// <summary>Metric names this job records besides <see cref="MetricNames"/>.</summary>
     public static class Metrics
@@ -62,8 +63,9 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         ShardedTrainer trainer;
         using (training.Keep) trainer = ShardedTrainer.Create(model, o.Plan, comm, o.Optimizer, training.Values);
         using var _ = trainer;
-        if (o.Checkpoint.ResumeFrom is { } resume)
+        if (o.Checkpoint.ResumeFrom is { } from)
         {
+            var resume = CheckpointFolders.Resolve(from, comm.Rank == 0 ? context.Log : null);
             trainer.LoadCheckpoint(resume);
             if (comm.Rank == 0)
             {
@@ -98,6 +100,7 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
             seconds[i] = clock.Elapsed.TotalSeconds;
             traffic = comm.Counters.Snapshot().Since(before);
             RecordStep(context, step, losses[i], seconds[i], traffic, trainer.Memory);
+            Restarts.Drill(context.RunPath, comm.Rank, step + 1);
             if (o.Checkpoint.Every > 0 && (step + 1) % o.Checkpoint.Every == 0) Save(context, trainer, source,
                 step + 1);
         }
@@ -106,6 +109,20 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
         return new RankOutcome(comm.Rank, first, losses, seconds, traffic.IntraBytes, traffic.InterBytes,
             new RankMemory(comm.Rank, memory.ParametersBytes, memory.GradientsBytes, memory.OptimizerBytes,
                 memory.PeakBytes), trainer.ParameterCount, o.TokensPerStep(length));
+    }
+
+    /// <inheritdoc/>
+    int IRestartableJob<ParoTrainOptions>.MaxRestarts(ParoTrainOptions options) => options.Checkpoint.MaxRestarts;
+
+    /// <summary>The same run from <paramref name="checkpoint"/>: as many steps as are left to the end the original
+    /// options asked for (their own resumed step plus <c>--steps</c>).</summary>
+    ParoTrainOptions IRestartableJob<ParoTrainOptions>.ResumeAt(ParoTrainOptions options, string checkpoint,
+        int step)
+    {
+        var start = options.Checkpoint.ResumeFrom is { } from
+            ? (int)CheckpointManifest.Read(CheckpointFolders.Resolve(from)).Step : 0;
+        return options with { Steps = start + options.Steps - step,
+            Checkpoint = options.Checkpoint with { ResumeFrom = checkpoint } };
     }
 
     /// <inheritdoc/>
@@ -138,11 +155,15 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
     private static string Save(RankContext<ParoTrainOptions> context, ShardedTrainer trainer, ModelSource source,
         int step)
     {
-        var folder = Path.Combine(context.RunPath, "checkpoints", $"step-{step}");
-        trainer.SaveCheckpoint(folder);
-        if (context.Comm.Rank == 0) source.WriteDescription(Path.Combine(folder, ModelSource.DescriptionFolder));
+        var staging = CheckpointFolders.Staging(context.RunPath, step);
+        trainer.SaveCheckpoint(staging);
+        if (context.Comm.Rank == 0)
+        {
+            source.WriteDescription(Path.Combine(staging, ModelSource.DescriptionFolder));
+            CheckpointFolders.Publish(context.RunPath, step, context.Options.Checkpoint.Keep, context.Log);
+        }
         context.Comm.Barrier();
-        return folder;
+        return CheckpointFolders.Final(context.RunPath, step);
     }
 
     /// <summary>Collective: the last step's checkpoint (saved unless it was), then rank 0 writes it as a Hugging Face
@@ -150,7 +171,7 @@ public sealed class ParoTrainJob : RankJob<ParoTrainOptions, ParoTrainJob.RankOu
     private static void Export(RankContext<ParoTrainOptions> context, ShardedTrainer trainer, ModelSource source,
         int step, string folder)
     {
-        var checkpoint = Path.Combine(context.RunPath, "checkpoints", $"step-{step}");
+        var checkpoint = CheckpointFolders.Final(context.RunPath, step);
         if (!File.Exists(Path.Combine(checkpoint, CheckpointManifest.FileName))) checkpoint = Save(context, trainer,
             source, step);
         if (context.Comm.Rank == 0)

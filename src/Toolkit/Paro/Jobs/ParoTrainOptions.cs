@@ -155,8 +155,18 @@ public sealed record CheckpointOptions
     /// indexed by global micro-batch).
     /// </summary>
     [Option("Resume from a checkpoint folder (runs/<id>/checkpoints/step-K) written under any strategy, rank count, " +
-        "group size or precision (it is re-sliced); steps continue from its step.", Name = "resume")]
+        "group size or precision (it is re-sliced), or a run folder (its latest intact checkpoint); steps continue " +
+        "from its step.", Name = "resume")]
     public string? ResumeFrom { get; init; }
+
+    /// <summary>How many of the newest checkpoints a run keeps; 0 keeps all.</summary>
+    [Option("Keep only the newest K checkpoints of the run (0: all).", Name = "keep-checkpoints")]
+    public int Keep { get; init; }
+
+    /// <summary>Restarts of every rank from the latest checkpoint when a rank dies or the job fails; 0 none.</summary>
+    [Option("When a rank dies or the job fails, start every rank again from the run's latest intact checkpoint, up " +
+        "to N times (torchrun's --max-restarts; recorded in the run folder's restarts.jsonl).")]
+    public int MaxRestarts { get; init; }
 
     /// <summary>A folder to write the trained model into as a Hugging Face folder at the end (from the last step's
     /// checkpoint), or null.</summary>
@@ -170,7 +180,10 @@ public sealed record CheckpointOptions
         if (Every < 0) throw new ArgumentOutOfRangeException(nameof(Every), Every, "must not be negative");
         if (Export is not null && File.Exists(Export)) throw new ArgumentOutOfRangeException(nameof(Export), Export,
             "is a file; give a folder to write the model into");
-        if (ResumeFrom is not null) _ = CheckpointManifest.Read(ResumeFrom);
+        if (Keep < 0) throw new ArgumentOutOfRangeException(nameof(Keep), Keep, "must not be negative");
+        if (MaxRestarts < 0) throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts,
+            "must not be negative");
+        if (ResumeFrom is not null) _ = CheckpointFolders.Resolve(ResumeFrom);
         return this;
     }
 }

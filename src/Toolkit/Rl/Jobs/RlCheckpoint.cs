@@ -19,15 +19,29 @@ public sealed record RlCheckpointOptions
     /// stopped.</summary>
     [Option("Resume from a checkpoint of an rl train run (runs/<id>/checkpoints/step-K): policy, optimizer, the " +
         "samplers' and prompt streams' states, C3PO++'s pool and the steps so far; the run continues to --steps as " +
-        "if it had not stopped (the same --rollout and --ranks).", Name = "resume")]
+        "if it had not stopped (the same --rollout and --ranks). A run folder resumes from its latest intact " +
+        "checkpoint.", Name = "resume")]
     public string? ResumeFrom { get; init; }
+
+    /// <summary>How many of the newest checkpoints a run keeps; 0 keeps all.</summary>
+    [Option("Keep only the newest K checkpoints of the run (0: all).", Name = "keep-checkpoints")]
+    public int Keep { get; init; }
+
+    /// <summary>Restarts of every rank from the latest checkpoint when a rank dies or the job fails; 0 none.</summary>
+    [Option("When a rank dies or the job fails, start every rank again from the run's latest intact checkpoint, up " +
+        "to N times (torchrun's --max-restarts; recorded in the run folder's restarts.jsonl).")]
+    public int MaxRestarts { get; init; }
 
     /// <summary>Throws naming the first invalid setting: a checkpoint to resume must have been written by as many
     /// ranks, with the same rollout mode, and have fewer than <paramref name="steps"/> steps done.</summary>
     public RlCheckpointOptions Validate(int ranks, bool c3po, int steps)
     {
         if (Every < 0) throw new ArgumentOutOfRangeException(nameof(Every), Every, "must not be negative");
-        if (ResumeFrom is not { } folder) return this;
+        if (Keep < 0) throw new ArgumentOutOfRangeException(nameof(Keep), Keep, "must not be negative");
+        if (MaxRestarts < 0) throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts,
+            "must not be negative");
+        if (ResumeFrom is null) return this;
+        var folder = Checkpoints.CheckpointFolders.Resolve(ResumeFrom);
         var state = RlCheckpoint.ReadRun(folder);
         if (state.NextStep >= steps) throw new ArgumentOutOfRangeException(nameof(RlTrainOptions.Steps), steps,
             $"the checkpoint has done {state.NextStep} steps already; ask for more");
@@ -64,9 +78,10 @@ internal static class RlCheckpoint
 
     /// <summary>Collective: writes the checkpoint of step <paramref name="step"/> and returns its folder.</summary>
     public static string Save(string runPath, int step, ShardedTrainer trainer, ModelSource model,
-        Comm.Communicator comm, RlRunState run, RlRankState rank, float[]? reference)
+        Comm.Communicator comm, RlRunState run, RlRankState rank, float[]? reference, int keep = 0,
+        Action<string>? log = null)
     {
-        var folder = Path.Combine(runPath, "checkpoints", $"step-{step}");
+        var folder = Checkpoints.CheckpointFolders.Staging(runPath, step);
         trainer.SaveCheckpoint(folder);
         ToolkitJson.Write(Path.Combine(folder, RankFile(comm.Rank)), rank);
         if (comm.Rank == 0)
@@ -77,8 +92,10 @@ internal static class RlCheckpoint
                 File.WriteAllBytes(Path.Combine(folder, ReferenceFile),
                     MemoryMarshal.AsBytes(reference.AsSpan()).ToArray());
         }
+        comm.Barrier();   // every rank's state is in the staging folder
+        if (comm.Rank == 0) Checkpoints.CheckpointFolders.Publish(runPath, step, keep, log);
         comm.Barrier();
-        return folder;
+        return Checkpoints.CheckpointFolders.Final(runPath, step);
     }
 
     /// <summary>The run's state in <paramref name="folder"/>.</summary>

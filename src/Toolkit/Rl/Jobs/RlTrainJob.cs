@@ -23,7 +23,8 @@ namespace Toolkit.Rl;
 /// Each rollout batch gets <see cref="GrpoOptions.PpoEpochs"/> × <see cref="GrpoOptions.MiniBatches"/> optimizer steps
 /// (<see cref="PolicyUpdate"/>); the learning rate follows <see cref="RlTrainOptions.LrSchedule"/> per RL step.
 /// </remarks>
-public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome, RlTrainResult>
+public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome, RlTrainResult>,
+    IRestartableJob<RlTrainOptions>
 {
     /// <summary>Metric names this job records (rank 0, over all ranks).</summary>
     public static class Metrics
@@ -84,7 +85,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         using var _ = trainer;
         var train = TaskDatasets.Load(task, heldOut: false);
         var evaluation = new Evaluation(task, TaskDatasets.Load(task, heldOut: true), train, config, tokens);
-        var resume = o.Checkpoint.ResumeFrom;
+        var resume = o.Checkpoint.ResumeFrom is { } from
+            ? Checkpoints.CheckpointFolders.Resolve(from, comm.Rank == 0 ? context.Log : null) : null;
         var state = resume is null
             ? WarmStart(context, trainer, train, tokens, evaluation) : RlCheckpoint.ReadRun(resume);
         // RL starts with fresh moments: the warm start's large gradients would otherwise damp its first updates
@@ -140,16 +142,24 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             Guard(record, stats.GradNormMax, o);
             steps.Add(record);
             if (comm.Rank == 0) RecordMetrics(context, record);
+            Restarts.Drill(context.RunPath, comm.Rank, step + 1);
             if (step == o.Steps - 1 || o.Checkpoint.Every > 0 && (step + 1) % o.Checkpoint.Every == 0)
                 RlCheckpoint.Save(context.RunPath, step + 1, trainer, model, comm,
                     state with { NextStep = step + 1, Version = version, Steps = steps },
                     new RlRankState(engine.SamplerState, prompts.Drawn, (source as C3poPartitioner)?.Save()),
-                    referenceValues);
+                    referenceValues, o.Checkpoint.Keep, context.Log);
         }
         if (o.Export is { } export && comm.Rank == 0) Export(context, model, flat, export);
         return new RankOutcome(state.InitialAccuracy, state.WarmStartAccuracy, steps[^1].HeldOutAccuracy, steps,
             state.WarmStartSeconds, clock.Elapsed.TotalSeconds);
     }
+
+    /// <inheritdoc/>
+    int IRestartableJob<RlTrainOptions>.MaxRestarts(RlTrainOptions options) => options.Checkpoint.MaxRestarts;
+
+    /// <summary>The same run from <paramref name="checkpoint"/> (<c>--steps</c> is where an RL run ends).</summary>
+    RlTrainOptions IRestartableJob<RlTrainOptions>.ResumeAt(RlTrainOptions options, string checkpoint, int step) =>
+        options with { Checkpoint = options.Checkpoint with { ResumeFrom = checkpoint } };
 
     /// <summary>Writes the trained policy (a flat vector in module order) as a Hugging Face folder described like its
     /// model.</summary>
