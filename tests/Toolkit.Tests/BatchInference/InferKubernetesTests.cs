@@ -92,9 +92,10 @@ public sealed class InferKubernetesTests : IDisposable
     }
 
     [Theory]
-    [InlineData("pool", null, "--node-selector entry 'pool' is not key=value")]
-    [InlineData(null, "gpu:Sometimes", "--tolerations entry 'gpu:Sometimes' is not key[=value]:Effect")]
-    public void BadPlacements_AreRefused_NamingTheOption(string? selector, string? tolerations, string expected)
+    [InlineData("pool", null, "nodeSelector", "entry 'pool' is not key=value")]
+    [InlineData(null, "gpu:Sometimes", "tolerations", "entry 'gpu:Sometimes' is not key[=value]:Effect")]
+    public void BadPlacements_AreRefused_NamingTheOption(string? selector, string? tolerations, string option,
+        string expected)
     {
         var e = Assert.Throws<ArgumentException>(() => InferKubernetes.Manifests(new InferKubernetesOptions
         {
@@ -102,6 +103,7 @@ public sealed class InferKubernetesTests : IDisposable
             NodeSelector = selector, Tolerations = tolerations,
         }, "t"));
         Assert.Contains(expected, e.Message);
+        Assert.Equal(option, e.ParamName);
     }
 
     /// <summary>A work-queue pod that starts after the job finished, or outlives its coordinator, exits 0.</summary>

@@ -16,7 +16,7 @@ internal sealed record PodPlacement(IDictionary<string, string>? NodeSelector, I
         {
             var parts = entry.Split('=', 2);
             if (parts.Length != 2 || parts[0].Length == 0) throw new ArgumentException(
-                $"--node-selector entry '{entry}' is not key=value", nameof(nodeSelector));
+                $"entry '{entry}' is not key=value", nameof(nodeSelector));
             (selector ??= [])[parts[0]] = parts[1];
         }
         List<V1Toleration>? tolerated = null;
@@ -25,7 +25,7 @@ internal sealed record PodPlacement(IDictionary<string, string>? NodeSelector, I
             var colon = entry.LastIndexOf(':');
             var effect = colon < 0 ? "" : entry[(colon + 1)..];
             if (colon <= 0 || !Effects.Contains(effect)) throw new ArgumentException(
-                $"--tolerations entry '{entry}' is not key[=value]:Effect (Effect: {string.Join(", ", Effects)})",
+                $"entry '{entry}' is not key[=value]:Effect (Effect: {string.Join(", ", Effects)})",
                 nameof(tolerations));
             var keyValue = entry[..colon].Split('=', 2);
             (tolerated ??= []).Add(new V1Toleration
