@@ -42,6 +42,12 @@ internal static class CheckpointFolders
         return final;
     }
 
+    /// <summary>The job step a published checkpoint folder (<c>step-K</c>) holds.</summary>
+    /// <exception cref="FormatException">The folder is not named <c>step-K</c>.</exception>
+    public static int StepOf(string checkpoint) =>
+        int.Parse(Path.GetFileName(Path.TrimEndingDirectorySeparator(checkpoint))["step-".Length..],
+            System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>A run's published checkpoints, newest first.</summary>
     public static IReadOnlyList<(int Step, string Path)> List(string runPath)
     {

@@ -98,7 +98,8 @@ public static partial class JobHost
     {
         var latest = Checkpoints.CheckpointFolders.List(run.Path).Count > 0
             ? Checkpoints.CheckpointFolders.Resolve(run.Path, run.Log) : null;
-        var step = latest is null ? 0 : (int)Checkpoints.CheckpointManifest.Read(latest).Step;
+        // the job's step (the folder's name), not the optimizer's: an RL step takes several optimizer steps
+        var step = latest is null ? 0 : Checkpoints.CheckpointFolders.StepOf(latest);
         Restarts.Record(run, new JobRestart(attempt, DateTimeOffset.UtcNow, cause.Message.Split('\n')[0], step));
         var next = latest is null ? options : job.ResumeAt(options, latest, step);
         File.WriteAllText(run.File(RunDirectory.ConfigFile), JsonSerializer.Serialize(new JobConfig<TOptions>(kind,

@@ -31,18 +31,25 @@ public sealed class CoordinatorLockTests : IDisposable
     }
 
     [Fact]
-    public void ALockLeftByAProcessThatIsGone_IsTakenOver_OneFromAnotherHostIsNot()
+    public void ALockLeftByAProcessThatIsGone_IsTakenOver_OneFromAnotherHostOnlyOnceItIsNotRenewed()
     {
         // this process's id, but another start time: the process that took it is gone and the id was reused
         File.WriteAllText(LockFile, JsonSerializer.Serialize(new { host = Environment.MachineName,
-            processId = Environment.ProcessId, started = 1 }));
+            processId = Environment.ProcessId, started = 1, renewed = DateTimeOffset.UtcNow }));
         var lines = new List<string>();
         using (CoordinatorLock.Acquire(_folder.Path, lines.Add))
             Assert.Contains(lines, l => l.Contains("which is gone"));
 
-        File.WriteAllText(LockFile, JsonSerializer.Serialize(new { host = "elsewhere", processId = 1, started = 1 }));
+        // another host's lock: refused while it is renewed, taken over once it is not (its coordinator was killed)
+        File.WriteAllText(LockFile, JsonSerializer.Serialize(new { host = "elsewhere", processId = 1, started = 1,
+            renewed = DateTimeOffset.UtcNow }));
         var e = Assert.Throws<JobFailedException>(() => CoordinatorLock.Acquire(_folder.Path));
-        Assert.Contains("if elsewhere is gone, delete the lock file", e.Message);
+        Assert.Contains("coordinated by process 1 on elsewhere, which renewed", e.Message);
+        File.WriteAllText(LockFile, JsonSerializer.Serialize(new { host = "elsewhere", processId = 1, started = 1,
+            renewed = DateTimeOffset.UtcNow - CoordinatorLock.StaleAfter - TimeSpan.FromSeconds(1) }));
+        lines.Clear();
+        using (CoordinatorLock.Acquire(_folder.Path, lines.Add))
+            Assert.Contains(lines, l => l.Contains("on elsewhere, which has not renewed it"));
     }
 
     /// <summary>A job's status is its coordinator's snapshot: it reads even when the SQLite file is

@@ -169,6 +169,9 @@ public sealed class CoordinatorServiceTests : IDisposable
         using var pinned = new GrpcCoordinator(local, "s3cret", server.Fingerprint!.ToUpperInvariant());
         var summary = await new InferenceWorker(pinned, "tls", _ => [new LengthModel()]).RunAsync();
         Assert.Equal(50, summary.Records);
+        // a restarted coordinator keeps its identity: workers that pinned it reconnect
+        using var again = CoordinatorTls.Create(_folder.Path, Environment.MachineName);
+        Assert.Equal(server.Fingerprint, CoordinatorTls.Fingerprint(again));
     }
 
     [Fact]

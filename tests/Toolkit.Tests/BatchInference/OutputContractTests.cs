@@ -67,6 +67,35 @@ public sealed class OutputContractTests : IDisposable
         Assert.True(File.Exists(Path.Combine(folder, InferLayout.OutputFolder, OutputContract.SuccessFile)));
     }
 
+    /// <summary>A coordinator that has just adopted its predecessor's leases keeps the files of shards still leased
+    /// (their workers may be writing them) and removes the rest.</summary>
+    [Fact]
+    public async Task Reopening_KeepsTheFilesOfShardsStillLeased()
+    {
+        var input = Path.Combine(_folder.Path, "in.jsonl");
+        SentenceDataset.Write(input, 60, badEvery: 50);
+        var result = await InferJob.RunAsync(new InferJobOptions
+        {
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 30 },
+            Launch = InferJobOptions.DefaultLaunch with { Launcher = Launcher.InProcess,
+                RunsDirectory = _folder.Path },
+        });
+        long leased;
+        using (var store = new SqliteShardStore(Path.Combine(result.JobFolder, InferLayout.StateFile)))
+        {
+            Assert.Equal(1, store.Retry(failed: false, quarantined: true));
+            leased = store.TryLease("survivor", TimeSpan.FromMinutes(5), DateTimeOffset.UtcNow)!.Shard.Id;
+        }
+        var output = Path.Combine(result.JobFolder, InferLayout.OutputFolder);
+        string[] kept = [$"part-{leased:D6}-feedbeef.jsonl", $".part-{leased:D6}-feedbeef.jsonl.feedbeef.tmp"];
+        string[] stale = [$"part-{leased + 99:D6}-deadbeef.jsonl", $".part-{leased + 99:D6}-deadbeef.jsonl.x.tmp"];
+        foreach (var name in kept.Concat(stale)) File.WriteAllText(Path.Combine(output, name), "{}\n");
+        Assert.Equal(2, OutputContract.Reopen(result.JobFolder));   // the stale two (the retried part is the lease's)
+        Assert.All(kept, name => Assert.True(File.Exists(Path.Combine(output, name)), name));
+        Assert.All(stale, name => Assert.False(File.Exists(Path.Combine(output, name)), name));
+    }
+
     private static void Check(string folder, InferResult result)
     {
         Assert.Equal(("completed", 118L, 2L), (result.State, result.OutputRecords, result.Quarantined));

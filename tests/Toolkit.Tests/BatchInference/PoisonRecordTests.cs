@@ -56,7 +56,7 @@ public sealed class PoisonRecordTests : IDisposable
             "--runs-dir", _folder.Path, "--workers", "1"], TimeSpan.FromMinutes(3),
             environment: new Dictionary<string, string> { [FaultStage.Variable] = "start" });
         Assert.Equal(1, code);
-        Assert.Contains($"{StartFailures.Limit} workers in a row ended before joining the job; the last said: ",
+        Assert.Contains($"{StartFailures.Limit} workers in a row ended before doing any work; the last said: ",
             output);
         Assert.Contains("told to fail as it starts", output);
         // backed off 1 + 2 + 4 + 8 s between the five starts

@@ -72,8 +72,17 @@ internal sealed partial class CoordinatorCore
     /// </summary>
     private void EndLeasesOf(string worker)
     {
-        if (_store.EndLeasesOf(worker, _clock.GetUtcNow()) > 0) ExpireLeases(_clock.GetUtcNow().AddMilliseconds(1));
+        // one lock with ExpireLeases: the parts of an isolated record are written before the store records it
+        lock (_inherited)
+            if (_store.EndLeasesOf(worker, _clock.GetUtcNow()) > 0)
+                ExpireLeases(_clock.GetUtcNow().AddMilliseconds(1));
     }
+
+    /// <summary>True when <paramref name="worker"/> has done work for the job (committed a shard or moved a record):
+    /// a worker that fails before that has failed to start.</summary>
+    public bool HasWorked(string worker) =>
+        (_workers.TryGetValue(worker, out var info) && info.Shards > 0)
+        || (_reports.TryGetValue(worker, out var report) && report.Stages.Sum(s => s.Items) > 0);
 
     /// <summary>
     /// Writes the parts of every single-record shard the store will quarantine as it expires (an empty output part

@@ -89,6 +89,8 @@ internal sealed partial class CoordinatorCore : ICoordinator, IDisposable
         var now = _clock.GetUtcNow();
         var info = new WorkerInfo(hello.Worker, hello.Host, now, now, 0, 0, 0, null);
         _workers[hello.Worker] = info;
+        lock (_stalled) _condemned.Remove(hello.Worker);   // a new process under the same name
+        _progress.TryRemove(hello.Worker, out _);
         _store.SaveWorker(info);
         _run?.Log($"worker {hello.Worker} joined from {hello.Host} (pid {hello.ProcessId})");
         return Task.FromResult(new WorkerJoin(_specJson, JobFolder));
@@ -151,8 +153,11 @@ internal sealed partial class CoordinatorCore : ICoordinator, IDisposable
                 _stalled.Add(worker);
                 _condemned.Add(worker);   // it gets no more work: a shard it took now would die with it
             }
-            _store.EndLeasesOf(worker, now);
-            ExpireLeases(now.AddMilliseconds(1));
+            lock (_inherited)
+            {
+                _store.EndLeasesOf(worker, now);
+                ExpireLeases(now.AddMilliseconds(1));
+            }
             return Task.FromResult<IReadOnlyList<bool>>([.. held.Select(_ => false)]);
         }
         IReadOnlyList<bool> kept =
@@ -240,9 +245,6 @@ internal sealed partial class CoordinatorCore : ICoordinator, IDisposable
         var counts = _store.Counts();
         return counts[ShardState.Todo] == 0 && counts[ShardState.Leased] == 0;
     }
-
-    /// <summary>True when <paramref name="worker"/> has joined the job.</summary>
-    public bool HasJoined(string worker) => _workers.ContainsKey(worker);
 
     /// <summary>Marks a worker that stopped without leaving (its process died) as gone.</summary>
     public void MarkLost(string worker, string reason)

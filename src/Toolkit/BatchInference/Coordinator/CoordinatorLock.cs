@@ -4,16 +4,29 @@ using Toolkit.Runtime;
 namespace Toolkit.BatchInference;
 
 /// <summary>
-/// The one coordinator of a job folder: <c>coordinator.lock</c>, created exclusively, names its host, process id and
-/// the process's start time. A second coordinator on the folder is refused while that process lives; a lock left by a
-/// process that is gone from this host (killed, the machine restarted) is taken over. A lock from another host cannot
-/// be checked from here: it is refused, and the message says how to clear it.
+/// The one coordinator of a job folder: <c>coordinator.lock</c> names its host, process id and the process's start
+/// time, and the time it was last renewed (every <see cref="RenewEvery"/>). It appears whole (written beside it, then
+/// linked into place only if no lock is there). A second coordinator on the folder is refused while the holder lives;
+/// a lock is taken over when its process is gone from this host, or, from any host, when it has not been renewed for
+/// <see cref="StaleAfter"/> (its coordinator was killed: a Kubernetes pod on another node).
 /// </summary>
 internal sealed class CoordinatorLock : IDisposable
 {
-    private readonly string _path;
+    /// <summary>How often the holder renews the lock.</summary>
+    public static readonly TimeSpan RenewEvery = TimeSpan.FromSeconds(10);
 
-    private CoordinatorLock(string path) => _path = path;
+    /// <summary>A lock not renewed for this long is stale, whoever took it.</summary>
+    public static readonly TimeSpan StaleAfter = TimeSpan.FromSeconds(60);
+
+    private readonly string _path;
+    private readonly Holder _mine;
+    private readonly Timer _renewal;
+
+    private CoordinatorLock(string path, Holder mine)
+    {
+        (_path, _mine) = (path, mine);
+        _renewal = new Timer(_ => Renew(), null, RenewEvery, RenewEvery);
+    }
 
     /// <summary>Takes the lock of <paramref name="folder"/>.</summary>
     /// <param name="folder">The job folder.</param>
@@ -22,29 +35,57 @@ internal sealed class CoordinatorLock : IDisposable
     public static CoordinatorLock Acquire(string folder, Action<string>? log = null)
     {
         var path = Path.Combine(folder, InferLayout.LockFile);
-        var mine = new Holder(Environment.MachineName, Environment.ProcessId, StartTime(Environment.ProcessId));
+        var mine = new Holder(Environment.MachineName, Environment.ProcessId, StartTime(Environment.ProcessId),
+            DateTimeOffset.UtcNow);
         for (var attempt = 0; attempt < 3; attempt++)
         {
-            try
-            {
-                using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-                    System.Text.Json.JsonSerializer.Serialize(file, mine, ToolkitJson.Compact);
-                return new CoordinatorLock(path);
-            }
-            catch (IOException) when (File.Exists(path))
-            {
-                var holder = Read(path);
-                if (holder is not null && (holder.Host != mine.Host || Alive(holder)))
-                    throw new Jobs.JobFailedException(
-                        $"{folder} is coordinated by process {holder.ProcessId} on {holder.Host} " +
-                        $"({InferLayout.LockFile}): one coordinator per job folder. Stop that one first" +
-                        (holder.Host == mine.Host ? "." : $", or, if {holder.Host} is gone, delete the lock file."));
-                log?.Invoke(holder is null ? $"taking over an unreadable {InferLayout.LockFile}"
-                    : $"taking over the lock of process {holder.ProcessId}, which is gone");
-                File.Delete(path);
-            }
+            if (TryCreate(path, mine)) return new CoordinatorLock(path, mine);
+            var text = ReadText(path);
+            if (text is null) continue;   // released meanwhile
+            var holder = Parse(text);
+            var age = holder is null ? TimeSpan.MaxValue : DateTimeOffset.UtcNow - holder.Renewed;
+            var gone = holder is not null && holder.Host == mine.Host && !Alive(holder);
+            if (holder is not null && !gone && age < StaleAfter)
+                throw new Jobs.JobFailedException(
+                    $"{folder} is coordinated by process {holder.ProcessId} on {holder.Host}, which renewed its " +
+                    $"{InferLayout.LockFile} {age.TotalSeconds:F0} s ago: one coordinator per job folder. Stop that " +
+                    $"one first (a lock not renewed for {StaleAfter.TotalSeconds:F0} s is taken over).");
+            log?.Invoke(holder is null ? $"taking over an unreadable {InferLayout.LockFile}"
+                : $"taking over the lock of process {holder.ProcessId} on {holder.Host}, which " +
+                    (gone ? "is gone" : $"has not renewed it for {age.TotalSeconds:F0} s"));
+            if (ReadText(path) == text) File.Delete(path);   // only the stale lock that was read
         }
         throw new Jobs.JobFailedException($"{path}: another coordinator keeps taking the lock");
+    }
+
+    /// <summary>Writes the lock beside its place and links it in, unless a lock is there.</summary>
+    private static bool TryCreate(string path, Holder holder)
+    {
+        var temporary = $"{path}.{Environment.ProcessId}.tmp";
+        File.WriteAllText(temporary, System.Text.Json.JsonSerializer.Serialize(holder, ToolkitJson.Compact));
+        try
+        {
+            File.Move(temporary, path, overwrite: false);
+            return true;
+        }
+        catch (IOException) when (File.Exists(path)) { return false; }
+        finally { File.Delete(temporary); }
+    }
+
+    /// <summary>Rewrites the lock with the time now, while it is still this coordinator's.</summary>
+    private void Renew()
+    {
+        try
+        {
+            if (ReadText(_path) is not { } text || Parse(text) is not { } holder
+                || (holder.Host, holder.ProcessId, holder.Started) != (_mine.Host, _mine.ProcessId, _mine.Started))
+                return;
+            var temporary = $"{_path}.{Environment.ProcessId}.tmp";
+            File.WriteAllText(temporary, System.Text.Json.JsonSerializer.Serialize(_mine with {
+                Renewed = DateTimeOffset.UtcNow }, ToolkitJson.Compact));
+            File.Move(temporary, _path, overwrite: true);
+        }
+        catch (IOException) { }   // the next renewal tries again
     }
 
     /// <summary>Whether the process a lock names is still the one that took it (a reused pid is not).</summary>
@@ -70,18 +111,30 @@ internal sealed class CoordinatorLock : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return null; }
     }
 
-    private static Holder? Read(string path)
+    private static string? ReadText(string path)
     {
-        try { return System.Text.Json.JsonSerializer.Deserialize<Holder>(File.ReadAllText(path), ToolkitJson.Options); }
-        catch (Exception e) when (e is IOException or System.Text.Json.JsonException) { return null; }
+        try { return File.ReadAllText(path); }
+        catch (IOException) { return null; }
     }
 
-    /// <summary>Releases the lock.</summary>
+    private static Holder? Parse(string text)
+    {
+        try { return System.Text.Json.JsonSerializer.Deserialize<Holder>(text, ToolkitJson.Options); }
+        catch (System.Text.Json.JsonException) { return null; }
+    }
+
+    /// <summary>Releases the lock, if it is still this coordinator's.</summary>
     public void Dispose()
     {
-        try { File.Delete(_path); } catch (IOException) { }
+        _renewal.Dispose();
+        try
+        {
+            if (ReadText(_path) is { } text && Parse(text) is { } holder && holder.Host == _mine.Host
+                && holder.ProcessId == _mine.ProcessId && holder.Started == _mine.Started) File.Delete(_path);
+        }
+        catch (IOException) { }
     }
 
-    /// <summary>Who holds a lock.</summary>
-    private sealed record Holder(string Host, int ProcessId, long? Started);
+    /// <summary>Who holds a lock, and when they last said so.</summary>
+    private sealed record Holder(string Host, int ProcessId, long? Started, DateTimeOffset Renewed);
 }

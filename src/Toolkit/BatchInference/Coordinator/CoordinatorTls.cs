@@ -17,9 +17,29 @@ internal static class CoordinatorTls
     /// <summary>The certificate (PEM).</summary>
     public const string CertificateFile = "tls.crt";
 
-    /// <summary>Makes a new identity for <paramref name="host"/> and writes it to <paramref name="folder"/>.</summary>
+    /// <summary>
+    /// The job's identity: the one in <paramref name="folder"/> when it is there and still valid (a restarted
+    /// coordinator keeps its fingerprint, so workers that pinned it reconnect), otherwise a new one for
+    /// <paramref name="host"/>, written there.
+    /// </summary>
     /// <returns>The certificate with its private key, for the server.</returns>
     public static X509Certificate2 Create(string folder, string host)
+    {
+        var (key, certificate) = (Path.Combine(folder, KeyFile), Path.Combine(folder, CertificateFile));
+        if (File.Exists(key) && File.Exists(certificate))
+        {
+            try
+            {
+                using var kept = X509Certificate2.CreateFromPemFile(certificate, key);
+                if (kept.NotAfter > DateTime.Now.AddDays(1))
+                    return X509CertificateLoader.LoadPkcs12(kept.Export(X509ContentType.Pkcs12), null);
+            }
+            catch (CryptographicException) { }   // unreadable: make a new one
+        }
+        return Make(folder, host);
+    }
+
+    private static X509Certificate2 Make(string folder, string host)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest($"CN={host}", key, HashAlgorithmName.SHA256);

@@ -49,6 +49,9 @@ internal static class InferWorkerHost
         try
         {
             var summary = await worker.RunAsync(drain.Token, abort.Token);
+            // A work-queue pod (--job-folder) that exits 0 tells Kubernetes the work is done: only when it is.
+            if (options.JobFolder is not null)
+                return summary.Reason == "finished" || Finished(options.JobFolder) ? 0 : WorkLeft;
             return summary.Reason is "finished" or "drained" or "stopped" ? 0 : 1;
         }
         catch (Exception e) when (transport.Explain(e) is { Refused: false } && Finished(options.JobFolder))
@@ -77,6 +80,9 @@ internal static class InferWorkerHost
             $"the coordinator needs the job's token: pass --token-file JOB_FOLDER/{InferLayout.TokenFile}, or set " +
                 $"{CoordinatorTransports.TokenVariable}", nameof(options.TokenFile));
     }
+
+    /// <summary>The exit code of a work-queue worker drained or stopped while work remains (EX_TEMPFAIL).</summary>
+    public const int WorkLeft = 75;
 
     /// <summary>True when <paramref name="folder"/> holds a finished job (its coordinator's last snapshot).</summary>
     private static bool Finished(string? folder)

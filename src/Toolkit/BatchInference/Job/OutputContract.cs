@@ -23,25 +23,53 @@ internal static class OutputContract
     {
         var output = Path.Combine(folder, InferLayout.OutputFolder);
         foreach (var marker in new[] { SuccessFile, ManifestFile }) AtomicFile.Delete(Path.Combine(output, marker));
-        return Tidy(folder);
+        return Tidy(folder, keepLeased: true);
     }
 
-    /// <summary>Removes parts no commit names and temporary files left by writers that died.</summary>
+    /// <summary>
+    /// Removes parts no commit names and temporary files left by writers that died. With
+    /// <paramref name="keepLeased"/> (a coordinator that has just adopted its predecessor's leases), the files of
+    /// shards still leased stay: their workers may be writing them.
+    /// </summary>
     /// <returns>The files removed.</returns>
-    public static int Tidy(string folder)
+    public static int Tidy(string folder, bool keepLeased = false)
     {
-        var removed = InferOutput.RemoveUncommitted(folder);
+        var shards = File.Exists(Path.Combine(folder, InferLayout.StateFile)) ? AllShards(folder) : [];
+        var committed = shards.Where(s => s.State == ShardState.Done && s.Output is not null)
+            .Select(s => Path.GetFileNameWithoutExtension(s.Output!)).ToHashSet(StringComparer.Ordinal);
+        var leased = keepLeased ? shards.Where(s => s.State == ShardState.Leased).Select(s => s.Id).ToHashSet() : [];
+        var removed = 0;
         foreach (var sub in new[] { InferLayout.OutputFolder, InferLayout.QuarantineFolder })
         {
             var path = Path.Combine(folder, sub);
             if (!Directory.Exists(path)) continue;
-            foreach (var temporary in Directory.GetFiles(path, ".*.tmp"))
+            foreach (var file in Directory.GetFiles(path, "part-*").Concat(Directory.GetFiles(path, ".part-*.tmp")))
             {
-                File.Delete(temporary);
+                var name = Path.GetFileName(file);
+                var temporary = name.StartsWith('.');
+                if (ShardOf(name) is { } id && leased.Contains(id)) continue;
+                if (!temporary && committed.Contains(Path.GetFileNameWithoutExtension(name))) continue;
+                File.Delete(file);
                 removed++;
             }
         }
         return removed;
+    }
+
+    private static IReadOnlyList<Shard> AllShards(string folder)
+    {
+        using var store = new SqliteShardStore(Path.Combine(folder, InferLayout.StateFile));
+        return store.Shards();
+    }
+
+    /// <summary>The shard a part or temporary file belongs to (<c>[.]part-NNNNNN-...</c>), or null.</summary>
+    private static long? ShardOf(string name)
+    {
+        var rest = name.TrimStart('.');
+        var dash = rest.IndexOf('-', "part-".Length);
+        return rest.StartsWith("part-", StringComparison.Ordinal) && dash > 0
+            && long.TryParse(rest["part-".Length..dash], System.Globalization.CultureInfo.InvariantCulture,
+                out var id) ? id : null;
     }
 
     /// <summary>Writes the manifest of a finished job, and <c>_SUCCESS</c> when no shard failed.</summary>

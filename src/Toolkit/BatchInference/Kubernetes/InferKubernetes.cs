@@ -75,10 +75,13 @@ internal static class InferKubernetes
     public const int Port = 50051;
 
     /// <summary>
-    /// The coordinator's shell wrapper: a job that completed with failed shards (exit code 3) is a completed job whose
-    /// failures are listed in its folder, not a pod for Kubernetes to restart.
+    /// The coordinator's shell wrapper (the pod's first process): it passes SIGTERM on to the coordinator, which stops
+    /// cleanly, and makes a job that completed with failed shards (exit code 3) a completed job whose failures are
+    /// listed in its folder, not a pod for Kubernetes to restart.
     /// </summary>
-    public const string CompletedWithFailures = "\"$0\" \"$@\"; code=$?; [ $code -eq 3 ] && exit 0; exit $code";
+    public const string CompletedWithFailures = "\"$0\" \"$@\" & pid=$!; trap 'kill -TERM $pid' TERM INT; " +
+        "wait $pid; code=$?; while kill -0 $pid 2>/dev/null; do wait $pid; code=$?; done; " +
+        "[ $code -eq 3 ] && exit 0; exit $code";
 
     /// <summary>The objects, in the order to create them.</summary>
     /// <exception cref="ArgumentException">A name, node selector or toleration Kubernetes would refuse.</exception>
@@ -202,14 +205,15 @@ internal static class InferKubernetes
         var objects = Manifests(o, CoordinatorTransports.NewToken());
         Directory.CreateDirectory(o.Out);
         var files = new List<string>();
+        // the Secret's file and all.yaml hold the token: readable by their owner only, like the job folder's
         foreach (var item in objects)
         {
             var file = Path.Combine(o.Out, $"{item.Metadata.Name}.{item.Kind.ToLowerInvariant()}.yaml");
-            await File.WriteAllTextAsync(file, KubernetesYaml.Serialize(item), cancel);
+            AtomicFile.WriteSecret(file, System.Text.Encoding.UTF8.GetBytes(KubernetesYaml.Serialize(item)));
             files.Add(file);
         }
         var all = Path.Combine(o.Out, "all.yaml");
-        await File.WriteAllTextAsync(all, KubernetesYaml.SerializeAll(objects), cancel);
+        AtomicFile.WriteSecret(all, System.Text.Encoding.UTF8.GetBytes(KubernetesYaml.SerializeAll(objects)));
         files.Add(all);
         if (o.Apply) await KubernetesApply.ApplyAsync(objects, cancel);
         return files;

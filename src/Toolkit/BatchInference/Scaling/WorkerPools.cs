@@ -34,8 +34,10 @@ internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) :
     private readonly List<(string Id, Task<WorkerSummary> Task, CancellationTokenSource Drain,
         CancellationTokenSource Abort)> _workers = [];
     private readonly HashSet<string> _reaped = [];
+    // stalled workers whose threads may never return: neither live nor waited for
+    private readonly HashSet<string> _abandoned = [];
 
-    public int Live => _workers.Count(w => !w.Task.IsCompleted);
+    public int Live => _workers.Count(w => !w.Task.IsCompleted && !_abandoned.Contains(w.Id));
     public int Started => _workers.Count;
     public int Died => _workers.Count(w => w.Task.IsFaulted);
     public string? Failure => _starts.Failure;
@@ -58,11 +60,12 @@ internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) :
         foreach (var w in _workers.Where(w => stalled.Contains(w.Id)))
         {
             w.Abort.Cancel();
+            _abandoned.Add(w.Id);
             core.MarkLost(w.Id, "stalled");
         }
         foreach (var w in _workers.Where(w => w.Task.IsFaulted && _reaped.Add(w.Id)))
         {
-            _starts.Ended(core.HasJoined(w.Id), w.Task.Exception!.GetBaseException().Message);
+            _starts.Ended(core.HasWorked(w.Id), w.Task.Exception!.GetBaseException().Message);
             log?.Invoke($"{w.Id} failed: {w.Task.Exception!.GetBaseException().Message}");
             core.MarkLost(w.Id, $"error: {w.Task.Exception!.GetBaseException().Message}");
         }
@@ -73,7 +76,7 @@ internal sealed class InProcessPool(CoordinatorCore core, Action<string>? log) :
         if (leaving > TimeSpan.Zero) await Task.WhenAny(Task.WhenAll(_workers.Select(w => (Task)w.Task)),
             Task.Delay(leaving));
         foreach (var w in _workers) w.Drain.Cancel();
-        var all = Task.WhenAll(_workers.Select(w => (Task)w.Task));
+        var all = Task.WhenAll(_workers.Where(w => !_abandoned.Contains(w.Id)).Select(w => (Task)w.Task));
         if (await Task.WhenAny(all, Task.Delay(grace)) != all)
             foreach (var w in _workers) w.Abort.Cancel();
         await all.ContinueWith(_ => { }, TaskScheduler.Default);
@@ -136,7 +139,7 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, I
         }
         foreach (var (id, process) in _workers.Where(w => w.Process.HasExited && _reaped.Add(w.Id)))
         {
-            _starts.Ended(core.HasJoined(id) || process.ExitCode == 0, LastWords(id));
+            _starts.Ended(core.HasWorked(id) || process.ExitCode == 0, LastWords(id));
             if (process.ExitCode == 0) continue;
             _died++;
             var why = process.ExitCode > 128 ? $"killed by signal {process.ExitCode - 128}" : process.ExitCode < 0
