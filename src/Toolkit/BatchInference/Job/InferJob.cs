@@ -11,10 +11,12 @@ namespace Toolkit.BatchInference;
 /// A batch-inference job, run by the <see cref="JobHost"/> as a coordinated job: the coordinator (its state in the
 /// job folder's SQLite file), its service for workers in other processes, the workers (child processes by default, or
 /// the other ranks under mpi and slurm), and an autoscaler that keeps between the spec's minimum and maximum workers
-/// alive while work remains. The job folder is a run folder: <c>config.json</c> (the spec), <c>metrics.jsonl</c>
-/// (progress, throughput, per-stage busy time and queue depth), <c>log.txt</c>, <c>state.db</c>, <c>output/</c>,
-/// <c>quarantine/</c>, <c>workers/</c>, and <c>result.json</c> at the end. <see cref="ResumeAsync"/> restarts a
-/// stopped or killed job where it stopped.
+/// alive while work remains. The job folder is a run folder: <c>config.json</c> (the spec, never the token),
+/// <c>metrics.jsonl</c> (progress, throughput, per-stage busy time and queue depth), <c>log.txt</c>, <c>state.db</c>
+/// (opened by the coordinator only), <c>status.json</c> (its snapshot, for readers), <c>coordinator.lock</c>,
+/// <c>coordinator.json</c>, <c>token</c> (0600), <c>tls.key</c> and <c>tls.crt</c> beyond loopback, <c>output/</c>
+/// (with <c>manifest.json</c> and <c>_SUCCESS</c> at the end), <c>quarantine/</c>, <c>workers/</c>, and
+/// <c>result.json</c> at the end. <see cref="ResumeAsync"/> restarts a stopped or killed job where it stopped.
 /// </summary>
 public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
 {
