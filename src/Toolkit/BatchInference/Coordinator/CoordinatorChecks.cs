@@ -1,5 +1,3 @@
-using Toolkit.Runtime;
-
 namespace Toolkit.BatchInference;
 
 /// <summary>
@@ -97,8 +95,7 @@ internal sealed partial class CoordinatorCore
             var reason = $"the worker processing it ended {shard.Attempts + 1} times (a crash, an out-of-memory " +
                 "kill or a stall): isolated by halving its shard";
             var part = InferLayout.PartName(shard.Id, InferLayout.Isolated);
-            var line = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new QuarantinedRecord(record.Id,
-                record.Index, shard.Id, reason), ToolkitJson.Compact);
+            var line = new QuarantinedRecord(record.Id, record.Index, shard.Id, reason).ToLine();
             AtomicFile.WriteLines(Path.Combine(JobFolder, InferLayout.QuarantinePartOf(part)), [line], "coordinator");
             AtomicFile.WriteLines(Path.Combine(JobFolder, InferLayout.OutputFolder, part), [], "coordinator");
             _run?.Log($"record {record.Index} (id {record.Id ?? "none"}) quarantined: {reason}");

@@ -61,8 +61,7 @@ internal sealed class CoordinatorLock : IDisposable
     /// <summary>Writes the lock beside its place and links it in, unless a lock is there.</summary>
     private static bool TryCreate(string path, Holder holder)
     {
-        var temporary = $"{path}.{Environment.ProcessId}.tmp";
-        File.WriteAllText(temporary, System.Text.Json.JsonSerializer.Serialize(holder, ToolkitJson.Compact));
+        var temporary = Beside(path, holder);
         try
         {
             File.Move(temporary, path, overwrite: false);
@@ -72,18 +71,26 @@ internal sealed class CoordinatorLock : IDisposable
         finally { File.Delete(temporary); }
     }
 
+    /// <summary>Writes <paramref name="holder"/> to a temporary file beside <paramref name="path"/>; returns
+    /// it.</summary>
+    private static string Beside(string path, Holder holder)
+    {
+        var temporary = $"{path}.{Environment.ProcessId}.tmp";
+        File.WriteAllText(temporary, System.Text.Json.JsonSerializer.Serialize(holder, ToolkitJson.Compact));
+        return temporary;
+    }
+
+    /// <summary>Whether the lock file still names this coordinator (another may have taken a stale one over).</summary>
+    private bool StillMine() => ReadText(_path) is { } text && Parse(text) is { } holder
+        && (holder.Host, holder.ProcessId, holder.Started) == (_mine.Host, _mine.ProcessId, _mine.Started);
+
     /// <summary>Rewrites the lock with the time now, while it is still this coordinator's.</summary>
     private void Renew()
     {
         try
         {
-            if (ReadText(_path) is not { } text || Parse(text) is not { } holder
-                || (holder.Host, holder.ProcessId, holder.Started) != (_mine.Host, _mine.ProcessId, _mine.Started))
-                return;
-            var temporary = $"{_path}.{Environment.ProcessId}.tmp";
-            File.WriteAllText(temporary, System.Text.Json.JsonSerializer.Serialize(_mine with {
-                Renewed = DateTimeOffset.UtcNow }, ToolkitJson.Compact));
-            File.Move(temporary, _path, overwrite: true);
+            if (StillMine())
+                File.Move(Beside(_path, _mine with { Renewed = DateTimeOffset.UtcNow }), _path, overwrite: true);
         }
         catch (IOException) { }   // the next renewal tries again
     }
@@ -129,8 +136,7 @@ internal sealed class CoordinatorLock : IDisposable
         _renewal.Dispose();
         try
         {
-            if (ReadText(_path) is { } text && Parse(text) is { } holder && holder.Host == _mine.Host
-                && holder.ProcessId == _mine.ProcessId && holder.Started == _mine.Started) File.Delete(_path);
+            if (StillMine()) File.Delete(_path);
         }
         catch (IOException) { }
     }

@@ -32,45 +32,8 @@ internal static class OutputContract
     /// shards still leased stay: their workers may be writing them.
     /// </summary>
     /// <returns>The files removed.</returns>
-    public static int Tidy(string folder, bool keepLeased = false)
-    {
-        var shards = File.Exists(Path.Combine(folder, InferLayout.StateFile)) ? AllShards(folder) : [];
-        var committed = shards.Where(s => s.State == ShardState.Done && s.Output is not null)
-            .Select(s => Path.GetFileNameWithoutExtension(s.Output!)).ToHashSet(StringComparer.Ordinal);
-        var leased = keepLeased ? shards.Where(s => s.State == ShardState.Leased).Select(s => s.Id).ToHashSet() : [];
-        var removed = 0;
-        foreach (var sub in new[] { InferLayout.OutputFolder, InferLayout.QuarantineFolder })
-        {
-            var path = Path.Combine(folder, sub);
-            if (!Directory.Exists(path)) continue;
-            foreach (var file in Directory.GetFiles(path, "part-*").Concat(Directory.GetFiles(path, ".part-*.tmp")))
-            {
-                var name = Path.GetFileName(file);
-                var temporary = name.StartsWith('.');
-                if (ShardOf(name) is { } id && leased.Contains(id)) continue;
-                if (!temporary && committed.Contains(Path.GetFileNameWithoutExtension(name))) continue;
-                File.Delete(file);
-                removed++;
-            }
-        }
-        return removed;
-    }
-
-    private static IReadOnlyList<Shard> AllShards(string folder)
-    {
-        using var store = new SqliteShardStore(Path.Combine(folder, InferLayout.StateFile));
-        return store.Shards();
-    }
-
-    /// <summary>The shard a part or temporary file belongs to (<c>[.]part-NNNNNN-...</c>), or null.</summary>
-    private static long? ShardOf(string name)
-    {
-        var rest = name.TrimStart('.');
-        var dash = rest.IndexOf('-', "part-".Length);
-        return rest.StartsWith("part-", StringComparison.Ordinal) && dash > 0
-            && long.TryParse(rest["part-".Length..dash], System.Globalization.CultureInfo.InvariantCulture,
-                out var id) ? id : null;
-    }
+    public static int Tidy(string folder, bool keepLeased = false) =>
+        InferOutput.RemoveUncommitted(folder, temporaries: true, keepLeased);
 
     /// <summary>Writes the manifest of a finished job, and <c>_SUCCESS</c> when no shard failed.</summary>
     public static OutputManifest Seal(string folder, string jobId, IReadOnlyList<FailedShard> failed)

@@ -21,14 +21,31 @@ internal static class AtomicFile
 
     /// <summary>Writes <paramref name="path"/> with what <paramref name="write"/> puts into the stream it is
     /// given.</summary>
-    public static void Write(string path, Action<Stream> write, string writer)
+    public static void Write(string path, Action<Stream> write, string writer) =>
+        Write(path, write, writer, secret: false);
+
+    /// <summary>
+    /// Writes a secret (a token, a private key) to <paramref name="path"/> atomically: the temporary file is created
+    /// readable and writable by its owner only (<see cref="CreateSecret"/>), so no reader ever finds the secret
+    /// readable by others, nor half of it.
+    /// </summary>
+    public static void WriteSecret(string path, ReadOnlySpan<byte> secret)
+    {
+        var bytes = secret.ToArray();
+        Write(path, file => file.Write(bytes), $"{Environment.ProcessId}", secret: true);
+    }
+
+    private static void Write(string path, Action<Stream> write, string writer, bool secret)
     {
         var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(folder);
         var temporary = Path.Combine(folder, $".{Path.GetFileName(path)}.{writer}.tmp");
         try
         {
-            using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            // a secret's temporary file is created anew, so that its mode is the one it is created with
+            if (secret) File.Delete(temporary);
+            using (var file = secret ? CreateSecret(temporary)
+                : new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
             {
                 write(file);
                 file.Flush(flushToDisk: true);
@@ -38,33 +55,6 @@ internal static class AtomicFile
         catch
         {
             try { File.Delete(temporary); } catch (IOException) { }   // the write's own error is the one to report
-            throw;
-        }
-        SyncFolder(folder);
-    }
-
-    /// <summary>
-    /// Writes a secret (a token, a private key) to <paramref name="path"/> atomically: the temporary file is created
-    /// readable and writable by its owner only (<see cref="CreateSecret"/>), so no reader ever finds the secret
-    /// readable by others, nor half of it.
-    /// </summary>
-    public static void WriteSecret(string path, ReadOnlySpan<byte> secret)
-    {
-        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(folder);
-        var temporary = Path.Combine(folder, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            using (var file = CreateSecret(temporary))
-            {
-                file.Write(secret);
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temporary); } catch (IOException) { }
             throw;
         }
         SyncFolder(folder);

@@ -41,4 +41,8 @@ internal static class InferLayout
 }
 
 /// <summary>A record that could not be processed, and why.</summary>
-public sealed record QuarantinedRecord(string? Id, long Record, long Shard, string Reason);
+public sealed record QuarantinedRecord(string? Id, long Record, long Shard, string Reason)
+{
+    /// <summary>Its line in a quarantine part (compact JSON, no newline).</summary>
+    internal byte[] ToLine() => System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(this, Runtime.ToolkitJson.Compact);
+}

@@ -74,14 +74,7 @@ internal sealed class SqliteShardStore : IShardStore
         if (next is null) return null;
         if (next.Records - maxRecords >= Math.Max(1, minRecords))
         {
-            using (var max = Command("SELECT MAX(id) FROM shards"))
-            {
-                var id = (long)max.ExecuteScalar()! + 1;
-                Run("INSERT INTO shards (id, first_record, records, state, attempts, last_error) VALUES ($id, " +
-                    "$first, $n, 'todo', $a, $e)",
-                    ("$id", id), ("$first", next.FirstRecord + maxRecords), ("$n", next.Records - maxRecords), ("$a",
-                        next.Attempts), ("$e", (object?)next.LastError ?? DBNull.Value));
-            }
+            AddWaiting(next.FirstRecord + maxRecords, next.Records - maxRecords, next.Attempts, next.LastError);
             Run("UPDATE shards SET records = $n WHERE id = $id", ("$n", maxRecords), ("$id", next.Id));
             next = next with { Records = maxRecords };
         }
@@ -163,15 +156,19 @@ internal sealed class SqliteShardStore : IShardStore
     {
         ShardTransitions.TransitionTo(shard.Id, shard.State, ShardState.Todo);
         var first = shard.Records / 2;
-        using (var max = Command("SELECT MAX(id) FROM shards"))
-        {
-            var id = (long)max.ExecuteScalar()! + 1;
-            Run("INSERT INTO shards (id, first_record, records, state, attempts, last_error) VALUES ($id, $first, " +
-                "$n, 'todo', 1, $e)", ("$id", id), ("$first", shard.FirstRecord + first),
-                ("$n", shard.Records - first), ("$e", reason));
-        }
+        AddWaiting(shard.FirstRecord + first, shard.Records - first, 1, reason);
         Run("UPDATE shards SET state = 'todo', records = $n, attempts = 1, worker = NULL, token = NULL, " +
             "expires = NULL, last_error = $e WHERE id = $id", ("$n", first), ("$e", reason), ("$id", shard.Id));
+    }
+
+    /// <summary>A new waiting shard (the next id) for the records split off another one.</summary>
+    private void AddWaiting(long firstRecord, long records, int attempts, string? lastError)
+    {
+        using var max = Command("SELECT MAX(id) FROM shards");
+        var id = (long)max.ExecuteScalar()! + 1;
+        Run("INSERT INTO shards (id, first_record, records, state, attempts, last_error) VALUES ($id, $first, $n, " +
+            "'todo', $a, $e)", ("$id", id), ("$first", firstRecord), ("$n", records), ("$a", attempts),
+            ("$e", (object?)lastError ?? DBNull.Value));
     }
 
     /// <inheritdoc/>

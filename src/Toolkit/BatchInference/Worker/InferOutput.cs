@@ -5,7 +5,7 @@ namespace Toolkit.BatchInference;
 /// <summary>
 /// Reads a job's output back: rows, quarantined records, and an exactly-once check against the input's ids. Only the
 /// parts the job's state lists as committed are read (a worker whose lease expired may have left a part of its own next
-/// to them; <see cref="RemoveUncommitted"/> deletes those).
+/// to them; <see cref="RemoveUncommitted(string)"/> deletes those).
 /// </summary>
 public static class InferOutput
 {
@@ -23,32 +23,60 @@ public static class InferOutput
 
     /// <summary>The committed shards, in input order (a shard split at lease time has a later id than its
     /// neighbours).</summary>
-    public static IReadOnlyList<Shard> Committed(string jobFolder)
+    public static IReadOnlyList<Shard> Committed(string jobFolder) =>
+        [.. Shards(jobFolder).Where(s => s.State == ShardState.Done).OrderBy(s => s.FirstRecord)];
+
+    /// <summary>Every shard of the job in <paramref name="jobFolder"/>.</summary>
+    /// <exception cref="DirectoryNotFoundException">Not a job folder.</exception>
+    private static IReadOnlyList<Shard> Shards(string jobFolder)
     {
         var state = Path.Combine(jobFolder, InferLayout.StateFile);
         if (!File.Exists(state)) throw new DirectoryNotFoundException(
             $"{jobFolder} is not a batch-inference job folder: it has no {InferLayout.StateFile}.");
         using var store = new SqliteShardStore(state);
-        return [.. store.Shards().Where(s => s.State == ShardState.Done).OrderBy(s => s.FirstRecord)];
+        return store.Shards();
     }
 
     /// <summary>Deletes part files that no committed shard names (left by workers whose lease expired); returns how
     /// many.</summary>
-    public static int RemoveUncommitted(string jobFolder)
+    public static int RemoveUncommitted(string jobFolder) => RemoveUncommitted(jobFolder, false, false);
+
+    /// <summary>
+    /// Deletes part files that no committed shard names and, with <paramref name="temporaries"/>, the temporary files
+    /// of writers that died; with <paramref name="keepLeased"/> (a coordinator that has just adopted its predecessor's
+    /// leases), the files of shards still leased stay: their workers may be writing them. Returns how many.
+    /// </summary>
+    internal static int RemoveUncommitted(string jobFolder, bool temporaries, bool keepLeased)
     {
-        var keep = Committed(jobFolder).Select(s
-            => Path.GetFileNameWithoutExtension(s.Output!)).ToHashSet(
-                StringComparer.Ordinal);   // the output part and its quarantine part
+        var shards = Shards(jobFolder);
+        var committed = shards.Where(s => s.State == ShardState.Done)
+            .Select(s => Path.GetFileNameWithoutExtension(s.Output!))
+            .ToHashSet(StringComparer.Ordinal);   // the output part and its quarantine part
+        var leased = keepLeased ? shards.Where(s => s.State == ShardState.Leased).Select(s => s.Id).ToHashSet() : [];
         var removed = 0;
         foreach (var folder in new[] { InferLayout.OutputFolder,
             InferLayout.QuarantineFolder }.Select(f => Path.Combine(jobFolder, f)).Where(Directory.Exists))
-            foreach (var file in Directory.GetFiles(folder,
-                "part-*.*").Where(f => !keep.Contains(Path.GetFileNameWithoutExtension(f))))
+        {
+            var parts = Directory.GetFiles(folder, "part-*.*")
+                .Where(f => !committed.Contains(Path.GetFileNameWithoutExtension(f)));
+            var files = temporaries ? parts.Concat(Directory.GetFiles(folder, ".part-*.tmp")) : parts;
+            foreach (var file in files.Where(f => ShardOf(Path.GetFileName(f)) is not { } id || !leased.Contains(id)))
             {
                 File.Delete(file);
                 removed++;
             }
+        }
         return removed;
+    }
+
+    /// <summary>The shard a part or temporary file belongs to (<c>[.]part-NNNNNN-...</c>), or null.</summary>
+    private static long? ShardOf(string name)
+    {
+        var rest = name.TrimStart('.');
+        var dash = rest.IndexOf('-', "part-".Length);
+        return rest.StartsWith("part-", StringComparison.Ordinal) && dash > 0
+            && long.TryParse(rest["part-".Length..dash], System.Globalization.CultureInfo.InvariantCulture,
+                out var id) ? id : null;
     }
 
     /// <summary>

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Threading.Channels;
-using Toolkit.Runtime;
 
 namespace Toolkit.BatchInference;
 
@@ -190,9 +189,8 @@ internal sealed class RecordStages(string worker, Action<string>? log)
             ? "a model gave NaN or infinity" : e.Message;
 
     /// <summary>A quarantined record's line: its id, index, shard and reason.</summary>
-    public static byte[] QuarantineLine(WorkItem item) => JsonSerializer.SerializeToUtf8Bytes(
-        new QuarantinedRecord(item.Record.Id, item.Record.Index, item.Shard, item.Error ?? "unknown"),
-        ToolkitJson.Compact);
+    public static byte[] QuarantineLine(WorkItem item) =>
+        new QuarantinedRecord(item.Record.Id, item.Record.Index, item.Shard, item.Error ?? "unknown").ToLine();
 }
 
 /// <summary>One stage of a worker's pipeline: its tasks, the time they were busy, the items done, its queue.</summary>
