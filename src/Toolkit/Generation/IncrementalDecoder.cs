@@ -13,11 +13,17 @@ internal readonly record struct Chunk(int Slot, long[] Tokens, int Start);
 /// The part of an incremental forward every family shares: a KV cache over a fixed pool of slots and attention over it.
 /// One forward takes any mix of chunks (continuous batching: a sequence joins with its whole prompt in one chunk,
 /// gpt-fast's prefill, while the others decode one token each); the projections run on all rows at once, decode rows
-/// attend together over their slots' caches, and prefill chunks attend causally over their slots' caches in groups
-/// of similar lengths (<see cref="PrefillGroup"/>).
+/// (and the rows of chunks up to <see cref="RowChunk"/> tokens) attend together over their slots' caches, and
+/// longer prefill chunks attend causally over their slots' caches in groups of similar lengths
+/// (<see cref="PrefillGroup"/>).
 /// </summary>
 internal abstract class IncrementalDecoder : IDisposable
 {
+    /// <summary>Longest chunk whose rows attend one by one, as decode rows do (a short prompt joining beside the
+    /// decodes costs a few more rows instead of a product of its own); longer chunks attend in
+    /// <see cref="PrefillGroup"/>s.</summary>
+    internal const int RowChunk = 8;
+
     private readonly Tensor[] _keys;     // per layer [S, T, kv, d]
     private readonly Tensor[] _values;   // per layer [S, T, kv, d]
     private readonly Scalar _scale;
@@ -117,6 +123,7 @@ internal abstract class IncrementalDecoder : IDisposable
     /// attend (built once, read by every layer).</summary>
     protected sealed class Batch
     {
+
         public Batch(IReadOnlyList<Chunk> chunks, int context, int slots, Device device)
         {
             var tokens = chunks.SelectMany(c => c.Tokens).ToArray();
@@ -131,12 +138,13 @@ internal abstract class IncrementalDecoder : IDisposable
             for (var c = 0; c < chunks.Count; c++)
             {
                 var chunk = chunks[c];
-                if (chunk.Tokens.Length == 1)
-                {
-                    decodeRows.Add(row);
-                    decodeSlots.Add(chunk.Slot);
-                    decodePositions.Add(chunk.Start);
-                }
+                if (chunk.Tokens.Length <= RowChunk)
+                    for (var j = 0; j < chunk.Tokens.Length; j++)
+                    {
+                        decodeRows.Add(row + j);
+                        decodeSlots.Add(chunk.Slot);
+                        decodePositions.Add(chunk.Start + j);
+                    }
                 else prefills.Add((row, chunk));
                 row += chunk.Tokens.Length;
                 ends[c] = row - 1;
@@ -165,8 +173,8 @@ internal abstract class IncrementalDecoder : IDisposable
         public Tensor CacheRows { get; }
         /// <summary>The last row of each chunk [C]: where logits are needed.</summary>
         public Tensor LastRows { get; }
-        /// <summary>Rows that decode one token [A], their slots [A], and the future positions each must not see [A,
-        /// L].</summary>
+        /// <summary>Rows that attend one by one [A] (decodes and the rows of short chunks), their slots [A], and the
+        /// future positions each must not see [A, L].</summary>
         public Tensor? DecodeRows { get; }
         public Tensor? DecodeSlots { get; }
         public Tensor? DecodeHidden { get; }

@@ -83,6 +83,32 @@ public sealed class GenerationEngineTests
             Assert.True(dial[i].Item2 > dial[i - 1].Item2, string.Join(", ", dial.Select(d => $"{d.n} {d.Item2:E2}")));
     }
 
+    /// <summary>In one forward, rows decoding, a short prompt (its rows attend one by one, as decodes do) and a long
+    /// one (attending in a prefill group) all give the trainer's log-probabilities.</summary>
+    [Fact]
+    public void ShortAndLongPrompts_JoiningBesideDecodes_EqualTheTrainersForward()
+    {
+        using var model = Model(seed: 3);
+        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 4, new SamplingOptions(),
+            stopTokens: [300], maxTokens: 5, seed: 7);   // 300: never drawn
+        engine.LoadWeights(Flat(model), 1);
+        long[] Prompt(int length, int salt) => [.. Enumerable.Range(0, length).Select(i => 33L + i * salt % 90)];
+        var decoding = new[] { new Sequence(0, Prompt(4, 3)), new Sequence(1, Prompt(6, 5)) };
+        foreach (var s in decoding) engine.Enqueue(s);
+        engine.Step();
+        var joining = new[] { new Sequence(2, Prompt(3, 7)), new Sequence(3, Prompt(20, 11)) };
+        Assert.InRange(joining[0].Prompt.Count, 2, IncrementalDecoder.RowChunk);
+        Assert.True(joining[1].Prompt.Count > IncrementalDecoder.RowChunk);
+        foreach (var s in joining) engine.Enqueue(s);
+        engine.RunToCompletion();
+        Assert.All(decoding.Concat(joining), s =>
+        {
+            var reference = ReferenceLogProbs(model, s);
+            Assert.Equal(5, reference.Length);
+            for (var t = 0; t < reference.Length; t++) Assert.Equal(reference[t], s.LogProbs[t], 4);
+        });
+    }
+
     [Fact]
     public void EvictedSequences_ResumeOnNewWeights_KeepingTheirVersions()
     {
