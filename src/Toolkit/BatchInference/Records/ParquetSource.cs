@@ -96,7 +96,8 @@ internal sealed class ParquetSource : RecordSource
             return new(index, null, null, row.GetValueOrDefault(_idField) is { } value
                 ? $"'{_idField}' is a {value.GetType().Name} ({value}); ids are non-empty strings or whole numbers"
                 : $"no '{_idField}' (a non-empty string or an integer)");
-        return row.GetValueOrDefault(_textField) is string text ? new(index, id, text, null) : new(index, id, null,
-            $"no '{_textField}' string");
+        var numeric = row[_idField] is not string;
+        return row.GetValueOrDefault(_textField) is string text ? new(index, id, text, null) { NumericId = numeric }
+            : new(index, id, null, $"no '{_textField}' string") { NumericId = numeric };
     }
 }

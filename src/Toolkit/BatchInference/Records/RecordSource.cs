@@ -9,7 +9,12 @@ namespace Toolkit.BatchInference;
 /// <param name="Id">The record's id, or null when it could not be read.</param>
 /// <param name="Text">The text the models read, or null when the record is malformed.</param>
 /// <param name="Error">Why the record is malformed (it is quarantined with this reason), or null.</param>
-public sealed record InputRecord(long Index, string? Id, string? Text, string? Error);
+public sealed record InputRecord(long Index, string? Id, string? Text, string? Error)
+{
+    /// <summary>True when the input holds the id as a number (a JSON number, a Parquet integer): the output writes it
+    /// as that number, <see cref="Id"/> being its text.</summary>
+    public bool NumericId { get; init; }
+}
 
 /// <summary>
 /// An input file read as numbered records, so a shard (first record, count) can be read by any worker that sees the
@@ -166,16 +171,14 @@ internal sealed class JsonlSource : LineRecordSource
             using var json = JsonDocument.Parse(bytes);
             if (json.RootElement.ValueKind != JsonValueKind.Object) return new(index, null, null,
                 $"line is a JSON {json.RootElement.ValueKind}, not an object");
-            string? id = json.RootElement.TryGetProperty(_idField, out var i) ? i.ValueKind switch
-            {
-                JsonValueKind.String => i.GetString(),
-                JsonValueKind.Number => i.GetRawText(),
-                _ => null,
-            } : null;
+            var hasId = json.RootElement.TryGetProperty(_idField, out var i);
+            var numeric = hasId && i.ValueKind == JsonValueKind.Number;
+            string? id = !hasId ? null : numeric ? i.GetRawText()
+                : i.ValueKind == JsonValueKind.String ? i.GetString() : null;
             if (string.IsNullOrEmpty(id)) return new(index, null, null, $"no '{_idField}' (a string or number)");
             if (!json.RootElement.TryGetProperty(_textField, out var t) || t.ValueKind != JsonValueKind.String)
-                return new(index, id, null, $"no '{_textField}' string");
-            return new(index, id, t.GetString(), null);
+                return new(index, id, null, $"no '{_textField}' string") { NumericId = numeric };
+            return new(index, id, t.GetString(), null) { NumericId = numeric };
         }
         catch (JsonException e)
         {

@@ -9,6 +9,10 @@ namespace Toolkit.BatchInference;
 /// </summary>
 public static class InferOutput
 {
+    /// <summary>An output row's id as the input's text of it (a numeric id is written as a number).</summary>
+    internal static string Id(JsonElement id) =>
+        id.ValueKind == JsonValueKind.Number ? id.GetRawText() : id.GetString()!;
+
     /// <summary>Every output row (one JSON object per record, from JSONL or Parquet parts), shard by shard.</summary>
     public static IEnumerable<JsonElement> Rows(string jobFolder) =>
         Committed(jobFolder).SelectMany(s => InferLayout.IsParquet(s.Output!)
@@ -95,7 +99,7 @@ public static class InferOutput
         foreach (var row in Rows(jobFolder))
         {
             rows++;
-            var id = row.GetProperty("id").GetString()!;
+            var id = Id(row.GetProperty("id"));
             seen[id] = seen.GetValueOrDefault(id) + 1;
         }
         foreach (var q in Quarantined(jobFolder))

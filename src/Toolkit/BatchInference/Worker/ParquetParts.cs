@@ -6,9 +6,10 @@ namespace Toolkit.BatchInference;
 
 /// <summary>
 /// Output parts in Apache Parquet. The worker's rows are JSON objects (the id, then each model's outputs); a Parquet
-/// part holds the same values as columns: strings as strings, numbers as doubles, arrays of numbers (embeddings) as
-/// lists of floats. The schema is taken from the shard's first row (every row of a job has the same fields). Reading a
-/// part gives the rows back as JSON, so the exactly-once check reads either format.
+/// part holds the same values as columns: strings as strings, ids as 64-bit integers when every id of the part is a
+/// whole number (else as text), other numbers as doubles, arrays of numbers (embeddings) as lists of floats. The schema
+/// is taken from the shard's first row (every row of a job has the same fields). Reading a part gives the rows back as
+/// JSON, so the exactly-once check reads either format.
 /// </summary>
 internal static class ParquetParts
 {
@@ -20,12 +21,19 @@ internal static class ParquetParts
         var parsed = rows.Select(r => JsonDocument.Parse(r)).ToList();
         try
         {
-            var fields = parsed.Count == 0
-                ? [new DataField<string>("id")] : parsed[0].RootElement.EnumerateObject().Select(Field).ToList();
+            // whole-number ids stay whole numbers (a double would round ids past 2^53); a part whose ids are not all
+            // whole numbers holds them as text, as the input wrote them
+            var wholeIds = parsed.Count > 0 && parsed.All(d => d.RootElement.TryGetProperty("id", out var id)
+                && id.ValueKind == JsonValueKind.Number && id.TryGetInt64(out _));
+            var fields = parsed.Count == 0 ? [new DataField<string>("id")]
+                : parsed[0].RootElement.EnumerateObject().Select(p => p.Name != "id" ? Field(p)
+                    : wholeIds ? new DataField<long>("id") : new DataField<string>("id")).ToList();
             var data = parsed.Select(d =>
             {
                 var row = new Dictionary<string, object?>(StringComparer.Ordinal);
-                foreach (var p in d.RootElement.EnumerateObject()) row[p.Name] = Value(p.Value);
+                foreach (var p in d.RootElement.EnumerateObject())
+                    row[p.Name] = p.Name != "id" ? Value(p.Value) : wholeIds ? p.Value.GetInt64()
+                        : InferOutput.Id(p.Value);
                 if (row.Count != fields.Count || fields.Any(f => !row.ContainsKey(f.Name)))
                     throw new InvalidDataException(
                         $"output row fields ({string.Join(", ", row.Keys)}) differ from the shard's first row " +

@@ -165,7 +165,12 @@ internal sealed class RecordStages(string worker, Action<string>? log)
                 {
                     using var json = new Utf8JsonWriter(buffer);
                     json.WriteStartObject();
-                    json.WriteString("id", item.Record.Id);
+                    if (item.Record.NumericId)
+                    {
+                        json.WritePropertyName("id");
+                        json.WriteRawValue(item.Record.Id!);
+                    }
+                    else json.WriteString("id", item.Record.Id);
                     for (var k = 0; k < models.Count; k++) models[k].Write(json, item.Outputs[k]!);
                     json.WriteEndObject();
                 }
