@@ -7,8 +7,8 @@ using static Toolkit.Tests.BatchInference.Launches;
 
 namespace Toolkit.Tests.BatchInference;
 
-/// <summary>Parquet in and out: records read across row groups with malformed rows kept in place, a real job whose
-/// Parquet parts pass the exactly-once check, and ids that keep their input type.</summary>
+/// <summary>Parquet in and out: records read across row groups with malformed rows kept in place, and a real job whose
+/// Parquet parts pass the exactly-once check.</summary>
 public sealed class ParquetTests : IDisposable
 {
     private readonly TemporaryFolder _folder = new("toolkit-parquet-");
@@ -54,40 +54,6 @@ public sealed class ParquetTests : IDisposable
         Assert.Equal((null, "no 'id' (a non-empty string or an integer)"), (whole[700].Id, whole[700].Error));
         foreach (var (first, count) in new[] { (0L, 1L), (590L, 20L), (600L, 400L), (999L, 1L) })
             Assert.Equal(whole.Skip((int)first).Take((int)count), source.Read(first, count));
-    }
-
-    /// <summary>JSONL ids keep their type: a number stays a number (as written), a string stays a string, even one
-    /// that looks like a number; a Parquet part (one type per column) whose ids are mixed holds them as text.</summary>
-    [Theory]
-    [InlineData(OutputFormat.Jsonl)]
-    [InlineData(OutputFormat.Parquet)]
-    public async Task JsonlIds_KeepTheirType_InEveryOutputFormat(OutputFormat format)
-    {
-        // records 0-19 (shard 0): even ones numeric ids past 2^53 (a double would round them), odd ones string ids
-        // that look like numbers; records 20-39 (shard 1): numeric ids only
-        static bool Numeric(int i) => i % 2 == 0 || i >= 20;
-        static string Id(int i) => Numeric(i) ? $"{9007199254740993L + i}" : $"{i}";
-        var input = Path.Combine(_folder.Path, $"ids-{format}.jsonl");
-        File.WriteAllLines(input, Enumerable.Range(0, 40).Select(i =>
-            $"{{\"id\": {(Numeric(i) ? Id(i) : $"\"{Id(i)}\"")}, \"text\": \"record {i} is here\"}}"));
-        var result = await InferJob.RunAsync(new InferJobOptions
-        {
-            Data = new() { Input = input, OutputFormat = format },
-            Models = new() { Pipeline = InferPipeline.Score, Model = new() { Name = "tiny" } },
-            Scheduling = new() { Workers = 1, ShardSize = 20 },
-            Launch = InProcess(_folder.Path),
-        });
-        Assert.Equal(("completed", 40L), (result.State, result.OutputRecords));
-        var check = InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text"));
-        Assert.True(check.ExactlyOnce, $"{check}");
-        var kinds = InferOutput.Rows(result.JobFolder).Select(r => r.GetProperty("id"))
-            .ToDictionary(id => id.ValueKind == JsonValueKind.Number ? id.GetRawText() : id.GetString()!,
-                id => id.ValueKind);
-        // a Parquet part has one type per column: shard 0 mixes numbers and strings, so it holds its ids as text
-        var expected = Enumerable.Range(0, 40).ToDictionary(Id, i =>
-            Numeric(i) && (format == OutputFormat.Jsonl || i >= 20) ? JsonValueKind.Number : JsonValueKind.String);
-        Assert.Equal(expected.OrderBy(kv => kv.Key, StringComparer.Ordinal),
-            kinds.OrderBy(kv => kv.Key, StringComparer.Ordinal));
     }
 
     [Fact]

@@ -47,6 +47,12 @@ public sealed class CliErrorTests
     [InlineData("paro compare --strategies NNN,GNN", "error: GNN is not effective")]
     [InlineData("paro train --launcher local",
         "error: --launcher local: starts batch inference's workers; paro-train runs with inproc, mpi or slurm")]
+    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --pipeline score --keep-columns score",
+        "error: --keep-columns: 'score' is also a field the models write to each row; leave it out (or name the " +
+            "stage otherwise)")]
+    [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --keep-columns id",
+        "error: --keep-columns: names the id, which every output row has already; list other " +
+            "columns")]
     [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --group-size 2",
         "error: --group-size 2: groups ranks for PaRO and HO-Ring; batch inference has no groups")]
     [InlineData("infer run --input datasets/infer/sentences-2k.jsonl --launcher slurm --ranks 4 --nodes 3",

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using Parquet;
 using Parquet.Serialization;
 
@@ -19,16 +20,17 @@ internal sealed class ParquetSource : RecordSource
 
     /// <summary>Reads <paramref name="path"/>'s schema and row-group sizes.</summary>
     /// <exception cref="InvalidDataException">Not a Parquet file, or it lacks the id or text column.</exception>
-    public ParquetSource(string path, string idField, string textField) : base(path)
+    public ParquetSource(string path, string idField, string textField, IReadOnlyList<string>? keep = null) : base(path)
     {
-        (_idField, _textField) = (idField, textField);
+        (_idField, _textField, Keep) = (idField, textField, keep ?? []);
         try
         {
             var reader = ParquetReader.CreateAsync(Path).GetAwaiter().GetResult();
             try
             {
                 var columns = reader.Schema.GetDataFields().Select(f => f.Name).ToList();
-                foreach (var (field, option) in new[] { (idField, "--id-field"), (textField, "--text-field") })
+                foreach (var (field, option) in new[] { (idField, "--id-field"), (textField, "--text-field") }
+                    .Concat(Keep.Select(k => (k, "--keep-columns"))))
                     if (!columns.Contains(field))
                         throw new InvalidDataException(
                             $"{Path} has no column '{field}' ({option}); its columns are {string.Join(", ", columns)}");
@@ -97,7 +99,9 @@ internal sealed class ParquetSource : RecordSource
                 ? $"'{_idField}' is a {value.GetType().Name} ({value}); ids are non-empty strings or whole numbers"
                 : $"no '{_idField}' (a non-empty string or an integer)");
         var numeric = row[_idField] is not string;
-        return row.GetValueOrDefault(_textField) is string text ? new(index, id, text, null) { NumericId = numeric }
+        return row.GetValueOrDefault(_textField) is string text
+            ? Carry(new(index, id, text, null) { NumericId = numeric },
+                name => row.GetValueOrDefault(name) is { } v ? JsonSerializer.SerializeToElement(v) : null)
             : new(index, id, null, $"no '{_textField}' string") { NumericId = numeric };
     }
 }

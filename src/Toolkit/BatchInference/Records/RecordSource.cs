@@ -14,6 +14,9 @@ public sealed record InputRecord(long Index, string? Id, string? Text, string? E
     /// <summary>True when the input holds the id as a number (a JSON number, a Parquet integer): the output writes it
     /// as that number, <see cref="Id"/> being its text.</summary>
     public bool NumericId { get; init; }
+
+    /// <summary>The input columns carried to the output (<c>--keep-columns</c>), each as its JSON value.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Columns { get; init; } = [];
 }
 
 /// <summary>
@@ -30,14 +33,47 @@ public abstract class RecordSource
 
     private protected RecordSource(string path) => Path = System.IO.Path.GetFullPath(path);
 
+    /// <summary>Input columns carried to the output (<c>--keep-columns</c>).</summary>
+    private protected IReadOnlyList<string> Keep { get; set; } = [];
+
     /// <summary>Opens the input named by a job spec.</summary>
     public static RecordSource Open(InferJobOptions spec) => spec.Data.ResolveFormat() switch
     {
-        InputFormat.Jsonl => new JsonlSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField),
-        InputFormat.Csv => new CsvSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField),
-        InputFormat.Parquet => new ParquetSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField),
+        InputFormat.Jsonl => new JsonlSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField,
+            spec.Data.KeptColumns),
+        InputFormat.Csv => new CsvSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField,
+            spec.Data.KeptColumns),
+        InputFormat.Parquet => new ParquetSource(spec.Data.Input!, spec.Data.IdField, spec.Data.TextField,
+            spec.Data.KeptColumns),
         var f => throw new ArgumentOutOfRangeException(nameof(spec), f, "unknown input format"),
     };
+
+    /// <summary>
+    /// A well-formed record with the kept columns' values added (<paramref name="value"/> gives a column's value, or
+    /// null when the record lacks it); a record lacking one, or holding in one anything but a string, a number or an
+    /// array of numbers (what both output formats hold), becomes malformed, naming the column.
+    /// </summary>
+    private protected InputRecord Carry(InputRecord record, Func<string, JsonElement?> value)
+    {
+        if (Keep.Count == 0 || record.Error is not null) return record;
+        var columns = new List<KeyValuePair<string, string>>(Keep.Count);
+        foreach (var name in Keep)
+        {
+            var found = value(name);
+            var why = found switch
+            {
+                null or { ValueKind: JsonValueKind.Null } => $"no '{name}' (--keep-columns)",
+                { ValueKind: JsonValueKind.String or JsonValueKind.Number } => null,
+                { ValueKind: JsonValueKind.Array } v when v.EnumerateArray().All(e => e.ValueKind ==
+                    JsonValueKind.Number) => null,
+                { } v => $"'{name}' (--keep-columns) is a JSON {v.ValueKind}; a kept column holds a string, a " +
+                    "number or an array of numbers",
+            };
+            if (why is not null) return record with { Text = null, Error = why };
+            columns.Add(new(name, found!.Value.GetRawText()));
+        }
+        return record with { Columns = columns };
+    }
 
     /// <summary>Reads records [first, first + count).</summary>
     public IEnumerable<InputRecord> Read(long first, long count)
@@ -155,9 +191,9 @@ internal sealed class JsonlSource : LineRecordSource
     private readonly string _idField, _textField;
 
     /// <summary>Indexes <paramref name="path"/>.</summary>
-    public JsonlSource(string path, string idField, string textField) : base(path)
+    public JsonlSource(string path, string idField, string textField, IReadOnlyList<string>? keep = null) : base(path)
     {
-        (_idField, _textField) = (idField, textField);
+        (_idField, _textField, Keep) = (idField, textField, keep ?? []);
         Index();
     }
 
@@ -178,7 +214,9 @@ internal sealed class JsonlSource : LineRecordSource
             if (string.IsNullOrEmpty(id)) return new(index, null, null, $"no '{_idField}' (a string or number)");
             if (!json.RootElement.TryGetProperty(_textField, out var t) || t.ValueKind != JsonValueKind.String)
                 return new(index, id, null, $"no '{_textField}' string") { NumericId = numeric };
-            return new(index, id, t.GetString(), null) { NumericId = numeric };
+            var root = json.RootElement;
+            return Carry(new(index, id, t.GetString(), null) { NumericId = numeric },
+                name => root.TryGetProperty(name, out var v) ? v : null);
         }
         catch (JsonException e)
         {
@@ -193,12 +231,13 @@ internal sealed class CsvSource : LineRecordSource
 {
     private readonly string _idField, _textField;
     private int _id = -1, _text = -1, _columns;
+    private Dictionary<string, int> _header = [];
 
     /// <summary>Indexes <paramref name="path"/>.</summary>
-    /// <exception cref="InvalidDataException">The header lacks the id or text column.</exception>
-    public CsvSource(string path, string idField, string textField) : base(path)
+    /// <exception cref="InvalidDataException">The header lacks the id, text or a kept column.</exception>
+    public CsvSource(string path, string idField, string textField, IReadOnlyList<string>? keep = null) : base(path)
     {
-        (_idField, _textField) = (idField, textField);
+        (_idField, _textField, Keep) = (idField, textField, keep ?? []);
         Index();
     }
 
@@ -215,6 +254,9 @@ internal sealed class CsvSource : LineRecordSource
             throw new InvalidDataException(
                 $"{Path}'s header ({string.Join(",", header)}) lacks the column '{missing}' " +
                 "(--id-field / --text-field)");
+        if (Keep.FirstOrDefault(k => !header.Contains(k)) is { } absent) throw new InvalidDataException(
+            $"{Path}'s header ({string.Join(",", header)}) lacks the column '{absent}' (--keep-columns)");
+        _header = Keep.ToDictionary(k => k, k => header.IndexOf(k));
     }
 
     private protected override InputRecord Parse(long index, ReadOnlyMemory<byte> bytes)
@@ -224,7 +266,8 @@ internal sealed class CsvSource : LineRecordSource
         if (fields.Count != _columns) return new(index, fields.Count > _id ? NullIfEmpty(fields[_id]) : null, null,
             $"{fields.Count} fields, the header has {_columns}");
         var id = NullIfEmpty(fields[_id]);
-        return id is null ? new(index, null, null, $"empty '{_idField}'") : new(index, id, fields[_text], null);
+        return id is null ? new(index, null, null, $"empty '{_idField}'") : Carry(new(index, id, fields[_text], null),
+            name => JsonSerializer.SerializeToElement(fields[_header[name]]));
     }
 
     private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;

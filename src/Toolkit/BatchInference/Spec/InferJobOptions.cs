@@ -162,6 +162,10 @@ public sealed record InferJobOptions : IJobOptions
                     "workers to join)");
         Scheduling.Check();
         Models.Check();
+        var fields = InferStages.Of(Models).SelectMany(InferStages.OutputFields).ToHashSet();
+        if (Data.KeptColumns.FirstOrDefault(fields.Contains) is { } clash) throw new ArgumentException(
+            $"'{clash}' is also a field the models write to each row; leave it out (or name the stage otherwise)",
+            nameof(InferDataOptions.KeepColumns));
         Service.Check();
         CheckLaunch();
         if (JobName is not null && !System.Text.RegularExpressions.Regex.IsMatch(JobName,

@@ -29,6 +29,15 @@ public sealed record InferDataOptions : ICheckedOptions
     [Option("Field (JSON key or CSV column) holding the text the models read.")]
     public string TextField { get; init; } = "text";
 
+    /// <summary>Input columns carried through to each output row, comma-separated. Default none.</summary>
+    [Option("Input columns (JSON keys, CSV or Parquet columns) carried through to each output row beside the id, " +
+        "comma-separated, e.g. source,lang; a record lacking one is quarantined with the reason.")]
+    public string? KeepColumns { get; init; }
+
+    /// <summary>The kept columns, parsed.</summary>
+    [JsonIgnore] public IReadOnlyList<string> KeptColumns => [.. (KeepColumns ?? "").Split(',',
+        StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
     /// <summary>The input format, resolved from the extension when auto.</summary>
     /// <exception cref="ArgumentException">Auto, and the extension is not one of the known ones.</exception>
     public InputFormat ResolveFormat() => Format != InputFormat.Auto ? Format
@@ -51,6 +60,11 @@ public sealed record InferDataOptions : ICheckedOptions
         _ = ResolveFormat();
         if (string.IsNullOrWhiteSpace(IdField)) throw new ArgumentException("must name a field", nameof(IdField));
         if (string.IsNullOrWhiteSpace(TextField)) throw new ArgumentException("must name a field", nameof(TextField));
+        var kept = KeptColumns;
+        if (kept.Contains("id") || kept.Contains(IdField)) throw new ArgumentException(
+            "names the id, which every output row has already; list other columns", nameof(KeepColumns));
+        if (kept.GroupBy(k => k).FirstOrDefault(g => g.Count() > 1) is { } twice) throw new ArgumentException(
+            $"names '{twice.Key}' twice", nameof(KeepColumns));
     }
 }
 

@@ -108,6 +108,17 @@ internal static partial class InferStages
     /// after its model.</summary>
     public static bool Prefixed(InferStage stage) => stage.Name != stage.Model;
 
+    /// <summary>The fields a stage adds to each output row: its model's, prefixed with the stage's name when
+    /// <see cref="Prefixed"/>.</summary>
+    public static IEnumerable<string> OutputFields(InferStage stage) => (stage.Model switch
+    {
+        "embed" => ["embedding"],
+        "score" => ["score"],
+        "generate" => ["generation", "generation_tokens", "generation_logprob"],
+        "classify" => new[] { "label", "similarity" },
+        _ => [],
+    }).Select(f => Prefixed(stage) ? $"{stage.Name}_{f}" : f);
+
     /// <summary>What a model reads.</summary>
     internal static Value Reads(string model) => model == "classify" ? Value.Vector : Value.Text;
 

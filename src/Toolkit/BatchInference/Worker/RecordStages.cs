@@ -148,7 +148,8 @@ internal sealed class RecordStages(string worker, Action<string>? log)
             catch (Exception e) { item.Error = $"{dag.Name} could not read the output of {source.Name}: {e.Message}"; }
     }
 
-    /// <summary>Writes each record's output line (its id and every model's output), or its quarantine line.</summary>
+    /// <summary>Writes each record's output line (its id, its kept columns and every model's output), or its
+    /// quarantine line.</summary>
     public static async Task Post(IReadOnlyList<IModelStage> models, ChannelReader<List<WorkItem>> input,
         ChannelWriter<(WorkItem, byte[])> next, PipelineStage stage, CancellationToken stop)
     {
@@ -171,6 +172,11 @@ internal sealed class RecordStages(string worker, Action<string>? log)
                         json.WriteRawValue(item.Record.Id!);
                     }
                     else json.WriteString("id", item.Record.Id);
+                    foreach (var (name, value) in item.Record.Columns)
+                    {
+                        json.WritePropertyName(name);
+                        json.WriteRawValue(value, skipInputValidation: true);
+                    }
                     for (var k = 0; k < models.Count; k++) models[k].Write(json, item.Outputs[k]!);
                     json.WriteEndObject();
                 }
