@@ -139,8 +139,8 @@ internal static class InferCommand
     private static Command Kubernetes()
     {
         var command = new Command("k8s",
-            "Write Kubernetes manifests for a job (token Secret, coordinator Job and Service, worker Deployment, " +
-                "autoscaler); --apply also creates them in the kubeconfig's cluster.");
+            "Write Kubernetes manifests for a job (token Secret, coordinator Job and Service, workers as a " +
+                "work-queue Job); --apply also creates them in the kubeconfig's cluster.");
         var options = new CliOptions<InferKubernetesOptions>(command, new(), "infer k8s");
         command.SetAction(async (parse, cancel) =>
         {

@@ -67,6 +67,41 @@ public sealed class OutputContractTests : IDisposable
         Assert.True(File.Exists(Path.Combine(folder, InferLayout.OutputFolder, OutputContract.SuccessFile)));
     }
 
+    /// <summary><c>--output DIR</c>: worker processes write the parts into DIR (the job folder's <c>output/</c> links
+    /// to it), where <c>_SUCCESS</c> and the manifest land; a resume finds it; a folder holding files is
+    /// refused.</summary>
+    [Fact]
+    public void Cli_OutputElsewhere_HoldsThePartsAndTheMarkers_ANonEmptyFolderIsRefused()
+    {
+        var input = Path.Combine(_folder.Path, "in.jsonl");
+        SentenceDataset.Write(input, 120, badEvery: 50);
+        var elsewhere = Path.Combine(_folder.Path, "dataset", "embeddings");
+        string[] run = [Repository.CliDll, "infer", "run", "--input", input, "--runs-dir", _folder.Path, "--workers",
+            "2", "--shard-size", "30", "--output", elsewhere];
+        var (code, output) = Repository.Run("dotnet", run, TimeSpan.FromMinutes(3));
+        Assert.True(code == 0, output);
+        var folder = Directory.GetDirectories(_folder.Path, "infer-*").Single();
+        Assert.Equal(elsewhere, new DirectoryInfo(Path.Combine(folder, InferLayout.OutputFolder)).LinkTarget);
+        Check(folder, ToolkitJsonResult(folder));
+        Assert.Equal(4, Directory.GetFiles(elsewhere, "part-*").Length);
+        Assert.True(File.Exists(Path.Combine(elsewhere, OutputContract.ManifestFile)));
+
+        File.Delete(Path.Combine(elsewhere, OutputContract.SuccessFile));
+        (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "resume", folder],
+            TimeSpan.FromMinutes(2));
+        Assert.True(code == 0, output);
+        Assert.True(File.Exists(Path.Combine(elsewhere, OutputContract.SuccessFile)));
+
+        (code, output) = Repository.Run("dotnet", run, TimeSpan.FromMinutes(2));
+        Assert.Equal(2, code);
+        Assert.Contains($"error: --output: {elsewhere} holds files already (", output);
+        Assert.Contains("name a new or empty folder", output);
+        Assert.Single(Directory.GetDirectories(_folder.Path, "infer-*"));   // no job folder for the refused job
+    }
+
+    private static InferResult ToolkitJsonResult(string folder) => JsonSerializer.Deserialize<InferResult>(
+        File.ReadAllText(Path.Combine(folder, "result.json")), Toolkit.Runtime.ToolkitJson.Options)!;
+
     /// <summary>A coordinator that has just adopted its predecessor's leases keeps the files of shards still leased
     /// (their workers may be writing them) and removes the rest.</summary>
     [Fact]

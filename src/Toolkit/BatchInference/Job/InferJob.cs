@@ -42,6 +42,9 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
         CancellationToken cancel = default, Action<string>? log = null)
     {
         var runs = spec.Launch.RunsDirectory;
+        // the output folder as this process sees it, so that a resume from elsewhere finds the same one
+        if (spec.Data.Output is { Length: > 0 } output && !string.IsNullOrWhiteSpace(output))
+            spec = spec with { Data = spec.Data with { Output = Path.GetFullPath(output) } };
         if (spec.JobName is { } name && File.Exists(Path.Combine(runs, name, InferLayout.StateFile)))
         {
             spec.Check();
@@ -53,6 +56,8 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             log?.Invoke($"{name} already holds this job: resuming it");
             return await ResumeAsync(Path.Combine(runs, name), progress, cancel, _ => spec, log);
         }
+        // refused before a job folder is made for it
+        if (spec.Data.Output is { } folder) OutputContract.CheckEmpty(folder);
         return await JobHost.RunAsync(new InferJob(progress, log), spec, cancel);
     }
 
@@ -231,6 +236,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
         }
         var clock = Stopwatch.StartNew();
         using var exclusive = CoordinatorLock.Acquire(run.Path, Log);
+        OutputContract.Link(run.Path, spec.Data.Output);
         using var core = new CoordinatorCore(spec, run.Path, new SqliteShardStore(run.File(InferLayout.StateFile)),
             source.Count, run, source: source);
         core.AdoptLeases();

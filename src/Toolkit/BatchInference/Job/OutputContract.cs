@@ -17,6 +17,40 @@ internal static class OutputContract
     /// <summary>The list of committed parts.</summary>
     public const string ManifestFile = "manifest.json";
 
+    /// <summary>
+    /// Makes the job folder's <c>output/</c> a link to <paramref name="output"/> (<c>--output</c>), which must be new
+    /// or empty; a resumed job finds its link in place. Nothing happens without <paramref name="output"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The folder holds files already, or the job's output is
+    /// elsewhere.</exception>
+    public static void Link(string folder, string? output)
+    {
+        if (output is null) return;
+        var target = Path.TrimEndingDirectorySeparator(Path.GetFullPath(output));
+        var link = new DirectoryInfo(Path.Combine(folder, InferLayout.OutputFolder));
+        if (link.LinkTarget is { } existing)
+        {
+            var resolved = Path.TrimEndingDirectorySeparator(Path.GetFullPath(existing, folder));
+            if (resolved == target) return;
+            throw new ArgumentException($"this job's output is {resolved}, not {target}", "Output");
+        }
+        if (link.Exists) throw new ArgumentException(
+            $"this job's output is its own folder {link.FullName}; it cannot move to {target}", "Output");
+        CheckEmpty(target);
+        Directory.CreateDirectory(target);
+        Directory.CreateSymbolicLink(link.FullName, target);
+        Runtime.FolderSync.Flush(folder);
+    }
+
+    /// <summary>Throws unless <paramref name="output"/> is new or empty (a new job's <c>--output</c>).</summary>
+    /// <exception cref="ArgumentException">It holds files.</exception>
+    public static void CheckEmpty(string output)
+    {
+        if (Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).FirstOrDefault() is { } first)
+            throw new ArgumentException(
+                $"{output} holds files already ({Path.GetFileName(first)}); name a new or empty folder", "Output");
+    }
+
     /// <summary>A job (re)starts: its output is not final any more, and what no commit names goes.</summary>
     /// <returns>The files removed.</returns>
     public static int Reopen(string folder)

@@ -94,6 +94,10 @@ internal static class InferKubernetes
             "an input file is required (--input, a path inside the pods, e.g. /data/in.jsonl)", nameof(o));
         if (o.GpusPerWorker < 0) throw new ArgumentOutOfRangeException(nameof(o), o.GpusPerWorker,
             "--gpus-per-worker must not be negative");
+        if (o.Job.Data.Output is { } output && !output.StartsWith("/data/", StringComparison.Ordinal))
+            throw new ArgumentException(
+                $"--output {output}: every pod must see it: name a folder on the shared volume, under /data/",
+                nameof(o));
         var placement = PodPlacement.Parse(o.NodeSelector, o.Tolerations);
         var job = o.Job;
         var labels = (string role) => new Dictionary<string, string> { ["app.kubernetes.io/name"] = "lmtoolkit-infer",

@@ -21,6 +21,12 @@ public sealed record InferDataOptions : ICheckedOptions
     [Option("Output parts (one per shard): jsonl or parquet.")]
     public OutputFormat OutputFormat { get; init; } = OutputFormat.Jsonl;
 
+    /// <summary>Where the output parts, <c>manifest.json</c> and <c>_SUCCESS</c> go. Default: the job folder's
+    /// <c>output/</c>.</summary>
+    [Option("Folder the output parts, manifest.json and _SUCCESS go to: new or empty (the job folder's output/ " +
+        "links to it; every worker must see it at this path); none: the job folder's own output/.")]
+    public string? Output { get; init; }
+
     /// <summary>The field holding each record's id. Default id.</summary>
     [Option("Field (JSON key or CSV column) holding each record's id; the output carries it, once per record.")]
     public string IdField { get; init; } = "id";
@@ -58,6 +64,8 @@ public sealed record InferDataOptions : ICheckedOptions
             "an input file is required (--input FILE, .jsonl, .csv or .parquet)", nameof(Input));
         if (!File.Exists(Input)) throw new ArgumentException($"the input file '{Input}' does not exist", nameof(Input));
         _ = ResolveFormat();
+        if (Output is not null && string.IsNullOrWhiteSpace(Output))
+            throw new ArgumentException("must name a folder", nameof(Output));
         if (string.IsNullOrWhiteSpace(IdField)) throw new ArgumentException("must name a field", nameof(IdField));
         if (string.IsNullOrWhiteSpace(TextField)) throw new ArgumentException("must name a field", nameof(TextField));
         var kept = KeptColumns;
