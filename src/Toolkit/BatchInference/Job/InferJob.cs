@@ -101,8 +101,8 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
             e is Microsoft.Data.Sqlite.SqliteException or InvalidOperationException or IOException) { }
     }
 
-    /// <summary>A worker rank: waits for the coordinator (rank 0) to write its address and token, then works for
-    /// it.</summary>
+    /// <summary>A worker rank: waits for the coordinator (rank 0) to write its address and token, then runs a worker
+    /// for it as a child process, started again if it dies (<see cref="RankWorker"/>).</summary>
     public override async Task<bool> WorkAsync(WorkerContext<InferJobOptions> context)
     {
         var (folder, rank, cancel) = (context.RunPath, context.Rank, context.CancellationToken);
@@ -115,12 +115,7 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
                 $"rank {rank}: no coordinator appeared in {folder} within 2 minutes (see rank 0's output)");
             await Task.Delay(200, cancel);
         }
-        var address = ToolkitJson.Read<CoordinatorAddress>(file);
-        using var client = CoordinatorTransports.Find().Connect(address.Address, File.ReadAllText(tokenFile).Trim(),
-            address.Fingerprint);
-        var summary = await new InferenceWorker(client,
-            $"{Environment.MachineName}-rank{rank}") { Log = _log }.RunAsync(abort: cancel);
-        return summary.Reason is "finished" or "drained";
+        return await RankWorker.RunAsync(folder, rank, ToolkitJson.Read<CoordinatorAddress>(file), _log, cancel);
     }
 
     /// <summary>Resumes the job in <paramref name="folder"/>: committed shards stay done; the rest are

@@ -1,0 +1,64 @@
+using Toolkit.BatchInference;
+using Toolkit.Jobs;
+using Toolkit.Tests.Support;
+
+namespace Toolkit.Tests.BatchInference;
+
+/// <summary>
+/// Under mpiexec a worker rank runs its worker as a child process: a worker SIGKILLed mid-job is started again by its
+/// rank, its shards are redone once their leases expire, and the MPI job goes on (hydra would tear every rank down if
+/// the rank process itself died).
+/// </summary>
+public sealed class RankWorkerTests : IDisposable
+{
+    private readonly TemporaryFolder _folder = new("toolkit-rankworker-");
+
+    public void Dispose() => _folder.Dispose();
+
+    [Fact]
+    public async Task UnderMpiexec_AKilledWorker_IsStartedAgainByItsRank_EveryRecordExactlyOnce()
+    {
+        var input = Path.Combine(_folder.Path, "in.jsonl");
+        SentenceDataset.Write(input, 2400, seed: 7, badEvery: 300);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var job = InferJob.RunAsync(new InferJobOptions
+        {
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 40, LeaseSeconds = 5 },
+            Launch = InferJobOptions.DefaultLaunch with { Launcher = Launcher.Mpi, Ranks = 3,
+                RunsDirectory = _folder.Path },
+        }, cancel: timeout.Token);
+        string? killed = null;
+        while (killed is null && !job.IsCompleted)
+        {
+            await Task.Delay(50);
+            killed = KillAWorkerThatCommitted();
+        }
+        var result = await job;
+        Assert.True(killed is not null, "the job finished before a worker could be killed");
+        Assert.Equal(("completed", 2392L, 8L), (result.State, result.OutputRecords, result.Quarantined));
+        Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        // the rank started its worker again, under a new name
+        Assert.Contains(result.Workers, w => w.Id == $"{killed}-1");
+        Assert.Equal(3, result.Workers.Count);
+    }
+
+    /// <summary>SIGKILLs the first worker whose log shows a committed shard; returns its name, or null.</summary>
+    private string? KillAWorkerThatCommitted()
+    {
+        var logs = Directory.GetDirectories(_folder.Path, "infer-*").Select(f => Path.Combine(f, "workers"))
+            .FirstOrDefault(Directory.Exists);
+        if (logs is null) return null;
+        foreach (var log in Directory.GetFiles(logs, "*.log"))
+        {
+            var id = Path.GetFileNameWithoutExtension(log);
+            using var stream = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            if (!new StreamReader(stream).ReadToEnd().Contains($"{id}: shard ", StringComparison.Ordinal)) continue;
+            using var process = System.Diagnostics.Process.GetProcessById(int.Parse(File.ReadAllText(Path.Combine(logs,
+                $"{id}.pid"))));
+            process.Kill();   // SIGKILL
+            return id;
+        }
+        return null;
+    }
+}
