@@ -5,9 +5,9 @@ using Toolkit.Tests.Support;
 namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
-/// Under mpiexec a worker rank runs its worker as a child process: a worker SIGKILLed mid-job is started again by its
-/// rank, its shards are redone once their leases expire, and the MPI job goes on (hydra would tear every rank down if
-/// the rank process itself died).
+/// Under mpiexec a worker rank runs its worker as a child process: a worker SIGKILLed mid-job, or one that stalled and
+/// left by itself, is started again by its rank, its shards are redone once their leases expire, and the MPI job goes
+/// on (hydra would tear every rank down if the rank process itself died).
 /// </summary>
 public sealed class RankWorkerTests : IDisposable
 {
@@ -41,6 +41,38 @@ public sealed class RankWorkerTests : IDisposable
         // the rank started its worker again, under a new name
         Assert.Contains(result.Workers, w => w.Id == $"{killed}-1");
         Assert.Equal(3, result.Workers.Count);
+    }
+
+    /// <summary>Poison records under mpiexec: a record that SIGKILLs its worker and one that hangs the model (the
+    /// stalled worker exits by itself, its rank starts it again) are each isolated and quarantined; the MPI job goes
+    /// on and every other record completes exactly once.</summary>
+    [Fact]
+    public void Cli_UnderMpiexec_PoisonRecords_AreIsolated_TheJobGoesOn()
+    {
+        var input = Path.Combine(_folder.Path, "poison.jsonl");
+        var faults = new Dictionary<int, string> { [37] = FaultStage.Crash, [101] = FaultStage.Stall };
+        File.WriteAllLines(input, Enumerable.Range(0, 120).Select(i => System.Text.Json.JsonSerializer.Serialize(new
+        {
+            id = $"r{i:D3}", text = faults.TryGetValue(i, out var marker) ? $"a sentence {marker}" : $"sentence {i}",
+        })));
+        var summary = Path.Combine(_folder.Path, "summary.json");
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input,
+            "--runs-dir", _folder.Path, "--launcher", "mpi", "--ranks", "3", "--shard-size", "8", "--shard-seconds",
+            "0", "--lease-seconds", "5", "--stall-seconds", "8", "--batch-size", "4", "--json", summary],
+            TimeSpan.FromMinutes(5), environment: new Dictionary<string, string> { [FaultStage.Variable] = "records" });
+        Assert.True(code == 0, output);
+        var result = System.Text.Json.JsonSerializer.Deserialize<InferResult>(File.ReadAllText(summary),
+            Toolkit.Runtime.ToolkitJson.Options)!;
+        var log = File.ReadAllText(Path.Combine(result.JobFolder, "log.txt"));
+        Assert.True((result.State, result.OutputRecords, result.Quarantined) == ("completed", 118L, 2L), log);
+        Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        var reasons = InferOutput.Quarantined(result.JobFolder).ToDictionary(q => q.Id!, q => q.Reason);
+        Assert.Contains("isolated by halving its shard", reasons["r037"]);
+        Assert.Contains("isolated by halving its shard", reasons["r101"]);
+        // the stalled worker left by itself (no pool of the coordinator can kill a rank's worker)
+        var workerLogs = string.Join("\n", Directory.GetFiles(Path.Combine(result.JobFolder, "workers"), "*.log")
+            .Select(File.ReadAllText));
+        Assert.Contains($"exiting with code {InferWorkerHost.Stalled}", workerLogs);
     }
 
     /// <summary>SIGKILLs the first worker whose log shows a committed shard; returns its name, or null.</summary>

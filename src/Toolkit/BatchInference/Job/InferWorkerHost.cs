@@ -45,6 +45,12 @@ internal static class InferWorkerHost
         {
             CoordinatorGrace = TimeSpan.FromSeconds(options.Grace),
             Log = log,
+            OnStalled = seconds =>
+            {
+                log?.Invoke($"stalled: shards held for {seconds:F0} s and the pipeline moved no record; exiting " +
+                    $"with code {Stalled} so that it is started again");
+                Environment.Exit(Stalled);
+            },
         };
         try
         {
@@ -83,6 +89,9 @@ internal static class InferWorkerHost
 
     /// <summary>The exit code of a work-queue worker drained or stopped while work remains (EX_TEMPFAIL).</summary>
     public const int WorkLeft = 75;
+
+    /// <summary>The exit code of a worker that stalled (EX_SOFTWARE): whatever runs it should start it again.</summary>
+    public const int Stalled = 70;
 
     /// <summary>True when <paramref name="folder"/> holds a finished job (its coordinator's last snapshot).</summary>
     private static bool Finished(string? folder)

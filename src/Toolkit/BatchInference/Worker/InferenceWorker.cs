@@ -52,6 +52,14 @@ internal sealed class InferenceWorker
     /// <summary>Most shards held at once (the one being finished and the ones read ahead).</summary>
     public int MaxHeldShards { get; init; } = 3;
 
+    /// <summary>
+    /// Called with the seconds stalled when this worker has held shards for <c>--stall-seconds</c> (and two
+    /// heartbeats more, so the coordinator has taken them back) without its pipeline moving a record: a worker process
+    /// exits then, so that whatever runs it (its rank, a Kubernetes Job, an operator) starts it again; a hung model
+    /// call does not come back. Null (in-process workers): the coordinator's pool abandons it.
+    /// </summary>
+    public Action<double>? OnStalled { get; init; }
+
     /// <summary>Writes progress lines (joined, shard committed, left), or null.</summary>
     public Action<string>? Log { get; init; }
 
@@ -312,6 +320,7 @@ internal sealed class InferenceWorker
     private async Task HeartbeatLoop(InferJobOptions spec, CancellationToken stop)
     {
         var period = TimeSpan.FromSeconds(Math.Max(0.2, spec.Scheduling.LeaseSeconds / 3));
+        var (items, since) = (-1L, Stopwatch.GetTimestamp());
         while (!stop.IsCancellationRequested)
         {
             await Task.Delay(period, stop).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -319,6 +328,12 @@ internal sealed class InferenceWorker
             var held = _held.Values.ToList();
             var report = new WorkerReport([.. _stages.Select(s => s.Report())], Interlocked.Read(ref _records),
                 Restarts);
+            var moved = report.Stages.Sum(s => s.Items);
+            if (moved != items || held.Count == 0) (items, since) = (moved, Stopwatch.GetTimestamp());
+            var stalled = Stopwatch.GetElapsedTime(since).TotalSeconds;
+            if (OnStalled is not null && spec.Scheduling.StallSeconds > 0
+                && stalled >= spec.Scheduling.StallSeconds + 2 * period.TotalSeconds)
+                OnStalled(stalled);
             try
             {
                 var kept = await _coordinator.HeartbeatAsync(Id, [.. held.Select(h => h.Held)], report, stop);
