@@ -123,7 +123,6 @@ internal abstract class IncrementalDecoder : IDisposable
     /// attend (built once, read by every layer).</summary>
     protected sealed class Batch
     {
-
         public Batch(IReadOnlyList<Chunk> chunks, int context, int slots, Device device)
         {
             var tokens = chunks.SelectMany(c => c.Tokens).ToArray();

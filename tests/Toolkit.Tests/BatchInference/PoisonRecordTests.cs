@@ -21,12 +21,7 @@ public sealed class PoisonRecordTests : IDisposable
     public void Cli_PoisonRecords_AreIsolatedAndQuarantined_EveryOtherRecordCompletesExactlyOnce()
     {
         var input = Path.Combine(_folder.Path, "in.jsonl");
-        var faults = new Dictionary<int, string> { [37] = FaultStage.Crash, [70] = FaultStage.NotANumber,
-            [101] = FaultStage.Stall };
-        File.WriteAllLines(input, Enumerable.Range(0, 120).Select(i => JsonSerializer.Serialize(new
-        {
-            id = $"r{i:D3}", text = faults.TryGetValue(i, out var marker) ? $"a sentence {marker}" : $"sentence {i}",
-        })));
+        WriteInput(input, new() { [37] = FaultStage.Crash, [70] = FaultStage.NotANumber, [101] = FaultStage.Stall });
         var summary = Path.Combine(_folder.Path, "summary.json");
         var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input,
             "--runs-dir", _folder.Path, "--workers", "2", "--shard-size", "8", "--shard-seconds", "0",
@@ -45,6 +40,14 @@ public sealed class PoisonRecordTests : IDisposable
         Assert.Contains("killed by signal 9", log);   // the crash
         Assert.Contains("stalled", log);
     }
+
+    /// <summary>Writes 120 records <c>r000</c>... of which those in <paramref name="faults"/> carry a fault
+    /// marker.</summary>
+    internal static void WriteInput(string path, Dictionary<int, string> faults) =>
+        File.WriteAllLines(path, Enumerable.Range(0, 120).Select(i => JsonSerializer.Serialize(new
+        {
+            id = $"r{i:D3}", text = faults.TryGetValue(i, out var marker) ? $"a sentence {marker}" : $"sentence {i}",
+        })));
 
     [Fact]
     public void Cli_WorkersThatCannotStart_FailTheJobWithTheirOwnError_AfterBackingOff()

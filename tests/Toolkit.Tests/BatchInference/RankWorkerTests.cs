@@ -50,11 +50,7 @@ public sealed class RankWorkerTests : IDisposable
     public void Cli_UnderMpiexec_PoisonRecords_AreIsolated_TheJobGoesOn()
     {
         var input = Path.Combine(_folder.Path, "poison.jsonl");
-        var faults = new Dictionary<int, string> { [37] = FaultStage.Crash, [101] = FaultStage.Stall };
-        File.WriteAllLines(input, Enumerable.Range(0, 120).Select(i => System.Text.Json.JsonSerializer.Serialize(new
-        {
-            id = $"r{i:D3}", text = faults.TryGetValue(i, out var marker) ? $"a sentence {marker}" : $"sentence {i}",
-        })));
+        PoisonRecordTests.WriteInput(input, new() { [37] = FaultStage.Crash, [101] = FaultStage.Stall });
         var summary = Path.Combine(_folder.Path, "summary.json");
         var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input,
             "--runs-dir", _folder.Path, "--launcher", "mpi", "--ranks", "3", "--shard-size", "8", "--shard-seconds",

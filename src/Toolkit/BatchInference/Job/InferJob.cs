@@ -43,8 +43,8 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
     {
         var runs = spec.Launch.RunsDirectory;
         // the output folder as this process sees it, so that a resume from elsewhere finds the same one
-        if (spec.Data.Output is { Length: > 0 } output && !string.IsNullOrWhiteSpace(output))
-            spec = spec with { Data = spec.Data with { Output = Path.GetFullPath(output) } };
+        if (!string.IsNullOrWhiteSpace(spec.Data.Output))
+            spec = spec with { Data = spec.Data with { Output = Path.GetFullPath(spec.Data.Output) } };
         if (spec.JobName is { } name && File.Exists(Path.Combine(runs, name, InferLayout.StateFile)))
         {
             spec.Check();
