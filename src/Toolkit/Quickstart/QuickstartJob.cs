@@ -13,7 +13,8 @@ namespace Toolkit.Quickstart;
 /// parallelism (each rank its own samples; gradients all-reduced with the ring, then averaged), recording loss, traffic
 /// and step time to a run folder and an offline HTML report.
 /// </summary>
-public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.RankOutcome, QuickstartResult>
+public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.RankOutcome, QuickstartResult>,
+    IRestartableJob<QuickstartOptions>
 {
     private const int Inputs = 16;
 
@@ -77,6 +78,7 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
             context.Record(step, MetricNames.IntraBytes, intra);
             context.Record(step, MetricNames.InterBytes, inter);
             context.Record(step, MetricNames.StepSeconds, times[^1]);
+            Restarts.Drill(context.RunPath, comm.Rank, step + 1);
         }
         double[] parameters;
         using (torch.NewDisposeScope())   // holds the detached temporaries while libtorch reads them
@@ -84,6 +86,14 @@ public sealed class QuickstartJob : RankJob<QuickstartOptions, QuickstartJob.Ran
                 .Select(v => (double)v)];
         return new RankOutcome(losses, times, intra, inter, parameters);
     }
+
+    /// <inheritdoc/>
+    int IRestartableJob<QuickstartOptions>.MaxRestarts(QuickstartOptions options) => options.MaxRestarts;
+
+    /// <summary>Never called: the quickstart writes no checkpoints, so a restart starts over with the same
+    /// options.</summary>
+    QuickstartOptions IRestartableJob<QuickstartOptions>.ResumeAt(QuickstartOptions options, string checkpoint,
+        int step) => options;
 
     /// <inheritdoc/>
     public override QuickstartResult Finish(JobRun<QuickstartOptions> run, IReadOnlyList<RankOutcome> outcomes)

@@ -25,6 +25,12 @@ public sealed record QuickstartOptions : IJobOptions
     /// <summary>Seed of data and initial weights. Default 1.</summary>
     [Option("Seed of data and initial weights.")] public int Seed { get; init; } = 1;
 
+    /// <summary>Restarts allowed when a rank dies or the job fails (torchrun's meaning). Default 0.</summary>
+    [Option("Restarts allowed when a rank dies or the job fails (torchrun's --max-restarts): every rank starts again " +
+        "from the beginning (the quickstart keeps no checkpoints; its seeds make the rerun identical), each restart " +
+        "recorded in restarts.jsonl and the log.")]
+    public int MaxRestarts { get; init; }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option.</summary>
     public QuickstartOptions Validate()
     {
@@ -33,6 +39,8 @@ public sealed record QuickstartOptions : IJobOptions
         if (BatchPerRank < 1) throw new ArgumentOutOfRangeException(nameof(BatchPerRank), BatchPerRank,
             "must be at least 1");
         if (Hidden < 1) throw new ArgumentOutOfRangeException(nameof(Hidden), Hidden, "must be at least 1");
+        if (MaxRestarts < 0) throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts,
+            "must not be negative");
         return this;
     }
 
