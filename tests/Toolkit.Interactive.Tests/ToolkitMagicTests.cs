@@ -56,9 +56,9 @@ public sealed class ToolkitMagicTests : IDisposable
         var failed = Assert.IsType<CommandFailed>(result.Events.Last());
         Assert.Contains("unknown option '--bogus'", failed.Message);
         Assert.Contains(
-            "--group-size, --hidden, --inter-bandwidth, --inter-latency, --launcher, --max-restarts, --nics-per-node, " +
-                "--nodes, --np, --partition, --ranks, --ranks-per-node, --runs-dir, --seed, --slurm-args, " +
-                "--slurm-submit, --steps, --time", failed.Message);
+            "--group-size, --hidden, --inter-bandwidth, --inter-latency, --launcher, --max-restarts, " +
+                "--nics-per-node, --nodes, --np, --partition, --ranks, --ranks-per-node, --runs-dir, --seed, " +
+                "--slurm-args, --slurm-submit, --steps, --time", failed.Message);
 
         var next = await _kernel.SubmitCodeAsync("1 + 1");
         AssertSucceeded(next);
