@@ -50,16 +50,41 @@ public static partial class JobHost
                 ToolkitJson.Write(run.File(ResultFile), result);
                 return result;
             }
-            job.BeforeRanks(run.Path);
-            File.Delete(run.File(ResultFile));
-            var (ended, output) = slurm is null
-                ? await RanksUnderLauncherAsync(run, mpi, () => job.WhileRanksRun(run.Path), false, cancel)
-                : await RanksUnderSlurmAsync(run, launch, slurm, job, () => job.WhileRanksRun(run.Path), cancel);
-            job.WhileRanksRun(run.Path);
-            if (!File.Exists(run.File(ResultFile)))
-                throw new JobFailedException(
-                    $"{ended} before the coordinator (rank 0) wrote its result; the job can be resumed. Run folder: " +
-                        $"{run.Path}.{(output.Length > 0 ? $" Last output:\n{MpiJobLauncher.Tail(output)}" : "")}");
+            for (var relaunches = 0; ; relaunches++)
+            {
+                job.BeforeRanks(run.Path);
+                File.Delete(run.File(ResultFile));
+                File.Delete(run.File(RankFailureFile));
+                // a rank that failed with an error of its own ends the ranks (mpiexec waits for a rank that exits)
+                using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+                void Tick()
+                {
+                    job.WhileRanksRun(run.Path);
+                    if (File.Exists(run.File(RankFailureFile))) failed.Cancel();
+                }
+                var (ended, output) = ("a rank failed", "");
+                try
+                {
+                    (ended, output) = slurm is null
+                        ? await RanksUnderLauncherAsync(run, mpi, Tick, false, failed.Token)
+                        : await RanksUnderSlurmAsync(run, launch, slurm, job, Tick, failed.Token);
+                }
+                catch (OperationCanceledException) when (!cancel.IsCancellationRequested) { }
+                job.WhileRanksRun(run.Path);
+                if (File.Exists(run.File(ResultFile))) break;
+                var failure = File.Exists(run.File(RankFailureFile))
+                    ? File.ReadAllText(run.File(RankFailureFile)).Trim() : null;
+                if (failure is null && relaunches < job.MaxRelaunches(options) && !cancel.IsCancellationRequested)
+                {
+                    Restarts.Record(run, new JobRestart(relaunches + 1, DateTimeOffset.UtcNow, ended, 0),
+                        "the ranks start again and resume the job (committed work is kept)");
+                    continue;
+                }
+                throw new JobFailedException((failure is null ? $"{ended} before the coordinator (rank 0) wrote " +
+                    "its result" : $"{failure.Split('\n')[0]}; the ranks were stopped") + "; the job can be resumed. " +
+                        $"Run folder: {run.Path}.{(output.Length > 0 ? $" Last output:\n{MpiJobLauncher.Tail(output)}"
+                            : "")}");
+            }
             run.Log("finished");
             return ReadResult<TResult>(run.Path);
         }
@@ -80,20 +105,36 @@ public static partial class JobHost
     {
         var rank = int.TryParse(Environment.GetEnvironmentVariable("PMI_RANK")
             ?? Environment.GetEnvironmentVariable("SLURM_PROCID"), out var r) ? r : 0;
-        if (rank != 0) return await job.WorkAsync(new WorkerContext<TOptions>(options, runPath, rank, cancel)) ? 0 : 1;
-        using var run = RunDirectory.Reopen(runPath);
         try
         {
-            var result = await job.CoordinateAsync(new CoordinatorContext<TOptions>(run, options, true, cancel));
-            ToolkitJson.Write(run.File(ResultFile), result);
-            return job.Succeeded(result) ? 0 : 1;
+            if (rank != 0)
+                return await job.WorkAsync(new WorkerContext<TOptions>(options, runPath, rank, cancel)) ? 0 : 1;
+            using var run = RunDirectory.Reopen(runPath);
+            try
+            {
+                var result = await job.CoordinateAsync(new CoordinatorContext<TOptions>(run, options, true, cancel));
+                ToolkitJson.Write(run.File(ResultFile), result);
+                return job.Succeeded(result) ? 0 : 1;
+            }
+            catch (Exception e)
+            {
+                run.Log($"rank 0: failed: {e}");
+                throw;
+            }
         }
-        catch (Exception e)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            run.Log($"rank 0: failed: {e}");
+            // an error of the job's own: starting the ranks again would meet it again
+            var message = e.Message.StartsWith($"rank {rank}:", StringComparison.Ordinal) ? e.Message
+                : $"rank {rank}: {e.Message}";
+            File.AppendAllText(Path.Combine(runPath, RankFailureFile), message + "\n");
             throw;
         }
     }
+
+    /// <summary>Where a rank of a coordinated job that failed with an error of its own says so (the job host then
+    /// reports it instead of starting the ranks again).</summary>
+    internal const string RankFailureFile = "rank-failure.txt";
 
     /// <summary>Runs the ranks under mpiexec, the emulated cluster or srun until they exit; returns how they ended
     /// and what the launcher printed.</summary>

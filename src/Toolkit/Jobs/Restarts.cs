@@ -51,13 +51,15 @@ public static class Restarts
             : [];
     }
 
-    internal static void Record(RunDirectory run, JobRestart restart)
+    /// <summary>Records <paramref name="restart"/>; <paramref name="what"/> says what starts again (default: every
+    /// rank, from the checkpoint of the restart's step or from the beginning).</summary>
+    internal static void Record(RunDirectory run, JobRestart restart, string? what = null)
     {
         File.AppendAllText(run.File(FileName),
             System.Text.Json.JsonSerializer.Serialize(restart, ToolkitJson.Compact) + "\n");
         run.Metric(restart.Step, 0, Metric, restart.Attempt);
-        run.Log($"restart {restart.Attempt}: {restart.Cause}; every rank starts again from " +
-            (restart.Step > 0 ? $"the checkpoint of step {restart.Step}" : "the beginning (no checkpoint yet)"));
+        run.Log($"restart {restart.Attempt}: {restart.Cause}; " + (what ?? "every rank starts again from " +
+            (restart.Step > 0 ? $"the checkpoint of step {restart.Step}" : "the beginning (no checkpoint yet)")));
     }
 
     /// <summary>Fails this rank here if the runs folder's drill file says so (once).</summary>

@@ -171,6 +171,7 @@ public sealed class InferJobTests : IDisposable
     [InlineData("", "an input file is required")]
     [InlineData("--input nowhere.jsonl", "the input file 'nowhere.jsonl' does not exist")]
     [InlineData("--input {input} --workers 3 --max-workers 2", "--max-workers")]
+    [InlineData("--input {input} --max-restarts -1", "--max-restarts")]
     [InlineData("--input {input} --pipeline translate", "--pipeline")]
     [InlineData("--input {input} --bind 0.0.0.0 --launcher external --port 70000", "--port")]
     public void Cli_BadOptions_AreUserErrors_NamingTheOption(string arguments, string expected)

@@ -1,3 +1,4 @@
+using Toolkit.Jobs;
 using System.Text.Json;
 using Toolkit.BatchInference;
 using Toolkit.Tests.Support;
@@ -49,14 +50,18 @@ public sealed class PoisonRecordTests : IDisposable
             id = $"r{i:D3}", text = faults.TryGetValue(i, out var marker) ? $"a sentence {marker}" : $"sentence {i}",
         })));
 
-    [Fact]
-    public void Cli_WorkersThatCannotStart_FailTheJobWithTheirOwnError_AfterBackingOff()
+    /// <summary>Workers that cannot start fail the job with their own error: in the coordinator's pool, and under
+    /// mpiexec, where the rank's error is not taken for a killed rank (the ranks are not started again).</summary>
+    [Theory]
+    [InlineData("--workers 1")]
+    [InlineData("--launcher mpi --ranks 2")]
+    public void Cli_WorkersThatCannotStart_FailTheJobWithTheirOwnError_AfterBackingOff(string launch)
     {
         var input = Path.Combine(_folder.Path, "in.jsonl");
         SentenceDataset.Write(input, 40);
         var started = DateTime.UtcNow;
         var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input,
-            "--runs-dir", _folder.Path, "--workers", "1"], TimeSpan.FromMinutes(3),
+            "--runs-dir", _folder.Path, .. launch.Split(' ')], TimeSpan.FromMinutes(3),
             environment: new Dictionary<string, string> { [FaultStage.Variable] = "start" });
         Assert.Equal(1, code);
         Assert.Contains($"{StartFailures.Limit} workers in a row ended before doing any work; the last said: ",
@@ -66,5 +71,6 @@ public sealed class PoisonRecordTests : IDisposable
         Assert.True(DateTime.UtcNow - started > TimeSpan.FromSeconds(15), output);
         var folder = Directory.GetDirectories(_folder.Path).Single();
         Assert.Equal(StartFailures.Limit, Directory.GetFiles(Path.Combine(folder, "workers"), "*.log").Length);
+        Assert.Empty(Restarts.Read(folder));
     }
 }

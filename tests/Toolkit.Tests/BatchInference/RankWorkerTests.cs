@@ -43,6 +43,37 @@ public sealed class RankWorkerTests : IDisposable
         Assert.Equal(3, result.Workers.Count);
     }
 
+    /// <summary>A worker rank's own process SIGKILLed: mpiexec ends every rank, the job host starts them again on the
+    /// job folder (a resume), and the job completes with every record exactly once; the restart is recorded.</summary>
+    [Fact]
+    public async Task UnderMpiexec_AKilledRankProcess_TheRanksStartAgain_EveryRecordExactlyOnce()
+    {
+        var input = Path.Combine(_folder.Path, "in.jsonl");
+        SentenceDataset.Write(input, 2400, seed: 7, badEvery: 300);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var job = InferJob.RunAsync(new InferJobOptions
+        {
+            Data = new() { Input = input },
+            Scheduling = new() { ShardSize = 40, LeaseSeconds = 5 },
+            Launch = InferJobOptions.DefaultLaunch with { Launcher = Launcher.Mpi, Ranks = 3,
+                RunsDirectory = _folder.Path },
+        }, cancel: timeout.Token);
+        string? killed = null;
+        while (killed is null && !job.IsCompleted)
+        {
+            await Task.Delay(50);
+            killed = KillAWorkerThatCommitted(rankProcess: true);
+        }
+        var result = await job;
+        Assert.True(killed is not null, "the job finished before a rank could be killed");
+        var log = File.ReadAllText(Path.Combine(result.JobFolder, "log.txt"));
+        Assert.True((result.State, result.OutputRecords, result.Quarantined) == ("completed", 2392L, 8L), log);
+        Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        var restart = Assert.Single(Restarts.Read(result.JobFolder));
+        Assert.Contains("mpiexec", restart.Cause);
+        Assert.Contains("the ranks start again and resume the job", log);
+    }
+
     /// <summary>Poison records under mpiexec: a record that SIGKILLs its worker and one that hangs the model (the
     /// stalled worker exits by itself, its rank starts it again) are each isolated and quarantined; the MPI job goes
     /// on and every other record completes exactly once.</summary>
@@ -71,8 +102,9 @@ public sealed class RankWorkerTests : IDisposable
         Assert.Contains($"exiting with code {InferWorkerHost.Stalled}", workerLogs);
     }
 
-    /// <summary>SIGKILLs the first worker whose log shows a committed shard; returns its name, or null.</summary>
-    private string? KillAWorkerThatCommitted()
+    /// <summary>SIGKILLs the first worker whose log shows a committed shard, or the rank process that started it
+    /// (<paramref name="rankProcess"/>); returns the worker's name, or null.</summary>
+    private string? KillAWorkerThatCommitted(bool rankProcess = false)
     {
         var logs = Directory.GetDirectories(_folder.Path, "infer-*").Select(f => Path.Combine(f, "workers"))
             .FirstOrDefault(Directory.Exists);
@@ -82,8 +114,10 @@ public sealed class RankWorkerTests : IDisposable
             var id = Path.GetFileNameWithoutExtension(log);
             using var stream = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
             if (!new StreamReader(stream).ReadToEnd().Contains($"{id}: shard ", StringComparison.Ordinal)) continue;
-            using var process = System.Diagnostics.Process.GetProcessById(int.Parse(File.ReadAllText(Path.Combine(logs,
-                $"{id}.pid"))));
+            var pid = int.Parse(File.ReadAllText(Path.Combine(logs, $"{id}.pid")));
+            // /proc/PID/stat: "pid (name) state ppid ..."
+            if (rankProcess) pid = int.Parse(File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ')[2]);
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
             process.Kill();   // SIGKILL
             return id;
         }

@@ -74,6 +74,9 @@ public sealed class InferJob : CoordinatedJob<InferJobOptions, InferResult>
     public override bool Succeeded(InferResult result) => result.State == "completed";
 
     /// <inheritdoc/>
+    public override int MaxRelaunches(InferJobOptions options) => options.Scheduling.MaxRestarts;
+
+    /// <inheritdoc/>
     public override void OnStatus(JobStatus status) => _log?.Invoke(status.Message);
 
     /// <summary>The spec as written, migrated from older layouts (<see cref="InferJobOptions.MigrateJson"/>).</summary>

@@ -220,6 +220,12 @@ public sealed record InferSchedulingOptions : ICheckedOptions
         "--workers).")]
     public int MaxWorkers { get; init; }
 
+    /// <summary>Times the ranks (mpi, slurm) start again when they end before the job does. Default 3.</summary>
+    [Option("Times the ranks (--launcher mpi or slurm) are started again, resuming the job, when they end before it " +
+        "does because one of them died (mpiexec ends every rank then): committed shards are kept, the rest redone; " +
+        "each restart recorded in restarts.jsonl and the log.")]
+    public int MaxRestarts { get; init; } = 3;
+
     /// <summary>The autoscaler's ceiling, resolved.</summary>
     [JsonIgnore]
     public int WorkerCeiling => MaxWorkers == 0 ? Workers : MaxWorkers;
@@ -246,6 +252,8 @@ public sealed record InferSchedulingOptions : ICheckedOptions
         if (MaxWorkers < 0 || (MaxWorkers > 0
             && MaxWorkers < Workers)) throw new ArgumentOutOfRangeException(nameof(MaxWorkers), MaxWorkers,
                 $"must be 0 or at least --workers ({Workers})");
+        if (MaxRestarts < 0) throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts,
+            "must not be negative");
     }
 }
 
