@@ -26,6 +26,7 @@ internal static class CliApp
             DataCommand.Create(),
             JobsCommand.Create(),
             RankCommand.Create(),
+            RankCommand.CreateRestart(),
         };
         root.Options.Add(new Option<bool>("--verbose") { Description
             = "Show stack traces of errors (also TOOLKIT_VERBOSE=1).", Recursive = true });

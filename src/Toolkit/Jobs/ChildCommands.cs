@@ -12,6 +12,10 @@ internal static class ChildCommands
     /// <summary>One rank of a multi-process job: <c>toolkit rank --run DIR</c>.</summary>
     public static IReadOnlyList<string> Rank { get; } = ["rank"];
 
+    /// <summary>Restarts a training run from its latest checkpoint between Slurm job steps:
+    /// <c>toolkit rank-restart --run DIR --cause TEXT</c>.</summary>
+    public static IReadOnlyList<string> RankRestart { get; } = ["rank-restart"];
+
     /// <summary>A batch-inference job: <c>toolkit infer run ...</c>.</summary>
     public static IReadOnlyList<string> InferRun { get; } = ["infer", "run"];
 
@@ -33,6 +37,24 @@ internal sealed record RankProcessOptions : ICheckedOptions
     /// <summary>The run folder.</summary>
     [Option("Run folder whose config.json names the job kind and holds its options.")]
     public string? Run { get; init; }
+
+    /// <inheritdoc/>
+    public void Check()
+    {
+        if (string.IsNullOrWhiteSpace(Run)) throw new ArgumentException("is required: the run folder", nameof(Run));
+    }
+}
+
+/// <summary>The options of <c>toolkit rank-restart</c>: the run folder and why its last job step failed.</summary>
+internal sealed record RankRestartOptions : ICheckedOptions
+{
+    /// <summary>The run folder.</summary>
+    [Option("Run folder of the training run to restart from its latest checkpoint.")]
+    public string? Run { get; init; }
+
+    /// <summary>Why the restart happens (recorded in restarts.jsonl).</summary>
+    [Option("Why the run restarts, as restarts.jsonl and the log record it.")]
+    public string Cause { get; init; } = "the job step failed";
 
     /// <inheritdoc/>
     public void Check()

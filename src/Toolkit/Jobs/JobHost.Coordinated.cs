@@ -76,7 +76,8 @@ public static partial class JobHost
                     ? File.ReadAllText(run.File(RankFailureFile)).Trim() : null;
                 if (failure is null && relaunches < job.MaxRelaunches(options) && !cancel.IsCancellationRequested)
                 {
-                    Restarts.Record(run, new JobRestart(relaunches + 1, DateTimeOffset.UtcNow, ended, 0),
+                    var attempt = Restarts.Read(run.Path).Count + 1;
+                    Restarts.Record(run, new JobRestart(attempt, DateTimeOffset.UtcNow, ended, 0),
                         "the ranks start again and resume the job (committed work is kept)");
                     continue;
                 }

@@ -54,7 +54,6 @@ public static partial class JobHost
         try
         {
             var current = options;
-            var restarts = 0;
             while (true)
             {
                 try
@@ -64,20 +63,23 @@ public static partial class JobHost
                         Launcher.InProcess => (await RunInProcessAsync(job, current, run, progress,
                             cancellationToken), ""),
                         Launcher.Slurm => await SlurmJobLauncher.RunAsync<TOutcome>(run, launch, slurm!, job.Kind,
-                            progress, cancellationToken),
+                            progress, cancellationToken, RestartsInAllocation(job, options)),
                         _ => await MpiJobLauncher.RunAsync<TOutcome>(run, launch, launcher, progress,
                             cancellationToken),
                     };
+                    // restarts inside a Slurm allocation rewrote config.json
+                    if (launch.Launcher == Launcher.Slurm) current = ReadOptions<TOptions>(run.Path);
                     var result = job.Finish(new JobRun<TOptions>(run.Path, current, output), outcomes);
                     ToolkitJson.Write(run.File(ResultFile), result);
                     run.Log("finished");
                     return result;
                 }
                 catch (Exception e) when (job is IRestartableJob<TOptions> restartable && !cancellationToken
-                    .IsCancellationRequested && restarts < restartable.MaxRestarts(options)
+                    .IsCancellationRequested && Restarts.Read(run.Path).Count < restartable.MaxRestarts(options)
                     && e is not ArgumentException)
                 {
-                    current = Restart(run, job.Kind, restartable, options, ++restarts, e);
+                    // a Slurm batch job restarts inside its allocation first: those restarts count too
+                    current = Restart(run, job.Kind, restartable, ReadOptions<TOptions>(run.Path), e.Message);
                 }
             }
         }
@@ -86,27 +88,6 @@ public static partial class JobHost
             run.Log($"failed: {e}");
             throw;
         }
-    }
-
-    /// <summary>
-    /// Records a restart and returns the options that continue the run from its latest intact checkpoint (or the
-    /// original ones when there is none); the ranks of another process read them from <c>config.json</c>.
-    /// </summary>
-    private static TOptions Restart<TOptions>(RunDirectory run, string kind, IRestartableJob<TOptions> job,
-        TOptions options, int attempt, Exception cause)
-        where TOptions : class, IJobOptions, new()
-    {
-        var latest = Checkpoints.CheckpointFolders.List(run.Path).Count > 0
-            ? Checkpoints.CheckpointFolders.Resolve(run.Path, run.Log) : null;
-        // the job's step (the folder's name), not the optimizer's: an RL step takes several optimizer steps
-        var step = latest is null ? 0 : Checkpoints.CheckpointFolders.StepOf(latest);
-        Restarts.Record(run, new JobRestart(attempt, DateTimeOffset.UtcNow, cause.Message.Split('\n')[0], step));
-        var next = latest is null ? options : job.ResumeAt(options, latest, step);
-        File.WriteAllText(run.File(RunDirectory.ConfigFile), JsonSerializer.Serialize(new JobConfig<TOptions>(kind,
-            next), ToolkitJson.Options));
-        var outcomes = Path.Combine(run.Path, OutcomesFolder);
-        if (Directory.Exists(outcomes)) Directory.Delete(outcomes, recursive: true);
-        return next;
     }
 
     /// <summary>Reads the result a finished run wrote.</summary>
@@ -122,6 +103,15 @@ public static partial class JobHost
     /// know.</exception>
     public static int RunRankProcess(string runPath, CancellationToken cancel = default)
     {
+        var (job, options) = ReadConfig(runPath);
+        return job.RunRankProcess(runPath, options, cancel);
+    }
+
+    /// <summary>The job a run folder's config.json names, and its options.</summary>
+    /// <exception cref="InvalidDataException">The folder is not a run folder, or names a kind this toolkit does not
+    /// know.</exception>
+    private static (IRankJob Job, JsonElement Options) ReadConfig(string runPath)
+    {
         var configPath = Path.Combine(runPath, RunDirectory.ConfigFile);
         using var config = JsonDocument.Parse(File.Exists(configPath)
             ? File.ReadAllText(configPath)
@@ -131,8 +121,13 @@ public static partial class JobHost
             throw new InvalidDataException($"{configPath} names no job kind.");
         if (!config.RootElement.TryGetProperty("options", out var options) || options.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{configPath} holds no options.");
-        return JobCatalog.Find(kind.GetString()!).RunRankProcess(runPath, options, cancel);
+        return (JobCatalog.Find(kind.GetString()!), options.Clone());
     }
+
+    /// <summary>The options in a run folder's config.json.</summary>
+    private static TOptions ReadOptions<TOptions>(string runPath) =>
+        ReadConfig(runPath).Options.Deserialize<TOptions>(ToolkitJson.Options)
+            ?? throw new InvalidDataException($"{runPath}/{RunDirectory.ConfigFile} holds no options.");
 
     internal static void RunRankProcess<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job,
         string runPath, TOptions options)

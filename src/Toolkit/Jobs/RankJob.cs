@@ -41,6 +41,10 @@ public abstract class RankJob<TOptions, TOutcome, TResult> : IRankJob
             ?? throw new InvalidDataException($"{runPath}/{RunDirectory.ConfigFile} holds no options."));
         return 0;
     }
+
+    bool IRankJob.RestartInAllocation(string runPath, JsonElement options, string cause) =>
+        this is IRestartableJob<TOptions> restartable && JobHost.RestartInAllocation(restartable, Kind, runPath,
+            options.Deserialize<TOptions>(Runtime.ToolkitJson.Options)!, cause);
 }
 
 /// <summary>The untyped face of a <see cref="RankJob{TOptions, TOutcome, TResult}"/> or a
@@ -56,6 +60,10 @@ internal interface IRankJob
     /// <summary>Runs this process's rank of a job whose run folder is <paramref name="runPath"/>; returns the
     /// process's exit code.</summary>
     int RunRankProcess(string runPath, JsonElement options, CancellationToken cancel);
+
+    /// <summary>Restarts the run from its latest checkpoint if its options allow another restart (see
+    /// <see cref="JobHost.RestartInAllocation(string, string)"/>).</summary>
+    bool RestartInAllocation(string runPath, JsonElement options, string cause) => false;
 
     /// <summary>Receives the state changes of a Slurm job whose ranks are the job's (submitted, pending,
     /// running...), when its launcher does not report them otherwise.</summary>

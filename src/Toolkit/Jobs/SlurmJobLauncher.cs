@@ -70,16 +70,19 @@ internal static class SlurmJobLauncher
         return result;
     }
 
+    /// <summary>Runs the ranks as a job step (inside an allocation) or as a batch job, and collects their
+    /// outcomes; <paramref name="restartInAllocation"/>: the batch script restarts failed job steps itself
+    /// (<c>toolkit rank-restart</c>).</summary>
     public static Task<(TOutcome[] Outcomes, string Output)> RunAsync<TOutcome>(RunDirectory run, LaunchOptions launch,
         Plan plan, string kind,
-        IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+        IProgress<MetricPoint>? progress, CancellationToken cancellationToken, bool restartInAllocation = false)
     {
         if (plan.Mode == SlurmSubmit.Srun)
         {
             var srun = SlurmClient.Require("srun");
             return RunStepAsync<TOutcome>(run, launch, plan, srun, progress, cancellationToken);
         }
-        return RunBatchAsync<TOutcome>(run, launch, plan, kind, progress, cancellationToken);
+        return RunBatchAsync<TOutcome>(run, launch, plan, kind, progress, cancellationToken, restartInAllocation);
     }
 
     private static async Task<(TOutcome[] Outcomes, string Output)> RunStepAsync<TOutcome>(RunDirectory run,
@@ -117,8 +120,11 @@ internal static class SlurmJobLauncher
     /// <param name="kind">The job kind (the Slurm job's name is toolkit-KIND).</param>
     /// <param name="killOnBadExit">End every task when one fails (MPI ranks cannot go on without a peer;
     /// batch-inference workers can).</param>
+    /// <param name="restartInAllocation">After a failed job step, <c>toolkit rank-restart</c> restarts the run from
+    /// its latest checkpoint while its <c>--max-restarts</c> allows, and the step runs again in this
+    /// allocation.</param>
     public static string WriteScript(string runPath, LaunchOptions launch, Plan plan, string kind,
-        bool killOnBadExit = true)
+        bool killOnBadExit = true, bool restartInAllocation = false)
     {
         var verb = MpiJobLauncher.RankVerb(runPath);
         var folder = Directory.CreateDirectory(Path.Combine(runPath, Folder)).FullName;
@@ -138,7 +144,21 @@ internal static class SlurmJobLauncher
             .AppendLine(
                 $"srun --mpi=pmi2 {(killOnBadExit ? "--kill-on-bad-exit=1 " +
                     "" : "")}{string.Join(' ', plan.Entry.Select(q))} {string.Join(' ', verb.Select(q))}")
-            .AppendLine("status=$?")
+            .AppendLine("status=$?");
+        if (restartInAllocation)
+        {
+            var restart = string.Join(' ', [.. plan.Entry.Select(q), .. ChildCommands.RankRestart,
+                "--run", q(runPath)]);
+            script.AppendLine("# A failed step restarts from the latest checkpoint in this allocation while " +
+                    "--max-restarts allows.")
+                .AppendLine($"while [ \"$status\" -ne 0 ] && {restart} --cause \"the job step (srun) exited with " +
+                    "code $status\"; do")
+                .AppendLine($"  srun --mpi=pmi2 --kill-on-bad-exit=1 {string.Join(' ', plan.Entry.Select(q))} " +
+                    string.Join(' ', verb.Select(q)))
+                .AppendLine("  status=$?")
+                .AppendLine("done");
+        }
+        script
             .AppendLine($"echo \"$status\" > {q(folder)}/exit-code.\"$SLURM_JOB_ID\"")
             .AppendLine("exit \"$status\"");
         var path = Path.Combine(folder, ScriptFile);
@@ -157,13 +177,13 @@ internal static class SlurmJobLauncher
 
     private static async Task<(TOutcome[] Outcomes, string Output)> RunBatchAsync<TOutcome>(RunDirectory run,
         LaunchOptions launch, Plan plan, string kind,
-        IProgress<MetricPoint>? progress, CancellationToken cancellationToken)
+        IProgress<MetricPoint>? progress, CancellationToken cancellationToken, bool restartInAllocation)
     {
         var reader = new RunReader(run.Path);
         var (jobId, state, text) = await SubmitAndFollowAsync(run, launch, plan, kind, progress,
             () => { foreach (var point in reader.ReadNew()) progress?.Report(point); },
             () => Enumerable.Range(0, launch.Ranks).All(r => File.Exists(JobHost.OutcomePath(run.Path, r))),
-                cancellationToken);
+                cancellationToken, restartInAllocation: restartInAllocation);
         return (MpiJobLauncher.Collect<TOutcome>(
             run, launch, $"Slurm job {jobId} completed", cleanExit: true, text), text);
     }
@@ -180,9 +200,9 @@ internal static class SlurmJobLauncher
     internal static async Task<(string JobId, SlurmJobState State,
         string Output)> SubmitAndFollowAsync(RunDirectory run, LaunchOptions launch, Plan plan, string kind,
         IProgress<MetricPoint>? progress, Action tick, Func<bool> finished,
-            CancellationToken cancellationToken, bool killOnBadExit = true)
+            CancellationToken cancellationToken, bool killOnBadExit = true, bool restartInAllocation = false)
     {
-        var script = WriteScript(run.Path, launch, plan, kind, killOnBadExit);
+        var script = WriteScript(run.Path, launch, plan, kind, killOnBadExit, restartInAllocation);
         run.Log($"launch: sbatch --parsable {script}");
         var (code, output, error) = SlurmClient.Run("sbatch", ["--parsable", script]);
         if (code != 0 || output.Trim().Split(';')[0] is not { Length: > 0 } jobId || !jobId.All(char.IsAsciiDigit))

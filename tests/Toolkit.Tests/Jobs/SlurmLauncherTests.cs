@@ -85,6 +85,37 @@ public sealed class SlurmLauncherTests(SingleNodeSlurm slurm) : IClassFixture<Si
         Assert.Single(hosts.EnumerateArray().Select(h => h.GetProperty("host").GetString()).Distinct());
     }
 
+    /// <summary>--max-restarts under sbatch: a rank SIGKILLed mid-run fails the job step; the batch script restarts the
+    /// run from its latest checkpoint (toolkit rank-restart) and runs the step again inside the same allocation (one
+    /// Slurm job), ending with the uninterrupted run's parameters.</summary>
+    [Fact]
+    public async Task Sbatch_ARankLost_RestartsInsideTheAllocation_WithTheUninterruptedParameters()
+    {
+        ParoTrainOptions On(string runs, int maxRestarts) => Options(steps: 6) with
+        {
+            Checkpoint = new() { Every = 2, MaxRestarts = maxRestarts },
+            Launch = Options().Launch with { Launcher = Launcher.Slurm, RanksPerNode = 4,
+                RunsDirectory = Directory.CreateDirectory(Path.Combine(_runs.Path, runs)).FullName },
+        };
+        var uninterrupted = await ParoTrainJob.RunAsync(On("clean", 0));
+        var faulty = On("faulty", 2);
+        File.WriteAllText(Path.Combine(faulty.Launch.RunsDirectory, Restarts.DrillFile),
+            """{"rank":1,"step":5,"kill":true}""");
+        var restarted = await ParoTrainJob.RunAsync(faulty);
+
+        var restart = Assert.Single(Restarts.Read(restarted.RunPath));
+        Assert.Equal((1, 4), (restart.Attempt, restart.Step));
+        Assert.Contains("the job step (srun) exited with code", restart.Cause);
+        var log = File.ReadAllText(Path.Combine(restarted.RunPath, "log.txt"));
+        Assert.Single(log.Split('\n'), l => l.Contains("launch: sbatch", StringComparison.Ordinal));
+        Assert.Equal([4, 5], restarted.Steps.Select(s => s.Step));
+        Toolkit.Runtime.TorchRuntime.EnsureInitialized();   // the ranks ran elsewhere; this process reads their files
+        Assert.Equal(Toolkit.Checkpoints.CheckpointManifest.ReadParameters(
+                Toolkit.Checkpoints.CheckpointFolders.Final(uninterrupted.RunPath, 6)),
+            Toolkit.Checkpoints.CheckpointManifest.ReadParameters(
+                Toolkit.Checkpoints.CheckpointFolders.Final(restarted.RunPath, 6)));
+    }
+
     [Fact]
     public async Task Cancelling_CancelsTheSlurmJob()
     {
