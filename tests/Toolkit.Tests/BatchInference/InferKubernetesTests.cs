@@ -61,7 +61,7 @@ public sealed class InferKubernetesTests : IDisposable
             workers.Spec.Template.Spec.RestartPolicy));
         Assert.Equal(90, workers.Spec.Template.Spec.TerminationGracePeriodSeconds);
         var worker = workers.Spec.Template.Spec.Containers.Single();
-        Assert.Contains($"http://{service.Metadata.Name}:{InferKubernetes.Port}", worker.Command);
+        Assert.Contains($"https://{service.Metadata.Name}:{InferKubernetes.Port}", worker.Command);
         Assert.Equal("/data/runs/embed-job", worker.Command[worker.Command.IndexOf("--job-folder") + 1]);
         Assert.Equal((CoordinatorTransports.TokenVariable, secret.Metadata.Name), (worker.Env.Single().Name,
             worker.Env.Single().ValueFrom.SecretKeyRef.Name));
@@ -88,7 +88,45 @@ public sealed class InferKubernetesTests : IDisposable
             Assert.True(parse.Errors.Count == 0, string.Join("; ", parse.Errors.Select(e => e.Message)));
         }
         Assert.Contains("--job-name", coordinator.Command);
-        Assert.Contains("--insecure", coordinator.Command);   // cleartext in the cluster, said explicitly
+        Assert.DoesNotContain("--insecure", coordinator.Command);   // TLS in the cluster too
+    }
+
+    /// <summary>The pods' own command lines, run here: the coordinator on every interface serves TLS with a
+    /// certificate it keeps in the job folder; the worker, given an https address and the job folder only, pins the
+    /// fingerprint from there and completes the job (every record once).</summary>
+    [Fact]
+    public async Task Cli_ThePodsCommands_RunTheJobOverTls_TheWorkerPinningFromTheJobFolder()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 40);
+        var runs = Path.Combine(_folder.Path, "runs");
+        var objects = InferKubernetes.Manifests(new InferKubernetesOptions
+        {
+            Job = new InferJobOptions { Data = new() { Input = input }, Scheduling = new() { Workers = 1,
+                ShardSize = 10 }, Launch = InferJobOptions.DefaultLaunch with { RunsDirectory = runs } },
+            Name = "tls-job",
+        }, "t0k3n-for-the-pods");
+        var pods = objects.OfType<V1Job>().Select(j => j.Spec.Template.Spec.Containers.Single()).ToList();
+        var (coordinator, worker) = (pods[0].Command.Skip(4).ToList(), pods[1].Command.Skip(1).ToList());
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        coordinator[coordinator.IndexOf("--port") + 1] = $"{port}";
+        var address = worker.IndexOf("--coordinator") + 1;
+        Assert.StartsWith("https://", worker[address]);
+        worker[address] = $"https://127.0.0.1:{port}";
+        var environment = new Dictionary<string, string> { [CoordinatorTransports.TokenVariable] = "t0k3n-for-the-pods" };
+        var job = Task.Run(() => Repository.Run("dotnet", [Repository.CliDll, .. coordinator], TimeSpan.FromMinutes(3),
+            environment: environment));
+        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, .. worker], TimeSpan.FromMinutes(3),
+            environment: environment);
+        Assert.True(code == 0, output);
+        Assert.Contains("pinning the coordinator's certificate from", output);
+        var (jobCode, jobOutput) = await job;
+        Assert.True(jobCode == 0, jobOutput);
+        var folder = Path.Combine(runs, "tls-job");
+        Assert.True(File.Exists(Path.Combine(folder, CoordinatorTls.CertificateFile)));
+        Assert.True(InferOutput.Verify(folder, new JsonlSource(input, "id", "text")).ExactlyOnce);
     }
 
     [Theory]

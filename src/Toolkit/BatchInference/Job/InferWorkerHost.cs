@@ -40,7 +40,8 @@ internal static class InferWorkerHost
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         var address = options.Coordinator!;
         var transport = CoordinatorTransports.Find();
-        using var client = transport.Connect(address, token, options.Fingerprint);
+        var fingerprint = options.Fingerprint ?? await PinFromJobFolder(options, cancel, log);
+        using var client = transport.Connect(address, token, fingerprint);
         var worker = new InferenceWorker(client, options.Id ?? $"{Environment.MachineName}-{Environment.ProcessId}")
         {
             CoordinatorGrace = TimeSpan.FromSeconds(options.Grace),
@@ -85,6 +86,37 @@ internal static class InferWorkerHost
         return CoordinatorTransports.TokenFromEnvironment() ?? throw new ArgumentException(
             $"the coordinator needs the job's token: pass --token-file JOB_FOLDER/{InferLayout.TokenFile}, or set " +
                 $"{CoordinatorTransports.TokenVariable}", nameof(options.TokenFile));
+    }
+
+    /// <summary>
+    /// For an https coordinator given without <c>--fingerprint</c>: the fingerprint its job folder's
+    /// <c>coordinator.json</c> holds (a Kubernetes pod sees the folder on the shared volume), waiting up to
+    /// <c>--grace</c> seconds for the coordinator to write it; null otherwise.
+    /// </summary>
+    private static async Task<string?> PinFromJobFolder(InferWorkerOptions options, CancellationToken cancel,
+        Action<string>? log)
+    {
+        if (options.JobFolder is not { } folder
+            || !options.Coordinator!.StartsWith("https://", StringComparison.OrdinalIgnoreCase)) return null;
+        var file = Path.Combine(folder, InferLayout.CoordinatorFile);
+        var deadline = DateTime.UtcNow.AddSeconds(Math.Max(options.Grace, 1));
+        while (true)
+        {
+            try
+            {
+                if (File.Exists(file) && Runtime.ToolkitJson.Read<CoordinatorAddress>(file) is
+                    { Fingerprint: { } pin })
+                {
+                    log?.Invoke($"pinning the coordinator's certificate from {file}");
+                    return pin;
+                }
+            }
+            catch (Exception e) when (e is IOException or System.Text.Json.JsonException) { }   // being written
+            if (DateTime.UtcNow > deadline) throw new JobFailedException(
+                $"no coordinator certificate appeared in {file} within {options.Grace:F0} s: is the coordinator " +
+                    "running on that job folder? (--fingerprint pins one explicitly)");
+            await Task.Delay(500, cancel);
+        }
     }
 
     /// <summary>The exit code of a work-queue worker drained or stopped while work remains (EX_TEMPFAIL).</summary>

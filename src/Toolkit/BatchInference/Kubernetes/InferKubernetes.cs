@@ -117,9 +117,9 @@ internal static class InferKubernetes
         var coordinatorJob = job with
         {
             Launch = job.Launch with { Launcher = Jobs.Launcher.External },
-            // In-cluster calls are cleartext (explicitly: --insecure), token included: the workers cannot know the
-            // fingerprint of a certificate the coordinator's pod would make.
-            Service = job.Service with { Bind = "0.0.0.0", Port = Port, Token = null, Insecure = true },
+            // Beyond loopback the coordinator serves TLS with a certificate it keeps in the job folder; the workers
+            // pin its fingerprint from there (the shared volume), so in-cluster calls are private too.
+            Service = job.Service with { Bind = "0.0.0.0", Port = Port, Token = null, Insecure = false },
             JobName = job.JobName ?? o.Name,
         };
         // Against defaults whose runs folder no pod has: the folder always goes on the command line (the default
@@ -156,7 +156,7 @@ internal static class InferKubernetes
             Spec = new V1ServiceSpec { Selector = labels("coordinator"), Ports = [new V1ServicePort { Port = Port,
                 Name = "grpc", TargetPort = Port }] },
         };
-        var worker = new InferWorkerOptions { Coordinator = $"http://{o.Name}-coordinator:{Port}", Grace = 300,
+        var worker = new InferWorkerOptions { Coordinator = $"https://{o.Name}-coordinator:{Port}", Grace = 300,
             JobFolder = $"{job.Launch.RunsDirectory.TrimEnd('/')}/{coordinatorJob.JobName}" };
         var limits = o.GpusPerWorker > 0
             ? new Dictionary<string, ResourceQuantity> { ["nvidia.com/gpu"] = new($"{o.GpusPerWorker}") } : null;
