@@ -18,7 +18,7 @@ internal sealed record InferWorkerOptions : Jobs.ICheckedOptions
 
     /// <summary>The SHA-256 fingerprint of the coordinator's certificate, for an https address.</summary>
     [Option("The SHA-256 fingerprint of the coordinator's TLS certificate, for an https:// address (as written in " +
-        "the job folder's coordinator.json).")]
+        "the job folder's coordinator.json; with --job-folder, read from there when not given).")]
     public string? Fingerprint { get; init; }
 
     /// <summary>The job folder, when this worker can see it: a worker that finds the job finished there (its status
