@@ -117,13 +117,8 @@ public sealed class InferJobTests : IDisposable
     {
         var input = Path.Combine(_folder.Path, "in.jsonl");
         SentenceDataset.Write(input, 400, seed: 3, badEvery: 100);
-        var summary = Path.Combine(_folder.Path, "summary.json");
-        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input,
-            "--runs-dir", _folder.Path, "--workers", "2",
-            "--shard-size", "100", "--json", summary], TimeSpan.FromMinutes(3));
-        Assert.True(code == 0, output);
-        var result = JsonSerializer.Deserialize<InferResult>(File.ReadAllText(summary),
-            Toolkit.Runtime.ToolkitJson.Options)!;
+        var (result, output) = InferCli.Run(_folder.Path, ["--input", input, "--runs-dir", _folder.Path,
+            "--workers", "2", "--shard-size", "100"], TimeSpan.FromMinutes(3));
         Assert.Equal(("completed", 396L, 4L), (result.State, result.OutputRecords, result.Quarantined));
         Assert.Equal(result.Shards, result.ShardsDone);
         // 4 laid out; the last may be split to the workers' share

@@ -115,7 +115,10 @@ public sealed class InferKubernetesTests : IDisposable
         var address = worker.IndexOf("--coordinator") + 1;
         Assert.StartsWith("https://", worker[address]);
         worker[address] = $"https://127.0.0.1:{port}";
-        var environment = new Dictionary<string, string> { [CoordinatorTransports.TokenVariable] = "t0k3n-for-the-pods" };
+        var environment = new Dictionary<string, string>
+        {
+            [CoordinatorTransports.TokenVariable] = "t0k3n-for-the-pods",
+        };
         var job = Task.Run(() => Repository.Run("dotnet", [Repository.CliDll, .. coordinator], TimeSpan.FromMinutes(3),
             environment: environment));
         var (code, output) = Repository.Run("dotnet", [Repository.CliDll, .. worker], TimeSpan.FromMinutes(3),

@@ -82,7 +82,7 @@ public sealed class OutputContractTests : IDisposable
         Assert.True(code == 0, output);
         var folder = Directory.GetDirectories(_folder.Path, "infer-*").Single();
         Assert.Equal(elsewhere, new DirectoryInfo(Path.Combine(folder, InferLayout.OutputFolder)).LinkTarget);
-        Check(folder, ToolkitJsonResult(folder));
+        Check(folder, InferCli.Read(Path.Combine(folder, "result.json")));
         Assert.Equal(4, Directory.GetFiles(elsewhere, "part-*").Length);
         Assert.True(File.Exists(Path.Combine(elsewhere, OutputContract.ManifestFile)));
 
@@ -98,9 +98,6 @@ public sealed class OutputContractTests : IDisposable
         Assert.Contains("name a new or empty folder", output);
         Assert.Single(Directory.GetDirectories(_folder.Path, "infer-*"));   // no job folder for the refused job
     }
-
-    private static InferResult ToolkitJsonResult(string folder) => JsonSerializer.Deserialize<InferResult>(
-        File.ReadAllText(Path.Combine(folder, "result.json")), Toolkit.Runtime.ToolkitJson.Options)!;
 
     /// <summary>A coordinator that has just adopted its predecessor's leases keeps the files of shards still leased
     /// (their workers may be writing them) and removes the rest.</summary>

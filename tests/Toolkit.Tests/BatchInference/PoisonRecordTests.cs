@@ -23,14 +23,10 @@ public sealed class PoisonRecordTests : IDisposable
     {
         var input = Path.Combine(_folder.Path, "in.jsonl");
         WriteInput(input, new() { [37] = FaultStage.Crash, [70] = FaultStage.NotANumber, [101] = FaultStage.Stall });
-        var summary = Path.Combine(_folder.Path, "summary.json");
-        var (code, output) = Repository.Run("dotnet", [Repository.CliDll, "infer", "run", "--input", input,
-            "--runs-dir", _folder.Path, "--workers", "2", "--shard-size", "8", "--shard-seconds", "0",
-            "--lease-seconds", "5", "--stall-seconds", "10", "--batch-size", "4", "--json", summary],
-            TimeSpan.FromMinutes(5), environment: new Dictionary<string, string> { [FaultStage.Variable] = "records" });
-        Assert.True(code == 0, output);
-        var result = JsonSerializer.Deserialize<InferResult>(File.ReadAllText(summary),
-            Toolkit.Runtime.ToolkitJson.Options)!;
+        var (result, _) = InferCli.Run(_folder.Path, ["--input", input, "--runs-dir", _folder.Path, "--workers", "2",
+            "--shard-size", "8", "--shard-seconds", "0", "--lease-seconds", "5", "--stall-seconds", "10",
+            "--batch-size", "4"], TimeSpan.FromMinutes(5),
+            environment: new Dictionary<string, string> { [FaultStage.Variable] = "records" });
         var log = File.ReadAllText(Path.Combine(result.JobFolder, "log.txt"));
         Assert.True((result.State, result.OutputRecords, result.Quarantined) == ("completed", 117L, 3L), log);
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Toolkit.Jobs;
 
 namespace Toolkit.BatchInference;
@@ -23,8 +22,6 @@ internal static class RankWorker
         Action<string>? log, CancellationToken cancel)
     {
         var starts = new StartFailures();
-        var logs = Path.Combine(folder, "workers");
-        Directory.CreateDirectory(logs);
         for (var attempt = 0; ; attempt++)
         {
             while (!starts.CanStart)
@@ -35,14 +32,10 @@ internal static class RankWorker
             var id = $"{Environment.MachineName}-rank{rank}" + (attempt > 0 ? $"-{attempt}" : "");
             var worker = new InferWorkerOptions { Coordinator = address.Address, Fingerprint = address.Fingerprint,
                 TokenFile = Path.Combine(folder, InferLayout.TokenFile), JobFolder = folder, Id = id, Grace = 15 };
-            var command = RankEntryPoint.Command();
-            var logFile = Path.Combine(logs, $"{id}.log");
-            var (process, output) = Runtime.ChildProcess.StartLogged(command[0],
-                [.. command.Skip(1), .. ChildCommands.Of(ChildCommands.InferWorker, worker)], logFile);
+            var (process, output) = WorkerProcess.Start(folder, worker);
             using var _ = process;
             await using (output)
             {
-                File.WriteAllText(Path.Combine(logs, $"{id}.pid"), process.Id.ToString(CultureInfo.InvariantCulture));
                 try { await process.WaitForExitAsync(cancel); }
                 catch (OperationCanceledException)
                 {
@@ -52,11 +45,10 @@ internal static class RankWorker
                 await process.WaitForExitAsync();   // the output read to its end
             }
             if (process.ExitCode == 0) return true;
-            var why = process.ExitCode > 128 ? $"was killed by signal {process.ExitCode - 128}"
-                : $"exited with code {process.ExitCode}";
-            var lines = File.ReadAllLines(logFile);
+            var why = WorkerProcess.Ending(process.ExitCode);
+            var lines = WorkerProcess.Lines(folder, id);
             starts.Ended(lines.Any(l => l.Contains($"{id}: shard ", StringComparison.Ordinal)),
-                lines.LastOrDefault(l => l.Trim().Length > 0) ?? "(nothing)");
+                lines.LastOrDefault() ?? "(nothing)");
             log?.Invoke($"rank {rank}: worker {id} {why}; its leases return to the queue when they expire; " +
                 "starting it again");
         }

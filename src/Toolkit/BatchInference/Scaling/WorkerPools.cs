@@ -109,21 +109,13 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, I
     {
         if (!_starts.CanStart) return false;
         var id = $"w{_workers.Count}-{Environment.ProcessId}";
-        var command = RankEntryPoint.Command();
-        var logs = Path.Combine(folder, "workers");
-        Directory.CreateDirectory(logs);
         // A worker whose coordinator is gone (killed, not yet resumed) gives up after the grace period instead of
         // lingering.
-        // Lines can arrive after the process has exited: the log writer lives until the pool is disposed.
         var worker = new InferWorkerOptions { Coordinator = server.Address, Fingerprint = server.Fingerprint, Id = id,
             Grace = 15 };
-        var (process, output) = Toolkit.Runtime.ChildProcess.StartLogged(command[0],
-            [.. command.Skip(1), .. Jobs.ChildCommands.Of(Jobs.ChildCommands.InferWorker, worker)],
-            Path.Combine(logs, $"{id}.log"),
+        var (process, output) = WorkerProcess.Start(folder, worker,
             new Dictionary<string, string> { [CoordinatorTransports.TokenVariable] = server.Token });
         _logs.Add(output);
-        File.WriteAllText(Path.Combine(logs, $"{id}.pid"),
-            process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         _workers.Add((id, process));
         log?.Invoke($"started worker {id} (pid {process.Id})");
         return true;
@@ -139,11 +131,10 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, I
         }
         foreach (var (id, process) in _workers.Where(w => w.Process.HasExited && _reaped.Add(w.Id)))
         {
-            _starts.Ended(core.HasWorked(id) || process.ExitCode == 0, LastWords(id));
+            _starts.Ended(core.HasWorked(id) || process.ExitCode == 0, WorkerProcess.LastWords(folder, id));
             if (process.ExitCode == 0) continue;
             _died++;
-            var why = process.ExitCode > 128 ? $"killed by signal {process.ExitCode - 128}" : process.ExitCode < 0
-                ? "killed" : $"exited with code {process.ExitCode}";
+            var why = WorkerProcess.Ending(process.ExitCode);
             log?.Invoke($"worker {id} {why}; its leases return to the queue when they expire");
             core.MarkLost(id, why);
         }
@@ -174,21 +165,6 @@ internal sealed partial class ProcessPool(CoordinatorCore core, string folder, I
             process.Dispose();
         }
         foreach (var log in _logs) lock (log) log.Dispose();
-    }
-
-    /// <summary>The last line a worker wrote to its log (its error, when it failed).</summary>
-    private string LastWords(string id)
-    {
-        var file = Path.Combine(folder, "workers", $"{id}.log");
-        try
-        {
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read,
-                FileShare.ReadWrite | FileShare.Delete);
-            using var reader = new StreamReader(stream);
-            return reader.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries
-                | StringSplitOptions.TrimEntries).LastOrDefault() ?? "(nothing)";
-        }
-        catch (IOException e) { return $"(its log {file} could not be read: {e.Message})"; }
     }
 
     /// <summary>Sends a POSIX signal.</summary>
