@@ -28,7 +28,8 @@ public sealed class GenerationEngine : IDisposable
     private EngineWeights? _weights;
     private IncrementalDecoder? _decoder;
 
-    /// <summary>Creates an engine with no weights yet (<see cref="LoadWeights(ReadOnlySpan{float}, int)"/>).</summary>
+    /// <summary>Creates an engine with no weights yet
+    /// (<see cref="LoadWeights(ReadOnlySpan{float}, int, bool)"/>).</summary>
     /// <param name="config">The model's shape.</param>
     /// <param name="numerics">How the engine stores weights and computes.</param>
     /// <param name="slots">Sequences decoded at once (the pool capacity).</param>
@@ -89,13 +90,15 @@ public sealed class GenerationEngine : IDisposable
 
     /// <summary>
     /// Replaces the weights with a flat fp32 vector in module order (what the trainer sends) and sets the version
-    /// tagged on new tokens; sequences in flight are fed again under the new weights.
+    /// tagged on new tokens; sequences in flight are fed again under the new weights, or with
+    /// <paramref name="keepCache"/> go on from the keys and values the old weights cached (an in-flight weight
+    /// update, PipelineRL's).
     /// </summary>
     /// <returns>The bytes received and the seconds the conversion took.</returns>
-    public (long Bytes, double Seconds) LoadWeights(ReadOnlySpan<float> flat, int version)
+    public (long Bytes, double Seconds) LoadWeights(ReadOnlySpan<float> flat, int version, bool keepCache = false)
     {
         var clock = Stopwatch.StartNew();
-        Replace(EngineWeights.FromFlat(_config, flat, _numerics, _device, _routerFp32), version);
+        Replace(EngineWeights.FromFlat(_config, flat, _numerics, _device, _routerFp32), version, keepCache);
         return ((long)flat.Length * sizeof(float), clock.Elapsed.TotalSeconds);
     }
 
@@ -109,8 +112,15 @@ public sealed class GenerationEngine : IDisposable
         Replace(EngineWeights.FromFolder(model, _numerics, _device, _routerFp32), version);
     }
 
-    private void Replace(EngineWeights weights, int version)
+    private void Replace(EngineWeights weights, int version, bool keepCache = false)
     {
+        if (keepCache && _decoder is not null)
+        {
+            _decoder.Swap(weights);
+            _weights?.Dispose();
+            (_weights, Version) = (weights, version);
+            return;
+        }
         _decoder?.Dispose();
         _weights?.Dispose();
         _weights = weights;
@@ -196,19 +206,29 @@ public sealed class GenerationEngine : IDisposable
 
     /// <summary>Takes every unfinished sequence out (in flight, then queued), e.g. at a token budget; each keeps what
     /// it generated.</summary>
-    public IReadOnlyList<Sequence> EvictAll()
+    public IReadOnlyList<Sequence> EvictAll() => EvictWhere(_ => true);
+
+    /// <summary>Takes the unfinished sequences <paramref name="which"/> selects out (in flight, then queued); each
+    /// keeps what it generated.</summary>
+    public IReadOnlyList<Sequence> EvictWhere(Func<Sequence, bool> which)
     {
         var evicted = new List<Sequence>();
         for (var i = 0; i < _slots.Length; i++)
-            if (_slots[i] is { } s)
+            if (_slots[i] is { } s && which(s))
             {
                 s.Evictions++;
                 evicted.Add(s);
                 _slots[i] = null;
             }
-        while (_queue.Count > 0) evicted.Add(_queue.Dequeue());
+        var kept = _queue.Where(s => !which(s)).ToList();
+        evicted.AddRange(_queue.Where(which));
+        _queue.Clear();
+        foreach (var s in kept) _queue.Enqueue(s);
         return evicted;
     }
+
+    /// <summary>The unfinished sequences, in flight (by slot) then queued.</summary>
+    public IReadOnlyList<Sequence> Pending => [.. _slots.OfType<Sequence>(), .. _queue];
 
     /// <summary>The sampler's random state (see <see cref="Sampler.State"/>).</summary>
     public byte[] SamplerState

@@ -41,7 +41,18 @@ internal abstract class IncrementalDecoder : IDisposable
             device: weights.Device))];
     }
 
-    protected EngineWeights W { get; }
+    protected EngineWeights W { get; private set; }
+
+    /// <summary>Decodes with <paramref name="weights"/> from now on, keeping the cache (an in-flight weight update:
+    /// cached keys and values stay those of the weights that computed them).</summary>
+    /// <exception cref="ArgumentException">Weights of another model, compute type or device.</exception>
+    public void Swap(EngineWeights weights)
+    {
+        if (!weights.Config.Equals(W.Config) || weights.ComputeType != W.ComputeType || weights.Device != W.Device)
+            throw new ArgumentException("The new weights are not the same model in the same numerics.",
+                nameof(weights));
+        W = weights;
+    }
     public int Slots { get; }
     public int Context { get; }
     protected int Heads { get; }

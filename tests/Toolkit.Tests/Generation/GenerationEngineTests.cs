@@ -132,6 +132,42 @@ public sealed class GenerationEngineTests
         for (var t = 3; t < 6; t++) Assert.Equal(resumed[t], s.LogProbs[t], 4);
     }
 
+    /// <summary>In flight (<c>keepCache</c>): a sequence goes on through a weight load without feeding its prefix
+    /// again. With the same weights loaded again the run equals an uninterrupted one (to float rounding: the weights
+    /// are new tensors); with other weights
+    /// its next tokens attend to the old weights' cache, so their log-probabilities are not the new weights' full
+    /// forward (which a re-fed sequence gets).</summary>
+    [Fact]
+    public void InflightUpdate_KeepsTheCache_ThroughAWeightLoad()
+    {
+        using var first = Model(seed: 3);
+        using var second = Model(seed: 4);
+        (Sequence Sequence, long Prefix) Run(Gpt? next)
+        {
+            using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 2, new SamplingOptions(),
+                stopTokens: [300], maxTokens: 6, seed: 5);   // 300: never drawn
+            engine.LoadWeights(Flat(first), 1);
+            var s = new Sequence(0, Prompts(1)[0]);
+            engine.Enqueue(s);
+            while (s.Tokens.Count < 3) engine.Step();
+            var fed = engine.PrefixTokens;
+            if (next is not null) engine.LoadWeights(Flat(next), 2, keepCache: true);
+            engine.RunToCompletion();
+            return (s, engine.PrefixTokens - fed);
+        }
+        var (uninterrupted, _) = Run(null);
+        var (same, samePrefix) = Run(first);
+        Assert.Equal(0, samePrefix);
+        Assert.Equal(uninterrupted.Tokens, same.Tokens);
+        for (var t = 0; t < same.LogProbs.Count; t++) Assert.Equal(uninterrupted.LogProbs[t], same.LogProbs[t], 5);
+        var (other, otherPrefix) = Run(second);
+        Assert.Equal(0, otherPrefix);
+        Assert.Equal([1, 1, 1, 2, 2, 2], other.Versions);
+        var full = ReferenceLogProbs(second, other);
+        Assert.True(Math.Abs(full[3] - other.LogProbs[3]) > 1e-3,
+            $"the token after the load got the new weights' full forward ({full[3]}): the cache was not kept");
+    }
+
     [Fact]
     public void SameSeed_SameTokens()
     {

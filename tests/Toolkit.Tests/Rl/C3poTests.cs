@@ -20,22 +20,29 @@ public sealed class C3poTests
 
     public C3poTests() => TorchRuntime.EnsureInitialized();
 
-    [Fact]
-    public void EveryResponse_IsTrainedOnce_PurgedOrInThePool_WithinBudgetAndStaleness()
+    /// <summary>Also in flight (<c>--inflight-update</c>): carried responses stay in the engine, so no prefix
+    /// but a prompt is ever fed.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EveryResponse_IsTrainedOnce_PurgedOrInThePool_WithinBudgetAndStaleness(bool inflight)
     {
         const int staleness = 1, budget = 40, groupSize = 2;
         using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 8, new SamplingOptions(),
             stopTokens: [3], maxTokens: 14, seed: 9);
         var problems = Enumerable.Range(0, 50).Select(i => new Problem($"{(char)(i % 3)}{(char)((i / 3) % 3)}",
             "")).ToList();
-        var c3po = new C3poPartitioner(engine, new PromptStream(problems, seed: 1), groupSize, budget, staleness);
+        var c3po = new C3poPartitioner(engine, new PromptStream(problems, seed: 1), groupSize, budget, staleness,
+            inflight);
+        var prefix = 0L;
         var trained = new HashSet<long>();
         var purged = 0;
         var resumedWithTwoVersions = 0;
         for (var version = 1; version <= 8; version++)
         {
-            using (var model = Gpt.Create(Config, version)) engine.LoadWeights(Flat(model), version);
+            using (var model = Gpt.Create(Config, version)) engine.LoadWeights(Flat(model), version, inflight);
             var batch = c3po.Next();
+            prefix += batch.PrefixTokens;
             Assert.True(batch.CompletedTokens >= budget,
                 $"iteration {version}: {batch.CompletedTokens} tokens < budget");
             Assert.True(batch.CompletedTokens < budget + engine.Slots * 14,
@@ -59,6 +66,9 @@ public sealed class C3poTests
         }
         Assert.True(resumedWithTwoVersions > 0, "no response was carried over and resumed");
         Assert.Equal(purged, c3po.PurgedTotal);
+        // every prompt has two tokens, one of them fed as a prefix; a re-fed response would feed more
+        if (inflight) Assert.True(prefix <= c3po.Opened, $"{prefix} prefix tokens for {c3po.Opened} responses");
+        else Assert.True(prefix > c3po.Opened, $"{prefix} prefix tokens: no carried response was fed again");
     }
 
     [Fact]

@@ -11,9 +11,9 @@ public sealed class RlBenchmarkTests : IDisposable
 
     public void Dispose() => _runs.Dispose();
 
-    private RlBenchmarkOptions Options(string prompts) => new()
+    private RlBenchmarkOptions Options(string prompts, int repeats = 1) => new()
     {
-        Prompts = prompts,
+        Prompts = prompts, Repeats = repeats,
         Job = new RlBenchmarkOptions().Job with
         {
             Launch = new() { Ranks = 2, GroupSize = 1, RunsDirectory = _runs.Path },
@@ -54,6 +54,26 @@ public sealed class RlBenchmarkTests : IDisposable
             Assert.Equal(0, size.Runs[0].Carried);
         });
     }
+
+    /// <summary>Repeats alternate the modes (sync, C3PO++, sync, C3PO++) and the speed-ups compare their
+    /// means.</summary>
+    [Fact]
+    public async Task Repeats_AlternateTheModes_TheSpeedupsCompareTheirMeans()
+    {
+        var size = Assert.Single((await RlBenchmark.RunAsync(Options("4", repeats: 2))).Sizes);
+        Assert.Equal(["sync", "c3po++", "sync", "c3po++"], size.Runs.Select(r => r.Rollout));
+        var (sync, c3po) = (new[] { size.Runs[0], size.Runs[2] }, new[] { size.Runs[1], size.Runs[3] });
+        Assert.Equal(c3po.Average(r => r.TokensPerSecond) / sync.Average(r => r.TokensPerSecond), size.RolloutSpeedup,
+            12);
+        Assert.Equal(sync.Average(r => r.StepSeconds) / c3po.Average(r => r.StepSeconds), size.StepSpeedup, 12);
+        // the same seeds: the baseline trains on the same tokens each time, C3PO++ gets the same budget
+        Assert.Equal(sync[0].TrainedTokensPerStep, sync[1].TrainedTokensPerStep);
+        Assert.Equal(c3po[0].Budget, c3po[1].Budget);
+    }
+
+    [Fact]
+    public void NoRepeats_IsRefused() => Assert.Equal("Repeats", Assert.ThrowsAny<ArgumentException>(()
+        => Options("4", repeats: 0).Check()).ParamName);
 
     [Theory]
     [InlineData("8,x", "is not a positive whole number")]

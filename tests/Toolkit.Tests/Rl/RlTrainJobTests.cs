@@ -80,10 +80,15 @@ public sealed class RlTrainJobTests : IDisposable
         Assert.NotEqual(Trace(first), Trace(other));
     }
 
-    [Fact]
-    public async Task C3po_TrainsOnCompleteGroups_AndInt8RolloutsMismatch()
+    /// <summary>Also with in-flight weight updates (carried responses keep their cache).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task C3po_TrainsOnCompleteGroups_AndInt8RolloutsMismatch(bool inflight)
     {
-        var result = await RlTrainJob.RunAsync(Small(RolloutMode.C3poPlusPlus, Numerics.Int8) with { Steps = 3 });
+        var options = Small(RolloutMode.C3poPlusPlus, Numerics.Int8) with { Steps = 3 };
+        var result = await RlTrainJob.RunAsync(options with { Rollout = options.Rollout with
+            { InflightUpdate = inflight } });
         Assert.All(result.Steps, s =>
         {
             Assert.Equal(0, s.Responses % 4);                                 // whole groups only
@@ -188,6 +193,15 @@ public sealed class RlTrainJobTests : IDisposable
         var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(), [new(option, value)],
             "rl train").Validate());
         Assert.Equal(message, OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
+    }
+
+    [Fact]
+    public void InflightUpdate_WithSynchronousRollouts_IsRefused()
+    {
+        var e = Assert.ThrowsAny<ArgumentException>(() => OptionBinder.Bind(new RlRunOptions(),
+            [new("--inflight-update", null)], "rl train").Validate());
+        Assert.Equal("--inflight-update: applies to C3PO++ rollouts only (--rollout c3po++): synchronous rollouts " +
+            "carry nothing over", OptionException.Describe(e, OptionSchema.For<RlRunOptions>()));
     }
 
     [Fact]

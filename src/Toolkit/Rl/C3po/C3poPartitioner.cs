@@ -9,7 +9,9 @@ namespace Toolkit.Rl;
 /// groups (GRPO needs a prompt's G responses together), and as soon as the completed groups' tokens reach the budget Φ
 /// the iteration trains on them only. Unfinished responses stay in the pool and are resumed by the next policy version
 /// (each token keeps the version that generated it); a group still open after σ carry-overs is purged (counted, never
-/// silently lost). Every response is therefore trained on exactly once, purged, or still in the pool.
+/// silently lost). Every response is therefore trained on exactly once, purged, or still in the pool. Carried responses
+/// leave the engine and feed their prefix again under the new weights, or, in flight (<c>--inflight-update</c>), stay
+/// in their slots and go on from the cache the older weights filled.
 /// </summary>
 internal sealed class C3poPartitioner : IRolloutSource
 {
@@ -19,12 +21,15 @@ internal sealed class C3poPartitioner : IRolloutSource
     private readonly int _groupSize;
     private readonly long _budget;
     private readonly int _staleness;
+    private readonly bool _inflight;
     private readonly Dictionary<long, OpenGroup> _open = [];
     private readonly List<Sequence> _carried = [];
 
-    public C3poPartitioner(GenerationEngine engine, PromptStream prompts, int groupSize, long budget, int staleness)
+    public C3poPartitioner(GenerationEngine engine, PromptStream prompts, int groupSize, long budget, int staleness,
+        bool inflight = false)
     {
-        (_engine, _prompts, _groupSize, _budget, _staleness) = (engine, prompts, groupSize, budget, staleness);
+        (_engine, _prompts, _groupSize, _budget, _staleness, _inflight) = (engine, prompts, groupSize, budget,
+            staleness, inflight);
         _factory = new GroupFactory(groupSize);
     }
 
@@ -41,7 +46,7 @@ internal sealed class C3poPartitioner : IRolloutSource
     {
         var clock = Stopwatch.StartNew();
         var mark = EngineMark.Of(_engine);
-        // resumed by the current policy version
+        // resumed by the current policy version (in flight, only after a restore: the others never left the engine)
         foreach (var s in _carried) _engine.Enqueue(s);
         _carried.Clear();
         var completed = new List<RolloutGroup>();
@@ -58,17 +63,20 @@ internal sealed class C3poPartitioner : IRolloutSource
                 tokens += group.Samples.Sum(s => (long)s.Tokens.Count);
             }
         }
-        _carried.AddRange(_engine.EvictAll());
+        if (!_inflight) _carried.AddRange(_engine.EvictAll());
         var (purged, wasted) = Purge();
-        return mark.Since(_engine, completed, clock.Elapsed.TotalSeconds, _carried.Count, purged, wasted);
+        return mark.Since(_engine, completed, clock.Elapsed.TotalSeconds, _inflight ? _engine.Pending.Count
+            : _carried.Count, purged, wasted);
     }
 
-    /// <summary>The pool between iterations (the engine holds nothing then): every open group with its responses,
-    /// the order the carried ones are resumed in, and the counters.</summary>
+    /// <summary>The pool between iterations: every open group with its responses, the order the carried ones are
+    /// resumed in (in flight: the engine's order; a restored run feeds their prefixes again), and the
+    /// counters.</summary>
     public C3poPool Save() => new(
         [.. _open.Values.Select(g => new SavedGroup(g.Id, g.Problem, g.Finished, g.Carries,
             [.. g.Samples.Select(SavedSequence.Of)]))],
-        [.. _carried.Select(s => s.Id)], _factory.Groups, _factory.Sequences, PurgedTotal);
+        [.. (_inflight ? _engine.Pending : _carried).Select(s => s.Id)], _factory.Groups, _factory.Sequences,
+        PurgedTotal);
 
     /// <summary>Puts a saved pool back (into a partitioner that has not run yet).</summary>
     public void Restore(C3poPool pool)
@@ -104,6 +112,7 @@ internal sealed class C3poPartitioner : IRolloutSource
             if (++group.Carries <= _staleness) continue;
             _open.Remove(group.Id);
             _carried.RemoveAll(s => (long)s.Tag! == group.Id);
+            if (_inflight) _engine.EvictWhere(s => (long)s.Tag! == group.Id);
             purged += group.Samples.Count;
             wasted += group.Samples.Sum(s => (long)s.Tokens.Count);
         }

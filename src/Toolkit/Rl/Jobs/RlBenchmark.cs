@@ -24,6 +24,11 @@ internal sealed record RlBenchmarkOptions : ICheckedOptions
         "value, C3PO++'s budget Phi set to the response tokens the synchronous run trained on per step.")]
     public string Prompts { get; init; } = "8,16,32";
 
+    /// <summary>Alternating repeats of each pair of runs. Default 2.</summary>
+    [Option("Times each pair of runs (synchronous, then C3PO++) is repeated, alternating, so that the machine's " +
+        "drift falls on both modes: the speed-ups compare the modes' means.")]
+    public int Repeats { get; init; } = 2;
+
     /// <summary>The prompt counts, parsed.</summary>
     [JsonIgnore] public IReadOnlyList<int> PromptCounts => [.. Prompts.Split(',',
         StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
@@ -44,12 +49,17 @@ internal sealed record RlBenchmarkOptions : ICheckedOptions
         var meanResponse = TaskDatasets.Load(Job.TaskDefinition, heldOut: false).Average(p => p.Answer.Length + 1.0);
         RlTrainOptions With(RolloutMode mode, int prompts) =>
             (Job with { Rollout = Job.Rollout with { Mode = mode, Prompts = prompts,
-                Budget = (long)Math.Round(prompts * Job.Rollout.Samples * meanResponse) } }).Validate();
+                Budget = (long)Math.Round(prompts * Job.Rollout.Samples * meanResponse),
+                InflightUpdate = Job.Rollout.InflightUpdate && mode == RolloutMode.C3poPlusPlus } }).Validate();
         return [.. counts.Select(p => (p, With(RolloutMode.Sync, p), With(RolloutMode.C3poPlusPlus, p)))];
     }
 
     /// <summary>Throws naming the first invalid option.</summary>
-    public void Check() => Configurations();
+    public void Check()
+    {
+        if (Repeats < 1) throw new ArgumentOutOfRangeException(nameof(Repeats), Repeats, "must be at least 1");
+        Configurations();
+    }
 }
 
 /// <summary>
@@ -71,9 +81,9 @@ internal static class RlBenchmark
         foreach (var (prompts, sync, c3po) in options.Configurations())
         {
             var runs = new List<RlBenchmarkRun>();
-            foreach (var configured in new[] { sync, c3po })
+            foreach (var configured in Enumerable.Repeat(new[] { sync, c3po }, options.Repeats).SelectMany(p => p))
             {
-                var job = runs.Count == 0 ? configured : (configured with { Rollout = configured.Rollout with
+                var job = configured == sync ? configured : (configured with { Rollout = configured.Rollout with
                     { Budget = MeasuredBudget(configured, runs[0]) } }).Validate();
                 var result = await RlTrainJob.RunAsync(job, null, cancellationToken);
                 // the first step includes warm-up of the engine
@@ -103,8 +113,11 @@ internal static class RlBenchmark
                         $"reward {run.FinalReward:F3} (last quarter)");
                 runs.Add(run);
             }
-            var size = new RlBenchmarkSize(prompts, runs[1].Budget, runs,
-                runs[1].TokensPerSecond / runs[0].TokensPerSecond, runs[0].StepSeconds / runs[1].StepSeconds);
+            var (syncRuns, c3poRuns) = (runs.Where((_, i) => i % 2 == 0).ToList(), runs.Where((_, i) => i % 2 == 1)
+                .ToList());
+            var size = new RlBenchmarkSize(prompts, c3poRuns[0].Budget, runs,
+                c3poRuns.Average(r => r.TokensPerSecond) / syncRuns.Average(r => r.TokensPerSecond),
+                syncRuns.Average(r => r.StepSeconds) / c3poRuns.Average(r => r.StepSeconds));
             log?.Invoke(
                 $"P {prompts,3}: C3PO++ over synchronous: rollout tokens/s {size.RolloutSpeedup:F2}x, step " +
                     $"time {size.StepSpeedup:F2}x");
@@ -129,9 +142,9 @@ internal sealed record RlBenchmarkReport(RlTrainOptions Job, int Cores, IReadOnl
 /// <summary>Synchronous and C3PO++ at one batch size.</summary>
 /// <param name="Prompts">Prompts per step of the synchronous baseline.</param>
 /// <param name="Budget">C3PO++'s Φ (the baseline's expected trained tokens per step).</param>
-/// <param name="Runs">Synchronous, then C3PO++.</param>
-/// <param name="RolloutSpeedup">C3PO++ rollout tokens/s over the synchronous baseline's.</param>
-/// <param name="StepSpeedup">Synchronous step time over C3PO++'s.</param>
+/// <param name="Runs">Synchronous, then C3PO++, as many times as the repeats, alternating.</param>
+/// <param name="RolloutSpeedup">C3PO++'s mean rollout tokens/s over the synchronous baseline's.</param>
+/// <param name="StepSpeedup">The synchronous baseline's mean step time over C3PO++'s.</param>
 internal sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlBenchmarkRun> Runs,
     double RolloutSpeedup, double StepSpeedup);
 

@@ -112,7 +112,8 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
         using var update = new PolicyUpdate(trainer, task, tokens, o, config, reference, budget);
         IRolloutSource source = o.Rollout.Mode == RolloutMode.Sync
             ? new SynchronousRollouts(engine, prompts, o.Rollout.Prompts / comm.Size, o.Rollout.Samples)
-            : new C3poPartitioner(engine, prompts, o.Rollout.Samples, budget, o.Rollout.Staleness);
+            : new C3poPartitioner(engine, prompts, o.Rollout.Samples, budget, o.Rollout.Staleness,
+                o.Rollout.InflightUpdate);
         if (resume is not null)
         {
             var saved = RlCheckpoint.ReadRank(resume, comm.Rank);
@@ -133,7 +134,7 @@ public sealed class RlTrainJob : RankJob<RlTrainOptions, RlTrainJob.RankOutcome,
             var stats = update.Run(batch, version, flat);
             var sync = Stopwatch.StartNew();
             flat = trainer.GatherParameters();
-            syncBytes = engine.LoadWeights(flat, ++version).Bytes;
+            syncBytes = engine.LoadWeights(flat, ++version, keepCache: o.Rollout.InflightUpdate).Bytes;
             syncSeconds = sync.Elapsed.TotalSeconds;
             var accuracy = (step + 1) % o.EvalEvery == 0 || step == o.Steps - 1 ? evaluation.Run(comm,
                 flat) : double.NaN;

@@ -65,6 +65,13 @@ public sealed record RolloutOptions
     [Option("C3PO++ staleness sigma: a group still unfinished after this many carry-overs is purged.")]
     public int Staleness { get; init; } = 2;
 
+    /// <summary>C3PO++: carried responses keep their KV cache through the weight sync. Default off.</summary>
+    [Option("C3PO++: responses carried to the next policy version keep their KV cache through the weight sync " +
+        "(PipelineRL's in-flight weight update) instead of feeding their prefix again; their later tokens attend to " +
+        "keys and values of older weights, which the train/infer correction sees as mismatch. A resumed run feeds " +
+        "the carried prefixes again, so resume is exact only without it.")]
+    public bool InflightUpdate { get; init; }
+
     /// <summary>DAPO's dynamic sampling (sync mode): groups whose rewards are all equal are dropped and refilled.
     /// Default off.</summary>
     [Option("Dynamic sampling (DAPO; sync rollouts): drop groups whose rewards are all equal and draw more prompts " +
@@ -234,6 +241,9 @@ public sealed record RlTrainOptions : IJobOptions
             "must be at least 1");
         if (Rollout.Staleness < 0) throw new ArgumentOutOfRangeException(nameof(Rollout.Staleness), Rollout.Staleness,
             "must not be negative");
+        if (Rollout.InflightUpdate && Rollout.Mode != RolloutMode.C3poPlusPlus) throw new ArgumentException(
+            "applies to C3PO++ rollouts only (--rollout c3po++): synchronous rollouts carry nothing over",
+            nameof(Rollout.InflightUpdate));
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "must be at least 1");
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps,
             "must not be negative");
