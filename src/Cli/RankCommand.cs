@@ -36,7 +36,7 @@ internal static class RankCommand
         {
             var o = options.Bind(parse);
             if (JobHost.RestartInAllocation(Path.GetFullPath(o.Run!), o.Cause)) return 0;
-            Console.Error.WriteLine($"{o.Run}: no restart left (--max-restarts)");
+            Console.Error.WriteLine($"{o.Run}: no restart left (--max-restarts), or its job does not restart");
             return 1;
         });
         return command;

@@ -116,7 +116,12 @@ public sealed class GenerationEngine : IDisposable
     {
         if (keepCache && _decoder is not null)
         {
-            _decoder.Swap(weights);
+            try { _decoder.Swap(weights); }
+            catch
+            {
+                weights.Dispose();
+                throw;
+            }
             _weights?.Dispose();
             (_weights, Version) = (weights, version);
             return;

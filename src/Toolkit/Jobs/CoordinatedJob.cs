@@ -39,9 +39,9 @@ public abstract class CoordinatedJob<TOptions, TResult> : IRankJob
     /// <summary>Whether a result is a success (the coordinator rank's exit code is 0).</summary>
     public virtual bool Succeeded(TResult result) => true;
 
-    /// <summary>How many times the ranks (mpi, slurm) are started again, resuming the job, when they end before the
-    /// coordinator wrote its result and no rank failed with an error of its own (a rank killed, the OOM killer, a lost
-    /// node: mpiexec tears every rank down when one dies). 0: never.</summary>
+    /// <summary>How many times mpiexec's ranks are started again, resuming the job, when they end before the
+    /// coordinator wrote its result and no rank failed with an error of its own (a rank killed, the OOM killer:
+    /// mpiexec tears every rank down when one dies). 0: never.</summary>
     public virtual int MaxRelaunches(TOptions options) => 0;
 
     /// <summary>Called before ranks start in the run folder (for a resumed job too): clears what a previous

@@ -69,12 +69,22 @@ public static partial class JobHost
                         ? await RanksUnderLauncherAsync(run, mpi, Tick, false, failed.Token)
                         : await RanksUnderSlurmAsync(run, launch, slurm, job, Tick, failed.Token);
                 }
-                catch (OperationCanceledException) when (!cancel.IsCancellationRequested) { }
+                catch (Exception e) when (!cancel.IsCancellationRequested && (File.Exists(run.File(RankFailureFile))
+                    || e is OperationCanceledException && failed.IsCancellationRequested))
+                {
+                    output = File.Exists(run.File(MpiJobLauncher.OutputFile))
+                        ? File.ReadAllText(run.File(MpiJobLauncher.OutputFile)) : "";
+                }
                 job.WhileRanksRun(run.Path);
-                if (File.Exists(run.File(ResultFile))) break;
                 var failure = File.Exists(run.File(RankFailureFile))
                     ? File.ReadAllText(run.File(RankFailureFile)).Trim() : null;
-                if (failure is null && relaunches < job.MaxRelaunches(options) && !cancel.IsCancellationRequested)
+                // a job the ranks completed stands; one they ended because a rank failed (stopped, say "cancelled")
+                // fails with that rank's error
+                if (File.Exists(run.File(ResultFile))
+                    && (failure is null || job.Succeeded(ReadResult<TResult>(run.Path)))) break;
+                // only mpiexec ends every rank when one dies; srun and Slurm jobs let the others go on
+                if (failure is null && launch.Launcher == Launcher.Mpi && relaunches < job.MaxRelaunches(options)
+                    && !cancel.IsCancellationRequested)
                 {
                     var attempt = Restarts.Read(run.Path).Count + 1;
                     Restarts.Record(run, new JobRestart(attempt, DateTimeOffset.UtcNow, ended, 0),
@@ -86,6 +96,7 @@ public static partial class JobHost
                         $"Run folder: {run.Path}.{(output.Length > 0 ? $" Last output:\n{MpiJobLauncher.Tail(output)}"
                             : "")}");
             }
+            File.Delete(run.File(RankFailureFile));
             run.Log("finished");
             return ReadResult<TResult>(run.Path);
         }

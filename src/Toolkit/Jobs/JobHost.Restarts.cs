@@ -15,9 +15,14 @@ public static partial class JobHost
     /// <exception cref="InvalidDataException">The folder is not a run folder.</exception>
     public static bool RestartInAllocation(string runPath, string cause)
     {
-        var (job, options) = ReadConfig(runPath);
+        // the options as the run was started: a restart's own point to a checkpoint --keep-checkpoints may remove
+        var (job, options) = ReadConfig(runPath, File.Exists(Path.Combine(runPath, InitialConfigFile))
+            ? InitialConfigFile : RunDirectory.ConfigFile);
         return job.RestartInAllocation(runPath, options, cause);
     }
+
+    /// <summary>The run's config.json as it was started, kept when a restart first rewrites config.json.</summary>
+    public const string InitialConfigFile = "config.initial.json";
 
     /// <summary>True when a Slurm batch job of <paramref name="job"/> restarts its failed job steps itself.</summary>
     private static bool RestartsInAllocation<TOptions>(object job, TOptions options) =>
@@ -35,7 +40,8 @@ public static partial class JobHost
 
     /// <summary>
     /// Records a restart and returns the options that continue the run from its latest intact checkpoint (or the
-    /// ones given when there is none); the ranks of another process read them from <c>config.json</c>.
+    /// ones given, the run's initial options, when there is none); the ranks of another process read them from
+    /// <c>config.json</c>.
     /// </summary>
     private static TOptions Restart<TOptions>(RunDirectory run, string kind, IRestartableJob<TOptions> job,
         TOptions options, string cause)
@@ -47,8 +53,9 @@ public static partial class JobHost
         var step = latest is null ? 0 : Checkpoints.CheckpointFolders.StepOf(latest);
         var attempt = Restarts.Read(run.Path).Count + 1;
         Restarts.Record(run, new JobRestart(attempt, DateTimeOffset.UtcNow, cause.Split('\n')[0], step));
-        // ResumeAt keeps the run's last step whatever restart the options come from
         var next = latest is null ? options : job.ResumeAt(options, latest, step);
+        if (!File.Exists(run.File(InitialConfigFile)))
+            File.Copy(run.File(RunDirectory.ConfigFile), run.File(InitialConfigFile));
         File.WriteAllText(run.File(RunDirectory.ConfigFile), JsonSerializer.Serialize(new JobConfig<TOptions>(kind,
             next), ToolkitJson.Options));
         var outcomes = Path.Combine(run.Path, OutcomesFolder);

@@ -79,7 +79,7 @@ public static partial class JobHost
                     && e is not ArgumentException)
                 {
                     // a Slurm batch job restarts inside its allocation first: those restarts count too
-                    current = Restart(run, job.Kind, restartable, ReadOptions<TOptions>(run.Path), e.Message);
+                    current = Restart(run, job.Kind, restartable, options, e.Message);
                 }
             }
         }
@@ -110,13 +110,13 @@ public static partial class JobHost
     /// <summary>The job a run folder's config.json names, and its options.</summary>
     /// <exception cref="InvalidDataException">The folder is not a run folder, or names a kind this toolkit does not
     /// know.</exception>
-    private static (IRankJob Job, JsonElement Options) ReadConfig(string runPath)
+    private static (IRankJob Job, JsonElement Options) ReadConfig(string runPath,
+        string file = RunDirectory.ConfigFile)
     {
-        var configPath = Path.Combine(runPath, RunDirectory.ConfigFile);
+        var configPath = Path.Combine(runPath, file);
         using var config = JsonDocument.Parse(File.Exists(configPath)
             ? File.ReadAllText(configPath)
-                : throw new InvalidDataException(
-                    $"{runPath} is not a run folder: it has no {RunDirectory.ConfigFile}."));
+                : throw new InvalidDataException($"{runPath} is not a run folder: it has no {file}."));
         if (!config.RootElement.TryGetProperty("kind", out var kind) || kind.ValueKind != JsonValueKind.String)
             throw new InvalidDataException($"{configPath} names no job kind.");
         if (!config.RootElement.TryGetProperty("options", out var options) || options.ValueKind != JsonValueKind.Object)
@@ -124,10 +124,10 @@ public static partial class JobHost
         return (JobCatalog.Find(kind.GetString()!), options.Clone());
     }
 
-    /// <summary>The options in a run folder's config.json.</summary>
-    private static TOptions ReadOptions<TOptions>(string runPath) =>
-        ReadConfig(runPath).Options.Deserialize<TOptions>(ToolkitJson.Options)
-            ?? throw new InvalidDataException($"{runPath}/{RunDirectory.ConfigFile} holds no options.");
+    /// <summary>The options in a run folder's config.json (or in another file of the same shape).</summary>
+    private static TOptions ReadOptions<TOptions>(string runPath, string file = RunDirectory.ConfigFile) =>
+        ReadConfig(runPath, file).Options.Deserialize<TOptions>(ToolkitJson.Options)
+            ?? throw new InvalidDataException($"{runPath}/{file} holds no options.");
 
     internal static void RunRankProcess<TOptions, TOutcome, TResult>(RankJob<TOptions, TOutcome, TResult> job,
         string runPath, TOptions options)

@@ -161,6 +161,23 @@ public sealed class InferKubernetesTests : IDisposable
         Assert.Contains("is finished: nothing to do", output);
     }
 
+    /// <summary>A pod waiting for the coordinator's certificate in the job folder ends with success when the job is
+    /// found finished there meanwhile.</summary>
+    [Fact]
+    public async Task Cli_AWorkerWaitingForTheCertificate_EndsWithSuccess_WhenTheJobFinishes()
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(_folder.Path, "waiting")).FullName;
+        var worker = Task.Run(() => Repository.Run("dotnet", [Repository.CliDll, "infer", "worker", "--coordinator",
+            "https://127.0.0.1:1", "--job-folder", folder, "--grace", "60"], TimeSpan.FromMinutes(1),
+            environment: new Dictionary<string, string> { [CoordinatorTransports.TokenVariable] = "t" }));
+        await Task.Delay(TimeSpan.FromSeconds(5));   // started and waiting (a worker starting late says so)
+        Toolkit.Runtime.ToolkitJson.Write(Path.Combine(folder, InferLayout.StatusFile), new InferStatus(10, 10, 0, 1,
+            1, 0, [], 0, null, [], [], 0, 0, 1));
+        var (code, output) = await worker;
+        Assert.True(code == 0, output);
+        Assert.DoesNotContain("nothing to do", output);
+    }
+
     [Fact]
     public async Task Apply_WithoutACluster_SaysSo_AfterWritingTheManifests()
     {

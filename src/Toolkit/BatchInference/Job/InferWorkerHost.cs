@@ -40,7 +40,14 @@ internal static class InferWorkerHost
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         var address = options.Coordinator!;
         var transport = CoordinatorTransports.Find();
-        var fingerprint = options.Fingerprint ?? await PinFromJobFolder(options, cancel, log);
+        string? fingerprint = options.Fingerprint;
+        if (fingerprint is null && options.JobFolder is { } folder
+            && address.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(drain.Token, abort.Token);
+            fingerprint = await PinFromJobFolder(folder, options.Grace, stop.Token, log);
+            if (fingerprint is null) return Finished(folder) ? 0 : WorkLeft;   // finished, or stopped first
+        }
         using var client = transport.Connect(address, token, fingerprint);
         var worker = new InferenceWorker(client, options.Id ?? $"{Environment.MachineName}-{Environment.ProcessId}")
         {
@@ -89,18 +96,18 @@ internal static class InferWorkerHost
     }
 
     /// <summary>
-    /// For an https coordinator given without <c>--fingerprint</c>: the fingerprint its job folder's
+    /// For an https coordinator given without <c>--fingerprint</c>: the fingerprint the job folder's
     /// <c>coordinator.json</c> holds (a Kubernetes pod sees the folder on the shared volume), waiting up to
-    /// <c>--grace</c> seconds for the coordinator to write it; null otherwise.
+    /// <paramref name="grace"/> seconds for the coordinator to write it; null when the job is found finished or the
+    /// worker is stopped first.
     /// </summary>
-    private static async Task<string?> PinFromJobFolder(InferWorkerOptions options, CancellationToken cancel,
+    /// <exception cref="JobFailedException">No coordinator wrote it in time.</exception>
+    private static async Task<string?> PinFromJobFolder(string folder, double grace, CancellationToken stop,
         Action<string>? log)
     {
-        if (options.JobFolder is not { } folder
-            || !options.Coordinator!.StartsWith("https://", StringComparison.OrdinalIgnoreCase)) return null;
         var file = Path.Combine(folder, InferLayout.CoordinatorFile);
-        var deadline = DateTime.UtcNow.AddSeconds(Math.Max(options.Grace, 1));
-        while (true)
+        var deadline = DateTime.UtcNow.AddSeconds(Math.Max(grace, 1));
+        while (!stop.IsCancellationRequested && !Finished(folder))
         {
             try
             {
@@ -113,10 +120,12 @@ internal static class InferWorkerHost
             }
             catch (Exception e) when (e is IOException or System.Text.Json.JsonException) { }   // being written
             if (DateTime.UtcNow > deadline) throw new JobFailedException(
-                $"no coordinator certificate appeared in {file} within {options.Grace:F0} s: is the coordinator " +
+                $"no coordinator certificate appeared in {file} within {grace:F0} s: is the coordinator " +
                     "running on that job folder? (--fingerprint pins one explicitly)");
-            await Task.Delay(500, cancel);
+            try { await Task.Delay(500, stop); }
+            catch (OperationCanceledException) { }
         }
+        return null;
     }
 
     /// <summary>The exit code of a work-queue worker drained or stopped while work remains (EX_TEMPFAIL).</summary>

@@ -4,11 +4,11 @@ namespace Toolkit.BatchInference;
 
 /// <summary>
 /// A worker rank under mpiexec or srun runs its worker as a child process and starts it again when it dies (a record
-/// that crashes the model, the OOM killer, a kill): the launcher tears every rank down when one rank process ends
+/// that crashes the model, the OOM killer, a kill): mpiexec tears every rank down when one rank process ends
 /// abnormally (MPICH's hydra does so even with <c>-disable-auto-cleanup</c>), and starting every rank again (the job
-/// host's relaunch) costs far more than starting one worker. The dead worker's shards go back to the queue when their
-/// leases expire. Workers that end before doing any work back off and, five in a row, fail the rank
-/// (<see cref="StartFailures"/>).
+/// host's relaunch) costs far more than starting one worker; under srun the rank would simply be lost. The dead
+/// worker's shards go back to the queue when their leases expire. Workers that end before doing any work back off
+/// and, five in a row, fail the rank (<see cref="StartFailures"/>).
 /// </summary>
 internal static class RankWorker
 {

@@ -220,10 +220,10 @@ public sealed record InferSchedulingOptions : ICheckedOptions
         "--workers).")]
     public int MaxWorkers { get; init; }
 
-    /// <summary>Times the ranks (mpi, slurm) start again when they end before the job does. Default 3.</summary>
-    [Option("Times the ranks (--launcher mpi or slurm) are started again, resuming the job, when they end before it " +
-        "does because one of them died (mpiexec ends every rank then): committed shards are kept, the rest redone; " +
-        "each restart recorded in restarts.jsonl and the log.")]
+    /// <summary>Times mpiexec's ranks start again when they end before the job does. Default 3.</summary>
+    [Option("Times the ranks of --launcher mpi are started again, resuming the job, when they end before it does " +
+        "because one of them died (mpiexec ends every rank then): committed shards are kept, the rest redone; each " +
+        "restart recorded in restarts.jsonl and the log.")]
     public int MaxRestarts { get; init; } = 3;
 
     /// <summary>The autoscaler's ceiling, resolved.</summary>
