@@ -18,35 +18,28 @@ public sealed class RankWorkerTests : IDisposable
     [Fact]
     public async Task UnderMpiexec_AKilledWorker_IsStartedAgainByItsRank_EveryRecordExactlyOnce()
     {
-        var input = Path.Combine(_folder.Path, "in.jsonl");
-        SentenceDataset.Write(input, 2400, seed: 7, badEvery: 300);
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        var job = InferJob.RunAsync(new InferJobOptions
-        {
-            Data = new() { Input = input },
-            Scheduling = new() { ShardSize = 40, LeaseSeconds = 5 },
-            Launch = InferJobOptions.DefaultLaunch with { Launcher = Launcher.Mpi, Ranks = 3,
-                RunsDirectory = _folder.Path },
-        }, cancel: timeout.Token);
-        string? killed = null;
-        while (killed is null && !job.IsCompleted)
-        {
-            await Task.Delay(50);
-            killed = KillAWorkerThatCommitted();
-        }
-        var result = await job;
-        Assert.True(killed is not null, "the job finished before a worker could be killed");
-        Assert.Equal(("completed", 2392L, 8L), (result.State, result.OutputRecords, result.Quarantined));
-        Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
+        var (result, killed, _) = await RunKilling(rankProcess: false);
         // the rank started its worker again, under a new name
         Assert.Contains(result.Workers, w => w.Id == $"{killed}-1");
         Assert.Equal(3, result.Workers.Count);
+        Assert.Empty(Restarts.Read(result.JobFolder));
     }
 
     /// <summary>A worker rank's own process SIGKILLed: mpiexec ends every rank, the job host starts them again on the
     /// job folder (a resume), and the job completes with every record exactly once; the restart is recorded.</summary>
     [Fact]
     public async Task UnderMpiexec_AKilledRankProcess_TheRanksStartAgain_EveryRecordExactlyOnce()
+    {
+        var (result, _, log) = await RunKilling(rankProcess: true);
+        var restart = Assert.Single(Restarts.Read(result.JobFolder));
+        Assert.Contains("mpiexec", restart.Cause);
+        Assert.Contains("the ranks start again and resume the job", log);
+    }
+
+    /// <summary>A 3-rank mpiexec job of 2400 records (8 malformed) in which the first worker to commit a shard, or its
+    /// rank process, is SIGKILLed; checks that it completes with every record exactly once and returns the result,
+    /// the killed worker's name and the job's log.</summary>
+    private async Task<(InferResult Result, string Killed, string Log)> RunKilling(bool rankProcess)
     {
         var input = Path.Combine(_folder.Path, "in.jsonl");
         SentenceDataset.Write(input, 2400, seed: 7, badEvery: 300);
@@ -62,16 +55,14 @@ public sealed class RankWorkerTests : IDisposable
         while (killed is null && !job.IsCompleted)
         {
             await Task.Delay(50);
-            killed = KillAWorkerThatCommitted(rankProcess: true);
+            killed = KillAWorkerThatCommitted(rankProcess);
         }
         var result = await job;
-        Assert.True(killed is not null, "the job finished before a rank could be killed");
+        Assert.True(killed is not null, "the job finished before a worker or its rank could be killed");
         var log = File.ReadAllText(Path.Combine(result.JobFolder, "log.txt"));
         Assert.True((result.State, result.OutputRecords, result.Quarantined) == ("completed", 2392L, 8L), log);
         Assert.True(InferOutput.Verify(result.JobFolder, new JsonlSource(input, "id", "text")).ExactlyOnce);
-        var restart = Assert.Single(Restarts.Read(result.JobFolder));
-        Assert.Contains("mpiexec", restart.Cause);
-        Assert.Contains("the ranks start again and resume the job", log);
+        return (result, killed, log);
     }
 
     /// <summary>Poison records under mpiexec: a record that SIGKILLs its worker and one that hangs the model (the
@@ -100,7 +91,7 @@ public sealed class RankWorkerTests : IDisposable
 
     /// <summary>SIGKILLs the first worker whose log shows a committed shard, or the rank process that started it
     /// (<paramref name="rankProcess"/>); returns the worker's name, or null.</summary>
-    private string? KillAWorkerThatCommitted(bool rankProcess = false)
+    private string? KillAWorkerThatCommitted(bool rankProcess)
     {
         var logs = Directory.GetDirectories(_folder.Path, "infer-*").Select(f => Path.Combine(f, "workers"))
             .FirstOrDefault(Directory.Exists);
