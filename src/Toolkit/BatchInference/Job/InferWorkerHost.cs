@@ -52,6 +52,7 @@ internal static class InferWorkerHost
         var worker = new InferenceWorker(client, options.Id ?? $"{Environment.MachineName}-{Environment.ProcessId}")
         {
             CoordinatorGrace = TimeSpan.FromSeconds(options.Grace),
+            JobFinished = options.JobFolder is { } jobFolder ? () => Finished(jobFolder) : null,
             Log = log,
             OnStalled = seconds =>
             {

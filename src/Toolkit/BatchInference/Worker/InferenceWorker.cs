@@ -49,6 +49,10 @@ internal sealed class InferenceWorker
     /// <summary>How long the worker keeps retrying a coordinator it cannot reach before it gives up.</summary>
     public TimeSpan CoordinatorGrace { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Whether the job is known finished elsewhere (its folder's status): an unreachable coordinator is then
+    /// not retried.</summary>
+    public Func<bool>? JobFinished { get; init; }
+
     /// <summary>Most shards held at once (the one being finished and the ones read ahead).</summary>
     public int MaxHeldShards { get; init; } = 3;
 
@@ -358,7 +362,7 @@ internal sealed class InferenceWorker
         {
             try { return await call(stop); }
             catch (Exception e) when (!stop.IsCancellationRequested && _coordinator.IsTransient(e)
-                && Stopwatch.GetTimestamp() < deadline)
+                && Stopwatch.GetTimestamp() < deadline && JobFinished?.Invoke() != true)
             {
                 Log?.Invoke($"{Id}: coordinator unreachable ({e.Message}); retrying in {delay.TotalSeconds:F1} s");
                 await Task.Delay(delay, stop);
