@@ -128,7 +128,10 @@ internal sealed class InferenceWorker
         _lastCommit = Stopwatch.GetTimestamp();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(abort);
         var tasks = StartPipeline(spec, jobFolder, source, models, drain, stop.Token);
-        var heartbeat = HeartbeatLoop(spec, stop.Token);
+        // the heartbeats (and the stall watch) go on until every stage has ended: a stage hung in the model while the
+        // others stop still makes the worker leave (OnStalled)
+        using var beat = CancellationTokenSource.CreateLinkedTokenSource(abort);
+        var heartbeat = HeartbeatLoop(spec, beat.Token);
         var reason = "finished";
         try
         {
@@ -155,6 +158,7 @@ internal sealed class InferenceWorker
         finally
         {
             stop.Cancel();
+            beat.Cancel();
             await heartbeat.ContinueWith(_ => { }, TaskScheduler.Default);
             if (drain.IsCancellationRequested && reason == "finished" && !_jobFinished) reason = "drained";
             _reason = reason;
