@@ -49,19 +49,16 @@ internal sealed class InferenceWorker
     /// <summary>How long the worker keeps retrying a coordinator it cannot reach before it gives up.</summary>
     public TimeSpan CoordinatorGrace { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Whether the job is known finished elsewhere (its folder's status): an unreachable coordinator is then
-    /// not retried.</summary>
+    /// <summary>Whether the job is known finished: a coordinator gone then is not retried.</summary>
     public Func<bool>? JobFinished { get; init; }
 
     /// <summary>Most shards held at once (the one being finished and the ones read ahead).</summary>
     public int MaxHeldShards { get; init; } = 3;
 
-    /// <summary>
-    /// Called with the seconds stalled when this worker has held shards for <c>--stall-seconds</c> (and two
+    /// <summary>Called with the seconds stalled when this worker has held shards for <c>--stall-seconds</c> (and two
     /// heartbeats more, so the coordinator has taken them back) without its pipeline moving a record: a worker process
     /// exits then, so that whatever runs it (its rank, a Kubernetes Job, an operator) starts it again; a hung model
-    /// call does not come back. Null (in-process workers): the coordinator's pool abandons it.
-    /// </summary>
+    /// call does not come back. Null (in-process workers): the coordinator's pool abandons it.</summary>
     public Action<double>? OnStalled { get; init; }
 
     /// <summary>Writes progress lines (joined, shard committed, left), or null.</summary>
@@ -128,8 +125,7 @@ internal sealed class InferenceWorker
         _lastCommit = Stopwatch.GetTimestamp();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(abort);
         var tasks = StartPipeline(spec, jobFolder, source, models, drain, stop.Token);
-        // the heartbeats (and the stall watch) go on until every stage has ended: a stage hung in the model while the
-        // others stop still makes the worker leave (OnStalled)
+        // heartbeats and the stall watch outlive every stage: a stage hung in the model still makes the worker leave
         using var beat = CancellationTokenSource.CreateLinkedTokenSource(abort);
         var heartbeat = HeartbeatLoop(spec, beat.Token);
         var reason = "finished";
