@@ -114,12 +114,8 @@ public sealed class GenerationEngineTests
     {
         using var first = Model(seed: 3);
         using var second = Model(seed: 4);
-        using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 2, new SamplingOptions(),
-            stopTokens: [300], maxTokens: 6, seed: 5);   // 300: never drawn
-        engine.LoadWeights(Flat(first), 1);
-        var s = new Sequence(0, Prompts(1)[0]);
-        engine.Enqueue(s);
-        while (s.Tokens.Count < 3) engine.Step();
+        var (engine, s) = ThreeTokensIn(first);
+        using var _ = engine;
         Assert.Same(s, Assert.Single(engine.EvictAll()));
         Assert.Equal(0, engine.InFlight);
         engine.LoadWeights(Flat(second), 2);
@@ -134,9 +130,8 @@ public sealed class GenerationEngineTests
 
     /// <summary>In flight (<c>keepCache</c>): a sequence goes on through a weight load without feeding its prefix
     /// again. With the same weights loaded again the run equals an uninterrupted one (to float rounding: the weights
-    /// are new tensors); with other weights
-    /// its next tokens attend to the old weights' cache, so their log-probabilities are not the new weights' full
-    /// forward (which a re-fed sequence gets).</summary>
+    /// are new tensors); with other weights its next tokens attend to the old weights' cache, so their
+    /// log-probabilities are not the new weights' full forward (which a re-fed sequence gets).</summary>
     [Fact]
     public void InflightUpdate_KeepsTheCache_ThroughAWeightLoad()
     {
@@ -144,12 +139,8 @@ public sealed class GenerationEngineTests
         using var second = Model(seed: 4);
         (Sequence Sequence, long Prefix) Run(Gpt? next)
         {
-            using var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 2, new SamplingOptions(),
-                stopTokens: [300], maxTokens: 6, seed: 5);   // 300: never drawn
-            engine.LoadWeights(Flat(first), 1);
-            var s = new Sequence(0, Prompts(1)[0]);
-            engine.Enqueue(s);
-            while (s.Tokens.Count < 3) engine.Step();
+            var (engine, s) = ThreeTokensIn(first);
+            using var _ = engine;
             var fed = engine.PrefixTokens;
             if (next is not null) engine.LoadWeights(Flat(next), 2, keepCache: true);
             engine.RunToCompletion();
@@ -214,6 +205,19 @@ public sealed class GenerationEngineTests
         // same numerics, same experts
         Assert.Equal(new long[config.Layers], flips);
         Assert.Equal(sequences.Count, scored);
+    }
+
+    /// <summary>An engine on <paramref name="model"/> (2 slots, 6 tokens at most, no stop token) with one sequence
+    /// that has sampled 3 tokens.</summary>
+    private static (GenerationEngine Engine, Sequence Sequence) ThreeTokensIn(Gpt model)
+    {
+        var engine = new GenerationEngine(Config, Numerics.Fp32, slots: 2, new SamplingOptions(),
+            stopTokens: [300], maxTokens: 6, seed: 5);   // 300: never drawn
+        engine.LoadWeights(Flat(model), 1);
+        var s = new Sequence(0, Prompts(1)[0]);
+        engine.Enqueue(s);
+        while (s.Tokens.Count < 3) engine.Step();
+        return (engine, s);
     }
 
     internal static Gpt Model(int seed)
