@@ -71,6 +71,47 @@ public sealed class C3poTests
         else Assert.True(prefix > c3po.Opened, $"{prefix} prefix tokens: no carried response was fed again");
     }
 
+    /// <summary>With σ too large to force any group, a step stops at the group that reaches Φ: groups completing in
+    /// the same engine step after it wait for the next iteration, which trains them first, so a step never trains a
+    /// whole group beyond Φ; a saved pool keeps the waiting groups, and a restored one trains them first.</summary>
+    [Fact]
+    public void AStep_TrainsLessThanOneGroupBeyondTheBudget_AndTheWaitingGroupsGoFirst_AlsoAfterARestore()
+    {
+        const int budget = 40, groupSize = 2;
+        var problems = Enumerable.Range(0, 50).Select(i => new Problem($"{(char)(i % 3)}", "")).ToList();
+        GenerationEngine Engine() => new(Config, Numerics.Fp32, slots: 16, new SamplingOptions(), stopTokens: [3],
+            maxTokens: 14, seed: 9);
+        using var engine = Engine();
+        var c3po = new C3poPartitioner(engine, new PromptStream(problems, seed: 1), groupSize, budget, staleness: 50);
+        C3poPool? saved = null, waiting = null;
+        var waitingInPool = 0;
+        var trained = new HashSet<long>();
+        for (var version = 1; version <= 10; version++)
+        {
+            using (var model = Gpt.Create(Config, version)) engine.LoadWeights(Flat(model), version);
+            var batch = c3po.Next();
+            Assert.True(batch.CompletedTokens >= budget);
+            var largest = batch.Groups.Max(g => g.Samples.Sum(s => s.Tokens.Count));
+            Assert.True(batch.CompletedTokens - budget < largest, $"iteration {version}: {batch.CompletedTokens} " +
+                $"tokens for a budget of {budget}, largest group {largest}");
+            if (saved?.Banked.Count > 0) Assert.Equal(saved.Banked[0].Id, batch.Groups[0].Id);
+            Assert.All(batch.Groups.SelectMany(g => g.Samples), s => Assert.True(trained.Add(s.Id)));
+            saved = c3po.Save();
+            if (saved.Banked.Count > 0) (waiting, waitingInPool) = (saved, c3po.InPool);
+        }
+        Assert.True(waiting is not null, "no group ever waited for the next iteration");
+        // a fresh partitioner from the saved pool trains the waiting groups first
+        using var other = Engine();
+        using (var model = Gpt.Create(Config, 11)) other.LoadWeights(Flat(model), 11);
+        var restored = new C3poPartitioner(other, new PromptStream(problems, seed: 2), groupSize, budget,
+            staleness: 50);
+        restored.Restore(waiting);
+        Assert.Equal(waitingInPool, restored.InPool);
+        var first = restored.Next();
+        Assert.Equal(waiting.Banked[0].Id, first.Groups[0].Id);
+        Assert.Equal(waiting.Banked[0].Samples.Select(s => s.Tokens), first.Groups[0].Samples.Select(s => s.Tokens));
+    }
+
     [Fact]
     public void Synchronous_GeneratesWholeGroups_ToCompletion()
     {

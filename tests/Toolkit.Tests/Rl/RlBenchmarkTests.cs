@@ -40,32 +40,37 @@ public sealed class RlBenchmarkTests : IDisposable
                 2L * VerifiableTask.Named("longtail").MaxCompletionTokens), c3po.Budget);
             Assert.Equal(c3po.Budget, size.Budget);
             Assert.All(size.Runs, r => Assert.Equal(size.Prompts, r.Prompts));
-            // the breakdown: each part of the rollout within it, the baseline throws nothing away
-            Assert.All(size.Runs, r => Assert.True(r.PrefillSeconds > 0 && r.PrefillSeconds <= r.RolloutSeconds
-                && r.DecodeSeconds <= r.RolloutSeconds && r.TrainSeconds > 0 && r.SyncSeconds > 0
-                && r.PrefixTokensPerStep > 0, $"{r.Rollout}: {r}"));
+            // the breakdown: each part of the rollout within it, the baseline throws nothing away (C3PO++ may train
+            // a step on groups held back from the step before, and generate nothing)
+            Assert.All(size.Runs, r => Assert.True(r.PrefillSeconds <= r.RolloutSeconds
+                && r.DecodeSeconds <= r.RolloutSeconds && r.TrainSeconds > 0 && r.SyncSeconds > 0, $"{r}"));
+            Assert.True(sync.PrefillSeconds > 0 && sync.PrefixTokensPerStep > 0, $"{sync}");
             Assert.Equal(0, sync.WastedTokensPerStep);
+            // every C3PO++ step trains at least its budget (Φ split over the 2 ranks)
+            Assert.True(c3po.TrainedTokensPerStep >= c3po.Budget / 2 * 2, $"{c3po}");
             // C3PO++ over the baseline, not the reverse
             Assert.Equal(size.Runs[1].TokensPerSecond / size.Runs[0].TokensPerSecond, size.RolloutSpeedup, 12);
             Assert.Equal(size.Runs[0].StepSeconds / size.Runs[1].StepSeconds, size.StepSpeedup, 12);
-            Assert.All(size.Runs,
-                r => Assert.True(r.TokensPerSecond > 0 && r.TrainedTokensPerStep > 0 && Directory.Exists(r.RunPath)));
+            Assert.True(sync.TokensPerSecond > 0 && c3po.TokensPerSecond >= 0);
+            Assert.All(size.Runs, r => Assert.True(r.TrainedTokensPerStep > 0 && Directory.Exists(r.RunPath)));
             // the baseline finishes every response in its step
             Assert.Equal(0, size.Runs[0].Carried);
         });
     }
 
-    /// <summary>Repeats alternate the modes (sync, C3PO++, sync, C3PO++) and the speed-ups compare their
+    /// <summary>Repeats alternate the modes' order (sync, C3PO++, C3PO++, sync) and the speed-ups compare their
     /// means.</summary>
     [Fact]
-    public async Task Repeats_AlternateTheModes_TheSpeedupsCompareTheirMeans()
+    public async Task Repeats_AlternateTheModesOrder_TheSpeedupsCompareTheirMeans()
     {
         var size = Assert.Single((await RlBenchmark.RunAsync(Options("4", repeats: 2))).Sizes);
-        Assert.Equal(["sync", "c3po++", "sync", "c3po++"], size.Runs.Select(r => r.Rollout));
-        var (sync, c3po) = (new[] { size.Runs[0], size.Runs[2] }, new[] { size.Runs[1], size.Runs[3] });
+        Assert.Equal(["sync", "c3po++", "c3po++", "sync"], size.Runs.Select(r => r.Rollout));
+        var (sync, c3po) = (new[] { size.Runs[0], size.Runs[3] }, new[] { size.Runs[1], size.Runs[2] });
         Assert.Equal(c3po.Average(r => r.TokensPerSecond) / sync.Average(r => r.TokensPerSecond), size.RolloutSpeedup,
             12);
         Assert.Equal(sync.Average(r => r.StepSeconds) / c3po.Average(r => r.StepSeconds), size.StepSpeedup, 12);
+        double Trained(RlBenchmarkRun[] r) => r.Average(x => x.TrainedTokensPerStep) / r.Average(x => x.StepSeconds);
+        Assert.Equal(Trained(c3po) / Trained(sync), size.TrainedSpeedup, 12);
         // the same seeds: the baseline trains on the same tokens each time, C3PO++ gets the same budget
         Assert.Equal(sync[0].TrainedTokensPerStep, sync[1].TrainedTokensPerStep);
         Assert.Equal(c3po[0].Budget, c3po[1].Budget);

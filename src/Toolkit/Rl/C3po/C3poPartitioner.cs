@@ -7,11 +7,14 @@ namespace Toolkit.Rl;
 /// C3PO++ (Ring-1T, arXiv 2510.18855, §C3PO++): budget-controlled rollout partitioning. An inference pool of capacity
 /// Ω (the engine's slots) is kept full of responses being generated; responses that finish are counted, by complete
 /// groups (GRPO needs a prompt's G responses together), and as soon as the completed groups' tokens reach the budget Φ
-/// the iteration trains on them only. Unfinished responses stay in the pool and are resumed by the next policy version
-/// (each token keeps the version that generated it); a group still open after σ carry-overs is purged (counted, never
-/// silently lost). Every response is therefore trained on exactly once, purged, or still in the pool. Carried responses
-/// leave the engine and feed their prefix again under the new weights, or, in flight (<c>--inflight-update</c>), stay
-/// in their slots and go on from the cache the older weights filled.
+/// the iteration trains on them only. Groups complete after Φ was reached, and the first group that would overshoot Φ
+/// by more than the tokens still missing, wait for the next iteration, which takes them first; a group at the
+/// staleness limit σ never waits. So a step trains Φ and, those groups aside, less than one group more, most often
+/// half a group or less. Unfinished responses stay in the pool and are resumed by the next policy version (each token
+/// keeps the version that generated it); a group still open after σ carry-overs is purged (counted, never silently
+/// lost). Every response is therefore trained on exactly once, purged, or still in the pool. Carried responses leave
+/// the engine and feed their prefix again under the new weights, or, in flight (<c>--inflight-update</c>), stay in
+/// their slots and go on from the cache the older weights filled.
 /// </summary>
 internal sealed class C3poPartitioner : IRolloutSource
 {
@@ -24,6 +27,7 @@ internal sealed class C3poPartitioner : IRolloutSource
     private readonly bool _inflight;
     private readonly Dictionary<long, OpenGroup> _open = [];
     private readonly List<Sequence> _carried = [];
+    private readonly List<OpenGroup> _banked = [];
 
     public C3poPartitioner(GenerationEngine engine, PromptStream prompts, int groupSize, long budget, int staleness,
         bool inflight = false)
@@ -39,8 +43,9 @@ internal sealed class C3poPartitioner : IRolloutSource
     /// <summary>Responses created so far (G per prompt opened).</summary>
     public long Opened => _factory.Sequences;
 
-    /// <summary>Responses waiting in the pool (unfinished, or finished while a sibling is not).</summary>
-    public int InPool => _open.Values.Sum(g => g.Samples.Count);
+    /// <summary>Responses waiting in the pool (unfinished, finished while a sibling is not, or in a complete group
+    /// held back for the next iteration).</summary>
+    public int InPool => _open.Values.Concat(_banked).Sum(g => g.Samples.Count);
 
     public RolloutBatch Next()
     {
@@ -51,6 +56,23 @@ internal sealed class C3poPartitioner : IRolloutSource
         _carried.Clear();
         var completed = new List<RolloutGroup>();
         long tokens = 0;
+        var waited = false;
+        // a complete group joins while it leaves the total nearer Φ; past Φ, or once per iteration when it would
+        // overshoot further, it waits, unless it is at its staleness limit
+        bool Take(OpenGroup group)
+        {
+            var wait = tokens >= _budget || completed.Count > 0 && !waited
+                && tokens + group.Tokens - _budget > _budget - tokens;
+            if (wait && group.Carries < _staleness)
+            {
+                waited |= tokens < _budget;
+                return false;
+            }
+            completed.Add(new RolloutGroup(group.Id, group.Problem, group.Samples));
+            tokens += group.Tokens;
+            return true;
+        }
+        _banked.RemoveAll(Take);
         while (tokens < _budget)
         {
             while (_engine.InFlight + _engine.Queued < _engine.Slots) Open(_prompts.Next());
@@ -59,8 +81,7 @@ internal sealed class C3poPartitioner : IRolloutSource
                 var group = _open[(long)finished.Tag!];
                 if (++group.Finished < _groupSize) continue;
                 _open.Remove(group.Id);
-                completed.Add(new RolloutGroup(group.Id, group.Problem, group.Samples));
-                tokens += group.Samples.Sum(s => (long)s.Tokens.Count);
+                if (!Take(group)) _banked.Add(group);
             }
         }
         if (!_inflight) _carried.AddRange(_engine.EvictAll());
@@ -70,27 +91,28 @@ internal sealed class C3poPartitioner : IRolloutSource
     }
 
     /// <summary>The pool between iterations: every open group with its responses, the order the carried ones are
-    /// resumed in (in flight: the engine's order; a restored run feeds their prefixes again), and the
-    /// counters.</summary>
-    public C3poPool Save() => new(
-        [.. _open.Values.Select(g => new SavedGroup(g.Id, g.Problem, g.Finished, g.Carries,
-            [.. g.Samples.Select(SavedSequence.Of)]))],
+    /// resumed in (in flight: the engine's order; a restored run feeds their prefixes again), the complete groups
+    /// held back, and the counters.</summary>
+    public C3poPool Save() => new([.. _open.Values.Select(Saved)],
         [.. (_inflight ? _engine.Pending : _carried).Select(s => s.Id)], _factory.Groups, _factory.Sequences,
-        PurgedTotal);
+        PurgedTotal) { Banked = [.. _banked.Select(Saved)] };
+
+    private static SavedGroup Saved(OpenGroup g) =>
+        new(g.Id, g.Problem, g.Finished, g.Carries, [.. g.Samples.Select(SavedSequence.Of)]);
+
+    private static OpenGroup Restored(SavedGroup g) =>
+        new(g.Id, g.Problem, [.. g.Samples.Select(s => s.ToSequence(g.Id))])
+        { Finished = g.Finished, Carries = g.Carries };
 
     /// <summary>Puts a saved pool back (into a partitioner that has not run yet).</summary>
     public void Restore(C3poPool pool)
     {
         if (_open.Count > 0 || _factory.Sequences > 0)
             throw new InvalidOperationException("Restore a pool before the first iteration.");
-        var byId = new Dictionary<long, Sequence>();
-        foreach (var g in pool.Groups)
-        {
-            var samples = g.Samples.Select(s => s.ToSequence(g.Id)).ToList();
-            foreach (var s in samples) byId[s.Id] = s;
-            _open[g.Id] = new OpenGroup(g.Id, g.Problem, samples) { Finished = g.Finished, Carries = g.Carries };
-        }
+        foreach (var group in pool.Groups.Select(Restored)) _open[group.Id] = group;
+        var byId = _open.Values.SelectMany(g => g.Samples).ToDictionary(s => s.Id);
         _carried.AddRange(pool.Carried.Select(id => byId[id]));
+        _banked.AddRange(pool.Banked.Select(Restored));
         _factory.Restore(pool.GroupsOpened, pool.SequencesOpened);
         PurgedTotal = pool.Purged;
     }
@@ -106,6 +128,7 @@ internal sealed class C3poPartitioner : IRolloutSource
     /// responses; returns the responses dropped and the tokens they had sampled.</summary>
     private (int Responses, long Tokens) Purge()
     {
+        foreach (var group in _banked) group.Carries++;
         var (purged, wasted) = (0, 0L);
         foreach (var group in _open.Values.ToList())
         {
@@ -127,6 +150,7 @@ internal sealed class C3poPartitioner : IRolloutSource
         public List<Sequence> Samples { get; } = samples;
         public int Finished { get; set; }
         public int Carries { get; set; }
+        public long Tokens => Samples.Sum(s => (long)s.Tokens.Count);
     }
 }
 
@@ -137,7 +161,11 @@ internal sealed class C3poPartitioner : IRolloutSource
 /// <param name="SequencesOpened">Responses created so far (the next response's id).</param>
 /// <param name="Purged">Responses purged so far.</param>
 internal sealed record C3poPool(IReadOnlyList<SavedGroup> Groups, IReadOnlyList<long> Carried, long GroupsOpened,
-    long SequencesOpened, int Purged);
+    long SequencesOpened, int Purged)
+{
+    /// <summary>Complete groups held back over the budget, trained first by the next iteration.</summary>
+    public IReadOnlyList<SavedGroup> Banked { get; init; } = [];
+}
 
 /// <summary>An open group: its problem, how many of its responses finished, its carry-overs, its responses.</summary>
 internal sealed record SavedGroup(long Id, Problem Problem, int Finished, int Carries,

@@ -25,8 +25,8 @@ internal sealed record RlBenchmarkOptions : ICheckedOptions
     public string Prompts { get; init; } = "8,16,32";
 
     /// <summary>Alternating repeats of each pair of runs. Default 2.</summary>
-    [Option("Times each pair of runs (synchronous, then C3PO++) is repeated, alternating, so that the machine's " +
-        "drift falls on both modes: the speed-ups compare the modes' means.")]
+    [Option("Times each pair of runs (synchronous and C3PO++) is repeated, in alternating order, so that the " +
+        "machine's drift falls on both modes: the speed-ups compare the modes' means.")]
     public int Repeats { get; init; } = 2;
 
     /// <summary>The prompt counts, parsed.</summary>
@@ -78,10 +78,17 @@ internal static class RlBenchmark
         CancellationToken cancellationToken = default)
     {
         var sizes = new List<RlBenchmarkSize>();
-        foreach (var (prompts, sync, c3po) in options.Configurations())
+        var configurations = options.Configurations();
+        // the process's first job runs slower (the JIT's first tier, the allocators' first requests): not timed
+        await RlTrainJob.RunAsync(configurations[0].Sync with { Steps = 2, EvalEvery = 2 }, null, cancellationToken);
+        log?.Invoke("warm-up run done (not timed)");
+        foreach (var (prompts, sync, c3po) in configurations)
         {
             var runs = new List<RlBenchmarkRun>();
-            foreach (var configured in Enumerable.Repeat(new[] { sync, c3po }, options.Repeats).SelectMany(p => p))
+            // pairs in alternating order (sync, C3PO++, C3PO++, sync, ...): the machine's drift falls on both modes
+            var order = Enumerable.Range(0, options.Repeats).SelectMany(r => r % 2 == 0 ? new[] { sync, c3po }
+                : [c3po, sync]);
+            foreach (var configured in order)
             {
                 var job = configured == sync ? configured : (configured with { Rollout = configured.Rollout with
                     { Budget = MeasuredBudget(configured, runs[0]) } }).Validate();
@@ -113,14 +120,18 @@ internal static class RlBenchmark
                         $"reward {run.FinalReward:F3} (last quarter)");
                 runs.Add(run);
             }
-            var (syncRuns, c3poRuns) = (runs.Where((_, i) => i % 2 == 0).ToList(), runs.Where((_, i) => i % 2 == 1)
-                .ToList());
+            var syncName = OptionSpec.EnumName(typeof(RolloutMode), RolloutMode.Sync);
+            var (syncRuns, c3poRuns) = (runs.Where(r => r.Rollout == syncName).ToList(),
+                runs.Where(r => r.Rollout != syncName).ToList());
+            static double Trained(List<RlBenchmarkRun> r) =>
+                r.Average(x => x.TrainedTokensPerStep) / r.Average(x => x.StepSeconds);
             var size = new RlBenchmarkSize(prompts, c3poRuns[0].Budget, runs,
                 c3poRuns.Average(r => r.TokensPerSecond) / syncRuns.Average(r => r.TokensPerSecond),
-                syncRuns.Average(r => r.StepSeconds) / c3poRuns.Average(r => r.StepSeconds));
+                syncRuns.Average(r => r.StepSeconds) / c3poRuns.Average(r => r.StepSeconds),
+                Trained(c3poRuns) / Trained(syncRuns));
             log?.Invoke(
                 $"P {prompts,3}: C3PO++ over synchronous: rollout tokens/s {size.RolloutSpeedup:F2}x, step " +
-                    $"time {size.StepSpeedup:F2}x");
+                    $"time {size.StepSpeedup:F2}x, trained tokens/s {size.TrainedSpeedup:F2}x");
             sizes.Add(size);
         }
         return new RlBenchmarkReport(options.Job, Environment.ProcessorCount, sizes);
@@ -142,11 +153,15 @@ internal sealed record RlBenchmarkReport(RlTrainOptions Job, int Cores, IReadOnl
 /// <summary>Synchronous and C3PO++ at one batch size.</summary>
 /// <param name="Prompts">Prompts per step of the synchronous baseline.</param>
 /// <param name="Budget">C3PO++'s Φ (the baseline's expected trained tokens per step).</param>
-/// <param name="Runs">Synchronous, then C3PO++, as many times as the repeats, alternating.</param>
+/// <param name="Runs">Pairs of runs, as many as the repeats, the first synchronous then C3PO++, the next the other
+/// way round, and so on.</param>
 /// <param name="RolloutSpeedup">C3PO++'s mean rollout tokens/s over the synchronous baseline's.</param>
 /// <param name="StepSpeedup">The synchronous baseline's mean step time over C3PO++'s.</param>
+/// <param name="TrainedSpeedup">Response tokens trained per second of whole steps, C3PO++'s over the baseline's
+/// (each mode's mean tokens trained per step over its mean step time): the step speed-up corrected for C3PO++
+/// training Φ and part of a group more per step.</param>
 internal sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlBenchmarkRun> Runs,
-    double RolloutSpeedup, double StepSpeedup);
+    double RolloutSpeedup, double StepSpeedup, double TrainedSpeedup);
 
 /// <summary>One configuration's measurements (means over the steps after the first).</summary>
 /// <param name="Rollout">sync or c3po++.</param>
