@@ -245,6 +245,44 @@ public sealed class InferenceWorkerTests : IDisposable
         Assert.Contains("holds 9 records, not 10", log);
     }
 
+    /// <summary>A model that takes longer to load than <c>--stall-seconds</c> (a session loading on a busy machine):
+    /// the worker leases nothing until its replicas exist, so it is never taken for stalled and no shard is halved
+    /// or record blamed for it.</summary>
+    [Fact]
+    public async Task AModelSlowerToLoadThanTheStallLimit_IsNoStall_TheWorkerLeasesOnceItIsReady()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 80);
+        var (core, spec) = Coordinator(input, s => s with
+            { Scheduling = s.Scheduling with { LeaseSeconds = 1, StallSeconds = 1 } });
+        using var _ = core;
+        // a failure must not hang the test: a worker found stalled gets no more leases and would wait forever
+        using var abort = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var summary = await new InferenceWorker(core, "a", __ => [new SlowToLoadModel(TimeSpan.FromSeconds(3))])
+            .RunAsync(abort: abort.Token);
+
+        Assert.Equal("finished", summary.Reason);
+        Assert.Empty(core.TakeStalled());
+        var check = InferOutput.Verify(_folder.Path, RecordSource.Open(spec));
+        Assert.True(check.ExactlyOnce, check.ToString());
+        Assert.Equal((80L, 0L), (check.Rows, check.Quarantined));
+    }
+
+    /// <summary>The length model, each replica <paramref name="load"/> long to create.</summary>
+    private sealed class SlowToLoadModel(TimeSpan load) : IModelStage
+    {
+        private readonly LengthModel _inner = new();
+        public string Name => _inner.Name;
+        public object Prepare(string text) => _inner.Prepare(text);
+        public void Write(Utf8JsonWriter json, object output) => _inner.Write(json, output);
+        public void Dispose() { }
+
+        public IPredictor CreateReplica()
+        {
+            Thread.Sleep(load);
+            return _inner.CreateReplica();
+        }
+    }
+
     /// <summary>The length model, slowed down, that signals <paramref name="stop"/> once its first batch is done (so
     /// the worker holds shards when it stops).</summary>
     private sealed class SlowModel(CancellationTokenSource stop) : IModelStage

@@ -38,10 +38,8 @@ internal sealed class InferenceWorker
     /// <param name="models">Creates the model stages (default: what the spec names, <see cref="ModelStages.Create"/>).
     /// </param>
     public InferenceWorker(ICoordinator coordinator, string id,
-        Func<InferJobOptions, IReadOnlyList<IModelStage>>? models = null)
-    {
+        Func<InferJobOptions, IReadOnlyList<IModelStage>>? models = null) =>
         (_coordinator, Id, _models) = (coordinator, id, models ?? ModelStages.Create);
-    }
 
     /// <summary>The worker's name.</summary>
     public string Id { get; }
@@ -179,11 +177,11 @@ internal sealed class InferenceWorker
             () => toModel[k].Reader.Count * spec.Models.BatchSize)).ToList();
         var post = AddStage("postprocess", 1, () => toPost.Reader.Count * spec.Models.BatchSize);
         var write = AddStage("write", 1, () => toWrite.Reader.Count);
-        var stages = _recordStages = new RecordStages(Id, Log);
+        var stages = _recordStages = new RecordStages(Id, Log, replicas.Sum());
 
         var tasks = new List<Task>
         {
-            Pipe(LeaseLoop(shards.Writer, drain, stop), shards.Writer),
+            Pipe(LeaseLoop(shards.Writer, stages.Ready, drain, stop), shards.Writer),
             Pipe(RecordStages.Read(source, shards.Reader, lease => _held[lease.Token], toPrepare.Writer,
                 toWrite.Writer, read, stop), toPrepare.Writer),
             Pipe(RecordStages.Prepare(spec.Models.BatchSize, models, toPrepare.Reader, toModel[0].Writer,
@@ -238,8 +236,10 @@ internal sealed class InferenceWorker
         catch (Exception e) { Log?.Invoke($"{Id}: could not say goodbye ({e.Message})"); }
     }
 
-    private async Task LeaseLoop(ChannelWriter<ShardLease> shards, CancellationToken drain, CancellationToken stop)
+    private async Task LeaseLoop(ChannelWriter<ShardLease> shards, Task ready, CancellationToken drain,
+        CancellationToken stop)
     {
+        await ready.WaitAsync(stop);
         while (!drain.IsCancellationRequested)
         {
             if (_held.Count >= MaxHeldShards - 1) { await Task.Delay(20, stop); continue; }

@@ -11,9 +11,26 @@ namespace Toolkit.BatchInference;
 /// gets an <see cref="WorkItem.Error"/> and goes to the quarantine channel (read, preprocess) or travels on to be
 /// written as a quarantine line (model stages).
 /// </summary>
-internal sealed class RecordStages(string worker, Action<string>? log)
+internal sealed class RecordStages
 {
-    private int _restarts;
+    private readonly string _worker;
+    private readonly Action<string>? _log;
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _restarts, _starting;
+
+    /// <param name="worker">The worker's id (in log lines).</param>
+    /// <param name="log">Where log lines go, or null.</param>
+    /// <param name="replicas">Model replicas the pipeline creates, over every model.</param>
+    public RecordStages(string worker, Action<string>? log, int replicas)
+    {
+        (_worker, _log, _starting) = (worker, log, replicas);
+        if (replicas <= 0) _ready.SetResult();
+    }
+
+    /// <summary>Completes once every model replica exists: the worker leases nothing before, so a slow start (model
+    /// sessions loading on a busy machine) is never taken for a stall on a shard and never costs the shard an
+    /// attempt.</summary>
+    public Task Ready => _ready.Task;
 
     /// <summary>How many model replicas were restarted after failing a batch.</summary>
     public int Restarts => Volatile.Read(ref _restarts);
@@ -104,6 +121,7 @@ internal sealed class RecordStages(string worker, Action<string>? log)
     {
         var model = models[k];
         var replica = model.CreateReplica();
+        if (Interlocked.Decrement(ref _starting) == 0) _ready.TrySetResult();
         try
         {
             await foreach (var batch in input.ReadAllAsync(stop))
@@ -121,7 +139,7 @@ internal sealed class RecordStages(string worker, Action<string>? log)
                     catch (Exception batchError) when (!stop.IsCancellationRequested)
                     {
                         Interlocked.Increment(ref _restarts);
-                        log?.Invoke($"{worker}: {model.Name} replica failed a batch ({batchError.Message}); " +
+                        _log?.Invoke($"{_worker}: {model.Name} replica failed a batch ({batchError.Message}); " +
                             "restarting it and retrying record by record");
                         replica.Dispose();
                         replica = model.CreateReplica();
