@@ -46,8 +46,6 @@ public sealed class RlBenchmarkTests : IDisposable
                 && r.DecodeSeconds <= r.RolloutSeconds && r.TrainSeconds > 0 && r.SyncSeconds > 0, $"{r}"));
             Assert.True(sync.PrefillSeconds > 0 && sync.PrefixTokensPerStep > 0, $"{sync}");
             Assert.Equal(0, sync.WastedTokensPerStep);
-            // every C3PO++ step trains at least its budget (Φ split over the 2 ranks)
-            Assert.True(c3po.TrainedTokensPerStep >= c3po.Budget / 2 * 2, $"{c3po}");
             // C3PO++ over the baseline, not the reverse
             Assert.Equal(size.Runs[1].TokensPerSecond / size.Runs[0].TokensPerSecond, size.RolloutSpeedup, 12);
             Assert.Equal(size.Runs[0].StepSeconds / size.Runs[1].StepSeconds, size.StepSpeedup, 12);

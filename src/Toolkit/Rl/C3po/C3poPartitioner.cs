@@ -7,14 +7,14 @@ namespace Toolkit.Rl;
 /// C3PO++ (Ring-1T, arXiv 2510.18855, §C3PO++): budget-controlled rollout partitioning. An inference pool of capacity
 /// Ω (the engine's slots) is kept full of responses being generated; responses that finish are counted, by complete
 /// groups (GRPO needs a prompt's G responses together), and as soon as the completed groups' tokens reach the budget Φ
-/// the iteration trains on them only. Groups complete after Φ was reached, and the first group that would overshoot Φ
-/// by more than the tokens still missing, wait for the next iteration, which takes them first; a group at the
-/// staleness limit σ never waits. So a step trains Φ and, those groups aside, less than one group more, most often
-/// half a group or less. Unfinished responses stay in the pool and are resumed by the next policy version (each token
-/// keeps the version that generated it); a group still open after σ carry-overs is purged (counted, never silently
-/// lost). Every response is therefore trained on exactly once, purged, or still in the pool. Carried responses leave
-/// the engine and feed their prefix again under the new weights, or, in flight (<c>--inflight-update</c>), stay in
-/// their slots and go on from the cache the older weights filled.
+/// the iteration trains on them only. Φ is kept on average: the target of an iteration is Φ less what earlier ones
+/// trained beyond it, and groups that complete after the target was reached wait for the next iteration, which trains
+/// them first (a group at the staleness limit σ never waits). So n iterations train nΦ tokens and less than one group
+/// more, groups at σ aside. Unfinished responses stay in the pool and are resumed by the next policy version (each
+/// token keeps the version that generated it); a group still open after σ carry-overs is purged (counted, never
+/// silently lost). Every response is therefore trained on exactly once, purged, or still in the pool. Carried
+/// responses leave the engine and feed their prefix again under the new weights, or, in flight
+/// (<c>--inflight-update</c>), stay in their slots and go on from the cache the older weights filled.
 /// </summary>
 internal sealed class C3poPartitioner : IRolloutSource
 {
@@ -28,6 +28,7 @@ internal sealed class C3poPartitioner : IRolloutSource
     private readonly Dictionary<long, OpenGroup> _open = [];
     private readonly List<Sequence> _carried = [];
     private readonly List<OpenGroup> _banked = [];
+    private long _ahead;
 
     public C3poPartitioner(GenerationEngine engine, PromptStream prompts, int groupSize, long budget, int staleness,
         bool inflight = false)
@@ -55,25 +56,17 @@ internal sealed class C3poPartitioner : IRolloutSource
         foreach (var s in _carried) _engine.Enqueue(s);
         _carried.Clear();
         var completed = new List<RolloutGroup>();
-        long tokens = 0;
-        var waited = false;
-        // a complete group joins while it leaves the total nearer Φ; past Φ, or once per iteration when it would
-        // overshoot further, it waits, unless it is at its staleness limit
+        long tokens = 0, target = _budget - _ahead;
+        // past the target a complete group waits for the next iteration, unless it is at its staleness limit
         bool Take(OpenGroup group)
         {
-            var wait = tokens >= _budget || completed.Count > 0 && !waited
-                && tokens + group.Tokens - _budget > _budget - tokens;
-            if (wait && group.Carries < _staleness)
-            {
-                waited |= tokens < _budget;
-                return false;
-            }
+            if (tokens >= target && completed.Count > 0 && group.Carries < _staleness) return false;
             completed.Add(new RolloutGroup(group.Id, group.Problem, group.Samples));
             tokens += group.Tokens;
             return true;
         }
         _banked.RemoveAll(Take);
-        while (tokens < _budget)
+        while (tokens < target || completed.Count == 0)
         {
             while (_engine.InFlight + _engine.Queued < _engine.Slots) Open(_prompts.Next());
             foreach (var finished in _engine.Step())
@@ -84,6 +77,7 @@ internal sealed class C3poPartitioner : IRolloutSource
                 if (!Take(group)) _banked.Add(group);
             }
         }
+        _ahead += tokens - _budget;
         if (!_inflight) _carried.AddRange(_engine.EvictAll());
         var (purged, wasted) = Purge();
         return mark.Since(_engine, completed, clock.Elapsed.TotalSeconds, _inflight ? _engine.Pending.Count
@@ -95,7 +89,7 @@ internal sealed class C3poPartitioner : IRolloutSource
     /// held back, and the counters.</summary>
     public C3poPool Save() => new([.. _open.Values.Select(Saved)],
         [.. (_inflight ? _engine.Pending : _carried).Select(s => s.Id)], _factory.Groups, _factory.Sequences,
-        PurgedTotal) { Banked = [.. _banked.Select(Saved)] };
+        PurgedTotal) { Banked = [.. _banked.Select(Saved)], Ahead = _ahead };
 
     private static SavedGroup Saved(OpenGroup g) =>
         new(g.Id, g.Problem, g.Finished, g.Carries, [.. g.Samples.Select(SavedSequence.Of)]);
@@ -113,6 +107,7 @@ internal sealed class C3poPartitioner : IRolloutSource
         var byId = _open.Values.SelectMany(g => g.Samples).ToDictionary(s => s.Id);
         _carried.AddRange(pool.Carried.Select(id => byId[id]));
         _banked.AddRange(pool.Banked.Select(Restored));
+        _ahead = pool.Ahead;
         _factory.Restore(pool.GroupsOpened, pool.SequencesOpened);
         PurgedTotal = pool.Purged;
     }
@@ -165,6 +160,9 @@ internal sealed record C3poPool(IReadOnlyList<SavedGroup> Groups, IReadOnlyList<
 {
     /// <summary>Complete groups held back over the budget, trained first by the next iteration.</summary>
     public IReadOnlyList<SavedGroup> Banked { get; init; } = [];
+
+    /// <summary>Tokens trained so far beyond Φ per iteration (the next iteration's target is Φ less this).</summary>
+    public long Ahead { get; init; }
 }
 
 /// <summary>An open group: its problem, how many of its responses finished, its carry-overs, its responses.</summary>

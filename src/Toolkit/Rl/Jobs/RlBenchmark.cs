@@ -158,8 +158,8 @@ internal sealed record RlBenchmarkReport(RlTrainOptions Job, int Cores, IReadOnl
 /// <param name="RolloutSpeedup">C3PO++'s mean rollout tokens/s over the synchronous baseline's.</param>
 /// <param name="StepSpeedup">The synchronous baseline's mean step time over C3PO++'s.</param>
 /// <param name="TrainedSpeedup">Response tokens trained per second of whole steps, C3PO++'s over the baseline's
-/// (each mode's mean tokens trained per step over its mean step time): the step speed-up corrected for C3PO++
-/// training Φ and part of a group more per step.</param>
+/// (each mode's mean tokens trained per step over its mean step time): the step speed-up corrected for steps that
+/// train different numbers of tokens.</param>
 internal sealed record RlBenchmarkSize(int Prompts, long Budget, IReadOnlyList<RlBenchmarkRun> Runs,
     double RolloutSpeedup, double StepSpeedup, double TrainedSpeedup);
 
