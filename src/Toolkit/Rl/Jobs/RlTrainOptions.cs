@@ -54,7 +54,8 @@ public sealed record RolloutOptions
     public int Samples { get; init; } = 8;
 
     /// <summary>C3PO++'s token budget Φ per step over all ranks. Default 640.</summary>
-    [Option("C3PO++ token budget Phi per step, over all ranks (also the 1/Phi of the budget normalisation).")]
+    [Option("C3PO++ token budget Phi per step, over all ranks, kept on average (a step that trained beyond it " +
+        "leaves the next that much less); also the 1/Phi of the budget normalisation.")]
     public long Budget { get; init; } = 640;
 
     /// <summary>Inference pool capacity Ω per rank. Default 64.</summary>
