@@ -102,7 +102,8 @@ public sealed class CoordinatorServiceTests : IDisposable
         var lines = new List<string>();
         var worker = new InferenceWorker(client, "w", _ => [new LengthModel()])
         {
-            CoordinatorGrace = TimeSpan.FromSeconds(1), Log = l => { lock (lines) lines.Add(l); },
+            // long enough for two retries when connecting is slow on a busy machine
+            CoordinatorGrace = TimeSpan.FromSeconds(3), Log = l => { lock (lines) lines.Add(l); },
         };
         var e = await Assert.ThrowsAsync<RpcException>(() => worker.RunAsync());
         Assert.Equal(StatusCode.Unavailable, e.StatusCode);

@@ -84,16 +84,19 @@ public sealed class InferenceWorkerTests : IDisposable
             q => Assert.Equal("length: tensor shape mismatch on a poisoned record", q.Reason));
     }
 
+    /// <summary>A poisoned record in each shard fails its batch, and restarting the replica fails too (a model that
+    /// breaks mid-run): every worker fails holding both shards, which end FAILED at the retry cap.</summary>
     [Fact]
     public async Task AWorkerThatKeepsFailing_UsesUpTheRetryCap_AndTheShardsAreReportedFailed_NeverDropped()
     {
-        var input = Inputs.Jsonl(_folder.Path, 60);
+        var input = Inputs.Jsonl(_folder.Path, 60,
+            i => i is 5 or 45 ? $$"""{"id": "p{{i}}", "text": "POISON {{i}}"}""" : null);
         var (core, spec) = Coordinator(input);
         using var _ = core;
         for (var attempt = 0; attempt < spec.Scheduling.Retries; attempt++)
         {
             var e = await Assert.ThrowsAsync<InvalidOperationException>(() => new InferenceWorker(core, $"w{attempt}",
-                __ => [new LengthModel { BrokenReplicas = true }]).RunAsync());
+                __ => [new LengthModel { HealthyReplicas = 1 }]).RunAsync());
             Assert.Contains("model file is corrupt", e.Message);
         }
         var status = core.Status();
@@ -105,6 +108,26 @@ public sealed class InferenceWorkerTests : IDisposable
         // A healthy worker now finds nothing to do: failed shards are not silently retried forever.
         var late = await new InferenceWorker(core, "late", __ => [new LengthModel()]).RunAsync();
         Assert.Equal((0, "finished"), (late.Shards, late.Reason));
+    }
+
+    /// <summary>A worker that cannot load its model fails before it leases anything: the shards are not its fault
+    /// (no attempt is charged), and a healthy worker then does them all.</summary>
+    [Fact]
+    public async Task AWorkerThatCannotLoadItsModel_FailsBeforeLeasing_AndNoShardIsCharged()
+    {
+        var input = Inputs.Jsonl(_folder.Path, 60);
+        var (core, spec) = Coordinator(input);
+        using var _ = core;
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => new InferenceWorker(core, "broken",
+            __ => [new LengthModel { HealthyReplicas = 0 }]).RunAsync());
+        Assert.Contains("model file is corrupt", e.Message);
+        var status = core.Status();
+        Assert.Equal((false, 0, 0), (status.Finished, status.ShardsDone, status.Failed.Count));
+        var healthy = await new InferenceWorker(core, "healthy", __ => [new LengthModel()]).RunAsync();
+        Assert.Equal("finished", healthy.Reason);
+        var check = InferOutput.Verify(_folder.Path, RecordSource.Open(spec));
+        Assert.True(check.ExactlyOnce, check.ToString());
+        Assert.Equal((60L, 0L), (check.Rows, check.Quarantined));
     }
 
     [Fact]

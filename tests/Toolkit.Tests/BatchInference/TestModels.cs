@@ -5,23 +5,24 @@ namespace Toolkit.Tests.BatchInference;
 
 /// <summary>
 /// A fast, deterministic model stage for pipeline tests: the output is the text's length. It fails, as real models do,
-/// on demand: a batch holding a text with "POISON" throws (the record alone throws too), and
-/// <see cref="BrokenReplicas"/> makes creating a replica throw (a worker that cannot load its model).
+/// on demand: a batch holding a text with "POISON" throws (the record alone throws too), and creating more replicas
+/// than <see cref="HealthyReplicas"/> throws (0: a worker that cannot load its model; 1: a model that breaks when its
+/// replica is restarted).
 /// </summary>
 internal sealed class LengthModel : IModelStage
 {
     private int _replicas;
 
     public string Name => "length";
-    public bool BrokenReplicas { get; init; }
+    public int HealthyReplicas { get; init; } = int.MaxValue;
     public int ReplicasCreated => _replicas;
 
     public object Prepare(string text) => text;
 
     public IPredictor CreateReplica()
     {
-        Interlocked.Increment(ref _replicas);
-        return BrokenReplicas ? throw new InvalidOperationException("model file is corrupt") : new Replica();
+        return Interlocked.Increment(ref _replicas) > HealthyReplicas
+            ? throw new InvalidOperationException("model file is corrupt") : new Replica();
     }
 
     public void Write(Utf8JsonWriter json, object output) => json.WriteNumber("length", (int)output);
